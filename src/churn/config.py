@@ -1,0 +1,335 @@
+"""Typed, frozen configuration loaded once from ``params.yaml``.
+
+``params.yaml`` is the only home of knobs. Each pipeline stage has its own section, named like
+the stage and its CLI command (DVC example-get-started convention). Paths are *not* knobs: they
+live in ``dvc.yaml`` and reach the stages as CLI options.
+
+Every model forbids unknown keys and is frozen, so a typo such as ``train.learnig_rate`` fails
+at load time with a message naming the key instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """Raised when ``params.yaml`` is missing, malformed, or holds an unknown or mistyped key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulateConfig(_Section):
+    """Knobs of the built-in simulator (``churn simulate``)."""
+
+    customers: int = Field(20_000, ge=10, description="Number of simulated customers.")
+    months: int = Field(24, ge=3, le=120, description="Months of history to simulate.")
+    seed: int = Field(42, description="Random seed; the same seed gives byte-identical tables.")
+    start_date: dt.date = Field(dt.date(2024, 1, 1), description="First day of the simulation.")
+    mess: bool = Field(
+        True,
+        description="Inject realistic mess: missing values, duplicate rows, mixed time-zone "
+        "offsets, late CSAT.",
+    )
+
+
+class TableMapping(_Section):
+    """How one of the user's tables maps onto the data contract."""
+
+    file: str | None = Field(
+        None,
+        description="File name inside the raw directory (default: '<table>.parquet' or "
+        "'<table>.csv').",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Contract column name -> the user's column name."
+    )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Contract column -> {user's value: contract value} for vocabulary columns.",
+    )
+
+
+class IngestConfig(_Section):
+    """Knobs of ``churn ingest`` (validation, quarantine, column mapping)."""
+
+    mode: Literal["events", "entity"] = Field(
+        "events",
+        description="'events': the full contract (customers, subscriptions, event tables). "
+        "'entity': one customer table with a label column and no event tables.",
+    )
+    as_of: dt.date | None = Field(
+        None,
+        description="Rows stamped after this date are quarantined as future-dated. "
+        "None: the day the stage runs.",
+    )
+    input_timezone: str = Field(
+        "UTC", description="IANA zone in which naive (offset-less) timestamps are read."
+    )
+    max_quarantine_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Fail when a table's quarantined share of rows exceeds this.",
+    )
+    label_column: str = Field(
+        "churned", description="Entity mode: name (after mapping) of the 0/1 churn label column."
+    )
+    tables: dict[str, TableMapping] = Field(
+        default_factory=dict, description="Per-table column mapping, keyed by contract table."
+    )
+
+    @field_validator("input_timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _check_tables(cls, value: dict[str, TableMapping]) -> dict[str, TableMapping]:
+        from churn.contract import CONTRACT
+
+        unknown = sorted(set(value) - set(CONTRACT))
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; contract tables are {sorted(CONTRACT)}")
+        for table, mapping in value.items():
+            spec = CONTRACT[table]
+            bad = sorted(set(mapping.columns) - set(spec.column_names))
+            if bad:
+                raise ValueError(
+                    f"tables.{table}.columns maps unknown contract column(s) {bad}; "
+                    f"{table} has {spec.column_names}"
+                )
+        return value
+
+
+class LabelConfig(_Section):
+    """Knobs of ``churn label``: the cutoff schedule and the churn definition."""
+
+    first_cutoff: dt.date | None = Field(
+        None,
+        description="First cutoff date. None: the first month start after 'min_history_days' "
+        "of data.",
+    )
+    last_cutoff: dt.date | None = Field(
+        None, description="Last cutoff date. None: the last month start covered by the data."
+    )
+    every_months: int = Field(1, ge=1, le=12, description="Months between cutoffs.")
+    min_history_days: int = Field(
+        180, ge=0, description="Data history required before the first automatic cutoff."
+    )
+    horizon_days: int = Field(
+        60, ge=1, description="A customer churns if all subscriptions end within this horizon."
+    )
+    grace_days: int = Field(
+        14, ge=0, description="A new subscription started within this many days is a renewal."
+    )
+    min_tenure_days: int = Field(
+        0, ge=0, description="Customers younger than this at the cutoff are not in the population."
+    )
+
+
+class SparkConfig(_Section):
+    """Knobs of the Spark engine (local mode or a cluster)."""
+
+    shards: int = Field(8, ge=1, description="Customer hash partitions for feature computation.")
+    master: str = Field("local[2]", description="Spark master URL used by the CLI engine.")
+
+
+class FeaturesConfig(_Section):
+    """Knobs of ``churn features``."""
+
+    engine: Literal["local", "spark"] = Field(
+        "local", description="'local' runs DuckDB in process; 'spark' runs the same code on Spark."
+    )
+    windows_days: tuple[int, ...] = Field(
+        (7, 30, 90), description="Look-back windows (days before the cutoff) for event counts."
+    )
+    usage_event_types: tuple[str, ...] = Field(
+        ("login", "core_action", "report_export", "integration_call", "seat_invite"),
+        description="Usage event types counted one by one; other types count only in totals.",
+    )
+    ticket_categories: tuple[str, ...] = Field(
+        ("billing", "technical", "how_to", "bug", "account"),
+        description="Support ticket categories counted one by one.",
+    )
+    duckdb_threads: int = Field(2, ge=1, description="Threads DuckDB may use.")
+    duckdb_memory_limit: str = Field("8GB", description="DuckDB memory limit.")
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    @field_validator("windows_days")
+    @classmethod
+    def _check_windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(w <= 0 for w in value) or len(set(value)) != len(value):
+            raise ValueError("windows_days must be distinct positive integers")
+        return tuple(sorted(value))
+
+
+class GateConfig(_Section):
+    """Champion/challenger promotion rule."""
+
+    metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = Field(
+        "pr_auc", description="Metric compared on the same test rows."
+    )
+    margin: float = Field(
+        0.0, ge=0.0, description="The challenger must beat the champion by more than this."
+    )
+
+
+class TuningConfig(_Section):
+    """Optional optuna search; trials are nested MLflow runs."""
+
+    enabled: bool = False
+    trials: int = Field(20, ge=1)
+    timeout_seconds: int | None = Field(None, ge=1)
+
+
+class TrainConfig(_Section):
+    """Knobs of ``churn train``: split, LightGBM, calibration, guards, registry gate."""
+
+    test_cutoffs: int = Field(1, ge=1, description="Last labeled cutoffs held out as test.")
+    validation_cutoffs: int = Field(
+        1, ge=1, description="Latest training cutoffs used for early stopping and calibration."
+    )
+    entity_test_share: float = Field(0.2, gt=0.0, lt=0.5)
+    entity_validation_share: float = Field(0.2, gt=0.0, lt=0.5)
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    n_estimators: int = Field(500, ge=1)
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = Field(5, description="-1 means no limit; shallow trees explain faster.")
+    min_child_samples: int = Field(100, ge=1)
+    subsample: float = Field(0.8, gt=0.0, le=1.0)
+    colsample_bytree: float = Field(0.8, gt=0.0, le=1.0)
+    reg_lambda: float = Field(1.0, ge=0.0)
+    early_stopping_rounds: int = Field(50, ge=1)
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    min_positives: int = Field(20, ge=1, description="Fail when training has fewer positives.")
+    leakage_auc_threshold: float = Field(
+        0.97, gt=0.5, le=1.0, description="A single feature above this test AUC fails the run."
+    )
+    seed: int = 7
+    registered_model_name: str = "churn"
+    gate: GateConfig = Field(default_factory=GateConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+
+
+class EvaluateConfig(_Section):
+    """Knobs of ``churn evaluate``."""
+
+    top_fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
+    calibration_bins: int = Field(10, ge=2)
+    segments: tuple[str, ...] = ("plan", "acquisition_channel", "billing_period")
+    backtest_cutoffs: int = Field(3, ge=0, description="Rolling backtest over the last K cutoffs.")
+
+
+class ScoreConfig(_Section):
+    """Knobs of ``churn score``."""
+
+    reasons: int = Field(3, ge=1, le=10, description="Reasons per customer.")
+    cutoff: dt.date | None = Field(None, description="Cutoff to score; None: last date in data.")
+    output_format: Literal["parquet", "csv"] = "parquet"
+    batch_rows: int = Field(200_000, ge=1_000, description="Rows explained per batch.")
+
+
+class ExplainConfig(_Section):
+    """Knobs of ``churn explain``."""
+
+    sample_rows: int = Field(3000, ge=50, description="Rows sampled for global plots.")
+    dependence_features: int = Field(4, ge=0, description="Dependence plots for top features.")
+
+
+class ReportConfig(_Section):
+    """Knobs of ``churn report``."""
+
+    top_customers: int = Field(50, ge=1)
+
+
+class Params(_Section):
+    """All pipeline parameters, one section per stage."""
+
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _check_cutoffs(self) -> Params:
+        first, last = self.label.first_cutoff, self.label.last_cutoff
+        if first is not None and last is not None and last < first:
+            raise ValueError("label.last_cutoff is before label.first_cutoff")
+        return self
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key")
+        else:
+            lines.append(f"  - {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
+    """Validate a parsed parameter mapping.
+
+    Args:
+        raw: The mapping read from YAML (``None`` means all defaults).
+        source: Name used in error messages.
+
+    Returns:
+        The frozen, validated parameters.
+
+    Raises:
+        ConfigError: On an unknown key, a wrong type or an out-of-range value; the message
+            names every offending key.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw)}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and validate ``params.yaml``.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The frozen, validated parameters.
+
+    Raises:
+        ConfigError: If the file is missing, is not YAML, or fails validation.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"parameter file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, source=str(path))
