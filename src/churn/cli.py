@@ -61,14 +61,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load(params: Path):  # noqa: ANN202 - returns churn.config.Params
+def _load(params: Path):
     try:
         return load_params(params)
     except ConfigError as exc:
         _fail(str(exc))
 
 
-def _run(func, /, **kwargs) -> None:  # noqa: ANN001
+def _run(func, /, **kwargs) -> None:
     """Call a runner, turning user-fixable errors into a clean message and exit code 2."""
     from churn.errors import ChurnError
 
@@ -81,15 +81,13 @@ def _run(func, /, **kwargs) -> None:  # noqa: ANN001
 @app.command()
 def simulate(
     params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Directory for the raw contract tables (Parquet).")] = Path(
-        "data/raw"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Directory for the raw contract tables (Parquet).")
+    ] = Path("data/raw"),
     truth: Annotated[
         Path, typer.Option(help="Directory for the ground truth (never read by training).")
     ] = Path("data/truth"),
-    customers: Annotated[
-        int | None, typer.Option(help="Override simulate.customers.")
-    ] = None,
+    customers: Annotated[int | None, typer.Option(help="Override simulate.customers.")] = None,
     months: Annotated[int | None, typer.Option(help="Override simulate.months.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override simulate.seed.")] = None,
 ) -> None:
@@ -108,9 +106,9 @@ def simulate(
 @app.command()
 def ingest(
     params: ParamsOpt = Path("params.yaml"),
-    raw: Annotated[Path, typer.Option(help="Directory with the raw tables (CSV or Parquet).")] = Path(
-        "data/raw"
-    ),
+    raw: Annotated[
+        Path, typer.Option(help="Directory with the raw tables (CSV or Parquet).")
+    ] = Path("data/raw"),
     out: Annotated[Path, typer.Option(help="Directory for validated tables.")] = Path(
         "data/validated"
     ),
@@ -140,9 +138,9 @@ def label(
     validated: Annotated[Path, typer.Option(help="Directory of validated tables.")] = Path(
         "data/validated"
     ),
-    out: Annotated[Path, typer.Option(help="Labels Parquet: one row per customer and cutoff.")] = Path(
-        "data/labels/labels.parquet"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Labels Parquet: one row per customer and cutoff.")
+    ] = Path("data/labels/labels.parquet"),
 ) -> None:
     """Build point-in-time labels over the cutoff schedule."""
     from churn.label import run_label
@@ -261,9 +259,9 @@ def score(
         str | None,
         typer.Option(help="Cutoff date (YYYY-MM-DD); default score.cutoff or the data's end."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Scores file (Parquet, or CSV with --format csv).")] = Path(
-        "data/scores/scores.parquet"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Scores file (Parquet, or CSV with --format csv).")
+    ] = Path("data/scores/scores.parquet"),
     previous: Annotated[
         Path | None,
         typer.Option(help="Earlier scores file to compare with (what changed since)."),
@@ -314,9 +312,9 @@ def explain(
     model_dir: Annotated[Path, typer.Option(help="Exported model directory.")] = Path(
         "models/churn"
     ),
-    out_dir: Annotated[Path, typer.Option(help="Directory for explanation PNGs and tables.")] = Path(
-        "reports/explain"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option(help="Directory for explanation PNGs and tables.")
+    ] = Path("reports/explain"),
 ) -> None:
     """Global explanations: SHAP beeswarm, bar, family and journey-phase shares, dependence."""
     from churn.explain import run_explain

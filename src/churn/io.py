@@ -109,7 +109,9 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def read_tables(directory: str | Path, names: list[str] | tuple[str, ...]) -> dict[str, pd.DataFrame]:
+def read_tables(
+    directory: str | Path, names: list[str] | tuple[str, ...]
+) -> dict[str, pd.DataFrame]:
     """Read the validated tables present in ``directory`` (``<name>.parquet``).
 
     Absent tables are simply not in the result; callers decide whether that is an error.
