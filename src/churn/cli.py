@@ -96,7 +96,9 @@ def simulate(
 
     cfg = _load(params).simulate
     overrides = {
-        k: v for k, v in {"customers": customers, "months": months, "seed": seed}.items() if v
+        k: v
+        for k, v in {"customers": customers, "months": months, "seed": seed}.items()
+        if v is not None
     }
     if overrides:
         cfg = cfg.model_copy(update=overrides)
@@ -198,6 +200,9 @@ def train(
     report: Annotated[Path, typer.Option(help="JSON summary of the training run.")] = Path(
         "reports/train.json"
     ),
+    catalog: Annotated[
+        Path, typer.Option(help="Feature catalog CSV from 'churn features'.")
+    ] = Path("reports/feature_catalog.csv"),
 ) -> None:
     """Train LightGBM and a baseline out of time, calibrate, log to MLflow, gate the champion."""
     from churn.train import run_train
@@ -208,6 +213,7 @@ def train(
         features_path=features,
         model_dir=model_dir,
         report_path=report,
+        catalog_path=catalog,
     )
 
 
