@@ -32,6 +32,7 @@ MODEL_FILE = "model.txt"
 META_FILE = "churn_model.json"
 CATALOG_FILE = "catalog.csv"
 FORMAT_VERSION = 1
+PROBABILITY_FLOOR = 1e-6
 
 
 def compute_sha256(path: str | Path) -> str:
@@ -103,10 +104,14 @@ class Calibrator:
         """Return calibrated probabilities for raw scores."""
         raw_scores = np.asarray(raw_scores, dtype=float)
         if self.method == "isotonic":
-            return np.interp(raw_scores, np.asarray(self.x), np.asarray(self.y))
-        if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.slope * raw_scores + self.intercept)))
-        return 1.0 / (1.0 + np.exp(-raw_scores))
+            probabilities = np.interp(raw_scores, np.asarray(self.x), np.asarray(self.y))
+        elif self.method == "platt":
+            probabilities = 1.0 / (1.0 + np.exp(-(self.slope * raw_scores + self.intercept)))
+        else:
+            probabilities = 1.0 / (1.0 + np.exp(-raw_scores))
+        # An isotonic step can reach exactly 0 or 1; no customer is certain to stay or leave,
+        # and a hard 0 makes the log loss of a single surprise infinite.
+        return np.clip(probabilities, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise to JSON-compatible types."""
