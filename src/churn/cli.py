@@ -349,6 +349,10 @@ def report(
     out: Annotated[Path, typer.Option(help="Self-contained HTML report.")] = Path(
         "reports/index.html"
     ),
+    validated: Annotated[
+        Path | None,
+        typer.Option(help="Validated tables (optional): segment the scores by customer fields."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.report import run_report
@@ -360,6 +364,7 @@ def report(
         labels_path=labels,
         scores_path=scores,
         out_path=out,
+        validated_dir=validated,
     )
 
 

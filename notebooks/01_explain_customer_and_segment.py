@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Explain one customer and one segment
+#
+# Why is a customer at risk, and what drives risk in a whole segment? Everything here comes from
+# what `dvc repro` wrote: the scores with their reasons, the per-feature contributions the score
+# stage keeps beside them (`scores_contributions.parquet`, exact TreeSHAP in log-odds), and the
+# champion model from the MLflow registry. Set `CHURN_PROJECT_DIR` to use another project
+# (default: the repository this notebook lives in).
+
+# %%
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def find_project() -> Path:
+    """Return $CHURN_PROJECT_DIR, else the nearest directory upwards holding dvc.yaml."""
+    if os.environ.get("CHURN_PROJECT_DIR"):
+        return Path(os.environ["CHURN_PROJECT_DIR"]).resolve()
+    for directory in (Path.cwd(), *Path.cwd().parents):
+        if (directory / "dvc.yaml").exists():
+            return directory
+    raise FileNotFoundError("no dvc.yaml above the working directory; set CHURN_PROJECT_DIR")
+
+
+PROJECT = find_project()
+# Scoring used models:/churn@champion; resolve it against this project's MLflow store.
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT / 'mlflow.db'}")
+
+from churn.model_source import load_model  # noqa: E402 - after the tracking URI is set
+from churn.report import load_report_inputs  # noqa: E402
+from churn.report_data import with_segments  # noqa: E402
+
+scores_path = PROJECT / "data/scores/scores.parquet"
+scores = pd.read_parquet(scores_path)
+contributions = pd.read_parquet(scores_path.with_name("scores_contributions.parquet"))
+model = load_model("models:/churn@champion")
+catalog = model.catalog.set_index("name")
+print(f"{len(scores):,} customers scored at {scores['cutoff'].max():%Y-%m-%d}")
+
+# %% [markdown]
+# ## One customer: the one with the most revenue at risk
+#
+# The scores are sorted by expected revenue at risk, so the first row is the customer a retention
+# team would call first. The reasons are the features that push their risk up the most.
+
+# %%
+customer = scores.iloc[0]
+print(
+    f"customer {customer['customer_id']}: churn probability {customer['churn_probability']:.1%}, "
+    f"MRR {customer['mrr']:,.0f}, revenue at risk {customer['expected_revenue_at_risk']:,.0f}"
+)
+for i in range(1, 4):
+    if pd.notna(customer.get(f"reason_{i}_text")):
+        print(f"  {i}. {customer[f'reason_{i}_text']}")
+
+# %% [markdown]
+# ### Waterfall: from the average customer to this one
+#
+# Each bar is one feature's contribution in log-odds; they add up exactly from the model's base
+# value to this customer's raw score, which the calibrator turns into the probability above.
+
+# %%
+row = contributions.set_index("customer_id").loc[customer["customer_id"]]
+base = float(row["base_value"])
+parts = row[list(model.feature_names)].astype(float)
+raw = base + parts.sum()
+probability = float(model.calibrator.transform([raw])[0])
+assert abs(probability - customer["churn_probability"]) < 1e-4, "contributions do not add up"
+
+top = parts.reindex(parts.abs().sort_values(ascending=False).index[:10])
+steps = pd.concat(
+    [top, pd.Series({f"{len(parts) - len(top)} other features": parts.drop(top.index).sum()})]
+)
+starts = base + steps.cumsum().shift(fill_value=0.0)
+# The reasons carry the customer's values of their features; show them on those bars.
+values = {
+    customer[f"reason_{i}_feature"]: customer[f"reason_{i}_value"]
+    for i in (1, 2, 3)
+    if pd.notna(customer.get(f"reason_{i}_feature"))
+}
+labels = [f"{name} = {values[name]}" if name in values else name for name in steps.index]
+fig, ax = plt.subplots(figsize=(9, 5))
+ax.barh(
+    labels[::-1],
+    steps[::-1],
+    left=starts[::-1],
+    color=["#b3261e" if v > 0 else "#2e7d4f" for v in steps[::-1]],
+)
+ax.axvline(base, color="#9aa5b1", linestyle="--", label=f"base value {base:.2f}")
+ax.axvline(raw, color="#1f2933", label=f"this customer {raw:.2f} -> {probability:.1%}")
+ax.set_xlabel("log-odds of churning (red raises risk, green lowers it)")
+ax.legend(loc="lower left", fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ### What changed since the previous scoring
+#
+# The score stage compares with the previous run when there was one (`scores_changes.parquet`):
+# the probability change and the features whose contribution moved the most.
+
+# %%
+changes_path = scores_path.with_name("scores_changes.parquet")
+if changes_path.exists():
+    changes = pd.read_parquet(changes_path).set_index("customer_id")
+    print(changes.loc[[customer["customer_id"]]].T.to_string())
+else:
+    print("no previous scoring to compare with yet: run the score stage again after new data")
+
+# %% [markdown]
+# ## One segment: the plan with the most revenue at risk
+#
+# Scores carry no plan; the report's helper joins it from the labels. Mean contributions by
+# feature family show what drives risk in the segment compared with everyone else.
+
+# %%
+inputs = load_report_inputs(
+    PROJECT / "reports", PROJECT / "data/labels/labels.parquet", scores_path
+)
+segmented = with_segments(inputs)
+plan = segmented.groupby("plan")["expected_revenue_at_risk"].sum().idxmax()
+in_plan = segmented.set_index("customer_id")["plan"].eq(plan)
+print(
+    f"plan {plan!r}: {in_plan.sum()} customers, mean churn probability "
+    f"{segmented.loc[in_plan.to_numpy(), 'churn_probability'].mean():.1%} "
+    f"(everyone: {segmented['churn_probability'].mean():.1%})"
+)
+
+by_family = (
+    contributions.set_index("customer_id")[list(model.feature_names)]
+    .T.groupby(catalog["family"].reindex(list(model.feature_names)).to_numpy())
+    .sum()
+    .T
+)
+comparison = pd.DataFrame(
+    {
+        f"plan {plan}": by_family[in_plan.reindex(by_family.index, fill_value=False)].mean(),
+        "other customers": by_family[~in_plan.reindex(by_family.index, fill_value=False)].mean(),
+    }
+)
+comparison.plot.barh(
+    figsize=(7, 3.5),
+    xlabel="mean contribution (log-odds)",
+    title=f"What drives risk on plan {plan!r}",
+)
+comparison.round(3)
