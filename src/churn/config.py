@@ -167,7 +167,7 @@ class FeaturesConfig(_Section):
         description="Support ticket categories counted one by one.",
     )
     duckdb_threads: int = Field(2, ge=1, description="Threads DuckDB may use.")
-    duckdb_memory_limit: str = Field("8GB", description="DuckDB memory limit.")
+    duckdb_memory_limit: str = Field("4GB", description="DuckDB memory limit.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
     @field_validator("windows_days")

@@ -1,0 +1,255 @@
+"""Building blocks shared by the feature families: the query contract and windowed sums.
+
+Names registered in the DuckDB session by :func:`churn.features.core.build_features`:
+
+* ``_keys``: the distinct ``(customer_id, cutoff)`` pairs of the population.
+* one view per input table, under its contract name, timestamps as naive UTC.
+* ``_day_bucket`` and ``_bucket_window``: the bucket grid of :func:`build_bucket_grid`.
+
+**Windowed sums over big event tables.** Joining every event to every cutoff of its customer
+multiplies the rows by the number of cutoffs a window covers. Instead, the cutoffs and their
+window starts (``T - w``) cut the time line into disjoint buckets; events are summed once per
+(customer, bucket), and a window ``[T - w, T)`` is the sum of the buckets it contains (it always
+contains whole buckets because both ends are bucket boundaries). Active days are kept as a 64-bit
+mask of the days of a bucket (buckets are at most 63 days long), so distinct days add up too.
+Everything before the first bucket lands in one "prehistory" bucket, which only the recency
+features ("days since the last ...") read. This relies on cutoffs at midnight UTC, which
+:func:`churn.features.core.build_features` checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from churn.features.catalog import FeatureSpec, Kind, Phase
+from churn.sql import days_between
+
+KEYS = "_keys"
+DAY_BUCKET = "_day_bucket"
+BUCKET_WINDOW = "_bucket_window"
+MAX_BUCKET_DAYS = 63
+PREHISTORY = "'-infinity'::TIMESTAMP"
+
+
+@dataclass(frozen=True)
+class FamilyQuery:
+    """What a family computes: SQL plus one catalog entry per output column.
+
+    Attributes:
+        sql: A SELECT returning ``customer_id``, ``cutoff`` and the feature columns, exactly one
+            row per row of ``_keys``.
+        specs: Catalog entries, in column order.
+        skipped_parts: Optional parts left out because their table is absent (part -> reason).
+    """
+
+    sql: str
+    specs: tuple[FeatureSpec, ...]
+    skipped_parts: dict[str, str] = field(default_factory=dict)
+
+
+def spec_maker(family: str, phase: Phase) -> Callable[[str, Kind, str, str], FeatureSpec]:
+    """Return a shorthand ``make(name, kind, unit, description)`` bound to a family and phase."""
+
+    def make(name: str, kind: Kind, unit: str, description: str) -> FeatureSpec:
+        return FeatureSpec(name, family, phase, kind, unit, description)
+
+    return make
+
+
+def count_or_zero(expression: str) -> str:
+    """SQL turning a missing count (no matching rows) into 0.0."""
+    return f"coalesce({expression}, 0)::DOUBLE"
+
+
+def days_before_cutoff(expression: str) -> str:
+    """SQL for the fractional days from ``expression`` to the cutoff (NULL stays NULL)."""
+    return days_between(expression, "cutoff")
+
+
+def select_features(specs: Sequence[FeatureSpec], expressions: Mapping[str, str]) -> str:
+    """Render the SELECT list ``expression AS name`` in catalog order.
+
+    Raises:
+        KeyError: If a spec has no expression (a family bug, caught by the tests).
+    """
+    return ",\n".join(f"{expressions[spec.name]} AS {spec.name}" for spec in specs)
+
+
+@dataclass(frozen=True)
+class BucketGrid:
+    """The bucket grid for a set of cutoffs and windows (see the module docstring).
+
+    Attributes:
+        day_bucket: One row per day in the covered range: ``day``, ``bucket_start`` and
+            ``day_bit`` (uint64, the day's bit in its bucket's mask).
+        bucket_window: One row per (cutoff, bucket inside its largest window): ``cutoff``,
+            ``bucket_start`` and a boolean ``in_<w>d`` per window.
+    """
+
+    day_bucket: pd.DataFrame
+    bucket_window: pd.DataFrame
+
+
+def window_flag(window_days: int) -> str:
+    """Column of ``_bucket_window`` that flags buckets inside the ``window_days`` window."""
+    return f"in_{int(window_days)}d"
+
+
+def build_bucket_grid(cutoffs: Iterable[pd.Timestamp], windows: Sequence[int]) -> BucketGrid:
+    """Cut the time line at every cutoff and window start.
+
+    Args:
+        cutoffs: Distinct cutoffs, naive UTC midnights.
+        windows: Window lengths in days.
+
+    Returns:
+        The grid; empty frames when there are no cutoffs.
+    """
+    day = pd.Timedelta(days=1)
+    points = sorted({pd.Timestamp(c) - w * day for c in cutoffs for w in (0, *windows)})
+    flags = [window_flag(w) for w in windows]
+    if not points:
+        return BucketGrid(
+            pd.DataFrame(
+                {
+                    "day": pd.Series(dtype="datetime64[us]"),
+                    "bucket_start": pd.Series(dtype="datetime64[us]"),
+                    "day_bit": pd.Series(dtype="uint64"),
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "cutoff": pd.Series(dtype="datetime64[us]"),
+                    "bucket_start": pd.Series(dtype="datetime64[us]"),
+                    **{f: pd.Series(dtype="bool") for f in flags},
+                }
+            ),
+        )
+    # Split long gaps so that a bucket's days fit in a 64-bit mask.
+    starts = [points[0]]
+    for point in points[1:]:
+        while (point - starts[-1]) > MAX_BUCKET_DAYS * day:
+            starts.append(starts[-1] + MAX_BUCKET_DAYS * day)
+        starts.append(point)
+    boundaries = np.array(starts, dtype="datetime64[us]")
+    days = np.arange(boundaries[0], boundaries[-1], np.timedelta64(1, "D")).astype("datetime64[us]")
+    index = np.searchsorted(boundaries, days, side="right") - 1
+    offsets = ((days - boundaries[index]) // np.timedelta64(1, "D")).astype("uint64")
+    day_bucket = pd.DataFrame(
+        {
+            "day": days,
+            "bucket_start": boundaries[index],
+            "day_bit": np.left_shift(np.uint64(1), offsets),
+        }
+    )
+    rows = []
+    largest = max(windows)
+    for cutoff in sorted({pd.Timestamp(c) for c in cutoffs}):
+        cutoff64 = np.datetime64(cutoff, "us")
+        inside = boundaries[
+            (boundaries >= np.datetime64(cutoff - largest * day, "us")) & (boundaries < cutoff64)
+        ]
+        for start in inside:
+            rows.append(
+                (
+                    cutoff64,
+                    start,
+                    *(start >= np.datetime64(cutoff - w * day, "us") for w in windows),
+                )
+            )
+    bucket_window = pd.DataFrame(rows, columns=["cutoff", "bucket_start", *flags])
+    bucket_window = bucket_window.astype(
+        {
+            "cutoff": "datetime64[us]",
+            "bucket_start": "datetime64[us]",
+            **dict.fromkeys(flags, "bool"),
+        }
+    )
+    return BucketGrid(day_bucket, bucket_window)
+
+
+def bucketed_sql(
+    source: str,
+    time_column: str,
+    sums: Mapping[str, str],
+    maxes: Mapping[str, str] | None = None,
+    day_mask: bool = False,
+) -> str:
+    """SQL aggregating a table per (customer, bucket).
+
+    Args:
+        source: Table (or parenthesised subquery) with ``customer_id`` and ``time_column``.
+        time_column: The column that stamps when a row became known.
+        sums: Output column -> per-row SQL expression to sum.
+        maxes: Output column -> per-row SQL expression to take the maximum of (for recency).
+        day_mask: Also output ``day_mask``, the bitmask of days with at least one row.
+
+    Returns:
+        SQL with ``customer_id``, ``bucket_start`` and the requested columns. Rows at or after
+        the last cutoff are dropped (they are in the future of every cutoff).
+    """
+    parts = [f"sum({expr}) AS {name}" for name, expr in sums.items()]
+    parts += [f"max({expr}) AS {name}" for name, expr in (maxes or {}).items()]
+    if day_mask:
+        parts.append("bit_or(g.day_bit) AS day_mask")
+    return f"""
+        SELECT e.customer_id,
+               coalesce(g.bucket_start, {PREHISTORY}) AS bucket_start,
+               {", ".join(parts)}
+        FROM (
+            SELECT *, date_trunc('day', {time_column}) AS _day FROM {source}
+            WHERE {time_column} < (SELECT max(cutoff) FROM {KEYS})
+        ) AS e
+        LEFT JOIN {DAY_BUCKET} AS g ON g.day = e._day
+        GROUP BY ALL"""
+
+
+def windowed_sql(bucketed: str, outputs: Sequence[tuple[str, str, int]]) -> str:
+    """SQL summing bucket aggregates over each cutoff's windows.
+
+    Args:
+        bucketed: Name of a relation produced by :func:`bucketed_sql` (alias ``b`` in
+            expressions).
+        outputs: ``(name, expression over b, window_days)``; the expression is summed over the
+            buckets of the window, e.g. ``("usage_events_last_7d", "b.quantity", 7)`` or
+            ``("usage_active_days_last_7d", "bit_count(b.day_mask)", 7)``.
+
+    Returns:
+        SQL with ``customer_id, cutoff`` and one column per output, for the keys having at
+        least one row in their largest window (NULL means no row in that window).
+    """
+    columns = ",\n".join(
+        f"sum({expr}) FILTER (WHERE w.{window_flag(days)}) AS {name}"
+        for name, expr, days in outputs
+    )
+    return f"""
+        SELECT k.customer_id, k.cutoff,
+               {columns}
+        FROM {KEYS} AS k
+        JOIN {BUCKET_WINDOW} AS w ON w.cutoff = k.cutoff
+        JOIN {bucketed} AS b
+          ON b.customer_id = k.customer_id AND b.bucket_start = w.bucket_start
+        GROUP BY k.customer_id, k.cutoff"""
+
+
+def latest_before_cutoff_sql(bucketed: str, column: str) -> str:
+    """SQL for the latest non-null ``column`` of a bucketed relation before each cutoff.
+
+    Every bucket that starts before a cutoff ends at or before it, so an as-of join on the
+    bucket start finds the last bucket entirely in the past.
+
+    Returns:
+        SQL with ``customer_id, cutoff, value`` for every key (value NULL if none).
+    """
+    return f"""
+        SELECT k.customer_id, k.cutoff, b.{column} AS value
+        FROM {KEYS} AS k
+        ASOF LEFT JOIN (
+            SELECT customer_id, bucket_start, {column} FROM {bucketed}
+            WHERE {column} IS NOT NULL
+        ) AS b
+          ON b.customer_id = k.customer_id AND k.cutoff > b.bucket_start"""
