@@ -79,3 +79,16 @@ def test_corrupt_model_file_is_refused_before_parsing(tiny_model, tmp_path):
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(ModelError, match="checksum mismatch"):
         ChurnModel.load(tmp_path / "m")
+
+
+def test_contributions_equal_lightgbm_reference(tiny_model, feature_frame):
+    fast, fast_base = tiny_model.contributions(feature_frame)
+    reference, reference_base = tiny_model.contributions_reference(feature_frame)
+    np.testing.assert_allclose(fast, reference, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(fast_base, reference_base, atol=1e-12, rtol=0)
+
+
+def test_encode_categories_keeps_missing_apart_from_text_lookalikes():
+    values = pd.Series(["nan", None, "<NA>", np.nan], dtype="object")
+    codes = encode_categories(values, ("<NA>", "nan"))
+    np.testing.assert_array_equal(codes, [1.0, np.nan, 0.0, np.nan])

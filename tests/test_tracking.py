@@ -325,3 +325,11 @@ def test_quiet_mlflow_restores_environment_and_log_levels(monkeypatch):
         assert logging.getLogger("mlflow").level == logging.ERROR
     assert "MLFLOW_DISABLE_TELEMETRY" not in os.environ
     assert logging.getLogger("mlflow").level == level
+
+
+def test_signature_declares_the_reasons_parameter(tiny_model):
+    example = make_feature_frame(n_customers=5, n_cutoffs=1).drop(columns=["label"])
+    signature = build_model_signature(tiny_model, example, reasons=3)
+    specs = {spec.name: spec for spec in signature.params.params}
+    assert specs["reasons"].default == 3
+    assert "reason_3_text" in signature.outputs.input_names()

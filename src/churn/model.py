@@ -137,11 +137,13 @@ class Calibrator:
 
 def encode_categories(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """Encode a categorical column as float codes into ``levels``; unseen or missing -> NaN."""
-    # Index.get_indexer maps unseen and missing values to -1 without the deprecation that
-    # pd.Categorical raises for values outside its categories.
-    as_text = values.astype("object").where(values.notna(), None)
-    as_text = as_text.map(lambda v: v if v is None else str(v))
+    # Index.get_indexer maps unseen values to -1 without the deprecation that pd.Categorical
+    # raises for values outside its categories; missing values are masked explicitly because
+    # their text form ("nan", "<NA>") could collide with a real level.
+    missing = values.isna().to_numpy()
+    as_text = values.astype("object").astype(str)
     codes = pd.Index(list(levels), dtype="object").get_indexer(as_text)
+    codes[missing] = -1
     out = codes.astype(np.float64)
     out[codes < 0] = np.nan
     return out
@@ -224,11 +226,20 @@ class ChurnModel:
     def contributions(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Return exact TreeSHAP contributions (log-odds) and the base value per row.
 
-        ``contributions.sum(axis=1) + base == predict_raw(frame)`` for every row.
+        ``contributions.sum(axis=1) + base == predict_raw(frame)`` for every row. Computed by
+        :mod:`churn.treeshap` (the same values as LightGBM's ``pred_contrib`` and
+        ``shap.TreeExplainer``, about ten times faster on shallow models); it falls back to
+        ``pred_contrib`` by itself where its tables would not fit.
 
         Returns:
             ``(contributions, base)`` with shapes ``(n, n_features)`` and ``(n,)``.
         """
+        from churn.treeshap import compute_contributions
+
+        return compute_contributions(self, frame)
+
+    def contributions_reference(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Return LightGBM's own ``pred_contrib`` TreeSHAP values (the reference kernel)."""
         raw = self.booster.predict(self.prepare(frame), pred_contrib=True)
         return raw[:, :-1], raw[:, -1]
 

@@ -403,7 +403,7 @@ def build_scoring_features(
         EmptyPopulationError: If no customer is in the population at the cutoff.
         ChurnError: If the Spark engine is requested but unavailable.
     """
-    from churn.features.runner import _compute as compute_features
+    from churn.features.runner import compute_features
 
     population = build_population(tables, cutoff, params)
     if population.empty:

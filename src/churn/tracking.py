@@ -214,7 +214,7 @@ def build_model_signature(model: ChurnModel, example: pd.DataFrame, reasons: int
     """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
-    from mlflow.types.schema import AnyType
+    from mlflow.types.schema import AnyType, ParamSchema, ParamSpec
 
     inputs = [ColSpec("string", "customer_id"), ColSpec(AnyType(), "cutoff")]
     inputs += [
@@ -229,8 +229,12 @@ def build_model_signature(model: ChurnModel, example: pd.DataFrame, reasons: int
     except Exception as exc:  # any failure here must not block training
         log.warning("output schema written by hand: score_frame failed on the example (%s)", exc)
         outputs = _fallback_output_columns(model, reasons)
+    # Declaring the parameter lets callers of the registered model ask for more or fewer
+    # reasons (predict(..., params={"reasons": k})); MLflow drops undeclared params.
     return ModelSignature(
-        inputs=Schema(inputs), outputs=Schema([ColSpec(kind, name) for name, kind in outputs])
+        inputs=Schema(inputs),
+        outputs=Schema([ColSpec(kind, name) for name, kind in outputs]),
+        params=ParamSchema([ParamSpec("reasons", "long", reasons)]),
     )
 
 

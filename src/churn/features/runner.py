@@ -37,9 +37,14 @@ def prepare_tables(params: Params, tables: Mapping[str, pd.DataFrame]) -> dict[s
     return dict(tables)
 
 
-def _compute(
+def compute_features(
     params: Params, tables: dict[str, pd.DataFrame], labels: pd.DataFrame
 ) -> FeatureResult:
+    """Compute features with the configured engine (DuckDB locally, or Spark).
+
+    Training (``churn features``) and scoring (``churn score``) both call this, so the two
+    can never use different feature code.
+    """
     if params.features.engine != "spark":
         return build_features(tables, labels, params.features, mode=params.ingest.mode)
     try:
@@ -80,7 +85,7 @@ def run_features(
     labels = read_frame(labels_path)
     if labels.empty:
         raise EmptyPopulationError(f"{labels_path} has no rows: nothing to compute features for")
-    result = _compute(params, tables, labels)
+    result = compute_features(params, tables, labels)
     by_family = result.catalog.groupby("family", sort=False).size()
     rows = [(family, f"{count}", "") for family, count in by_family.items()]
     rows += [(family, "0", reason) for family, reason in result.skipped.items()]
