@@ -28,6 +28,7 @@ import pandas as pd
 from churn.baseline import fit_baseline, predict_baseline
 from churn.config import Params
 from churn.errors import ModelError
+from churn.explanation_check import compute_reason_agreement
 from churn.metrics import (
     TOP_DECILE,
     build_calibration_table,
@@ -234,6 +235,7 @@ def evaluate_models(
         metrics["test"]["oracle_roc_auc"] = oracle_auc
         metrics["test"]["oracle_lift_top_decile"] = compute_lift(labels, oracle, TOP_DECILE)
         metrics["test"]["roc_auc_ratio_to_oracle"] = metrics["test"]["roc_auc"] / oracle_auc
+        metrics["explanations"] = compute_reason_agreement(model, test, truth, TOP_DECILE)
     metrics["segments"], segment_notes = summarize_segments(test, cfg.segments, predictions)
     metrics["notes"] = notes + segment_notes
     plots = build_plot_tables(
