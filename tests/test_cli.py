@@ -42,3 +42,20 @@ def test_python_dash_m_churn_works():
     )
     assert completed.returncode == 0
     assert "simulate" in completed.stdout
+
+
+def test_cli_reference_in_docs_is_current(tmp_path):
+    """docs/cli.md is generated from the CLI; regenerate it when an option changes."""
+    from pathlib import Path
+
+    typer_bin = Path(sys.executable).parent / "typer"
+    out = tmp_path / "cli.md"
+    subprocess.run(
+        [str(typer_bin), "churn.cli", "utils", "docs", "--name", "churn", "--output", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    committed = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert out.read_text() == committed.read_text(), (
+        "docs/cli.md is stale: run `typer churn.cli utils docs --name churn --output docs/cli.md`"
+    )
