@@ -1,0 +1,74 @@
+"""spark-submit entry point: ``churn features`` on a Spark cluster (or local mode).
+
+Thin on purpose: argument parsing, the session, and one call to
+:func:`churn.spark.run_features_spark`. The features are computed by the same
+:func:`churn.features.core.build_features` as the local engine, one customer shard per task.
+
+Example (cluster; ship churn to the executors as a wheel or zip)::
+
+    spark-submit --master yarn --py-files churn.zip pipelines/spark_features.py \\
+        --params params.yaml --validated s3a://bucket/validated \\
+        --labels s3a://bucket/labels/labels.parquet --out s3a://bucket/features \\
+        --catalog reports/feature_catalog.csv --shards 400
+
+Local mode: ``python pipelines/spark_features.py --master local[2] ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from churn.config import load_params
+from churn.spark import build_spark_session, resolve_master, run_features_spark
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--validated", default="data/validated", help="validated tables dir/URI")
+    parser.add_argument("--labels", default="data/labels/labels.parquet", help="labels Parquet")
+    parser.add_argument("--out", default="data/features/spark", help="features output")
+    parser.add_argument("--catalog", type=Path, default=Path("reports/feature_catalog.csv"))
+    parser.add_argument(
+        "--layout",
+        choices=["directory", "file"],
+        default="directory",
+        help="'directory': executors write a Parquet directory; 'file': one file via the driver",
+    )
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="Spark master; default: the one spark-submit was given (else features.spark.master)",
+    )
+    parser.add_argument("--shards", type=int, default=None, help="override features.spark.shards")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the job."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    params = load_params(args.params)
+    if args.shards is not None:
+        spark_cfg = params.features.spark.model_copy(update={"shards": args.shards})
+        params = params.model_copy(
+            update={"features": params.features.model_copy(update={"spark": spark_cfg})}
+        )
+    spark = build_spark_session(resolve_master(args.master, params.features.spark.master))
+    summary = run_features_spark(
+        params,
+        args.validated,
+        args.labels,
+        args.out,
+        args.catalog,
+        spark=spark,
+        layout=args.layout,
+    )
+    logging.info("done: %s", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""spark-submit entry point: score a features Parquet with the MLflow model on Spark.
+
+Thin on purpose: argument parsing, the session, and one call to
+:func:`churn.spark.run_score_spark`, which applies the registered pyfunc (the same
+:func:`churn.score.score_frame` as ``churn score``) per Arrow batch on the executors and ranks
+the whole population into risk deciles.
+
+Example::
+
+    spark-submit --master yarn --py-files churn.zip pipelines/spark_score.py \\
+        --params params.yaml --features s3a://bucket/features \\
+        --model models:/churn@champion --out s3a://bucket/scores
+
+``MLFLOW_TRACKING_URI`` (default ``sqlite:///mlflow.db``) resolves ``models:/`` URIs on the
+driver; the model is then broadcast to the executors, which need no MLflow server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from churn.config import load_params
+from churn.spark import build_spark_session, resolve_master, run_score_spark
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--features", default="data/features/spark", help="features Parquet")
+    parser.add_argument(
+        "--model", default="models:/churn@champion", help="MLflow URI or model directory"
+    )
+    parser.add_argument("--out", default="data/scores/spark", help="scores output")
+    parser.add_argument(
+        "--layout",
+        choices=["directory", "file"],
+        default="directory",
+        help="'directory': executors write a Parquet directory; 'file': one file via the driver",
+    )
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="Spark master; default: the one spark-submit was given (else features.spark.master)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the job."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    params = load_params(args.params)
+    spark = build_spark_session(resolve_master(args.master, params.features.spark.master))
+    summary = run_score_spark(
+        params, args.features, args.model, args.out, spark=spark, layout=args.layout
+    )
+    logging.info("done: %s", summary)
+
+
+if __name__ == "__main__":
+    main()
