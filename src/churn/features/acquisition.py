@@ -25,7 +25,13 @@ import pandas as pd
 
 from churn.config import FeaturesConfig
 from churn.contract import PRESALE_TOUCHPOINT_TYPES
-from churn.features.common import KEYS, FamilyQuery, count_or_zero, select_features, spec_maker
+from churn.features.common import (
+    KEYS,
+    FamilyQuery,
+    assemble_family_query,
+    count_or_zero,
+    spec_maker,
+)
 from churn.sql import days_between
 
 FAMILY = "acquisition"
@@ -135,11 +141,4 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     else:
         skipped["trial_usage"] = "usage_events absent: trial use left out"
 
-    with_clause = ",\n".join(ctes)
-    sql = f"""
-        WITH {with_clause}
-        SELECT k.customer_id, k.cutoff,
-               {select_features(specs, expressions)}
-        FROM {KEYS} AS k
-        {" ".join(joins)}"""
-    return FamilyQuery(sql=sql, specs=tuple(specs), skipped_parts=skipped)
+    return assemble_family_query(ctes, joins, specs, expressions, skipped)

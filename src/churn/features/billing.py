@@ -34,9 +34,9 @@ from churn.config import FeaturesConfig
 from churn.features.common import (
     KEYS,
     FamilyQuery,
+    assemble_family_query,
     count_or_zero,
     days_before_cutoff,
-    select_features,
     spec_maker,
 )
 from churn.label import active_subscriptions_sql, subscription_summary_sql
@@ -220,11 +220,4 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             "LEFT JOIN ch USING (customer_id, cutoff)",
             "LEFT JOIN disc USING (customer_id, cutoff)",
         ]
-    with_clause = ",\n".join(ctes)
-    sql = f"""
-        WITH {with_clause}
-        SELECT k.customer_id, k.cutoff,
-               {select_features(specs, expressions)}
-        FROM {KEYS} AS k
-        {" ".join(joins)}"""
-    return FamilyQuery(sql=sql, specs=tuple(specs), skipped_parts=skipped)
+    return assemble_family_query(ctes, joins, specs, expressions, skipped)

@@ -253,3 +253,32 @@ def latest_before_cutoff_sql(bucketed: str, column: str) -> str:
             WHERE {column} IS NOT NULL
         ) AS b
           ON b.customer_id = k.customer_id AND k.cutoff > b.bucket_start"""
+
+
+def assemble_family_query(
+    ctes: list[str],
+    joins: list[str],
+    specs: list[FeatureSpec],
+    expressions: dict[str, str],
+    skipped: dict[str, str],
+) -> FamilyQuery:
+    """Join a family's CTEs onto the population keys and select its features in catalog order.
+
+    Args:
+        ctes: ``name AS (...)`` common table expressions, each keyed by customer (and cutoff).
+        joins: ``LEFT JOIN`` clauses onto the keys (``k``), one per CTE that is used.
+        specs: The family's feature specs, in output order.
+        expressions: Feature name -> SQL expression over the joined CTEs.
+        skipped: Optional parts left out (part -> reason).
+
+    Returns:
+        The family's query, specs and skipped parts.
+    """
+    with_clause = ",\n".join(ctes)
+    sql = f"""
+        WITH {with_clause}
+        SELECT k.customer_id, k.cutoff,
+               {select_features(specs, expressions)}
+        FROM {KEYS} AS k
+        {" ".join(joins)}"""
+    return FamilyQuery(sql=sql, specs=tuple(specs), skipped_parts=skipped)

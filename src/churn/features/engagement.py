@@ -25,10 +25,10 @@ from churn.config import FeaturesConfig
 from churn.features.common import (
     KEYS,
     FamilyQuery,
+    assemble_family_query,
     bucketed_sql,
     count_or_zero,
     days_before_cutoff,
-    select_features,
     spec_maker,
     windowed_sql,
 )
@@ -190,11 +190,4 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     else:
         skipped["nps_responses"] = "table absent: NPS features left out"
 
-    with_clause = ",\n".join(ctes)
-    sql = f"""
-        WITH {with_clause}
-        SELECT k.customer_id, k.cutoff,
-               {select_features(specs, expressions)}
-        FROM {KEYS} AS k
-        {" ".join(joins)}"""
-    return FamilyQuery(sql=sql, specs=tuple(specs), skipped_parts=skipped)
+    return assemble_family_query(ctes, joins, specs, expressions, skipped)
