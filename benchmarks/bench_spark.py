@@ -208,7 +208,9 @@ def child(task: str, data_dir: Path, work: Path, args: argparse.Namespace) -> di
         args.master,
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{task} failed (exit {out.returncode}):\n{out.stderr[-5000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

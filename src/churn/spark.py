@@ -88,6 +88,15 @@ def _local_cores(master: str | None) -> int | None:
     return (os.cpu_count() or 1) if match.group(1) == "*" else int(match.group(1))
 
 
+def _local_driver_memory() -> str:
+    """A local-mode JVM heap: 40% of physical memory, between 2 and 16 GiB."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "4g"
+    return f"{min(16, max(2, int(0.4 * physical / 2**30)))}g"
+
+
 def resolve_master(requested: str | None, configured: str) -> str | None:
     """Pick the Spark master for a job: explicit request, else spark-submit's, else the config.
 
@@ -112,8 +121,8 @@ def build_spark_session(
     zone: both must be UTC for a cutoff to mean the same instant on every machine.
 
     Local masters also bind the driver to 127.0.0.1 (no network needed), use few shuffle
-    partitions (the default 200 mostly schedules empty tasks on a laptop) and give the single
-    local JVM 4 GiB.
+    partitions (the default 200 mostly schedules empty tasks on a laptop), give the single
+    local JVM 40% of the memory (2-16 GiB) and lift the cap on collected results.
 
     Args:
         master: Spark master URL (``local[2]``, ``local[*]``, ``spark://host:7077``, ``yarn``),
@@ -161,7 +170,10 @@ def build_spark_session(
                 "spark.default.parallelism": str(max(2, 2 * cores)),
                 "spark.driver.host": "127.0.0.1",
                 "spark.driver.bindAddress": "127.0.0.1",
-                "spark.driver.memory": "4g",
+                # One JVM is driver and executors, and the local engine collects the whole
+                # feature table through it (the 1 GiB default result cap is ~1M feature rows).
+                "spark.driver.memory": _local_driver_memory(),
+                "spark.driver.maxResultSize": "0",
             }
         )
     settings.update(conf or {})
