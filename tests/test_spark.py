@@ -342,8 +342,14 @@ def test_run_features_spark_reads_and_writes_parquet(spark, simulated, tmp_path,
     assert summary["features"] == want.shape[1] - 3
     got = pd.read_parquet(out)
     if layout == "directory":
+        from churn.spark import pandas_dtypes_of_parquet
+
         assert out.is_dir() and (out / "_SUCCESS").exists()
-        got = _restore(got, want)  # a directory written by Spark has no pandas metadata
+        # Standard UTC microsecond timestamps (not Spark's legacy INT96, read back as naive ns).
+        assert got["cutoff"].dtype == "datetime64[us, UTC]"
+        # No pandas metadata in Spark's files: readers of this directory use the Spark types.
+        assert pandas_dtypes_of_parquet(out) is None
+        got = _restore(got, want)  # without pandas metadata the nullable label reads as float
     assert_same_features(got, want)
 
 

@@ -162,6 +162,10 @@ def build_spark_session(
         "spark.sql.execution.arrow.useLargeVarTypes": "true",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # Standard Parquet timestamps (int64 microseconds, UTC-adjusted) instead of the legacy
+        # INT96 that other readers load as naive nanoseconds: pandas reads Spark's output back
+        # as datetime64[us, UTC], like the local engine's files.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
     if cores is not None:
         settings.update(
@@ -388,17 +392,20 @@ def coerce_dtypes(frame: pd.DataFrame, dtypes: Mapping[str, Any]) -> pd.DataFram
     return arrow_to_pandas(pandas_to_arrow(frame), dtypes)
 
 
-def pandas_dtypes_of_parquet(path: str | Path) -> dict[str, Any]:
+def pandas_dtypes_of_parquet(path: str | Path) -> dict[str, Any] | None:
     """Return the pandas dtypes recorded in a Parquet file or directory, without reading rows.
 
     pandas writes its dtypes into the file's metadata (``Int64``, ``boolean``, ``str``,
     ``datetime64[us, UTC]``); Spark drops them when it reads, so the workers rebuild them from
-    here. Files without pandas metadata fall back to the Arrow types.
+    here. Returns ``None`` for files without pandas metadata (e.g. written by Spark): their
+    Spark types are then the better guide.
     """
     import pyarrow.parquet as pq
 
     path = Path(str(path).removeprefix("file://"))
     schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    if schema.pandas_metadata is None:
+        return None
     empty = schema.empty_table().to_pandas(types_mapper=_ARROW_TO_NULLABLE.get)
     dtypes = dict(empty.dtypes.items())
     for name, dtype in dtypes.items():
@@ -444,13 +451,13 @@ def _to_spark(spark: SparkSession, data: TableInput, name: str) -> _Converted:
         if not path_exists(spark, data):
             raise DataContractError(f"{name}: Parquet input not found: {data}")
         sdf = spark.read.parquet(str(data))
-        if _is_uri(data):
-            # Remote storage: no pandas metadata to read cheaply; the Spark types map onto the
-            # validated dtypes (string -> str, bigint -> Int64, timestamp -> UTC...).
-            return _Converted(
-                sdf, {f.name: _pandas_dtype_for_spark(f.dataType) for f in sdf.schema.fields}
-            )
-        return _Converted(sdf, pandas_dtypes_of_parquet(data))
+        # Remote storage (no cheap look at the metadata) and files written by Spark (none to
+        # look at): the Spark types map onto the validated dtypes (string -> str, bigint ->
+        # Int64, timestamp -> UTC...).
+        dtypes = None if _is_uri(data) else pandas_dtypes_of_parquet(data)
+        if dtypes is None:
+            dtypes = {f.name: _pandas_dtype_for_spark(f.dataType) for f in sdf.schema.fields}
+        return _Converted(sdf, dtypes)
     raise TypeError(f"{name}: expected a Spark DataFrame, a pandas DataFrame or a path")
 
 
