@@ -223,7 +223,7 @@ def generate(
 def population(tables: dict[str, pd.DataFrame], cutoffs: int) -> pd.DataFrame:
     """Customers active at each of the last ``cutoffs`` month starts (the label population)."""
     from churn.config import LabelConfig
-    from churn.label import active_population
+    from churn.labels.build import active_population
 
     months = pd.date_range(
         end=pd.Timestamp(END.astype("datetime64[s]").item(), tz="UTC"),
@@ -291,7 +291,7 @@ def run_engine(engine: str, data_dir: Path, memory_limit: str) -> dict:
         cpu_started = _cpu_seconds()
         started = time.perf_counter()
         if engine == "duckdb":
-            from churn.features.core import build_features
+            from churn.features.build import build_features
 
             frame = build_features(tables, keys, cfg).frame
             columns = frame.shape[1] - 3

@@ -3,9 +3,9 @@
 Trains a LightGBM ChurnModel shaped like the default ``train`` section (max_depth 5, 15 leaves,
 a few hundred trees) on synthetic data with ~70 features, then times on ``--rows`` customers:
 
-* :func:`churn.score.score_frame` end to end (contributions, probabilities, reasons, sentences,
+* :func:`churn.model.scoring.score_frame` end to end (contributions, probabilities, reasons, sentences,
   risk shares), with the default kernel (LightGBM ``pred_contrib``) and, if importable, the
-  faster kernel of :mod:`churn.treeshap`;
+  faster kernel of :mod:`churn.model.treeshap`;
 * ``model.contributions`` against ``shap.TreeExplainer`` on the same rows (a subsample for
   TreeExplainer, ``--shap-rows``), with the speed ratio and the max abs difference.
 
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from churn.config import TrainConfig
-from churn.model import Calibrator, ChurnModel, learn_categorical_levels
-from churn.score import score_frame
+from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+from churn.model.scoring import score_frame
 
 FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
 UNITS = ("tickets", "days", "events", "currency/month", "points", "fraction", "ratio", "flag")
@@ -179,21 +179,21 @@ def main() -> None:
         print("example:", scores["reason_1_text"].iloc[0])
 
     try:
-        from churn.treeshap import compute_contributions
+        from churn.model.treeshap import compute_contributions
     except ImportError:
         compute_contributions = None
     if compute_contributions is not None:
-        compute_contributions(model, frame.head(1_000))  # build tables, compile the kernel
+        compute_contributions(model.booster, model.prepare(frame.head(1_000)))  # build tables, compile the kernel
         fast, seconds = timed(
             score_frame,
             model,
             frame,
             3,
             batch_rows=args.batch_rows,
-            contributions_fn=lambda batch: compute_contributions(model, batch),
+            contributions_fn=lambda batch: compute_contributions(model.booster, model.prepare(batch)),
         )
         print(
-            f"score_frame (churn.treeshap, the default): {len(fast):,} rows in {seconds:.1f}s = "
+            f"score_frame (churn.model.treeshap, the default): {len(fast):,} rows in {seconds:.1f}s = "
             f"{len(fast) / seconds:,.0f} rows/s"
         )
         if scores is not None:
@@ -204,7 +204,7 @@ def main() -> None:
             )
 
     sample = frame.head(min(args.shap_rows, len(frame)))
-    (ours, _), ours_seconds = timed(model.contributions, sample)  # churn.treeshap
+    (ours, _), ours_seconds = timed(model.contributions, sample)  # churn.model.treeshap
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # shap's import-time and LightGBM-output notices
         import shap

@@ -13,12 +13,12 @@ Each timed task runs in a fresh interpreter (so memory and warm-up are its own),
 inputs:
 
 * features, local: read the Parquet files with pandas, then
-  :func:`churn.features.core.build_features` (what ``churn features`` does);
-* features, Spark: :func:`churn.spark.build_features_spark` from the Parquet paths, collected
+  :func:`churn.features.build.build_features` (what ``churn features`` does);
+* features, Spark: :func:`churn.spark.engine.build_features_spark` from the Parquet paths, collected
   to pandas with the local dtypes (what ``run_features_spark(layout="file")`` does): a first
   (cold) run, then a second run on the warm session; session start-up is reported apart;
 * scoring (unless ``--skip-score``), the last cutoff: ``finalize_scores(score_frame(...))``
-  locally vs :func:`churn.spark.score_spark` from a features Parquet file, cold then warm, with
+  locally vs :func:`churn.spark.engine.score_spark` from a features Parquet file, cold then warm, with
   a small LightGBM model (100 trees, depth 5) trained here on the features (synthetic label).
 
 Unless ``--skip-check``, the outputs are compared column by column: the Spark results must
@@ -81,7 +81,7 @@ def table_paths(data_dir: Path) -> dict[str, Path]:
 
 def features_local(data_dir: Path, cfg) -> pd.DataFrame:
     """What ``churn features`` does with the local engine: pandas reads, DuckDB computes."""
-    from churn.features.core import build_features
+    from churn.features.build import build_features
 
     tables = {name: pd.read_parquet(path) for name, path in table_paths(data_dir).items()}
     keys = pd.read_parquet(data_dir / "population.parquet")
@@ -90,7 +90,7 @@ def features_local(data_dir: Path, cfg) -> pd.DataFrame:
 
 def features_spark(spark, data_dir: Path, cfg) -> pd.DataFrame:
     """The Spark engine from the Parquet paths, collected with the local dtypes."""
-    from churn.spark import build_features_spark
+    from churn.spark.engine import build_features_spark
 
     paths = {name: str(path) for name, path in table_paths(data_dir).items()}
     return build_features_spark(spark, paths, str(data_dir / "population.parquet"), cfg).frame
@@ -100,7 +100,7 @@ def train_model(features: pd.DataFrame, catalog: pd.DataFrame, out: Path) -> Non
     """Fit a small LightGBM ChurnModel on the features (synthetic label) and save it."""
     import lightgbm as lgb
 
-    from churn.model import Calibrator, ChurnModel, learn_categorical_levels
+    from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
 
     rng = np.random.default_rng(0)
     names = list(catalog["name"])
@@ -162,8 +162,8 @@ def run_child(task: str, data_dir: Path, work: Path, args: argparse.Namespace) -
         write_parquet(frame, work / "features_local.parquet")
         return {"seconds": seconds, "rows": len(frame), "columns": frame.shape[1]}
     if task == "score-local":
-        from churn.model import ChurnModel
-        from churn.score import finalize_scores, score_frame
+        from churn.model.artifact import ChurnModel
+        from churn.model.scoring import finalize_scores, score_frame
 
         latest = pd.read_parquet(work / "latest.parquet")
         model = ChurnModel.load(work / "model")
@@ -171,7 +171,7 @@ def run_child(task: str, data_dir: Path, work: Path, args: argparse.Namespace) -
         write_parquet(scores, work / "scores_local.parquet")
         return {"seconds": seconds, "rows": len(scores)}
 
-    from churn.spark import build_spark_session, score_dtypes, score_spark, spark_to_pandas
+    from churn.spark.engine import build_spark_session, score_dtypes, score_spark, spark_to_pandas
 
     spark, start = timed(build_spark_session, args.master, "churn-bench")
     if task == "features-spark":
@@ -254,7 +254,7 @@ def main() -> None:
 
         if not args.skip_score:
             from churn.config import FeaturesConfig
-            from churn.features.core import build_features
+            from churn.features.build import build_features
 
             features = pq.read_table(work / "features_local.parquet")
             latest_cutoff = pc.max(features.column("cutoff"))

@@ -3,7 +3,7 @@
 Trains LightGBM models on synthetic churn-like data (70 features: zero-heavy counts, flags,
 skewed amounts, 5% missing, 5 categorical features with 4..40 levels) and times:
 
-* :class:`churn.treeshap.FastTreeShap` on ``--rows`` rows (in ``--batch-rows`` batches, like a
+* :class:`churn.model.treeshap.FastTreeShap` on ``--rows`` rows (in ``--batch-rows`` batches, like a
   scoring run), after a separate warm-up call that pays numba's one-off compilation;
 * ``booster.predict(X, pred_contrib=True)`` and ``shap.TreeExplainer(booster).shap_values(X)``
   on a subsample (``--slow-rows``; they are an order of magnitude slower), extrapolated to
@@ -35,7 +35,7 @@ from typing import TypeVar
 import lightgbm as lgb
 import numpy as np
 
-from churn.treeshap import FastTreeShap
+from churn.model.treeshap import FastTreeShap
 
 N_NUMERIC = 65
 CATEGORICAL_LEVELS = (4, 6, 12, 25, 40)

@@ -1,8 +1,8 @@
 """spark-submit entry point: ``churn features`` on a Spark cluster (or local mode).
 
 Thin on purpose: argument parsing, the session, and one call to
-:func:`churn.spark.run_features_spark`. The features are computed by the same
-:func:`churn.features.core.build_features` as the local engine, one customer shard per task.
+:func:`churn.spark.engine.run_features_spark`. The features are computed by the same
+:func:`churn.features.build.build_features` as the local engine, one customer shard per task.
 
 Example (cluster; ship churn to the executors as a wheel or zip)::
 
@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from churn.config import load_params
-from churn.spark import build_spark_session, resolve_master, run_features_spark
+from churn.spark.engine import build_spark_session, resolve_master, run_features_spark
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,8 +1,8 @@
 """spark-submit entry point: score a features Parquet with the MLflow model on Spark.
 
 Thin on purpose: argument parsing, the session, and one call to
-:func:`churn.spark.run_score_spark`, which applies the registered pyfunc (the same
-:func:`churn.score.score_frame` as ``churn score``) per Arrow batch on the executors and ranks
+:func:`churn.spark.engine.run_score_spark`, which applies the registered pyfunc (the same
+:func:`churn.model.scoring.score_frame` as ``churn score``) per Arrow batch on the executors and ranks
 the whole population into risk deciles.
 
 Example::
@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from churn.config import load_params
-from churn.spark import build_spark_session, resolve_master, run_score_spark
+from churn.spark.engine import build_spark_session, resolve_master, run_score_spark
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

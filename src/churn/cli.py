@@ -92,7 +92,7 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="Override simulate.seed.")] = None,
 ) -> None:
     """Simulate a subscription business: raw contract tables plus ground truth."""
-    from churn.simulate import run_simulate
+    from churn.stages.simulate.engine import run_simulate
 
     cfg = _load(params).simulate
     overrides = {
@@ -122,7 +122,7 @@ def ingest(
     ),
 ) -> None:
     """Validate raw tables against the data contract; quarantine bad rows."""
-    from churn.ingest import run_ingest
+    from churn.stages.ingest import run_ingest
 
     _run(
         run_ingest,
@@ -145,7 +145,7 @@ def label(
     ] = Path("data/labels/labels.parquet"),
 ) -> None:
     """Build point-in-time labels over the cutoff schedule."""
-    from churn.label import run_label
+    from churn.stages.label import run_label
 
     p = _load(params)
     _run(run_label, params=p, validated_dir=validated, out_path=out)
@@ -171,7 +171,7 @@ def features(
     ] = None,
 ) -> None:
     """Compute point-in-time features for every (customer, cutoff) in the labels."""
-    from churn.features.runner import run_features
+    from churn.stages.features import run_features
 
     p = _load(params)
     if engine:
@@ -205,7 +205,7 @@ def train(
     ] = Path("reports/feature_catalog.csv"),
 ) -> None:
     """Train LightGBM and a baseline out of time, calibrate, log to MLflow, gate the champion."""
-    from churn.train import run_train
+    from churn.stages.train import run_train
 
     _run(
         run_train,
@@ -238,7 +238,7 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate on the held-out cutoff: discrimination, calibration, lift, backtest."""
-    from churn.evaluate import run_evaluate
+    from churn.stages.evaluate import run_evaluate
 
     _run(
         run_evaluate,
@@ -280,7 +280,7 @@ def score(
     ] = None,
 ) -> None:
     """Score every customer active at the cutoff, with reasons and revenue at risk."""
-    from churn.score import run_score
+    from churn.stages.score import run_score
 
     p = _load(params)
     updates = {}
@@ -323,7 +323,7 @@ def explain(
     ] = Path("reports/explain"),
 ) -> None:
     """Global explanations: SHAP beeswarm, bar, family and journey-phase shares, dependence."""
-    from churn.explain import run_explain
+    from churn.stages.explain import run_explain
 
     _run(
         run_explain,
@@ -355,7 +355,7 @@ def report(
     ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
-    from churn.report import run_report
+    from churn.stages.report import run_report
 
     _run(
         run_report,
@@ -375,7 +375,7 @@ def contract(
     ] = None,
 ) -> None:
     """Print (or write) the data contract: tables, columns, types and rules."""
-    from churn.contract import render_contract_markdown
+    from churn.domain.contract import render_contract_markdown
     from churn.io import write_text
 
     text = render_contract_markdown()

@@ -100,7 +100,7 @@ class IngestConfig(_Section):
     @field_validator("tables")
     @classmethod
     def _check_tables(cls, value: dict[str, TableMapping]) -> dict[str, TableMapping]:
-        from churn.contract import CONTRACT
+        from churn.domain.contract import CONTRACT
 
         unknown = sorted(set(value) - set(CONTRACT))
         if unknown:

@@ -1,6 +1,6 @@
 """Building blocks shared by the feature families: the query contract and windowed sums.
 
-Names registered in the DuckDB session by :func:`churn.features.core.build_features`:
+Names registered in the DuckDB session by :func:`churn.features.build.build_features`:
 
 * ``_keys``: the distinct ``(customer_id, cutoff)`` pairs of the population.
 * one view per input table, under its contract name, timestamps as naive UTC.
@@ -14,7 +14,7 @@ contains whole buckets because both ends are bucket boundaries). Active days are
 mask of the days of a bucket (buckets are at most 63 days long), so distinct days add up too.
 Everything before the first bucket lands in one "prehistory" bucket, which only the recency
 features ("days since the last ...") read. This relies on cutoffs at midnight UTC, which
-:func:`churn.features.core.build_features` checks.
+:func:`churn.features.build.build_features` checks.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from churn.features.catalog import FeatureSpec, Kind, Phase
+from churn.domain.catalog import FeatureSpec, Kind, Phase
 from churn.sql import days_between
 
 KEYS = "_keys"

@@ -1,0 +1,514 @@
+"""The data contract: every raw table churn reads, its columns, types and rules, in one place.
+
+Everything else derives from :data:`CONTRACT`: the pandera schemas of ``churn ingest``, the
+simulator's output layout, the feature families' inputs, and the generated documentation
+(``docs/data-contract.md``, written by :func:`render_contract_markdown`).
+
+Conventions (decided here, documented in the README):
+
+* All timestamps are normalised to UTC by ingest. Naive timestamps are read in
+  ``ingest.input_timezone``; strings with an offset (``2025-03-01T10:00:00+02:00``) keep it.
+* Identifiers are strings.
+* A user's own tables plug in through ``ingest.tables.<table>.columns`` (contract name -> user
+  name) and ``ingest.tables.<table>.values`` (vocabulary mapping); no code changes.
+* Optional tables may be absent. The feature families that need them are skipped, and the run
+  says so.
+* In *entity mode* only ``customers`` is read; it must carry a 0/1 label column and may carry any
+  number of extra attribute columns, which become features as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+ColumnKind = Literal["string", "category", "timestamp", "float", "int", "bool"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One contract column.
+
+    Attributes:
+        name: Canonical column name.
+        kind: Logical type. ``category`` columns have a closed vocabulary (``allowed``) or an
+            open one (``allowed`` empty).
+        description: What the column holds, in plain language.
+        required: The column must be present in the input.
+        nullable: Missing values are allowed.
+        allowed: Closed vocabulary for ``category`` columns.
+        minimum: Inclusive lower bound for numbers.
+        maximum: Inclusive upper bound for numbers.
+        unit: Unit of measure, for documentation and reason sentences.
+    """
+
+    name: str
+    kind: ColumnKind
+    description: str
+    required: bool = True
+    nullable: bool = False
+    allowed: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class OrderRule:
+    """``later`` must not be before ``earlier`` on the same row (when both are present)."""
+
+    earlier: str
+    later: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One contract table.
+
+    Attributes:
+        name: Canonical table name (also the default file stem).
+        description: What one row is.
+        required: Whether the pipeline fails without it (events mode).
+        columns: Column specs, in canonical order.
+        key: Columns that must be unique together (empty: no key).
+        references_customers: Rows must name a known ``customer_id``.
+        order_rules: Timestamp pairs that must be ordered.
+        event_time: The column that stamps when a row became known (used for point-in-time
+            filtering and the future-dated rule).
+        feature_family: The feature family fed by this table (documentation).
+    """
+
+    name: str
+    description: str
+    required: bool
+    columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...] = ()
+    references_customers: bool = True
+    order_rules: tuple[OrderRule, ...] = ()
+    event_time: str | None = None
+    feature_family: str = ""
+    _by_name: dict[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
+
+    @property
+    def column_names(self) -> list[str]:
+        """Canonical column names in contract order."""
+        return [c.name for c in self.columns]
+
+    @property
+    def timestamp_columns(self) -> list[str]:
+        """Names of timestamp columns."""
+        return [c.name for c in self.columns if c.kind == "timestamp"]
+
+    def column(self, name: str) -> ColumnSpec:
+        """Return the spec of column ``name``.
+
+        Raises:
+            KeyError: If the table has no such column.
+        """
+        return self._by_name[name]
+
+
+PRESALE_TOUCHPOINT_TYPES = (
+    "ad_click",
+    "email_open",
+    "webinar",
+    "demo",
+    "sales_call",
+    "pricing_page_view",
+    "docs_view",
+    "help_center_view",
+)
+POSTSALE_TOUCHPOINT_TYPES = (
+    "onboarding_email_open",
+    "onboarding_step_completed",
+    "help_center_view",
+    "community_post",
+    "webinar",
+)
+SUBSCRIPTION_CHANGE_TYPES = (
+    "upgrade",
+    "downgrade",
+    "discount_start",
+    "discount_end",
+    "price_increase",
+    "price_decrease",
+)
+BILLING_PERIODS = ("monthly", "annual")
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+
+_CUSTOMER_ID = ColumnSpec("customer_id", "string", "Customer identifier.")
+
+CONTRACT: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            name="customers",
+            description="One row per customer (account), from the CRM.",
+            required=True,
+            key=("customer_id",),
+            references_customers=False,
+            order_rules=(OrderRule("lead_created_at", "converted_at"),),
+            event_time="converted_at",
+            feature_family="acquisition",
+            columns=(
+                _CUSTOMER_ID,
+                ColumnSpec(
+                    "lead_created_at",
+                    "timestamp",
+                    "When the customer first became a lead (first marketing touch).",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "converted_at",
+                    "timestamp",
+                    "First purchase: when the lead became a paying customer.",
+                ),
+                ColumnSpec(
+                    "acquisition_channel",
+                    "category",
+                    "Channel that won the customer (e.g. paid_search, referral, partner).",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "campaign",
+                    "category",
+                    "Marketing campaign attributed to the conversion.",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "segment",
+                    "category",
+                    "Customer segment, e.g. company size (smb, mid_market, enterprise).",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec("country", "category", "Country code.", required=False, nullable=True),
+                ColumnSpec(
+                    "trial_days",
+                    "int",
+                    "Length of the free trial before conversion (0: no trial).",
+                    required=False,
+                    nullable=True,
+                    minimum=0,
+                    maximum=365,
+                    unit="days",
+                ),
+            ),
+        ),
+        TableSpec(
+            name="presale_touchpoints",
+            description="Marketing and sales touches of a lead before conversion.",
+            required=False,
+            event_time="occurred_at",
+            feature_family="acquisition",
+            columns=(
+                _CUSTOMER_ID,
+                ColumnSpec("occurred_at", "timestamp", "When the touch happened."),
+                ColumnSpec(
+                    "touchpoint_type",
+                    "category",
+                    "Kind of touch; docs_view and help_center_view are after-sales content "
+                    "read before buying.",
+                    allowed=PRESALE_TOUCHPOINT_TYPES,
+                ),
+            ),
+        ),
+        TableSpec(
+            name="subscriptions",
+            description="One row per subscription contract (a renewal that starts a new "
+            "contract is a new row).",
+            required=True,
+            key=("subscription_id",),
+            order_rules=(OrderRule("started_at", "ended_at"),),
+            event_time="started_at",
+            feature_family="billing",
+            columns=(
+                ColumnSpec("subscription_id", "string", "Subscription identifier."),
+                _CUSTOMER_ID,
+                ColumnSpec("plan", "category", "Plan name (e.g. starter, pro, business)."),
+                ColumnSpec(
+                    "billing_period",
+                    "category",
+                    "Billing period; annual contracts end only at a renewal date.",
+                    allowed=BILLING_PERIODS,
+                ),
+                ColumnSpec(
+                    "mrr",
+                    "float",
+                    "Monthly recurring revenue at the start of the subscription.",
+                    minimum=0,
+                    unit="currency/month",
+                ),
+                ColumnSpec("started_at", "timestamp", "Start of the subscription."),
+                ColumnSpec(
+                    "ended_at",
+                    "timestamp",
+                    "End of the subscription; missing while it is active.",
+                    nullable=True,
+                ),
+            ),
+        ),
+        TableSpec(
+            name="subscription_changes",
+            description="Upgrades, downgrades, discounts and price changes of a subscription.",
+            required=False,
+            event_time="effective_at",
+            feature_family="billing",
+            columns=(
+                ColumnSpec("subscription_id", "string", "Subscription changed."),
+                _CUSTOMER_ID,
+                ColumnSpec("effective_at", "timestamp", "When the change takes effect."),
+                ColumnSpec(
+                    "change_type",
+                    "category",
+                    "Kind of change.",
+                    allowed=SUBSCRIPTION_CHANGE_TYPES,
+                ),
+                ColumnSpec(
+                    "mrr_before",
+                    "float",
+                    "MRR just before the change.",
+                    minimum=0,
+                    unit="currency/month",
+                ),
+                ColumnSpec(
+                    "mrr_after",
+                    "float",
+                    "MRR from the change on.",
+                    minimum=0,
+                    unit="currency/month",
+                ),
+            ),
+        ),
+        TableSpec(
+            name="usage_events",
+            description="Product usage events, one row per event (or per daily aggregate).",
+            required=False,
+            event_time="occurred_at",
+            feature_family="usage",
+            columns=(
+                _CUSTOMER_ID,
+                ColumnSpec("occurred_at", "timestamp", "When the event happened."),
+                ColumnSpec(
+                    "event_type",
+                    "category",
+                    "Kind of event (open vocabulary; see features.usage_event_types).",
+                ),
+                ColumnSpec(
+                    "quantity",
+                    "float",
+                    "How many units the event represents (missing: 1).",
+                    required=False,
+                    nullable=True,
+                    minimum=0,
+                    unit="events",
+                ),
+            ),
+        ),
+        TableSpec(
+            name="postsale_touchpoints",
+            description="Onboarding, help-center, community and webinar touches after the sale.",
+            required=False,
+            event_time="occurred_at",
+            feature_family="engagement",
+            columns=(
+                _CUSTOMER_ID,
+                ColumnSpec("occurred_at", "timestamp", "When the touch happened."),
+                ColumnSpec(
+                    "touchpoint_type",
+                    "category",
+                    "Kind of touch.",
+                    allowed=POSTSALE_TOUCHPOINT_TYPES,
+                ),
+            ),
+        ),
+        TableSpec(
+            name="nps_responses",
+            description="Net Promoter Score survey responses.",
+            required=False,
+            event_time="responded_at",
+            feature_family="engagement",
+            columns=(
+                _CUSTOMER_ID,
+                ColumnSpec("responded_at", "timestamp", "When the response arrived."),
+                ColumnSpec(
+                    "score",
+                    "int",
+                    "Likelihood to recommend, 0-10.",
+                    minimum=0,
+                    maximum=10,
+                    unit="points",
+                ),
+            ),
+        ),
+        TableSpec(
+            name="support_tickets",
+            description="Support tickets with their life cycle and satisfaction rating.",
+            required=False,
+            key=("ticket_id",),
+            order_rules=(
+                OrderRule("opened_at", "first_response_at"),
+                OrderRule("opened_at", "resolved_at"),
+                OrderRule("resolved_at", "csat_received_at"),
+            ),
+            event_time="opened_at",
+            feature_family="support",
+            columns=(
+                ColumnSpec("ticket_id", "string", "Ticket identifier."),
+                _CUSTOMER_ID,
+                ColumnSpec("opened_at", "timestamp", "When the ticket was opened."),
+                ColumnSpec(
+                    "first_response_at",
+                    "timestamp",
+                    "First agent response; missing if none yet.",
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "resolved_at",
+                    "timestamp",
+                    "When the ticket was (last) resolved; missing while open.",
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "channel",
+                    "category",
+                    "Channel (email, chat, phone...).",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "category",
+                    "category",
+                    "Topic (billing, technical, how_to...).",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "priority", "category", "Priority.", allowed=TICKET_PRIORITIES, nullable=True
+                ),
+                ColumnSpec(
+                    "reopened",
+                    "bool",
+                    "Whether the ticket was reopened after a resolution.",
+                    required=False,
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "csat_score",
+                    "int",
+                    "Customer satisfaction rating 1-5; often missing.",
+                    required=False,
+                    nullable=True,
+                    minimum=1,
+                    maximum=5,
+                    unit="points",
+                ),
+                ColumnSpec(
+                    "csat_received_at",
+                    "timestamp",
+                    "When the CSAT rating arrived (it counts only from then on).",
+                    required=False,
+                    nullable=True,
+                ),
+            ),
+        ),
+    )
+}
+
+EVENT_TABLES: tuple[str, ...] = tuple(name for name in CONTRACT if name != "customers")
+
+
+def rename_to_contract(
+    frame: pd.DataFrame,
+    columns: Mapping[str, str],
+    values: Mapping[str, Mapping[str, str]] | None = None,
+) -> pd.DataFrame:
+    """Rename a user's columns (and vocabulary) to contract names.
+
+    Args:
+        frame: The user's table as read.
+        columns: Contract column name -> user column name.
+        values: Contract column -> {user value: contract value}. Values not listed are kept.
+
+    Returns:
+        A new frame with contract names. Unmapped columns are kept unchanged.
+
+    Raises:
+        KeyError: If a mapped user column is not in ``frame``.
+    """
+    missing = sorted(src for src in columns.values() if src not in frame.columns)
+    if missing:
+        raise KeyError(f"mapped column(s) {missing} not found; the table has {list(frame.columns)}")
+    out = frame.rename(columns={src: dst for dst, src in columns.items()})
+    for column, mapping in (values or {}).items():
+        if column in out.columns:
+            out[column] = out[column].map(lambda v, m=mapping: m.get(v, v) if pd.notna(v) else v)
+    return out
+
+
+def render_contract_markdown() -> str:
+    """Render the contract as Markdown (the body of ``docs/data-contract.md``)."""
+    lines = [
+        "# Data contract",
+        "",
+        "Generated from `src/churn/domain/contract.py` by `churn contract`; do not edit by hand.",
+        "",
+        "Timestamps are normalised to UTC at ingest; naive ones are read in "
+        "`ingest.input_timezone`. Map your own column names with "
+        "`ingest.tables.<table>.columns` (contract name: your name) and vocabularies with "
+        "`ingest.tables.<table>.values`.",
+        "",
+    ]
+    for spec in CONTRACT.values():
+        status = "required" if spec.required else "optional"
+        lines += [f"## `{spec.name}` ({status})", "", spec.description, ""]
+        if spec.key:
+            lines.append(f"- Unique key: `{', '.join(spec.key)}`")
+        if spec.references_customers:
+            lines.append("- Every `customer_id` must exist in `customers`.")
+        for rule in spec.order_rules:
+            lines.append(f"- `{rule.later}` must not be before `{rule.earlier}`.")
+        if spec.event_time:
+            lines.append(
+                f"- Rows are known from `{spec.event_time}`; rows after `ingest.as_of` are "
+                "quarantined."
+            )
+        if spec.feature_family:
+            lines.append(f"- Feeds the `{spec.feature_family}` feature family.")
+        lines += [
+            "",
+            "| column | type | required | nullable | rule | description |",
+            "|---|---|---|---|---|---|",
+        ]
+        for col in spec.columns:
+            rule = []
+            if col.allowed:
+                rule.append("one of " + ", ".join(col.allowed))
+            if col.minimum is not None:
+                rule.append(f">= {col.minimum:g}")
+            if col.maximum is not None:
+                rule.append(f"<= {col.maximum:g}")
+            lines.append(
+                f"| `{col.name}` | {col.kind} | {'yes' if col.required else 'no'} | "
+                f"{'yes' if col.nullable else 'no'} | {'; '.join(rule)} | {col.description} |"
+            )
+        lines.append("")
+    lines += [
+        "## Entity-level mode (`ingest.mode: entity`)",
+        "",
+        "Only `customers` is read. It needs `customer_id` and the 0/1 label column named by "
+        "`ingest.label_column` (default `churned`); every other column is an attribute that "
+        "becomes a feature as it is (numbers stay numbers, text becomes a category). There are "
+        "no cutoffs: training uses a stratified random split.",
+        "",
+    ]
+    return "\n".join(lines)

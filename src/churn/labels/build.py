@@ -1,0 +1,381 @@
+"""Point-in-time labels: the cutoff schedule, the active population and the churn label.
+
+For a cutoff ``T`` (midnight UTC, exclusive: a row stamped at ``T`` is in the future):
+
+* A subscription is **active at T** when ``started_at < T`` and (``ended_at`` is missing or
+  ``ended_at >= T``): an end at or after ``T`` is not known at ``T``.
+* The **population** at ``T`` is every customer with an active subscription and a tenure of at
+  least ``label.min_tenure_days`` (tenure counts from the earlier of the first subscription start
+  and ``converted_at``).
+* The **label** is 1 when the customer's coverage ends inside ``[T, T + horizon)`` and no
+  subscription starts within ``grace_days`` after that end. Coverage is the chain of the
+  customer's subscriptions in which each one starts no later than ``grace_days`` after the
+  latest end so far, so a renewal (or a re-subscription inside the grace period, or an
+  overlapping new contract) continues it. It is ``<NA>`` when ``T + horizon + grace`` lies after
+  the end of the data: the outcome is not fully observed and the cutoff is a scoring cutoff.
+
+The heavy work is set-based SQL in DuckDB; pandas is the glue. The subscription-state SQL is
+shared with the billing features (:mod:`churn.features.families.billing`) so that "active" and "MRR at T"
+mean the same thing in labels and features.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+
+import pandas as pd
+
+from churn.config import LabelConfig
+from churn.domain.contract import CONTRACT, EVENT_TABLES
+from churn.domain.subscriptions import (
+    active_subscriptions_sql,
+    sql_timestamp,
+    subscription_summary_sql,
+)
+from churn.errors import DataContractError, EmptyPopulationError
+from churn.sql import US_PER_DAY, connect, fetch_frame, normalize_timestamps, to_utc
+
+logger = logging.getLogger(__name__)
+
+
+LABEL_COLUMNS = ("customer_id", "cutoff", "label", "mrr", "plan", "billing_period", "tenure_days")
+"""Columns of the labels frame, in order."""
+
+
+def data_end(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    """Return the latest timestamp in any timestamp column of any table (UTC).
+
+    Raises:
+        EmptyPopulationError: If the tables hold no timestamp at all.
+    """
+    latest: list[pd.Timestamp] = []
+    for frame in tables.values():
+        for name in frame.columns:
+            if (
+                pd.api.types.is_datetime64_any_dtype(frame[name].dtype)
+                and frame[name].notna().any()
+            ):
+                latest.append(pd.Timestamp(frame[name].max()))
+    if not latest:
+        raise EmptyPopulationError("the tables hold no timestamps: there is no data to label")
+    return max(_as_utc(t) for t in latest)
+
+
+def _as_utc(value: pd.Timestamp | dt.date) -> pd.Timestamp:
+    value = pd.Timestamp(value)
+    return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+
+
+def _month_start_on_or_after(value: pd.Timestamp) -> pd.Timestamp:
+    start = value.normalize().replace(day=1)
+    return start if start == value else start + pd.DateOffset(months=1)
+
+
+def _month_start_on_or_before(value: pd.Timestamp) -> pd.Timestamp:
+    return value.normalize().replace(day=1)
+
+
+def _subscriptions(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    if "subscriptions" not in tables:
+        raise DataContractError("the 'subscriptions' table is required to build labels")
+    subscriptions = tables["subscriptions"]
+    if subscriptions["started_at"].notna().sum() == 0:
+        raise EmptyPopulationError("the 'subscriptions' table is empty: no population to label")
+    return subscriptions
+
+
+def history_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    """Return when the data starts covering every source: the automatic schedule's origin.
+
+    That is the earliest subscription start, or later the first row of the event table that
+    starts last. A CRM often reaches back years before product analytics or the help desk
+    were connected (the simulator's back-filled customer base does the same); cutoffs before
+    an event table starts would see zero usage or tickets where the truth is "unknown", and
+    no churn at all where ends were not recorded yet.
+    """
+    starts = [_as_utc(_subscriptions(tables)["started_at"].min())]
+    for name in EVENT_TABLES:
+        column = CONTRACT[name].event_time
+        if name != "subscriptions" and name in tables and tables[name][column].notna().any():
+            starts.append(_as_utc(tables[name][column].min()))
+    return max(starts)
+
+
+def build_cutoffs(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> list[pd.Timestamp]:
+    """Return the cutoff schedule: month starts (midnight UTC) every ``cfg.every_months``.
+
+    Args:
+        tables: Validated tables; ``subscriptions`` is required.
+        cfg: Label configuration. A configured ``first_cutoff`` that is not a month start moves
+            to the next month start; ``last_cutoff`` moves back to its month start.
+            ``first_cutoff=None``: the first month start at least ``min_history_days`` after
+            :func:`history_start`. ``last_cutoff=None``: the last month start not after the
+            latest timestamp in the data.
+
+    Returns:
+        Cutoffs in increasing order (possibly empty when the data is too short).
+    """
+    _subscriptions(tables)  # fail early with a clear message when it is missing or empty
+    if cfg.first_cutoff is None:
+        start = history_start(tables)
+        first = _month_start_on_or_after(start + pd.Timedelta(days=cfg.min_history_days))
+    else:
+        first = _month_start_on_or_after(_as_utc(cfg.first_cutoff))
+    if cfg.last_cutoff is None:
+        last = _month_start_on_or_before(data_end(tables))
+    else:
+        last = _month_start_on_or_before(_as_utc(cfg.last_cutoff))
+    cutoffs: list[pd.Timestamp] = []
+    step = 0
+    while (cutoff := first + pd.DateOffset(months=step * cfg.every_months)) <= last:
+        cutoffs.append(pd.Timestamp(cutoff).as_unit("us"))
+        step += 1
+    return cutoffs
+
+
+def _population_sql(min_tenure_days: int, with_changes: bool, with_customers: bool) -> str:
+    """SQL of the active population over the registered ``_cutoffs`` table."""
+    points = """
+        SELECT DISTINCT s.customer_id, c.cutoff
+        FROM _cutoffs AS c
+        JOIN subscriptions AS s
+          ON s.started_at < c.cutoff AND (s.ended_at IS NULL OR s.ended_at >= c.cutoff)"""
+    summary = subscription_summary_sql(active_subscriptions_sql("points", "cutoff", with_changes))
+    # Tenure counts from the earlier of first subscription start and conversion; both are
+    # before T for anyone active at T, because the earliest start is at most an active start.
+    converted = (
+        "LEFT JOIN (SELECT customer_id, min(converted_at) AS converted_at FROM customers "
+        "GROUP BY customer_id) AS cu USING (customer_id)"
+        if with_customers
+        else ""
+    )
+    first_seen = "least(f.first_start, cu.converted_at)" if with_customers else "f.first_start"
+    return f"""
+        WITH points AS ({points}),
+        summary AS ({summary}),
+        first_start AS (
+            SELECT customer_id, min(started_at) AS first_start
+            FROM subscriptions GROUP BY customer_id
+        ),
+        population AS (
+            SELECT m.customer_id, m.cutoff, m.mrr, m.plan, m.billing_period,
+                   (epoch_us(m.cutoff) - epoch_us({first_seen})) // {US_PER_DAY} AS tenure_days
+            FROM summary AS m
+            JOIN first_start AS f USING (customer_id)
+            {converted}
+        )
+        SELECT * FROM population WHERE tenure_days >= {int(min_tenure_days)}"""
+
+
+def _churn_sql(horizon_days: int, grace_days: int, end: pd.Timestamp) -> str:
+    """SQL adding ``label`` to the registered ``_population`` (uses the future, by design)."""
+    return f"""
+        WITH ordered AS (
+            SELECT customer_id, subscription_id, started_at,
+                   coalesce(ended_at, 'infinity'::TIMESTAMP) AS end_at,
+                   max(coalesce(ended_at, 'infinity'::TIMESTAMP)) OVER (
+                       PARTITION BY customer_id ORDER BY started_at, subscription_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+                   ) AS previous_end
+            FROM subscriptions
+        ),
+        -- Gaps and islands: a subscription starting more than grace_days after every earlier
+        -- one has ended opens a new coverage island; anything sooner continues the island.
+        islands AS (
+            SELECT *, sum(CASE WHEN previous_end IS NULL
+                               OR started_at > previous_end + INTERVAL {int(grace_days)} DAY
+                          THEN 1 ELSE 0 END) OVER (
+                       PARTITION BY customer_id ORDER BY started_at, subscription_id
+                       ROWS UNBOUNDED PRECEDING
+                   ) AS island
+            FROM ordered
+        ),
+        island_ends AS (
+            SELECT customer_id, island, max(end_at) AS island_end
+            FROM islands GROUP BY customer_id, island
+        ),
+        coverage AS (
+            -- Every subscription active at T overlaps T, so they all share one island.
+            SELECT a.customer_id, a.cutoff, max(e.island_end) AS coverage_end
+            FROM ({active_subscriptions_sql("_population")}) AS a
+            JOIN islands AS i USING (subscription_id)
+            JOIN island_ends AS e ON e.customer_id = i.customer_id AND e.island = i.island
+            GROUP BY a.customer_id, a.cutoff
+        )
+        SELECT p.*,
+               CASE
+                   WHEN p.cutoff + INTERVAL {int(horizon_days + grace_days)} DAY
+                        > {sql_timestamp(end)} THEN NULL
+                   WHEN c.coverage_end < p.cutoff + INTERVAL {int(horizon_days)} DAY THEN 1
+                   ELSE 0
+               END AS label
+        FROM _population AS p
+        JOIN coverage AS c USING (customer_id, cutoff)"""
+
+
+def _label_frame(
+    tables: Mapping[str, pd.DataFrame],
+    cutoffs: list[pd.Timestamp],
+    cfg: LabelConfig,
+    with_labels: bool,
+) -> pd.DataFrame:
+    """Compute population rows (and labels) for ``cutoffs`` in one DuckDB session."""
+    needed = {
+        name: normalize_timestamps(tables[name])
+        for name in ("subscriptions", "subscription_changes", "customers")
+        if name in tables
+    }
+    cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype="datetime64[us, UTC]")})
+    con = connect()
+    try:
+        for name, frame in needed.items():
+            con.register(name, frame)
+        con.register("_cutoffs", normalize_timestamps(cutoff_frame))
+        population_sql = _population_sql(
+            cfg.min_tenure_days, "subscription_changes" in needed, "customers" in needed
+        )
+        if with_labels:
+            con.execute(f"CREATE TEMP TABLE _population AS {population_sql}")
+            query = _churn_sql(cfg.horizon_days, cfg.grace_days, data_end(tables))
+        else:
+            query = f"SELECT *, NULL::TINYINT AS label FROM ({population_sql})"
+        frame = fetch_frame(con, f"SELECT * FROM ({query}) ORDER BY cutoff, customer_id")
+    finally:
+        con.close()
+    return _typed_labels(frame)
+
+
+def _typed_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast a label frame to the documented dtypes and column order."""
+    return pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype("str"),
+            "cutoff": to_utc(frame["cutoff"]),
+            "label": frame["label"].astype("Int8"),
+            "mrr": frame["mrr"].astype("float64"),
+            "plan": frame["plan"].astype("str"),
+            "billing_period": frame["billing_period"].astype("str"),
+            "tenure_days": frame["tenure_days"].astype("int64"),
+        }
+    )
+
+
+def active_population(
+    tables: Mapping[str, pd.DataFrame], cutoff: pd.Timestamp, cfg: LabelConfig
+) -> pd.DataFrame:
+    """Return the customers in the population at one cutoff, with ``label`` <NA>.
+
+    Args:
+        tables: Validated tables (``subscriptions`` required; ``subscription_changes`` and
+            ``customers`` used when present).
+        cutoff: The cutoff (naive values are read as UTC).
+        cfg: Label configuration (``min_tenure_days``).
+
+    Returns:
+        A labels frame (see :data:`LABEL_COLUMNS`) sorted by ``customer_id``; possibly empty.
+    """
+    _subscriptions(tables)
+    return _label_frame(tables, [_as_utc(cutoff)], cfg, with_labels=False)
+
+
+def build_labels(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> pd.DataFrame:
+    """Build the labels frame over the whole cutoff schedule.
+
+    Args:
+        tables: Validated tables (``subscriptions`` required).
+        cfg: Label configuration.
+
+    Returns:
+        One row per (customer, cutoff), sorted by cutoff then customer, with the columns of
+        :data:`LABEL_COLUMNS`.
+
+    Raises:
+        EmptyPopulationError: If there is no cutoff or no customer in any population.
+    """
+    cutoffs = build_cutoffs(tables, cfg)
+    if not cutoffs:
+        raise EmptyPopulationError(
+            "no cutoff fits the data: the history is shorter than label.min_history_days "
+            "or label.first_cutoff is after the end of the data"
+        )
+    labels = _label_frame(tables, cutoffs, cfg, with_labels=True)
+    if labels.empty:
+        raise EmptyPopulationError(
+            f"no customer is active (with tenure >= {cfg.min_tenure_days} days) at any of "
+            f"the {len(cutoffs)} cutoffs from {cutoffs[0].date()} to {cutoffs[-1].date()}"
+        )
+    return labels
+
+
+def build_entity_labels(
+    customers: pd.DataFrame, label_column: str, as_of: pd.Timestamp | dt.date
+) -> pd.DataFrame:
+    """Build the labels frame of entity mode: one row per customer at one constant cutoff.
+
+    Args:
+        customers: The validated customer table with the label column.
+        label_column: Name of the 0/1 label column.
+        as_of: The cutoff (its date, at midnight UTC).
+
+    Returns:
+        A labels frame. ``mrr``, ``plan``, ``billing_period`` and ``tenure_days`` come from
+        same-named columns when present (``tenure`` is accepted for ``tenure_days``), else they
+        are missing; ``tenure_days`` is nullable ``Int64`` here because it may be unknown.
+
+    Raises:
+        DataContractError: If the label column is missing or holds values other than 0/1.
+        EmptyPopulationError: If there are no customers.
+    """
+    if label_column not in customers.columns:
+        raise DataContractError(
+            f"entity mode: the label column {label_column!r} is not in the customer table "
+            f"(columns: {list(customers.columns)}); set ingest.label_column"
+        )
+    if customers.empty:
+        raise EmptyPopulationError("entity mode: the customer table is empty")
+    customers = customers.reset_index(drop=True)
+    label = pd.to_numeric(customers[label_column].astype("object"), errors="coerce")
+    if not label.isin([0, 1]).all():  # missing values fail too
+        raise DataContractError(
+            f"entity mode: the label column {label_column!r} must hold only 0 and 1"
+        )
+    cutoff = _as_utc(pd.Timestamp(as_of).normalize()).as_unit("us")
+    tenure_source = next((c for c in ("tenure_days", "tenure") if c in customers.columns), None)
+    if tenure_source is None:
+        tenure = pd.Series(pd.NA, index=customers.index, dtype="Int64")
+    else:
+        tenure = pd.to_numeric(customers[tenure_source], errors="coerce").round().astype("Int64")
+    missing_text = pd.Series(None, index=customers.index, dtype="str")
+    return pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"].astype("str"),
+            "cutoff": pd.Series(cutoff, index=customers.index, dtype="datetime64[us, UTC]"),
+            "label": label.astype("Int8"),
+            "mrr": (
+                pd.to_numeric(customers["mrr"], errors="coerce").astype("float64")
+                if "mrr" in customers.columns
+                else pd.Series(float("nan"), index=customers.index)
+            ),
+            "plan": customers["plan"].astype("str") if "plan" in customers else missing_text,
+            "billing_period": (
+                customers["billing_period"].astype("str")
+                if "billing_period" in customers
+                else missing_text
+            ),
+            "tenure_days": tenure,
+        }
+    )
+
+
+def summarize_labels(labels: pd.DataFrame) -> pd.DataFrame:
+    """Return per-cutoff population size, positives and label rate (NaN when unobserved)."""
+    grouped = labels.groupby("cutoff", sort=True)["label"]
+    return pd.DataFrame(
+        {
+            "customers": grouped.size(),
+            "observed": grouped.count(),
+            "churned": grouped.sum(min_count=1).astype("float64"),
+        }
+    ).assign(label_rate=lambda f: f["churned"] / f["observed"].where(f["observed"] > 0))

@@ -1,0 +1,328 @@
+"""Evaluation on the held-out test cutoff(s): metrics, segments, oracle, backtest, plot data.
+
+The core (:func:`evaluate_models`) scores the exported model and the baseline on the test rows
+of the same split training used (:func:`churn.model.split.split_by_time`), and optionally compares
+with the simulator's ground truth; :func:`run_rolling_backtest` retrains on earlier cutoffs.
+:func:`run_evaluate` does the I/O: ``metrics.json`` (nested, for ``dvc metrics``), curve CSVs
+(``dvc plots``), ``test_predictions.parquet`` (for the report), and ``eval_*`` metrics on the
+training run in MLflow.
+
+The oracle (simulator only): truth holds each customer's true monthly churn hazard ``p_m``, so
+the true probability of churning within the horizon after cutoff ``c`` is
+``1 - prod(1 - p_m)`` over the months whose ``month_start`` lies in ``[c, c + horizon_days)``.
+Ranking customers by it gives the best ROC AUC any model could reach on those rows, which is
+what ``test.roc_auc_ratio_to_oracle`` compares with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churn.config import Params
+from churn.errors import ModelError
+from churn.model.baseline import fit_baseline, predict_baseline
+from churn.model.explanation_check import compute_reason_agreement
+from churn.model.fit import fit_churn_model
+from churn.model.metrics import (
+    TOP_DECILE,
+    build_calibration_table,
+    build_gains_curve,
+    build_pr_curve,
+    build_roc_curve,
+    compute_lift,
+    compute_pr_auc,
+    compute_roc_auc,
+    downsample_curve,
+    summarize_predictions,
+    summarize_ranking,
+)
+from churn.model.split import label_array, split_by_time
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from churn.model.artifact import ChurnModel
+
+logger = logging.getLogger(__name__)
+
+
+REVENUE_COLUMNS = ("mrr_at_cutoff", "mrr")
+
+
+MAX_SEGMENT_LEVELS = 50
+
+
+MAX_CURVE_POINTS = 500
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_models` produced.
+
+    Attributes:
+        metrics: The nested metrics (the content of ``metrics.json``).
+        plots: Curve tables by name (``roc``, ``precision_recall``, ``calibration``, ``gains``).
+        predictions: Test rows with label, model, baseline (and oracle) probabilities.
+    """
+
+    metrics: dict[str, Any]
+    plots: dict[str, pd.DataFrame] = field(default_factory=dict)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def compute_oracle_probabilities(
+    keys: pd.DataFrame, truth: pd.DataFrame, horizon_days: int
+) -> np.ndarray:
+    """Return each row's true probability of churning within the horizon.
+
+    Args:
+        keys: Rows with ``customer_id`` and ``cutoff``.
+        truth: Monthly truth with ``customer_id``, ``month_start`` and ``churn_probability``
+            (the month's hazard).
+        horizon_days: Label horizon.
+
+    Returns:
+        ``1 - prod(1 - p_m)`` over months with ``month_start`` in ``[cutoff, cutoff + horizon)``;
+        0 for a row without such months.
+    """
+    rows = pd.DataFrame(
+        {
+            "row": np.arange(len(keys)),
+            "customer_id": keys["customer_id"].astype(str).to_numpy(),
+            "cutoff": pd.to_datetime(keys["cutoff"], utc=True).to_numpy(),
+        }
+    )
+    months = pd.DataFrame(
+        {
+            "customer_id": truth["customer_id"].astype(str).to_numpy(),
+            "month_start": pd.to_datetime(truth["month_start"], utc=True).to_numpy(),
+            "hazard": truth["churn_probability"].astype(float).to_numpy(),
+        }
+    )
+    joined = rows.merge(months, on="customer_id", how="inner")
+    start = joined["cutoff"]
+    inside = (joined["month_start"] >= start) & (
+        joined["month_start"] < start + pd.Timedelta(days=horizon_days)
+    )
+    joined = joined[inside]
+    survival = (1.0 - joined["hazard"]).groupby(joined["row"]).prod()
+    return 1.0 - survival.reindex(rows["row"], fill_value=1.0).to_numpy()
+
+
+def summarize_segments(
+    test: pd.DataFrame, columns: tuple[str, ...] | list[str], predictions: pd.DataFrame
+) -> tuple[dict[str, Any], list[str]]:
+    """Return ROC AUC per level of each segment column (model and baseline), and notes.
+
+    Columns absent from the frame, with more than 50 levels, and levels holding a single class
+    are skipped and named in the notes. Missing values form the level ``missing``.
+    """
+    segments: dict[str, Any] = {}
+    notes: list[str] = []
+    labels = predictions["label"].to_numpy()
+    for column in columns:
+        if column not in test.columns:
+            notes.append(f"segment {column!r} skipped: not a column of the features frame")
+            continue
+        values = test[column].astype("object").where(test[column].notna(), "missing")
+        values = values.astype(str).to_numpy()
+        levels = sorted(set(values))
+        if len(levels) > MAX_SEGMENT_LEVELS:
+            notes.append(f"segment {column!r} skipped: {len(levels)} levels")
+            continue
+        segments[column] = {}
+        for level in levels:
+            mask = values == level
+            y = labels[mask]
+            if y.min() == y.max():
+                notes.append(f"segment {column}={level} skipped: one class ({mask.sum()} rows)")
+                continue
+            segments[column][level] = {
+                "n": int(mask.sum()),
+                "positives": int(y.sum()),
+                "roc_auc": compute_roc_auc(y, predictions["churn_probability"].to_numpy()[mask]),
+                "baseline_roc_auc": compute_roc_auc(
+                    y, predictions["baseline_probability"].to_numpy()[mask]
+                ),
+            }
+    return segments, notes
+
+
+def build_plot_tables(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int
+) -> dict[str, pd.DataFrame]:
+    """Return the curve tables for ``dvc plots``, each at most 500 rows."""
+    calibration = build_calibration_table(labels, probabilities, bins)
+    return {
+        "roc": downsample_curve(build_roc_curve(labels, probabilities), MAX_CURVE_POINTS),
+        "precision_recall": downsample_curve(
+            build_pr_curve(labels, probabilities), MAX_CURVE_POINTS
+        ),
+        "calibration": calibration[["mean_predicted", "fraction_positive"]],
+        "gains": downsample_curve(build_gains_curve(labels, probabilities), MAX_CURVE_POINTS),
+    }
+
+
+def evaluate_models(
+    features: pd.DataFrame,
+    model: ChurnModel,
+    baseline: Pipeline,
+    params: Params,
+    truth: pd.DataFrame | None = None,
+) -> Evaluation:
+    """Score the model and the baseline on the test rows and collect every metric.
+
+    Args:
+        features: The features frame.
+        model: The exported ChurnModel.
+        baseline: The exported baseline pipeline.
+        params: All parameters (evaluate, train, label, ingest sections).
+        truth: Simulator ``customer_months`` for the oracle, or ``None``.
+
+    Returns:
+        The evaluation (metrics without the backtest, plot tables, test predictions).
+    """
+    cfg = params.evaluate
+    split = split_by_time(features, params.train, params.label, mode=params.ingest.mode)
+    test = features.iloc[split.test]
+    labels = label_array(test)
+    predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
+    predictions["label"] = labels
+    predictions["churn_probability"] = model.predict_proba(test)
+    predictions["baseline_probability"] = predict_baseline(baseline, test)
+    notes = list(split.notes)
+    evaluated_on = split.describe()["cutoffs"]["test"]
+    trained_on = model.metadata.get("test_cutoffs")
+    if trained_on is not None and trained_on != evaluated_on:
+        notes.append(f"the model was tested on {trained_on} at training; here on {evaluated_on}")
+    revenue_column = next((c for c in REVENUE_COLUMNS if c in test.columns), None)
+    revenue = None if revenue_column is None else test[revenue_column].to_numpy(dtype=float)
+    if revenue is None:
+        notes.append(f"no revenue column ({' or '.join(REVENUE_COLUMNS)}): no revenue capture")
+
+    def summarize(probabilities: pd.Series) -> dict[str, Any]:
+        return summarize_ranking(
+            labels,
+            probabilities.to_numpy(),
+            bins=cfg.calibration_bins,
+            top_fractions=cfg.top_fractions,
+            revenue=revenue,
+        )
+
+    metrics: dict[str, Any] = {
+        "split": {
+            "mode": split.mode,
+            "test_cutoffs": evaluated_on,
+            "n_test": int(labels.size),
+        },
+        "test": summarize(predictions["churn_probability"]),
+        "baseline": {"test": summarize(predictions["baseline_probability"])},
+    }
+    # Ranking quality of the booster before calibration: a calibrator with few steps ties
+    # customers together and costs ranking quality, and this makes that cost visible.
+    raw = model.predict_raw(test)
+    metrics["test"]["raw_roc_auc"] = compute_roc_auc(labels, raw)
+    metrics["test"]["raw_pr_auc"] = compute_pr_auc(labels, raw)
+    if truth is not None:
+        oracle = compute_oracle_probabilities(test, truth, params.label.horizon_days)
+        predictions["oracle_probability"] = oracle
+        oracle_auc = compute_roc_auc(labels, oracle)
+        metrics["test"]["oracle_roc_auc"] = oracle_auc
+        metrics["test"]["oracle_lift_top_decile"] = compute_lift(labels, oracle, TOP_DECILE)
+        metrics["test"]["roc_auc_ratio_to_oracle"] = metrics["test"]["roc_auc"] / oracle_auc
+        metrics["explanations"] = compute_reason_agreement(model, test, truth, TOP_DECILE)
+    metrics["segments"], segment_notes = summarize_segments(test, cfg.segments, predictions)
+    metrics["notes"] = notes + segment_notes
+    plots = build_plot_tables(
+        labels, predictions["churn_probability"].to_numpy(), cfg.calibration_bins
+    )
+    return Evaluation(metrics=metrics, plots=plots, predictions=predictions)
+
+
+def run_rolling_backtest(
+    features: pd.DataFrame, catalog: pd.DataFrame, params: Params
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Retrain and test on each of the last ``evaluate.backtest_cutoffs`` labeled cutoffs.
+
+    For each cutoff ``c`` the split is replayed as if ``c`` were the latest labeled cutoff
+    (one test cutoff, same purge rules), and the model is refitted with the training
+    parameters (no registry). A cutoff whose slices are too small is skipped with its reason.
+
+    Returns:
+        ``(entries, notes)``: one entry per cutoff (metrics, or ``skipped`` with a reason).
+    """
+    k = params.evaluate.backtest_cutoffs
+    labeled = pd.DatetimeIndex(features.loc[features["label"].notna(), "cutoff"])
+    cutoffs = sorted(pd.unique(labeled))
+    if k == 0:
+        return [], []
+    if params.ingest.mode == "entity" or len(cutoffs) < 2:
+        return [], ["no rolling backtest: the data has a single cutoff (entity mode)"]
+    cfg = params.train.model_copy(update={"test_cutoffs": 1})
+    entries: list[dict[str, Any]] = []
+    for cutoff in cutoffs[-k:]:
+        entry: dict[str, Any] = {"cutoff": cutoff.strftime("%Y-%m-%d")}
+        try:
+            split = split_by_time(features, cfg, params.label, last_cutoff=cutoff)
+            train, validation, test = (
+                features.iloc[rows] for rows in (split.train, split.validation, split.test)
+            )
+            reason = _backtest_skip_reason(train, validation, test, cfg.min_positives)
+            if reason is None:
+                model = fit_churn_model(train, validation, catalog, cfg)
+                baseline = fit_baseline(train, catalog, seed=cfg.seed)
+        except ModelError as exc:
+            reason = str(exc)
+        if reason is not None:
+            entries.append({**entry, "skipped": reason})
+            logger.info("backtest %s skipped: %s", entry["cutoff"], reason)
+            continue
+        labels = label_array(test)
+        probabilities = model.predict_proba(test)
+        summary = summarize_predictions(labels, probabilities)
+        entries.append(
+            {
+                **entry,
+                "n_train": len(train),
+                "n_test": summary.pop("n"),
+                **summary,
+                "lift_top_decile": compute_lift(labels, probabilities, TOP_DECILE),
+                "baseline_roc_auc": compute_roc_auc(labels, predict_baseline(baseline, test)),
+            }
+        )
+    skipped = sum("skipped" in entry for entry in entries)
+    notes = [f"backtest: {skipped} of {len(entries)} cutoff(s) skipped"] if skipped else []
+    return entries, notes
+
+
+def _backtest_skip_reason(
+    train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, min_positives: int
+) -> str | None:
+    positives = int(train["label"].sum())
+    if positives < min_positives:
+        return f"{positives} training positives, fewer than train.min_positives = {min_positives}"
+    for name, part in (("validation", validation), ("test", test)):
+        if part["label"].nunique() < 2:
+            return f"the {name} cutoff holds a single class"
+    return None
+
+
+def flatten_for_mlflow(metrics: dict[str, Any]) -> dict[str, float]:
+    """Return ``eval_``-prefixed scalar metrics of the ``test`` and ``baseline.test`` blocks."""
+    flat: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}_{key}", item)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[prefix] = float(value)
+
+    walk("eval_test", metrics.get("test", {}))
+    walk("eval_baseline_test", metrics.get("baseline", {}).get("test", {}))
+    return flat

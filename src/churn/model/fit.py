@@ -1,0 +1,350 @@
+"""Training: out-of-time split, guards, LightGBM + calibration, a baseline, and ``run_train``.
+
+The core (:func:`train_churn_models` and the functions it calls) takes frames and parameters and
+returns a :class:`TrainResult`; it touches neither the disk nor MLflow. :func:`run_train` reads
+the inputs, logs the run and registers the model through :mod:`churn.tracking`, applies the
+champion/challenger gate, and exports the model directory used for scoring without a registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from churn.config import Params, TrainConfig
+from churn.errors import ModelError
+from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+from churn.model.baseline import fit_baseline, predict_baseline
+from churn.model.metrics import compute_roc_auc, summarize_predictions
+from churn.model.split import Split, label_array, split_by_time
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+KEY_COLUMNS = ("customer_id", "cutoff", "label")
+
+
+@dataclass
+class TrainResult:
+    """Everything a training run produced, before anything is written or logged.
+
+    Attributes:
+        split: The train/validation/test split.
+        model: The calibrated LightGBM model.
+        baseline: The logistic-regression baseline (sklearn pipeline).
+        metrics: ``{"validation"|"test"|"baseline_validation"|"baseline_test": {metric: value}}``.
+        feature_aucs: Single-feature test ROC AUC (``max(auc, 1 - auc)``) per feature.
+        importance: Gain and split importance per feature, most important first.
+        test_predictions: Test rows: ``customer_id``, ``cutoff``, ``label``,
+            ``churn_probability``, ``raw_probability`` (uncalibrated), ``baseline_probability``.
+        trials: Tuning trials (``number``, ``params``, ``validation_pr_auc``); empty if off.
+        tuned_params: Hyperparameters chosen by tuning (empty if off).
+    """
+
+    split: Split
+    model: ChurnModel
+    baseline: Pipeline
+    metrics: dict[str, dict[str, float]]
+    feature_aucs: dict[str, float]
+    importance: pd.DataFrame
+    test_predictions: pd.DataFrame
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    tuned_params: dict[str, Any] = field(default_factory=dict)
+
+
+def select_feature_catalog(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """Return the catalog rows of the frame's feature columns, in frame order.
+
+    Feature columns are all columns except ``customer_id``, ``cutoff`` and ``label``.
+
+    Raises:
+        ModelError: If a feature column has no catalog row, or the frame has no features.
+    """
+    names = [column for column in features.columns if column not in KEY_COLUMNS]
+    if not names:
+        raise ModelError("the features frame has no feature columns")
+    missing = [name for name in names if name not in set(catalog["name"])]
+    if missing:
+        raise ModelError(
+            f"{len(missing)} feature column(s) have no row in the feature catalog: {missing[:20]}"
+        )
+    return catalog.drop_duplicates("name").set_index("name").loc[names].reset_index()
+
+
+def build_lgb_params(cfg: TrainConfig) -> dict[str, Any]:
+    """Translate the train section into deterministic LightGBM parameters."""
+    return {
+        "objective": "binary",
+        "metric": cfg.early_stopping_metric,
+        "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves,
+        "max_depth": cfg.max_depth,
+        "min_data_in_leaf": cfg.min_child_samples,
+        "bagging_fraction": cfg.subsample,
+        "bagging_freq": 1 if cfg.subsample < 1.0 else 0,
+        "feature_fraction": cfg.colsample_bytree,
+        "lambda_l2": cfg.reg_lambda,
+        "scale_pos_weight": cfg.scale_pos_weight,
+        "num_threads": cfg.num_threads,
+        "seed": cfg.seed,
+        # Same data + same seed -> the same model, so retraining is reproducible.
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+    }
+
+
+def _typical_value(column: pd.Series, categorical: bool) -> Any:
+    values = column.dropna()
+    if values.empty:
+        return None
+    return str(values.mode().iloc[0]) if categorical else float(values.median())
+
+
+def fit_churn_model(
+    train: pd.DataFrame, validation: pd.DataFrame, catalog: pd.DataFrame, cfg: TrainConfig
+) -> ChurnModel:
+    """Fit LightGBM on ``train`` (early stopping on ``validation``) and calibrate on validation.
+
+    Args:
+        train: Training rows of the features frame (labels present).
+        validation: Validation rows (labels present, both classes).
+        catalog: Feature catalog (at least the frame's feature columns).
+        cfg: Train section.
+
+    Returns:
+        The calibrated model; categorical levels and typical values come from train only.
+    """
+    feature_catalog = select_feature_catalog(train, catalog)
+    names = list(feature_catalog["name"])
+    categorical = list(feature_catalog.loc[feature_catalog["kind"] == "categorical", "name"])
+    model = ChurnModel(
+        booster=None,  # type: ignore[arg-type]  # prepare() needs only names and levels
+        feature_names=tuple(names),
+        categorical_levels=learn_categorical_levels(train, categorical),
+        calibrator=Calibrator(method="identity"),
+        catalog=feature_catalog,
+    )
+    train_y, val_y = label_array(train), label_array(validation)
+    cat_index = [names.index(name) for name in categorical]
+    train_set = lgb.Dataset(
+        model.prepare(train), train_y, feature_name=names, categorical_feature=cat_index
+    )
+    val_set = lgb.Dataset(model.prepare(validation), val_y, reference=train_set)
+    lgb_params = build_lgb_params(cfg)
+    model.booster = lgb.train(
+        lgb_params,
+        train_set,
+        num_boost_round=cfg.n_estimators,
+        valid_sets=[val_set],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+    )
+    model.calibrator = Calibrator.fit(model.predict_raw(validation), val_y, cfg.calibration)
+    model.typical_values = {
+        name: _typical_value(train[name], name in model.categorical_levels) for name in names
+    }
+    model.metadata = {
+        "lgb_params": lgb_params,
+        "best_iteration": int(model.booster.best_iteration or model.booster.current_iteration()),
+        "calibration": cfg.calibration,
+        "train_cutoffs": _cutoff_strings(train),
+        "validation_cutoffs": _cutoff_strings(validation),
+        "n_train": len(train),
+        "n_validation": len(validation),
+        "train_positives": int(train_y.sum()),
+        "validation_positives": int(val_y.sum()),
+        "lightgbm_version": lgb.__version__,
+    }
+    return model
+
+
+def _cutoff_strings(frame: pd.DataFrame) -> list[str]:
+    return [c.strftime("%Y-%m-%d") for c in sorted(pd.unique(pd.DatetimeIndex(frame["cutoff"])))]
+
+
+def check_label_balance(labels: np.ndarray, min_positives: int, where: str) -> None:
+    """Fail unless ``labels`` hold both classes and at least ``min_positives`` positives.
+
+    Raises:
+        ModelError: Naming the slice, its size and its positives.
+    """
+    positives = int(np.sum(labels))
+    if positives in (0, len(labels)):
+        raise ModelError(
+            f"the {where} rows hold a single class ({len(labels)} rows, {positives} churned); "
+            "a churn model needs both churned and retained customers"
+        )
+    if positives < min_positives:
+        raise ModelError(
+            f"the {where} rows hold only {positives} churned customer(s), fewer than "
+            f"train.min_positives = {min_positives}; add history or lower train.min_positives"
+        )
+
+
+def compute_single_feature_aucs(
+    train: pd.DataFrame, test: pd.DataFrame, catalog: pd.DataFrame
+) -> dict[str, float]:
+    """Score each feature on its own on the test rows: ``max(auc, 1 - auc)``.
+
+    Numbers are used as the score with missing values imputed by the train median; categories
+    are scored by their level's churn rate in train (unseen or missing levels get the overall
+    train rate). A feature this predictive on its own is almost always a copy of the label.
+    """
+    feature_catalog = select_feature_catalog(train, catalog)
+    train_y, test_y = label_array(train), label_array(test)
+    aucs: dict[str, float] = {}
+    for name, kind in zip(feature_catalog["name"], feature_catalog["kind"], strict=True):
+        if kind == "categorical":
+            levels = train[name].astype("object").where(train[name].notna(), None)
+            rates = pd.Series(train_y).groupby(levels.to_numpy()).mean()
+            test_levels = test[name].astype("object").where(test[name].notna(), None)
+            score = test_levels.map(rates).astype(float).fillna(float(train_y.mean()))
+        else:
+            values = pd.to_numeric(test[name], errors="coerce").astype(float)
+            median = pd.to_numeric(train[name], errors="coerce").median()
+            score = values.fillna(0.0 if pd.isna(median) else float(median))
+        auc = compute_roc_auc(test_y, score.to_numpy())
+        aucs[name] = max(auc, 1.0 - auc)
+    return aucs
+
+
+def check_leakage(feature_aucs: dict[str, float], threshold: float) -> None:
+    """Fail when any single feature's test AUC exceeds ``threshold``, naming the features.
+
+    Raises:
+        ModelError: Listing each leaky feature with its AUC.
+    """
+    leaky = {name: auc for name, auc in feature_aucs.items() if auc > threshold}
+    if leaky:
+        listed = ", ".join(f"{name} (AUC {auc:.3f})" for name, auc in sorted(leaky.items()))
+        raise ModelError(
+            f"label leakage suspected: on its own, {listed} predicts the test labels above "
+            f"train.leakage_auc_threshold = {threshold}; a feature must use only data known "
+            "before the cutoff"
+        )
+
+
+def build_importance(model: ChurnModel) -> pd.DataFrame:
+    """Return gain and split importance per feature with its family, most important first."""
+    frame = pd.DataFrame(
+        {
+            "feature": list(model.feature_names),
+            "gain": model.booster.feature_importance("gain"),
+            "split": model.booster.feature_importance("split"),
+        }
+    )
+    families = dict(zip(model.catalog["name"], model.catalog["family"], strict=True))
+    frame.insert(1, "family", frame["feature"].map(families))
+    return frame.sort_values("gain", ascending=False, ignore_index=True)
+
+
+def train_churn_models(
+    features: pd.DataFrame, catalog: pd.DataFrame, params: Params
+) -> TrainResult:
+    """Split, guard, (tune,) fit, calibrate and score the model and the baseline.
+
+    Args:
+        features: The features frame (``customer_id``, ``cutoff``, ``label``, features).
+        catalog: The feature catalog.
+        params: All parameters (train, label and ingest sections are used).
+
+    Returns:
+        The training result; nothing is written or logged to MLflow.
+
+    Raises:
+        ModelError: Too few cutoffs, a single class, too few positives, or label leakage.
+    """
+    cfg = params.train
+    split = split_by_time(features, cfg, params.label, mode=params.ingest.mode)
+    for note in split.notes:
+        logger.info(note)
+    train, validation, test = (
+        features.iloc[rows] for rows in (split.train, split.validation, split.test)
+    )
+    logger.info("rows: %d train, %d validation, %d test", len(train), len(validation), len(test))
+    train_y, val_y, test_y = (label_array(part) for part in (train, validation, test))
+    check_label_balance(train_y, cfg.min_positives, "training")
+    check_label_balance(val_y, 1, "validation")
+    check_label_balance(test_y, 1, "test")
+    catalog = select_feature_catalog(features, catalog)
+    feature_aucs = compute_single_feature_aucs(train, test, catalog)
+    check_leakage(feature_aucs, cfg.leakage_auc_threshold)
+
+    trials: list[dict[str, Any]] = []
+    tuned: dict[str, Any] = {}
+    if cfg.tuning.enabled:
+        from churn.model.tuning import tune_hyperparameters
+
+        tuned, trials = tune_hyperparameters(
+            train, validation, catalog, cfg, fit=fit_churn_model
+        )
+        cfg = cfg.model_copy(update=tuned)
+    model = fit_churn_model(train, validation, catalog, cfg)
+    baseline = fit_baseline(train, catalog, seed=cfg.seed)
+    predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
+    predictions["label"] = test_y
+    predictions["churn_probability"] = model.predict_proba(test)
+    predictions["raw_probability"] = 1.0 / (1.0 + np.exp(-model.predict_raw(test)))
+    predictions["baseline_probability"] = predict_baseline(baseline, test)
+    model.metadata.update(
+        {
+            "split_mode": split.mode,
+            "test_cutoffs": _cutoff_strings(test),
+            "n_test": len(test),
+            "test_positives": int(test_y.sum()),
+            "label_horizon_days": params.label.horizon_days,
+            "label_grace_days": params.label.grace_days,
+            "tuned_params": tuned,
+        }
+    )
+    metrics = {
+        "validation": summarize_predictions(val_y, model.predict_proba(validation)),
+        "test": summarize_predictions(test_y, predictions["churn_probability"]),
+        "baseline_validation": summarize_predictions(val_y, predict_baseline(baseline, validation)),
+        "baseline_test": summarize_predictions(test_y, predictions["baseline_probability"]),
+    }
+    logger.info(
+        "test ROC AUC %.3f (baseline %.3f), PR AUC %.3f (baseline %.3f)",
+        metrics["test"]["roc_auc"],
+        metrics["baseline_test"]["roc_auc"],
+        metrics["test"]["pr_auc"],
+        metrics["baseline_test"]["pr_auc"],
+    )
+    return TrainResult(
+        split=split,
+        model=model,
+        baseline=baseline,
+        metrics=metrics,
+        feature_aucs=feature_aucs,
+        importance=build_importance(model),
+        test_predictions=predictions,
+        trials=trials,
+        tuned_params=tuned,
+    )
+
+
+def read_catalog(path: Path) -> pd.DataFrame:
+    """Read the feature catalog CSV written by ``churn features``.
+
+    Raises:
+        ModelError: If the file is missing or lacks the ``name``/``kind``/``family`` columns.
+    """
+    if not path.exists():
+        raise ModelError(
+            f"feature catalog not found at {path}; run 'churn features' (it writes the "
+            "catalog) or point 'churn train --catalog' at it"
+        )
+    catalog = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"name", "kind", "family"} - set(catalog.columns)
+    if missing:
+        raise ModelError(f"{path} lacks catalog column(s) {sorted(missing)}")
+    return catalog

@@ -1,0 +1,369 @@
+"""Plain-language reason sentences for feature values, built from the feature catalog.
+
+Analysts read "4 support tickets opened in the last 30 days; a typical customer has 0", not a
+SHAP array. A sentence depends only on the feature and its value *as displayed* (rounded, see
+:func:`round_for_display`), so sentences are built once per distinct displayed value of a feature
+(:func:`pandas.factorize`) and spread back to the rows with an array take: scoring a million
+customers formats thousands of strings, not millions.
+
+Sentence templates (``v`` the customer's value, ``t`` the typical value from
+:attr:`churn.model.artifact.ChurnModel.typical_values`; the clause about ``t`` is left out when it is
+unknown):
+
+* most units (tickets, days, points, ...), whose catalog description reads after a number:
+  ``"{v} {description}; a typical customer has {t}"``;
+* measure units (currency, fraction/share, ratio, percent, score, rate), whose description
+  names a quantity: ``"{description} is {v} (typical: {t})"``;
+* flags: ``"{subject}: yes (typical: no)"``, the subject being the description without the
+  catalog's ``"flag for ... (1 yes, 0 no)"`` wrapping;
+* categorical: ``"{description} is {v} (typical: {t})"``; a level the model never saw in training
+  is named as such, because the model scores it as missing;
+* a missing value: ``"no {description} on record"``.
+
+Numbers: integers without decimals (thousands separated), otherwise one decimal (two below 1);
+currency with cents below 1,000 unless whole; fractions and shares as percentages; flags as
+yes/no.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Units whose description names a quantity rather than reading after a number.
+MEASURE_UNITS = frozenset({"score", "ratio", "share", "fraction", "percent", "%", "rate"})
+#: Units holding a 0-1 share shown as a percentage.
+SHARE_UNITS = frozenset({"share", "fraction"})
+#: Units holding a 0/1 indicator shown as yes/no.
+FLAG_UNITS = frozenset({"flag", "bool"})
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a sentence needs to know about one feature (a catalog row plus training facts).
+
+    Attributes:
+        name: Feature (column) name.
+        family: Feature family (acquisition, billing, usage, support, engagement, profile).
+        phase: Journey phase (pre_sale or post_sale).
+        kind: ``numeric`` or ``categorical``.
+        unit: Unit of measure (``tickets``, ``currency/month``, ``points``...; may be empty).
+        description: Lowercase noun phrase (reads after a number for count units).
+        levels: Categorical levels seen in training (empty for numeric features).
+    """
+
+    name: str
+    family: str
+    phase: str
+    kind: str
+    unit: str
+    description: str
+    levels: tuple[str, ...] = ()
+
+
+def _text(value: Any, default: str) -> str:
+    """Return a catalog cell as text; ``default`` when missing or blank (read back as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    text = str(value).strip()
+    return text or default
+
+
+def build_feature_specs(
+    catalog: pd.DataFrame,
+    feature_names: tuple[str, ...] | list[str],
+    categorical_levels: Mapping[str, tuple[str, ...]],
+) -> dict[str, FeatureSpec]:
+    """Return a :class:`FeatureSpec` for every model feature, in model order.
+
+    A feature absent from the catalog (an old model saved without one) still gets a spec:
+    family and phase ``unknown``, its kind from the model, its name as description.
+
+    Args:
+        catalog: Feature catalog (name, family, phase, kind, unit, description).
+        feature_names: The model's features.
+        categorical_levels: The model's categorical levels (name -> levels).
+
+    Returns:
+        Feature name -> spec.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    if len(catalog) and "name" in catalog.columns:
+        rows = {str(r["name"]): r for r in catalog.to_dict("records")}
+    specs: dict[str, FeatureSpec] = {}
+    for name in feature_names:
+        row = rows.get(name, {})
+        is_categorical = name in categorical_levels
+        specs[name] = FeatureSpec(
+            name=name,
+            family=_text(row.get("family"), "unknown"),
+            phase=_text(row.get("phase"), "unknown"),
+            kind="categorical" if is_categorical else "numeric",
+            unit=_text(row.get("unit"), ""),
+            description=_text(row.get("description"), name.replace("_", " ")),
+            levels=tuple(categorical_levels.get(name, ())),
+        )
+    return specs
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # array-like values are not scalars: treat as present
+        return False
+
+
+def round_for_display(values: np.ndarray, unit: str = "") -> np.ndarray:
+    """Round numbers to the precision they are shown with (vectorised).
+
+    Two values that round alike read alike, so sentences are built once per *rounded* value:
+    even a continuous feature then has few distinct values to format.
+
+    Args:
+        values: Numbers (NaN allowed).
+        unit: Catalog unit.
+
+    Returns:
+        Rounded values: flags to 0/1, shares to whole percents, percents to 0.1, currency to
+        whole units from 1,000 on and to cents below, other numbers to 0.1 from 1 on and to
+        0.01 below. ``-0.0`` becomes ``0.0``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    unit = unit.strip().lower()
+    big = np.abs(values) >= (1000 if unit.startswith("currency") else 1)
+    with np.errstate(invalid="ignore"):
+        if unit in FLAG_UNITS:
+            rounded = np.where(np.isnan(values), np.nan, (values != 0).astype(np.float64))
+        elif unit in SHARE_UNITS:
+            rounded = np.round(values * 100) / 100
+        elif unit in ("percent", "%"):
+            rounded = np.round(values, 1)
+        elif unit.startswith("currency"):
+            rounded = np.where(big, np.round(values), np.round(values, 2))
+        else:
+            rounded = np.where(big, np.round(values, 1), np.round(values, 2))
+    return rounded + 0.0
+
+
+def format_number(value: float, unit: str = "") -> str:
+    """Format one number for display according to its unit (see :func:`round_for_display`).
+
+    Args:
+        value: The number (not missing).
+        unit: Catalog unit.
+
+    Returns:
+        E.g. ``"4"``, ``"1,204"``, ``"3.5"``, ``"0.25"``, ``"799.50"`` (currency), ``"25%"``
+        (share), ``"yes"`` (flag). Whole numbers never show decimals.
+    """
+    return _format_rounded(float(round_for_display(np.array([value]), unit)[0]), unit)
+
+
+def _format_rounded(value: float, unit: str) -> str:
+    """Format a number already rounded by :func:`round_for_display`."""
+    unit = unit.strip().lower()
+    if unit in FLAG_UNITS:
+        return "yes" if value else "no"
+    if unit in SHARE_UNITS:
+        return f"{value:.0%}"
+    if unit in ("percent", "%"):
+        return f"{value:.0f}%" if value.is_integer() else f"{value:.1f}%"
+    if value.is_integer():
+        return f"{value:,.0f}"
+    if unit.startswith("currency"):
+        return f"{value:,.2f}"
+    return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.2f}"
+
+
+def _unit_suffix(unit: str) -> str:
+    """Return the words shown after a measure value: ``" per month"`` for ``currency/month``."""
+    kind, _, period = unit.strip().lower().partition("/")
+    return f" per {period}" if kind == "currency" and period else ""
+
+
+def _flag_subject(description: str) -> str:
+    """Shorten the catalog's "flag for X (1 yes, 0 no)" wording to "X"."""
+    subject = re.sub(r"^flag for\s+", "", description.strip())
+    return re.sub(r"\s*\(1 yes, 0 no\)$", "", subject) or description
+
+
+def format_value(value: Any, spec: FeatureSpec) -> str | None:
+    """Return the display string of one raw value (``None`` when missing)."""
+    if _is_missing(value):
+        return None
+    if spec.kind == "categorical":
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return format_number(number, spec.unit)
+
+
+def describe_value(value: Any, spec: FeatureSpec, typical: Any = None) -> str:
+    """Return the plain-language sentence for one raw value of a feature.
+
+    Args:
+        value: The customer's raw value (as in the feature frame).
+        spec: The feature's spec.
+        typical: The typical value (median / most frequent level), or ``None``.
+
+    Returns:
+        The sentence (see the module docstring for the templates).
+    """
+    return _sentence(format_value(value, spec), format_value(typical, spec), spec)
+
+
+def _sentence(shown: str | None, typical_shown: str | None, spec: FeatureSpec) -> str:
+    """Fill the template for already formatted value and typical value (``None``: missing)."""
+    if shown is None:
+        return f"no {spec.description} on record"
+    if spec.kind == "categorical":
+        sentence = f"{spec.description} is {shown}"
+        if spec.levels and shown not in spec.levels:
+            return f"{sentence}, a value not seen in training (scored as missing)"
+        return sentence if typical_shown is None else f"{sentence} (typical: {typical_shown})"
+    unit = spec.unit.strip().lower()
+    if unit in FLAG_UNITS:
+        sentence = f"{_flag_subject(spec.description)}: {shown}"
+        return sentence if typical_shown is None else f"{sentence} (typical: {typical_shown})"
+    if unit in MEASURE_UNITS or unit.startswith("currency"):
+        suffix = _unit_suffix(unit)
+        sentence = f"{spec.description} is {shown}{suffix}"
+        if typical_shown is None:
+            return sentence
+        return f"{sentence} (typical: {typical_shown}{suffix})"
+    sentence = f"{shown} {spec.description}"
+    if typical_shown is None:
+        return sentence
+    return f"{sentence}; a typical customer has {typical_shown}"
+
+
+def _distinct_values(values: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, pd.Index]:
+    """Factorize values into codes (-1 for missing) and uniques; numbers as displayed."""
+    if spec.kind == "numeric":
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = pd.Series(round_for_display(numbers, spec.unit))
+    else:
+        values = values.astype("object").where(values.notna(), None)
+        values = values.map(str, na_action="ignore")
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, pd.Index(uniques)
+
+
+def explain_values(
+    values: pd.Series, spec: FeatureSpec, typical: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return display strings and sentences for many values of one feature.
+
+    Work is done once per distinct displayed value and spread back with an array take.
+
+    Args:
+        values: Raw values of the feature.
+        spec: The feature's spec.
+        typical: The typical value, or ``None``.
+
+    Returns:
+        ``(display, sentences)``: object arrays aligned with ``values``; display is ``None`` for
+        a missing value.
+    """
+    codes, uniques = _distinct_values(values, spec)
+    if spec.kind == "numeric":  # uniques are rounded numbers already
+        shown = [_format_rounded(float(v), spec.unit) for v in uniques]
+    else:
+        shown = [str(v) for v in uniques]
+    typical_shown = format_value(typical, spec)
+    # One extra slot at the end holds the missing-value answer; code -1 indexes it.
+    display = np.array([*shown, None], dtype=object)
+    sentences = np.array(
+        [_sentence(text, typical_shown, spec) for text in [*shown, None]], dtype=object
+    )
+    return display[codes], sentences[codes]
+
+
+def top_positive_reasons(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pick each row's ``k`` largest positive contributions, largest first.
+
+    Args:
+        contributions: ``(n, p)`` contributions.
+        k: Reasons per row.
+
+    Returns:
+        ``(index, value)`` of shape ``(n, min(k, p))``: feature positions and contributions;
+        ``value`` is NaN where fewer than ``k`` contributions are positive (``index`` is then
+        meaningless). Ties keep the lower feature position (stable sort).
+    """
+    k = min(k, contributions.shape[1])
+    rows = np.arange(contributions.shape[0])
+    index = np.zeros((len(rows), k), dtype=np.intp)
+    value = np.empty((len(rows), k))
+    remaining = contributions.copy()
+    # k passes of argmax instead of a full sort: k is small, and argmax returns the first of
+    # equal maxima, which is exactly a stable descending sort's tie order.
+    for slot in range(k):
+        index[:, slot] = np.argmax(remaining, axis=1)
+        value[:, slot] = remaining[rows, index[:, slot]]
+        remaining[rows, index[:, slot]] = -np.inf
+    return index, np.where(value > 0, value, np.nan)
+
+
+def build_reason_columns(
+    batch: pd.DataFrame,
+    index: np.ndarray,
+    value: np.ndarray,
+    specs: Mapping[str, FeatureSpec],
+    typical: Mapping[str, Any],
+    reasons: int,
+) -> dict[str, Any]:
+    """Build the ``reason_{i}_*`` columns of :func:`churn.model.scoring.score_frame`.
+
+    Text is made per feature, over all the rows and reason slots that cite it at once.
+
+    Args:
+        batch: The scored rows (raw feature values are read from here).
+        index: ``(n, m)`` positions (in ``specs`` order) of each row's top features.
+        value: ``(n, m)`` their contributions; NaN marks an empty slot.
+        specs: Feature specs in model order.
+        typical: Typical value per feature.
+        reasons: Number of reason slots to emit (``>= m``; extra slots stay empty).
+
+    Returns:
+        Column name -> values: ``reason_{i}_feature``, ``_value``, ``_contribution``, ``_text``.
+    """
+    names = np.asarray(list(specs), dtype=object)
+    shape = (len(batch), reasons)
+    feature_out = np.full(shape, None, dtype=object)
+    value_out = np.full(shape, None, dtype=object)
+    text_out = np.full(shape, None, dtype=object)
+    contribution_out = np.full(shape, np.nan)
+    contribution_out[:, : value.shape[1]] = value
+    rows, slots = np.nonzero(np.isfinite(value))
+    cited = index[rows, slots]
+    order = np.argsort(cited, kind="stable")
+    rows, slots, cited = rows[order], slots[order], cited[order]
+    # Group the (row, slot) pairs by feature: each feature's raw values are explained at once.
+    bounds = np.flatnonzero(np.diff(cited)) + 1
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(cited)], strict=True):
+        if start == stop:  # no row has any positive contribution
+            continue
+        group_rows, group_slots = rows[start:stop], slots[start:stop]
+        name = names[cited[start]]
+        display, sentences = explain_values(
+            batch[name].iloc[group_rows], specs[name], typical.get(name)
+        )
+        feature_out[group_rows, group_slots] = name
+        value_out[group_rows, group_slots] = display
+        text_out[group_rows, group_slots] = sentences
+    columns: dict[str, Any] = {}
+    for i in range(reasons):
+        columns[f"reason_{i + 1}_feature"] = pd.array(feature_out[:, i], dtype="str")
+        columns[f"reason_{i + 1}_value"] = pd.array(value_out[:, i], dtype="str")
+        columns[f"reason_{i + 1}_contribution"] = contribution_out[:, i]
+        columns[f"reason_{i + 1}_text"] = pd.array(text_out[:, i], dtype="str")
+    return columns

@@ -1,0 +1,241 @@
+"""Reading the report's inputs: tolerant lookups, joins and the facts several sections share.
+
+Pure functions of :class:`churn.report.inputs.ReportInputs` and plain frames; no HTML here (see
+:mod:`churn.report.html`). JSON reports come from other stages whose keys may drift, so every
+lookup tolerates a missing key or an unexpected type and returns ``None`` instead of raising.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from churn.report.html import fmt_date, fmt_number, to_float
+
+if TYPE_CHECKING:
+    from churn.report.inputs import ReportInputs
+
+# The registry gate's outcomes (churn.tracking.registry.GateDecision.outcome) in words.
+GATE_OUTCOMES = {
+    "first_model": "first model: now the champion",
+    "promoted": "promoted to champion",
+    "incomparable": "promoted to champion (the old champion could not be scored)",
+    "rejected": "not promoted: registered as challenger, the champion stays",
+}
+
+
+def dig(payload: Any, *path: str, default: Any = None) -> Any:
+    """Return ``payload[path[0]][path[1]]...`` or ``default`` when any step is missing."""
+    for key in path:
+        if not isinstance(payload, dict) or key not in payload:
+            return default
+        payload = payload[key]
+    return payload
+
+
+def first(payload: Any, *keys: str) -> Any:
+    """Return the first present, non-null value among ``keys`` of a dict."""
+    if isinstance(payload, dict):
+        for key in keys:
+            if payload.get(key) is not None:
+                return payload[key]
+    return None
+
+
+def utc(values: pd.Series) -> pd.Series:
+    """Timestamps as UTC; unparseable values become NaT."""
+    return pd.to_datetime(values, utc=True, errors="coerce")
+
+
+def num(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A numeric column, or all-NaN when the frame lacks it."""
+    if column not in frame:
+        return pd.Series(float("nan"), index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
+def feature_descriptions(inputs: ReportInputs) -> dict[str, str]:
+    """Feature name -> catalog description (a noun phrase that reads after a number)."""
+    catalog = inputs.catalog
+    if catalog is None or not {"name", "description"} <= set(catalog.columns):
+        return {}
+    return dict(zip(catalog["name"].astype(str), catalog["description"].astype(str), strict=True))
+
+
+def scalars(payload: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Flatten nested dicts to dotted keys, keeping scalars and short lists only."""
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from scalars(value, f"{name}.")
+        elif isinstance(value, list):
+            if len(value) <= 6 and all(not isinstance(v, dict | list) for v in value):
+                yield name, ", ".join(str(v) for v in value)
+        else:
+            yield name, value
+
+
+def score_cutoff(inputs: ReportInputs) -> pd.Timestamp | None:
+    """The cutoff of the latest scores, if scores are available."""
+    scores = inputs.scores
+    if scores is None or "cutoff" not in scores or scores.empty:
+        return None
+    latest = utc(scores["cutoff"]).max()
+    return None if pd.isna(latest) else latest
+
+
+def score_cutoff_text(inputs: ReportInputs) -> str:
+    """The score cutoff as a date, or a note that scores are missing."""
+    cutoff = score_cutoff(inputs)
+    return fmt_date(cutoff) if cutoff is not None else "not available"
+
+
+def model_version(inputs: ReportInputs) -> str | None:
+    """The registered model version from ``train.json``, when it says."""
+    train = inputs.train or {}
+    version = first(train.get("registry") or {}, "model_version", "version")
+    version = version if version is not None else first(train, "model_version", "version")
+    return None if version is None else f"v{str(version).removeprefix('v')}"
+
+
+def gate_decision(inputs: ReportInputs) -> tuple[str, str | None, bool | None, dict[str, Any]]:
+    """Read the champion/challenger gate's decision from ``train.json``.
+
+    Returns:
+        ``(headline, reason, promoted or None when unknown, details)``.
+    """
+    train = inputs.train or {}
+    gate = dig(train, "registry", "gate")
+    gate = gate if gate is not None else first(train, "gate", "gate_decision")
+    details = gate if isinstance(gate, dict) else {}
+    reason = first(details, "reason", "message") or (gate if isinstance(gate, str) else None)
+    outcome = first(details, "outcome", "decision")
+    alias = first(details, "alias") or dig(train, "registry", "alias")
+    promoted = first(details, "promoted")
+    if not isinstance(promoted, bool):
+        promoted = gate if isinstance(gate, bool) else None
+    if promoted is None and alias in ("champion", "challenger"):
+        promoted = alias == "champion"
+    if outcome in GATE_OUTCOMES:
+        headline = GATE_OUTCOMES[outcome]
+    elif promoted is not None:
+        headline = GATE_OUTCOMES["promoted" if promoted else "rejected"]
+    else:
+        headline = "gate decision not recorded in train.json"
+    return headline, reason, promoted, details
+
+
+def revenue_unit(inputs: ReportInputs, short: bool = False) -> str:
+    """How the scores' revenue at risk relates to MRR, read off the numbers themselves.
+
+    The score stage documents ``churn_probability * 12 * mrr`` (a year of revenue); measuring
+    the ratio instead of assuming it keeps the labels true if that convention changes.
+    """
+    scores = inputs.scores
+    ratio = float("nan")
+    if scores is not None and {"expected_revenue_at_risk", "mrr", "churn_probability"} <= set(
+        scores.columns
+    ):
+        base = num(scores, "churn_probability") * num(scores, "mrr")
+        ratio = (num(scores, "expected_revenue_at_risk") / base.where(base > 0)).median()
+    if abs(ratio - 12) < 0.01:
+        return (
+            "probability × 12 × MRR"
+            if short
+            else ("churn probability × 12 × MRR: a year of revenue")
+        )
+    if abs(ratio - 1) < 0.001:
+        return "probability × MRR" if short else "churn probability × MRR: a month of revenue"
+    return "expected loss" if short else "expected revenue lost to churn"
+
+
+def per_cutoff(labels: pd.DataFrame) -> pd.DataFrame:
+    """Customers, labeled rows, churners, churn rate and MRR per cutoff of a labels frame."""
+    frame = labels.assign(
+        cutoff=utc(labels["cutoff"]), _y=num(labels, "label"), _mrr=num(labels, "mrr")
+    )
+    groups = frame.groupby("cutoff", sort=True)
+    return pd.DataFrame(
+        {
+            "customers": groups["customer_id"].nunique(),
+            "labeled": groups["_y"].count(),
+            "churners": groups["_y"].sum(min_count=1),
+            "churn_rate": groups["_y"].mean(),
+            "mrr": groups["_mrr"].sum(min_count=1),
+        }
+    ).reset_index()
+
+
+def reason_texts(row: pd.Series, descriptions: dict[str, str]) -> list[str]:
+    """Plain-language reasons of one scored customer, most important first.
+
+    Uses the score stage's ``reason_{i}_text``; falls back to "<description>: <value>" built
+    from ``reason_{i}_feature`` and ``reason_{i}_value`` when a text is missing.
+    """
+    numbers = sorted({int(m.group(1)) for c in row.index if (m := re.match(r"reason_(\d+)_", c))})
+    texts = []
+    for i in numbers:
+        text = row.get(f"reason_{i}_text")
+        feature = row.get(f"reason_{i}_feature")
+        if isinstance(text, str) and text.strip():
+            texts.append(text)
+        elif isinstance(feature, str) and feature:
+            value = row.get(f"reason_{i}_value")
+            texts.append(f"{descriptions.get(feature, feature)}: {fmt_number(value, 2)}")
+    return texts
+
+
+def main_driver(row: pd.Series) -> str | None:
+    shares = {
+        c.removeprefix("risk_share_"): to_float(row[c])
+        for c in row.index
+        if c.startswith("risk_share_") and c not in ("risk_share_pre_sale", "risk_share_post_sale")
+    }
+    shares = {k: v for k, v in shares.items() if v is not None}
+    if not shares:
+        return None
+    family = max(shares, key=shares.__getitem__)
+    return f"{family} ({shares[family]:.0%})"
+
+
+def decile_tip(scores: pd.DataFrame) -> str | None:
+    """Say which end of ``risk_decile`` is the risky one, read off the scores."""
+    if not {"risk_decile", "churn_probability"} <= set(scores.columns):
+        return None
+    means = num(scores, "churn_probability").groupby(num(scores, "risk_decile")).mean()
+    if len(means) < 2:
+        return None
+    riskiest = means.index[-1] if means.iloc[-1] > means.iloc[0] else means.index[0]
+    return f"{riskiest:g} = the riskiest tenth of scored customers"
+
+
+def with_segments(inputs: ReportInputs) -> pd.DataFrame:
+    """Scores with segment attributes they lack joined by customer (see ``churn.report``)."""
+    frame = inputs.scores.copy()
+    # Most specific first: the customer's row at the score cutoff, then the customers table's
+    # static attributes, then the customer's latest label row (the plan may have changed).
+    sources = []
+    labels = inputs.labels
+    if labels is not None and {"customer_id", "cutoff"} <= set(labels.columns):
+        labels = labels.assign(cutoff=utc(labels["cutoff"])).sort_values("cutoff")
+        sources.append(labels[labels["cutoff"] == score_cutoff(inputs)])
+    if inputs.customers is not None and "customer_id" in inputs.customers:
+        sources.append(inputs.customers)
+    if labels is not None and {"customer_id", "cutoff"} <= set(labels.columns):
+        sources.append(labels)
+    ids = frame["customer_id"].astype(str)
+    for col in ("plan", *inputs.segment_columns):
+        for source in sources:
+            if col in frame and frame[col].notna().all():
+                break
+            if col not in source:
+                continue
+            latest = source.drop_duplicates("customer_id", keep="last")
+            found = ids.map(
+                pd.Series(latest[col].to_numpy(), index=latest["customer_id"].astype(str))
+            )
+            frame[col] = frame[col].fillna(found) if col in frame else found
+    return frame

@@ -1,0 +1,87 @@
+"""The analyst report: one self-contained HTML file from the pipeline's outputs.
+
+* :func:`load_report_inputs` reads whatever the other stages wrote (JSON reports, plot CSVs,
+  explanation PNGs and tables, labels, scores and the optional score changes) into
+  :class:`ReportInputs`. A missing or unreadable input is recorded with the reason instead of
+  raising: the report is read by people deciding whom to call, so a partial report that says
+  what is missing beats no report.
+* :func:`render_report` is the pure core: inputs and config in, an HTML string out. Sections
+  are drawn by :mod:`churn.report.sections`, charts by :mod:`churn.report.charts`, and all
+  escaping and layout by :mod:`churn.report.html`.
+* :func:`run_report` is the runner the CLI calls; it writes the file atomically.
+
+Decisions: every image is a ``data:`` URI and the page carries a Content-Security-Policy that
+forbids any other load, so the file can be mailed or archived and never calls home. Segment
+attributes the scores lack are joined by customer: plan and billing period from the labels
+at the score cutoff (else the customer's latest label row), the acquisition channel from the
+validated customers table when the runner is given one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from churn.config import ReportConfig
+from churn.report.inputs import ReportInputs
+
+logger = logging.getLogger(__name__)
+
+
+def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
+    """Render the report as one self-contained HTML document.
+
+    Args:
+        inputs: What the pipeline produced (any part may be missing).
+        cfg: Report knobs (``top_customers``).
+
+    Returns:
+        The HTML document. Every value taken from the inputs is escaped.
+    """
+    # Imported here so that importing churn.report (for ReportInputs) stays light.
+    from churn.report.data import gate_decision, model_version, score_cutoff_text
+    from churn.report.html import not_available, page, section
+    from churn.report.risk import (
+        changes_section,
+        customers_section,
+        explain_section,
+        segments_section,
+    )
+    from churn.report.sections import churn_rate_section, data_section, model_section, summary
+
+    sections = (
+        ("data", "Data window and population", data_section),
+        ("churn-rate", "Churn rate over time", churn_rate_section),
+        ("model", "Model card", model_section),
+        ("explain", "What drives churn risk", explain_section),
+        ("customers", "Top customers at risk", customers_section),
+        ("segments", "Segments", segments_section),
+        ("changes", "What changed since the last score", changes_section),
+    )
+
+    def guarded(title: str, draw: Callable[[], Any]) -> Any:
+        try:
+            return draw()
+        except Exception as exc:
+            # Input shapes come from other stages and may drift; one odd input must cost
+            # one section, not the whole report. The reason is shown in place and logged.
+            logger.warning("report section %r failed: %s: %s", title, type(exc).__name__, exc)
+            return None, not_available(
+                title.lower(), f"could not render this section ({type(exc).__name__}: {exc})"
+            )
+
+    parts = [guarded("Summary", lambda: (None, summary(inputs)))[1]]
+    nav = []
+    for anchor, title, draw in sections:
+        lead, body = guarded(title, lambda draw=draw: draw(inputs, cfg))
+        parts.append(section(anchor, title, body, lead))
+        nav.append((anchor, title))
+    facts = [f"Score cutoff {score_cutoff_text(inputs)}"]
+    version = model_version(inputs)
+    if version:
+        promoted = gate_decision(inputs)[2]
+        facts.append(f"model {version}" + (" (not promoted)" if promoted is False else ""))
+    if inputs.generated_at:
+        facts.append(f"generated {inputs.generated_at}")
+    return page("Churn risk report", " · ".join(facts), nav, "".join(parts))

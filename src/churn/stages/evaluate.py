@@ -1,0 +1,100 @@
+"""The ``churn evaluate`` stage: metrics, plots data, backtest and oracle comparison."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from churn.config import Params
+from churn.errors import ModelError
+from churn.model.evaluation import evaluate_models, flatten_for_mlflow, run_rolling_backtest
+from churn.model.fit import KEY_COLUMNS
+from churn.model.metrics import (
+    make_jsonable,
+)
+
+if TYPE_CHECKING:
+
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+TRUTH_FILE = "customer_months.parquet"
+
+
+PREDICTIONS_FILE = "test_predictions.parquet"
+
+
+def run_evaluate(
+    params: Params,
+    features_path: Path,
+    model_dir: Path,
+    truth_dir: Path | None,
+    metrics_path: Path,
+    plots_dir: Path,
+) -> dict[str, Any]:
+    """Evaluate the exported model and write metrics, plot data and test predictions.
+
+    Args:
+        params: All parameters.
+        features_path: Features Parquet.
+        model_dir: Exported model directory (ChurnModel files, ``baseline.joblib``, optionally
+            ``registry.json``).
+        truth_dir: Simulator truth directory; oracle metrics are computed when it holds
+            ``customer_months.parquet``.
+        metrics_path: Nested metrics JSON.
+        plots_dir: Directory for ``roc.csv``, ``precision_recall.csv``, ``calibration.csv``,
+            ``gains.csv`` and ``test_predictions.parquet``.
+
+    Returns:
+        The metrics written to ``metrics_path``.
+    """
+    import joblib
+
+    from churn.io import read_frame, write_json, write_parquet, write_table
+    from churn.model.artifact import ChurnModel
+    from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
+    from churn.tracking.runs import log_eval_metrics
+
+    model_dir, plots_dir = Path(model_dir), Path(plots_dir)
+    model = ChurnModel.load(model_dir)
+    baseline_path = model_dir / BASELINE_FILE
+    if not baseline_path.exists():
+        raise ModelError(f"baseline not found at {baseline_path}; run 'churn train' first")
+    baseline = joblib.load(baseline_path)
+    features = read_frame(features_path)
+    truth = None
+    if truth_dir is not None and (Path(truth_dir) / TRUTH_FILE).exists():
+        truth = pd.read_parquet(Path(truth_dir) / TRUTH_FILE)
+    elif truth_dir is not None:
+        logger.info("no %s in %s: no oracle metrics", TRUTH_FILE, truth_dir)
+
+    evaluation = evaluate_models(features, model, baseline, params, truth)
+    tuned = model.metadata.get("tuned_params") or {}
+    backtest_params = params.model_copy(update={"train": params.train.model_copy(update=tuned)})
+    # The backtest refits on exactly the exported model's features and catalog.
+    model_frame = features[[*KEY_COLUMNS, *model.feature_names]]
+    backtest, notes = run_rolling_backtest(model_frame, model.catalog, backtest_params)
+    metrics = make_jsonable(
+        {**evaluation.metrics, "backtest": backtest, "notes": evaluation.metrics["notes"] + notes}
+    )
+    for name, table in evaluation.plots.items():
+        write_table(table, plots_dir / f"{name}.csv", fmt="csv")
+    write_parquet(evaluation.predictions, plots_dir / PREDICTIONS_FILE)
+    write_json(metrics, metrics_path)
+    test = evaluation.metrics["test"]
+    logger.info(
+        "test ROC AUC %.3f (baseline %.3f), top-decile lift %.2f",
+        test["roc_auc"],
+        evaluation.metrics["baseline"]["test"]["roc_auc"],
+        test["lift_top_decile"],
+    )
+    registry_path = model_dir / REGISTRY_FILE
+    if registry_path.exists():
+        log_eval_metrics(json.loads(registry_path.read_text()), flatten_for_mlflow(metrics))
+    return metrics

@@ -1,0 +1,101 @@
+"""The ``churn features`` stage: read tables and labels, compute features, write them atomically."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from churn.config import Params
+from churn.console import log_table
+from churn.domain.contract import CONTRACT
+from churn.errors import ChurnError, DataContractError, EmptyPopulationError
+from churn.features.build import FeatureResult, build_features
+from churn.io import read_frame, read_tables, write_parquet, write_table
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_tables(params: Params, tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Select the tables the mode uses; in entity mode drop the label column (it is the target).
+
+    Raises:
+        DataContractError: If a table the mode needs is missing.
+    """
+    if params.ingest.mode == "entity":
+        if "customers" not in tables:
+            raise DataContractError("entity mode: the customers table is missing")
+        customers = tables["customers"]
+        label = params.ingest.label_column
+        return {"customers": customers.drop(columns=[label]) if label in customers else customers}
+    missing = [t for t in ("customers", "subscriptions") if t not in tables]
+    if missing:
+        raise DataContractError(f"events mode: required table(s) {missing} missing")
+    return dict(tables)
+
+
+def compute_features(
+    params: Params, tables: dict[str, pd.DataFrame], labels: pd.DataFrame
+) -> FeatureResult:
+    """Compute features with the configured engine (DuckDB locally, or Spark).
+
+    Training (``churn features``) and scoring (``churn score``) both call this, so the two
+    can never use different feature code.
+    """
+    if params.features.engine != "spark":
+        return build_features(tables, labels, params.features, mode=params.ingest.mode)
+    try:
+        spark_engine = importlib.import_module("churn.spark.engine")
+    except ModuleNotFoundError as exc:
+        what = "the module churn.spark.engine" if exc.name == "churn.spark.engine" else f"{exc.name!r}"
+        raise ChurnError(
+            f"features.engine is 'spark' but {what} cannot be imported; install the extra "
+            "with `pip install -e '.[spark]'` or set features.engine: local"
+        ) from exc
+    # The Spark workers call build_features without a mode: prepare_tables leaves only
+    # customers in entity mode, from which build_features infers the same mode.
+    return spark_engine.build_features_spark(tables=tables, population=labels, cfg=params.features)
+
+
+def run_features(
+    params: Params,
+    validated_dir: Path,
+    labels_path: Path,
+    out_path: Path,
+    catalog_path: Path,
+) -> None:
+    """Compute features for every labels row and write the features Parquet and catalog CSV.
+
+    Args:
+        params: All parameters (``features`` knobs; ``ingest.mode`` and ``label_column``).
+        validated_dir: Directory of validated tables.
+        labels_path: Labels Parquet from ``churn label``.
+        out_path: Features Parquet to write.
+        catalog_path: Feature catalog CSV to write.
+
+    Raises:
+        DataContractError: If a required table is missing.
+        EmptyPopulationError: If the labels are empty.
+        ChurnError: If the Spark engine is requested but unavailable.
+    """
+    tables = prepare_tables(params, read_tables(validated_dir, list(CONTRACT)))
+    labels = read_frame(labels_path)
+    if labels.empty:
+        raise EmptyPopulationError(f"{labels_path} has no rows: nothing to compute features for")
+    result = compute_features(params, tables, labels)
+    by_family = result.catalog.groupby("family", sort=False).size()
+    rows = [(family, f"{count}", "") for family, count in by_family.items()]
+    rows += [(family, "0", reason) for family, reason in result.skipped.items()]
+    log_table(
+        logger,
+        f"features: {len(result.frame):,} rows x {len(result.catalog)} features "
+        f"({params.features.engine} engine)",
+        ["family", "features", "skipped"],
+        rows,
+    )
+    write_parquet(result.frame, out_path)
+    write_table(result.catalog, catalog_path, fmt="csv")
+    logger.info("wrote %s and %s", out_path, catalog_path)

@@ -1,0 +1,458 @@
+"""``churn ingest``: validate raw tables against the data contract and quarantine bad rows.
+
+The pure core :func:`validate_tables` takes the raw frames as read (user column names, text or
+typed values) and returns, per table, the valid rows in contract dtypes, the quarantined rows as
+read with every rule they broke, and a JSON-ready report. Problems with a whole table (a
+required table or column missing, too many bad rows) raise
+:class:`~churn.errors.DataContractError` instead: no partial output is better than a model
+silently trained on a fraction of the data.
+
+Row rules, as they appear in ``_failed_rules`` (``"column:rule; column:rule"``):
+
+* ``<col>:not_a_number``, ``<col>:not_an_integer``, ``<col>:not_a_timestamp``,
+  ``<col>:not_a_bool``: the value does not convert to the column's type.
+* ``<col>:missing``: no value in a non-nullable column.
+* ``<col>:not_in_vocabulary``: a value outside a closed vocabulary.
+* ``<col>:out_of_range[min,max]``: a number outside its bounds (``inf`` for no bound).
+* ``duplicate_row``: identical to an earlier row in every column that is kept (the first
+  copy stays valid).
+* ``<key>:duplicate_key``: rows that share a unique key but differ; all of them are
+  quarantined, as there is no telling which one is right.
+* ``<later>:before_<earlier>``: a timestamp before the one it must follow.
+* ``<col>:future_dated``: a timestamp after the end of the ``as_of`` day (UTC).
+* ``customer_id:unknown_customer``, ``subscription_id:unknown_subscription``: a reference to
+  a customer or subscription that is not among the *valid* rows of its table.
+* ``<label>:label_invalid`` (entity mode): a missing label or one that is not 0/1.
+
+The runner :func:`run_ingest` reads the raw directory, calls the core, and writes the outputs
+only once everything has validated.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn import io
+from churn.config import IngestConfig, TableMapping
+from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
+from churn.errors import DataContractError
+from churn.validation import rules
+from churn.validation.coerce import (
+    LABEL_INVALID,
+    coerce_attribute,
+    coerce_column,
+    coerce_label,
+    empty_column,
+    to_text,
+)
+
+logger = logging.getLogger(__name__)
+
+ROW_NUMBER = "_row_number"
+FAILED_RULES = "_failed_rules"
+
+UNKNOWN_CUSTOMER = "unknown_customer"
+UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+
+# References other than customer_id, which the contract expresses as `references_customers`.
+# Child table -> (column, parent table whose key it names, rule).
+_PARENT_REFERENCES: dict[str, tuple[str, str, str]] = {
+    "subscription_changes": ("subscription_id", "subscriptions", UNKNOWN_SUBSCRIPTION),
+}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`validate_tables` returns.
+
+    Attributes:
+        valid: Table -> valid rows, canonical columns in contract dtypes.
+        quarantine: Table -> bad rows as read (text), plus ``_row_number`` and
+            ``_failed_rules``.
+        report: JSON-ready summary (see :func:`validate_tables`).
+    """
+
+    valid: dict[str, pd.DataFrame]
+    quarantine: dict[str, pd.DataFrame]
+    report: dict[str, Any]
+
+
+def table_specs(mode: str) -> dict[str, TableSpec]:
+    """The contract tables read in ``mode``, in validation order (parents before children).
+
+    Entity mode reads only ``customers``, where ``converted_at`` is optional: an entity-level
+    export is a snapshot of customers with a label, not a history.
+    """
+    if mode == "entity":
+        spec = CONTRACT["customers"]
+        columns = tuple(
+            dataclasses.replace(c, required=False, nullable=True) if c.name == "converted_at" else c
+            for c in spec.columns
+        )
+        return {"customers": dataclasses.replace(spec, columns=columns)}
+    # Stable sort: contract order, except that tables referencing a non-customer parent come
+    # after every table they could reference.
+    return dict(sorted(CONTRACT.items(), key=lambda item: item[0] in _PARENT_REFERENCES))
+
+
+def _mapping(cfg: IngestConfig, table: str) -> TableMapping:
+    return cfg.tables.get(table) or TableMapping()
+
+
+def _check_tables(
+    raw: Mapping[str, pd.DataFrame], cfg: IngestConfig, specs: Mapping[str, TableSpec]
+) -> None:
+    """Raise one error listing every missing required table and column."""
+    problems = []
+    for name, spec in specs.items():
+        required = name == "customers" if cfg.mode == "entity" else spec.required
+        if name not in raw:
+            file = _mapping(cfg, name).file
+            where = (
+                f"ingest.tables.{name}.file = '{file}' is not in the raw directory"
+                if file
+                else f"put {name}.parquet or {name}.csv in the raw directory, or set "
+                f"ingest.tables.{name}.file"
+            )
+            if required:
+                problems.append(
+                    f"required table '{name}' is missing ({cfg.mode} mode needs it): {where}"
+                )
+            continue
+        frame, mapping = raw[name], _mapping(cfg, name)
+        have = ", ".join(map(str, frame.columns)) or "none"
+        duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        if duplicated:
+            problems.append(f"table '{name}': duplicate column name(s) {duplicated}")
+        wanted = {c.name: mapping.columns.get(c.name, c.name) for c in spec.columns if c.required}
+        wanted |= {contract: user for contract, user in mapping.columns.items()}
+        if cfg.mode == "entity":
+            wanted[cfg.label_column] = cfg.label_column
+        for contract_name, user_name in wanted.items():
+            if user_name not in frame.columns:
+                via = "" if user_name == contract_name else f" (mapped from '{user_name}')"
+                problems.append(
+                    f"table '{name}': column '{contract_name}'{via} is missing; "
+                    f"the table has: {have}"
+                )
+        to_contract = {user: contract for contract, user in mapping.columns.items()}
+        final = pd.Index([to_contract.get(c, c) for c in frame.columns])
+        clashes = sorted({str(c) for c in final[final.duplicated()]} - set(duplicated))
+        if clashes:
+            problems.append(
+                f"table '{name}': column(s) {clashes} appear twice once the mapping "
+                f"ingest.tables.{name}.columns is applied; drop or rename one of each"
+            )
+    if problems:
+        raise DataContractError("input violates the data contract:\n  - " + "\n  - ".join(problems))
+
+
+def _validate_table(
+    name: str,
+    spec: TableSpec,
+    raw_frame: pd.DataFrame,
+    cfg: IngestConfig,
+    future_from: pd.Timestamp,
+    valid_keys: Mapping[str, pd.Series],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Validate one table.
+
+    Args:
+        name: Contract table name.
+        spec: Its contract (as relaxed for the mode).
+        raw_frame: The table as read.
+        cfg: Ingest configuration.
+        future_from: Timestamps at or after this are future-dated.
+        valid_keys: Table -> key values of its valid rows, for tables validated so far.
+
+    Returns:
+        The valid rows, the quarantined rows and the table's report entry.
+    """
+    raw_frame = raw_frame.reset_index(drop=True)  # positions are row numbers from here on
+    mapping = _mapping(cfg, name)
+    renamed = rename_to_contract(raw_frame, mapping.columns, mapping.values)
+    sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
+    original = pd.DataFrame({c: to_text(raw_frame[c]) for c in raw_frame.columns})
+    entity = cfg.mode == "entity"
+    log = rules.RuleLog(len(renamed))
+
+    # Convert each column to its contract dtype, logging values that do not convert.
+    typed: dict[str, pd.Series] = {}
+    failed: dict[str, np.ndarray] = {}
+    added = []
+    for col in spec.columns:
+        if col.name in renamed.columns:
+            values, failures = coerce_column(renamed[col.name], col.kind, cfg.input_timezone)
+            typed[col.name], failed[col.name] = values, failures.notna().to_numpy()
+            for rule in failures.dropna().unique():
+                log.add(f"{col.name}:{rule}", failures.eq(rule), (col.name,))
+        elif not entity:
+            # Entity mode keeps the columns it got: all-null ones would only become empty features.
+            typed[col.name] = empty_column(col.kind, len(renamed))
+            added.append(col.name)
+    extras = [c for c in renamed.columns if c not in spec.column_names]
+    for column in extras if entity else ():
+        if column == cfg.label_column:
+            values, failures = coerce_label(renamed[column])
+            failed[column] = failures.notna().to_numpy()
+            log.add(f"{column}:{LABEL_INVALID}", failed[column], (column,))
+        else:
+            values = coerce_attribute(renamed[column])
+        typed[column] = values
+    frame = pd.DataFrame(typed, index=renamed.index)
+
+    present = [c for c in spec.column_names if c in renamed.columns]
+    schema, schema_rules = rules.build_schema(spec, present, cfg.label_column if entity else None)
+    rules.check_columns(frame, schema, schema_rules, failed, log)
+    unconverted = pd.DataFrame(
+        {c: original[sources[c]].where(mask) for c, mask in failed.items() if mask.any()},
+        index=frame.index,
+    )
+    rules.check_duplicates(frame, spec.key, unconverted, log)
+    rules.check_order(frame, spec.order_rules, log)
+    rules.check_future_dated(frame, spec.timestamp_columns, future_from, log)
+    references = [_PARENT_REFERENCES[name]] if name in _PARENT_REFERENCES else []
+    if spec.references_customers:
+        references.insert(0, ("customer_id", "customers", UNKNOWN_CUSTOMER))
+    for column, parent, rule in references:
+        if parent in valid_keys:
+            rules.check_reference(frame, column, valid_keys[parent], rule, log)
+
+    bad = log.failed()
+    valid = frame.loc[~bad].reset_index(drop=True)
+    quarantine = original.loc[bad].reset_index(drop=True)
+    quarantine[ROW_NUMBER] = pd.Series(np.flatnonzero(bad), dtype="int64")
+    quarantine[FAILED_RULES] = pd.Series(
+        log.describe(np.flatnonzero(bad), list(frame.columns)), dtype="str"
+    )
+    balanced = len(valid) + len(quarantine) == len(renamed)
+    if not balanced:
+        raise AssertionError(
+            f"ingest lost rows of {name}: {len(renamed)} in, "
+            f"{len(valid)} valid + {len(quarantine)} quarantined"
+        )
+    report = {
+        "present": True,
+        "required": spec.required or entity,
+        "rows_in": len(renamed),
+        "rows_valid": len(valid),
+        "rows_quarantined": len(quarantine),
+        "quarantined_share": round(len(quarantine) / len(renamed), 6) if len(renamed) else 0.0,
+        "rows_balanced": balanced,
+        "columns": list(valid.columns),
+        "added_columns": added,
+        "ignored_columns": [] if entity else extras,
+        "rules": log.summarize(original, sources),
+    }
+    return valid, quarantine, report
+
+
+def _share_problem(name: str, report: Mapping[str, Any], limit: float) -> str:
+    """Explain why a table has too many bad rows, naming its top rules and example values."""
+    lines = [
+        f"table '{name}': {report['rows_quarantined']} of {report['rows_in']} rows "
+        f"({report['quarantined_share']:.1%}) quarantined, above ingest.max_quarantine_share "
+        f"= {limit:.1%}; top rules:"
+    ]
+    for rule, info in list(report["rules"].items())[:3]:
+        shown = ", ".join(f"row {e['row']}: {e['value']!r}" for e in info["examples"][:3])
+        lines.append(f"      {rule} on {info['count']} row(s), e.g. {shown}")
+    return "\n".join(lines)
+
+
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame], cfg: IngestConfig, as_of: pd.Timestamp
+) -> IngestResult:
+    """Validate raw tables against the contract and split their rows into valid and quarantined.
+
+    Args:
+        raw: Contract table name -> the user's frame as read (user column names; text or typed
+            values). Tables not read in ``cfg.mode`` are ignored (and reported). The frames
+            are not modified.
+        cfg: Ingest configuration: mode, column mapping, time zone, quarantine limit.
+        as_of: Rows stamped after the end of this day (UTC) are future-dated.
+
+    Returns:
+        The valid and quarantined rows per present table and the report::
+
+            {"mode", "as_of", "input_timezone", "max_quarantine_share",
+             "rows_in", "rows_valid", "rows_quarantined", "rows_balanced",
+             "ignored_tables": [...],
+             "tables": {table: {"present": true, "required", "rows_in", "rows_valid",
+                                "rows_quarantined", "quarantined_share", "rows_balanced",
+                                "columns", "added_columns", "ignored_columns",
+                                "rules": {rule: {"count", "examples": [{"row", "value"}]}}}
+                        | {"present": false, "required": false, "feature_family", "note"}}}
+
+    Raises:
+        DataContractError: A required table or column is missing (all are listed), or a
+            table's quarantined share exceeds ``cfg.max_quarantine_share``.
+    """
+    stamp = pd.Timestamp(as_of)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    future_from = stamp.normalize() + pd.Timedelta(days=1)
+    specs = table_specs(cfg.mode)
+    _check_tables(raw, cfg, specs)
+
+    valid: dict[str, pd.DataFrame] = {}
+    quarantine: dict[str, pd.DataFrame] = {}
+    tables: dict[str, dict[str, Any]] = {}
+    valid_keys: dict[str, pd.Series] = {}
+    for name, spec in specs.items():
+        if name not in raw:
+            note = (
+                f"table {name} absent: the {spec.feature_family}-family features that need it "
+                "will be skipped"
+            )
+            logger.warning(note)
+            tables[name] = {
+                "present": False,
+                "required": False,
+                "feature_family": spec.feature_family,
+                "note": note,
+            }
+            continue
+        good, bad, report = _validate_table(name, spec, raw[name], cfg, future_from, valid_keys)
+        valid[name], quarantine[name], tables[name] = good, bad, report
+        if len(spec.key) == 1:
+            valid_keys[name] = good[spec.key[0]]
+
+    over = [
+        _share_problem(name, t, cfg.max_quarantine_share)
+        for name, t in tables.items()
+        if t["present"] and t["rows_quarantined"] > cfg.max_quarantine_share * t["rows_in"]
+    ]
+    if over:
+        raise DataContractError("too many bad rows:\n  - " + "\n  - ".join(over))
+
+    order = [n for n in CONTRACT if n in tables]
+    present = [tables[n] for n in order if tables[n]["present"]]
+    report = {
+        "mode": cfg.mode,
+        "as_of": stamp.date().isoformat(),
+        "input_timezone": cfg.input_timezone,
+        "max_quarantine_share": cfg.max_quarantine_share,
+        "rows_in": sum(t["rows_in"] for t in present),
+        "rows_valid": sum(t["rows_valid"] for t in present),
+        "rows_quarantined": sum(t["rows_quarantined"] for t in present),
+        "rows_balanced": all(t["rows_balanced"] for t in present),
+        "ignored_tables": sorted(set(raw) - set(specs)),
+        "tables": {n: tables[n] for n in order},
+    }
+    return IngestResult(
+        valid={n: valid[n] for n in order if n in valid},
+        quarantine={n: quarantine[n] for n in order if n in quarantine},
+        report=report,
+    )
+
+
+def read_raw_tables(
+    raw_dir: Path, cfg: IngestConfig
+) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
+    """Read the raw tables of ``cfg.mode`` that are present in ``raw_dir``.
+
+    Returns:
+        Table -> frame as read, and table -> the file it came from.
+
+    Raises:
+        DataContractError: If ``raw_dir`` does not exist or a table file cannot be read.
+    """
+    if not raw_dir.is_dir():
+        raise DataContractError(f"raw directory {raw_dir} does not exist")
+    frames: dict[str, pd.DataFrame] = {}
+    sources: dict[str, Path] = {}
+    for name in table_specs(cfg.mode):
+        path = io.find_table_file(raw_dir, name, _mapping(cfg, name).file)
+        if path is None:
+            continue
+        try:
+            frames[name] = io.read_frame(path)
+        except (ValueError, OSError) as exc:  # pyarrow and CSV parser errors subclass these
+            raise DataContractError(f"cannot read table '{name}' from {path}: {exc}") from exc
+        sources[name] = path
+    return frames, sources
+
+
+def print_summary(report: Mapping[str, Any]) -> None:
+    """Print a table of rows in / valid / quarantined and the top rules per table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"churn ingest (as of {report['as_of']}, {report['mode']} mode)")
+    table.add_column("table")
+    for header in ("rows in", "valid", "quarantined"):
+        table.add_column(header, justify="right")
+    table.add_column("top rules", overflow="fold")
+    for name, info in report["tables"].items():
+        if not info["present"]:
+            table.add_row(name, "-", "-", "-", "absent")
+            continue
+        top = ", ".join(f"{r} ({v['count']})" for r, v in list(info["rules"].items())[:3])
+        table.add_row(
+            name,
+            f"{info['rows_in']:,}",
+            f"{info['rows_valid']:,}",
+            f"{info['rows_quarantined']:,}",
+            top or "-",
+        )
+    Console().print(table)
+
+
+def run_ingest(
+    config: IngestConfig,
+    raw_dir: Path,
+    out_dir: Path,
+    quarantine_dir: Path,
+    report_path: Path,
+) -> IngestResult:
+    """Validate the raw tables and write valid tables, quarantine files and the report.
+
+    Everything is validated before anything is written, so a table-level error leaves the
+    previous outputs untouched. Every present table gets a quarantine file, empty if no row
+    was bad, so that the set of outputs does not depend on the data; files of tables no
+    longer present are removed.
+
+    Args:
+        config: The ``ingest`` section of the parameters.
+        raw_dir: Directory with the raw tables (CSV or Parquet).
+        out_dir: Directory for ``<table>.parquet`` validated tables.
+        quarantine_dir: Directory for ``<table>.parquet`` quarantined rows.
+        report_path: JSON report.
+
+    Returns:
+        The validation result, its report completed with the source file of each table.
+
+    Raises:
+        DataContractError: See :func:`validate_tables`; also for an unreadable input.
+    """
+    raw_dir, out_dir, quarantine_dir = Path(raw_dir), Path(out_dir), Path(quarantine_dir)
+    as_of = pd.Timestamp((config.as_of or dt.datetime.now(dt.UTC).date()).isoformat(), tz="UTC")
+    frames, sources = read_raw_tables(raw_dir, config)
+    result = validate_tables(frames, config, as_of)
+    report = copy.deepcopy(result.report)
+    for name, path in sources.items():
+        report["tables"][name]["source"] = str(path)
+
+    for name, frame in result.valid.items():
+        io.write_parquet(frame, out_dir / f"{name}.parquet")
+        io.write_parquet(result.quarantine[name], quarantine_dir / f"{name}.parquet")
+    for name in CONTRACT:
+        if name in result.valid:
+            continue
+        for stale in (out_dir / f"{name}.parquet", quarantine_dir / f"{name}.parquet"):
+            if stale.exists():
+                logger.info("removing %s: table %s is no longer in the input", stale, name)
+                stale.unlink()
+    io.write_json(report, report_path)
+    print_summary(report)
+    return dataclasses.replace(result, report=report)

@@ -1,0 +1,272 @@
+"""MLflow helpers for the train and evaluate runners: run logging, model registry, gate.
+
+Stage cores never import this module; runners call it after the pure work is done, so a
+training that fails a guard never touches the tracking store.
+
+Where the store lives: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the
+working directory (:func:`churn.tracking.store.tracking_uri`, shared with ``score`` and
+``explain`` so every stage reads the store training wrote). A new ``churn`` experiment on a
+SQLite store gets its artifact root explicitly: ``mlartifacts/`` beside the database file.
+
+Offline by design: the model's pip requirements are pinned from the installed versions (no
+dependency inference), MLflow telemetry is off unless the user set ``MLFLOW_DISABLE_TELEMETRY``,
+and MLflow's own warnings and progress bars are silenced while churn calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churn.tracking.registry import gate_model_version
+from churn.tracking.signature import (
+    INPUT_EXAMPLE_ROWS,
+    build_model_signature,
+    pin_model_requirements,
+)
+from churn.tracking.store import connect_tracking, quiet_mlflow
+
+if TYPE_CHECKING:
+
+    from churn.config import Params
+    from churn.model.fit import TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+def read_git_commit(directory: Path | None = None) -> tuple[str | None, bool | None]:
+    """Return ``(HEAD commit, working tree has uncommitted changes)``, or Nones outside git."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if status is None else bool(status)
+
+
+def read_dvc_md5(features_path: Path) -> str | None:
+    """Return the md5 that ``dvc.lock`` records for ``features_path``, if any.
+
+    Looks for ``dvc.lock`` in the working directory and in the features file's parents; out
+    paths in a lock file are relative to the lock file's directory.
+    """
+    import yaml
+
+    target = Path(features_path).resolve()
+    candidates = [Path.cwd() / "dvc.lock", *(parent / "dvc.lock" for parent in target.parents)]
+    for lock in dict.fromkeys(candidates):
+        if not lock.is_file():
+            continue
+        try:
+            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        except yaml.YAMLError:
+            logger.warning("%s is not valid YAML; no data version tag", lock)
+            return None
+        # The features stage first: it is the one that writes the features file.
+        ordered = sorted(stages.items(), key=lambda item: item[0] != "features")
+        for _, stage in ordered:
+            for out in (stage or {}).get("outs", []) or []:
+                if (lock.parent / str(out.get("path", ""))).resolve() == target:
+                    return out.get("md5")
+    return None
+
+
+def flatten_params(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested mappings into ``a.b`` keys with string values (MLflow params)."""
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_datasets(frames: Mapping[str, pd.DataFrame], source: Path) -> None:
+    """Log each frame as an MLflow dataset input (with digest) under its context name."""
+    import mlflow
+    import mlflow.data
+
+    for context, frame in frames.items():
+        logged = frame.copy()
+        # MLflow's schema and digest code warns on time-zone-aware columns; UTC-naive is the
+        # same instant and keeps the run log clean.
+        logged["cutoff"] = pd.DatetimeIndex(logged["cutoff"]).tz_convert(None)
+        dataset = mlflow.data.from_pandas(
+            logged, source=str(source), targets="label", name=f"features_{context}"
+        )
+        mlflow.log_input(dataset, context=context)
+
+
+def log_training_run(
+    result: TrainResult,
+    features: pd.DataFrame,
+    params: Params,
+    *,
+    features_path: Path,
+    model_path: Path,
+    artifact_dir: Path,
+) -> dict[str, Any]:
+    """Log one training run, register the model, apply the gate; return the registry record.
+
+    Args:
+        result: The training result.
+        features: The features frame the result was trained on (for dataset inputs).
+        params: All parameters.
+        features_path: Where the features came from (dataset source, ``dvc.lock`` lookup).
+        model_path: The saved ChurnModel directory (logged as the pyfunc's artifact).
+        artifact_dir: Files to attach to the run (catalog, plots, importance).
+
+    Returns:
+        ``registry.json`` content: tracking URI, experiment and run ids, model name, version and
+        URI, alias, and the gate decision.
+    """
+    import mlflow
+    import mlflow.pyfunc
+
+    from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+
+    cfg = params.train
+    with quiet_mlflow():
+        client, experiment_id = connect_tracking()
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_params(flatten_params(cfg.model_dump(mode="json")))
+            mlflow.log_params(
+                {
+                    "label.horizon_days": params.label.horizon_days,
+                    "label.grace_days": params.label.grace_days,
+                }
+            )
+            if result.tuned_params:
+                mlflow.log_params(flatten_params(result.tuned_params, prefix="tuned."))
+            mlflow.log_metrics(
+                {
+                    f"{part}_{name}": value
+                    for part, values in result.metrics.items()
+                    for name, value in values.items()
+                    if np.isfinite(value)
+                }
+            )
+            mlflow.log_metric("best_iteration", result.model.metadata["best_iteration"])
+            slices = {
+                "training": result.split.train,
+                "validation": result.split.validation,
+                "test": result.split.test,
+            }
+            log_datasets({ctx: features.iloc[rows] for ctx, rows in slices.items()}, features_path)
+            commit, dirty = read_git_commit()
+            mlflow.set_tags(
+                {
+                    key: value
+                    for key, value in {
+                        "git_commit": commit,
+                        "git_dirty": dirty,
+                        "dvc_features_md5": read_dvc_md5(features_path),
+                        "split_mode": result.split.mode,
+                    }.items()
+                    if value is not None
+                }
+            )
+            mlflow.log_dict(result.split.describe(), "split.json")
+            mlflow.log_artifacts(str(artifact_dir))
+            for trial in result.trials:
+                # Without experiment_id a nested run lands in the globally active experiment
+                # (usually "Default"), not in its parent's.
+                with mlflow.start_run(
+                    experiment_id=experiment_id, run_name=f"trial-{trial['number']}", nested=True
+                ):
+                    mlflow.log_params(trial["params"])
+                    mlflow.log_metric("validation_pr_auc", trial["validation_pr_auc"])
+            test = features.iloc[result.split.test]
+            example = test.drop(columns=["label"]).head(INPUT_EXAMPLE_ROWS)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnPyfuncModel(reasons=params.score.reasons),
+                artifacts={ARTIFACT_KEY: str(model_path)},
+                signature=build_model_signature(result.model, example, params.score.reasons),
+                input_example=example,
+                registered_model_name=cfg.registered_model_name,
+                pip_requirements=pin_model_requirements(),
+            )
+            version = str(info.registered_model_version)
+            decision = gate_model_version(
+                client,
+                cfg.registered_model_name,
+                version,
+                test,
+                result.test_predictions["churn_probability"].to_numpy(),
+                cfg.gate,
+            )
+            mlflow.set_tags(
+                {
+                    "gate_outcome": decision.outcome,
+                    "gate_reason": decision.reason,
+                    "registered_model_version": version,
+                    "model_alias": decision.alias,
+                }
+            )
+    return {
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "experiment_id": experiment_id,
+        "run_id": run.info.run_id,
+        "registered_model_name": cfg.registered_model_name,
+        "model_version": version,
+        "model_uri": f"models:/{cfg.registered_model_name}/{version}",
+        "alias": decision.alias,
+        "gate": asdict(decision),
+    }
+
+
+def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
+    """Add ``metrics`` to the training run named in a ``registry.json`` record.
+
+    A missing or unreachable run is a warning, not an error: the metrics file on disk is the
+    evaluate stage's output, the MLflow copy a convenience.
+
+    Returns:
+        Whether the metrics were logged.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    from churn.tracking.store import tracking_uri
+
+    run_id = registry.get("run_id")
+    if not run_id:
+        return False
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        # Connecting would silently create an empty store instead of finding the run.
+        logger.warning("no MLflow store at %s: evaluation metrics not logged to the run", uri)
+        return False
+    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    batch = [
+        Metric(key, float(value), now, 0)
+        for key, value in metrics.items()
+        if value is not None and np.isfinite(value)
+    ]
+    with quiet_mlflow():
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            for start in range(0, len(batch), 500):  # MLflow caps a batch at 1000 entries
+                client.log_batch(run_id, metrics=batch[start : start + 500])
+        except MlflowException as exc:
+            logger.warning("evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message)
+            return False
+    return True

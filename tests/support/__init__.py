@@ -1,0 +1,1 @@
+"""Shared test support: synthetic data, naive references, scratch projects (no tests here)."""

@@ -1,0 +1,249 @@
+"""Labels: hand-made timelines for the churn definition, cutoffs, population and runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pandas as pd
+import pytest
+from support.synthetic import contract_frame
+
+from churn.config import LabelConfig, parse_params
+from churn.errors import DataContractError, EmptyPopulationError
+from churn.labels.build import (
+    LABEL_COLUMNS,
+    active_population,
+    build_cutoffs,
+    build_entity_labels,
+    build_labels,
+)
+from churn.stages.label import run_label
+
+T = pd.Timestamp("2024-06-01", tz="UTC")
+# Data runs to 2025-01-01, so cutoffs up to 2024-10-01 have a fully observed 60 + 14 days.
+CFG = LabelConfig(
+    first_cutoff=dt.date(2024, 6, 1),
+    last_cutoff=dt.date(2024, 6, 1),
+    horizon_days=60,
+    grace_days=14,
+)
+
+
+def _sub(
+    sid: str, cid: str, start: str, end: str | None, period: str = "monthly", mrr: float = 10.0
+) -> dict:
+    return {
+        "subscription_id": sid,
+        "customer_id": cid,
+        "plan": "pro",
+        "billing_period": period,
+        "mrr": mrr,
+        "started_at": start,
+        "ended_at": end,
+    }
+
+
+def _tables(subs: list[dict], end: str = "2025-01-01") -> dict[str, pd.DataFrame]:
+    # A sentinel row keeps the data's end fixed whatever the timelines under test.
+    subs = [*subs, _sub("zz", "zz", "2023-01-01", end)]
+    customers = sorted({s["customer_id"] for s in subs})
+    return {
+        "subscriptions": contract_frame("subscriptions", subs),
+        "customers": contract_frame(
+            "customers", [{"customer_id": c, "converted_at": "2023-01-01"} for c in customers]
+        ),
+    }
+
+
+def _label(subs: list[dict], cfg: LabelConfig = CFG, customer: str = "a") -> object:
+    labels = build_labels(_tables(subs), cfg)
+    row = labels[(labels["customer_id"] == customer) & (labels["cutoff"] == T)]
+    assert len(row) == 1
+    return row["label"].iloc[0]
+
+
+def test_monthly_cancellation_inside_horizon_is_churn() -> None:
+    assert _label([_sub("a1", "a", "2023-03-01", "2024-07-10")]) == 1
+
+
+def test_end_after_horizon_is_not_churn() -> None:
+    assert _label([_sub("a1", "a", "2023-03-01", "2024-08-15")]) == 0
+
+
+def test_renewal_inside_grace_period_is_not_churn() -> None:
+    subs = [_sub("a1", "a", "2023-03-01", "2024-07-10"), _sub("a2", "a", "2024-07-20", None)]
+    assert _label(subs) == 0
+
+
+def test_resubscribe_after_grace_period_is_churn() -> None:
+    subs = [_sub("a1", "a", "2023-03-01", "2024-07-10"), _sub("a2", "a", "2024-07-30", None)]
+    assert _label(subs) == 1
+
+
+def test_annual_contract_ending_at_renewal_inside_horizon_is_churn() -> None:
+    assert _label([_sub("a1", "a", "2023-07-15", "2024-07-15", period="annual")]) == 1
+
+
+def test_annual_contract_renewed_as_new_row_is_not_churn() -> None:
+    subs = [
+        _sub("a1", "a", "2023-07-15", "2024-07-15", period="annual"),
+        _sub("a2", "a", "2024-07-15", None, period="annual"),
+    ]
+    assert _label(subs) == 0
+
+
+def test_overlapping_new_contract_keeps_the_customer() -> None:
+    subs = [
+        _sub("a1", "a", "2023-03-01", "2024-07-10"),
+        _sub("a2", "a", "2024-06-05", "2025-01-01"),
+    ]
+    assert _label(subs) == 0
+
+
+def test_all_of_several_active_subscriptions_must_end() -> None:
+    subs = [
+        _sub("a1", "a", "2023-03-01", "2024-06-10"),
+        _sub("a2", "a", "2023-04-01", "2024-09-01"),
+    ]
+    assert _label(subs) == 0
+    subs[1]["ended_at"] = "2024-07-01"
+    assert _label(subs) == 1
+
+
+def test_unobserved_horizon_gives_na_label() -> None:
+    subs = [_sub("a1", "a", "2023-03-01", None)]
+    labels = build_labels(_tables(subs, end="2024-08-01"), CFG)
+    assert labels["label"].isna().all()
+
+
+def test_row_exactly_at_cutoff_belongs_to_the_future() -> None:
+    # Starting at T: not active at T, so not in the population at T.
+    tables = _tables([_sub("a1", "a", "2024-06-01", None)])
+    assert "a" not in set(active_population(tables, T, CFG)["customer_id"])
+    # Ending at T: still active at T (the end is not known before T), and churns at T.
+    assert _label([_sub("a1", "a", "2023-03-01", "2024-06-01")]) == 1
+
+
+def test_min_tenure_filters_young_customers() -> None:
+    subs = [_sub("a1", "a", "2024-05-20", None), _sub("b1", "b", "2024-01-01", None)]
+    tables = _tables(subs)
+    tables["customers"] = contract_frame(
+        "customers",
+        [
+            {"customer_id": "a", "converted_at": "2024-05-20"},
+            {"customer_id": "b", "converted_at": "2024-01-01"},
+            {"customer_id": "zz", "converted_at": "2023-01-01"},
+        ],
+    )
+    cfg = CFG.model_copy(update={"min_tenure_days": 30})
+    population = active_population(tables, T, cfg)
+    assert set(population["customer_id"]) == {"b", "zz"}
+    assert population.set_index("customer_id").loc["b", "tenure_days"] == 152
+
+
+def test_population_context_columns_and_dtypes() -> None:
+    subs = [
+        _sub("a1", "a", "2023-03-01", None, mrr=10.0),
+        _sub("a2", "a", "2023-05-01", None, period="annual", mrr=50.0),
+    ]
+    tables = _tables(subs)
+    tables["subscription_changes"] = contract_frame(
+        "subscription_changes",
+        [
+            {
+                "subscription_id": "a1",
+                "customer_id": "a",
+                "effective_at": "2024-01-01",
+                "change_type": "upgrade",
+                "mrr_before": 10.0,
+                "mrr_after": 80.0,
+            },
+            {
+                "subscription_id": "a1",
+                "customer_id": "a",
+                "effective_at": "2024-06-01",
+                "change_type": "upgrade",
+                "mrr_before": 80.0,
+                "mrr_after": 500.0,
+            },
+        ],
+    )
+    population = active_population(tables, T, CFG)
+    assert list(population.columns) == list(LABEL_COLUMNS)
+    assert population["cutoff"].dtype == "datetime64[us, UTC]"
+    assert population["label"].dtype == "Int8" and population["label"].isna().all()
+    assert population["tenure_days"].dtype == "int64"
+    a = population.set_index("customer_id").loc["a"]
+    assert a["mrr"] == 130.0  # the change at T is future
+    assert a["billing_period"] == "monthly"  # a1 has the higher MRR at T
+
+
+def test_default_cutoff_schedule() -> None:
+    subs = [_sub("a1", "a", "2023-01-15", None)]
+    tables = _tables(subs, end="2024-03-20T10:00")
+    cutoffs = build_cutoffs(tables, LabelConfig(min_history_days=180, every_months=2))
+    assert cutoffs[0] == pd.Timestamp("2023-02-01", tz="UTC") + pd.DateOffset(months=5)
+    assert all(c.day == 1 and c.hour == 0 for c in cutoffs)
+    assert cutoffs[-1] <= pd.Timestamp("2024-03-01", tz="UTC")
+    assert all((b - a).days in (59, 60, 61, 62) for a, b in itertools.pairwise(cutoffs))
+
+
+def test_schedule_starts_when_every_event_table_has_data() -> None:
+    tables = _tables([_sub("a1", "a", "2020-01-15", None)], end="2024-12-20")
+    cfg = LabelConfig(min_history_days=90)
+    assert build_cutoffs(tables, cfg)[0] == pd.Timestamp("2020-05-01", tz="UTC")
+    tables["usage_events"] = contract_frame(
+        "usage_events",
+        [{"customer_id": "a", "occurred_at": "2024-01-10", "event_type": "login"}],
+    )
+    # Usage is only recorded from 2024-01-10: earlier cutoffs would see fake zero usage.
+    assert build_cutoffs(tables, cfg)[0] == pd.Timestamp("2024-05-01", tz="UTC")
+
+
+def test_no_cutoff_or_population_raises() -> None:
+    with pytest.raises(EmptyPopulationError):
+        one = {
+            "subscriptions": contract_frame("subscriptions", [_sub("a1", "a", "2024-12-01", None)])
+        }
+        build_labels(one, LabelConfig())  # shorter than min_history_days: no cutoff
+    with pytest.raises(EmptyPopulationError):
+        cfg = LabelConfig(first_cutoff=dt.date(2022, 1, 1), last_cutoff=dt.date(2022, 3, 1))
+        build_labels(_tables([_sub("a1", "a", "2024-01-01", None)]), cfg)
+    with pytest.raises(DataContractError):
+        build_labels({}, LabelConfig())
+
+
+def test_entity_labels() -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["a", "b"], dtype="str"),
+            "churned": pd.array([1, 0], dtype="Int64"),
+            "mrr": [10.0, 20.0],
+            "tenure": [12.4, 300.0],
+            "age": [30, 40],
+        }
+    )
+    labels = build_entity_labels(customers, "churned", dt.date(2025, 1, 1))
+    assert list(labels.columns) == list(LABEL_COLUMNS)
+    assert labels["label"].tolist() == [1, 0] and labels["label"].dtype == "Int8"
+    assert (labels["cutoff"] == pd.Timestamp("2025-01-01", tz="UTC")).all()
+    assert labels["tenure_days"].tolist() == [12, 300]
+    assert labels["plan"].isna().all() and labels["plan"].dtype == "str"
+    with pytest.raises(DataContractError):
+        build_entity_labels(customers, "label", dt.date(2025, 1, 1))
+
+
+def test_run_label_writes_parquet(tmp_path, caplog) -> None:
+    validated = tmp_path / "validated"
+    validated.mkdir()
+    tables = _tables([_sub("a1", "a", "2023-03-01", "2024-07-10")])
+    for name, frame in tables.items():
+        frame.to_parquet(validated / f"{name}.parquet", index=False)
+    params = parse_params({"label": {"first_cutoff": "2024-06-01", "last_cutoff": "2024-12-01"}})
+    out = tmp_path / "labels" / "labels.parquet"
+    with caplog.at_level("INFO"):
+        run_label(params=params, validated_dir=validated, out_path=out)
+    labels = pd.read_parquet(out)
+    assert len(labels) > 0 and list(labels.columns) == list(LABEL_COLUMNS)
+    assert "unobserved (scoring)" in caplog.text

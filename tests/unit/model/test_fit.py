@@ -1,0 +1,203 @@
+"""Tests for churn.train's pure core: fit, calibration, guards, baseline, tuning (no MLflow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tiny import TINY_CATALOG, make_feature_frame
+
+from churn.config import TrainConfig, parse_params
+from churn.errors import ModelError
+from churn.model.artifact import ChurnModel
+from churn.model.baseline import fit_baseline, predict_baseline
+from churn.model.fit import (
+    check_label_balance,
+    compute_single_feature_aucs,
+    fit_churn_model,
+    select_feature_catalog,
+    train_churn_models,
+)
+from churn.model.metrics import compute_brier
+from churn.model.split import split_by_time
+
+FAST_TRAIN = {"min_child_samples": 20, "n_estimators": 120, "num_threads": 1}
+
+
+def fast_params(**train):
+    """Parameters for tiny monthly data: a 25-day label window, small fast trees."""
+    return parse_params(
+        {"label": {"horizon_days": 20, "grace_days": 5}, "train": {**FAST_TRAIN, **train}}
+    )
+
+
+def slices(frame, params):
+    split = split_by_time(frame, params.train, params.label)
+    return [frame.iloc[rows] for rows in (split.train, split.validation, split.test)]
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return make_feature_frame(n_customers=500, n_cutoffs=5, seed=3)
+
+
+def test_fit_learns_levels_and_typical_values_on_train_only(frame):
+    params = fast_params()
+    train, validation, _ = slices(frame, params)
+    validation = validation.copy()
+    validation.loc[validation.index[:5], "plan"] = "enterprise"  # a level train never saw
+    model = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    assert "enterprise" not in model.categorical_levels["plan"]
+    assert model.typical_values["active_days_last_30d"] == train["active_days_last_30d"].median()
+    assert model.typical_values["plan"] == train["plan"].mode().iloc[0]
+    assert model.feature_names == tuple(TINY_CATALOG["name"])
+    assert model.metadata["n_train"] == len(train)
+    assert model.metadata["train_positives"] == int(train["label"].sum())
+    assert 1 <= model.metadata["best_iteration"] <= params.train.n_estimators
+    assert model.metadata["lgb_params"]["num_threads"] == 1
+
+
+def test_fit_is_deterministic_and_survives_save_and_load(frame, tmp_path):
+    params = fast_params()
+    train, validation, test = slices(frame, params)
+    first = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    second = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    np.testing.assert_array_equal(first.predict_proba(test), second.predict_proba(test))
+    first.save(tmp_path / "model")
+    loaded = ChurnModel.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.predict_proba(test), first.predict_proba(test))
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_calibration_lowers_the_brier_score_of_a_skewed_model(frame, method):
+    # scale_pos_weight=10 pushes raw scores up: the raw probabilities overstate churn. Early
+    # stopping on AUC (ranking) lets the skew build up, as it would in a real weighted run.
+    params = fast_params(scale_pos_weight=10.0, early_stopping_metric="auc", calibration=method)
+    train, validation, test = slices(frame, params)
+    model = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    labels = test["label"].astype(float).to_numpy()
+    raw = 1.0 / (1.0 + np.exp(-model.predict_raw(test)))
+    calibrated = model.predict_proba(test)
+    assert raw.mean() > 2 * labels.mean()  # the raw model really is miscalibrated
+    assert compute_brier(labels, calibrated) < 0.8 * compute_brier(labels, raw)
+
+
+def test_training_with_a_single_class_fails_clearly(frame):
+    frame = frame.copy()
+    frame["label"] = pd.array(np.zeros(len(frame), dtype="int8"), dtype="Int8")
+    with pytest.raises(ModelError, match="single class"):
+        train_churn_models(frame, TINY_CATALOG, fast_params())
+
+
+def test_too_few_positives_fails_clearly(frame):
+    with pytest.raises(ModelError, match=r"fewer than train.min_positives = 100000"):
+        train_churn_models(frame, TINY_CATALOG, fast_params(min_positives=100_000))
+
+
+def test_check_label_balance_names_the_slice():
+    with pytest.raises(ModelError, match="validation rows hold a single class"):
+        check_label_balance(np.ones(10), 1, "validation")
+    check_label_balance(np.array([0, 1, 1]), 2, "training")
+
+
+def test_leakage_guard_names_a_planted_copy_of_the_label(frame):
+    rng = np.random.default_rng(0)
+    leaky = frame.copy()
+    noise = rng.normal(0, 0.3, len(frame))
+    leaky["refund_flag_next_month"] = leaky["label"].astype(float) + noise
+    catalog = pd.concat(
+        [
+            TINY_CATALOG,
+            pd.DataFrame(
+                [["refund_flag_next_month", "billing", "post_sale", "numeric", "", "refund flag"]],
+                columns=TINY_CATALOG.columns,
+            ),
+        ],
+        ignore_index=True,
+    )
+    with pytest.raises(
+        ModelError, match=r"refund_flag_next_month \(AUC (0\.9[7-9]\d|1\.000)\)"
+    ) as raised:
+        train_churn_models(leaky, catalog, fast_params())
+    assert "support_tickets_last_30d" not in str(raised.value)
+
+
+def test_single_feature_aucs_flip_inverse_features_and_score_categories(frame):
+    params = fast_params()
+    train, _, test = slices(frame, params)
+    test = test.copy()
+    test["active_days_last_30d"] = -test["active_days_last_30d"]  # same signal, reversed sign
+    aucs = compute_single_feature_aucs(train, test, TINY_CATALOG)
+    assert set(aucs) == set(TINY_CATALOG["name"])
+    assert all(0.5 <= auc <= 1.0 for auc in aucs.values())
+    assert aucs["support_tickets_last_30d"] > 0.6
+    assert aucs["acquisition_channel"] > 0.5  # paid search churns more: rates carry signal
+
+
+def test_a_feature_missing_from_the_catalog_is_named(frame):
+    with pytest.raises(ModelError, match="mystery_column"):
+        select_feature_catalog(frame.assign(mystery_column=1.0), TINY_CATALOG)
+
+
+def test_baseline_uses_train_statistics_and_tolerates_unseen_and_missing_levels(frame):
+    params = fast_params()
+    train, _, test = slices(frame, params)
+    baseline = fit_baseline(train, TINY_CATALOG)
+    imputer = baseline.named_steps["prepare"].named_transformers_["numeric"][0]
+    nps = list(baseline.named_steps["prepare"].transformers_[0][2]).index("last_nps_score")
+    assert imputer.statistics_[nps] == train["last_nps_score"].median()
+    odd = test.head(20).copy()
+    odd["plan"] = ["brand_new_plan"] * 10 + [pd.NA] * 10
+    probabilities = predict_baseline(baseline, odd[list(reversed(odd.columns))])
+    assert probabilities.shape == (20,) and np.all((probabilities > 0) & (probabilities < 1))
+    with pytest.raises(ModelError, match="plan"):
+        predict_baseline(baseline, odd.drop(columns=["plan"]))
+
+
+def test_train_churn_models_reports_both_models_on_validation_and_test(frame):
+    result = train_churn_models(frame, TINY_CATALOG, fast_params())
+    assert set(result.metrics) == {"validation", "test", "baseline_validation", "baseline_test"}
+    for block in result.metrics.values():
+        assert set(block) == {"n", "positives", "roc_auc", "pr_auc", "brier", "log_loss"}
+    assert result.metrics["test"]["roc_auc"] > 0.65
+    assert result.metrics["baseline_test"]["roc_auc"] > 0.65
+    assert list(result.test_predictions.columns) == [
+        "customer_id",
+        "cutoff",
+        "label",
+        "churn_probability",
+        "raw_probability",
+        "baseline_probability",
+    ]
+    assert len(result.test_predictions) == result.split.test.size
+    assert result.model.metadata["test_cutoffs"] == ["2025-05-01"]
+    assert result.importance["feature"].iloc[0] in {
+        "support_tickets_last_30d",
+        "active_days_last_30d",
+    }
+    assert result.trials == [] and result.tuned_params == {}
+
+
+def test_entity_mode_trains_on_a_single_cutoff_and_says_so():
+    frame = make_feature_frame(n_customers=2000, n_cutoffs=1, seed=5)
+    result = train_churn_models(frame, TINY_CATALOG, fast_params())
+    assert result.split.mode == "entity"
+    assert "stratified random split" in result.split.notes[0]
+    assert result.model.metadata["split_mode"] == "entity"
+
+
+def test_tuning_records_trials_and_fits_with_the_best_params(frame):
+    params = fast_params(tuning={"enabled": True, "trials": 3})
+    result = train_churn_models(frame, TINY_CATALOG, params)
+    assert [trial["number"] for trial in result.trials] == [0, 1, 2]
+    best = max(result.trials, key=lambda trial: trial["validation_pr_auc"])
+    assert result.tuned_params == best["params"]
+    assert result.model.metadata["tuned_params"] == best["params"]
+    lgb_params = result.model.metadata["lgb_params"]
+    assert lgb_params["num_leaves"] == best["params"]["num_leaves"]
+    assert lgb_params["learning_rate"] == best["params"]["learning_rate"]
+
+
+def test_scale_pos_weight_is_a_validated_knob():
+    with pytest.raises(ValueError):
+        TrainConfig(scale_pos_weight=0)

@@ -1,0 +1,188 @@
+"""Tests for churn.model.reasons: one readable sentence for every feature kind, unit and missing value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tiny import TINY_CATALOG
+
+from churn.model.reasons import (
+    FeatureSpec,
+    build_feature_specs,
+    describe_value,
+    explain_values,
+    format_number,
+)
+
+
+def _spec(kind: str = "numeric", unit: str = "", description: str = "things", levels=()):
+    return FeatureSpec("f", "usage", "post_sale", kind, unit, description, tuple(levels))
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "typical", "expected"),
+    [
+        (
+            _spec(unit="tickets", description="support tickets opened in the last 30 days"),
+            4.0,
+            0.0,
+            "4 support tickets opened in the last 30 days; a typical customer has 0",
+        ),
+        (
+            _spec(unit="days", description="days since the last login"),
+            3.5,
+            12.0,
+            "3.5 days since the last login; a typical customer has 12",
+        ),
+        (
+            _spec(unit="", description="logins in the last 7 days"),
+            1234.0,
+            None,
+            "1,234 logins in the last 7 days",
+        ),
+        (
+            _spec(unit="currency/month", description="monthly recurring revenue"),
+            7391.15,
+            161.85,
+            "monthly recurring revenue is 7,391 per month (typical: 161.85 per month)",
+        ),
+        (
+            _spec(unit="currency", description="total discount"),
+            50.0,
+            None,
+            "total discount is 50",
+        ),
+        (
+            _spec(unit="points", description="points on the latest NPS response (0-10)"),
+            3.0,
+            8.0,
+            "3 points on the latest NPS response (0-10); a typical customer has 8",
+        ),
+        (
+            _spec(unit="share", description="share of tickets reopened"),
+            0.25,
+            0.05,
+            "share of tickets reopened is 25% (typical: 5%)",
+        ),
+        (
+            _spec(unit="percent", description="seat utilisation"),
+            12.5,
+            80.0,
+            "seat utilisation is 12.5% (typical: 80%)",
+        ),
+        (
+            _spec(unit="fraction", description="share of tickets reopened"),
+            0.5,
+            None,
+            "share of tickets reopened is 50%",
+        ),
+        (
+            _spec(unit="bool", description="paid by invoice"),
+            0.0,
+            None,
+            "paid by invoice: no",
+        ),
+        (
+            _spec(unit="ratio", description="usage trend, last 30 days over prior 30"),
+            0.4,
+            1.0,
+            "usage trend, last 30 days over prior 30 is 0.40 (typical: 1)",
+        ),
+        (
+            _spec(unit="flag", description="flag for a discount running (1 yes, 0 no)"),
+            1.0,
+            0.0,
+            "a discount running: yes (typical: no)",
+        ),
+        (
+            _spec("categorical", description="acquisition channel", levels=["organic", "paid"]),
+            "paid",
+            "organic",
+            "acquisition channel is paid (typical: organic)",
+        ),
+        (
+            _spec("categorical", description="acquisition channel", levels=["organic", "paid"]),
+            "tiktok",
+            "organic",
+            "acquisition channel is tiktok, a value not seen in training (scored as missing)",
+        ),
+        (
+            _spec(unit="points", description="last NPS score"),
+            np.nan,
+            8.0,
+            "no last NPS score on record",
+        ),
+        (
+            _spec(unit="tickets", description="support tickets"),
+            None,
+            1.0,
+            "no support tickets on record",
+        ),
+        (
+            _spec("categorical", description="acquisition channel"),
+            pd.NA,
+            "organic",
+            "no acquisition channel on record",
+        ),
+    ],
+)
+def test_sentence_for_every_kind_unit_and_missing_value(spec, value, typical, expected):
+    assert describe_value(value, spec, typical) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (0.0, "", "0"),
+        (12.0, "tickets", "12"),
+        (0.123, "", "0.12"),
+        (-2.25, "", "-2.2"),
+        (2_000_000.0, "currency", "2,000,000"),
+        (0.5, "share", "50%"),
+        (0.0, "bool", "no"),
+    ],
+)
+def test_format_number(value, unit, expected):
+    assert format_number(value, unit) == expected
+
+
+def test_every_tiny_catalog_feature_has_sentences(tiny_model, feature_frame):
+    specs = build_feature_specs(
+        tiny_model.catalog, tiny_model.feature_names, tiny_model.categorical_levels
+    )
+    assert set(specs) == set(TINY_CATALOG["name"])
+    for name, spec in specs.items():
+        typical = tiny_model.typical_values[name]
+        present = describe_value(feature_frame[name].dropna().iloc[0], spec, typical)
+        missing = describe_value(np.nan, spec, typical)
+        assert spec.description in present and "typical" in present
+        assert missing == f"no {spec.description} on record"
+
+
+def test_explain_values_matches_one_by_one_reference():
+    rng = np.random.default_rng(5)
+    numbers = pd.Series(rng.choice([0.0, 1.0, 2.5, np.nan, 1234.0], size=300))
+    words = pd.Series(rng.choice(["a", "b", "zz", None], size=300), dtype="str")
+    for values, spec in (
+        (numbers, _spec(unit="tickets")),
+        (words, _spec("categorical", levels=["a", "b"])),
+    ):
+        display, sentences = explain_values(values, spec, typical=values.dropna().iloc[0])
+        for i, value in enumerate(values):
+            assert sentences[i] == describe_value(value, spec, values.dropna().iloc[0])
+            assert (display[i] is None) == bool(pd.isna(value))
+
+
+def test_numeric_text_values_are_read_as_numbers():
+    # A feature frame read from CSV holds numbers as text; the sentence must still format them.
+    display, sentences = explain_values(pd.Series(["4", "4.0", None]), _spec(unit="tickets"))
+    assert list(display) == ["4", "4", None]
+    assert sentences[2] == "no things on record"
+
+
+def test_feature_missing_from_catalog_still_gets_a_spec():
+    specs = build_feature_specs(pd.DataFrame(), ("days_since_login", "plan"), {"plan": ("a",)})
+    assert specs["days_since_login"].family == "unknown"
+    assert specs["days_since_login"].description == "days since login"
+    assert specs["plan"].kind == "categorical" and specs["plan"].levels == ("a",)

@@ -1,0 +1,811 @@
+"""Tests for churn.stages.ingest: contract validation, quarantine, table-level errors, the runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.config import IngestConfig, TableMapping
+from churn.domain.contract import CONTRACT
+from churn.errors import DataContractError
+from churn.stages.ingest import FAILED_RULES, ROW_NUMBER, IngestResult, run_ingest, validate_tables
+
+AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
+Tables = dict[str, pd.DataFrame]
+
+
+def _text(rows: list[dict[str, str | None]]) -> pd.DataFrame:
+    """A frame as read from CSV: every column text."""
+    return pd.DataFrame(rows).astype("str")
+
+
+def make_tables() -> Tables:
+    """A small, entirely valid data set covering every contract table (all values text)."""
+    customers = _text(
+        [
+            {
+                "customer_id": f"C{i}",
+                "lead_created_at": "2024-12-01T09:00:00Z",
+                "converted_at": f"2025-01-0{i}T10:00:00Z",
+                "acquisition_channel": "referral",
+                "segment": "smb",
+                "trial_days": "14",
+            }
+            for i in range(1, 5)
+        ]
+    )
+    subscriptions = _text(
+        [
+            {
+                "subscription_id": f"S{i}",
+                "customer_id": f"C{i}",
+                "plan": "pro",
+                "billing_period": "monthly",
+                "mrr": "49.5",
+                "started_at": f"2025-01-0{i}T10:00:00Z",
+                "ended_at": "2025-05-01T00:00:00Z" if i == 4 else None,
+            }
+            for i in range(1, 5)
+        ]
+    )
+    changes = _text(
+        [
+            {
+                "subscription_id": "S1",
+                "customer_id": "C1",
+                "effective_at": "2025-02-01T00:00:00Z",
+                "change_type": "upgrade",
+                "mrr_before": "49.5",
+                "mrr_after": "99",
+            },
+            {
+                "subscription_id": "S2",
+                "customer_id": "C2",
+                "effective_at": "2025-03-01T00:00:00Z",
+                "change_type": "discount_start",
+                "mrr_before": "49.5",
+                "mrr_after": "40",
+            },
+        ]
+    )
+    usage = _text(
+        [
+            {
+                "customer_id": f"C{i}",
+                "occurred_at": f"2025-03-0{i}T08:00:00Z",
+                "event_type": "login",
+                "quantity": "1",
+            }
+            for i in range(1, 5)
+        ]
+    )
+    presale = _text(
+        [{"customer_id": "C1", "occurred_at": "2024-12-02T10:00:00Z", "touchpoint_type": "demo"}]
+    )
+    postsale = _text(
+        [{"customer_id": "C2", "occurred_at": "2025-02-02T10:00:00Z", "touchpoint_type": "webinar"}]
+    )
+    nps = _text(
+        [
+            {"customer_id": "C1", "responded_at": "2025-03-01T10:00:00Z", "score": "9"},
+            {"customer_id": "C2", "responded_at": "2025-03-02T10:00:00Z", "score": "3"},
+        ]
+    )
+    tickets = _text(
+        [
+            {
+                "ticket_id": f"T{i}",
+                "customer_id": f"C{i}",
+                "opened_at": "2025-03-01T10:00:00Z",
+                "first_response_at": "2025-03-01T11:00:00Z",
+                "resolved_at": "2025-03-02T10:00:00Z",
+                "category": "billing",
+                "priority": "normal",
+                "reopened": "false",
+                "csat_score": "4",
+                "csat_received_at": "2025-03-03T10:00:00Z",
+            }
+            for i in range(1, 4)
+        ]
+    )
+    return {
+        "customers": customers,
+        "presale_touchpoints": presale,
+        "subscriptions": subscriptions,
+        "subscription_changes": changes,
+        "usage_events": usage,
+        "postsale_touchpoints": postsale,
+        "nps_responses": nps,
+        "support_tickets": tickets,
+    }
+
+
+@pytest.fixture
+def tables() -> Tables:
+    """A fresh valid data set (tests may modify it)."""
+    return make_tables()
+
+
+@pytest.fixture
+def lenient() -> IngestConfig:
+    """Config that never fails on the quarantined share, to look at row rules one by one."""
+    return IngestConfig(max_quarantine_share=1.0)
+
+
+def failed_rules(result: IngestResult, table: str) -> dict[int, str]:
+    """Row number -> ``_failed_rules`` of the quarantined rows of ``table``."""
+    frame = result.quarantine[table]
+    return dict(zip(frame[ROW_NUMBER], frame[FAILED_RULES], strict=True))
+
+
+def assert_balanced(result: IngestResult) -> None:
+    """rows_in == rows_valid + rows_quarantined, in the report and in the frames."""
+    for name, info in result.report["tables"].items():
+        if not info["present"]:
+            continue
+        assert info["rows_in"] == info["rows_valid"] + info["rows_quarantined"], name
+        assert info["rows_valid"] == len(result.valid[name])
+        assert info["rows_quarantined"] == len(result.quarantine[name])
+        assert info["rows_balanced"] is True
+    report = result.report
+    assert report["rows_in"] == report["rows_valid"] + report["rows_quarantined"]
+
+
+def set_cell(table: str, row: int, column: str, value: str | None) -> Callable[[Tables], None]:
+    """A modifier that sets one raw cell."""
+
+    def modify(tables: Tables) -> None:
+        tables[table].loc[row, column] = value
+
+    return modify
+
+
+# --- a clean data set ------------------------------------------------------------------------
+
+
+def test_clean_input_is_all_valid_with_contract_columns_and_dtypes(tables, lenient):
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert result.report["rows_quarantined"] == 0
+    assert_balanced(result)
+    for name, spec in CONTRACT.items():
+        valid = result.valid[name]
+        assert list(valid.columns) == spec.column_names, name
+        assert len(valid) == len(tables[name])
+        for col in spec.columns:
+            dtype = str(valid[col.name].dtype)
+            expected = {
+                "string": "str",
+                "category": "str",
+                "timestamp": "datetime64[us, UTC]",
+                "float": "float64",
+                "int": "Int64",
+                "bool": "boolean",
+            }[col.kind]
+            assert dtype == expected, (name, col.name, dtype)
+        assert len(result.quarantine[name]) == 0
+        assert list(result.quarantine[name].columns)[-2:] == [ROW_NUMBER, FAILED_RULES]
+
+
+def test_optional_columns_absent_are_added_as_nulls(tables, lenient):
+    result = validate_tables(tables, lenient, AS_OF)
+
+    customers = result.valid["customers"]
+    assert customers["campaign"].isna().all()
+    assert customers["country"].isna().all()
+    report = result.report["tables"]["customers"]
+    assert set(report["added_columns"]) == {"campaign", "country"}
+
+
+def test_extra_columns_are_dropped_and_reported(tables, lenient):
+    tables["usage_events"]["browser"] = "firefox"
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert "browser" not in result.valid["usage_events"].columns
+    assert result.report["tables"]["usage_events"]["ignored_columns"] == ["browser"]
+
+
+def test_input_frames_are_not_modified(tables, lenient):
+    before = {name: frame.copy() for name, frame in tables.items()}
+    tables["customers"].loc[0, "converted_at"] = "garbage"
+    before["customers"].loc[0, "converted_at"] = "garbage"
+
+    validate_tables(tables, lenient, AS_OF)
+
+    for name, frame in tables.items():
+        pd.testing.assert_frame_equal(frame, before[name])
+
+
+# --- row rules ---------------------------------------------------------------------------------
+
+ROW_RULE_CASES = [
+    ("customers", "converted_at", "yesterday", "converted_at:not_a_timestamp"),
+    ("customers", "trial_days", "fourteen", "trial_days:not_a_number"),
+    ("customers", "trial_days", "1.5", "trial_days:not_an_integer"),
+    ("support_tickets", "reopened", "maybe", "reopened:not_a_bool"),
+    ("customers", "converted_at", None, "converted_at:missing"),
+    ("subscriptions", "plan", None, "plan:missing"),
+    ("subscriptions", "billing_period", "weekly", "billing_period:not_in_vocabulary"),
+    ("subscription_changes", "change_type", "refund", "change_type:not_in_vocabulary"),
+    ("subscriptions", "mrr", "-5", "mrr:out_of_range[0,inf]"),
+    ("customers", "trial_days", "400", "trial_days:out_of_range[0,365]"),
+    ("support_tickets", "csat_score", "7", "csat_score:out_of_range[1,5]"),
+    ("nps_responses", "score", "11", "score:out_of_range[0,10]"),
+    ("subscriptions", "ended_at", "2024-12-31T00:00:00Z", "ended_at:before_started_at"),
+    ("support_tickets", "resolved_at", "2025-02-28T00:00:00Z", "resolved_at:before_opened_at"),
+    ("customers", "lead_created_at", "2025-06-01T00:00:00Z", "converted_at:before_lead_created_at"),
+    ("usage_events", "occurred_at", "2025-07-01T00:00:00Z", "occurred_at:future_dated"),
+    ("support_tickets", "csat_received_at", "2026-01-01", "csat_received_at:future_dated"),
+    ("usage_events", "customer_id", "C99", "customer_id:unknown_customer"),
+    ("subscription_changes", "subscription_id", "S99", "subscription_id:unknown_subscription"),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "value", "rule"), ROW_RULE_CASES)
+def test_each_row_rule_quarantines_the_row_under_its_name(
+    tables, lenient, table, column, value, rule
+):
+    tables[table].loc[1, column] = value
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, table) == {1: rule}
+    info = result.report["tables"][table]
+    assert info["rows_quarantined"] == 1
+    assert info["rows_valid"] == len(tables[table]) - 1
+    assert info["rules"][rule]["count"] == 1
+    assert info["rules"][rule]["examples"][0]["row"] == 1
+    assert_balanced(result)
+
+
+def test_a_row_lists_every_rule_it_breaks_in_column_order(tables, lenient):
+    tables["support_tickets"].loc[0, "csat_score"] = "7"
+    tables["support_tickets"].loc[0, "opened_at"] = "not a date"
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "support_tickets") == {
+        0: "opened_at:not_a_timestamp; csat_score:out_of_range[1,5]"
+    }
+
+
+def test_an_unconvertible_value_is_not_also_reported_missing(tables, lenient):
+    tables["customers"].loc[0, "converted_at"] = "soon"
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert "converted_at:missing" not in result.report["tables"]["customers"]["rules"]
+
+
+def test_rule_examples_show_the_original_values(tables, lenient):
+    tables["subscriptions"].loc[2, "mrr"] = "-12.5"
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    examples = result.report["tables"]["subscriptions"]["rules"]["mrr:out_of_range[0,inf]"]
+    assert examples == {"count": 1, "examples": [{"row": 2, "value": "-12.5"}]}
+
+
+def test_exact_duplicate_rows_keep_the_first_copy(tables, lenient):
+    usage = tables["usage_events"]
+    tables["usage_events"] = pd.concat([usage, usage.iloc[[0, 0, 2]]], ignore_index=True)
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert len(result.valid["usage_events"]) == 4
+    assert failed_rules(result, "usage_events") == {
+        4: "duplicate_row",
+        5: "duplicate_row",
+        6: "duplicate_row",
+    }
+    rule = result.report["tables"]["usage_events"]["rules"]["duplicate_row"]
+    assert rule["count"] == 3
+    assert rule["examples"][0] == {"row": 4, "value": "same as row 0"}
+    assert_balanced(result)
+
+
+def test_duplicates_compare_instants_not_spelling(tables, lenient):
+    copy = tables["usage_events"].iloc[[0]].copy()
+    copy["occurred_at"] = "2025-03-01T10:00:00+02:00"  # the same instant as row 0
+    tables["usage_events"] = pd.concat([tables["usage_events"], copy], ignore_index=True)
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "usage_events") == {4: "duplicate_row"}
+
+
+def test_different_unparseable_values_are_not_duplicates(tables, lenient):
+    usage = pd.concat([tables["usage_events"].iloc[[0]]] * 2, ignore_index=True)
+    usage["occurred_at"] = ["soon", "later"]
+    tables["usage_events"] = usage
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "usage_events") == {
+        0: "occurred_at:not_a_timestamp",
+        1: "occurred_at:not_a_timestamp",
+    }
+
+
+def test_rows_sharing_a_key_with_different_content_are_all_quarantined(tables, lenient):
+    clash = tables["subscriptions"].iloc[[1]].copy()
+    clash["mrr"] = "99"  # same subscription_id S2, other content
+    exact = tables["subscriptions"].iloc[[0]]  # an exact copy of S1
+    tables["subscriptions"] = pd.concat([tables["subscriptions"], clash, exact], ignore_index=True)
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "subscriptions") == {
+        1: "subscription_id:duplicate_key",
+        4: "subscription_id:duplicate_key",
+        5: "duplicate_row",
+    }
+    assert list(result.valid["subscriptions"]["subscription_id"]) == ["S1", "S3", "S4"]
+    # S2 is no longer a valid subscription, so its change is quarantined too.
+    assert failed_rules(result, "subscription_changes") == {
+        1: "subscription_id:unknown_subscription"
+    }
+    assert_balanced(result)
+
+
+def test_references_must_point_at_valid_rows(tables, lenient):
+    tables["customers"].loc[2, "converted_at"] = "garbage"  # C3 becomes invalid
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "customers") == {2: "converted_at:not_a_timestamp"}
+    assert failed_rules(result, "subscriptions") == {2: "customer_id:unknown_customer"}
+    assert failed_rules(result, "usage_events") == {2: "customer_id:unknown_customer"}
+    assert failed_rules(result, "support_tickets") == {2: "customer_id:unknown_customer"}
+    assert "C3" not in set(result.valid["usage_events"]["customer_id"])
+    assert_balanced(result)
+
+
+def test_future_dated_starts_after_the_end_of_the_as_of_day(tables, lenient):
+    usage = tables["usage_events"]
+    usage.loc[0, "occurred_at"] = "2025-06-30T23:59:59Z"
+    usage.loc[1, "occurred_at"] = "2025-07-01T00:00:00Z"
+
+    result = validate_tables(tables, lenient, pd.Timestamp("2025-06-30"))
+
+    assert failed_rules(result, "usage_events") == {1: "occurred_at:future_dated"}
+
+
+def test_quarantine_keeps_the_original_values_as_text(tables, lenient):
+    usage = tables["usage_events"].copy()
+    usage["quantity"] = [1.0, -2.0, 3.0, 4.0]  # typed, as from Parquet
+    usage["occurred_at"] = pd.to_datetime(usage["occurred_at"], utc=True)
+    usage["browser"] = "firefox"
+    tables["usage_events"] = usage
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    bad = result.quarantine["usage_events"]
+    assert list(bad.columns) == [*usage.columns, ROW_NUMBER, FAILED_RULES]
+    assert bad.loc[0, "quantity"] == "-2.0"
+    assert bad.loc[0, "occurred_at"].startswith("2025-03-02 08:00:00")
+    assert bad.loc[0, "browser"] == "firefox"
+    assert bad.loc[0, ROW_NUMBER] == 1
+    assert str(bad[ROW_NUMBER].dtype) == "int64"
+    assert all(str(bad[c].dtype) == "str" for c in usage.columns)
+
+
+def test_invariant_holds_on_messy_input(tables, lenient):
+    tables["customers"].loc[0, "trial_days"] = "-1"
+    tables["subscriptions"].loc[3, "started_at"] = "2025-13-45"
+    tables["usage_events"] = pd.concat([tables["usage_events"]] * 3, ignore_index=True)
+    tables["support_tickets"].loc[1, "priority"] = "critical"
+    tables["nps_responses"].loc[0, "score"] = None
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert result.report["rows_quarantined"] > 0
+    assert result.report["rows_balanced"] is True
+    assert_balanced(result)
+
+
+# --- table-level errors ------------------------------------------------------------------------
+
+
+def test_missing_required_table_raises_naming_it(tables):
+    del tables["subscriptions"]
+
+    with pytest.raises(DataContractError, match="required table 'subscriptions' is missing"):
+        validate_tables(tables, IngestConfig(), AS_OF)
+
+
+def test_missing_required_columns_of_all_tables_are_listed_at_once(tables):
+    tables["customers"] = tables["customers"].drop(columns=["converted_at"])
+    tables["subscriptions"] = tables["subscriptions"].drop(columns=["mrr", "plan"])
+    tables["nps_responses"] = tables["nps_responses"].drop(columns=["score"])
+
+    with pytest.raises(DataContractError) as info:
+        validate_tables(tables, IngestConfig(), AS_OF)
+
+    message = str(info.value)
+    for table, column in [
+        ("customers", "converted_at"),
+        ("subscriptions", "mrr"),
+        ("subscriptions", "plan"),
+        ("nps_responses", "score"),
+    ]:
+        assert f"table '{table}': column '{column}'" in message
+
+
+def test_a_mapped_column_missing_names_the_user_column(tables):
+    cfg = IngestConfig(tables={"customers": TableMapping(columns={"converted_at": "first_buy"})})
+
+    with pytest.raises(DataContractError, match="'converted_at' \\(mapped from 'first_buy'\\)"):
+        validate_tables(tables, cfg, AS_OF)
+
+
+def test_a_mapping_that_duplicates_a_column_is_refused(tables):
+    tables["customers"]["signup"] = tables["customers"]["converted_at"]
+    cfg = IngestConfig(tables={"customers": TableMapping(columns={"converted_at": "signup"})})
+
+    with pytest.raises(DataContractError, match="converted_at"):
+        validate_tables(tables, cfg, AS_OF)
+
+
+def test_quarantined_share_above_the_limit_raises_naming_the_table(tables):
+    tables["support_tickets"].loc[0, "csat_score"] = "9"  # 1 of 3 rows: 33%
+
+    with pytest.raises(DataContractError) as info:
+        validate_tables(tables, IngestConfig(max_quarantine_share=0.3), AS_OF)
+
+    message = str(info.value)
+    assert "table 'support_tickets': 1 of 3 rows" in message
+    assert "csat_score:out_of_range[1,5] on 1 row(s)" in message
+    assert "'9'" in message
+
+
+def test_quarantined_share_at_the_limit_passes(tables):
+    tables["usage_events"].loc[0, "event_type"] = None  # 1 of 4 rows: exactly 25%
+
+    result = validate_tables(tables, IngestConfig(max_quarantine_share=0.25), AS_OF)
+
+    assert result.report["tables"]["usage_events"]["rows_quarantined"] == 1
+
+
+def test_absent_optional_table_is_logged_and_reported(tables, caplog):
+    del tables["nps_responses"]
+
+    with caplog.at_level(logging.WARNING, logger="churn.stages.ingest"):
+        result = validate_tables(tables, IngestConfig(), AS_OF)
+
+    info = result.report["tables"]["nps_responses"]
+    assert info["present"] is False
+    assert info["feature_family"] == "engagement"
+    assert "nps_responses" not in result.valid
+    assert "table nps_responses absent" in caplog.text
+    assert "engagement" in caplog.text
+
+
+# --- timestamps --------------------------------------------------------------------------------
+
+
+def test_mixed_offsets_and_naive_timestamps_are_the_same_utc_instant(tables, lenient):
+    tables["usage_events"]["occurred_at"] = [
+        "2025-03-01T10:00:00+02:00",
+        "2025-03-01T08:00:00Z",
+        "2025-03-01 08:00:00",  # naive: read in input_timezone (UTC here)
+        "2025-03-01T03:00:00-05:00",
+    ]
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    stamps = result.valid["usage_events"]["occurred_at"]
+    assert str(stamps.dtype) == "datetime64[us, UTC]"
+    assert set(stamps) == {pd.Timestamp("2025-03-01T08:00:00Z")}
+
+
+def test_naive_timestamps_are_read_in_the_input_timezone(tables):
+    tables["usage_events"]["occurred_at"] = [
+        "2025-03-01 09:00:00",  # Berlin winter time: UTC+1
+        "2025-03-01T08:00:00Z",
+        "2025-07-01 10:00:00",  # Berlin summer time: UTC+2 (after as_of: future-dated)
+        "2025-06-01T10:00:00+02:00",
+    ]
+    cfg = IngestConfig(input_timezone="Europe/Berlin", max_quarantine_share=1.0)
+
+    result = validate_tables(tables, cfg, pd.Timestamp("2025-12-31"))
+
+    stamps = list(result.valid["usage_events"]["occurred_at"])
+    assert stamps[0] == stamps[1] == pd.Timestamp("2025-03-01T08:00:00Z")
+    assert stamps[2] == pd.Timestamp("2025-07-01T08:00:00Z")
+    assert stamps[3] == pd.Timestamp("2025-06-01T08:00:00Z")
+
+
+def test_typed_input_ingests_like_text_input(tables, lenient):
+    typed = {name: frame.copy() for name, frame in tables.items()}
+    subs = typed["subscriptions"]
+    subs["mrr"] = subs["mrr"].astype(float)
+    subs["started_at"] = pd.to_datetime(subs["started_at"], utc=True)
+    subs["ended_at"] = pd.to_datetime(subs["ended_at"], utc=True)
+    tickets = typed["support_tickets"]
+    tickets["reopened"] = False
+    tickets["csat_score"] = tickets["csat_score"].astype(int)
+
+    from_text = validate_tables(tables, lenient, AS_OF)
+    from_typed = validate_tables(typed, lenient, AS_OF)
+
+    for name in ("subscriptions", "support_tickets"):
+        pd.testing.assert_frame_equal(from_typed.valid[name], from_text.valid[name])
+
+
+# --- column mapping ----------------------------------------------------------------------------
+
+
+def test_renamed_columns_and_mapped_values_ingest_like_canonical_names(tables, lenient):
+    user = {name: frame.copy() for name, frame in tables.items()}
+    user["customers"] = user["customers"].rename(
+        columns={"customer_id": "account_id", "converted_at": "first_purchase_date"}
+    )
+    user["customers"]["segment"] = "SMB"
+    user["subscriptions"] = user["subscriptions"].rename(columns={"billing_period": "cycle"})
+    user["subscriptions"]["cycle"] = ["M", "M", "M", "M"]
+    cfg = lenient.model_copy(
+        update={
+            "tables": {
+                "customers": TableMapping(
+                    columns={"customer_id": "account_id", "converted_at": "first_purchase_date"},
+                    values={"segment": {"SMB": "smb"}},
+                ),
+                "subscriptions": TableMapping(
+                    columns={"billing_period": "cycle"}, values={"billing_period": {"M": "monthly"}}
+                ),
+            }
+        }
+    )
+
+    canonical = validate_tables(tables, lenient, AS_OF)
+    mapped = validate_tables(user, cfg, AS_OF)
+
+    for name in CONTRACT:
+        pd.testing.assert_frame_equal(mapped.valid[name], canonical.valid[name])
+    assert mapped.report["tables"]["customers"]["ignored_columns"] == []
+
+
+def test_quarantine_of_a_mapped_table_keeps_the_users_names_and_values(tables, lenient):
+    subs = tables["subscriptions"].rename(columns={"billing_period": "cycle"})
+    subs["cycle"] = ["M", "M", "W", "M"]
+    tables["subscriptions"] = subs
+    mapping = TableMapping(
+        columns={"billing_period": "cycle"}, values={"billing_period": {"M": "monthly"}}
+    )
+    cfg = lenient.model_copy(update={"tables": {"subscriptions": mapping}})
+
+    result = validate_tables(tables, cfg, AS_OF)
+
+    bad = result.quarantine["subscriptions"]
+    assert list(bad.columns) == [*subs.columns, ROW_NUMBER, FAILED_RULES]
+    assert bad.loc[0, "cycle"] == "W"  # as read, before the value mapping
+    assert failed_rules(result, "subscriptions") == {2: "billing_period:not_in_vocabulary"}
+    rule = result.report["tables"]["subscriptions"]["rules"]["billing_period:not_in_vocabulary"]
+    assert rule["examples"] == [{"row": 2, "value": "W"}]
+
+
+# --- entity mode -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def entity_customers() -> pd.DataFrame:
+    """A CRM-style customer extract with a churn label and free attribute columns."""
+    return _text(
+        [
+            {"customer_id": "A1", "churned": "1", "seats": "12", "region": "north", "tier": "3"},
+            {"customer_id": "A2", "churned": "no", "seats": "3", "region": "south", "tier": "x"},
+            {"customer_id": "A3", "churned": "TRUE", "seats": None, "region": None, "tier": "1"},
+            {"customer_id": "A4", "churned": "0", "seats": "7.5", "region": "north", "tier": "2"},
+        ]
+    )
+
+
+def test_entity_mode_keeps_extra_columns_and_converts_the_label(entity_customers):
+    cfg = IngestConfig(mode="entity")
+
+    result = validate_tables({"customers": entity_customers}, cfg, AS_OF)
+
+    valid = result.valid["customers"]
+    assert list(valid.columns) == ["customer_id", "churned", "seats", "region", "tier"]
+    assert list(valid["churned"]) == [1, 0, 1, 0]
+    assert str(valid["churned"].dtype) == "Int8"
+    assert str(valid["seats"].dtype) == "float64"  # numeric-looking text
+    assert str(valid["region"].dtype) == "str"
+    assert str(valid["tier"].dtype) == "str"  # "x" makes it categorical
+    assert list(result.report["tables"]) == ["customers"]
+    assert result.report["tables"]["customers"]["ignored_columns"] == []
+
+
+def test_entity_mode_quarantines_missing_or_invalid_labels(entity_customers):
+    entity_customers.loc[1, "churned"] = "maybe"
+    entity_customers.loc[2, "churned"] = None
+    cfg = IngestConfig(mode="entity", max_quarantine_share=1.0)
+
+    result = validate_tables({"customers": entity_customers}, cfg, AS_OF)
+
+    assert failed_rules(result, "customers") == {
+        1: "churned:label_invalid",
+        2: "churned:label_invalid",
+    }
+    assert_balanced(result)
+
+
+def test_entity_mode_requires_the_label_column_but_not_converted_at(entity_customers):
+    cfg = IngestConfig(mode="entity", label_column="is_lost")
+
+    with pytest.raises(DataContractError) as info:
+        validate_tables({"customers": entity_customers}, cfg, AS_OF)
+
+    assert "column 'is_lost' is missing" in str(info.value)
+    assert "converted_at" not in str(info.value).split("the table has")[0]
+
+
+def test_entity_mode_ignores_event_tables(entity_customers, tables):
+    result = validate_tables(
+        {"customers": entity_customers, "usage_events": tables["usage_events"]},
+        IngestConfig(mode="entity"),
+        AS_OF,
+    )
+
+    assert list(result.valid) == ["customers"]
+    assert result.report["ignored_tables"] == ["usage_events"]
+
+
+# --- the runner and the CLI --------------------------------------------------------------------
+
+
+def write_csvs(tables: Tables, directory: Path) -> None:
+    """Write each table as ``<table>.csv`` (missing values as empty cells)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_csv(directory / f"{name}.csv", index=False)
+
+
+def leftovers(*directories: Path) -> list[Path]:
+    """Temporary files or directories left behind by atomic writes."""
+    return [p for d in directories if d.exists() for p in d.iterdir() if p.name.startswith(".")]
+
+
+def test_run_ingest_round_trips_csv_files(tables, tmp_path):
+    tables["support_tickets"].loc[2, "csat_score"] = "0"
+    tables["usage_events"]["browser"] = "firefox"
+    raw, out, quarantine, report_path = (
+        tmp_path / "raw",
+        tmp_path / "validated",
+        tmp_path / "quarantine",
+        tmp_path / "reports" / "ingest.json",
+    )
+    write_csvs(tables, raw)
+    cfg = IngestConfig(as_of=AS_OF.date(), max_quarantine_share=0.5)
+
+    result = run_ingest(cfg, raw, out, quarantine, report_path)
+
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.parquet" for n in CONTRACT)
+    assert sorted(p.name for p in quarantine.iterdir()) == sorted(f"{n}.parquet" for n in CONTRACT)
+    assert leftovers(out, quarantine, report_path.parent) == []
+    for name in CONTRACT:
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), result.valid[name])
+    empty = pd.read_parquet(quarantine / "customers.parquet")
+    assert len(empty) == 0
+    assert list(empty.columns) == [*tables["customers"].columns, ROW_NUMBER, FAILED_RULES]
+    bad = pd.read_parquet(quarantine / "support_tickets.parquet")
+    assert list(bad[FAILED_RULES]) == ["csat_score:out_of_range[1,5]"]
+    report = json.loads(report_path.read_text())
+    assert report["as_of"] == "2025-06-30"
+    assert report["tables"]["support_tickets"]["rows_quarantined"] == 1
+    assert report["tables"]["usage_events"]["ignored_columns"] == ["browser"]
+    assert report["tables"]["customers"]["source"].endswith("customers.csv")
+    assert report["rows_balanced"] is True
+
+
+def test_run_ingest_writes_nothing_when_the_contract_is_violated(tables, tmp_path):
+    tables["customers"] = tables["customers"].drop(columns=["converted_at"])
+    raw, out, quarantine = tmp_path / "raw", tmp_path / "validated", tmp_path / "quarantine"
+    write_csvs(tables, raw)
+
+    with pytest.raises(DataContractError, match="converted_at"):
+        run_ingest(IngestConfig(), raw, out, quarantine, tmp_path / "ingest.json")
+
+    assert not out.exists()
+    assert not quarantine.exists()
+    assert not (tmp_path / "ingest.json").exists()
+
+
+def test_run_ingest_removes_files_of_tables_no_longer_present(tables, tmp_path):
+    raw, out, quarantine = tmp_path / "raw", tmp_path / "validated", tmp_path / "quarantine"
+    write_csvs(tables, raw)
+    cfg = IngestConfig(as_of=AS_OF.date())
+    run_ingest(cfg, raw, out, quarantine, tmp_path / "ingest.json")
+    (raw / "nps_responses.csv").unlink()
+
+    run_ingest(cfg, raw, out, quarantine, tmp_path / "ingest.json")
+
+    assert not (out / "nps_responses.parquet").exists()
+    assert not (quarantine / "nps_responses.parquet").exists()
+    assert (out / "usage_events.parquet").exists()
+
+
+def test_run_ingest_reads_a_mapped_file_name(tables, tmp_path):
+    raw = tmp_path / "raw"
+    write_csvs({"subscriptions": tables["subscriptions"]}, raw)
+    tables["customers"].to_parquet(raw / "crm_accounts.parquet", index=False)
+    cfg = IngestConfig(
+        as_of=AS_OF.date(), tables={"customers": TableMapping(file="crm_accounts.parquet")}
+    )
+
+    result = run_ingest(cfg, raw, tmp_path / "v", tmp_path / "q", tmp_path / "r.json")
+
+    assert len(result.valid["customers"]) == 4
+    assert result.report["tables"]["customers"]["source"].endswith("crm_accounts.parquet")
+
+
+def test_cli_ingest_on_bad_input_exits_2_naming_table_and_column(tables, tmp_path):
+    from churn.cli import app
+
+    tables["subscriptions"] = tables["subscriptions"].drop(columns=["billing_period"])
+    write_csvs(tables, tmp_path / "raw")
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  as_of: '2025-06-30'\n")
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "ingest",
+            "--params", str(params),
+            "--raw", str(tmp_path / "raw"),
+            "--out", str(tmp_path / "validated"),
+            "--quarantine", str(tmp_path / "quarantine"),
+            "--report", str(tmp_path / "ingest.json"),
+        ],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "subscriptions" in result.output
+    assert "billing_period" in result.output
+    assert not (tmp_path / "validated").exists()
+
+
+def test_an_empty_optional_table_is_valid_and_typed(tables, tmp_path):
+    tables["nps_responses"] = tables["nps_responses"].iloc[:0]
+    raw = tmp_path / "raw"
+    write_csvs(tables, raw)  # a header-only CSV
+
+    result = run_ingest(
+        IngestConfig(as_of=AS_OF.date()), raw, tmp_path / "v", tmp_path / "q", tmp_path / "r.json"
+    )
+
+    nps = pd.read_parquet(tmp_path / "v" / "nps_responses.parquet")
+    assert len(nps) == 0
+    assert str(nps["responded_at"].dtype) == "datetime64[us, UTC]"
+    assert str(nps["score"].dtype) == "Int64"
+    assert result.report["tables"]["nps_responses"]["quarantined_share"] == 0.0
+
+
+def test_run_ingest_defaults_as_of_to_today(tables, tmp_path):
+    tomorrow = pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta(days=1)
+    tables["usage_events"].loc[0, "occurred_at"] = tomorrow.isoformat()
+    raw = tmp_path / "raw"
+    write_csvs(tables, raw)
+    cfg = IngestConfig(as_of=None, max_quarantine_share=1.0)
+
+    result = run_ingest(cfg, raw, tmp_path / "v", tmp_path / "q", tmp_path / "r.json")
+
+    assert failed_rules(result, "usage_events") == {0: "occurred_at:future_dated"}
+    assert result.report["as_of"] == pd.Timestamp.now(tz="UTC").date().isoformat()
+
+
+def test_a_configured_file_that_is_absent_is_named(tables, tmp_path):
+    raw = tmp_path / "raw"
+    write_csvs(tables, raw)
+    cfg = IngestConfig(tables={"subscriptions": TableMapping(file="billing_export.csv")})
+
+    with pytest.raises(DataContractError, match=r"'billing_export\.csv' is not in the raw"):
+        run_ingest(cfg, raw, tmp_path / "v", tmp_path / "q", tmp_path / "r.json")

@@ -1,0 +1,79 @@
+"""Tests for churn.config: typed, frozen params; unknown or mistyped keys are named errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from churn.config import ConfigError, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_file_is_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.simulate.customers > 0
+    assert params.simulate.months >= 3
+    assert isinstance(params.simulate.seed, int)
+
+
+def test_defaults_fill_missing_sections():
+    params = parse_params({})
+    assert params.label.horizon_days == 60
+    assert params.features.windows_days == (7, 30, 90)
+
+
+def test_unknown_key_is_an_error_naming_the_key():
+    with pytest.raises(ConfigError, match=r"train\.learnig_rate: unknown key"):
+        parse_params({"train": {"learnig_rate": 0.1}})
+
+
+def test_unknown_section_is_an_error():
+    with pytest.raises(ConfigError, match="trian: unknown key"):
+        parse_params({"trian": {}})
+
+
+def test_mistyped_value_is_an_error_naming_the_key():
+    with pytest.raises(ConfigError, match=r"simulate\.customers"):
+        parse_params({"simulate": {"customers": "many"}})
+
+
+def test_out_of_range_value_is_rejected():
+    with pytest.raises(ConfigError, match=r"ingest\.max_quarantine_share"):
+        parse_params({"ingest": {"max_quarantine_share": 1.5}})
+
+
+def test_unknown_time_zone_is_rejected():
+    with pytest.raises(ConfigError, match="Mars/Olympus"):
+        parse_params({"ingest": {"input_timezone": "Mars/Olympus"}})
+
+
+def test_column_mapping_must_name_contract_columns():
+    with pytest.raises(ConfigError, match="not_a_column"):
+        parse_params({"ingest": {"tables": {"customers": {"columns": {"not_a_column": "x"}}}}})
+    with pytest.raises(ConfigError, match="unknown table"):
+        parse_params({"ingest": {"tables": {"invoices": {}}}})
+
+
+def test_cutoff_order_is_checked():
+    with pytest.raises(ConfigError, match="last_cutoff"):
+        parse_params({"label": {"first_cutoff": "2025-06-01", "last_cutoff": "2025-01-01"}})
+
+
+def test_params_are_frozen():
+    params = parse_params({"simulate": {"seed": 3}})
+    with pytest.raises(pydantic.ValidationError):
+        params.simulate.seed = 4  # type: ignore[misc]
+    assert params.simulate.start_date == dt.date(2024, 1, 1)
+
+
+def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("simulate: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)

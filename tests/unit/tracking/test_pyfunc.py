@@ -1,0 +1,83 @@
+"""Tests for the MLflow pyfunc and for scoring with a registered model (real SQLite store)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.mlflow_store import fresh_store
+from support.tiny import fit_tiny_model, make_feature_frame
+
+from churn.errors import ModelError
+from churn.model.scoring import score_frame
+from churn.tracking.loading import load_model
+from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+from churn.tracking.signature import pin_model_requirements
+from churn.tracking.store import connect_tracking, quiet_mlflow
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A SQLite MLflow store holding the tiny model as ``churn`` version 1, alias ``champion``."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    root = tmp_path_factory.mktemp("mlflow")
+    frame = make_feature_frame(n_customers=100, n_cutoffs=2)
+    model = fit_tiny_model(frame)
+    model.save(root / "churn_model")
+    with fresh_store(root, tmp_path_factory.getbasetemp()) as uri, quiet_mlflow():
+        _, experiment_id = connect_tracking()  # artifacts beside the store, not in the cwd
+        with mlflow.start_run(experiment_id=experiment_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnPyfuncModel(reasons=2),
+                artifacts={ARTIFACT_KEY: str(root / "churn_model")},
+                registered_model_name="churn",
+                pip_requirements=pin_model_requirements(),
+                # MLflow passes `params` to predict only when the signature declares them.
+                signature=ModelSignature(
+                    inputs=None, params=ParamSchema([ParamSpec("reasons", "long", 2)])
+                ),
+            )
+        MlflowClient(uri).set_registered_model_alias("churn", "champion", "1")
+        yield {
+            "uri": uri,
+            "model_uri": info.model_uri,
+            "run_id": info.run_id,
+            "model": model,
+            "frame": frame,
+        }
+
+
+def test_logged_pyfunc_predicts_the_score_frame(registry, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    loaded = mlflow.pyfunc.load_model(registry["model_uri"])
+    frame = registry["frame"]
+    predicted = loaded.predict(frame)
+    expected = score_frame(registry["model"], frame, reasons=2)
+    pd.testing.assert_frame_equal(predicted.reset_index(drop=True), expected.reset_index(drop=True))
+    with_five = loaded.predict(frame.head(10), params={"reasons": 5})
+    assert "reason_5_text" in with_five.columns
+
+
+def test_champion_alias_resolves_to_the_logged_churn_model(registry, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    model = load_model("models:/churn@champion")
+    frame = registry["frame"]
+    np.testing.assert_array_equal(
+        model.predict_proba(frame), registry["model"].predict_proba(frame)
+    )
+    assert model.feature_names == registry["model"].feature_names
+
+
+def test_missing_champion_is_a_clear_error(registry, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    with pytest.raises(ModelError, match="--model models/churn"):
+        load_model("models:/churn@challenger")
+    with pytest.raises(ModelError, match="--model models/churn"):
+        load_model("models:/not_registered@champion")

@@ -1,0 +1,131 @@
+"""Tests for churn.validation.rules: pandera schemas from the contract and the per-row rule log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churn.domain.contract import CONTRACT, OrderRule
+from churn.validation.rules import (
+    RuleLog,
+    build_schema,
+    check_columns,
+    check_duplicates,
+    check_future_dated,
+    check_order,
+    check_reference,
+)
+
+
+def test_log_lists_rules_per_row_in_column_order():
+    log = RuleLog(3)
+    log.add("b:missing", np.array([True, False, True]), ("b",))
+    log.add("duplicate_row", np.array([True, False, False]))
+    log.add("a:not_a_number", np.array([True, True, False]), ("a",))
+
+    assert log.describe(np.array([0, 1, 2]), ["a", "b"]) == [
+        "a:not_a_number; b:missing; duplicate_row",
+        "a:not_a_number",
+        "b:missing",
+    ]
+    assert list(log.failed()) == [True, True, True]
+
+
+def test_log_summary_counts_and_shows_original_values():
+    original = pd.DataFrame({"user_mrr": ["-1", "5", "-2"]}, dtype="str")
+    log = RuleLog(3)
+    log.add("mrr:out_of_range[0,inf]", np.array([True, False, True]), ("mrr",))
+    log.add("nothing", np.zeros(3, dtype=bool), ("mrr",))  # no failing row: not recorded
+
+    summary = log.summarize(original, {"mrr": "user_mrr"})
+
+    assert summary == {
+        "mrr:out_of_range[0,inf]": {
+            "count": 2,
+            "examples": [{"row": 0, "value": "-1"}, {"row": 2, "value": "-2"}],
+        }
+    }
+
+
+def test_schema_rules_name_vocabulary_and_range_checks():
+    spec = CONTRACT["support_tickets"]
+
+    schema, rules = build_schema(spec, ["ticket_id", "priority", "csat_score"])
+
+    assert set(schema.columns) == {"ticket_id", "priority", "csat_score"}
+    assert rules == {
+        ("priority", 0): "not_in_vocabulary",
+        ("csat_score", 0): "out_of_range[1,5]",
+    }
+
+
+def test_check_columns_maps_pandera_failures_to_rows():
+    spec = CONTRACT["nps_responses"]
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["C1", None, "C3", "C4"], dtype="str"),
+            "score": pd.Series([5, 11, None, -1], dtype="Int64"),
+        }
+    )
+    schema, rules = build_schema(spec, ["customer_id", "score"])
+    log = RuleLog(4)
+    # Row 2's score did not convert: it is not also "missing".
+    failed = {"score": np.array([False, False, True, False])}
+
+    check_columns(frame, schema, rules, failed, log)
+
+    assert log.describe(np.arange(4), ["customer_id", "score"]) == [
+        "",
+        "customer_id:missing; score:out_of_range[0,10]",
+        "",
+        "score:out_of_range[0,10]",
+    ]
+
+
+def test_duplicates_on_a_composite_key_and_null_keys():
+    frame = pd.DataFrame(
+        {
+            "a": pd.Series(["x", "x", "x", None, None, "y"], dtype="str"),
+            "b": pd.Series(["1", "1", "1", "1", "1", "1"], dtype="str"),
+            "v": [1.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    log = RuleLog(len(frame))
+
+    check_duplicates(frame, ("a", "b"), pd.DataFrame(index=frame.index), log)
+
+    # Row 1 copies row 0; rows 0 and 2 share key (x, 1) with other content; null keys are
+    # left to the `missing` rule.
+    assert log.describe(np.arange(6), ["a", "b", "v"]) == [
+        "a+b:duplicate_key",
+        "duplicate_row",
+        "a+b:duplicate_key",
+        "",
+        "",
+        "",
+    ]
+
+
+def test_order_future_and_reference_checks():
+    stamps = pd.to_datetime(
+        ["2025-01-02", "2025-01-01", None, "2025-02-01"], utc=True
+    ).as_unit("us")
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["C1", "C2", "C9", None], dtype="str"),
+            "opened_at": pd.Series(stamps).iloc[[1, 0, 0, 1]].reset_index(drop=True),
+            "resolved_at": pd.Series(stamps),
+        }
+    )
+    log = RuleLog(4)
+
+    check_order(frame, [OrderRule("opened_at", "resolved_at")], log)
+    check_future_dated(frame, ["resolved_at"], pd.Timestamp("2025-01-15", tz="UTC"), log)
+    check_reference(frame, "customer_id", pd.Series(["C1", "C2"]), "unknown_customer", log)
+
+    assert log.describe(np.arange(4), list(frame.columns)) == [
+        "",
+        "resolved_at:before_opened_at",
+        "customer_id:unknown_customer",
+        "resolved_at:future_dated",
+    ]
