@@ -18,14 +18,10 @@ from typer.testing import CliRunner
 from churn.cli import app
 from churn.config import ConfigError, SimulateConfig
 from churn.domain.contract import CONTRACT, SUBSCRIPTION_CHANGE_TYPES
-from churn.stages.simulate import engine as sim
-from churn.stages.simulate.engine import (
-    FAMILIES,
-    SimulationResult,
-    add_months,
-    run_simulate,
-    simulate,
-)
+from churn.stages.simulate import SimulationResult, hazard, run_simulate, simulate, world
+from churn.stages.simulate.arrays import _MONTH_DAYS, add_months
+from churn.stages.simulate.hazard import FAMILIES
+from churn.stages.simulate.tables import monthly_churn_rate
 
 SIZE = {"customers": 1500, "months": 18, "seed": 3}
 MONTH = pd.DateOffset(months=1)
@@ -201,7 +197,7 @@ def test_usage_is_one_row_per_customer_day_and_type(clean):
     day = usage["occurred_at"].dt.floor("D")
     assert not pd.concat([usage[["customer_id", "event_type"]], day], axis=1).duplicated().any()
     assert (usage["quantity"] >= 1).all()
-    assert set(usage["event_type"]) == set(sim.USAGE_EVENT_TYPES)
+    assert set(usage["event_type"]) == set(world.USAGE_EVENT_TYPES)
 
 
 def test_ticket_life_cycle_is_ordered_and_csat_arrives_after_resolution(clean):
@@ -249,7 +245,7 @@ def test_monthly_churn_rate_measured_on_the_tables_is_realistic(clean):
         active += alive.sum()
         churned += (alive & (subs["ended_at"] < month_start + MONTH)).sum()
     assert 0.01 < churned / active < 0.05
-    assert churned / active == pytest.approx(sim.monthly_churn_rate(clean.truth))
+    assert churned / active == pytest.approx(monthly_churn_rate(clean.truth))
 
 
 def test_customers_convert_throughout_the_window(clean):
@@ -352,7 +348,7 @@ def test_truth_matches_the_tables(clean):
     truth = clean.truth["customers"].set_index("customer_id")
     subs = clean.tables["subscriptions"].set_index("customer_id")
     pd.testing.assert_series_equal(truth["churned_at"], subs["ended_at"], check_names=False)
-    assert set(sim.LATENT_TRAITS) <= set(truth.columns)
+    assert set(world.LATENT_TRAITS) <= set(truth.columns)
 
 
 # --- the five families, recomputed from the tables -----------------------------------------
@@ -360,11 +356,11 @@ def test_truth_matches_the_tables(clean):
 
 def _tenure_months(months: pd.DataFrame) -> pd.Series:
     seconds = (months["month_start"] - months["converted_at"]).dt.total_seconds()
-    return seconds / (sim._MONTH_DAYS * 86_400)
+    return seconds / (_MONTH_DAYS * 86_400)
 
 
 def _fade(tenure: pd.Series, decay: float) -> pd.Series:
-    return sim._FADE_FLOOR + (1 - sim._FADE_FLOOR) * np.exp(-tenure / decay)
+    return hazard._FADE_FLOOR + (1 - hazard._FADE_FLOOR) * np.exp(-tenure / decay)
 
 
 def _per_month(months: pd.DataFrame, events: pd.DataFrame, time: str, lookback: int,
@@ -385,19 +381,19 @@ def _expected_acquisition(r: SimulationResult, months: pd.DataFrame) -> pd.Serie
     counts = pd.crosstab(presale["customer_id"], presale["touchpoint_type"])
     customers = months["customer_id"]
     reading = customers.map(counts["docs_view"] + counts["help_center_view"])
-    channel = months["acquisition_channel"].map(dict(zip(sim.CHANNELS, sim._CHANNEL_EFFECT,
+    channel = months["acquisition_channel"].map(dict(zip(world.CHANNELS, hazard._CHANNEL_EFFECT,
                                                          strict=True)))
-    static = (channel + sim._PRESALE_READING_COEF * np.log1p(reading)
-              + sim._TRIAL_EFFECT * (months["trial_days"] > 0).astype(float)
-              + sim._DEMO_EFFECT * (customers.map(counts["demo"]) > 0))
-    return static * _fade(_tenure_months(months), sim._ACQUISITION_DECAY_MONTHS)
+    static = (channel + hazard._PRESALE_READING_COEF * np.log1p(reading)
+              + hazard._TRIAL_EFFECT * (months["trial_days"] > 0).astype(float)
+              + hazard._DEMO_EFFECT * (customers.map(counts["demo"]) > 0))
+    return static * _fade(_tenure_months(months), hazard._ACQUISITION_DECAY_MONTHS)
 
 
 def _expected_billing(r: SimulationResult, months: pd.DataFrame) -> pd.Series:
     changes = r.tables["subscription_changes"]
-    plan = months["plan"].map(dict(zip(sim.PLANS, sim._PLAN_EFFECT, strict=True)))
+    plan = months["plan"].map(dict(zip(world.PLANS, hazard._PLAN_EFFECT, strict=True)))
     renewal = (months["billing_period"] == "annual") & months["renewal_month"]
-    out = plan + sim._ANNUAL_RENEWAL_EFFECT * renewal
+    out = plan + hazard._ANNUAL_RENEWAL_EFFECT * renewal
     increases = changes[changes["change_type"] == "price_increase"].assign(
         pct=lambda f: f["mrr_after"] / f["mrr_before"] - 1
     )
@@ -405,18 +401,18 @@ def _expected_billing(r: SimulationResult, months: pd.DataFrame) -> pd.Series:
         recent = increases[(increases["effective_at"] < month_start)
                            & (increases["effective_at"] >= month_start - pd.DateOffset(months=3))]
         latest = recent.sort_values("effective_at").groupby("customer_id")["pct"].last()
-        out[rows.index] += sim._PRICE_INCREASE_COEF * rows["customer_id"].map(latest).fillna(0)
-    for kind, lookback, effect in (("discount_end", 2, sim._DISCOUNT_ENDED_EFFECT),
-                                   ("downgrade", 3, sim._DOWNGRADE_EFFECT),
-                                   ("upgrade", 3, sim._UPGRADE_EFFECT),
-                                   ("price_decrease", 3, sim._PRICE_DECREASE_EFFECT)):
+        out[rows.index] += hazard._PRICE_INCREASE_COEF * rows["customer_id"].map(latest).fillna(0)
+    for kind, lookback, effect in (("discount_end", 2, hazard._DISCOUNT_ENDED_EFFECT),
+                                   ("downgrade", 3, hazard._DOWNGRADE_EFFECT),
+                                   ("upgrade", 3, hazard._UPGRADE_EFFECT),
+                                   ("price_decrease", 3, hazard._PRICE_DECREASE_EFFECT)):
         mine = changes[changes["change_type"] == kind]
         out += effect * (_per_month(months, mine, "effective_at", lookback) > 0)
     started = _per_month(months, changes[changes["change_type"] == "discount_start"],
                          "effective_at", 1200)
     ended = _per_month(months, changes[changes["change_type"] == "discount_end"],
                        "effective_at", 1200)
-    return out + sim._DISCOUNT_ACTIVE_EFFECT * (started > ended)
+    return out + hazard._DISCOUNT_ACTIVE_EFFECT * (started > ended)
 
 
 def _days_possible(months: pd.DataFrame, lag: int, window_start: pd.Timestamp) -> pd.Series:
@@ -437,23 +433,23 @@ def _expected_usage(r: SimulationResult, months: pd.DataFrame) -> pd.Series:
     days = {lag: _days_possible(months, lag, start) for lag in (1, 2, 3)}
     daily = usage.assign(day=usage["occurred_at"].dt.floor("D"))[["customer_id", "day"]]
     active_days = _per_month(months, daily.drop_duplicates(), "day", 1)
-    enough = days[1] >= sim._USAGE_MIN_DAYS
+    enough = days[1] >= hazard._USAGE_MIN_DAYS
     share = (active_days / days[1]).where(enough, 0.0)
-    level = (sim._USAGE_LEVEL_COEF * (sim._USAGE_LEVEL_REFERENCE - share)).where(enough, 0.0)
+    level = (hazard._USAGE_LEVEL_COEF * (hazard._USAGE_LEVEL_REFERENCE - share)).where(enough, 0.0)
     reference_days = days[2] + days[3]
-    has_reference = enough & (reference_days >= 2 * sim._USAGE_MIN_DAYS)
+    has_reference = enough & (reference_days >= 2 * hazard._USAGE_MIN_DAYS)
     last_rate = quantity[1] / days[1]
     reference_rate = (quantity[2] + quantity[3]) / reference_days
-    smoothing = sim._USAGE_TREND_SMOOTHING
+    smoothing = hazard._USAGE_TREND_SMOOTHING
     trend = np.log((last_rate + smoothing) / (reference_rate + smoothing))
     trend = trend.where(has_reference, 0.0)
-    return level + sim._USAGE_TREND_COEF * trend.clip(*sim._USAGE_TREND_BOUNDS)
+    return level + hazard._USAGE_TREND_COEF * trend.clip(*hazard._USAGE_TREND_BOUNDS)
 
 
 def _expected_support(r: SimulationResult, months: pd.DataFrame) -> pd.Series:
     tickets = r.tables["support_tickets"]
     out = pd.Series(0.0, index=months.index)
-    day = pd.Timedelta(days=sim._SLOW_RESOLUTION_DAYS)
+    day = pd.Timedelta(days=hazard._SLOW_RESOLUTION_DAYS)
     for month_start, rows in months.groupby("month_start"):
         two_ago = month_start - pd.DateOffset(months=2)
         opened = tickets[tickets["opened_at"] < month_start]
@@ -469,12 +465,12 @@ def _expected_support(r: SimulationResult, months: pd.DataFrame) -> pd.Series:
         high = customers.isin(rated.loc[rated["csat_score"] >= 4, "customer_id"])
         reopened = window.loc[known & window["reopened"].astype(bool), "customer_id"]
         out[rows.index] = (
-            sim._TICKET_EFFECT * customers.map(last_month["customer_id"].value_counts())
-            .fillna(0).clip(upper=sim._TICKET_CAP)
-            + sim._SLOW_RESOLUTION_EFFECT * customers.isin(window.loc[slow, "customer_id"])
-            + sim._LOW_CSAT_EFFECT * low
-            + sim._HIGH_CSAT_EFFECT * (high & ~low)
-            + sim._REOPENED_EFFECT * customers.isin(reopened)
+            hazard._TICKET_EFFECT * customers.map(last_month["customer_id"].value_counts())
+            .fillna(0).clip(upper=hazard._TICKET_CAP)
+            + hazard._SLOW_RESOLUTION_EFFECT * customers.isin(window.loc[slow, "customer_id"])
+            + hazard._LOW_CSAT_EFFECT * low
+            + hazard._HIGH_CSAT_EFFECT * (high & ~low)
+            + hazard._REOPENED_EFFECT * customers.isin(reopened)
         ).to_numpy()
     return out
 
@@ -487,24 +483,24 @@ def _expected_engagement(r: SimulationResult, months: pd.DataFrame) -> pd.Series
         return touches[touches["touchpoint_type"] == name]
 
     steps = _per_month(months, kind("onboarding_step_completed"), "occurred_at", 1200)
-    out = ((sim._ONBOARDING_EFFECT_ZERO_STEPS + sim._ONBOARDING_EFFECT_PER_STEP * steps)
-           * _fade(_tenure_months(months), sim._ONBOARDING_DECAY_MONTHS))
+    out = ((hazard._ONBOARDING_EFFECT_ZERO_STEPS + hazard._ONBOARDING_EFFECT_PER_STEP * steps)
+           * _fade(_tenure_months(months), hazard._ONBOARDING_DECAY_MONTHS))
     for month_start, rows in months.groupby("month_start"):
         known = nps[nps["responded_at"] < month_start].sort_values("responded_at")
         latest = known.groupby("customer_id").last()
         latest = latest[latest["responded_at"]
-                        >= month_start - pd.Timedelta(days=sim._NPS_MEMORY_DAYS)]
+                        >= month_start - pd.Timedelta(days=hazard._NPS_MEMORY_DAYS)]
         score = rows["customer_id"].map(latest["score"]).astype(float)
-        detractor = sim._NPS_DETRACTOR_EFFECT + sim._NPS_DETRACTOR_SLOPE * (6 - score)
+        detractor = hazard._NPS_DETRACTOR_EFFECT + hazard._NPS_DETRACTOR_SLOPE * (6 - score)
         out[rows.index] += np.where(score <= 6, detractor, 0.0)
-        out[rows.index] += np.where(score >= 9, sim._NPS_PROMOTER_EFFECT, 0.0)
-    out += sim._COMMUNITY_EFFECT * (_per_month(months, kind("community_post"), "occurred_at", 3)
+        out[rows.index] += np.where(score >= 9, hazard._NPS_PROMOTER_EFFECT, 0.0)
+    out += hazard._COMMUNITY_EFFECT * (_per_month(months, kind("community_post"), "occurred_at", 3)
                                     > 0)
-    out += sim._WEBINAR_EFFECT * (_per_month(months, kind("webinar"), "occurred_at", 3) > 0)
+    out += hazard._WEBINAR_EFFECT * (_per_month(months, kind("webinar"), "occurred_at", 3) > 0)
     help_views = _per_month(months, kind("help_center_view"), "occurred_at", 1)
-    struggling = help_views >= sim._HELP_STRUGGLE_VIEWS
-    out += sim._HELP_SELF_SERVE_EFFECT * ((help_views >= 1) & ~struggling)
-    return out + sim._HELP_STRUGGLE_EFFECT * struggling
+    struggling = help_views >= hazard._HELP_STRUGGLE_VIEWS
+    out += hazard._HELP_SELF_SERVE_EFFECT * ((help_views >= 1) & ~struggling)
+    return out + hazard._HELP_STRUGGLE_EFFECT * struggling
 
 
 @pytest.fixture(scope="module")
