@@ -14,12 +14,12 @@ inputs:
 
 * features, local: read the Parquet files with pandas, then
   :func:`churn.features.build.build_features` (what ``churn features`` does);
-* features, Spark: :func:`churn.spark.engine.build_features_spark` from the Parquet paths, collected
-  to pandas with the local dtypes (what ``run_features_spark(layout="file")`` does): a first
-  (cold) run, then a second run on the warm session; session start-up is reported apart;
+* features, Spark: :func:`churn.spark.features.build_features_spark` from the Parquet paths,
+  collected to pandas with the local dtypes (what ``run_features_spark(layout="file")`` does): a
+  first (cold) run, then a second run on the warm session; session start-up is reported apart;
 * scoring (unless ``--skip-score``), the last cutoff: ``finalize_scores(score_frame(...))``
-  locally vs :func:`churn.spark.engine.score_spark` from a features Parquet file, cold then warm, with
-  a small LightGBM model (100 trees, depth 5) trained here on the features (synthetic label).
+  locally vs :func:`churn.spark.scoring.score_spark` from a features Parquet file, cold then warm,
+  with a small LightGBM model (100 trees, depth 5) trained here on the features (synthetic label).
 
 Unless ``--skip-check``, the outputs are compared column by column: the Spark results must
 equal the local ones (same rows and order, numbers within 1e-9).
@@ -90,7 +90,7 @@ def features_local(data_dir: Path, cfg) -> pd.DataFrame:
 
 def features_spark(spark, data_dir: Path, cfg) -> pd.DataFrame:
     """The Spark engine from the Parquet paths, collected with the local dtypes."""
-    from churn.spark.engine import build_features_spark
+    from churn.spark.features import build_features_spark
 
     paths = {name: str(path) for name, path in table_paths(data_dir).items()}
     return build_features_spark(spark, paths, str(data_dir / "population.parquet"), cfg).frame
@@ -171,7 +171,7 @@ def run_child(task: str, data_dir: Path, work: Path, args: argparse.Namespace) -
         write_parquet(scores, work / "scores_local.parquet")
         return {"seconds": seconds, "rows": len(scores)}
 
-    from churn.spark.engine import build_spark_session, score_dtypes, score_spark, spark_to_pandas
+    from churn.spark import build_spark_session, score_dtypes, score_spark, spark_to_pandas
 
     spark, start = timed(build_spark_session, args.master, "churn-bench")
     if task == "features-spark":

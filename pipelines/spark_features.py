@@ -1,7 +1,7 @@
 """spark-submit entry point: ``churn features`` on a Spark cluster (or local mode).
 
 Thin on purpose: argument parsing, the session, and one call to
-:func:`churn.spark.engine.run_features_spark`. The features are computed by the same
+:func:`churn.spark.features.run_features_spark`. The features are computed by the same
 :func:`churn.features.build.build_features` as the local engine, one customer shard per task.
 
 Example (cluster; ship churn to the executors as a wheel or zip)::
@@ -21,7 +21,8 @@ import logging
 from pathlib import Path
 
 from churn.config import load_params
-from churn.spark.engine import build_spark_session, resolve_master, run_features_spark
+from churn.spark.features import run_features_spark
+from churn.spark.session import add_session_arguments, start_session
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,17 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labels", default="data/labels/labels.parquet", help="labels Parquet")
     parser.add_argument("--out", default="data/features/spark", help="features output")
     parser.add_argument("--catalog", type=Path, default=Path("reports/feature_catalog.csv"))
-    parser.add_argument(
-        "--layout",
-        choices=["directory", "file"],
-        default="directory",
-        help="'directory': executors write a Parquet directory; 'file': one file via the driver",
-    )
-    parser.add_argument(
-        "--master",
-        default=None,
-        help="Spark master; default: the one spark-submit was given (else features.spark.master)",
-    )
+    add_session_arguments(parser)
     parser.add_argument("--shards", type=int, default=None, help="override features.spark.shards")
     return parser.parse_args(argv)
 
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         params = params.model_copy(
             update={"features": params.features.model_copy(update={"spark": spark_cfg})}
         )
-    spark = build_spark_session(resolve_master(args.master, params.features.spark.master))
+    spark = start_session(args, params)
     summary = run_features_spark(
         params,
         args.validated,

@@ -1,9 +1,9 @@
 """spark-submit entry point: score a features Parquet with the MLflow model on Spark.
 
 Thin on purpose: argument parsing, the session, and one call to
-:func:`churn.spark.engine.run_score_spark`, which applies the registered pyfunc (the same
-:func:`churn.model.scoring.score_frame` as ``churn score``) per Arrow batch on the executors and ranks
-the whole population into risk deciles.
+:func:`churn.spark.scoring.run_score_spark`, which applies the registered pyfunc (the same
+:func:`churn.model.scoring.score_frame` as ``churn score``) per Arrow batch on the executors and
+ranks the whole population into risk deciles.
 
 Example::
 
@@ -22,7 +22,8 @@ import logging
 from pathlib import Path
 
 from churn.config import load_params
-from churn.spark.engine import build_spark_session, resolve_master, run_score_spark
+from churn.spark.scoring import run_score_spark
+from churn.spark.session import add_session_arguments, start_session
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,17 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", default="models:/churn@champion", help="MLflow URI or model directory"
     )
     parser.add_argument("--out", default="data/scores/spark", help="scores output")
-    parser.add_argument(
-        "--layout",
-        choices=["directory", "file"],
-        default="directory",
-        help="'directory': executors write a Parquet directory; 'file': one file via the driver",
-    )
-    parser.add_argument(
-        "--master",
-        default=None,
-        help="Spark master; default: the one spark-submit was given (else features.spark.master)",
-    )
+    add_session_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -53,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
     params = load_params(args.params)
-    spark = build_spark_session(resolve_master(args.master, params.features.spark.master))
+    spark = start_session(args, params)
     summary = run_score_spark(
         params, args.features, args.model, args.out, spark=spark, layout=args.layout
     )

@@ -47,10 +47,11 @@ def compute_features(
     """
     if params.features.engine != "spark":
         return build_features(tables, labels, params.features, mode=params.ingest.mode)
+    module = "churn.spark.features"
     try:
-        spark_engine = importlib.import_module("churn.spark.engine")
+        spark_engine = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        what = "the module churn.spark.engine" if exc.name == "churn.spark.engine" else f"{exc.name!r}"
+        what = f"the module {module}" if exc.name == module else f"{exc.name!r}"
         raise ChurnError(
             f"features.engine is 'spark' but {what} cannot be imported; install the extra "
             "with `pip install -e '.[spark]'` or set features.engine: local"

@@ -340,8 +340,8 @@ def test_runner_entity_mode_drops_the_label(tmp_path) -> None:
 
 
 def test_spark_engine_missing_is_a_clear_error(tmp_path, monkeypatch) -> None:
-    # None in sys.modules makes the import fail as if churn.spark.engine were not installed.
-    monkeypatch.setitem(sys.modules, "churn.spark.engine", None)
+    # None in sys.modules makes the import fail as if churn.spark.features were not installed.
+    monkeypatch.setitem(sys.modules, "churn.spark.features", None)
     validated = _write_validated(tmp_path, make_tables(5))
     keys = all_keys(make_tables(5))
     keys.to_parquet(tmp_path / "labels.parquet")

@@ -180,7 +180,8 @@ def test_no_validated_tables_is_a_clear_error(pipeline, tmp_path):
 
 
 def test_spark_engine_without_the_spark_module_is_a_clear_error(pipeline, monkeypatch):
-    monkeypatch.setitem(sys.modules, "churn.spark.engine", None)  # import churn.spark.engine -> ImportError
+    # None in sys.modules: importing churn.spark.features raises ImportError.
+    monkeypatch.setitem(sys.modules, "churn.spark.features", None)
     params = Params.model_validate({"features": {"engine": "spark"}})
     with pytest.raises(ChurnError, match=r"features\.engine is 'spark'"):
         _run(pipeline, params)

@@ -1,0 +1,334 @@
+"""Scores on Spark with the MLflow pyfunc, ranked like ``churn score``.
+
+The pyfunc (:class:`churn.tracking.pyfunc.ChurnPyfuncModel`, i.e.
+:func:`churn.model.scoring.score_frame`) is broadcast and applied per Arrow batch; the risk
+decile, a property of the whole population, is a window over the scored rows.
+:func:`run_score_spark` is the Parquet-in, Parquet-out runner the spark-submit job in
+``pipelines/`` calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churn.errors import DataContractError
+from churn.spark.arrow import (
+    _pandas_dtype_for_spark,
+    _spark_type_for_pandas,
+    arrow_to_pandas,
+    coerce_dtypes,
+    pandas_to_arrow,
+    spark_to_pandas,
+)
+from churn.spark.session import build_spark_session
+from churn.spark.shards import ROW_COLUMN
+from churn.spark.storage import (
+    OutputLayout,
+    TableInput,
+    _Converted,
+    _to_spark,
+    write_spark_parquet,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import SparkSession
+
+    from churn.config import Params
+
+logger = logging.getLogger(__name__)
+
+
+def _resolve_pyfunc(model_uri: str | Path, reasons: int, workdir: Path) -> tuple[str, bool]:
+    """Return a local MLflow pyfunc directory for ``model_uri`` and whether it takes ``reasons``.
+
+    An exported :class:`churn.model.artifact.ChurnModel` directory (``models/churn``) is
+    wrapped into a pyfunc here, with the requested number of reasons; an MLflow URI
+    (``models:/churn@champion``, ``runs:/...``) or MLflow model directory is downloaded as it
+    was logged.
+    """
+    import mlflow.artifacts
+    import mlflow.pyfunc
+
+    from churn.model.artifact import META_FILE
+    from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+    from churn.tracking.store import tracking_uri
+
+    text = str(model_uri)
+    if Path(text).is_dir() and (Path(text) / META_FILE).exists():
+        target = workdir / "pyfunc"
+        mlflow.pyfunc.save_model(
+            path=str(target),
+            python_model=ChurnPyfuncModel(reasons=reasons),
+            artifacts={ARTIFACT_KEY: text},
+            pip_requirements=[],
+        )
+        return str(target), True
+    if Path(text).is_dir():
+        return text, False
+    store = tracking_uri()
+    registry = os.environ.get("MLFLOW_REGISTRY_URI") or store
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=text, dst_path=str(workdir), tracking_uri=store, registry_uri=registry
+    )
+    return local, False
+
+
+def _reason_slots(columns: list[str]) -> int:
+    return sum(1 for c in columns if re.fullmatch(r"reason_\d+_feature", c))
+
+
+def _archive(directory: str | Path) -> bytes:
+    """Return a directory as gzipped tar bytes (to broadcast a model to the executors)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(str(directory), arcname="model")
+    return buffer.getvalue()
+
+
+_WORKER_MODELS: dict[str, Any] = {}
+"""Pyfunc models loaded in this Python worker, by archive digest (loaded once per worker)."""
+
+
+def _worker_model(key: str, broadcast: Any) -> Any:
+    """Unpack and load the broadcast pyfunc once per Python worker process."""
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        import io
+        import tarfile
+        import tempfile
+
+        import mlflow.pyfunc
+
+        target = tempfile.mkdtemp(prefix="churn-model-")
+        with tarfile.open(fileobj=io.BytesIO(broadcast.value), mode="r:gz") as tar:
+            tar.extractall(target, filter="data")
+        model = mlflow.pyfunc.load_model(str(Path(target) / "model"))
+        _WORKER_MODELS[key] = model
+    return model
+
+
+def score_spark(
+    spark: SparkSession,
+    features: TableInput,
+    model_uri: str | Path,
+    reasons: int = 3,
+) -> SparkDataFrame:
+    """Score a feature frame on Spark with the MLflow pyfunc, ranked like ``churn score``.
+
+    The pyfunc (:class:`churn.tracking.pyfunc.ChurnPyfuncModel`, i.e.
+    :func:`churn.model.scoring.score_frame`) is broadcast to the executors and applied per Arrow
+    batch with ``mapInArrow``. Not ``mlflow.pyfunc.spark_udf``: with a struct result type (the
+    scores mix numbers and text) MLflow 3.17 casts string fields with ``astype(np.str_)``, which
+    turns a missing reason into the text ``"nan"``. Here the batches are converted with the
+    exact dtypes both ways.
+
+    ``risk_decile`` and the final order follow :func:`churn.model.scoring.finalize_scores`:
+    deciles over the whole population by probability (desc), ties by ``customer_id`` then input
+    order; rows sorted by expected revenue at risk (desc, missing last), probability (desc),
+    ``customer_id``.
+
+    Args:
+        spark: The session.
+        features: The feature frame (Spark DataFrame, pandas DataFrame or Parquet path), e.g.
+            :attr:`churn.spark.features.SparkFeatureResult.frame`.
+        model_uri: An MLflow model URI (``models:/churn@champion``, ``runs:/<id>/model``), an
+            MLflow model directory, or an exported ChurnModel directory (``models/churn``).
+        reasons: Reasons per customer. A logged pyfunc whose signature has no ``reasons``
+            parameter returns the number it was logged with; asking for another is an error.
+
+    Returns:
+        The scores as a lazy Spark DataFrame: the :func:`churn.model.scoring.score_frame`
+        columns plus ``risk_decile`` after ``expected_revenue_at_risk``. The scored rows are
+        persisted (memory and disk), because the ranking reads them twice.
+
+    Raises:
+        ModelError: If the model returns a different number of reasons than asked.
+    """
+    import tempfile
+
+    import mlflow.pyfunc
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as sf
+    from pyspark.sql.pandas.types import to_arrow_type
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    from churn.errors import ModelError
+    from churn.tracking.store import quiet_mlflow
+
+    sdf, dtypes = _to_spark(spark, features, "features")
+    with quiet_mlflow(), tempfile.TemporaryDirectory(prefix="churn-spark-model-") as tmp:
+        local_model, takes_reasons = _resolve_pyfunc(model_uri, reasons, Path(tmp))
+        model = mlflow.pyfunc.load_model(local_model)
+        params_schema = model.metadata.get_params_schema()
+        params = None
+        if params_schema is not None and "reasons" in {p.name for p in params_schema.params}:
+            params = {"reasons": reasons}
+        # The model itself says what it returns (the reason and risk-share columns depend on
+        # the number of reasons and the catalog's families): score a few rows on the driver.
+        sample_out = model.predict(spark_to_pandas(sdf.limit(20), dtypes), params=params)
+        archive = _archive(local_model)
+    model_key = hashlib.sha256(archive).hexdigest()
+    payload = spark.sparkContext.broadcast(archive)
+    got = _reason_slots(list(sample_out.columns))
+    if got != reasons and not takes_reasons and params is None:
+        raise ModelError(
+            f"the model returns {got} reasons per customer but {reasons} were asked, and its "
+            f"signature has no 'reasons' parameter; set score.reasons to {got} or score an "
+            "exported model directory"
+        )
+    out_dtypes = dict(sample_out.dtypes.items())
+    schema = StructType(
+        [StructField(c, _spark_type_for_pandas(d, c), True) for c, d in out_dtypes.items()]
+        + [StructField(ROW_COLUMN, LongType(), False)]
+    )
+
+    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        arrow_schema = pa.schema(
+            [pa.field(f.name, to_arrow_type(f.dataType), f.nullable) for f in schema.fields]
+        )
+        pyfunc = _worker_model(model_key, payload)
+        for batch in batches:
+            frame = arrow_to_pandas(pa.Table.from_batches([batch]), dtypes)
+            rows = frame.pop(ROW_COLUMN).to_numpy(dtype=np.int64)
+            out = pyfunc.predict(frame, params=params).reset_index(drop=True)
+            out = coerce_dtypes(out, out_dtypes)
+            out[ROW_COLUMN] = rows
+            yield from pandas_to_arrow(out, arrow_schema).to_batches()
+
+    scored = (
+        sdf.withColumn(ROW_COLUMN, sf.monotonically_increasing_id())
+        .mapInArrow(predict, schema)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    # Deciles rank the whole population: a single-partition window, but over three narrow
+    # columns (tens of bytes per row), joined back by the row id.
+    rank_window = Window.orderBy(
+        sf.col("churn_probability").desc(), sf.col("customer_id").asc(), sf.col(ROW_COLUMN).asc()
+    )
+    deciles = scored.select(
+        ROW_COLUMN,
+        sf.row_number().over(rank_window).alias("_rank"),
+        sf.count("*").over(Window.partitionBy()).alias("_n"),
+    ).select(ROW_COLUMN, sf.expr("(_rank - 1) * 10 div _n + 1").alias("risk_decile"))
+    columns = list(out_dtypes)
+    columns.insert(columns.index("expected_revenue_at_risk") + 1, "risk_decile")
+    revenue = sf.col("expected_revenue_at_risk")
+    return (
+        scored.join(deciles, ROW_COLUMN)
+        .orderBy(
+            sf.when(sf.isnan(revenue), None).otherwise(revenue).desc_nulls_last(),
+            sf.col("churn_probability").desc(),
+            sf.col("customer_id").asc(),
+            sf.col(ROW_COLUMN).asc(),
+        )
+        .select(*columns)
+    )
+
+
+def score_dtypes(scores: SparkDataFrame) -> dict[str, Any]:
+    """Pandas dtypes of a :func:`score_spark` frame as ``churn score`` writes them."""
+    dtypes = {f.name: _pandas_dtype_for_spark(f.dataType) for f in scores.schema.fields}
+    dtypes["risk_decile"] = np.dtype("int64")
+    return dtypes
+
+
+def select_scoring_rows(
+    features: SparkDataFrame, cutoff: dt.date | None
+) -> tuple[SparkDataFrame, pd.Timestamp]:
+    """Keep the rows of one cutoff: ``cutoff`` if given, else the latest in the features.
+
+    Raises:
+        EmptyPopulationError: If no row has that cutoff.
+        DataContractError: If a customer appears twice at the cutoff.
+    """
+    from pyspark.sql import functions as sf
+
+    from churn.errors import EmptyPopulationError
+
+    if cutoff is None:
+        latest = features.agg(sf.max("cutoff").alias("cutoff")).collect()[0].cutoff
+        if latest is None:
+            raise EmptyPopulationError("the features hold no rows, so there is nothing to score")
+        chosen = pd.Timestamp(latest)
+    else:
+        chosen = pd.Timestamp(cutoff)
+    chosen = (chosen.tz_localize("UTC") if chosen.tzinfo is None else chosen).as_unit("us")
+    rows = features.where(sf.col("cutoff") == sf.lit(chosen.to_pydatetime()))
+    counts = rows.agg(
+        sf.count("*").alias("rows"), sf.count_distinct("customer_id").alias("customers")
+    ).collect()[0]
+    if counts.rows == 0:
+        raise EmptyPopulationError(
+            f"no feature rows at the cutoff {chosen:%Y-%m-%d}; check score.cutoff"
+        )
+    if counts.rows != counts.customers:
+        raise DataContractError(
+            f"{counts.rows - counts.customers} customer(s) appear more than once at the cutoff "
+            f"{chosen:%Y-%m-%d}"
+        )
+    return rows, chosen
+
+
+def run_score_spark(
+    params: Params,
+    features_path: str | Path,
+    model_uri: str | Path,
+    out_path: str | Path,
+    *,
+    spark: SparkSession | None = None,
+    layout: OutputLayout = "file",
+) -> dict[str, Any]:
+    """Score a features Parquet on Spark with the MLflow pyfunc; write scores like ``churn score``.
+
+    Scores the rows of one cutoff (``score.cutoff``, else the latest cutoff in the features:
+    the labels' scoring cutoff) with :func:`score_spark`: same columns, reasons, deciles and
+    order as ``churn score``. The contributions and "what changed" sidecars of the local
+    stage are not written.
+
+    Args:
+        params: Pipeline parameters (``score`` section; ``features.spark.master``).
+        features_path: Features Parquet (file, directory or URI), e.g. from
+            :func:`run_features_spark`.
+        model_uri: MLflow model URI, MLflow model directory or exported ChurnModel directory.
+        out_path: Scores output: a file (``layout="file"``, Parquet or CSV per
+            ``score.output_format``) or a Parquet directory.
+        spark: A session to use; ``None`` builds one from ``features.spark.master``.
+        layout: ``file`` or ``directory``.
+
+    Returns:
+        A summary: cutoff, rows (file layout only), output, seconds.
+    """
+    from churn.io import write_table
+
+    started = time.perf_counter()
+    spark = spark or build_spark_session(params.features.spark.master)
+    features = _to_spark(spark, features_path, "features")
+    rows, cutoff = select_scoring_rows(features.sdf, params.score.cutoff)
+    scores = score_spark(spark, _Converted(rows, features.dtypes), model_uri, params.score.reasons)
+    summary: dict[str, Any] = {"cutoff": cutoff.isoformat(), "scores": str(out_path)}
+    if layout == "file":
+        frame = spark_to_pandas(scores, score_dtypes(scores))
+        write_table(frame, str(out_path), params.score.output_format)
+        summary["rows"] = len(frame)
+    else:
+        write_spark_parquet(scores, out_path)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    logger.info("spark scores at %s -> %s in %.1fs", cutoff.date(), out_path, summary["seconds"])
+    return summary

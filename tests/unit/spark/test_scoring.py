@@ -1,0 +1,162 @@
+"""Tests for :mod:`churn.spark.scoring`: Spark scores equal ``score_frame`` + ``finalize_scores``.
+
+Everything runs a real local PySpark session (``local[2]``, the ``spark`` fixture) and a real
+SQLite MLflow store; the runner check is also marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.mlflow_store import fresh_store
+from support.tiny import fit_tiny_model, make_feature_frame
+
+from churn.config import Params
+from churn.errors import ModelError
+from churn.model.scoring import finalize_scores, score_frame
+from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+
+pytest.importorskip("pyspark")  # the optional churn[spark] extra
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A real SQLite MLflow store with the tiny model logged twice (with and without params)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    from churn.tracking.signature import pin_model_requirements
+    from churn.tracking.store import connect_tracking, quiet_mlflow
+
+    root = tmp_path_factory.mktemp("spark-mlflow")
+    frame = make_feature_frame(n_customers=300, n_cutoffs=3)
+    model = fit_tiny_model(frame)
+    model.save(root / "churn_model")
+    with fresh_store(root, tmp_path_factory.getbasetemp()) as uri, quiet_mlflow():
+        _, experiment_id = connect_tracking()
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnPyfuncModel(),
+                artifacts={ARTIFACT_KEY: str(root / "churn_model")},
+                registered_model_name="churn",
+                pip_requirements=pin_model_requirements(),
+                signature=ModelSignature(
+                    inputs=None, params=ParamSchema([ParamSpec("reasons", "long", 3)])
+                ),
+            )
+            fixed = mlflow.pyfunc.log_model(
+                name="fixed",
+                python_model=ChurnPyfuncModel(reasons=3),
+                artifacts={ARTIFACT_KEY: str(root / "churn_model")},
+                pip_requirements=pin_model_requirements(),
+            )
+        MlflowClient(uri).set_registered_model_alias("churn", "champion", "1")
+        yield {
+            "uri": uri,
+            "fixed_uri": fixed.model_uri,
+            "exported": root / "churn_model",
+            "model": model,
+            "frame": frame,
+        }
+
+
+def _one_cutoff(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["cutoff"] == frame["cutoff"].max()].reset_index(drop=True)
+
+
+def _spark_scores(spark, features, model_uri, reasons) -> pd.DataFrame:
+    from churn.spark import score_dtypes, score_spark, spark_to_pandas
+
+    scores = score_spark(spark, features, model_uri, reasons)
+    return spark_to_pandas(scores, score_dtypes(scores))
+
+
+@pytest.mark.parametrize("reasons", [3, 5])
+def test_spark_scores_equal_local_scores_with_the_registered_model(
+    spark, registry, monkeypatch, reasons
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    features = _one_cutoff(registry["frame"])
+    features.loc[features.index[::7], "last_nps_score"] = np.nan  # missing values reach reasons
+    want = finalize_scores(score_frame(registry["model"], features, reasons))
+    got = _spark_scores(spark, features, "models:/churn@champion", reasons)
+    assert list(got.columns) == list(want.columns)
+    assert got.dtypes.to_dict() == want.dtypes.to_dict()
+    text = [c for c in want.columns if want[c].dtype != "float64"]
+    pd.testing.assert_frame_equal(got[text], want[text], check_exact=True)  # reasons, deciles
+    for name in [c for c in want.columns if c not in text]:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-9, err_msg=name)
+    # Empty reason slots stay missing (spark_udf would have turned them into the text "nan").
+    assert want["reason_3_feature"].isna().any()
+    assert not (got.filter(like="reason_").astype("object") == "nan").any().any()
+
+
+def test_spark_scores_an_exported_model_directory(spark, registry):
+    features = _one_cutoff(registry["frame"])
+    want = finalize_scores(score_frame(registry["model"], features, 2))
+    got = _spark_scores(spark, features, registry["exported"], 2)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-9)
+
+
+def test_a_model_without_a_reasons_parameter_cannot_change_the_count(spark, registry, monkeypatch):
+    from churn.spark.scoring import score_spark
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    features = _one_cutoff(registry["frame"]).head(50)
+    with pytest.raises(ModelError, match="returns 3 reasons"):
+        score_spark(spark, features, registry["fixed_uri"], reasons=2)
+
+
+@pytest.mark.slow
+def test_run_score_spark_scores_the_latest_cutoff(spark, registry, tmp_path, monkeypatch):
+    from churn.io import write_parquet
+    from churn.spark.scoring import run_score_spark
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    frame = registry["frame"]
+    write_parquet(frame, tmp_path / "features.parquet")
+    summary = run_score_spark(
+        Params(),
+        tmp_path / "features.parquet",
+        "models:/churn@champion",
+        tmp_path / "scores.parquet",
+        spark=spark,
+    )
+    latest = frame["cutoff"].max()
+    assert summary["cutoff"] == latest.isoformat()
+    want = finalize_scores(score_frame(registry["model"], _one_cutoff(frame), 3))
+    got = pd.read_parquet(tmp_path / "scores.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-9)
+    # An explicit cutoff picks other rows; a cutoff with no rows is a clear error.
+    earlier = Params().model_copy(
+        update={"score": Params().score.model_copy(update={"cutoff": frame["cutoff"].min().date()})}
+    )
+    run_score_spark(
+        earlier,
+        tmp_path / "features.parquet",
+        registry["exported"],
+        tmp_path / "early.parquet",
+        spark=spark,
+    )
+    assert (pd.read_parquet(tmp_path / "early.parquet")["cutoff"] == frame["cutoff"].min()).all()
+    from churn.errors import EmptyPopulationError
+
+    missing = Params().model_copy(
+        update={"score": Params().score.model_copy(update={"cutoff": dt.date(1999, 1, 1)})}
+    )
+    with pytest.raises(EmptyPopulationError):
+        run_score_spark(
+            missing,
+            tmp_path / "features.parquet",
+            registry["exported"],
+            tmp_path / "x.parquet",
+            spark=spark,
+        )
