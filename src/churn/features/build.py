@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 
 from churn.config import FeaturesConfig
-from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog
+from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
 from churn.domain.contract import CONTRACT
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
@@ -240,7 +240,4 @@ def _to_feature_frame(
         return pd.DataFrame(index=pd.RangeIndex(n_rows))
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
-    kinds = {spec.name: spec.kind for spec in specs}
-    return frame.astype(
-        {name: "float64" if kind == "numeric" else "str" for name, kind in kinds.items()}
-    )
+    return frame.astype(feature_dtypes(specs))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params, TrainConfig
+from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
 from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
 from churn.model.baseline import fit_baseline, predict_baseline
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
-
-
-KEY_COLUMNS = ("customer_id", "cutoff", "label")
 
 
 @dataclass
@@ -331,20 +328,3 @@ def train_churn_models(
         tuned_params=tuned,
     )
 
-
-def read_catalog(path: Path) -> pd.DataFrame:
-    """Read the feature catalog CSV written by ``churn features``.
-
-    Raises:
-        ModelError: If the file is missing or lacks the ``name``/``kind``/``family`` columns.
-    """
-    if not path.exists():
-        raise ModelError(
-            f"feature catalog not found at {path}; run 'churn features' (it writes the "
-            "catalog) or point 'churn train --catalog' at it"
-        )
-    catalog = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"name", "kind", "family"} - set(catalog.columns)
-    if missing:
-        raise ModelError(f"{path} lacks catalog column(s) {sorted(missing)}")
-    return catalog

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from support.tiny import fit_tiny_model, make_feature_frame
 
+from churn.domain.families import FAMILIES
 from churn.errors import ModelError
 from churn.model.reasons import top_positive_reasons
 from churn.model.scoring import (
-    FAMILIES,
     finalize_scores,
     rank_risk_deciles,
     score_frame,
