@@ -23,11 +23,10 @@ from typing import Final, Literal
 
 import pandas as pd
 
-from churn.domain.families import FAMILIES, PHASES, PROFILE_FAMILY, UNKNOWN
+from churn.domain.families import FAMILIES, PHASES, PROFILE_FAMILY, UNKNOWN, Phase
 from churn.errors import DataContractError
 
 Kind = Literal["numeric", "categorical"]
-Phase = Literal["pre_sale", "post_sale"]
 
 CATALOG_COLUMNS = ("name", "family", "phase", "kind", "unit", "description")
 """Columns of a catalog frame and CSV, in order."""
@@ -64,7 +63,7 @@ class FeatureSpec:
 
     name: str
     family: str
-    phase: Phase
+    phase: Phase | Literal["unknown"]
     kind: Kind
     unit: str
     description: str

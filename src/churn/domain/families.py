@@ -13,8 +13,11 @@ customer journey they describe; a *phase* says whether the family is about the p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
+
+Phase = Literal["pre_sale", "post_sale"]
 
 FAMILIES: Final = ("acquisition", "billing", "usage", "support", "engagement")
 """Journey families of events mode (and of the simulator's ground truth), in report order."""
@@ -28,7 +31,7 @@ PHASES: Final = ("pre_sale", "post_sale")
 UNKNOWN: Final = "unknown"
 """Family and phase of a feature without a catalog entry."""
 
-FAMILY_PHASES: Final = MappingProxyType(
+FAMILY_PHASES: Final[Mapping[str, Phase]] = MappingProxyType(
     {
         "acquisition": "pre_sale",
         "billing": "post_sale",

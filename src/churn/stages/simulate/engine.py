@@ -81,11 +81,11 @@ from churn.domain.contract import (
     SUBSCRIPTION_CHANGE_TYPES,
     TICKET_PRIORITIES,
 )
+from churn.domain.families import FAMILIES
 from churn.io import write_parquet
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
 LATENT_TRAITS = ("product_fit", "price_sensitivity", "support_need", "usage_intensity")
 
 # --- time ---------------------------------------------------------------------------------
