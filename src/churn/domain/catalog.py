@@ -137,8 +137,8 @@ def uncatalogued_spec(name: str, kind: Kind) -> FeatureSpec:
 
 
 def _cell(value: object) -> str:
-    """Return a catalog cell as stripped text; a missing cell (NaN, None) is empty."""
-    if value is None or (isinstance(value, float) and value != value):
+    """Return a catalog cell as stripped text; a missing cell (NaN, None, NA) is empty."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):
         return ""
     return str(value).strip()
 

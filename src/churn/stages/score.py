@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from churn.domain.contract import CONTRACT
+from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import read_tables, write_parquet, write_table
 from churn.model.changes import (
@@ -73,10 +74,11 @@ def build_population(
 ) -> pd.DataFrame:
     """Return the customers to score at ``cutoff`` as label rows (label missing).
 
-    Events mode: customers with an active subscription (:func:`churn.labels.build.active_population`).
+    Events mode: customers with an active subscription
+    (:func:`churn.labels.build.active_population`).
     Entity mode: every customer in the customer table.
     """
-    if params.ingest.mode != "entity":
+    if params.ingest.mode is not Mode.ENTITY:
         from churn.labels.build import active_population
 
         return active_population(tables, cutoff, params.label)
@@ -165,8 +167,8 @@ def run_score(
     from churn.stages.features import prepare_tables
 
     tables = prepare_tables(params, tables)
-    entity = params.ingest.mode == "entity"
-    as_of = (params.ingest.as_of or dt.datetime.now(dt.UTC).date()) if entity else None
+    entity = params.ingest.mode is Mode.ENTITY
+    as_of = reference_date(params.ingest.as_of) if entity else None
     cutoff = choose_cutoff(tables, params.score.cutoff, as_of)
     features = build_scoring_features(tables, cutoff, params)
     duplicated = features.loc[features["customer_id"].duplicated(), "customer_id"]
