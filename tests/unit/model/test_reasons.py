@@ -1,4 +1,4 @@
-"""Tests for churn.model.reasons: one readable sentence for every feature kind, unit and missing value."""
+"""Tests for churn.model.reasons: a readable sentence for every feature kind, unit and gap."""
 
 from __future__ import annotations
 
