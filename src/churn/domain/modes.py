@@ -18,6 +18,8 @@ from enum import StrEnum
 
 import pandas as pd
 
+from churn.sql import utc_midnight
+
 
 class Mode(StrEnum):
     """What the input tables are (``ingest.mode``)."""
@@ -45,4 +47,4 @@ def reference_date(as_of: dt.date | None, today: dt.date | None = None) -> dt.da
 
 def reference_timestamp(as_of: dt.date | None, today: dt.date | None = None) -> pd.Timestamp:
     """Return :func:`reference_date` as midnight UTC (``datetime64[us, UTC]`` resolution)."""
-    return pd.Timestamp(reference_date(as_of, today)).tz_localize("UTC").as_unit("us")
+    return utc_midnight(reference_date(as_of, today))

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
-from churn.domain.contract import CONTRACT
+from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
@@ -97,12 +97,7 @@ def _prepare_tables(tables: Mapping[str, pd.DataFrame], entity: bool) -> dict[st
             for column in CONTRACT[name].columns:
                 if column.name in frame.columns:
                     continue
-                dtype = {
-                    "timestamp": "datetime64[us, UTC]",
-                    "float": "float64",
-                    "int": "Int64",
-                    "bool": "boolean",
-                }.get(column.kind, "str")
+                dtype = COLUMN_DTYPES[column.kind]
                 added[column.name] = pd.Series(pd.NA, index=frame.index, dtype=dtype)
             frame = frame.assign(**added) if added else frame
         prepared[name] = normalize_timestamps(frame)

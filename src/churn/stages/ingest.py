@@ -46,6 +46,7 @@ from churn.config import IngestConfig, TableMapping
 from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
 from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
+from churn.sql import utc_timestamp
 from churn.validation import rules
 from churn.validation.coerce import (
     LABEL_INVALID,
@@ -298,8 +299,7 @@ def validate_tables(
         DataContractError: A required table or column is missing (all are listed), or a
             table's quarantined share exceeds ``cfg.max_quarantine_share``.
     """
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = utc_timestamp(as_of)
     future_from = stamp.normalize() + pd.Timedelta(days=1)
     specs = table_specs(cfg.mode)
     _check_tables(raw, cfg, specs)

@@ -25,6 +25,7 @@ from churn.model.changes import (
     sidecar_path,
 )
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
+from churn.sql import utc_midnight, utc_timestamp
 from churn.tracking.loading import load_model
 
 if TYPE_CHECKING:
@@ -50,16 +51,15 @@ def choose_cutoff(
         DataContractError: If no configured date and no event timestamp exist.
     """
     if configured is not None:
-        return pd.Timestamp(configured).tz_localize("UTC").as_unit("us")
+        return utc_midnight(configured)
     if entity_as_of is not None:
-        return pd.Timestamp(entity_as_of).tz_localize("UTC").as_unit("us")
+        return utc_midnight(entity_as_of)
     latest: pd.Timestamp | None = None
     for name, frame in tables.items():
         column = CONTRACT[name].event_time if name in CONTRACT else None
         if column is None or column not in frame.columns or not frame[column].notna().any():
             continue
-        value = pd.Timestamp(frame[column].max())
-        value = value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+        value = utc_timestamp(frame[column].max())
         latest = value if latest is None else max(latest, value)
     if latest is None:
         raise DataContractError(
