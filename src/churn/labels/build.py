@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.config import LabelConfig
-from churn.domain.contract import CONTRACT, EVENT_TABLES
+from churn.domain.contract import CONTRACT, EVENT_TABLES, TIMESTAMP_DTYPE
 from churn.domain.subscriptions import (
     active_subscriptions_sql,
     sql_timestamp,
@@ -229,7 +229,7 @@ def _label_frame(
         for name in ("subscriptions", "subscription_changes", "customers")
         if name in tables
     }
-    cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype="datetime64[us, UTC]")})
+    cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype=TIMESTAMP_DTYPE)})
     con = connect()
     try:
         for name, frame in needed.items():
@@ -353,7 +353,7 @@ def build_entity_labels(
     return pd.DataFrame(
         {
             "customer_id": customers["customer_id"].astype("str"),
-            "cutoff": pd.Series(cutoff, index=customers.index, dtype="datetime64[us, UTC]"),
+            "cutoff": pd.Series(cutoff, index=customers.index, dtype=TIMESTAMP_DTYPE),
             "label": label.astype("Int8"),
             "mrr": (
                 pd.to_numeric(customers["mrr"], errors="coerce").astype("float64")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from churn.domain.catalog import FeatureSpec
+from churn.domain.contract import TIMESTAMP_DTYPE
 from churn.domain.families import FAMILIES, PHASES
 from churn.errors import ModelError
 from churn.model.artifact import ChurnModel
@@ -244,7 +245,7 @@ def _score_batch(
     mrr = _mrr(batch)
     columns: dict[str, Any] = {
         "customer_id": _column_or_missing(batch, "customer_id", "str"),
-        "cutoff": _column_or_missing(batch, "cutoff", "datetime64[us, UTC]"),
+        "cutoff": _column_or_missing(batch, "cutoff", TIMESTAMP_DTYPE),
         "churn_probability": probability,
         "mrr": mrr,
         "expected_revenue_at_risk": probability * MONTHS_PER_YEAR * mrr,
@@ -265,7 +266,7 @@ def _contribution_frame(
 ) -> pd.DataFrame:
     columns: dict[str, Any] = {
         "customer_id": _column_or_missing(batch, "customer_id", "str"),
-        "cutoff": _column_or_missing(batch, "cutoff", "datetime64[us, UTC]"),
+        "cutoff": _column_or_missing(batch, "cutoff", TIMESTAMP_DTYPE),
         "base_value": np.asarray(base, dtype=np.float64),
     }
     columns.update({name: contributions[:, j].astype(np.float32) for j, name in enumerate(specs)})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churn.domain.contract import CONTRACT
+from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import read_tables, write_parquet, write_table
@@ -86,7 +86,7 @@ def build_population(
     return pd.DataFrame(
         {
             "customer_id": customers["customer_id"].astype("str"),
-            "cutoff": pd.Series(cutoff, index=customers.index, dtype="datetime64[us, UTC]"),
+            "cutoff": pd.Series(cutoff, index=customers.index, dtype=TIMESTAMP_DTYPE),
             "label": pd.Series(pd.NA, index=customers.index, dtype="Int8"),
             "mrr": pd.to_numeric(customers.get("mrr", np.nan), errors="coerce"),
         }
