@@ -3,9 +3,9 @@
 Trains a LightGBM ChurnModel shaped like the default ``train`` section (max_depth 5, 15 leaves,
 a few hundred trees) on synthetic data with ~70 features, then times on ``--rows`` customers:
 
-* :func:`churn.model.scoring.score_frame` end to end (contributions, probabilities, reasons, sentences,
-  risk shares), with the default kernel (LightGBM ``pred_contrib``) and, if importable, the
-  faster kernel of :mod:`churn.model.treeshap`;
+* :func:`churn.model.scoring.score_frame` end to end (contributions, probabilities, reasons,
+  sentences, risk shares), with the default kernel (LightGBM ``pred_contrib``) and, if
+  importable, the faster kernel of :mod:`churn.model.treeshap`;
 * ``model.contributions`` against ``shap.TreeExplainer`` on the same rows (a subsample for
   TreeExplainer, ``--shap-rows``), with the speed ratio and the max abs difference.
 
@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from churn.config import TrainConfig
-from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+from churn.model.artifact import (
+    Calibrator,
+    ChurnModel,
+    learn_categorical_levels,
+    prepare_features,
+)
 from churn.model.scoring import score_frame
 
 FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
@@ -83,15 +88,9 @@ def train_model(catalog: pd.DataFrame, train_rows: int, trees: int) -> ChurnMode
     names = list(catalog["name"])
     categorical = list(catalog.loc[catalog["kind"] == "categorical", "name"])
     frame = make_frame(catalog, train_rows, seed=1)
-    model = ChurnModel(
-        booster=None,  # type: ignore[arg-type]  # prepare() needs only names and levels
-        feature_names=tuple(names),
-        categorical_levels=learn_categorical_levels(frame, categorical),
-        calibrator=Calibrator(method="identity"),
-        catalog=catalog,
-    )
+    levels = learn_categorical_levels(frame, categorical)
     split = int(train_rows * 0.8)
-    matrix, labels = model.prepare(frame), frame["label"].to_numpy()
+    matrix, labels = prepare_features(frame, tuple(names), levels), frame["label"].to_numpy()
     params = {
         "objective": "binary",
         "learning_rate": cfg.learning_rate,
@@ -111,14 +110,20 @@ def train_model(catalog: pd.DataFrame, train_rows: int, trees: int) -> ChurnMode
         feature_name=names,
         categorical_feature=[names.index(c) for c in categorical],
     )
-    model.booster = lgb.train(params, dataset, num_boost_round=trees)
-    model.calibrator = Calibrator.fit(
-        model.booster.predict(matrix[split:], raw_score=True), labels[split:], "isotonic"
+    booster = lgb.train(params, dataset, num_boost_round=trees)
+    return ChurnModel(
+        booster=booster,
+        feature_names=tuple(names),
+        categorical_levels=levels,
+        calibrator=Calibrator.fit(
+            booster.predict(matrix[split:], raw_score=True), labels[split:], "isotonic"
+        ),
+        catalog=catalog,
+        typical_values={
+            n: frame[n].mode().iloc[0] if n in categorical else float(frame[n].median())
+            for n in names
+        },
     )
-    model.typical_values = {
-        n: frame[n].mode().iloc[0] if n in categorical else float(frame[n].median()) for n in names
-    }
-    return model
 
 
 def timed(func, *args, **kwargs):
@@ -183,17 +188,21 @@ def main() -> None:
     except ImportError:
         compute_contributions = None
     if compute_contributions is not None:
-        compute_contributions(model.booster, model.prepare(frame.head(1_000)))  # build tables, compile the kernel
+        # Build the tables and compile the kernel before timing.
+        compute_contributions(model.booster, model.prepare(frame.head(1_000)))
         fast, seconds = timed(
             score_frame,
             model,
             frame,
             3,
             batch_rows=args.batch_rows,
-            contributions_fn=lambda batch: compute_contributions(model.booster, model.prepare(batch)),
+            contributions_fn=lambda batch: compute_contributions(
+                model.booster, model.prepare(batch)
+            ),
         )
         print(
-            f"score_frame (churn.model.treeshap, the default): {len(fast):,} rows in {seconds:.1f}s = "
+            "score_frame (churn.model.treeshap, the default): "
+            f"{len(fast):,} rows in {seconds:.1f}s = "
             f"{len(fast) / seconds:,.0f} rows/s"
         )
         if scores is not None:

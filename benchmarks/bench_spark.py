@@ -100,7 +100,12 @@ def train_model(features: pd.DataFrame, catalog: pd.DataFrame, out: Path) -> Non
     """Fit a small LightGBM ChurnModel on the features (synthetic label) and save it."""
     import lightgbm as lgb
 
-    from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+    from churn.model.artifact import (
+        Calibrator,
+        ChurnModel,
+        learn_categorical_levels,
+        prepare_features,
+    )
 
     rng = np.random.default_rng(0)
     names = list(catalog["name"])
@@ -109,24 +114,24 @@ def train_model(features: pd.DataFrame, catalog: pd.DataFrame, out: Path) -> Non
     signal = np.nan_to_num((numeric - np.nanmean(numeric, 0)) / (np.nanstd(numeric, 0) + 1e-9))
     weights = rng.normal(0, 0.3, signal.shape[1]) * (rng.random(signal.shape[1]) < 0.2)
     label = (rng.random(len(features)) < 1 / (1 + np.exp(2.5 - signal @ weights))).astype(int)
-    model = ChurnModel(
-        booster=None,  # type: ignore[arg-type]  # prepare() needs only names and levels
-        feature_names=tuple(names),
-        categorical_levels=learn_categorical_levels(features, categorical),
-        calibrator=Calibrator(method="identity"),
-        catalog=catalog,
-    )
-    matrix = model.prepare(features)
+    levels = learn_categorical_levels(features, categorical)
+    matrix = prepare_features(features, tuple(names), levels)
     dataset = lgb.Dataset(
         matrix, label, feature_name=names, categorical_feature=[names.index(c) for c in categorical]
     )
     params = {"objective": "binary", "num_leaves": 15, "max_depth": 5, "learning_rate": 0.1}
-    model.booster = lgb.train({**params, "verbose": -1, "seed": 7}, dataset, num_boost_round=100)
-    model.calibrator = Calibrator.fit(model.predict_raw(features), label, "isotonic")
-    model.typical_values = {
-        n: features[n].mode().iloc[0] if n in categorical else float(features[n].median())
-        for n in names
-    }
+    booster = lgb.train({**params, "verbose": -1, "seed": 7}, dataset, num_boost_round=100)
+    model = ChurnModel(
+        booster=booster,
+        feature_names=tuple(names),
+        categorical_levels=levels,
+        calibrator=Calibrator.fit(booster.predict(matrix, raw_score=True), label, "isotonic"),
+        catalog=catalog,
+        typical_values={
+            n: features[n].mode().iloc[0] if n in categorical else float(features[n].median())
+            for n in names
+        },
+    )
     model.save(out)
 
 

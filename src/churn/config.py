@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from churn.domain.modes import Mode
+
 
 class ConfigError(ValueError):
     """Raised when ``params.yaml`` is missing, malformed, or holds an unknown or mistyped key."""
@@ -60,8 +62,8 @@ class TableMapping(_Section):
 class IngestConfig(_Section):
     """Knobs of ``churn ingest`` (validation, quarantine, column mapping)."""
 
-    mode: Literal["events", "entity"] = Field(
-        "events",
+    mode: Mode = Field(
+        Mode.EVENTS,
         description="'events': the full contract (customers, subscriptions, event tables). "
         "'entity': one customer table with a label column and no event tables.",
     )

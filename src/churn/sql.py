@@ -1,13 +1,23 @@
-"""DuckDB helpers shared by the stages that compute in SQL (labels, features).
+"""DuckDB helpers shared by the stages that compute in SQL (labels, features), and the time rules.
 
-Time convention inside SQL: every timestamp is a *naive* ``TIMESTAMP`` holding UTC wall time
-(microseconds). Validated tables carry ``datetime64[us, UTC]``; Spark's ``toPandas`` hands over
-``[ns]``, sometimes naive. Normalising everything to one naive UTC type before registering keeps
-interval arithmetic and ``date_trunc`` independent of DuckDB's session time zone and of ICU.
+One time representation, decided here:
+
+* **In pandas, from ingest on**, every timestamp is ``datetime64[us, UTC]``
+  (:data:`churn.domain.contract.TIMESTAMP_DTYPE`): validated tables, labels, features and scores.
+  Ingest converts raw text and naive values once (``ingest.input_timezone``); no later stage
+  localises or converts frame columns.
+* **In DuckDB**, every timestamp is a *naive* ``TIMESTAMP`` holding UTC wall time
+  (microseconds), which keeps interval arithmetic and ``date_trunc`` independent of DuckDB's
+  session time zone and of ICU. Frames cross the boundary through one pair of helpers:
+  :func:`normalize_timestamps` (column-wise :func:`to_naive_utc`) on the way in, :func:`to_utc`
+  on the way out. Spark's ``toPandas`` may hand over naive ``[ns]`` values; naive means UTC.
+* **Single values** (a configured date, a column's maximum) become a UTC ``pd.Timestamp`` with
+  :func:`utc_timestamp`; dates become midnight UTC with :func:`utc_midnight`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 import duckdb
@@ -49,6 +59,17 @@ def to_naive_utc(values: pd.Series) -> pd.Series:
 def to_utc(values: pd.Series) -> pd.Series:
     """Return naive UTC timestamps as ``datetime64[us, UTC]`` (the validated-table type)."""
     return to_naive_utc(values).dt.tz_localize("UTC")
+
+
+def utc_timestamp(value: pd.Timestamp | dt.datetime | dt.date | str) -> pd.Timestamp:
+    """Return one value as a UTC ``pd.Timestamp``; a naive value is read as UTC wall time."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def utc_midnight(day: dt.date) -> pd.Timestamp:
+    """Return midnight UTC at the start of ``day``, in microseconds (a cutoff)."""
+    return pd.Timestamp(day).tz_localize("UTC").as_unit("us")
 
 
 def normalize_timestamps(frame: pd.DataFrame) -> pd.DataFrame:

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from churn.domain.families import FAMILIES
+
 EVIL_ID = '"><img src=x onerror=alert(1)><script>alert("pwned")</script>'
 EVIL_REASON = "<b>4 support tickets</b> & <script>document.title='x'</script>"
-FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
 
 
 def png_bytes(title: str) -> bytes:

@@ -9,7 +9,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+from churn.model.artifact import (
+    Calibrator,
+    ChurnModel,
+    learn_categorical_levels,
+    prepare_features,
+)
 
 TINY_CATALOG = pd.DataFrame(
     [
@@ -107,14 +112,7 @@ def fit_tiny_model(frame: pd.DataFrame, seed: int = 0) -> ChurnModel:
     names = list(TINY_CATALOG["name"])
     categorical = list(TINY_CATALOG.loc[TINY_CATALOG["kind"] == "categorical", "name"])
     levels = learn_categorical_levels(frame, categorical)
-    model = ChurnModel(
-        booster=None,  # type: ignore[arg-type]  # set below, prepare() needs no booster
-        feature_names=tuple(names),
-        categorical_levels=levels,
-        calibrator=Calibrator(method="identity"),
-        catalog=TINY_CATALOG.copy(),
-    )
-    matrix = model.prepare(frame)
+    matrix = prepare_features(frame, tuple(names), levels)
     labels = frame["label"].to_numpy(dtype=int)
     dataset = lgb.Dataset(
         matrix,
@@ -123,7 +121,7 @@ def fit_tiny_model(frame: pd.DataFrame, seed: int = 0) -> ChurnModel:
         categorical_feature=[names.index(c) for c in categorical],
         free_raw_data=False,
     )
-    model.booster = lgb.train(
+    booster = lgb.train(
         {
             "objective": "binary",
             "num_leaves": 7,
@@ -137,11 +135,16 @@ def fit_tiny_model(frame: pd.DataFrame, seed: int = 0) -> ChurnModel:
         dataset,
         num_boost_round=40,
     )
-    model.calibrator = Calibrator.fit(model.predict_raw(frame), labels, "isotonic")
-    model.typical_values = {
-        name: (frame[name].mode().iloc[0] if name in levels else float(frame[name].median()))
-        for name in names
-    }
-    return model
+    return ChurnModel(
+        booster=booster,
+        feature_names=tuple(names),
+        categorical_levels=levels,
+        calibrator=Calibrator.fit(booster.predict(matrix, raw_score=True), labels, "isotonic"),
+        catalog=TINY_CATALOG,
+        typical_values={
+            name: (frame[name].mode().iloc[0] if name in levels else float(frame[name].median()))
+            for name in names
+        },
+    )
 
 

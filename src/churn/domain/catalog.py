@@ -3,6 +3,12 @@
 Every family module declares a :class:`FeatureSpec` for each column it produces. Reason sentences
 are built as ``f"{value} {unit?} {description}"``, so a description is a lowercase noun phrase
 that reads after a number ("4 support tickets opened in the last 30 days").
+
+This module is the one definition of the catalog: :class:`FeatureSpec` is its only entry type,
+:func:`validate_catalog_frame` / :func:`read_catalog` its only validator and CSV reader (training,
+scoring, explanation, the report and Spark all read catalogs through them), :data:`KEY_COLUMNS`
+the non-feature columns of a features frame and :data:`KIND_DTYPES` the pandas dtype of each
+feature kind.
 """
 
 from __future__ import annotations
@@ -11,16 +17,32 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Literal
 
 import pandas as pd
 
+from churn.domain.families import FAMILIES, PHASES, PROFILE_FAMILY, UNKNOWN, Phase
+from churn.errors import DataContractError
+
 Kind = Literal["numeric", "categorical"]
-Phase = Literal["pre_sale", "post_sale"]
 
 CATALOG_COLUMNS = ("name", "family", "phase", "kind", "unit", "description")
-KEY_COLUMNS = ("customer_id", "cutoff", "label")
+"""Columns of a catalog frame and CSV, in order."""
+
+CUSTOMER_ID: Final = "customer_id"
+CUTOFF: Final = "cutoff"
+LABEL: Final = "label"
+KEY_COLUMNS = (CUSTOMER_ID, CUTOFF, LABEL)
 """Columns of the features frame that are not features."""
+
+KIND_DTYPES: Final = MappingProxyType({"numeric": "float64", "categorical": "str"})
+"""Feature kind -> pandas dtype of its column in every features frame (``str``: pandas 3's
+string dtype, missing values as NaN)."""
+
+_KNOWN_FAMILIES = frozenset((*FAMILIES, PROFILE_FAMILY, UNKNOWN))
+_KNOWN_PHASES = frozenset((*PHASES, UNKNOWN))
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -31,9 +53,9 @@ class FeatureSpec:
 
     Attributes:
         name: Column name (snake_case; says what it measures).
-        family: Feature family (``billing``, ``usage``, ``support``, ``acquisition``,
-            ``engagement`` or ``profile``).
-        phase: Customer-journey phase, ``pre_sale`` or ``post_sale``.
+        family: Feature family (one of :data:`churn.domain.families.FAMILIES`, ``profile``, or
+            ``unknown`` for a model feature the catalog does not describe).
+        phase: Customer-journey phase, ``pre_sale`` or ``post_sale`` (``unknown`` as above).
         kind: ``numeric`` (float64) or ``categorical`` (pandas ``str``).
         unit: Unit of measure, or empty.
         description: Lowercase noun phrase that reads after a number.
@@ -41,7 +63,7 @@ class FeatureSpec:
 
     name: str
     family: str
-    phase: Phase
+    phase: Phase | Literal["unknown"]
     kind: Kind
     unit: str
     description: str
@@ -49,8 +71,10 @@ class FeatureSpec:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or self.name in KEY_COLUMNS:
             raise ValueError(f"invalid feature name {self.name!r}")
-        if self.phase not in ("pre_sale", "post_sale"):
-            raise ValueError(f"{self.name}: phase must be pre_sale or post_sale")
+        if self.family not in _KNOWN_FAMILIES:
+            raise ValueError(f"{self.name}: family must be one of {sorted(_KNOWN_FAMILIES)}")
+        if self.phase not in _KNOWN_PHASES:
+            raise ValueError(f"{self.name}: phase must be one of {sorted(_KNOWN_PHASES)}")
         if self.kind not in ("numeric", "categorical"):
             raise ValueError(f"{self.name}: kind must be numeric or categorical")
         if not self.description or self.description[0].isupper():
@@ -97,3 +121,87 @@ def check_catalog(specs: Sequence[FeatureSpec], columns: Iterable[str]) -> None:
     ]
     if problems:
         raise ValueError("feature catalog mismatch: " + "; ".join(problems))
+
+
+def feature_dtypes(specs: Iterable[FeatureSpec]) -> dict[str, str]:
+    """Return feature name -> pandas dtype (:data:`KIND_DTYPES`) for catalog entries."""
+    return {spec.name: KIND_DTYPES[spec.kind] for spec in specs}
+
+
+def uncatalogued_spec(name: str, kind: Kind) -> FeatureSpec:
+    """Return the entry of a feature the catalog does not describe (a model saved without one).
+
+    Family and phase are ``unknown``; the description is the name in words.
+    """
+    return FeatureSpec(name, UNKNOWN, UNKNOWN, kind, "", name.replace("_", " "))
+
+
+def _cell(value: object) -> str:
+    """Return a catalog cell as stripped text; a missing cell (NaN, None, NA) is empty."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return ""
+    return str(value).strip()
+
+
+def catalog_specs(
+    catalog: pd.DataFrame, source: str = "feature catalog"
+) -> tuple[FeatureSpec, ...]:
+    """Validate a catalog frame and return its entries, in row order.
+
+    Args:
+        catalog: A frame with :data:`CATALOG_COLUMNS` (extra columns are ignored; an empty
+            frame without columns is an empty catalog).
+        source: What the frame is (a path), for error messages.
+
+    Returns:
+        One :class:`FeatureSpec` per row.
+
+    Raises:
+        DataContractError: Naming the source, the missing columns, or each invalid row (its
+            1-based row number, name and the rule it breaks) and duplicated names.
+    """
+    if catalog.columns.empty and catalog.empty:
+        return ()
+    missing = [column for column in CATALOG_COLUMNS if column not in catalog.columns]
+    if missing:
+        raise DataContractError(f"{source}: catalog column(s) missing: {missing}")
+    specs: list[FeatureSpec] = []
+    problems: list[str] = []
+    for row_number, row in enumerate(catalog[list(CATALOG_COLUMNS)].itertuples(index=False), 1):
+        try:
+            specs.append(FeatureSpec(*(_cell(value) for value in row)))  # type: ignore[arg-type]
+        except ValueError as exc:
+            problems.append(f"row {row_number}: {exc}")
+    duplicated = sorted(n for n, c in Counter(s.name for s in specs).items() if c > 1)
+    if duplicated:
+        problems.append(f"duplicated names {duplicated}")
+    if problems:
+        shown = "; ".join(problems[:10])
+        raise DataContractError(f"{source}: {len(problems)} invalid catalog row(s): {shown}")
+    return tuple(specs)
+
+
+def validate_catalog_frame(catalog: pd.DataFrame, source: str = "feature catalog") -> pd.DataFrame:
+    """Return a validated copy of a catalog frame: :data:`CATALOG_COLUMNS`, all text.
+
+    Raises:
+        DataContractError: See :func:`catalog_specs`.
+    """
+    return catalog_frame(catalog_specs(catalog, source))
+
+
+def read_catalog(path: str | Path) -> pd.DataFrame:
+    """Read and validate a catalog CSV (as written by ``churn features`` or a saved model).
+
+    Every cell is read as text (an empty unit stays ``""``, not NaN).
+
+    Raises:
+        DataContractError: If the file is missing or invalid (see :func:`catalog_specs`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataContractError(
+            f"feature catalog not found at {path}; run 'churn features' (it writes the catalog)"
+        )
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return validate_catalog_frame(frame, str(path))

@@ -21,11 +21,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 import pandas as pd
 
 ColumnKind = Literal["string", "category", "timestamp", "float", "int", "bool"]
+
+TIMESTAMP_DTYPE: Final = pd.DatetimeTZDtype(unit="us", tz="UTC")
+"""The one time representation of every pipeline frame from ingest on (see :mod:`churn.sql`)."""
+
+COLUMN_DTYPES: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "string": "str",
+        "category": "str",
+        "timestamp": TIMESTAMP_DTYPE,
+        "float": "float64",
+        "int": "Int64",
+        "bool": "boolean",
+    }
+)
+"""Contract column kind -> pandas dtype of the column in validated tables."""
 
 
 @dataclass(frozen=True)

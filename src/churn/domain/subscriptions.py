@@ -6,14 +6,14 @@ import logging
 
 import pandas as pd
 
+from churn.sql import utc_timestamp
+
 logger = logging.getLogger(__name__)
 
 
 def sql_timestamp(value: pd.Timestamp) -> str:
     """Render a timestamp as a naive-UTC SQL ``TIMESTAMP`` literal."""
-    value = pd.Timestamp(value)
-    if value.tzinfo is not None:
-        value = value.tz_convert("UTC").tz_localize(None)
+    value = utc_timestamp(value).tz_localize(None)
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 

@@ -24,15 +24,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from churn.config import FeaturesConfig
-from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog
-from churn.domain.contract import CONTRACT
+from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
+from churn.domain.contract import COLUMN_DTYPES, CONTRACT
+from churn.domain.modes import Mode
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.sql import connect, fetch_scalar, normalize_timestamps, quote_ident, to_naive_utc
@@ -97,12 +97,7 @@ def _prepare_tables(tables: Mapping[str, pd.DataFrame], entity: bool) -> dict[st
             for column in CONTRACT[name].columns:
                 if column.name in frame.columns:
                     continue
-                dtype = {
-                    "timestamp": "datetime64[us, UTC]",
-                    "float": "float64",
-                    "int": "Int64",
-                    "bool": "boolean",
-                }.get(column.kind, "str")
+                dtype = COLUMN_DTYPES[column.kind]
                 added[column.name] = pd.Series(pd.NA, index=frame.index, dtype=dtype)
             frame = frame.assign(**added) if added else frame
         prepared[name] = normalize_timestamps(frame)
@@ -123,7 +118,7 @@ def build_features(
     population: pd.DataFrame,
     cfg: FeaturesConfig,
     *,
-    mode: Literal["events", "entity"] | None = None,
+    mode: Mode | None = None,
 ) -> FeatureResult:
     """Compute point-in-time features for every population row.
 
@@ -132,7 +127,7 @@ def build_features(
         population: Rows with ``customer_id``, ``cutoff`` (midnight UTC) and optionally
             ``label`` (a labels frame); duplicates are allowed and keep their order.
         cfg: Feature configuration (windows, vocabularies, DuckDB resources).
-        mode: ``ingest.mode``: ``"events"`` for the journey families, ``"entity"`` for the
+        mode: ``ingest.mode``: :attr:`Mode.EVENTS` for the journey families, ``ENTITY`` for the
             profile family over the customer table (label column already removed); ``None``
             infers it from the tables (see the module docstring).
 
@@ -144,7 +139,7 @@ def build_features(
             if a family breaks the one-row-per-key contract or the catalog.
     """
     keys = _population_keys(population)
-    entity = mode == "entity" if mode is not None else set(tables) == {"customers"}
+    entity = Mode(mode) is Mode.ENTITY if mode is not None else set(tables) == {"customers"}
     prepared = _prepare_tables(tables, entity)
     families = ENTITY_FAMILIES if entity else EVENT_FAMILIES
     grid = build_bucket_grid(keys["cutoff"].unique(), cfg.windows_days)
@@ -240,7 +235,4 @@ def _to_feature_frame(
         return pd.DataFrame(index=pd.RangeIndex(n_rows))
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
-    kinds = {spec.name: spec.kind for spec in specs}
-    return frame.astype(
-        {name: "float64" if kind == "numeric" else "str" for name, kind in kinds.items()}
-    )
+    return frame.astype(feature_dtypes(specs))

@@ -15,8 +15,8 @@ For a cutoff ``T`` (midnight UTC, exclusive: a row stamped at ``T`` is in the fu
   the end of the data: the outcome is not fully observed and the cutoff is a scoring cutoff.
 
 The heavy work is set-based SQL in DuckDB; pandas is the glue. The subscription-state SQL is
-shared with the billing features (:mod:`churn.features.families.billing`) so that "active" and "MRR at T"
-mean the same thing in labels and features.
+shared with the billing features (:mod:`churn.features.families.billing`) so that "active" and
+"MRR at T" mean the same thing in labels and features.
 """
 
 from __future__ import annotations
@@ -28,14 +28,21 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.config import LabelConfig
-from churn.domain.contract import CONTRACT, EVENT_TABLES
+from churn.domain.contract import CONTRACT, EVENT_TABLES, TIMESTAMP_DTYPE
 from churn.domain.subscriptions import (
     active_subscriptions_sql,
     sql_timestamp,
     subscription_summary_sql,
 )
 from churn.errors import DataContractError, EmptyPopulationError
-from churn.sql import US_PER_DAY, connect, fetch_frame, normalize_timestamps, to_utc
+from churn.sql import (
+    US_PER_DAY,
+    connect,
+    fetch_frame,
+    normalize_timestamps,
+    to_utc,
+    utc_timestamp,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +67,7 @@ def data_end(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
                 latest.append(pd.Timestamp(frame[name].max()))
     if not latest:
         raise EmptyPopulationError("the tables hold no timestamps: there is no data to label")
-    return max(_as_utc(t) for t in latest)
-
-
-def _as_utc(value: pd.Timestamp | dt.date) -> pd.Timestamp:
-    value = pd.Timestamp(value)
-    return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+    return max(utc_timestamp(t) for t in latest)
 
 
 def _month_start_on_or_after(value: pd.Timestamp) -> pd.Timestamp:
@@ -95,11 +97,11 @@ def history_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     an event table starts would see zero usage or tickets where the truth is "unknown", and
     no churn at all where ends were not recorded yet.
     """
-    starts = [_as_utc(_subscriptions(tables)["started_at"].min())]
+    starts = [utc_timestamp(_subscriptions(tables)["started_at"].min())]
     for name in EVENT_TABLES:
         column = CONTRACT[name].event_time
         if name != "subscriptions" and name in tables and tables[name][column].notna().any():
-            starts.append(_as_utc(tables[name][column].min()))
+            starts.append(utc_timestamp(tables[name][column].min()))
     return max(starts)
 
 
@@ -122,11 +124,11 @@ def build_cutoffs(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> list[
         start = history_start(tables)
         first = _month_start_on_or_after(start + pd.Timedelta(days=cfg.min_history_days))
     else:
-        first = _month_start_on_or_after(_as_utc(cfg.first_cutoff))
+        first = _month_start_on_or_after(utc_timestamp(cfg.first_cutoff))
     if cfg.last_cutoff is None:
         last = _month_start_on_or_before(data_end(tables))
     else:
-        last = _month_start_on_or_before(_as_utc(cfg.last_cutoff))
+        last = _month_start_on_or_before(utc_timestamp(cfg.last_cutoff))
     cutoffs: list[pd.Timestamp] = []
     step = 0
     while (cutoff := first + pd.DateOffset(months=step * cfg.every_months)) <= last:
@@ -227,7 +229,7 @@ def _label_frame(
         for name in ("subscriptions", "subscription_changes", "customers")
         if name in tables
     }
-    cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype="datetime64[us, UTC]")})
+    cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype=TIMESTAMP_DTYPE)})
     con = connect()
     try:
         for name, frame in needed.items():
@@ -277,7 +279,7 @@ def active_population(
         A labels frame (see :data:`LABEL_COLUMNS`) sorted by ``customer_id``; possibly empty.
     """
     _subscriptions(tables)
-    return _label_frame(tables, [_as_utc(cutoff)], cfg, with_labels=False)
+    return _label_frame(tables, [utc_timestamp(cutoff)], cfg, with_labels=False)
 
 
 def build_labels(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> pd.DataFrame:
@@ -341,7 +343,7 @@ def build_entity_labels(
         raise DataContractError(
             f"entity mode: the label column {label_column!r} must hold only 0 and 1"
         )
-    cutoff = _as_utc(pd.Timestamp(as_of).normalize()).as_unit("us")
+    cutoff = utc_timestamp(pd.Timestamp(as_of).normalize()).as_unit("us")
     tenure_source = next((c for c in ("tenure_days", "tenure") if c in customers.columns), None)
     if tenure_source is None:
         tenure = pd.Series(pd.NA, index=customers.index, dtype="Int64")
@@ -351,7 +353,7 @@ def build_entity_labels(
     return pd.DataFrame(
         {
             "customer_id": customers["customer_id"].astype("str"),
-            "cutoff": pd.Series(cutoff, index=customers.index, dtype="datetime64[us, UTC]"),
+            "cutoff": pd.Series(cutoff, index=customers.index, dtype=TIMESTAMP_DTYPE),
             "label": label.astype("Int8"),
             "mrr": (
                 pd.to_numeric(customers["mrr"], errors="coerce").astype("float64")

@@ -9,6 +9,12 @@ explanation and Spark use, so every consumer prepares inputs the same way:
 * Categorical features are encoded to integer codes with the levels seen in training; an unseen
   or missing level becomes NaN, which LightGBM routes as missing: no crash, no made-up level.
 * Probabilities are calibrated (:class:`Calibrator`, isotonic or Platt) on a validation slice.
+* Complete and immutable: the constructor receives everything (booster, calibrator, feature
+  names, categorical levels, catalog, typical values, metadata) and checks it fits together; no
+  attribute can be assigned afterwards, and the mappings are read-only views of private copies.
+  A changed model is a new one (``dataclasses.replace``). The catalog frame is a validated copy
+  (:func:`churn.domain.catalog.validate_catalog_frame`); pandas cannot freeze a frame, so callers
+  must treat ``catalog`` as read-only.
 * Saved as plain files (``model.txt``, ``churn_model.json``, ``catalog.csv``): no pickle. The
   JSON records the SHA-256 of ``model.txt``, verified before LightGBM parses it, because a
   corrupt LightGBM file can abort the Python process instead of raising.
@@ -16,16 +22,20 @@ explanation and Spark use, so every consumer prepares inputs the same way:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from churn.domain.catalog import read_catalog, validate_catalog_frame
 from churn.errors import ModelError
 from churn.model.treeshap import compute_contributions
 
@@ -150,12 +160,60 @@ def encode_categories(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+def prepare_features(
+    frame: pd.DataFrame,
+    feature_names: tuple[str, ...],
+    categorical_levels: Mapping[str, tuple[str, ...]],
+) -> np.ndarray:
+    """Turn a feature frame into a booster's float matrix, matching columns by name.
+
+    The one encoding used to train (before a :class:`ChurnModel` exists) and to apply a model
+    (:meth:`ChurnModel.prepare`).
+
+    Args:
+        frame: Any frame holding at least ``feature_names`` (any order; extra columns are
+            ignored).
+        feature_names: Model input columns, in booster order.
+        categorical_levels: Known levels of each categorical feature.
+
+    Returns:
+        A ``float64`` array of shape ``(len(frame), len(feature_names))``.
+
+    Raises:
+        ModelError: If required feature columns are missing, naming them, or a numeric feature
+            holds values that are not numbers.
+    """
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise ModelError(
+            f"input is missing {len(missing)} required feature column(s): {missing[:20]}"
+        )
+    matrix = np.empty((len(frame), len(feature_names)), dtype=np.float64)
+    for j, name in enumerate(feature_names):
+        column = frame[name]
+        if name in categorical_levels:
+            matrix[:, j] = encode_categories(column, categorical_levels[name])
+        else:
+            try:
+                matrix[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
+    return matrix
+
+
 def learn_categorical_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, tuple[str, ...]]:
     """Return the sorted observed levels of each categorical column (missing excluded)."""
     return {col: tuple(sorted(str(v) for v in frame[col].dropna().unique())) for col in columns}
 
 
-@dataclass
+def _read_only(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return a read-only view of a private deep copy of ``mapping``."""
+    return MappingProxyType(copy.deepcopy(dict(mapping)))
+
+
+@dataclass(frozen=True)
 class ChurnModel:
     """A trained, calibrated churn model and everything needed to apply and explain it.
 
@@ -169,15 +227,40 @@ class ChurnModel:
         typical_values: A typical value per feature among active training customers (median
             for numbers, most frequent level for categories), for reason sentences.
         metadata: Free-form training facts (cutoffs, params, metrics, versions).
+
+    Raises:
+        ModelError: At construction, if the booster is missing or its feature count differs
+            from ``feature_names``, or a categorical level list names an unknown feature.
+        DataContractError: At construction, if the catalog is invalid.
     """
 
     booster: lgb.Booster
     feature_names: tuple[str, ...]
-    categorical_levels: dict[str, tuple[str, ...]]
+    categorical_levels: Mapping[str, tuple[str, ...]]
     calibrator: Calibrator
     catalog: pd.DataFrame
-    typical_values: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
+    typical_values: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.booster, lgb.Booster):
+            raise ModelError(f"a ChurnModel needs a trained LightGBM booster, got {self.booster!r}")
+        names = tuple(str(name) for name in self.feature_names)
+        if self.booster.num_feature() != len(names):
+            raise ModelError(
+                f"the booster has {self.booster.num_feature()} features but {len(names)} feature "
+                "names were given"
+            )
+        unknown = sorted(set(self.categorical_levels) - set(names))
+        if unknown:
+            raise ModelError(f"categorical levels given for unknown features: {unknown}")
+        levels = {name: tuple(self.categorical_levels[name]) for name in self.categorical_levels}
+        # Frozen dataclass: __post_init__ normalises through object.__setattr__, the only writes.
+        object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "categorical_levels", MappingProxyType(levels))
+        object.__setattr__(self, "catalog", validate_catalog_frame(self.catalog, "model catalog"))
+        object.__setattr__(self, "typical_values", _read_only(self.typical_values))
+        object.__setattr__(self, "metadata", _read_only(self.metadata))
 
     @property
     def categorical_features(self) -> list[str]:
@@ -185,36 +268,8 @@ class ChurnModel:
         return [name for name in self.feature_names if name in self.categorical_levels]
 
     def prepare(self, frame: pd.DataFrame) -> np.ndarray:
-        """Turn a feature frame into the booster's float matrix, matching columns by name.
-
-        Args:
-            frame: Any frame holding at least the model's feature columns (any order; extra
-                columns are ignored).
-
-        Returns:
-            A ``float64`` array of shape ``(len(frame), len(feature_names))``.
-
-        Raises:
-            ModelError: If required feature columns are missing, naming them.
-        """
-        missing = [name for name in self.feature_names if name not in frame.columns]
-        if missing:
-            raise ModelError(
-                f"input is missing {len(missing)} required feature column(s): {missing[:20]}"
-            )
-        matrix = np.empty((len(frame), len(self.feature_names)), dtype=np.float64)
-        for j, name in enumerate(self.feature_names):
-            column = frame[name]
-            if name in self.categorical_levels:
-                matrix[:, j] = encode_categories(column, self.categorical_levels[name])
-            else:
-                try:
-                    matrix[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
-                        dtype=np.float64, na_value=np.nan
-                    )
-                except (TypeError, ValueError) as exc:
-                    raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
-        return matrix
+        """Turn a feature frame into the booster's float matrix (see :func:`prepare_features`)."""
+        return prepare_features(frame, self.feature_names, self.categorical_levels)
 
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Return raw scores (log-odds) for each row."""
@@ -258,8 +313,8 @@ class ChurnModel:
             "feature_names": list(self.feature_names),
             "categorical_levels": {k: list(v) for k, v in self.categorical_levels.items()},
             "calibrator": self.calibrator.to_dict(),
-            "typical_values": self.typical_values,
-            "metadata": self.metadata,
+            "typical_values": dict(self.typical_values),
+            "metadata": dict(self.metadata),
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
 
@@ -288,7 +343,7 @@ class ChurnModel:
             )
         booster = lgb.Booster(model_file=str(model_path))
         catalog_path = directory / CATALOG_FILE
-        catalog = pd.read_csv(catalog_path) if catalog_path.exists() else pd.DataFrame()
+        catalog = read_catalog(catalog_path) if catalog_path.exists() else pd.DataFrame()
         return cls(
             booster=booster,
             feature_names=tuple(meta["feature_names"]),

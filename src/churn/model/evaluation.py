@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params
+from churn.domain.modes import Mode
 from churn.errors import ModelError
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.explanation_check import compute_reason_agreement
@@ -261,7 +262,7 @@ def run_rolling_backtest(
     cutoffs = sorted(pd.unique(labeled))
     if k == 0:
         return [], []
-    if params.ingest.mode == "entity" or len(cutoffs) < 2:
+    if params.ingest.mode is Mode.ENTITY or len(cutoffs) < 2:
         return [], ["no rolling backtest: the data has a single cutoff (entity mode)"]
     cfg = params.train.model_copy(update={"test_cutoffs": 1})
     entries: list[dict[str, Any]] = []

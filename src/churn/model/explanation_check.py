@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from churn.domain.families import FAMILIES
 from churn.model.artifact import ChurnModel
-
-TRUTH_FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
 
 
 def compute_reason_agreement(
@@ -42,7 +41,7 @@ def compute_reason_agreement(
         ``chance_agreement`` (for the first-reason measure). Empty dict when no test row
         matches the truth or the truth has no family terms.
     """
-    columns = [f"logit_{family}" for family in TRUTH_FAMILIES]
+    columns = [f"logit_{family}" for family in FAMILIES]
     if not set(columns) <= set(truth.columns):
         return {}  # a truth table without family terms (e.g. hazards only): nothing to check
     keyed = truth[["customer_id", "month_start", *columns]].rename(
@@ -69,7 +68,7 @@ def compute_reason_agreement(
     family_sums = pd.DataFrame(contributions, columns=families).T.groupby(level=0).sum().T
     top_family = family_sums.columns.to_numpy()[np.argmax(family_sums.to_numpy(), axis=1)]
 
-    true_family = np.array(TRUTH_FAMILIES, dtype=object)[
+    true_family = np.array(FAMILIES, dtype=object)[
         np.argmax(top[columns].to_numpy(dtype=float), axis=1)
     ]
     predicted_share = pd.Series(first_reason_family).value_counts(normalize=True)

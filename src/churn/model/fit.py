@@ -9,8 +9,7 @@ champion/challenger gate, and exports the model directory used for scoring witho
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
@@ -18,8 +17,14 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params, TrainConfig
+from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
-from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+from churn.model.artifact import (
+    Calibrator,
+    ChurnModel,
+    learn_categorical_levels,
+    prepare_features,
+)
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.metrics import compute_roc_auc, summarize_predictions
 from churn.model.split import Split, label_array, split_by_time
@@ -28,9 +33,6 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
-
-
-KEY_COLUMNS = ("customer_id", "cutoff", "label")
 
 
 @dataclass
@@ -125,46 +127,48 @@ def fit_churn_model(
         The calibrated model; categorical levels and typical values come from train only.
     """
     feature_catalog = select_feature_catalog(train, catalog)
-    names = list(feature_catalog["name"])
+    names = tuple(feature_catalog["name"])
     categorical = list(feature_catalog.loc[feature_catalog["kind"] == "categorical", "name"])
-    model = ChurnModel(
-        booster=None,  # type: ignore[arg-type]  # prepare() needs only names and levels
-        feature_names=tuple(names),
-        categorical_levels=learn_categorical_levels(train, categorical),
-        calibrator=Calibrator(method="identity"),
-        catalog=feature_catalog,
-    )
+    levels = learn_categorical_levels(train, categorical)
     train_y, val_y = label_array(train), label_array(validation)
     cat_index = [names.index(name) for name in categorical]
     train_set = lgb.Dataset(
-        model.prepare(train), train_y, feature_name=names, categorical_feature=cat_index
+        prepare_features(train, names, levels),
+        train_y,
+        feature_name=list(names),
+        categorical_feature=cat_index,
     )
-    val_set = lgb.Dataset(model.prepare(validation), val_y, reference=train_set)
+    validation_matrix = prepare_features(validation, names, levels)
+    val_set = lgb.Dataset(validation_matrix, val_y, reference=train_set)
     lgb_params = build_lgb_params(cfg)
-    model.booster = lgb.train(
+    booster = lgb.train(
         lgb_params,
         train_set,
         num_boost_round=cfg.n_estimators,
         valid_sets=[val_set],
         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
     )
-    model.calibrator = Calibrator.fit(model.predict_raw(validation), val_y, cfg.calibration)
-    model.typical_values = {
-        name: _typical_value(train[name], name in model.categorical_levels) for name in names
-    }
-    model.metadata = {
-        "lgb_params": lgb_params,
-        "best_iteration": int(model.booster.best_iteration or model.booster.current_iteration()),
-        "calibration": cfg.calibration,
-        "train_cutoffs": _cutoff_strings(train),
-        "validation_cutoffs": _cutoff_strings(validation),
-        "n_train": len(train),
-        "n_validation": len(validation),
-        "train_positives": int(train_y.sum()),
-        "validation_positives": int(val_y.sum()),
-        "lightgbm_version": lgb.__version__,
-    }
-    return model
+    validation_raw = booster.predict(validation_matrix, raw_score=True)
+    return ChurnModel(
+        booster=booster,
+        feature_names=names,
+        categorical_levels=levels,
+        calibrator=Calibrator.fit(validation_raw, val_y, cfg.calibration),
+        catalog=feature_catalog,
+        typical_values={name: _typical_value(train[name], name in levels) for name in names},
+        metadata={
+            "lgb_params": lgb_params,
+            "best_iteration": int(booster.best_iteration or booster.current_iteration()),
+            "calibration": cfg.calibration,
+            "train_cutoffs": _cutoff_strings(train),
+            "validation_cutoffs": _cutoff_strings(validation),
+            "n_train": len(train),
+            "n_validation": len(validation),
+            "train_positives": int(train_y.sum()),
+            "validation_positives": int(val_y.sum()),
+            "lightgbm_version": lgb.__version__,
+        },
+    )
 
 
 def _cutoff_strings(frame: pd.DataFrame) -> list[str]:
@@ -295,8 +299,11 @@ def train_churn_models(
     predictions["churn_probability"] = model.predict_proba(test)
     predictions["raw_probability"] = 1.0 / (1.0 + np.exp(-model.predict_raw(test)))
     predictions["baseline_probability"] = predict_baseline(baseline, test)
-    model.metadata.update(
-        {
+    # The model is immutable: the test facts make a new one (same booster and calibrator).
+    model = replace(
+        model,
+        metadata={
+            **model.metadata,
             "split_mode": split.mode,
             "test_cutoffs": _cutoff_strings(test),
             "n_test": len(test),
@@ -304,7 +311,7 @@ def train_churn_models(
             "label_horizon_days": params.label.horizon_days,
             "label_grace_days": params.label.grace_days,
             "tuned_params": tuned,
-        }
+        },
     )
     metrics = {
         "validation": summarize_predictions(val_y, model.predict_proba(validation)),
@@ -330,21 +337,3 @@ def train_churn_models(
         trials=trials,
         tuned_params=tuned,
     )
-
-
-def read_catalog(path: Path) -> pd.DataFrame:
-    """Read the feature catalog CSV written by ``churn features``.
-
-    Raises:
-        ModelError: If the file is missing or lacks the ``name``/``kind``/``family`` columns.
-    """
-    if not path.exists():
-        raise ModelError(
-            f"feature catalog not found at {path}; run 'churn features' (it writes the "
-            "catalog) or point 'churn train --catalog' at it"
-        )
-    catalog = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"name", "kind", "family"} - set(catalog.columns)
-    if missing:
-        raise ModelError(f"{path} lacks catalog column(s) {sorted(missing)}")
-    return catalog

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from churn.domain.families import FAMILIES, PHASES
 from churn.errors import EmptyPopulationError
 from churn.model.reasons import build_feature_specs
-from churn.model.scoring import FAMILIES, PHASES
-
-if TYPE_CHECKING:
-
-    pass
 
 logger = logging.getLogger(__name__)
 

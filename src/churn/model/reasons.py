@@ -7,8 +7,8 @@ SHAP array. A sentence depends only on the feature and its value *as displayed* 
 customers formats thousands of strings, not millions.
 
 Sentence templates (``v`` the customer's value, ``t`` the typical value from
-:attr:`churn.model.artifact.ChurnModel.typical_values`; the clause about ``t`` is left out when it is
-unknown):
+:attr:`churn.model.artifact.ChurnModel.typical_values`; the clause about ``t`` is left out when it
+is unknown):
 
 * most units (tickets, days, points, ...), whose catalog description reads after a number:
   ``"{v} {description}; a typical customer has {t}"``;
@@ -27,14 +27,15 @@ yes/no.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from churn.domain.catalog import FeatureSpec, Kind, catalog_specs, uncatalogued_spec
 
 #: Units whose description names a quantity rather than reading after a number.
 MEASURE_UNITS = frozenset({"score", "ratio", "share", "fraction", "percent", "%", "rate"})
@@ -44,71 +45,31 @@ SHARE_UNITS = frozenset({"share", "fraction"})
 FLAG_UNITS = frozenset({"flag", "bool"})
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What a sentence needs to know about one feature (a catalog row plus training facts).
-
-    Attributes:
-        name: Feature (column) name.
-        family: Feature family (acquisition, billing, usage, support, engagement, profile).
-        phase: Journey phase (pre_sale or post_sale).
-        kind: ``numeric`` or ``categorical``.
-        unit: Unit of measure (``tickets``, ``currency/month``, ``points``...; may be empty).
-        description: Lowercase noun phrase (reads after a number for count units).
-        levels: Categorical levels seen in training (empty for numeric features).
-    """
-
-    name: str
-    family: str
-    phase: str
-    kind: str
-    unit: str
-    description: str
-    levels: tuple[str, ...] = ()
-
-
-def _text(value: Any, default: str) -> str:
-    """Return a catalog cell as text; ``default`` when missing or blank (read back as NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return default
-    text = str(value).strip()
-    return text or default
-
-
 def build_feature_specs(
     catalog: pd.DataFrame,
     feature_names: tuple[str, ...] | list[str],
     categorical_levels: Mapping[str, tuple[str, ...]],
 ) -> dict[str, FeatureSpec]:
-    """Return a :class:`FeatureSpec` for every model feature, in model order.
+    """Return the catalog entry of every model feature, in model order.
 
-    A feature absent from the catalog (an old model saved without one) still gets a spec:
-    family and phase ``unknown``, its kind from the model, its name as description.
+    The kind comes from the model (categorical when it has training levels), so a sentence
+    formats values the way the model reads them. A feature absent from the catalog (an old model
+    saved without one) still gets an entry: :func:`churn.domain.catalog.uncatalogued_spec`.
 
     Args:
-        catalog: Feature catalog (name, family, phase, kind, unit, description).
+        catalog: Feature catalog frame (validated by :func:`churn.domain.catalog.catalog_specs`).
         feature_names: The model's features.
         categorical_levels: The model's categorical levels (name -> levels).
 
     Returns:
         Feature name -> spec.
     """
-    rows: dict[str, dict[str, Any]] = {}
-    if len(catalog) and "name" in catalog.columns:
-        rows = {str(r["name"]): r for r in catalog.to_dict("records")}
+    by_name = {spec.name: spec for spec in catalog_specs(catalog)}
     specs: dict[str, FeatureSpec] = {}
     for name in feature_names:
-        row = rows.get(name, {})
-        is_categorical = name in categorical_levels
-        specs[name] = FeatureSpec(
-            name=name,
-            family=_text(row.get("family"), "unknown"),
-            phase=_text(row.get("phase"), "unknown"),
-            kind="categorical" if is_categorical else "numeric",
-            unit=_text(row.get("unit"), ""),
-            description=_text(row.get("description"), name.replace("_", " ")),
-            levels=tuple(categorical_levels.get(name, ())),
-        )
+        kind: Kind = "categorical" if name in categorical_levels else "numeric"
+        spec = by_name.get(name)
+        specs[name] = uncatalogued_spec(name, kind) if spec is None else replace(spec, kind=kind)
     return specs
 
 
@@ -206,27 +167,32 @@ def format_value(value: Any, spec: FeatureSpec) -> str | None:
     return format_number(number, spec.unit)
 
 
-def describe_value(value: Any, spec: FeatureSpec, typical: Any = None) -> str:
+def describe_value(
+    value: Any, spec: FeatureSpec, typical: Any = None, levels: tuple[str, ...] = ()
+) -> str:
     """Return the plain-language sentence for one raw value of a feature.
 
     Args:
         value: The customer's raw value (as in the feature frame).
-        spec: The feature's spec.
+        spec: The feature's catalog entry.
         typical: The typical value (median / most frequent level), or ``None``.
+        levels: Categorical levels seen in training (empty: unknown, nothing is flagged).
 
     Returns:
         The sentence (see the module docstring for the templates).
     """
-    return _sentence(format_value(value, spec), format_value(typical, spec), spec)
+    return _sentence(format_value(value, spec), format_value(typical, spec), spec, levels)
 
 
-def _sentence(shown: str | None, typical_shown: str | None, spec: FeatureSpec) -> str:
+def _sentence(
+    shown: str | None, typical_shown: str | None, spec: FeatureSpec, levels: tuple[str, ...]
+) -> str:
     """Fill the template for already formatted value and typical value (``None``: missing)."""
     if shown is None:
         return f"no {spec.description} on record"
     if spec.kind == "categorical":
         sentence = f"{spec.description} is {shown}"
-        if spec.levels and shown not in spec.levels:
+        if levels and shown not in levels:
             return f"{sentence}, a value not seen in training (scored as missing)"
         return sentence if typical_shown is None else f"{sentence} (typical: {typical_shown})"
     unit = spec.unit.strip().lower()
@@ -258,7 +224,7 @@ def _distinct_values(values: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, 
 
 
 def explain_values(
-    values: pd.Series, spec: FeatureSpec, typical: Any = None
+    values: pd.Series, spec: FeatureSpec, typical: Any = None, levels: tuple[str, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return display strings and sentences for many values of one feature.
 
@@ -266,8 +232,9 @@ def explain_values(
 
     Args:
         values: Raw values of the feature.
-        spec: The feature's spec.
+        spec: The feature's catalog entry.
         typical: The typical value, or ``None``.
+        levels: Categorical levels seen in training (see :func:`describe_value`).
 
     Returns:
         ``(display, sentences)``: object arrays aligned with ``values``; display is ``None`` for
@@ -282,7 +249,7 @@ def explain_values(
     # One extra slot at the end holds the missing-value answer; code -1 indexes it.
     display = np.array([*shown, None], dtype=object)
     sentences = np.array(
-        [_sentence(text, typical_shown, spec) for text in [*shown, None]], dtype=object
+        [_sentence(text, typical_shown, spec, levels) for text in [*shown, None]], dtype=object
     )
     return display[codes], sentences[codes]
 
@@ -320,6 +287,7 @@ def build_reason_columns(
     specs: Mapping[str, FeatureSpec],
     typical: Mapping[str, Any],
     reasons: int,
+    categorical_levels: Mapping[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """Build the ``reason_{i}_*`` columns of :func:`churn.model.scoring.score_frame`.
 
@@ -332,11 +300,14 @@ def build_reason_columns(
         specs: Feature specs in model order.
         typical: Typical value per feature.
         reasons: Number of reason slots to emit (``>= m``; extra slots stay empty).
+        categorical_levels: The model's training levels (name -> levels), so that a level
+            unseen in training is named as such.
 
     Returns:
         Column name -> values: ``reason_{i}_feature``, ``_value``, ``_contribution``, ``_text``.
     """
     names = np.asarray(list(specs), dtype=object)
+    levels = categorical_levels or {}
     shape = (len(batch), reasons)
     feature_out = np.full(shape, None, dtype=object)
     value_out = np.full(shape, None, dtype=object)
@@ -355,7 +326,7 @@ def build_reason_columns(
         group_rows, group_slots = rows[start:stop], slots[start:stop]
         name = names[cited[start]]
         display, sentences = explain_values(
-            batch[name].iloc[group_rows], specs[name], typical.get(name)
+            batch[name].iloc[group_rows], specs[name], typical.get(name), levels.get(name, ())
         )
         feature_out[group_rows, group_slots] = name
         value_out[group_rows, group_slots] = display

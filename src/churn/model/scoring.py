@@ -17,33 +17,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from churn.domain.catalog import FeatureSpec
+from churn.domain.contract import TIMESTAMP_DTYPE
+from churn.domain.families import FAMILIES, PHASES
 from churn.errors import ModelError
 from churn.model.artifact import ChurnModel
-from churn.model.reasons import (
-    FeatureSpec,
-    build_feature_specs,
-    build_reason_columns,
-    top_positive_reasons,
-)
-
-if TYPE_CHECKING:
-    pass
+from churn.model.reasons import build_feature_specs, build_reason_columns, top_positive_reasons
 
 logger = logging.getLogger(__name__)
 
 
 ContributionsFn = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
-
-
-FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
-
-
-PHASES = ("pre_sale", "post_sale")
 
 
 MRR_FEATURE = "mrr_at_cutoff"
@@ -256,13 +245,17 @@ def _score_batch(
     mrr = _mrr(batch)
     columns: dict[str, Any] = {
         "customer_id": _column_or_missing(batch, "customer_id", "str"),
-        "cutoff": _column_or_missing(batch, "cutoff", "datetime64[us, UTC]"),
+        "cutoff": _column_or_missing(batch, "cutoff", TIMESTAMP_DTYPE),
         "churn_probability": probability,
         "mrr": mrr,
         "expected_revenue_at_risk": probability * MONTHS_PER_YEAR * mrr,
     }
     index, value = top_positive_reasons(contributions, reasons)
-    columns.update(build_reason_columns(batch, index, value, specs, model.typical_values, reasons))
+    columns.update(
+        build_reason_columns(
+            batch, index, value, specs, model.typical_values, reasons, model.categorical_levels
+        )
+    )
     shares = risk_shares(contributions, groups)
     columns.update({f"risk_share_{group}": share for group, share in shares.items()})
     return pd.DataFrame(columns, index=batch.index)
@@ -273,7 +266,7 @@ def _contribution_frame(
 ) -> pd.DataFrame:
     columns: dict[str, Any] = {
         "customer_id": _column_or_missing(batch, "customer_id", "str"),
-        "cutoff": _column_or_missing(batch, "cutoff", "datetime64[us, UTC]"),
+        "cutoff": _column_or_missing(batch, "cutoff", TIMESTAMP_DTYPE),
         "base_value": np.asarray(base, dtype=np.float64),
     }
     columns.update({name: contributions[:, j].astype(np.float32) for j, name in enumerate(specs)})

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import LabelConfig, TrainConfig
+from churn.domain.modes import Mode
 from churn.errors import ModelError
 
 
@@ -93,7 +94,7 @@ def split_by_time(
     cfg: TrainConfig,
     label_cfg: LabelConfig,
     *,
-    mode: Literal["events", "entity"] = "events",
+    mode: Mode = Mode.EVENTS,
     last_cutoff: pd.Timestamp | None = None,
 ) -> Split:
     """Split a features frame into train, validation and test (see the module docstring).
@@ -124,8 +125,9 @@ def split_by_time(
     unique = sorted(pd.unique(cutoffs[labeled]))
     if not unique:
         raise ModelError("no labeled rows: every label is missing, nothing to train on")
-    if mode == "entity" or len(unique) == 1:
-        reason = "ingest.mode is 'entity'" if mode == "entity" else "one labeled cutoff only"
+    entity = Mode(mode) is Mode.ENTITY
+    if entity or len(unique) == 1:
+        reason = "ingest.mode is 'entity'" if entity else "one labeled cutoff only"
         return _split_entity(features, labeled, cfg, removed, reason)
     return _split_time(cutoffs, labeled, unique, cfg, label_cfg, removed)
 

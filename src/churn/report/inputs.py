@@ -12,6 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from churn.domain.catalog import read_catalog
+from churn.errors import DataContractError
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,7 +103,7 @@ def load_report_inputs(
             return None
         try:
             return reader(path)
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, DataContractError) as exc:
             missing[name] = f"could not read {path}: {type(exc).__name__}: {exc}"
             return None
 
@@ -132,7 +135,7 @@ def load_report_inputs(
         train=attempt("train", reports_dir / "train.json", _read_json),
         metrics=attempt("metrics", reports_dir / "metrics.json", _read_json),
         plots=plots,
-        catalog=attempt("catalog", reports_dir / "feature_catalog.csv", pd.read_csv),
+        catalog=attempt("catalog", reports_dir / "feature_catalog.csv", read_catalog),
         explain_images=images,
         explain_tables=tables,
         explain_summary=attempt("explain_summary", explain_dir / "explain.json", _read_json),

@@ -15,11 +15,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from churn.domain.modes import Mode
 from churn.errors import DataContractError
 from churn.spark.arrow import _STR_DTYPE, _empty_frame, spark_to_pandas
 from churn.spark.session import build_spark_session
@@ -83,7 +84,7 @@ def _learn_output(
     tables: Mapping[str, _Converted],
     population: _Converted,
     cfg: FeaturesConfig,
-    mode: Literal["events", "entity"] | None,
+    mode: Mode | None,
 ) -> Any:
     """Run ``build_features`` on the driver to learn the output columns, catalog and skips.
 
@@ -118,7 +119,7 @@ def build_features_spark(
     population: TableInput | None = None,
     cfg: FeaturesConfig | None = None,
     *,
-    mode: Literal["events", "entity"] | None = None,
+    mode: Mode | None = None,
 ) -> SparkFeatureResult:
     """Compute the features of ``population`` on Spark with the local feature code.
 
@@ -193,13 +194,13 @@ def read_validated_tables(
     from churn.domain.contract import CONTRACT
 
     base = str(validated_dir).rstrip("/")
-    names = ["customers"] if params.ingest.mode == "entity" else list(CONTRACT)
+    names = ["customers"] if params.ingest.mode is Mode.ENTITY else list(CONTRACT)
     tables = {
         name: _to_spark(spark, f"{base}/{name}.parquet", name)
         for name in names
         if path_exists(spark, f"{base}/{name}.parquet")
     }
-    if params.ingest.mode == "entity":
+    if params.ingest.mode is Mode.ENTITY:
         if "customers" not in tables:
             raise DataContractError("entity mode: the customers table is missing")
         sdf, dtypes = tables["customers"]

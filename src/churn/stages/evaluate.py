@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churn.config import Params
+from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow, run_rolling_backtest
-from churn.model.fit import KEY_COLUMNS
 from churn.model.metrics import (
     make_jsonable,
 )

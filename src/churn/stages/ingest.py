@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +44,9 @@ import pandas as pd
 from churn import io
 from churn.config import IngestConfig, TableMapping
 from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
+from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
+from churn.sql import utc_timestamp
 from churn.validation import rules
 from churn.validation.coerce import (
     LABEL_INVALID,
@@ -87,13 +88,13 @@ class IngestResult:
     report: dict[str, Any]
 
 
-def table_specs(mode: str) -> dict[str, TableSpec]:
+def table_specs(mode: Mode) -> dict[str, TableSpec]:
     """The contract tables read in ``mode``, in validation order (parents before children).
 
     Entity mode reads only ``customers``, where ``converted_at`` is optional: an entity-level
     export is a snapshot of customers with a label, not a history.
     """
-    if mode == "entity":
+    if Mode(mode) is Mode.ENTITY:
         spec = CONTRACT["customers"]
         columns = tuple(
             dataclasses.replace(c, required=False, nullable=True) if c.name == "converted_at" else c
@@ -115,7 +116,7 @@ def _check_tables(
     """Raise one error listing every missing required table and column."""
     problems = []
     for name, spec in specs.items():
-        required = name == "customers" if cfg.mode == "entity" else spec.required
+        required = name == "customers" if cfg.mode is Mode.ENTITY else spec.required
         if name not in raw:
             file = _mapping(cfg, name).file
             where = (
@@ -136,7 +137,7 @@ def _check_tables(
             problems.append(f"table '{name}': duplicate column name(s) {duplicated}")
         wanted = {c.name: mapping.columns.get(c.name, c.name) for c in spec.columns if c.required}
         wanted |= {contract: user for contract, user in mapping.columns.items()}
-        if cfg.mode == "entity":
+        if cfg.mode is Mode.ENTITY:
             wanted[cfg.label_column] = cfg.label_column
         for contract_name, user_name in wanted.items():
             if user_name not in frame.columns:
@@ -183,7 +184,7 @@ def _validate_table(
     renamed = rename_to_contract(raw_frame, mapping.columns, mapping.values)
     sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
     original = pd.DataFrame({c: to_text(raw_frame[c]) for c in raw_frame.columns})
-    entity = cfg.mode == "entity"
+    entity = cfg.mode is Mode.ENTITY
     log = rules.RuleLog(len(renamed))
 
     # Convert each column to its contract dtype, logging values that do not convert.
@@ -298,8 +299,7 @@ def validate_tables(
         DataContractError: A required table or column is missing (all are listed), or a
             table's quarantined share exceeds ``cfg.max_quarantine_share``.
     """
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = utc_timestamp(as_of)
     future_from = stamp.normalize() + pd.Timedelta(days=1)
     specs = table_specs(cfg.mode)
     _check_tables(raw, cfg, specs)
@@ -436,7 +436,7 @@ def run_ingest(
         DataContractError: See :func:`validate_tables`; also for an unreadable input.
     """
     raw_dir, out_dir, quarantine_dir = Path(raw_dir), Path(out_dir), Path(quarantine_dir)
-    as_of = pd.Timestamp((config.as_of or dt.datetime.now(dt.UTC).date()).isoformat(), tz="UTC")
+    as_of = reference_timestamp(config.as_of)
     frames, sources = read_raw_tables(raw_dir, config)
     result = validate_tables(frames, config, as_of)
     report = copy.deepcopy(result.report)

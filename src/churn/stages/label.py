@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 
 from churn.config import Params
 from churn.console import log_table
 from churn.domain.contract import CONTRACT
+from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError
 from churn.io import read_tables, write_parquet
 from churn.labels.build import build_entity_labels, build_labels, summarize_labels
@@ -29,10 +29,10 @@ def run_label(params: Params, validated_dir: Path, out_path: Path) -> None:
         EmptyPopulationError: If no customer is in any population.
     """
     tables = read_tables(validated_dir, list(CONTRACT))
-    if params.ingest.mode == "entity":
+    if params.ingest.mode is Mode.ENTITY:
         if "customers" not in tables:
             raise DataContractError(f"entity mode: no customers table in {validated_dir}")
-        as_of = params.ingest.as_of or dt.datetime.now(dt.UTC).date()
+        as_of = reference_date(params.ingest.as_of)
         labels = build_entity_labels(tables["customers"], params.ingest.label_column, as_of)
         logger.info("entity mode: one cutoff (%s) for %d customers", as_of, len(labels))
     else:

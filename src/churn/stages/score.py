@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churn.domain.contract import CONTRACT
+from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
+from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import read_tables, write_parquet, write_table
 from churn.model.changes import (
@@ -24,6 +25,7 @@ from churn.model.changes import (
     sidecar_path,
 )
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
+from churn.sql import utc_midnight, utc_timestamp
 from churn.tracking.loading import load_model
 
 if TYPE_CHECKING:
@@ -49,16 +51,15 @@ def choose_cutoff(
         DataContractError: If no configured date and no event timestamp exist.
     """
     if configured is not None:
-        return pd.Timestamp(configured).tz_localize("UTC").as_unit("us")
+        return utc_midnight(configured)
     if entity_as_of is not None:
-        return pd.Timestamp(entity_as_of).tz_localize("UTC").as_unit("us")
+        return utc_midnight(entity_as_of)
     latest: pd.Timestamp | None = None
     for name, frame in tables.items():
         column = CONTRACT[name].event_time if name in CONTRACT else None
         if column is None or column not in frame.columns or not frame[column].notna().any():
             continue
-        value = pd.Timestamp(frame[column].max())
-        value = value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+        value = utc_timestamp(frame[column].max())
         latest = value if latest is None else max(latest, value)
     if latest is None:
         raise DataContractError(
@@ -73,10 +74,11 @@ def build_population(
 ) -> pd.DataFrame:
     """Return the customers to score at ``cutoff`` as label rows (label missing).
 
-    Events mode: customers with an active subscription (:func:`churn.labels.build.active_population`).
+    Events mode: customers with an active subscription
+    (:func:`churn.labels.build.active_population`).
     Entity mode: every customer in the customer table.
     """
-    if params.ingest.mode != "entity":
+    if params.ingest.mode is not Mode.ENTITY:
         from churn.labels.build import active_population
 
         return active_population(tables, cutoff, params.label)
@@ -84,7 +86,7 @@ def build_population(
     return pd.DataFrame(
         {
             "customer_id": customers["customer_id"].astype("str"),
-            "cutoff": pd.Series(cutoff, index=customers.index, dtype="datetime64[us, UTC]"),
+            "cutoff": pd.Series(cutoff, index=customers.index, dtype=TIMESTAMP_DTYPE),
             "label": pd.Series(pd.NA, index=customers.index, dtype="Int8"),
             "mrr": pd.to_numeric(customers.get("mrr", np.nan), errors="coerce"),
         }
@@ -165,8 +167,8 @@ def run_score(
     from churn.stages.features import prepare_tables
 
     tables = prepare_tables(params, tables)
-    entity = params.ingest.mode == "entity"
-    as_of = (params.ingest.as_of or dt.datetime.now(dt.UTC).date()) if entity else None
+    entity = params.ingest.mode is Mode.ENTITY
+    as_of = reference_date(params.ingest.as_of) if entity else None
     cutoff = choose_cutoff(tables, params.score.cutoff, as_of)
     features = build_scoring_features(tables, cutoff, params)
     duplicated = features.loc[features["customer_id"].duplicated(), "customer_id"]

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churn.config import Params
+from churn.domain.catalog import read_catalog
 from churn.errors import ModelError
-from churn.model.fit import read_catalog, train_churn_models
+from churn.model.fit import train_churn_models
 from churn.model.metrics import make_jsonable
 
 if TYPE_CHECKING:

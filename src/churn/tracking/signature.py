@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churn.domain.families import PHASES
+
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
@@ -51,7 +53,7 @@ def _fallback_output_columns(model: ChurnModel, reasons: int) -> list[tuple[str,
             (f"reason_{i}_contribution", "double"),
             (f"reason_{i}_text", "string"),
         ]
-    groups = [*sorted(set(model.catalog.get("family", []))), "pre_sale", "post_sale"]
+    groups = [*sorted(set(model.catalog.get("family", []))), *PHASES]
     return columns + [(f"risk_share_{group}", "double") for group in groups]
 
 
@@ -60,8 +62,8 @@ def build_model_signature(model: ChurnModel, example: pd.DataFrame, reasons: int
 
     ``cutoff`` is declared ``any``: MLflow's ``datetime`` type rejects time-zone-aware values,
     and the features frame's cutoffs are UTC-aware by contract. The output schema comes from
-    running :func:`churn.model.scoring.score_frame` on ``example``; if that fails (for instance while
-    the score stage is being built) it is written out by hand from the documented columns.
+    running :func:`churn.model.scoring.score_frame` on ``example``; if that fails (for instance
+    while the score stage is being built) it is written out by hand from the documented columns.
     """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema

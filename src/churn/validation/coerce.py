@@ -19,7 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-UTC_DTYPE = pd.DatetimeTZDtype(unit="us", tz="UTC")
+from churn.domain.contract import COLUMN_DTYPES, TIMESTAMP_DTYPE
+
+UTC_DTYPE = TIMESTAMP_DTYPE
 """The dtype of every validated timestamp column."""
 
 NOT_A_NUMBER = "not_a_number"
@@ -346,15 +348,8 @@ def empty_column(kind: str, length: int) -> pd.Series:
 
 
 def validated_dtype(kind: str) -> Any:
-    """The dtype a validated column of contract kind ``kind`` has (see docs/architecture.md)."""
-    return {
-        "string": "str",
-        "category": "str",
-        "timestamp": UTC_DTYPE,
-        "float": "float64",
-        "int": "Int64",
-        "bool": "boolean",
-    }[kind]
+    """The dtype a validated column of contract kind ``kind`` has (:data:`COLUMN_DTYPES`)."""
+    return COLUMN_DTYPES[kind]
 
 
 def coerce_column(values: pd.Series, kind: str, timezone: str) -> Coerced:

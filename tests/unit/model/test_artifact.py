@@ -1,13 +1,114 @@
-"""Tests for churn.model.artifact: name-matched inputs, unseen categories, calibration, checksums."""
+"""Tests for churn.model.artifact: name-matched inputs, unseen levels, calibration, checksums."""
 
 from __future__ import annotations
+
+import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from churn.errors import ModelError
-from churn.model.artifact import MODEL_FILE, Calibrator, ChurnModel, encode_categories
+from churn.errors import DataContractError, ModelError
+from churn.model.artifact import (
+    META_FILE,
+    MODEL_FILE,
+    Calibrator,
+    ChurnModel,
+    encode_categories,
+    prepare_features,
+)
+
+
+def _parts(model: ChurnModel) -> dict:
+    """Return the constructor arguments of ``model`` (to build variants of it)."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(ChurnModel)}
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(ChurnModel)])
+def test_assigning_any_attribute_raises(tiny_model, name):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(tiny_model, name, getattr(tiny_model, name))
+
+
+def test_mappings_are_read_only(tiny_model):
+    with pytest.raises(TypeError):
+        tiny_model.metadata["n_train"] = 1  # type: ignore[index]
+    with pytest.raises(TypeError):
+        tiny_model.typical_values["plan"] = "pro"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        tiny_model.categorical_levels["plan"] = ("x",)  # type: ignore[index]
+
+
+def test_the_model_keeps_its_own_copies(tiny_model):
+    typical = {"plan": "pro"}
+    metadata = {"lgb_params": {"num_leaves": 7}}
+    levels = dict(tiny_model.categorical_levels)
+    model = ChurnModel(
+        **{**_parts(tiny_model), "typical_values": typical, "metadata": metadata},
+    )
+    typical["plan"] = "starter"
+    metadata["lgb_params"]["num_leaves"] = 99
+    levels["plan"] = ("changed",)
+    assert model.typical_values["plan"] == "pro"
+    assert model.metadata["lgb_params"]["num_leaves"] == 7
+    assert model.categorical_levels == tiny_model.categorical_levels
+
+
+def test_replace_makes_a_new_model_and_leaves_the_old_one(tiny_model):
+    changed = dataclasses.replace(tiny_model, metadata={"n_test": 5})
+    assert changed.metadata == {"n_test": 5}
+    assert "n_test" not in tiny_model.metadata
+    assert changed.booster is tiny_model.booster
+
+
+def test_a_model_without_booster_cannot_be_built(tiny_model):
+    with pytest.raises(ModelError, match="trained LightGBM booster"):
+        ChurnModel(**{**_parts(tiny_model), "booster": None})
+
+
+def test_feature_names_must_match_the_booster(tiny_model):
+    with pytest.raises(ModelError, match="7 features but 6 feature names"):
+        ChurnModel(**{**_parts(tiny_model), "feature_names": tiny_model.feature_names[:-1]})
+
+
+def test_levels_of_an_unknown_feature_are_refused(tiny_model):
+    levels = {**tiny_model.categorical_levels, "colour": ("red",)}
+    with pytest.raises(ModelError, match=r"unknown features: \['colour'\]"):
+        ChurnModel(**{**_parts(tiny_model), "categorical_levels": levels})
+
+
+def test_an_invalid_catalog_is_refused(tiny_model):
+    catalog = tiny_model.catalog.copy()
+    catalog.loc[0, "kind"] = "integer"
+    with pytest.raises(DataContractError, match="row 1: support_tickets_last_30d: kind"):
+        ChurnModel(**{**_parts(tiny_model), "catalog": catalog})
+
+
+def test_the_catalog_is_a_validated_copy(tiny_model):
+    catalog = tiny_model.catalog.copy()
+    model = ChurnModel(**{**_parts(tiny_model), "catalog": catalog})
+    catalog.loc[0, "family"] = "billing"
+    assert model.catalog.loc[0, "family"] == "support"
+
+
+def test_prepare_features_is_what_the_model_uses(tiny_model, feature_frame):
+    expected = prepare_features(
+        feature_frame, tiny_model.feature_names, tiny_model.categorical_levels
+    )
+    np.testing.assert_array_equal(tiny_model.prepare(feature_frame), expected)
+
+
+def test_saved_json_holds_plain_values_and_loads_back_equal(tiny_model, tmp_path):
+    model = dataclasses.replace(tiny_model, metadata={"lgb_params": {"num_leaves": 7}, "n": 3})
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / META_FILE).read_text())
+    assert meta["metadata"] == {"lgb_params": {"num_leaves": 7}, "n": 3}
+    assert meta["typical_values"] == dict(tiny_model.typical_values)
+    loaded = ChurnModel.load(tmp_path / "m")
+    assert loaded.metadata == model.metadata
+    assert loaded.typical_values == model.typical_values
+    pd.testing.assert_frame_equal(loaded.catalog, model.catalog)
 
 
 def test_reordered_columns_score_identically(tiny_model, feature_frame):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from churn.model.explanation_check import TRUTH_FAMILIES, compute_reason_agreement
+from churn.domain.families import FAMILIES
+from churn.model.explanation_check import compute_reason_agreement
 
 
 def _truth_for(frame: pd.DataFrame, dominant: dict[str, str]) -> pd.DataFrame:
     truth = frame[["customer_id", "cutoff"]].rename(columns={"cutoff": "month_start"}).copy()
-    for family in TRUTH_FAMILIES:
+    for family in FAMILIES:
         truth[f"logit_{family}"] = 0.0
-    for family in TRUTH_FAMILIES:
+    for family in FAMILIES:
         mask = truth["customer_id"].map(dominant).eq(family).to_numpy()
         truth.loc[mask, f"logit_{family}"] = 3.0
     return truth
@@ -27,11 +28,11 @@ def _naive_agreement(model, frame, truth, fraction):
     contributions, _ = model.contributions(frame.iloc[ranked])
     family_of = dict(zip(model.catalog["name"], model.catalog["family"], strict=True))
     hits = 0
-    columns = [f"logit_{f}" for f in TRUTH_FAMILIES]
+    columns = [f"logit_{f}" for f in FAMILIES]
     centred = truth[columns] - truth.groupby("month_start")[columns].transform("mean")
     for position, i in enumerate(ranked):
         first = model.feature_names[int(np.argmax(contributions[position]))]
-        true_family = TRUTH_FAMILIES[int(np.argmax(centred.iloc[i].to_numpy()))]
+        true_family = FAMILIES[int(np.argmax(centred.iloc[i].to_numpy()))]
         hits += family_of[first] == true_family
     return hits / n
 
@@ -40,7 +41,7 @@ def test_agreement_matches_a_naive_reference(tiny_model, feature_frame):
     frame = feature_frame[feature_frame["cutoff"] == feature_frame["cutoff"].max()]
     frame = frame.reset_index(drop=True)
     rng = np.random.default_rng(5)
-    dominant = dict(zip(frame["customer_id"], rng.choice(TRUTH_FAMILIES, len(frame)), strict=True))
+    dominant = dict(zip(frame["customer_id"], rng.choice(FAMILIES, len(frame)), strict=True))
     truth = _truth_for(frame, dominant)
     result = compute_reason_agreement(tiny_model, frame, truth, top_fraction=0.2)
     assert result["rows"] == int(np.ceil(0.2 * len(frame)))

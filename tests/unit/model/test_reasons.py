@@ -1,4 +1,4 @@
-"""Tests for churn.model.reasons: one readable sentence for every feature kind, unit and missing value."""
+"""Tests for churn.model.reasons: a readable sentence for every feature kind, unit and gap."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from support.tiny import TINY_CATALOG
 
+from churn.domain.catalog import FeatureSpec
 from churn.model.reasons import (
-    FeatureSpec,
     build_feature_specs,
+    build_reason_columns,
     describe_value,
     explain_values,
     format_number,
@@ -17,7 +18,8 @@ from churn.model.reasons import (
 
 
 def _spec(kind: str = "numeric", unit: str = "", description: str = "things", levels=()):
-    return FeatureSpec("f", "usage", "post_sale", kind, unit, description, tuple(levels))
+    """Return a catalog entry and the training levels a sentence is checked against."""
+    return FeatureSpec("f", "usage", "post_sale", kind, unit, description), tuple(levels)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +130,8 @@ def _spec(kind: str = "numeric", unit: str = "", description: str = "things", le
     ],
 )
 def test_sentence_for_every_kind_unit_and_missing_value(spec, value, typical, expected):
-    assert describe_value(value, spec, typical) == expected
+    feature, levels = spec
+    assert describe_value(value, feature, typical, levels) == expected
 
 
 @pytest.mark.parametrize(
@@ -164,19 +167,20 @@ def test_explain_values_matches_one_by_one_reference():
     rng = np.random.default_rng(5)
     numbers = pd.Series(rng.choice([0.0, 1.0, 2.5, np.nan, 1234.0], size=300))
     words = pd.Series(rng.choice(["a", "b", "zz", None], size=300), dtype="str")
-    for values, spec in (
+    for values, (spec, levels) in (
         (numbers, _spec(unit="tickets")),
         (words, _spec("categorical", levels=["a", "b"])),
     ):
-        display, sentences = explain_values(values, spec, typical=values.dropna().iloc[0])
+        typical = values.dropna().iloc[0]
+        display, sentences = explain_values(values, spec, typical=typical, levels=levels)
         for i, value in enumerate(values):
-            assert sentences[i] == describe_value(value, spec, values.dropna().iloc[0])
+            assert sentences[i] == describe_value(value, spec, typical, levels)
             assert (display[i] is None) == bool(pd.isna(value))
 
 
 def test_numeric_text_values_are_read_as_numbers():
     # A feature frame read from CSV holds numbers as text; the sentence must still format them.
-    display, sentences = explain_values(pd.Series(["4", "4.0", None]), _spec(unit="tickets"))
+    display, sentences = explain_values(pd.Series(["4", "4.0", None]), _spec(unit="tickets")[0])
     assert list(display) == ["4", "4", None]
     assert sentences[2] == "no things on record"
 
@@ -185,4 +189,24 @@ def test_feature_missing_from_catalog_still_gets_a_spec():
     specs = build_feature_specs(pd.DataFrame(), ("days_since_login", "plan"), {"plan": ("a",)})
     assert specs["days_since_login"].family == "unknown"
     assert specs["days_since_login"].description == "days since login"
-    assert specs["plan"].kind == "categorical" and specs["plan"].levels == ("a",)
+    assert specs["plan"].kind == "categorical" and specs["plan"].phase == "unknown"
+
+
+def test_reason_columns_name_a_level_unseen_in_training():
+    specs = build_feature_specs(pd.DataFrame(), ("plan",), {"plan": ("a",)})
+    batch = pd.DataFrame({"plan": pd.array(["a", "zz"], dtype="str")})
+    index, value = np.zeros((2, 1), dtype=np.intp), np.array([[0.5], [0.5]])
+    columns = build_reason_columns(batch, index, value, specs, {}, 1, {"plan": ("a",)})
+    assert list(columns["reason_1_text"]) == [
+        "plan is a",
+        "plan is zz, a value not seen in training (scored as missing)",
+    ]
+
+
+def test_catalog_kind_is_overridden_by_the_model():
+    # The model decides how values are read: a catalog "numeric" column without levels stays
+    # numeric, a column the model encodes as categorical is formatted as a category.
+    specs = build_feature_specs(TINY_CATALOG, ("plan", "mrr_at_cutoff"), {"plan": ("pro",)})
+    assert specs["plan"].kind == "categorical" and specs["plan"].family == "billing"
+    assert specs["mrr_at_cutoff"].kind == "numeric"
+    assert specs["mrr_at_cutoff"].unit == "currency/month"

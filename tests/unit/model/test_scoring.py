@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from support.tiny import fit_tiny_model, make_feature_frame
 
+from churn.domain.families import FAMILIES
 from churn.errors import ModelError
 from churn.model.reasons import top_positive_reasons
 from churn.model.scoring import (
-    FAMILIES,
     finalize_scores,
     rank_risk_deciles,
     score_frame,
@@ -171,8 +173,8 @@ def test_risk_shares_sum_to_one_and_match_a_naive_reference(tiny_model, feature_
 def test_profile_family_gets_its_own_share(tiny_model, feature_frame):
     catalog = tiny_model.catalog.copy()
     catalog.loc[catalog["name"] == "plan", "family"] = "profile"
-    tiny_model.catalog = catalog
-    scores = score_frame(tiny_model, feature_frame.head(50), REASONS)
+    model = dataclasses.replace(tiny_model, catalog=catalog)
+    scores = score_frame(model, feature_frame.head(50), REASONS)
     assert "risk_share_profile" in scores.columns
     shares = scores[[f"risk_share_{f}" for f in (*FAMILIES, "profile")]].sum(axis=1)
     np.testing.assert_allclose(shares[shares > 0], 1.0)
@@ -219,7 +221,9 @@ def test_fast_treeshap_kernel_gives_the_same_scores(tiny_model, feature_frame, s
         tiny_model,
         feature_frame,
         REASONS,
-        contributions_fn=lambda frame: treeshap.compute_contributions(tiny_model.booster, tiny_model.prepare(frame)),
+        contributions_fn=lambda frame: treeshap.compute_contributions(
+            tiny_model.booster, tiny_model.prepare(frame)
+        ),
     )
     pd.testing.assert_frame_equal(fast, scores, check_exact=False, rtol=0, atol=1e-9)
 

@@ -189,7 +189,12 @@ def test_run_features_spark_reads_and_writes_parquet(spark, simulated, tmp_path,
 def test_score_runner_with_the_spark_engine_writes_the_local_scores(spark, simulated, tmp_path):
     import lightgbm as lgb
 
-    from churn.model.artifact import Calibrator, ChurnModel, learn_categorical_levels
+    from churn.model.artifact import (
+        Calibrator,
+        ChurnModel,
+        learn_categorical_levels,
+        prepare_features,
+    )
     from churn.stages.score import run_score
 
     params, tables, labels = simulated["params"], simulated["tables"], simulated["labels"]
@@ -197,16 +202,17 @@ def test_score_runner_with_the_spark_engine_writes_the_local_scores(spark, simul
     names = ["support_tickets_last_30d", "mrr_at_cutoff", "last_nps_score", "plan"]
     catalog = result.catalog.set_index("name").loc[names].reset_index()
     train = result.frame[result.frame["label"].notna()]
+    levels = learn_categorical_levels(train, ["plan"])
+    matrix = prepare_features(train, tuple(names), levels)
+    data = lgb.Dataset(matrix, train["label"].to_numpy(dtype=int), feature_name=names)
+    settings = {"objective": "binary", "num_leaves": 4, "verbose": -1, "num_threads": 1}
     model = ChurnModel(
-        booster=None,  # type: ignore[arg-type]  # prepare() needs only names and levels
+        booster=lgb.train(settings, data, num_boost_round=10),
         feature_names=tuple(names),
-        categorical_levels=learn_categorical_levels(train, ["plan"]),
+        categorical_levels=levels,
         calibrator=Calibrator(method="identity"),
         catalog=catalog,
     )
-    data = lgb.Dataset(model.prepare(train), train["label"].to_numpy(dtype=int), feature_name=names)
-    settings = {"objective": "binary", "num_leaves": 4, "verbose": -1, "num_threads": 1}
-    model.booster = lgb.train(settings, data, num_boost_round=10)
     model.save(tmp_path / "model")
     scores = {}
     for engine in ("local", "spark"):

@@ -11,9 +11,9 @@ from support.mlflow_store import fresh_store
 from support.tiny import TINY_CATALOG
 
 from churn.config import Params
+from churn.domain.families import FAMILIES
 from churn.errors import EmptyPopulationError
 from churn.model.importance import compute_global_importance, select_explain_sample
-from churn.model.scoring import FAMILIES
 from churn.stages.explain import run_explain
 from churn.tracking.store import connect_tracking, quiet_mlflow
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from churn.config import FeaturesConfig
 from churn.domain.contract import PRESALE_TOUCHPOINT_TYPES
+from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
     KEYS,
     FamilyQuery,
@@ -35,7 +36,7 @@ from churn.features.common import (
 from churn.sql import days_between
 
 FAMILY = "acquisition"
-PHASE = "pre_sale"
+PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("customers",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 CATEGORICAL_COLUMNS = (

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.config import FeaturesConfig
+from churn.domain.families import FAMILY_PHASES
 from churn.domain.subscriptions import active_subscriptions_sql, subscription_summary_sql
 from churn.features.common import (
     KEYS,
@@ -43,7 +44,7 @@ from churn.features.common import (
 from churn.sql import days_between
 
 FAMILY = "billing"
-PHASE = "post_sale"
+PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("subscriptions",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 

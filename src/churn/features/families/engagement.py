@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.config import FeaturesConfig
+from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
     KEYS,
     FamilyQuery,
@@ -34,7 +35,7 @@ from churn.features.common import (
 )
 
 FAMILY = "engagement"
-PHASE = "post_sale"
+PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES: tuple[str, ...] = ()
 ANY_OF_TABLES = ("postsale_touchpoints", "nps_responses")
 ONBOARDING_DAYS = 30

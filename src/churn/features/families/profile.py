@@ -14,6 +14,7 @@ import pandas as pd
 
 from churn.config import FeaturesConfig
 from churn.domain.catalog import KEY_COLUMNS, FeatureSpec, slug
+from churn.domain.families import FAMILY_PHASES
 from churn.errors import DataContractError
 from churn.features.common import (
     KEYS,
@@ -25,7 +26,7 @@ from churn.features.common import (
 from churn.sql import quote_ident
 
 FAMILY = "profile"
-PHASE = "post_sale"
+PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("customers",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from churn.config import FeaturesConfig
 from churn.domain.catalog import slug
+from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
     KEYS,
     FamilyQuery,
@@ -43,7 +44,7 @@ from churn.features.common import (
 from churn.sql import hours_between, quote_literal
 
 FAMILY = "support"
-PHASE = "post_sale"
+PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("support_tickets",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 HIGH_PRIORITIES = ("high", "urgent")

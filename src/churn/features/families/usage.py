@@ -25,6 +25,7 @@ import pandas as pd
 
 from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, slug
+from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
     KEYS,
     FamilyQuery,
@@ -39,7 +40,7 @@ from churn.features.common import (
 from churn.sql import quote_literal
 
 FAMILY = "usage"
-PHASE = "post_sale"
+PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("usage_events",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 LOGIN_EVENT_TYPE = "login"

@@ -29,10 +29,10 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from churn.config import SimulateConfig
+from churn.domain.families import FAMILIES
 from churn.io import write_parquet
 from churn.stages.simulate import behaviour, hazard
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
-from churn.stages.simulate.hazard import FAMILIES
 from churn.stages.simulate.tables import Outputs, SimulationResult, assemble, monthly_churn_rate
 from churn.stages.simulate.world import World
 

@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from churn.domain.families import FAMILIES
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _NAT, _any_by, _sigmoid
 from churn.stages.simulate.world import CHANNELS, World
-
-FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
 
 _INTERCEPT = -3.95
 _FIT_COEF = -0.55  # better product fit, lower hazard

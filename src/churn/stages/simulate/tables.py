@@ -27,9 +27,9 @@ from churn.domain.contract import (
     SUBSCRIPTION_CHANGE_TYPES,
     TICKET_PRIORITIES,
 )
+from churn.domain.families import FAMILIES
 from churn.stages.simulate import mess
 from churn.stages.simulate.arrays import _NAT, _ids, _month_number, _Rows
-from churn.stages.simulate.hazard import FAMILIES
 from churn.stages.simulate.world import (
     _ANNUAL,
     _MONTHLY,
