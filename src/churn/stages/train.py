@@ -14,6 +14,7 @@ from churn.config import Params
 from churn.errors import ModelError
 from churn.model.fit import read_catalog, train_churn_models
 from churn.model.metrics import make_jsonable
+from churn.tracking.registry import REGISTRY_FILE
 
 if TYPE_CHECKING:
     pass
@@ -25,9 +26,6 @@ CATALOG_FILE_NAME = "feature_catalog.csv"
 
 
 BASELINE_FILE = "baseline.joblib"
-
-
-REGISTRY_FILE = "registry.json"
 
 
 def run_train(
