@@ -20,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from churn.config import load_params
+from churn import load_params
 from churn.spark.engine import build_spark_session, resolve_master, run_features_spark
 
 
