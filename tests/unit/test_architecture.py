@@ -193,9 +193,7 @@ def test_no_import_cycles_among_churn_modules() -> None:
         ({"a": {"b", "x"}, "b": set(), "c": {"d"}, "d": {"c"}}, [{"c", "d"}]),
     ],
 )
-def test_find_cycles_on_small_graphs(
-    graph: dict[str, set[str]], expected: list[set[str]]
-) -> None:
+def test_find_cycles_on_small_graphs(graph: dict[str, set[str]], expected: list[set[str]]) -> None:
     assert sorted(map(sorted, find_cycles(graph))) == sorted(map(sorted, expected))
 
 
