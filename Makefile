@@ -35,8 +35,10 @@ test-fast: $(STAMP)
 test-spark: $(STAMP)
 	$(BIN)/python -m pytest -m spark
 
+## Style (ruff) and the import layers (import-linter contracts in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf data/raw data/truth data/validated data/quarantine data/labels data/features data/scores reports models/churn mlflow.db mlartifacts

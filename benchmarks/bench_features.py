@@ -222,8 +222,7 @@ def generate(
 
 def population(tables: dict[str, pd.DataFrame], cutoffs: int) -> pd.DataFrame:
     """Customers active at each of the last ``cutoffs`` month starts (the label population)."""
-    from churn.config import LabelConfig
-    from churn.labels.build import active_population
+    from churn import LabelConfig, active_population
 
     months = pd.date_range(
         end=pd.Timestamp(END.astype("datetime64[s]").item(), tz="UTC"),
@@ -279,7 +278,7 @@ class RssSampler:
 
 def run_engine(engine: str, data_dir: Path, memory_limit: str) -> dict:
     """Compute all features with one engine (in this process) and report time and memory."""
-    from churn.config import FeaturesConfig
+    from churn import FeaturesConfig
 
     tables = {
         p.stem: pd.read_parquet(p) for p in data_dir.glob("*.parquet") if p.stem != "population"
@@ -291,7 +290,7 @@ def run_engine(engine: str, data_dir: Path, memory_limit: str) -> dict:
         cpu_started = _cpu_seconds()
         started = time.perf_counter()
         if engine == "duckdb":
-            from churn.features.build import build_features
+            from churn import build_features
 
             frame = build_features(tables, keys, cfg).frame
             columns = frame.shape[1] - 3

@@ -23,14 +23,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from churn.config import TrainConfig
-from churn.model.artifact import (
-    Calibrator,
-    ChurnModel,
-    learn_categorical_levels,
-    prepare_features,
-)
-from churn.model.scoring import score_frame
+from churn import ChurnModel, TrainConfig, score_frame
+from churn.model.artifact import Calibrator, learn_categorical_levels, prepare_features
 
 FAMILIES = ("acquisition", "billing", "usage", "support", "engagement")
 UNITS = ("tickets", "days", "events", "currency/month", "points", "fraction", "ratio", "flag")

@@ -81,7 +81,7 @@ def table_paths(data_dir: Path) -> dict[str, Path]:
 
 def features_local(data_dir: Path, cfg) -> pd.DataFrame:
     """What ``churn features`` does with the local engine: pandas reads, DuckDB computes."""
-    from churn.features.build import build_features
+    from churn import build_features
 
     tables = {name: pd.read_parquet(path) for name, path in table_paths(data_dir).items()}
     keys = pd.read_parquet(data_dir / "population.parquet")
@@ -100,12 +100,8 @@ def train_model(features: pd.DataFrame, catalog: pd.DataFrame, out: Path) -> Non
     """Fit a small LightGBM ChurnModel on the features (synthetic label) and save it."""
     import lightgbm as lgb
 
-    from churn.model.artifact import (
-        Calibrator,
-        ChurnModel,
-        learn_categorical_levels,
-        prepare_features,
-    )
+    from churn import ChurnModel
+    from churn.model.artifact import Calibrator, learn_categorical_levels, prepare_features
 
     rng = np.random.default_rng(0)
     names = list(catalog["name"])
@@ -157,7 +153,7 @@ def compare_files(got_path: Path, want_path: Path) -> str:
 
 def run_child(task: str, data_dir: Path, work: Path, args: argparse.Namespace) -> dict:
     """Run one timed task in this process (called in a fresh subprocess) and return timings."""
-    from churn.config import FeaturesConfig
+    from churn import FeaturesConfig
     from churn.io import write_parquet
 
     cfg = FeaturesConfig()
@@ -167,8 +163,7 @@ def run_child(task: str, data_dir: Path, work: Path, args: argparse.Namespace) -
         write_parquet(frame, work / "features_local.parquet")
         return {"seconds": seconds, "rows": len(frame), "columns": frame.shape[1]}
     if task == "score-local":
-        from churn.model.artifact import ChurnModel
-        from churn.model.scoring import finalize_scores, score_frame
+        from churn import ChurnModel, finalize_scores, score_frame
 
         latest = pd.read_parquet(work / "latest.parquet")
         model = ChurnModel.load(work / "model")
@@ -258,8 +253,7 @@ def main() -> None:
         rows.append(("features, warm session", local["seconds"], spark["seconds"]))
 
         if not args.skip_score:
-            from churn.config import FeaturesConfig
-            from churn.features.build import build_features
+            from churn import FeaturesConfig, build_features
 
             features = pq.read_table(work / "features_local.parquet")
             latest_cutoff = pc.max(features.column("cutoff"))

@@ -42,9 +42,7 @@ PROJECT = find_project()
 # Scoring used models:/churn@champion; resolve it against this project's MLflow store.
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT / 'mlflow.db'}")
 
-from churn.report.data import with_segments  # noqa: E402
-from churn.report.inputs import load_report_inputs  # noqa: E402
-from churn.tracking.loading import load_model  # noqa: E402 - after the tracking URI is set
+from churn import load_model, load_report_inputs, with_segments  # noqa: E402 - after the URI
 
 scores_path = PROJECT / "data/scores/scores.parquet"
 scores = pd.read_parquet(scores_path)

@@ -21,7 +21,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from churn.config import load_params
+from churn import load_params
 from churn.spark.scoring import run_score_spark
 from churn.spark.session import add_session_arguments, start_session
 

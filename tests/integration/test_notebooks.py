@@ -83,7 +83,7 @@ def test_explain_customer_and_segment(project, monkeypatch):
     notebook = _execute("01_explain_customer_and_segment.py", project, monkeypatch)
     text = _text(notebook)
     assert "customers scored at" in text
-    assert "churn probability" in text and "1. " in text  # the top customer and its reasons
+    assert "churn probability" in text and "\n  1. " in text  # the top customer, its reasons
     assert "plan '" in text  # the segment
     assert _images(notebook) == 2  # the waterfall and the segment chart
 
@@ -91,7 +91,8 @@ def test_explain_customer_and_segment(project, monkeypatch):
 def test_retraining_walkthrough(project, monkeypatch):
     notebook = _execute("02_retraining_walkthrough.py", project, monkeypatch)
     text = _text(notebook)
-    assert "learning_rate" in text and "0.1" in text
+    # The experiment's model is in the registry (champion or challenger) with its parameter.
+    assert ", learning_rate 0.1, test PR AUC" in text
     assert "scoring uses models:/churn@champion" in text
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     versions = client.search_model_versions("name = 'churn'")

@@ -15,6 +15,7 @@ from churn.domain.catalog import read_catalog
 from churn.errors import ModelError
 from churn.model.fit import train_churn_models
 from churn.model.metrics import make_jsonable
+from churn.tracking.registry import REGISTRY_FILE
 
 if TYPE_CHECKING:
     pass
@@ -26,9 +27,6 @@ CATALOG_FILE_NAME = "feature_catalog.csv"
 
 
 BASELINE_FILE = "baseline.joblib"
-
-
-REGISTRY_FILE = "registry.json"
 
 
 def run_train(

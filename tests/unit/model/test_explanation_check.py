@@ -28,13 +28,18 @@ def _naive_agreement(model, frame, truth, fraction):
     contributions, _ = model.contributions(frame.iloc[ranked])
     family_of = dict(zip(model.catalog["name"], model.catalog["family"], strict=True))
     hits = 0
+    predicted, actual = [], []
     columns = [f"logit_{f}" for f in FAMILIES]
     centred = truth[columns] - truth.groupby("month_start")[columns].transform("mean")
     for position, i in enumerate(ranked):
         first = model.feature_names[int(np.argmax(contributions[position]))]
         true_family = FAMILIES[int(np.argmax(centred.iloc[i].to_numpy()))]
         hits += family_of[first] == true_family
-    return hits / n
+        predicted.append(family_of[first])
+        actual.append(true_family)
+    # Chance: agreement expected if the two families were independent with these frequencies.
+    chance = sum(predicted.count(f) / n * actual.count(f) / n for f in set(actual))
+    return hits / n, chance
 
 
 def test_agreement_matches_a_naive_reference(tiny_model, feature_frame):
@@ -45,9 +50,9 @@ def test_agreement_matches_a_naive_reference(tiny_model, feature_frame):
     truth = _truth_for(frame, dominant)
     result = compute_reason_agreement(tiny_model, frame, truth, top_fraction=0.2)
     assert result["rows"] == int(np.ceil(0.2 * len(frame)))
-    expected = _naive_agreement(tiny_model, frame, truth, 0.2)
+    expected, expected_chance = _naive_agreement(tiny_model, frame, truth, 0.2)
     assert abs(result["first_reason_family_agreement"] - expected) < 1e-12
-    assert 0.0 <= result["chance_agreement"] <= 1.0
+    assert abs(result["chance_agreement"] - expected_chance) < 1e-12
 
 
 def test_agreement_is_perfect_when_truth_follows_the_model(tiny_model, feature_frame):

@@ -138,6 +138,11 @@ def test_rescoring_the_same_path_reports_what_changed(pipeline):
     now = pd.read_parquet(sidecar_path(pipeline.out, "_contributions")).set_index("customer_id")
     features = [c for c in now.columns if c not in ("cutoff", "base_value")]
     was = before_contributions.set_index("customer_id")
+    # The loop below checks only customers whose contributions moved: there must be some.
+    assert any(
+        (now.loc[c, features].astype(float) != was.loc[c, features]).any()
+        for c in continuing.index[:40]
+    )
     for customer in continuing.index[:40]:
         delta = now.loc[customer, features].astype(float) - was.loc[customer, features]
         if (delta != 0).any():
