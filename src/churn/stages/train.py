@@ -173,9 +173,7 @@ def download_champion_export(champion: dict[str, Any], destination: Path) -> Pat
     from churn.tracking.runs import EXPORT_ARTIFACT_DIR
 
     try:
-        return download_artifacts(
-            f"runs:/{champion['run_id']}/{EXPORT_ARTIFACT_DIR}", destination
-        )
+        return download_artifacts(f"runs:/{champion['run_id']}/{EXPORT_ARTIFACT_DIR}", destination)
     except ModelError:
         logger.warning(
             "champion v%s has no %s/ artifact (trained by an older churn); exporting its model "

@@ -104,7 +104,6 @@ def connect_tracking(experiment_name: str = EXPERIMENT_NAME) -> tuple[MlflowClie
     return client, experiment.experiment_id
 
 
-
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
