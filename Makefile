@@ -41,4 +41,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf data/raw data/truth data/validated data/quarantine data/labels data/features data/scores reports models/churn mlflow.db mlartifacts
+	rm -rf data/raw data/truth data/validated data/quarantine data/labels data/features data/scores reports models/churn models/challenger mlflow.db mlflow.db.gate.lock mlartifacts

@@ -123,14 +123,14 @@ comparison.round(4)
 # %% [markdown]
 # ## 3. What the gate decided
 #
-# The training run records the decision in `models/churn/registry.json` (and as run tags); the
-# registry aliases are what scoring follows.
+# The training run records the decision in `reports/model.json` (and as run tags): which
+# version it trained, whether the gate promoted it, and the champion every later stage uses.
 
 # %%
-decision = json.loads((PROJECT / "models/churn/registry.json").read_text())
+decision = json.loads((PROJECT / "reports/model.json").read_text())
 print(
-    f"version {decision['model_version']}: {decision['gate']['outcome']} "
-    f"-> @{decision['alias']}: {decision['gate']['reason']}"
+    f"version {decision['trained_version']}: {decision['gate_outcome']} "
+    f"({decision['gate_reason']}); later stages use champion v{decision['version']}"
 )
 aliases = dict(client.get_registered_model("churn").aliases)
 for alias, version in sorted(aliases.items()):

@@ -190,12 +190,25 @@ def features(
 
 @app.command()
 def train(
+    challenger_dir: Annotated[
+        Path,
+        typer.Option(
+            help="Directory for a model the gate refused (kept for inspection, never scored)."
+        ),
+    ],
+    model_record: Annotated[
+        Path,
+        typer.Option(
+            help="JSON naming the model later stages use (the champion after the gate)."
+        ),
+    ],
     params: ParamsOpt = Path("params.yaml"),
     features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")] = Path(
         "data/features/features.parquet"
     ),
     model_dir: Annotated[
-        Path, typer.Option(help="Directory for the exported model (scoring without a registry).")
+        Path,
+        typer.Option(help="Directory for the exported champion (scoring without a registry)."),
     ] = Path("models/churn"),
     report: Annotated[Path, typer.Option(help="JSON summary of the training run.")] = Path(
         "reports/train.json"
@@ -214,6 +227,8 @@ def train(
         model_dir=model_dir,
         report_path=report,
         catalog_path=catalog,
+        challenger_dir=challenger_dir,
+        model_record_path=model_record,
     )
 
 

@@ -246,6 +246,12 @@ class TrainConfig(_Section):
     )
     seed: int = 7
     registered_model_name: str = "churn"
+    create_tracking_store: bool = Field(
+        False,
+        description="Create a missing SQLite store at an explicitly set MLFLOW_TRACKING_URI. "
+        "The default store (sqlite:///mlflow.db) is always created on first use; any other "
+        "missing store is refused, since a mistyped path would start an empty registry.",
+    )
     gate: GateConfig = Field(default_factory=GateConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
 

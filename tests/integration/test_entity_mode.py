@@ -42,7 +42,10 @@ def _telecom_extract(n: int, seed: int) -> pd.DataFrame:
 
 
 def test_entity_table_flows_through_training_and_scoring(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    # The default store (sqlite:///mlflow.db in the working directory) is created on first use,
+    # as in a fresh clone.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -83,7 +86,15 @@ def test_entity_table_flows_through_training_and_scoring(tmp_path, monkeypatch):
     )
 
     model_dir = tmp_path / "models" / "churn"
-    run_train(params, features_path, model_dir, tmp_path / "train.json", catalog_path)
+    run_train(
+        params,
+        features_path,
+        model_dir,
+        tmp_path / "train.json",
+        catalog_path,
+        challenger_dir=tmp_path / "models" / "challenger",
+        model_record_path=tmp_path / "model.json",
+    )
     assert (model_dir / "model.txt").exists()
 
     scores_path = tmp_path / "scores.parquet"

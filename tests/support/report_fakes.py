@@ -220,6 +220,20 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
         },
     }
     (reports / "train.json").write_text(json.dumps(train))
+    model = {
+        "registered_model_name": "churn",
+        "version": "3",
+        "run_id": "0123abcd",
+        "model_uri": "models:/churn/3",
+        "alias": "champion",
+        "promoted": True,
+        "trained_version": "3",
+        "trained_run_id": "0123abcd",
+        "challenger_version": None,
+        "gate_outcome": "promoted",
+        "gate_reason": "test pr_auc 0.4200 beats champion v2 (0.4000) by more than 0.0",
+    }
+    (reports / "model.json").write_text(json.dumps(model))
     ingest = {
         "as_of": "2025-06-30",
         "mode": "events",

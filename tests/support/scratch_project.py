@@ -69,7 +69,7 @@ def build_scratch_project(
     for section, values in overrides.items():
         params.setdefault(section, {}).update(values)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n")
+    (work / ".gitignore").write_text("/mlflow.db\n/mlflow.db.gate.lock\n/mlartifacts/\n")
 
     env = pipeline_env()
     run(["git", "init", "-q"], work, env)

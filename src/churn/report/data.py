@@ -101,6 +101,27 @@ def model_version(inputs: ReportInputs) -> str | None:
     return None if version is None else f"v{str(version).removeprefix('v')}"
 
 
+def model_identity(inputs: ReportInputs) -> tuple[str | None, str | None, bool | None]:
+    """Read ``model.json``: the version the figures describe, the one trained, and promotion.
+
+    Returns:
+        ``(described version, trained version, promoted)`` as ``"v5"``-style texts and a flag;
+        all ``None`` when the record is missing (older pipelines wrote none).
+    """
+    record = inputs.model or {}
+
+    def version(key: str) -> str | None:
+        value = record.get(key)
+        return None if value is None else f"v{str(value).removeprefix('v')}"
+
+    promoted = record.get("promoted")
+    return (
+        version("version"),
+        version("trained_version"),
+        promoted if isinstance(promoted, bool) else None,
+    )
+
+
 def gate_decision(inputs: ReportInputs) -> tuple[str, str | None, bool | None, dict[str, Any]]:
     """Read the champion/challenger gate's decision from ``train.json``.
 

@@ -30,6 +30,10 @@ DEFAULT_SEGMENTS = ("plan", "acquisition_channel", "billing_period")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+#: The train stage's record of the model every later stage used (in the reports directory).
+MODEL_RECORD_FILE = "model.json"
+
+
 @dataclass(frozen=True)
 class ReportInputs:
     """Everything the report can show; each field is ``None`` or empty when unavailable.
@@ -37,6 +41,8 @@ class ReportInputs:
     Attributes:
         ingest: ``reports/ingest.json`` (rows in, valid, quarantined per table).
         train: ``reports/train.json`` (splits, metrics, gate decision).
+        model: ``reports/model.json``: the model evaluate, explain and score used (the
+            champion after the gate), and whether the model trained in this run was promoted.
         metrics: ``reports/metrics.json`` (test, baseline, segments, backtest, oracle).
         plots: Plot data frames by name (``roc``, ``precision_recall``, ``calibration``,
             ``gains``).
@@ -56,6 +62,7 @@ class ReportInputs:
 
     ingest: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     plots: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     catalog: pd.DataFrame | None = None
@@ -133,6 +140,7 @@ def load_report_inputs(
     return ReportInputs(
         ingest=attempt("ingest", reports_dir / "ingest.json", _read_json),
         train=attempt("train", reports_dir / "train.json", _read_json),
+        model=attempt("model", reports_dir / MODEL_RECORD_FILE, _read_json),
         metrics=attempt("metrics", reports_dir / "metrics.json", _read_json),
         plots=plots,
         catalog=attempt("catalog", reports_dir / "feature_catalog.csv", read_catalog),

@@ -40,7 +40,12 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         The HTML document. Every value taken from the inputs is escaped.
     """
     # Imported here so that importing churn.report (for ReportInputs) stays light.
-    from churn.report.data import gate_decision, model_version, score_cutoff_text
+    from churn.report.data import (
+        gate_decision,
+        model_identity,
+        model_version,
+        score_cutoff_text,
+    )
     from churn.report.html import not_available, page, section
     from churn.report.risk import (
         changes_section,
@@ -78,8 +83,12 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         parts.append(section(anchor, title, body, lead))
         nav.append((anchor, title))
     facts = [f"Score cutoff {score_cutoff_text(inputs)}"]
+    described, trained, promoted_record = model_identity(inputs)
     version = model_version(inputs)
-    if version:
+    if described:
+        refused = f" (champion; {trained} not promoted)" if promoted_record is False else ""
+        facts.append(f"model {described}{refused}")
+    elif version:
         promoted = gate_decision(inputs)[2]
         facts.append(f"model {version}" + (" (not promoted)" if promoted is False else ""))
     if inputs.generated_at:

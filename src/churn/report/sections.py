@@ -17,6 +17,7 @@ from churn.report.data import (
     dig,
     first,
     gate_decision,
+    model_identity,
     model_version,
     num,
     per_cutoff,
@@ -277,7 +278,24 @@ def model_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
 
 
 def _not_champion_note(inputs: ReportInputs) -> str:
-    """Warn when the card describes a model the gate rejected: the scores are the champion's."""
+    """Say plainly which model the figures describe when the gate kept the old champion.
+
+    With ``model.json`` (the train stage's record of the model every later stage used), the
+    metrics, plots, explanations and scores all describe the champion, and only the training
+    data table comes from this run. Without it (older outputs), the card described the newly
+    trained model while the scores came from the champion.
+    """
+    described, trained, promoted_record = model_identity(inputs)
+    if promoted_record is False and described and trained:
+        return (
+            '<div class="note" role="note"><strong>'
+            f"The model trained in this run ({esc(trained)}) was not promoted; figures "
+            f"describe champion {esc(described)}.</strong> Test metrics, plots, explanations "
+            f"and scores all come from champion {esc(described)}; the training data table is "
+            "from this run.</div>"
+        )
+    if inputs.model is not None:
+        return ""
     _, _, promoted, details = gate_decision(inputs)
     if promoted is not False:
         return ""

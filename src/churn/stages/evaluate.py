@@ -43,8 +43,10 @@ def run_evaluate(
     Args:
         params: All parameters.
         features_path: Features Parquet.
-        model_dir: Exported model directory (ChurnModel files, ``baseline.joblib``, optionally
-            ``registry.json``).
+        model_dir: The exported champion (``churn train --model-dir``: ChurnModel files,
+            ``baseline.joblib``, ``registry.json`` naming its version and run, to which the
+            metrics are also logged). Train keeps it on the champion after the gate, so these
+            metrics describe the same model as explain and score.
         truth_dir: Simulator truth directory; oracle metrics are computed when it holds
             ``customer_months.parquet``.
         metrics_path: Nested metrics JSON.

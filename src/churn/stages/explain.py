@@ -205,7 +205,8 @@ def run_explain(
     Args:
         params: Pipeline parameters (``explain`` section).
         features_path: Feature table from ``churn features``.
-        model_dir: Exported model directory (may hold ``registry.json`` with the MLflow run).
+        model_dir: The exported champion (``churn train --model-dir``; its ``registry.json``
+            names the MLflow run the plots are logged to), the model score uses too.
         out_dir: Output directory.
         contributions_fn: Contributions kernel (default ``model.contributions``).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ from churn.model.metrics import make_jsonable
 from churn.tracking.registry import REGISTRY_FILE
 
 if TYPE_CHECKING:
-    pass
+    from churn.model.fit import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -35,28 +36,54 @@ def run_train(
     model_dir: Path,
     report_path: Path,
     catalog_path: Path | None = None,
+    *,
+    challenger_dir: Path,
+    model_record_path: Path,
 ) -> dict[str, Any]:
-    """Train, log to MLflow, register and gate the model, export it and write the report.
+    """Train, log to MLflow, register and gate the model, export the champion, write reports.
+
+    One model identity: the gate decides which version every later stage uses (the new one if
+    promoted, else the champion that kept the title). That version is exported to
+    ``model_dir`` and named in ``model_record_path``; ``evaluate``, ``explain`` and ``score``
+    read ``model_dir`` and the report reads the record, so all of them describe one model.
+
+    ``model_dir`` changes only when the champion changes: it is left untouched when it already
+    holds the champion (its ``registry.json`` names the same version and run), and is re-exported
+    from the run's ``export/`` artifact when it is missing or stale (``dvc repro`` deletes stage
+    outputs before running). A refused challenger is exported to ``challenger_dir`` for
+    inspection; when the new model is promoted, ``challenger_dir`` holds only its
+    ``registry.json`` record (the model itself is in ``model_dir``).
+
+    The tracking store is checked before anything is read (see
+    :func:`churn.tracking.store.check_tracking_store`).
 
     Args:
         params: All parameters.
         features_path: Features Parquet from ``churn features``.
-        model_dir: Export directory: the ChurnModel files, ``baseline.joblib`` and
-            ``registry.json`` (run id, model version, alias decision); replaced atomically.
-        report_path: JSON summary (split, metrics, gate decision).
+        model_dir: Export directory of the champion: the ChurnModel files, ``baseline.joblib``
+            and ``registry.json`` (the champion's store, run id and version).
+        report_path: JSON summary (split, metrics, gate decision) of the model trained here.
         catalog_path: Feature catalog CSV; default ``feature_catalog.csv`` beside the report
             (where ``churn features`` writes it in the standard layout).
+        challenger_dir: Export directory of a refused challenger (see above).
+        model_record_path: JSON record of the model later stages use (see
+            :func:`build_model_record`).
 
     Returns:
         The report written to ``report_path``.
-    """
-    import joblib
 
-    from churn.io import atomic_path, read_frame, write_json
+    Raises:
+        TrackingStoreError: If the store is missing, read-only or unreachable.
+        ModelError: If training fails a guard or the champion cannot be exported.
+    """
+    from churn.io import read_frame, write_json
     from churn.tracking.runs import log_training_run
+    from churn.tracking.store import check_tracking_store, tracking_uri
 
     features_path, model_dir, report_path = Path(features_path), Path(model_dir), Path(report_path)
+    challenger_dir, model_record_path = Path(challenger_dir), Path(model_record_path)
     catalog_path = Path(catalog_path) if catalog_path else report_path.parent / CATALOG_FILE_NAME
+    check_tracking_store(tracking_uri(), create=params.train.create_tracking_store)
     if not features_path.exists():
         raise ModelError(f"features file not found: {features_path}")
     catalog = read_catalog(catalog_path)
@@ -67,6 +94,8 @@ def run_train(
         staging = Path(staging_name)
         model_path = staging / "churn_model"
         result.model.save(model_path)
+        export_dir = staging / "export"
+        write_model_export(result, model_path, export_dir)
         artifact_dir = staging / "artifacts"
         artifact_dir.mkdir()
         shutil.copyfile(catalog_path, artifact_dir / CATALOG_FILE_NAME)
@@ -78,13 +107,133 @@ def run_train(
             params,
             features_path=features_path,
             model_path=model_path,
+            export_dir=export_dir,
             artifact_dir=artifact_dir,
         )
-        with atomic_path(model_dir) as tmp:
-            shutil.copytree(model_path, tmp)
-            joblib.dump(result.baseline, tmp / BASELINE_FILE)
-            write_json(make_jsonable(record), tmp / REGISTRY_FILE)
-    report = make_jsonable(
+        champion = record["champion"]
+        if record["promoted"]:
+            champion_export: Path | None = export_dir
+        elif holds_version(model_dir, champion):
+            champion_export = None  # already the champion: leave it byte for byte
+        else:
+            champion_export = download_champion_export(champion, staging / "champion")
+        report = build_train_report(result, record)
+        # Everything is computed; write the outputs last, each atomically.
+        if champion_export is not None:
+            publish_export(champion_export, champion, model_dir)
+        if record["promoted"]:
+            publish_record_only(record, challenger_dir)
+        else:
+            publish_export(export_dir, record, challenger_dir)
+    write_json(build_model_record(record), model_record_path)
+    write_json(report, report_path)
+    gate = record["gate"]
+    logger.info("model version %s: %s (%s)", record["model_version"], gate["alias"], gate["reason"])
+    if not record["promoted"]:
+        logger.info(
+            "later stages use champion v%s (exported to %s); the refused model is in %s",
+            champion["model_version"],
+            model_dir,
+            challenger_dir,
+        )
+    return report
+
+
+def write_model_export(result: TrainResult, model_path: Path, export_dir: Path) -> None:
+    """Write the export directory's model files: the ChurnModel and its baseline."""
+    import joblib
+
+    shutil.copytree(model_path, export_dir)
+    joblib.dump(result.baseline, export_dir / BASELINE_FILE)
+
+
+def holds_version(model_dir: Path, version_record: dict[str, Any]) -> bool:
+    """Tell whether ``model_dir`` already holds the version in ``version_record`` (same run)."""
+    registry = Path(model_dir) / REGISTRY_FILE
+    if not registry.is_file():
+        return False
+    try:
+        held = json.loads(registry.read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+    keys = ("registered_model_name", "model_version", "run_id")
+    return isinstance(held, dict) and all(held.get(k) == version_record.get(k) for k in keys)
+
+
+def download_champion_export(champion: dict[str, Any], destination: Path) -> Path:
+    """Fetch the champion's export directory from its run (this project's artifacts).
+
+    A champion registered before runs logged their ``export/`` folder has only the pyfunc's
+    model files; it is exported without a baseline, with a warning (``churn evaluate`` will
+    then ask for a retrain).
+    """
+    from churn.model.artifact import ChurnModel
+    from churn.tracking.loading import download_artifacts, load_model
+    from churn.tracking.runs import EXPORT_ARTIFACT_DIR
+
+    try:
+        return download_artifacts(f"runs:/{champion['run_id']}/{EXPORT_ARTIFACT_DIR}", destination)
+    except ModelError:
+        logger.warning(
+            "champion v%s has no %s/ artifact (trained by an older churn); exporting its model "
+            "without a baseline",
+            champion["model_version"],
+            EXPORT_ARTIFACT_DIR,
+        )
+    model: ChurnModel = load_model(champion["model_uri"])
+    model.save(destination / "legacy")
+    return destination / "legacy"
+
+
+def publish_export(export_dir: Path, version_record: dict[str, Any], target: Path) -> None:
+    """Replace ``target`` atomically with ``export_dir`` plus the version's ``registry.json``."""
+    from churn.io import atomic_path, write_json
+
+    with atomic_path(target) as tmp:
+        shutil.copytree(export_dir, tmp)
+        write_json(make_jsonable(version_record), tmp / REGISTRY_FILE)
+
+
+def publish_record_only(version_record: dict[str, Any], target: Path) -> None:
+    """Replace ``target`` atomically with a directory holding only ``registry.json``."""
+    from churn.io import atomic_path, write_json
+
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        write_json(make_jsonable(version_record), tmp / REGISTRY_FILE)
+
+
+def build_model_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Return the model identity later stages share, from :func:`log_training_run`'s record.
+
+    Keys: ``registered_model_name``, ``version``, ``run_id``, ``model_uri`` and ``alias`` of the
+    model every later stage uses (the champion after the gate); ``promoted`` (whether the model
+    trained in this run became that champion); ``trained_version`` and ``trained_run_id``;
+    ``challenger_version`` (the trained version when refused, else ``None``); the gate's
+    ``gate_outcome`` and ``gate_reason``; and ``tracking_uri``.
+    """
+    champion, gate = record["champion"], record["gate"]
+    return make_jsonable(
+        {
+            "registered_model_name": champion["registered_model_name"],
+            "version": champion["model_version"],
+            "run_id": champion["run_id"],
+            "model_uri": champion["model_uri"],
+            "alias": champion["alias"],
+            "promoted": record["promoted"],
+            "trained_version": record["model_version"],
+            "trained_run_id": record["run_id"],
+            "challenger_version": None if record["promoted"] else record["model_version"],
+            "gate_outcome": gate["outcome"],
+            "gate_reason": gate["reason"],
+            "tracking_uri": record["tracking_uri"],
+        }
+    )
+
+
+def build_train_report(result: TrainResult, record: dict[str, Any]) -> dict[str, Any]:
+    """Return ``train.json``: split, metrics and tuning of the model trained here, its record."""
+    return make_jsonable(
         {
             "split": result.split.describe(),
             "metrics": result.metrics,
@@ -96,10 +245,6 @@ def run_train(
             "registry": record,
         }
     )
-    write_json(report, report_path)
-    gate = record["gate"]
-    logger.info("model version %s: %s (%s)", record["model_version"], gate["alias"], gate["reason"])
-    return report
 
 
 def write_calibration_plot(predictions: pd.DataFrame, path: Path, bins: int = 10) -> None:

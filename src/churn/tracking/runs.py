@@ -25,20 +25,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churn.tracking.registry import gate_model_version
+from churn.tracking.registry import CHAMPION, gate_model_version
 from churn.tracking.signature import (
     INPUT_EXAMPLE_ROWS,
     build_model_signature,
     pin_model_requirements,
 )
-from churn.tracking.store import connect_tracking, quiet_mlflow
+from churn.tracking.store import TrackingStoreError, connect_tracking, quiet_mlflow
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
     from churn.config import Params
     from churn.model.fit import TrainResult
 
 logger = logging.getLogger(__name__)
+
+
+#: Run artifact folder holding the whole exported model directory (model files and baseline),
+#: from which ``churn train`` re-exports a champion trained in an earlier run.
+EXPORT_ARTIFACT_DIR = "export"
 
 
 def read_git_commit(directory: Path | None = None) -> tuple[str | None, bool | None]:
@@ -120,6 +126,7 @@ def log_training_run(
     *,
     features_path: Path,
     model_path: Path,
+    export_dir: Path,
     artifact_dir: Path,
 ) -> dict[str, Any]:
     """Log one training run, register the model, apply the gate; return the registry record.
@@ -130,12 +137,62 @@ def log_training_run(
         params: All parameters.
         features_path: Where the features came from (dataset source, ``dvc.lock`` lookup).
         model_path: The saved ChurnModel directory (logged as the pyfunc's artifact).
+        export_dir: The whole export directory (model files and baseline), logged under
+            ``export/`` so that a later run can re-export this version as the champion.
         artifact_dir: Files to attach to the run (catalog, plots, importance).
 
     Returns:
-        ``registry.json`` content: tracking URI, experiment and run ids, model name, version and
-        URI, alias, and the gate decision.
+        The record of the version trained in this run: tracking URI, experiment and run ids,
+        model name, version and URI, alias, the gate decision, ``promoted``, and ``champion``
+        (:func:`describe_model_version` of the champion after the gate: the new version if
+        promoted, else the one that kept the title).
+
+    Raises:
+        TrackingStoreError: If the store fails while logging (read-only, unreachable).
     """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _log_training_run(
+            result,
+            features,
+            params,
+            features_path=features_path,
+            model_path=model_path,
+            export_dir=export_dir,
+            artifact_dir=artifact_dir,
+        )
+    except MlflowException as exc:
+        raise TrackingStoreError(
+            f"the MLflow tracking store failed while logging the training run: {exc.message}"
+        ) from None
+
+
+def describe_model_version(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+    """Return the record of a registered version: store, experiment, run, name, version, URI."""
+    import mlflow
+
+    run_id = client.get_model_version(name, version).run_id
+    return {
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "experiment_id": client.get_run(run_id).info.experiment_id,
+        "run_id": run_id,
+        "registered_model_name": name,
+        "model_version": str(version),
+        "model_uri": f"models:/{name}/{version}",
+    }
+
+
+def _log_training_run(
+    result: TrainResult,
+    features: pd.DataFrame,
+    params: Params,
+    *,
+    features_path: Path,
+    model_path: Path,
+    export_dir: Path,
+    artifact_dir: Path,
+) -> dict[str, Any]:
     import mlflow
     import mlflow.pyfunc
 
@@ -184,6 +241,7 @@ def log_training_run(
             )
             mlflow.log_dict(result.split.describe(), "split.json")
             mlflow.log_artifacts(str(artifact_dir))
+            mlflow.log_artifacts(str(export_dir), artifact_path=EXPORT_ARTIFACT_DIR)
             for trial in result.trials:
                 # Without experiment_id a nested run lands in the globally active experiment
                 # (usually "Default"), not in its parent's.
@@ -211,6 +269,7 @@ def log_training_run(
                 test,
                 result.test_predictions["churn_probability"].to_numpy(),
                 cfg.gate,
+                mlflow.get_tracking_uri(),
             )
             mlflow.set_tags(
                 {
@@ -220,6 +279,9 @@ def log_training_run(
                     "model_alias": decision.alias,
                 }
             )
+        champion = describe_model_version(
+            client, cfg.registered_model_name, decision.champion_after
+        )
     return {
         "tracking_uri": mlflow.get_tracking_uri(),
         "experiment_id": experiment_id,
@@ -229,6 +291,8 @@ def log_training_run(
         "model_uri": f"models:/{cfg.registered_model_name}/{version}",
         "alias": decision.alias,
         "gate": asdict(decision),
+        "promoted": decision.promoted,
+        "champion": {**champion, "alias": CHAMPION},
     }
 
 
@@ -267,6 +331,8 @@ def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) 
             for start in range(0, len(batch), 500):  # MLflow caps a batch at 1000 entries
                 client.log_batch(run_id, metrics=batch[start : start + 500])
         except MlflowException as exc:
-            logger.warning("evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message)
+            logger.warning(
+                "evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message
+            )
             return False
     return True

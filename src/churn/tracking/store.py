@@ -1,4 +1,14 @@
-"""The MLflow tracking store: connection, experiment, quiet logging."""
+"""The MLflow tracking store: connection, experiment, quiet logging, and the pre-flight check.
+
+Which stores ``churn train`` may use (decision): the default store, ``sqlite:///mlflow.db`` in
+the working directory (used when ``MLFLOW_TRACKING_URI`` is unset or names exactly that), is
+created on first use, so a fresh clone runs ``dvc repro`` with no set-up. Any other SQLite URI
+must name an existing file unless ``train.create_tracking_store`` is true: a mistyped path would
+otherwise create a new, empty registry with "no champion yet" and promote whatever was trained.
+A store that cannot be written (read-only file or folder) or reached (HTTP server down) is a
+:class:`TrackingStoreError` before any training starts; HTTP checks make one attempt with a short
+timeout instead of MLflow's default of 7 retries with back-off (minutes for a dead address).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from churn.errors import ChurnError
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -18,6 +30,20 @@ logger = logging.getLogger(__name__)
 
 
 EXPERIMENT_NAME = "churn"
+
+
+#: Seconds an HTTP store gets to answer the pre-flight check (loopback / any other host).
+LOCAL_HTTP_TIMEOUT_SECONDS = 5
+
+
+REMOTE_HTTP_TIMEOUT_SECONDS = 30
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+class TrackingStoreError(ChurnError):
+    """The MLflow tracking store is missing, read-only or unreachable."""
 
 
 @contextlib.contextmanager
@@ -78,7 +104,6 @@ def connect_tracking(experiment_name: str = EXPERIMENT_NAME) -> tuple[MlflowClie
     return client, experiment.experiment_id
 
 
-
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
@@ -96,3 +121,100 @@ def store_is_missing(uri: str) -> bool:
     if not uri.startswith(prefix) or uri.endswith(":memory:"):
         return False
     return not Path(uri.removeprefix(prefix)).exists()
+
+
+def sqlite_store_path(uri: str) -> Path | None:
+    """Return the database file a ``sqlite:///`` URI names, or ``None`` for other stores."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.endswith(":memory:"):
+        return None
+    return Path(uri.removeprefix(prefix).split("?", 1)[0])
+
+
+def is_default_store(uri: str) -> bool:
+    """Tell whether ``uri`` is the project-local default store, ``sqlite:///mlflow.db``."""
+    return uri == DEFAULT_TRACKING_URI
+
+
+@contextlib.contextmanager
+def fail_fast_http(uri: str) -> Iterator[None]:
+    """Make MLflow's HTTP calls inside the block give up quickly on a dead server.
+
+    One attempt (no retries) and a short timeout, shorter for a loopback address, where a
+    server that does not answer at once is not running. Variables the user set are kept.
+    """
+    from urllib.parse import urlparse
+
+    host = (urlparse(uri).hostname or "").lower()
+    local = host in LOCAL_HOSTS or host.startswith("127.")
+    timeout = LOCAL_HTTP_TIMEOUT_SECONDS if local else REMOTE_HTTP_TIMEOUT_SECONDS
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    added = [name for name in settings if name not in os.environ]
+    try:
+        for name in added:
+            os.environ[name] = settings[name]
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def check_tracking_store(uri: str, *, create: bool) -> None:
+    """Refuse a tracking store that training could not use, before any work starts.
+
+    Args:
+        uri: The tracking URI (see :func:`tracking_uri`).
+        create: Whether a missing SQLite file may be created (``train.create_tracking_store``);
+            the default store is always created when missing (see the module docstring).
+
+    Raises:
+        TrackingStoreError: If the SQLite file is missing (and may not be created), its file or
+            folder is not writable, or an HTTP store does not answer.
+    """
+    path = sqlite_store_path(uri)
+    if path is not None:
+        _check_sqlite_store(uri, path, create=create or is_default_store(uri))
+    elif uri.startswith(("http://", "https://")):
+        _check_http_store(uri)
+
+
+def _check_sqlite_store(uri: str, path: Path, *, create: bool) -> None:
+    folder = path.parent
+    if not path.exists():
+        if not create:
+            raise TrackingStoreError(
+                f"no MLflow tracking store at {path} (MLFLOW_TRACKING_URI={uri}); training "
+                "refuses to create a new, empty registry there, where the gate would find no "
+                "champion. Check the URI for a typo, or set train.create_tracking_store: true "
+                "in params.yaml to start a new store."
+            )
+        if not folder.is_dir():
+            raise TrackingStoreError(
+                f"cannot create the MLflow tracking store {path}: folder {folder} does not exist"
+            )
+    elif not path.is_file():
+        raise TrackingStoreError(f"MLflow tracking store {path} is not a file")
+    elif not os.access(path, os.R_OK | os.W_OK):
+        raise TrackingStoreError(
+            f"MLflow tracking store {path} is read-only; training must register the model "
+            "and set its alias there. Make it writable or point MLFLOW_TRACKING_URI elsewhere."
+        )
+    # SQLite writes its journal beside the database, and the gate its lock file.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingStoreError(
+            f"the folder {folder.resolve()} of the MLflow tracking store {path} is read-only; "
+            "SQLite must write its journal there"
+        )
+
+
+def _check_http_store(uri: str) -> None:
+    from mlflow import MlflowClient
+
+    with quiet_mlflow(), fail_fast_http(uri):
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as exc:  # refused, timed out, HTTP error: each means "cannot train"
+            raise TrackingStoreError(
+                f"the MLflow tracking server {uri} cannot be reached: "
+                f"{type(exc).__name__}: {str(exc)[:300]}"
+            ) from None

@@ -240,13 +240,37 @@ def test_gate_decision_reads_the_registry_record(inputs, gate, promoted, headlin
 
 
 def test_model_card_warns_when_the_new_model_was_not_promoted(inputs):
+    # Outputs of a pipeline without model.json: the card described the refused model.
     gate = {"alias": "challenger", "outcome": "rejected", "champion_version": "1"}
     train = {**inputs.train, "registry": {**inputs.train["registry"], "gate": gate}}
     model = _section(
-        render_report(dataclasses.replace(inputs, train=train), ReportConfig()), "model"
+        render_report(dataclasses.replace(inputs, train=train, model=None), ReportConfig()),
+        "model",
     )
     assert "did not promote" in model and "the champion (version 1)" in model
     assert "did not promote" not in _section(render_report(inputs, ReportConfig()), "model")
+
+
+def test_report_says_which_champion_the_figures_describe_after_a_refused_gate(inputs):
+    gate = {"alias": "challenger", "outcome": "rejected", "champion_version": "5"}
+    train = {**inputs.train, "registry": {**inputs.train["registry"], "gate": gate}}
+    record = {**inputs.model, "version": "5", "trained_version": "7", "promoted": False}
+    document = render_report(dataclasses.replace(inputs, train=train, model=record), ReportConfig())
+    model = _section(document, "model")
+    assert "The model trained in this run (v7) was not promoted; figures describe champion v5." in (
+        model
+    )
+    assert "describes the newly trained model" not in model
+    header = document[: document.index("<section")]
+    assert "model v5 (champion; v7 not promoted)" in header
+
+
+def test_report_has_no_champion_note_when_the_new_model_was_promoted(inputs, document):
+    assert inputs.model["promoted"] is True
+    model = _section(document, "model")
+    assert "was not promoted" not in model and "did not promote" not in model
+    header = document[: document.index("<section")]
+    assert "model v3" in header and "not promoted" not in header
 
 
 def test_render_is_deterministic(inputs, document):

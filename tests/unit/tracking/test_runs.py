@@ -49,6 +49,8 @@ def train_into(root: Path, params: Params, features: pd.DataFrame) -> dict[str, 
         root / "features.parquet",
         root / "models" / "churn",
         root / "reports" / "train.json",
+        challenger_dir=root / "models" / "challenger",
+        model_record_path=root / "reports" / "model.json",
     )
 
 
@@ -217,8 +219,10 @@ def test_gate_keeps_the_champion_when_a_worse_model_arrives(mlflow_store, tmp_pa
     run = MlflowClient(mlflow_store).get_run(worse["registry"]["run_id"])
     assert run.data.tags["gate_outcome"] == "rejected"
     assert "does not beat" in run.data.tags["gate_reason"]
-    registry = json.loads((tmp_path / "models" / "churn" / "registry.json").read_text())
-    assert registry["alias"] == "challenger"
+    champion = json.loads((tmp_path / "models" / "churn" / "registry.json").read_text())
+    assert (champion["alias"], champion["model_version"]) == ("champion", "1")
+    challenger = json.loads((tmp_path / "models" / "challenger" / "registry.json").read_text())
+    assert (challenger["alias"], challenger["model_version"]) == ("challenger", "2")
 
 
 def test_gate_promotes_when_the_champion_cannot_score_the_current_features(mlflow_store, tmp_path):

@@ -1,0 +1,79 @@
+"""Tests for churn.tracking.store: which tracking stores training may use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from churn.tracking.store import (
+    DEFAULT_TRACKING_URI,
+    TrackingStoreError,
+    check_tracking_store,
+    fail_fast_http,
+    sqlite_store_path,
+)
+
+
+def test_default_store_is_allowed_in_a_fresh_clone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_tracking_store(DEFAULT_TRACKING_URI, create=False)
+    assert not (tmp_path / "mlflow.db").exists()  # checking creates nothing
+
+
+def test_explicit_missing_store_is_refused_unless_creation_is_asked_for(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'other.db'}"
+    with pytest.raises(TrackingStoreError, match=r"train\.create_tracking_store") as raised:
+        check_tracking_store(uri, create=False)
+    assert str(tmp_path / "other.db") in str(raised.value)
+    check_tracking_store(uri, create=True)
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_a_store_in_a_missing_folder_cannot_be_created(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    with pytest.raises(TrackingStoreError, match="does not exist"):
+        check_tracking_store(uri, create=True)
+
+
+def test_a_folder_is_not_a_store(tmp_path):
+    (tmp_path / "mlflow.db").mkdir()
+    with pytest.raises(TrackingStoreError, match="not a file"):
+        check_tracking_store(f"sqlite:///{tmp_path / 'mlflow.db'}", create=False)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("sqlite:///mlflow.db", Path("mlflow.db")),
+        ("sqlite:////abs/store.db", Path("/abs/store.db")),
+        ("sqlite:////abs/store.db?timeout=5", Path("/abs/store.db")),
+        ("sqlite:///:memory:", None),
+        ("http://127.0.0.1:5000", None),
+        ("file:///tmp/mlruns", None),
+    ],
+)
+def test_sqlite_store_path(uri, expected):
+    assert sqlite_store_path(uri) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "timeout"),
+    [
+        ("http://127.0.0.1:5000", "5"),
+        ("http://localhost:5000", "5"),
+        ("https://mlflow.example", "30"),
+    ],
+)
+def test_fail_fast_http_sets_no_retries_and_a_short_timeout(uri, timeout, monkeypatch):
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")  # the user's own value is kept
+    with fail_fast_http(uri):
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    with fail_fast_http(uri):
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == timeout
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
