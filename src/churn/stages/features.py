@@ -12,6 +12,7 @@ import pandas as pd
 from churn.config import Params
 from churn.console import log_table
 from churn.domain.contract import CONTRACT
+from churn.domain.modes import Mode
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
 from churn.features.build import FeatureResult, build_features
 from churn.io import read_frame, read_tables, write_parquet, write_table
@@ -25,7 +26,7 @@ def prepare_tables(params: Params, tables: Mapping[str, pd.DataFrame]) -> dict[s
     Raises:
         DataContractError: If a table the mode needs is missing.
     """
-    if params.ingest.mode == "entity":
+    if params.ingest.mode is Mode.ENTITY:
         if "customers" not in tables:
             raise DataContractError("entity mode: the customers table is missing")
         customers = tables["customers"]
