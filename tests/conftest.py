@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny feature frame and a tiny trained model (built in tests/support/tiny.py)."""
+"""Shared fixtures: a tiny feature frame and a tiny trained model (see tests/support/tiny.py)."""
 
 from __future__ import annotations
 

@@ -705,7 +705,9 @@ def explainer_for(booster: lgb.Booster) -> FastTreeShap:
         return explainer
 
 
-def compute_contributions(booster: lgb.Booster, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def compute_contributions(
+    booster: lgb.Booster, matrix: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact TreeSHAP contributions of ``booster`` on a prepared feature matrix.
 
     The precomputation is cached per booster, so calling this batch after batch parses the

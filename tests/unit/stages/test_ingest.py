@@ -1,4 +1,4 @@
-"""Tests for churn.stages.ingest: contract validation, quarantine, table-level errors, the runner."""
+"""Tests for churn.stages.ingest: contract validation, quarantine, table errors, the runner."""
 
 from __future__ import annotations
 
