@@ -91,6 +91,8 @@ def run_train(
             "metrics": result.metrics,
             "best_iteration": result.model.metadata["best_iteration"],
             "tuned_params": result.tuned_params,
+            "allow_high_auc": params.train.allow_high_auc,
+            "high_auc_accepted": result.model.metadata.get("high_auc_accepted", False),
             "top_single_feature_aucs": dict(
                 sorted(result.feature_aucs.items(), key=lambda item: -item[1])[:10]
             ),

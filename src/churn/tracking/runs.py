@@ -178,6 +178,10 @@ def log_training_run(
                         "git_dirty": dirty,
                         "dvc_features_md5": read_dvc_md5(features_path),
                         "split_mode": result.split.mode,
+                        # Tagged only when a too-good model was let through on purpose.
+                        "allow_high_auc": "true"
+                        if result.model.metadata.get("high_auc_accepted")
+                        else None,
                     }.items()
                     if value is not None
                 }
@@ -267,6 +271,8 @@ def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) 
             for start in range(0, len(batch), 500):  # MLflow caps a batch at 1000 entries
                 client.log_batch(run_id, metrics=batch[start : start + 500])
         except MlflowException as exc:
-            logger.warning("evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message)
+            logger.warning(
+                "evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message
+            )
             return False
     return True
