@@ -13,9 +13,9 @@ from churn.domain.contract import CONTRACT
 from churn.errors import ChurnError, DataContractError
 from churn.io import read_tables, write_json, write_parquet
 from churn.labels.build import (
-    LABEL_CHECKS,
     build_entity_labels,
     build_labels,
+    check_label_plausibility,
     data_end,
     describe_cutoffs,
     find_implausible_cutoffs,
@@ -50,10 +50,11 @@ def run_label(
     """
     tables = read_tables(validated_dir, list(CONTRACT))
     end = None
+    # As in ingest: no as_of means the run date (paid-through ends after it are not data).
+    as_of = params.ingest.as_of or dt.datetime.now(dt.UTC).date()
     if params.ingest.mode == "entity":
         if "customers" not in tables:
             raise DataContractError(f"entity mode: no customers table in {validated_dir}")
-        as_of = params.ingest.as_of or dt.datetime.now(dt.UTC).date()
         labels = build_entity_labels(tables["customers"], params.ingest.label_column, as_of)
         logger.info("entity mode: one cutoff (%s) for %d customers", as_of, len(labels))
     else:
@@ -64,7 +65,7 @@ def run_label(
                 tables,
                 gap_days=params.ingest.data_end_gap_days,
                 explicit=params.ingest.data_end,
-                as_of=params.ingest.as_of,
+                as_of=as_of,
             )
         except ChurnError:
             end = None  # build_labels raises the clearer error (missing or empty table)
@@ -102,11 +103,7 @@ def run_label(
     }
     if report_path is not None:
         write_json(report, Path(report_path))
-    if problems:
-        raise DataContractError(
-            "implausible churn rate(s), labels are likely wrong (nothing written to "
-            f"{out_path}):\n  - " + "\n  - ".join(problems) + f"\n{LABEL_CHECKS}"
-        )
+    check_label_plausibility(cutoffs, params.label)  # after the report, which explains a stop
     write_parquet(labels, out_path)
     logger.info("wrote %s", out_path)
     return report
