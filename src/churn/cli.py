@@ -143,12 +143,16 @@ def label(
     out: Annotated[
         Path, typer.Option(help="Labels Parquet: one row per customer and cutoff.")
     ] = Path("data/labels/labels.parquet"),
+    report: Annotated[
+        Path,
+        typer.Option(help="JSON report: per cutoff population, churners, rate, why unlabeled."),
+    ] = Path("reports/labels.json"),
 ) -> None:
-    """Build point-in-time labels over the cutoff schedule."""
+    """Build point-in-time labels over the cutoff schedule and check their churn rates."""
     from churn.stages.label import run_label
 
     p = _load(params)
-    _run(run_label, params=p, validated_dir=validated, out_path=out)
+    _run(run_label, params=p, validated_dir=validated, out_path=out, report_path=report)
 
 
 @app.command()

@@ -84,6 +84,18 @@ class IngestConfig(_Section):
     label_column: str = Field(
         "churned", description="Entity mode: name (after mapping) of the 0/1 churn label column."
     )
+    data_end: dt.date | None = Field(
+        None,
+        description="Last day of data: rows whose event time is after it are quarantined as "
+        "out_of_range, and labels treat it as the end of observation. None: derived per table "
+        "from where its data density ends (see churn.domain.data_end).",
+    )
+    data_end_gap_days: int = Field(
+        30,
+        ge=1,
+        description="Derived data end: rows after a silent gap longer than this (or 10x the "
+        "table's median gap between active days, if longer) past the bulk are stray.",
+    )
     tables: dict[str, TableMapping] = Field(
         default_factory=dict, description="Per-table column mapping, keyed by contract table."
     )
@@ -142,6 +154,19 @@ class LabelConfig(_Section):
     min_tenure_days: int = Field(
         0, ge=0, description="Customers younger than this at the cutoff are not in the population."
     )
+    max_churn_rate: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Stop when a labeled cutoff's churn rate is above this: the end dates, the "
+        "data end or the grace period are likely wrong.",
+    )
+    max_rate_ratio: float = Field(
+        5.0,
+        gt=1.0,
+        description="Stop when a labeled cutoff's churn rate is more than this many times the "
+        "median rate of the other labeled cutoffs.",
+    )
 
 
 class SparkConfig(_Section):
@@ -167,6 +192,12 @@ class FeaturesConfig(_Section):
     ticket_categories: tuple[str, ...] = Field(
         ("billing", "technical", "how_to", "bug", "account"),
         description="Support ticket categories counted one by one.",
+    )
+    allow_personal_columns: tuple[str, ...] = Field(
+        (),
+        description="Customer columns that look like personal data (name, e-mail, phone, "
+        "address) but may become features anyway. E-mail- or phone-like values are still "
+        "pseudonymised.",
     )
     duckdb_threads: int = Field(2, ge=1, description="Threads DuckDB may use.")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB memory limit.")
@@ -244,6 +275,18 @@ class TrainConfig(_Section):
     leakage_auc_threshold: float = Field(
         0.97, gt=0.5, le=1.0, description="A single feature above this test AUC fails the run."
     )
+    max_plausible_auc: float = Field(
+        0.97,
+        gt=0.5,
+        le=1.0,
+        description="A model whose validation or test ROC AUC is above this fails the run as "
+        "too good to be true (leakage), naming its strongest features.",
+    )
+    allow_high_auc: bool = Field(
+        False,
+        description="Accept a model above max_plausible_auc (or above the simulator oracle) for "
+        "a known-easy problem; recorded as an MLflow tag and in the train report.",
+    )
     seed: int = 7
     registered_model_name: str = "churn"
     create_tracking_store: bool = Field(
@@ -263,6 +306,12 @@ class EvaluateConfig(_Section):
     calibration_bins: int = Field(10, ge=2)
     segments: tuple[str, ...] = ("plan", "acquisition_channel", "billing_period")
     backtest_cutoffs: int = Field(3, ge=0, description="Rolling backtest over the last K cutoffs.")
+    oracle_tolerance_se: float = Field(
+        3.0,
+        gt=0.0,
+        description="Fail when the model's test ROC AUC beats the simulator oracle's by more "
+        "than this many standard errors (Hanley-McNeil) of the oracle AUC.",
+    )
 
 
 class ScoreConfig(_Section):

@@ -35,6 +35,7 @@ from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
+from churn.features.personal import refuse_personal_columns
 from churn.sql import connect, fetch_scalar, normalize_timestamps, quote_ident, to_naive_utc
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,26 @@ def _prepare_tables(tables: Mapping[str, pd.DataFrame], entity: bool) -> dict[st
     return prepared
 
 
+def _refuse_personal_features(tables: Mapping[str, pd.DataFrame], cfg: FeaturesConfig) -> None:
+    """Fail when a customer column that would become a feature looks like personal data.
+
+    Every customer column but the id feeds a feature in entity mode (the profile family), and
+    the text columns feed the acquisition family in events mode; checking them all is simple
+    and also catches a personal column mapped onto a contract name.
+    """
+    if "customers" not in tables:
+        return
+    customers = tables["customers"]
+    columns = [c for c in customers.columns if c != "customer_id"]
+    allowed = refuse_personal_columns(customers, columns, cfg.allow_personal_columns, "customers")
+    if allowed:
+        logger.warning(
+            "personal column(s) %s used as features because features.allow_personal_columns "
+            "lists them; their text values are pseudonymised",
+            ", ".join(allowed),
+        )
+
+
 def _skip_reason(module: ModuleType, available: set[str]) -> str | None:
     missing = [t for t in module.REQUIRED_TABLES if t not in available]
     if missing:
@@ -141,6 +162,7 @@ def build_features(
     keys = _population_keys(population)
     entity = Mode(mode) is Mode.ENTITY if mode is not None else set(tables) == {"customers"}
     prepared = _prepare_tables(tables, entity)
+    _refuse_personal_features(prepared, cfg)
     families = ENTITY_FAMILIES if entity else EVENT_FAMILIES
     grid = build_bucket_grid(keys["cutoff"].unique(), cfg.windows_days)
 

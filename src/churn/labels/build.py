@@ -14,6 +14,11 @@ For a cutoff ``T`` (midnight UTC, exclusive: a row stamped at ``T`` is in the fu
   overlapping new contract) continues it. It is ``<NA>`` when ``T + horizon + grace`` lies after
   the end of the data: the outcome is not fully observed and the cutoff is a scoring cutoff.
 
+The **end of the data** is robust to stray rows (:func:`data_end`): one valid event months after
+the rest must not make the empty months look observed (cutoffs with no churner at all).
+:func:`describe_cutoffs` and :func:`check_label_plausibility` then report every cutoff and stop
+on churn rates that only broken end dates produce.
+
 The heavy work is set-based SQL in DuckDB; pandas is the glue. The subscription-state SQL is
 shared with the billing features (:mod:`churn.features.families.billing`) so that "active" and
 "MRR at T" mean the same thing in labels and features.
@@ -29,6 +34,7 @@ import pandas as pd
 
 from churn.config import LabelConfig
 from churn.domain.contract import CONTRACT, EVENT_TABLES, TIMESTAMP_DTYPE
+from churn.domain.data_end import end_of_day, find_density_end
 from churn.domain.subscriptions import (
     active_subscriptions_sql,
     sql_timestamp,
@@ -51,23 +57,54 @@ LABEL_COLUMNS = ("customer_id", "cutoff", "label", "mrr", "plan", "billing_perio
 """Columns of the labels frame, in order."""
 
 
-def data_end(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
-    """Return the latest timestamp in any timestamp column of any table (UTC).
+DEFAULT_GAP_DAYS = 30
+"""Default silent gap that separates stray rows from the bulk (``ingest.data_end_gap_days``)."""
+
+SCHEDULED_END_COLUMNS = {"subscriptions": ("ended_at",)}
+"""Timestamps that may lie after ``as_of`` (paid-through ends): never the end of the data."""
+
+
+def data_end(
+    tables: Mapping[str, pd.DataFrame],
+    gap_days: int = DEFAULT_GAP_DAYS,
+    explicit: dt.date | None = None,
+    as_of: dt.date | None = None,
+) -> pd.Timestamp:
+    """Return the end of the data (UTC): the latest table end, robust to stray rows.
+
+    Each table's end is where the density of all its timestamps (every timestamp column,
+    stacked) ends, by the rule of :func:`churn.domain.data_end.find_density_end`: values
+    after a silent gap longer than ``gap_days`` (or 10 typical gaps) past the table's 99.9th
+    percentile are stray and ignored. Scheduled ends (a subscription's ``ended_at``) after the
+    end of the ``as_of`` day are paid-through dates, not observations, and are ignored too.
+
+    Args:
+        tables: Validated tables.
+        gap_days: ``ingest.data_end_gap_days``.
+        explicit: ``ingest.data_end``: when set, the end of that day, no derivation.
+        as_of: ``ingest.as_of``; ``None``: scheduled ends count like any timestamp.
 
     Raises:
         EmptyPopulationError: If the tables hold no timestamp at all.
     """
-    latest: list[pd.Timestamp] = []
-    for frame in tables.values():
+    if explicit is not None:
+        return end_of_day(explicit)
+    horizon = None if as_of is None else end_of_day(as_of)
+    ends: list[pd.Timestamp] = []
+    for table, frame in tables.items():
+        stacked = []
         for name in frame.columns:
-            if (
-                pd.api.types.is_datetime64_any_dtype(frame[name].dtype)
-                and frame[name].notna().any()
-            ):
-                latest.append(pd.Timestamp(frame[name].max()))
-    if not latest:
+            if not pd.api.types.is_datetime64_any_dtype(frame[name].dtype):
+                continue
+            values = pd.to_datetime(frame[name].dropna(), utc=True)
+            if horizon is not None and name in SCHEDULED_END_COLUMNS.get(table, ()):
+                values = values[values <= horizon]
+            stacked.append(values)
+        if stacked and (found := find_density_end(pd.concat(stacked), gap_days)) is not None:
+            ends.append(found[0])
+    if not ends:
         raise EmptyPopulationError("the tables hold no timestamps: there is no data to label")
-    return max(utc_timestamp(t) for t in latest)
+    return max(utc_timestamp(t) for t in ends)
 
 
 def _month_start_on_or_after(value: pd.Timestamp) -> pd.Timestamp:
@@ -105,7 +142,9 @@ def history_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     return max(starts)
 
 
-def build_cutoffs(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> list[pd.Timestamp]:
+def build_cutoffs(
+    tables: Mapping[str, pd.DataFrame], cfg: LabelConfig, end: pd.Timestamp | None = None
+) -> list[pd.Timestamp]:
     """Return the cutoff schedule: month starts (midnight UTC) every ``cfg.every_months``.
 
     Args:
@@ -114,7 +153,8 @@ def build_cutoffs(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> list[
             to the next month start; ``last_cutoff`` moves back to its month start.
             ``first_cutoff=None``: the first month start at least ``min_history_days`` after
             :func:`history_start`. ``last_cutoff=None``: the last month start not after the
-            latest timestamp in the data.
+            end of the data (``end``; default :func:`data_end` with its defaults).
+        end: The end of the data, when the caller derived it (e.g. from ``ingest.data_end``).
 
     Returns:
         Cutoffs in increasing order (possibly empty when the data is too short).
@@ -126,7 +166,7 @@ def build_cutoffs(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> list[
     else:
         first = _month_start_on_or_after(utc_timestamp(cfg.first_cutoff))
     if cfg.last_cutoff is None:
-        last = _month_start_on_or_before(data_end(tables))
+        last = _month_start_on_or_before(data_end(tables) if end is None else end)
     else:
         last = _month_start_on_or_before(utc_timestamp(cfg.last_cutoff))
     cutoffs: list[pd.Timestamp] = []
@@ -222,6 +262,7 @@ def _label_frame(
     cutoffs: list[pd.Timestamp],
     cfg: LabelConfig,
     with_labels: bool,
+    end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Compute population rows (and labels) for ``cutoffs`` in one DuckDB session."""
     needed = {
@@ -240,7 +281,8 @@ def _label_frame(
         )
         if with_labels:
             con.execute(f"CREATE TEMP TABLE _population AS {population_sql}")
-            query = _churn_sql(cfg.horizon_days, cfg.grace_days, data_end(tables))
+            observed_to = data_end(tables) if end is None else end
+            query = _churn_sql(cfg.horizon_days, cfg.grace_days, observed_to)
         else:
             query = f"SELECT *, NULL::TINYINT AS label FROM ({population_sql})"
         frame = fetch_frame(con, f"SELECT * FROM ({query}) ORDER BY cutoff, customer_id")
@@ -282,12 +324,15 @@ def active_population(
     return _label_frame(tables, [utc_timestamp(cutoff)], cfg, with_labels=False)
 
 
-def build_labels(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> pd.DataFrame:
+def build_labels(
+    tables: Mapping[str, pd.DataFrame], cfg: LabelConfig, end: pd.Timestamp | None = None
+) -> pd.DataFrame:
     """Build the labels frame over the whole cutoff schedule.
 
     Args:
         tables: Validated tables (``subscriptions`` required).
         cfg: Label configuration.
+        end: The end of the data (default: :func:`data_end` with its defaults).
 
     Returns:
         One row per (customer, cutoff), sorted by cutoff then customer, with the columns of
@@ -296,13 +341,13 @@ def build_labels(tables: Mapping[str, pd.DataFrame], cfg: LabelConfig) -> pd.Dat
     Raises:
         EmptyPopulationError: If there is no cutoff or no customer in any population.
     """
-    cutoffs = build_cutoffs(tables, cfg)
+    cutoffs = build_cutoffs(tables, cfg, end)
     if not cutoffs:
         raise EmptyPopulationError(
             "no cutoff fits the data: the history is shorter than label.min_history_days "
             "or label.first_cutoff is after the end of the data"
         )
-    labels = _label_frame(tables, cutoffs, cfg, with_labels=True)
+    labels = _label_frame(tables, cutoffs, cfg, with_labels=True, end=end)
     if labels.empty:
         raise EmptyPopulationError(
             f"no customer is active (with tenure >= {cfg.min_tenure_days} days) at any of "
@@ -381,3 +426,113 @@ def summarize_labels(labels: pd.DataFrame) -> pd.DataFrame:
             "churned": grouped.sum(min_count=1).astype("float64"),
         }
     ).assign(label_rate=lambda f: f["churned"] / f["observed"].where(f["observed"] > 0))
+
+
+MIN_CHURNERS_FOR_RATIO = 10
+"""A cutoff is compared with the median rate only when it has this many churners (noise)."""
+
+MIN_EXPECTED_CHURNERS_FOR_ZERO = 10.0
+"""Zero churners is implausible when the other cutoffs' median rate predicts this many."""
+
+LABEL_CHECKS = (
+    "check the labels: are subscriptions.ended_at values real end dates (not a bulk close or "
+    "migration date, not missing for cancelled contracts)? Is the data end right (stray rows "
+    "or tables ending on different dates; see reports/ingest.json, ingest.data_end)? Is "
+    "label.grace_days right for how renewals are recorded?"
+)
+
+
+def describe_cutoffs(
+    labels: pd.DataFrame, cfg: LabelConfig, end: pd.Timestamp | None
+) -> list[dict[str, object]]:
+    """Return per cutoff the population, churners, churn rate and why it is unlabeled.
+
+    Args:
+        labels: A labels frame.
+        cfg: Label configuration (horizon and grace for the reasons).
+        end: The end of the data the labels observe up to (``None`` in entity mode).
+
+    Returns:
+        JSON-ready rows ``{"cutoff", "population", "labeled", "churners", "churn_rate",
+        "unlabeled_reason"}`` in cutoff order; churners and rate are ``None`` when unlabeled.
+    """
+    rows: list[dict[str, object]] = []
+    for cutoff, row in summarize_labels(labels).iterrows():
+        labeled = bool(row.observed > 0)
+        reason = None
+        if not labeled:
+            reach = pd.Timestamp(cutoff) + pd.Timedelta(days=cfg.horizon_days + cfg.grace_days)
+            reason = (
+                f"horizon {cfg.horizon_days} d + grace {cfg.grace_days} d runs to "
+                f"{reach.date()}, past the data end "
+                f"{'unknown' if end is None else end.date()}"
+            )
+        rows.append(
+            {
+                "cutoff": pd.Timestamp(cutoff).date().isoformat(),
+                "population": int(row.customers),
+                "labeled": labeled,
+                "churners": int(row.churned) if labeled else None,
+                "churn_rate": round(float(row.label_rate), 6) if labeled else None,
+                "unlabeled_reason": reason,
+            }
+        )
+    return rows
+
+
+def find_implausible_cutoffs(cutoffs: list[dict[str, object]], cfg: LabelConfig) -> list[str]:
+    """Return one sentence per labeled cutoff whose churn rate only broken labels explain.
+
+    A labeled cutoff is implausible when its churn rate is above ``cfg.max_churn_rate``; or,
+    with at least two other labeled cutoffs, when it has at least
+    :data:`MIN_CHURNERS_FOR_RATIO` churners and a rate above ``cfg.max_rate_ratio`` times the
+    others' median rate; or when it has no churner although the others' median rate predicts
+    at least :data:`MIN_EXPECTED_CHURNERS_FOR_ZERO` (the typical sign of a data end after the
+    real end of the subscription data).
+
+    Args:
+        cutoffs: Rows of :func:`describe_cutoffs`.
+        cfg: Label configuration (``max_churn_rate``, ``max_rate_ratio``).
+    """
+    labeled = [c for c in cutoffs if c["labeled"]]
+    problems = []
+    for row in labeled:
+        rate, churners, population = (
+            float(row["churn_rate"]),  # type: ignore[arg-type]
+            int(row["churners"]),  # type: ignore[call-overload]
+            int(row["population"]),  # type: ignore[call-overload]
+        )
+        where = f"cutoff {row['cutoff']}: {churners:,} of {population:,} churned ({rate:.1%})"
+        if rate > cfg.max_churn_rate:
+            problems.append(f"{where}, above label.max_churn_rate = {cfg.max_churn_rate:.0%}")
+            continue
+        others = [float(c["churn_rate"]) for c in labeled if c is not row]  # type: ignore[arg-type]
+        if len(others) < 2:
+            continue
+        median = float(pd.Series(others).median())
+        if churners >= MIN_CHURNERS_FOR_RATIO and median > 0 and rate > cfg.max_rate_ratio * median:
+            problems.append(
+                f"{where}, more than label.max_rate_ratio = {cfg.max_rate_ratio:g} times the "
+                f"other cutoffs' median rate {median:.1%}"
+            )
+        elif churners == 0 and population * median >= MIN_EXPECTED_CHURNERS_FOR_ZERO:
+            problems.append(
+                f"{where}, although the other cutoffs' median rate {median:.1%} predicts about "
+                f"{population * median:.0f} churners"
+            )
+    return problems
+
+
+def check_label_plausibility(cutoffs: list[dict[str, object]], cfg: LabelConfig) -> None:
+    """Stop when :func:`find_implausible_cutoffs` finds a cutoff.
+
+    Raises:
+        DataContractError: Naming every implausible cutoff and what to check in the labels.
+    """
+    problems = find_implausible_cutoffs(cutoffs, cfg)
+    if problems:
+        raise DataContractError(
+            "implausible churn rate(s), labels are likely wrong:\n  - "
+            + "\n  - ".join(problems)
+            + f"\n{LABEL_CHECKS}"
+        )

@@ -11,7 +11,10 @@ The oracle (simulator only): truth holds each customer's true monthly churn haza
 the true probability of churning within the horizon after cutoff ``c`` is
 ``1 - prod(1 - p_m)`` over the months whose ``month_start`` lies in ``[c, c + horizon_days)``.
 Ranking customers by it gives the best ROC AUC any model could reach on those rows, which is
-what ``test.roc_auc_ratio_to_oracle`` compares with.
+what ``test.roc_auc_ratio_to_oracle`` compares with. A model cannot rank better than the truth:
+beating the oracle's AUC by more than noise (``evaluate.oracle_tolerance_se`` standard errors,
+:func:`check_model_below_oracle`) means leakage, and stops the run unless
+``train.allow_high_auc`` is true.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from churn.domain.modes import Mode
 from churn.errors import ModelError
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.explanation_check import compute_reason_agreement
-from churn.model.fit import fit_churn_model
+from churn.model.fit import build_importance, describe_strongest_features, fit_churn_model
 from churn.model.metrics import (
     TOP_DECILE,
     build_calibration_table,
@@ -169,6 +172,64 @@ def build_plot_tables(
     }
 
 
+def compute_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Return the Hanley-McNeil (1982) standard error of a ROC AUC on this many rows."""
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    variance = (
+        auc * (1.0 - auc)
+        + (positives - 1) * (q1 - auc * auc)
+        + (negatives - 1) * (q2 - auc * auc)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def check_model_below_oracle(
+    labels: np.ndarray,
+    model_auc: float,
+    oracle_auc: float,
+    model: ChurnModel,
+    params: Params,
+) -> str | None:
+    """Fail when the model's test ROC AUC beats the oracle's by more than noise.
+
+    The margin is ``evaluate.oracle_tolerance_se`` Hanley-McNeil standard errors of the
+    oracle's AUC on the test rows: the two AUCs share the rows, so their difference varies
+    less than one AUC does, and this margin is conservative.
+
+    Returns:
+        A note for the metrics when the model beats the oracle but ``train.allow_high_auc``
+        accepts it; ``None`` when the model is below the oracle (within noise).
+
+    Raises:
+        ModelError: Naming both AUCs, the margin and the strongest features by gain.
+    """
+    if not (np.isfinite(model_auc) and np.isfinite(oracle_auc)):
+        return None
+    positives = int(np.sum(labels))
+    se = compute_auc_standard_error(oracle_auc, positives, int(labels.size) - positives)
+    margin = params.evaluate.oracle_tolerance_se * se
+    if not model_auc - oracle_auc > margin:
+        return None
+    shown = (
+        f"test ROC AUC {model_auc:.3f} beats the simulator oracle's {oracle_auc:.3f} (the true "
+        f"probabilities; ratio {model_auc / oracle_auc:.3f}) by more than "
+        f"evaluate.oracle_tolerance_se = {params.evaluate.oracle_tolerance_se:g} standard "
+        f"errors ({margin:.3f})"
+    )
+    strongest = describe_strongest_features(build_importance(model))
+    if params.train.allow_high_auc:
+        note = f"{shown}; accepted because train.allow_high_auc is true"
+        logger.warning("%s; strongest features: %s", note, strongest)
+        return note
+    raise ModelError(
+        f"label leakage suspected: the {shown}. No model can rank better than the truth, so "
+        f"features (strongest by gain: {strongest}) or labels must use information from after "
+        "the cutoff; check them (and reports/labels.json for implausible cutoffs)"
+    )
+
+
 def evaluate_models(
     features: pd.DataFrame,
     model: ChurnModel,
@@ -236,6 +297,11 @@ def evaluate_models(
         metrics["test"]["oracle_roc_auc"] = oracle_auc
         metrics["test"]["oracle_lift_top_decile"] = compute_lift(labels, oracle, TOP_DECILE)
         metrics["test"]["roc_auc_ratio_to_oracle"] = metrics["test"]["roc_auc"] / oracle_auc
+        accepted = check_model_below_oracle(
+            labels, metrics["test"]["roc_auc"], oracle_auc, model, params
+        )
+        if accepted is not None:
+            notes.append(accepted)
         metrics["explanations"] = compute_reason_agreement(model, test, truth, TOP_DECILE)
     metrics["segments"], segment_notes = summarize_segments(test, cfg.segments, predictions)
     metrics["notes"] = notes + segment_notes

@@ -19,7 +19,11 @@ Row rules, as they appear in ``_failed_rules`` (``"column:rule; column:rule"``):
 * ``<key>:duplicate_key``: rows that share a unique key but differ; all of them are
   quarantined, as there is no telling which one is right.
 * ``<later>:before_<earlier>``: a timestamp before the one it must follow.
-* ``<col>:future_dated``: a timestamp after the end of the ``as_of`` day (UTC).
+* ``<col>:future_dated``: a timestamp after the end of the ``as_of`` day (UTC). A
+  subscription's ``ended_at`` is exempt: a paid-through end date after ``as_of`` is data.
+* ``<event_time>:out_of_range[after_data_end]``: a row stamped after its table's data end,
+  ``ingest.data_end`` or the end of the table's data density (a stray row months after the
+  rest; see :mod:`churn.domain.data_end`).
 * ``customer_id:unknown_customer``, ``subscription_id:unknown_subscription``: a reference to
   a customer or subscription that is not among the *valid* rows of its table.
 * ``<label>:label_invalid`` (entity mode): a missing label or one that is not 0/1.
@@ -44,6 +48,7 @@ import pandas as pd
 from churn import io
 from churn.config import IngestConfig, TableMapping
 from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
+from churn.domain.data_end import TableEnd, describe_end_mismatch, find_table_end
 from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
 from churn.sql import utc_timestamp
@@ -221,7 +226,8 @@ def _validate_table(
     )
     rules.check_duplicates(frame, spec.key, unconverted, log)
     rules.check_order(frame, spec.order_rules, log)
-    rules.check_future_dated(frame, spec.timestamp_columns, future_from, log)
+    rules.check_future_dated(frame, _future_checked_columns(name, spec), future_from, log)
+    table_end = _check_data_end(name, frame, cfg, log)
     references = [_PARENT_REFERENCES[name]] if name in _PARENT_REFERENCES else []
     if spec.references_customers:
         references.insert(0, ("customer_id", "customers", UNKNOWN_CUSTOMER))
@@ -254,8 +260,92 @@ def _validate_table(
         "added_columns": added,
         "ignored_columns": [] if entity else extras,
         "rules": log.summarize(original, sources),
+        "time_range": _describe_table_end(table_end),
     }
     return valid, quarantine, report
+
+
+SCHEDULED_END_COLUMNS: dict[str, tuple[str, ...]] = {"subscriptions": ("ended_at",)}
+"""Timestamps that may lie after ``as_of``: a paid-through end is known before it happens."""
+
+OUT_OF_RANGE_AFTER_DATA_END = "out_of_range[after_data_end]"
+
+
+def _future_checked_columns(name: str, spec: TableSpec) -> list[str]:
+    """The timestamp columns of ``name`` that the future-dated rule applies to."""
+    exempt = SCHEDULED_END_COLUMNS.get(name, ())
+    return [c for c in spec.timestamp_columns if c not in exempt]
+
+
+def _check_data_end(
+    name: str, frame: pd.DataFrame, cfg: IngestConfig, log: rules.RuleLog
+) -> TableEnd | None:
+    """Quarantine rows stamped after the table's data end; return the end (None: no times).
+
+    The end is found among rows that broke no other rule, so that, e.g., a future-dated row
+    cannot mark the bulk as stray.
+    """
+    ok = ~log.failed()
+    table_end = find_table_end(name, frame.loc[ok], cfg.data_end_gap_days, explicit=cfg.data_end)
+    if table_end is None or table_end.stray_rows == 0:
+        return table_end
+    column = table_end.column
+    stray = ok & (frame[column] > table_end.end).to_numpy()
+    notes = {
+        int(i): f"{frame[column].iloc[i]} is {table_end.reason}"
+        for i in np.flatnonzero(stray)[: rules.EXAMPLES]
+    }
+    log.add(f"{column}:{OUT_OF_RANGE_AFTER_DATA_END}", stray, (column,), notes)
+    logger.warning(
+        "table %s: %d row(s) stamped after its data end %s quarantined as out_of_range: %s",
+        name,
+        table_end.stray_rows,
+        table_end.end.date(),
+        table_end.reason,
+    )
+    return table_end
+
+
+def _describe_table_end(table_end: TableEnd | None) -> dict[str, Any] | None:
+    """JSON-ready time range of one table: its last date seen, data end and stray rows."""
+    if table_end is None:
+        return None
+    return {
+        "column": table_end.column,
+        "last_seen": table_end.last_seen.isoformat(),
+        "data_end": table_end.end.isoformat(),
+        "stray_rows": table_end.stray_rows,
+        "stray_reason": table_end.reason,
+    }
+
+
+def _summarize_data_ends(
+    tables: Mapping[str, Mapping[str, Any]], cfg: IngestConfig
+) -> dict[str, Any]:
+    """Per table last date and data end, the overall data end and a warning on mismatches."""
+    ends = {
+        name: TableEnd(
+            name,
+            info["time_range"]["column"],
+            pd.Timestamp(info["time_range"]["last_seen"]),
+            pd.Timestamp(info["time_range"]["data_end"]),
+            info["time_range"]["stray_rows"],
+            info["time_range"]["stray_reason"],
+        )
+        for name, info in tables.items()
+        if info.get("present") and info.get("time_range")
+    }
+    warning = describe_end_mismatch(ends, cfg.data_end_gap_days)
+    if warning:
+        logger.warning(warning)
+    overall = max((e.end for e in ends.values()), default=None)
+    return {
+        "configured": None if cfg.data_end is None else cfg.data_end.isoformat(),
+        "overall": None if overall is None else overall.isoformat(),
+        "tables": {name: e.end.date().isoformat() for name, e in ends.items()},
+        "last_seen": {name: e.last_seen.date().isoformat() for name, e in ends.items()},
+        "warning": warning,
+    }
 
 
 def _share_problem(name: str, report: Mapping[str, Any], limit: float) -> str:
@@ -347,6 +437,7 @@ def validate_tables(
         "rows_quarantined": sum(t["rows_quarantined"] for t in present),
         "rows_balanced": all(t["rows_balanced"] for t in present),
         "ignored_tables": sorted(set(raw) - set(specs)),
+        "data_end": _summarize_data_ends(tables, cfg),
         "tables": {n: tables[n] for n in order},
     }
     return IngestResult(
@@ -408,6 +499,23 @@ def print_summary(report: Mapping[str, Any]) -> None:
     Console().print(table)
 
 
+def log_data_ends(report: Mapping[str, Any]) -> None:
+    """Log per table the last date seen, its data end and stray rows (the report's time ranges)."""
+    from churn.console import log_table
+
+    rows = [
+        (
+            name,
+            info["time_range"]["last_seen"][:10],
+            info["time_range"]["data_end"][:10],
+            f"{info['time_range']['stray_rows']:,}",
+        )
+        for name, info in report["tables"].items()
+        if info.get("present") and info.get("time_range")
+    ]
+    log_table(logger, "data end per table", ["table", "last date seen", "data end", "stray"], rows)
+
+
 def run_ingest(
     config: IngestConfig,
     raw_dir: Path,
@@ -455,4 +563,5 @@ def run_ingest(
                 stale.unlink()
     io.write_json(report, report_path)
     print_summary(report)
+    log_data_ends(report)
     return dataclasses.replace(result, report=report)

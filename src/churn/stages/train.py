@@ -117,7 +117,7 @@ def run_train(
             champion_export = None  # already the champion: leave it byte for byte
         else:
             champion_export = download_champion_export(champion, staging / "champion")
-        report = build_train_report(result, record)
+        report = build_train_report(result, record, allow_high_auc=params.train.allow_high_auc)
         # Everything is computed; write the outputs last, each atomically.
         if champion_export is not None:
             publish_export(champion_export, champion, model_dir)
@@ -231,14 +231,22 @@ def build_model_record(record: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def build_train_report(result: TrainResult, record: dict[str, Any]) -> dict[str, Any]:
-    """Return ``train.json``: split, metrics and tuning of the model trained here, its record."""
+def build_train_report(
+    result: TrainResult, record: dict[str, Any], *, allow_high_auc: bool
+) -> dict[str, Any]:
+    """Return ``train.json``: split, metrics and tuning of the model trained here, its record.
+
+    ``allow_high_auc`` (``train.allow_high_auc``) is recorded beside whether the override was
+    actually needed (``high_auc_accepted``), so an accepted too-good model is never silent.
+    """
     return make_jsonable(
         {
             "split": result.split.describe(),
             "metrics": result.metrics,
             "best_iteration": result.model.metadata["best_iteration"],
             "tuned_params": result.tuned_params,
+            "allow_high_auc": allow_high_auc,
+            "high_auc_accepted": result.model.metadata.get("high_auc_accepted", False),
             "top_single_feature_aucs": dict(
                 sorted(result.feature_aucs.items(), key=lambda item: -item[1])[:10]
             ),

@@ -235,6 +235,10 @@ def _log_training_run(
                         "git_dirty": dirty,
                         "dvc_features_md5": read_dvc_md5(features_path),
                         "split_mode": result.split.mode,
+                        # Tagged only when a too-good model was let through on purpose.
+                        "allow_high_auc": "true"
+                        if result.model.metadata.get("high_auc_accepted")
+                        else None,
                     }.items()
                     if value is not None
                 }

@@ -363,3 +363,29 @@ def test_features_config_windows_are_respected() -> None:
     assert "support_tickets_last_14d" in names and "usage_events_last_14d" in names
     assert not any(n.startswith("usage_trend") for n in names)  # needs two windows
     assert "support_billing_tickets_last_14d" not in names
+
+
+def test_events_mode_refuses_an_email_column_mapped_onto_a_contract_column() -> None:
+    tables = make_tables(1)
+    customers = tables["customers"].copy()
+    customers["campaign"] = [f"user{i}@example.com" for i in range(len(customers))]
+    tables["customers"] = customers
+
+    with pytest.raises(ChurnError, match=r"customers\.campaign: 100% of its values are e-mail"):
+        build_features(tables, all_keys(tables), CFG)
+
+
+def test_single_email_in_a_category_is_pseudonymised_in_events_mode() -> None:
+    tables = make_tables(1)
+    customers = tables["customers"].copy()
+    customers.loc[customers.index[0], "segment"] = "ceo@example.com"
+    tables["customers"] = customers
+    keys = all_keys(tables)
+
+    frame = build_features(tables, keys, CFG).frame
+
+    segments = frame["segment"].dropna()
+    assert "ceo@example.com" not in set(segments)
+    assert segments.str.startswith("pii_").any()
+    others = set(customers["segment"].dropna()) - {"ceo@example.com"}
+    assert set(segments[~segments.str.startswith("pii_")]) <= others

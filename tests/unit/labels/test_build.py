@@ -17,6 +17,10 @@ from churn.labels.build import (
     build_cutoffs,
     build_entity_labels,
     build_labels,
+    check_label_plausibility,
+    data_end,
+    describe_cutoffs,
+    find_implausible_cutoffs,
 )
 from churn.stages.label import run_label
 
@@ -247,3 +251,131 @@ def test_run_label_writes_parquet(tmp_path, caplog) -> None:
     labels = pd.read_parquet(out)
     assert len(labels) > 0 and list(labels.columns) == list(LABEL_COLUMNS)
     assert "unobserved (scoring)" in caplog.text
+
+
+# --- the end of the data and label sanity ------------------------------------------------------
+
+
+def _usage(days: pd.DatetimeIndex) -> pd.DataFrame:
+    return contract_frame(
+        "usage_events",
+        [{"customer_id": "a", "occurred_at": d.isoformat(), "event_type": "login"} for d in days],
+    )
+
+
+def test_data_end_ignores_a_stray_event_months_after_the_rest() -> None:
+    tables = _tables([_sub("a1", "a", "2023-03-01", None)], end="2024-12-31")
+    tables["usage_events"] = _usage(pd.date_range("2023-06-01", "2024-12-31", freq="D"))
+    clean = data_end(tables)
+    tables["usage_events"] = pd.concat(
+        [tables["usage_events"], _usage(pd.DatetimeIndex(["2025-08-20"]))], ignore_index=True
+    )
+
+    assert data_end(tables) == clean == pd.Timestamp("2024-12-31", tz="UTC")
+    assert data_end(tables, explicit=dt.date(2024, 11, 30)) == pd.Timestamp(
+        "2024-11-30T23:59:59.999999", tz="UTC"
+    )
+
+
+def test_paid_through_end_after_as_of_does_not_extend_the_data() -> None:
+    subs = [_sub("a1", "a", "2023-03-01", "2025-09-30", period="annual")]
+    tables = _tables(subs, end="2024-12-31")
+
+    assert data_end(tables, as_of=dt.date(2024, 12, 31)) == pd.Timestamp("2024-12-31", tz="UTC")
+    assert data_end(tables) == pd.Timestamp("2025-09-30", tz="UTC")  # without as_of it counts
+
+
+def test_describe_cutoffs_counts_and_explains_unlabeled_cutoffs() -> None:
+    subs = [
+        _sub("a1", "a", "2023-03-01", "2024-07-10"),
+        _sub("b1", "b", "2023-03-01", None),
+        _sub("c1", "c", "2023-03-01", None),
+    ]
+    cfg = LabelConfig(first_cutoff=dt.date(2024, 6, 1), last_cutoff=dt.date(2024, 12, 1))
+    tables = _tables(subs)
+    end = data_end(tables)
+    labels = build_labels(tables, cfg, end)
+
+    rows = {row["cutoff"]: row for row in describe_cutoffs(labels, cfg, end)}
+
+    # Naive reference: a churns at 2024-06-01 (ends 07-10); population a, b, c, zz.
+    assert rows["2024-06-01"] == {
+        "cutoff": "2024-06-01",
+        "population": 4,
+        "labeled": True,
+        "churners": 1,
+        "churn_rate": 0.25,
+        "unlabeled_reason": None,
+    }
+    assert rows["2024-12-01"]["labeled"] is False and rows["2024-12-01"]["churners"] is None
+    assert rows["2024-12-01"]["unlabeled_reason"] == (
+        "horizon 60 d + grace 14 d runs to 2025-02-13, past the data end 2025-01-01"
+    )
+
+
+def _cutoff(day: str, population: int, churners: int) -> dict[str, object]:
+    return {
+        "cutoff": day,
+        "population": population,
+        "labeled": True,
+        "churners": churners,
+        "churn_rate": churners / population,
+        "unlabeled_reason": None,
+    }
+
+
+def test_plausible_rates_pass() -> None:
+    cutoffs = [_cutoff(f"2024-0{m}-01", 1000, 40 + m) for m in range(1, 8)]
+    assert find_implausible_cutoffs(cutoffs, LabelConfig()) == []
+    check_label_plausibility(cutoffs, LabelConfig())
+
+
+def test_rate_above_the_ceiling_is_implausible() -> None:
+    cutoffs = [_cutoff("2024-01-01", 100, 60)]
+
+    problems = find_implausible_cutoffs(cutoffs, LabelConfig())
+
+    assert problems == [
+        "cutoff 2024-01-01: 60 of 100 churned (60.0%), above label.max_churn_rate = 50%"
+    ]
+    assert find_implausible_cutoffs(cutoffs, LabelConfig(max_churn_rate=0.7)) == []
+
+
+def test_rate_far_above_the_other_cutoffs_is_implausible() -> None:
+    cutoffs = [_cutoff(f"2024-0{m}-01", 1000, 40) for m in range(1, 5)]
+    cutoffs.append(_cutoff("2024-05-01", 1000, 210))  # 21% vs a median of 4%
+
+    problems = find_implausible_cutoffs(cutoffs, LabelConfig())
+
+    assert len(problems) == 1 and problems[0].startswith("cutoff 2024-05-01: 210 of 1,000")
+    assert "median rate 4.0%" in problems[0]
+    # 5x of 4% is 20%: 190 churners (19%) is not flagged.
+    cutoffs[-1] = _cutoff("2024-05-01", 1000, 190)
+    assert find_implausible_cutoffs(cutoffs, LabelConfig()) == []
+
+
+def test_no_churner_where_many_are_expected_is_implausible() -> None:
+    cutoffs = [_cutoff(f"2024-0{m}-01", 1000, 50) for m in range(1, 5)]
+    cutoffs.append(_cutoff("2024-05-01", 1000, 0))
+    cutoffs.append(_cutoff("2024-06-01", 100, 0))  # expects 5: zero is plausible
+
+    problems = find_implausible_cutoffs(cutoffs, LabelConfig())
+
+    assert len(problems) == 1 and problems[0].startswith("cutoff 2024-05-01: 0 of 1,000")
+    with pytest.raises(DataContractError, match=r"subscriptions\.ended_at"):
+        check_label_plausibility(cutoffs, LabelConfig())
+
+
+def test_unlabeled_cutoffs_are_never_implausible() -> None:
+    cutoffs = [_cutoff(f"2024-0{m}-01", 1000, 50) for m in range(1, 4)]
+    cutoffs.append(
+        {
+            "cutoff": "2024-04-01",
+            "population": 1000,
+            "labeled": False,
+            "churners": None,
+            "churn_rate": None,
+            "unlabeled_reason": "x",
+        }
+    )
+    assert find_implausible_cutoffs(cutoffs, LabelConfig()) == []

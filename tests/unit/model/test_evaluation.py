@@ -15,7 +15,10 @@ from support.mlflow_store import fresh_store
 from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params, parse_params
+from churn.errors import ModelError
 from churn.model.evaluation import (
+    check_model_below_oracle,
+    compute_auc_standard_error,
     compute_oracle_probabilities,
     flatten_for_mlflow,
     run_rolling_backtest,
@@ -287,3 +290,38 @@ def test_evaluate_without_truth_or_registry_still_writes_everything(tmp_path, fe
     assert "oracle_roc_auc" not in metrics["test"]
     assert metrics["backtest"] == []
     assert (tmp_path / "plots" / "roc.csv").exists()
+
+
+def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Naive AUC: the share of (churner, non-churner) pairs ranked right (ties half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (pos.size * neg.size))
+
+
+def test_auc_standard_error_matches_the_spread_of_resampled_aucs():
+    rng = np.random.default_rng(0)
+    aucs = []
+    for _ in range(300):
+        labels = np.r_[np.ones(40), np.zeros(160)].astype(int)
+        scores = rng.normal(labels * 1.2, 1.0)
+        aucs.append(_rank_auc(labels, scores))
+    mean = float(np.mean(aucs))
+
+    se = compute_auc_standard_error(mean, 40, 160)
+
+    assert se == pytest.approx(float(np.std(aucs)), rel=0.2)
+    assert np.isnan(compute_auc_standard_error(0.8, 0, 10))
+
+
+def test_model_within_noise_of_the_oracle_passes_and_far_above_fails(model_dir):
+    from churn.model.artifact import ChurnModel
+
+    model = ChurnModel.load(model_dir)
+    labels = np.r_[np.ones(100), np.zeros(900)].astype(int)
+    se = compute_auc_standard_error(0.80, 100, 900)
+    params = tiny_params()
+
+    assert check_model_below_oracle(labels, 0.80 + 2.9 * se, 0.80, model, params) is None
+    with pytest.raises(ModelError, match=r"beats the simulator oracle's 0\.800"):
+        check_model_below_oracle(labels, 0.80 + 3.1 * se, 0.80, model, params)

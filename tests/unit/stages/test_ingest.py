@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
@@ -809,3 +810,69 @@ def test_a_configured_file_that_is_absent_is_named(tables, tmp_path):
 
     with pytest.raises(DataContractError, match=r"'billing_export\.csv' is not in the raw"):
         run_ingest(cfg, raw, tmp_path / "v", tmp_path / "q", tmp_path / "r.json")
+
+
+# --- data end and stray rows -------------------------------------------------------------------
+
+
+def test_stray_row_after_the_data_end_is_quarantined_as_out_of_range(tables, lenient, caplog):
+    usage = tables["usage_events"]
+    usage.loc[len(usage)] = {
+        "customer_id": "C1",
+        "occurred_at": "2025-06-20T08:00:00Z",  # valid, before as_of, but 108 days after the rest
+        "event_type": "login",
+        "quantity": "1",
+    }
+
+    with caplog.at_level(logging.WARNING):
+        result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "usage_events") == {4: "occurred_at:out_of_range[after_data_end]"}
+    example = result.report["tables"]["usage_events"]["rules"][
+        "occurred_at:out_of_range[after_data_end]"
+    ]["examples"][0]
+    assert "silent gap of 108 days following 2025-03-04" in example["value"]
+    time_range = result.report["tables"]["usage_events"]["time_range"]
+    assert time_range["last_seen"].startswith("2025-06-20")
+    assert time_range["data_end"].startswith("2025-03-04")
+    assert time_range["stray_rows"] == 1
+    assert "out_of_range" in caplog.text
+    assert_balanced(result)
+
+
+def test_configured_data_end_quarantines_later_rows_in_every_table(tables):
+    config = IngestConfig(max_quarantine_share=1.0, data_end=dt.date(2025, 3, 2))
+
+    result = validate_tables(tables, config, AS_OF)
+
+    # usage on 2025-03-03 and 2025-03-04 are after the end of 2025-03-02.
+    assert failed_rules(result, "usage_events") == {
+        2: "occurred_at:out_of_range[after_data_end]",
+        3: "occurred_at:out_of_range[after_data_end]",
+    }
+    assert result.report["data_end"]["configured"] == "2025-03-02"
+    assert result.report["data_end"]["tables"]["usage_events"] == "2025-03-02"
+    assert_balanced(result)
+
+
+def test_paid_through_end_after_as_of_is_data_not_a_stray_row(tables, lenient):
+    tables["subscriptions"].loc[3, "ended_at"] = "2026-04-30T00:00:00Z"  # annual, paid through
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    assert failed_rules(result, "subscriptions") == {}
+    ended = result.valid["subscriptions"].set_index("subscription_id")["ended_at"]
+    assert ended["S4"] == pd.Timestamp("2026-04-30", tz="UTC")
+
+
+def test_report_lists_each_table_end_and_warns_when_tables_end_apart(tables, lenient, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = validate_tables(tables, lenient, AS_OF)
+
+    ends = result.report["data_end"]
+    assert ends["tables"]["usage_events"] == "2025-03-04"
+    assert ends["tables"]["presale_touchpoints"] == "2024-12-02"
+    assert ends["last_seen"]["subscriptions"] == "2025-01-04"
+    assert ends["overall"].startswith("2025-03-04")
+    assert "tables end on different dates" in ends["warning"]
+    assert "presale_touchpoints stops 92 days before usage_events" in caplog.text

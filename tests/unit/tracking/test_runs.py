@@ -121,6 +121,8 @@ def test_run_logs_params_metrics_and_lineage_tags(trained):
     assert tags["split_mode"] == "time"
     assert tags["gate_outcome"] == "first_model"
     assert tags["model_alias"] == "champion"
+    assert "allow_high_auc" not in tags
+    assert trained.report["high_auc_accepted"] is False
 
 
 def test_each_tuning_trial_is_a_nested_run(trained):
@@ -331,3 +333,17 @@ def test_signature_declares_the_reasons_parameter(tiny_model):
     specs = {spec.name: spec for spec in signature.params.params}
     assert specs["reasons"].default == 3
     assert "reason_3_text" in signature.outputs.input_names()
+
+
+def test_an_accepted_too_good_model_is_tagged_on_the_run(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    features = make_feature_frame(n_customers=400, n_cutoffs=5, seed=11)
+    # A ceiling the tiny frame's honest signal passes stands in for a known-easy problem.
+    params = tiny_params(max_plausible_auc=0.6, allow_high_auc=True)
+
+    report = train_into(tmp_path, params, features)
+
+    assert report["metrics"]["test"]["roc_auc"] > 0.6
+    assert report["allow_high_auc"] is True and report["high_auc_accepted"] is True
+    run = MlflowClient(mlflow_store).get_run(report["registry"]["run_id"])
+    assert run.data.tags["allow_high_auc"] == "true"

@@ -33,6 +33,7 @@ from churn.features.common import (
     count_or_zero,
     spec_maker,
 )
+from churn.features.personal import text_feature_sql
 from churn.sql import days_between
 
 FAMILY = "acquisition"
@@ -58,7 +59,11 @@ def _when_converted(expression: str) -> str:
 def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> FamilyQuery:
     """Return the acquisition SQL and catalog entries."""
     specs = [_spec(name, "categorical", "", words) for name, words in CATEGORICAL_COLUMNS]
-    expressions = {name: f"c.{name}" for name, _ in CATEGORICAL_COLUMNS}
+    # A mapped column may carry personal values (an e-mail column mapped onto campaign).
+    expressions = {
+        name: text_feature_sql(f"c.{name}", name in cfg.allow_personal_columns)
+        for name, _ in CATEGORICAL_COLUMNS
+    }
     specs += [
         _spec("days_lead_to_conversion", "numeric", "days", "days from first lead to purchase"),
         _spec("trial_days", "numeric", "days", "days of free trial before purchase"),

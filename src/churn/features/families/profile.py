@@ -4,6 +4,11 @@ Numbers and booleans become float64 features, text and categories ``str`` featur
 timestamps the fractional days from the value to the cutoff (``days_since_<column>``). Names are
 the column names in snake_case; descriptions are the column names with underscores as spaces.
 The label column must already be removed (the features runner drops it).
+
+Personal data never gets here as it is: :func:`churn.features.build.build_features` refuses
+personal columns first (:mod:`churn.features.personal`). Text values that look like an e-mail
+address or a phone number are pseudonymised, and so is every value of a column listed in
+``features.allow_personal_columns``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from churn.features.common import (
     select_features,
     spec_maker,
 )
+from churn.features.personal import text_feature_sql
 from churn.sql import quote_ident
 
 FAMILY = "profile"
@@ -53,7 +59,9 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             expression = f"{source}::DOUBLE"
         else:
             name, kind, unit = slug(column), "categorical", ""
-            expression = f"{source}::VARCHAR"
+            expression = text_feature_sql(
+                f"{source}::VARCHAR", column in cfg.allow_personal_columns
+            )
         if name in KEY_COLUMNS:
             raise DataContractError(
                 f"entity mode: customer column {column!r} clashes with the key column {name!r} "

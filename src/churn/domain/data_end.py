@@ -1,0 +1,159 @@
+"""Where each table's data ends, robust to a few stray rows far past the rest.
+
+A single valid row stamped months after the rest of the data must not move the end of
+observation: labels would treat the empty months as observed (cutoffs with no churners) and
+scoring would move into the gap. The rule, per table, on its event-time column (the contract's
+``event_time``: when a row became known):
+
+1. Sort the table's event times. The *anchor* is the 99.9th percentile (the lower order
+   statistic, so with fewer than 1,000 rows it is the second latest value).
+2. Walk forward from the anchor through the later values. The table's **end** is the last value
+   reached before a silent gap longer than ``max(gap_days, 10 x the median gap between the
+   table's consecutive distinct days)``; the median-gap term keeps sparse tables (a few
+   customers converting per quarter) from losing their legitimate latest rows.
+3. Rows after the end are **stray**: ingest quarantines them as ``<event_time>:out_of_range``.
+
+Only the event-time column counts: a subscription's ``ended_at`` after ``as_of`` is a paid-through
+end date, which is data, not a stray row. An explicit end (``ingest.data_end``) replaces the
+derivation; rows after the end of that day are stray in every table.
+
+The overall data end (what labels observe up to) is the latest of the table ends. Tables that end
+on clearly different dates are reported: an event export that keeps a tail for surviving
+customers only leaks the label.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from churn.domain.contract import CONTRACT
+
+ANCHOR_QUANTILE = 0.999
+"""Share of a table's rows at or before the point from which the end is searched."""
+
+MEDIAN_GAP_FACTOR = 10
+"""A gap must exceed this many typical gaps (as well as ``gap_days``) to separate stray rows."""
+
+
+@dataclass(frozen=True)
+class TableEnd:
+    """Where one table's data ends.
+
+    Attributes:
+        table: Contract table name.
+        column: The event-time column the end is read from.
+        last_seen: The latest event time in the table (stray rows included).
+        end: The table's data end: rows after it are stray.
+        stray_rows: Number of rows after ``end``.
+        reason: Why rows after ``end`` are stray (empty when there are none).
+    """
+
+    table: str
+    column: str
+    last_seen: pd.Timestamp
+    end: pd.Timestamp
+    stray_rows: int
+    reason: str
+
+
+def _utc(value: pd.Timestamp | dt.date) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def end_of_day(day: dt.date) -> pd.Timestamp:
+    """Return the last microsecond of ``day`` in UTC (an explicit data end includes its day)."""
+    return _utc(pd.Timestamp(day)) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+
+
+def find_density_end(stamps: pd.Series, gap_days: int) -> tuple[pd.Timestamp, str] | None:
+    """Return where the data density of ``stamps`` ends, and why later values are stray.
+
+    Args:
+        stamps: Timestamps (missing values ignored); naive values are read as UTC.
+        gap_days: Minimum silent gap, in days, that separates stray values from the bulk.
+
+    Returns:
+        ``(end, reason)``; ``reason`` is empty when no value lies after ``end``. ``None`` when
+        there is no timestamp.
+    """
+    values = pd.Series(pd.to_datetime(stamps.dropna(), utc=True)).sort_values(ignore_index=True)
+    if values.empty:
+        return None
+    anchor = values.iloc[int(np.floor(ANCHOR_QUANTILE * (len(values) - 1)))]
+    days = values.dt.floor("D").drop_duplicates()
+    median_gap = days.diff().dropna().median() if len(days) > 1 else pd.Timedelta(0)
+    limit = max(pd.Timedelta(days=gap_days), MEDIAN_GAP_FACTOR * median_gap)
+    tail = values[values >= anchor].reset_index(drop=True)
+    gaps = tail.diff()
+    breaks = np.flatnonzero((gaps > limit).to_numpy())
+    if breaks.size == 0:
+        return tail.iloc[-1], ""
+    end = tail.iloc[breaks[0] - 1]
+    gap = tail.iloc[breaks[0]] - end
+    reason = (
+        f"after a silent gap of {gap.days} days following {end.date()} "
+        f"(longer than {limit.days} days)"
+    )
+    return end, reason
+
+
+def find_table_end(
+    table: str, frame: pd.DataFrame, gap_days: int, explicit: dt.date | None = None
+) -> TableEnd | None:
+    """Return the data end of one contract table (``None`` without event times).
+
+    Args:
+        table: Contract table name (its ``event_time`` column is read).
+        frame: The table with typed timestamps.
+        gap_days: See :func:`find_density_end`.
+        explicit: A configured data end (``ingest.data_end``); replaces the derivation.
+    """
+    column = CONTRACT[table].event_time if table in CONTRACT else None
+    if column is None or column not in frame.columns or frame[column].notna().sum() == 0:
+        return None
+    stamps = pd.to_datetime(frame[column], utc=True)
+    last_seen = stamps.max()
+    if explicit is not None:
+        end, reason = end_of_day(explicit), f"after ingest.data_end = {explicit.isoformat()}"
+    else:
+        found = find_density_end(stamps, gap_days)
+        assert found is not None  # the column holds a timestamp
+        end, reason = found
+    stray = int((stamps > end).sum())
+    return TableEnd(table, column, last_seen, end, stray, reason if stray else "")
+
+
+def find_table_ends(
+    tables: Mapping[str, pd.DataFrame], gap_days: int, explicit: dt.date | None = None
+) -> dict[str, TableEnd]:
+    """Return :func:`find_table_end` of every table that holds event times."""
+    ends = {name: find_table_end(name, frame, gap_days, explicit) for name, frame in tables.items()}
+    return {name: end for name, end in ends.items() if end is not None}
+
+
+def overall_data_end(ends: Mapping[str, TableEnd]) -> pd.Timestamp | None:
+    """Return the latest table end: the end of observation for labels (``None`` if no table)."""
+    return max((e.end for e in ends.values()), default=None)
+
+
+def describe_end_mismatch(ends: Mapping[str, TableEnd], gap_days: int) -> str | None:
+    """Return a warning when tables end more than ``gap_days`` apart, else ``None``."""
+    if len(ends) < 2:
+        return None
+    ordered = sorted(ends.values(), key=lambda e: e.end)
+    first, last = ordered[0], ordered[-1]
+    if last.end - first.end <= pd.Timedelta(days=gap_days):
+        return None
+    listed = ", ".join(f"{e.table} {e.end.date()}" for e in ordered)
+    return (
+        f"tables end on different dates ({listed}): {first.table} stops "
+        f"{(last.end.normalize() - first.end.normalize()).days} days before {last.table}. If an "
+        "export keeps a tail only for customers still active, the tail reveals who survived "
+        "(label leakage); cut every table at the same date (set ingest.data_end)"
+    )
