@@ -43,8 +43,8 @@ def run_evaluate(
     Args:
         params: All parameters.
         features_path: Features Parquet.
-        model_dir: Exported model directory (ChurnModel files, ``baseline.joblib``, optionally
-            ``registry.json``).
+        model_dir: Exported model directory (ChurnModel files, ``baseline.json``, optionally
+            ``registry.json``), each verified against ``manifest.json`` before it is parsed.
         truth_dir: Simulator truth directory; oracle metrics are computed when it holds
             ``customer_months.parquet``.
         metrics_path: Nested metrics JSON.
@@ -54,10 +54,9 @@ def run_evaluate(
     Returns:
         The metrics written to ``metrics_path``.
     """
-    import joblib
-
     from churn.io import read_frame, write_json, write_parquet, write_table
-    from churn.model.artifact import ChurnModel
+    from churn.model.artifact import ChurnModel, verify_manifest
+    from churn.model.baseline import load_baseline
     from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
     from churn.tracking.runs import log_eval_metrics
 
@@ -66,7 +65,8 @@ def run_evaluate(
     baseline_path = model_dir / BASELINE_FILE
     if not baseline_path.exists():
         raise ModelError(f"baseline not found at {baseline_path}; run 'churn train' first")
-    baseline = joblib.load(baseline_path)
+    verify_manifest(model_dir, required=(BASELINE_FILE,))
+    baseline = load_baseline(baseline_path)
     features = read_frame(features_path)
     truth = None
     if truth_dir is not None and (Path(truth_dir) / TRUTH_FILE).exists():

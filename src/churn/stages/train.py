@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 CATALOG_FILE_NAME = "feature_catalog.csv"
 
 
-BASELINE_FILE = "baseline.joblib"
+BASELINE_FILE = "baseline.json"
 
 
 REGISTRY_FILE = "registry.json"
@@ -42,8 +42,9 @@ def run_train(
     Args:
         params: All parameters.
         features_path: Features Parquet from ``churn features``.
-        model_dir: Export directory: the ChurnModel files, ``baseline.joblib`` and
-            ``registry.json`` (run id, model version, alias decision); replaced atomically.
+        model_dir: Export directory: the ChurnModel files, ``baseline.json``,
+            ``registry.json`` (run id, model version, alias decision) and ``manifest.json``
+            (the SHA-256 of each, checked on load); replaced atomically.
         report_path: JSON summary (split, metrics, gate decision).
         catalog_path: Feature catalog CSV; default ``feature_catalog.csv`` beside the report
             (where ``churn features`` writes it in the standard layout).
@@ -51,9 +52,9 @@ def run_train(
     Returns:
         The report written to ``report_path``.
     """
-    import joblib
-
     from churn.io import atomic_path, read_frame, write_json
+    from churn.model.artifact import write_manifest
+    from churn.model.baseline import save_baseline
     from churn.tracking.runs import log_training_run
 
     features_path, model_dir, report_path = Path(features_path), Path(model_dir), Path(report_path)
@@ -83,8 +84,9 @@ def run_train(
         )
         with atomic_path(model_dir) as tmp:
             shutil.copytree(model_path, tmp)
-            joblib.dump(result.baseline, tmp / BASELINE_FILE)
+            save_baseline(result.baseline, tmp / BASELINE_FILE)
             write_json(make_jsonable(record), tmp / REGISTRY_FILE)
+            write_manifest(tmp)  # now covering the baseline and the registry record too
     report = make_jsonable(
         {
             "split": result.split.describe(),

@@ -17,7 +17,7 @@ from churn.model.artifact import META_FILE, ChurnModel
 from churn.tracking.store import store_is_missing, tracking_uri
 
 
-def _churn_model_dir(local: Path) -> Path:
+def find_churn_model_dir(local: Path) -> Path:
     """Find the ChurnModel directory inside a downloaded MLflow model (or artifact folder)."""
     mlmodel = local / "MLmodel"
     if mlmodel.exists():
@@ -79,4 +79,4 @@ def load_model(model_uri: str | Path) -> ChurnModel:
                 f"cannot load {text} from MLflow ({store}): {exc.message}. Has a model been "
                 f"trained and promoted to champion? {hint}"
             ) from None
-        return ChurnModel.load(_churn_model_dir(Path(local)))
+        return ChurnModel.load(find_churn_model_dir(Path(local)))
