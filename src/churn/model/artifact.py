@@ -558,14 +558,39 @@ def _check_tree(block: str, index: int, max_feature: int, fail: Any) -> None:
             raise fail(f"tree {index}: {key} has {len(arrays[key])} entries, not {leaves - 1}")
     if any(not 0 <= f <= max_feature or f != int(f) for f in arrays["split_feature"]):
         raise fail(f"tree {index} splits on a feature index outside 0..{max_feature}")
+    internal_children: list[int] = []
+    leaf_children: list[int] = []
     for key in ("left_child", "right_child"):
-        # A child >= 0 is an internal node; ~child (i.e. -child - 1) a leaf.
-        for child in arrays[key]:
+        # A child >= 0 is an internal node, created after its parent (so numbered higher);
+        # a negative child is the leaf ~child (i.e. -child - 1).
+        for node, child in enumerate(arrays[key]):
             if child != int(child) or not (-leaves <= child < leaves - 1):
                 raise fail(f"tree {index}: {key} index {int(child)} is out of range")
-    if int(fields.get("num_cat", "0") or 0) > 0:
-        for key in ("cat_boundaries", "cat_threshold"):
-            try:
-                [int(v) for v in fields[key].split()]
-            except (KeyError, ValueError):
-                raise fail(f"tree {index} has categorical splits but a bad {key!r}") from None
+            if child >= 0 and child <= node:
+                raise fail(f"tree {index}: node {node} points back to node {int(child)}")
+            (internal_children if child >= 0 else leaf_children).append(int(child))
+    # Every node but the root has exactly one parent and every leaf is reached exactly once.
+    if sorted(internal_children) != list(range(1, leaves - 1)) or sorted(
+        ~c for c in leaf_children
+    ) != list(range(leaves)):
+        raise fail(f"tree {index}: its child links do not form a tree")
+    try:
+        categories = int(fields.get("num_cat", "0") or 0)
+        boundaries = [int(v) for v in fields.get("cat_boundaries", "").split()]
+        cat_threshold = [int(v) for v in fields.get("cat_threshold", "").split()]
+        decisions = [int(v) for v in arrays["decision_type"]]
+    except ValueError:
+        raise fail(f"tree {index} has a non-integer categorical field") from None
+    if categories < 0:
+        raise fail(f"tree {index} has a negative num_cat")
+    if categories and (
+        len(boundaries) != categories + 1
+        or boundaries[0] != 0
+        or any(b < a for a, b in itertools.pairwise(boundaries))
+        or boundaries[-1] != len(cat_threshold)
+    ):
+        raise fail(f"tree {index}: cat_boundaries do not index cat_threshold")
+    for node, decision in enumerate(decisions):
+        # Bit 0 of decision_type marks a categorical split, whose threshold indexes cat_boundaries.
+        if decision & 1 and not 0 <= arrays["threshold"][node] < categories:
+            raise fail(f"tree {index}: node {node} names a categorical split that does not exist")
