@@ -1,4 +1,4 @@
-"""An exported model directory as ``churn train`` writes it, made by the training core (no MLflow)."""
+"""An exported model directory as `churn train` writes it, from the training core (no MLflow)."""
 
 from __future__ import annotations
 

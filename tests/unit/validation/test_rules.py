@@ -144,9 +144,7 @@ def test_magnitude_check_quarantines_absurd_finite_numbers_against_a_naive_refer
     log = RuleLog(len(frame))
     check_magnitude(frame, list(frame.columns), 1e12, log)
     expected = {
-        column: [
-            not pd.isna(v) and abs(float(v)) > 1e12 for v in frame[column]
-        ]
+        column: [not pd.isna(v) and abs(float(v)) > 1e12 for v in frame[column]]
         for column in ("amount", "seats")
     }
     assert expected["amount"] == [False, True, True, False, False]  # the limit itself is fine
