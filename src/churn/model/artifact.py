@@ -527,6 +527,11 @@ def check_lightgbm_text(text: str, source: str, feature_names: tuple[str, ...]) 
         raise fail("'tree_sizes' is missing or inconsistent with num_tree_per_iteration")
     encoded = text.encode()
     start = len(head.encode()) + 2
+    end = encoded.find(b"\nend of trees", start)
+    if end < 0:
+        raise fail("the tree section does not end with 'end of trees'")
+    if start + sum(sizes) > end + 1 or encoded[start + sum(sizes) : end].strip(b"\n"):
+        raise fail(f"'tree_sizes' (sum {sum(sizes)}) does not match the tree section's length")
     for index, size in enumerate(sizes):
         block = encoded[start : start + size]
         start += size
