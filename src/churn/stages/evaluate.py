@@ -54,7 +54,7 @@ def run_evaluate(
     Returns:
         The metrics written to ``metrics_path``.
     """
-    from churn.io import read_frame, write_json, write_parquet, write_table
+    from churn.io import atomic_directory, read_frame, write_json, write_parquet, write_table
     from churn.model.artifact import ChurnModel, verify_manifest
     from churn.model.baseline import load_baseline
     from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
@@ -83,9 +83,11 @@ def run_evaluate(
     metrics = make_jsonable(
         {**evaluation.metrics, "backtest": backtest, "notes": evaluation.metrics["notes"] + notes}
     )
-    for name, table in evaluation.plots.items():
-        write_table(table, plots_dir / f"{name}.csv", fmt="csv")
-    write_parquet(evaluation.predictions, plots_dir / PREDICTIONS_FILE)
+    # The plots folder (a DVC output) is swapped in whole: no mixed set, no staging inside it.
+    with atomic_directory(plots_dir) as staging:
+        for name, table in evaluation.plots.items():
+            write_table(table, staging / f"{name}.csv", fmt="csv")
+        write_parquet(evaluation.predictions, staging / PREDICTIONS_FILE)
     write_json(metrics, metrics_path)
     test = evaluation.metrics["test"]
     logger.info(

@@ -459,9 +459,10 @@ def run_ingest(
     """Validate the raw tables and write valid tables, quarantine files and the report.
 
     Everything is validated before anything is written, so a table-level error leaves the
-    previous outputs untouched. Every present table gets a quarantine file, empty if no row
-    was bad, so that the set of outputs does not depend on the data; files of tables no
-    longer present are removed.
+    previous outputs untouched; the two output folders are then each swapped in whole
+    (:func:`churn.io.atomic_directory`). Every present table gets a quarantine file, empty if
+    no row was bad, so that the set of outputs does not depend on the data; files of tables no
+    longer present are gone (the folders hold only what this run wrote).
 
     Args:
         config: The ``ingest`` section of the parameters.
@@ -484,16 +485,18 @@ def run_ingest(
     for name, path in sources.items():
         report["tables"][name]["source"] = str(path)
 
-    for name, frame in result.valid.items():
-        io.write_parquet(frame, out_dir / f"{name}.parquet")
-        io.write_parquet(result.quarantine[name], quarantine_dir / f"{name}.parquet")
-    for name in CONTRACT:
-        if name in result.valid:
-            continue
-        for stale in (out_dir / f"{name}.parquet", quarantine_dir / f"{name}.parquet"):
-            if stale.exists():
-                logger.info("removing %s: table %s is no longer in the input", stale, name)
-                stale.unlink()
+    # Each output folder is swapped in whole (a kill leaves the old set, and no staging folder
+    # inside these DVC outputs); tables no longer in the input simply are not in the new set.
+    with (
+        io.atomic_directory(out_dir) as valid_staging,
+        io.atomic_directory(quarantine_dir) as quarantine_staging,
+    ):
+        for name, frame in result.valid.items():
+            io.write_parquet(frame, valid_staging / f"{name}.parquet")
+            io.write_parquet(result.quarantine[name], quarantine_staging / f"{name}.parquet")
+        for name in CONTRACT:
+            if name not in result.valid and (out_dir / f"{name}.parquet").exists():
+                logger.info("table %s is no longer in the input: dropped from %s", name, out_dir)
     io.write_json(report, report_path)
     print_summary(report)
     return dataclasses.replace(result, report=report)
