@@ -954,9 +954,9 @@ def score_spark(
             number of reasons a logged pyfunc was configured with).
 
     Returns:
-        The scores as a lazy Spark DataFrame: the :func:`churn.model.scoring.score_frame` columns plus
-        ``risk_decile`` after ``expected_revenue_at_risk``. The scored rows are persisted
-        (memory and disk), because the ranking reads them twice.
+        The scores as a lazy Spark DataFrame: the :func:`churn.model.scoring.score_frame`
+        columns plus ``risk_decile`` after ``expected_revenue_at_risk``. The scored rows are
+        persisted (memory and disk), because the ranking reads them twice.
 
     Raises:
         ModelError: If the model files fail verification (see

@@ -1,4 +1,4 @@
-"""Tests for the Spark engine (:mod:`churn.spark.engine`): same features and scores as the local engine.
+"""Tests for the Spark engine (:mod:`churn.spark.engine`): same features and scores as local.
 
 Everything runs a real local PySpark session (``local[2]``), shared by the module. Select or skip
 the module with ``pytest -m spark`` / ``pytest -m "not spark"``; the heavier end-to-end checks are
