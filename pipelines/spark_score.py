@@ -1,7 +1,8 @@
 """spark-submit entry point: score a features Parquet with the MLflow model on Spark.
 
 Thin on purpose: argument parsing, the session, and one call to
-:func:`churn.spark.scoring.run_score_spark`, which applies the registered pyfunc (the same
+:func:`churn.spark.scoring.run_score_spark`, which applies the registered model (its verified
+ChurnModel data files, never a pickle, scored by the same
 :func:`churn.model.scoring.score_frame` as ``churn score``) per Arrow batch on the executors and
 ranks the whole population into risk deciles.
 

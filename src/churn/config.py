@@ -99,6 +99,17 @@ class IngestConfig(_Section):
     tables: dict[str, TableMapping] = Field(
         default_factory=dict, description="Per-table column mapping, keyed by contract table."
     )
+    allow_outside_raw: bool = Field(
+        False,
+        description="Allow tables.<t>.file to point outside the raw folder (absolute paths, "
+        "'..', symlinks leading out). Off: a parameter must not read any file on the machine.",
+    )
+    max_abs_value: float = Field(
+        1e12,
+        gt=0.0,
+        description="Numeric values (amounts, counts, durations) whose magnitude exceeds this "
+        "are quarantined: a finite but absurd value (1.5e308) would overflow features to inf.",
+    )
 
     @field_validator("input_timezone")
     @classmethod
@@ -392,8 +403,48 @@ def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
         raise ConfigError(_format_validation_error(source, exc)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key written twice in one mapping.
+
+    Plain YAML loaders keep the last value silently, so a knob pasted twice would quietly
+    override the first; here it is an error naming the key and both lines.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicated key {key!r} (first on line {seen[key]}, again on line {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file safely (no tags that build objects), refusing duplicated keys.
+
+    Raises:
+        ConfigError: If the file is not valid YAML or repeats a key in one mapping.
+    """
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: no objects
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load and validate ``params.yaml``.
+
+    An empty file (or one holding only comments) is an error, not "all defaults": a truncated
+    or wrongly mounted parameter file would otherwise run the pipeline on built-in values
+    without a word. (:func:`parse_params` with ``None`` still means defaults, for code.)
 
     Args:
         path: The YAML file.
@@ -402,13 +453,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         The frozen, validated parameters.
 
     Raises:
-        ConfigError: If the file is missing, is not YAML, or fails validation.
+        ConfigError: If the file is missing or empty, is not YAML, repeats a key, or fails
+            validation.
     """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"parameter file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path)
+    if raw is None or raw == {}:
+        raise ConfigError(
+            f"{path} is empty: write the parameters (see the repository's params.yaml) rather "
+            "than running on built-in defaults"
+        )
     return parse_params(raw, source=str(path))

@@ -29,7 +29,7 @@ from support.mlflow_store import fresh_store
 from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import GateConfig, Params, parse_params
-from churn.model.artifact import ChurnModel
+from churn.model.artifact import MANIFEST_FILE, ChurnModel
 from churn.stages.evaluate import run_evaluate
 from churn.stages.explain import run_explain
 from churn.stages.train import REGISTRY_FILE, run_train
@@ -160,6 +160,14 @@ def test_missing_champion_export_is_restored_from_the_registry(refused, tmp_path
         == json.loads(original.pop(REGISTRY_FILE))["run_id"]
     )
     restored.pop(REGISTRY_FILE)
+    # The manifest signs registry.json too (whose store path differs in the copy): every other
+    # entry must be the same checksum, and every other file the same bytes.
+    restored_manifest = json.loads(restored.pop(MANIFEST_FILE))["files"]
+    original_manifest = json.loads(original.pop(MANIFEST_FILE))["files"]
+    assert set(restored_manifest) == set(original_manifest) >= {REGISTRY_FILE, "model.txt"}
+    restored_manifest.pop(REGISTRY_FILE)
+    original_manifest.pop(REGISTRY_FILE)
+    assert restored_manifest == original_manifest
     assert restored == original
 
 

@@ -82,3 +82,39 @@ def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("simulate: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_an_empty_params_file_is_an_error_not_silent_defaults(tmp_path):
+    for text in ("", "# only a comment\n", "{}\n"):
+        path = tmp_path / "params.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"params\.yaml is empty"):
+            load_params(path)
+
+
+def test_a_duplicated_key_is_an_error_naming_it_and_both_lines(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  learning_rate: 0.1\n  num_leaves: 15\n  learning_rate: 0.5\n")
+    with pytest.raises(ConfigError, match=r"duplicated key 'learning_rate' \(first on line 2, "):
+        load_params(path)
+
+
+def test_a_duplicated_section_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("label:\n  horizon_days: 30\nlabel:\n  horizon_days: 90\n")
+    with pytest.raises(ConfigError, match="duplicated key 'label'"):
+        load_params(path)
+
+
+def test_the_yaml_loader_builds_no_python_objects(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_same_key_in_different_sections_is_fine(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  seed: 1\nsimulate:\n  seed: 2\n")
+    params = load_params(path)
+    assert (params.train.seed, params.simulate.seed) == (1, 2)

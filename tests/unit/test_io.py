@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from churn.io import atomic_path, find_table_file, read_frame, write_json, write_parquet
+from churn.errors import ChurnError, DataContractError
+from churn.io import (
+    RETIRED_MARK,
+    STAGING_MARK,
+    atomic_directory,
+    atomic_path,
+    find_table_file,
+    read_frame,
+    remove_stale_staging,
+    write_json,
+    write_parquet,
+)
 
 
 def test_write_parquet_round_trip_and_no_temp_left(tmp_path):
@@ -56,3 +70,131 @@ def test_csv_is_read_as_text(tmp_path):
     (tmp_path / "t.csv").write_text("customer_id,mrr\n007,10.5\n")
     frame = read_frame(tmp_path / "t.csv")
     assert frame.loc[0, "customer_id"] == "007"
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs as one unit, stale staging, paths that stay inside
+# --------------------------------------------------------------------------------------------
+
+
+class KilledMidWriteError(RuntimeError):
+    """Stands in for a kill between two writes of one output set."""
+
+
+def _names(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_atomic_directory_swaps_the_whole_set_in(tmp_path):
+    out = tmp_path / "scores"
+    with atomic_directory(out) as staging:
+        (staging / "a.txt").write_text("1")
+        (staging / "b.txt").write_text("1")
+    with atomic_directory(out) as staging:
+        (staging / "a.txt").write_text("2")
+    assert _names(out) == ["a.txt"] and (out / "a.txt").read_text() == "2"
+    assert _names(tmp_path) == ["scores"]
+
+
+def test_atomic_directory_keeps_the_old_set_when_the_write_fails(tmp_path):
+    out = tmp_path / "scores"
+    with atomic_directory(out) as staging:
+        (staging / "scores.txt").write_text("old")
+        (staging / "contributions.txt").write_text("old")
+    with pytest.raises(KilledMidWriteError), atomic_directory(out) as staging:
+        (staging / "contributions.txt").write_text("new")
+        raise KilledMidWriteError
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "scores.txt": "old",
+        "contributions.txt": "old",
+    }
+    assert _names(tmp_path) == ["scores"]
+
+
+def test_atomic_directory_carries_other_files_over_when_asked(tmp_path):
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "history.txt").write_text("kept")
+    (out / "changes.txt").write_text("stale")
+    with atomic_directory(out, keep_existing=True, skip={"changes.txt"}) as staging:
+        (staging / "scores.txt").write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "history.txt": "kept",
+        "scores.txt": "new",
+    }
+
+
+def test_atomic_directory_refuses_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ChurnError, match="working directory"), atomic_directory("."):
+        pass
+    with pytest.raises(ChurnError, match="working directory"), atomic_directory(tmp_path.parent):
+        pass
+
+
+def _dead_pid() -> int:
+    """A process id that is certainly not running (a finished child)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_staging_of_a_killed_run_is_removed_at_the_next_write(tmp_path):
+    out = tmp_path / "explain"
+    stale = tmp_path / f".explain{STAGING_MARK}{_dead_pid()}-abcd1234"
+    stale.mkdir()
+    (stale / "half.png").write_text("half")
+    other = tmp_path / ".unrelated"
+    other.mkdir()
+    live = tmp_path / f".explain{STAGING_MARK}{os.getpid()}-live0000"  # a run still going
+    live.mkdir()
+    with atomic_directory(out) as staging:
+        (staging / "a.csv").write_text("x")
+    assert not stale.exists() and other.exists() and live.exists()
+    assert _names(out) == ["a.csv"]
+
+
+def test_a_run_killed_between_the_two_renames_gets_its_old_set_back(tmp_path):
+    out = tmp_path / "explain"
+    retired = tmp_path / f".explain{RETIRED_MARK}{_dead_pid()}-abcd1234"
+    retired.mkdir()
+    (retired / "old.csv").write_text("old")
+    assert remove_stale_staging(out) == []
+    assert _names(out) == ["old.csv"] and not retired.exists()
+
+
+def test_single_file_writes_clean_up_their_stale_staging_too(tmp_path):
+    stale = tmp_path / f".roc.csv{STAGING_MARK}{_dead_pid()}-abcd1234"
+    stale.mkdir()
+    write_json({"v": 1}, tmp_path / "roc.csv")
+    assert _names(tmp_path) == ["roc.csv"]
+
+
+@pytest.mark.parametrize("file", ["../outside.csv", "sub/../../outside.csv"])
+def test_a_table_file_escaping_the_raw_folder_is_refused(tmp_path, file):
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    (tmp_path / "outside.csv").write_text("customer_id\n1\n")
+    with pytest.raises(DataContractError, match="outside the raw folder"):
+        find_table_file(raw, "customers", file)
+    assert find_table_file(raw, "customers", file, allow_outside=True) is not None
+
+
+def test_an_absolute_table_file_is_refused_even_inside(tmp_path):
+    (tmp_path / "customers.csv").write_text("customer_id\n1\n")
+    with pytest.raises(DataContractError, match="allow_outside_raw"):
+        find_table_file(tmp_path, "customers", str(tmp_path / "customers.csv"))
+
+
+def test_a_symlink_leading_out_of_the_raw_folder_is_refused(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (tmp_path / "secret.csv").write_text("customer_id\n1\n")
+    (raw / "crm.csv").symlink_to(tmp_path / "secret.csv")
+    (raw / "inside.csv").write_text("customer_id\n1\n")
+    (raw / "alias.csv").symlink_to(raw / "inside.csv")
+    with pytest.raises(DataContractError, match=r"secret\.csv"):
+        find_table_file(raw, "customers", "crm.csv")
+    assert find_table_file(raw, "customers", "alias.csv") == raw / "alias.csv"
+    (raw / "sub").mkdir()
+    assert find_table_file(raw, "customers", "sub/../inside.csv") is not None

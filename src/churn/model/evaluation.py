@@ -48,9 +48,8 @@ from churn.model.metrics import (
 from churn.model.split import label_array, split_by_time
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
     from churn.model.artifact import ChurnModel
+    from churn.model.baseline import LogisticBaseline
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +232,7 @@ def check_model_below_oracle(
 def evaluate_models(
     features: pd.DataFrame,
     model: ChurnModel,
-    baseline: Pipeline,
+    baseline: LogisticBaseline,
     params: Params,
     truth: pd.DataFrame | None = None,
 ) -> Evaluation:
@@ -242,7 +241,7 @@ def evaluate_models(
     Args:
         features: The features frame.
         model: The exported ChurnModel.
-        baseline: The exported baseline pipeline.
+        baseline: The exported baseline.
         params: All parameters (evaluate, train, label, ingest sections).
         truth: Simulator ``customer_months`` for the oracle, or ``None``.
 

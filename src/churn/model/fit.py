@@ -32,7 +32,7 @@ from churn.model.metrics import compute_roc_auc, summarize_predictions
 from churn.model.split import Split, label_array, split_by_time
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
+    from churn.model.baseline import LogisticBaseline
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class TrainResult:
     Attributes:
         split: The train/validation/test split.
         model: The calibrated LightGBM model.
-        baseline: The logistic-regression baseline (sklearn pipeline).
+        baseline: The logistic-regression baseline (plain numbers, saved as JSON).
         metrics: ``{"validation"|"test"|"baseline_validation"|"baseline_test": {metric: value}}``.
         feature_aucs: Single-feature test ROC AUC (``max(auc, 1 - auc)``) per feature.
         importance: Gain and split importance per feature, most important first.
@@ -56,7 +56,7 @@ class TrainResult:
 
     split: Split
     model: ChurnModel
-    baseline: Pipeline
+    baseline: LogisticBaseline
     metrics: dict[str, dict[str, float]]
     feature_aucs: dict[str, float]
     importance: pd.DataFrame

@@ -6,8 +6,8 @@ own functions:
 * **Features** (:mod:`churn.spark.features`): every customer shard runs the *same*
   :func:`churn.features.build.build_features` in a Spark worker (:mod:`churn.spark.shards`
   routes, packs and unpacks the shards), so the result equals the local engine's.
-* **Scores** (:mod:`churn.spark.scoring`): the MLflow pyfunc is broadcast and applied per Arrow
-  batch; the risk decile is a window over the scored rows.
+* **Scores** (:mod:`churn.spark.scoring`): the ChurnModel data files are broadcast and scored
+  per Arrow batch; the risk decile is a window over the scored rows.
 
 Underneath: :mod:`churn.spark.session` (the UTC session and the jobs' shared arguments),
 :mod:`churn.spark.arrow` (exact pandas <-> Arrow <-> Spark dtypes) and

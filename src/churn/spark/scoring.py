@@ -1,8 +1,9 @@
-"""Scores on Spark with the MLflow pyfunc, ranked like ``churn score``.
+"""Scores on Spark with the churn model, ranked like ``churn score``.
 
-The pyfunc (:class:`churn.tracking.pyfunc.ChurnPyfuncModel`, i.e.
-:func:`churn.model.scoring.score_frame`) is broadcast and applied per Arrow batch; the risk
-decile, a property of the whole population, is a window over the scored rows.
+The ChurnModel's verified data files are broadcast and :func:`churn.model.scoring.score_frame`
+(what the MLflow pyfunc runs) is applied per Arrow batch (no pickle is ever loaded, not even an
+MLflow model's ``python_model.pkl``); the risk decile, a property of the whole population, is
+a window over the scored rows.
 :func:`run_score_spark` is the Parquet-in, Parquet-out runner the spark-submit job in
 ``pipelines/`` calls.
 """
@@ -13,7 +14,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,43 +51,31 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _resolve_pyfunc(model_uri: str | Path, reasons: int, workdir: Path) -> tuple[str, bool]:
-    """Return a local MLflow pyfunc directory for ``model_uri`` and whether it takes ``reasons``.
+def _resolve_churn_model_dir(model_uri: str | Path, workdir: Path) -> Path:
+    """Return a local :class:`churn.model.artifact.ChurnModel` directory for ``model_uri``.
 
-    An exported :class:`churn.model.artifact.ChurnModel` directory (``models/churn``) is
-    wrapped into a pyfunc here, with the requested number of reasons; an MLflow URI
-    (``models:/churn@champion``, ``runs:/...``) or MLflow model directory is downloaded as it
-    was logged.
+    An exported directory (``models/churn``) is used as it is; an MLflow model directory or URI
+    (``models:/churn@champion``, ``runs:/...``) is downloaded and its ``churn_model`` artifact
+    (plain, checksummed data files) is taken. The pyfunc wrapper itself is never loaded, so no
+    ``python_model.pkl`` of an older logged model is ever unpickled.
     """
     import mlflow.artifacts
-    import mlflow.pyfunc
 
     from churn.model.artifact import META_FILE
-    from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+    from churn.tracking.loading import find_churn_model_dir
     from churn.tracking.store import tracking_uri
 
     text = str(model_uri)
     if Path(text).is_dir() and (Path(text) / META_FILE).exists():
-        target = workdir / "pyfunc"
-        mlflow.pyfunc.save_model(
-            path=str(target),
-            python_model=ChurnPyfuncModel(reasons=reasons),
-            artifacts={ARTIFACT_KEY: text},
-            pip_requirements=[],
-        )
-        return str(target), True
+        return Path(text)
     if Path(text).is_dir():
-        return text, False
+        return find_churn_model_dir(Path(text))
     store = tracking_uri()
     registry = os.environ.get("MLFLOW_REGISTRY_URI") or store
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=text, dst_path=str(workdir), tracking_uri=store, registry_uri=registry
     )
-    return local, False
-
-
-def _reason_slots(columns: list[str]) -> int:
-    return sum(1 for c in columns if re.fullmatch(r"reason_\d+_feature", c))
+    return find_churn_model_dir(Path(local))
 
 
 def _archive(directory: str | Path) -> bytes:
@@ -102,23 +90,23 @@ def _archive(directory: str | Path) -> bytes:
 
 
 _WORKER_MODELS: dict[str, Any] = {}
-"""Pyfunc models loaded in this Python worker, by archive digest (loaded once per worker)."""
+"""ChurnModels loaded in this Python worker, by archive digest (loaded once per worker)."""
 
 
 def _worker_model(key: str, broadcast: Any) -> Any:
-    """Unpack and load the broadcast pyfunc once per Python worker process."""
+    """Unpack and load (verified, from data files) the broadcast ChurnModel once per worker."""
     model = _WORKER_MODELS.get(key)
     if model is None:
         import io
         import tarfile
         import tempfile
 
-        import mlflow.pyfunc
+        from churn.model.artifact import ChurnModel
 
         target = tempfile.mkdtemp(prefix="churn-model-")
         with tarfile.open(fileobj=io.BytesIO(broadcast.value), mode="r:gz") as tar:
             tar.extractall(target, filter="data")
-        model = mlflow.pyfunc.load_model(str(Path(target) / "model"))
+        model = ChurnModel.load(Path(target) / "model")
         _WORKER_MODELS[key] = model
     return model
 
@@ -129,10 +117,11 @@ def score_spark(
     model_uri: str | Path,
     reasons: int = 3,
 ) -> SparkDataFrame:
-    """Score a feature frame on Spark with the MLflow pyfunc, ranked like ``churn score``.
+    """Score a feature frame on Spark with the churn model, ranked like ``churn score``.
 
-    The pyfunc (:class:`churn.tracking.pyfunc.ChurnPyfuncModel`, i.e.
-    :func:`churn.model.scoring.score_frame`) is broadcast to the executors and applied per Arrow
+    The ChurnModel's data files (verified against their manifest; no pickle is loaded, not even
+    an MLflow model's ``python_model.pkl``) are broadcast to the executors and
+    :func:`churn.model.scoring.score_frame` (what the MLflow pyfunc runs) is applied per Arrow
     batch with ``mapInArrow``. Not ``mlflow.pyfunc.spark_udf``: with a struct result type (the
     scores mix numbers and text) MLflow 3.17 casts string fields with ``astype(np.str_)``, which
     turns a missing reason into the text ``"nan"``. Here the batches are converted with the
@@ -149,8 +138,8 @@ def score_spark(
             :attr:`churn.spark.features.SparkFeatureResult.frame`.
         model_uri: An MLflow model URI (``models:/churn@champion``, ``runs:/<id>/model``), an
             MLflow model directory, or an exported ChurnModel directory (``models/churn``).
-        reasons: Reasons per customer. A logged pyfunc whose signature has no ``reasons``
-            parameter returns the number it was logged with; asking for another is an error.
+        reasons: Reasons per customer (any number: the model is scored directly, whatever
+            number of reasons a logged pyfunc was configured with).
 
     Returns:
         The scores as a lazy Spark DataFrame: the :func:`churn.model.scoring.score_frame`
@@ -158,41 +147,31 @@ def score_spark(
         persisted (memory and disk), because the ranking reads them twice.
 
     Raises:
-        ModelError: If the model returns a different number of reasons than asked.
+        ModelError: If the model files fail verification (see
+            :meth:`churn.model.artifact.ChurnModel.load`).
     """
     import tempfile
 
-    import mlflow.pyfunc
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as sf
     from pyspark.sql.pandas.types import to_arrow_type
     from pyspark.sql.types import LongType, StructField, StructType
 
-    from churn.errors import ModelError
+    from churn.model.artifact import ChurnModel
+    from churn.model.scoring import score_frame
     from churn.tracking.store import quiet_mlflow
 
     sdf, dtypes = _to_spark(spark, features, "features")
     with quiet_mlflow(), tempfile.TemporaryDirectory(prefix="churn-spark-model-") as tmp:
-        local_model, takes_reasons = _resolve_pyfunc(model_uri, reasons, Path(tmp))
-        model = mlflow.pyfunc.load_model(local_model)
-        params_schema = model.metadata.get_params_schema()
-        params = None
-        if params_schema is not None and "reasons" in {p.name for p in params_schema.params}:
-            params = {"reasons": reasons}
+        model_dir = _resolve_churn_model_dir(model_uri, Path(tmp))
+        model = ChurnModel.load(model_dir)
         # The model itself says what it returns (the reason and risk-share columns depend on
         # the number of reasons and the catalog's families): score a few rows on the driver.
-        sample_out = model.predict(spark_to_pandas(sdf.limit(20), dtypes), params=params)
-        archive = _archive(local_model)
+        sample_out = score_frame(model, spark_to_pandas(sdf.limit(20), dtypes), reasons=reasons)
+        archive = _archive(model_dir)
     model_key = hashlib.sha256(archive).hexdigest()
     payload = spark.sparkContext.broadcast(archive)
-    got = _reason_slots(list(sample_out.columns))
-    if got != reasons and not takes_reasons and params is None:
-        raise ModelError(
-            f"the model returns {got} reasons per customer but {reasons} were asked, and its "
-            f"signature has no 'reasons' parameter; set score.reasons to {got} or score an "
-            "exported model directory"
-        )
     out_dtypes = dict(sample_out.dtypes.items())
     schema = StructType(
         [StructField(c, _spark_type_for_pandas(d, c), True) for c, d in out_dtypes.items()]
@@ -203,11 +182,11 @@ def score_spark(
         arrow_schema = pa.schema(
             [pa.field(f.name, to_arrow_type(f.dataType), f.nullable) for f in schema.fields]
         )
-        pyfunc = _worker_model(model_key, payload)
+        churn_model = _worker_model(model_key, payload)
         for batch in batches:
             frame = arrow_to_pandas(pa.Table.from_batches([batch]), dtypes)
             rows = frame.pop(ROW_COLUMN).to_numpy(dtype=np.int64)
-            out = pyfunc.predict(frame, params=params).reset_index(drop=True)
+            out = score_frame(churn_model, frame, reasons=reasons).reset_index(drop=True)
             out = coerce_dtypes(out, out_dtypes)
             out[ROW_COLUMN] = rows
             yield from pandas_to_arrow(out, arrow_schema).to_batches()
@@ -295,7 +274,7 @@ def run_score_spark(
     spark: SparkSession | None = None,
     layout: OutputLayout = "file",
 ) -> dict[str, Any]:
-    """Score a features Parquet on Spark with the MLflow pyfunc; write scores like ``churn score``.
+    """Score a features Parquet on Spark with the churn model; write scores like ``churn score``.
 
     Scores the rows of one cutoff (``score.cutoff``, else the latest cutoff in the features:
     the labels' scoring cutoff) with :func:`score_spark`: same columns, reasons, deciles and

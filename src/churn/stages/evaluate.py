@@ -44,9 +44,10 @@ def run_evaluate(
         params: All parameters.
         features_path: Features Parquet.
         model_dir: The exported champion (``churn train --model-dir``: ChurnModel files,
-            ``baseline.joblib``, ``registry.json`` naming its version and run, to which the
-            metrics are also logged). Train keeps it on the champion after the gate, so these
-            metrics describe the same model as explain and score.
+            ``baseline.json``, ``registry.json`` naming its version and run, to which the
+            metrics are also logged), each file verified against ``manifest.json`` before it is
+            parsed. Train keeps it on the champion after the gate, so these metrics describe the
+            same model as explain and score.
         truth_dir: Simulator truth directory; oracle metrics are computed when it holds
             ``customer_months.parquet``.
         metrics_path: Nested metrics JSON.
@@ -56,10 +57,9 @@ def run_evaluate(
     Returns:
         The metrics written to ``metrics_path``.
     """
-    import joblib
-
-    from churn.io import read_frame, write_json, write_parquet, write_table
-    from churn.model.artifact import ChurnModel
+    from churn.io import atomic_directory, read_frame, write_json, write_parquet, write_table
+    from churn.model.artifact import ChurnModel, verify_manifest
+    from churn.model.baseline import load_baseline
     from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
     from churn.tracking.runs import log_eval_metrics
 
@@ -68,7 +68,8 @@ def run_evaluate(
     baseline_path = model_dir / BASELINE_FILE
     if not baseline_path.exists():
         raise ModelError(f"baseline not found at {baseline_path}; run 'churn train' first")
-    baseline = joblib.load(baseline_path)
+    verify_manifest(model_dir, required=(BASELINE_FILE,))
+    baseline = load_baseline(baseline_path)
     features = read_frame(features_path)
     truth = None
     if truth_dir is not None and (Path(truth_dir) / TRUTH_FILE).exists():
@@ -85,9 +86,11 @@ def run_evaluate(
     metrics = make_jsonable(
         {**evaluation.metrics, "backtest": backtest, "notes": evaluation.metrics["notes"] + notes}
     )
-    for name, table in evaluation.plots.items():
-        write_table(table, plots_dir / f"{name}.csv", fmt="csv")
-    write_parquet(evaluation.predictions, plots_dir / PREDICTIONS_FILE)
+    # The plots folder (a DVC output) is swapped in whole: no mixed set, no staging inside it.
+    with atomic_directory(plots_dir) as staging:
+        for name, table in evaluation.plots.items():
+            write_table(table, staging / f"{name}.csv", fmt="csv")
+        write_parquet(evaluation.predictions, staging / PREDICTIONS_FILE)
     write_json(metrics, metrics_path)
     test = evaluation.metrics["test"]
     logger.info(

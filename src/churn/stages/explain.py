@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import DataContractError
-from churn.io import atomic_path, read_frame, write_json, write_table
+from churn.io import atomic_directory, atomic_path, read_frame, write_json, write_table
 from churn.model.artifact import ChurnModel
 from churn.model.importance import (
     SAMPLE_SEED,
@@ -60,9 +60,18 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
+def escape_plot_text(text: Any) -> str:
+    """Return ``text`` as matplotlib shows it literally: every ``$`` escaped.
+
+    Two ``$`` in a label start mathtext; a category value such as ``$\\frac{a}{b}$`` (data, not
+    markup) would be rendered as a formula or crash the drawing.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def _bar(plt: Any, labels: list[str], values: np.ndarray, title: str, xlabel: str) -> Figure:
     fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(labels) + 1.4))
-    ax.barh(labels[::-1], values[::-1], color="#3b6ea5")
+    ax.barh([escape_plot_text(label) for label in labels[::-1]], values[::-1], color="#3b6ea5")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     fig.tight_layout()
@@ -89,7 +98,8 @@ def _dependence(
             labels.append("missing / unseen")
         jitter = np.random.default_rng(SAMPLE_SEED).uniform(-0.2, 0.2, len(x))
         ax.scatter(x + jitter, shap_values, s=8, alpha=0.5, color="#3b6ea5")
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        shown = [escape_plot_text(label) for label in labels]
+        ax.set_xticks(range(len(labels)), shown, rotation=30, ha="right")
     else:
         numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         ax.scatter(numeric, shap_values, s=8, alpha=0.5, color="#3b6ea5")
@@ -97,9 +107,9 @@ def _dependence(
         if missing:
             ax.set_title(f"{missing} missing values not shown", fontsize=8, loc="right")
     ax.axhline(0.0, color="#888888", linewidth=0.8)
-    ax.set_xlabel(name)
+    ax.set_xlabel(escape_plot_text(name))
     ax.set_ylabel("SHAP contribution (log-odds)")
-    fig.suptitle(f"Dependence: {name}")
+    fig.suptitle(f"Dependence: {escape_plot_text(name)}")
     fig.tight_layout()
     return fig
 
@@ -116,7 +126,7 @@ def _beeswarm(
         values=values,
         base_values=base,
         data=model.prepare(sample),  # categories as level codes: colour shows low/high code
-        feature_names=list(model.feature_names),
+        feature_names=[escape_plot_text(name) for name in model.feature_names],
     )
     fig, ax = plt.subplots(figsize=(8.0, 0.4 * min(TOP_FEATURES_SHOWN, values.shape[1]) + 1.5))
     shap.plots.beeswarm(
@@ -223,32 +233,34 @@ def run_explain(
     importance = compute_global_importance(
         pd.DataFrame(values, columns=list(model.feature_names)), model.catalog
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(importance.features, out_dir / "global_importance.csv", "csv")
-    write_table(importance.families, out_dir / "family_importance.csv", "csv")
-    write_table(importance.phases, out_dir / "phase_importance.csv", "csv")
-    plots = draw_plots(
-        model, sample, values, base, importance, out_dir, params.explain.dependence_features
-    )
-    run_id = log_plots_to_mlflow(model_dir, plots)
-    cutoff = sample["cutoff"].max() if "cutoff" in sample.columns else None
-    summary = {
-        "cutoff": None if cutoff is None else pd.Timestamp(cutoff).isoformat(),
-        "rows_explained": len(sample),
-        "sample_seed": SAMPLE_SEED,
-        "mean_base_value": float(np.mean(base)),
-        "top_features": importance.features.head(10)[["feature", "mean_abs_shap"]].to_dict(
-            "records"
-        ),
-        "family_share": dict(
-            zip(importance.families["family"], importance.families["share"], strict=True)
-        ),
-        "phase_share": dict(
-            zip(importance.phases["phase"], importance.phases["share"], strict=True)
-        ),
-        "plots": [path.name for path in plots],
-        "mlflow_run_id": run_id,
-    }
-    write_json(summary, out_dir / "explain.json")
+    # The folder is one unit: written into a staging folder beside it and swapped in whole,
+    # so a failure (or a kill) midway leaves the previous explanation, never a mix.
+    with atomic_directory(out_dir) as staging:
+        write_table(importance.features, staging / "global_importance.csv", "csv")
+        write_table(importance.families, staging / "family_importance.csv", "csv")
+        write_table(importance.phases, staging / "phase_importance.csv", "csv")
+        plots = draw_plots(
+            model, sample, values, base, importance, staging, params.explain.dependence_features
+        )
+        run_id = log_plots_to_mlflow(model_dir, plots)
+        cutoff = sample["cutoff"].max() if "cutoff" in sample.columns else None
+        summary = {
+            "cutoff": None if cutoff is None else pd.Timestamp(cutoff).isoformat(),
+            "rows_explained": len(sample),
+            "sample_seed": SAMPLE_SEED,
+            "mean_base_value": float(np.mean(base)),
+            "top_features": importance.features.head(10)[["feature", "mean_abs_shap"]].to_dict(
+                "records"
+            ),
+            "family_share": dict(
+                zip(importance.families["family"], importance.families["share"], strict=True)
+            ),
+            "phase_share": dict(
+                zip(importance.phases["phase"], importance.phases["share"], strict=True)
+            ),
+            "plots": [path.name for path in plots],
+            "mlflow_run_id": run_id,
+        }
+        write_json(summary, staging / "explain.json")
     logger.info("explained %d customers -> %s", len(sample), out_dir)
     return summary

@@ -24,9 +24,17 @@ Row rules, as they appear in ``_failed_rules`` (``"column:rule; column:rule"``):
 * ``<event_time>:out_of_range[after_data_end]``: a row stamped after its table's data end,
   ``ingest.data_end`` or the end of the table's data density (a stray row months after the
   rest; see :mod:`churn.domain.data_end`).
+* ``<col>:too_large[abs>L]``: a number larger in magnitude than ``ingest.max_abs_value``
+  (finite but absurd; it would overflow the features to ``inf``).
 * ``customer_id:unknown_customer``, ``subscription_id:unknown_subscription``: a reference to
   a customer or subscription that is not among the *valid* rows of its table.
 * ``<label>:label_invalid`` (entity mode): a missing label or one that is not 0/1.
+
+Whole-table rules: a required table with 0 rows is an error saying so (not thousands of
+orphaned child rows); an optional table with 0 rows counts as absent (its feature family is
+skipped, and the report says why), because "no rows" and "no table" must not give different
+features. A table file named in ``ingest.tables.<t>.file`` must resolve inside the raw folder
+unless ``ingest.allow_outside_raw`` is true.
 
 The runner :func:`run_ingest` reads the raw directory, calls the core, and writes the outputs
 only once everything has validated.
@@ -163,6 +171,31 @@ def _check_tables(
         raise DataContractError("input violates the data contract:\n  - " + "\n  - ".join(problems))
 
 
+def _set_aside_empty_tables(
+    raw: Mapping[str, pd.DataFrame], cfg: IngestConfig, specs: Mapping[str, TableSpec]
+) -> tuple[dict[str, pd.DataFrame], set[str]]:
+    """Refuse empty required tables; treat empty optional tables as absent.
+
+    Returns:
+        The tables with rows, and the names of the optional tables set aside as empty.
+
+    Raises:
+        DataContractError: Naming every required table that has 0 rows.
+    """
+    empty = {name for name in specs if name in raw and len(raw[name]) == 0}
+    required = [
+        name
+        for name in specs
+        if name in empty and (name == "customers" if cfg.mode == "entity" else specs[name].required)
+    ]
+    if required:
+        raise DataContractError(
+            "input violates the data contract:\n  - "
+            + "\n  - ".join(f"{name} has 0 rows (a required table)" for name in required)
+        )
+    return {name: frame for name, frame in raw.items() if name not in empty}, empty
+
+
 def _validate_table(
     name: str,
     spec: TableSpec,
@@ -220,6 +253,8 @@ def _validate_table(
     present = [c for c in spec.column_names if c in renamed.columns]
     schema, schema_rules = rules.build_schema(spec, present, cfg.label_column if entity else None)
     rules.check_columns(frame, schema, schema_rules, failed, log)
+    numeric = [c for c in frame.columns if not (entity and c == cfg.label_column)]
+    rules.check_magnitude(frame, numeric, cfg.max_abs_value, log)
     unconverted = pd.DataFrame(
         {c: original[sources[c]].where(mask) for c, mask in failed.items() if mask.any()},
         index=frame.index,
@@ -392,6 +427,7 @@ def validate_tables(
     stamp = utc_timestamp(as_of)
     future_from = stamp.normalize() + pd.Timedelta(days=1)
     specs = table_specs(cfg.mode)
+    raw, empty = _set_aside_empty_tables(raw, cfg, specs)
     _check_tables(raw, cfg, specs)
 
     valid: dict[str, pd.DataFrame] = {}
@@ -400,8 +436,9 @@ def validate_tables(
     valid_keys: dict[str, pd.Series] = {}
     for name, spec in specs.items():
         if name not in raw:
+            why = "has 0 rows, so it counts as absent" if name in empty else "absent"
             note = (
-                f"table {name} absent: the {spec.feature_family}-family features that need it "
+                f"table {name} {why}: the {spec.feature_family}-family features that need it "
                 "will be skipped"
             )
             logger.warning(note)
@@ -410,6 +447,7 @@ def validate_tables(
                 "required": False,
                 "feature_family": spec.feature_family,
                 "note": note,
+                **({"empty": True} if name in empty else {}),
             }
             continue
         good, bad, report = _validate_table(name, spec, raw[name], cfg, future_from, valid_keys)
@@ -456,14 +494,17 @@ def read_raw_tables(
         Table -> frame as read, and table -> the file it came from.
 
     Raises:
-        DataContractError: If ``raw_dir`` does not exist or a table file cannot be read.
+        DataContractError: If ``raw_dir`` does not exist, a table file cannot be read, or an
+            explicit ``file`` resolves outside ``raw_dir`` (unless ``allow_outside_raw``).
     """
     if not raw_dir.is_dir():
         raise DataContractError(f"raw directory {raw_dir} does not exist")
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, Path] = {}
     for name in table_specs(cfg.mode):
-        path = io.find_table_file(raw_dir, name, _mapping(cfg, name).file)
+        path = io.find_table_file(
+            raw_dir, name, _mapping(cfg, name).file, allow_outside=cfg.allow_outside_raw
+        )
         if path is None:
             continue
         try:
@@ -526,9 +567,10 @@ def run_ingest(
     """Validate the raw tables and write valid tables, quarantine files and the report.
 
     Everything is validated before anything is written, so a table-level error leaves the
-    previous outputs untouched. Every present table gets a quarantine file, empty if no row
-    was bad, so that the set of outputs does not depend on the data; files of tables no
-    longer present are removed.
+    previous outputs untouched; the two output folders are then each swapped in whole
+    (:func:`churn.io.atomic_directory`). Every present table gets a quarantine file, empty if
+    no row was bad, so that the set of outputs does not depend on the data; files of tables no
+    longer present are gone (the folders hold only what this run wrote).
 
     Args:
         config: The ``ingest`` section of the parameters.
@@ -551,16 +593,18 @@ def run_ingest(
     for name, path in sources.items():
         report["tables"][name]["source"] = str(path)
 
-    for name, frame in result.valid.items():
-        io.write_parquet(frame, out_dir / f"{name}.parquet")
-        io.write_parquet(result.quarantine[name], quarantine_dir / f"{name}.parquet")
-    for name in CONTRACT:
-        if name in result.valid:
-            continue
-        for stale in (out_dir / f"{name}.parquet", quarantine_dir / f"{name}.parquet"):
-            if stale.exists():
-                logger.info("removing %s: table %s is no longer in the input", stale, name)
-                stale.unlink()
+    # Each output folder is swapped in whole (a kill leaves the old set, and no staging folder
+    # inside these DVC outputs); tables no longer in the input simply are not in the new set.
+    with (
+        io.atomic_directory(out_dir) as valid_staging,
+        io.atomic_directory(quarantine_dir) as quarantine_staging,
+    ):
+        for name, frame in result.valid.items():
+            io.write_parquet(frame, valid_staging / f"{name}.parquet")
+            io.write_parquet(result.quarantine[name], quarantine_staging / f"{name}.parquet")
+        for name in CONTRACT:
+            if name not in result.valid and (out_dir / f"{name}.parquet").exists():
+                logger.info("table %s is no longer in the input: dropped from %s", name, out_dir)
     io.write_json(report, report_path)
     print_summary(report)
     log_data_ends(report)

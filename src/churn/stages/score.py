@@ -15,7 +15,7 @@ import pandas as pd
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
-from churn.io import read_tables, write_parquet, write_table
+from churn.io import atomic_directory, read_tables, write_parquet, write_table
 from churn.model.changes import (
     CHANGES_SUFFIX,
     CONTRIBUTIONS_SUFFIX,
@@ -135,7 +135,8 @@ def run_score(
 ) -> dict[str, Any]:
     """Score every customer active at the cutoff and write scores, contributions and changes.
 
-    Files (all written atomically, only after everything was computed):
+    Files (written as one unit into a staging folder beside ``out_path``'s folder and swapped
+    in whole, only after everything was computed; see :func:`churn.io.atomic_directory`):
 
     * ``out_path``: :func:`score_frame` columns plus ``risk_decile``, sorted by
       ``expected_revenue_at_risk`` (Parquet or CSV per ``score.output_format``).
@@ -188,10 +189,16 @@ def run_score(
 
     contributions_path = sidecar_path(out_path, CONTRIBUTIONS_SUFFIX)
     changes_path = sidecar_path(out_path, CHANGES_SUFFIX)
-    write_parquet(result.contributions, contributions_path)
-    if changes is not None:
-        write_parquet(changes, changes_path)
-    write_table(scores, out_path, params.score.output_format)
+    replaced = {out_path.name, contributions_path.name, changes_path.name}
+    # Scores, contributions and changes are one unit: staged beside the scores folder and
+    # swapped in whole (other files in it are carried over), so a kill never leaves new
+    # contributions beside old scores. Without a previous scoring there are no changes, and a
+    # changes file of an older run would describe other scores: it is not carried over.
+    with atomic_directory(out_path.parent, keep_existing=True, skip=replaced) as staging:
+        write_parquet(result.contributions, staging / contributions_path.name)
+        if changes is not None:
+            write_parquet(changes, staging / changes_path.name)
+        write_table(scores, staging / out_path.name, params.score.output_format)
     summary = {
         "cutoff": cutoff.isoformat(),
         "rows": len(scores),

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 CATALOG_FILE_NAME = "feature_catalog.csv"
 
 
-BASELINE_FILE = "baseline.joblib"
+BASELINE_FILE = "baseline.json"
 
 
 def run_train(
@@ -60,8 +60,9 @@ def run_train(
     Args:
         params: All parameters.
         features_path: Features Parquet from ``churn features``.
-        model_dir: Export directory of the champion: the ChurnModel files, ``baseline.joblib``
-            and ``registry.json`` (the champion's store, run id and version).
+        model_dir: Export directory of the champion: the ChurnModel files, ``baseline.json``,
+            ``registry.json`` (the champion's store, run id and version) and ``manifest.json``
+            (the SHA-256 of each, checked on load); replaced atomically.
         report_path: JSON summary (split, metrics, gate decision) of the model trained here.
         catalog_path: Feature catalog CSV; default ``feature_catalog.csv`` beside the report
             (where ``churn features`` writes it in the standard layout).
@@ -140,11 +141,13 @@ def run_train(
 
 
 def write_model_export(result: TrainResult, model_path: Path, export_dir: Path) -> None:
-    """Write the export directory's model files: the ChurnModel and its baseline."""
-    import joblib
+    """Write the export directory's model files: the ChurnModel and its baseline (as JSON)."""
+    from churn.model.artifact import write_manifest
+    from churn.model.baseline import save_baseline
 
     shutil.copytree(model_path, export_dir)
-    joblib.dump(result.baseline, export_dir / BASELINE_FILE)
+    save_baseline(result.baseline, export_dir / BASELINE_FILE)
+    write_manifest(export_dir)  # now covering the baseline too
 
 
 def holds_version(model_dir: Path, version_record: dict[str, Any]) -> bool:
@@ -188,10 +191,12 @@ def download_champion_export(champion: dict[str, Any], destination: Path) -> Pat
 def publish_export(export_dir: Path, version_record: dict[str, Any], target: Path) -> None:
     """Replace ``target`` atomically with ``export_dir`` plus the version's ``registry.json``."""
     from churn.io import atomic_path, write_json
+    from churn.model.artifact import write_manifest
 
     with atomic_path(target) as tmp:
         shutil.copytree(export_dir, tmp)
         write_json(make_jsonable(version_record), tmp / REGISTRY_FILE)
+        write_manifest(tmp)  # re-signed: the registry record is part of the verified set
 
 
 def publish_record_only(version_record: dict[str, Any], target: Path) -> None:

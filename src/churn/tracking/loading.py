@@ -45,7 +45,7 @@ RUN_URI_PATTERN = re.compile(r"^runs:/(?P<run_id>[^/]+)(?P<rest>/.*)?$")
 ARTIFACT_ROOT_NAME = "mlartifacts"
 
 
-def _churn_model_dir(local: Path) -> Path:
+def find_churn_model_dir(local: Path) -> Path:
     """Find the ChurnModel directory inside a downloaded MLflow model (or artifact folder)."""
     mlmodel = local / "MLmodel"
     if mlmodel.exists():
@@ -181,4 +181,4 @@ def load_model(model_uri: str | Path) -> ChurnModel:
         )
     with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
         local = download_artifacts(text, Path(tmp))
-        return ChurnModel.load(_churn_model_dir(local))
+        return ChurnModel.load(find_churn_model_dir(local))

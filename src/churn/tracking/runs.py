@@ -196,7 +196,7 @@ def _log_training_run(
     import mlflow
     import mlflow.pyfunc
 
-    from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+    from churn.tracking.pyfunc import pyfunc_log_arguments
 
     cfg = params.train
     with quiet_mlflow():
@@ -258,8 +258,7 @@ def _log_training_run(
             example = test.drop(columns=["label"]).head(INPUT_EXAMPLE_ROWS)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=ChurnPyfuncModel(reasons=params.score.reasons),
-                artifacts={ARTIFACT_KEY: str(model_path)},
+                **pyfunc_log_arguments(model_path, params.score.reasons),
                 signature=build_model_signature(result.model, example, params.score.reasons),
                 input_example=example,
                 registered_model_name=cfg.registered_model_name,

@@ -29,6 +29,7 @@ NOT_IN_VOCABULARY = "not_in_vocabulary"
 DUPLICATE_ROW = "duplicate_row"
 DUPLICATE_KEY = "duplicate_key"
 FUTURE_DATED = "future_dated"
+TOO_LARGE = "too_large"
 
 EXAMPLES = 5
 """Example rows kept per rule in the report."""
@@ -277,6 +278,33 @@ def check_future_dated(
     for column in columns:
         if column in frame.columns:
             log.add(f"{column}:{FUTURE_DATED}", frame[column] >= future_from, (column,))
+
+
+def check_magnitude(
+    frame: pd.DataFrame, columns: Sequence[str], limit: float, log: RuleLog
+) -> None:
+    """Log rows whose number in any of ``columns`` exceeds ``limit`` in magnitude.
+
+    A finite but absurd quantity (1.5e308) is valid as a float, yet sums and ratios built on it
+    overflow to ``inf``; it is quarantined like any other impossible value. The rule label
+    carries the limit: ``<column>:too_large[abs>1e+12]``.
+
+    Args:
+        frame: The typed table.
+        columns: Numeric columns to check (non-numeric ones are skipped).
+        limit: The largest magnitude accepted (``ingest.max_abs_value``).
+        log: Where failures go.
+    """
+    for column in columns:
+        values = frame[column] if column in frame.columns else None
+        if values is None or pd.api.types.is_bool_dtype(values):
+            continue
+        if not pd.api.types.is_numeric_dtype(values):
+            continue
+        magnitude = values.astype("float64").abs()
+        log.add(
+            f"{column}:{TOO_LARGE}[abs>{limit:g}]", (magnitude > limit).fillna(False), (column,)
+        )
 
 
 def check_reference(

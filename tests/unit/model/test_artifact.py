@@ -1,9 +1,11 @@
-"""Tests for churn.model.artifact: name-matched inputs, unseen levels, calibration, checksums."""
+"""Tests for churn.model.artifact: inputs by name, immutability, calibration, verification."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,12 +13,16 @@ import pytest
 
 from churn.errors import DataContractError, ModelError
 from churn.model.artifact import (
+    CATALOG_FILE,
+    MANIFEST_FILE,
     META_FILE,
     MODEL_FILE,
     Calibrator,
     ChurnModel,
+    check_lightgbm_text,
     encode_categories,
     prepare_features,
+    write_manifest,
 )
 
 
@@ -193,3 +199,124 @@ def test_encode_categories_keeps_missing_apart_from_text_lookalikes():
     values = pd.Series(["nan", None, "<NA>", np.nan], dtype="object")
     codes = encode_categories(values, ("<NA>", "nan"))
     np.testing.assert_array_equal(codes, [1.0, np.nan, 0.0, np.nan])
+
+
+# --------------------------------------------------------------------------------------------
+# Verification before parsing: manifest, metadata schema, LightGBM text structure
+# --------------------------------------------------------------------------------------------
+
+
+def _saved(tiny_model, tmp_path):
+    directory = tmp_path / "m"
+    tiny_model.save(directory)
+    return directory
+
+
+def _edit_meta(directory, change) -> None:
+    """Change churn_model.json and re-sign it, as an attacker who also rewrites the manifest."""
+    meta = json.loads((directory / META_FILE).read_text())
+    change(meta)
+    (directory / META_FILE).write_text(json.dumps(meta))
+    write_manifest(directory)
+
+
+def test_save_writes_a_manifest_of_every_file(tiny_model, tmp_path):
+    directory = _saved(tiny_model, tmp_path)
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    assert manifest["algorithm"] == "sha256"
+    assert manifest["files"] == {
+        name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+        for name in (CATALOG_FILE, META_FILE, MODEL_FILE)
+    }
+
+
+def test_a_changed_metadata_file_is_refused_by_its_checksum(tiny_model, tmp_path):
+    directory = _saved(tiny_model, tmp_path)
+    meta = json.loads((directory / META_FILE).read_text())
+    meta["feature_names"] = meta["feature_names"][::-1]
+    (directory / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=f"checksum mismatch for .*{META_FILE}"):
+        ChurnModel.load(directory)
+
+
+def test_a_directory_without_manifest_is_refused(tiny_model, tmp_path):
+    directory = _saved(tiny_model, tmp_path)
+    (directory / MANIFEST_FILE).unlink()
+    with pytest.raises(ModelError, match=f"{MANIFEST_FILE} is missing"):
+        ChurnModel.load(directory)
+
+
+def test_a_manifest_entry_leaving_the_directory_is_refused(tiny_model, tmp_path):
+    directory = _saved(tiny_model, tmp_path)
+    (tmp_path / "elsewhere.txt").write_text("x")
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    manifest["files"]["../elsewhere.txt"] = hashlib.sha256(b"x").hexdigest()
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="outside"):
+        ChurnModel.load(directory)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda m: m.__setitem__("feature_names", m["feature_names"][::-1]), "do not match"),
+        (lambda m: m["feature_names"].pop(0), "do not match"),
+        (lambda m: m.pop("calibrator"), "'calibrator' is missing"),
+        (lambda m: m["calibrator"].__setitem__("method", "magic"), "method 'magic'"),
+        (lambda m: m["calibrator"].__setitem__("x", []), "knots 'x' and values 'y'"),
+        (lambda m: m["calibrator"]["y"].reverse(), "must be increasing"),
+        (lambda m: m["categorical_levels"].pop("plan"), "the categorical levels"),
+        (lambda m: m["categorical_levels"].__setitem__("nope", ["a"]), "'nope' is not in"),
+        (lambda m: m.__setitem__("format_version", 1), "format_version 1"),
+    ],
+)
+def test_metadata_that_does_not_fit_the_schema_is_refused(tiny_model, tmp_path, change, problem):
+    directory = _saved(tiny_model, tmp_path)
+    _edit_meta(directory, change)
+    with pytest.raises(ModelError, match=problem) as caught:
+        ChurnModel.load(directory)
+    assert str(directory) in str(caught.value)
+
+
+def _lightgbm_text(tiny_model) -> str:
+    return tiny_model.booster.model_to_string()
+
+
+def test_a_well_formed_lightgbm_text_passes_the_structural_check(tiny_model):
+    check_lightgbm_text(_lightgbm_text(tiny_model), "model.txt", tiny_model.feature_names)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "problem"),
+    [
+        (lambda t: t.replace("tree_sizes=", "tree_sizes=1 ", 1), "tree_sizes"),
+        (lambda t: t.replace("Tree=1\n", "Tree=7\n", 1), "tree_sizes"),
+        (lambda t: t.replace("end of trees", "end of forest", 1), "end of trees"),
+        (lambda t: t.replace("max_feature_idx=", "max_feature_idx=9", 1), "do not match"),
+        (lambda t: "garbage\n\n" + t, "'tree' header"),
+        (lambda t: re.sub(r"left_child=-?\d+", "left_child=999", t, count=1), "tree_sizes|range"),
+    ],
+)
+def test_a_malformed_lightgbm_text_is_refused_before_lightgbm_parses_it(
+    tiny_model, corrupt, problem
+):
+    text = corrupt(_lightgbm_text(tiny_model))
+    with pytest.raises(ModelError, match=problem):
+        check_lightgbm_text(text, "model.txt", tiny_model.feature_names)
+
+
+def test_tree_arrays_are_checked_even_when_the_sizes_fit(tiny_model, tmp_path):
+    """A child index out of range, with tree_sizes recomputed, is still refused (no abort)."""
+    directory = _saved(tiny_model, tmp_path)
+    text = (directory / MODEL_FILE).read_text()
+    head, _, rest = text.partition("\n\n")
+    section, _, tail = rest.partition("end of trees")
+    blocks = re.split(r"(?=^Tree=\d+\n)", section, flags=re.MULTILINE)
+    blocks = [b for b in blocks if b]
+    blocks[0] = re.sub(r"left_child=(-?\d+)", "left_child=4000", blocks[0], count=1)
+    sizes = " ".join(str(len(b.encode())) for b in blocks)
+    head = re.sub(r"tree_sizes=[\d ]+", f"tree_sizes={sizes}", head)
+    (directory / MODEL_FILE).write_text(head + "\n\n" + "".join(blocks) + "end of trees" + tail)
+    write_manifest(directory)
+    with pytest.raises(ModelError, match="left_child index 4000 is out of range"):
+        ChurnModel.load(directory)

@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +15,8 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params, parse_params
 from churn.errors import ModelError
+from churn.model.artifact import write_manifest
+from churn.model.baseline import save_baseline
 from churn.model.evaluation import (
     check_model_below_oracle,
     compute_auc_standard_error,
@@ -50,7 +51,8 @@ def model_dir(tmp_path_factory, features) -> Path:
     result = train_churn_models(features, TINY_CATALOG, tiny_params())
     directory = tmp_path_factory.mktemp("model") / "churn"
     result.model.save(directory)
-    joblib.dump(result.baseline, directory / BASELINE_FILE)
+    save_baseline(result.baseline, directory / BASELINE_FILE)
+    write_manifest(directory)
     return directory
 
 

@@ -7,17 +7,18 @@ SQLite MLflow store; the runner check is also marked ``slow``.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support.hostile import write_marker_pickle
 from support.mlflow_store import fresh_store
 from support.tiny import fit_tiny_model, make_feature_frame
 
 from churn.config import Params
-from churn.errors import ModelError
 from churn.model.scoring import finalize_scores, score_frame
-from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel, pyfunc_log_arguments
 
 pytest.importorskip("pyspark")  # the optional churn[spark] extra
 
@@ -44,14 +45,15 @@ def registry(tmp_path_factory):
         with mlflow.start_run(experiment_id=experiment_id):
             mlflow.pyfunc.log_model(
                 name="model",
-                python_model=ChurnPyfuncModel(),
-                artifacts={ARTIFACT_KEY: str(root / "churn_model")},
+                **pyfunc_log_arguments(root / "churn_model", reasons=3),
                 registered_model_name="churn",
                 pip_requirements=pin_model_requirements(),
                 signature=ModelSignature(
                     inputs=None, params=ParamSchema([ParamSpec("reasons", "long", 3)])
                 ),
             )
+            # The way models were logged before "models from code": a pickled wrapper
+            # (python_model.pkl) beside the ChurnModel files.
             fixed = mlflow.pyfunc.log_model(
                 name="fixed",
                 python_model=ChurnPyfuncModel(reasons=3),
@@ -106,13 +108,28 @@ def test_spark_scores_an_exported_model_directory(spark, registry):
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-9)
 
 
-def test_a_model_without_a_reasons_parameter_cannot_change_the_count(spark, registry, monkeypatch):
+def test_a_pickled_legacy_model_is_scored_from_its_data_files_never_unpickled(
+    spark, registry, monkeypatch, tmp_path
+):
+    import mlflow.artifacts
+
     from churn.spark.scoring import score_spark
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    local = Path(mlflow.artifacts.download_artifacts(registry["fixed_uri"], dst_path=tmp_path))
+    marker = tmp_path / "pickle-ran"
+    write_marker_pickle(local / "python_model.pkl", marker)
     features = _one_cutoff(registry["frame"]).head(50)
-    with pytest.raises(ModelError, match="returns 3 reasons"):
-        score_spark(spark, features, registry["fixed_uri"], reasons=2)
+    got = spark_to_pandas_scores(score_spark(spark, features, local, reasons=2))
+    want = finalize_scores(score_frame(registry["model"], features, 2))
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-9)
+    assert not marker.exists()
+
+
+def spark_to_pandas_scores(scores) -> pd.DataFrame:
+    from churn.spark import score_dtypes, spark_to_pandas
+
+    return spark_to_pandas(scores, score_dtypes(scores))
 
 
 @pytest.mark.slow

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from support.mlflow_store import fresh_store
-from support.tiny import TINY_CATALOG
+from support.tiny import TINY_CATALOG, fit_tiny_model
 
 from churn.config import Params
 from churn.domain.families import FAMILIES
 from churn.errors import EmptyPopulationError
 from churn.model.importance import compute_global_importance, select_explain_sample
-from churn.stages.explain import run_explain
+from churn.stages.explain import escape_plot_text, run_explain
 from churn.tracking.store import connect_tracking, quiet_mlflow
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -133,3 +133,22 @@ def test_registry_file_without_a_store_is_skipped(tiny_model, feature_frame, tmp
     summary = run_explain(params, tmp_path / "features.parquet", tmp_path / "model", tmp_path / "o")
     assert summary["mlflow_run_id"] is None
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_plot_text_is_escaped_so_mathtext_never_runs():
+    assert escape_plot_text(r"$\notacommand{x}$") == r"\$\notacommand{x}\$"
+    assert escape_plot_text("plain") == "plain"
+    assert escape_plot_text(3) == "3"
+
+
+def test_a_category_value_that_looks_like_mathtext_is_drawn_literally(feature_frame, tmp_path):
+    hostile = r"$\notacommand{x}$"  # unescaped, matplotlib's mathtext parser raises on it
+    frame = feature_frame.assign(plan=feature_frame["plan"].replace("pro", hostile))
+    model = fit_tiny_model(frame)
+    assert hostile in model.categorical_levels["plan"]
+    model.save(tmp_path / "model")
+    frame.to_parquet(tmp_path / "features.parquet")
+    params = Params.model_validate({"explain": {"sample_rows": 120, "dependence_features": 7}})
+    summary = run_explain(params, tmp_path / "features.parquet", tmp_path / "model", tmp_path / "o")
+    assert "dependence_plan.png" in summary["plots"]
+    assert (tmp_path / "o" / "dependence_plan.png").read_bytes()[:8] == PNG_MAGIC

@@ -774,20 +774,42 @@ def test_cli_ingest_on_bad_input_exits_2_naming_table_and_column(tables, tmp_pat
     assert not (tmp_path / "validated").exists()
 
 
-def test_an_empty_optional_table_is_valid_and_typed(tables, tmp_path):
+def test_an_empty_optional_table_counts_as_absent_and_says_so(tables, tmp_path):
     tables["nps_responses"] = tables["nps_responses"].iloc[:0]
     raw = tmp_path / "raw"
     write_csvs(tables, raw)  # a header-only CSV
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "nps_responses.parquet").write_text("from an earlier run")
 
     result = run_ingest(
         IngestConfig(as_of=AS_OF.date()), raw, tmp_path / "v", tmp_path / "q", tmp_path / "r.json"
     )
 
-    nps = pd.read_parquet(tmp_path / "v" / "nps_responses.parquet")
-    assert len(nps) == 0
-    assert str(nps["responded_at"].dtype) == "datetime64[us, UTC]"
-    assert str(nps["score"].dtype) == "Int64"
-    assert result.report["tables"]["nps_responses"]["quarantined_share"] == 0.0
+    # "No rows" must give the same features as "no table": no validated file at all.
+    assert not (tmp_path / "v" / "nps_responses.parquet").exists()
+    assert "nps_responses" not in result.valid
+    entry = result.report["tables"]["nps_responses"]
+    assert entry["present"] is False and entry["empty"] is True
+    assert "0 rows" in entry["note"] and "engagement" in entry["note"]
+    assert (tmp_path / "v" / "customers.parquet").exists()
+
+
+def test_an_empty_required_table_says_it_has_0_rows_not_orphans(tables, tmp_path):
+    tables["customers"] = tables["customers"].iloc[:0]
+    raw = tmp_path / "raw"
+    write_csvs(tables, raw)
+
+    with pytest.raises(DataContractError) as caught:
+        run_ingest(
+            IngestConfig(as_of=AS_OF.date()),
+            raw,
+            tmp_path / "v",
+            tmp_path / "q",
+            tmp_path / "r.json",
+        )
+    assert "customers has 0 rows" in str(caught.value)
+    assert "unknown_customer" not in str(caught.value)
+    assert not (tmp_path / "v").exists()
 
 
 def test_run_ingest_defaults_as_of_to_today(tables, tmp_path):

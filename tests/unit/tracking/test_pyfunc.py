@@ -11,7 +11,7 @@ from support.tiny import fit_tiny_model, make_feature_frame
 from churn.errors import ModelError
 from churn.model.scoring import score_frame
 from churn.tracking.loading import load_model
-from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
+from churn.tracking.pyfunc import pyfunc_log_arguments
 from churn.tracking.signature import pin_model_requirements
 from churn.tracking.store import connect_tracking, quiet_mlflow
 
@@ -33,8 +33,7 @@ def registry(tmp_path_factory):
         with mlflow.start_run(experiment_id=experiment_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=ChurnPyfuncModel(reasons=2),
-                artifacts={ARTIFACT_KEY: str(root / "churn_model")},
+                **pyfunc_log_arguments(root / "churn_model", reasons=2),
                 registered_model_name="churn",
                 pip_requirements=pin_model_requirements(),
                 # MLflow passes `params` to predict only when the signature declares them.

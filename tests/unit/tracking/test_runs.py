@@ -182,9 +182,10 @@ def test_run_artifacts_include_catalog_plots_and_the_registered_model(trained, t
 
 def test_export_dir_holds_model_baseline_and_registry_record(trained):
     model_dir = trained.root / "models" / "churn"
-    assert {"model.txt", "churn_model.json", "catalog.csv", "baseline.joblib", "registry.json"} <= {
-        path.name for path in model_dir.iterdir()
-    }
+    files = {"model.txt", "churn_model.json", "catalog.csv", "baseline.json", "registry.json"}
+    assert files | {"manifest.json"} == {path.name for path in model_dir.iterdir()}
+    # Every file the directory holds is vouched for by the manifest, the baseline included.
+    assert set(json.loads((model_dir / "manifest.json").read_text())["files"]) == files
     registry = json.loads((model_dir / "registry.json").read_text())
     assert registry["run_id"] == trained.run_id
     assert registry["model_version"] == "1"

@@ -12,6 +12,7 @@ from churn.validation.rules import (
     check_columns,
     check_duplicates,
     check_future_dated,
+    check_magnitude,
     check_order,
     check_reference,
 )
@@ -129,3 +130,24 @@ def test_order_future_and_reference_checks():
         "customer_id:unknown_customer",
         "resolved_at:future_dated",
     ]
+
+
+def test_magnitude_check_quarantines_absurd_finite_numbers_against_a_naive_reference():
+    frame = pd.DataFrame(
+        {
+            "amount": [1.0, -2e12, 1.5e308, np.nan, 1e12],
+            "seats": pd.array([1, None, 3, 2_000_000_000_000, 5], dtype="Int64"),
+            "plan": ["a", "b", "c", "d", "e"],
+            "flag": [True, False, True, False, True],
+        }
+    )
+    log = RuleLog(len(frame))
+    check_magnitude(frame, list(frame.columns), 1e12, log)
+    expected = {
+        column: [not pd.isna(v) and abs(float(v)) > 1e12 for v in frame[column]]
+        for column in ("amount", "seats")
+    }
+    assert expected["amount"] == [False, True, True, False, False]  # the limit itself is fine
+    for column, mask in expected.items():
+        np.testing.assert_array_equal(log.masks[f"{column}:too_large[abs>1e+12]"], mask)
+    assert set(log.masks) == {"amount:too_large[abs>1e+12]", "seats:too_large[abs>1e+12]"}

@@ -1,0 +1,127 @@
+"""Tests for churn.model.baseline: the JSON logistic baseline equals the scikit-learn pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tiny import TINY_CATALOG
+
+from churn.errors import ModelError
+from churn.model.baseline import (
+    LogisticBaseline,
+    fit_baseline,
+    load_baseline,
+    predict_baseline,
+    save_baseline,
+)
+
+
+def reference_pipeline(train: pd.DataFrame, catalog: pd.DataFrame):
+    """The scikit-learn pipeline the baseline stands for, fitted the textbook way."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    is_cat = catalog["kind"] == "categorical"
+    numeric, categorical = list(catalog.loc[~is_cat, "name"]), list(catalog.loc[is_cat, "name"])
+    prepare = ColumnTransformer(
+        [
+            (
+                "n",
+                make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                ),
+                numeric,
+            ),
+            (
+                "c",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                categorical,
+            ),
+        ]
+    )
+    pipeline = Pipeline([("p", prepare), ("m", LogisticRegression(max_iter=2000, random_state=0))])
+    inputs = train[numeric + categorical].copy()
+    for name in categorical:
+        inputs[name] = inputs[name].astype("object").map(str).where(inputs[name].notna(), np.nan)
+    pipeline.fit(inputs, train["label"].astype(int))
+    return pipeline, inputs.columns
+
+
+def as_text(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    out = frame.copy()
+    for name in categorical:
+        out[name] = out[name].astype("object").map(str).where(out[name].notna(), np.nan)
+    return out
+
+
+def test_numpy_baseline_equals_the_sklearn_pipeline(feature_frame):
+    train, test = feature_frame.iloc[:1000], feature_frame.iloc[1000:].copy()
+    test.loc[test.index[:5], "plan"] = "a_plan_never_seen"
+    test.loc[test.index[5:10], "plan"] = pd.NA
+    test.loc[test.index[10:15], "last_nps_score"] = np.nan
+    baseline = fit_baseline(train, TINY_CATALOG)
+    pipeline, columns = reference_pipeline(train, TINY_CATALOG)
+    categorical = ["acquisition_channel", "plan"]
+    want = pipeline.predict_proba(as_text(test, categorical)[list(columns)])[:, 1]
+    np.testing.assert_allclose(predict_baseline(baseline, test), want, rtol=0, atol=1e-12)
+
+
+def test_third_party_integer_codes_work_like_text(feature_frame):
+    """An export with integer category codes and integer counts fits and scores the same."""
+    codes = {level: code for code, level in enumerate(sorted(feature_frame["plan"].unique()))}
+    export = feature_frame.assign(plan=feature_frame["plan"].map(codes).astype("int64"))
+    baseline = fit_baseline(export.iloc[:1000], TINY_CATALOG)
+    assert baseline.levels[baseline.categorical.index("plan")] == tuple(
+        str(code) for code in sorted(codes.values())
+    )
+    pipeline, columns = reference_pipeline(export.iloc[:1000], TINY_CATALOG)
+    test = export.iloc[1000:]
+    want = pipeline.predict_proba(as_text(test, ["acquisition_channel", "plan"])[list(columns)])
+    np.testing.assert_allclose(predict_baseline(baseline, test), want[:, 1], rtol=0, atol=1e-12)
+
+
+def test_json_round_trip_scores_identically(feature_frame, tmp_path):
+    baseline = fit_baseline(feature_frame.iloc[:1000], TINY_CATALOG)
+    save_baseline(baseline, tmp_path / "baseline.json")
+    loaded = load_baseline(tmp_path / "baseline.json")
+    assert loaded == baseline
+    np.testing.assert_array_equal(
+        predict_baseline(loaded, feature_frame), predict_baseline(baseline, feature_frame)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.pop("coefficients"), "'coefficients' must be a list of"),
+        (lambda d: d["coefficients"].pop(), "'coefficients' must be a list of"),
+        (lambda d: d.__setitem__("intercept", "1"), "'intercept' must be a finite number"),
+        (lambda d: d["scales"].__setitem__(0, 0.0), "'scales' must be positive"),
+        (lambda d: d["medians"].__setitem__(0, None), "not a finite number"),
+        (lambda d: d.__setitem__("format", "sklearn-pickle"), "'format' must be"),
+        (lambda d: d["levels"].pop(), "one list of level names per categorical feature"),
+    ],
+)
+def test_a_malformed_baseline_is_refused_naming_the_file(feature_frame, tmp_path, change, problem):
+    payload = fit_baseline(feature_frame.iloc[:1000], TINY_CATALOG).to_dict()
+    change(payload)
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ModelError, match=problem) as caught:
+        load_baseline(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_input_column_is_named(feature_frame):
+    baseline = LogisticBaseline(("a",), (0.0,), (0.0,), (1.0,), (), (), (1.0,), 0.0)
+    with pytest.raises(ModelError, match=r"\['a'\]"):
+        predict_baseline(baseline, feature_frame)
