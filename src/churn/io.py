@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from churn.layout import table_file_name
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -93,7 +95,7 @@ def find_table_file(directory: str | Path, table: str, file: str | None = None) 
     if file is not None:
         candidate = directory / file
         return candidate if candidate.exists() else None
-    for name in (f"{table}.parquet", f"{table}.csv", table):
+    for name in (table_file_name(table), f"{table}.csv", table):
         candidate = directory / name
         if candidate.exists():
             return candidate
@@ -119,7 +121,7 @@ def read_tables(
     directory = Path(directory)
     out: dict[str, pd.DataFrame] = {}
     for name in names:
-        path = directory / f"{name}.parquet"
+        path = directory / table_file_name(name)
         if path.exists():
             out[name] = pd.read_parquet(path)
     return out

@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import ModelError
+from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
 from churn.model.treeshap import compute_contributions
 
 MODEL_FILE = "model.txt"
-META_FILE = "churn_model.json"
-CATALOG_FILE = "catalog.csv"
+META_FILE = MODEL_META_FILE
+CATALOG_FILE = MODEL_CATALOG_FILE
 FORMAT_VERSION = 1
 PROBABILITY_FLOOR = 1e-6
 

@@ -11,6 +11,14 @@ import pandas as pd
 
 from churn.config import Params
 from churn.errors import ModelError
+from churn.layout import (
+    BASELINE_FILE,
+    REGISTRY_FILE,
+    TEST_PREDICTIONS_FILE,
+    TRUTH_CUSTOMER_MONTHS,
+    plot_file_name,
+    table_file_name,
+)
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow, run_rolling_backtest
 from churn.model.fit import KEY_COLUMNS
 from churn.model.metrics import (
@@ -24,10 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-TRUTH_FILE = "customer_months.parquet"
-
-
-PREDICTIONS_FILE = "test_predictions.parquet"
+TRUTH_FILE = table_file_name(TRUTH_CUSTOMER_MONTHS)
 
 
 def run_evaluate(
@@ -58,7 +63,6 @@ def run_evaluate(
 
     from churn.io import read_frame, write_json, write_parquet, write_table
     from churn.model.artifact import ChurnModel
-    from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
     from churn.tracking.runs import log_eval_metrics
 
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)
@@ -84,8 +88,8 @@ def run_evaluate(
         {**evaluation.metrics, "backtest": backtest, "notes": evaluation.metrics["notes"] + notes}
     )
     for name, table in evaluation.plots.items():
-        write_table(table, plots_dir / f"{name}.csv", fmt="csv")
-    write_parquet(evaluation.predictions, plots_dir / PREDICTIONS_FILE)
+        write_table(table, plots_dir / plot_file_name(name), fmt="csv")
+    write_parquet(evaluation.predictions, plots_dir / TEST_PREDICTIONS_FILE)
     write_json(metrics, metrics_path)
     test = evaluation.metrics["test"]
     logger.info(

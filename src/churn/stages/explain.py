@@ -25,6 +25,7 @@ import pandas as pd
 
 from churn.errors import DataContractError
 from churn.io import atomic_path, read_frame, write_json, write_table
+from churn.layout import EXPLAIN_SUMMARY_FILE, EXPLAIN_TABLES, explain_table_file_name
 from churn.model.artifact import ChurnModel
 from churn.model.importance import (
     SAMPLE_SEED,
@@ -223,9 +224,9 @@ def run_explain(
         pd.DataFrame(values, columns=list(model.feature_names)), model.catalog
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(importance.features, out_dir / "global_importance.csv", "csv")
-    write_table(importance.families, out_dir / "family_importance.csv", "csv")
-    write_table(importance.phases, out_dir / "phase_importance.csv", "csv")
+    tables = (importance.features, importance.families, importance.phases)
+    for name, table in zip(EXPLAIN_TABLES, tables, strict=True):
+        write_table(table, out_dir / explain_table_file_name(name), "csv")
     plots = draw_plots(
         model, sample, values, base, importance, out_dir, params.explain.dependence_features
     )
@@ -248,6 +249,6 @@ def run_explain(
         "plots": [path.name for path in plots],
         "mlflow_run_id": run_id,
     }
-    write_json(summary, out_dir / "explain.json")
+    write_json(summary, out_dir / EXPLAIN_SUMMARY_FILE)
     logger.info("explained %d customers -> %s", len(sample), out_dir)
     return summary

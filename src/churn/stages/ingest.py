@@ -46,6 +46,7 @@ from churn import io
 from churn.config import IngestConfig, TableMapping
 from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
 from churn.errors import DataContractError
+from churn.layout import table_file_name
 from churn.validation import rules
 from churn.validation.coerce import (
     LABEL_INVALID,
@@ -444,12 +445,12 @@ def run_ingest(
         report["tables"][name]["source"] = str(path)
 
     for name, frame in result.valid.items():
-        io.write_parquet(frame, out_dir / f"{name}.parquet")
-        io.write_parquet(result.quarantine[name], quarantine_dir / f"{name}.parquet")
+        io.write_parquet(frame, out_dir / table_file_name(name))
+        io.write_parquet(result.quarantine[name], quarantine_dir / table_file_name(name))
     for name in CONTRACT:
         if name in result.valid:
             continue
-        for stale in (out_dir / f"{name}.parquet", quarantine_dir / f"{name}.parquet"):
+        for stale in (out_dir / table_file_name(name), quarantine_dir / table_file_name(name)):
             if stale.exists():
                 logger.info("removing %s: table %s is no longer in the input", stale, name)
                 stale.unlink()

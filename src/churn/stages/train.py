@@ -12,6 +12,7 @@ import pandas as pd
 
 from churn.config import Params
 from churn.errors import ModelError
+from churn.layout import BASELINE_FILE, REGISTRY_FILE
 from churn.model.fit import read_catalog, train_churn_models
 from churn.model.metrics import make_jsonable
 
@@ -21,13 +22,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: Name of the feature catalog among the training run's MLflow artifacts.
 CATALOG_FILE_NAME = "feature_catalog.csv"
-
-
-BASELINE_FILE = "baseline.joblib"
-
-
-REGISTRY_FILE = "registry.json"
 
 
 def run_train(
@@ -35,7 +31,7 @@ def run_train(
     features_path: Path,
     model_dir: Path,
     report_path: Path,
-    catalog_path: Path | None = None,
+    catalog_path: Path,
 ) -> dict[str, Any]:
     """Train, log to MLflow, register and gate the model, export it and write the report.
 
@@ -45,8 +41,7 @@ def run_train(
         model_dir: Export directory: the ChurnModel files, ``baseline.joblib`` and
             ``registry.json`` (run id, model version, alias decision); replaced atomically.
         report_path: JSON summary (split, metrics, gate decision).
-        catalog_path: Feature catalog CSV; default ``feature_catalog.csv`` beside the report
-            (where ``churn features`` writes it in the standard layout).
+        catalog_path: Feature catalog CSV from ``churn features``.
 
     Returns:
         The report written to ``report_path``.
@@ -57,7 +52,7 @@ def run_train(
     from churn.tracking.runs import log_training_run
 
     features_path, model_dir, report_path = Path(features_path), Path(model_dir), Path(report_path)
-    catalog_path = Path(catalog_path) if catalog_path else report_path.parent / CATALOG_FILE_NAME
+    catalog_path = Path(catalog_path)
     if not features_path.exists():
         raise ModelError(f"features file not found: {features_path}")
     catalog = read_catalog(catalog_path)

@@ -82,6 +82,7 @@ from churn.domain.contract import (
     TICKET_PRIORITIES,
 )
 from churn.io import write_parquet
+from churn.layout import table_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -1362,9 +1363,9 @@ def run_simulate(config: SimulateConfig, out_dir: Path, truth_dir: Path) -> None
         task = progress.add_task("simulating months", total=config.months)
         result = simulate(config, on_month=lambda done, _: progress.update(task, completed=done))
     for name, frame in result.tables.items():
-        write_parquet(frame, Path(out_dir) / f"{name}.parquet")
+        write_parquet(frame, Path(out_dir) / table_file_name(name))
     for name, frame in result.truth.items():
-        write_parquet(frame, Path(truth_dir) / f"{name}.parquet")
+        write_parquet(frame, Path(truth_dir) / table_file_name(name))
 
     customers = result.truth["customers"]
     logger.info(
