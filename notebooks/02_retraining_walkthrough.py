@@ -30,11 +30,13 @@
 # %%
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from mlflow import MlflowClient
 
 
@@ -46,6 +48,22 @@ def find_project() -> Path:
         if (directory / "dvc.yaml").exists():
             return directory
     raise FileNotFoundError("no dvc.yaml above the working directory; set CHURN_PROJECT_DIR")
+
+
+def stage_option(stage: str, option: str) -> str:
+    """Return what dvc.yaml passes to ``churn <stage>`` as ``--<option>``.
+
+    dvc.yaml is the only home of paths, so the notebook reads them there instead of repeating
+    them; file names inside an output directory come from :mod:`churn.layout`.
+    """
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    words = shlex.split(stages[stage]["cmd"])
+    return words[words.index(f"--{option}") + 1]
+
+
+def stage_path(stage: str, option: str) -> Path:
+    """Return the path dvc.yaml passes to ``churn <stage>`` as ``--<option>``, in the project."""
+    return PROJECT / stage_option(stage, option)
 
 
 PROJECT = find_project()
@@ -123,11 +141,14 @@ comparison.round(4)
 # %% [markdown]
 # ## 3. What the gate decided
 #
-# The training run records the decision in `models/churn/registry.json` (and as run tags); the
+# The training run records the decision in `registry.json` in the model directory (and as run
+# tags); the
 # registry aliases are what scoring follows.
 
 # %%
-decision = json.loads((PROJECT / "models/churn/registry.json").read_text())
+from churn.layout import REGISTRY_FILE  # noqa: E402
+
+decision = json.loads((stage_path("train", "model-dir") / REGISTRY_FILE).read_text())
 print(
     f"version {decision['model_version']}: {decision['gate']['outcome']} "
     f"-> @{decision['alias']}: {decision['gate']['reason']}"
