@@ -12,21 +12,25 @@ must declare
 * the package folders or files of every ``churn`` module its runner imports, at any depth and
   including imports inside functions (computed with :mod:`ast`).
 
-Measurement runs the configuration of the repository's ``params.yaml`` (events mode, local
-engine), shrunk in size. Keys read only in another configuration are therefore not required;
-the Spark engine's execution knobs (``features.spark.*``) are read only when
-``features.engine`` is ``spark`` and do not change results, so they are not declared.
+Measurement runs two configurations, shrunk in size: the repository's ``params.yaml`` (events
+mode on simulated data) and entity mode on a CRM-style export; a stage declares the union of
+what it reads in both. Both use the local engine: the Spark engine's execution knobs
+(``features.spark.*``) are read only when ``features.engine`` is ``spark`` and do not change
+results, so they are not declared.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import shlex
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import typer
 import yaml
@@ -303,28 +307,79 @@ def test_every_stage_is_a_cli_command_and_outputs_feed_declared_deps():
 # ----------------------------------------------------------------------------- (b) params
 
 
-@pytest.fixture(scope="module")
-def measured_reads(tmp_path_factory) -> dict[str, set[str]]:
-    """Run every stage's dvc.yaml command on tiny data; return the params keys each read."""
-    work = tmp_path_factory.mktemp("dvc_stages")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
+def _crm_export(n: int, seed: int) -> pd.DataFrame:
+    """A CRM-style export for entity mode: integer ids and codes, the export's own names."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n)
+    contract = rng.integers(0, 3, n)  # an integer code, as many exports have
+    calls = rng.poisson(1.5, n)
+    logit = -1.0 - 0.04 * tenure + 0.5 * calls + np.where(contract == 0, 1.2, -0.8)
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return pd.DataFrame(
+        {
+            "CustomerID": np.arange(100_000, 100_000 + n),
+            "tenure_months": tenure,
+            "MonthlyCharges": rng.uniform(20, 120, n).round(2),
+            "ContractCode": contract,
+            "support_calls": calls,
+            "churned": np.where(churned, "Yes", "No"),
+        }
+    )
+
+
+def _run_stages(
+    work: Path, params: dict[str, Any], stages: list[str], recorder: ReadRecorder
+) -> dict[str, set[str]]:
+    """Run ``stages``' dvc.yaml commands in ``work`` with ``params``; return each one's reads."""
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     reads: dict[str, set[str]] = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
-        recorder = ReadRecorder()
-        recorder.install(patch)
-        runner = CliRunner()
         # As under `dvc repro`, where a library's warning is not an error.
         patch.setattr(warnings, "filters", [("ignore", None, Warning, None, 0)])
-        for stage in STAGES:
+        runner = CliRunner()
+        for stage in stages:
             recorder.reads = set()
             result = runner.invoke(cli.app, [stage, *_cmd_args(stage)])
             assert result.exit_code == 0, (stage, result.output, result.exception)
             reads[stage] = set(recorder.reads)
+    return reads
+
+
+@pytest.fixture(scope="module")
+def measured_reads(tmp_path_factory) -> dict[str, set[str]]:
+    """Run every stage's dvc.yaml command on tiny data; return the params keys each read.
+
+    Two configurations: the repository's ``params.yaml`` (events mode, simulated data) and
+    entity mode on a CRM-style export; a stage must declare the union of what it reads in
+    both, since a knob read in either mode changes that mode's results.
+    """
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        base[section].update(values)
+    entity = copy.deepcopy(base)
+    entity["ingest"].update(
+        {
+            "mode": "entity",
+            "as_of": "2026-01-31",
+            "label_column": "churned",
+            "tables": {
+                "customers": {"file": "crm_export.csv", "columns": {"customer_id": "CustomerID"}}
+            },
+        }
+    )
+    recorder = ReadRecorder()
+    with pytest.MonkeyPatch.context() as patch:
+        recorder.install(patch)
+        events_work = tmp_path_factory.mktemp("dvc_events")
+        reads = _run_stages(events_work, base, list(STAGES), recorder)
+        entity_work = tmp_path_factory.mktemp("dvc_entity")
+        (entity_work / "data" / "raw").mkdir(parents=True)
+        _crm_export(600, seed=3).to_csv(entity_work / "data/raw/crm_export.csv", index=False)
+        entity_stages = [stage for stage in STAGES if stage != "simulate"]
+        for stage, keys in _run_stages(entity_work, entity, entity_stages, recorder).items():
+            reads[stage] |= keys
     return reads
 
 
