@@ -348,12 +348,15 @@ def _run_stages(
 
 
 @pytest.fixture(scope="module")
-def measured_reads(tmp_path_factory) -> dict[str, set[str]]:
-    """Run every stage's dvc.yaml command on tiny data; return the params keys each read.
+def pipeline_runs(tmp_path_factory) -> tuple[dict[str, set[str]], Path]:
+    """Run every stage's dvc.yaml command on tiny data.
 
     Two configurations: the repository's ``params.yaml`` (events mode, simulated data) and
     entity mode on a CRM-style export; a stage must declare the union of what it reads in
     both, since a knob read in either mode changes that mode's results.
+
+    Returns:
+        The params keys each stage read, and the events-mode project directory.
     """
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
@@ -380,7 +383,34 @@ def measured_reads(tmp_path_factory) -> dict[str, set[str]]:
         entity_stages = [stage for stage in STAGES if stage != "simulate"]
         for stage, keys in _run_stages(entity_work, entity, entity_stages, recorder).items():
             reads[stage] |= keys
-    return reads
+    return reads, events_work
+
+
+@pytest.fixture(scope="module")
+def measured_reads(pipeline_runs) -> dict[str, set[str]]:
+    """The params keys each stage read (see :func:`pipeline_runs`)."""
+    return pipeline_runs[0]
+
+
+def test_the_report_finds_every_input_the_stages_wrote(pipeline_runs):
+    """Writers and readers agree on the file names inside output dirs (churn.layout)."""
+    from churn.report.inputs import ReportPaths, load_report_inputs
+
+    work = pipeline_runs[1]
+    command = _command("report")
+    given = command.make_context("churn report", list(_cmd_args("report"))).params
+    paths = ReportPaths(
+        **{name: work / given[name] for name in ("ingest_report", "train_report", "metrics")},
+        **{name: work / given[name] for name in ("plots_dir", "explain_dir", "catalog")},
+        labels=work / given["labels"],
+        scores=work / given["scores"],
+    )
+    inputs = load_report_inputs(paths)
+    # The first scoring has nothing to compare with; everything else must be there.
+    assert set(inputs.missing) == {"changes"}, inputs.missing
+    assert set(inputs.plots) == {"roc", "precision_recall", "calibration", "gains"}
+    assert len(inputs.explain_tables) == 3 and inputs.explain_summary is not None
+    assert inputs.explain_images and inputs.catalog is not None
 
 
 def test_the_recorder_sees_reads_and_dumps(monkeypatch):
