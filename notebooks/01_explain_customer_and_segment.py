@@ -18,14 +18,17 @@
 # what `dvc repro` wrote: the scores with their reasons, the per-feature contributions the score
 # stage keeps beside them (`scores_contributions.parquet`, exact TreeSHAP in log-odds), and the
 # champion model from the MLflow registry. Set `CHURN_PROJECT_DIR` to use another project
-# (default: the repository this notebook lives in).
+# (default: the repository this notebook lives in). Every path is the one `dvc.yaml` passes to
+# the stage that wrote it (see `stage_path`), so the notebook follows the pipeline's layout.
 
 # %%
 import os
+import shlex
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import yaml
 
 
 def find_project() -> Path:
@@ -38,16 +41,34 @@ def find_project() -> Path:
     raise FileNotFoundError("no dvc.yaml above the working directory; set CHURN_PROJECT_DIR")
 
 
+def stage_option(stage: str, option: str) -> str:
+    """Return what dvc.yaml passes to ``churn <stage>`` as ``--<option>``.
+
+    dvc.yaml is the only home of paths, so the notebook reads them there instead of repeating
+    them; file names inside an output directory come from :mod:`churn.layout`.
+    """
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    words = shlex.split(stages[stage]["cmd"])
+    return words[words.index(f"--{option}") + 1]
+
+
+def stage_path(stage: str, option: str) -> Path:
+    """Return the path dvc.yaml passes to ``churn <stage>`` as ``--<option>``, in the project."""
+    return PROJECT / stage_option(stage, option)
+
+
 PROJECT = find_project()
 # Scoring used models:/churn@champion; resolve it against this project's MLflow store.
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT / 'mlflow.db'}")
 
 from churn import load_model, load_report_inputs, with_segments  # noqa: E402 - after the URI
+from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, sidecar_path  # noqa: E402
+from churn.report.inputs import ReportPaths  # noqa: E402
 
-scores_path = PROJECT / "data/scores/scores.parquet"
+scores_path = stage_path("score", "out")
 scores = pd.read_parquet(scores_path)
-contributions = pd.read_parquet(scores_path.with_name("scores_contributions.parquet"))
-model = load_model("models:/churn@champion")
+contributions = pd.read_parquet(sidecar_path(scores_path, CONTRIBUTIONS_SUFFIX))
+model = load_model(stage_option("score", "model"))
 catalog = model.catalog.set_index("name")
 print(f"{len(scores):,} customers scored at {scores['cutoff'].max():%Y-%m-%d}")
 
@@ -113,7 +134,7 @@ fig.tight_layout()
 # the probability change and the features whose contribution moved the most.
 
 # %%
-changes_path = scores_path.with_name("scores_changes.parquet")
+changes_path = sidecar_path(scores_path, CHANGES_SUFFIX)
 if changes_path.exists():
     changes = pd.read_parquet(changes_path).set_index("customer_id")
     print(changes.loc[[customer["customer_id"]]].T.to_string())
@@ -128,7 +149,17 @@ else:
 
 # %%
 inputs = load_report_inputs(
-    PROJECT / "reports", PROJECT / "data/labels/labels.parquet", scores_path
+    ReportPaths(
+        ingest_report=stage_path("report", "ingest-report"),
+        train_report=stage_path("report", "train-report"),
+        model_record=stage_path("report", "model-record"),
+        metrics=stage_path("report", "metrics"),
+        plots_dir=stage_path("report", "plots-dir"),
+        explain_dir=stage_path("report", "explain-dir"),
+        catalog=stage_path("report", "catalog"),
+        labels=stage_path("report", "labels"),
+        scores=scores_path,
+    )
 )
 segmented = with_segments(inputs)
 plan = segmented.groupby("plan")["expected_revenue_at_risk"].sum().idxmax()

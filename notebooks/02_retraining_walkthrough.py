@@ -30,11 +30,13 @@
 # %%
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from mlflow import MlflowClient
 
 
@@ -46,6 +48,22 @@ def find_project() -> Path:
         if (directory / "dvc.yaml").exists():
             return directory
     raise FileNotFoundError("no dvc.yaml above the working directory; set CHURN_PROJECT_DIR")
+
+
+def stage_option(stage: str, option: str) -> str:
+    """Return what dvc.yaml passes to ``churn <stage>`` as ``--<option>``.
+
+    dvc.yaml is the only home of paths, so the notebook reads them there instead of repeating
+    them; file names inside an output directory come from :mod:`churn.layout`.
+    """
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    words = shlex.split(stages[stage]["cmd"])
+    return words[words.index(f"--{option}") + 1]
+
+
+def stage_path(stage: str, option: str) -> Path:
+    """Return the path dvc.yaml passes to ``churn <stage>`` as ``--<option>``, in the project."""
+    return PROJECT / stage_option(stage, option)
 
 
 PROJECT = find_project()
@@ -127,7 +145,7 @@ comparison.round(4)
 # version it trained, whether the gate promoted it, and the champion every later stage uses.
 
 # %%
-decision = json.loads((PROJECT / "reports/model.json").read_text())
+decision = json.loads(stage_path("train", "model-record").read_text())
 print(
     f"version {decision['trained_version']}: {decision['gate_outcome']} "
     f"({decision['gate_reason']}); later stages use champion v{decision['version']}"

@@ -11,7 +11,8 @@ Example (cluster; ship churn to the executors as a wheel or zip)::
         --labels s3a://bucket/labels/labels.parquet --out s3a://bucket/features \\
         --catalog reports/feature_catalog.csv --shards 400
 
-Local mode: ``python pipelines/spark_features.py --master local[2] ...``.
+Local mode: ``python pipelines/spark_features.py --master local[2] ...``. Every path is a
+required argument: the caller is the only home of paths, as ``dvc.yaml`` is for the CLI.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from churn.spark.session import add_session_arguments, start_session
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--validated", default="data/validated", help="validated tables dir/URI")
-    parser.add_argument("--labels", default="data/labels/labels.parquet", help="labels Parquet")
-    parser.add_argument("--out", default="data/features/spark", help="features output")
-    parser.add_argument("--catalog", type=Path, default=Path("reports/feature_catalog.csv"))
+    # Paths are required, like the CLI's: the caller (a scheduler, dvc.yaml) is their only home.
+    parser.add_argument("--params", type=Path, required=True, help="parameter file")
+    parser.add_argument("--validated", required=True, help="validated tables dir/URI")
+    parser.add_argument("--labels", required=True, help="labels Parquet")
+    parser.add_argument("--out", required=True, help="features output")
+    parser.add_argument("--catalog", type=Path, required=True, help="feature catalog CSV")
     add_session_arguments(parser)
     parser.add_argument("--shards", type=int, default=None, help="override features.spark.shards")
     return parser.parse_args(argv)
@@ -42,12 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the job."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    params = load_params(args.params)
-    if args.shards is not None:
-        spark_cfg = params.features.spark.model_copy(update={"shards": args.shards})
-        params = params.model_copy(
-            update={"features": params.features.model_copy(update={"spark": spark_cfg})}
-        )
+    # The override goes through the loader, so it meets the same rules as params.yaml.
+    params = load_params(args.params, {"features.spark.shards": args.shards})
     spark = start_session(args, params)
     summary = run_features_spark(
         params,

@@ -4,7 +4,8 @@ Thin on purpose: argument parsing, the session, and one call to
 :func:`churn.spark.scoring.run_score_spark`, which applies the registered model (its verified
 ChurnModel data files, never a pickle, scored by the same
 :func:`churn.model.scoring.score_frame` as ``churn score``) per Arrow batch on the executors and
-ranks the whole population into risk deciles.
+ranks the whole population into risk deciles. Every path is a required
+argument: the caller is the only home of paths, as ``dvc.yaml`` is for the CLI.
 
 Example::
 
@@ -30,12 +31,13 @@ from churn.spark.session import add_session_arguments, start_session
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--features", default="data/features/spark", help="features Parquet")
+    # Paths are required, like the CLI's: the caller (a scheduler, dvc.yaml) is their only home.
+    parser.add_argument("--params", type=Path, required=True, help="parameter file")
+    parser.add_argument("--features", required=True, help="features Parquet")
     parser.add_argument(
-        "--model", default="models:/churn@champion", help="MLflow URI or model directory"
+        "--model", required=True, help="MLflow URI (models:/churn@champion) or model directory"
     )
-    parser.add_argument("--out", default="data/scores/spark", help="scores output")
+    parser.add_argument("--out", required=True, help="scores output")
     add_session_arguments(parser)
     return parser.parse_args(argv)
 

@@ -1,21 +1,23 @@
 """The ``churn`` command line: one subcommand per pipeline stage.
 
 Each subcommand is a thin shell over the stage's runner (``churn.<stage>.run_<stage>``), which
-does the I/O around a pure core. Paths are options (``dvc.yaml`` passes them); knobs come from
-``params.yaml``. Stage modules are imported inside the commands so that ``churn --help`` stays
-fast and importing the CLI has no side effects.
+does the I/O around a pure core. Paths are required options with no defaults: ``dvc.yaml`` is
+their only home and passes every one. Knobs come from ``params.yaml``; an option that overrides
+a knob (``--customers``, ``--cutoff``, ``--engine``, ...) is applied through the config loader
+(:func:`churn.config.load_params`), so it meets the same validation rules as the file. Stage
+modules are imported inside the commands so that ``churn --help`` stays fast and importing the
+CLI has no side effects.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from churn.config import ConfigError, load_params
+from churn.config import ConfigError, Params, load_params
 
 app = typer.Typer(
     name="churn",
@@ -61,9 +63,10 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load(params: Path):
+def _load(params: Path, overrides: dict[str, Any] | None = None) -> Params:
+    """Load params with the command-line overrides (dotted key -> value; ``None`` = not given)."""
     try:
-        return load_params(params)
+        return load_params(params, overrides)
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -80,13 +83,11 @@ def _run(func, /, **kwargs) -> None:
 
 @app.command()
 def simulate(
-    params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[
-        Path, typer.Option(help="Directory for the raw contract tables (Parquet).")
-    ] = Path("data/raw"),
+    params: ParamsOpt,
+    out: Annotated[Path, typer.Option(help="Directory for the raw contract tables (Parquet).")],
     truth: Annotated[
         Path, typer.Option(help="Directory for the ground truth (never read by training).")
-    ] = Path("data/truth"),
+    ],
     customers: Annotated[int | None, typer.Option(help="Override simulate.customers.")] = None,
     months: Annotated[int | None, typer.Option(help="Override simulate.months.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override simulate.seed.")] = None,
@@ -94,32 +95,20 @@ def simulate(
     """Simulate a subscription business: raw contract tables plus ground truth."""
     from churn.stages.simulate.engine import run_simulate
 
-    cfg = _load(params).simulate
-    overrides = {
-        k: v
-        for k, v in {"customers": customers, "months": months, "seed": seed}.items()
-        if v is not None
-    }
-    if overrides:
-        cfg = cfg.model_copy(update=overrides)
+    overrides = {"simulate.customers": customers, "simulate.months": months, "simulate.seed": seed}
+    cfg = _load(params, overrides).simulate
     _run(run_simulate, config=cfg, out_dir=out, truth_dir=truth)
 
 
 @app.command()
 def ingest(
-    params: ParamsOpt = Path("params.yaml"),
-    raw: Annotated[
-        Path, typer.Option(help="Directory with the raw tables (CSV or Parquet).")
-    ] = Path("data/raw"),
-    out: Annotated[Path, typer.Option(help="Directory for validated tables.")] = Path(
-        "data/validated"
-    ),
+    params: ParamsOpt,
+    raw: Annotated[Path, typer.Option(help="Directory with the raw tables (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Directory for validated tables.")],
     quarantine: Annotated[
         Path, typer.Option(help="Directory for quarantined rows, with the failed rule per row.")
-    ] = Path("data/quarantine"),
-    report: Annotated[Path, typer.Option(help="JSON report: rows in, valid, quarantined.")] = Path(
-        "reports/ingest.json"
-    ),
+    ],
+    report: Annotated[Path, typer.Option(help="JSON report: rows in, valid, quarantined.")],
 ) -> None:
     """Validate raw tables against the data contract; quarantine bad rows."""
     from churn.stages.ingest import run_ingest
@@ -136,17 +125,13 @@ def ingest(
 
 @app.command()
 def label(
-    params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")] = Path(
-        "data/validated"
-    ),
-    out: Annotated[
-        Path, typer.Option(help="Labels Parquet: one row per customer and cutoff.")
-    ] = Path("data/labels/labels.parquet"),
+    params: ParamsOpt,
+    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
+    out: Annotated[Path, typer.Option(help="Labels Parquet: one row per customer and cutoff.")],
     report: Annotated[
         Path,
         typer.Option(help="JSON report: per cutoff population, churners, rate, why unlabeled."),
-    ] = Path("reports/labels.json"),
+    ],
 ) -> None:
     """Build point-in-time labels over the cutoff schedule and check their churn rates."""
     from churn.stages.label import run_label
@@ -157,19 +142,11 @@ def label(
 
 @app.command()
 def features(
-    params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")] = Path(
-        "data/validated"
-    ),
-    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")] = Path(
-        "data/labels/labels.parquet"
-    ),
-    out: Annotated[Path, typer.Option(help="Feature table Parquet.")] = Path(
-        "data/features/features.parquet"
-    ),
-    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV.")] = Path(
-        "reports/feature_catalog.csv"
-    ),
+    params: ParamsOpt,
+    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
+    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    out: Annotated[Path, typer.Option(help="Feature table Parquet.")],
+    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV.")],
     engine: Annotated[
         str | None, typer.Option(help="Override features.engine: 'local' (DuckDB) or 'spark'.")
     ] = None,
@@ -177,14 +154,9 @@ def features(
     """Compute point-in-time features for every (customer, cutoff) in the labels."""
     from churn.stages.features import run_features
 
-    p = _load(params)
-    if engine:
-        if engine not in ("local", "spark"):
-            _fail(f"--engine must be 'local' or 'spark', got {engine!r}")
-        p = p.model_copy(update={"features": p.features.model_copy(update={"engine": engine})})
     _run(
         run_features,
-        params=p,
+        params=_load(params, {"features.engine": engine}),
         validated_dir=validated,
         labels_path=labels,
         out_path=out,
@@ -194,6 +166,14 @@ def features(
 
 @app.command()
 def train(
+    params: ParamsOpt,
+    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
+    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")],
+    model_dir: Annotated[
+        Path,
+        typer.Option(help="Directory for the exported champion (scoring without a registry)."),
+    ],
+    report: Annotated[Path, typer.Option(help="JSON summary of the training run.")],
     challenger_dir: Annotated[
         Path,
         typer.Option(
@@ -202,24 +182,8 @@ def train(
     ],
     model_record: Annotated[
         Path,
-        typer.Option(
-            help="JSON naming the model later stages use (the champion after the gate)."
-        ),
+        typer.Option(help="JSON naming the model later stages use (the champion after the gate)."),
     ],
-    params: ParamsOpt = Path("params.yaml"),
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")] = Path(
-        "data/features/features.parquet"
-    ),
-    model_dir: Annotated[
-        Path,
-        typer.Option(help="Directory for the exported champion (scoring without a registry)."),
-    ] = Path("models/churn"),
-    report: Annotated[Path, typer.Option(help="JSON summary of the training run.")] = Path(
-        "reports/train.json"
-    ),
-    catalog: Annotated[
-        Path, typer.Option(help="Feature catalog CSV from 'churn features'.")
-    ] = Path("reports/feature_catalog.csv"),
 ) -> None:
     """Train LightGBM and a baseline out of time, calibrate, log to MLflow, gate the champion."""
     from churn.stages.train import run_train
@@ -238,23 +202,15 @@ def train(
 
 @app.command()
 def evaluate(
-    params: ParamsOpt = Path("params.yaml"),
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")] = Path(
-        "data/features/features.parquet"
-    ),
-    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")] = Path(
-        "models/churn"
-    ),
+    params: ParamsOpt,
+    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
+    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")],
+    metrics: Annotated[Path, typer.Option(help="Nested metrics JSON for 'dvc metrics'.")],
+    plots_dir: Annotated[Path, typer.Option(help="Plot data directory for 'dvc plots'.")],
     truth: Annotated[
         Path | None,
         typer.Option(help="Simulator ground truth directory (optional) for oracle metrics."),
     ] = None,
-    metrics: Annotated[Path, typer.Option(help="Nested metrics JSON for 'dvc metrics'.")] = Path(
-        "reports/metrics.json"
-    ),
-    plots_dir: Annotated[Path, typer.Option(help="Plot data directory for 'dvc plots'.")] = Path(
-        "reports/plots"
-    ),
 ) -> None:
     """Evaluate on the held-out cutoff: discrimination, calibration, lift, backtest."""
     from churn.stages.evaluate import run_evaluate
@@ -272,21 +228,20 @@ def evaluate(
 
 @app.command()
 def score(
-    params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")] = Path(
-        "data/validated"
-    ),
+    params: ParamsOpt,
+    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
     model: Annotated[
         str,
-        typer.Option(help="Model: an exported model directory or an MLflow URI."),
-    ] = "models:/churn@champion",
+        typer.Option(
+            help="Model: an exported model directory or an MLflow URI "
+            "(e.g. models:/churn@champion)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Scores file (Parquet, or CSV with --format csv).")],
     cutoff: Annotated[
         str | None,
-        typer.Option(help="Cutoff date (YYYY-MM-DD); default score.cutoff or the data's end."),
+        typer.Option(help="Override score.cutoff (YYYY-MM-DD); default: the data's end."),
     ] = None,
-    out: Annotated[
-        Path, typer.Option(help="Scores file (Parquet, or CSV with --format csv).")
-    ] = Path("data/scores/scores.parquet"),
     previous: Annotated[
         Path | None,
         typer.Option(help="Earlier scores file to compare with (what changed since)."),
@@ -301,26 +256,14 @@ def score(
     """Score every customer active at the cutoff, with reasons and revenue at risk."""
     from churn.stages.score import run_score
 
-    p = _load(params)
-    updates = {}
-    if cutoff:
-        try:
-            updates["cutoff"] = dt.date.fromisoformat(cutoff)
-        except ValueError:
-            _fail(f"--cutoff must be YYYY-MM-DD, got {cutoff!r}")
-    if output_format:
-        if output_format not in ("parquet", "csv"):
-            _fail(f"--format must be 'parquet' or 'csv', got {output_format!r}")
-        updates["output_format"] = output_format
-    if updates:
-        p = p.model_copy(update={"score": p.score.model_copy(update=updates)})
-    if engine:
-        if engine not in ("local", "spark"):
-            _fail(f"--engine must be 'local' or 'spark', got {engine!r}")
-        p = p.model_copy(update={"features": p.features.model_copy(update={"engine": engine})})
+    overrides = {
+        "score.cutoff": cutoff,
+        "score.output_format": output_format,
+        "features.engine": engine,
+    }
     _run(
         run_score,
-        params=p,
+        params=_load(params, overrides),
         validated_dir=validated,
         model_uri=model,
         out_path=out,
@@ -330,16 +273,10 @@ def score(
 
 @app.command()
 def explain(
-    params: ParamsOpt = Path("params.yaml"),
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")] = Path(
-        "data/features/features.parquet"
-    ),
-    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")] = Path(
-        "models/churn"
-    ),
-    out_dir: Annotated[
-        Path, typer.Option(help="Directory for explanation PNGs and tables.")
-    ] = Path("reports/explain"),
+    params: ParamsOpt,
+    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
+    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")],
+    out_dir: Annotated[Path, typer.Option(help="Directory for explanation PNGs and tables.")],
 ) -> None:
     """Global explanations: SHAP beeswarm, bar, family and journey-phase shares, dependence."""
     from churn.stages.explain import run_explain
@@ -355,36 +292,44 @@ def explain(
 
 @app.command()
 def report(
-    params: ParamsOpt = Path("params.yaml"),
-    reports_dir: Annotated[Path, typer.Option(help="Directory with stage reports.")] = Path(
-        "reports"
-    ),
-    labels: Annotated[Path, typer.Option(help="Labels Parquet.")] = Path(
-        "data/labels/labels.parquet"
-    ),
-    scores: Annotated[Path, typer.Option(help="Scores file from 'churn score'.")] = Path(
-        "data/scores/scores.parquet"
-    ),
-    out: Annotated[Path, typer.Option(help="Self-contained HTML report.")] = Path(
-        "reports/index.html"
-    ),
+    params: ParamsOpt,
+    ingest_report: Annotated[Path, typer.Option(help="JSON report from 'churn ingest'.")],
+    train_report: Annotated[Path, typer.Option(help="JSON report from 'churn train'.")],
+    model_record: Annotated[
+        Path, typer.Option(help="Record of the model later stages used, from 'churn train'.")
+    ],
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON from 'churn evaluate'.")],
+    plots_dir: Annotated[Path, typer.Option(help="Plot data directory from 'churn evaluate'.")],
+    explain_dir: Annotated[Path, typer.Option(help="Output directory of 'churn explain'.")],
+    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")],
+    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    scores: Annotated[
+        Path, typer.Option(help="Scores file from 'churn score' (its changes file is read too).")
+    ],
+    out: Annotated[Path, typer.Option(help="Self-contained HTML report.")],
     validated: Annotated[
         Path | None,
         typer.Option(help="Validated tables (optional): segment the scores by customer fields."),
     ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
+    from churn.layout import table_file_name
+    from churn.report.inputs import ReportPaths
     from churn.stages.report import run_report
 
-    _run(
-        run_report,
-        params=_load(params),
-        reports_dir=reports_dir,
-        labels_path=labels,
-        scores_path=scores,
-        out_path=out,
-        validated_dir=validated,
+    paths = ReportPaths(
+        ingest_report=ingest_report,
+        train_report=train_report,
+        model_record=model_record,
+        metrics=metrics,
+        plots_dir=plots_dir,
+        explain_dir=explain_dir,
+        catalog=catalog,
+        labels=labels,
+        scores=scores,
+        customers=None if validated is None else validated / table_file_name("customers"),
     )
+    _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
 
 
 @app.command()
@@ -405,7 +350,7 @@ def contract(
 
 
 @app.command("check-params")
-def check_params(params: ParamsOpt = Path("params.yaml")) -> None:
+def check_params(params: ParamsOpt) -> None:
     """Validate params.yaml and print the effective configuration."""
     p = _load(params)
     typer.echo(p.model_dump_json(indent=2))

@@ -10,7 +10,9 @@ at load time with a message naming the key instead of being silently ignored.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -439,8 +441,44 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Load and validate ``params.yaml``.
+def apply_overrides(raw: dict[str, Any] | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of a parsed parameter mapping with dotted keys replaced.
+
+    Overrides are applied to the *raw* mapping, before validation, so a command-line override
+    meets exactly the rules a value in ``params.yaml`` meets (``simulate.customers: 5`` and
+    ``--customers 5`` fail alike). A ``None`` value means "not overridden" and is skipped.
+
+    Args:
+        raw: The mapping read from YAML (``None`` means all defaults).
+        overrides: Dotted key (``"features.spark.shards"``) -> value.
+
+    Returns:
+        The updated copy; ``raw`` is not changed.
+
+    Raises:
+        ConfigError: If a key's parent is not a mapping in ``raw`` (e.g. ``simulate: 3``).
+    """
+    updated: dict[str, Any] = copy.deepcopy(raw) if isinstance(raw, dict) else {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = updated
+        for part in parents:
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot override {dotted}: {part} is not a mapping")
+            node = child
+        node[leaf] = value
+    return updated
+
+
+def load_params(
+    path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None
+) -> Params:
+    """Load and validate ``params.yaml``, with optional overrides validated the same way.
 
     An empty file (or one holding only comments) is an error, not "all defaults": a truncated
     or wrongly mounted parameter file would otherwise run the pipeline on built-in values
@@ -448,13 +486,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
     Args:
         path: The YAML file.
+        overrides: Dotted key -> value replacing the file's value before validation (see
+            :func:`apply_overrides`); ``None`` values are ignored.
 
     Returns:
         The frozen, validated parameters.
 
     Raises:
         ConfigError: If the file is missing or empty, is not YAML, repeats a key, or fails
-            validation.
+            validation (the message names the offending key, whether it came from the file or
+            an override).
     """
     path = Path(path)
     if not path.exists():
@@ -465,4 +506,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             f"{path} is empty: write the parameters (see the repository's params.yaml) rather "
             "than running on built-in defaults"
         )
-    return parse_params(raw, source=str(path))
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if not given:
+        return parse_params(raw, source=str(path))
+    if not isinstance(raw, dict):
+        return parse_params(raw, source=str(path))  # reports the malformed top level
+    source = f"{path} with overrides {', '.join(sorted(given))}"
+    return parse_params(apply_overrides(raw, given), source=source)

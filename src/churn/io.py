@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from churn.errors import ChurnError, DataContractError
+from churn.layout import table_file_name
 
 STAGING_MARK = ".churn-tmp-"
 RETIRED_MARK = ".churn-old-"
@@ -242,7 +243,7 @@ def find_table_file(
                     "out are refused); set ingest.allow_outside_raw: true to allow it"
                 )
         return candidate if candidate.exists() else None
-    for name in (f"{table}.parquet", f"{table}.csv", table):
+    for name in (table_file_name(table), f"{table}.csv", table):
         candidate = directory / name
         # A default name is not checked for symlinks: DVC's symlink cache links raw files
         # into .dvc/cache, and the name itself was not chosen by configuration.
@@ -270,7 +271,7 @@ def read_tables(
     directory = Path(directory)
     out: dict[str, pd.DataFrame] = {}
     for name in names:
-        path = directory / f"{name}.parquet"
+        path = directory / table_file_name(name)
         if path.exists():
             out[name] = pd.read_parquet(path)
     return out

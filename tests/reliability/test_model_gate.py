@@ -65,6 +65,7 @@ def train_project(root: Path, params: Params, features: pd.DataFrame) -> dict[st
         root / "features.parquet",
         root / "models" / "churn",
         root / "reports" / "train.json",
+        root / "reports" / "feature_catalog.csv",
         challenger_dir=root / "models" / "challenger",
         model_record_path=root / "reports" / "model.json",
     )

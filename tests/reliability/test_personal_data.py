@@ -65,7 +65,13 @@ def _entity_params(**features) -> object:
                 },
             },
             "features": features,
-            "train": {"num_threads": 1, "n_estimators": 60, "min_positives": 10},
+            # A store of its own in tmp_path (not the default store): allowed to be created.
+            "train": {
+                "num_threads": 1,
+                "n_estimators": 60,
+                "min_positives": 10,
+                "create_tracking_store": True,
+            },
         }
     )
 
@@ -122,6 +128,7 @@ def _run_allowed_pipeline(tmp_path: Path, with_mlflow: bool) -> tuple[pd.DataFra
         with ``with_mlflow`` the MLflow store and its artifacts).
     """
     from churn.model.fit import train_churn_models
+    from churn.report.inputs import ReportPaths
     from churn.stages.report import run_report
     from churn.stages.score import run_score
     from churn.stages.train import run_train
@@ -133,14 +140,35 @@ def _run_allowed_pipeline(tmp_path: Path, with_mlflow: bool) -> tuple[pd.DataFra
     run_features(params, validated, labels, features, catalog)
     model_dir = tmp_path / "models" / "churn"
     if with_mlflow:
-        run_train(params, features, model_dir, tmp_path / "reports" / "train.json", catalog)
+        run_train(
+            params,
+            features,
+            model_dir,
+            tmp_path / "reports" / "train.json",
+            catalog,
+            challenger_dir=tmp_path / "models" / "challenger",
+            model_record_path=tmp_path / "reports" / "model.json",
+        )
     else:
         frame = pd.read_parquet(features)
         train_churn_models(frame, pd.read_csv(catalog, dtype=str), params).model.save(model_dir)
     scores = tmp_path / "scores" / "scores.parquet"
     run_score(params, validated, str(model_dir), scores, None)
     report = tmp_path / "reports" / "index.html"
-    run_report(params, tmp_path / "reports", labels, scores, report, validated)
+    reports = tmp_path / "reports"
+    paths = ReportPaths(
+        ingest_report=reports / "ingest.json",
+        train_report=reports / "train.json",
+        model_record=reports / "model.json",
+        metrics=reports / "metrics.json",
+        plots_dir=reports / "plots",
+        explain_dir=reports / "explain",
+        catalog=catalog,
+        labels=labels,
+        scores=scores,
+        customers=validated / "customers.parquet",
+    )
+    run_report(params, paths, report)
     written = [*model_dir.rglob("*"), features, catalog, scores, report]
     if with_mlflow:
         written += [*(tmp_path / "mlruns").rglob("*"), *(tmp_path / "mlartifacts").rglob("*")]

@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from churn.domain.families import FAMILIES
+from churn.report.inputs import ReportPaths
 
 EVIL_ID = '"><img src=x onerror=alert(1)><script>alert("pwned")</script>'
 EVIL_REASON = "<b>4 support tickets</b> & <script>document.title='x'</script>"
@@ -37,8 +38,8 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
 
     Returns:
         The keyword arguments of :func:`churn.stages.report.run_report` but ``params``:
-        ``reports_dir``, ``labels_path``, ``scores_path``, ``out_path`` and ``validated_dir``
-        (holding a customers table with the acquisition channel).
+        ``inputs_paths`` (a :class:`churn.report.inputs.ReportPaths`, whose customers table
+        holds the acquisition channel) and ``out_path``.
     """
     rng = np.random.default_rng(seed)
     reports, data = root / "reports", root / "data"
@@ -321,9 +322,17 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
     ).to_csv(explain / "phase_importance.csv", index=False)
     (explain / "explain.json").write_text(json.dumps({"rows_explained": 240}))
     return {
-        "validated_dir": data / "validated",
-        "reports_dir": reports,
-        "labels_path": data / "labels" / "labels.parquet",
-        "scores_path": data / "scores" / "scores.parquet",
+        "inputs_paths": ReportPaths(
+            ingest_report=reports / "ingest.json",
+            train_report=reports / "train.json",
+            model_record=reports / "model.json",
+            metrics=reports / "metrics.json",
+            plots_dir=reports / "plots",
+            explain_dir=reports / "explain",
+            catalog=reports / "feature_catalog.csv",
+            labels=data / "labels" / "labels.parquet",
+            scores=data / "scores" / "scores.parquet",
+            customers=data / "validated" / "customers.parquet",
+        ),
         "out_path": reports / "index.html",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from churn.cli import app
@@ -59,3 +60,51 @@ def test_cli_reference_in_docs_is_current(tmp_path):
     assert out.read_text() == committed.read_text(), (
         "docs/cli.md is stale: run `typer churn.cli utils docs --name churn --output docs/cli.md`"
     )
+
+
+def _params_file(tmp_path, text: str = "simulate:\n  customers: 50\n"):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    return params
+
+
+def test_a_path_option_has_no_default(tmp_path):
+    result = runner.invoke(app, ["simulate", "--params", str(_params_file(tmp_path))])
+    assert result.exit_code == 2
+    assert "--out" in result.output
+
+
+def test_override_below_the_params_rule_fails_with_the_rule(tmp_path):
+    out, truth = tmp_path / "raw", tmp_path / "truth"
+    result = runner.invoke(
+        app,
+        ["simulate", "--params", str(_params_file(tmp_path)), "--out", str(out),
+         "--truth", str(truth), "--customers", "5"],
+    )
+    assert result.exit_code == 2, result.output
+    assert "simulate.customers" in result.output
+    assert "greater than or equal to 10" in result.output
+    assert not out.exists() and not truth.exists()
+
+
+def test_engine_and_cutoff_overrides_are_validated_like_the_file(tmp_path):
+    params = _params_file(tmp_path)
+    common = ["--params", str(params), "--validated", str(tmp_path), "--out", str(tmp_path / "s")]
+    engine = runner.invoke(app, ["score", *common, "--model", "m", "--engine", "gpu"])
+    assert engine.exit_code == 2
+    assert "features.engine" in engine.output and "'gpu'" in engine.output
+    cutoff = runner.invoke(app, ["score", *common, "--model", "m", "--cutoff", "2025-13-01"])
+    assert cutoff.exit_code == 2
+    assert "score.cutoff" in cutoff.output
+
+
+def test_load_params_applies_overrides_before_validation(tmp_path):
+    from churn.config import ConfigError, load_params
+
+    params = _params_file(tmp_path, "features:\n  spark:\n    shards: 4\n")
+    loaded = load_params(params, {"features.spark.shards": 16, "simulate.seed": None})
+    assert loaded.features.spark.shards == 16
+    assert loaded.simulate.seed == 42  # None means "not overridden"
+    assert load_params(params).features.spark.shards == 4  # the file is not changed
+    with pytest.raises(ConfigError, match=r"features\.spark\.shards"):
+        load_params(params, {"features.spark.shards": 0})

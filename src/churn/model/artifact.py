@@ -44,11 +44,12 @@ import pandas as pd
 
 from churn.domain.catalog import validate_catalog_frame
 from churn.errors import ModelError
+from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
 from churn.model.treeshap import compute_contributions
 
 MODEL_FILE = "model.txt"
-META_FILE = "churn_model.json"
-CATALOG_FILE = "catalog.csv"
+META_FILE = MODEL_META_FILE
+CATALOG_FILE = MODEL_CATALOG_FILE
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 2
 CALIBRATION_METHODS = ("isotonic", "platt", "identity")

@@ -20,20 +20,13 @@ import pandas as pd
 
 from churn.errors import DataContractError
 from churn.io import read_frame
+from churn.layout import CONTRIBUTIONS_SUFFIX, sidecar_path
 
 logger = logging.getLogger(__name__)
 
-CONTRIBUTIONS_SUFFIX = "_contributions"
-CHANGES_SUFFIX = "_changes"
 #: Non-feature columns of a contributions sidecar.
 SIDECAR_KEYS = ("customer_id", "cutoff", "base_value")
 STATUS_CONTINUING, STATUS_NEW, STATUS_GONE = "continuing", "new", "gone"
-
-
-def sidecar_path(scores_path: str | Path, suffix: str) -> Path:
-    """Return ``<dir>/<scores stem><suffix>.parquet`` beside a scores file."""
-    scores_path = Path(scores_path)
-    return scores_path.with_name(f"{scores_path.stem}{suffix}.parquet")
 
 
 def _key_frame(scores: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +13,18 @@ import pandas as pd
 
 from churn.domain.catalog import read_catalog
 from churn.errors import DataContractError
+from churn.layout import (
+    CHANGES_SUFFIX,
+    EXPLAIN_SUMMARY_FILE,
+    EXPLAIN_TABLES,
+    FIGURE_SUFFIX,
+    PLOT_NAMES,
+    explain_table_file_name,
+    plot_file_name,
+    sidecar_path,
+)
 
 logger = logging.getLogger(__name__)
-
-
-PLOT_NAMES = ("roc", "precision_recall", "calibration", "gains")
-
-
-EXPLAIN_TABLES = ("global_importance", "family_importance", "phase_importance")
 
 
 DEFAULT_SEGMENTS = ("plan", "acquisition_channel", "billing_period")
@@ -30,8 +33,40 @@ DEFAULT_SEGMENTS = ("plan", "acquisition_channel", "billing_period")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-#: The train stage's record of the model every later stage used (in the reports directory).
-MODEL_RECORD_FILE = "model.json"
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where each of the report's inputs is: every file or directory named explicitly.
+
+    ``dvc.yaml`` passes each of these to ``churn report`` and declares it as a dependency, so the
+    report never guesses a path. Only names *inside* a stage's output directory (plot CSVs,
+    explanation files) and the changes sidecar beside the scores come from
+    :mod:`churn.layout`, shared with the stages that write them.
+
+    Attributes:
+        ingest_report: JSON report of ``churn ingest``.
+        train_report: JSON report of ``churn train``.
+        model_record: ``churn train``'s record of the model every later stage used (the
+            champion after the gate).
+        metrics: Metrics JSON of ``churn evaluate``.
+        plots_dir: Plot data directory of ``churn evaluate``.
+        explain_dir: Output directory of ``churn explain``.
+        catalog: Feature catalog CSV of ``churn features``.
+        labels: Labels Parquet of ``churn label``.
+        scores: Scores file of ``churn score``; its changes sidecar is read when present.
+        customers: Validated customers table (segment attributes the scores and labels lack,
+            such as the acquisition channel), or ``None`` to go without.
+    """
+
+    ingest_report: Path
+    train_report: Path
+    model_record: Path
+    metrics: Path
+    plots_dir: Path
+    explain_dir: Path
+    catalog: Path
+    labels: Path
+    scores: Path
+    customers: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -39,17 +74,17 @@ class ReportInputs:
     """Everything the report can show; each field is ``None`` or empty when unavailable.
 
     Attributes:
-        ingest: ``reports/ingest.json`` (rows in, valid, quarantined per table).
-        train: ``reports/train.json`` (splits, metrics, gate decision).
-        model: ``reports/model.json``: the model evaluate, explain and score used (the
+        ingest: The ingest report (rows in, valid, quarantined per table).
+        train: The train report (splits, metrics, gate decision).
+        model: The train stage's model record: the model evaluate, explain and score used (the
             champion after the gate), and whether the model trained in this run was promoted.
-        metrics: ``reports/metrics.json`` (test, baseline, segments, backtest, oracle).
+        metrics: The evaluate metrics (test, baseline, segments, backtest, oracle).
         plots: Plot data frames by name (``roc``, ``precision_recall``, ``calibration``,
             ``gains``).
         catalog: Feature catalog (name, family, phase, kind, unit, description).
         explain_images: Explanation PNG bytes by file name.
         explain_tables: Explanation CSV tables by stem (see :data:`EXPLAIN_TABLES`).
-        explain_summary: ``reports/explain/explain.json``.
+        explain_summary: The explain stage's summary JSON.
         labels: Labels frame (customer, cutoff, label, mrr, plan, billing period, tenure).
         customers: Validated customers table (customer attributes such as the acquisition
             channel), when the runner is given one.
@@ -82,26 +117,15 @@ class ReportInputs:
         return self.missing.get(name, f"{name} was not provided")
 
 
-def load_report_inputs(
-    reports_dir: str | Path,
-    labels_path: str | Path,
-    scores_path: str | Path,
-    customers_path: str | Path | None = None,
-) -> ReportInputs:
+def load_report_inputs(paths: ReportPaths) -> ReportInputs:
     """Read the pipeline's outputs for the report, recording what is missing and why.
 
     Args:
-        reports_dir: The ``reports/`` directory (JSON reports, ``plots/``, ``explain/``,
-            ``feature_catalog.csv``).
-        labels_path: Labels Parquet.
-        scores_path: Scores file (Parquet or CSV); a changes file beside it is picked up.
-        customers_path: Validated customers table for segment attributes the scores and
-            labels lack (the acquisition channel); ``None`` to go without.
+        paths: Where every input is.
 
     Returns:
         The inputs; unreadable or absent ones are ``None``/empty with a reason in ``missing``.
     """
-    reports_dir, labels_path, scores_path = Path(reports_dir), Path(labels_path), Path(scores_path)
     missing: dict[str, str] = {}
 
     def attempt(name: str, path: Path, reader: Callable[[Path], Any]) -> Any:
@@ -116,40 +140,43 @@ def load_report_inputs(
 
     plots: dict[str, pd.DataFrame] = {}
     for name in PLOT_NAMES:
-        frame = attempt(name, reports_dir / "plots" / f"{name}.csv", pd.read_csv)
+        frame = attempt(name, Path(paths.plots_dir) / plot_file_name(name), pd.read_csv)
         if frame is not None:
             plots[name] = frame
-    explain_dir = reports_dir / "explain"
+    explain_dir = Path(paths.explain_dir)
     images, tables = {}, {}
     if explain_dir.is_dir():
-        for path in sorted(explain_dir.glob("*.png")):
+        for path in sorted(explain_dir.glob(f"*{FIGURE_SUFFIX}")):
             png = attempt(path.name, path, _read_png)
             if png:
                 images[path.name] = png
         for name in EXPLAIN_TABLES:
-            frame = attempt(name, explain_dir / f"{name}.csv", pd.read_csv)
+            frame = attempt(name, explain_dir / explain_table_file_name(name), pd.read_csv)
             if frame is not None:
                 tables[name] = frame
     else:
         missing["explain"] = f"{explain_dir} does not exist (has the explain stage run?)"
+    scores_path = Path(paths.scores)
     changes_path = find_changes_file(scores_path)
     if changes_path is None:
         missing["changes"] = (
-            f"no earlier scores to compare with (no *changes* file beside {scores_path})"
+            f"no earlier scores to compare with (no {sidecar_path(scores_path, CHANGES_SUFFIX)})"
         )
     return ReportInputs(
-        ingest=attempt("ingest", reports_dir / "ingest.json", _read_json),
-        train=attempt("train", reports_dir / "train.json", _read_json),
-        model=attempt("model", reports_dir / MODEL_RECORD_FILE, _read_json),
-        metrics=attempt("metrics", reports_dir / "metrics.json", _read_json),
+        ingest=attempt("ingest", Path(paths.ingest_report), _read_json),
+        train=attempt("train", Path(paths.train_report), _read_json),
+        model=attempt("model", Path(paths.model_record), _read_json),
+        metrics=attempt("metrics", Path(paths.metrics), _read_json),
         plots=plots,
-        catalog=attempt("catalog", reports_dir / "feature_catalog.csv", read_catalog),
+        catalog=attempt("catalog", Path(paths.catalog), read_catalog),
         explain_images=images,
         explain_tables=tables,
-        explain_summary=attempt("explain_summary", explain_dir / "explain.json", _read_json),
-        labels=attempt("labels", labels_path, _read_table),
-        customers=attempt("customers", Path(customers_path), _read_table)
-        if customers_path is not None
+        explain_summary=attempt(
+            "explain_summary", explain_dir / EXPLAIN_SUMMARY_FILE, _read_json
+        ),
+        labels=attempt("labels", Path(paths.labels), _read_table),
+        customers=attempt("customers", Path(paths.customers), _read_table)
+        if paths.customers is not None
         else None,
         scores=attempt("scores", scores_path, _read_table),
         changes=attempt("changes", changes_path, _read_table) if changes_path else None,
@@ -158,23 +185,14 @@ def load_report_inputs(
 
 
 def find_changes_file(scores_path: str | Path) -> Path | None:
-    """Return the "what changed" file the score stage wrote beside ``scores_path``, if any.
+    """Return the "what changed" sidecar the score stage wrote beside ``scores_path``, if any.
 
-    The conventional name is ``<stem>_changes<suffix>``; any other ``*change*`` table in the
-    same directory is accepted so a renamed file is still found.
+    The name is :func:`churn.layout.sidecar_path` with :data:`churn.layout.CHANGES_SUFFIX`, the
+    one the score stage writes (``<stem>_changes.parquet`` whatever the scores' format). Other
+    files are not guessed at: a stale or unrelated table must not pass for this run's changes.
     """
-    scores_path = Path(scores_path)
-    preferred = scores_path.with_name(f"{scores_path.stem}_changes{scores_path.suffix}")
-    if preferred.exists():
-        return preferred
-    if not scores_path.parent.is_dir():
-        return None
-    candidates = sorted(
-        p
-        for p in scores_path.parent.iterdir()
-        if re.search(r"change", p.name, re.IGNORECASE) and p.suffix in (".parquet", ".csv")
-    )
-    return candidates[0] if candidates else None
+    path = sidecar_path(scores_path, CHANGES_SUFFIX)
+    return path if path.exists() else None
 
 
 def _read_png(path: Path) -> bytes:

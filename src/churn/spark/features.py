@@ -192,13 +192,14 @@ def read_validated_tables(
         DataContractError: If a table the mode needs is missing.
     """
     from churn.domain.contract import CONTRACT
+    from churn.layout import table_file_name
 
     base = str(validated_dir).rstrip("/")
     names = ["customers"] if params.ingest.mode is Mode.ENTITY else list(CONTRACT)
     tables = {
-        name: _to_spark(spark, f"{base}/{name}.parquet", name)
+        name: _to_spark(spark, f"{base}/{table_file_name(name)}", name)
         for name in names
-        if path_exists(spark, f"{base}/{name}.parquet")
+        if path_exists(spark, f"{base}/{table_file_name(name)}")
     }
     if params.ingest.mode is Mode.ENTITY:
         if "customers" not in tables:

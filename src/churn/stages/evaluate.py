@@ -12,6 +12,14 @@ import pandas as pd
 from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
+from churn.layout import (
+    BASELINE_FILE,
+    REGISTRY_FILE,
+    TEST_PREDICTIONS_FILE,
+    TRUTH_CUSTOMER_MONTHS,
+    plot_file_name,
+    table_file_name,
+)
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow, run_rolling_backtest
 from churn.model.metrics import (
     make_jsonable,
@@ -24,10 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-TRUTH_FILE = "customer_months.parquet"
-
-
-PREDICTIONS_FILE = "test_predictions.parquet"
+TRUTH_FILE = table_file_name(TRUTH_CUSTOMER_MONTHS)
 
 
 def run_evaluate(
@@ -60,7 +65,6 @@ def run_evaluate(
     from churn.io import atomic_directory, read_frame, write_json, write_parquet, write_table
     from churn.model.artifact import ChurnModel, verify_manifest
     from churn.model.baseline import load_baseline
-    from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
     from churn.tracking.runs import log_eval_metrics
 
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)
@@ -89,8 +93,8 @@ def run_evaluate(
     # The plots folder (a DVC output) is swapped in whole: no mixed set, no staging inside it.
     with atomic_directory(plots_dir) as staging:
         for name, table in evaluation.plots.items():
-            write_table(table, staging / f"{name}.csv", fmt="csv")
-        write_parquet(evaluation.predictions, staging / PREDICTIONS_FILE)
+            write_table(table, staging / plot_file_name(name), fmt="csv")
+        write_parquet(evaluation.predictions, staging / TEST_PREDICTIONS_FILE)
     write_json(metrics, metrics_path)
     test = evaluation.metrics["test"]
     logger.info(

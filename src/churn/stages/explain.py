@@ -25,6 +25,7 @@ import pandas as pd
 
 from churn.errors import DataContractError
 from churn.io import atomic_directory, atomic_path, read_frame, write_json, write_table
+from churn.layout import EXPLAIN_SUMMARY_FILE, EXPLAIN_TABLES, explain_table_file_name
 from churn.model.artifact import ChurnModel
 from churn.model.importance import (
     SAMPLE_SEED,
@@ -236,9 +237,9 @@ def run_explain(
     # The folder is one unit: written into a staging folder beside it and swapped in whole,
     # so a failure (or a kill) midway leaves the previous explanation, never a mix.
     with atomic_directory(out_dir) as staging:
-        write_table(importance.features, staging / "global_importance.csv", "csv")
-        write_table(importance.families, staging / "family_importance.csv", "csv")
-        write_table(importance.phases, staging / "phase_importance.csv", "csv")
+        tables = (importance.features, importance.families, importance.phases)
+        for name, table in zip(EXPLAIN_TABLES, tables, strict=True):
+            write_table(table, staging / explain_table_file_name(name), "csv")
         plots = draw_plots(
             model, sample, values, base, importance, staging, params.explain.dependence_features
         )
@@ -261,6 +262,6 @@ def run_explain(
             "plots": [path.name for path in plots],
             "mlflow_run_id": run_id,
         }
-        write_json(summary, staging / "explain.json")
+        write_json(summary, staging / EXPLAIN_SUMMARY_FILE)
     logger.info("explained %d customers -> %s", len(sample), out_dir)
     return summary

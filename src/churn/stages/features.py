@@ -50,7 +50,8 @@ def compute_features(
         return build_features(tables, labels, params.features, mode=params.ingest.mode)
     module = "churn.spark.features"
     try:
-        spark_engine = importlib.import_module(module)
+        # A literal name, so tools that follow imports (the dvc.yaml deps test) see it.
+        spark_engine = importlib.import_module("churn.spark.features")
     except ModuleNotFoundError as exc:
         what = f"the module {module}" if exc.name == module else f"{exc.name!r}"
         raise ChurnError(

@@ -59,6 +59,7 @@ from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
 from churn.domain.data_end import TableEnd, describe_end_mismatch, find_table_end
 from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
+from churn.layout import table_file_name
 from churn.sql import utc_timestamp
 from churn.validation import rules
 from churn.validation.coerce import (
@@ -600,10 +601,10 @@ def run_ingest(
         io.atomic_directory(quarantine_dir) as quarantine_staging,
     ):
         for name, frame in result.valid.items():
-            io.write_parquet(frame, valid_staging / f"{name}.parquet")
-            io.write_parquet(result.quarantine[name], quarantine_staging / f"{name}.parquet")
+            io.write_parquet(frame, valid_staging / table_file_name(name))
+            io.write_parquet(result.quarantine[name], quarantine_staging / table_file_name(name))
         for name in CONTRACT:
-            if name not in result.valid and (out_dir / f"{name}.parquet").exists():
+            if name not in result.valid and (out_dir / table_file_name(name)).exists():
                 logger.info("table %s is no longer in the input: dropped from %s", name, out_dir)
     io.write_json(report, report_path)
     print_summary(report)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from churn.config import Params
 from churn.io import write_text
-from churn.report.inputs import load_report_inputs
+from churn.report.inputs import ReportPaths, load_report_inputs
 from churn.report.render import render_report
 
 logger = logging.getLogger(__name__)
@@ -17,25 +17,18 @@ logger = logging.getLogger(__name__)
 
 def run_report(
     params: Params,
-    reports_dir: str | Path,
-    labels_path: str | Path,
-    scores_path: str | Path,
+    inputs_paths: ReportPaths,
     out_path: str | Path,
-    validated_dir: str | Path | None = None,
 ) -> None:
     """Load the pipeline's outputs, render the report and write it atomically.
 
     Args:
         params: Pipeline parameters (``report`` section; segments from ``evaluate``).
-        reports_dir: The ``reports/`` directory.
-        labels_path: Labels Parquet.
-        scores_path: Scores file.
+        inputs_paths: Where each input is (every stage report, plots and explanation
+            directories, catalog, labels, scores, optional customers table).
         out_path: Destination HTML file.
-        validated_dir: Directory of validated tables; its ``customers.parquet`` supplies
-            customer attributes (acquisition channel) for the segment tables. Optional.
     """
-    customers = None if validated_dir is None else Path(validated_dir) / "customers.parquet"
-    inputs = load_report_inputs(reports_dir, labels_path, scores_path, customers)
+    inputs = load_report_inputs(inputs_paths)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     inputs = replace(inputs, segment_columns=tuple(params.evaluate.segments), generated_at=stamp)
     for name, why in sorted(inputs.missing.items()):

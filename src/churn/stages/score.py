@@ -16,14 +16,8 @@ from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import atomic_directory, read_tables, write_parquet, write_table
-from churn.model.changes import (
-    CHANGES_SUFFIX,
-    CONTRIBUTIONS_SUFFIX,
-    compare_scores,
-    find_previous_scores,
-    read_previous_scores,
-    sidecar_path,
-)
+from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, sidecar_path
+from churn.model.changes import compare_scores, find_previous_scores, read_previous_scores
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
 from churn.sql import utc_midnight, utc_timestamp
 from churn.tracking.loading import load_model

@@ -14,28 +14,26 @@ import pandas as pd
 from churn.config import Params
 from churn.domain.catalog import read_catalog
 from churn.errors import ModelError
+from churn.layout import BASELINE_FILE, REGISTRY_FILE
 from churn.model.fit import train_churn_models
 from churn.model.metrics import make_jsonable
-from churn.tracking.registry import REGISTRY_FILE
 
 if TYPE_CHECKING:
     from churn.model.fit import TrainResult
 
 logger = logging.getLogger(__name__)
 
-
+#: Name of the feature catalog among the MLflow run's artifacts (not a path on disk).
 CATALOG_FILE_NAME = "feature_catalog.csv"
 
 
-BASELINE_FILE = "baseline.json"
-
-
+#: Name of the feature catalog among the training run's MLflow artifacts.
 def run_train(
     params: Params,
     features_path: Path,
     model_dir: Path,
     report_path: Path,
-    catalog_path: Path | None = None,
+    catalog_path: Path,
     *,
     challenger_dir: Path,
     model_record_path: Path,
@@ -64,8 +62,7 @@ def run_train(
             ``registry.json`` (the champion's store, run id and version) and ``manifest.json``
             (the SHA-256 of each, checked on load); replaced atomically.
         report_path: JSON summary (split, metrics, gate decision) of the model trained here.
-        catalog_path: Feature catalog CSV; default ``feature_catalog.csv`` beside the report
-            (where ``churn features`` writes it in the standard layout).
+        catalog_path: Feature catalog CSV from ``churn features``.
         challenger_dir: Export directory of a refused challenger (see above).
         model_record_path: JSON record of the model later stages use (see
             :func:`build_model_record`).
@@ -83,7 +80,7 @@ def run_train(
 
     features_path, model_dir, report_path = Path(features_path), Path(model_dir), Path(report_path)
     challenger_dir, model_record_path = Path(challenger_dir), Path(model_record_path)
-    catalog_path = Path(catalog_path) if catalog_path else report_path.parent / CATALOG_FILE_NAME
+    catalog_path = Path(catalog_path)
     check_tracking_store(tracking_uri(), create=params.train.create_tracking_store)
     if not features_path.exists():
         raise ModelError(f"features file not found: {features_path}")

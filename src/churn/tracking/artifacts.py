@@ -28,7 +28,7 @@ def log_plots_to_mlflow(model_dir: Path, paths: list[Path]) -> str | None:
     Returns:
         The run id logged to, or ``None``.
     """
-    from churn.tracking.registry import REGISTRY_FILE
+    from churn.layout import REGISTRY_FILE
 
     registry = model_dir / REGISTRY_FILE
     if not registry.exists():

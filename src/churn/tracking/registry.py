@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-# The model export's record of its MLflow run, version and gate decision (``churn train`` writes
-# it beside the model; evaluate and explain read the run id from it). Here, below the stages, so
-# tracking code can read it without importing a stage.
-REGISTRY_FILE = "registry.json"
 
 
 CHAMPION = "champion"

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from churn.cli import app
 from churn.config import Params, ReportConfig
 from churn.report.data import gate_decision, reason_texts
-from churn.report.inputs import find_changes_file, load_report_inputs
+from churn.report.inputs import ReportPaths, find_changes_file, load_report_inputs
 from churn.report.render import render_report
 from churn.stages.report import run_report
 
@@ -58,12 +58,7 @@ def fake(tmp_path) -> dict[str, Path]:
 def inputs(tmp_path_factory):
     """Inputs loaded once from read-only fake outputs (rendering draws charts: not free)."""
     paths = write_fake_outputs(tmp_path_factory.mktemp("report"))
-    return load_report_inputs(
-        paths["reports_dir"],
-        paths["labels_path"],
-        paths["scores_path"],
-        paths["validated_dir"] / "customers.parquet",
-    )
+    return load_report_inputs(paths["inputs_paths"])
 
 
 @pytest.fixture(scope="module")
@@ -156,13 +151,19 @@ def test_changes_section_lists_risers_fallers_and_counts(document):
 
 
 def test_missing_inputs_give_not_available_sections(tmp_path):
-    run_report(
-        Params(),
-        tmp_path / "reports",
-        tmp_path / "labels.parquet",
-        tmp_path / "scores.parquet",
-        tmp_path / "out" / "index.html",
+    reports = tmp_path / "reports"
+    absent = ReportPaths(
+        ingest_report=reports / "ingest.json",
+        train_report=reports / "train.json",
+        model_record=reports / "model.json",
+        metrics=reports / "metrics.json",
+        plots_dir=reports / "plots",
+        explain_dir=reports / "explain",
+        catalog=reports / "feature_catalog.csv",
+        labels=tmp_path / "labels.parquet",
+        scores=tmp_path / "scores.parquet",
     )
+    run_report(Params(), absent, tmp_path / "out" / "index.html")
     document = (tmp_path / "out" / "index.html").read_text()
     for anchor in ("data", "churn-rate", "model", "explain", "customers", "segments", "changes"):
         assert "Not available" in _section(document, anchor), anchor
@@ -172,10 +173,11 @@ def test_missing_inputs_give_not_available_sections(tmp_path):
 
 
 def test_some_inputs_missing_or_broken(fake):
-    (fake["reports_dir"] / "metrics.json").write_text("{not json")
-    shutil.rmtree(fake["reports_dir"] / "explain")
-    (fake["scores_path"].with_name("scores_changes.parquet")).unlink()
-    inputs = load_report_inputs(fake["reports_dir"], fake["labels_path"], fake["scores_path"])
+    paths = dataclasses.replace(fake["inputs_paths"], customers=None)
+    paths.metrics.write_text("{not json")
+    shutil.rmtree(paths.explain_dir)
+    (paths.scores.with_name("scores_changes.parquet")).unlink()
+    inputs = load_report_inputs(paths)
     assert "could not read" in inputs.missing["metrics"]
     document = render_report(inputs, ReportConfig())
     model = _section(document, "model")
@@ -188,8 +190,9 @@ def test_some_inputs_missing_or_broken(fake):
 
 
 def test_a_png_name_must_hold_a_png(fake):
-    (fake["reports_dir"] / "explain" / "evil.png").write_text("<svg onload=alert(1)>")
-    inputs = load_report_inputs(fake["reports_dir"], fake["labels_path"], fake["scores_path"])
+    paths = dataclasses.replace(fake["inputs_paths"], customers=None)
+    (paths.explain_dir / "evil.png").write_text("<svg onload=alert(1)>")
+    inputs = load_report_inputs(paths)
     assert "evil.png" not in inputs.explain_images
     assert "not a PNG file" in inputs.missing["evil.png"]
     assert len(inputs.explain_images) == 5
@@ -278,14 +281,27 @@ def test_render_is_deterministic(inputs, document):
 
 
 def test_scores_as_csv_keep_identifiers_and_find_the_changes(fake):
-    scores = pd.read_parquet(fake["scores_path"])
+    paths = fake["inputs_paths"]
+    scores = pd.read_parquet(paths.scores)
     scores["customer_id"] = "00" + scores["customer_id"].str.slice(0, 8)
-    csv_path = fake["scores_path"].with_suffix(".csv")
+    csv_path = paths.scores.with_suffix(".csv")
     scores.to_csv(csv_path, index=False)
     assert find_changes_file(csv_path).name == "scores_changes.parquet"
-    inputs = load_report_inputs(fake["reports_dir"], fake["labels_path"], csv_path)
+    inputs = load_report_inputs(dataclasses.replace(paths, scores=csv_path, customers=None))
     assert inputs.scores["customer_id"].str.startswith("00").all()
     assert "00c0" in render_report(inputs, ReportConfig())
+
+
+def _report_options(paths: ReportPaths) -> list[str]:
+    """Return ``churn report``'s input options for ``paths`` (each input named explicitly)."""
+    return [
+        *("--ingest-report", str(paths.ingest_report), "--train-report", str(paths.train_report)),
+        *("--model-record", str(paths.model_record)),
+        *("--metrics", str(paths.metrics), "--plots-dir", str(paths.plots_dir)),
+        *("--explain-dir", str(paths.explain_dir), "--catalog", str(paths.catalog)),
+        *("--labels", str(paths.labels), "--scores", str(paths.scores)),
+        *("--validated", str(paths.customers.parent)),
+    ]
 
 
 def test_cli_report_writes_the_file(fake, tmp_path):
@@ -297,12 +313,7 @@ def test_cli_report_writes_the_file(fake, tmp_path):
             "report",
             "--params",
             str(params),
-            "--reports-dir",
-            str(fake["reports_dir"]),
-            "--labels",
-            str(fake["labels_path"]),
-            "--scores",
-            str(fake["scores_path"]),
+            *_report_options(fake["inputs_paths"]),
             "--out",
             str(fake["out_path"]),
         ],

@@ -84,11 +84,22 @@ def test_session_arguments_default_to_spark_submits_master_and_a_directory():
         parser.parse_args(["--layout", "table"])
 
 
+#: Every path is a required argument of the jobs (the caller is their only home).
+REQUIRED_PATHS = {
+    "spark_features": [
+        *("--params", "p.yaml", "--validated", "v", "--labels", "l.parquet"),
+        *("--out", "f", "--catalog", "c.csv"),
+    ],
+    "spark_score": ["--params", "p.yaml", "--features", "f", "--model", "m", "--out", "s"],
+}
+
+
 @pytest.mark.parametrize("job", ["spark_features", "spark_score"])
 def test_both_jobs_take_the_shared_session_arguments(job):
-    args = _job(job).parse_args(["--master", "local[3]", "--layout", "file"])
+    paths = REQUIRED_PATHS[job]
+    args = _job(job).parse_args([*paths, "--master", "local[3]", "--layout", "file"])
     assert (args.master, args.layout) == ("local[3]", "file")
-    defaults = _job(job).parse_args([])
+    defaults = _job(job).parse_args(paths)
     assert (defaults.master, defaults.layout) == (None, "directory")
 
 

@@ -49,6 +49,7 @@ def train_into(root: Path, params: Params, features: pd.DataFrame) -> dict[str, 
         root / "features.parquet",
         root / "models" / "churn",
         root / "reports" / "train.json",
+        root / "reports" / "feature_catalog.csv",
         challenger_dir=root / "models" / "challenger",
         model_record_path=root / "reports" / "model.json",
     )

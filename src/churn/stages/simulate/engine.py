@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from churn.config import SimulateConfig
 from churn.domain.families import FAMILIES
 from churn.io import write_parquet
+from churn.layout import table_file_name
 from churn.stages.simulate import behaviour, hazard
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
 from churn.stages.simulate.tables import Outputs, SimulationResult, assemble, monthly_churn_rate
@@ -151,9 +152,9 @@ def run_simulate(config: SimulateConfig, out_dir: Path, truth_dir: Path) -> None
         task = progress.add_task("simulating months", total=config.months)
         result = simulate(config, on_month=lambda done, _: progress.update(task, completed=done))
     for name, frame in result.tables.items():
-        write_parquet(frame, Path(out_dir) / f"{name}.parquet")
+        write_parquet(frame, Path(out_dir) / table_file_name(name))
     for name, frame in result.truth.items():
-        write_parquet(frame, Path(truth_dir) / f"{name}.parquet")
+        write_parquet(frame, Path(truth_dir) / table_file_name(name))
 
     customers = result.truth["customers"]
     logger.info(
