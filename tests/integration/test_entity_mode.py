@@ -97,7 +97,7 @@ def test_entity_table_flows_through_training_and_scoring(tmp_path, monkeypatch):
     )
     assert (model_dir / "model.txt").exists()
 
-    scores_path = tmp_path / "scores.parquet"
+    scores_path = tmp_path / "scores" / "scores.parquet"  # score swaps its folder in whole
     run_score(params, validated, str(model_dir), scores_path, None)
     scores = pd.read_parquet(scores_path)
     assert sorted(scores["customer_id"]) == sorted(extract["CustomerID"])

@@ -29,7 +29,8 @@ from support.mlflow_store import fresh_store
 from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import GateConfig, Params, parse_params
-from churn.model.artifact import MANIFEST_FILE, ChurnModel
+from churn.model.artifact import ChurnModel
+from churn.model.verification import MANIFEST_FILE
 from churn.stages.evaluate import run_evaluate
 from churn.stages.explain import run_explain
 from churn.stages.train import REGISTRY_FILE, run_train

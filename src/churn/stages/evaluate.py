@@ -63,8 +63,9 @@ def run_evaluate(
         The metrics written to ``metrics_path``.
     """
     from churn.io import atomic_directory, read_frame, write_json, write_parquet, write_table
-    from churn.model.artifact import ChurnModel, verify_manifest
+    from churn.model.artifact import ChurnModel
     from churn.model.baseline import load_baseline
+    from churn.model.verification import verify_manifest
     from churn.tracking.runs import log_eval_metrics
 
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)

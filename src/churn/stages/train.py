@@ -139,8 +139,8 @@ def run_train(
 
 def write_model_export(result: TrainResult, model_path: Path, export_dir: Path) -> None:
     """Write the export directory's model files: the ChurnModel and its baseline (as JSON)."""
-    from churn.model.artifact import write_manifest
     from churn.model.baseline import save_baseline
+    from churn.model.verification import write_manifest
 
     shutil.copytree(model_path, export_dir)
     save_baseline(result.baseline, export_dir / BASELINE_FILE)
@@ -188,7 +188,7 @@ def download_champion_export(champion: dict[str, Any], destination: Path) -> Pat
 def publish_export(export_dir: Path, version_record: dict[str, Any], target: Path) -> None:
     """Replace ``target`` atomically with ``export_dir`` plus the version's ``registry.json``."""
     from churn.io import atomic_path, write_json
-    from churn.model.artifact import write_manifest
+    from churn.model.verification import write_manifest
 
     with atomic_path(target) as tmp:
         shutil.copytree(export_dir, tmp)

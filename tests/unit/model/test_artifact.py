@@ -14,7 +14,6 @@ import pytest
 from churn.errors import DataContractError, ModelError
 from churn.model.artifact import (
     CATALOG_FILE,
-    MANIFEST_FILE,
     META_FILE,
     MODEL_FILE,
     Calibrator,
@@ -24,6 +23,7 @@ from churn.model.artifact import (
     prepare_features,
     write_manifest,
 )
+from churn.model.verification import MANIFEST_FILE
 
 
 def _parts(model: ChurnModel) -> dict:
