@@ -26,12 +26,14 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -54,10 +56,11 @@ class Probe:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # No MLFLOW_* variables: the default store, sqlite:///mlflow.db in the scratch folder,
+        # as in a fresh clone.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
         self.env.update(
             TZ="UTC",
-            MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         self.rows: list[tuple[str, str, str]] = []
@@ -74,6 +77,21 @@ class Probe:
             check=False,
         )
 
+    def run_stage(self, stage: str) -> None:
+        """Run ``stage``'s command from ``dvc.yaml`` in the scratch folder; stop if it fails."""
+        args = shlex.split(STAGES[stage]["cmd"])
+        assert args[:2] == ["churn", stage], args
+        done = subprocess.run(
+            [sys.executable, "-m", "churn", *args[1:]],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"setup step {stage} failed:\n{done.stdout[-3000:]}{done.stderr}")
+
     def must(self, *args: str) -> None:
         done = self.churn(*args)
         if done.returncode != 0:
@@ -82,6 +100,15 @@ class Probe:
     def record(self, case: str, ok: bool, message: str) -> None:
         self.rows.append((case, "ok" if ok else "FAILED", " ".join(message.split())[:150]))
         print(f"  {'ok    ' if ok else 'FAILED'} {case}", flush=True)
+
+
+STAGES: dict[str, Any] = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def stage_option(stage: str, option: str) -> str:
+    """The value ``dvc.yaml`` gives ``option`` in ``stage``'s command."""
+    args = shlex.split(STAGES[stage]["cmd"])
+    return args[args.index(option) + 1]
 
 
 def error_line(done: subprocess.CompletedProcess) -> str:
@@ -122,30 +149,17 @@ def set_up(probe: Probe, customers: int, months: int) -> None:
     params["explain"].update(sample_rows=300, dependence_features=40)
     (probe.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print("pipeline run in", probe.root, flush=True)
-    probe.must("simulate", "--out", "data/raw", "--truth", "data/truth")
-    ingest_args = ("--out", "data/validated", "--quarantine", "data/quarantine")
-    probe.must("ingest", "--raw", "data/raw", *ingest_args, "--report", "reports/ingest.json")
-    probe.must("label", "--validated", "data/validated", "--out", "data/labels/labels.parquet")
-    probe.must(
-        "features",
-        *("--validated", "data/validated", "--labels", "data/labels/labels.parquet"),
-        *("--out", "data/features/features.parquet", "--catalog", "reports/feature_catalog.csv"),
-    )
-    probe.must(
-        "train",
-        *("--features", "data/features/features.parquet", "--catalog"),
-        *("reports/feature_catalog.csv", "--model-dir", "models/churn"),
-        *("--report", "reports/train.json"),
-    )
-    probe.must("score", "--validated", "data/validated", "--model", "models/churn", "--out",
-               "data/scores/scores.parquet")  # fmt: skip
+    # The setup runs the stages' own commands from dvc.yaml (the only home of paths).
+    for stage in ("simulate", "ingest", "label", "features", "train", "score"):
+        probe.run_stage(stage)
 
 
 def evaluate(probe: Probe, model_dir: Path) -> subprocess.CompletedProcess:
     return probe.churn(
         "evaluate",
         *("--features", "data/features/features.parquet", "--model-dir", str(model_dir)),
-        *("--truth", "data/truth", "--metrics", f"reports/metrics-{model_dir.name}.json"),
+        *("--truth", stage_option("evaluate", "--truth")),
+        *("--metrics", f"reports/metrics-{model_dir.name}.json"),
         *("--plots-dir", f"reports/plots-{model_dir.name}"),
     )
 
