@@ -486,10 +486,16 @@ BUILT_IN_VALUE_CODES: Final[Mapping[tuple[str, str], Mapping[str, str]]] = Mappi
 """(table, column) -> codes read without a ``values`` mapping (a user's mapping wins)."""
 
 
+_TRUE_TEXT = frozenset({"true", "yes", "on"})
+_FALSE_TEXT = frozenset({"false", "no", "off"})
+
+
 def code_key(value: Any) -> str | None:
     """The code a source value or a mapping key stands for, so that types do not matter.
 
-    Booleans (and the text "true"/"false" in any case) become ``"true"``/``"false"``; numbers
+    Booleans, and the text YAML 1.1 reads as booleans ("true"/"false", "yes"/"no", "on"/"off"
+    in any case), become ``"true"``/``"false"``: an unquoted ``Yes:`` key in params.yaml
+    arrives as ``True`` and must still match the text "Yes" in an export. Numbers
     and numeric text that are whole become the integer's text (``1``, ``1.0``, ``"1"``,
     ``" 1.0 "`` -> ``"1"``), other numbers their shortest float text (``2.5`` -> ``"2.5"``);
     any other text is kept as written (stripped). Missing values have no code.
@@ -506,8 +512,10 @@ def code_key(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str):
         text = value.strip()
-        if text.lower() in ("true", "false"):
-            return text.lower()
+        if text.lower() in _TRUE_TEXT:
+            return "true"
+        if text.lower() in _FALSE_TEXT:
+            return "false"
         try:
             number = float(text)
         except ValueError:

@@ -79,6 +79,8 @@ def test_markdown_documents_every_table_and_column():
         (True, "true"),
         (np.bool_(False), "false"),
         ("TRUE", "true"),
+        ("Yes", "true"),  # YAML 1.1 reads an unquoted Yes key as True
+        ("off", "false"),
         ("M", "M"),
         ("nan", "nan"),  # text that only looks like a float stays text
         (None, None),
@@ -126,6 +128,7 @@ def test_map_codes_maps_booleans_and_their_text():
     mapping = {True: "annual", False: "monthly"}
     assert map_codes(pd.Series([True, False]), mapping).tolist() == ["annual", "monthly"]
     assert map_codes(pd.Series(["True", "false"]), mapping).tolist() == ["annual", "monthly"]
+    assert map_codes(pd.Series(["Yes", "No"]), mapping).tolist() == ["annual", "monthly"]
 
 
 def test_rename_to_contract_maps_integer_source_codes():
