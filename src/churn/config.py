@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from churn.domain.modes import Mode
 
@@ -55,9 +63,10 @@ class TableMapping(_Section):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Contract column name -> the user's column name."
     )
-    values: dict[str, dict[str, str]] = Field(
+    values: dict[str, dict[bool | int | float | str, str]] = Field(
         default_factory=dict,
-        description="Contract column -> {user's value: contract value} for vocabulary columns.",
+        description="Contract column -> {user's value: contract value} for vocabulary columns. "
+        "Keys may be numbers, booleans or text; 1, '1' and '1.0' are the same code.",
     )
 
 
@@ -126,19 +135,26 @@ class IngestConfig(_Section):
 
     @field_validator("tables")
     @classmethod
-    def _check_tables(cls, value: dict[str, TableMapping]) -> dict[str, TableMapping]:
-        from churn.domain.contract import CONTRACT
+    def _check_tables(
+        cls, value: dict[str, TableMapping], info: ValidationInfo
+    ) -> dict[str, TableMapping]:
+        from churn.domain.contract import CONTRACT, ENTITY_CUSTOMER_COLUMNS
 
         unknown = sorted(set(value) - set(CONTRACT))
         if unknown:
             raise ValueError(f"unknown table(s) {unknown}; contract tables are {sorted(CONTRACT)}")
+        # `mode` is declared before `tables`, so it is validated already (absent if invalid).
+        entity = info.data.get("mode") is Mode.ENTITY
         for table, mapping in value.items():
             spec = CONTRACT[table]
-            bad = sorted(set(mapping.columns) - set(spec.column_names))
+            known = spec.column_names
+            if entity and table == "customers":
+                known = known + [c.name for c in ENTITY_CUSTOMER_COLUMNS]
+            bad = sorted(set(mapping.columns) - set(known))
             if bad:
                 raise ValueError(
                     f"tables.{table}.columns maps unknown contract column(s) {bad}; "
-                    f"{table} has {spec.column_names}"
+                    f"{table} has {known}"
                 )
         return value
 

@@ -106,3 +106,84 @@ def test_entity_table_flows_through_training_and_scoring(tmp_path, monkeypatch):
     merged = scores.merge(extract, left_on="customer_id", right_on="CustomerID")
     by_label = merged.groupby("Churn")["churn_probability"].mean()
     assert by_label["Yes"] > by_label["No"]
+
+
+def _telecom_export_with_codes(n: int, seed: int) -> pd.DataFrame:
+    """A telecom CRM export as it comes: integer ids, "29,85" charges, blanks, Yes/No churn."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, n)
+    charges = rng.uniform(20, 120, n).round(2)
+    logit = -1.0 - 0.04 * tenure + 0.015 * charges
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    total = [f"{c * max(t, 1):.2f}".replace(".", ",") for c, t in zip(charges, tenure, strict=True)]
+    for i in np.flatnonzero(tenure == 0):
+        total[i] = " "  # new customers: no total yet, a blank cell as in the public export
+    return pd.DataFrame(
+        {
+            "customerID": np.arange(10_000, 10_000 + n, dtype="int64"),
+            "tenure": tenure,
+            "MonthlyCharges": [f"{c:.2f}".replace(".", ",") for c in charges],
+            "TotalCharges": total,
+            "Churn": np.where(churned, "Yes", "No"),
+        }
+    )
+
+
+def test_entity_scores_fill_revenue_at_risk_from_a_mapped_revenue_column(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    extract = _telecom_export_with_codes(2000, seed=5)
+    assert (extract["TotalCharges"] == " ").any()
+    extract.to_csv(raw / "telco.csv", index=False)
+    params = parse_params(
+        {
+            "ingest": {
+                "mode": "entity",
+                "as_of": "2026-01-31",
+                "label_column": "Churn",
+                "tables": {
+                    "customers": {
+                        "file": "telco.csv",
+                        "columns": {"customer_id": "customerID", "mrr": "MonthlyCharges"},
+                    }
+                },
+            },
+            "train": {"num_threads": 1, "n_estimators": 60, "min_positives": 20},
+        }
+    )
+
+    validated, quarantine = tmp_path / "validated", tmp_path / "quarantine"
+    result = run_ingest(params.ingest, raw, validated, quarantine, tmp_path / "ingest.json")
+    assert result.report["rows_quarantined"] == 0
+    customers = result.valid["customers"]
+    assert str(customers["TotalCharges"].dtype) == "float64"
+    assert customers["TotalCharges"].isna().sum() == (extract["TotalCharges"] == " ").sum()
+    labels_path = tmp_path / "labels.parquet"
+    run_label(params=params, validated_dir=validated, out_path=labels_path)
+    features_path, catalog_path = tmp_path / "features.parquet", tmp_path / "catalog.csv"
+    run_features(params, validated, labels_path, features_path, catalog_path)
+    model_dir = tmp_path / "models" / "churn"
+    run_train(
+        params,
+        features_path,
+        model_dir,
+        tmp_path / "train.json",
+        catalog_path,
+        challenger_dir=tmp_path / "models" / "challenger",
+        model_record_path=tmp_path / "model.json",
+    )
+
+    scores_path = tmp_path / "scores" / "scores.parquet"
+    run_score(params, validated, str(model_dir), scores_path, None)
+    scores = pd.read_parquet(scores_path)
+
+    assert sorted(scores["customer_id"]) == sorted(extract["customerID"].astype(str))
+    assert (scores["expected_revenue_at_risk"] > 0).all()
+    # Naive reference: probability * 12 months * the export's monthly charge.
+    charge = extract.set_index(extract["customerID"].astype(str))["MonthlyCharges"]
+    mrr = charge.str.replace(",", ".").astype(float).reindex(scores["customer_id"]).to_numpy()
+    expected = scores["churn_probability"].to_numpy() * 12 * mrr
+    np.testing.assert_allclose(scores["expected_revenue_at_risk"].to_numpy(), expected, rtol=1e-9)

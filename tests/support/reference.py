@@ -142,9 +142,8 @@ def billing(tables: dict, keys: pd.DataFrame, cfg: FeaturesConfig) -> pd.DataFra
         out["billing_period"] = now["billing_period"]
         has = now["started_at"].notna()
         started = now.loc[has, "started_at"]
-        step = pd.Series(
-            np.where(now.loc[has, "billing_period"] == "annual", 12, 1), index=started.index
-        )
+        renews_every = {"quarterly": 3, "semiannual": 6, "annual": 12}  # months; else monthly
+        step = now.loc[has, "billing_period"].map(renews_every).fillna(1).astype("int64")
         elapsed = (cutoff.year - started.dt.year) * 12 + (cutoff.month - started.dt.month)
         months = step * (elapsed // step)
         candidate = _add_months(started, months)

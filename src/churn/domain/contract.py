@@ -10,20 +10,32 @@ Conventions (decided here, documented in the README):
   ``ingest.input_timezone``; strings with an offset (``2025-03-01T10:00:00+02:00``) keep it.
 * Identifiers are strings.
 * A user's own tables plug in through ``ingest.tables.<table>.columns`` (contract name -> user
-  name) and ``ingest.tables.<table>.values`` (vocabulary mapping); no code changes.
+  name) and ``ingest.tables.<table>.values`` (vocabulary mapping); no code changes. Mapping
+  keys may be any scalar (``{1: monthly}``, ``{"1": monthly}``, ``{true: ...}``); keys and
+  source values are compared as codes (:func:`code_key`), so the integer 1, the text "1" and
+  "1.0" are the same code, and ``True`` is the same code as "true" and "True".
+* Billing periods: ``monthly``, ``quarterly`` (3 months), ``semiannual`` (6 months) and
+  ``annual`` (12 months). A subscription renews every :data:`BILLING_PERIOD_MONTHS` months
+  after its start. Exports that give the period as a month count (1, 3, 6, 12, as numbers or
+  text) need no mapping: :data:`BILLING_PERIOD_CODES` reads them (an explicit ``values``
+  mapping wins). Other counts (2, 24) are not guessed: they fail the vocabulary rule.
 * Optional tables may be absent. The feature families that need them are skipped, and the run
   says so.
 * In *entity mode* only ``customers`` is read; it must carry a 0/1 label column and may carry any
-  number of extra attribute columns, which become features as they are.
+  number of extra attribute columns, which become features as they are. It may also carry
+  :data:`ENTITY_CUSTOMER_COLUMNS` (``mrr``), which can be mapped from the export's own name
+  and fill ``expected_revenue_at_risk`` in scores.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+import numpy as np
 import pandas as pd
 
 ColumnKind = Literal["string", "category", "timestamp", "float", "int", "bool"]
@@ -155,7 +167,15 @@ SUBSCRIPTION_CHANGE_TYPES = (
     "price_increase",
     "price_decrease",
 )
-BILLING_PERIODS = ("monthly", "annual")
+BILLING_PERIOD_MONTHS: Final[Mapping[str, int]] = MappingProxyType(
+    {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
+)
+"""Billing period -> months between renewals (billing dates are ``started_at + k * N months``)."""
+BILLING_PERIODS = tuple(BILLING_PERIOD_MONTHS)
+BILLING_PERIOD_CODES: Final[Mapping[str, str]] = MappingProxyType(
+    {str(months): period for period, months in BILLING_PERIOD_MONTHS.items()}
+)
+"""Built-in ``billing_period`` mapping of month counts (as :func:`code_key` codes) to periods."""
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 
 _CUSTOMER_ID = ColumnSpec("customer_id", "string", "Customer identifier.")
@@ -254,7 +274,8 @@ CONTRACT: dict[str, TableSpec] = {
                 ColumnSpec(
                     "billing_period",
                     "category",
-                    "Billing period; annual contracts end only at a renewal date.",
+                    "Billing period, renewed every 1, 3, 6 or 12 months (month counts 1, 3, "
+                    "6, 12 are read as these); contracts end only at a renewal date.",
                     allowed=BILLING_PERIODS,
                 ),
                 ColumnSpec(
@@ -440,20 +461,114 @@ CONTRACT: dict[str, TableSpec] = {
     )
 }
 
+NUMERIC_SHARE: Final = 0.99
+"""Entity mode: share of an attribute's non-blank values that must parse for it to be numeric."""
+
 EVENT_TABLES: tuple[str, ...] = tuple(name for name in CONTRACT if name != "customers")
+
+ENTITY_CUSTOMER_COLUMNS: tuple[ColumnSpec, ...] = (
+    ColumnSpec(
+        "mrr",
+        "float",
+        "Entity mode: monthly revenue of the customer (fills expected_revenue_at_risk).",
+        required=False,
+        nullable=True,
+        minimum=0,
+        unit="currency/month",
+    ),
+)
+"""Columns ``customers`` may also carry in entity mode (and ``ingest.tables.customers.columns``
+may map), on top of its contract columns; typed and checked like them."""
+
+BUILT_IN_VALUE_CODES: Final[Mapping[tuple[str, str], Mapping[str, str]]] = MappingProxyType(
+    {("subscriptions", "billing_period"): BILLING_PERIOD_CODES}
+)
+"""(table, column) -> codes read without a ``values`` mapping (a user's mapping wins)."""
+
+
+_TRUE_TEXT = frozenset({"true", "yes", "on"})
+_FALSE_TEXT = frozenset({"false", "no", "off"})
+
+
+def code_key(value: Any) -> str | None:
+    """The code a source value or a mapping key stands for, so that types do not matter.
+
+    Booleans, and the text YAML 1.1 reads as booleans ("true"/"false", "yes"/"no", "on"/"off"
+    in any case), become ``"true"``/``"false"``: an unquoted ``Yes:`` key in params.yaml
+    arrives as ``True`` and must still match the text "Yes" in an export. Numbers
+    and numeric text that are whole become the integer's text (``1``, ``1.0``, ``"1"``,
+    ``" 1.0 "`` -> ``"1"``), other numbers their shortest float text (``2.5`` -> ``"2.5"``);
+    any other text is kept as written (stripped). Missing values have no code.
+
+    Args:
+        value: One scalar.
+
+    Returns:
+        The code, or ``None`` for a missing value.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in _TRUE_TEXT:
+            return "true"
+        if text.lower() in _FALSE_TEXT:
+            return "false"
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        # "nan"/"inf" and other non-finite text stay text; so does text pandas reads as text.
+        return _number_code(number) if math.isfinite(number) else text
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if isinstance(value, int | np.integer):
+            return str(int(value))
+        return _number_code(number)
+    return str(value)
+
+
+def _number_code(number: float) -> str:
+    """A finite number as code text: whole numbers without ``.0``."""
+    if number.is_integer() and abs(number) < 2.0**53:
+        return str(int(number))
+    return repr(number)
+
+
+def map_codes(values: pd.Series, mapping: Mapping[Any, str]) -> pd.Series:
+    """Map a column's codes through ``mapping``, comparing both as :func:`code_key` codes.
+
+    Args:
+        values: A column as read (any dtype).
+        mapping: {source value (any scalar): contract value}.
+
+    Returns:
+        An ``object`` column: mapped values where the code is a key, else the value as read
+        (so unmapped values still meet the vocabulary rule); missing stays missing.
+    """
+    by_code = {code_key(key): target for key, target in mapping.items()}
+    codes = values.astype("object").map(code_key)
+    mapped = codes.map(by_code)
+    return values.astype("object").where(mapped.isna(), mapped)
 
 
 def rename_to_contract(
     frame: pd.DataFrame,
     columns: Mapping[str, str],
-    values: Mapping[str, Mapping[str, str]] | None = None,
+    values: Mapping[str, Mapping[Any, str]] | None = None,
 ) -> pd.DataFrame:
     """Rename a user's columns (and vocabulary) to contract names.
 
     Args:
         frame: The user's table as read.
         columns: Contract column name -> user column name.
-        values: Contract column -> {user value: contract value}. Values not listed are kept.
+        values: Contract column -> {user value: contract value}; keys of any scalar type match
+            source values of any type holding the same code (:func:`code_key`). Values not
+            listed are kept as read.
 
     Returns:
         A new frame with contract names. Unmapped columns are kept unchanged.
@@ -467,7 +582,7 @@ def rename_to_contract(
     out = frame.rename(columns={src: dst for dst, src in columns.items()})
     for column, mapping in (values or {}).items():
         if column in out.columns:
-            out[column] = out[column].map(lambda v, m=mapping: m.get(v, v) if pd.notna(v) else v)
+            out[column] = map_codes(out[column], mapping)
     return out
 
 
@@ -525,6 +640,27 @@ def render_contract_markdown() -> str:
         "`ingest.label_column` (default `churned`); every other column is an attribute that "
         "becomes a feature as it is (numbers stay numbers, text becomes a category). There are "
         "no cutoffs: training uses a stratified random split.",
+        "",
+        "It may also carry these columns (map them from your names with "
+        "`ingest.tables.customers.columns`):",
+        "",
+    ]
+    for col in ENTITY_CUSTOMER_COLUMNS:
+        lines.append(f"- `{col.name}` ({col.kind}, >= {col.minimum:g}): {col.description}")
+    lines += [
+        "",
+        "An attribute column is numeric when at least "
+        f"{NUMERIC_SHARE:.0%} of its non-blank values parse as numbers (a decimal comma, "
+        '"29,85", is read as a decimal point; blank cells are missing); the few that do '
+        "not parse are quarantined under `<column>:not_a_number` and counted in the report. "
+        "Below that share the column is text (a category).",
+        "",
+        "## Codes in `ingest.tables.<table>.values`",
+        "",
+        'Keys may be numbers, booleans or text: `{1: monthly}`, `{"1": monthly}` and '
+        '`{true: ...}` match source columns holding integers, numeric text ("1", "1.0") '
+        "or booleans alike. `billing_period` month counts 1, 3, 6 and 12 are read as "
+        "monthly, quarterly, semiannual and annual without a mapping.",
         "",
     ]
     return "\n".join(lines)

@@ -29,6 +29,15 @@ Row rules, as they appear in ``_failed_rules`` (``"column:rule; column:rule"``):
 * ``customer_id:unknown_customer``, ``subscription_id:unknown_subscription``: a reference to
   a customer or subscription that is not among the *valid* rows of its table.
 * ``<label>:label_invalid`` (entity mode): a missing label or one that is not 0/1.
+* ``<attribute>:not_a_number`` (entity mode): a value that does not parse in an attribute
+  column inferred as numeric (at least 99% of its non-blank values parse; see
+  :func:`~churn.validation.coerce.coerce_attribute`). The report's ``attribute_columns`` says
+  per column the inferred type and the unparsable rows.
+
+Value mappings (``ingest.tables.<t>.values``) compare codes, not Python types (``{1: monthly}``
+matches 1, "1" and "1.0"); ``billing_period`` month counts 1/3/6/12 need no mapping. A
+``not_in_vocabulary`` rule in the report carries a ``detail``: the most frequent source values
+that missed, with their types, and the mapping's keys with theirs.
 
 Whole-table rules: a required table with 0 rows is an error saying so (not thousands of
 orphaned child rows); an optional table with 0 rows counts as absent (its feature family is
@@ -55,7 +64,13 @@ import pandas as pd
 
 from churn import io
 from churn.config import IngestConfig, TableMapping
-from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
+from churn.domain.contract import (
+    BUILT_IN_VALUE_CODES,
+    CONTRACT,
+    ENTITY_CUSTOMER_COLUMNS,
+    TableSpec,
+    rename_to_contract,
+)
 from churn.domain.data_end import TableEnd, describe_end_mismatch, find_table_end
 from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
@@ -64,6 +79,7 @@ from churn.sql import utc_timestamp
 from churn.validation import rules
 from churn.validation.coerce import (
     LABEL_INVALID,
+    NOT_A_NUMBER,
     coerce_attribute,
     coerce_column,
     coerce_label,
@@ -106,13 +122,19 @@ def table_specs(mode: Mode) -> dict[str, TableSpec]:
     """The contract tables read in ``mode``, in validation order (parents before children).
 
     Entity mode reads only ``customers``, where ``converted_at`` is optional: an entity-level
-    export is a snapshot of customers with a label, not a history.
+    export is a snapshot of customers with a label, not a history. It also types and checks
+    the entity-only columns (``mrr``, :data:`~churn.domain.contract.ENTITY_CUSTOMER_COLUMNS`).
     """
     if Mode(mode) is Mode.ENTITY:
         spec = CONTRACT["customers"]
-        columns = tuple(
-            dataclasses.replace(c, required=False, nullable=True) if c.name == "converted_at" else c
-            for c in spec.columns
+        columns = (
+            tuple(
+                dataclasses.replace(c, required=False, nullable=True)
+                if c.name == "converted_at"
+                else c
+                for c in spec.columns
+            )
+            + ENTITY_CUSTOMER_COLUMNS
         )
         return {"customers": dataclasses.replace(spec, columns=columns)}
     # Stable sort: contract order, except that tables referencing a non-customer parent come
@@ -122,6 +144,48 @@ def table_specs(mode: Mode) -> dict[str, TableSpec]:
 
 def _mapping(cfg: IngestConfig, table: str) -> TableMapping:
     return cfg.tables.get(table) or TableMapping()
+
+
+def _value_mappings(name: str, mapping: TableMapping) -> dict[str, dict[Any, str]]:
+    """The table's value mappings: the built-in codes (month counts), then the user's.
+
+    The user's mapping comes last, so that a key of theirs wins over a built-in one.
+    """
+    merged: dict[str, dict[Any, str]] = {
+        column: dict(codes)
+        for (table, column), codes in BUILT_IN_VALUE_CODES.items()
+        if table == name
+    }
+    for column, codes in mapping.values.items():
+        merged[column] = {**merged.get(column, {}), **codes}
+    return merged
+
+
+def _describe_vocabulary_failure(
+    raw_values: pd.Series, failed: np.ndarray, codes: Mapping[Any, str], where: str
+) -> str:
+    """Say which source values missed the vocabulary and what the mapping's keys were.
+
+    Both are shown with their types, so that a mapping written for text ("1") applied to a
+    column of a different type, or keys that are not what the export holds, show at a glance.
+    """
+    missed = raw_values[failed]
+    counts = (
+        pd.DataFrame(
+            {
+                "value": missed.map(repr).to_numpy(),
+                "type": missed.map(lambda v: type(v).__name__).to_numpy(),
+            }
+        )
+        .value_counts(sort=True)
+        .head(rules.EXAMPLES)
+    )
+    found = ", ".join(f"{value} ({kind}) x{n}" for (value, kind), n in counts.items())
+    keys = ", ".join(f"{key!r} ({type(key).__name__})" for key in codes) or "none"
+    return (
+        f"source values not in the vocabulary (most frequent; column dtype "
+        f"{raw_values.dtype}): {found}; {where} keys: {keys}"
+    )
 
 
 def _check_tables(
@@ -220,7 +284,8 @@ def _validate_table(
     """
     raw_frame = raw_frame.reset_index(drop=True)  # positions are row numbers from here on
     mapping = _mapping(cfg, name)
-    renamed = rename_to_contract(raw_frame, mapping.columns, mapping.values)
+    value_mappings = _value_mappings(name, mapping)
+    renamed = rename_to_contract(raw_frame, mapping.columns, value_mappings)
     sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
     original = pd.DataFrame({c: to_text(raw_frame[c]) for c in raw_frame.columns})
     entity = cfg.mode is Mode.ENTITY
@@ -241,13 +306,20 @@ def _validate_table(
             typed[col.name] = empty_column(col.kind, len(renamed))
             added.append(col.name)
     extras = [c for c in renamed.columns if c not in spec.column_names]
+    attributes: dict[str, dict[str, Any]] = {}
     for column in extras if entity else ():
         if column == cfg.label_column:
             values, failures = coerce_label(renamed[column])
             failed[column] = failures.notna().to_numpy()
             log.add(f"{column}:{LABEL_INVALID}", failed[column], (column,))
         else:
-            values = coerce_attribute(renamed[column])
+            values, failures = coerce_attribute(renamed[column])
+            failed[column] = failures.notna().to_numpy()
+            log.add(f"{column}:{NOT_A_NUMBER}", failed[column], (column,))
+            attributes[column] = {
+                "type": "numeric" if pd.api.types.is_float_dtype(values.dtype) else "text",
+                "unparsable_rows": int(failed[column].sum()),
+            }
         typed[column] = values
     frame = pd.DataFrame(typed, index=renamed.index)
 
@@ -298,6 +370,20 @@ def _validate_table(
         "rules": log.summarize(original, sources),
         "time_range": _describe_table_end(table_end),
     }
+    if entity:
+        # Per attribute column: the inferred type and how many values did not parse.
+        report["attribute_columns"] = attributes
+    for col in spec.columns:
+        rule = f"{col.name}:{rules.NOT_IN_VOCABULARY}"
+        if rule in log.masks:
+            detail = _describe_vocabulary_failure(
+                raw_frame[sources[col.name]],
+                log.masks[rule],
+                value_mappings.get(col.name, {}),
+                f"ingest.tables.{name}.values.{col.name}",
+            )
+            report["rules"][rule]["detail"] = detail
+            logger.warning("table %s: %s", name, detail)
     return valid, quarantine, report
 
 
@@ -394,6 +480,8 @@ def _share_problem(name: str, report: Mapping[str, Any], limit: float) -> str:
     for rule, info in list(report["rules"].items())[:3]:
         shown = ", ".join(f"row {e['row']}: {e['value']!r}" for e in info["examples"][:3])
         lines.append(f"      {rule} on {info['count']} row(s), e.g. {shown}")
+        if "detail" in info:
+            lines.append(f"        {info['detail']}")
     return "\n".join(lines)
 
 

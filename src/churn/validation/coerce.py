@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from churn.domain.contract import COLUMN_DTYPES, TIMESTAMP_DTYPE
+from churn.domain.contract import COLUMN_DTYPES, NUMERIC_SHARE, TIMESTAMP_DTYPE
 
 UTC_DTYPE = TIMESTAMP_DTYPE
 """The dtype of every validated timestamp column."""
@@ -125,8 +125,23 @@ def coerce_string(values: pd.Series) -> Coerced:
     return Coerced(to_clean_text(values), _none_failed(values.index))
 
 
+# One comma between digits and no point: a decimal comma ("29,85"). Exactly three digits after
+# it ("1,234") could as well be a thousands separator, so such text is not guessed.
+_DECIMAL_COMMA_RE = re.compile(r"^[+-]?\d*,(?:\d{1,2}|\d{4,})$")
+
+
+def _decimal_points(text: pd.Series) -> pd.Series:
+    """Rewrite decimal commas ("29,85", "-0,5") as points; other text is left as it is."""
+    comma = text.str.match(_DECIMAL_COMMA_RE, na=False)
+    return text.where(~comma, text.str.replace(",", ".", regex=False))
+
+
 def coerce_float(values: pd.Series) -> Coerced:
     """Convert a column to ``float64``; text that is not a finite number fails ``not_a_number``.
+
+    Blank cells are missing, not failures. A decimal comma (``"29,85"``, as European exports
+    write it) is read as a decimal point; ``"1,234"`` is ambiguous (a thousands separator?) and
+    fails ``not_a_number`` rather than being guessed.
 
     Args:
         values: The raw column.
@@ -142,7 +157,8 @@ def coerce_float(values: pd.Series) -> Coerced:
     else:
         text = to_clean_text(values)
         present = text.notna()
-        numbers = pd.to_numeric(text.str.strip(), errors="coerce").astype("float64")
+        numbers = pd.to_numeric(_decimal_points(text.str.strip()), errors="coerce")
+        numbers = numbers.astype("float64")
     # Infinity parses as a number but is never a meaningful amount, count or score.
     numbers = numbers.where(np.isfinite(numbers))
     return Coerced(numbers, _failures(present, numbers, NOT_A_NUMBER))
@@ -213,31 +229,40 @@ def coerce_label(values: pd.Series) -> Coerced:
     return Coerced(labels, _failures(present, labels, LABEL_INVALID))
 
 
-def coerce_attribute(values: pd.Series) -> pd.Series:
+def coerce_attribute(values: pd.Series, numeric_share: float = NUMERIC_SHARE) -> Coerced:
     """Convert an entity-mode attribute column: numbers to ``float64``, anything else to ``str``.
 
-    A text column counts as numeric when every non-blank value parses as a finite number, so a
-    column of codes with one letter in it stays categorical rather than losing that value.
+    The inference rule: a text column is numeric when at least ``numeric_share`` (99%) of its
+    non-blank values parse as finite numbers (decimal commas included, see
+    :func:`coerce_float`); the values that do not parse then fail ``not_a_number`` (the rows are
+    quarantined and counted under the column's rule), rather than turning the whole column
+    into a category. Below that share it is text: a column of codes with a few letters stays
+    categorical without losing any value. Blank cells are missing either way.
 
     Args:
         values: The raw attribute column.
+        numeric_share: Share of non-blank values that must parse for the column to be numeric.
 
     Returns:
-        The converted column (this never fails: an attribute has no contract to break).
+        The converted column and per-row failures (only for a numeric column's unparsable
+        values; text conversion never fails).
     """
+    no_failures = _none_failed(values.index)
     if pd.api.types.is_bool_dtype(values.dtype):
         # Text, like the "true"/"false" a CSV export of the same column would hold.
-        return to_clean_text(values)
+        return Coerced(to_clean_text(values), no_failures)
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.astype("float64")
+        return Coerced(values.astype("float64"), no_failures)
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
         values.dtype
     ):
-        return to_clean_text(values)
+        return Coerced(to_clean_text(values), no_failures)
     numbers, failures = coerce_float(values)
-    if failures.isna().all():
-        return numbers
-    return to_clean_text(values)
+    present = int(to_clean_text(values).notna().sum())
+    parsed = int(numbers.notna().sum())
+    if present and parsed >= numeric_share * present:
+        return Coerced(numbers, failures)
+    return Coerced(to_clean_text(values), no_failures)
 
 
 def _localize(naive: pd.Series, timezone: str) -> pd.Series:

@@ -593,6 +593,152 @@ def test_quarantine_of_a_mapped_table_keeps_the_users_names_and_values(tables, l
     assert rule["examples"] == [{"row": 2, "value": "W"}]
 
 
+def _integer_export(tables: Tables) -> Tables:
+    """The clean data set shaped like a third-party export: integer ids and billing codes."""
+    export = {name: frame.copy() for name, frame in tables.items()}
+    export["customers"]["customer_id"] = pd.Series([101, 102, 103, 104], dtype="int64")
+    subs = export["subscriptions"]
+    subs["subscription_id"] = pd.Series([9001, 9002, 9003, 9004], dtype="int64")
+    subs["customer_id"] = pd.Series([101, 102, 103, 104], dtype="int64")
+    subs["billing_period"] = pd.Series([1, 12, 3, 6], dtype="int64")
+    subs["mrr"] = pd.Series([49.5, 49.5, 49.5, 49.5])
+    return {"customers": export["customers"], "subscriptions": subs}
+
+
+def test_month_count_billing_periods_of_an_integer_export_need_no_mapping(tables, lenient):
+    result = validate_tables(_integer_export(tables), lenient, AS_OF)
+
+    subs = result.valid["subscriptions"]
+    assert subs["billing_period"].tolist() == ["monthly", "annual", "quarterly", "semiannual"]
+    assert subs["subscription_id"].tolist() == ["9001", "9002", "9003", "9004"]
+    assert subs["customer_id"].tolist() == ["101", "102", "103", "104"]
+    assert result.report["rows_quarantined"] == 0
+
+
+@pytest.mark.parametrize("codes", [["1", "12", "3", "6"], ["1.0", "12.0", " 3", "6"]])
+def test_month_counts_as_text_need_no_mapping(tables, lenient, codes):
+    tables["subscriptions"]["billing_period"] = codes
+
+    result = validate_tables(tables, lenient, AS_OF)
+
+    expected = ["monthly", "annual", "quarterly", "semiannual"]
+    assert result.valid["subscriptions"]["billing_period"].tolist() == expected
+
+
+def test_a_users_mapping_wins_over_the_built_in_month_counts(tables, lenient):
+    tables["subscriptions"]["billing_period"] = pd.Series([1, 1, 12, 12], dtype="int64")
+    cfg = IngestConfig.model_validate(
+        {
+            "max_quarantine_share": 1.0,
+            "tables": {"subscriptions": {"values": {"billing_period": {12: "monthly"}}}},
+        }
+    )
+
+    result = validate_tables(tables, cfg, AS_OF)
+
+    assert result.valid["subscriptions"]["billing_period"].tolist() == ["monthly"] * 4
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {1: "low", 2: "normal", 3: "urgent"},  # YAML {1: low}: integer keys
+        {"1": "low", "2": "normal", "3": "urgent"},  # YAML {"1": low}: text keys
+        {1.0: "low", "2.0": "normal", 3: "urgent"},
+    ],
+)
+@pytest.mark.parametrize(
+    "source",
+    [
+        pd.Series([1, 2, 3], dtype="int64"),
+        pd.Series([1, 2, 3], dtype="Int64"),
+        pd.Series(["1", "2", "3"], dtype="str"),
+        pd.Series(["1.0", "2", " 3 "], dtype="str"),
+    ],
+)
+def test_value_mappings_take_integer_codes_in_any_spelling(tables, mapping, source):
+    tables["support_tickets"]["priority"] = source
+    cfg = IngestConfig.model_validate(
+        {"tables": {"support_tickets": {"values": {"priority": mapping}}}}
+    )
+
+    result = validate_tables(tables, cfg, AS_OF)
+
+    assert result.valid["support_tickets"]["priority"].tolist() == ["low", "normal", "urgent"]
+    assert result.report["tables"]["support_tickets"]["rows_quarantined"] == 0
+
+
+@pytest.mark.parametrize("source", [[True, False, True], ["TRUE", "false", "True"]])
+def test_value_mappings_take_boolean_codes(tables, source):
+    tickets = tables["support_tickets"].drop(columns="priority")
+    tickets["is_urgent"] = pd.Series(source)
+    tables["support_tickets"] = tickets
+    cfg = IngestConfig.model_validate(
+        {
+            "tables": {
+                "support_tickets": {
+                    "columns": {"priority": "is_urgent"},
+                    "values": {"priority": {True: "urgent", False: "normal"}},
+                }
+            }
+        }
+    )
+
+    result = validate_tables(tables, cfg, AS_OF)
+
+    assert result.valid["support_tickets"]["priority"].tolist() == ["urgent", "normal", "urgent"]
+
+
+def test_unmapped_codes_are_quarantined_and_the_detail_shows_values_keys_and_types(
+    tables, lenient
+):
+    tables["support_tickets"]["priority"] = pd.Series([1, 9, 9], dtype="int64")
+    cfg = lenient.model_copy(
+        update={"tables": {"support_tickets": TableMapping(values={"priority": {"1": "low"}})}}
+    )
+
+    result = validate_tables(tables, cfg, AS_OF)
+
+    assert failed_rules(result, "support_tickets") == {
+        1: "priority:not_in_vocabulary",
+        2: "priority:not_in_vocabulary",
+    }
+    assert result.quarantine["support_tickets"]["priority"].tolist() == ["9", "9"]
+    rule = result.report["tables"]["support_tickets"]["rules"]["priority:not_in_vocabulary"]
+    assert rule["count"] == 2
+    assert rule["detail"] == (
+        "source values not in the vocabulary (most frequent; column dtype int64): 9 (int) x2; "
+        "ingest.tables.support_tickets.values.priority keys: '1' (str)"
+    )
+    assert_balanced(result)
+
+
+def test_a_type_mismatch_that_maps_nothing_is_obvious_in_the_error(tables):
+    tables["subscriptions"]["billing_period"] = pd.Series([2, 2, 24, 2], dtype="int64")
+    cfg = IngestConfig(
+        tables={"subscriptions": TableMapping(values={"billing_period": {"two": "monthly"}})}
+    )
+
+    with pytest.raises(DataContractError) as info:
+        validate_tables(tables, cfg, AS_OF)
+
+    message = str(info.value)
+    assert "billing_period:not_in_vocabulary on 4 row(s)" in message
+    assert "(most frequent; column dtype int64): 2 (int) x3, 24 (int) x1;" in message
+    assert "values.billing_period keys: '1' (str), '3' (str), '6' (str), '12' (str), " in message
+    assert "'two' (str)" in message
+
+
+def test_entity_mode_config_may_map_mrr_and_events_mode_may_not():
+    mapping = {"customers": {"columns": {"mrr": "MonthlyCharges"}}}
+
+    cfg = IngestConfig.model_validate({"mode": "entity", "tables": mapping})
+
+    assert cfg.tables["customers"].columns == {"mrr": "MonthlyCharges"}
+    with pytest.raises(ValueError, match=r"maps unknown contract column\(s\) \['mrr'\]"):
+        IngestConfig.model_validate({"mode": "events", "tables": mapping})
+
+
 # --- entity mode -------------------------------------------------------------------------------
 
 
@@ -658,6 +804,105 @@ def test_entity_mode_ignores_event_tables(entity_customers, tables):
 
     assert list(result.valid) == ["customers"]
     assert result.report["ignored_tables"] == ["usage_events"]
+
+
+def _telecom_crm(rows: int = 120) -> pd.DataFrame:
+    """A telecom-style CRM export: integer ids, Yes/No churn, decimal commas, blank cells."""
+    ids = pd.Series(range(7000, 7000 + rows), dtype="int64")
+    charges = [f"{20 + i % 50},{i % 100:02d}" for i in range(rows)]  # "29,85"-style
+    total = [f"{(20 + i % 50) * (1 + i % 24)},5" for i in range(rows)]
+    total[3] = " "  # a new customer: no charges yet, exported as a blank cell
+    total[4] = ""
+    return pd.DataFrame(
+        {
+            "customerID": ids,
+            "SeniorCitizen": pd.Series([i % 2 for i in range(rows)], dtype="int64"),
+            "tenure": pd.Series([1 + i % 24 for i in range(rows)], dtype="int64"),
+            "Contract": ["Month-to-month", "One year", "Two year"] * (rows // 3),
+            "MonthlyCharges": charges,
+            "TotalCharges": total,
+            "Churn": ["Yes" if i % 4 == 0 else "No" for i in range(rows)],
+        }
+    ).astype({"MonthlyCharges": "str", "TotalCharges": "str", "Contract": "str", "Churn": "str"})
+
+
+def test_entity_mode_reads_a_telecom_crm_export_with_mrr_mapped():
+    crm = _telecom_crm()
+    cfg = IngestConfig.model_validate(
+        {
+            "mode": "entity",
+            "label_column": "Churn",
+            "tables": {
+                "customers": {"columns": {"customer_id": "customerID", "mrr": "MonthlyCharges"}}
+            },
+        }
+    )
+
+    result = validate_tables({"customers": crm}, cfg, AS_OF)
+
+    valid = result.valid["customers"]
+    assert len(valid) == len(crm)
+    assert valid["customer_id"].tolist()[:2] == ["7000", "7001"]
+    assert str(valid["mrr"].dtype) == "float64"
+    # Naive reference: swap the decimal comma by hand.
+    expected_mrr = [float(v.replace(",", ".")) for v in crm["MonthlyCharges"]]
+    assert valid["mrr"].tolist() == pytest.approx(expected_mrr)
+    assert valid["mrr"].gt(0).all()
+    assert str(valid["TotalCharges"].dtype) == "float64"  # blanks are missing, not text
+    assert valid["TotalCharges"].isna().tolist()[2:6] == [False, True, True, False]
+    assert valid["TotalCharges"][0] == pytest.approx(20.5)
+    assert valid["Churn"].tolist()[:4] == [1, 0, 0, 0]
+    assert str(valid["Contract"].dtype) == "str"
+    report = result.report["tables"]["customers"]
+    assert report["attribute_columns"]["TotalCharges"] == {"type": "numeric", "unparsable_rows": 0}
+    assert report["attribute_columns"]["Contract"] == {"type": "text", "unparsable_rows": 0}
+    assert "mrr" in report["columns"]
+
+
+def test_entity_mode_keeps_a_numeric_column_numeric_despite_one_bad_value():
+    crm = _telecom_crm()
+    crm.loc[7, "TotalCharges"] = "n/a"  # 1 of 118 non-blank values (0.8%) does not parse
+    cfg = IngestConfig.model_validate(
+        {
+            "mode": "entity",
+            "label_column": "Churn",
+            "tables": {"customers": {"columns": {"customer_id": "customerID"}}},
+        }
+    )
+
+    result = validate_tables({"customers": crm}, cfg, AS_OF)
+
+    valid = result.valid["customers"]
+    assert str(valid["TotalCharges"].dtype) == "float64"
+    assert failed_rules(result, "customers") == {7: "TotalCharges:not_a_number"}
+    assert result.quarantine["customers"]["TotalCharges"].tolist() == ["n/a"]
+    report = result.report["tables"]["customers"]
+    assert report["attribute_columns"]["TotalCharges"] == {"type": "numeric", "unparsable_rows": 1}
+    assert report["rules"]["TotalCharges:not_a_number"]["count"] == 1
+    assert_balanced(result)
+
+
+def test_entity_mode_quarantines_a_negative_or_unparsable_mrr():
+    crm = _telecom_crm()
+    crm.loc[5, "MonthlyCharges"] = "-3,5"
+    crm.loc[6, "MonthlyCharges"] = "lots"
+    cfg = IngestConfig.model_validate(
+        {
+            "mode": "entity",
+            "label_column": "Churn",
+            "max_quarantine_share": 1.0,
+            "tables": {
+                "customers": {"columns": {"customer_id": "customerID", "mrr": "MonthlyCharges"}}
+            },
+        }
+    )
+
+    result = validate_tables({"customers": crm}, cfg, AS_OF)
+
+    assert failed_rules(result, "customers") == {
+        5: "mrr:out_of_range[0,inf]",
+        6: "mrr:not_a_number",
+    }
 
 
 # --- the runner and the CLI --------------------------------------------------------------------

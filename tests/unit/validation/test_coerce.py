@@ -201,11 +201,57 @@ def test_text_keeps_values_and_blanks_become_missing():
     assert failures.isna().all()
 
 
-def test_attributes_become_numbers_only_when_every_value_is_one():
-    assert str(coerce_attribute(text("1", "2.5", None)).dtype) == "float64"
-    assert str(coerce_attribute(text("1", "x")).dtype) == "str"
-    assert str(coerce_attribute(pd.Series([1, 2])).dtype) == "float64"
-    assert str(coerce_attribute(pd.Series([True, False])).dtype) == "str"
+def test_attributes_become_numbers_only_when_nearly_every_value_is_one():
+    assert str(coerce_attribute(text("1", "2.5", None)).values.dtype) == "float64"
+    assert str(coerce_attribute(text("1", "x")).values.dtype) == "str"
+    assert str(coerce_attribute(pd.Series([1, 2])).values.dtype) == "float64"
+    assert str(coerce_attribute(pd.Series([True, False])).values.dtype) == "str"
+    for values in (text("1", "2.5", None), text("1", "x"), pd.Series([1, 2])):
+        assert coerce_attribute(values).failures.isna().all()
+
+
+def test_a_numeric_attribute_keeps_its_type_and_names_the_few_unparsable_values():
+    # 199 of 200 non-blank values parse (99.5%): numeric, the odd one fails not_a_number.
+    raw = text(*["29,85"] * 150, *["1.5"] * 49, "n/a", "", " ", None)
+
+    values, failures = coerce_attribute(raw)
+
+    assert str(values.dtype) == "float64"
+    assert values.iloc[0] == pytest.approx(29.85)
+    assert values.iloc[150] == pytest.approx(1.5)
+    assert list(failures[failures.notna()].index) == [199]
+    assert failures[199] == "not_a_number"
+    assert values.iloc[199:].isna().all()  # the unparsable value and the blanks
+
+
+def test_an_attribute_below_the_numeric_share_stays_text():
+    # 98 of 100 parse (98% < 99%): a column of codes with letters, kept whole as text.
+    raw = text(*["7"] * 98, "x", "y")
+
+    values, failures = coerce_attribute(raw)
+
+    assert str(values.dtype) == "str"
+    assert list(values.iloc[97:]) == ["7", "x", "y"]
+    assert failures.isna().all()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("29,85", 29.85), ("-0,5", -0.5), (",5", 0.5), ("1,23456", 1.23456), (" 3,1 ", 3.1)],
+)
+def test_a_decimal_comma_reads_as_a_decimal_point(raw, expected):
+    values, failures = coerce_float(text(raw))
+
+    assert values[0] == pytest.approx(expected)
+    assert failures.isna().all()
+
+
+@pytest.mark.parametrize("raw", ["1,234", "1,2,3", "1.000,5", "29,85x"])
+def test_an_ambiguous_comma_is_not_guessed(raw):
+    values, failures = coerce_float(text(raw))
+
+    assert values.isna().all()
+    assert failures[0] == "not_a_number"
 
 
 def test_to_text_renders_originals():

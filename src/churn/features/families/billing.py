@@ -13,8 +13,9 @@ Features (``W`` is the largest window, ``w`` each window):
 * ``mrr_change_{W}d``: MRR now minus MRR ``W`` days earlier (0 when nothing was active then);
   ``mrr_change_pct_{W}d``: the same relative to the earlier MRR (NaN when it was 0).
 * ``plan``, ``billing_period``: of the highest-MRR active subscription (categorical).
-* ``days_to_renewal``: days to the next anniversary of that subscription's start (yearly for
-  annual contracts, monthly otherwise), counting an anniversary at the cutoff as 0.
+* ``days_to_renewal``: days to the next billing date of that subscription (every 12 months for
+  annual contracts, 6 for semiannual, 3 for quarterly, monthly otherwise), counting a billing
+  date at the cutoff as 0.
 * ``active_subscriptions``: subscriptions active at the cutoff.
 * ``previous_churns``: earlier lapses, i.e. subscriptions started after every earlier one had
   ended (for an active customer, each lapse was followed by a re-subscription).
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.config import FeaturesConfig
+from churn.domain.contract import BILLING_PERIOD_MONTHS
 from churn.domain.families import FAMILY_PHASES
 from churn.domain.subscriptions import active_subscriptions_sql, subscription_summary_sql
 from churn.features.common import (
@@ -65,7 +67,9 @@ def _next_renewal_sql(started: str, period: str) -> str:
     cutoff's month and ``started + (n - 1) months`` before the cutoff; one step forward at most
     is needed. Month arithmetic clamps to the month's end (Jan 31 + 1 month = Feb 28/29).
     """
-    months = f"(CASE WHEN {period} = 'annual' THEN 12 ELSE 1 END)"
+    # Every contract billing period renews every N months; anything else (missing) monthly.
+    whens = " ".join(f"WHEN {period} = '{p}' THEN {n}" for p, n in BILLING_PERIOD_MONTHS.items())
+    months = f"(CASE {whens} ELSE 1 END)"
     elapsed = f"({months} * (date_diff('month', {started}, cutoff) // {months}))"
     candidate = f"({started} + to_months({elapsed}))"
     return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 from support import reference
 from support.helpers import CFG, SEEDS, assert_family_matches, random_case, row
@@ -112,3 +113,72 @@ def test_billing_without_changes_table_skips_part() -> None:
     assert row(result, "a", "2024-06-01")["mrr_at_cutoff"] == 120.0  # starting MRRs only
     z = row(result, "z", "2024-06-01")  # unknown customer: nothing active
     assert z["mrr_at_cutoff"] == 0.0 and math.isnan(z["days_to_renewal"])
+
+
+@pytest.mark.parametrize(
+    ("period", "renewal"),
+    [
+        # Started 2024-01-15; the cutoff 2024-06-01 lies between billing dates.
+        ("monthly", "2024-06-15"),
+        ("quarterly", "2024-07-15"),  # every 3 months: 04-15, 07-15
+        ("semiannual", "2024-07-15"),  # every 6 months: 07-15
+        ("annual", "2025-01-15"),
+    ],
+)
+def test_days_to_renewal_follows_the_billing_period(period: str, renewal: str) -> None:
+    subs = [
+        {
+            "subscription_id": "b1",
+            "customer_id": "b",
+            "plan": "pro",
+            "billing_period": period,
+            "mrr": 30.0,
+            "started_at": "2024-01-15",
+            "ended_at": None,
+        }
+    ]
+    tables = {
+        "customers": contract_frame(
+            "customers", [{"customer_id": "b", "converted_at": "2024-01-15"}]
+        ),
+        "subscriptions": contract_frame("subscriptions", subs),
+    }
+    result = build_features(tables, population([("b", "2024-06-01")]), CFG)
+    expected = (pd.Timestamp(renewal) - pd.Timestamp("2024-06-01")).days
+    assert row(result, "b", "2024-06-01")["days_to_renewal"] == pytest.approx(expected)
+
+
+def test_quarterly_and_semiannual_renewals_match_the_reference() -> None:
+    subs = [
+        {
+            "subscription_id": f"q{i}",
+            "customer_id": f"q{i}",
+            "plan": "pro",
+            "billing_period": period,
+            "mrr": 30.0,
+            "started_at": start,
+            "ended_at": None,
+        }
+        for i, (period, start) in enumerate(
+            [
+                ("quarterly", "2023-11-30"),
+                ("semiannual", "2023-08-31T12:00"),
+                ("quarterly", "2024-03-01"),
+            ]
+        )
+    ]
+    tables = {
+        "customers": contract_frame(
+            "customers",
+            [{"customer_id": f"q{i}", "converted_at": "2023-01-01"} for i in range(3)],
+        ),
+        "subscriptions": contract_frame("subscriptions", subs),
+    }
+    keys = population([(f"q{i}", "2024-06-01") for i in range(3)])
+    result = build_features(tables, keys, CFG)
+    got = result.frame.set_index(["customer_id", "cutoff"])["days_to_renewal"]
+    wanted = reference.billing(tables, keys, CFG)["days_to_renewal"].reindex(got.index)
+    # By hand: 2023-11-30 + 9 months = 2024-08-30 (90 days); 2023-08-31 12:00 + 12 months
+    # = 2024-08-31 12:00 (91.5 days); 2024-03-01 + 3 months is the cutoff itself (0 days).
+    assert got.tolist() == pytest.approx([90.0, 91.5, 0.0])
+    assert got.tolist() == pytest.approx(wanted.tolist())
