@@ -65,6 +65,9 @@ def build_scratch_project(
     for name in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(REPO / name, work / name)
     shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    # data/raw/ (the user's folder, a dep of ingest) exists in a fresh clone through its README.
+    (work / "data" / "raw").mkdir(parents=True)
+    shutil.copy(REPO / "data" / "raw" / "README.md", work / "data" / "raw" / "README.md")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in overrides.items():
         params.setdefault(section, {}).update(values)
