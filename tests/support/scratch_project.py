@@ -48,10 +48,10 @@ def pipeline_env() -> dict[str, str]:
     return env
 
 
-def build_scratch_project(
+def copy_project(
     work: Path, overrides: Mapping[str, Mapping[str, Any]]
 ) -> tuple[Path, dict[str, str]]:
-    """Copy the project into ``work``, commit it, and run ``dvc repro`` there.
+    """Copy the project into ``work`` and commit it, without running the pipeline.
 
     Args:
         work: An empty directory.
@@ -59,8 +59,8 @@ def build_scratch_project(
             ``{"simulate": {"customers": 1200, "months": 18}}``.
 
     Returns:
-        ``(work, env)``: the project directory and the environment to run more commands in.
-        The repository has one commit (the inputs); the pipeline's outputs are uncommitted.
+        ``(work, env)``: the project directory (a git and DVC repository with one commit) and
+        the environment to run commands in.
     """
     for name in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(REPO / name, work / name)
@@ -80,5 +80,23 @@ def build_scratch_project(
     run([*DVC, "config", "core.analytics", "false"], work, env)
     run([*GIT, "add", "-A"], work, env)
     run([*GIT, "commit", "-qm", "init"], work, env)
+    return work, env
+
+
+def build_scratch_project(
+    work: Path, overrides: Mapping[str, Mapping[str, Any]]
+) -> tuple[Path, dict[str, str]]:
+    """Copy the project into ``work``, commit it, and run ``dvc repro`` there.
+
+    Args:
+        work: An empty directory.
+        overrides: ``params.yaml`` section -> keys to replace, e.g.
+            ``{"simulate": {"customers": 1200, "months": 18}}``.
+
+    Returns:
+        ``(work, env)``: the project directory and the environment to run more commands in.
+        The repository has one commit (the inputs); the pipeline's outputs are uncommitted.
+    """
+    work, env = copy_project(work, overrides)
     run([*DVC, "repro"], work, env)
     return work, env
