@@ -40,5 +40,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+## Delete the pipeline's outputs; your own files in data/raw/ stay (they are inputs, not outputs).
 clean:
-	rm -rf data/raw data/truth data/validated data/quarantine data/labels data/features data/scores reports models/churn models/challenger mlflow.db mlflow.db.gate.lock mlartifacts
+	rm -rf data/simulated data/validated data/quarantine data/labels data/features data/scores reports models/churn models/challenger mlflow.db mlflow.db.gate.lock mlartifacts

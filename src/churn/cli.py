@@ -92,31 +92,44 @@ def simulate(
     months: Annotated[int | None, typer.Option(help="Override simulate.months.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override simulate.seed.")] = None,
 ) -> None:
-    """Simulate a subscription business: raw contract tables plus ground truth."""
+    """Simulate a subscription business: raw contract tables plus ground truth.
+
+    With data.source 'files' the simulator is off: only a README marker in each folder.
+    """
     from churn.stages.simulate.engine import run_simulate
 
     overrides = {"simulate.customers": customers, "simulate.months": months, "simulate.seed": seed}
-    cfg = _load(params, overrides).simulate
-    _run(run_simulate, config=cfg, out_dir=out, truth_dir=truth)
+    p = _load(params, overrides)
+    _run(run_simulate, config=p.simulate, out_dir=out, truth_dir=truth, source=p.data.source)
 
 
 @app.command()
 def ingest(
     params: ParamsOpt,
-    raw: Annotated[Path, typer.Option(help="Directory with the raw tables (CSV or Parquet).")],
+    raw: Annotated[
+        Path, typer.Option(help="Directory with your own raw tables (CSV or Parquet).")
+    ],
     out: Annotated[Path, typer.Option(help="Directory for validated tables.")],
     quarantine: Annotated[
         Path, typer.Option(help="Directory for quarantined rows, with the failed rule per row.")
     ],
     report: Annotated[Path, typer.Option(help="JSON report: rows in, valid, quarantined.")],
+    simulated_raw: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory with the simulator's raw tables, read instead of --raw when "
+            "data.source is 'simulator'. Not given: --raw is read."
+        ),
+    ] = None,
 ) -> None:
     """Validate raw tables against the data contract; quarantine bad rows."""
-    from churn.stages.ingest import run_ingest
+    from churn.stages.ingest import choose_raw_dir, run_ingest
 
+    p = _load(params)
     _run(
         run_ingest,
-        config=_load(params).ingest,
-        raw_dir=raw,
+        config=p.ingest,
+        raw_dir=choose_raw_dir(p.data.source, raw, simulated_raw),
         out_dir=out,
         quarantine_dir=quarantine,
         report_path=report,
@@ -209,7 +222,10 @@ def evaluate(
     plots_dir: Annotated[Path, typer.Option(help="Plot data directory for 'dvc plots'.")],
     truth: Annotated[
         Path | None,
-        typer.Option(help="Simulator ground truth directory (optional) for oracle metrics."),
+        typer.Option(
+            help="Simulator ground truth directory (optional): oracle metrics when it holds "
+            "the truth (with data.source 'files' it holds only a marker)."
+        ),
     ] = None,
 ) -> None:
     """Evaluate on the held-out cutoff: discrimination, calibration, lift, backtest."""

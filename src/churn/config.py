@@ -52,6 +52,21 @@ class SimulateConfig(_Section):
     )
 
 
+#: Where the raw tables come from: the built-in simulator or the user's own files.
+DataSource = Literal["simulator", "files"]
+
+
+class DataConfig(_Section):
+    """Where the pipeline's raw tables come from (the folders themselves live in ``dvc.yaml``)."""
+
+    source: DataSource = Field(
+        "simulator",
+        description="'simulator': the simulate stage writes the raw tables (and its ground "
+        "truth) and ingest reads them. 'files': your own CSV or Parquet files in the raw "
+        "folder (data/raw); the simulate stage then writes only a marker and no truth.",
+    )
+
+
 class TableMapping(_Section):
     """How one of the user's tables maps onto the data contract."""
 
@@ -366,8 +381,9 @@ class ReportConfig(_Section):
 
 
 class Params(_Section):
-    """All pipeline parameters, one section per stage."""
+    """All pipeline parameters: ``data`` (where raw tables come from), then one per stage."""
 
+    data: DataConfig = Field(default_factory=DataConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     label: LabelConfig = Field(default_factory=LabelConfig)

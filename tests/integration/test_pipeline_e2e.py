@@ -32,7 +32,8 @@ def pipeline_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_dvc_repro_runs_every_stage(pipeline_repo):
     work, _ = pipeline_repo
     for path in (
-        "data/raw/customers.parquet",
+        "data/simulated/raw/customers.parquet",
+        "data/simulated/truth/customer_months.parquet",
         "data/validated/subscriptions.parquet",
         "data/labels/labels.parquet",
         "data/features/features.parquet",

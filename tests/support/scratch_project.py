@@ -48,6 +48,41 @@ def pipeline_env() -> dict[str, str]:
     return env
 
 
+def copy_project(
+    work: Path, overrides: Mapping[str, Mapping[str, Any]]
+) -> tuple[Path, dict[str, str]]:
+    """Copy the project into ``work`` and commit it, without running the pipeline.
+
+    Args:
+        work: An empty directory.
+        overrides: ``params.yaml`` section -> keys to replace, e.g.
+            ``{"simulate": {"customers": 1200, "months": 18}}``.
+
+    Returns:
+        ``(work, env)``: the project directory (a git and DVC repository with one commit) and
+        the environment to run commands in.
+    """
+    for name in ("dvc.yaml", "pyproject.toml"):
+        shutil.copy(REPO / name, work / name)
+    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    # data/raw/ (the user's folder, a dep of ingest) exists in a fresh clone through its README.
+    (work / "data" / "raw").mkdir(parents=True)
+    shutil.copy(REPO / "data" / "raw" / "README.md", work / "data" / "raw" / "README.md")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / ".gitignore").write_text("/mlflow.db\n/mlflow.db.gate.lock\n/mlartifacts/\n")
+
+    env = pipeline_env()
+    run(["git", "init", "-q"], work, env)
+    run([*DVC, "init", "-q"], work, env)
+    run([*DVC, "config", "core.analytics", "false"], work, env)
+    run([*GIT, "add", "-A"], work, env)
+    run([*GIT, "commit", "-qm", "init"], work, env)
+    return work, env
+
+
 def build_scratch_project(
     work: Path, overrides: Mapping[str, Mapping[str, Any]]
 ) -> tuple[Path, dict[str, str]]:
@@ -62,20 +97,6 @@ def build_scratch_project(
         ``(work, env)``: the project directory and the environment to run more commands in.
         The repository has one commit (the inputs); the pipeline's outputs are uncommitted.
     """
-    for name in ("dvc.yaml", "pyproject.toml"):
-        shutil.copy(REPO / name, work / name)
-    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params.setdefault(section, {}).update(values)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / ".gitignore").write_text("/mlflow.db\n/mlflow.db.gate.lock\n/mlartifacts/\n")
-
-    env = pipeline_env()
-    run(["git", "init", "-q"], work, env)
-    run([*DVC, "init", "-q"], work, env)
-    run([*DVC, "config", "core.analytics", "false"], work, env)
-    run([*GIT, "add", "-A"], work, env)
-    run([*GIT, "commit", "-qm", "init"], work, env)
+    work, env = copy_project(work, overrides)
     run([*DVC, "repro"], work, env)
     return work, env

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-READMES = ["data/README.md", "models/README.md"]
+READMES = ["data/README.md", "data/raw/README.md", "models/README.md"]
+#: Input folders the user fills (data.source: files): tracked README, untracked files, kept.
+USER_FOLDERS = ["data/raw"]
 
 
 def dvc_outputs_under(*folders: str) -> list[str]:
@@ -44,8 +46,9 @@ def git_ignored(paths: list[str]) -> set[str]:
 
 def test_readmes_exist_and_name_every_output_folder() -> None:
     outputs = dvc_outputs_under("data", "models")
-    assert len(outputs) >= 8  # raw, truth, validated, quarantine, labels, features, scores, churn
-    for readme in READMES:
+    # simulated/raw, simulated/truth, validated, quarantine, labels, features, scores, churn
+    assert len(outputs) >= 8
+    for readme in ["data/README.md", "models/README.md"]:
         folder = readme.split("/")[0]
         text = (ROOT / readme).read_text()
         for output in outputs:
@@ -64,13 +67,26 @@ def test_readmes_are_tracked_and_outputs_ignored() -> None:
     assert set(samples) <= ignored
 
 
+def test_user_folders_are_not_outputs_and_their_files_stay_untracked() -> None:
+    outputs = dvc_outputs_under("data", "models")
+    user_files = [f"{folder}/{name}" for folder in USER_FOLDERS for name in ("a.csv", "b.parquet")]
+
+    ignored = git_ignored([*user_files, *(f"{folder}/README.md" for folder in USER_FOLDERS)])
+
+    assert set(user_files) <= ignored
+    assert not ignored & {f"{folder}/README.md" for folder in USER_FOLDERS}
+    for folder in USER_FOLDERS:
+        assert not [out for out in outputs if out == folder or out.startswith(f"{folder}/")]
+        assert f"`{folder.split('/')[1]}/`" in (ROOT / "data/README.md").read_text()
+
+
 def test_make_clean_keeps_the_readmes() -> None:
     makefile = (ROOT / "Makefile").read_text().splitlines()
     recipe = makefile[makefile.index("clean:") + 1]
     words = shlex.split(recipe)
     assert words[:2] == ["rm", "-rf"]
     removed = [word.rstrip("/") for word in words[2:]]
-    assert "data/raw" in removed  # the parse found the real recipe
-    for kept in ["data", "models", *READMES]:
+    assert "data/simulated" in removed  # the parse found the real recipe
+    for kept in ["data", "models", *READMES, *USER_FOLDERS]:
         assert kept not in removed
     assert not [word for word in removed if "*" in word]

@@ -200,7 +200,8 @@ def fit_baseline(
         SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
     )
     categorical_steps = make_pipeline(
-        SimpleImputer(strategy="constant", fill_value=MISSING_LEVEL),
+        # An optional column absent from the user's files is all missing: keep it (one level).
+        SimpleImputer(strategy="constant", fill_value=MISSING_LEVEL, keep_empty_features=True),
         OneHotEncoder(handle_unknown="ignore"),
     )
     prepare = ColumnTransformer(

@@ -53,8 +53,10 @@ def run_evaluate(
             metrics are also logged), each file verified against ``manifest.json`` before it is
             parsed. Train keeps it on the champion after the gate, so these metrics describe the
             same model as explain and score.
-        truth_dir: Simulator truth directory; oracle metrics are computed when it holds
-            ``customer_months.parquet``.
+        truth_dir: Simulator truth directory; oracle metrics are computed only when it holds
+            ``customer_months.parquet``. With ``data.source: files`` the simulate stage leaves
+            only a marker there, so own data gets every metric except the oracle ones (nothing
+            else downstream, report or explanation, needs the truth).
         metrics_path: Nested metrics JSON.
         plots_dir: Directory for ``roc.csv``, ``precision_recall.csv``, ``calibration.csv``,
             ``gains.csv`` and ``test_predictions.parquet``.

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from churn import io
-from churn.config import IngestConfig, TableMapping
+from churn.config import DataSource, IngestConfig, TableMapping
 from churn.domain.contract import (
     BUILT_IN_VALUE_CODES,
     CONTRACT,
@@ -644,6 +644,26 @@ def log_data_ends(report: Mapping[str, Any]) -> None:
         if info.get("present") and info.get("time_range")
     ]
     log_table(logger, "data end per table", ["table", "last date seen", "data end", "stray"], rows)
+
+
+def choose_raw_dir(source: DataSource, files_dir: Path, simulated_dir: Path | None) -> Path:
+    """Return the raw folder ``data.source`` selects.
+
+    Both folders are declared dependencies of the stage (``dvc.yaml``); only one is read.
+    Without ``simulated_dir`` (a caller passing a single folder, as before ``data.source``
+    existed) ``files_dir`` is read whatever the source says.
+
+    Args:
+        source: ``data.source``: ``"files"`` (the user's folder) or ``"simulator"``.
+        files_dir: The user's folder of CSV or Parquet files (``data/raw``).
+        simulated_dir: The simulate stage's tables (``data/simulated/raw``), or ``None``.
+
+    Returns:
+        The folder to read the raw tables from.
+    """
+    if source == "simulator" and simulated_dir is not None:
+        return Path(simulated_dir)
+    return Path(files_dir)
 
 
 def run_ingest(

@@ -89,6 +89,22 @@ def test_third_party_integer_codes_work_like_text(feature_frame):
     np.testing.assert_allclose(predict_baseline(baseline, test), want[:, 1], rtol=0, atol=1e-12)
 
 
+def test_an_all_missing_category_column_keeps_one_level_and_scores(feature_frame):
+    """An optional column absent from the user's files arrives all missing (e.g. ``country``)."""
+    export = feature_frame.assign(plan=pd.Series(pd.NA, index=feature_frame.index, dtype="str"))
+
+    baseline = fit_baseline(export.iloc[:1000], TINY_CATALOG)
+    probabilities = predict_baseline(baseline, export.iloc[1000:])
+
+    assert baseline.levels[baseline.categorical.index("plan")] == ("missing",)
+    # A constant column carries nothing: as if it were not there (up to the L2 penalty).
+    catalog = TINY_CATALOG[TINY_CATALOG["name"] != "plan"]
+    without = fit_baseline(export.iloc[:1000], catalog)
+    np.testing.assert_allclose(
+        probabilities, predict_baseline(without, export.iloc[1000:]), atol=5e-3
+    )
+
+
 def test_json_round_trip_scores_identically(feature_frame, tmp_path):
     baseline = fit_baseline(feature_frame.iloc[:1000], TINY_CATALOG)
     save_baseline(baseline, tmp_path / "baseline.json")

@@ -27,6 +27,7 @@ from churn.model.evaluation import (
 )
 from churn.model.fit import train_churn_models
 from churn.stages.evaluate import run_evaluate
+from churn.stages.simulate.engine import OFF_MARKER_FILE
 from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
 
 
@@ -187,6 +188,27 @@ def evaluated(tmp_path, features, model_dir, mlflow_store):
         tmp_path / "reports" / "plots",
     )
     return tmp_path / "reports", metrics, client, run_id
+
+
+def test_evaluate_with_a_truth_folder_holding_only_the_simulator_off_marker(
+    tmp_path, features, model_dir
+):
+    """data.source: files leaves only a marker in the truth folder: every metric but the oracle."""
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    (truth_dir / OFF_MARKER_FILE).write_text("simulator off")
+    features_path = tmp_path / "features.parquet"
+    features.to_parquet(features_path)
+
+    metrics = run_evaluate(
+        tiny_params(), features_path, model_dir, truth_dir, tmp_path / "metrics.json",
+        tmp_path / "plots",
+    )
+
+    assert not [key for key in metrics["test"] if key.startswith("oracle")]
+    assert 0.0 <= metrics["test"]["roc_auc"] <= 1.0
+    assert metrics["baseline"]["test"]["roc_auc"] is not None
+    assert (tmp_path / "plots" / "roc.csv").exists()
 
 
 def test_metrics_json_has_every_required_key(evaluated):

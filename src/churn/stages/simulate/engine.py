@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from churn.config import SimulateConfig
+from churn.config import DataSource, SimulateConfig
 from churn.domain.families import FAMILIES
-from churn.io import write_parquet
+from churn.io import atomic_directory, write_parquet
 from churn.layout import table_file_name
 from churn.stages.simulate import behaviour, hazard
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
@@ -133,14 +133,45 @@ def simulate(
     return _run(World(cfg), on_month)
 
 
-def run_simulate(config: SimulateConfig, out_dir: Path, truth_dir: Path) -> None:
+#: The file the simulate stage writes into each of its output folders when the simulator is off.
+OFF_MARKER_FILE = "README.md"
+
+OFF_MARKER_TEXT = """# The simulator is off
+
+`params.yaml` says `data.source: files`: the pipeline reads your own CSV or Parquet files from
+`data/raw/` and the simulate stage writes no tables and no ground truth, only this marker (so
+the stage's declared outputs exist and it costs nothing). Set `data.source: simulator` to
+simulate again. See docs/your-data.md.
+"""
+
+
+def run_simulate(
+    config: SimulateConfig,
+    out_dir: Path,
+    truth_dir: Path,
+    source: DataSource = "simulator",
+) -> None:
     """Simulate, write ``<table>.parquet`` to ``out_dir`` and the truth to ``truth_dir``.
 
+    Each folder is swapped in whole, so switching ``data.source`` never leaves stale tables or
+    truth of an earlier run behind. With ``source="files"`` nothing is simulated: each folder
+    holds only the :data:`OFF_MARKER_FILE` marker (evaluate then finds no truth and reports no
+    oracle metrics; ingest reads the user's folder instead).
+
     Args:
-        config: Simulator knobs.
+        config: Simulator knobs (not read when the simulator is off).
         out_dir: Directory for the raw contract tables.
         truth_dir: Directory for the ground truth (never read by training).
+        source: ``data.source``: ``"simulator"`` simulates, ``"files"`` writes the markers only.
     """
+    if source == "files":
+        for folder in (out_dir, truth_dir):
+            with atomic_directory(folder) as staging:
+                (staging / OFF_MARKER_FILE).write_text(OFF_MARKER_TEXT)
+        logger.info(
+            "data.source is 'files': simulator off, only markers in %s and %s", out_dir, truth_dir
+        )
+        return
     started = time.perf_counter()
     with Progress(
         "[progress.description]{task.description}",
@@ -151,10 +182,10 @@ def run_simulate(config: SimulateConfig, out_dir: Path, truth_dir: Path) -> None
     ) as progress:
         task = progress.add_task("simulating months", total=config.months)
         result = simulate(config, on_month=lambda done, _: progress.update(task, completed=done))
-    for name, frame in result.tables.items():
-        write_parquet(frame, Path(out_dir) / table_file_name(name))
-    for name, frame in result.truth.items():
-        write_parquet(frame, Path(truth_dir) / table_file_name(name))
+    for folder, frames in ((out_dir, result.tables), (truth_dir, result.truth)):
+        with atomic_directory(folder) as staging:
+            for name, frame in frames.items():
+                write_parquet(frame, staging / table_file_name(name))
 
     customers = result.truth["customers"]
     logger.info(
