@@ -6,7 +6,10 @@ key, and the results are left-joined onto the population in its original row ord
 
 A customer's features depend only on that customer's rows and the cutoff: there is no
 population-wide statistic (no mean, rank or encoding), so computing customer shards separately
-(the Spark engine calls this function per shard) gives the same values as one run.
+(the Spark engine calls this function per shard) gives the same values as one run. The one
+data-wide choice, ``features.usage_event_types: auto``, is made once before sharding
+(:func:`churn.stages.features.compute_features`) and only falls to this function when it is
+called directly with ``auto``.
 
 **Modes.** Events mode (the full contract) runs the five journey families, each skipped when
 its tables are absent. Entity mode (``ingest.mode: entity``) runs only the ``profile`` family:
@@ -148,6 +151,9 @@ def build_features(
         population: Rows with ``customer_id``, ``cutoff`` (midnight UTC) and optionally
             ``label`` (a labels frame); duplicates are allowed and keep their order.
         cfg: Feature configuration (windows, vocabularies, DuckDB resources).
+            ``usage_event_types: auto`` is resolved from the events before the population's
+            earliest cutoff (:func:`churn.features.families.usage.resolve_usage_event_types`);
+            callers that split the population (Spark shards, scoring) resolve it first.
         mode: ``ingest.mode``: :attr:`Mode.EVENTS` for the journey families, ``ENTITY`` for the
             profile family over the customer table (label column already removed); ``None``
             infers it from the tables (see the module docstring).
@@ -163,6 +169,8 @@ def build_features(
     entity = Mode(mode) is Mode.ENTITY if mode is not None else set(tables) == {"customers"}
     prepared = _prepare_tables(tables, entity)
     _refuse_personal_features(prepared, cfg)
+    first_cutoff = keys["cutoff"].min() if len(keys) else None
+    cfg = usage.resolve_usage_event_types(cfg, prepared, first_cutoff)
     families = ENTITY_FAMILIES if entity else EVENT_FAMILIES
     grid = build_bucket_grid(keys["cutoff"].unique(), cfg.windows_days)
 

@@ -16,6 +16,7 @@ from churn.domain.catalog import CATALOG_COLUMNS, FeatureSpec, catalog_frame, ch
 from churn.domain.contract import CONTRACT
 from churn.errors import ChurnError
 from churn.features.build import build_features
+from churn.features.families.usage import resolve_usage_event_types
 from churn.stages.features import run_features
 from churn.stages.label import run_label
 
@@ -168,13 +169,16 @@ def test_customer_shards_give_the_same_features(seed: int) -> None:
     rng = np.random.default_rng(seed)
     ids = tables["customers"]["customer_id"].to_numpy()
     shard_of = dict(zip(ids, rng.integers(0, 3, len(ids)), strict=True))
+    # Event types are chosen once from all the data (the driver does it), never per shard.
+    cfg = resolve_usage_event_types(CFG, tables, keys["cutoff"].min())
+    assert cfg.usage_event_types != "auto"
     parts = []
     for shard in range(3):
         mine = {i for i, s in shard_of.items() if s == shard}
         shard_tables = {n: f[f["customer_id"].isin(mine)] for n, f in tables.items()}
         shard_keys = keys[keys["customer_id"].isin(mine)]
         parts.append(
-            build_features(shard_tables, shard_keys, CFG).frame.set_index(shard_keys.index)
+            build_features(shard_tables, shard_keys, cfg).frame.set_index(shard_keys.index)
         )
     combined = pd.concat(parts).sort_index()
     pd.testing.assert_frame_equal(combined, result.frame)
