@@ -113,13 +113,15 @@ def ingest(
     """Validate raw tables against the data contract; quarantine bad rows."""
     from churn.stages.ingest import run_ingest
 
+    loaded = _load(params)
     _run(
         run_ingest,
-        config=_load(params).ingest,
+        config=loaded.ingest,
         raw_dir=raw,
         out_dir=out,
         quarantine_dir=quarantine,
         report_path=report,
+        customer_attributes=loaded.features.customer_attributes,
     )
 
 

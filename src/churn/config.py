@@ -218,6 +218,13 @@ class FeaturesConfig(_Section):
         "address) but may become features anyway. E-mail- or phone-like values are still "
         "pseudonymised.",
     )
+    customer_attributes: dict[str, Literal["categorical", "numeric", "age"]] = Field(
+        default_factory=dict,
+        description="Extra customer columns (beyond the contract) that become acquisition "
+        "features in events mode: column -> 'categorical', 'numeric' or 'age' (a date, e.g. "
+        "of birth, turned into whole years at the cutoff; never used as it is). Ingest keeps "
+        "these columns.",
+    )
     duckdb_threads: int = Field(2, ge=1, description="Threads DuckDB may use.")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB memory limit.")
     spark: SparkConfig = Field(default_factory=SparkConfig)

@@ -36,9 +36,10 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
+from churn.errors import DataContractError
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
-from churn.features.personal import refuse_personal_columns
+from churn.features.personal import refuse_personal_columns, split_words
 from churn.sql import connect, fetch_scalar, normalize_timestamps, quote_ident, to_naive_utc
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 EVENT_FAMILIES: tuple[ModuleType, ...] = (acquisition, billing, usage, support, engagement)
 """Families of events mode, in output column order (pre-sale first, as in the journey)."""
 ENTITY_FAMILIES: tuple[ModuleType, ...] = (profile,)
+_BIRTH_WORDS = frozenset({"birth", "dob", "birthdate", "birthday"})
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,28 @@ def _refuse_personal_features(tables: Mapping[str, pd.DataFrame], cfg: FeaturesC
     Every customer column but the id feeds a feature in entity mode (the profile family), and
     the text columns feed the acquisition family in events mode; checking them all is simple
     and also catches a personal column mapped onto a contract name.
+
+    A column declared ``age`` in ``features.customer_attributes`` is exempt: only the whole
+    years to the cutoff become a feature, never the date. A date of birth (its name says
+    birth) declared anything else is refused even when allowed: it is only ever used as age.
     """
     if "customers" not in tables:
         return
     customers = tables["customers"]
-    columns = [c for c in customers.columns if c != "customer_id"]
+    ages = {c for c, kind in cfg.customer_attributes.items() if kind == "age"}
+    births = [
+        c
+        for c in customers.columns
+        if c not in ages
+        and _BIRTH_WORDS & set(split_words(c))
+        and (c in cfg.customer_attributes or c in cfg.allow_personal_columns)
+    ]
+    if births:
+        raise DataContractError(
+            f"customers column(s) {births}: a date of birth may only become a feature as an "
+            "age; declare it 'age' in features.customer_attributes"
+        )
+    columns = [c for c in customers.columns if c != "customer_id" and c not in ages]
     allowed = refuse_personal_columns(customers, columns, cfg.allow_personal_columns, "customers")
     if allowed:
         logger.warning(

@@ -14,7 +14,7 @@ from support.synthetic import CUTOFFS, all_keys, contract_frame, make_tables, po
 from churn.config import FeaturesConfig, parse_params
 from churn.domain.catalog import CATALOG_COLUMNS, FeatureSpec, catalog_frame, check_catalog
 from churn.domain.contract import CONTRACT
-from churn.errors import ChurnError
+from churn.errors import ChurnError, DataContractError
 from churn.features.build import build_features
 from churn.features.families.usage import resolve_usage_event_types
 from churn.stages.features import run_features
@@ -280,6 +280,22 @@ def test_entity_mode_profile_features() -> None:
     assert set(catalog["family"]) == {"profile"}
     assert catalog.loc["monthly_fee", "description"] == "monthly fee"
     assert catalog.loc["region", "kind"] == "categorical"
+
+
+def test_entity_mode_declared_age_is_whole_years_never_the_date() -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series([1, 2], dtype="int64").astype("str"),
+            "BirthDate": pd.Series(pd.to_datetime(["1990-01-01", "1990-01-02"], utc=True)),
+        }
+    )
+    keys = population([("1", "2025-01-01"), ("2", "2025-01-01")])
+    cfg = FeaturesConfig(customer_attributes={"BirthDate": "age"})
+    result = build_features({"customers": customers}, keys, cfg, mode="entity")
+    assert list(result.catalog["name"]) == ["birthdate_age_years"]
+    assert result.frame["birthdate_age_years"].tolist() == [35.0, 34.0]
+    with pytest.raises(DataContractError, match="BirthDate"):  # undeclared: personal data
+        build_features({"customers": customers}, keys, CFG, mode="entity")
 
 
 def _write_validated(tmp_path, tables: dict) -> object:
