@@ -24,6 +24,7 @@ from churn.model.fit import (
 )
 from churn.model.metrics import compute_brier
 from churn.model.split import split_by_time
+from churn.stages.train import build_train_report
 
 FAST_TRAIN = {"min_child_samples": 20, "n_estimators": 120, "num_threads": 1}
 
@@ -224,6 +225,8 @@ def test_dead_features_on_train_rows_are_left_out_of_the_model(frame, caplog):
     assert "feature usage_login_events_last_7d left out of the model: missing on all" in (
         caplog.text
     )
+    report = build_train_report(result, {}, allow_high_auc=False)
+    assert set(report["dropped_features"]) == {"usage_login_events_last_7d", "plan_is_paid"}
 
 
 def test_entity_mode_trains_on_a_single_cutoff_and_says_so():
