@@ -87,7 +87,14 @@ def choose_usage_event_types(
     before = pd.Timestamp(before)
     before = before.tz_localize("UTC") if before.tzinfo is None else before.tz_convert("UTC")
     known = events.loc[(occurred < before).to_numpy(), "event_type"].dropna()
-    counts = known.astype(str).value_counts()
+    return rank_usage_event_types(known.astype(str).value_counts().to_dict(), top)
+
+
+def rank_usage_event_types(counts: Mapping[str, int], top: int) -> tuple[str, ...]:
+    """Return the ``top`` types of ``counts`` (type -> rows), as :func:`choose_usage_event_types`.
+
+    Separate so that an engine counting elsewhere (Spark) applies the very same rule.
+    """
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     chosen: dict[str, str] = {}
     for event_type, _ in ranked:
