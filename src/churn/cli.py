@@ -125,14 +125,15 @@ def ingest(
     """Validate raw tables against the data contract; quarantine bad rows."""
     from churn.stages.ingest import choose_raw_dir, run_ingest
 
-    p = _load(params)
+    loaded = _load(params)
     _run(
         run_ingest,
-        config=p.ingest,
-        raw_dir=choose_raw_dir(p.data.source, raw, simulated_raw),
+        config=loaded.ingest,
+        raw_dir=choose_raw_dir(loaded.data.source, raw, simulated_raw),
         out_dir=out,
         quarantine_dir=quarantine,
         report_path=report,
+        customer_attributes=loaded.features.customer_attributes,
     )
 
 

@@ -229,9 +229,15 @@ class FeaturesConfig(_Section):
     windows_days: tuple[int, ...] = Field(
         (7, 30, 90), description="Look-back windows (days before the cutoff) for event counts."
     )
-    usage_event_types: tuple[str, ...] = Field(
-        ("login", "core_action", "report_export", "integration_call", "seat_invite"),
-        description="Usage event types counted one by one; other types count only in totals.",
+    usage_event_types: Literal["auto"] | tuple[str, ...] = Field(
+        "auto",
+        description="Usage event types counted one by one; other types count only in totals. "
+        "'auto': the 'usage_event_types_top' most frequent types among the events before the "
+        "first cutoff being computed (training: the first label cutoff); scoring uses the "
+        "types the model was trained with.",
+    )
+    usage_event_types_top: int = Field(
+        8, ge=1, description="How many event types 'usage_event_types: auto' picks."
     )
     ticket_categories: tuple[str, ...] = Field(
         ("billing", "technical", "how_to", "bug", "account"),
@@ -242,6 +248,13 @@ class FeaturesConfig(_Section):
         description="Customer columns that look like personal data (name, e-mail, phone, "
         "address) but may become features anyway. E-mail- or phone-like values are still "
         "pseudonymised.",
+    )
+    customer_attributes: dict[str, Literal["categorical", "numeric", "age"]] = Field(
+        default_factory=dict,
+        description="Extra customer columns (beyond the contract) that become acquisition "
+        "features in events mode: column -> 'categorical', 'numeric' or 'age' (a date, e.g. "
+        "of birth, turned into whole years at the cutoff; never used as it is). Ingest keeps "
+        "these columns.",
     )
     duckdb_threads: int = Field(2, ge=1, description="Threads DuckDB may use.")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB memory limit.")

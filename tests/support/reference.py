@@ -47,9 +47,21 @@ def _add_months(ts: pd.Series, months: pd.Series) -> pd.Series:
     return base.dt.tz_localize("UTC") + (ts - ts.dt.normalize())
 
 
+def usage_event_types(events: pd.DataFrame, before: pd.Timestamp, top: int) -> list[str]:
+    """The ``top`` most frequent types (rows; ties by name) before ``before``, by counting."""
+    counts: dict[str, int] = {}
+    for event_type, occurred in zip(events["event_type"], events["occurred_at"], strict=True):
+        if pd.notna(event_type) and occurred < before:
+            counts[event_type] = counts.get(event_type, 0) + 1
+    return sorted(counts, key=lambda t: (-counts[t], t))[:top]
+
+
 def usage(tables: dict, keys: pd.DataFrame, cfg: FeaturesConfig) -> pd.DataFrame:
     events = tables["usage_events"]
     windows = cfg.windows_days
+    types = cfg.usage_event_types
+    if types == "auto":
+        types = usage_event_types(events, keys["cutoff"].min(), cfg.usage_event_types_top)
 
     def compute(cutoff: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:
         e = events[events["occurred_at"] < cutoff]
@@ -59,9 +71,14 @@ def usage(tables: dict, keys: pd.DataFrame, cfg: FeaturesConfig) -> pd.DataFrame
             m = e[e["occurred_at"] >= cutoff - w * DAY]
             out[f"usage_active_days_last_{w}d"] = _count(m.drop_duplicates([CID, "day"]), ids)
             out[f"usage_events_last_{w}d"] = _sum(m["q"], m[CID], ids)
-            for t in cfg.usage_event_types:
+            for t in types:
                 mt = m[m["event_type"] == t]
                 out[f"usage_{t}_events_last_{w}d"] = _sum(mt["q"], mt[CID], ids)
+        for w in windows:
+            active = out[f"usage_active_days_last_{w}d"]
+            for prefix in ["usage", *(f"usage_{t}" for t in types)]:
+                rate = out[f"{prefix}_events_last_{w}d"] / active
+                out[f"{prefix}_events_per_active_day_last_{w}d"] = rate.where(active > 0)
         if len(windows) >= 2:
             r, big = windows[-2], windows[-1]
             recent = out[f"usage_events_last_{r}d"]
@@ -71,10 +88,11 @@ def usage(tables: dict, keys: pd.DataFrame, cfg: FeaturesConfig) -> pd.DataFrame
             ).where(prior > 0)
         last = e.groupby(CID)["occurred_at"].max().reindex(ids)
         out["days_since_last_event"] = (cutoff - last) / DAY
-        logins = e[e["event_type"] == "login"]
-        out["days_since_last_login"] = (
-            cutoff - logins.groupby(CID)["occurred_at"].max().reindex(ids)
-        ) / DAY
+        if "login" in types:
+            logins = e[e["event_type"] == "login"]
+            out["days_since_last_login"] = (
+                cutoff - logins.groupby(CID)["occurred_at"].max().reindex(ids)
+            ) / DAY
         return out
 
     return _per_cutoff(keys, compute)

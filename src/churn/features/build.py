@@ -6,7 +6,10 @@ key, and the results are left-joined onto the population in its original row ord
 
 A customer's features depend only on that customer's rows and the cutoff: there is no
 population-wide statistic (no mean, rank or encoding), so computing customer shards separately
-(the Spark engine calls this function per shard) gives the same values as one run.
+(the Spark engine calls this function per shard) gives the same values as one run. The one
+data-wide choice, ``features.usage_event_types: auto``, is made once before sharding
+(:func:`churn.stages.features.compute_features`) and only falls to this function when it is
+called directly with ``auto``.
 
 **Modes.** Events mode (the full contract) runs the five journey families, each skipped when
 its tables are absent. Entity mode (``ingest.mode: entity``) runs only the ``profile`` family:
@@ -33,9 +36,10 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
+from churn.errors import DataContractError
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
-from churn.features.personal import refuse_personal_columns
+from churn.features.personal import refuse_personal_columns, split_words
 from churn.sql import connect, fetch_scalar, normalize_timestamps, quote_ident, to_naive_utc
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 EVENT_FAMILIES: tuple[ModuleType, ...] = (acquisition, billing, usage, support, engagement)
 """Families of events mode, in output column order (pre-sale first, as in the journey)."""
 ENTITY_FAMILIES: tuple[ModuleType, ...] = (profile,)
+_BIRTH_WORDS = frozenset({"birth", "dob", "birthdate", "birthday"})
 
 
 @dataclass(frozen=True)
@@ -111,11 +116,28 @@ def _refuse_personal_features(tables: Mapping[str, pd.DataFrame], cfg: FeaturesC
     Every customer column but the id feeds a feature in entity mode (the profile family), and
     the text columns feed the acquisition family in events mode; checking them all is simple
     and also catches a personal column mapped onto a contract name.
+
+    A column declared ``age`` in ``features.customer_attributes`` is exempt: only the whole
+    years to the cutoff become a feature, never the date. A date of birth (its name says
+    birth) declared anything else is refused even when allowed: it is only ever used as age.
     """
     if "customers" not in tables:
         return
     customers = tables["customers"]
-    columns = [c for c in customers.columns if c != "customer_id"]
+    ages = {c for c, kind in cfg.customer_attributes.items() if kind == "age"}
+    births = [
+        c
+        for c in customers.columns
+        if c not in ages
+        and _BIRTH_WORDS & set(split_words(c))
+        and (c in cfg.customer_attributes or c in cfg.allow_personal_columns)
+    ]
+    if births:
+        raise DataContractError(
+            f"customers column(s) {births}: a date of birth may only become a feature as an "
+            "age; declare it 'age' in features.customer_attributes"
+        )
+    columns = [c for c in customers.columns if c != "customer_id" and c not in ages]
     allowed = refuse_personal_columns(customers, columns, cfg.allow_personal_columns, "customers")
     if allowed:
         logger.warning(
@@ -148,6 +170,9 @@ def build_features(
         population: Rows with ``customer_id``, ``cutoff`` (midnight UTC) and optionally
             ``label`` (a labels frame); duplicates are allowed and keep their order.
         cfg: Feature configuration (windows, vocabularies, DuckDB resources).
+            ``usage_event_types: auto`` is resolved from the events before the population's
+            earliest cutoff (:func:`churn.features.families.usage.resolve_usage_event_types`);
+            callers that split the population (Spark shards, scoring) resolve it first.
         mode: ``ingest.mode``: :attr:`Mode.EVENTS` for the journey families, ``ENTITY`` for the
             profile family over the customer table (label column already removed); ``None``
             infers it from the tables (see the module docstring).
@@ -163,6 +188,8 @@ def build_features(
     entity = Mode(mode) is Mode.ENTITY if mode is not None else set(tables) == {"customers"}
     prepared = _prepare_tables(tables, entity)
     _refuse_personal_features(prepared, cfg)
+    first_cutoff = keys["cutoff"].min() if len(keys) else None
+    cfg = usage.resolve_usage_event_types(cfg, prepared, first_cutoff)
     families = ENTITY_FAMILIES if entity else EVENT_FAMILIES
     grid = build_bucket_grid(keys["cutoff"].unique(), cfg.windows_days)
 

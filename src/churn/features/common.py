@@ -70,6 +70,14 @@ def days_before_cutoff(expression: str) -> str:
     return days_between(expression, "cutoff")
 
 
+def age_years_sql(expression: str, cutoff: str = "cutoff") -> str:
+    """SQL for the whole years from a date to the cutoff (NULL unless the date is before it)."""
+    return (
+        f"CASE WHEN {expression} < {cutoff} "
+        f"THEN extract(year FROM age({cutoff}, {expression}))::DOUBLE END"
+    )
+
+
 def select_features(specs: Sequence[FeatureSpec], expressions: Mapping[str, str]) -> str:
     """Render the SELECT list ``expression AS name`` in catalog order.
 

@@ -7,6 +7,9 @@ For a cutoff ``T`` (midnight UTC, exclusive: a row stamped at ``T`` is in the fu
 * The **population** at ``T`` is every customer with an active subscription and a tenure of at
   least ``label.min_tenure_days`` (tenure counts from the earlier of the first subscription start
   and ``converted_at``).
+* History and tenure count **calendar dates**, not timestamps: a first row at 00:06 on day D
+  counts day D whole, so a customer who started on D has a tenure of 31 days at ``D + 31`` and
+  ``min_history_days: 31`` from a first event on 2024-01-01 gives the first cutoff 2024-02-01.
 * The **label** is 1 when the customer's coverage ends inside ``[T, T + horizon)`` and no
   subscription starts within ``grace_days`` after that end. Coverage is the chain of the
   customer's subscriptions in which each one starts no later than ``grace_days`` after the
@@ -161,7 +164,8 @@ def build_cutoffs(
     """
     _subscriptions(tables)  # fail early with a clear message when it is missing or empty
     if cfg.first_cutoff is None:
-        start = history_start(tables)
+        # Calendar dates, not timestamps: a first row at 00:06 on day D counts day D whole.
+        start = history_start(tables).normalize()
         first = _month_start_on_or_after(start + pd.Timedelta(days=cfg.min_history_days))
     else:
         first = _month_start_on_or_after(utc_timestamp(cfg.first_cutoff))
@@ -203,7 +207,8 @@ def _population_sql(min_tenure_days: int, with_changes: bool, with_customers: bo
         ),
         population AS (
             SELECT m.customer_id, m.cutoff, m.mrr, m.plan, m.billing_period,
-                   (epoch_us(m.cutoff) - epoch_us({first_seen})) // {US_PER_DAY} AS tenure_days
+                   (epoch_us(m.cutoff) - epoch_us(date_trunc('day', {first_seen}))) // {US_PER_DAY}
+                       AS tenure_days
             FROM summary AS m
             JOIN first_start AS f USING (customer_id)
             {converted}

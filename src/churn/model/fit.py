@@ -52,6 +52,8 @@ class TrainResult:
             ``churn_probability``, ``raw_probability`` (uncalibrated), ``baseline_probability``.
         trials: Tuning trials (``number``, ``params``, ``validation_pr_auc``); empty if off.
         tuned_params: Hyperparameters chosen by tuning (empty if off).
+        dropped_features: Features left out of the model before fitting, with why
+            (:func:`find_dead_features`).
     """
 
     split: Split
@@ -63,6 +65,7 @@ class TrainResult:
     test_predictions: pd.DataFrame
     trials: list[dict[str, Any]] = field(default_factory=list)
     tuned_params: dict[str, Any] = field(default_factory=dict)
+    dropped_features: dict[str, str] = field(default_factory=dict)
 
 
 def select_feature_catalog(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
@@ -82,6 +85,27 @@ def select_feature_catalog(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.
             f"{len(missing)} feature column(s) have no row in the feature catalog: {missing[:20]}"
         )
     return catalog.drop_duplicates("name").set_index("name").loc[names].reset_index()
+
+
+def find_dead_features(train: pd.DataFrame, names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Return feature -> why it cannot help the model, for the features that are dead on train.
+
+    A feature is dead when it is missing on every training row, or has one and the same value
+    on every training row (missing counts as a value: "present vs missing" is information). It
+    can never split a tree, so it is left out rather than shown as a model feature with zero
+    importance (e.g. a usage type the data does not have, 100% missing). Only the training rows
+    decide: validation and test rows must not choose the model's inputs.
+    """
+    dead: dict[str, str] = {}
+    for name in names:
+        column = train[name]
+        if column.isna().all():
+            dead[name] = f"missing on all {len(train):,} training rows"
+        elif column.notna().all() and column.nunique() == 1:
+            value = column.iloc[0]
+            value = value.item() if isinstance(value, np.generic) else value  # plain repr
+            dead[name] = f"constant ({value!r}) on all {len(train):,} training rows"
+    return dead
 
 
 def build_lgb_params(cfg: TrainConfig) -> dict[str, Any]:
@@ -363,10 +387,13 @@ def train_churn_models(
         params: All parameters (train, label and ingest sections are used).
 
     Returns:
-        The training result; nothing is written or logged to MLflow.
+        The training result; nothing is written or logged to MLflow. Features missing or
+        constant on every training row are left out before anything is fitted, logged and
+        listed in :attr:`TrainResult.dropped_features` and the model's metadata.
 
     Raises:
-        ModelError: Too few cutoffs, a single class, too few positives, or label leakage
+        ModelError: Too few cutoffs, a single class, too few positives, no live feature, or
+            label leakage
             (one feature alone, or the whole model above ``train.max_plausible_auc``).
     """
     cfg = params.train
@@ -382,6 +409,16 @@ def train_churn_models(
     check_label_balance(val_y, 1, "validation")
     check_label_balance(test_y, 1, "test")
     catalog = select_feature_catalog(features, catalog)
+    dropped = find_dead_features(train, list(catalog["name"]))
+    for name, why in dropped.items():
+        logger.warning("feature %s left out of the model: %s", name, why)
+    if len(dropped) == len(catalog):
+        raise ModelError("every feature is missing or constant on the training rows")
+    if dropped:
+        train, validation, test = (
+            part.drop(columns=list(dropped)) for part in (train, validation, test)
+        )
+        catalog = catalog[~catalog["name"].isin(list(dropped))].reset_index(drop=True)
     feature_aucs = compute_single_feature_aucs(train, test, catalog)
     families = dict(zip(catalog["name"], catalog["family"], strict=True))
     check_leakage(feature_aucs, cfg.leakage_auc_threshold, families)
@@ -414,6 +451,7 @@ def train_churn_models(
             "label_horizon_days": params.label.horizon_days,
             "label_grace_days": params.label.grace_days,
             "tuned_params": tuned,
+            "dropped_features": dropped,
         },
     )
     metrics = {
@@ -442,4 +480,5 @@ def train_churn_models(
         test_predictions=predictions,
         trials=trials,
         tuned_params=tuned,
+        dropped_features=dropped,
     )

@@ -103,6 +103,36 @@ def _learn_output(
     return build_features(empty, first, cfg, mode=mode)
 
 
+def _resolve_usage_event_types(
+    inputs: Mapping[str, _Converted], population: _Converted, cfg: FeaturesConfig
+) -> FeaturesConfig:
+    """Resolve ``usage_event_types: auto`` once, on the driver, over all the events.
+
+    Shards must not choose: each would see only its customers' events. The rule is the local
+    one (:func:`churn.features.families.usage.resolve_usage_event_types`): the most frequent
+    types among the events before the population's earliest cutoff.
+    """
+    from pyspark.sql import functions as sf
+
+    from churn.features.families.usage import AUTO, rank_usage_event_types
+
+    if cfg.usage_event_types != AUTO:
+        return cfg
+    first = population.sdf.agg(sf.min("cutoff")).collect()[0][0]
+    counts: dict[str, int] = {}
+    if "usage_events" in inputs and first is not None:
+        rows = (
+            inputs["usage_events"]
+            .sdf.filter(sf.col("occurred_at") < sf.lit(first))
+            .groupBy("event_type")
+            .count()
+            .collect()
+        )
+        counts = {str(r["event_type"]): int(r["count"]) for r in rows if r["event_type"]}
+    types = rank_usage_event_types(counts, cfg.usage_event_types_top)
+    return cfg.model_copy(update={"usage_event_types": types})
+
+
 def _output_dtypes(frame: pd.DataFrame, catalog: pd.DataFrame) -> dict[str, Any]:
     """Output dtypes: the catalog's kind decides feature dtypes (a small sample cannot)."""
     dtypes = dict(frame.dtypes.items())
@@ -162,6 +192,7 @@ def build_features_spark(
         # Number the rows before Spark sees them: a pandas frame's order is its positions.
         population = population.assign(**{ROW_COLUMN: np.arange(len(population), dtype=np.int64)})
     pop = _to_spark(spark, population, "population")
+    cfg = _resolve_usage_event_types(inputs, pop, cfg)
     learned = _learn_output(inputs, pop, cfg, mode)
     dtypes = _output_dtypes(learned.frame, learned.catalog)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +15,11 @@ from churn.domain.contract import CONTRACT
 from churn.domain.modes import Mode
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
 from churn.features.build import FeatureResult, build_features
+from churn.features.families.usage import (
+    AUTO,
+    resolve_usage_event_types,
+    usage_event_types_of_model,
+)
 from churn.io import read_frame, read_tables, write_parquet, write_table
 
 logger = logging.getLogger(__name__)
@@ -44,10 +49,15 @@ def compute_features(
     """Compute features with the configured engine (DuckDB locally, or Spark).
 
     Training (``churn features``) and scoring (``churn score``) both call this, so the two
-    can never use different feature code.
+    can never use different feature code. ``features.usage_event_types: auto`` is resolved
+    here, once, from the events before the earliest cutoff of ``labels``, so every Spark shard
+    computes the same columns (scoring pins the model's types first, see
+    :func:`pin_model_usage_event_types`).
     """
-    if params.features.engine != "spark":
-        return build_features(tables, labels, params.features, mode=params.ingest.mode)
+    first_cutoff = labels["cutoff"].min() if len(labels) else None
+    cfg = resolve_usage_event_types(params.features, tables, first_cutoff)
+    if cfg.engine != "spark":
+        return build_features(tables, labels, cfg, mode=params.ingest.mode)
     module = "churn.spark.features"
     try:
         # A literal name, so tools that follow imports (the dvc.yaml deps test) see it.
@@ -60,7 +70,22 @@ def compute_features(
         ) from exc
     # The Spark workers call build_features without a mode: prepare_tables leaves only
     # customers in entity mode, from which build_features infers the same mode.
-    return spark_engine.build_features_spark(tables=tables, population=labels, cfg=params.features)
+    return spark_engine.build_features_spark(tables=tables, population=labels, cfg=cfg)
+
+
+def pin_model_usage_event_types(
+    params: Params, feature_names: Iterable[str], tables: Mapping[str, pd.DataFrame]
+) -> Params:
+    """Return ``params`` with ``usage_event_types: auto`` replaced by the model's types.
+
+    Scoring must compute the columns the model was trained on, whatever event types the
+    scoring data holds (see :mod:`churn.features.families.usage`). An explicit list is kept.
+    """
+    if params.features.usage_event_types != AUTO:
+        return params
+    types = usage_event_types_of_model(feature_names, tables.get("usage_events"))
+    features = params.features.model_copy(update={"usage_event_types": types})
+    return params.model_copy(update={"features": features})
 
 
 def run_features(

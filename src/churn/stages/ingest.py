@@ -268,6 +268,7 @@ def _validate_table(
     cfg: IngestConfig,
     future_from: pd.Timestamp,
     valid_keys: Mapping[str, pd.Series],
+    customer_attributes: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Validate one table.
 
@@ -278,6 +279,9 @@ def _validate_table(
         cfg: Ingest configuration.
         future_from: Timestamps at or after this are future-dated.
         valid_keys: Table -> key values of its valid rows, for tables validated so far.
+        customer_attributes: ``features.customer_attributes``: extra ``customers`` columns
+            kept in events mode, and ``age`` columns read as dates in entity mode (see
+            :func:`_keep_customer_attributes`).
 
     Returns:
         The valid rows, the quarantined rows and the table's report entry.
@@ -321,6 +325,11 @@ def _validate_table(
                 "unparsable_rows": int(failed[column].sum()),
             }
         typed[column] = values
+    if name == "customers" and customer_attributes:
+        # Entity mode keeps every column anyway; there only an age (a date) needs its type.
+        declared = {c: k for c, k in customer_attributes.items() if not entity or k == "age"}
+        kept = _keep_customer_attributes(renamed, declared, cfg, typed, failed, log)
+        extras = [c for c in extras if c not in kept]
     frame = pd.DataFrame(typed, index=renamed.index)
 
     present = [c for c in spec.column_names if c in renamed.columns]
@@ -385,6 +394,43 @@ def _validate_table(
             report["rules"][rule]["detail"] = detail
             logger.warning("table %s: %s", name, detail)
     return valid, quarantine, report
+
+
+_ATTRIBUTE_KINDS = {"categorical": "category", "numeric": "float", "age": "timestamp"}
+"""``features.customer_attributes`` kind -> the contract kind its column is converted to."""
+
+
+def _keep_customer_attributes(
+    renamed: pd.DataFrame,
+    customer_attributes: Mapping[str, str],
+    cfg: IngestConfig,
+    typed: dict[str, pd.Series],
+    failed: dict[str, np.ndarray],
+    log: rules.RuleLog,
+) -> list[str]:
+    """Convert the declared extra customer columns into ``typed``; return their names.
+
+    A declared column is converted like a contract column of its kind (``age``: a timestamp),
+    and a value that does not convert quarantines its row under ``<column>:<rule>``, as for
+    the contract columns: a declared attribute is part of the data the user vouches for.
+
+    Raises:
+        DataContractError: If a declared column is not in the customers table.
+    """
+    missing = [c for c in customer_attributes if c not in renamed.columns]
+    if missing:
+        raise DataContractError(
+            f"table 'customers': column(s) {missing} declared in features.customer_attributes "
+            "are missing; remove them there or add them to the export"
+        )
+    for column, kind in customer_attributes.items():
+        values, failures = coerce_column(
+            renamed[column], _ATTRIBUTE_KINDS[kind], cfg.input_timezone
+        )
+        typed[column], failed[column] = values, failures.notna().to_numpy()
+        for rule in failures.dropna().unique():
+            log.add(f"{column}:{rule}", failures.eq(rule), (column,))
+    return list(customer_attributes)
 
 
 SCHEDULED_END_COLUMNS: dict[str, tuple[str, ...]] = {"subscriptions": ("ended_at",)}
@@ -486,7 +532,11 @@ def _share_problem(name: str, report: Mapping[str, Any], limit: float) -> str:
 
 
 def validate_tables(
-    raw: Mapping[str, pd.DataFrame], cfg: IngestConfig, as_of: pd.Timestamp
+    raw: Mapping[str, pd.DataFrame],
+    cfg: IngestConfig,
+    as_of: pd.Timestamp,
+    *,
+    customer_attributes: Mapping[str, str] | None = None,
 ) -> IngestResult:
     """Validate raw tables against the contract and split their rows into valid and quarantined.
 
@@ -496,6 +546,8 @@ def validate_tables(
             are not modified.
         cfg: Ingest configuration: mode, column mapping, time zone, quarantine limit.
         as_of: Rows stamped after the end of this day (UTC) are future-dated.
+        customer_attributes: ``features.customer_attributes``: extra customer columns that
+            events mode keeps (typed like contract columns) instead of ignoring.
 
     Returns:
         The valid and quarantined rows per present table and the report::
@@ -539,7 +591,9 @@ def validate_tables(
                 **({"empty": True} if name in empty else {}),
             }
             continue
-        good, bad, report = _validate_table(name, spec, raw[name], cfg, future_from, valid_keys)
+        good, bad, report = _validate_table(
+            name, spec, raw[name], cfg, future_from, valid_keys, customer_attributes
+        )
         valid[name], quarantine[name], tables[name] = good, bad, report
         if len(spec.key) == 1:
             valid_keys[name] = good[spec.key[0]]
@@ -672,6 +726,8 @@ def run_ingest(
     out_dir: Path,
     quarantine_dir: Path,
     report_path: Path,
+    *,
+    customer_attributes: Mapping[str, str] | None = None,
 ) -> IngestResult:
     """Validate the raw tables and write valid tables, quarantine files and the report.
 
@@ -687,6 +743,7 @@ def run_ingest(
         out_dir: Directory for ``<table>.parquet`` validated tables.
         quarantine_dir: Directory for ``<table>.parquet`` quarantined rows.
         report_path: JSON report.
+        customer_attributes: ``features.customer_attributes`` (extra customer columns kept).
 
     Returns:
         The validation result, its report completed with the source file of each table.
@@ -697,7 +754,7 @@ def run_ingest(
     raw_dir, out_dir, quarantine_dir = Path(raw_dir), Path(out_dir), Path(quarantine_dir)
     as_of = reference_timestamp(config.as_of)
     frames, sources = read_raw_tables(raw_dir, config)
-    result = validate_tables(frames, config, as_of)
+    result = validate_tables(frames, config, as_of, customer_attributes=customer_attributes)
     report = copy.deepcopy(result.report)
     for name, path in sources.items():
         report["tables"][name]["source"] = str(path)

@@ -159,9 +159,10 @@ def run_score(
     tables = read_tables(validated_dir, list(CONTRACT))
     if not tables:
         raise DataContractError(f"no validated tables in {validated_dir}; run 'churn ingest'")
-    from churn.stages.features import prepare_tables
+    from churn.stages.features import pin_model_usage_event_types, prepare_tables
 
     tables = prepare_tables(params, tables)
+    params = pin_model_usage_event_types(params, model.feature_names, tables)
     entity = params.ingest.mode is Mode.ENTITY
     as_of = reference_date(params.ingest.as_of) if entity else None
     cutoff = choose_cutoff(tables, params.score.cutoff, as_of)

@@ -247,6 +247,7 @@ def build_train_report(
             "metrics": result.metrics,
             "best_iteration": result.model.metadata["best_iteration"],
             "tuned_params": result.tuned_params,
+            "dropped_features": result.dropped_features,
             "allow_high_auc": allow_high_auc,
             "high_auc_accepted": result.model.metadata.get("high_auc_accepted", False),
             "top_single_feature_aucs": dict(

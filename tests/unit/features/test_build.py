@@ -14,8 +14,9 @@ from support.synthetic import CUTOFFS, all_keys, contract_frame, make_tables, po
 from churn.config import FeaturesConfig, parse_params
 from churn.domain.catalog import CATALOG_COLUMNS, FeatureSpec, catalog_frame, check_catalog
 from churn.domain.contract import CONTRACT
-from churn.errors import ChurnError
+from churn.errors import ChurnError, DataContractError
 from churn.features.build import build_features
+from churn.features.families.usage import resolve_usage_event_types
 from churn.stages.features import run_features
 from churn.stages.label import run_label
 
@@ -168,13 +169,16 @@ def test_customer_shards_give_the_same_features(seed: int) -> None:
     rng = np.random.default_rng(seed)
     ids = tables["customers"]["customer_id"].to_numpy()
     shard_of = dict(zip(ids, rng.integers(0, 3, len(ids)), strict=True))
+    # Event types are chosen once from all the data (the driver does it), never per shard.
+    cfg = resolve_usage_event_types(CFG, tables, keys["cutoff"].min())
+    assert cfg.usage_event_types != "auto"
     parts = []
     for shard in range(3):
         mine = {i for i, s in shard_of.items() if s == shard}
         shard_tables = {n: f[f["customer_id"].isin(mine)] for n, f in tables.items()}
         shard_keys = keys[keys["customer_id"].isin(mine)]
         parts.append(
-            build_features(shard_tables, shard_keys, CFG).frame.set_index(shard_keys.index)
+            build_features(shard_tables, shard_keys, cfg).frame.set_index(shard_keys.index)
         )
     combined = pd.concat(parts).sort_index()
     pd.testing.assert_frame_equal(combined, result.frame)
@@ -276,6 +280,22 @@ def test_entity_mode_profile_features() -> None:
     assert set(catalog["family"]) == {"profile"}
     assert catalog.loc["monthly_fee", "description"] == "monthly fee"
     assert catalog.loc["region", "kind"] == "categorical"
+
+
+def test_entity_mode_declared_age_is_whole_years_never_the_date() -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series([1, 2], dtype="int64").astype("str"),
+            "BirthDate": pd.Series(pd.to_datetime(["1990-01-01", "1990-01-02"], utc=True)),
+        }
+    )
+    keys = population([("1", "2025-01-01"), ("2", "2025-01-01")])
+    cfg = FeaturesConfig(customer_attributes={"BirthDate": "age"})
+    result = build_features({"customers": customers}, keys, cfg, mode="entity")
+    assert list(result.catalog["name"]) == ["birthdate_age_years"]
+    assert result.frame["birthdate_age_years"].tolist() == [35.0, 34.0]
+    with pytest.raises(DataContractError, match="BirthDate"):  # undeclared: personal data
+        build_features({"customers": customers}, keys, CFG, mode="entity")
 
 
 def _write_validated(tmp_path, tables: dict) -> object:

@@ -205,6 +205,39 @@ def test_schedule_starts_when_every_event_table_has_data() -> None:
     assert build_cutoffs(tables, cfg)[0] == pd.Timestamp("2024-05-01", tz="UTC")
 
 
+def test_first_event_at_00_06_counts_its_whole_day_of_history() -> None:
+    # The social-app export: first rows minutes after midnight on 2024-01-01.
+    tables = _tables([_sub("a1", "a", "2024-01-01T00:06", None)], end="2024-12-20")
+    tables["usage_events"] = contract_frame(
+        "usage_events",
+        [{"customer_id": "a", "occurred_at": "2024-01-01T00:06", "event_type": "post"}],
+    )
+    # 31 calendar days (Jan 1..31) are history before Feb 1, not 30 days and 23:54 hours.
+    assert build_cutoffs(tables, LabelConfig(min_history_days=31))[0] == pd.Timestamp(
+        "2024-02-01", tz="UTC"
+    )
+    assert build_cutoffs(tables, LabelConfig(min_history_days=32))[0] == pd.Timestamp(
+        "2024-03-01", tz="UTC"
+    )
+
+
+def test_min_tenure_counts_the_start_day_whole() -> None:
+    cutoff = pd.Timestamp("2024-02-01", tz="UTC")
+    subs = [_sub("a1", "a", "2024-01-01T00:06", None)]
+    tables = _tables(subs)
+    tables["customers"] = contract_frame(
+        "customers",
+        [
+            {"customer_id": "a", "converted_at": "2024-01-01T00:06"},
+            {"customer_id": "zz", "converted_at": "2023-01-01"},
+        ],
+    )
+    population = active_population(tables, cutoff, CFG.model_copy(update={"min_tenure_days": 31}))
+    assert population.set_index("customer_id").loc["a", "tenure_days"] == 31
+    younger = active_population(tables, cutoff, CFG.model_copy(update={"min_tenure_days": 32}))
+    assert "a" not in set(younger["customer_id"])
+
+
 def test_no_cutoff_or_population_raises() -> None:
     with pytest.raises(EmptyPopulationError):
         one = {

@@ -16,6 +16,7 @@ from churn.model.fit import (
     check_leakage,
     check_plausible_auc,
     compute_single_feature_aucs,
+    find_dead_features,
     fit_churn_model,
     is_contract_timing_feature,
     select_feature_catalog,
@@ -23,6 +24,7 @@ from churn.model.fit import (
 )
 from churn.model.metrics import compute_brier
 from churn.model.split import split_by_time
+from churn.stages.train import build_train_report
 
 FAST_TRAIN = {"min_child_samples": 20, "n_estimators": 120, "num_threads": 1}
 
@@ -178,6 +180,53 @@ def test_train_churn_models_reports_both_models_on_validation_and_test(frame):
         "active_days_last_30d",
     }
     assert result.trials == [] and result.tuned_params == {}
+
+
+def test_find_dead_features_names_all_missing_and_constant_columns():
+    train = pd.DataFrame(
+        {
+            "all_missing": [np.nan, np.nan, np.nan],
+            "constant": [2.0, 2.0, 2.0],
+            "constant_text": ["a", "a", "a"],
+            "value_or_missing": [1.0, np.nan, 1.0],
+            "varying": [1.0, 2.0, 1.0],
+        }
+    )
+    dead = find_dead_features(train, list(train.columns))
+    assert set(dead) == {"all_missing", "constant", "constant_text"}
+    assert dead["all_missing"] == "missing on all 3 training rows"
+    assert dead["constant"] == "constant (2.0) on all 3 training rows"
+
+
+def test_dead_features_on_train_rows_are_left_out_of_the_model(frame, caplog):
+    params = fast_params()
+    train_rows = slices(frame, params)[0].index
+    frame = frame.assign(usage_login_events_last_7d=np.nan, plan_is_paid=1.0)
+    # Alive after training (validation/test) does not make a feature usable: train decides.
+    frame.loc[~frame.index.isin(train_rows), "plan_is_paid"] = 0.0
+    catalog = pd.concat(
+        [
+            TINY_CATALOG,
+            TINY_CATALOG.iloc[[0]].assign(name="usage_login_events_last_7d"),
+            TINY_CATALOG.iloc[[0]].assign(name="plan_is_paid"),
+        ],
+        ignore_index=True,
+    )
+    with caplog.at_level("WARNING", logger="churn.model.fit"):
+        result = train_churn_models(frame, catalog, params)
+    assert set(result.dropped_features) == {"usage_login_events_last_7d", "plan_is_paid"}
+    assert result.dropped_features["usage_login_events_last_7d"].startswith("missing on all")
+    assert result.dropped_features["plan_is_paid"].startswith("constant (1.0)")
+    assert "usage_login_events_last_7d" not in result.model.feature_names
+    assert "plan_is_paid" not in result.model.feature_names
+    assert set(result.model.feature_names) == set(TINY_CATALOG["name"])
+    assert result.model.metadata["dropped_features"] == result.dropped_features
+    assert "usage_login_events_last_7d" not in result.feature_aucs
+    assert "feature usage_login_events_last_7d left out of the model: missing on all" in (
+        caplog.text
+    )
+    report = build_train_report(result, {}, allow_high_auc=False)
+    assert set(report["dropped_features"]) == {"usage_login_events_last_7d", "plan_is_paid"}
 
 
 def test_entity_mode_trains_on_a_single_cutoff_and_says_so():

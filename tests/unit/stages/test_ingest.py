@@ -213,6 +213,36 @@ def test_extra_columns_are_dropped_and_reported(tables, lenient):
     assert result.report["tables"]["usage_events"]["ignored_columns"] == ["browser"]
 
 
+def test_declared_customer_attributes_are_kept_and_typed_in_events_mode(tables, lenient):
+    customers = tables["customers"]
+    customers["industry"] = ["7", "7", "12", "3"]  # integer industry codes, as exported
+    customers["company_size"] = ["10", "250", "", "40"]
+    customers["date_of_birth"] = ["1990-06-02", "1985-01-31", "not a date", "2001-12-24"]
+    customers["browser"] = "firefox"
+    declared = {"industry": "categorical", "company_size": "numeric", "date_of_birth": "age"}
+
+    result = validate_tables(tables, lenient, AS_OF, customer_attributes=declared)
+
+    valid = result.valid["customers"]
+    assert {"industry", "company_size", "date_of_birth"} <= set(valid.columns)
+    assert valid["industry"].dtype == "str" and valid["industry"].tolist() == ["7", "7", "3"]
+    assert valid["company_size"].dtype == "float64"
+    assert valid["company_size"].tolist() == [10.0, 250.0, 40.0]
+    assert valid["date_of_birth"].dt.year.tolist() == [1990, 1985, 2001]
+    # An unreadable date of birth quarantines its row under the column's name.
+    assert list(failed_rules(result, "customers")) == [2]
+    assert failed_rules(result, "customers")[2].startswith("date_of_birth:")
+    assert result.report["tables"]["customers"]["ignored_columns"] == ["browser"]
+    assert_balanced(result)
+    without = validate_tables(make_tables(), lenient, AS_OF)
+    assert "industry" not in without.valid["customers"].columns
+
+
+def test_a_declared_customer_attribute_missing_from_the_export_is_named(tables, lenient):
+    with pytest.raises(DataContractError, match=r"\['industry'\] declared in features"):
+        validate_tables(tables, lenient, AS_OF, customer_attributes={"industry": "categorical"})
+
+
 def test_input_frames_are_not_modified(tables, lenient):
     before = {name: frame.copy() for name, frame in tables.items()}
     tables["customers"].loc[0, "converted_at"] = "garbage"

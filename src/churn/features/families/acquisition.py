@@ -15,6 +15,13 @@ Features:
   ``total_presale_touches``; 0 without touches.
 * With ``usage_events``: ``trial_usage_events`` (sum of quantity, missing quantity = 1) and
   ``trial_active_days`` (distinct UTC days) before the conversion; 0 without trial use.
+* Declared customer attributes (``features.customer_attributes``, extra ``customers`` columns
+  that ingest keeps): ``categorical`` ones become text features and ``numeric`` ones numbers,
+  both named after the column (snake_case); an ``age`` one (a date such as the date of birth)
+  becomes ``<column>_age_years``, the whole years from the date to the cutoff (NaN when the
+  date is not before the cutoff), and the date itself never becomes a feature. They belong to
+  this family (phase ``pre_sale``): like the channel, they describe who was won and are known
+  at the sale; like every acquisition feature they are missing before the conversion.
 """
 
 from __future__ import annotations
@@ -24,17 +31,20 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.config import FeaturesConfig
-from churn.domain.contract import PRESALE_TOUCHPOINT_TYPES
+from churn.domain.catalog import KEY_COLUMNS, FeatureSpec, slug
+from churn.domain.contract import CONTRACT, PRESALE_TOUCHPOINT_TYPES
 from churn.domain.families import FAMILY_PHASES
+from churn.errors import DataContractError
 from churn.features.common import (
     KEYS,
     FamilyQuery,
+    age_years_sql,
     assemble_family_query,
     count_or_zero,
     spec_maker,
 )
 from churn.features.personal import text_feature_sql
-from churn.sql import days_between
+from churn.sql import days_between, quote_ident
 
 FAMILY = "acquisition"
 PHASE = FAMILY_PHASES[FAMILY]
@@ -56,6 +66,49 @@ def _when_converted(expression: str) -> str:
     return f"CASE WHEN c.customer_id IS NOT NULL THEN {expression} END"
 
 
+def attribute_specs(
+    cfg: FeaturesConfig, customers: pd.DataFrame
+) -> tuple[list[FeatureSpec], dict[str, str]]:
+    """Return the specs and SQL (over ``c``: the customer row and ``cutoff``) of the attributes.
+
+    Raises:
+        DataContractError: If a declared column is absent, is a contract column (it already
+            has its own feature) or a key, or an ``age`` column is not a date.
+    """
+    contract_columns = set(CONTRACT["customers"].column_names)
+    specs: list[FeatureSpec] = []
+    expressions: dict[str, str] = {}
+    for column, kind in cfg.customer_attributes.items():
+        where = f"features.customer_attributes: customers.{column}"
+        if column not in customers.columns:
+            raise DataContractError(f"{where} is not in the customers table (run churn ingest)")
+        if column in contract_columns:
+            raise DataContractError(f"{where} is a contract column; it is a feature already")
+        source = f"c.{quote_ident(column)}"
+        words = slug(column).replace("_", " ")
+        if kind == "age":
+            if not pd.api.types.is_datetime64_any_dtype(customers[column].dtype):
+                raise DataContractError(f"{where} is declared 'age' but does not hold dates")
+            name = f"{slug(column)}_age_years"
+            spec = _spec(name, "numeric", "years", f"age in years at the cutoff from {words}")
+            expression = age_years_sql(source, "c.cutoff")
+        elif kind == "numeric":
+            name = slug(column)
+            spec = _spec(name, "numeric", "", words)
+            expression = f"{source}::DOUBLE"
+        else:
+            name = slug(column)
+            spec = _spec(name, "categorical", "", words)
+            expression = text_feature_sql(
+                f"{source}::VARCHAR", column in cfg.allow_personal_columns
+            )
+        if name in KEY_COLUMNS or column in KEY_COLUMNS:
+            raise DataContractError(f"{where} clashes with a key column of the features table")
+        specs.append(spec)
+        expressions[name] = expression
+    return specs, expressions
+
+
 def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> FamilyQuery:
     """Return the acquisition SQL and catalog entries."""
     specs = [_spec(name, "categorical", "", words) for name, words in CATEGORICAL_COLUMNS]
@@ -70,6 +123,14 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     ]
     expressions["days_lead_to_conversion"] = days_between("c.lead_created_at", "c.converted_at")
     expressions["trial_days"] = "c.trial_days::DOUBLE"
+    attributes, attribute_sql = attribute_specs(cfg, tables["customers"])
+    clashes = {spec.name for spec in attributes} & {spec.name for spec in specs}
+    if clashes:
+        raise DataContractError(
+            f"features.customer_attributes: {sorted(clashes)} clash with acquisition features"
+        )
+    specs += attributes
+    expressions |= {name: _when_converted(sql) for name, sql in attribute_sql.items()}
     ctes = [
         f"""c AS (
             SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id)

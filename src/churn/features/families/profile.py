@@ -1,7 +1,9 @@
 """Profile family (entity mode): every customer attribute becomes a feature as it is.
 
 Numbers and booleans become float64 features, text and categories ``str`` features, and
-timestamps the fractional days from the value to the cutoff (``days_since_<column>``). Names are
+timestamps the fractional days from the value to the cutoff (``days_since_<column>``), except
+columns declared ``age`` in ``features.customer_attributes`` (a date of birth): those become the
+whole years to the cutoff (``<column>_age_years``), as in events mode. Names are
 the column names in snake_case; descriptions are the column names with underscores as spaces.
 The label column must already be removed (the features runner drops it).
 
@@ -24,6 +26,7 @@ from churn.errors import DataContractError
 from churn.features.common import (
     KEYS,
     FamilyQuery,
+    age_years_sql,
     days_before_cutoff,
     select_features,
     spec_maker,
@@ -50,7 +53,17 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         dtype = customers[column].dtype
         source = f"c.{quote_ident(column)}"
         words = str(column).replace("_", " ").strip().lower()
-        if pd.api.types.is_datetime64_any_dtype(dtype):
+        if cfg.customer_attributes.get(column) == "age":
+            # A declared age column (a date of birth) is only ever used as whole years.
+            if not pd.api.types.is_datetime64_any_dtype(dtype):
+                raise DataContractError(
+                    f"features.customer_attributes: customers.{column} is declared 'age' but "
+                    "does not hold dates (run churn ingest with the same params)"
+                )
+            name, kind, unit = f"{slug(column)}_age_years", "numeric", "years"
+            words = f"age in years at the cutoff from {words}"
+            expression = age_years_sql(source, "k.cutoff")
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
             name, kind, unit = f"days_since_{slug(column)}", "numeric", "days"
             words = f"days since {words}"
             expression = days_before_cutoff(source)

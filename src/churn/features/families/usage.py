@@ -10,16 +10,33 @@ Features (windows ``w`` from ``features.windows_days``):
 * ``usage_events_last_{w}d``: events (sum of quantity) of every type.
 * ``usage_{type}_events_last_{w}d``: the same for each type in ``features.usage_event_types``;
   other types count in the totals only.
+* ``usage_events_per_active_day_last_{w}d`` and ``usage_{type}_events_per_active_day_last_{w}d``:
+  those events divided by the active days of the same window, so a customer of two weeks
+  compares fairly with one of a year; NaN when the window has no active day (no rate exists).
 * ``usage_trend_{r}d_vs_prior_{p}d``: daily event rate over the last ``r`` days (the
   second-largest window) divided by the rate over the ``p`` days before them (up to the largest
   window); NaN when the earlier period had no events. Needs two windows.
-* ``days_since_last_event``, ``days_since_last_login``: fractional days since the latest event
-  (of type ``login``) before the cutoff.
+* ``days_since_last_event``: fractional days since the latest event before the cutoff;
+  ``days_since_last_login`` the same for type ``login``, only when ``login`` is one of the
+  counted types (a login feature on data without logins would be missing everywhere).
+
+**Event types from the data.** ``features.usage_event_types: auto`` picks the
+``features.usage_event_types_top`` most frequent types (by number of rows; ties by name; a type
+whose feature name clashes with a more frequent one's is skipped) among the events **before the
+earliest cutoff of the population** (:func:`choose_usage_event_types`). Every cutoff computed
+is at or after that one, so the choice only uses rows known before each cutoff. Training
+computes the labels' cutoffs, so the types come from the history before the first label
+cutoff. Scoring must not choose again (its data would change the model's columns): it takes
+the types from the model's feature names (:func:`usage_event_types_of_model`). The resolution
+happens once, before any engine runs (:func:`resolve_usage_event_types`), so Spark shards all
+see the same fixed list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import re
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -44,14 +61,102 @@ PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("usage_events",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 LOGIN_EVENT_TYPE = "login"
+AUTO = "auto"
+_TYPE_FEATURE = re.compile(r"usage_(?P<key>.+)_events_(?:per_active_day_)?last_[0-9]+d")
+
+logger = logging.getLogger(__name__)
 
 _spec = spec_maker(FAMILY, PHASE)
+
+
+def choose_usage_event_types(
+    events: pd.DataFrame, before: pd.Timestamp, top: int
+) -> tuple[str, ...]:
+    """Return the ``top`` most frequent event types among the events before ``before``.
+
+    Args:
+        events: ``usage_events`` with ``occurred_at`` (naive or aware UTC) and ``event_type``.
+        before: Only rows stamped strictly before it count (the earliest cutoff).
+        top: How many types to keep.
+
+    Returns:
+        Types by decreasing number of rows (ties by name); a type whose feature name (its
+        slug) equals a more frequent type's is skipped, so every type has its own columns.
+    """
+    occurred = pd.to_datetime(events["occurred_at"], utc=True)  # naive means UTC
+    before = pd.Timestamp(before)
+    before = before.tz_localize("UTC") if before.tzinfo is None else before.tz_convert("UTC")
+    known = events.loc[(occurred < before).to_numpy(), "event_type"].dropna()
+    return rank_usage_event_types(known.astype(str).value_counts().to_dict(), top)
+
+
+def rank_usage_event_types(counts: Mapping[str, int], top: int) -> tuple[str, ...]:
+    """Return the ``top`` types of ``counts`` (type -> rows), as :func:`choose_usage_event_types`.
+
+    Separate so that an engine counting elsewhere (Spark) applies the very same rule.
+    """
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    chosen: dict[str, str] = {}
+    for event_type, _ in ranked:
+        key = slug(event_type)
+        if key and key not in chosen:
+            chosen[key] = event_type
+        if len(chosen) == top:
+            break
+    return tuple(chosen.values())
+
+
+def resolve_usage_event_types(
+    cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame], first_cutoff: pd.Timestamp | None
+) -> FeaturesConfig:
+    """Return ``cfg`` with ``usage_event_types: auto`` replaced by the types chosen from data.
+
+    An explicit list is returned unchanged. Without ``usage_events`` (or without cutoffs) the
+    list is empty: only the totals are computed (the family is skipped anyway without events).
+    """
+    if cfg.usage_event_types != AUTO:
+        return cfg
+    events = tables.get("usage_events")
+    if events is None or first_cutoff is None or events.empty:
+        types: tuple[str, ...] = ()
+    else:
+        types = choose_usage_event_types(events, first_cutoff, cfg.usage_event_types_top)
+    logger.info(
+        "usage event types from the events before %s: %s",
+        "(no cutoff)" if first_cutoff is None else f"{pd.Timestamp(first_cutoff):%Y-%m-%d}",
+        ", ".join(types) or "none",
+    )
+    return cfg.model_copy(update={"usage_event_types": types})
+
+
+def usage_event_types_of_model(
+    feature_names: Iterable[str], events: pd.DataFrame | None
+) -> tuple[str, ...]:
+    """Return the event types a model's usage features were built from.
+
+    Feature names hold a type's slug, not the type itself: the type is the most frequent
+    ``event_type`` of ``events`` with that slug, or the slug itself when no event has it (its
+    counts are then 0, as they would be for any spelling). ``days_since_last_login`` brings
+    ``login`` back even if every ``usage_login_*`` count was dropped from the model.
+    """
+    names = list(feature_names)
+    keys = dict.fromkeys(match["key"] for name in names if (match := _TYPE_FEATURE.fullmatch(name)))
+    if "days_since_last_login" in names:
+        keys.setdefault(slug(LOGIN_EVENT_TYPE), None)
+    spelled: dict[str, str] = {}
+    if events is not None and not events.empty:
+        for event_type in events["event_type"].dropna().astype(str).value_counts().index:
+            spelled.setdefault(slug(event_type), event_type)
+    return tuple(spelled.get(key, key) for key in keys)
 
 
 def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> FamilyQuery:
     """Return the usage SQL and catalog entries for the configured windows and event types."""
     windows = cfg.windows_days
+    if cfg.usage_event_types == AUTO:
+        raise ValueError("usage_event_types 'auto' must be resolved before the family runs")
     types = {slug(t): t for t in cfg.usage_event_types}
+    with_login = LOGIN_EVENT_TYPE in cfg.usage_event_types
     specs: list[FeatureSpec] = []
     expressions: dict[str, str] = {}
     outputs: list[tuple[str, str, int]] = []
@@ -64,19 +169,37 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         name = f"usage_events_last_{w}d"
         specs.append(_spec(name, "numeric", "events", f"product usage events in the last {w} days"))
         outputs.append((name, "b.quantity", w))
-        for key, event_type in types.items():
+        for key in types:
             name = f"usage_{key}_events_last_{w}d"
             specs.append(
                 _spec(
                     name,
                     "numeric",
                     "events",
-                    f"{event_type.replace('_', ' ')} events in the last {w} days",
+                    f"{key.replace('_', ' ')} events in the last {w} days",
                 )
             )
             outputs.append((name, f"b.q_{key}", w))
     for name, _, _ in outputs:
         expressions[name] = count_or_zero(f"win.{name}")
+    rated = {"usage_events": "product usage"}
+    rated |= {f"usage_{key}_events": key.replace("_", " ") for key in types}
+    for w in windows:
+        active = f"win.usage_active_days_last_{w}d"
+        for events, words in rated.items():
+            name = f"{events}_per_active_day_last_{w}d"
+            specs.append(
+                _spec(
+                    name,
+                    "numeric",
+                    "",
+                    f"{words} events per active day in the last {w} days",
+                )
+            )
+            expressions[name] = (
+                f"CASE WHEN coalesce({active}, 0) > 0 "
+                f"THEN coalesce(win.{events}_last_{w}d, 0)::DOUBLE / {active} END"
+            )
 
     if len(windows) >= 2:
         recent, largest = windows[-2], windows[-1]
@@ -101,8 +224,9 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         _spec("days_since_last_event", "numeric", "days", "days since the last usage event")
     )
     expressions["days_since_last_event"] = days_before_cutoff("last_event.value")
-    specs.append(_spec("days_since_last_login", "numeric", "days", "days since the last login"))
-    expressions["days_since_last_login"] = days_before_cutoff("last_login.value")
+    if with_login:
+        specs.append(_spec("days_since_last_login", "numeric", "days", "days since the last login"))
+        expressions["days_since_last_login"] = days_before_cutoff("last_login.value")
 
     sums = {"quantity": "coalesce(quantity, 1)"}
     sums |= {

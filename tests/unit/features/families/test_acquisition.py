@@ -10,6 +10,8 @@ from support import reference
 from support.helpers import CFG, SEEDS, assert_family_matches, random_case, row
 from support.synthetic import contract_frame, population
 
+from churn.config import FeaturesConfig
+from churn.errors import DataContractError
 from churn.features.build import build_features
 
 
@@ -60,3 +62,102 @@ def test_acquisition_hand_made() -> None:
     assert a["trial_usage_events"] == 4.0 and a["trial_active_days"] == 1.0
     b = row(result, "b", "2024-06-01")
     assert pd.isna(b["acquisition_channel"]) and math.isnan(b["total_presale_touches"])
+
+
+def _naive_age_years(born: pd.Timestamp, at: pd.Timestamp) -> float:
+    """Whole years from ``born`` to ``at``: the year difference, minus one before the birthday."""
+    if born >= at:
+        return math.nan
+    before_birthday = (at.month, at.day, at.time()) < (born.month, born.day, born.time())
+    return float(at.year - born.year - before_birthday)
+
+
+def _attribute_tables() -> dict[str, pd.DataFrame]:
+    """A third-party-shaped export: integer customer ids and integer industry codes."""
+    customers = contract_frame(
+        "customers",
+        [
+            {"customer_id": 1001, "converted_at": "2024-01-10"},
+            {"customer_id": 1002, "converted_at": "2024-01-10"},
+            {"customer_id": 1003, "converted_at": "2024-08-01"},  # converts after the cutoff
+        ],
+    )
+    customers["industry"] = pd.Series([7, 12, 7]).astype("str")
+    customers["company_size"] = [250.0, None, 12.0]
+    customers["date_of_birth"] = pd.to_datetime(
+        ["1990-06-02", "1984-06-01T18:00", "2001-12-24"], utc=True, format="ISO8601"
+    ).astype("datetime64[us, UTC]")
+    return {"customers": customers}
+
+
+ATTRIBUTES = {"industry": "categorical", "company_size": "numeric", "date_of_birth": "age"}
+
+
+def test_declared_customer_attributes_become_acquisition_features() -> None:
+    tables = _attribute_tables()
+    cfg = FeaturesConfig(customer_attributes=ATTRIBUTES)
+    keys = population([("1001", "2024-06-01"), ("1002", "2024-06-01"), ("1003", "2024-06-01")])
+    result = build_features(tables, keys, cfg, mode="events")
+    catalog = result.catalog.set_index("name")
+    for name, kind in [
+        ("industry", "categorical"),
+        ("company_size", "numeric"),
+        ("date_of_birth_age_years", "numeric"),
+    ]:
+        assert catalog.loc[name, "family"] == "acquisition"
+        assert catalog.loc[name, "phase"] == "pre_sale"
+        assert catalog.loc[name, "kind"] == kind
+    assert "date_of_birth" not in catalog.index  # the date itself is never a feature
+    cutoff = pd.Timestamp("2024-06-01", tz="UTC")
+    births = tables["customers"]["date_of_birth"].iloc[:2]
+    for customer, born in zip(["1001", "1002"], births, strict=True):
+        assert row(result, customer, "2024-06-01")["date_of_birth_age_years"] == (
+            _naive_age_years(pd.Timestamp(born), cutoff)
+        )
+    first = row(result, "1001", "2024-06-01")
+    assert first["date_of_birth_age_years"] == 33.0  # birthday tomorrow
+    assert row(result, "1002", "2024-06-01")["date_of_birth_age_years"] == 39.0
+    assert first["industry"] == "7" and first["company_size"] == 250.0
+    assert math.isnan(row(result, "1002", "2024-06-01")["company_size"])
+    later = row(result, "1003", "2024-06-01")  # not yet won: no acquisition features at all
+    assert pd.isna(later["industry"]) and math.isnan(later["date_of_birth_age_years"])
+
+
+def test_without_declared_attributes_extra_columns_stay_out() -> None:
+    keys = population([("1001", "2024-06-01")])
+    tables = _attribute_tables()
+    tables["customers"] = tables["customers"].drop(columns=["date_of_birth"])
+    result = build_features(tables, keys, FeaturesConfig(), mode="events")
+    names = set(result.catalog["name"])
+    assert not names & {"industry", "company_size", "date_of_birth_age_years"}
+
+
+@pytest.mark.parametrize(
+    ("declared", "allowed", "message"),
+    [
+        # A date of birth is personal data: refused unless used as an age...
+        ({"industry": "categorical"}, (), "customers.date_of_birth: its name contains"),
+        # ... and even when allowed, never as anything but an age.
+        ({"date_of_birth": "numeric"}, ("date_of_birth",), "only become a feature as an age"),
+    ],
+)
+def test_a_date_of_birth_is_only_ever_an_age(declared, allowed, message) -> None:
+    cfg = FeaturesConfig(customer_attributes=declared, allow_personal_columns=allowed)
+    with pytest.raises(DataContractError, match=message):
+        build_features(
+            _attribute_tables(), population([("1001", "2024-06-01")]), cfg, mode="events"
+        )
+
+
+def test_a_personal_attribute_is_refused_unless_allowed() -> None:
+    tables = _attribute_tables()
+    tables["customers"] = tables["customers"].drop(columns=["date_of_birth"])
+    tables["customers"]["contact_email"] = ["a@x.io", "b@y.io", "c@z.io"]
+    declared = {"contact_email": "categorical"}
+    keys = population([("1001", "2024-06-01")])
+    with pytest.raises(DataContractError, match=r"customers\.contact_email"):
+        build_features(tables, keys, FeaturesConfig(customer_attributes=declared), mode="events")
+    cfg = FeaturesConfig(customer_attributes=declared, allow_personal_columns=("contact_email",))
+    result = build_features(tables, keys, cfg, mode="events")
+    value = row(result, "1001", "2024-06-01")["contact_email"]
+    assert value.startswith("pii_") and "@" not in value
