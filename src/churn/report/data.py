@@ -258,5 +258,12 @@ def with_segments(inputs: ReportInputs) -> pd.DataFrame:
             found = ids.map(
                 pd.Series(latest[col].to_numpy(), index=latest["customer_id"].astype(str))
             )
-            frame[col] = frame[col].fillna(found) if col in frame else found
+            current = frame.get(col)
+            if current is None or current.isna().all():
+                frame[col] = found
+            else:
+                # A partly filled column and the values found may differ in dtype (a float
+                # column of missing values against text): combine as objects, never by an
+                # implicit cast (pandas warns, and will raise, on such a fillna).
+                frame[col] = current.astype(object).where(current.notna(), found.astype(object))
     return frame
