@@ -182,7 +182,13 @@ def validate_new_data(
 
 
 def stack_quarantine(quarantine: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Return every table's quarantined rows in one frame, with a ``_table`` column first."""
+    """Return every table's quarantined rows in one frame, with a ``_table`` column first.
+
+    Tables have different columns, so values are kept as text (as read); ``_row_number`` (the
+    row's 0-based position in its table's input) stays an integer.
+    """
+    from churn.stages.ingest import ROW_NUMBER
+
     parts = [
         frame.astype("object").assign(_table=name)
         for name, frame in quarantine.items()
@@ -191,8 +197,9 @@ def stack_quarantine(quarantine: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame({"_table": pd.Series(dtype="str")})
     stacked = pd.concat(parts, ignore_index=True)
-    text = stacked.drop(columns=["_table"]).astype("string")
-    return pd.concat([stacked[["_table"]], text], axis=1)
+    text = stacked.drop(columns=["_table", ROW_NUMBER]).astype("string")
+    rows = stacked[ROW_NUMBER].astype("int64")
+    return pd.concat([stacked[["_table"]], text, rows], axis=1)
 
 
 def compute_realized_metrics(labels: pd.Series, probabilities: pd.Series) -> dict[str, Any]:

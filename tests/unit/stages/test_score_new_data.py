@@ -40,9 +40,7 @@ def _entity_params() -> Params:
                 "as_of": AS_OF,
                 "label_column": "Churn",
                 "tables": {
-                    "customers": {
-                        "columns": {"customer_id": "customerID", "mrr": "MonthlyCharges"}
-                    }
+                    "customers": {"columns": {"customer_id": "customerID", "mrr": "MonthlyCharges"}}
                 },
             },
             "train": {"n_estimators": 20, "min_child_samples": 10, "early_stopping_rounds": 5},
@@ -91,6 +89,7 @@ def test_input_without_label_is_scored_and_a_bad_row_quarantined(entity_model, t
     assert quarantine["customerID"].tolist() == ["9005"]
     assert quarantine["_table"].tolist() == ["customers"]
     assert "mrr" in quarantine["_failed_rules"].iloc[0]
+    assert quarantine["_row_number"].tolist() == [5]
     assert summary["rows_quarantined"] == 1
     assert summary["rows"] + summary["rows_quarantined"] == len(new)
     assert "realized_metrics" not in summary
@@ -149,3 +148,66 @@ def test_input_missing_a_mapped_column_names_it(entity_model, tmp_path):
     _telecom_crm(30).drop(columns=["MonthlyCharges"]).to_csv(path, index=False)
     with pytest.raises(DataContractError, match="MonthlyCharges"):
         run_score(_entity_params(), None, entity_model, tmp_path / "s.parquet", input_path=path)
+
+
+def test_raw_input_is_validated_in_memory_and_scores_like_the_ingested_tables(tmp_path):
+    from churn.domain.modes import reference_timestamp
+    from churn.features.build import build_features
+    from churn.labels.build import build_labels
+    from churn.model.fit import fit_churn_model
+    from churn.stages.ingest import validate_tables
+    from churn.stages.simulate.engine import simulate
+
+    params = Params.model_validate(
+        {
+            "simulate": {"customers": 300, "months": 9, "mess": False},
+            "label": {"min_history_days": 60},
+            "train": {"n_estimators": 20, "min_child_samples": 20, "early_stopping_rounds": 5},
+        }
+    )
+    raw = simulate(params.simulate).tables
+    raw["nps_responses"].loc[0, "score"] = 15  # outside 0..10: quarantined, not dropped
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    for name, frame in raw.items():
+        frame.to_parquet(raw_dir / f"{name}.parquet")
+    ingested = validate_tables(raw, params.ingest, reference_timestamp(None))
+    validated = tmp_path / "validated"
+    validated.mkdir()
+    for name, frame in ingested.valid.items():
+        frame.to_parquet(validated / f"{name}.parquet")
+    tables = ingested.valid
+    result = build_features(tables, build_labels(tables, params.label), params.features)
+    labeled = result.frame[result.frame["label"].notna()]
+    last = labeled["cutoff"].max()
+    model = fit_churn_model(
+        labeled[labeled["cutoff"] < last],
+        labeled[labeled["cutoff"] == last],
+        result.catalog,
+        params.train,
+    )
+    model.save(tmp_path / "model")
+    cutoff = (last + pd.Timedelta(days=30)).date()
+    at_cutoff = params.model_copy(
+        update={"score": params.score.model_copy(update={"cutoff": cutoff})}
+    )
+
+    from_raw = run_score(
+        at_cutoff, None, str(tmp_path / "model"), tmp_path / "a" / "s.parquet", raw_dir=raw_dir
+    )
+    from_validated = run_score(
+        at_cutoff, validated, str(tmp_path / "model"), tmp_path / "b" / "s.parquet"
+    )
+
+    assert from_raw["cutoff"] == from_validated["cutoff"] == f"{cutoff}T00:00:00+00:00"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a" / "s.parquet"),
+        pd.read_parquet(tmp_path / "b" / "s.parquet"),
+    )
+    quarantine = pd.read_parquet(tmp_path / "a" / QUARANTINE_FILE)
+    expected = sum(len(frame) for frame in ingested.quarantine.values())
+    assert len(quarantine) == expected == from_raw["rows_quarantined"]
+    bad = quarantine[quarantine["_table"] == "nps_responses"]
+    assert bad["_row_number"].tolist() == [0]
+    assert "score" in bad["_failed_rules"].iloc[0]
+    assert not (tmp_path / "b" / QUARANTINE_FILE).exists()
