@@ -211,3 +211,28 @@ def test_raw_input_is_validated_in_memory_and_scores_like_the_ingested_tables(tm
     assert bad["_row_number"].tolist() == [0]
     assert "score" in bad["_failed_rules"].iloc[0]
     assert not (tmp_path / "b" / QUARANTINE_FILE).exists()
+
+
+def test_cli_scores_a_new_file_and_refuses_two_sources(entity_model, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(
+        yaml.safe_dump(_entity_params().model_dump(mode="json", include={"ingest", "train"}))
+    )
+    path = tmp_path / "new.csv"
+    _telecom_crm(30, first_id=100).drop(columns=["Churn"]).to_csv(path, index=False)
+    out = tmp_path / "new_scores" / "scores.parquet"
+    common = ["score", "--params", str(params_path), "--model", entity_model, "--out", str(out)]
+
+    result = CliRunner().invoke(app, [*common, "--input", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_parquet(out)["customer_id"]) == sorted(str(i) for i in range(100, 130))
+    assert pd.read_parquet(out.parent / QUARANTINE_FILE).empty
+    both = CliRunner().invoke(app, [*common, "--input", str(path), "--validated", str(tmp_path)])
+    assert both.exit_code == 2
+    assert "exactly one of" in both.output
