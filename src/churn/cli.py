@@ -246,7 +246,6 @@ def evaluate(
 @app.command()
 def score(
     params: ParamsOpt,
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
     model: Annotated[
         str,
         typer.Option(
@@ -255,6 +254,25 @@ def score(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Scores file (Parquet, or CSV with --format csv).")],
+    validated: Annotated[
+        Path | None,
+        typer.Option(help="Directory of validated tables (the DVC pipeline's ingest output)."),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Entity mode: a new customer file (CSV or Parquet) to validate and score "
+            "instead of --validated; its label column is optional (realized metrics if present).",
+        ),
+    ] = None,
+    raw_input: Annotated[
+        Path | None,
+        typer.Option(
+            help="Events mode: a new raw folder to validate and score at --cutoff instead of "
+            "--validated; bad rows go to quarantine.parquet beside --out.",
+        ),
+    ] = None,
     cutoff: Annotated[
         str | None,
         typer.Option(help="Override score.cutoff (YYYY-MM-DD); default: the data's end."),
@@ -270,7 +288,11 @@ def score(
         str | None, typer.Option(help="Override features.engine: 'local' or 'spark'.")
     ] = None,
 ) -> None:
-    """Score every customer active at the cutoff, with reasons and revenue at risk."""
+    """Score every customer active at the cutoff, with reasons and revenue at risk.
+
+    Give exactly one of --validated (pipeline output), --input (entity mode: a new file) or
+    --raw-input (events mode: a new raw folder); new data is validated like 'churn ingest'.
+    """
     from churn.stages.score import run_score
 
     overrides = {
@@ -285,6 +307,8 @@ def score(
         model_uri=model,
         out_path=out,
         previous_path=previous,
+        input_path=input_file,
+        raw_dir=raw_input,
     )
 
 

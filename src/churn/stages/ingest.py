@@ -189,7 +189,10 @@ def _describe_vocabulary_failure(
 
 
 def _check_tables(
-    raw: Mapping[str, pd.DataFrame], cfg: IngestConfig, specs: Mapping[str, TableSpec]
+    raw: Mapping[str, pd.DataFrame],
+    cfg: IngestConfig,
+    specs: Mapping[str, TableSpec],
+    label_required: bool = True,
 ) -> None:
     """Raise one error listing every missing required table and column."""
     problems = []
@@ -215,7 +218,7 @@ def _check_tables(
             problems.append(f"table '{name}': duplicate column name(s) {duplicated}")
         wanted = {c.name: mapping.columns.get(c.name, c.name) for c in spec.columns if c.required}
         wanted |= {contract: user for contract, user in mapping.columns.items()}
-        if cfg.mode is Mode.ENTITY:
+        if cfg.mode is Mode.ENTITY and label_required:
             wanted[cfg.label_column] = cfg.label_column
         for contract_name, user_name in wanted.items():
             if user_name not in frame.columns:
@@ -333,7 +336,9 @@ def _validate_table(
     frame = pd.DataFrame(typed, index=renamed.index)
 
     present = [c for c in spec.column_names if c in renamed.columns]
-    schema, schema_rules = rules.build_schema(spec, present, cfg.label_column if entity else None)
+    # The label column is optional when scoring new entity rows (see validate_tables).
+    label = cfg.label_column if entity and cfg.label_column in frame.columns else None
+    schema, schema_rules = rules.build_schema(spec, present, label)
     rules.check_columns(frame, schema, schema_rules, failed, log)
     numeric = [c for c in frame.columns if not (entity and c == cfg.label_column)]
     rules.check_magnitude(frame, numeric, cfg.max_abs_value, log)
@@ -537,6 +542,7 @@ def validate_tables(
     as_of: pd.Timestamp,
     *,
     customer_attributes: Mapping[str, str] | None = None,
+    label_required: bool = True,
 ) -> IngestResult:
     """Validate raw tables against the contract and split their rows into valid and quarantined.
 
@@ -548,6 +554,8 @@ def validate_tables(
         as_of: Rows stamped after the end of this day (UTC) are future-dated.
         customer_attributes: ``features.customer_attributes``: extra customer columns that
             events mode keeps (typed like contract columns) instead of ignoring.
+        label_required: Entity mode: whether the label column must be present (``False`` when
+            scoring a new file, where a label is only used for realized metrics if present).
 
     Returns:
         The valid and quarantined rows per present table and the report::
@@ -569,7 +577,7 @@ def validate_tables(
     future_from = stamp.normalize() + pd.Timedelta(days=1)
     specs = table_specs(cfg.mode)
     raw, empty = _set_aside_empty_tables(raw, cfg, specs)
-    _check_tables(raw, cfg, specs)
+    _check_tables(raw, cfg, specs, label_required)
 
     valid: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}

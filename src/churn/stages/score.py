@@ -15,7 +15,7 @@ import pandas as pd
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
-from churn.io import atomic_directory, read_tables, write_parquet, write_table
+from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, sidecar_path
 from churn.model.changes import compare_scores, find_previous_scores, read_previous_scores
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
@@ -24,6 +24,7 @@ from churn.tracking.loading import load_model
 
 if TYPE_CHECKING:
     from churn.config import Params
+    from churn.stages.ingest import IngestResult
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +121,126 @@ def build_scoring_features(
     return frame
 
 
+QUARANTINE_FILE = "quarantine.parquet"
+"""Rows of a new input that failed validation, written beside the scores (``--input``)."""
+REALIZED_METRICS_FILE = "realized_metrics.json"
+"""Metrics against a label column the new input carried, written beside the scores."""
+
+
+def validate_new_data(
+    params: Params, input_path: str | Path | None = None, raw_dir: str | Path | None = None
+) -> IngestResult:
+    """Validate a new file (entity mode) or raw folder (events mode) in memory, as ingest does.
+
+    The configured ``ingest`` section (mapping, value codes, time zone, quarantine limit)
+    applies unchanged, so a file that ingest accepts scores the same way. Decision: in entity
+    mode the label column is optional (new customers have no outcome yet); when present it is
+    validated like in ingest and kept for realized metrics.
+
+    Args:
+        params: Pipeline parameters (``ingest`` section; ``features.customer_attributes``).
+        input_path: Entity mode: one customer table (CSV or Parquet).
+        raw_dir: Events mode: a raw folder laid out like ingest's input.
+
+    Returns:
+        The valid and quarantined rows per table and the validation report.
+
+    Raises:
+        DataContractError: If the input is missing or of the wrong mode, a required column is
+            missing, or too many rows fail validation.
+    """
+    from churn.domain.modes import reference_timestamp
+    from churn.io import read_frame
+    from churn.stages.ingest import read_raw_tables, validate_tables
+
+    cfg = params.ingest
+    entity = cfg.mode is Mode.ENTITY
+    if input_path is not None:
+        if not entity:
+            raise DataContractError(
+                "--input scores one customer table and needs ingest.mode: entity; in events "
+                "mode pass a raw folder with --raw-input DIR"
+            )
+        path = Path(input_path)
+        if not path.exists():
+            raise DataContractError(f"scoring input {path} does not exist")
+        try:
+            frames = {"customers": read_frame(path)}
+        except (ValueError, OSError) as exc:
+            raise DataContractError(f"cannot read the scoring input {path}: {exc}") from exc
+    elif raw_dir is not None:
+        frames, _ = read_raw_tables(Path(raw_dir), cfg)
+    else:
+        raise DataContractError("nothing to validate: pass --input FILE or --raw-input DIR")
+    return validate_tables(
+        frames,
+        cfg,
+        reference_timestamp(cfg.as_of),
+        customer_attributes=params.features.customer_attributes,
+        label_required=not entity,
+    )
+
+
+def stack_quarantine(quarantine: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return every table's quarantined rows in one frame, with a ``_table`` column first.
+
+    Tables have different columns, so values are kept as text (as read); ``_row_number`` (the
+    row's 0-based position in its table's input) stays an integer.
+    """
+    from churn.stages.ingest import ROW_NUMBER
+
+    parts = [
+        frame.astype("object").assign(_table=name)
+        for name, frame in quarantine.items()
+        if len(frame)
+    ]
+    if not parts:
+        return pd.DataFrame({"_table": pd.Series(dtype="str")})
+    stacked = pd.concat(parts, ignore_index=True)
+    text = stacked.drop(columns=["_table", ROW_NUMBER]).astype("string")
+    rows = stacked[ROW_NUMBER].astype("int64")
+    return pd.concat([stacked[["_table"]], text, rows], axis=1)
+
+
+def compute_realized_metrics(labels: pd.Series, probabilities: pd.Series) -> dict[str, Any]:
+    """Return ROC AUC, PR AUC, top-decile lift and base rate of scores against known labels.
+
+    Rows with a missing label are left out (and counted). Metrics that need both classes are
+    ``NaN`` (``null`` in JSON) when one class is absent.
+    """
+    from churn.model.metrics import (
+        TOP_DECILE,
+        compute_lift,
+        compute_pr_auc,
+        compute_roc_auc,
+        make_jsonable,
+    )
+
+    known = labels.notna().to_numpy()
+    y = labels[known].astype("int64").to_numpy()
+    p = probabilities[known].astype("float64").to_numpy()
+    return make_jsonable(
+        {
+            "rows": int(known.sum()),
+            "rows_without_label": int((~known).sum()),
+            "positives": int(y.sum()),
+            "base_rate": float(y.mean()) if y.size else float("nan"),
+            "roc_auc": compute_roc_auc(y, p),
+            "pr_auc": compute_pr_auc(y, p),
+            "lift_top_decile": compute_lift(y, p, TOP_DECILE),
+        }
+    )
+
+
 def run_score(
     params: Params,
-    validated_dir: str | Path,
+    validated_dir: str | Path | None,
     model_uri: str | Path,
     out_path: str | Path,
     previous_path: str | Path | None = None,
+    *,
+    input_path: str | Path | None = None,
+    raw_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score every customer active at the cutoff and write scores, contributions and changes.
 
@@ -139,26 +254,58 @@ def run_score(
       earlier scoring exists: ``previous_path`` if given (a missing file is logged and skipped),
       else the scores already at ``out_path`` before they are replaced, so a nightly job that
       overwrites one file reports what changed since the last night.
+    * New data only (``input_path`` or ``raw_dir``): :data:`QUARANTINE_FILE` beside it, the
+      rows that failed validation (``_table``, the row as read, ``_row_number``,
+      ``_failed_rules``; empty when none failed), and, in entity mode when the input carried
+      the label column, :data:`REALIZED_METRICS_FILE`.
 
     Args:
         params: Pipeline parameters (``score``, ``label``, ``features`` sections).
-        validated_dir: Directory of validated tables.
+        validated_dir: Directory of validated tables (``None`` when scoring new data).
         model_uri: Exported model directory or MLflow URI (see :func:`load_model`).
         out_path: Scores file.
         previous_path: Earlier scores file to compare with, or ``None``.
+        input_path: Entity mode: a new customer file (CSV or Parquet), validated in memory.
+        raw_dir: Events mode: a new raw folder, validated in memory.
 
     Returns:
-        A summary: cutoff, rows, output paths, seconds.
+        A summary: cutoff, rows, output paths, seconds (and quarantined rows, realized metrics).
 
     Raises:
         EmptyPopulationError: If nobody is active at the cutoff; no file is touched.
+        DataContractError: If not exactly one source of data is given, or the data is invalid.
     """
     started = time.perf_counter()
     out_path = Path(out_path)
+    sources = [s for s in (validated_dir, input_path, raw_dir) if s is not None]
+    if len(sources) != 1:
+        raise DataContractError(
+            "score needs exactly one of --validated DIR, --input FILE or --raw-input DIR"
+        )
     model = load_model(model_uri)
-    tables = read_tables(validated_dir, list(CONTRACT))
-    if not tables:
-        raise DataContractError(f"no validated tables in {validated_dir}; run 'churn ingest'")
+    quarantine: pd.DataFrame | None = None
+    if validated_dir is not None:
+        tables = read_tables(validated_dir, list(CONTRACT))
+        if not tables:
+            raise DataContractError(f"no validated tables in {validated_dir}; run 'churn ingest'")
+    else:
+        checked = validate_new_data(params, input_path, raw_dir)
+        tables = checked.valid
+        quarantine = stack_quarantine(checked.quarantine)
+        logger.info(
+            "new data: %d rows in, %d valid, %d quarantined -> %s",
+            checked.report["rows_in"],
+            checked.report["rows_valid"],
+            checked.report["rows_quarantined"],
+            out_path.parent / QUARANTINE_FILE,
+        )
+    label_column = params.ingest.label_column
+    customers = tables.get("customers")
+    realized_labels = (
+        customers.set_index(customers["customer_id"].astype("str"))[label_column]
+        if input_path is not None and customers is not None and label_column in customers
+        else None
+    )
     from churn.stages.features import pin_model_usage_event_types, prepare_tables
 
     tables = prepare_tables(params, tables)
@@ -184,7 +331,22 @@ def run_score(
 
     contributions_path = sidecar_path(out_path, CONTRIBUTIONS_SUFFIX)
     changes_path = sidecar_path(out_path, CHANGES_SUFFIX)
+    realized = None
+    if realized_labels is not None:
+        labels = scores["customer_id"].astype("str").map(realized_labels)
+        realized = compute_realized_metrics(labels, scores["churn_probability"])
+        logger.info(
+            "realized metrics on %d labelled rows: ROC AUC %s, PR AUC %s, lift@10%% %s, "
+            "base rate %s",
+            realized["rows"],
+            realized["roc_auc"],
+            realized["pr_auc"],
+            realized["lift_top_decile"],
+            realized["base_rate"],
+        )
     replaced = {out_path.name, contributions_path.name, changes_path.name}
+    if quarantine is not None:
+        replaced |= {QUARANTINE_FILE, REALIZED_METRICS_FILE}
     # Scores, contributions and changes are one unit: staged beside the scores folder and
     # swapped in whole (other files in it are carried over), so a kill never leaves new
     # contributions beside old scores. Without a previous scoring there are no changes, and a
@@ -194,6 +356,10 @@ def run_score(
         if changes is not None:
             write_parquet(changes, staging / changes_path.name)
         write_table(scores, staging / out_path.name, params.score.output_format)
+        if quarantine is not None:
+            write_parquet(quarantine, staging / QUARANTINE_FILE)
+        if realized is not None:
+            write_json(realized, staging / REALIZED_METRICS_FILE)
     summary = {
         "cutoff": cutoff.isoformat(),
         "rows": len(scores),
@@ -203,5 +369,10 @@ def run_score(
         "previous": None if previous is None else str(previous),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if quarantine is not None:
+        summary["quarantine"] = str(out_path.parent / QUARANTINE_FILE)
+        summary["rows_quarantined"] = len(quarantine)
+    if realized is not None:
+        summary["realized_metrics"] = realized
     logger.info("scored %d customers at %s -> %s", len(scores), cutoff.date(), out_path)
     return summary

@@ -1,6 +1,7 @@
 """The MLflow pyfunc flavour of a churn model: one artifact that scores anywhere.
 
-The registered model takes the feature frame (as produced by ``churn features``) and returns,
+The registered model takes the feature frame (as produced by ``churn features``), or raw entity
+rows holding the model's feature columns (see :func:`prepare_pyfunc_input`), and returns,
 per row, the calibrated probability, revenue at risk, reasons and risk shares (see
 :func:`churn.model.scoring.score_frame`), so a batch job, a notebook or a Spark UDF
 (``mlflow.pyfunc.spark_udf``) all get the same answer from the same code.
@@ -16,6 +17,7 @@ a row, so the score stage (or the Spark job) adds it after scoring every row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,60 @@ class ChurnPyfuncModel(mlflow.pyfunc.PythonModel):
         reasons = int((params or {}).get("reasons", self.reasons))
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
+        model_input = prepare_pyfunc_input(
+            model_input, self._model.feature_names, self._model.categorical_levels
+        )
         return score_frame(self._model, model_input, reasons=reasons)
+
+
+def prepare_pyfunc_input(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    categorical: Mapping[str, Any],
+    scoring_date: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Return ``frame`` made scoreable: ids as text, a cutoff, numeric features as floats.
+
+    Decisions for rows that come from another system rather than ``churn features``:
+
+    * ``customer_id`` becomes text (``7001`` -> ``"7001"``); missing ids stay missing.
+    * ``cutoff`` absent (or entirely missing) is filled with ``scoring_date``, by default today's
+      UTC midnight: raw entity rows describe the customer as of now.
+    * Numeric features of integer, boolean or text type are widened to ``float64``; integers
+      beyond 2**53 would lose precision, which is irrelevant for feature values. Text that is
+      not a number is an error (never silently turned into a missing value).
+
+    Raises:
+        ModelError: Naming the missing feature columns, or the non-numeric column with
+            example rows and values.
+    """
+    from churn.errors import ModelError
+
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise ModelError(f"the scoring rows lack the model's feature columns {missing}")
+    frame = frame.copy()
+    if "customer_id" in frame.columns:
+        ids = frame["customer_id"]
+        frame["customer_id"] = ids.astype("object").where(ids.isna(), ids.astype(str))
+    if "cutoff" not in frame.columns or not frame["cutoff"].notna().any():
+        when = scoring_date if scoring_date is not None else pd.Timestamp.now(tz="UTC").floor("D")
+        frame["cutoff"] = pd.Series(when, index=frame.index, dtype="datetime64[us, UTC]")
+    for name in feature_names:
+        column = frame[name]
+        if name in categorical or pd.api.types.is_float_dtype(column.dtype):
+            continue
+        converted = pd.to_numeric(column, errors="coerce").astype("float64")
+        failed = column.notna() & converted.isna()
+        if failed.any():
+            examples = column[failed].head(3).tolist()
+            rows = list(column.index[failed][:5])
+            raise ModelError(
+                f"feature column {name!r} must be numeric: {int(failed.sum())} rows are not "
+                f"numbers (rows {rows}, values {examples}; dtype {column.dtype})"
+            )
+        frame[name] = converted
+    return frame
 
 
 def pyfunc_log_arguments(model_dir: str | Path, reasons: int) -> dict[str, Any]:

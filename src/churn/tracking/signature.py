@@ -60,8 +60,11 @@ def _fallback_output_columns(model: ChurnModel, reasons: int) -> list[tuple[str,
 def build_model_signature(model: ChurnModel, example: pd.DataFrame, reasons: int) -> ModelSignature:
     """Describe the pyfunc's input (the features frame) and output (the score frame).
 
-    ``cutoff`` is declared ``any``: MLflow's ``datetime`` type rejects time-zone-aware values,
-    and the features frame's cutoffs are UTC-aware by contract. The output schema comes from
+    ``cutoff`` is declared ``any`` and optional: MLflow's ``datetime`` type rejects
+    time-zone-aware values, the features frame's cutoffs are UTC-aware by contract, and raw
+    entity rows have none (the pyfunc fills the scoring date). ``customer_id`` and numeric
+    features are declared ``any`` so integer columns are accepted and widened to floats in
+    ``predict``. The output schema comes from
     running :func:`churn.model.scoring.score_frame` on ``example``; if that fails (for instance
     while the score stage is being built) it is written out by hand from the documented columns.
     """
@@ -69,9 +72,14 @@ def build_model_signature(model: ChurnModel, example: pd.DataFrame, reasons: int
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType, ParamSchema, ParamSpec
 
-    inputs = [ColSpec("string", "customer_id"), ColSpec(AnyType(), "cutoff")]
+    # Raw entity rows from another system carry integer ids and integer counts, and no cutoff:
+    # MLflow refuses int64 for a ``double`` column ("Can not safely convert int64 to float64"),
+    # so ids and numeric features are declared ``any`` and converted (with errors naming the
+    # column) by :func:`churn.tracking.pyfunc.prepare_pyfunc_input`; a missing cutoff is filled
+    # with the scoring date there. Missing feature columns are still refused by MLflow by name.
+    inputs = [ColSpec(AnyType(), "customer_id"), ColSpec(AnyType(), "cutoff", required=False)]
     inputs += [
-        ColSpec("string" if name in model.categorical_levels else "double", name)
+        ColSpec("string" if name in model.categorical_levels else AnyType(), name)
         for name in model.feature_names
     ]
     try:

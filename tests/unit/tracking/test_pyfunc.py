@@ -80,3 +80,75 @@ def test_missing_champion_is_a_clear_error(registry, monkeypatch):
         load_model("models:/churn@challenger")
     with pytest.raises(ModelError, match="--model models/churn"):
         load_model("models:/not_registered@champion")
+
+
+@pytest.fixture(scope="module")
+def signed_model(tmp_path_factory):
+    """The tiny model logged with the training signature (``build_model_signature``)."""
+    import mlflow
+
+    from churn.tracking.signature import build_model_signature
+
+    root = tmp_path_factory.mktemp("mlflow_signed")
+    frame = make_feature_frame(n_customers=100, n_cutoffs=2, seed=5)
+    model = fit_tiny_model(frame)
+    model.save(root / "churn_model")
+    example = frame.drop(columns=["label"]).head(5)
+    with fresh_store(root, tmp_path_factory.getbasetemp()) as uri, quiet_mlflow():
+        _, experiment_id = connect_tracking()
+        with mlflow.start_run(experiment_id=experiment_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                **pyfunc_log_arguments(root / "churn_model", reasons=2),
+                pip_requirements=pin_model_requirements(),
+                signature=build_model_signature(model, example, reasons=2),
+            )
+        yield {"uri": uri, "model_uri": info.model_uri, "model": model, "frame": frame}
+
+
+def _third_party_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Raw entity rows as an export holds them: integer ids and counts, no cutoff, no label."""
+    rows = frame.drop(columns=["label", "cutoff"]).head(12).reset_index(drop=True)
+    rows["customer_id"] = range(7001, 7001 + len(rows))  # integer ids
+    for name in ("support_tickets_last_30d", "active_days_last_30d", "last_nps_score"):
+        rows[name] = rows[name].fillna(0).round().astype("int64")
+    return rows
+
+
+def test_signed_pyfunc_scores_int_columns_without_a_cutoff(signed_model, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", signed_model["uri"])
+    loaded = mlflow.pyfunc.load_model(signed_model["model_uri"])
+    rows = _third_party_rows(signed_model["frame"])
+    predicted = loaded.predict(rows)
+    reference = rows.astype({n: "float64" for n in rows.columns if rows[n].dtype == "int64"})
+    reference["customer_id"] = reference["customer_id"].astype("int64").astype(str)
+    expected = score_frame(signed_model["model"], reference, reasons=2)
+    np.testing.assert_allclose(
+        predicted["churn_probability"].to_numpy(), expected["churn_probability"].to_numpy()
+    )
+    assert predicted["customer_id"].tolist() == [str(i) for i in range(7001, 7013)]
+    today = pd.Timestamp.now(tz="UTC").floor("D")
+    assert (pd.to_datetime(predicted["cutoff"], utc=True) == today).all()
+
+
+def test_signed_pyfunc_names_a_missing_feature_column(signed_model, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", signed_model["uri"])
+    loaded = mlflow.pyfunc.load_model(signed_model["model_uri"])
+    rows = _third_party_rows(signed_model["frame"]).drop(columns=["active_days_last_30d"])
+    with pytest.raises(Exception, match="active_days_last_30d"):
+        loaded.predict(rows)
+
+
+def test_signed_pyfunc_names_a_mistyped_feature_column(signed_model, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", signed_model["uri"])
+    loaded = mlflow.pyfunc.load_model(signed_model["model_uri"])
+    rows = _third_party_rows(signed_model["frame"])
+    rows["support_tickets_last_30d"] = "many"
+    with pytest.raises(Exception, match="support_tickets_last_30d"):
+        loaded.predict(rows)
