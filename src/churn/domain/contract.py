@@ -328,8 +328,9 @@ CONTRACT: dict[str, TableSpec] = {
                         "Scheduled or paid-through end: it may lie after `ingest.as_of` (exempt "
                         "from the future-dated rule and from the data end). The subscription is "
                         "active at a cutoff until it ends (an end at or after the cutoff is not "
-                        "yet known there); labels treat ends after the data end as censored (not "
-                        "observed)."
+                        "yet known there). Ends after the `as_of` day do not move the end of the "
+                        "data; a cutoff whose horizon plus grace reaches past the data end gets "
+                        "no label (censored: a scoring cutoff)."
                     ),
                 ),
             ),
