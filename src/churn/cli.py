@@ -361,6 +361,10 @@ def report(
         Path | None,
         typer.Option(help="Validated tables (optional): segment the scores by customer fields."),
     ] = None,
+    data_check: Annotated[
+        Path | None,
+        typer.Option(help="Data check JSON from 'churn ingest' (optional): a Data check section."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.layout import table_file_name
@@ -378,6 +382,7 @@ def report(
         labels=labels,
         scores=scores,
         customers=None if validated is None else validated / table_file_name("customers"),
+        data_check=data_check,
     )
     _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
 
