@@ -121,6 +121,13 @@ def ingest(
             "data.source is 'simulator'. Not given: --raw is read."
         ),
     ] = None,
+    data_check: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON data check of the valid tables (tables, cutoffs, feature families), "
+            "as churn check-data shows it. Not given: not written."
+        ),
+    ] = None,
 ) -> None:
     """Validate raw tables against the data contract; quarantine bad rows."""
     from churn.stages.ingest import choose_raw_dir, run_ingest
@@ -134,6 +141,32 @@ def ingest(
         quarantine_dir=quarantine,
         report_path=report,
         customer_attributes=loaded.features.customer_attributes,
+        params=loaded,
+        data_check_path=data_check,
+    )
+
+
+@app.command("check-data")
+def check_data(
+    params: ParamsOpt,
+    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
+    ingest_report: Annotated[
+        Path | None,
+        typer.Option(help="Ingest's JSON report, for the ignored columns (optional)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the check as JSON here (optional).")
+    ] = None,
+) -> None:
+    """Check the validated data before training: tables, coverage, cutoffs, feature families."""
+    from churn.stages.check_data import run_check_data
+
+    _run(
+        run_check_data,
+        params=_load(params),
+        validated_dir=validated,
+        ingest_report_path=ingest_report,
+        out_path=out,
     )
 
 
@@ -352,6 +385,10 @@ def report(
         Path | None,
         typer.Option(help="Validated tables (optional): segment the scores by customer fields."),
     ] = None,
+    data_check: Annotated[
+        Path | None,
+        typer.Option(help="Data check JSON from 'churn ingest' (optional): a Data check section."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.layout import table_file_name
@@ -369,6 +406,7 @@ def report(
         labels=labels,
         scores=scores,
         customers=None if validated is None else validated / table_file_name("customers"),
+        data_check=data_check,
     )
     _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
 

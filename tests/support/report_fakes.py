@@ -262,6 +262,67 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
         },
     }
     (reports / "ingest.json").write_text(json.dumps(ingest))
+    # Shape as churn.stages.check_data.check_data writes it (reports/data_check.json).
+    data_check = {
+        "mode": "events",
+        "as_of": "2025-06-30",
+        "data_end": "2025-06-30T23:59:59+00:00",
+        "customers": 240,
+        "tables": {
+            "customers": {
+                "present": True,
+                "required": True,
+                "rows": 240,
+                "time_column": "converted_at",
+                "first": "2023-01-04T00:00:00+00:00",
+                "last": "2025-06-28T00:00:00+00:00",
+                "coverage": 1.0,
+                "ignored_columns": ["crm_owner", EVIL_REASON],
+            },
+            "subscriptions": {
+                "present": True,
+                "required": True,
+                "rows": 300,
+                "time_column": "started_at",
+                "first": "2023-01-04T00:00:00+00:00",
+                "last": "2025-06-28T00:00:00+00:00",
+                "coverage": 0.975,
+                "ignored_columns": [],
+            },
+            "nps_responses": {"present": False, "required": False},
+        },
+        "cutoffs": [
+            {
+                "cutoff": "2025-05-01",
+                "population": 230,
+                "labeled": True,
+                "churners": 23,
+                "churn_rate": 0.1,
+                "unlabeled_reason": None,
+            },
+            {
+                "cutoff": "2025-06-01",
+                "population": 240,
+                "labeled": False,
+                "churners": None,
+                "churn_rate": None,
+                "unlabeled_reason": "horizon 60 d + grace 14 d runs to 2025-08-14, past the "
+                "data end 2025-06-30",
+            },
+        ],
+        "labeled_cutoffs": 1,
+        "unlabeled_cutoffs": 1,
+        "cutoff_problem": None,
+        "label_problems": [],
+        "families": {
+            "acquisition": {"runs": True, "reason": None},
+            "engagement": {
+                "runs": False,
+                "reason": "none of the tables postsale_touchpoints, nps_responses is present",
+            },
+        },
+    }
+    (reports / "data_check.json").write_text(json.dumps(data_check))
     catalog = pd.DataFrame(
         [
             (
@@ -333,6 +394,7 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
             labels=data / "labels" / "labels.parquet",
             scores=data / "scores" / "scores.parquet",
             customers=data / "validated" / "customers.parquet",
+            data_check=reports / "data_check.json",
         ),
         "out_path": reports / "index.html",
     }

@@ -71,6 +71,8 @@ class ColumnSpec:
         minimum: Inclusive lower bound for numbers.
         maximum: Inclusive upper bound for numbers.
         unit: Unit of measure, for documentation and reason sentences.
+        time_rule: Timestamp columns only: what the time means and when the pipeline treats
+            the value as known (point in time), as ingest, labels and features apply it.
     """
 
     name: str
@@ -82,6 +84,7 @@ class ColumnSpec:
     minimum: float | None = None
     maximum: float | None = None
     unit: str = ""
+    time_rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,22 @@ CONTRACT: dict[str, TableSpec] = {
                     "When the customer first became a lead (first marketing touch).",
                     required=False,
                     nullable=True,
+                    time_rule=(
+                        "Event time; quarantined as future-dated if after the end of the "
+                        "`ingest.as_of` day (UTC); used only together with `converted_at` (a "
+                        "customer exists from conversion on), so it never moves a row into the "
+                        "past of a cutoff."
+                    ),
                 ),
                 ColumnSpec(
                     "converted_at",
                     "timestamp",
                     "First purchase: when the lead became a paying customer.",
+                    time_rule=(
+                        "Event time (the table's event time): the customer is known from it; "
+                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC); rows after the table's data end are quarantined as out_of_range."
+                    ),
                 ),
                 ColumnSpec(
                     "acquisition_channel",
@@ -248,7 +262,16 @@ CONTRACT: dict[str, TableSpec] = {
             feature_family="acquisition",
             columns=(
                 _CUSTOMER_ID,
-                ColumnSpec("occurred_at", "timestamp", "When the touch happened."),
+                ColumnSpec(
+                    "occurred_at",
+                    "timestamp",
+                    "When the touch happened.",
+                    time_rule=(
+                        "Event time: the row counts for a cutoff only if stamped before it; "
+                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC); rows after the table's data end are quarantined as out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "touchpoint_type",
                     "category",
@@ -285,12 +308,30 @@ CONTRACT: dict[str, TableSpec] = {
                     minimum=0,
                     unit="currency/month",
                 ),
-                ColumnSpec("started_at", "timestamp", "Start of the subscription."),
+                ColumnSpec(
+                    "started_at",
+                    "timestamp",
+                    "Start of the subscription.",
+                    time_rule=(
+                        "Event time: the subscription exists (and counts as active) for a cutoff "
+                        "only if it started before it; quarantined as future-dated if after the "
+                        "end of the `ingest.as_of` day (UTC); rows after the table's data end are "
+                        "quarantined as out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "ended_at",
                     "timestamp",
                     "End of the subscription; missing while it is active.",
                     nullable=True,
+                    time_rule=(
+                        "Scheduled or paid-through end: it may lie after `ingest.as_of` (exempt "
+                        "from the future-dated rule and from the data end). The subscription is "
+                        "active at a cutoff until it ends (an end at or after the cutoff is not "
+                        "yet known there). Ends after the `as_of` day do not move the end of the "
+                        "data; a cutoff whose horizon plus grace reaches past the data end gets "
+                        "no label (censored: a scoring cutoff)."
+                    ),
                 ),
             ),
         ),
@@ -303,7 +344,16 @@ CONTRACT: dict[str, TableSpec] = {
             columns=(
                 ColumnSpec("subscription_id", "string", "Subscription changed."),
                 _CUSTOMER_ID,
-                ColumnSpec("effective_at", "timestamp", "When the change takes effect."),
+                ColumnSpec(
+                    "effective_at",
+                    "timestamp",
+                    "When the change takes effect.",
+                    time_rule=(
+                        "Event time: the change counts for a cutoff only if effective before it; "
+                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC); rows after the table's data end are quarantined as out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "change_type",
                     "category",
@@ -334,7 +384,16 @@ CONTRACT: dict[str, TableSpec] = {
             feature_family="usage",
             columns=(
                 _CUSTOMER_ID,
-                ColumnSpec("occurred_at", "timestamp", "When the event happened."),
+                ColumnSpec(
+                    "occurred_at",
+                    "timestamp",
+                    "When the event happened.",
+                    time_rule=(
+                        "Event time: the row counts for a cutoff only if stamped before it; "
+                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC); rows after the table's data end are quarantined as out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "event_type",
                     "category",
@@ -359,7 +418,16 @@ CONTRACT: dict[str, TableSpec] = {
             feature_family="engagement",
             columns=(
                 _CUSTOMER_ID,
-                ColumnSpec("occurred_at", "timestamp", "When the touch happened."),
+                ColumnSpec(
+                    "occurred_at",
+                    "timestamp",
+                    "When the touch happened.",
+                    time_rule=(
+                        "Event time: the row counts for a cutoff only if stamped before it; "
+                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC); rows after the table's data end are quarantined as out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "touchpoint_type",
                     "category",
@@ -376,7 +444,17 @@ CONTRACT: dict[str, TableSpec] = {
             feature_family="engagement",
             columns=(
                 _CUSTOMER_ID,
-                ColumnSpec("responded_at", "timestamp", "When the response arrived."),
+                ColumnSpec(
+                    "responded_at",
+                    "timestamp",
+                    "When the response arrived.",
+                    time_rule=(
+                        "Event time: the response counts for a cutoff only if it arrived before "
+                        "it; quarantined as future-dated if after the end of the `ingest.as_of` "
+                        "day (UTC); rows after the table's data end are quarantined as "
+                        "out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "score",
                     "int",
@@ -402,18 +480,37 @@ CONTRACT: dict[str, TableSpec] = {
             columns=(
                 ColumnSpec("ticket_id", "string", "Ticket identifier."),
                 _CUSTOMER_ID,
-                ColumnSpec("opened_at", "timestamp", "When the ticket was opened."),
+                ColumnSpec(
+                    "opened_at",
+                    "timestamp",
+                    "When the ticket was opened.",
+                    time_rule=(
+                        "Event time: the ticket exists for a cutoff only if opened before it; "
+                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC); rows after the table's data end are quarantined as out_of_range."
+                    ),
+                ),
                 ColumnSpec(
                     "first_response_at",
                     "timestamp",
                     "First agent response; missing if none yet.",
                     nullable=True,
+                    time_rule=(
+                        "Known only once stamped before the cutoff: a response at or after the "
+                        "cutoff does not exist yet there (the ticket is unanswered); quarantined "
+                        "as future-dated if after the end of the `ingest.as_of` day (UTC)."
+                    ),
                 ),
                 ColumnSpec(
                     "resolved_at",
                     "timestamp",
                     "When the ticket was (last) resolved; missing while open.",
                     nullable=True,
+                    time_rule=(
+                        "Known only once stamped before the cutoff: a ticket resolved at or after "
+                        "the cutoff is still open there; quarantined as future-dated if after the "
+                        "end of the `ingest.as_of` day (UTC)."
+                    ),
                 ),
                 ColumnSpec(
                     "channel",
@@ -455,6 +552,12 @@ CONTRACT: dict[str, TableSpec] = {
                     "When the CSAT rating arrived (it counts only from then on).",
                     required=False,
                     nullable=True,
+                    time_rule=(
+                        "Known only once stamped before the cutoff: the CSAT score counts from "
+                        "this time on; a score without it cannot be placed in time and is ignored;"
+                        " quarantined as future-dated if after the end of the `ingest.as_of` day "
+                        "(UTC)."
+                    ),
                 ),
             ),
         ),
@@ -610,11 +713,18 @@ def render_contract_markdown() -> str:
             lines.append(f"- `{rule.later}` must not be before `{rule.earlier}`.")
         if spec.event_time:
             lines.append(
-                f"- Rows are known from `{spec.event_time}`; rows after `ingest.as_of` are "
-                "quarantined."
+                f"- Rows are known from `{spec.event_time}` (the event time). A row with a "
+                "timestamp after the end of the `ingest.as_of` day (UTC) is quarantined as "
+                "`future_dated` (scheduled ends excepted, see the time rules); a row whose "
+                f"`{spec.event_time}` lies after the table's data end (`ingest.data_end`, or "
+                "a stray row far past the rest) is quarantined as `out_of_range`."
             )
         if spec.feature_family:
             lines.append(f"- Feeds the `{spec.feature_family}` feature family.")
+        timed = [col for col in spec.columns if col.kind == "timestamp"]
+        if timed:
+            lines += ["", "Time rules:", ""]
+            lines += [f"- `{col.name}`: {col.time_rule}" for col in timed]
         lines += [
             "",
             "| column | type | required | nullable | rule | description |",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -154,6 +154,25 @@ def _skip_reason(module: ModuleType, available: set[str]) -> str | None:
     if module.ANY_OF_TABLES and not available & set(module.ANY_OF_TABLES):
         return f"none of the tables {', '.join(module.ANY_OF_TABLES)} is present"
     return None
+
+
+def family_skip_reasons(available: Iterable[str], mode: Mode) -> dict[str, str | None]:
+    """Say which feature families a run over these tables computes, and why others are skipped.
+
+    The same table checks :func:`build_features` applies (parts of a family skipped for want
+    of data, such as usage event types, are only known when the features are built).
+
+    Args:
+        available: Names of the tables present (validated tables by contract name).
+        mode: ``ingest.mode``: events mode runs the journey families, entity mode the profile
+            family.
+
+    Returns:
+        Family name -> ``None`` when it runs, else why it is skipped; in output column order.
+    """
+    present = set(available)
+    families = ENTITY_FAMILIES if Mode(mode) is Mode.ENTITY else EVENT_FAMILIES
+    return {module.FAMILY: _skip_reason(module, present) for module in families}
 
 
 def build_features(

@@ -173,6 +173,18 @@ def revenue_unit(inputs: ReportInputs, short: bool = False) -> str:
     return "expected loss" if short else "expected revenue lost to churn"
 
 
+def is_snapshot(inputs: ReportInputs) -> bool:
+    """Whether the run has a single cutoff, so no "over time" or "later cutoff" wording fits.
+
+    True in entity mode (read from the ingest report or the data check) and for any run whose
+    labels hold exactly one cutoff.
+    """
+    if "entity" in (dig(inputs.ingest, "mode"), dig(inputs.data_check, "mode")):
+        return True
+    labels = inputs.labels
+    return labels is not None and "cutoff" in labels and labels["cutoff"].nunique() == 1
+
+
 def per_cutoff(labels: pd.DataFrame) -> pd.DataFrame:
     """Customers, labeled rows, churners, churn rate and MRR per cutoff of a labels frame."""
     frame = labels.assign(

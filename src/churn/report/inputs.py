@@ -55,6 +55,8 @@ class ReportPaths:
         scores: Scores file of ``churn score``; its changes sidecar is read when present.
         customers: Validated customers table (segment attributes the scores and labels lack,
             such as the acquisition channel), or ``None`` to go without.
+        data_check: ``churn ingest``'s data check JSON (tables, coverage, cutoffs, feature
+            families), or ``None`` to go without.
     """
 
     ingest_report: Path
@@ -67,6 +69,7 @@ class ReportPaths:
     labels: Path
     scores: Path
     customers: Path | None = None
+    data_check: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class ReportInputs:
 
     Attributes:
         ingest: The ingest report (rows in, valid, quarantined per table).
+        data_check: The data check (:mod:`churn.stages.check_data`), when the runner is given
+            one.
         train: The train report (splits, metrics, gate decision).
         model: The train stage's model record: the model evaluate, explain and score used (the
             champion after the gate), and whether the model trained in this run was promoted.
@@ -96,6 +101,7 @@ class ReportInputs:
     """
 
     ingest: dict[str, Any] | None = None
+    data_check: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     model: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
@@ -164,6 +170,9 @@ def load_report_inputs(paths: ReportPaths) -> ReportInputs:
         )
     return ReportInputs(
         ingest=attempt("ingest", Path(paths.ingest_report), _read_json),
+        data_check=attempt("data_check", Path(paths.data_check), _read_json)
+        if paths.data_check is not None
+        else None,
         train=attempt("train", Path(paths.train_report), _read_json),
         model=attempt("model", Path(paths.model_record), _read_json),
         metrics=attempt("metrics", Path(paths.metrics), _read_json),

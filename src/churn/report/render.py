@@ -42,6 +42,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
     # Imported here so that importing churn.report (for ReportInputs) stays light.
     from churn.report.data import (
         gate_decision,
+        is_snapshot,
         model_identity,
         model_version,
         score_cutoff_text,
@@ -53,11 +54,19 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         explain_section,
         segments_section,
     )
-    from churn.report.sections import churn_rate_section, data_section, model_section, summary
+    from churn.report.sections import (
+        churn_rate_section,
+        data_check_section,
+        data_section,
+        model_section,
+        summary,
+    )
 
+    snapshot = is_snapshot(inputs)
     sections = (
-        ("data", "Data window and population", data_section),
-        ("churn-rate", "Churn rate over time", churn_rate_section),
+        ("data", "Data" if snapshot else "Data window and population", data_section),
+        ("data-check", "Data check", data_check_section),
+        ("churn-rate", "Churn rate" if snapshot else "Churn rate over time", churn_rate_section),
         ("model", "Model card", model_section),
         ("explain", "What drives churn risk", explain_section),
         ("customers", "Top customers at risk", customers_section),

@@ -17,6 +17,7 @@ from churn.report.data import (
     dig,
     first,
     gate_decision,
+    is_snapshot,
     model_identity,
     model_version,
     num,
@@ -119,22 +120,36 @@ def summary(inputs: ReportInputs) -> Markup:
 
 # --------------------------------------------------------------------------- data
 def data_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
-    """Data window, population per cutoff and the ingest validation counts."""
+    """Data window, population per cutoff and the ingest validation counts.
+
+    Snapshot data (:func:`~churn.report.data.is_snapshot`: entity mode or one cutoff) is
+    described as one cutoff, without a window of cutoffs or outcomes still open.
+    """
+    snapshot = is_snapshot(inputs)
     parts: list[str] = []
     labels = inputs.labels
     if labels is not None and {"cutoff", "customer_id"} <= set(labels.columns):
         per = per_cutoff(labels)
         labeled = int((per["labeled"] > 0).sum())
+        if snapshot:
+            window = [
+                ("Cutoff", fmt_date(per["cutoff"].min())),
+                ("Cutoffs", "one (snapshot data: the outcome is given with the customers)"),
+            ]
+        else:
+            window = [
+                ("First cutoff", fmt_date(per["cutoff"].min())),
+                ("Last cutoff", fmt_date(per["cutoff"].max())),
+                (
+                    "Cutoffs",
+                    f"{len(per)}: {labeled} labeled, {len(per) - labeled} for scoring only "
+                    "(outcome window still open)",
+                ),
+            ]
         parts.append(
             kv_table(
                 [
-                    ("First cutoff", fmt_date(per["cutoff"].min())),
-                    ("Last cutoff", fmt_date(per["cutoff"].max())),
-                    (
-                        "Cutoffs",
-                        f"{len(per)}: {labeled} labeled, {len(per) - labeled} for scoring only "
-                        "(outcome window still open)",
-                    ),
+                    *window,
                     ("Distinct customers", fmt_int(labels["customer_id"].nunique())),
                     ("Customer-cutoff rows", fmt_int(len(labels))),
                     ("Scored at", score_cutoff_text(inputs)),
@@ -151,8 +166,13 @@ def data_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
         ]
         keys = ["cutoff", "customers", "labeled", "churners", "churn_rate", "mrr"]
         recent = per.tail(RECENT_CUTOFFS)
+        heading = (
+            "Population at the cutoff"
+            if len(recent) == 1
+            else f"Population at the last {len(recent)} cutoffs"
+        )
         parts += [
-            f"<h3>Population at the last {len(recent)} cutoffs</h3>",
+            f"<h3>{heading}</h3>",
             table(cols, recent[keys].itertuples(index=False)),
         ]
         if len(per) > len(recent):
@@ -165,7 +185,10 @@ def data_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
         parts.append(not_available("labels and cutoffs", inputs.why("labels")))
     parts += ["<h3>Input validation</h3>", _ingest_table(inputs)]
     lead = (
-        "Each cutoff is a point in time: features use only what was known before it, the "
+        "Snapshot data: one cutoff, the reference date; features are what the customer table "
+        "holds and the label comes with it."
+        if snapshot
+        else "Each cutoff is a point in time: features use only what was known before it, the "
         "label looks at what happened after it."
     )
     return lead, "".join(parts)
@@ -213,9 +236,101 @@ def _ingest_table(inputs: ReportInputs) -> str:
     )
 
 
+# --------------------------------------------------------------------------- data check
+def data_check_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
+    """The data check of ingest: tables, coverage, ignored columns, cutoffs, feature families."""
+    check = inputs.data_check
+    if check is None:
+        return None, not_available("data check", inputs.why("data_check"))
+    tables = check.get("tables") if isinstance(check.get("tables"), dict) else {}
+    rows = []
+    for name, info in tables.items():
+        if not isinstance(info, dict):
+            continue
+        if not info.get("present"):
+            status = "missing (required)" if info.get("required") else "absent (optional)"
+            rows.append((name, status, None, None, None, None, None))
+            continue
+        ignored = info.get("ignored_columns")
+        rows.append(
+            (
+                name,
+                "present",
+                info.get("rows"),
+                info.get("first"),
+                info.get("last"),
+                info.get("coverage"),
+                "unknown" if ignored is None else (", ".join(map(str, ignored)) or None),
+            )
+        )
+    parts = [
+        table(
+            [
+                Column("Table"),
+                Column("Status"),
+                Column("Rows", "int"),
+                Column("First", "date"),
+                Column("Last", "date"),
+                Column("Coverage", "pct", tip="Share of customers with at least one row"),
+                Column("Ignored columns", wrap=True),
+            ],
+            rows,
+            caption="First and last: the event-time column of each table. Ignored columns are "
+            "in the raw file but not mapped to the contract.",
+        )
+    ]
+    cutoffs = [c for c in check.get("cutoffs") or [] if isinstance(c, dict)]
+    if cutoffs:
+        parts += [
+            "<h3>Cutoff schedule</h3>",
+            table(
+                [
+                    Column("Cutoff", "date"),
+                    Column("Population", "int"),
+                    Column("Labeled"),
+                    Column("Churn rate", "pct"),
+                ],
+                [
+                    (
+                        c.get("cutoff"),
+                        c.get("population"),
+                        "yes" if c.get("labeled") else f"no: {c.get('unlabeled_reason')}",
+                        c.get("churn_rate"),
+                    )
+                    for c in cutoffs
+                ],
+            ),
+        ]
+    elif check.get("cutoff_problem"):
+        parts.append(not_available("cutoff schedule", str(check["cutoff_problem"])))
+    families = check.get("families") if isinstance(check.get("families"), dict) else {}
+    if families:
+        parts += [
+            "<h3>Feature families</h3>",
+            table(
+                [Column("Family"), Column("Runs")],
+                [
+                    (f, "yes" if i.get("runs") else f"skipped: {i.get('reason')}")
+                    for f, i in families.items()
+                    if isinstance(i, dict)
+                ],
+                sortable=False,
+            ),
+        ]
+    parts.append(_notes(check.get("label_problems")))
+    labeled = check.get("labeled_cutoffs")
+    lead = (
+        f"What the validated data holds before training: {fmt_int(len(rows))} tables, "
+        f"{fmt_int(labeled)} labeled cutoff(s)."
+        if labeled is not None
+        else None
+    )
+    return lead, "".join(parts)
+
+
 # --------------------------------------------------------------------------- churn rate
 def churn_rate_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
-    """Observed churn rate over labeled cutoffs with the population size."""
+    """Observed churn rate over labeled cutoffs with the population size (snapshot: one rate)."""
     labels = inputs.labels
     if labels is None or not {"cutoff", "label", "customer_id"} <= set(labels.columns):
         return None, not_available("churn rate over time", inputs.why("labels"))
@@ -223,6 +338,18 @@ def churn_rate_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
     rate = per["churn_rate"].dropna()
     if rate.empty:
         return None, not_available("churn rate over time", "no cutoff has a label yet")
+    if is_snapshot(inputs):
+        # One cutoff: a chart of one point and "latest" or "over time" words would mislead.
+        row = per.iloc[-1]
+        lead = f"Share of the customers labeled as churned: {fmt_pct(row['churn_rate'])}."
+        return lead, kv_table(
+            [
+                ("Cutoff", fmt_date(row["cutoff"])),
+                ("Customers", fmt_int(row["customers"])),
+                ("Churned", fmt_int(row["churners"])),
+                ("Churn rate", fmt_pct(row["churn_rate"])),
+            ]
+        )
     lead = (
         f"Share of active customers who churned within the horizon after each cutoff: "
         f"between {fmt_pct(rate.min())} and {fmt_pct(rate.max())}, latest labeled "
@@ -262,16 +389,20 @@ def model_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
             if frame is not None and not frame.empty
             else not_available(alt.lower(), inputs.why(name))
         )
+    snapshot = is_snapshot(inputs)
     parts += [
         f'<div class="grid">{"".join(figures)}</div>',
-        "<h3>Backtest: the same recipe at earlier cutoffs</h3>",
-        _backtest(inputs),
+        f"<h3>Backtest{'' if snapshot else ': the same recipe at earlier cutoffs'}</h3>",
+        _backtest(inputs, snapshot),
         "<h3>Registry gate</h3>",
         _gate(inputs),
         _notes(dig(inputs.train, "split", "notes"), dig(inputs.metrics, "notes")),
     ]
     lead = (
-        "Trained on earlier cutoffs and tested on a later one it never saw, against a "
+        "Trained on part of the customers and tested on the others, which it never saw, "
+        "against a simple baseline."
+        if snapshot
+        else "Trained on earlier cutoffs and tested on a later one it never saw, against a "
         "simple baseline and, on simulated data, the true churn probabilities (oracle)."
     )
     return lead, "".join(parts)
@@ -490,12 +621,14 @@ def _kind(values: list[Any]) -> str:
     return "int" if all(n.is_integer() for n in numbers) else "num"
 
 
-def _backtest(inputs: ReportInputs) -> str:
+def _backtest(inputs: ReportInputs, snapshot: bool = False) -> str:
     backtest = dig(inputs.metrics, "backtest")
     if isinstance(backtest, dict):  # {cutoff: {metric: value}} is accepted too
         backtest = [{"cutoff": k, **v} for k, v in backtest.items() if isinstance(v, dict)]
     if not isinstance(backtest, list) or not backtest:
         why = inputs.why("metrics") if inputs.metrics is None else "metrics.json has no backtest"
+        if snapshot and inputs.metrics is not None:
+            why = "snapshot data has one cutoff: there are no earlier cutoffs to backtest on"
         return not_available("backtest", why)
     rows = [dict(scalars(r)) for r in backtest if isinstance(r, dict)]
     keys = list(dict.fromkeys(k for r in rows for k in r))

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from churn import io
-from churn.config import DataSource, IngestConfig, TableMapping
+from churn.config import DataSource, IngestConfig, Params, TableMapping
 from churn.domain.contract import (
     BUILT_IN_VALUE_CODES,
     CONTRACT,
@@ -76,6 +76,7 @@ from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
 from churn.layout import table_file_name
 from churn.sql import utc_timestamp
+from churn.stages.check_data import check_data, write_data_check
 from churn.validation import rules
 from churn.validation.coerce import (
     LABEL_INVALID,
@@ -736,6 +737,8 @@ def run_ingest(
     report_path: Path,
     *,
     customer_attributes: Mapping[str, str] | None = None,
+    params: Params | None = None,
+    data_check_path: Path | None = None,
 ) -> IngestResult:
     """Validate the raw tables and write valid tables, quarantine files and the report.
 
@@ -752,6 +755,11 @@ def run_ingest(
         quarantine_dir: Directory for ``<table>.parquet`` quarantined rows.
         report_path: JSON report.
         customer_attributes: ``features.customer_attributes`` (extra customer columns kept).
+        params: All parameters, for the data check (cutoff schedule, families); with
+            ``data_check_path``.
+        data_check_path: Where to write the data check of the valid tables
+            (:func:`churn.stages.check_data.check_data`), after the tables; ``None`` (or no
+            ``params``): not written.
 
     Returns:
         The validation result, its report completed with the source file of each table.
@@ -782,4 +790,7 @@ def run_ingest(
     io.write_json(report, report_path)
     print_summary(report)
     log_data_ends(report)
+    if params is not None and data_check_path is not None:
+        check = check_data(result.valid, params, ingest_report=report)
+        write_data_check(check, Path(data_check_path))
     return dataclasses.replace(result, report=report)

@@ -65,6 +65,46 @@ def test_markdown_documents_every_table_and_column():
             assert f"`{column.name}`" in text
 
 
+def test_every_timestamp_column_states_its_time_rule():
+    without_rule = [
+        f"{spec.name}.{column.name}"
+        for spec in CONTRACT.values()
+        for column in spec.columns
+        if column.kind == "timestamp" and not column.time_rule.strip()
+    ]
+    assert without_rule == []
+
+
+def test_only_timestamp_columns_carry_a_time_rule():
+    stray = [
+        f"{spec.name}.{column.name}"
+        for spec in CONTRACT.values()
+        for column in spec.columns
+        if column.kind != "timestamp" and column.time_rule
+    ]
+    assert stray == []
+
+
+def test_time_rules_match_what_ingest_exempts_from_the_future_dated_rule():
+    from churn.stages.ingest import SCHEDULED_END_COLUMNS
+
+    for name, spec in CONTRACT.items():
+        for column in spec.timestamp_columns:
+            rule = spec.column(column).time_rule
+            exempt = column in SCHEDULED_END_COLUMNS.get(name, ())
+            assert ("may lie after `ingest.as_of`" in rule) is exempt, (name, column)
+            assert ("quarantined as future-dated" in rule) is not exempt, (name, column)
+
+
+def test_markdown_renders_each_time_rule_and_no_blanket_as_of_sentence():
+    text = render_contract_markdown()
+    for spec in CONTRACT.values():
+        for column in spec.timestamp_columns:
+            assert f"- `{column}`: {spec.column(column).time_rule}" in text
+    assert "rows after `ingest.as_of` are quarantined" not in text
+    assert "quarantined as `future_dated` (scheduled ends excepted" in text
+
+
 @pytest.mark.parametrize(
     ("value", "code"),
     [
