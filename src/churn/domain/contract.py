@@ -181,6 +181,13 @@ BILLING_PERIOD_CODES: Final[Mapping[str, str]] = MappingProxyType(
 """Built-in ``billing_period`` mapping of month counts (as :func:`code_key` codes) to periods."""
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 
+#: The rule of a row's own event time (the known-at column of an event table).
+_EVENT_TIME_RULE = (
+    "Event time: the row counts for a cutoff only if stamped before it; quarantined as "
+    "future-dated if after the end of the `ingest.as_of` day (UTC); rows after the table's data "
+    "end are quarantined as out_of_range."
+)
+
 _CUSTOMER_ID = ColumnSpec("customer_id", "string", "Customer identifier.")
 
 CONTRACT: dict[str, TableSpec] = {
@@ -266,11 +273,7 @@ CONTRACT: dict[str, TableSpec] = {
                     "occurred_at",
                     "timestamp",
                     "When the touch happened.",
-                    time_rule=(
-                        "Event time: the row counts for a cutoff only if stamped before it; "
-                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
-                        "(UTC); rows after the table's data end are quarantined as out_of_range."
-                    ),
+                    time_rule=_EVENT_TIME_RULE,
                 ),
                 ColumnSpec(
                     "touchpoint_type",
@@ -388,11 +391,7 @@ CONTRACT: dict[str, TableSpec] = {
                     "occurred_at",
                     "timestamp",
                     "When the event happened.",
-                    time_rule=(
-                        "Event time: the row counts for a cutoff only if stamped before it; "
-                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
-                        "(UTC); rows after the table's data end are quarantined as out_of_range."
-                    ),
+                    time_rule=_EVENT_TIME_RULE,
                 ),
                 ColumnSpec(
                     "event_type",
@@ -422,11 +421,7 @@ CONTRACT: dict[str, TableSpec] = {
                     "occurred_at",
                     "timestamp",
                     "When the touch happened.",
-                    time_rule=(
-                        "Event time: the row counts for a cutoff only if stamped before it; "
-                        "quarantined as future-dated if after the end of the `ingest.as_of` day "
-                        "(UTC); rows after the table's data end are quarantined as out_of_range."
-                    ),
+                    time_rule=_EVENT_TIME_RULE,
                 ),
                 ColumnSpec(
                     "touchpoint_type",
