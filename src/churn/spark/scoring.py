@@ -63,15 +63,15 @@ def _resolve_churn_model_dir(model_uri: str | Path, workdir: Path) -> Path:
 
     from churn.model.artifact import META_FILE
     from churn.tracking.loading import find_churn_model_dir
-    from churn.tracking.store import tracking_uri
+    from churn.tracking.store import connection_uri, tracking_uri
 
     text = str(model_uri)
     if Path(text).is_dir() and (Path(text) / META_FILE).exists():
         return Path(text)
     if Path(text).is_dir():
         return find_churn_model_dir(Path(text))
-    store = tracking_uri()
-    registry = os.environ.get("MLFLOW_REGISTRY_URI") or store
+    store = connection_uri(tracking_uri())
+    registry = connection_uri(os.environ.get("MLFLOW_REGISTRY_URI") or store)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=text, dst_path=str(workdir), tracking_uri=store, registry_uri=registry
     )

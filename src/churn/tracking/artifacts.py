@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from churn.tracking.store import store_is_missing, tracking_uri
 
 if TYPE_CHECKING:
-
     pass
 
 logger = logging.getLogger(__name__)
@@ -47,11 +46,11 @@ def log_plots_to_mlflow(model_dir: Path, paths: list[Path]) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from churn.tracking.store import quiet_mlflow
+    from churn.tracking.store import connection_uri, quiet_mlflow
 
     with quiet_mlflow():
         try:
-            client = MlflowClient(tracking_uri=uri)
+            client = MlflowClient(tracking_uri=connection_uri(uri))
             for path in paths:
                 client.log_artifact(run_id, str(path), artifact_path=MLFLOW_ARTIFACT_DIR)
         except MlflowException as exc:

@@ -25,7 +25,12 @@ from urllib.parse import urlparse
 
 from churn.errors import ModelError
 from churn.model.artifact import META_FILE, ChurnModel
-from churn.tracking.store import default_artifact_location, store_is_missing, tracking_uri
+from churn.tracking.store import (
+    connection_uri,
+    default_artifact_location,
+    store_is_missing,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -132,7 +137,9 @@ def download_artifacts(model_uri: str, dst_path: Path) -> Path:
     registry = os.environ.get("MLFLOW_REGISTRY_URI") or store
     with quiet_mlflow():
         try:
-            client = MlflowClient(tracking_uri=store, registry_uri=registry)
+            client = MlflowClient(
+                tracking_uri=connection_uri(store), registry_uri=connection_uri(registry)
+            )
             location = resolve_artifact_uri(client, model_uri, store)
         except MlflowException as exc:
             raise ModelError(
@@ -146,7 +153,7 @@ def download_artifacts(model_uri: str, dst_path: Path) -> Path:
             )
         try:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=str(dst_path), tracking_uri=store
+                artifact_uri=location, dst_path=str(dst_path), tracking_uri=connection_uri(store)
             )
         except (MlflowException, OSError) as exc:
             raise ModelError(f"cannot download {model_uri} from {location}: {exc}") from None

@@ -31,7 +31,12 @@ from churn.tracking.signature import (
     build_model_signature,
     pin_model_requirements,
 )
-from churn.tracking.store import TrackingStoreError, connect_tracking, quiet_mlflow
+from churn.tracking.store import (
+    TrackingStoreError,
+    connect_tracking,
+    quiet_mlflow,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -170,11 +175,10 @@ def log_training_run(
 
 def describe_model_version(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
     """Return the record of a registered version: store, experiment, run, name, version, URI."""
-    import mlflow
 
     run_id = client.get_model_version(name, version).run_id
     return {
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "tracking_uri": tracking_uri(),
         "experiment_id": client.get_run(run_id).info.experiment_id,
         "run_id": run_id,
         "registered_model_name": name,
@@ -286,7 +290,7 @@ def _log_training_run(
             client, cfg.registered_model_name, decision.champion_after
         )
     return {
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "tracking_uri": tracking_uri(),
         "experiment_id": experiment_id,
         "run_id": run.info.run_id,
         "registered_model_name": cfg.registered_model_name,
@@ -312,7 +316,7 @@ def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) 
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
-    from churn.tracking.store import tracking_uri
+    from churn.tracking.store import connection_uri, tracking_uri
 
     run_id = registry.get("run_id")
     if not run_id:
@@ -330,7 +334,7 @@ def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) 
     ]
     with quiet_mlflow():
         try:
-            client = MlflowClient(tracking_uri=uri)
+            client = MlflowClient(tracking_uri=connection_uri(uri))
             for start in range(0, len(batch), 500):  # MLflow caps a batch at 1000 entries
                 client.log_batch(run_id, metrics=batch[start : start + 500])
         except MlflowException as exc:

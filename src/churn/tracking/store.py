@@ -91,7 +91,7 @@ def connect_tracking(experiment_name: str = EXPERIMENT_NAME) -> tuple[MlflowClie
     # The registry follows the tracking URI unless MLFLOW_REGISTRY_URI is set. Not calling
     # set_registry_uri matters: it writes the variable into os.environ, where a later
     # connection to another store would pick it up.
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(connection_uri(uri))
     client = MlflowClient()
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -110,6 +110,27 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 def tracking_uri() -> str:
     """Return the MLflow tracking URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def connection_uri(uri: str) -> str:
+    """Return ``uri`` with a relative SQLite path made absolute (other URIs unchanged).
+
+    MLflow caches its stores by URI string (``functools.lru_cache`` in its store registries), and
+    a cached SQLite engine keeps the file it first opened. A relative ``sqlite:///mlflow.db``
+    used from two working directories in one process would then reach the first directory's
+    database; handing MLflow absolute paths makes the cache key the file itself.
+
+    Args:
+        uri: A tracking or registry URI as configured.
+
+    Returns:
+        The URI to connect with.
+    """
+    path = sqlite_store_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    query = uri.partition("?")[2]
+    return f"sqlite:///{path.resolve()}" + (f"?{query}" if query else "")
 
 
 def store_is_missing(uri: str) -> bool:

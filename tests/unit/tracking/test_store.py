@@ -11,6 +11,7 @@ from churn.tracking.store import (
     DEFAULT_TRACKING_URI,
     TrackingStoreError,
     check_tracking_store,
+    connection_uri,
     fail_fast_http,
     sqlite_store_path,
 )
@@ -77,3 +78,32 @@ def test_fail_fast_http_sets_no_retries_and_a_short_timeout(uri, timeout, monkey
     with fail_fast_http(uri):
         assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == timeout
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+
+
+def test_connection_uri_makes_only_relative_sqlite_paths_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert connection_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert connection_uri("sqlite:///mlflow.db?timeout=5").endswith("mlflow.db?timeout=5")
+    assert connection_uri(f"sqlite:///{tmp_path}/x.db") == f"sqlite:///{tmp_path}/x.db"
+    assert connection_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_the_default_store_follows_the_working_directory_within_one_process(
+    tmp_path, monkeypatch
+):
+    # MLflow caches stores by URI string: with the relative default URI, a second project in
+    # the same process would read the first project's database (a flaky gate test once did).
+    from mlflow import MlflowClient
+
+    from churn.tracking.store import quiet_mlflow
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    with quiet_mlflow():
+        monkeypatch.chdir(first)
+        MlflowClient(tracking_uri=connection_uri("sqlite:///mlflow.db")).create_experiment("a")
+        monkeypatch.chdir(second)
+        client = MlflowClient(tracking_uri=connection_uri("sqlite:///mlflow.db"))
+        assert client.get_experiment_by_name("a") is None
+    assert (second / "mlflow.db").exists()
