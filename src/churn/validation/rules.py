@@ -229,29 +229,53 @@ def check_columns(
             log.add(f"{rule.column}:{rule.range_rule}", outside, (rule.column,))
 
 
-def find_duplicated_rows(frame: pd.DataFrame, hashes: np.ndarray | None = None) -> np.ndarray:
-    """``frame.duplicated(keep="first")``, computed on row hashes first.
+def _is_cheap_to_hash(values: pd.Series) -> bool:
+    """Numbers, booleans and datetimes hash as fixed-width integers; text is far slower."""
+    dtype = values.dtype
+    return (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or isinstance(dtype, pd.DatetimeTZDtype)
+        or pd.api.types.is_datetime64_dtype(dtype)
+    )
 
-    Hashing every row once and comparing 64-bit hashes is several times faster than pandas'
-    multi-column ``duplicated`` on millions of rows; only rows whose hash repeats (the real
-    duplicates and, rarely, a collision) are then compared column by column, so the result is
-    exact.
+
+def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``frame.duplicated(keep="first")`` and, per duplicate, the row it copies.
+
+    Exact, but computed on row hashes to be fast on millions of rows: rows can only be equal
+    if their numbers and timestamps are, so those columns are hashed first (cheap) and only
+    rows sharing that hash are hashed in full; only rows whose full hash repeats are then
+    compared column by column by pandas. A hash collision can only cost time.
 
     Args:
         frame: Any table (at least one column).
-        hashes: ``pd.util.hash_pandas_object(frame, index=False)``, if already computed.
 
     Returns:
-        One boolean per row: True for every copy of an earlier row.
+        One boolean per row (True for every copy of an earlier row), and per row the position
+        of the first row with the same full hash (meaningful where the boolean is True).
     """
-    if hashes is None:
-        hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    positions = np.arange(len(frame))
+    cheap = [c for c in frame.columns if _is_cheap_to_hash(frame[c])]
+    if cheap and len(cheap) < len(frame.columns):
+        shared = pd.Series(_hash_rows(frame[cheap])).duplicated(keep=False).to_numpy()
+        positions = np.flatnonzero(shared)
     duplicate = np.zeros(len(frame), dtype=bool)
+    first = np.arange(len(frame))
+    if len(positions) == 0:
+        return duplicate, first
+    hashes = _hash_rows(frame.iloc[positions])
+    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
     if shared.any():
-        positions = np.flatnonzero(shared)  # ascending, so "first" keeps its meaning
-        duplicate[positions] = frame.iloc[positions].duplicated(keep="first").to_numpy()
-    return duplicate
+        candidates = positions[shared]  # ascending, so "first" keeps its meaning
+        duplicate[candidates] = frame.iloc[candidates].duplicated(keep="first").to_numpy()
+        lowest = pd.Series(candidates).groupby(hashes[shared]).transform("min").to_numpy()
+        first[candidates] = lowest
+    return duplicate, first
 
 
 def check_duplicates(
@@ -271,14 +295,10 @@ def check_duplicates(
         log: Where failures go.
     """
     compare = pd.concat([frame, unconverted.add_prefix("__raw__")], axis=1)
-    hashes = pd.util.hash_pandas_object(compare, index=False).to_numpy()
-    duplicate = find_duplicated_rows(compare, hashes)
+    duplicate, first = find_duplicated_rows(compare)
     if duplicate.any():
-        # Only to name the original row in examples; a collision would merely mislabel one.
-        notes = {
-            int(i): f"same as row {np.flatnonzero(hashes == hashes[i])[0]}"
-            for i in np.flatnonzero(duplicate)[:EXAMPLES]
-        }
+        # `first` names the original row in examples; a collision would merely mislabel one.
+        notes = {int(i): f"same as row {first[i]}" for i in np.flatnonzero(duplicate)[:EXAMPLES]}
         log.add(DUPLICATE_ROW, duplicate, (), notes)
     if not key or not all(k in frame.columns for k in key):
         return

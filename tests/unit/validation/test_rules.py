@@ -101,7 +101,7 @@ def test_check_columns_refuses_a_column_of_the_wrong_dtype():
 @pytest.mark.parametrize("seed", range(20))
 def test_duplicated_rows_match_pandas_on_random_frames(seed: int):
     rng = np.random.default_rng(seed)
-    n = 300
+    n = 120
     frame = pd.DataFrame(
         {
             "a": pd.Series(rng.choice(["x", "y", None], n), dtype="str"),
@@ -115,7 +115,11 @@ def test_duplicated_rows_match_pandas_on_random_frames(seed: int):
     expected = frame.duplicated(keep="first").to_numpy()
 
     assert expected.any() and not expected.all()
-    np.testing.assert_array_equal(find_duplicated_rows(frame), expected)
+    duplicate, first = find_duplicated_rows(frame)
+    np.testing.assert_array_equal(duplicate, expected)
+    for i in np.flatnonzero(expected):  # the first earlier row with the same values
+        same = frame.iloc[: i + 1].apply(lambda row, i=i: row.equals(frame.iloc[i]), axis=1)
+        assert first[i] == int(np.flatnonzero(same.to_numpy())[0])
 
 
 def test_duplicated_rows_are_exact_even_when_every_hash_collides(monkeypatch):
@@ -123,7 +127,9 @@ def test_duplicated_rows_are_exact_even_when_every_hash_collides(monkeypatch):
     colliding = pd.Series(np.zeros(len(frame), dtype="uint64"))
     monkeypatch.setattr(pd.util, "hash_pandas_object", lambda *a, **k: colliding)
 
-    assert list(find_duplicated_rows(frame)) == [False, False, True, False, False]
+    duplicate, _ = find_duplicated_rows(frame)
+
+    assert list(duplicate) == [False, False, True, False, False]
 
 
 def test_check_columns_logs_missing_and_range_failures_per_row():

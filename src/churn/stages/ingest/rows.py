@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import IngestConfig
-from churn.domain.contract import TableSpec, rename_to_contract
+from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
 from churn.domain.data_end import TableEnd, find_table_end
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
@@ -266,7 +266,9 @@ def _check_data_end(
     cannot mark the bulk as stray.
     """
     ok = ~log.failed()
-    table_end = find_table_end(name, frame.loc[ok], cfg.data_end_gap_days, explicit=cfg.data_end)
+    # Only the event time is read: copying the other columns of millions of rows costs seconds.
+    times = frame[[c for c in frame.columns if c == CONTRACT[name].event_time]]
+    table_end = find_table_end(name, times.loc[ok], cfg.data_end_gap_days, explicit=cfg.data_end)
     if table_end is None or table_end.stray_rows == 0:
         return table_end
     column = table_end.column
