@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churn.domain.contract import OrderRule, TableSpec
 from churn.validation.coerce import LABEL_INVALID, validated_dtype
@@ -368,5 +370,26 @@ def check_reference(
         log: Where failures go.
     """
     if column in frame.columns:
-        unknown = frame[column].notna() & ~frame[column].isin(known)
+        values = frame[column]
+        unknown = values.notna().to_numpy() & ~is_in(values, known)
         log.add(f"{column}:{rule}", unknown, (column,))
+
+
+def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
+    """``values.isin(known)`` as a numpy array; Arrow's hash lookup for Arrow-backed text.
+
+    pandas' ``isin`` on Arrow strings first converts ``known`` element by element; Arrow's
+    ``is_in`` kernel takes both arrays as they are (several times faster on millions of ids).
+    """
+    if _is_arrow_text(values) and _is_arrow_text(known):
+        value_set = pa.array(known.array)  # the Arrow data itself (__arrow_array__)
+        if isinstance(value_set, pa.ChunkedArray):
+            value_set = value_set.combine_chunks()
+        found = pc.is_in(pa.array(values.array), value_set=value_set, skip_nulls=True)
+        return found.to_numpy(zero_copy_only=False).astype(bool)
+    return values.isin(known).to_numpy()
+
+
+def _is_arrow_text(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"

@@ -17,6 +17,7 @@ from churn.validation.rules import (
     check_order,
     check_reference,
     find_duplicated_rows,
+    is_in,
 )
 from churn.validation.text import RawText
 
@@ -223,3 +224,16 @@ def test_magnitude_check_quarantines_absurd_finite_numbers_against_a_naive_refer
     for column, mask in expected.items():
         np.testing.assert_array_equal(log.masks[f"{column}:too_large[abs>1e+12]"], mask)
     assert set(log.masks) == {"amount:too_large[abs>1e+12]", "seats:too_large[abs>1e+12]"}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_is_in_matches_pandas_isin(seed: int):
+    rng = np.random.default_rng(seed)
+    words = np.array(["a", "b", "c", "d", None], dtype=object)
+    values = pd.Series(rng.choice(words, 200), dtype="str")
+    known = pd.Series(rng.choice(words[:4], rng.integers(0, 4)), dtype="str")
+
+    expected = values.isin(known).to_numpy()
+
+    np.testing.assert_array_equal(is_in(values, known), expected)
+    np.testing.assert_array_equal(is_in(values.astype(object), known), expected)
