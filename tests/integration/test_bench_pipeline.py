@@ -38,8 +38,16 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
 
     bench.main(
-        ["--customers", "2000", "--work", str(tmp_path / "work"), "--json", str(out_json),
-         "--markdown", str(out_md)]
+        [
+            "--customers",
+            "2000",
+            "--work",
+            str(tmp_path / "work"),
+            "--json",
+            str(out_json),
+            "--markdown",
+            str(out_md),
+        ]
     )
 
     result = json.loads(out_json.read_text())
