@@ -1,6 +1,6 @@
 """The data contract: every raw table churn reads, its columns, types and rules, in one place.
 
-Everything else derives from :data:`CONTRACT`: the pandera schemas of ``churn ingest``, the
+Everything else derives from :data:`CONTRACT`: the column rules of ``churn ingest``, the
 simulator's output layout, the feature families' inputs, and the generated documentation
 (``docs/data-contract.md``, written by :func:`render_contract_markdown`).
 

@@ -7,7 +7,8 @@ converted, so that ingest can quarantine exactly the bad rows instead of failing
 The contract-column coercers return a :class:`Coerced` pair: the typed values (missing where
 the input was missing *or* unconvertible) and a rule name per row (``<NA>`` where the value
 converted or was missing in the input). Missing input values are not failures here (except for
-the entity-mode label): nullability is a separate rule, checked by the pandera schema.
+the entity-mode label): nullability is a separate rule
+(:func:`churn.validation.rules.check_columns`).
 """
 
 from __future__ import annotations

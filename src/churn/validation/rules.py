@@ -3,9 +3,10 @@
 Each ``check_*`` function finds the rows of one typed table that break a rule and records them
 in a :class:`RuleLog` under a rule label (``"<column>:<rule>"``, or a bare rule for whole-row
 rules such as ``duplicate_row``). The log then says, per row, every rule it broke, and per
-rule, how many rows broke it with a few examples. Column-level rules (nullability,
-vocabularies, ranges, key uniqueness) run through pandera with lazy validation, so that all
-failures are collected in one pass; its failure cases are mapped back to row positions.
+rule, how many rows broke it with a few examples. Every rule is evaluated column-wise over the
+whole table (vectorized numpy/pandas; no per-row Python and no text rendering), so that
+validating millions of rows costs about as much as reading them (issue #14). Column-level rules
+(nullability, vocabularies, ranges) were pandera checks before; names and order are kept.
 
 Frames passed here must have a default ``RangeIndex``: positions are row numbers.
 """
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from churn.domain.contract import ColumnSpec, OrderRule, TableSpec
+from churn.domain.contract import OrderRule, TableSpec
 from churn.validation.coerce import LABEL_INVALID, validated_dtype
+from churn.validation.text import RawText
 
 MISSING = "missing"
 NOT_IN_VOCABULARY = "not_in_vocabulary"
@@ -94,13 +96,11 @@ class RuleLog:
         )
         return ["; ".join(r for r in rules if self.masks[r][i]) for i in positions]
 
-    def summarize(
-        self, original: pd.DataFrame, sources: Mapping[str, str]
-    ) -> dict[str, dict[str, Any]]:
+    def summarize(self, original: RawText, sources: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         """Per rule, most frequent first: the row count and a few rows with original values.
 
         Args:
-            original: The table as read, as text (user column names).
+            original: The table as read, rendered as text on demand (user column names).
             sources: Column name used in rule labels -> column name in ``original``.
 
         Returns:
@@ -113,7 +113,7 @@ class RuleLog:
                 if rule in self.notes:
                     value = self.notes[rule].get(int(i))
                 else:
-                    cells = [original[sources.get(c, c)].iloc[i] for c in self.columns[rule]]
+                    cells = [original.cell(sources.get(c, c), int(i)) for c in self.columns[rule]]
                     texts = ["<missing>" if pd.isna(c) else str(c) for c in cells]
                     value = ", ".join(texts) if texts else None
                 examples.append({"row": int(i), "value": value})
@@ -121,102 +121,163 @@ class RuleLog:
         return out
 
 
-def _range_check(col: ColumnSpec) -> tuple[pa.Check, str]:
-    """The pandera check and rule name of a column's numeric bounds."""
-    low = "-inf" if col.minimum is None else f"{col.minimum:g}"
-    high = "inf" if col.maximum is None else f"{col.maximum:g}"
-    if col.minimum is not None and col.maximum is not None:
-        check = pa.Check.in_range(col.minimum, col.maximum)
-    elif col.minimum is not None:
-        check = pa.Check.ge(col.minimum)
-    else:
-        check = pa.Check.le(col.maximum)
-    return check, f"out_of_range[{low},{high}]"
+@dataclass(frozen=True)
+class ColumnRules:
+    """The column-level rules of one column of a typed table.
+
+    Attributes:
+        column: The column.
+        dtype: The dtype conversion must have given it (a mismatch is a bug, not bad data).
+        nullable: Whether a missing value is allowed (else rule ``missing``).
+        allowed: The closed vocabulary (empty: open), rule ``not_in_vocabulary``.
+        minimum: Lower bound (inclusive), or ``None``.
+        maximum: Upper bound (inclusive), or ``None``.
+        vocabulary_rule: The rule name of a value outside ``allowed``.
+    """
+
+    column: str
+    dtype: Any
+    nullable: bool
+    allowed: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    vocabulary_rule: str = NOT_IN_VOCABULARY
+
+    @property
+    def range_rule(self) -> str:
+        """``out_of_range[min,max]`` with ``inf`` for an open bound."""
+        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        return f"out_of_range[{low},{high}]"
 
 
-def build_schema(
+def build_column_rules(
     spec: TableSpec, columns: Sequence[str], label_column: str | None = None
-) -> tuple[pa.DataFrameSchema, dict[tuple[str, int], str]]:
-    """Build the pandera schema of the column-level rules of a typed table.
+) -> list[ColumnRules]:
+    """The column-level rules of a typed table, in contract column order.
 
     Args:
         spec: The contract table.
         columns: The contract columns present in the input; absent ones are not checked.
-        label_column: Entity mode: the label column, which must be 0 or 1.
+        label_column: Entity mode: the label column, which must be 0 or 1 (checked last).
 
     Returns:
-        The schema, and (column, check number) -> rule name, which translates pandera's
-        failure cases back into rule names.
+        One entry per checked column.
     """
-    schema_columns: dict[str, pa.Column] = {}
-    rules: dict[tuple[str, int], str] = {}
-    for col in spec.columns:
-        if col.name not in columns:
-            continue
-        checks: list[pa.Check] = []
-        if col.allowed:
-            rules[(col.name, len(checks))] = NOT_IN_VOCABULARY
-            checks.append(pa.Check.isin(list(col.allowed)))
-        if col.minimum is not None or col.maximum is not None:
-            check, rule = _range_check(col)
-            rules[(col.name, len(checks))] = rule
-            checks.append(check)
-        schema_columns[col.name] = pa.Column(
-            validated_dtype(col.kind), checks=checks, nullable=col.nullable
+    out = [
+        ColumnRules(
+            col.name,
+            validated_dtype(col.kind),
+            col.nullable,
+            tuple(col.allowed),
+            col.minimum,
+            col.maximum,
         )
+        for col in spec.columns
+        if col.name in columns
+    ]
     if label_column is not None:
-        rules[(label_column, 0)] = LABEL_INVALID
-        schema_columns[label_column] = pa.Column("Int8", pa.Check.isin([0, 1]), nullable=False)
-    return pa.DataFrameSchema(schema_columns, name=spec.name), rules
-
-
-def _failure_masks(
-    exc: SchemaErrors, rows: int, rules: Mapping[tuple[str, int], str], table: str
-) -> dict[tuple[str, str], np.ndarray]:
-    """Turn pandera's failure cases into (column, rule) -> failing-row mask."""
-    cases = exc.failure_cases
-    if cases["index"].isna().any():
-        # Failures without a row (a wrong dtype) mean coercion has a bug, not that data is bad.
-        raise RuntimeError(f"ingest: table {table} failed schema-level checks:\n{cases}")
-    masks: dict[tuple[str, str], np.ndarray] = {}
-    groups = cases.groupby(["column", "check", "check_number"], dropna=False, sort=False)
-    for (column, check, number), group in groups:
-        if check == "not_nullable":
-            rule = MISSING
-        elif pd.notna(number) and (column, int(number)) in rules:
-            rule = rules[(column, int(number))]
-        else:
-            raise RuntimeError(f"ingest: unexpected pandera check {check!r} on {table}.{column}")
-        mask = masks.setdefault((str(column), rule), np.zeros(rows, dtype=bool))
-        mask[group["index"].astype("int64").to_numpy()] = True
-    return masks
+        out.append(ColumnRules(label_column, "Int8", False, (0, 1), vocabulary_rule=LABEL_INVALID))
+    return out
 
 
 def check_columns(
     frame: pd.DataFrame,
-    schema: pa.DataFrameSchema,
-    rules: Mapping[tuple[str, int], str],
+    column_rules: Sequence[ColumnRules],
     conversion_failed: Mapping[str, np.ndarray],
     log: RuleLog,
 ) -> None:
-    """Run ``schema`` lazily on ``frame`` and log every failing row under its rule.
+    """Log every row that breaks a column-level rule, one vectorized pass per column.
+
+    Per column, in order: ``missing`` (a null in a non-nullable column), then the vocabulary
+    or the range (only present values are checked). These were pandera checks before; the
+    rules, their names and their order in the log are unchanged.
 
     Args:
         frame: The typed table.
-        schema: From :func:`build_schema`.
-        rules: From :func:`build_schema`.
+        column_rules: From :func:`build_column_rules`.
         conversion_failed: Column -> rows whose value did not convert; such values are
             missing now, but their conversion rule already says why, so they are not also
             logged as ``missing``.
         log: Where failures go.
+
+    Raises:
+        RuntimeError: A column does not have the dtype conversion should have given it (a bug
+            in coercion, not bad data).
     """
-    try:
-        schema.validate(frame, lazy=True)
-    except SchemaErrors as exc:
-        masks = _failure_masks(exc, len(frame), rules, schema.name or "?")
-        for (column, rule), mask in masks.items():
-            failed = conversion_failed.get(column, np.zeros(len(frame), dtype=bool))
-            log.add(f"{column}:{rule}", mask & ~failed, (column,))
+    for rule in column_rules:
+        values = frame[rule.column]
+        if values.dtype != pd.api.types.pandas_dtype(rule.dtype):
+            raise RuntimeError(
+                f"ingest: column {rule.column} has dtype {values.dtype} after conversion, "
+                f"expected {rule.dtype}"
+            )
+        missing = values.isna().to_numpy()
+        failed = conversion_failed.get(rule.column, np.zeros(len(frame), dtype=bool))
+        if not rule.nullable:
+            log.add(f"{rule.column}:{MISSING}", missing & ~failed, (rule.column,))
+        if rule.allowed:
+            outside = ~missing & ~values.isin(list(rule.allowed)).to_numpy()
+            log.add(f"{rule.column}:{rule.vocabulary_rule}", outside & ~failed, (rule.column,))
+        if rule.minimum is not None or rule.maximum is not None:
+            numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                outside = np.zeros(len(frame), dtype=bool)
+                if rule.minimum is not None:
+                    outside |= numbers < rule.minimum
+                if rule.maximum is not None:
+                    outside |= numbers > rule.maximum
+            outside &= ~missing & ~failed
+            log.add(f"{rule.column}:{rule.range_rule}", outside, (rule.column,))
+
+
+def _is_cheap_to_hash(values: pd.Series) -> bool:
+    """Numbers, booleans and datetimes hash as fixed-width integers; text is far slower."""
+    dtype = values.dtype
+    return (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or isinstance(dtype, pd.DatetimeTZDtype)
+        or pd.api.types.is_datetime64_dtype(dtype)
+    )
+
+
+def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``frame.duplicated(keep="first")`` and, per duplicate, the row it copies.
+
+    Exact, but computed on row hashes to be fast on millions of rows: rows can only be equal
+    if their numbers and timestamps are, so those columns are hashed first (cheap) and only
+    rows sharing that hash are hashed in full; only rows whose full hash repeats are then
+    compared column by column by pandas. A hash collision can only cost time.
+
+    Args:
+        frame: Any table (at least one column).
+
+    Returns:
+        One boolean per row (True for every copy of an earlier row), and per row the position
+        of the first row with the same full hash (meaningful where the boolean is True).
+    """
+    positions = np.arange(len(frame))
+    cheap = [c for c in frame.columns if _is_cheap_to_hash(frame[c])]
+    if cheap and len(cheap) < len(frame.columns):
+        shared = pd.Series(_hash_rows(frame[cheap])).duplicated(keep=False).to_numpy()
+        positions = np.flatnonzero(shared)
+    duplicate = np.zeros(len(frame), dtype=bool)
+    first = np.arange(len(frame))
+    if len(positions) == 0:
+        return duplicate, first
+    hashes = _hash_rows(frame.iloc[positions])
+    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    if shared.any():
+        candidates = positions[shared]  # ascending, so "first" keeps its meaning
+        duplicate[candidates] = frame.iloc[candidates].duplicated(keep="first").to_numpy()
+        lowest = pd.Series(candidates).groupby(hashes[shared]).transform("min").to_numpy()
+        first[candidates] = lowest
+    return duplicate, first
 
 
 def check_duplicates(
@@ -236,11 +297,9 @@ def check_duplicates(
         log: Where failures go.
     """
     compare = pd.concat([frame, unconverted.add_prefix("__raw__")], axis=1)
-    duplicate = compare.duplicated(keep="first").to_numpy()
+    duplicate, first = find_duplicated_rows(compare)
     if duplicate.any():
-        # Only to name the original row in examples; a collision would merely mislabel one.
-        hashes = pd.util.hash_pandas_object(compare, index=False).to_numpy()
-        first = pd.Series(np.arange(len(frame))).groupby(hashes).transform("min").to_numpy()
+        # `first` names the original row in examples; a collision would merely mislabel one.
         notes = {int(i): f"same as row {first[i]}" for i in np.flatnonzero(duplicate)[:EXAMPLES]}
         log.add(DUPLICATE_ROW, duplicate, (), notes)
     if not key or not all(k in frame.columns for k in key):
@@ -248,18 +307,9 @@ def check_duplicates(
     # Rows without a full key already fail `missing`; exact copies are already handled.
     candidates = ~duplicate & frame[list(key)].notna().all(axis=1).to_numpy()
     positions = np.flatnonzero(candidates)
-    # pandera's multi-column uniqueness misreports rows on a non-default index: validate a
-    # reindexed subset and map its rows back through `positions`.
-    subset = frame.loc[candidates, list(key)].reset_index(drop=True)
-    schema = pa.DataFrameSchema(
-        {k: pa.Column(nullable=True) for k in key}, unique=list(key), report_duplicates="all"
-    )
     mask = np.zeros(len(frame), dtype=bool)
-    try:
-        schema.validate(subset, lazy=True)
-    except SchemaErrors as exc:
-        hits = exc.failure_cases["index"].dropna().astype("int64").unique()
-        mask[positions[hits]] = True
+    shared = frame.iloc[positions][list(key)].duplicated(keep=False).to_numpy()
+    mask[positions[shared]] = True
     log.add(f"{'+'.join(key)}:{DUPLICATE_KEY}", mask, key)
 
 
@@ -320,5 +370,26 @@ def check_reference(
         log: Where failures go.
     """
     if column in frame.columns:
-        unknown = frame[column].notna() & ~frame[column].isin(known)
+        values = frame[column]
+        unknown = values.notna().to_numpy() & ~is_in(values, known)
         log.add(f"{column}:{rule}", unknown, (column,))
+
+
+def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
+    """``values.isin(known)`` as a numpy array; Arrow's hash lookup for Arrow-backed text.
+
+    pandas' ``isin`` on Arrow strings first converts ``known`` element by element; Arrow's
+    ``is_in`` kernel takes both arrays as they are (several times faster on millions of ids).
+    """
+    if _is_arrow_text(values) and _is_arrow_text(known):
+        value_set = pa.array(known.array)  # the Arrow data itself (__arrow_array__)
+        if isinstance(value_set, pa.ChunkedArray):
+            value_set = value_set.combine_chunks()
+        found = pc.is_in(pa.array(values.array), value_set=value_set, skip_nulls=True)
+        return found.to_numpy(zero_copy_only=False).astype(bool)
+    return values.isin(known).to_numpy()
+
+
+def _is_arrow_text(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"

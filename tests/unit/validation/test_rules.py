@@ -1,21 +1,25 @@
-"""Tests for churn.validation.rules: pandera schemas from the contract and the per-row rule log."""
+"""Tests for churn.validation.rules: column rules from the contract and the per-row rule log."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from churn.domain.contract import CONTRACT, OrderRule
 from churn.validation.rules import (
     RuleLog,
-    build_schema,
+    build_column_rules,
     check_columns,
     check_duplicates,
     check_future_dated,
     check_magnitude,
     check_order,
     check_reference,
+    find_duplicated_rows,
+    is_in,
 )
+from churn.validation.text import RawText
 
 
 def test_log_lists_rules_per_row_in_column_order():
@@ -38,7 +42,7 @@ def test_log_summary_counts_and_shows_original_values():
     log.add("mrr:out_of_range[0,inf]", np.array([True, False, True]), ("mrr",))
     log.add("nothing", np.zeros(3, dtype=bool), ("mrr",))  # no failing row: not recorded
 
-    summary = log.summarize(original, {"mrr": "user_mrr"})
+    summary = log.summarize(RawText(original), {"mrr": "user_mrr"})
 
     assert summary == {
         "mrr:out_of_range[0,inf]": {
@@ -51,16 +55,85 @@ def test_log_summary_counts_and_shows_original_values():
 def test_schema_rules_name_vocabulary_and_range_checks():
     spec = CONTRACT["support_tickets"]
 
-    schema, rules = build_schema(spec, ["ticket_id", "priority", "csat_score"])
+    rules = build_column_rules(spec, ["ticket_id", "priority", "csat_score"])
 
-    assert set(schema.columns) == {"ticket_id", "priority", "csat_score"}
-    assert rules == {
-        ("priority", 0): "not_in_vocabulary",
-        ("csat_score", 0): "out_of_range[1,5]",
-    }
+    assert [r.column for r in rules] == ["ticket_id", "priority", "csat_score"]
+    assert [r.nullable for r in rules] == [False, True, True]
+    assert set(rules[1].allowed) == {"low", "normal", "high", "urgent"}
+    assert rules[1].vocabulary_rule == "not_in_vocabulary"
+    assert (rules[2].minimum, rules[2].maximum) == (1, 5)
+    assert rules[2].range_rule == "out_of_range[1,5]"
 
 
-def test_check_columns_maps_pandera_failures_to_rows():
+def test_check_columns_logs_vocabulary_and_label_rules():
+    spec = CONTRACT["support_tickets"]
+    frame = pd.DataFrame(
+        {
+            "priority": pd.Series(["low", "LOW", None, "urgent"], dtype="str"),
+            "churned": pd.Series([0, 1, None, 2], dtype="Int8"),
+        }
+    )
+    rules = build_column_rules(spec, ["priority"], label_column="churned")
+    log = RuleLog(4)
+
+    check_columns(frame, rules, {}, log)
+
+    assert list(log.masks) == [
+        "priority:not_in_vocabulary",
+        "churned:missing",
+        "churned:label_invalid",
+    ]
+    assert log.describe(np.arange(4), ["priority", "churned"]) == [
+        "",
+        "priority:not_in_vocabulary",
+        "churned:missing",
+        "churned:label_invalid",
+    ]
+
+
+def test_check_columns_refuses_a_column_of_the_wrong_dtype():
+    spec = CONTRACT["nps_responses"]
+    frame = pd.DataFrame({"score": [5.0, 6.0]})  # float, where conversion gives Int64
+
+    with pytest.raises(RuntimeError, match="score has dtype float64"):
+        check_columns(frame, build_column_rules(spec, ["score"]), {}, RuleLog(2))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_duplicated_rows_match_pandas_on_random_frames(seed: int):
+    rng = np.random.default_rng(seed)
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "a": pd.Series(rng.choice(["x", "y", None], n), dtype="str"),
+            "t": pd.Series(
+                pd.to_datetime(rng.integers(0, 4, n), unit="D", utc=True).where(rng.random(n) > 0.2)
+            ),
+            "v": np.where(rng.random(n) > 0.3, rng.integers(0, 3, n).astype(float), np.nan),
+        }
+    )
+
+    expected = frame.duplicated(keep="first").to_numpy()
+
+    assert expected.any() and not expected.all()
+    duplicate, first = find_duplicated_rows(frame)
+    np.testing.assert_array_equal(duplicate, expected)
+    for i in np.flatnonzero(expected):  # the first earlier row with the same values
+        same = frame.iloc[: i + 1].apply(lambda row, i=i: row.equals(frame.iloc[i]), axis=1)
+        assert first[i] == int(np.flatnonzero(same.to_numpy())[0])
+
+
+def test_duplicated_rows_are_exact_even_when_every_hash_collides(monkeypatch):
+    frame = pd.DataFrame({"a": ["x", "y", "x", "z", "y"], "b": [1, 2, 1, 3, 3]})
+    colliding = pd.Series(np.zeros(len(frame), dtype="uint64"))
+    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda *a, **k: colliding)
+
+    duplicate, _ = find_duplicated_rows(frame)
+
+    assert list(duplicate) == [False, False, True, False, False]
+
+
+def test_check_columns_logs_missing_and_range_failures_per_row():
     spec = CONTRACT["nps_responses"]
     frame = pd.DataFrame(
         {
@@ -68,12 +141,12 @@ def test_check_columns_maps_pandera_failures_to_rows():
             "score": pd.Series([5, 11, None, -1], dtype="Int64"),
         }
     )
-    schema, rules = build_schema(spec, ["customer_id", "score"])
+    rules = build_column_rules(spec, ["customer_id", "score"])
     log = RuleLog(4)
     # Row 2's score did not convert: it is not also "missing".
     failed = {"score": np.array([False, False, True, False])}
 
-    check_columns(frame, schema, rules, failed, log)
+    check_columns(frame, rules, failed, log)
 
     assert log.describe(np.arange(4), ["customer_id", "score"]) == [
         "",
@@ -108,9 +181,9 @@ def test_duplicates_on_a_composite_key_and_null_keys():
 
 
 def test_order_future_and_reference_checks():
-    stamps = pd.to_datetime(
-        ["2025-01-02", "2025-01-01", None, "2025-02-01"], utc=True
-    ).as_unit("us")
+    stamps = pd.to_datetime(["2025-01-02", "2025-01-01", None, "2025-02-01"], utc=True).as_unit(
+        "us"
+    )
     frame = pd.DataFrame(
         {
             "customer_id": pd.Series(["C1", "C2", "C9", None], dtype="str"),
@@ -151,3 +224,16 @@ def test_magnitude_check_quarantines_absurd_finite_numbers_against_a_naive_refer
     for column, mask in expected.items():
         np.testing.assert_array_equal(log.masks[f"{column}:too_large[abs>1e+12]"], mask)
     assert set(log.masks) == {"amount:too_large[abs>1e+12]", "seats:too_large[abs>1e+12]"}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_is_in_matches_pandas_isin(seed: int):
+    rng = np.random.default_rng(seed)
+    words = np.array(["a", "b", "c", "d", None], dtype=object)
+    values = pd.Series(rng.choice(words, 200), dtype="str")
+    known = pd.Series(rng.choice(words[:4], rng.integers(0, 4)), dtype="str")
+
+    expected = values.isin(known).to_numpy()
+
+    np.testing.assert_array_equal(is_in(values, known), expected)
+    np.testing.assert_array_equal(is_in(values.astype(object), known), expected)

@@ -77,8 +77,8 @@ from churn.errors import DataContractError
 from churn.layout import table_file_name
 from churn.sql import utc_timestamp
 from churn.stages.check_data import check_data, write_data_check
-from churn.validation import rules
-from churn.validation.coerce import (
+from support.ingest_reference import rules
+from support.ingest_reference.coerce import (
     LABEL_INVALID,
     NOT_A_NUMBER,
     coerce_attribute,

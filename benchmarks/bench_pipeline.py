@@ -1,0 +1,271 @@
+"""Benchmark: the whole pipeline, stage by stage, against the floor of one scan of its data.
+
+Not part of the test suite (a 2,000-customer smoke run is, marked slow). Usage::
+
+    python benchmarks/bench_pipeline.py [--customers 100000] [--months 24] [--work DIR]
+        [--json reports/bench_pipeline.json] [--markdown reports/bench_pipeline.md]
+
+In a scratch folder (``--work``, default a temporary one) it writes ``params.yaml`` with
+``simulate.customers`` set, then runs every stage's command from ``dvc.yaml`` in dependency
+order, each in its own process, as ``dvc repro`` would (without DVC's hashing and caching).
+Per stage it records the wall time, the CPU time (user + system) and the peak resident memory
+of that process and its children (``os.wait4``), and the rows of the Parquet files it reads
+and writes under ``data/`` (rows in, rows out, rows in per second).
+
+The floor is the cost of the least any stage has to do with this data: one DuckDB scan of
+every raw Parquet table with per-customer aggregates (rows, first and last event time), in its
+own process. Each stage's wall and CPU time are shown as a ratio to the floor's, so that
+"ingest within 3x of a scan" (issue #14) can be read off the table. The machine is shared:
+the load average before and after is recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = (
+    "stage",
+    "wall_s",
+    "cpu_s",
+    "peak_rss_mb",
+    "rows_in",
+    "rows_out",
+    "rows_per_s",
+    "wall_x_floor",
+    "cpu_x_floor",
+)
+
+
+def order_stages(stages: dict[str, dict[str, Any]]) -> list[str]:
+    """Stage names in dependency order (a stage after every stage whose output it reads).
+
+    Ties keep the order of ``dvc.yaml``.
+    """
+
+    def outs(stage: dict[str, Any]) -> set[str]:
+        paths = set()
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key, []) or []:
+                paths.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+        return paths
+
+    producers = {path: name for name, stage in stages.items() for path in outs(stage)}
+    ordered: list[str] = []
+    pending = list(stages)
+    while pending:
+        for name in pending:
+            needs = {
+                producers[d]
+                for d in stages[name].get("deps", [])
+                if d in producers and producers[d] != name
+            }
+            if needs <= set(ordered):
+                ordered.append(name)
+                pending.remove(name)
+                break
+        else:
+            raise ValueError(f"dvc.yaml stages form a cycle: {pending}")
+    return ordered
+
+
+def count_rows(work: Path, paths: list[str]) -> int:
+    """Rows of the Parquet files at ``paths`` (files or folders) under ``data/``."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in paths:
+        if not path.startswith("data/"):
+            continue
+        target = work / path
+        files = [target] if target.is_file() else sorted(target.rglob("*.parquet"))
+        total += sum(pq.ParquetFile(f).metadata.num_rows for f in files if f.suffix == ".parquet")
+    return total
+
+
+def run_measured(command: list[str], cwd: Path, log: Path) -> dict[str, float]:
+    """Run ``command`` and return its wall time, CPU time and peak RSS (with its children)."""
+    start = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        tail = log.read_text()[-4000:]
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{tail}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports kilobytes
+    }
+
+
+def scan_floor(raw_dir: Path) -> dict[str, int]:
+    """One DuckDB scan of every raw Parquet table with per-customer aggregates (in-process).
+
+    Returns:
+        Table -> rows scanned.
+    """
+    import duckdb
+
+    from churn.domain.contract import CONTRACT
+
+    con = duckdb.connect()
+    rows = {}
+    for path in sorted(raw_dir.glob("*.parquet")):
+        spec = CONTRACT.get(path.stem)
+        names = {c[0] for c in con.execute(f"DESCRIBE FROM read_parquet('{path}')").fetchall()}
+        event_time = spec.event_time if spec is not None else None
+        times = f", min({event_time}), max({event_time})" if event_time in names else ""
+        key = "customer_id" if "customer_id" in names else min(names)
+        scanned = con.execute(
+            f"SELECT sum(n) FROM (SELECT {key}, count(*) AS n{times} "
+            f"FROM read_parquet('{path}') GROUP BY {key})"
+        ).fetchone()
+        rows[path.stem] = int(scanned[0] or 0) if scanned else 0
+    return rows
+
+
+def write_params(work: Path, customers: int, months: int | None) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["simulate"]["customers"] = customers
+    if months is not None:
+        params["simulate"]["months"] = months
+    params.setdefault("data", {})["source"] = "simulator"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "data" / "raw").mkdir(parents=True, exist_ok=True)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def run_pipeline(work: Path, customers: int, months: int | None = None) -> dict[str, Any]:
+    """Run every stage in ``work`` and the floor; return the JSON-ready results."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    write_params(work, customers, months)
+    logs = work / "bench_logs"
+    logs.mkdir(exist_ok=True)
+    load_before = load_average()
+    results = []
+    for name in order_stages(stages):
+        stage = stages[name]
+        command = shlex.split(" ".join(stage["cmd"].split()))
+        measured = run_measured(command, work, logs / f"{name}.log")
+        deps = [d for d in stage.get("deps", []) if isinstance(d, str)]
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])]
+        rows_in, rows_out = count_rows(work, deps), count_rows(work, outs)
+        results.append(
+            {
+                "stage": name,
+                **measured,
+                "rows_in": rows_in,
+                "rows_out": rows_out,
+                "rows_per_s": rows_in / measured["wall_s"] if measured["wall_s"] else 0.0,
+            }
+        )
+        print(f"{name}: {measured['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-only", str(work)]
+    floor = run_measured(floor_command, work, logs / "floor.log")
+    floor["rows_in"] = count_rows(work, ["data/simulated/raw"])
+    for row in results:
+        row["wall_x_floor"] = row["wall_s"] / floor["wall_s"]
+        row["cpu_x_floor"] = row["cpu_s"] / floor["cpu_s"]
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(),
+        },
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "customers": customers,
+        "months": months,
+        "floor": floor,
+        "stages": results,
+        "total": {
+            "wall_s": sum(r["wall_s"] for r in results),
+            "cpu_s": sum(r["cpu_s"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        },
+    }
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """The results as a Markdown table, one row per stage plus the floor and the total."""
+    head = (
+        f"Pipeline at {result['customers']:,} customers, {result['date']}, "
+        f"{result['machine']['cpus']} CPUs, load {result['load_average_before']} before, "
+        f"{result['load_average_after']} after (shared machine).\n\n"
+    )
+    lines = [
+        "| stage | wall s | CPU s | peak RSS MB | rows in | rows out | rows/s | wall x floor "
+        "| CPU x floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["stages"]:
+        lines.append(
+            f"| {row['stage']} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | "
+            f"{row['peak_rss_mb']:,.0f} | {row['rows_in']:,} | {row['rows_out']:,} | "
+            f"{row['rows_per_s']:,.0f} | {row['wall_x_floor']:.1f} | {row['cpu_x_floor']:.1f} |"
+        )
+    floor, total = result["floor"], result["total"]
+    lines.append(
+        f"| floor: one DuckDB scan of the raw tables | {floor['wall_s']:.1f} | "
+        f"{floor['cpu_s']:.1f} | {floor['peak_rss_mb']:,.0f} | {floor['rows_in']:,} | | | 1.0 "
+        "| 1.0 |"
+    )
+    lines.append(
+        f"| total | {total['wall_s']:.1f} | {total['cpu_s']:.1f} | "
+        f"{total['peak_rss_mb']:,.0f} | | | | | |"
+    )
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=None, help="default: params.yaml")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (kept)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    parser.add_argument("--floor-only", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.floor_only is not None:  # the floor, measured in its own process
+        print(json.dumps(scan_floor(args.floor_only / "data" / "simulated" / "raw")))
+        return 0
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as work:
+            result = run_pipeline(Path(work), args.customers, args.months)
+    else:
+        args.work.mkdir(parents=True, exist_ok=True)
+        result = run_pipeline(args.work, args.customers, args.months)
+    table = render_markdown(result)
+    print(table)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The pure core of ``churn ingest``: :func:`validate_tables` over every table of a mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from churn.config import IngestConfig
+from churn.domain.contract import CONTRACT
+from churn.domain.data_end import TableEnd, describe_end_mismatch
+from churn.errors import DataContractError
+from churn.sql import utc_timestamp
+from churn.stages.ingest.rows import validate_table
+from churn.stages.ingest.tables import (
+    IngestResult,
+    check_tables,
+    set_aside_empty_tables,
+    table_specs,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _summarize_data_ends(
+    tables: Mapping[str, Mapping[str, Any]], cfg: IngestConfig
+) -> dict[str, Any]:
+    """Per table last date and data end, the overall data end and a warning on mismatches."""
+    ends = {
+        name: TableEnd(
+            name,
+            info["time_range"]["column"],
+            pd.Timestamp(info["time_range"]["last_seen"]),
+            pd.Timestamp(info["time_range"]["data_end"]),
+            info["time_range"]["stray_rows"],
+            info["time_range"]["stray_reason"],
+        )
+        for name, info in tables.items()
+        if info.get("present") and info.get("time_range")
+    }
+    warning = describe_end_mismatch(ends, cfg.data_end_gap_days)
+    if warning:
+        logger.warning(warning)
+    overall = max((e.end for e in ends.values()), default=None)
+    return {
+        "configured": None if cfg.data_end is None else cfg.data_end.isoformat(),
+        "overall": None if overall is None else overall.isoformat(),
+        "tables": {name: e.end.date().isoformat() for name, e in ends.items()},
+        "last_seen": {name: e.last_seen.date().isoformat() for name, e in ends.items()},
+        "warning": warning,
+    }
+
+
+def _share_problem(name: str, report: Mapping[str, Any], limit: float) -> str:
+    """Explain why a table has too many bad rows, naming its top rules and example values."""
+    lines = [
+        f"table '{name}': {report['rows_quarantined']} of {report['rows_in']} rows "
+        f"({report['quarantined_share']:.1%}) quarantined, above ingest.max_quarantine_share "
+        f"= {limit:.1%}; top rules:"
+    ]
+    for rule, info in list(report["rules"].items())[:3]:
+        shown = ", ".join(f"row {e['row']}: {e['value']!r}" for e in info["examples"][:3])
+        lines.append(f"      {rule} on {info['count']} row(s), e.g. {shown}")
+        if "detail" in info:
+            lines.append(f"        {info['detail']}")
+    return "\n".join(lines)
+
+
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame],
+    cfg: IngestConfig,
+    as_of: pd.Timestamp,
+    *,
+    customer_attributes: Mapping[str, str] | None = None,
+    label_required: bool = True,
+) -> IngestResult:
+    """Validate raw tables against the contract and split their rows into valid and quarantined.
+
+    Args:
+        raw: Contract table name -> the user's frame as read (user column names; text or typed
+            values). Tables not read in ``cfg.mode`` are ignored (and reported). The frames
+            are not modified.
+        cfg: Ingest configuration: mode, column mapping, time zone, quarantine limit.
+        as_of: Rows stamped after the end of this day (UTC) are future-dated.
+        customer_attributes: ``features.customer_attributes``: extra customer columns that
+            events mode keeps (typed like contract columns) instead of ignoring.
+        label_required: Entity mode: whether the label column must be present (``False`` when
+            scoring a new file, where a label is only used for realized metrics if present).
+
+    Returns:
+        The valid and quarantined rows per present table and the report::
+
+            {"mode", "as_of", "input_timezone", "max_quarantine_share",
+             "rows_in", "rows_valid", "rows_quarantined", "rows_balanced",
+             "ignored_tables": [...],
+             "tables": {table: {"present": true, "required", "rows_in", "rows_valid",
+                                "rows_quarantined", "quarantined_share", "rows_balanced",
+                                "columns", "added_columns", "ignored_columns",
+                                "rules": {rule: {"count", "examples": [{"row", "value"}]}}}
+                        | {"present": false, "required": false, "feature_family", "note"}}}
+
+    Raises:
+        DataContractError: A required table or column is missing (all are listed), or a
+            table's quarantined share exceeds ``cfg.max_quarantine_share``.
+    """
+    stamp = utc_timestamp(as_of)
+    future_from = stamp.normalize() + pd.Timedelta(days=1)
+    specs = table_specs(cfg.mode)
+    raw, empty = set_aside_empty_tables(raw, cfg, specs)
+    check_tables(raw, cfg, specs, label_required)
+
+    valid: dict[str, pd.DataFrame] = {}
+    quarantine: dict[str, pd.DataFrame] = {}
+    tables: dict[str, dict[str, Any]] = {}
+    valid_keys: dict[str, pd.Series] = {}
+    for name, spec in specs.items():
+        if name not in raw:
+            why = "has 0 rows, so it counts as absent" if name in empty else "absent"
+            note = (
+                f"table {name} {why}: the {spec.feature_family}-family features that need it "
+                "will be skipped"
+            )
+            logger.warning(note)
+            tables[name] = {
+                "present": False,
+                "required": False,
+                "feature_family": spec.feature_family,
+                "note": note,
+                **({"empty": True} if name in empty else {}),
+            }
+            continue
+        good, bad, report = validate_table(
+            name, spec, raw[name], cfg, future_from, valid_keys, customer_attributes
+        )
+        valid[name], quarantine[name], tables[name] = good, bad, report
+        if len(spec.key) == 1:
+            valid_keys[name] = good[spec.key[0]]
+
+    over = [
+        _share_problem(name, t, cfg.max_quarantine_share)
+        for name, t in tables.items()
+        if t["present"] and t["rows_quarantined"] > cfg.max_quarantine_share * t["rows_in"]
+    ]
+    if over:
+        raise DataContractError("too many bad rows:\n  - " + "\n  - ".join(over))
+
+    order = [n for n in CONTRACT if n in tables]
+    present = [tables[n] for n in order if tables[n]["present"]]
+    report = {
+        "mode": cfg.mode,
+        "as_of": stamp.date().isoformat(),
+        "input_timezone": cfg.input_timezone,
+        "max_quarantine_share": cfg.max_quarantine_share,
+        "rows_in": sum(t["rows_in"] for t in present),
+        "rows_valid": sum(t["rows_valid"] for t in present),
+        "rows_quarantined": sum(t["rows_quarantined"] for t in present),
+        "rows_balanced": all(t["rows_balanced"] for t in present),
+        "ignored_tables": sorted(set(raw) - set(specs)),
+        "data_end": _summarize_data_ends(tables, cfg),
+        "tables": {n: tables[n] for n in order},
+    }
+    return IngestResult(
+        valid={n: valid[n] for n in order if n in valid},
+        quarantine={n: quarantine[n] for n in order if n in quarantine},
+        report=report,
+    )

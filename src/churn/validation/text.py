@@ -1,0 +1,111 @@
+"""The raw text of a table, rendered only for the rows that need it.
+
+Quarantine files and report examples show cells exactly as read (as :func:`to_text` renders
+them). Rendering every cell of a large table costs far more than validating it (17M
+timestamps: about a minute), while only the few rows that break a rule are ever shown, so
+:class:`RawText` renders a column's text for given rows on demand.
+
+Text is rendered per cell, except for datetimes: pandas chooses one format for a whole
+datetime column (date only when every value is at midnight; as many fractional digits as
+the finest value needs), so the text of a few rows alone could differ from the same rows
+rendered with their column. Each column's *witnesses*, the first value at each finer
+resolution than whole days and seconds, are rendered along with the requested rows: the
+format pandas then picks is the one it picks for the whole column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churn.validation.coerce import to_text
+
+_UNITS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+_SECONDS_PER_DAY = 86_400
+
+
+def _is_datetime(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+        values.dtype
+    )
+
+
+def find_format_witnesses(values: pd.Series) -> np.ndarray:
+    """Positions of the values that decide how pandas formats a datetime column as text.
+
+    pandas renders a datetime column as dates when every value is at midnight (and the column
+    is naive), else with the fractional digits of its finest value (none, milli-, micro- or
+    nanoseconds). The first value off midnight and the first value not a whole number of
+    seconds, milliseconds and microseconds: together they make pandas choose the same format
+    as for the whole column.
+
+    Args:
+        values: A datetime column (naive or aware).
+
+    Returns:
+        Sorted, unique row positions (at most four).
+    """
+    array = values.array
+    stamps = np.asarray(array.asi8)
+    present = ~np.asarray(values.isna())
+    per_second = _UNITS_PER_SECOND[array.unit]
+    moduli = [per_second * _SECONDS_PER_DAY]
+    modulus = 1000
+    while modulus <= per_second:  # one per sub-second resolution finer than the unit allows
+        moduli.append(modulus)
+        modulus *= 1000
+    found = []
+    for modulus in moduli:
+        hits = np.flatnonzero(present & (stamps % modulus != 0))
+        if len(hits):
+            found.append(int(hits[0]))
+    return np.unique(np.asarray(found, dtype=np.int64))
+
+
+class RawText:
+    """The cells of a raw table as text, rendered on demand for given rows.
+
+    Args:
+        frame: The table as read, with a default ``RangeIndex`` (positions are rows).
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+        self._witnesses: dict[str, np.ndarray] = {}
+
+    def column(self, name: str, positions: np.ndarray) -> pd.Series:
+        """The text of column ``name`` at row ``positions``, as :func:`to_text` of the column.
+
+        Args:
+            name: A column of the raw table.
+            positions: Row positions (any order, repeats allowed).
+
+        Returns:
+            A ``str`` column indexed by ``positions``.
+        """
+        values = self._frame[name]
+        positions = np.asarray(positions, dtype=np.int64)
+        if isinstance(values.dtype, pd.PeriodDtype) or pd.api.types.is_timedelta64_dtype(
+            values.dtype
+        ):
+            # Column-wide formats too, but never seen in exports: render all (slow, exact).
+            return to_text(values).iloc[positions]
+        if not _is_datetime(values):
+            return to_text(values.iloc[positions])
+        if name not in self._witnesses:
+            self._witnesses[name] = find_format_witnesses(values)
+        witnesses = self._witnesses[name]
+        rendered = to_text(values.iloc[np.concatenate([positions, witnesses])])
+        return rendered.iloc[: len(positions)]
+
+    def cell(self, name: str, position: int) -> str | float:
+        """The text of one cell (``nan`` where the value is missing)."""
+        return self.column(name, np.asarray([position])).iloc[0]
+
+    def rows(self, positions: np.ndarray) -> pd.DataFrame:
+        """Every column of the table at row ``positions``, as text, indexed by position."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return pd.DataFrame(
+            {c: self.column(c, positions) for c in self._frame.columns},
+            index=pd.Index(positions),
+        )

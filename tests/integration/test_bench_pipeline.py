@@ -1,0 +1,71 @@
+"""Smoke test of ``benchmarks/bench_pipeline.py``: a 2,000-customer run gives a full table.
+
+Slow (the whole pipeline runs, stage by stage, in a scratch folder). It checks the shape of
+the results, not speed: one row per ``dvc.yaml`` stage in dependency order, measured
+quantities that are positive, rows that add up, and the Markdown table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "bench_pipeline.py"
+
+spec = importlib.util.spec_from_file_location("bench_pipeline", SCRIPT)
+assert spec is not None and spec.loader is not None
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_stages_are_ordered_after_the_stages_they_read():
+    stages = {
+        "report": {"deps": ["reports/a.json", "reports/b.json"]},
+        "b": {"deps": ["data/a"], "metrics": [{"reports/b.json": {"cache": False}}]},
+        "a": {"outs": ["data/a", {"reports/a.json": {"cache": False}}]},
+    }
+
+    assert bench.order_stages(stages) == ["a", "b", "report"]
+
+
+@pytest.mark.slow
+def test_small_run_gives_one_measured_row_per_stage(tmp_path):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+
+    bench.main(
+        [
+            "--customers",
+            "2000",
+            "--work",
+            str(tmp_path / "work"),
+            "--json",
+            str(out_json),
+            "--markdown",
+            str(out_md),
+        ]
+    )
+
+    result = json.loads(out_json.read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert [row["stage"] for row in result["stages"]] == bench.order_stages(stages)
+    for row in result["stages"]:
+        assert set(bench.COLUMNS) <= set(row)
+        assert row["wall_s"] > 0 and row["cpu_s"] > 0 and row["peak_rss_mb"] > 10
+    by_stage = {row["stage"]: row for row in result["stages"]}
+    floor = result["floor"]
+    # simulate writes the raw tables the floor scans; ingest reads them (its other dep,
+    # data/raw, holds only a README) and writes valid + quarantined rows: the same count.
+    assert by_stage["simulate"]["rows_out"] > floor["rows_in"] > 2000
+    assert by_stage["ingest"]["rows_in"] == floor["rows_in"]
+    assert by_stage["ingest"]["rows_out"] == floor["rows_in"]
+    assert floor["cpu_s"] > 0
+    assert by_stage["ingest"]["cpu_x_floor"] == pytest.approx(
+        by_stage["ingest"]["cpu_s"] / floor["cpu_s"]
+    )
+    table = out_md.read_text().splitlines()
+    assert sum(line.startswith("| ") for line in table) == len(stages) + 3  # header, floor, total
