@@ -38,6 +38,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ShiftConfig(_Section):
+    """A shift the simulator injects from a month on (see churn.stages.simulate.shifts)."""
+
+    kind: Literal["price_increase", "support_outage", "new_channel"]
+    from_month: int = Field(ge=0, description="First simulated month (0-based) of the shift.")
+    plan: str | None = Field(None, description="price_increase: the plan whose price rises.")
+    size: float = Field(
+        0.0, ge=0.0, le=5.0,
+        description="price_increase: relative increase; new_channel: share of conversions.",
+    )
+    resolution_days_factor: float = Field(
+        1.0, gt=0.0, description="support_outage: resolution time multiplier."
+    )
+    channel: str | None = Field(None, description="new_channel: the acquisition channel.")
+
+
 class SimulateConfig(_Section):
     """Knobs of the built-in simulator (``churn simulate``)."""
 
@@ -49,6 +65,9 @@ class SimulateConfig(_Section):
         True,
         description="Inject realistic mess: missing values, duplicate rows, mixed time-zone "
         "offsets, late CSAT.",
+    )
+    shifts: tuple[ShiftConfig, ...] = Field(
+        (), description="Shifts injected from a month on (monitoring tests); none by default."
     )
 
 
