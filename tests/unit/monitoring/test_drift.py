@@ -104,10 +104,8 @@ def test_shift_raises_psi_monotonically() -> None:
     rng = np.random.default_rng(0)
     base = pd.DataFrame({"x": rng.normal(0, 1, 5000)})
     reference = build_reference(base, {"x": "numeric"}, 10)
-    psis = [
-        compute_drift_table(reference, pd.DataFrame({"x": rng.normal(shift, 1, 5000)})).loc[0, "psi"]
-        for shift in (0.0, 0.25, 0.5, 1.0)
-    ]
+    shifted = [pd.DataFrame({"x": rng.normal(shift, 1, 5000)}) for shift in (0, 0.25, 0.5, 1)]
+    psis = [compute_drift_table(reference, frame).loc[0, "psi"] for frame in shifted]
     assert psis == sorted(psis)
     assert psis[0] < 0.02 < 0.25 < psis[-1]
 
