@@ -164,7 +164,8 @@ def test_entity_mode_with_integer_ids_has_drift_but_no_horizon(world) -> None:
     params = parse_params({"ingest": {"mode": "entity"}})
     report = monitor_champion(
         model=model, model_version="1", features=one,
-        labels=one[["customer_id", "cutoff", "label"]], data_end=None, scores=scores, scoring_features=one, history=pd.DataFrame(), params=params,
+        labels=one[["customer_id", "cutoff", "label"]], data_end=None, scores=scores,
+        scoring_features=one, history=pd.DataFrame(), params=params,
     ).report
     assert report["mode"] == "entity" and report["status"] == "ok"
     assert report["realized"] == [] and "entity mode" in report["realized_note"]
