@@ -389,6 +389,10 @@ def report(
         Path | None,
         typer.Option(help="Data check JSON from 'churn ingest' (optional): a Data check section."),
     ] = None,
+    monitor: Annotated[
+        Path | None,
+        typer.Option(help="Monitor JSON from 'churn monitor' (optional): a Model health section."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.layout import table_file_name
@@ -407,6 +411,7 @@ def report(
         scores=scores,
         customers=None if validated is None else validated / table_file_name("customers"),
         data_check=data_check,
+        monitor=monitor,
     )
     _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
 
