@@ -438,6 +438,10 @@ class MonitorConfig(_Section):
     )
     auc_drop_warn: float = Field(0.03, gt=0.0, description="ROC AUC drop that warns.")
     auc_drop_retrain: float = Field(0.06, gt=0.0, description="ROC AUC drop asking a retrain.")
+    min_importance_share: float = Field(
+        0.01, ge=0.0, lt=1.0,
+        description="Feature rules count features with at least this share of the gain.",
+    )
 
     @model_validator(mode="after")
     def _check_order(self) -> MonitorConfig:

@@ -86,8 +86,16 @@ def stack_history(frames: list[pd.DataFrame]) -> pd.DataFrame:
     The store keys entries by file name, so duplicates cannot arise from it; this guards a
     caller that stacks a fresh entry onto entries read before it was written.
     """
+    frames = [frame for frame in frames if len(frame)]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
-    stacked = pd.concat(frames, ignore_index=True)
+        return pd.DataFrame({
+            "customer_id": pd.Series(dtype="str"),
+            "cutoff": pd.Series(dtype=TIMESTAMP_DTYPE),
+            "churn_probability": pd.Series(dtype="float64"),
+            "model_version": pd.Series(dtype="str"),
+            "source": pd.Series(dtype="str"),
+        })
+    stacked = pd.concat([frame[list(HISTORY_COLUMNS)] for frame in frames], ignore_index=True)
+    stacked["cutoff"] = pd.to_datetime(stacked["cutoff"], utc=True).astype(TIMESTAMP_DTYPE)
     keys = ["customer_id", "cutoff", "model_version"]
     return stacked.drop_duplicates(keys, keep="last").reset_index(drop=True)

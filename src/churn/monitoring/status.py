@@ -8,6 +8,10 @@ Rules (thresholds from ``params.yaml``'s ``monitor`` section, see docs/monitorin
 * the score's own PSI: ``psi_warn`` warns, ``psi_retrain`` asks for a retrain;
 * a missing rate rising by ``missing_rate_change_warn`` or more, or an unseen-category share at
   or above ``unseen_share_warn``, warns (a broken export looks like this);
+* the feature rules count only features carrying at least ``min_importance_share`` of the
+  champion's total gain: drift in a feature the trees barely use cannot move the scores (the
+  score PSI would show it if many such features moved together); every feature stays in the
+  drift table;
 * ROC AUC below the model's reference (its test AUC at training) by ``auc_drop_warn`` warns and
   by ``auc_drop_retrain`` asks for a retrain; realized AUC of the latest closed cutoff and the
   estimated AUC of the current scoring are both checked, the realized one named as such.
@@ -16,6 +20,7 @@ Rules (thresholds from ``params.yaml``'s ``monitor`` section, see docs/monitorin
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +43,7 @@ class StatusThresholds:
     unseen_share_warn: float = 0.05
     auc_drop_warn: float = 0.03
     auc_drop_retrain: float = 0.06
+    min_importance_share: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,21 @@ def severity(status: Status) -> int:
     return STATUS_ORDER.index(status)
 
 
-def check_feature_drift(drift: pd.DataFrame, t: StatusThresholds) -> list[Finding]:
-    """Return findings for the features of a drift table (the score row excluded)."""
+def check_feature_drift(
+    drift: pd.DataFrame, t: StatusThresholds, importance: Mapping[str, float] | None = None
+) -> list[Finding]:
+    """Return findings for the features of a drift table.
+
+    Args:
+        drift: :func:`churn.monitoring.drift.compute_drift_table` rows.
+        t: Thresholds.
+        importance: Feature -> share of the model's total gain; features below
+            ``t.min_importance_share`` raise no finding. ``None``: every feature counts.
+    """
     findings: list[Finding] = []
+    if importance is not None:
+        shares = drift["feature"].map(importance).fillna(0.0)
+        drift = drift[shares >= t.min_importance_share]
     strong = drift[drift["psi"] >= t.psi_retrain]
     for row in drift[drift["psi"] >= t.psi_warn].itertuples():
         findings.append(Finding("warn", "feature_psi", row.feature,

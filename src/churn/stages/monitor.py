@@ -90,6 +90,7 @@ def thresholds_from(cfg: MonitorConfig) -> StatusThresholds:
         unseen_share_warn=cfg.unseen_share_warn,
         auc_drop_warn=cfg.auc_drop_warn,
         auc_drop_retrain=cfg.auc_drop_retrain,
+        min_importance_share=cfg.min_importance_share,
     )
 
 
@@ -172,6 +173,14 @@ def _reference_auc(
     return auc, f"test cutoffs {[f'{c:%Y-%m-%d}' for c in test]}"
 
 
+def compute_importance_shares(model: ChurnModel) -> dict[str, float]:
+    """Return each feature's share of the booster's total split gain (sums to 1)."""
+    gain = np.asarray(model.booster.feature_importance("gain"), dtype=np.float64)
+    total = gain.sum()
+    shares = gain / total if total > 0 else np.full(gain.size, 1.0 / max(gain.size, 1))
+    return {name: float(v) for name, v in zip(model.feature_names, shares, strict=True)}
+
+
 def monitor_champion(
     *,
     model: ChurnModel,
@@ -243,8 +252,11 @@ def monitor_champion(
 
     reference_auc, reference_auc_source = _reference_auc(model, features, entity)
     findings = [*check_score_drift(current.record["score_psi"] or float("nan"), t)]
+    importance = compute_importance_shares(model)
     if current_drift is not None:
-        findings += check_feature_drift(current_drift, t)
+        findings += check_feature_drift(current_drift, t, importance)
+        current_drift = current_drift.assign(
+            importance_share=current_drift["feature"].map(importance).fillna(0.0))
     findings += check_auc(current.record["estimated"]["roc_auc"], reference_auc, "estimated", t)
     mine = realized[realized["model_version"] == str(model_version)] if len(realized) else realized
     latest_realized = mine.iloc[-1] if len(mine) else None

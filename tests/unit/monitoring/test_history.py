@@ -49,3 +49,10 @@ def test_score_distribution_quantiles() -> None:
     summary = summarize_score_distribution(pd.Series(range(101), dtype=float).to_numpy() / 100)
     assert summary["q50"] == pytest.approx(0.5) and summary["q90"] == pytest.approx(0.9)
     assert summary["mean"] == pytest.approx(0.5)
+
+
+def test_stacking_onto_an_empty_history_keeps_timestamps() -> None:
+    entry = build_history_scores(scores("2025-03-01", [0.1]), "4", "backfilled")
+    stacked = stack_history([stack_history([]), entry])
+    assert str(stacked["cutoff"].dtype) == "datetime64[us, UTC]"
+    assert len(stack_history([])) == 0

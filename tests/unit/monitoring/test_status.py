@@ -62,3 +62,12 @@ def test_reaches_orders_levels() -> None:
     assert reaches("retrain", "retrain") and reaches("retrain", "warn")
     assert reaches("warn", "warn") and not reaches("warn", "retrain")
     assert not reaches("ok", "warn")
+
+
+def test_features_the_model_barely_uses_raise_no_finding() -> None:
+    table = drift([0.5, 0.5, 0.5])
+    importance = {"f0": 0.5, "f1": 0.005, "f2": 0.0}
+    findings = check_feature_drift(table, T, importance)
+    assert [f.subject for f in findings] == ["f0"]
+    assert decide_status(findings).status == "warn"  # one strong feature, not three
+    assert decide_status(check_feature_drift(table, T)).status == "retrain"
