@@ -150,3 +150,22 @@ def decide_status(findings: list[Finding]) -> StatusDecision:
 def reaches(status: Status, fail_on: Status) -> bool:
     """Return whether ``status`` is at least as severe as ``fail_on``."""
     return severity(status) >= severity(fail_on)
+
+
+def flag_features(drift: pd.DataFrame, t: StatusThresholds,
+                  importance: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Return the drift rows any feature rule fires on, whatever the feature's importance.
+
+    Columns: the drift table's, plus ``importance_share`` and ``counts_for_status`` (whether
+    the feature carries enough of the gain for the status rules, see the module doc).
+    """
+    fired = ((drift["psi"] >= t.psi_warn)
+             | (drift["missing_rate_change"] >= t.missing_rate_change_warn)
+             | (drift["unseen_share"] >= t.unseen_share_warn))
+    flagged = drift[fired].copy()
+    shares = (flagged["feature"].map(importance).fillna(0.0) if importance is not None
+              else pd.Series(1.0, index=flagged.index))
+    flagged["importance_share"] = shares.astype("float64")
+    flagged["counts_for_status"] = shares >= t.min_importance_share
+    return flagged.reset_index(drop=True)
+

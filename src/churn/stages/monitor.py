@@ -52,6 +52,7 @@ from churn.monitoring.status import (
     check_feature_drift,
     check_score_drift,
     decide_status,
+    flag_features,
 )
 
 if TYPE_CHECKING:
@@ -255,8 +256,11 @@ def monitor_champion(
     importance = compute_importance_shares(model)
     if current_drift is not None:
         findings += check_feature_drift(current_drift, t, importance)
+        flagged = flag_features(current_drift, t, importance)
         current_drift = current_drift.assign(
             importance_share=current_drift["feature"].map(importance).fillna(0.0))
+    else:
+        flagged = pd.DataFrame()
     findings += check_auc(current.record["estimated"]["roc_auc"], reference_auc, "estimated", t)
     mine = realized[realized["model_version"] == str(model_version)] if len(realized) else realized
     latest_realized = mine.iloc[-1] if len(mine) else None
@@ -279,6 +283,7 @@ def monitor_champion(
         },
         "thresholds": cfg.model_dump(),
         "current": current.record,
+        "flagged_features": flagged.to_dict(orient="records"),
         "drift": [] if current_drift is None else current_drift.to_dict(orient="records"),
         "drift_note": None if current_drift is not None else
         "no feature values of the current scoring (features sidecar absent): score drift only",

@@ -10,6 +10,7 @@ from churn.monitoring.status import (
     check_feature_drift,
     check_score_drift,
     decide_status,
+    flag_features,
     reaches,
 )
 
@@ -71,3 +72,12 @@ def test_features_the_model_barely_uses_raise_no_finding() -> None:
     assert [f.subject for f in findings] == ["f0"]
     assert decide_status(findings).status == "warn"  # one strong feature, not three
     assert decide_status(check_feature_drift(table, T)).status == "retrain"
+
+
+def test_flagged_features_list_every_fired_rule_with_its_importance() -> None:
+    table = drift([0.5, 0.01, 0.3], missing_change=0.0)
+    table.loc[1, "missing_rate_change"] = 0.3
+    flagged = flag_features(table, T, {"f0": 0.5, "f1": 0.2, "f2": 0.001})
+    assert flagged["feature"].tolist() == ["f0", "f1", "f2"]
+    assert flagged["counts_for_status"].tolist() == [True, True, False]
+    assert flag_features(drift([0.01]), T).empty

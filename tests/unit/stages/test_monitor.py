@@ -88,6 +88,7 @@ def test_injected_shift_is_flagged_at_the_first_scoring(world) -> None:
     flagged = {r["subject"] for r in report["reasons"]}
     assert "support_tickets_last_30d" in flagged
     assert report["status"] in {"warn", "retrain"}
+    assert "support_tickets_last_30d" in {r["feature"] for r in report["flagged_features"]}
     top = report["drift"][0]
     assert top["feature"] == "support_tickets_last_30d" and top["psi"] >= 0.25
 
