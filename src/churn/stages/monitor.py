@@ -244,11 +244,11 @@ def monitor_champion(
         entries.append(entry)
     entries.append(current)
 
-    fresh = {(e.record["cutoff"], e.record["model_version"]) for e in entries}
-    kept = history[~history.apply(
-        lambda r: (f"{pd.Timestamp(r['cutoff']):%Y-%m-%d}", str(r["model_version"])) in fresh,
-        axis=1)] if len(history) else history
-    stacked = stack_history([kept, *[e.scores for e in entries]])
+    # This run's entries replace stored ones with the same key (cutoff and model version).
+    fresh = {f"{e.record['cutoff']}|{e.record['model_version']}" for e in entries}
+    stored = stack_history([history])
+    keys = stored["cutoff"].dt.strftime("%Y-%m-%d") + "|" + stored["model_version"].astype(str)
+    stacked = stack_history([stored[~keys.isin(fresh)], *[e.scores for e in entries]])
     realized = _realized(stacked, labels, data_end, params, entity)
 
     reference_auc, reference_auc_source = _reference_auc(model, features, entity)

@@ -172,3 +172,20 @@ def test_entity_mode_with_integer_ids_has_drift_but_no_horizon(world) -> None:
     assert report["realized"] == [] and "entity mode" in report["realized_note"]
     assert [r["source"] for r in report["by_cutoff"]] == ["scored"]
     assert report["drift"] and max(r["psi"] for r in report["drift"]) < 0.01
+
+
+def test_stored_entries_of_an_older_model_stay_and_are_realized(world) -> None:
+    model, frame = world
+    history, scores, current = split(frame, model)
+    old_cutoff = history[history["cutoff"] == pd.Timestamp("2025-05-01", tz="UTC")]
+    old = old_cutoff[["customer_id", "cutoff"]].assign(
+        churn_probability=0.05, model_version="0", source="scored")
+    report = monitor_champion(
+        model=model, model_version="1", features=history,
+        labels=history[["customer_id", "cutoff", "label"]],
+        data_end=pd.Timestamp("2025-08-20", tz="UTC"), scores=scores, scoring_features=current,
+        history=old, params=parse_params({}),
+    ).report
+    assert "cutoff=2025-05-01__model=0" in report["history_entries"]
+    old_realized = [r for r in report["realized"] if r["model_version"] == "0"]
+    assert len(old_realized) == 1 and old_realized[0]["roc_auc"] == 0.5  # a constant score
