@@ -252,7 +252,8 @@ def monitor_champion(
     realized = _realized(stacked, labels, data_end, params, entity)
 
     reference_auc, reference_auc_source = _reference_auc(model, features, entity)
-    findings = [*check_score_drift(current.record["score_psi"] or float("nan"), t)]
+    score_psi = current.record["score_psi"]
+    findings = check_score_drift(float("nan") if score_psi is None else score_psi, t)
     importance = compute_importance_shares(model)
     if current_drift is not None:
         findings += check_feature_drift(current_drift, t, importance)
