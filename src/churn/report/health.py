@@ -57,20 +57,20 @@ def drift_by_family(drift: pd.DataFrame, catalog: pd.DataFrame | None, psi_warn:
 
 def score_distribution_chart(by_cutoff: pd.DataFrame) -> bytes:
     """Median, 10th-90th percentile band and mean of the churn probability per cutoff."""
-    fig, ax = _figure(9.0, 3.2)
+    fig, ax = _figure(9.0, 3.4, margins=(0.75, 0.2, 0.45, 0.5))
     dates = pd.to_datetime(by_cutoff["cutoff"])
     ax.fill_between(dates, by_cutoff["score_q10"], by_cutoff["score_q90"], color="#dbe5ee",
                     label="10th-90th percentile")
     ax.plot(dates, by_cutoff["score_q50"], color=ACCENT, marker="o", markersize=4, label="median")
     ax.plot(dates, by_cutoff["score_mean"], color=ACCENT2, linestyle="--", label="mean")
     ax.set_ylabel("churn probability", fontsize=9)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3)
     return _png(fig)
 
 
 def auc_chart(by_cutoff: pd.DataFrame, reference: float | None) -> bytes:
     """Estimated ROC AUC (with its band) and realized ROC AUC per cutoff."""
-    fig, ax = _figure(9.0, 3.2)
+    fig, ax = _figure(9.0, 3.4, margins=(0.75, 0.2, 0.45, 0.5))
     dates = pd.to_datetime(by_cutoff["cutoff"])
     band = by_cutoff["estimated_roc_auc_band"].apply(
         lambda b: b if isinstance(b, list | tuple) and len(b) == 2 else [None, None])
@@ -85,7 +85,7 @@ def auc_chart(by_cutoff: pd.DataFrame, reference: float | None) -> bytes:
     if reference is not None:
         ax.axhline(reference, color=MUTED, linestyle=":", label="reference (test)")
     ax.set_ylabel("ROC AUC", fontsize=9)
-    ax.legend(fontsize=8, frameon=False, loc="lower left", ncol=2)
+    ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4)
     return _png(fig)
 
 
