@@ -389,6 +389,10 @@ def report(
         Path | None,
         typer.Option(help="Data check JSON from 'churn ingest' (optional): a Data check section."),
     ] = None,
+    monitor: Annotated[
+        Path | None,
+        typer.Option(help="Monitor JSON from 'churn monitor' (optional): a Model health section."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.layout import table_file_name
@@ -407,8 +411,57 @@ def report(
         scores=scores,
         customers=None if validated is None else validated / table_file_name("customers"),
         data_check=data_check,
+        monitor=monitor,
     )
     _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
+
+
+@app.command()
+def monitor(
+    params: ParamsOpt,
+    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
+    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    labels_report: Annotated[
+        Path, typer.Option(help="JSON report of 'churn label' (its data_end closes horizons).")
+    ],
+    model_dir: Annotated[Path, typer.Option(help="Exported champion directory.")],
+    scores: Annotated[
+        Path, typer.Option(help="Scores file from 'churn score' (its features sidecar is read).")
+    ],
+    history: Annotated[Path, typer.Option(help="Score history folder (kept between runs).")],
+    out: Annotated[Path, typer.Option(help="Monitor JSON: status, reasons, drift, performance.")],
+    fail_on: Annotated[
+        str | None,
+        typer.Option(help="Exit with code 1 when the status reaches this level: retrain | warn."),
+    ] = None,
+) -> None:
+    """Watch the champion: drift, estimated and realized performance, and an ok/warn/retrain status.
+
+    With --fail-on the exit code tells a scheduler to act: 1 when the status reaches the level,
+    2 on bad input, 0 otherwise (the report and history are written in every case but 2).
+    """
+    from churn.monitoring.status import STATUS_ORDER, reaches
+    from churn.stages.monitor import run_monitor
+
+    if fail_on is not None and fail_on not in STATUS_ORDER[1:]:
+        _fail(f"--fail-on must be one of {list(STATUS_ORDER[1:])}, got {fail_on!r}")
+    outcome: dict[str, Any] = {}
+    _run(
+        lambda **kw: outcome.update(run_monitor(**kw)),
+        params=_load(params),
+        features_path=features,
+        labels_path=labels,
+        labels_report=labels_report,
+        model_dir=model_dir,
+        scores_path=scores,
+        history_dir=history,
+        out_path=out,
+    )
+    typer.echo(f"status: {outcome['status']}")
+    for reason in outcome["reasons"][:10]:
+        typer.echo(f"  [{reason['level']}] {reason['message']}")
+    if fail_on is not None and reaches(outcome["status"], fail_on):
+        raise typer.Exit(code=1)
 
 
 @app.command()

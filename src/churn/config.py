@@ -38,6 +38,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ShiftConfig(_Section):
+    """A shift the simulator injects from a month on (see churn.stages.simulate.shifts)."""
+
+    kind: Literal["price_increase", "support_outage", "new_channel"]
+    from_month: int = Field(ge=0, description="First simulated month (0-based) of the shift.")
+    plan: str | None = Field(None, description="price_increase: the plan whose price rises.")
+    size: float = Field(
+        0.0, ge=0.0, le=5.0,
+        description="price_increase: relative increase; new_channel: share of conversions.",
+    )
+    resolution_days_factor: float = Field(
+        1.0, gt=0.0, description="support_outage: resolution time multiplier."
+    )
+    channel: str | None = Field(None, description="new_channel: the acquisition channel.")
+
+
 class SimulateConfig(_Section):
     """Knobs of the built-in simulator (``churn simulate``)."""
 
@@ -49,6 +65,9 @@ class SimulateConfig(_Section):
         True,
         description="Inject realistic mess: missing values, duplicate rows, mixed time-zone "
         "offsets, late CSAT.",
+    )
+    shifts: tuple[ShiftConfig, ...] = Field(
+        (), description="Shifts injected from a month on (monitoring tests); none by default."
     )
 
 
@@ -393,6 +412,44 @@ class ReportConfig(_Section):
     top_customers: int = Field(50, ge=1)
 
 
+class MonitorConfig(_Section):
+    """Knobs of ``churn monitor``: the drift reference, the backfill and the status thresholds."""
+
+    reference_cutoffs: int = Field(
+        3, ge=1, description="Drift reference: the champion's last K training cutoffs."
+    )
+    backfill_cutoffs: int = Field(
+        6, ge=0, description="Past cutoffs after training the monitor scores into the history."
+    )
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins of numeric features.")
+    estimate_draws: int = Field(
+        200, ge=0, description="Monte Carlo label draws for the estimated-performance band."
+    )
+    psi_warn: float = Field(0.1, gt=0.0, description="A feature or score PSI that warns.")
+    psi_retrain: float = Field(0.25, gt=0.0, description="A PSI counted as strong drift.")
+    retrain_drifted_features: int = Field(
+        3, ge=1, description="Strongly drifted features that ask for a retrain."
+    )
+    missing_rate_change_warn: float = Field(
+        0.05, gt=0.0, le=1.0, description="Rise of a feature's missing rate that warns."
+    )
+    unseen_share_warn: float = Field(
+        0.05, gt=0.0, le=1.0, description="Share of unseen categories that warns."
+    )
+    auc_drop_warn: float = Field(0.03, gt=0.0, description="ROC AUC drop that warns.")
+    auc_drop_retrain: float = Field(0.06, gt=0.0, description="ROC AUC drop asking a retrain.")
+    min_importance_share: float = Field(
+        0.01, ge=0.0, lt=1.0,
+        description="Feature rules count features with at least this share of the gain.",
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> MonitorConfig:
+        if self.psi_retrain < self.psi_warn or self.auc_drop_retrain < self.auc_drop_warn:
+            raise ValueError("monitor: a retrain threshold is below its warn threshold")
+        return self
+
+
 class Params(_Section):
     """All pipeline parameters: ``data`` (where raw tables come from), then one per stage."""
 
@@ -406,6 +463,7 @@ class Params(_Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _check_cutoffs(self) -> Params:

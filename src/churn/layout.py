@@ -52,6 +52,9 @@ CONTRIBUTIONS_SUFFIX = "_contributions"
 #: Sidecar beside a scores file: what changed since the previous scoring.
 CHANGES_SUFFIX = "_changes"
 
+#: Sidecar beside a scores file: the model's feature values per customer (drift monitoring).
+FEATURES_SUFFIX = "_features"
+
 #: Suffix of the scores' sidecars, whatever the scores file's own format.
 SIDECAR_SUFFIX = ".parquet"
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from churn.domain.families import FAMILIES
 from churn.report.inputs import ReportPaths
+from support.monitor_fakes import make_monitor_record
 
 EVIL_ID = '"><img src=x onerror=alert(1)><script>alert("pwned")</script>'
 EVIL_REASON = "<b>4 support tickets</b> & <script>document.title='x'</script>"
@@ -323,6 +324,7 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
         },
     }
     (reports / "data_check.json").write_text(json.dumps(data_check))
+    (reports / "monitor.json").write_text(json.dumps(make_monitor_record()))
     catalog = pd.DataFrame(
         [
             (
@@ -395,6 +397,7 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
             scores=data / "scores" / "scores.parquet",
             customers=data / "validated" / "customers.parquet",
             data_check=reports / "data_check.json",
+            monitor=reports / "monitor.json",
         ),
         "out_path": reports / "index.html",
     }

@@ -57,6 +57,8 @@ class ReportPaths:
             such as the acquisition channel), or ``None`` to go without.
         data_check: ``churn ingest``'s data check JSON (tables, coverage, cutoffs, feature
             families), or ``None`` to go without.
+        monitor: ``churn monitor``'s JSON (status, drift, estimated and realized
+            performance), or ``None`` to go without.
     """
 
     ingest_report: Path
@@ -70,6 +72,7 @@ class ReportPaths:
     scores: Path
     customers: Path | None = None
     data_check: Path | None = None
+    monitor: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class ReportInputs:
     scores: pd.DataFrame | None = None
     changes: pd.DataFrame | None = None
     segment_columns: tuple[str, ...] = DEFAULT_SEGMENTS
+    monitor: dict[str, Any] | None = None
     missing: Mapping[str, str] = field(default_factory=dict)
     generated_at: str | None = None
 
@@ -189,6 +193,9 @@ def load_report_inputs(paths: ReportPaths) -> ReportInputs:
         else None,
         scores=attempt("scores", scores_path, _read_table),
         changes=attempt("changes", changes_path, _read_table) if changes_path else None,
+        monitor=attempt("monitor", Path(paths.monitor), _read_json)
+        if paths.monitor is not None
+        else None,
         missing=missing,
     )
 

@@ -47,6 +47,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         model_version,
         score_cutoff_text,
     )
+    from churn.report.health import health_section
     from churn.report.html import not_available, page, section
     from churn.report.risk import (
         changes_section,
@@ -72,6 +73,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         ("customers", "Top customers at risk", customers_section),
         ("segments", "Segments", segments_section),
         ("changes", "What changed since the last score", changes_section),
+        ("health", "Model health", health_section),
     )
 
     def guarded(title: str, draw: Callable[[], Any]) -> Any:

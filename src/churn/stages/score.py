@@ -16,7 +16,7 @@ from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
-from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, sidecar_path
+from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, FEATURES_SUFFIX, sidecar_path
 from churn.model.changes import compare_scores, find_previous_scores, read_previous_scores
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
 from churn.sql import utc_midnight, utc_timestamp
@@ -250,6 +250,8 @@ def run_score(
     * ``out_path``: :func:`score_frame` columns plus ``risk_decile``, sorted by
       ``expected_revenue_at_risk`` (Parquet or CSV per ``score.output_format``).
     * ``<stem>_contributions.parquet`` beside it: every feature's contribution per customer.
+    * ``<stem>_features.parquet`` beside it: the model's feature values per customer, as scored
+      (``churn monitor`` measures their drift).
     * ``<stem>_changes.parquet`` beside it (see :func:`churn.model.changes.compare_scores`), when an
       earlier scoring exists: ``previous_path`` if given (a missing file is logged and skipped),
       else the scores already at ``out_path`` before they are replaced, so a nightly job that
@@ -331,6 +333,9 @@ def run_score(
 
     contributions_path = sidecar_path(out_path, CONTRIBUTIONS_SUFFIX)
     changes_path = sidecar_path(out_path, CHANGES_SUFFIX)
+    # The model's inputs as scored, for drift monitoring (``churn monitor``).
+    features_path = sidecar_path(out_path, FEATURES_SUFFIX)
+    scored_features = features[["customer_id", "cutoff", *model.feature_names]]
     realized = None
     if realized_labels is not None:
         labels = scores["customer_id"].astype("str").map(realized_labels)
@@ -344,7 +349,7 @@ def run_score(
             realized["lift_top_decile"],
             realized["base_rate"],
         )
-    replaced = {out_path.name, contributions_path.name, changes_path.name}
+    replaced = {out_path.name, contributions_path.name, changes_path.name, features_path.name}
     if quarantine is not None:
         replaced |= {QUARANTINE_FILE, REALIZED_METRICS_FILE}
     # Scores, contributions and changes are one unit: staged beside the scores folder and
@@ -353,6 +358,7 @@ def run_score(
     # changes file of an older run would describe other scores: it is not carried over.
     with atomic_directory(out_path.parent, keep_existing=True, skip=replaced) as staging:
         write_parquet(result.contributions, staging / contributions_path.name)
+        write_parquet(scored_features, staging / features_path.name)
         if changes is not None:
             write_parquet(changes, staging / changes_path.name)
         write_table(scores, staging / out_path.name, params.score.output_format)

@@ -32,7 +32,7 @@ from churn.config import DataSource, SimulateConfig
 from churn.domain.families import FAMILIES
 from churn.io import atomic_directory, write_parquet
 from churn.layout import table_file_name
-from churn.stages.simulate import behaviour, hazard
+from churn.stages.simulate import behaviour, hazard, shifts
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
 from churn.stages.simulate.tables import Outputs, SimulationResult, assemble, monthly_churn_rate
 from churn.stages.simulate.world import World
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 def _run(w: World, on_month: Callable[[int, int], None] | None) -> SimulationResult:
     """Draw the customers, simulate every month and assemble the tables and the truth."""
     w.draw_customers()
+    shifts.shift_channels(w)
     presale = w.draw_presale()
     w.acquisition_static = hazard.acquisition_static(w)
     w.draw_onboarding()
@@ -64,6 +65,7 @@ def _run(w: World, on_month: Callable[[int, int], None] | None) -> SimulationRes
 def _simulate_month(w: World, t: int, out: Outputs) -> None:
     """Month ``t``: hazard and churn of the actives, then everyone's behaviour."""
     now, next_start = w.month_start(t), w.month_start(t + 1)
+    shifts.raise_prices(w, t)
     act = np.flatnonzero(w.alive & (w.converted < now))
     new = np.flatnonzero((w.converted >= now) & (w.converted < next_start))
 
@@ -100,7 +102,7 @@ def _simulate_month(w: World, t: int, out: Outputs) -> None:
         support=np.concatenate([obs["support"], np.zeros(len(new))]),
     )
     behaviour.draw_usage(w, t, month, out.usage)
-    month_tickets = behaviour.draw_tickets(w, month)
+    month_tickets = shifts.slow_support(w, t, behaviour.draw_tickets(w, month))
     out.tickets.append(month_tickets)
     behaviour.remember_tickets(w, t, month_tickets)
     behaviour.draw_touches(w, month, out.touches)
@@ -130,6 +132,7 @@ def simulate(
         ConfigError: If ``cfg.start_date`` is not the first day of a month or the seed is
             negative.
     """
+    shifts.check_shifts(cfg.shifts, cfg.months)
     return _run(World(cfg), on_month)
 
 
