@@ -49,21 +49,23 @@ def reason_families(scores: pd.DataFrame, family_of: Mapping[str, str]) -> pd.Da
         family_of: Feature name -> family (the catalog).
 
     Returns:
-        ``customer_id``, ``rank`` (1 = first reason), ``feature``, ``family``; missing reason
-        slots and features outside the catalog are left out.
+        ``customer_id`` (and ``cutoff`` when ``scores`` has it), ``rank`` (1 = first reason),
+        ``feature``, ``family``; missing reason slots and features outside the catalog are
+        left out.
     """
+    keys = [c for c in ("customer_id", "cutoff") if c in scores.columns]
     parts = []
     for i in range(1, count_reasons(scores) + 1):
         feature = scores[REASON_FEATURE.format(i=i)]
         part = pd.DataFrame({
-            "customer_id": scores["customer_id"].to_numpy(),
+            **{key: scores[key].to_numpy() for key in keys},
             "rank": i,
             "feature": feature.to_numpy(dtype=object),
         })
         part["family"] = part["feature"].map(family_of)
         parts.append(part.dropna(subset=["feature", "family"]))
     if not parts:
-        return pd.DataFrame(columns=["customer_id", "rank", "feature", "family"])
+        return pd.DataFrame(columns=[*keys, "rank", "feature", "family"])
     return pd.concat(parts, ignore_index=True)
 
 

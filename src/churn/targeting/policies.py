@@ -67,26 +67,28 @@ def compare_on_truth(
     Args:
         chosen: Policy -> contacts (``customer_id``, ``play``).
         truth: ``customer_id``, ``play``, ``saved_revenue`` (revenue kept because of the
-            contact) and ``discount_cost`` (revenue given away), one row per pair.
+            contact, net of any discount given) and ``discount_given``, one row per pair.
         fixed_cost: Play -> fixed cost of one contact.
 
     Returns:
-        ``policy``, ``contacts``, ``true_saved_revenue``, ``true_net_value``
-        (saved - discount given - fixed costs), ``matched`` (contacts found in the truth).
+        ``policy``, ``contacts``, ``matched`` (contacts found in the truth),
+        ``true_saved_revenue``, ``true_saved_before_discounts`` (saved + discounts given) and
+        ``true_net_value`` (saved - fixed costs).
     """
     rows = []
     for policy, contacts in chosen.items():
         joined = contacts[["customer_id", "play"]].merge(
             truth, on=["customer_id", "play"], how="left", validate="one_to_one")
         saved = joined["saved_revenue"].fillna(0.0).to_numpy(dtype=np.float64)
-        given = joined["discount_cost"].fillna(0.0).to_numpy(dtype=np.float64)
+        given = joined["discount_given"].fillna(0.0).to_numpy(dtype=np.float64)
         fixed = joined["play"].map(fixed_cost).fillna(0.0).to_numpy(dtype=np.float64)
         rows.append({
             "policy": policy,
             "contacts": len(contacts),
             "matched": int(joined["saved_revenue"].notna().sum()),
             "true_saved_revenue": float(saved.sum()),
-            "true_net_value": float((saved - given - fixed).sum()),
+            "true_saved_before_discounts": float((saved + given).sum()),
+            "true_net_value": float((saved - fixed).sum()),
         })
     return pd.DataFrame(rows)
 

@@ -15,6 +15,10 @@ The effect of a play is its *save rate*: the share of would-be churners it keeps
   ``1 - mean(m_treated(x)) / mean(m_control(x))``. It has no closed-form variance, so its
   standard error is a bootstrap (rows resampled within each arm, both models refit).
 
+* :func:`standardized_difference`: the difference in means adjusted for the churn model's
+  probability before the action (observed over expected churners per arm), used when the
+  logged rows carry it: same estimand, less noise from a control group risky by chance.
+
 Segments (:func:`assign_segments`): a play acts on the families it addresses, so logged rows are
 split by whether the play addressed one of the customer's reasons and, among those, by the
 play's dose (its families' positive contributions) above or below the median.
@@ -111,6 +115,42 @@ def difference_in_means(churned: np.ndarray, control: np.ndarray) -> Estimate | 
     )
 
 
+def standardized_difference(
+    churned: np.ndarray, control: np.ndarray, expected: np.ndarray
+) -> Estimate | None:
+    """Save rate from observed over model-expected churners in each arm (covariate-adjusted).
+
+    ``1 - (O_t / E_t) / (O_c / E_c)`` with ``O`` the churners and ``E`` the sum of the churn
+    model's probabilities at the cutoff before the action (a pre-treatment covariate) in each
+    arm: indirect standardisation, so a control group that is riskier by chance does not read
+    as an effect (the regression-adjustment idea of Lin 2013, "Agnostic notes on regression
+    adjustments to experimental data"). The estimand is the one of
+    :func:`difference_in_means`; the standard error is the delta method on the log ratio with
+    ``var(O) = sum(q (1 - q))``, ``q`` the expected probabilities rescaled to each arm's
+    observed rate.
+
+    Returns:
+        The estimate (churn rates are the observed ones), or ``None`` as for
+        :func:`difference_in_means`.
+    """
+    plain = difference_in_means(churned, control)
+    if plain is None:
+        return None
+    churned = np.asarray(churned, dtype=np.float64)
+    control = np.asarray(control, dtype=bool)
+    expected = np.asarray(expected, dtype=np.float64)
+    parts = []
+    for arm in (~control, control):
+        observed, total = churned[arm].sum(), expected[arm].sum()
+        q = np.clip(expected[arm] * max(observed, 0.5) / total, 0.0, 1.0)
+        parts.append((observed / total, float((q * (1 - q)).sum()), max(observed, 0.5)))
+    (ratio_t, var_t, o_t), (ratio_c, var_c, o_c) = parts
+    ratio = ratio_t / ratio_c
+    se = max(ratio, 1e-12) * np.sqrt(var_t / o_t**2 + var_c / o_c**2)
+    return Estimate(float(1 - ratio), float(se), plain.treated_rows, plain.control_rows,
+                    plain.treated_churn_rate, plain.control_churn_rate)
+
+
 def assign_segments(addressed: np.ndarray, dose: np.ndarray, dose_split: float) -> np.ndarray:
     """Segment of each row: not addressed, or addressed with a dose below/above the split."""
     addressed = np.asarray(addressed, dtype=bool)
@@ -138,7 +178,9 @@ def estimate_play_effects(
 
     Args:
         logged: One row per logged action: ``play``, ``control`` (bool), ``churned`` (0/1),
-            ``addressed`` (bool), ``dose`` (float). May be empty.
+            ``addressed`` (bool), ``dose`` (float) and optionally ``expected`` (the churn
+            model's probability before the action: then :func:`standardized_difference`,
+            else :func:`difference_in_means`). May be empty.
         configured: Play -> configured save rate (``target.plays.<play>.save_rate``).
         min_rows_per_arm: Rows needed in each arm.
 
@@ -160,8 +202,13 @@ def estimate_play_effects(
             estimate = None
             if len(rows):
                 part = rows[segment_of == segment]
-                estimate = difference_in_means(part["churned"].to_numpy(),
-                                               part["control"].to_numpy())
+                if "expected" in part.columns:
+                    estimate = standardized_difference(part["churned"].to_numpy(),
+                                                       part["control"].to_numpy(),
+                                                       part["expected"].to_numpy())
+                else:
+                    estimate = difference_in_means(part["churned"].to_numpy(),
+                                                   part["control"].to_numpy())
             if estimate is not None:
                 estimates.append({"play": play, "segment": segment, "dose_split": split,
                                   **asdict(estimate)})

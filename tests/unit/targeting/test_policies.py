@@ -24,7 +24,7 @@ def _hand_built() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         "customer_id": ["a", "a", "b", "b", "c"],
         "play": ["call", "mail", "call", "mail", "call"],
         "saved_revenue": [0.0, 0.0, 0.0, 500.0, 20.0],
-        "discount_cost": [0.0, 0.0, 0.0, 50.0, 0.0],
+        "discount_given": [0.0, 0.0, 0.0, 50.0, 0.0],
     })
     return candidates, first, truth
 
@@ -43,9 +43,10 @@ def test_comparison_on_truth_is_computed_from_the_truth_rows():
     candidates, first, truth = _hand_built()
     chosen = choose_by_policies(candidates, first, {"t": 2}, {"call": None, "mail": None}, 0)
     table = compare_on_truth(chosen, truth, {"call": 1.0, "mail": 2.0}).set_index("policy")
-    # EV: b/mail (500 saved, 50 given, 2 fixed) then a/call (0 saved, 1 fixed).
+    # EV: b/mail (500 saved net of 50 given, 2 fixed) then a/call (0 saved, 1 fixed).
     assert table.loc["expected_value", "true_saved_revenue"] == pytest.approx(500.0)
-    assert table.loc["expected_value", "true_net_value"] == pytest.approx(500 - 50 - 2 - 1)
+    assert table.loc["expected_value", "true_saved_before_discounts"] == pytest.approx(550.0)
+    assert table.loc["expected_value", "true_net_value"] == pytest.approx(500 - 2 - 1)
     # Top probability: a/call then c/call: 20 saved.
     assert table.loc["top_probability", "true_saved_revenue"] == pytest.approx(20.0)
     # Top revenue at risk: b/call (50) then a/call (9): 0 saved.

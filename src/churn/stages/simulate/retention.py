@@ -16,16 +16,18 @@ The truth model is fixed here, apart from any method that estimates it (docs/tar
   play's families are lowered by ``f * excess`` (the excess at the contact month) for
   :data:`EFFECT_MONTHS` (3) months; a play aimed at families that are not driving has no
   effect (zero excess). Nothing else in the hazard changes.
-* **Discount.** ``discount_offer`` gives :data:`DISCOUNT_RATE` of MRR away for the 3 months;
-  the truth charges it against the revenue kept (the exported subscription tables do not show
-  it, so the billing features are unchanged by it).
+* **Discount.** ``discount_offer`` lowers the MRR the customer pays by :data:`DISCOUNT_RATE`
+  for the 3 months; the truth's revenue kept is net of it (``discount_given``). The exported
+  subscription tables do not show it (the billing features and the billing term are unchanged
+  by it: a play changes only the addressed families' terms).
 
 The truth table ``retention_truth`` holds, for every active customer, month and play, what the
 play *would* do if contacted at that month start: the fraction, the log-odds reduction, the
 probability of churning within 2 months untreated and treated, and the revenue kept over the
 next 12 months. The 12-month projection holds the customer's month terms fixed (the annual
 renewal bump only in renewal months) and compares survival with and without the reduction:
-``saved = MRR * sum_{m=1..12} (S_treated(m) - S_untreated(m))``.
+``saved = sum_{m=1..12} (S_treated(m) * MRR_treated(m) - S_untreated(m) * MRR)``, where
+``MRR_treated`` is the MRR after a discount (equal to MRR for the other plays).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class RetentionTeam:
         self.w = w
         self.rng = np.random.default_rng([w.cfg.seed, _SEED_SALT])
         self.reduction = np.zeros(w.n)  # log-odds removed while under a play
-        self.until = np.full(n, -1)  # last month of the running effect
+        self.until = np.full(w.n, -1)  # last month of the running effect
         self.actions: list[dict[str, np.ndarray]] = []
         self.truth: list[dict[str, np.ndarray]] = []
         self._play_masks = np.array(
@@ -153,10 +155,11 @@ class RetentionTeam:
                       _sigmoid(logit[:, None, :] - reduction[:, :, None] * effect), 0.0)
         s1 = np.cumprod(1 - h1, axis=2)  # (customers, plays, months)
         mrr = w.mrr[act]
-        saved = mrr[:, None] * (s1 - s0[:, None, :]).sum(axis=2)
-        discount = np.zeros_like(saved)
+        gross = mrr[:, None] * (s1 - s0[:, None, :]).sum(axis=2)
+        discount = np.zeros_like(gross)
         d = [name for name, _ in PLAYS].index("discount_offer")
         discount[:, d] = DISCOUNT_RATE * mrr * s1[:, d, :EFFECT_MONTHS].sum(axis=1)
+        saved = gross - discount  # a discount lowers the MRR the customer pays
         n_plays = len(PLAYS)
         self.truth.append({
             "customer": np.repeat(act, n_plays),
@@ -168,7 +171,7 @@ class RetentionTeam:
                                          ).astype(np.float32),
             "churn_treated": (1 - s1[:, :, HORIZON_MONTHS - 1]).ravel().astype(np.float32),
             "saved_revenue": saved.ravel().astype(np.float32),
-            "discount_cost": discount.ravel().astype(np.float32),
+            "discount_given": discount.ravel().astype(np.float32),
         })
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -180,7 +183,7 @@ class RetentionTeam:
             "customer_id": w.customer_id(actions["customer"]),
             "action_at": _utc(actions["time"]),
             "play": pd.Series(names[actions["play"]], dtype="str"),
-            "control": actions["control"],
+            "control": pd.array(actions["control"], dtype="boolean"),
         })
         rows = {k: np.concatenate([r[k] for r in self.truth]) for k in self.truth[0]}
         truth = pd.DataFrame({
