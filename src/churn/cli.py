@@ -427,6 +427,14 @@ def report(
         Path | None,
         typer.Option(help="Data check JSON from 'churn ingest' (optional): a Data check section."),
     ] = None,
+    target_report: Annotated[
+        Path | None,
+        typer.Option(help="JSON from 'churn target' (optional, with --targets-dir)."),
+    ] = None,
+    targets_dir: Annotated[
+        Path | None,
+        typer.Option(help="Output folder of 'churn target' (optional): who to contact."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.layout import table_file_name
@@ -445,6 +453,8 @@ def report(
         scores=scores,
         customers=None if validated is None else validated / table_file_name("customers"),
         data_check=data_check,
+        target_report=target_report,
+        targets_dir=targets_dir,
     )
     _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
 

@@ -61,6 +61,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         model_section,
         summary,
     )
+    from churn.report.targeting import targeting_section
 
     snapshot = is_snapshot(inputs)
     sections = (
@@ -72,6 +73,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         ("customers", "Top customers at risk", customers_section),
         ("segments", "Segments", segments_section),
         ("changes", "What changed since the last score", changes_section),
+        ("targeting", "Who to contact this week", targeting_section),
     )
 
     def guarded(title: str, draw: Callable[[], Any]) -> Any:

@@ -23,12 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn.config import Params
-from churn.config import TargetConfig
+from churn.config import Params, TargetConfig
 from churn.domain.families import FAMILIES, PROFILE_FAMILY
 from churn.errors import DataContractError
 from churn.io import atomic_directory, atomic_path, read_frame, write_json, write_parquet
-from churn.layout import CONTRIBUTIONS_SUFFIX, sidecar_path, table_file_name
+from churn.layout import (
+    CANDIDATES_FILE,
+    CONTRIBUTIONS_SUFFIX,
+    CURVES_FILE,
+    TARGETS_FILE,
+    sidecar_path,
+    table_file_name,
+)
 from churn.targeting.logged import attach_outcomes
 from churn.targeting.playbook import (
     count_reasons,
@@ -50,9 +56,6 @@ from churn.targeting.value import build_candidates
 
 logger = logging.getLogger(__name__)
 
-TARGETS_FILE = "targets.parquet"
-CANDIDATES_FILE = "candidates.parquet"
-CURVES_FILE = "curves.parquet"
 ACTIONS_TABLE = "retention_actions"
 TRUTH_TABLE = "retention_truth"
 _ALL_FAMILIES = [*FAMILIES, PROFILE_FAMILY]
@@ -231,8 +234,13 @@ def compare_policies_on_truth(
     return result
 
 
-def _contacts_csv(targets: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """The CRM-ready list: who, which team and play, value, cost, probability, reasons."""
+def describe_contacts(targets: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The chosen contacts with the reasons' sentences and the next decision date.
+
+    ``reason_behind_play`` is the sentence of the reason whose family the play addresses;
+    ``next_decision_date`` (next renewal or billing date) is copied from the scores when they
+    carry it, else missing.
+    """
     reason_columns = [c for i in range(1, count_reasons(scores) + 1)
                       for c in (f"reason_{i}_feature", f"reason_{i}_text")]
     extra = [c for c in ("next_decision_date",) if c in scores.columns]
@@ -243,11 +251,22 @@ def _contacts_csv(targets: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
             joined["reason_rank"], joined.to_dict(orient="records"), strict=True)
     ]
     if "next_decision_date" not in joined.columns:
-        joined["next_decision_date"] = pd.NaT
-    columns = ["contact_rank", "customer_id", "team", "play", "expected_value", "cost",
-               "churn_probability", "mrr", "save_rate", "effect_source", "reason_behind_play",
-               *[c for c in reason_columns if c.endswith("_text")], "next_decision_date"]
-    return joined[columns].sort_values(["team", "contact_rank"], kind="stable")
+        joined["next_decision_date"] = pd.Series(pd.NaT, index=joined.index,
+                                                 dtype="datetime64[us, UTC]")
+    return joined
+
+
+#: Columns of the CRM-ready CSV, in order (then the reasons' sentences).
+CONTACT_COLUMNS = ("contact_rank", "customer_id", "team", "play", "expected_value", "cost",
+                   "churn_probability", "mrr", "save_rate", "effect_source",
+                   "reason_behind_play")
+
+
+def crm_contacts(described: pd.DataFrame) -> pd.DataFrame:
+    """The CRM-ready list: who, which team and play, value, cost, probability, reasons."""
+    texts = [c for c in described.columns if c.startswith("reason_") and c.endswith("_text")]
+    columns = [*CONTACT_COLUMNS, *texts, "next_decision_date"]
+    return described[columns].sort_values(["team", "contact_rank"], kind="stable")
 
 
 def run_target(
@@ -328,7 +347,7 @@ def run_target(
 
     doses = family_doses(contributions, family_of, _ALL_FAMILIES)
     candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability)
-    targets = chosen["expected_value"]
+    targets = describe_contacts(chosen["expected_value"], scores)
     expected = {policy: frame.assign(expected_saved=frame["churn_probability"]
                                      * frame["save_rate"] * frame["value_at_risk"])
                 for policy, frame in chosen.items()}
@@ -372,7 +391,7 @@ def run_target(
         write_parquet(candidates, staging / CANDIDATES_FILE)
         write_parquet(curves, staging / CURVES_FILE)
     with atomic_path(contacts_path) as staged:
-        _contacts_csv(targets, scores).to_csv(staged, index=False)
+        crm_contacts(targets).to_csv(staged, index=False)
     write_json(metrics, metrics_path)
     logger.info("%s contacts (%s), expected value %.0f; %s", len(targets),
                 metrics["contacts_by_team"], metrics["expected_value"],

@@ -1,11 +1,13 @@
 """Expected value of each (customer, play) and the capacity-constrained choice of contacts.
 
-For every scored customer and each eligible play (:func:`~churn.targeting.playbook.eligible_plays`)::
+For every scored customer and each eligible play
+(:func:`~churn.targeting.playbook.eligible_plays`)::
 
     expected value = P(churn in horizon) x save rate x MRR x months kept - cost
 
 where the save rate is the play's effect for the customer's segment
-(:mod:`~churn.targeting.uplift`) and the cost is the play's (:func:`~churn.targeting.playbook.play_cost`).
+(:mod:`~churn.targeting.uplift`) and the cost is the play's
+(:func:`~churn.targeting.playbook.play_cost`).
 
 :func:`select_contacts` is greedy by value per unit of capacity: every contact uses one unit of
 its team's weekly capacity (and of its play's, when the play has one), so candidates are taken
@@ -47,7 +49,8 @@ def build_candidates(
         eligible: :func:`~churn.targeting.playbook.eligible_plays` output.
         doses: ``customer_id`` and ``dose_<family>`` columns
             (:func:`~churn.targeting.playbook.family_doses`); customers missing here get dose 0.
-        effects: Effects per play and segment (:func:`~churn.targeting.uplift.estimate_play_effects`).
+        effects: Effects per play and segment
+            (:func:`~churn.targeting.uplift.estimate_play_effects`).
         config: The ``target`` section (plays, months kept).
         probability_column: Column of ``scores`` holding the churn probability.
 

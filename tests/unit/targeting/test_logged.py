@@ -15,8 +15,9 @@ def test_actions_get_the_label_of_the_cutoff_before_and_late_rows_are_left_out()
                            "label": pd.array([0, 1, pd.NA, 1, 0, 0], dtype="Int8")})
     actions = pd.DataFrame({
         "customer_id": ["a", "a", "b", "b", "a", "b"],
-        "action_at": pd.to_datetime(["2025-01-05T00:00", "2025-02-01T09:00", "2025-01-31T00:00",
-                                     "2025-02-10T00:00", "2025-03-02T00:00", "2025-04-02T00:00"], utc=True),
+        "action_at": pd.to_datetime(
+            ["2025-01-05T00:00", "2025-02-01T09:00", "2025-01-31T00:00", "2025-02-10T00:00",
+             "2025-03-02T00:00", "2025-04-02T00:00"], utc=True),
         "play": ["call", "call", "call", "unknown", "call", "call"],
         "control": [False, True, False, False, False, False],
     })

@@ -33,8 +33,8 @@ from churn.domain.families import FAMILIES
 from churn.io import atomic_directory, write_parquet
 from churn.layout import table_file_name
 from churn.stages.simulate import behaviour, hazard
-from churn.stages.simulate.retention import RetentionTeam
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
+from churn.stages.simulate.retention import RetentionTeam
 from churn.stages.simulate.tables import Outputs, SimulationResult, assemble, monthly_churn_rate
 from churn.stages.simulate.world import World
 

@@ -127,8 +127,8 @@ class RetentionTeam:
         """The month's contacts (sorted customer indices), their plays and control flags."""
         free = self.until[act] < t
         candidates = np.flatnonzero(free)
-        n_contact = min(int(round(CONTACT_SHARE * len(act))), len(candidates))
-        n_risk = int(round(RISK_SHARE * n_contact))
+        n_contact = min(round(CONTACT_SHARE * len(act)), len(candidates))
+        n_risk = round(RISK_SHARE * n_contact)
         hazard = np.where(renewal, _sigmoid(total), 0.0)[candidates]
         by_risk = candidates[np.argsort(-hazard, kind="stable")[:n_risk]]
         rest = np.setdiff1d(candidates, by_risk)

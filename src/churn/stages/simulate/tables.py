@@ -5,7 +5,8 @@ Ground truth (``SimulationResult.truth``)
     month start: ``customer_id``, ``month_start``, ``churn_probability``, ``logit_<family>``,
     ``logit_base``, ``logit_retention`` (the past retention team's plays, 0 when off,
     :mod:`~churn.stages.simulate.retention`), ``logit_total`` (their sum), ``renewal_month``
-    (the contract can end this month), ``disengaged`` and ``churned`` (the subscription ends this month).
+    (the contract can end this month), ``disengaged`` and ``churned`` (the subscription ends
+    this month).
     ``customers``: ``customer_id``, ``churned_at`` (NaT if none), the latent traits
     (:data:`~churn.stages.simulate.world.LATENT_TRAITS`) and ``disengaged_at`` (first
     disengagement, or the window start for customers already disengaged then).
