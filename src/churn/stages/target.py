@@ -113,12 +113,10 @@ def learn_effects(
     configured = {name: play.save_rate for name, play in config.plays.items()}
     rows = _annotate_logged(logged, explained, family_of, config)
     effects, _ = estimate_play_effects(rows, configured, config.min_rows_per_arm)
-    split = {(e.play): e.dose_split for e in effects}
+    split = {e.play: e.dose_split or 0.0 for e in effects}
     if len(rows):
-        rows["segment"] = [
-            assign_segments(np.array([a]), np.array([d]), split[p] or 0.0)[0]
-            for a, d, p in zip(rows["addressed"], rows["dose"], rows["play"], strict=True)
-        ]
+        rows["segment"] = assign_segments(rows["addressed"].to_numpy(), rows["dose"].to_numpy(),
+                                          rows["play"].map(split).to_numpy(dtype=np.float64))
     checks = []
     if model_features is not None and len(rows):
         for name in config.plays:

@@ -151,7 +151,9 @@ def standardized_difference(
                     plain.treated_churn_rate, plain.control_churn_rate)
 
 
-def assign_segments(addressed: np.ndarray, dose: np.ndarray, dose_split: float) -> np.ndarray:
+def assign_segments(
+    addressed: np.ndarray, dose: np.ndarray, dose_split: float | np.ndarray
+) -> np.ndarray:
     """Segment of each row: not addressed, or addressed with a dose below/above the split."""
     addressed = np.asarray(addressed, dtype=bool)
     high = np.asarray(dose, dtype=np.float64) > dose_split

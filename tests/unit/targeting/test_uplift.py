@@ -11,6 +11,7 @@ from churn.targeting.uplift import (
     SOURCE_LOGGED,
     difference_in_means,
     estimate_play_effects,
+    standardized_difference,
     t_learner_save_rate,
 )
 
@@ -77,3 +78,28 @@ def test_t_learner_recovers_a_known_effect():
     )
     assert spread is not None and spread > 0
     assert abs(estimate - 0.4) < max(3 * spread, 0.08)
+
+
+def test_standardized_difference_matches_a_hand_computed_case():
+    churned = np.array([1, 0, 0, 0, 1, 1, 0, 0])
+    control = np.array([False] * 4 + [True] * 4)
+    expected = np.array([0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25])
+    estimate = standardized_difference(churned, control, expected)
+    # Treated: O/E = 1 / 2; control: O/E = 2 / 1; save = 1 - 0.5 / 2.
+    assert estimate.save_rate == pytest.approx(0.75)
+    assert estimate.treated_churn_rate == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_standardized_difference_removes_a_chance_imbalance_in_risk(seed):
+    rng = np.random.default_rng(seed)
+    n, save = 8000, 0.3
+    control = rng.random(n) < 0.25
+    # The control arm is riskier (as a bad draw would make it): the plain difference in means
+    # overstates the effect; the risk before the action (here known exactly) corrects it.
+    risk = np.where(control, rng.uniform(0.1, 0.5, n), rng.uniform(0.05, 0.35, n))
+    churned = (rng.random(n) < np.where(control, risk, risk * (1 - save))).astype(int)
+    adjusted = standardized_difference(churned, control, risk)
+    plain = difference_in_means(churned, control)
+    assert abs(adjusted.save_rate - save) < 3 * adjusted.standard_error
+    assert plain.save_rate - save > 3 * plain.standard_error
