@@ -118,6 +118,7 @@ def learn_effects(
         rows["segment"] = assign_segments(rows["addressed"].to_numpy(), rows["dose"].to_numpy(),
                                           rows["play"].map(split).to_numpy(dtype=np.float64))
     checks = []
+    rounds = config.tlearner_bootstrap_rounds
     if model_features is not None and len(rows):
         for name in config.plays:
             mask = ((rows["play"] == name) & rows["addressed"]).to_numpy()
@@ -130,7 +131,7 @@ def learn_effects(
                 (model_features[mask & ~control], churned[mask & ~control]),
                 (model_features[mask & control], churned[mask & control]),
                 model_features[mask],
-                rounds=config.tlearner_bootstrap_rounds, seed=config.seed,
+                rounds=rounds, seed=config.seed,
             )
             checks.append({"play": name, "segment": "addressed", "save_rate": estimate,
                            "standard_error": spread, "treated_rows": n_t, "control_rows": n_c})
