@@ -165,3 +165,25 @@ def test_third_party_retention_actions_are_mapped_and_validated():
     assert len(quarantined) == 2  # an unreadable flag and a future-dated row
     assert quarantined["_failed_rules"].str.contains("control").any()
     assert quarantined["_failed_rules"].str.contains("action_at").any()
+
+
+def test_customers_whose_reasons_no_play_addresses_get_no_contact():
+    # Entity mode: every reason is a "profile" feature, which no default play addresses.
+    from churn.config import TargetConfig
+    from churn.stages.target import crm_contacts, describe_contacts, learn_effects, plan_contacts
+
+    config = TargetConfig()
+    scores = pd.DataFrame({
+        "customer_id": [1, 2], "cutoff": pd.Timestamp("2025-01-01", tz="UTC"),
+        "churn_probability": [0.9, 0.8], "mrr": [1e5, 2e5],
+        "reason_1_feature": ["age", "tenure"], "reason_1_text": ["old", "new"],
+    })
+    family_of = {"age": "profile", "tenure": "profile"}
+    empty = pd.DataFrame(columns=["customer_id", "cutoff", "action_at", "play", "control",
+                                  "churned"])
+    effects, _, _ = learn_effects(empty, None, family_of, config)
+    doses = pd.DataFrame({"customer_id": [1, 2], "dose_profile": [2.0, 3.0]})
+    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config)
+    assert candidates.empty
+    assert all(frame.empty for frame in chosen.values())
+    assert crm_contacts(describe_contacts(chosen["expected_value"], scores)).empty
