@@ -365,6 +365,44 @@ def explain(
 
 
 @app.command()
+def target(
+    params: ParamsOpt,
+    scores: Annotated[Path, typer.Option(help="Scores file from 'churn score'.")],
+    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")],
+    validated: Annotated[
+        Path, typer.Option(help="Validated tables (retention_actions is optional).")
+    ],
+    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
+    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")],
+    out_dir: Annotated[Path, typer.Option(help="Folder for targets, candidates and curves.")],
+    contacts: Annotated[Path, typer.Option(help="CRM-ready CSV of this week's contacts.")],
+    report: Annotated[Path, typer.Option(help="Target JSON for 'dvc metrics'.")],
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Simulator ground truth directory (optional): policy comparison."),
+    ] = None,
+) -> None:
+    """Whom to contact this week with which play, by expected saved revenue under capacity."""
+    from churn.stages.target import run_target
+
+    _run(
+        run_target,
+        params=_load(params),
+        scores_path=scores,
+        catalog_path=catalog,
+        validated_dir=validated,
+        labels_path=labels,
+        features_path=features,
+        model_dir=model_dir,
+        truth_dir=truth,
+        out_dir=out_dir,
+        contacts_path=contacts,
+        metrics_path=report,
+    )
+
+
+@app.command()
 def report(
     params: ParamsOpt,
     ingest_report: Annotated[Path, typer.Option(help="JSON report from 'churn ingest'.")],
@@ -393,6 +431,14 @@ def report(
         Path | None,
         typer.Option(help="Monitor JSON from 'churn monitor' (optional): a Model health section."),
     ] = None,
+    target_report: Annotated[
+        Path | None,
+        typer.Option(help="JSON from 'churn target' (optional, with --targets-dir)."),
+    ] = None,
+    targets_dir: Annotated[
+        Path | None,
+        typer.Option(help="Output folder of 'churn target' (optional): who to contact."),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML report for analysts."""
     from churn.layout import table_file_name
@@ -412,6 +458,8 @@ def report(
         customers=None if validated is None else validated / table_file_name("customers"),
         data_check=data_check,
         monitor=monitor,
+        target_report=target_report,
+        targets_dir=targets_dir,
     )
     _run(run_report, params=_load(params), inputs_paths=paths, out_path=out)
 

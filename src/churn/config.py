@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from churn.domain.families import FAMILIES, PROFILE_FAMILY
 from churn.domain.modes import Mode
 
 
@@ -68,6 +69,11 @@ class SimulateConfig(_Section):
     )
     shifts: tuple[ShiftConfig, ...] = Field(
         (), description="Shifts injected from a month on (monitoring tests); none by default."
+    )
+    retention_actions: bool = Field(
+        True,
+        description="Simulate a past retention team (contacts, plays, a control group) and its "
+        "true effects (docs/targeting.md); changes the simulated data.",
     )
 
 
@@ -450,6 +456,91 @@ class MonitorConfig(_Section):
         return self
 
 
+class PlayConfig(_Section):
+    """One retention play of the playbook.
+
+    The cost of one contact is ``cost + cost_share_of_mrr * mrr * cost_months`` (a discount of
+    20% for 3 months is ``cost_share_of_mrr: 0.2, cost_months: 3``).
+    """
+
+    families: tuple[str, ...] = Field(
+        ..., min_length=1, description="Reason families the play addresses."
+    )
+    team: str = Field(..., min_length=1, description="Team that runs the play (a key of teams).")
+    cost: float = Field(0.0, ge=0.0, description="Fixed cost of one contact (currency).")
+    cost_share_of_mrr: float = Field(
+        0.0, ge=0.0, le=1.0, description="Discount plays: share of MRR given away per month."
+    )
+    cost_months: int = Field(3, ge=0, le=36, description="Months the MRR share is given away.")
+    save_rate: float = Field(
+        ..., ge=0.0, le=1.0,
+        description="Configured effect: share of would-be churners the play keeps.",
+    )
+    weekly_capacity: int | None = Field(
+        None, ge=0, description="Contacts per week of this play; None: only the team's limit."
+    )
+
+    @model_validator(mode="after")
+    def _check_families(self) -> PlayConfig:
+        known = (*FAMILIES, PROFILE_FAMILY)
+        unknown = [f for f in self.families if f not in known]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; known: {list(known)}")
+        return self
+
+
+def _default_plays() -> dict[str, PlayConfig]:
+    return {
+        "support_escalation": PlayConfig(families=("support",), team="support", cost=40.0,
+                                         save_rate=0.25),
+        "adoption_session": PlayConfig(families=("usage",), team="success", cost=80.0,
+                                       save_rate=0.25),
+        "success_review": PlayConfig(families=("engagement",), team="success", cost=120.0,
+                                     save_rate=0.25),
+        "discount_offer": PlayConfig(families=("billing",), team="sales", cost=10.0,
+                                     cost_share_of_mrr=0.2, cost_months=3, save_rate=0.25),
+        "fit_winback": PlayConfig(families=("acquisition",), team="sales", cost=100.0,
+                                  save_rate=0.25),
+    }
+
+
+class TargetConfig(_Section):
+    """Knobs of ``churn target``: plays, team capacities and the expected-value model."""
+
+    horizon_days: int | None = Field(
+        None, ge=1,
+        description="Horizon of the churn probability used; None: label.horizon_days.",
+    )
+    months_kept: float = Field(
+        12.0, gt=0.0, description="Months of MRR a saved customer is worth (value at risk)."
+    )
+    min_rows_per_arm: int = Field(
+        30, ge=1,
+        description="Logged treated and control rows a play needs (each) before its logged "
+        "effect replaces the configured save rate.",
+    )
+    tlearner_bootstrap_rounds: int = Field(
+        20, ge=0, description="Bootstrap resamples of the T-learner's average effect (0: off)."
+    )
+    seed: int = Field(11, description="Seed of the random policy and the bootstrap.")
+    teams: dict[str, int] = Field(
+        default_factory=lambda: {"support": 40, "success": 60, "sales": 30},
+        description="Team -> contacts per week.",
+    )
+    plays: dict[str, PlayConfig] = Field(default_factory=_default_plays)
+
+    @model_validator(mode="after")
+    def _check_teams(self) -> TargetConfig:
+        missing = sorted({p.team for p in self.plays.values()} - set(self.teams))
+        if missing:
+            raise ValueError(f"plays name teams without a capacity in target.teams: {missing}")
+        if any(v < 0 for v in self.teams.values()):
+            raise ValueError("target.teams capacities must be >= 0")
+        if not self.plays:
+            raise ValueError("target.plays must hold at least one play")
+        return self
+
+
 class Params(_Section):
     """All pipeline parameters: ``data`` (where raw tables come from), then one per stage."""
 
@@ -464,6 +555,7 @@ class Params(_Section):
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
 
     @model_validator(mode="after")
     def _check_cutoffs(self) -> Params:

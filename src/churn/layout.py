@@ -83,3 +83,9 @@ def sidecar_path(scores_path: str | Path, suffix: str) -> Path:
     """
     scores_path = Path(scores_path)
     return scores_path.with_name(f"{scores_path.stem}{suffix}{SIDECAR_SUFFIX}")
+
+
+#: Files inside ``churn target``'s output folder (the report reads the first and the last).
+TARGETS_FILE = "targets.parquet"
+CANDIDATES_FILE = "candidates.parquet"
+CURVES_FILE = "curves.parquet"

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from churn.domain.families import FAMILIES
 from churn.report.inputs import ReportPaths
 from support.monitor_fakes import make_monitor_record
+from support.target_fakes import write_fake_target_outputs
 
 EVIL_ID = '"><img src=x onerror=alert(1)><script>alert("pwned")</script>'
 EVIL_REASON = "<b>4 support tickets</b> & <script>document.title='x'</script>"
@@ -384,6 +385,8 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
         {"phase": ["post_sale", "pre_sale"], "mean_abs_shap": [0.5, 0.1], "share": [0.83, 0.17]}
     ).to_csv(explain / "phase_importance.csv", index=False)
     (explain / "explain.json").write_text(json.dumps({"rows_explained": 240}))
+    write_fake_target_outputs(reports / "target.json", data / "targets",
+                              [str(i) for i in scores["customer_id"].head(12)], seed)
     return {
         "inputs_paths": ReportPaths(
             ingest_report=reports / "ingest.json",
@@ -398,6 +401,8 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
             customers=data / "validated" / "customers.parquet",
             data_check=reports / "data_check.json",
             monitor=reports / "monitor.json",
+            target_report=reports / "target.json",
+            targets_dir=data / "targets",
         ),
         "out_path": reports / "index.html",
     }

@@ -409,6 +409,8 @@ def test_the_report_finds_every_input_the_stages_wrote(pipeline_runs):
         **{name: work / given[name] for name in ("plots_dir", "explain_dir", "catalog")},
         labels=work / given["labels"],
         scores=work / given["scores"],
+        target_report=work / given["target_report"],
+        targets_dir=work / given["targets_dir"],
     )
     inputs = load_report_inputs(paths)
     # The first scoring has nothing to compare with; everything else must be there.
@@ -416,6 +418,8 @@ def test_the_report_finds_every_input_the_stages_wrote(pipeline_runs):
     assert set(inputs.plots) == {"roc", "precision_recall", "calibration", "gains"}
     assert len(inputs.explain_tables) == 3 and inputs.explain_summary is not None
     assert inputs.explain_images and inputs.catalog is not None
+    assert inputs.target is not None and inputs.targets is not None
+    assert inputs.target_curves is not None
 
 
 def test_the_recorder_sees_reads_and_dumps(monkeypatch):

@@ -556,6 +556,30 @@ CONTRACT: dict[str, TableSpec] = {
                 ),
             ),
         ),
+        TableSpec(
+            name="retention_actions",
+            description=(
+                "Logged retention contacts: who was contacted when with which play, and who "
+                "was held out in a random control group (used by `churn target` to learn each "
+                "play's effect; never a feature)."
+            ),
+            required=False,
+            event_time="action_at",
+            columns=(
+                _CUSTOMER_ID,
+                ColumnSpec(
+                    "action_at", "timestamp", "When the contact was made (or would have been, "
+                    "for the control group).", time_rule=_EVENT_TIME_RULE,
+                ),
+                ColumnSpec(
+                    "play", "category", "Play of the playbook (a key of `target.plays`; map "
+                    "other codes with `ingest.tables.retention_actions.values`)."
+                ),
+                ColumnSpec(
+                    "control", "bool", "True: chosen but randomly held out (not contacted)."
+                ),
+            ),
+        ),
     )
 }
 

@@ -15,10 +15,12 @@ from churn.domain.catalog import read_catalog
 from churn.errors import DataContractError
 from churn.layout import (
     CHANGES_SUFFIX,
+    CURVES_FILE,
     EXPLAIN_SUMMARY_FILE,
     EXPLAIN_TABLES,
     FIGURE_SUFFIX,
     PLOT_NAMES,
+    TARGETS_FILE,
     explain_table_file_name,
     plot_file_name,
     sidecar_path,
@@ -59,6 +61,9 @@ class ReportPaths:
             families), or ``None`` to go without.
         monitor: ``churn monitor``'s JSON (status, drift, estimated and realized
             performance), or ``None`` to go without.
+        target_report: ``churn target``'s JSON (effects, policy comparison), or ``None``.
+        targets_dir: ``churn target``'s output folder (the contact list and value curves),
+            or ``None``.
     """
 
     ingest_report: Path
@@ -73,6 +78,8 @@ class ReportPaths:
     customers: Path | None = None
     data_check: Path | None = None
     monitor: Path | None = None
+    target_report: Path | None = None
+    targets_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class ReportInputs:
         scores: Scores frame of the latest scoring run.
         changes: Changes since the previous scoring run, when the score stage wrote them.
         segment_columns: Customer attributes to break scores down by.
+        target: ``churn target``'s report, when the runner is given one.
+        targets: This week's contacts (``targets.parquet``), when given.
+        target_curves: Cumulative value against contacts per policy (``curves.parquet``).
         missing: Input name -> why it is unavailable (shown in the report).
         generated_at: Time stamp shown in the header; ``None`` keeps the output reproducible.
     """
@@ -119,6 +129,9 @@ class ReportInputs:
     changes: pd.DataFrame | None = None
     segment_columns: tuple[str, ...] = DEFAULT_SEGMENTS
     monitor: dict[str, Any] | None = None
+    target: dict[str, Any] | None = None
+    targets: pd.DataFrame | None = None
+    target_curves: pd.DataFrame | None = None
     missing: Mapping[str, str] = field(default_factory=dict)
     generated_at: str | None = None
 
@@ -166,6 +179,13 @@ def load_report_inputs(paths: ReportPaths) -> ReportInputs:
                 tables[name] = frame
     else:
         missing["explain"] = f"{explain_dir} does not exist (has the explain stage run?)"
+    target = targets = target_curves = None
+    if paths.target_report is not None and paths.targets_dir is not None:
+        target = attempt("target", Path(paths.target_report), _read_json)
+        targets = attempt("target", Path(paths.targets_dir) / TARGETS_FILE, _read_table)
+        target_curves = attempt("target", Path(paths.targets_dir) / CURVES_FILE, _read_table)
+    else:
+        missing["target"] = "the report was not given the outputs of 'churn target'"
     scores_path = Path(paths.scores)
     changes_path = find_changes_file(scores_path)
     if changes_path is None:
@@ -196,6 +216,9 @@ def load_report_inputs(paths: ReportPaths) -> ReportInputs:
         monitor=attempt("monitor", Path(paths.monitor), _read_json)
         if paths.monitor is not None
         else None,
+        target=target,
+        targets=targets,
+        target_curves=target_curves,
         missing=missing,
     )
 

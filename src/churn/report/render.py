@@ -62,6 +62,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         model_section,
         summary,
     )
+    from churn.report.targeting import targeting_section
 
     snapshot = is_snapshot(inputs)
     sections = (
@@ -74,6 +75,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         ("segments", "Segments", segments_section),
         ("changes", "What changed since the last score", changes_section),
         ("health", "Model health", health_section),
+        ("targeting", "Who to contact this week", targeting_section),
     )
 
     def guarded(title: str, draw: Callable[[], Any]) -> Any:

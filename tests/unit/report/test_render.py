@@ -87,7 +87,8 @@ def test_report_is_self_contained(document):
 
 
 def test_every_section_renders_without_errors(document):
-    for anchor in ("data", "churn-rate", "model", "explain", "customers", "segments", "changes"):
+    for anchor in ("data", "churn-rate", "model", "explain", "customers", "segments", "changes",
+                   "targeting"):
         assert f'<section id="{anchor}">' in document
     assert "Not available" not in document
     assert "could not render" not in document
@@ -165,7 +166,8 @@ def test_missing_inputs_give_not_available_sections(tmp_path):
     )
     run_report(Params(), absent, tmp_path / "out" / "index.html")
     document = (tmp_path / "out" / "index.html").read_text()
-    for anchor in ("data", "churn-rate", "model", "explain", "customers", "segments", "changes"):
+    for anchor in ("data", "churn-rate", "model", "explain", "customers", "segments", "changes",
+                   "targeting"):
         assert "Not available" in _section(document, anchor), anchor
     assert "does not exist" in document
     assert "could not render" not in document

@@ -124,6 +124,14 @@ def make_tables() -> Tables:
         "postsale_touchpoints": postsale,
         "nps_responses": nps,
         "support_tickets": tickets,
+        "retention_actions": _text(
+            [
+                {"customer_id": "C1", "action_at": "2025-03-01T09:00:00Z",
+                 "play": "support_escalation", "control": "false"},
+                {"customer_id": "C2", "action_at": "2025-03-01T09:00:00Z",
+                 "play": "discount_offer", "control": "true"},
+            ]
+        ),
     }
 
 

@@ -98,18 +98,37 @@ def _content_hash(result: SimulationResult) -> str:
 
 # Computed with _content_hash on the simulator before it was split into world, behaviour,
 # hazard, engine, tables and mess (commit 82bc469, pandas 3.1.1, numpy 2.4.6):
-#   simulate(SimulateConfig(customers=300, months=6, seed=1, mess=...))
-# A refactoring must keep both; a deliberate change of the business updates them here.
+#   simulate(SimulateConfig(customers=300, months=6, seed=1, mess=..., retention_actions=False))
+# with the truth's logit_retention column (all 0 then) left out: the simulated business
+# without the retention team (issue #15) is unchanged since. A refactoring must keep both; a
+# deliberate change of the business updates them here.
 EXPECTED_CONTENT_HASHES = {
     True: "d5b04178f6391c2a27a85e2e9d732f119467b870396ff4c42d8fe014bf6ed1d9",
     False: "4ed90da4afd8ba511e0c10394107a170f0883eedd880149b921ac1833d9b7594",
+}
+# The same config with the retention team on (the default since issue #15: retention_actions
+# table, retention_truth, plays lowering the hazard of the treated), computed on this branch.
+EXPECTED_CONTENT_HASHES_WITH_RETENTION = {
+    True: "e16f617538441b02b7f03caa71762b07783854de4491e60ce85d9b0f57d593ab",
+    False: "a8419387aa5e890a9320f4fe2cec0280a0bdbcd2ec67b2407e4531cffd72b70b",
 }
 
 
 @pytest.mark.parametrize("mess", [True, False])
 def test_output_content_is_unchanged_for_a_small_fixed_config(mess):
-    result = simulate(SimulateConfig(customers=300, months=6, seed=1, mess=mess))
+    result = simulate(
+        SimulateConfig(customers=300, months=6, seed=1, mess=mess, retention_actions=False)
+    )
+    months = result.truth["customer_months"]
+    assert (months["logit_retention"] == 0).all()
+    result.truth["customer_months"] = months.drop(columns="logit_retention")
     assert _content_hash(result) == EXPECTED_CONTENT_HASHES[mess]
+
+
+@pytest.mark.parametrize("mess", [True, False])
+def test_output_content_with_the_retention_team_is_unchanged(mess):
+    result = simulate(SimulateConfig(customers=300, months=6, seed=1, mess=mess))
+    assert _content_hash(result) == EXPECTED_CONTENT_HASHES_WITH_RETENTION[mess]
 
 
 def test_content_hash_sees_a_single_changed_value():
@@ -321,7 +340,7 @@ def test_messy_ticket_strings_are_the_same_instants_as_the_clean_ones(clean, mes
 
 def test_truth_logits_sum_and_the_probability_is_their_sigmoid(clean):
     months = clean.truth["customer_months"]
-    total = months["logit_base"]
+    total = months["logit_base"] + months["logit_retention"]
     for family in FAMILIES:
         total = total + months[f"logit_{family}"]
     np.testing.assert_allclose(months["logit_total"], total, rtol=0, atol=1e-12)

@@ -34,6 +34,7 @@ from churn.io import atomic_directory, write_parquet
 from churn.layout import table_file_name
 from churn.stages.simulate import behaviour, hazard, shifts
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
+from churn.stages.simulate.retention import RetentionTeam
 from churn.stages.simulate.tables import Outputs, SimulationResult, assemble, monthly_churn_rate
 from churn.stages.simulate.world import World
 
@@ -52,17 +53,21 @@ def _run(w: World, on_month: Callable[[int, int], None] | None) -> SimulationRes
         touches=_Rows("customer", "time", "type"),
         nps=_Rows("customer", "time", "value"),
         tickets=[],
-        truth=_Rows("customer", "month", "base", *FAMILIES, "total", "hazard", "renewal",
-                    "disengaged", "churned"),
+        truth=_Rows("customer", "month", "base", "retention", *FAMILIES, "total", "hazard",
+                    "renewal", "disengaged", "churned"),
     )
+    team = RetentionTeam(w) if w.cfg.retention_actions else None
     for t in range(w.months):
-        _simulate_month(w, t, out)
+        _simulate_month(w, t, out, team)
         if on_month is not None:
             on_month(t + 1, w.months)
-    return assemble(w, presale, out)
+    result = assemble(w, presale, out)
+    if team is not None:
+        result.tables["retention_actions"], result.truth["retention_truth"] = team.tables()
+    return result
 
 
-def _simulate_month(w: World, t: int, out: Outputs) -> None:
+def _simulate_month(w: World, t: int, out: Outputs, team: RetentionTeam | None) -> None:
     """Month ``t``: hazard and churn of the actives, then everyone's behaviour."""
     now, next_start = w.month_start(t), w.month_start(t + 1)
     shifts.raise_prices(w, t)
@@ -77,11 +82,14 @@ def _simulate_month(w: World, t: int, out: Outputs) -> None:
     hazard.update_disengagement(w, t, act, obs)
     depth = w.depth[act]
     base = hazard.base_logit(w, act)
-    total, probability = hazard.churn_probability(base, obs, renewal)
+    retention = np.zeros(len(act))
+    if team is not None:  # this month's contacts; lowers the hazard of those under a play
+        retention = team.act(t, act, base, obs, renewal)
+    total, probability = hazard.churn_probability(base + retention, obs, renewal)
     churned = w.rng.random(len(act)) < probability
     out.truth.add(customer=act.astype(np.int32), month=np.full(len(act), t, np.int16),
-                  base=base, **{f: obs[f] for f in FAMILIES}, total=total, hazard=probability,
-                  renewal=renewal, disengaged=depth >= 0, churned=churned)
+                  base=base, retention=retention, **{f: obs[f] for f in FAMILIES}, total=total,
+                  hazard=probability, renewal=renewal, disengaged=depth >= 0, churned=churned)
 
     # Behaviour of everyone who is a customer for part of the month: the actives (churners
     # until their billing date) and this month's conversions (from their conversion). Both

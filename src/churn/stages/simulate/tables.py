@@ -3,8 +3,10 @@
 Ground truth (``SimulationResult.truth``)
     ``customer_months``: one row per customer and month in which the customer is active at the
     month start: ``customer_id``, ``month_start``, ``churn_probability``, ``logit_<family>``,
-    ``logit_base``, ``logit_total`` (their sum), ``renewal_month`` (the contract can end this
-    month), ``disengaged`` and ``churned`` (the subscription ends this month).
+    ``logit_base``, ``logit_retention`` (the past retention team's plays, 0 when off,
+    :mod:`~churn.stages.simulate.retention`), ``logit_total`` (their sum), ``renewal_month``
+    (the contract can end this month), ``disengaged`` and ``churned`` (the subscription ends
+    this month).
     ``customers``: ``customer_id``, ``churned_at`` (NaT if none), the latent traits
     (:data:`~churn.stages.simulate.world.LATENT_TRAITS`) and ``disengaged_at`` (first
     disengagement, or the window start for customers already disengaged then).
@@ -141,7 +143,8 @@ def assemble(w: World, presale: dict[str, np.ndarray], out: Outputs) -> Simulati
     if w.cfg.mess:  # usage rows were duplicated month by month already
         mess.duplicate_event_tables(tables, w.mess_rng)
     return SimulationResult(
-        tables={name: tables[name] for name in CONTRACT}, truth=_truth_tables(w, out.truth)
+        tables={name: tables[name] for name in CONTRACT if name in tables},
+        truth=_truth_tables(w, out.truth),
     )
 
 
@@ -228,6 +231,7 @@ def _truth_tables(w: World, truth: _Rows) -> dict[str, pd.DataFrame]:
         "churn_probability": rows["hazard"],
         **{f"logit_{family}": rows[family] for family in FAMILIES},
         "logit_base": rows["base"],
+        "logit_retention": rows["retention"],
         "logit_total": rows["total"],
         "renewal_month": rows["renewal"],
         "disengaged": rows["disengaged"],

@@ -1,0 +1,399 @@
+"""The ``churn target`` stage: whom to contact this week, with which play (docs/targeting.md).
+
+Pure cores :func:`learn_effects`, :func:`plan_contacts` and :func:`compare_policies_on_truth`
+take frames and config; the runner :func:`run_target` reads the scores, the catalog, the logged
+``retention_actions`` (optional) and, where the simulator wrote it, the truth, and writes:
+
+* ``<out_dir>/targets.parquet``: the chosen contacts (one play per customer, within every
+  capacity) with their expected value, cost, probability, reasons and next decision date.
+* ``<out_dir>/candidates.parquet``: every eligible (customer, play) with its expected value.
+* ``<out_dir>/curves.parquet``: cumulative value against contacts per policy (expected at the
+  scoring cutoff; true at the test cutoff when the truth exists).
+* the CRM-ready CSV (``contacts_path``) and ``reports/target.json`` (DVC metrics: play effects
+  with source and uncertainty, the policy comparison).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn.config import Params, TargetConfig
+from churn.domain.families import FAMILIES, PROFILE_FAMILY
+from churn.errors import DataContractError
+from churn.io import atomic_directory, atomic_path, read_frame, write_json, write_parquet
+from churn.layout import (
+    CANDIDATES_FILE,
+    CONTRIBUTIONS_SUFFIX,
+    CURVES_FILE,
+    TARGETS_FILE,
+    sidecar_path,
+    table_file_name,
+)
+from churn.targeting.logged import attach_outcomes
+from churn.targeting.playbook import (
+    count_reasons,
+    eligible_plays,
+    family_doses,
+    first_reason_play,
+    play_dose,
+    reason_families,
+)
+from churn.targeting.policies import choose_by_policies, compare_on_truth, cumulative_curves
+from churn.targeting.uplift import (
+    SEGMENTS,
+    PlayEffect,
+    assign_segments,
+    estimate_play_effects,
+    t_learner_save_rate,
+)
+from churn.targeting.value import build_candidates
+
+logger = logging.getLogger(__name__)
+
+ACTIONS_TABLE = "retention_actions"
+TRUTH_TABLE = "retention_truth"
+_ALL_FAMILIES = [*FAMILIES, PROFILE_FAMILY]
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Scores with reasons plus each row's family doses (for a set of customer rows)."""
+
+    scores: pd.DataFrame
+    doses: pd.DataFrame
+
+
+def probability_column(config: TargetConfig, label_horizon_days: int,
+                       scores: pd.DataFrame) -> str:
+    """The scores column holding P(churn within ``target.horizon_days``).
+
+    Raises:
+        DataContractError: If the horizon is not the label horizon and the scores carry no
+            ``churn_probability_<h>d`` column for it.
+    """
+    horizon = config.horizon_days or label_horizon_days
+    if horizon == label_horizon_days:
+        return "churn_probability"
+    column = f"churn_probability_{horizon}d"
+    if column not in scores.columns:
+        raise DataContractError(
+            f"target.horizon_days is {horizon} but the scores have no column {column!r} "
+            f"(only churn_probability, for label.horizon_days {label_horizon_days})"
+        )
+    return column
+
+
+def learn_effects(
+    logged: pd.DataFrame,
+    explained: Explained | None,
+    family_of: dict[str, str],
+    config: TargetConfig,
+    model_features: pd.DataFrame | None = None,
+) -> tuple[list[PlayEffect], pd.DataFrame, pd.DataFrame]:
+    """Play effects per segment from logged actions (configured rates where too few rows).
+
+    Args:
+        logged: :func:`~churn.targeting.logged.attach_outcomes` output (may be empty).
+        explained: Reasons and doses of the logged rows' (customer, cutoff), or ``None``.
+        family_of: Feature -> family.
+        config: The ``target`` section.
+        model_features: The model's feature columns for the logged rows (same order as
+            ``logged``), for the T-learner cross-check; ``None`` skips it.
+
+    Returns:
+        The effects, the logged rows with ``addressed``, ``dose`` and ``segment``, and the
+        T-learner cross-check per play (addressed rows).
+    """
+    configured = {name: play.save_rate for name, play in config.plays.items()}
+    rows = _annotate_logged(logged, explained, family_of, config)
+    effects, _ = estimate_play_effects(rows, configured, config.min_rows_per_arm)
+    split = {e.play: e.dose_split or 0.0 for e in effects}
+    if len(rows):
+        rows["segment"] = assign_segments(rows["addressed"].to_numpy(), rows["dose"].to_numpy(),
+                                          rows["play"].map(split).to_numpy(dtype=np.float64))
+    checks = []
+    rounds = config.tlearner_bootstrap_rounds
+    if model_features is not None and len(rows):
+        for name in config.plays:
+            mask = ((rows["play"] == name) & rows["addressed"]).to_numpy()
+            control = rows["control"].to_numpy()
+            n_t, n_c = int((mask & ~control).sum()), int((mask & control).sum())
+            if min(n_t, n_c) < config.min_rows_per_arm:
+                continue
+            churned = rows["churned"].to_numpy()
+            estimate, spread = t_learner_save_rate(
+                (model_features[mask & ~control], churned[mask & ~control]),
+                (model_features[mask & control], churned[mask & control]),
+                model_features[mask],
+                rounds=rounds, seed=config.seed,
+            )
+            checks.append({"play": name, "segment": "addressed", "save_rate": estimate,
+                           "standard_error": spread, "treated_rows": n_t, "control_rows": n_c})
+    return effects, rows, pd.DataFrame(checks)
+
+
+def _annotate_logged(logged: pd.DataFrame, explained: Explained | None,
+                     family_of: dict[str, str], config: TargetConfig) -> pd.DataFrame:
+    """Logged rows with ``addressed`` (a play family among the reasons) and the play's dose."""
+    rows = logged.copy()
+    if rows.empty or explained is None:
+        return rows.assign(addressed=pd.Series(dtype=bool), dose=pd.Series(dtype=float))
+    keys = ["customer_id", "cutoff"]
+    reasons = reason_families(explained.scores, family_of)  # carries the cutoff
+    addressed = np.zeros(len(rows), dtype=bool)
+    dose = np.zeros(len(rows))
+    doses = rows[keys].merge(explained.doses, on=keys, how="left")
+    expected = rows[keys].merge(explained.scores[[*keys, "churn_probability"]], on=keys,
+                                how="left")["churn_probability"].to_numpy(dtype=np.float64)
+    for name, play in config.plays.items():
+        mask = (rows["play"] == name).to_numpy()
+        hit = reasons.loc[reasons["family"].isin(play.families), keys].drop_duplicates()
+        flag = rows[keys].merge(hit.assign(_hit=True), on=keys, how="left")["_hit"]
+        addressed[mask] = flag.fillna(False).to_numpy(dtype=bool)[mask]
+        dose[mask] = np.nan_to_num(play_dose(doses, play))[mask]
+    return rows.assign(addressed=addressed, dose=dose, expected=expected)
+
+
+def plan_contacts(
+    scores: pd.DataFrame,
+    doses: pd.DataFrame,
+    family_of: dict[str, str],
+    effects: list[PlayEffect],
+    config: TargetConfig,
+    probability: str = "churn_probability",
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Candidates and every policy's choice for one scored population.
+
+    Returns:
+        The candidates (:func:`~churn.targeting.value.build_candidates`) and policy -> chosen
+        contacts (:func:`~churn.targeting.policies.choose_by_policies`).
+    """
+    reasons = reason_families(scores, family_of)
+    eligible = eligible_plays(reasons, config.plays)
+    candidates = build_candidates(scores, eligible, doses, effects, config, probability)
+    capacity = {name: play.weekly_capacity for name, play in config.plays.items()}
+    chosen = choose_by_policies(candidates, first_reason_play(reasons, config.plays),
+                                config.teams, capacity, config.seed)
+    return candidates, chosen
+
+
+def true_effects(logged: pd.DataFrame, truth: pd.DataFrame,
+                 effects: list[PlayEffect]) -> list[dict[str, Any]]:
+    """Each logged estimate against the truth's average effect on the same logged rows.
+
+    The truth's save rate of a segment is ``1 - sum(churn_treated) / sum(churn_untreated)``
+    over its logged rows (both arms): the quantity the difference in means estimates.
+    """
+    if logged.empty:
+        return []
+    when = logged["action_at"].dt.tz_convert("UTC")
+    month = pd.to_datetime({"year": when.dt.year, "month": when.dt.month, "day": 1}, utc=True)
+    keyed = logged.assign(month_start=month.astype(truth["month_start"].dtype))
+    joined = keyed.merge(truth, on=["customer_id", "month_start", "play"], how="inner")
+    out = []
+    for effect in effects:
+        part = joined[(joined["play"] == effect.play) & (joined["segment"] == effect.segment)]
+        if part.empty or effect.standard_error is None:
+            continue
+        true_rate = 1 - part["churn_treated"].sum() / part["churn_untreated"].sum()
+        gap = effect.save_rate - float(true_rate)
+        out.append({
+            "play": effect.play, "segment": effect.segment, "estimate": effect.save_rate,
+            "standard_error": effect.standard_error, "true_save_rate": float(true_rate),
+            "z": gap / effect.standard_error if effect.standard_error > 0 else None,
+            "within_2_se": abs(gap) <= 2 * effect.standard_error, "rows": len(part),
+        })
+    return out
+
+
+def compare_policies_on_truth(
+    chosen: dict[str, pd.DataFrame], truth_at_cutoff: pd.DataFrame, config: TargetConfig
+) -> dict[str, Any]:
+    """The policy comparison on the truth, with the ratios of the issue's targets."""
+    fixed = {name: play.cost for name, play in config.plays.items()}
+    table = compare_on_truth(chosen, truth_at_cutoff, fixed)
+    saved = dict(zip(table["policy"], table["true_saved_revenue"], strict=True))
+    result: dict[str, Any] = {"policies": table.to_dict(orient="records")}
+    for other in ("top_probability", "top_revenue_at_risk", "random"):
+        result[f"ratio_vs_{other}"] = (saved["expected_value"] / saved[other]
+                                       if saved.get(other) else None)
+        # The same ratio with the expected-value list cut to the baseline's number of
+        # contacts (a baseline may fill fewer slots: its first reasons crowd one team).
+        first = chosen["expected_value"].head(len(chosen[other]))
+        same = compare_on_truth({"expected_value": first}, truth_at_cutoff, fixed)
+        ev_saved = float(same["true_saved_revenue"].iloc[0])
+        result[f"ratio_vs_{other}_equal_contacts"] = (ev_saved / saved[other]
+                                                      if saved.get(other) else None)
+    return result
+
+
+def describe_contacts(targets: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The chosen contacts with the reasons' sentences and the next decision date.
+
+    ``reason_behind_play`` is the sentence of the reason whose family the play addresses;
+    ``next_decision_date`` (next renewal or billing date) is copied from the scores when they
+    carry it, else missing.
+    """
+    reason_columns = [c for i in range(1, count_reasons(scores) + 1)
+                      for c in (f"reason_{i}_feature", f"reason_{i}_text")]
+    extra = [c for c in ("next_decision_date",) if c in scores.columns]
+    joined = targets.merge(scores[["customer_id", *reason_columns, *extra]],
+                           on="customer_id", how="left")
+    joined["reason_behind_play"] = [
+        row.get(f"reason_{int(rank)}_text") for rank, row in zip(
+            joined["reason_rank"], joined.to_dict(orient="records"), strict=True)
+    ]
+    if "next_decision_date" not in joined.columns:
+        joined["next_decision_date"] = pd.Series(pd.NaT, index=joined.index,
+                                                 dtype="datetime64[us, UTC]")
+    return joined
+
+
+#: Columns of the CRM-ready CSV, in order (then the reasons' sentences).
+CONTACT_COLUMNS = ("contact_rank", "customer_id", "team", "play", "expected_value", "cost",
+                   "churn_probability", "mrr", "save_rate", "effect_source",
+                   "reason_behind_play")
+
+
+def crm_contacts(described: pd.DataFrame) -> pd.DataFrame:
+    """The CRM-ready list: who, which team and play, value, cost, probability, reasons."""
+    texts = [c for c in described.columns if c.startswith("reason_") and c.endswith("_text")]
+    columns = [*CONTACT_COLUMNS, *texts, "next_decision_date"]
+    return described[columns].sort_values(["team", "contact_rank"], kind="stable")
+
+
+def run_target(
+    params: Params,
+    scores_path: Path,
+    catalog_path: Path,
+    validated_dir: Path,
+    labels_path: Path,
+    features_path: Path,
+    model_dir: Path,
+    truth_dir: Path | None,
+    out_dir: Path,
+    contacts_path: Path,
+    metrics_path: Path,
+) -> dict[str, Any]:
+    """Learn play effects, choose this week's contacts, compare policies, write everything.
+
+    Args:
+        params: All parameters (``target``, ``label.horizon_days``, ``score.reasons``).
+        scores_path: Scores of ``churn score`` (its contributions sidecar beside it).
+        catalog_path: Feature catalog (feature -> family).
+        validated_dir: Validated tables; ``retention_actions.parquet`` is optional.
+        labels_path: Labels (outcomes of the logged actions; the test cutoff).
+        features_path: Features (the logged actions' and the test cutoff's rows).
+        model_dir: The champion, to explain those rows like the scores.
+        truth_dir: Simulator truth; the policy comparison runs only with
+            ``retention_truth.parquet`` in it.
+        out_dir: Folder for targets, candidates and curves (swapped in whole).
+        contacts_path: The CRM-ready CSV.
+        metrics_path: ``reports/target.json``.
+
+    Returns:
+        The metrics written.
+    """
+    from churn.domain.catalog import read_catalog
+    from churn.model.artifact import ChurnModel
+    from churn.model.scoring import score_population
+
+    config = params.target
+    scores = read_frame(scores_path)
+    contributions = read_frame(sidecar_path(scores_path, CONTRIBUTIONS_SUFFIX))
+    catalog = read_catalog(catalog_path)
+    family_of = dict(zip(catalog["name"], catalog["family"], strict=True))
+    probability = probability_column(config, params.label.horizon_days, scores)
+    model = ChurnModel.load(model_dir)
+    features = labels = None
+
+    def explain(rows: pd.DataFrame) -> tuple[Explained, pd.DataFrame]:
+        result = score_population(model, rows, params.score.reasons)
+        doses = family_doses(result.contributions, family_of, _ALL_FAMILIES)
+        # The T-learner sees the features as the model does (categories encoded as codes).
+        encoded = pd.DataFrame(model.prepare(rows), columns=list(model.feature_names),
+                               index=rows.index)
+        return Explained(result.scores, doses), encoded
+
+    actions_file = Path(validated_dir) / table_file_name(ACTIONS_TABLE)
+    scoring_cutoff = pd.Timestamp(scores["cutoff"].max())
+    logged = pd.DataFrame(columns=["customer_id", "cutoff", "action_at", "play", "control",
+                                   "churned"])
+    counts: dict[str, int] = {"rows": 0}
+    explained = model_features = None
+    if actions_file.exists():
+        labels = read_frame(labels_path)
+        logged, counts = attach_outcomes(read_frame(actions_file), labels, list(config.plays),
+                                         scoring_cutoff)
+        if len(logged):
+            features = read_frame(features_path)
+            keys = logged[["customer_id", "cutoff"]].drop_duplicates()
+            rows = features.merge(keys, on=["customer_id", "cutoff"], how="inner")
+            explained, frame = explain(rows)
+            model_features = logged[["customer_id", "cutoff"]].merge(
+                pd.concat([rows[["customer_id", "cutoff"]], frame], axis=1),
+                on=["customer_id", "cutoff"], how="left")[list(model.feature_names)]
+    else:
+        logger.info("no %s in %s: configured save rates", ACTIONS_TABLE, validated_dir)
+    effects, logged_rows, tlearner = learn_effects(logged, explained, family_of, config,
+                                                   model_features)
+
+    doses = family_doses(contributions, family_of, _ALL_FAMILIES)
+    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability)
+    targets = describe_contacts(chosen["expected_value"], scores)
+    expected = {policy: frame.assign(expected_saved=frame["churn_probability"]
+                                     * frame["save_rate"] * frame["value_at_risk"])
+                for policy, frame in chosen.items()}
+    curves = cumulative_curves(expected, "expected_saved").assign(
+        cutoff=scoring_cutoff, value="expected_saved_revenue")
+
+    comparison: dict[str, Any] = {}
+    truth_file = Path(truth_dir) / table_file_name(TRUTH_TABLE) if truth_dir else None
+    if truth_file is not None and truth_file.exists():
+        truth = pd.read_parquet(truth_file)
+        labels = labels if labels is not None else read_frame(labels_path)
+        features = features if features is not None else read_frame(features_path)
+        test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
+        rows = features[features["cutoff"] == test_cutoff]
+        test_explained, _ = explain(rows)
+        _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
+                                       effects, config)
+        at_cutoff = truth[truth["month_start"] == test_cutoff]
+        comparison = compare_policies_on_truth(test_chosen, at_cutoff, config)
+        comparison["cutoff"] = str(pd.Timestamp(test_cutoff).date())
+        comparison["effects_vs_truth"] = true_effects(logged_rows, truth, effects)
+        truthful = {policy: frame.merge(at_cutoff, on=["customer_id", "play"], how="left")
+                    for policy, frame in test_chosen.items()}
+        curves = pd.concat([curves, cumulative_curves(truthful, "saved_revenue").assign(
+            cutoff=test_cutoff, value="true_saved_revenue")], ignore_index=True)
+
+    metrics = {
+        "scoring_cutoff": str(scoring_cutoff.date()),
+        "contacts": len(targets),
+        "contacts_by_team": targets.groupby("team").size().to_dict(),
+        "expected_value": float(targets["expected_value"].sum()),
+        "candidates": len(candidates),
+        "logged_actions": counts,
+        "effects": [e.to_dict() for e in effects],
+        "tlearner_check": tlearner.to_dict(orient="records"),
+        "segments": list(SEGMENTS),
+        "policy_comparison": comparison,
+    }
+    with atomic_directory(out_dir) as staging:
+        write_parquet(targets, staging / TARGETS_FILE)
+        write_parquet(candidates, staging / CANDIDATES_FILE)
+        write_parquet(curves, staging / CURVES_FILE)
+    with atomic_path(contacts_path) as staged:
+        crm_contacts(targets).to_csv(staged, index=False)
+    write_json(metrics, metrics_path)
+    logger.info("%s contacts (%s), expected value %.0f; %s", len(targets),
+                metrics["contacts_by_team"], metrics["expected_value"],
+                {k: comparison.get(k) for k in ("ratio_vs_top_probability",
+                                                "ratio_vs_top_revenue_at_risk")})
+    return metrics

@@ -1,0 +1,149 @@
+"""The playbook applied to scored customers: eligible plays, their cost and their dose.
+
+A play is *eligible* for a customer when one of the families it addresses is the family of one
+of the customer's scored reasons (the features pushing the risk up, in
+``reason_{i}_feature``); the family of a feature comes from the feature catalog. The *dose* of a
+play is the sum of the positive log-odds contributions of its families' features: how much of
+the customer's risk sits where the play acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from churn.config import PlayConfig
+
+REASON_FEATURE = "reason_{i}_feature"
+
+
+def play_cost(play: PlayConfig, mrr: np.ndarray | pd.Series) -> np.ndarray:
+    """Cost of one contact: ``cost + cost_share_of_mrr * mrr * cost_months`` (missing MRR: 0).
+
+    Args:
+        play: The play.
+        mrr: Monthly recurring revenue of each customer.
+
+    Returns:
+        One cost per customer.
+    """
+    revenue = np.nan_to_num(np.asarray(mrr, dtype=np.float64), nan=0.0)
+    return play.cost + play.cost_share_of_mrr * revenue * play.cost_months
+
+
+def count_reasons(scores: pd.DataFrame) -> int:
+    """Number of ``reason_{i}_feature`` columns in ``scores`` (1, 2, ... without gaps)."""
+    count = 0
+    while REASON_FEATURE.format(i=count + 1) in scores.columns:
+        count += 1
+    return count
+
+
+def reason_families(scores: pd.DataFrame, family_of: Mapping[str, str]) -> pd.DataFrame:
+    """The families of each customer's reasons, first reason first.
+
+    Args:
+        scores: Scores with ``customer_id`` and ``reason_{i}_feature`` columns.
+        family_of: Feature name -> family (the catalog).
+
+    Returns:
+        ``customer_id`` (and ``cutoff`` when ``scores`` has it), ``rank`` (1 = first reason),
+        ``feature``, ``family``; missing reason slots and features outside the catalog are
+        left out.
+    """
+    keys = [c for c in ("customer_id", "cutoff") if c in scores.columns]
+    parts = []
+    for i in range(1, count_reasons(scores) + 1):
+        feature = scores[REASON_FEATURE.format(i=i)]
+        part = pd.DataFrame({
+            **{key: scores[key].to_numpy() for key in keys},
+            "rank": i,
+            "feature": feature.to_numpy(dtype=object),
+        })
+        part["family"] = part["feature"].map(family_of)
+        parts.append(part.dropna(subset=["feature", "family"]))
+    if not parts:
+        return pd.DataFrame(columns=[*keys, "rank", "feature", "family"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def eligible_plays(
+    reasons: pd.DataFrame, plays: Mapping[str, PlayConfig]
+) -> pd.DataFrame:
+    """Every (customer, play) whose play addresses the family of one of the customer's reasons.
+
+    Args:
+        reasons: :func:`reason_families` output.
+        plays: The playbook.
+
+    Returns:
+        ``customer_id``, ``play``, ``reason_rank`` (the first reason the play addresses),
+        ``reason_feature`` (that reason's feature), one row per eligible pair.
+    """
+    rows = []
+    for name, play in plays.items():
+        hit = reasons[reasons["family"].isin(play.families)]
+        first = hit.sort_values("rank", kind="stable").drop_duplicates("customer_id")
+        rows.append(pd.DataFrame({
+            "customer_id": first["customer_id"].to_numpy(),
+            "play": name,
+            "reason_rank": first["rank"].to_numpy(dtype=np.int64),
+            "reason_feature": first["feature"].to_numpy(dtype=object),
+        }))
+    out = pd.concat(rows, ignore_index=True)
+    return out.sort_values(["customer_id", "reason_rank", "play"], kind="stable",
+                           ignore_index=True)
+
+
+def first_reason_play(
+    reasons: pd.DataFrame, plays: Mapping[str, PlayConfig]
+) -> pd.DataFrame:
+    """The play of each customer's first reason that some play addresses (playbook order wins).
+
+    This is what a team working down a risk list does: read the first reason, run its play.
+
+    Returns:
+        ``customer_id``, ``play``, ``reason_rank``, ``reason_feature``, one row per customer
+        with at least one addressed reason.
+    """
+    order = {name: k for k, name in enumerate(plays)}
+    pairs = eligible_plays(reasons, plays)
+    pairs = pairs.assign(_order=pairs["play"].map(order))
+    pairs = pairs.sort_values(["customer_id", "reason_rank", "_order"], kind="stable")
+    return pairs.drop_duplicates("customer_id").drop(columns="_order").reset_index(drop=True)
+
+
+def family_doses(
+    contributions: pd.DataFrame, family_of: Mapping[str, str], families: list[str]
+) -> pd.DataFrame:
+    """Sum of the positive contributions of each family's features, per row.
+
+    Args:
+        contributions: ``customer_id`` (and optionally ``cutoff``) plus one log-odds column per
+            model feature.
+        family_of: Feature name -> family.
+        families: Families to sum (missing features give 0).
+
+    Returns:
+        The key columns plus ``dose_<family>`` for each family.
+    """
+    keys = [c for c in ("customer_id", "cutoff") if c in contributions.columns]
+    out = contributions[keys].copy()
+    for family in families:
+        columns = [c for c in contributions.columns if family_of.get(c) == family]
+        values = contributions[columns].to_numpy(dtype=np.float64) if columns else np.zeros(
+            (len(contributions), 0))
+        out[f"dose_{family}"] = np.clip(values, 0.0, None).sum(axis=1)
+    return out
+
+
+def play_dose(doses: pd.DataFrame, play: PlayConfig) -> np.ndarray:
+    """The dose of ``play``: the sum of its families' ``dose_<family>`` columns."""
+    total = np.zeros(len(doses))
+    for family in play.families:
+        column = f"dose_{family}"
+        if column in doses.columns:
+            total = total + doses[column].to_numpy(dtype=np.float64)
+    return total

@@ -1,0 +1,137 @@
+"""Expected value of each (customer, play) and the capacity-constrained choice of contacts.
+
+For every scored customer and each eligible play
+(:func:`~churn.targeting.playbook.eligible_plays`)::
+
+    expected value = P(churn in horizon) x save rate x MRR x months kept - cost
+
+where the save rate is the play's effect for the customer's segment
+(:mod:`~churn.targeting.uplift`) and the cost is the play's
+(:func:`~churn.targeting.playbook.play_cost`).
+
+:func:`select_contacts` is greedy by value per unit of capacity: every contact uses one unit of
+its team's weekly capacity (and of its play's, when the play has one), so candidates are taken
+in decreasing order of value, skipping a customer already chosen and a team or play that is
+full. A candidate with a value at or below zero is never taken, even with capacity left. Greedy
+is optimal for one team with unit-sized contacts; with a customer eligible for several teams it
+is the usual 1/2-approximation of the assignment problem, which is plenty for a weekly list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from churn.config import TargetConfig
+from churn.targeting.playbook import play_cost, play_dose
+from churn.targeting.uplift import SEGMENT_HIGH, SEGMENT_LOW, PlayEffect
+
+CANDIDATE_COLUMNS = (
+    "customer_id", "play", "team", "churn_probability", "mrr", "segment", "save_rate",
+    "effect_source", "value_at_risk", "cost", "expected_value", "reason_rank", "reason_feature",
+)
+
+
+def build_candidates(
+    scores: pd.DataFrame,
+    eligible: pd.DataFrame,
+    doses: pd.DataFrame,
+    effects: list[PlayEffect],
+    config: TargetConfig,
+    probability_column: str = "churn_probability",
+) -> pd.DataFrame:
+    """Every eligible (customer, play) with its expected value.
+
+    Args:
+        scores: ``customer_id``, the probability column and ``mrr``.
+        eligible: :func:`~churn.targeting.playbook.eligible_plays` output.
+        doses: ``customer_id`` and ``dose_<family>`` columns
+            (:func:`~churn.targeting.playbook.family_doses`); customers missing here get dose 0.
+        effects: Effects per play and segment
+            (:func:`~churn.targeting.uplift.estimate_play_effects`).
+        config: The ``target`` section (plays, months kept).
+        probability_column: Column of ``scores`` holding the churn probability.
+
+    Returns:
+        One row per candidate with :data:`CANDIDATE_COLUMNS`.
+    """
+    by_key = {(e.play, e.segment): e for e in effects}
+    base = scores[["customer_id", probability_column, "mrr"]].rename(
+        columns={probability_column: "churn_probability"})
+    frame = eligible.merge(base, on="customer_id", how="inner", validate="many_to_one")
+    frame = frame.merge(doses, on="customer_id", how="left", validate="many_to_one")
+    parts = []
+    for name, play in config.plays.items():
+        part = frame[frame["play"] == name].copy()
+        if part.empty:
+            continue
+        dose = np.nan_to_num(play_dose(part, play))
+        low, high = by_key[(name, SEGMENT_LOW)], by_key[(name, SEGMENT_HIGH)]
+        split = low.dose_split if low.dose_split is not None else np.inf
+        is_high = dose > split
+        part["team"] = play.team
+        part["segment"] = np.where(is_high, SEGMENT_HIGH, SEGMENT_LOW)
+        part["save_rate"] = np.where(is_high, high.save_rate, low.save_rate)
+        part["effect_source"] = np.where(is_high, high.source, low.source)
+        part["cost"] = play_cost(play, part["mrr"])
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in CANDIDATE_COLUMNS})
+    out = pd.concat(parts, ignore_index=True)
+    mrr = np.nan_to_num(out["mrr"].to_numpy(dtype=np.float64), nan=0.0)
+    out["value_at_risk"] = mrr * config.months_kept
+    out["expected_value"] = (
+        out["churn_probability"].to_numpy(dtype=np.float64) * out["save_rate"]
+        * out["value_at_risk"] - out["cost"]
+    )
+    return out[list(CANDIDATE_COLUMNS)].reset_index(drop=True)
+
+
+def select_contacts(
+    candidates: pd.DataFrame,
+    rank_by: str,
+    teams: Mapping[str, int],
+    play_capacity: Mapping[str, int | None],
+    *,
+    positive_value_only: bool = True,
+) -> pd.DataFrame:
+    """Greedy choice: best ``rank_by`` first, one play per customer, within every capacity.
+
+    Args:
+        candidates: Rows with ``customer_id``, ``play``, ``team``, ``expected_value`` and
+            ``rank_by``.
+        rank_by: Column to rank by, higher first (ties: input order).
+        teams: Team -> contacts per week.
+        play_capacity: Play -> contacts per week (``None``: the team's limit only).
+        positive_value_only: Never take a candidate with ``expected_value <= 0``.
+
+    Returns:
+        The chosen rows in the order taken, with ``contact_rank`` (1 = first).
+    """
+    order = np.argsort(-candidates[rank_by].to_numpy(dtype=np.float64), kind="stable")
+    left_team = dict(teams)
+    left_play = {p: c for p, c in play_capacity.items() if c is not None}
+    customers = candidates["customer_id"].to_numpy()
+    plays = candidates["play"].to_numpy()
+    team_of = candidates["team"].to_numpy()
+    value = candidates["expected_value"].to_numpy(dtype=np.float64)
+    taken: list[int] = []
+    seen: set[object] = set()
+    for row in order:
+        if positive_value_only and not value[row] > 0:
+            continue
+        customer, play, team = customers[row], plays[row], team_of[row]
+        if customer in seen or left_team.get(team, 0) <= 0 or left_play.get(play, 1) <= 0:
+            continue
+        taken.append(row)
+        seen.add(customer)
+        left_team[team] -= 1
+        if play in left_play:
+            left_play[play] -= 1
+        if not any(v > 0 for v in left_team.values()):
+            break
+    chosen = candidates.iloc[taken].copy()
+    chosen["contact_rank"] = np.arange(1, len(chosen) + 1)
+    return chosen.reset_index(drop=True)

@@ -1,0 +1,189 @@
+"""The ``churn target`` stage: with and without logged retention actions, third-party shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.event_export import make_event_export
+from support.tiny import TINY_CATALOG, fit_tiny_model, make_feature_frame
+
+from churn.config import IngestConfig, TableMapping, parse_params
+from churn.layout import CONTRIBUTIONS_SUFFIX, sidecar_path
+from churn.model.scoring import score_population
+from churn.model.verification import write_manifest
+from churn.stages.ingest import validate_tables
+from churn.stages.target import run_target
+
+PLAYBOOK = {
+    "teams": {"support": 12, "success": 8, "sales": 5},
+    "plays": {
+        "support_escalation": {"families": ["support"], "team": "support", "cost": 5,
+                               "save_rate": 0.3},
+        "adoption_session": {"families": ["usage"], "team": "success", "cost": 10,
+                             "save_rate": 0.3, "weekly_capacity": 3},
+        "discount_offer": {"families": ["billing"], "team": "sales", "cost": 1,
+                           "cost_share_of_mrr": 0.2, "cost_months": 3, "save_rate": 0.3},
+    },
+    "min_rows_per_arm": 30,
+    "tlearner_bootstrap_rounds": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> dict[str, Path]:
+    """Model, scores (+ contributions), catalog, features and labels of a tiny world."""
+    root = tmp_path_factory.mktemp("target")
+    features = make_feature_frame(n_customers=4000, n_cutoffs=4, seed=2)
+    model = fit_tiny_model(features)
+    model.save(root / "model")
+    write_manifest(root / "model")
+    last = features["cutoff"].max()
+    result = score_population(model, features[features["cutoff"] == last], 3)
+    (root / "scores").mkdir()
+    scores_path = root / "scores" / "scores.parquet"
+    result.scores.to_parquet(scores_path)
+    result.contributions.to_parquet(sidecar_path(scores_path, CONTRIBUTIONS_SUFFIX))
+    TINY_CATALOG.to_csv(root / "catalog.csv", index=False)
+    features.to_parquet(root / "features.parquet")
+    labels = features[["customer_id", "cutoff", "label"]].copy()
+    labels.loc[labels["cutoff"] == last, "label"] = pd.NA
+    labels.to_parquet(root / "labels.parquet")
+    return {"root": root, "scores": scores_path, "features": root / "features.parquet",
+            "labels": root / "labels.parquet"}
+
+
+def _run(project: dict[str, Path], validated: Path, name: str) -> tuple[dict, Path]:
+    out = project["root"] / name
+    params = parse_params({"target": PLAYBOOK, "score": {"reasons": 3}})
+    metrics = run_target(
+        params, project["scores"], project["root"] / "catalog.csv", validated,
+        project["labels"], project["features"], project["root"] / "model", None,
+        out / "targets", out / "contacts.csv", out / "target.json",
+    )
+    return metrics, out
+
+
+def _check_list(metrics: dict, out: Path) -> pd.DataFrame:
+    targets = pd.read_parquet(out / "targets" / "targets.parquet")
+    assert len(targets) > 0
+    assert targets["customer_id"].is_unique
+    assert (targets["expected_value"] > 0).all()
+    for team, limit in PLAYBOOK["teams"].items():
+        assert (targets["team"] == team).sum() <= limit
+    assert (targets["play"] == "adoption_session").sum() <= 3
+    contacts = pd.read_csv(out / "contacts.csv")
+    assert len(contacts) == len(targets)
+    assert {"customer_id", "team", "play", "expected_value", "cost", "churn_probability",
+            "reason_behind_play", "next_decision_date"} <= set(contacts.columns)
+    assert contacts["reason_behind_play"].notna().all()
+    assert json.loads((out / "target.json").read_text()) == json.loads(json.dumps(metrics))
+    return targets
+
+
+def test_without_retention_actions_the_configured_rates_are_used(project, tmp_path):
+    metrics, out = _run(project, tmp_path, "plain")
+    targets = _check_list(metrics, out)
+    assert {e["source"] for e in metrics["effects"]} == {"configured"}
+    assert set(targets["effect_source"]) == {"configured"}
+    assert metrics["policy_comparison"] == {}
+    # Expected value, recomputed naively from its parts.
+    naive = (targets["churn_probability"] * 0.3 * targets["mrr"] * 12 - targets["cost"])
+    np.testing.assert_allclose(targets["expected_value"], naive, rtol=1e-9)
+
+
+def _logged_actions(project: dict[str, Path], save: float, seed: int) -> pd.DataFrame:
+    """Actions on the labeled cutoffs; treated churners are kept with probability ``save``.
+
+    The labels file is rewritten accordingly, so the true save rate is ``save`` everywhere.
+    """
+    rng = np.random.default_rng(seed)
+    labels = pd.read_parquet(project["labels"])
+    labeled = labels[labels["label"].notna()].reset_index(drop=True)
+    chosen = labeled.sample(frac=0.8, random_state=seed).reset_index(drop=True)
+    control = rng.random(len(chosen)) < 0.35
+    play = rng.choice(list(PLAYBOOK["plays"]), len(chosen))
+    kept = (~control) & (chosen["label"].to_numpy(dtype=int) == 1) & (rng.random(len(chosen))
+                                                                       < save)
+    chosen.loc[kept, "label"] = 0
+    new_labels = labels.merge(chosen[["customer_id", "cutoff", "label"]],
+                              on=["customer_id", "cutoff"], how="left", suffixes=("", "_new"))
+    new_labels["label"] = new_labels["label_new"].fillna(new_labels["label"]).astype("Int8")
+    new_labels.drop(columns="label_new").to_parquet(project["labels"])
+    return pd.DataFrame({
+        "customer_id": chosen["customer_id"],
+        "action_at": chosen["cutoff"] + pd.Timedelta(hours=9),
+        "play": pd.array(play, dtype="str"),
+        "control": pd.array(control, dtype="boolean"),
+    })
+
+
+def test_with_retention_actions_a_known_effect_is_learned(project, tmp_path):
+    original = pd.read_parquet(project["labels"])
+    try:
+        actions = _logged_actions(project, save=0.5, seed=4)
+        actions.to_parquet(tmp_path / "retention_actions.parquet")
+        metrics, out = _run(project, tmp_path, "logged")
+    finally:
+        original.to_parquet(project["labels"])
+    _check_list(metrics, out)
+    assert metrics["logged_actions"]["used"] == len(actions)
+    learned = [e for e in metrics["effects"] if e["source"] == "logged actions"]
+    assert len(learned) >= 3
+    for effect in learned:
+        gap = abs(effect["save_rate"] - 0.5)
+        assert gap < 3 * effect["standard_error"] + 0.02, effect
+    assert metrics["tlearner_check"]
+
+
+def test_third_party_retention_actions_are_mapped_and_validated():
+    raw = make_event_export(n_customers=40)
+    ids = raw["customers"]["customer_id"].to_numpy()
+    raw["retention_actions"] = pd.DataFrame({
+        "account": [ids[0], ids[1], ids[2], ids[3]],  # integer ids
+        "contacted_on": ["2025-03-03", "2025-03-04", "2025-03-05", "2031-01-01"],
+        "action_code": [7, 9, 7, 7],
+        "holdout": ["no", "yes", "maybe", "no"],
+    })
+    mapping = TableMapping(
+        columns={"customer_id": "account", "action_at": "contacted_on", "play": "action_code",
+                 "control": "holdout"},
+        values={"play": {7: "support_escalation", 9: "discount_offer"}},
+    )
+    cfg = IngestConfig(as_of="2025-07-01", max_quarantine_share=1.0,
+                       tables={"retention_actions": mapping})
+    result = validate_tables(raw, cfg, pd.Timestamp("2025-07-01", tz="UTC"))
+    valid = result.valid["retention_actions"]
+    assert list(valid.columns) == ["customer_id", "action_at", "play", "control"]
+    assert valid["play"].tolist() == ["support_escalation", "discount_offer"]
+    assert valid["control"].tolist() == [False, True]
+    assert valid["customer_id"].tolist() == [str(ids[0]), str(ids[1])]
+    quarantined = result.quarantine["retention_actions"]
+    assert len(quarantined) == 2  # an unreadable flag and a future-dated row
+    assert quarantined["_failed_rules"].str.contains("control").any()
+    assert quarantined["_failed_rules"].str.contains("action_at").any()
+
+
+def test_customers_whose_reasons_no_play_addresses_get_no_contact():
+    # Entity mode: every reason is a "profile" feature, which no default play addresses.
+    from churn.config import TargetConfig
+    from churn.stages.target import crm_contacts, describe_contacts, learn_effects, plan_contacts
+
+    config = TargetConfig()
+    scores = pd.DataFrame({
+        "customer_id": [1, 2], "cutoff": pd.Timestamp("2025-01-01", tz="UTC"),
+        "churn_probability": [0.9, 0.8], "mrr": [1e5, 2e5],
+        "reason_1_feature": ["age", "tenure"], "reason_1_text": ["old", "new"],
+    })
+    family_of = {"age": "profile", "tenure": "profile"}
+    empty = pd.DataFrame(columns=["customer_id", "cutoff", "action_at", "play", "control",
+                                  "churned"])
+    effects, _, _ = learn_effects(empty, None, family_of, config)
+    doses = pd.DataFrame({"customer_id": [1, 2], "dose_profile": [2.0, 3.0]})
+    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config)
+    assert candidates.empty
+    assert all(frame.empty for frame in chosen.values())
+    assert crm_contacts(describe_contacts(chosen["expected_value"], scores)).empty
