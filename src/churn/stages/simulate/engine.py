@@ -51,8 +51,8 @@ def _run(w: World, on_month: Callable[[int, int], None] | None) -> SimulationRes
         touches=_Rows("customer", "time", "type"),
         nps=_Rows("customer", "time", "value"),
         tickets=[],
-        truth=_Rows("customer", "month", "base", *FAMILIES, "total", "hazard", "renewal",
-                    "disengaged", "churned"),
+        truth=_Rows("customer", "month", "base", *FAMILIES, "exposure", "total", "hazard",
+                    "renewal", "disengaged", "churned"),
     )
     for t in range(w.months):
         _simulate_month(w, t, out)
@@ -78,7 +78,8 @@ def _simulate_month(w: World, t: int, out: Outputs) -> None:
     total, probability = hazard.churn_probability(base, obs, renewal)
     churned = w.rng.random(len(act)) < probability
     out.truth.add(customer=act.astype(np.int32), month=np.full(len(act), t, np.int16),
-                  base=base, **{f: obs[f] for f in FAMILIES}, total=total, hazard=probability,
+                  base=base, **{f: obs[f] for f in FAMILIES}, exposure=obs["exposure"],
+                  total=total, hazard=probability,
                   renewal=renewal, disengaged=depth >= 0, churned=churned)
 
     # Behaviour of everyone who is a customer for part of the month: the actives (churners
