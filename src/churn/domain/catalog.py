@@ -126,13 +126,16 @@ def singular_description(description: str, unit: str) -> str:
 
     The unit of a count is a plural noun ("tickets", "days") that the description repeats
     ("support tickets opened in the last 30 days"); its first whole-word occurrence is made
-    singular ("support ticket opened in the last 30 days"). Descriptions not naming their unit
-    are returned unchanged.
+    singular ("support ticket opened in the last 30 days"). Only the first three words are
+    searched, where the counted noun stands ("change in NPS points" is not a count of points);
+    other descriptions are returned unchanged.
     """
     unit = unit.strip().lower()
-    if not unit.isalpha() or singular_noun(unit) == unit:
-        return description
-    return re.sub(rf"\b{re.escape(unit)}\b", singular_noun(unit), description, count=1)
+    words = description.split(" ")
+    if not unit.isalpha() or singular_noun(unit) == unit or unit not in words[:3]:
+        return description  # the count's noun leads the phrase, else it is not what is counted
+    words[words.index(unit)] = singular_noun(unit)
+    return " ".join(words)
 
 
 def slug(text: str) -> str:
@@ -250,8 +253,8 @@ def catalog_specs(
     missing = [column for column in REQUIRED_CATALOG_COLUMNS if column not in catalog.columns]
     if missing:
         raise DataContractError(f"{source}: catalog column(s) missing: {missing}")
-    eligible = catalog["reason_eligible"] if "reason_eligible" in catalog else None
-    singular = catalog["singular"] if "singular" in catalog else None
+    eligible = catalog.get("reason_eligible")
+    singular = catalog.get("singular")
     specs: list[FeatureSpec] = []
     problems: list[str] = []
     rows = catalog[list(REQUIRED_CATALOG_COLUMNS)].itertuples(index=False)
