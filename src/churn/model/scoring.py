@@ -149,14 +149,9 @@ def score_population(
     model.prepare(features.head(0))  # fails fast, naming every missing feature column
     specs = build_feature_specs(model.catalog, model.feature_names, model.categorical_levels)
     # Families then phases: one pass over the positive contributions serves both share sets.
-    # Exposure and contract timing are no one's "why": they count in no group (issue 13).
-    eligible = eligible_mask(specs)
     groups = {
-        group: mask & eligible
-        for group, mask in {
-            **group_memberships(specs, "family", FAMILIES),
-            **group_memberships(specs, "phase", PHASES),
-        }.items()
+        **group_memberships(specs, "family", FAMILIES),
+        **group_memberships(specs, "phase", PHASES),
     }
     explain = contributions_fn or model.contributions
     n_features = len(model.feature_names)
@@ -281,7 +276,8 @@ def _score_batch(
             read_level_ratios(model.metadata),
         )
     )
-    shares = risk_shares(contributions, groups)
+    # Exposure and contract timing count neither in a group nor in the total (issue 13).
+    shares = risk_shares(np.where(eligible_mask(specs), contributions, 0.0), groups)
     columns.update({f"risk_share_{group}": share for group, share in shares.items()})
     return pd.DataFrame(columns, index=batch.index)
 
