@@ -62,6 +62,7 @@ PROJECT = find_project()
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT / 'mlflow.db'}")
 
 from churn import load_model, load_report_inputs, with_segments  # noqa: E402 - after the URI
+from churn.domain.catalog import ineligible_features  # noqa: E402
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, sidecar_path  # noqa: E402
 from churn.report.inputs import ReportPaths  # noqa: E402
 
@@ -76,7 +77,11 @@ print(f"{len(scores):,} customers scored at {scores['cutoff'].max():%Y-%m-%d}")
 # ## One customer: the one with the most revenue at risk
 #
 # The scores are sorted by expected revenue at risk, so the first row is the customer a retention
-# team would call first. The reasons are the features that push their risk up the most.
+# team would call first. The reasons are the features that push their risk up the most, among
+# those that say *why* a customer may leave: exposure and contract timing (days to renewal,
+# billing period, tenure; catalog column `reason_eligible`) are never reasons, and a value equal
+# to the typical customer's is skipped (docs/reasons.md). When the scores carry the next
+# decision date, it is shown beside the reasons as context.
 
 # %%
 customer = scores.iloc[0]
@@ -84,6 +89,8 @@ print(
     f"customer {customer['customer_id']}: churn probability {customer['churn_probability']:.1%}, "
     f"MRR {customer['mrr']:,.0f}, revenue at risk {customer['expected_revenue_at_risk']:,.0f}"
 )
+if pd.notna(customer.get("decision_context")):
+    print(f"  ({customer['decision_context']})")
 for i in range(1, 4):
     if pd.notna(customer.get(f"reason_{i}_text")):
         print(f"  {i}. {customer[f'reason_{i}_text']}")
@@ -145,7 +152,8 @@ else:
 # ## One segment: the plan with the most revenue at risk
 #
 # Scores carry no plan; the report's helper joins it from the labels. Mean contributions by
-# feature family show what drives risk in the segment compared with everyone else.
+# feature family show what drives risk in the segment compared with everyone else, over the
+# reason-eligible features only (contract timing says when customers can leave, not why).
 
 # %%
 inputs = load_report_inputs(
@@ -170,9 +178,12 @@ print(
     f"(everyone: {segmented['churn_probability'].mean():.1%})"
 )
 
+eligible = [
+    name for name in model.feature_names if name not in ineligible_features(model.catalog)
+]
 by_family = (
-    contributions.set_index("customer_id")[list(model.feature_names)]
-    .T.groupby(catalog["family"].reindex(list(model.feature_names)).to_numpy())
+    contributions.set_index("customer_id")[eligible]
+    .T.groupby(catalog["family"].reindex(eligible).to_numpy())
     .sum()
     .T
 )

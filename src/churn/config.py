@@ -353,6 +353,13 @@ class TrainConfig(_Section):
         "customers exactly as the raw scores do; isotonic can fit any monotone shape but "
         "merges scores into steps, which ties customers and costs PR AUC on small slices.",
     )
+    min_category_count: int = Field(
+        1,
+        ge=1,
+        description="Categorical levels on fewer training rows are pooled into one level, and "
+        "unseen levels at scoring join it (no memorised labels, see docs/reasons.md); 1 keeps "
+        "every level.",
+    )
     min_positives: int = Field(20, ge=1, description="Fail when training has fewer positives.")
     leakage_auc_threshold: float = Field(
         0.97, gt=0.5, le=1.0, description="A single feature above this test AUC fails the run."

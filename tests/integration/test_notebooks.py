@@ -84,6 +84,7 @@ def test_explain_customer_and_segment(project, monkeypatch):
     text = _text(notebook)
     assert "customers scored at" in text
     assert "churn probability" in text and "\n  1. " in text  # the top customer, its reasons
+    assert "next renewal date" not in text  # contract timing is never a reason (issue 13)
     assert "plan '" in text  # the segment
     assert _images(notebook) == 2  # the waterfall and the segment chart
 

@@ -28,8 +28,24 @@ from churn.errors import DataContractError
 
 Kind = Literal["numeric", "categorical"]
 
-CATALOG_COLUMNS = ("name", "family", "phase", "kind", "unit", "description")
+REQUIRED_CATALOG_COLUMNS = ("name", "family", "phase", "kind", "unit", "description")
+"""Columns every catalog must have."""
+
+OPTIONAL_CATALOG_COLUMNS = ("reason_eligible", "singular")
+"""Columns a catalog may lack (an older catalog): then derived, see :class:`FeatureSpec`."""
+
+CATALOG_COLUMNS = (*REQUIRED_CATALOG_COLUMNS, *OPTIONAL_CATALOG_COLUMNS)
 """Columns of a catalog frame and CSV, in order."""
+
+EXPOSURE_NAME = re.compile(
+    r"(days_to_|renewal|billing_period|billing_cycle|billing_interval|contract|"
+    r"(^|_)term($|_)|next_billing|tenure)"
+)
+"""Names of exposure and contract-timing features: they say *when* a customer can leave
+(renewal dates, billing period, contract term, tenure and so the position in the contract's
+cycle), not *why*, so they are never given as reasons (``reason_eligible`` False) unless a
+catalog says otherwise. Applied to catalogs without the column and to user-mapped profile
+columns (a telecom ``Contract`` column)."""
 
 CUSTOMER_ID: Final = "customer_id"
 CUTOFF: Final = "cutoff"
@@ -59,6 +75,10 @@ class FeatureSpec:
         kind: ``numeric`` (float64) or ``categorical`` (pandas ``str``).
         unit: Unit of measure, or empty.
         description: Lowercase noun phrase that reads after a number.
+        reason_eligible: Whether the feature may be given as a reason. ``None`` derives it
+            from the name (:data:`EXPOSURE_NAME`): exposure and contract timing are not.
+        singular: The description read after the number 1 ("support ticket opened in the last
+            30 days"); ``""`` derives it from a plural unit (:func:`singular_description`).
     """
 
     name: str
@@ -67,8 +87,17 @@ class FeatureSpec:
     kind: Kind
     unit: str
     description: str
+    reason_eligible: bool | None = None
+    singular: str = ""
 
     def __post_init__(self) -> None:
+        # Frozen dataclass: the derived defaults are the only writes after construction.
+        if self.reason_eligible is None:
+            object.__setattr__(self, "reason_eligible", not EXPOSURE_NAME.search(self.name))
+        if not self.singular:
+            object.__setattr__(
+                self, "singular", singular_description(self.description, self.unit)
+            )
         if not _NAME.match(self.name) or self.name in KEY_COLUMNS:
             raise ValueError(f"invalid feature name {self.name!r}")
         if self.family not in _KNOWN_FAMILIES:
@@ -81,16 +110,74 @@ class FeatureSpec:
             raise ValueError(f"{self.name}: description must be a lowercase noun phrase")
 
 
+def singular_noun(plural: str) -> str:
+    """Return the singular of a plural unit noun ("tickets" -> "ticket", "touches" -> "touch")."""
+    if re.search(r"(ch|sh|ss|x)es$", plural):
+        return plural[:-2]
+    if plural.endswith("ies"):
+        return plural[:-3] + "y"
+    if plural.endswith("s") and not plural.endswith("ss"):
+        return plural[:-1]
+    return plural
+
+
+def singular_description(description: str, unit: str) -> str:
+    """Return the description for a count of one: the unit's noun made singular.
+
+    The unit of a count is a plural noun ("tickets", "days") that the description repeats
+    ("support tickets opened in the last 30 days"); its first whole-word occurrence is made
+    singular ("support ticket opened in the last 30 days"). Only the first three words are
+    searched, where the counted noun stands ("change in NPS points" is not a count of points);
+    other descriptions are returned unchanged.
+    """
+    unit = unit.strip().lower()
+    words = description.split(" ")
+    if not unit.isalpha() or singular_noun(unit) == unit or unit not in words[:3]:
+        return description  # the count's noun leads the phrase, else it is not what is counted
+    words[words.index(unit)] = singular_noun(unit)
+    return " ".join(words)
+
+
 def slug(text: str) -> str:
     """Turn free text (an event type, a category, a column name) into a name fragment."""
     return re.sub(r"[^0-9a-z]+", "_", str(text).lower()).strip("_") or "blank"
 
 
 def catalog_frame(specs: Iterable[FeatureSpec]) -> pd.DataFrame:
-    """Return the catalog as a frame with :data:`CATALOG_COLUMNS` (all pandas ``str``)."""
+    """Return the catalog as a frame with :data:`CATALOG_COLUMNS`.
+
+    Every column is pandas ``str`` except ``reason_eligible`` (``bool``).
+    """
     rows = [asdict(spec) for spec in specs]
     frame = pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
-    return frame.astype("str")
+    text = [c for c in CATALOG_COLUMNS if c != "reason_eligible"]
+    return frame.astype({**dict.fromkeys(text, "str"), "reason_eligible": "bool"})
+
+
+def ineligible_features(catalog: pd.DataFrame) -> frozenset[str]:
+    """Return the names of a catalog's features that are never given as reasons.
+
+    Args:
+        catalog: A catalog frame (validated or not; without ``reason_eligible`` the names
+            decide, see :data:`EXPOSURE_NAME`).
+    """
+    return frozenset(spec.name for spec in catalog_specs(catalog) if not spec.reason_eligible)
+
+
+_TRUE_TEXT = frozenset({"true", "1", "yes"})
+_FALSE_TEXT = frozenset({"false", "0", "no"})
+
+
+def _eligible_cell(value: object) -> bool | None:
+    """Parse a ``reason_eligible`` cell: a boolean, or None (derive) when missing or empty."""
+    text = _cell(value).lower()
+    if text in _TRUE_TEXT:
+        return True
+    if text in _FALSE_TEXT:
+        return False
+    if text:
+        raise ValueError(f"reason_eligible must be true or false, got {text!r}")
+    return None
 
 
 def check_catalog(specs: Sequence[FeatureSpec], columns: Iterable[str]) -> None:
@@ -149,8 +236,9 @@ def catalog_specs(
     """Validate a catalog frame and return its entries, in row order.
 
     Args:
-        catalog: A frame with :data:`CATALOG_COLUMNS` (extra columns are ignored; an empty
-            frame without columns is an empty catalog).
+        catalog: A frame with :data:`REQUIRED_CATALOG_COLUMNS`, optionally
+            :data:`OPTIONAL_CATALOG_COLUMNS` (extra columns are ignored; an empty frame without
+            columns is an empty catalog).
         source: What the frame is (a path), for error messages.
 
     Returns:
@@ -162,14 +250,21 @@ def catalog_specs(
     """
     if catalog.columns.empty and catalog.empty:
         return ()
-    missing = [column for column in CATALOG_COLUMNS if column not in catalog.columns]
+    missing = [column for column in REQUIRED_CATALOG_COLUMNS if column not in catalog.columns]
     if missing:
         raise DataContractError(f"{source}: catalog column(s) missing: {missing}")
+    eligible = catalog.get("reason_eligible")
+    singular = catalog.get("singular")
     specs: list[FeatureSpec] = []
     problems: list[str] = []
-    for row_number, row in enumerate(catalog[list(CATALOG_COLUMNS)].itertuples(index=False), 1):
+    rows = catalog[list(REQUIRED_CATALOG_COLUMNS)].itertuples(index=False)
+    for row_number, row in enumerate(rows, 1):
         try:
-            specs.append(FeatureSpec(*(_cell(value) for value in row)))  # type: ignore[arg-type]
+            extra = (
+                None if eligible is None else _eligible_cell(eligible.iloc[row_number - 1]),
+                "" if singular is None else _cell(singular.iloc[row_number - 1]),
+            )
+            specs.append(FeatureSpec(*(_cell(value) for value in row), *extra))  # type: ignore[arg-type]
         except ValueError as exc:
             problems.append(f"row {row_number}: {exc}")
     duplicated = sorted(n for n, c in Counter(s.name for s in specs).items() if c > 1)
@@ -182,7 +277,8 @@ def catalog_specs(
 
 
 def validate_catalog_frame(catalog: pd.DataFrame, source: str = "feature catalog") -> pd.DataFrame:
-    """Return a validated copy of a catalog frame: :data:`CATALOG_COLUMNS`, all text.
+    """Return a validated copy of a catalog frame: :data:`CATALOG_COLUMNS` (see
+    :func:`catalog_frame`).
 
     Raises:
         DataContractError: See :func:`catalog_specs`.

@@ -41,6 +41,7 @@ import pandas as pd
 from churn.domain.catalog import validate_catalog_frame
 from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
+from churn.model.pooling import POOLED_LEVEL
 from churn.model.treeshap import compute_contributions
 from churn.model.verification import (
     FORMAT_VERSION,
@@ -156,13 +157,19 @@ class Calibrator:
 
 
 def encode_categories(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
-    """Encode a categorical column as float codes into ``levels``; unseen or missing -> NaN."""
+    """Encode a categorical column as float codes into ``levels``; unseen or missing -> NaN.
+
+    With a pooled level among ``levels`` (:data:`churn.model.pooling.POOLED_LEVEL`), an unseen
+    (non-missing) level gets the pooled level's code instead of NaN.
+    """
     # Index.get_indexer maps unseen values to -1 without the deprecation that pd.Categorical
     # raises for values outside its categories; missing values are masked explicitly because
     # their text form ("nan", "<NA>") could collide with a real level.
     missing = values.isna().to_numpy()
     as_text = values.astype("object").astype(str)
     codes = pd.Index(list(levels), dtype="object").get_indexer(as_text)
+    if POOLED_LEVEL in levels:
+        codes[codes < 0] = levels.index(POOLED_LEVEL)
     codes[missing] = -1
     out = codes.astype(np.float64)
     out[codes < 0] = np.nan

@@ -13,6 +13,7 @@ A feature known to only one of the two models counts as contributing 0 to the ot
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ def compare_scores(
     current_contributions: pd.DataFrame | None = None,
     previous_contributions: pd.DataFrame | None = None,
     top: int = 3,
+    ineligible: Collection[str] = (),
 ) -> pd.DataFrame:
     """Compare two scorings customer by customer.
 
@@ -91,6 +93,8 @@ def compare_scores(
         previous_contributions: Contributions sidecar of the earlier run, or ``None``; without
             both sidecars the ``moved_*`` columns are missing values.
         top: How many moving features to report.
+        ineligible: Features never named as what moved a score: exposure and contract timing
+            (catalog ``reason_eligible`` False), the same rule as the reasons of the scores.
 
     Returns:
         One row per customer in either run: ``customer_id``, ``status`` (``continuing``,
@@ -123,6 +127,7 @@ def compare_scores(
             for c in previous_contributions.columns
             if c not in SIDECAR_KEYS and c not in set(features)
         ]
+        features = [c for c in features if c not in set(ineligible)]
         ids = merged.loc[continuing, "customer_id"]
         delta = _contribution_matrix(current_contributions, ids, features) - _contribution_matrix(
             previous_contributions, ids, features

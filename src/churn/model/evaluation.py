@@ -379,7 +379,8 @@ def _backtest_skip_reason(
 
 
 def flatten_for_mlflow(metrics: dict[str, Any]) -> dict[str, float]:
-    """Return ``eval_``-prefixed scalar metrics of the ``test`` and ``baseline.test`` blocks."""
+    """Return ``eval_``-prefixed scalar metrics of the ``test``, ``baseline.test`` and
+    ``explanations`` blocks."""
     flat: dict[str, float] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -391,4 +392,5 @@ def flatten_for_mlflow(metrics: dict[str, Any]) -> dict[str, float]:
 
     walk("eval_test", metrics.get("test", {}))
     walk("eval_baseline_test", metrics.get("baseline", {}).get("test", {}))
+    walk("eval_explanations", metrics.get("explanations", {}))  # reason agreement (simulated)
     return flat

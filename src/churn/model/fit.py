@@ -24,11 +24,16 @@ from churn.errors import ModelError
 from churn.model.artifact import (
     Calibrator,
     ChurnModel,
-    learn_categorical_levels,
     prepare_features,
 )
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.metrics import compute_roc_auc, summarize_predictions
+from churn.model.pooling import learn_all_pooled_levels
+from churn.model.reason_reference import (
+    REFERENCE_KEY,
+    build_reason_reference,
+    select_reference_rows,
+)
 from churn.model.split import Split, label_array, split_by_time
 
 if TYPE_CHECKING:
@@ -131,13 +136,6 @@ def build_lgb_params(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _typical_value(column: pd.Series, categorical: bool) -> Any:
-    values = column.dropna()
-    if values.empty:
-        return None
-    return str(values.mode().iloc[0]) if categorical else float(values.median())
-
-
 def fit_churn_model(
     train: pd.DataFrame, validation: pd.DataFrame, catalog: pd.DataFrame, cfg: TrainConfig
 ) -> ChurnModel:
@@ -150,12 +148,18 @@ def fit_churn_model(
         cfg: Train section.
 
     Returns:
-        The calibrated model; categorical levels and typical values come from train only.
+        The calibrated model. Categorical levels come from train only, levels on fewer than
+        ``cfg.min_category_count`` rows pooled (:mod:`churn.model.pooling`); typical values and
+        categorical churn rates from the latest labeled cutoff of train and validation
+        (:mod:`churn.model.reason_reference`).
     """
     feature_catalog = select_feature_catalog(train, catalog)
     names = tuple(feature_catalog["name"])
     categorical = list(feature_catalog.loc[feature_catalog["kind"] == "categorical", "name"])
-    levels = learn_categorical_levels(train, categorical)
+    levels = learn_all_pooled_levels(train, categorical, cfg.min_category_count)
+    typical, reference = build_reason_reference(
+        select_reference_rows(train, validation), names, levels
+    )
     train_y, val_y = label_array(train), label_array(validation)
     cat_index = [names.index(name) for name in categorical]
     train_set = lgb.Dataset(
@@ -181,8 +185,10 @@ def fit_churn_model(
         categorical_levels=levels,
         calibrator=Calibrator.fit(validation_raw, val_y, cfg.calibration),
         catalog=feature_catalog,
-        typical_values={name: _typical_value(train[name], name in levels) for name in names},
+        typical_values=typical,
         metadata={
+            REFERENCE_KEY: reference,
+            "min_category_count": cfg.min_category_count,
             "lgb_params": lgb_params,
             "best_iteration": int(booster.best_iteration or booster.current_iteration()),
             "calibration": cfg.calibration,

@@ -24,9 +24,13 @@ class GlobalImportance:
     """Mean ``|SHAP|`` at three levels, each sorted by decreasing importance.
 
     Attributes:
-        features: ``feature``, ``family``, ``phase``, ``mean_abs_shap``, ``share``.
-        families: ``family``, ``mean_abs_shap``, ``share`` (the five families always present).
-        phases: ``phase``, ``mean_abs_shap``, ``share`` (pre_sale and post_sale always present).
+        features: ``feature``, ``family``, ``phase``, ``reason_eligible``, ``mean_abs_shap``,
+            ``share`` (of every feature's total).
+        families: ``family``, ``mean_abs_shap``, ``share`` (the five families always present),
+            over reason-eligible features only: exposure and contract timing (catalog
+            ``reason_eligible`` False) say when a customer can leave, not what drives risk.
+        phases: ``phase``, ``mean_abs_shap``, ``share`` (pre_sale and post_sale always present),
+            eligible features only as ``families``.
     """
 
     features: pd.DataFrame
@@ -67,6 +71,7 @@ def compute_global_importance(
             "feature": names,
             "family": [specs[n].family for n in names],
             "phase": [specs[n].phase for n in names],
+            "reason_eligible": [bool(specs[n].reason_eligible) for n in names],
             "mean_abs_shap": mean_abs,
         }
     )
@@ -75,8 +80,8 @@ def compute_global_importance(
     features = features.sort_values("mean_abs_shap", ascending=False, kind="stable")
     return GlobalImportance(
         features=features.reset_index(drop=True),
-        families=_grouped(features, "family", FAMILIES),
-        phases=_grouped(features, "phase", PHASES),
+        families=_grouped(features[features["reason_eligible"]], "family", FAMILIES),
+        phases=_grouped(features[features["reason_eligible"]], "phase", PHASES),
     )
 
 

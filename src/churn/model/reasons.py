@@ -11,13 +11,18 @@ Sentence templates (``v`` the customer's value, ``t`` the typical value from
 is unknown):
 
 * most units (tickets, days, points, ...), whose catalog description reads after a number:
-  ``"{v} {description}; a typical customer has {t}"``;
+  ``"{v} {description}; a typical customer has {t}"``; for ``v`` equal to 1 the catalog's
+  ``singular`` description ("1 support ticket ...", "4 support tickets ..."); days of 90 or
+  more are shown in months ("14.2 months since ...", the typical value in the same unit);
 * measure units (currency, fraction/share, ratio, percent, score, rate), whose description
   names a quantity: ``"{description} is {v} (typical: {t})"``;
 * flags: ``"{subject}: yes (typical: no)"``, the subject being the description without the
   catalog's ``"flag for ... (1 yes, 0 no)"`` wrapping;
-* categorical: ``"{description} is {v} (typical: {t})"``; a level the model never saw in training
-  is named as such, because the model scores it as missing;
+* categorical: with the reference population's churn rates (:mod:`churn.model.reason_reference`)
+  ``"{description} is {v}: customers with it leave 3.1x as often as average"``; a level pooled
+  as rare (:mod:`churn.model.pooling`) says so and gives the pooled levels' rate; without rates
+  ``"{description} is {v} (typical: {t})"``; a level the model never saw in training (and
+  without pooling) is named as such, because the model scores it as missing;
 * a missing value: ``"no {description} on record"``.
 
 Numbers: integers without decimals (thousands separated), otherwise one decimal (two below 1);
@@ -36,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from churn.domain.catalog import FeatureSpec, Kind, catalog_specs, uncatalogued_spec
+from churn.model.pooling import POOLED_LEVEL
 
 #: Units whose description names a quantity rather than reading after a number.
 MEASURE_UNITS = frozenset({"score", "ratio", "share", "fraction", "percent", "%", "rate"})
@@ -43,6 +49,10 @@ MEASURE_UNITS = frozenset({"score", "ratio", "share", "fraction", "percent", "%"
 SHARE_UNITS = frozenset({"share", "fraction"})
 #: Units holding a 0/1 indicator shown as yes/no.
 FLAG_UNITS = frozenset({"flag", "bool"})
+#: Day counts from this many days on are shown in months.
+DAYS_AS_MONTHS_FROM = 90
+#: Average days per month (365.25 / 12).
+DAYS_PER_MONTH = 30.4375
 
 
 def build_feature_specs(
@@ -168,7 +178,11 @@ def format_value(value: Any, spec: FeatureSpec) -> str | None:
 
 
 def describe_value(
-    value: Any, spec: FeatureSpec, typical: Any = None, levels: tuple[str, ...] = ()
+    value: Any,
+    spec: FeatureSpec,
+    typical: Any = None,
+    levels: tuple[str, ...] = (),
+    level_ratio: Mapping[str, float] | None = None,
 ) -> str:
     """Return the plain-language sentence for one raw value of a feature.
 
@@ -177,24 +191,59 @@ def describe_value(
         spec: The feature's catalog entry.
         typical: The typical value (median / most frequent level), or ``None``.
         levels: Categorical levels seen in training (empty: unknown, nothing is flagged).
+        level_ratio: Categorical level -> its churn rate over the average rate in the
+            reference population (``None``: no rates, the typical level is named instead).
 
     Returns:
         The sentence (see the module docstring for the templates).
     """
-    return _sentence(format_value(value, spec), format_value(typical, spec), spec, levels)
+    _, sentences = explain_values(pd.Series([value], dtype=object), spec, typical, levels,
+                                  level_ratio)
+    return str(sentences[0])
+
+
+def format_ratio(ratio: float) -> str:
+    """Format a churn-rate ratio: ``"3.1x"``, ``"0.45x"`` below 1, ``"12x"`` from 10 on."""
+    if ratio >= 10:
+        return f"{ratio:.0f}x"
+    return f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2f}x"
+
+
+def _categorical_sentence(
+    shown: str,
+    typical_shown: str | None,
+    spec: FeatureSpec,
+    levels: tuple[str, ...],
+    level_ratio: Mapping[str, float] | None,
+) -> str:
+    """The categorical template (see the module docstring)."""
+    sentence = f"{spec.description} is {shown}"
+    pooled = POOLED_LEVEL in levels
+    if levels and shown not in levels and not pooled:
+        return f"{sentence}, a value not seen in training (scored as missing)"
+    rare = pooled and shown not in levels
+    if level_ratio is not None:
+        ratio = level_ratio.get(POOLED_LEVEL if rare else shown)
+        if ratio is not None and np.isfinite(ratio):
+            who = "customers with a rare value like it" if rare else "customers with it"
+            return f"{sentence}: {who} leave {format_ratio(ratio)} as often as average"
+    if rare:
+        return f"{sentence}, a rare value (scored with the other rare values)"
+    return sentence if typical_shown is None else f"{sentence} (typical: {typical_shown})"
 
 
 def _sentence(
-    shown: str | None, typical_shown: str | None, spec: FeatureSpec, levels: tuple[str, ...]
+    shown: str | None,
+    typical_shown: str | None,
+    spec: FeatureSpec,
+    levels: tuple[str, ...],
+    level_ratio: Mapping[str, float] | None = None,
 ) -> str:
     """Fill the template for already formatted value and typical value (``None``: missing)."""
     if shown is None:
         return f"no {spec.description} on record"
     if spec.kind == "categorical":
-        sentence = f"{spec.description} is {shown}"
-        if levels and shown not in levels:
-            return f"{sentence}, a value not seen in training (scored as missing)"
-        return sentence if typical_shown is None else f"{sentence} (typical: {typical_shown})"
+        return _categorical_sentence(shown, typical_shown, spec, levels, level_ratio)
     unit = spec.unit.strip().lower()
     if unit in FLAG_UNITS:
         sentence = f"{_flag_subject(spec.description)}: {shown}"
@@ -205,10 +254,39 @@ def _sentence(
         if typical_shown is None:
             return sentence
         return f"{sentence} (typical: {typical_shown}{suffix})"
-    sentence = f"{shown} {spec.description}"
+    description = spec.singular if shown == "1" else spec.description
+    sentence = f"{shown} {description}"
     if typical_shown is None:
         return sentence
     return f"{sentence}; a typical customer has {typical_shown}"
+
+
+def _in_months(spec: FeatureSpec) -> FeatureSpec:
+    """The same feature counted in months: its leading "days"/"day" read "months"/"month"."""
+    words = spec.description.split(" ")
+    if "days" not in words[:3]:
+        return spec
+    at = words.index("days")
+    months = " ".join([*words[:at], "months", *words[at + 1 :]])
+    singular = " ".join([*words[:at], "month", *words[at + 1 :]])
+    return replace(spec, unit="months", description=months, singular=singular)
+
+
+def _numeric_sentence(
+    value: float, typical: Any, spec: FeatureSpec, levels: tuple[str, ...]
+) -> str:
+    """The sentence of one displayed number; long day counts are told in months."""
+    typical_number = None if _is_missing(typical) else float(typical)
+    months = _in_months(spec) if spec.unit.strip().lower() == "days" else spec
+    if months is not spec and abs(value) >= DAYS_AS_MONTHS_FROM:
+        typical_shown = (
+            None if typical_number is None
+            else format_number(typical_number / DAYS_PER_MONTH, "months")
+        )
+        return _sentence(format_number(value / DAYS_PER_MONTH, "months"), typical_shown,
+                         months, levels)
+    typical_shown = None if typical_number is None else format_number(typical_number, spec.unit)
+    return _sentence(_format_rounded(value, spec.unit), typical_shown, spec, levels)
 
 
 def _distinct_values(values: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, pd.Index]:
@@ -224,7 +302,11 @@ def _distinct_values(values: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, 
 
 
 def explain_values(
-    values: pd.Series, spec: FeatureSpec, typical: Any = None, levels: tuple[str, ...] = ()
+    values: pd.Series,
+    spec: FeatureSpec,
+    typical: Any = None,
+    levels: tuple[str, ...] = (),
+    level_ratio: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return display strings and sentences for many values of one feature.
 
@@ -235,6 +317,7 @@ def explain_values(
         spec: The feature's catalog entry.
         typical: The typical value, or ``None``.
         levels: Categorical levels seen in training (see :func:`describe_value`).
+        level_ratio: Categorical level -> churn-rate ratio (see :func:`describe_value`).
 
     Returns:
         ``(display, sentences)``: object arrays aligned with ``values``; display is ``None`` for
@@ -248,9 +331,11 @@ def explain_values(
     typical_shown = format_value(typical, spec)
     # One extra slot at the end holds the missing-value answer; code -1 indexes it.
     display = np.array([*shown, None], dtype=object)
-    sentences = np.array(
-        [_sentence(text, typical_shown, spec, levels) for text in [*shown, None]], dtype=object
-    )
+    if spec.kind == "numeric":
+        texts = [_numeric_sentence(float(v), typical, spec, levels) for v in uniques]
+    else:
+        texts = [_sentence(text, typical_shown, spec, levels, level_ratio) for text in shown]
+    sentences = np.array([*texts, _sentence(None, None, spec, levels)], dtype=object)
     return display[codes], sentences[codes]
 
 
@@ -288,6 +373,7 @@ def build_reason_columns(
     typical: Mapping[str, Any],
     reasons: int,
     categorical_levels: Mapping[str, tuple[str, ...]] | None = None,
+    level_ratios: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Build the ``reason_{i}_*`` columns of :func:`churn.model.scoring.score_frame`.
 
@@ -302,6 +388,8 @@ def build_reason_columns(
         reasons: Number of reason slots to emit (``>= m``; extra slots stay empty).
         categorical_levels: The model's training levels (name -> levels), so that a level
             unseen in training is named as such.
+        level_ratios: Categorical feature -> level -> churn-rate ratio (see
+            :func:`describe_value`); ``None`` for none.
 
     Returns:
         Column name -> values: ``reason_{i}_feature``, ``_value``, ``_contribution``, ``_text``.
@@ -326,7 +414,11 @@ def build_reason_columns(
         group_rows, group_slots = rows[start:stop], slots[start:stop]
         name = names[cited[start]]
         display, sentences = explain_values(
-            batch[name].iloc[group_rows], specs[name], typical.get(name), levels.get(name, ())
+            batch[name].iloc[group_rows],
+            specs[name],
+            typical.get(name),
+            levels.get(name, ()),
+            (level_ratios or {}).get(name),
         )
         feature_out[group_rows, group_slots] = name
         value_out[group_rows, group_slots] = display

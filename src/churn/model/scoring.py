@@ -27,7 +27,13 @@ from churn.domain.contract import TIMESTAMP_DTYPE
 from churn.domain.families import FAMILIES, PHASES
 from churn.errors import ModelError
 from churn.model.artifact import ChurnModel
-from churn.model.reasons import build_feature_specs, build_reason_columns, top_positive_reasons
+from churn.model.reason_reference import read_level_ratios
+from churn.model.reason_selection import (
+    describe_decision_dates,
+    eligible_mask,
+    select_reasons,
+)
+from churn.model.reasons import build_feature_specs, build_reason_columns
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +89,21 @@ def score_frame(
       *annualised* recurring revenue (a year of MRR), the usual unit for retention budgets.
     * ``reason_{i}_feature``, ``reason_{i}_value`` (raw value as display text),
       ``reason_{i}_contribution`` (SHAP, log-odds), ``reason_{i}_text`` (a sentence), for
-      i = 1..reasons: the features with the largest *positive* contributions (those pushing risk
-      up), in decreasing order, ties by model feature order. Slots beyond the number of positive
-      contributions hold missing values.
+      i = 1..reasons: the *eligible* features with the largest *positive* contributions (those
+      pushing risk up), in decreasing order, ties by model feature order, a value equal to the
+      typical value skipped (:mod:`churn.model.reason_selection`). Slots beyond the number of
+      such contributions hold missing values.
+    * ``decision_context`` (only when the scores hold ``next_decision_date``): "renews
+      2026-02-14", the next decision date beside the reasons.
     * ``risk_share_<family>`` for acquisition, billing, usage, support, engagement (plus any
       other family in the catalog, e.g. profile) and ``risk_share_pre_sale``,
       ``risk_share_post_sale``: the share of the row's total *positive* contribution that comes
-      from the family's (phase's) features, ``sum(max(c, 0) over the group) / sum(max(c, 0))``;
-      all 0 for a row with no positive contribution. Over families (and over phases) the shares
-      sum to 1 for every other row. Negative contributions (protective factors) are left out,
-      so a share answers "where does this customer's risk come from".
+      from the family's (phase's) features, ``sum(max(c, 0) over the group) / sum(max(c, 0))``,
+      both sums over *reason-eligible* features only (exposure and contract timing say when,
+      not why: they belong to no group); all 0 for a row with no such positive contribution.
+      Over families (and over phases) the shares sum to 1 for every other row. Negative
+      contributions (protective factors) are left out, so a share answers "where does this
+      customer's risk come from".
 
     Args:
         model: The trained model.
@@ -160,6 +171,8 @@ def score_population(
         if keep_contributions:
             contribution_parts.append(_contribution_frame(batch, contributions, base, specs))
     scores = pd.concat(score_parts) if len(score_parts) > 1 else score_parts[0]
+    if "next_decision_date" in scores.columns:  # reason context, not a reason (issue 13)
+        scores["decision_context"] = describe_decision_dates(scores["next_decision_date"])
     kept = None
     if keep_contributions:
         kept = pd.concat(contribution_parts, ignore_index=True)
@@ -250,13 +263,21 @@ def _score_batch(
         "mrr": mrr,
         "expected_revenue_at_risk": probability * MONTHS_PER_YEAR * mrr,
     }
-    index, value = top_positive_reasons(contributions, reasons)
+    index, value = select_reasons(batch, contributions, specs, model.typical_values, reasons)
     columns.update(
         build_reason_columns(
-            batch, index, value, specs, model.typical_values, reasons, model.categorical_levels
+            batch,
+            index,
+            value,
+            specs,
+            model.typical_values,
+            reasons,
+            model.categorical_levels,
+            read_level_ratios(model.metadata),
         )
     )
-    shares = risk_shares(contributions, groups)
+    # Exposure and contract timing count neither in a group nor in the total (issue 13).
+    shares = risk_shares(np.where(eligible_mask(specs), contributions, 0.0), groups)
     columns.update({f"risk_share_{group}": share for group, share in shares.items()})
     return pd.DataFrame(columns, index=batch.index)
 

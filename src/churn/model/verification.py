@@ -21,6 +21,7 @@ import pandas as pd
 
 from churn.errors import ModelError
 from churn.layout import MODEL_META_FILE as META_FILE
+from churn.model.reason_reference import REFERENCE_KEY, validate_reason_reference
 
 MANIFEST_FILE = "manifest.json"
 
@@ -176,6 +177,7 @@ def validate_model_metadata(meta: Any, source: str) -> None:
     for key in ("typical_values", "metadata"):
         if not isinstance(meta.get(key, {}), dict):
             raise fail(f"{key!r} must be an object")
+    validate_reason_reference(meta.get("metadata", {}).get(REFERENCE_KEY), names, fail)
 
 
 def validate_model_catalog(catalog: pd.DataFrame, meta: dict[str, Any], source: str) -> None:

@@ -36,6 +36,7 @@ from churn.report.html import (
     table,
     to_float,
 )
+from churn.report.reason_check import reason_agreement_block
 
 if TYPE_CHECKING:
     from churn.config import ReportConfig
@@ -74,10 +75,12 @@ def explain_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
         parts += ["<h3>Which features move risk</h3>", f'<div class="grid">{"".join(main)}</div>']
     if breakdown or any(tables):
         parts += [
-            "<h3>By family and by journey phase (pre-sale vs post-sale)</h3>",
+            "<h3>What drives churn risk: by family and by journey phase (pre-sale vs "
+            "post-sale), without exposure and contract timing</h3>",
             f'<div class="grid">{"".join(breakdown + [t for t in tables if t])}</div>',
         ]
     parts.append(_risk_shares(inputs))
+    parts.append(reason_agreement_block(inputs))
     if top:
         parts += ["<h3>Top features</h3>", top]
     if dependence or other:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churn.domain.catalog import ineligible_features
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
@@ -328,7 +329,12 @@ def run_score(
     if previous is not None:
         before, before_contributions = read_previous_scores(previous)
         changes = compare_scores(
-            scores, before, result.contributions, before_contributions, top=MOVED_FEATURES
+            scores,
+            before,
+            result.contributions,
+            before_contributions,
+            top=MOVED_FEATURES,
+            ineligible=ineligible_features(model.catalog),
         )
 
     contributions_path = sidecar_path(out_path, CONTRIBUTIONS_SUFFIX)

@@ -28,7 +28,10 @@ def test_round_trip_through_csv_keeps_every_cell(tmp_path):
     assert list(read.columns) == list(CATALOG_COLUMNS)
     # An empty unit is read back as "" (pandas would read NaN by default).
     assert read.loc[read["name"] == "plan", "unit"].item() == ""
-    pd.testing.assert_frame_equal(read, TINY_CATALOG.astype("str"))
+    pd.testing.assert_frame_equal(read[list(TINY_CATALOG.columns)], TINY_CATALOG.astype("str"))
+    # A catalog without the optional columns gets them derived (see the eligibility tests).
+    assert read["reason_eligible"].dtype == bool and read["reason_eligible"].all()
+    assert read.loc[read["name"] == "plan", "singular"].item() == "plan"
 
 
 def test_specs_follow_row_order_and_extra_columns_are_ignored():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from churn.domain.families import FAMILIES
-from churn.model.explanation_check import compute_reason_agreement
+from churn.model.explanation_check import compute_reason_agreement, summarize_agreement
+from churn.model.reasons import build_feature_specs, format_value
 
 
 def _truth_for(frame: pd.DataFrame, dominant: dict[str, str]) -> pd.DataFrame:
@@ -19,6 +23,19 @@ def _truth_for(frame: pd.DataFrame, dominant: dict[str, str]) -> pd.DataFrame:
     return truth
 
 
+def _naive_first_reason(model, row: pd.Series, contributions: np.ndarray) -> str | None:
+    """The first reason by the rules, one row at a time: eligible, positive, not typical."""
+    specs = build_feature_specs(model.catalog, model.feature_names, model.categorical_levels)
+    for j in np.argsort(-contributions, kind="stable"):
+        spec = specs[model.feature_names[j]]
+        if contributions[j] <= 0:
+            return None
+        typical = format_value(model.typical_values.get(spec.name), spec)
+        if spec.reason_eligible and format_value(row[spec.name], spec) != typical:
+            return spec.family
+    return None
+
+
 def _naive_agreement(model, frame, truth, fraction):
     probability = model.predict_proba(frame)
     n = int(np.ceil(fraction * len(frame)))
@@ -26,20 +43,20 @@ def _naive_agreement(model, frame, truth, fraction):
         range(len(frame)), key=lambda i: (-probability[i], frame["customer_id"].iloc[i])
     )[:n]
     contributions, _ = model.contributions(frame.iloc[ranked])
-    family_of = dict(zip(model.catalog["name"], model.catalog["family"], strict=True))
     hits = 0
     predicted, actual = [], []
     columns = [f"logit_{f}" for f in FAMILIES]
     centred = truth[columns] - truth.groupby("month_start")[columns].transform("mean")
     for position, i in enumerate(ranked):
-        first = model.feature_names[int(np.argmax(contributions[position]))]
+        first = _naive_first_reason(model, frame.iloc[i], contributions[position])
         true_family = FAMILIES[int(np.argmax(centred.iloc[i].to_numpy()))]
-        hits += family_of[first] == true_family
-        predicted.append(family_of[first])
+        hits += first == true_family
+        predicted.append(first)
         actual.append(true_family)
     # Chance: agreement expected if the two families were independent with these frequencies.
     chance = sum(predicted.count(f) / n * actual.count(f) / n for f in set(actual))
-    return hits / n, chance
+    majority = max(actual.count(f) for f in set(actual)) / n
+    return hits / n, chance, majority
 
 
 def test_agreement_matches_a_naive_reference(tiny_model, feature_frame):
@@ -50,19 +67,59 @@ def test_agreement_matches_a_naive_reference(tiny_model, feature_frame):
     truth = _truth_for(frame, dominant)
     result = compute_reason_agreement(tiny_model, frame, truth, top_fraction=0.2)
     assert result["rows"] == int(np.ceil(0.2 * len(frame)))
-    expected, expected_chance = _naive_agreement(tiny_model, frame, truth, 0.2)
+    expected, expected_chance, expected_majority = _naive_agreement(tiny_model, frame, truth, 0.2)
     assert abs(result["first_reason_family_agreement"] - expected) < 1e-12
     assert abs(result["chance_agreement"] - expected_chance) < 1e-12
+    assert abs(result["majority_family_baseline"] - expected_majority) < 1e-12
+    assert sum(result["true_family_share"].values()) == pytest.approx(1.0)
+
+
+def test_agreement_counts_only_eligible_reasons(tiny_model, feature_frame):
+    frame = feature_frame[feature_frame["cutoff"] == feature_frame["cutoff"].max()]
+    frame = frame.reset_index(drop=True)
+    catalog = tiny_model.catalog.copy()
+    catalog.loc[catalog["family"] == "support", "reason_eligible"] = False
+    model = dataclasses.replace(tiny_model, catalog=catalog)
+    # Truth says support drives nine in ten: a model that can never name support agrees at
+    # most on the engagement-driven tenth.
+    rng = np.random.default_rng(2)
+    dominant = np.where(rng.random(len(frame)) < 0.9, "support", "engagement")
+    truth = _truth_for(frame, dict(zip(frame["customer_id"], dominant, strict=True)))
+    result = compute_reason_agreement(model, frame, truth, top_fraction=0.25)
+    assert result["majority_family"] == "support"
+    engagement_share = result["true_family_share"]["engagement"]
+    assert result["first_reason_family_agreement"] <= engagement_share < 0.5
+    expected, _, majority = _naive_agreement(model, frame, truth, 0.25)
+    assert result["first_reason_family_agreement"] == pytest.approx(expected)
+    assert result["majority_family_baseline"] == pytest.approx(majority)
+    unrestricted = compute_reason_agreement(tiny_model, frame, truth, 0.25)
+    assert unrestricted["first_reason_family_agreement"] > engagement_share
+
+
+def test_summary_on_a_hand_built_case():
+    named = np.array(["usage", "usage", "support", None, "billing"], dtype=object)
+    true = np.array(["usage", "support", "support", "usage", "usage"], dtype=object)
+    result = summarize_agreement(named, true)
+    assert result["agreement"] == pytest.approx(2 / 5)
+    # p_named: usage .4, support .2, None .2, billing .2; p_true: usage .6, support .4
+    assert result["chance"] == pytest.approx(0.4 * 0.6 + 0.2 * 0.4)
+    assert result["majority_baseline"] == pytest.approx(0.6)
+    assert result["majority_family"] == "usage"
+    tie = summarize_agreement(np.array(["a"] * 2, dtype=object), np.array(["support", "usage"]))
+    assert tie["majority_family"] == "usage"  # ties: FAMILIES order (usage before support)
 
 
 def test_agreement_is_perfect_when_truth_follows_the_model(tiny_model, feature_frame):
     frame = feature_frame[feature_frame["cutoff"] == feature_frame["cutoff"].max()]
     frame = frame.reset_index(drop=True)
     contributions, _ = tiny_model.contributions(frame)
-    family_of = dict(zip(tiny_model.catalog["name"], tiny_model.catalog["family"], strict=True))
-    first = [family_of[tiny_model.feature_names[j]] for j in np.argmax(contributions, axis=1)]
+    first = [
+        _naive_first_reason(tiny_model, frame.iloc[i], contributions[i]) or "usage"
+        for i in range(len(frame))
+    ]
     truth = _truth_for(frame, dict(zip(frame["customer_id"], first, strict=True)))
     result = compute_reason_agreement(tiny_model, frame, truth, top_fraction=0.25)
+    assert result["rows_without_reason"] == 0
     assert result["first_reason_family_agreement"] == 1.0
 
 

@@ -46,15 +46,22 @@ def frame() -> pd.DataFrame:
     return make_feature_frame(n_customers=500, n_cutoffs=5, seed=3)
 
 
-def test_fit_learns_levels_and_typical_values_on_train_only(frame):
+def test_fit_learns_levels_on_train_and_typical_values_on_the_latest_labeled_cutoff(frame):
     params = fast_params()
     train, validation, _ = slices(frame, params)
     validation = validation.copy()
     validation.loc[validation.index[:5], "plan"] = "enterprise"  # a level train never saw
     model = fit_churn_model(train, validation, TINY_CATALOG, params.train)
     assert "enterprise" not in model.categorical_levels["plan"]
-    assert model.typical_values["active_days_last_30d"] == train["active_days_last_30d"].median()
-    assert model.typical_values["plan"] == train["plan"].mode().iloc[0]
+    # Naive reference: the rows of the latest cutoff among train and validation.
+    both = pd.concat([train, validation])
+    latest = both[both["cutoff"] == both["cutoff"].max()]
+    assert latest["cutoff"].max() > train["cutoff"].min()
+    assert model.typical_values["active_days_last_30d"] == latest["active_days_last_30d"].median()
+    assert model.typical_values["plan"] == latest["plan"].mode().iloc[0]
+    reference = model.metadata["reason_reference"]
+    assert reference["rows"] == len(latest)
+    assert reference["churn_rate"] == pytest.approx(latest["label"].mean())
     assert model.feature_names == tuple(TINY_CATALOG["name"])
     assert model.metadata["n_train"] == len(train)
     assert model.metadata["train_positives"] == int(train["label"].sum())

@@ -159,7 +159,8 @@ def test_every_tiny_catalog_feature_has_sentences(tiny_model, feature_frame):
         typical = tiny_model.typical_values[name]
         present = describe_value(feature_frame[name].dropna().iloc[0], spec, typical)
         missing = describe_value(np.nan, spec, typical)
-        assert spec.description in present and "typical" in present
+        assert spec.description in present or spec.singular in present
+        assert "typical" in present
         assert missing == f"no {spec.description} on record"
 
 
@@ -210,3 +211,59 @@ def test_catalog_kind_is_overridden_by_the_model():
     assert specs["plan"].kind == "categorical" and specs["plan"].family == "billing"
     assert specs["mrr_at_cutoff"].kind == "numeric"
     assert specs["mrr_at_cutoff"].unit == "currency/month"
+
+
+# --- wording rules of issue 13: number, units, categorical rates, rare levels -------------------
+
+
+def test_one_of_a_count_reads_singular_and_more_read_plural():
+    spec, _ = _spec(unit="tickets", description="support tickets opened in the last 30 days")
+    assert spec.singular == "support ticket opened in the last 30 days"
+    assert describe_value(1.0, spec, 0.0) == (
+        "1 support ticket opened in the last 30 days; a typical customer has 0"
+    )
+    assert describe_value(4.0, spec, 1.0).startswith("4 support tickets opened")
+    # Not a count of its unit: the description stays as it is.
+    points, _ = _spec(unit="points", description="change in NPS points since the response before")
+    assert describe_value(1.0, points) == "1 change in NPS points since the response before"
+
+
+def test_long_day_counts_are_told_in_months_with_the_typical_value_in_the_same_unit():
+    spec, _ = _spec(unit="days", description="days since the customer's first purchase")
+    assert describe_value(400.0, spec, 200.0) == (
+        "13.1 months since the customer's first purchase; a typical customer has 6.6"
+    )
+    assert describe_value(30.4375, spec) == "30.4 days since the customer's first purchase"
+    assert describe_value(89.0, spec, 200.0) == (
+        "89 days since the customer's first purchase; a typical customer has 200"
+    )
+    one_day, _ = _spec(unit="days", description="days since the last login")
+    assert describe_value(1.0, one_day) == "1 day since the last login"
+
+
+def test_categorical_reason_compares_the_level_churn_rate_with_the_average():
+    spec, levels = _spec("categorical", description="contract", levels=["Month-to-month", "Year"])
+    ratios = {"Month-to-month": 3.14, "Year": 0.456}
+    assert describe_value("Month-to-month", spec, "Year", levels, ratios) == (
+        "contract is Month-to-month: customers with it leave 3.1x as often as average"
+    )
+    year = describe_value("Year", spec, None, levels, ratios)
+    assert year.endswith("leave 0.46x as often as average")
+    # Without rates (an older model) the typical level is named instead.
+    assert describe_value("Year", spec, "Month-to-month", levels) == (
+        "contract is Year (typical: Month-to-month)"
+    )
+
+
+def test_rare_and_unseen_levels_speak_of_the_pooled_rare_levels():
+    from churn.model.pooling import POOLED_LEVEL
+
+    spec, levels = _spec("categorical", description="campaign", levels=["big", POOLED_LEVEL])
+    ratios = {"big": 1.0, POOLED_LEVEL: 1.84}
+    assert describe_value("tiny_2023q1", spec, "big", levels, ratios) == (
+        "campaign is tiny_2023q1: customers with a rare value like it leave 1.8x as often as "
+        "average"
+    )
+    assert describe_value("tiny_2023q1", spec, "big", levels) == (
+        "campaign is tiny_2023q1, a rare value (scored with the other rare values)"
+    )

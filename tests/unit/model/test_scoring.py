@@ -11,7 +11,7 @@ from support.tiny import fit_tiny_model, make_feature_frame
 
 from churn.domain.families import FAMILIES
 from churn.errors import ModelError
-from churn.model.reasons import top_positive_reasons
+from churn.model.reasons import build_feature_specs, format_value, top_positive_reasons
 from churn.model.scoring import (
     finalize_scores,
     rank_risk_deciles,
@@ -122,10 +122,21 @@ def test_missing_required_column_is_a_model_error_naming_it(tiny_model, feature_
 def test_reasons_are_the_top_positive_contributions(tiny_model, feature_frame, scores):
     contributions, _ = tiny_model.contributions(feature_frame)
     names = tiny_model.feature_names
+    specs = build_feature_specs(
+        tiny_model.catalog, tiny_model.feature_names, tiny_model.categorical_levels
+    )
+    typical = {
+        name: format_value(tiny_model.typical_values[name], specs[name]) for name in names
+    }
+    suppressed = 0
     for row in range(len(feature_frame)):  # naive reference, one row at a time
-        order = [
-            j for j in np.argsort(-contributions[row], kind="stable") if contributions[row, j] > 0
-        ]
+        order = []
+        for j in np.argsort(-contributions[row], kind="stable"):
+            shown = format_value(feature_frame[names[j]].iloc[row], specs[names[j]])
+            if contributions[row, j] > 0 and shown == typical[names[j]]:
+                suppressed += 1  # the typical value is never a reason
+            elif contributions[row, j] > 0:
+                order.append(j)
         for i in range(REASONS):
             feature = scores[f"reason_{i + 1}_feature"].iloc[row]
             value = scores[f"reason_{i + 1}_contribution"].iloc[row]
@@ -135,6 +146,7 @@ def test_reasons_are_the_top_positive_contributions(tiny_model, feature_frame, s
             else:
                 assert pd.isna(feature) and np.isnan(value)
                 assert pd.isna(scores[f"reason_{i + 1}_text"].iloc[row])
+    assert suppressed > 0  # the rule was exercised
 
 
 def test_reason_value_and_text_describe_the_raw_value(scores, feature_frame):

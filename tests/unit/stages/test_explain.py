@@ -73,7 +73,14 @@ def test_run_explain_writes_tables_plots_and_summary(tiny_model, feature_frame, 
 
     out = tmp_path / "out"
     importance = pd.read_csv(out / "global_importance.csv")
-    assert list(importance.columns) == ["feature", "family", "phase", "mean_abs_shap", "share"]
+    assert list(importance.columns) == [
+        "feature",
+        "family",
+        "phase",
+        "reason_eligible",
+        "mean_abs_shap",
+        "share",
+    ]
     assert set(importance["feature"]) == set(tiny_model.feature_names)
     assert list(pd.read_csv(out / "family_importance.csv").columns) == [
         "family",

@@ -82,14 +82,19 @@ def test_same_seed_gives_identical_tables_and_another_seed_does_not():
     assert not other.tables["usage_events"].equals(first.tables["usage_events"])
 
 
-def _content_hash(result: SimulationResult) -> str:
-    """SHA-256 over every table and truth frame: names, lengths, columns, dtypes and values."""
+def _content_hash(result: SimulationResult, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 over every table and truth frame: names, lengths, columns, dtypes and values.
+
+    Columns named in ``skip`` are left out (of every frame).
+    """
     digest = hashlib.sha256()
     for kind, frames in (("tables", result.tables), ("truth", result.truth)):
         for name in sorted(frames):
             frame = frames[name]
             digest.update(f"{kind}/{name}:{len(frame)}".encode())
             for column in frame.columns:
+                if column in skip:
+                    continue
                 digest.update(f"{column}:{frame[column].dtype}".encode())
                 values = pd.util.hash_pandas_object(frame[column], index=False)
                 digest.update(values.to_numpy().tobytes())
@@ -102,15 +107,24 @@ def _content_hash(result: SimulationResult) -> str:
 # with the truth's logit_retention column (all 0 then) left out: the simulated business
 # without the retention team (issue #15) is unchanged since. A refactoring must keep both; a
 # deliberate change of the business updates them here.
+# Updated when the truth recorded the renewal bump as logit_exposure apart from logit_billing
+# (issue 13): only those two truth columns changed, see the test below.
 EXPECTED_CONTENT_HASHES = {
-    True: "d5b04178f6391c2a27a85e2e9d732f119467b870396ff4c42d8fe014bf6ed1d9",
-    False: "4ed90da4afd8ba511e0c10394107a170f0883eedd880149b921ac1833d9b7594",
+    True: "83a90f078400035729672063c552d21b942c8de97eae4e1494a278daad9fa890",
+    False: "4c36620f34c2222c7f504a7784c0e4da28d6d5968c0d01693bbd346d077d59fc",
+}
+# The same hashes without logit_billing and logit_exposure, computed on the simulator *before*
+# the exposure split (commit cc12492): every table, draw, churn and the hazard are unchanged.
+EXPECTED_HASHES_WITHOUT_BILLING_TRUTH = {
+    True: "b5c51f85ae8d771bc77a795fc1f84d9f66669cf5f216b89c45e6346dd2aabdf5",
+    False: "36a5b1cc639072b485e08a9dd6808cd1d1e280f2a96bf8d04f8be95ee508cccf",
 }
 # The same config with the retention team on (the default since issue #15: retention_actions
-# table, retention_truth, plays lowering the hazard of the treated), computed on this branch.
+# table, retention_truth, plays lowering the hazard of the treated). Recomputed when the truth
+# gained logit_exposure (issue #13) and the team's risk ranking counted that exposure.
 EXPECTED_CONTENT_HASHES_WITH_RETENTION = {
-    True: "e16f617538441b02b7f03caa71762b07783854de4491e60ce85d9b0f57d593ab",
-    False: "a8419387aa5e890a9320f4fe2cec0280a0bdbcd2ec67b2407e4531cffd72b70b",
+    True: "aac51580070ef493cadc0d47b7f24473aeb1d101a7ade306f33723aef903e027",
+    False: "dc5c5a85b5a81b5d024eff4126d7db81c1f0caa80d7dc13752629c46a6c616d7",
 }
 
 
@@ -123,6 +137,8 @@ def test_output_content_is_unchanged_for_a_small_fixed_config(mess):
     assert (months["logit_retention"] == 0).all()
     result.truth["customer_months"] = months.drop(columns="logit_retention")
     assert _content_hash(result) == EXPECTED_CONTENT_HASHES[mess]
+    skip = ("logit_billing", "logit_exposure")
+    assert _content_hash(result, skip) == EXPECTED_HASHES_WITHOUT_BILLING_TRUTH[mess]
 
 
 @pytest.mark.parametrize("mess", [True, False])
@@ -340,7 +356,7 @@ def test_messy_ticket_strings_are_the_same_instants_as_the_clean_ones(clean, mes
 
 def test_truth_logits_sum_and_the_probability_is_their_sigmoid(clean):
     months = clean.truth["customer_months"]
-    total = months["logit_base"] + months["logit_retention"]
+    total = months["logit_base"] + months["logit_retention"] + months["logit_exposure"]
     for family in FAMILIES:
         total = total + months[f"logit_{family}"]
     np.testing.assert_allclose(months["logit_total"], total, rtol=0, atol=1e-12)
@@ -411,8 +427,7 @@ def _expected_acquisition(r: SimulationResult, months: pd.DataFrame) -> pd.Serie
 def _expected_billing(r: SimulationResult, months: pd.DataFrame) -> pd.Series:
     changes = r.tables["subscription_changes"]
     plan = months["plan"].map(dict(zip(world.PLANS, hazard._PLAN_EFFECT, strict=True)))
-    renewal = (months["billing_period"] == "annual") & months["renewal_month"]
-    out = plan + hazard._ANNUAL_RENEWAL_EFFECT * renewal
+    out = plan.astype(float)  # the renewal bump is exposure, recorded apart (next test)
     increases = changes[changes["change_type"] == "price_increase"].assign(
         pct=lambda f: f["mrr_after"] / f["mrr_before"] - 1
     )
@@ -576,3 +591,13 @@ def test_cli_simulate_writes_the_tables(tmp_path):
     assert (tmp_path / "truth" / "customer_months.parquet").exists()
     customers = pd.read_parquet(tmp_path / "raw" / "customers.parquet")
     assert len(customers) == 300
+
+
+def test_exposure_is_the_annual_renewal_bump_and_nothing_else(small_clean):
+    months = small_clean.truth["customer_months"].merge(
+        small_clean.tables["subscriptions"], on="customer_id", validate="many_to_one"
+    )
+    renewal = (months["billing_period"] == "annual") & months["renewal_month"]
+    assert renewal.any() and (~renewal).any()
+    expected = hazard._ANNUAL_RENEWAL_EFFECT * renewal.astype(float)
+    np.testing.assert_allclose(months["logit_exposure"], expected, rtol=0, atol=0)

@@ -53,7 +53,8 @@ def _run(w: World, on_month: Callable[[int, int], None] | None) -> SimulationRes
         touches=_Rows("customer", "time", "type"),
         nps=_Rows("customer", "time", "value"),
         tickets=[],
-        truth=_Rows("customer", "month", "base", "retention", *FAMILIES, "total", "hazard",
+        truth=_Rows("customer", "month", "base", "retention", *FAMILIES, "exposure", "total",
+                    "hazard",
                     "renewal", "disengaged", "churned"),
     )
     team = RetentionTeam(w) if w.cfg.retention_actions else None
@@ -88,8 +89,9 @@ def _simulate_month(w: World, t: int, out: Outputs, team: RetentionTeam | None) 
     total, probability = hazard.churn_probability(base + retention, obs, renewal)
     churned = w.rng.random(len(act)) < probability
     out.truth.add(customer=act.astype(np.int32), month=np.full(len(act), t, np.int16),
-                  base=base, retention=retention, **{f: obs[f] for f in FAMILIES}, total=total,
-                  hazard=probability, renewal=renewal, disengaged=depth >= 0, churned=churned)
+                  base=base, retention=retention, **{f: obs[f] for f in FAMILIES},
+                  exposure=obs["exposure"], total=total, hazard=probability,
+                  renewal=renewal, disengaged=depth >= 0, churned=churned)
 
     # Behaviour of everyone who is a customer for part of the month: the actives (churners
     # until their billing date) and this month's conversions (from their conversion). Both

@@ -3,9 +3,15 @@
 For every customer active at the start of month ``t`` (converted before it, not churned)::
 
     logit_total = logit_base + logit_acquisition + logit_billing + logit_usage
-                  + logit_support + logit_engagement
+                  + logit_support + logit_engagement + logit_exposure
     churn_probability = sigmoid(logit_total)   if the contract can end in month t
                       = 0                      otherwise (annual plan, no renewal in t)
+
+``logit_exposure`` is the annual renewal bump (a year of churn decisions landing on the one
+month an annual contract can end): it says *when* a customer can leave, not why, so the truth
+records it apart from the family terms (``logit_billing`` holds the billing drivers only). The
+hazard itself is computed exactly as before the split (same sum, same draws, same churns):
+see :func:`observe`.
 
 The customer churns in month ``t`` with that probability, at its billing date inside the
 month. ``logit_base`` is the intercept plus latent traits (product fit, price sensitivity)
@@ -15,7 +21,7 @@ learn it:
 
 * ``acquisition``: channel, docs/help-center views before buying, trial, demo; fades with
   tenure.
-* ``billing``: starting plan, annual renewal month, price increase (last 3 months, by its
+* ``billing``: starting plan, price increase (last 3 months, by its
   size), discount ended (last 2 months), discount running, upgrade, downgrade and price
   decrease (last 3 months).
 * ``usage``: share of last month's possible days with any activity (level) and last month's
@@ -132,11 +138,12 @@ def base_logit(w: World, act: np.ndarray) -> np.ndarray:
 def churn_probability(
     base: np.ndarray, terms: dict[str, np.ndarray], renewal: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The total log-odds (base plus every family, in :data:`FAMILIES` order) and the hazard.
+    """The total log-odds (base plus every family and the exposure) and the hazard.
 
     Args:
         base: :func:`base_logit` of the actives.
-        terms: The family terms from :func:`observe`.
+        terms: The family terms from :func:`observe` (billing read with its exposure, as
+            ``billing_with_exposure``).
         renewal: Whether each contract can end this month; the hazard is 0 where not.
 
     Returns:
@@ -144,7 +151,7 @@ def churn_probability(
     """
     total = base
     for family in FAMILIES:
-        total = total + terms[family]
+        total = total + terms["billing_with_exposure" if family == "billing" else family]
     return total, np.where(renewal, _sigmoid(total), 0.0)
 
 
@@ -158,7 +165,9 @@ def observe(w: World, t: int, act: np.ndarray, renewal: np.ndarray) -> dict[str,
         renewal: Whether each contract can end this month.
 
     Returns:
-        The five family terms plus helpers (``billing_shock``, ``usage_trend``).
+        The five family terms (``billing`` without the renewal bump), ``exposure`` (the
+        renewal bump), ``billing_with_exposure`` (their sum as the hazard uses it) and helpers
+        (``billing_shock``, ``usage_trend``).
     """
     n = w.n
     now = w.month_start(t)
@@ -169,16 +178,24 @@ def observe(w: World, t: int, act: np.ndarray, renewal: np.ndarray) -> dict[str,
 
     increase_recent = w.last_price_increase[act] >= three_ago
     discount_ended = w.last_discount_end[act] >= two_ago
-    billing = (
-        _PLAN_EFFECT[w.start_plan[act]]
-        + _ANNUAL_RENEWAL_EFFECT * (w.annual[act] & renewal)
-        + _PRICE_INCREASE_COEF * w.last_price_increase_pct[act] * increase_recent
-        + _DISCOUNT_ENDED_EFFECT * discount_ended
-        + _DISCOUNT_ACTIVE_EFFECT * w.discounted[act]
-        + _DOWNGRADE_EFFECT * (w.last_downgrade[act] >= three_ago)
-        + _UPGRADE_EFFECT * (w.last_upgrade[act] >= three_ago)
-        + _PRICE_DECREASE_EFFECT * (w.last_price_decrease[act] >= three_ago)
+    plan = _PLAN_EFFECT[w.start_plan[act]]
+    exposure = _ANNUAL_RENEWAL_EFFECT * (w.annual[act] & renewal)
+    changes = (
+        _PRICE_INCREASE_COEF * w.last_price_increase_pct[act] * increase_recent,
+        _DISCOUNT_ENDED_EFFECT * discount_ended,
+        _DISCOUNT_ACTIVE_EFFECT * w.discounted[act],
+        _DOWNGRADE_EFFECT * (w.last_downgrade[act] >= three_ago),
+        _UPGRADE_EFFECT * (w.last_upgrade[act] >= three_ago),
+        _PRICE_DECREASE_EFFECT * (w.last_price_decrease[act] >= three_ago),
     )
+    # Two sums: the family term without the renewal bump (the truth of *why*), and the term the
+    # hazard has always used, summed in the original order so floating-point rounding, and so
+    # every draw and churn, stays bit-identical to the simulator before the split.
+    billing = plan
+    billing_with_exposure = plan + exposure
+    for change in changes:
+        billing = billing + change
+        billing_with_exposure = billing_with_exposure + change
 
     days = w.usage_days[:, act]
     quantity = w.usage_quantity[:, act]
@@ -240,6 +257,8 @@ def observe(w: World, t: int, act: np.ndarray, renewal: np.ndarray) -> dict[str,
     return {
         "acquisition": acquisition,
         "billing": billing,
+        "exposure": exposure,
+        "billing_with_exposure": billing_with_exposure,
         "usage": usage,
         "support": support,
         "engagement": engagement,

@@ -104,7 +104,9 @@ class RetentionTeam:
         fraction = self.rng.beta(*EFFECT_BETA, size=(len(act), len(PLAYS)))
         # (customers, plays, families): the reduction each play would bring now.
         per_family = fraction[:, :, None] * excess[:, None, :] * self._play_masks[None]
-        total = base + terms.sum(axis=1)
+        # The renewal bump is exposure, not a family term: no play lowers it, but the hazard
+        # (and so whom the risk-based half of the policy picks) includes it.
+        total = base + terms.sum(axis=1) + obs["exposure"]
         self._record_truth(t, act, total, renewal, fraction, per_family.sum(axis=2))
 
         chosen, play, control = self._choose(t, act, total, renewal)

@@ -3,7 +3,8 @@
 Ground truth (``SimulationResult.truth``)
     ``customer_months``: one row per customer and month in which the customer is active at the
     month start: ``customer_id``, ``month_start``, ``churn_probability``, ``logit_<family>``,
-    ``logit_base``, ``logit_retention`` (the past retention team's plays, 0 when off,
+    ``logit_exposure`` (the annual renewal bump, apart from ``logit_billing``), ``logit_base``,
+    ``logit_retention`` (the past retention team's plays, 0 when off,
     :mod:`~churn.stages.simulate.retention`), ``logit_total`` (their sum), ``renewal_month``
     (the contract can end this month), ``disengaged`` and ``churned`` (the subscription ends
     this month).
@@ -230,6 +231,7 @@ def _truth_tables(w: World, truth: _Rows) -> dict[str, pd.DataFrame]:
         "month_start": _utc(month_starts[rows["month"]]),
         "churn_probability": rows["hazard"],
         **{f"logit_{family}": rows[family] for family in FAMILIES},
+        "logit_exposure": rows["exposure"],
         "logit_base": rows["base"],
         "logit_retention": rows["retention"],
         "logit_total": rows["total"],

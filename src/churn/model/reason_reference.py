@@ -1,0 +1,151 @@
+"""The reference population of reason sentences: typical values and categorical churn rates.
+
+"A typical customer has 0 tickets" and "customers with it leave 3.1x as often as average" are
+statements about a population. The population is the **most recent labeled cutoff** the model
+was trained on (the latest of its training and validation cutoffs): the customers most like
+those being scored, not the oldest training months (issue 13).
+
+* Typical value: the median of a number, the most frequent level of a categorical.
+* Level churn ratio: the level's churn rate over the population's, the rate smoothed towards the
+  average with an m-estimate (Cestnik 1990), ``(churners + m * p) / (rows + m)`` with ``m =``
+  :data:`SMOOTHING_ROWS` and ``p`` the population's rate, so a level seen on three customers
+  cannot claim "leave 12x as often". Levels are read as the model reads them (rare levels
+  pooled, :mod:`churn.model.pooling`).
+
+Everything is stored as plain JSON in the model's metadata under :data:`REFERENCE_KEY` and
+checked on load (:func:`validate_reason_reference`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn.model.pooling import pool_values
+
+#: Metadata key of the reference (``ChurnModel.metadata[REFERENCE_KEY]``).
+REFERENCE_KEY = "reason_reference"
+#: Pseudo-rows of the m-estimate pulling a level's churn rate towards the average.
+SMOOTHING_ROWS = 20.0
+
+
+def select_reference_rows(*labeled: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows of the latest cutoff among the given labeled frames (train, validation)."""
+    rows = pd.concat([frame for frame in labeled if len(frame)], ignore_index=True)
+    if rows.empty or "cutoff" not in rows.columns:
+        return rows
+    return rows[rows["cutoff"] == rows["cutoff"].max()].reset_index(drop=True)
+
+
+def compute_typical_value(column: pd.Series, categorical: bool) -> Any:
+    """Return the median of a number or the most frequent level (ties: first in sort order)."""
+    values = column.dropna()
+    if values.empty:
+        return None
+    if categorical:
+        return str(values.astype("str").mode().iloc[0])
+    return float(pd.to_numeric(values).median())
+
+
+def compute_level_ratios(
+    values: pd.Series, labels: np.ndarray, levels: tuple[str, ...]
+) -> dict[str, float]:
+    """Return level -> smoothed churn rate / average churn rate (see the module docstring).
+
+    Args:
+        values: One categorical column of the reference rows (raw levels).
+        labels: 0/1 labels of the same rows.
+        levels: The model's levels of the column (pooling applied as the model does).
+
+    Returns:
+        One ratio per level present among the rows (missing values are not a level); empty
+        when the rows hold no churner or no row.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    average = float(labels.mean()) if len(labels) else 0.0
+    if average <= 0:
+        return {}
+    read = pool_values(values, levels).to_numpy(dtype=object)
+    present = pd.notna(read)
+    grouped = pd.DataFrame({"level": read[present], "label": labels[present]}).groupby("level")
+    stats = grouped["label"].agg(["sum", "count"])
+    smoothed = (stats["sum"] + SMOOTHING_ROWS * average) / (stats["count"] + SMOOTHING_ROWS)
+    return {str(level): float(ratio) for level, ratio in (smoothed / average).items()}
+
+
+def build_reason_reference(
+    rows: pd.DataFrame, names: tuple[str, ...], levels: Mapping[str, tuple[str, ...]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the typical values and the stored reference of a reference population.
+
+    Args:
+        rows: The reference rows (:func:`select_reference_rows`), with ``label``.
+        names: Model features.
+        levels: The model's categorical levels.
+
+    Returns:
+        ``(typical_values, reference)``: feature -> typical value, and the JSON object stored
+        under :data:`REFERENCE_KEY` (``cutoff``, ``rows``, ``churn_rate``, ``level_ratios``).
+    """
+    labels = rows["label"].to_numpy(dtype=np.float64) if len(rows) else np.empty(0)
+    typical = {name: compute_typical_value(rows[name], name in levels) for name in names}
+    cutoff = rows["cutoff"].max() if len(rows) and "cutoff" in rows.columns else None
+    reference = {
+        "cutoff": None if cutoff is None else pd.Timestamp(cutoff).strftime("%Y-%m-%d"),
+        "rows": len(rows),
+        "churn_rate": float(labels.mean()) if len(labels) else 0.0,
+        "level_ratios": {
+            name: compute_level_ratios(rows[name], labels, levels[name])
+            for name in names
+            if name in levels
+        },
+    }
+    return typical, reference
+
+
+def read_level_ratios(metadata: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
+    """Return the stored level ratios of a model's metadata, or ``None`` (an older model)."""
+    reference = metadata.get(REFERENCE_KEY)
+    if not isinstance(reference, Mapping):
+        return None
+    return {name: dict(ratios) for name, ratios in reference.get("level_ratios", {}).items()}
+
+
+def validate_reason_reference(
+    reference: Any, names: list[str], fail: Callable[[str], Exception]
+) -> None:
+    """Check a stored reference: an object whose ratios are finite positive numbers of features.
+
+    Args:
+        reference: The value stored under :data:`REFERENCE_KEY` (absent: nothing to check).
+        names: The model's features.
+        fail: Builds the exception to raise from a problem description.
+
+    Raises:
+        Exception: ``fail(problem)`` naming the field.
+    """
+    if reference is None:
+        return
+    if not isinstance(reference, Mapping):
+        raise fail(f"{REFERENCE_KEY!r} must be an object")
+    rows, rate = reference.get("rows"), reference.get("churn_rate")
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise fail(f"{REFERENCE_KEY}.rows must be a count")
+    if not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise fail(f"{REFERENCE_KEY}.churn_rate must be a rate in [0, 1]")
+    ratios = reference.get("level_ratios")
+    if not isinstance(ratios, Mapping):
+        raise fail(f"{REFERENCE_KEY}.level_ratios must be an object")
+    for name, by_level in ratios.items():
+        if name not in names or not isinstance(by_level, Mapping):
+            raise fail(f"{REFERENCE_KEY}.level_ratios names {name!r}, not a model feature")
+        for level, ratio in by_level.items():
+            valid = isinstance(ratio, int | float) and not isinstance(ratio, bool)
+            if not valid or not math.isfinite(ratio) or ratio <= 0:
+                raise fail(
+                    f"{REFERENCE_KEY}.level_ratios[{name!r}][{level!r}] must be a positive number"
+                )

@@ -1,0 +1,70 @@
+"""Tests for churn.model.reason_reference: typical values and level churn ratios."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.errors import ModelError
+from churn.model.artifact import ChurnModel
+from churn.model.pooling import POOLED_LEVEL
+from churn.model.reason_reference import (
+    REFERENCE_KEY,
+    SMOOTHING_ROWS,
+    compute_level_ratios,
+    select_reference_rows,
+)
+
+
+def test_level_ratios_match_a_naive_m_estimate():
+    values = pd.Series(["x"] * 10 + ["y"] * 30 + ["rare"] * 2 + [None] * 8, dtype="str")
+    labels = np.array([1] * 6 + [0] * 4 + [1] * 3 + [0] * 27 + [1, 1] + [0] * 8)
+    ratios = compute_level_ratios(values, labels, ("x", "y", POOLED_LEVEL))
+    average = labels.mean()
+    for level, churners, rows in (("x", 6, 10), ("y", 3, 30), (POOLED_LEVEL, 2, 2)):
+        smoothed = (churners + SMOOTHING_ROWS * average) / (rows + SMOOTHING_ROWS)
+        assert ratios[level] == pytest.approx(smoothed / average)
+    assert set(ratios) == {"x", "y", POOLED_LEVEL}  # missing is not a level
+    assert ratios["x"] > 1 > ratios["y"]
+    assert compute_level_ratios(values, np.zeros(len(values)), ("x",)) == {}
+
+
+def test_reference_rows_are_the_latest_labeled_cutoff():
+    cutoffs = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01"], utc=True)
+    train = pd.DataFrame({"cutoff": cutoffs[:2], "label": [0, 1]})
+    validation = pd.DataFrame({"cutoff": cutoffs[2:], "label": [1]})
+    rows = select_reference_rows(train, validation)
+    assert rows["cutoff"].tolist() == [cutoffs[2]]
+
+
+def test_a_saved_model_keeps_the_reference_and_rejects_a_bad_one(tmp_path, feature_frame):
+    from support.tiny import TINY_CATALOG
+
+    from churn.config import Params
+    from churn.model.fit import fit_churn_model
+
+    params = Params.model_validate({"train": {"n_estimators": 10, "num_threads": 1}})
+    train = feature_frame[feature_frame["cutoff"] < feature_frame["cutoff"].max()]
+    validation = feature_frame[feature_frame["cutoff"] == feature_frame["cutoff"].max()]
+    model = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    model.save(tmp_path / "m")
+    loaded = ChurnModel.load(tmp_path / "m")
+    reference = loaded.metadata[REFERENCE_KEY]
+    assert reference["rows"] == len(validation)
+    assert set(reference["level_ratios"]) == {"acquisition_channel", "plan"}
+    # Naive reference: paid_search churns most in the synthetic frame (its logit is +0.7).
+    channel = reference["level_ratios"]["acquisition_channel"]
+    assert max(channel, key=channel.get) == "paid_search"
+
+    meta_path = tmp_path / "m" / "churn_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["metadata"][REFERENCE_KEY]["level_ratios"]["plan"]["pro"] = -1.0
+    meta_path.write_text(json.dumps(meta))
+    from churn.model.verification import write_manifest
+
+    write_manifest(tmp_path / "m")
+    with pytest.raises(ModelError, match=r"level_ratios\['plan'\]\['pro'\] must be a positive"):
+        ChurnModel.load(tmp_path / "m")

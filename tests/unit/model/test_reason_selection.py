@@ -1,0 +1,128 @@
+"""Tests for churn.model.reason_selection: eligible reasons, typical values never a reason."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tiny import TINY_CATALOG
+
+from churn.domain.catalog import FeatureSpec, catalog_frame, catalog_specs
+from churn.domain.families import FAMILIES
+from churn.model.reason_selection import describe_decision_dates, select_reasons
+from churn.model.reasons import format_value
+from churn.model.scoring import score_frame
+
+REASONS = 3
+
+
+def _specs(*entries: tuple[str, str, bool]) -> dict[str, FeatureSpec]:
+    """Specs ``(name, family, eligible)``: numeric day counts."""
+    return {
+        name: FeatureSpec(name, family, "post_sale", "numeric", "days", f"{name} days", eligible)
+        for name, family, eligible in entries
+    }
+
+
+def test_exposure_features_are_never_selected_even_when_largest():
+    specs = _specs(
+        ("days_to_renewal", "billing", False), ("usage_days", "usage", True), ("x", "support", True)
+    )
+    batch = pd.DataFrame({"days_to_renewal": [3.0, 5.0], "usage_days": [1.0, 2.0], "x": [7, 8.0]})
+    contributions = np.array([[5.0, 0.2, 0.1], [9.0, -0.1, 0.3]])
+    index, value = select_reasons(batch, contributions, specs, {}, 2)
+    names = np.array(list(specs))
+    assert names[index[0]].tolist() == ["usage_days", "x"]
+    assert value[0].tolist() == [0.2, 0.1]
+    assert names[index[1, 0]] == "x" and value[1, 0] == 0.3
+    assert np.isnan(value[1, 1])  # usage_days pushes risk down: no second reason
+
+
+def test_a_typical_value_is_suppressed_and_the_next_reason_takes_its_place():
+    specs = _specs(("a", "usage", True), ("b", "support", True), ("c", "engagement", True))
+    batch = pd.DataFrame({"a": [4.0, 5.0], "b": [2.0, 2.04], "c": [1.0, 1.0]})
+    typical = {"a": 4.0, "b": 3.0}  # row 0's "a" equals the typical value; c has none
+    contributions = np.array([[0.9, 0.5, 0.1], [0.9, 0.5, 0.1]])
+    index, value = select_reasons(batch, contributions, specs, typical, 2)
+    names = np.array(list(specs))
+    assert value[0].tolist() == [0.5, 0.1]
+    assert names[index[0]].tolist() == ["b", "c"]
+    assert names[index[1]].tolist() == ["a", "b"]
+    # Equality is on the displayed value: 3.04 shows as "3" only if rounding says so.
+    batch.loc[1, "b"] = 3.04
+    index, _ = select_reasons(batch, contributions, specs, typical, 2)
+    assert format_value(3.04, specs["b"]) == "3" and names[index[1]].tolist() == ["a", "c"]
+
+
+def test_categorical_typical_level_is_never_a_reason():
+    spec = FeatureSpec("contract", "billing", "post_sale", "categorical", "", "contract", True)
+    batch = pd.DataFrame({"contract": pd.array(["Month-to-month", "Two year"], dtype="str")})
+    index, value = select_reasons(
+        batch, np.array([[1.0], [1.0]]), {"contract": spec}, {"contract": "Month-to-month"}, 1
+    )
+    assert np.isnan(value[0, 0]) and value[1, 0] == 1.0 and index[1, 0] == 0
+
+
+def _with_ineligible(model, name: str):
+    catalog = model.catalog.copy()
+    catalog.loc[catalog["name"] == name, "reason_eligible"] = False
+    return dataclasses.replace(model, catalog=catalog)
+
+
+def test_scores_never_name_an_ineligible_feature_and_shares_leave_it_out(tiny_model, feature_frame):
+    before = score_frame(tiny_model, feature_frame, REASONS)
+    strongest = "support_tickets_last_30d"
+    assert (before["reason_1_feature"] == strongest).mean() > 0.1  # it matters to this model
+    model = _with_ineligible(tiny_model, strongest)
+    scores = score_frame(model, feature_frame, REASONS)
+    for i in range(1, REASONS + 1):
+        assert not (scores[f"reason_{i}_feature"] == strongest).any()
+    pd.testing.assert_series_equal(scores["churn_probability"], before["churn_probability"])
+    shares = scores[[f"risk_share_{f}" for f in FAMILIES]].sum(axis=1)
+    assert np.allclose(shares[shares > 0], 1.0)
+    # Naive reference of the support share: no support feature is eligible any more.
+    assert (scores["risk_share_support"] == 0).all()
+    assert (before["risk_share_support"] > 0).any()
+
+
+def test_decision_context_says_when_the_customer_renews():
+    dates = pd.Series(pd.to_datetime(["2026-02-14", None], utc=True))
+    context = describe_decision_dates(dates)
+    assert context.iloc[0] == "renews 2026-02-14" and pd.isna(context.iloc[1])
+
+
+def test_scores_with_a_next_decision_date_carry_the_context_beside_the_reasons(
+    tiny_model, feature_frame, monkeypatch
+):
+    import churn.model.scoring as scoring
+
+    original = scoring._score_batch
+
+    def with_date(*args, **kwargs):  # stands in for the survival head's column (h13model)
+        frame = original(*args, **kwargs)
+        return frame.assign(next_decision_date=pd.Timestamp("2026-02-14", tz="UTC"))
+
+    monkeypatch.setattr(scoring, "_score_batch", with_date)
+    scores = score_frame(tiny_model, feature_frame.head(50), REASONS)
+    assert (scores["decision_context"] == "renews 2026-02-14").all()
+    texts = scores[[f"reason_{i}_text" for i in range(1, REASONS + 1)]].stack()
+    assert not texts.str.contains("renew").any()
+
+
+def test_catalog_marks_exposure_and_timing_names_ineligible():
+    names = ["days_to_renewal", "billing_period", "tenure_days", "contract", "contract_term",
+             "usage_events_last_30d", "support_tickets_last_30d", "plan"]
+    rows = [(n, "billing", "post_sale", "numeric", "", n.replace("_", " ")) for n in names]
+    frame = pd.DataFrame(rows, columns=list(TINY_CATALOG.columns))
+    eligible = {spec.name: spec.reason_eligible for spec in catalog_specs(frame)}
+    assert [n for n in names if not eligible[n]] == names[:5]
+    # An explicit catalog value wins over the name rule, and survives a round trip.
+    frame["reason_eligible"] = ["true", "false", "no", "1", "", "0", "yes", "False"]
+    again = catalog_frame(catalog_specs(frame))
+    assert again["reason_eligible"].tolist() == [True, False, False, True, False, False, True,
+                                                 False]
+    frame.loc[0, "reason_eligible"] = "maybe"
+    with pytest.raises(Exception, match=r"row 1: reason_eligible must be true or false"):
+        catalog_specs(frame)
