@@ -192,6 +192,11 @@ class LabelConfig(_Section):
     horizon_days: int = Field(
         60, ge=1, description="A customer churns if all subscriptions end within this horizon."
     )
+    horizons_days: tuple[int, ...] = Field(
+        (30, 60, 90),
+        description="Horizons of the survival head (churn_probability_<H>d); must include "
+        "horizon_days. Labels record the churn time up to the longest.",
+    )
     grace_days: int = Field(
         14, ge=0, description="A new subscription started within this many days is a renewal."
     )
@@ -211,6 +216,22 @@ class LabelConfig(_Section):
         description="Stop when a labeled cutoff's churn rate is more than this many times the "
         "median rate of the other labeled cutoffs.",
     )
+
+    @field_validator("horizons_days")
+    @classmethod
+    def _sort_horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(h <= 0 for h in value) or len(set(value)) != len(value):
+            raise ValueError("horizons_days must be distinct positive integers")
+        return tuple(sorted(value))
+
+    @model_validator(mode="after")
+    def _check_primary_horizon(self) -> LabelConfig:
+        if self.horizon_days not in self.horizons_days:
+            raise ValueError(
+                f"horizons_days {list(self.horizons_days)} must include horizon_days = "
+                f"{self.horizon_days}"
+            )
+        return self
 
 
 class SparkConfig(_Section):
@@ -351,6 +372,12 @@ class TrainConfig(_Section):
         description="Create a missing SQLite store at an explicitly set MLFLOW_TRACKING_URI. "
         "The default store (sqlite:///mlflow.db) is always created on first use; any other "
         "missing store is refused, since a mistyped path would start an empty registry.",
+    )
+    model_form: Literal["hazard", "classifier"] = Field(
+        "classifier",
+        description="'hazard': discrete-time hazard over the contract's decision dates "
+        "(docs/survival.md), risk at every label.horizons_days; 'classifier': one binary "
+        "classifier at label.horizon_days.",
     )
     gate: GateConfig = Field(default_factory=GateConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
