@@ -109,9 +109,7 @@ def build_decision_schedule(frame: pd.DataFrame, longest_days: int) -> pd.DataFr
     cutoff = pd.DatetimeIndex(pd.to_datetime(frame["cutoff"], utc=True))
     days = pd.to_numeric(frame[RENEWAL_FEATURE], errors="coerce").to_numpy(dtype="float64")
     known = np.isfinite(days)
-    periods = (
-        frame[PERIOD_FEATURE] if PERIOD_FEATURE in frame.columns else pd.Series([None] * n)
-    )
+    periods = frame[PERIOD_FEATURE] if PERIOD_FEATURE in frame.columns else pd.Series([None] * n)
     term = np.where(known, find_term_months(periods.reset_index(drop=True)), 1)
     first = cutoff + pd.to_timedelta(np.where(known, days, 0.0), unit="D")
     steps = math.ceil(longest_days / MIN_MONTH_DAYS) + 1

@@ -41,9 +41,7 @@ def test_schedule_by_hand() -> None:
     # Unknown schedule: monthly from the cutoff: 0, 31, 61 days.
     frame = _frame([5.0, 200.0, 10.0, None], ["monthly", "annual", "quarterly", None])
     schedule = build_decision_schedule(frame, longest_days=90)
-    got = {
-        row: part["days_to_decision"].tolist() for row, part in schedule.groupby("row")
-    }
+    got = {row: part["days_to_decision"].tolist() for row, part in schedule.groupby("row")}
     assert got == {0: [5.0, 36.0, 66.0], 2: [10.0], 3: [0.0, 31.0, 61.0]}
     assert schedule.loc[schedule["row"] == 2, "term_months"].tolist() == [12 // 4]
     assert schedule.loc[schedule["row"] == 0, "decision_index"].tolist() == [0, 1, 2]
