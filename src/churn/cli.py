@@ -106,9 +106,7 @@ def simulate(
 @app.command()
 def ingest(
     params: ParamsOpt,
-    raw: Annotated[
-        Path, typer.Option(help="Directory with your own raw tables (CSV or Parquet).")
-    ],
+    raw: Annotated[Path, typer.Option(help="Directory with your own raw tables (CSV or Parquet).")],
     out: Annotated[Path, typer.Option(help="Directory for validated tables.")],
     quarantine: Annotated[
         Path, typer.Option(help="Directory for quarantined rows, with the failed rule per row.")
@@ -231,6 +229,13 @@ def train(
         Path,
         typer.Option(help="JSON naming the model later stages use (the champion after the gate)."),
     ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels from 'churn label' (with the churn time): also fit the survival head "
+            "(docs/survival.md)."
+        ),
+    ] = None,
 ) -> None:
     """Train LightGBM and a baseline out of time, calibrate, log to MLflow, gate the champion."""
     from churn.stages.train import run_train
@@ -244,6 +249,7 @@ def train(
         catalog_path=catalog,
         challenger_dir=challenger_dir,
         model_record_path=model_record,
+        labels_path=labels,
     )
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
+from churn.model.artifact import ChurnModel
 from churn.model.evaluation import compute_oracle_probabilities
 from churn.model.fit import build_lgb_params, find_dead_features, fit_churn_model
 from churn.model.hazard import label_at_horizon
@@ -188,3 +189,39 @@ def compare_model_forms(
             result["classifier"][str(horizon)]["ece"],
         )
     return result, head
+
+
+def fit_head_for_model(
+    frame: pd.DataFrame, split: Split, model: ChurnModel, params: Params
+) -> SurvivalHead | None:
+    """Fit the survival head beside a trained classifier, on the classifier's split.
+
+    The head uses the classifier's live features and LightGBM parameters (tuned ones
+    included); training outcomes are censored before the first validation cutoff, validation
+    outcomes (for the booster) before the first test cutoff.
+
+    Args:
+        frame: The features frame with the churn-time columns (:func:`attach_churn_times`).
+        split: The classifier's split (:attr:`churn.model.fit.TrainResult.split`).
+        model: The trained classifier.
+        params: All parameters.
+
+    Returns:
+        The head, or ``None`` when the data has no contract schedule (entity mode, or no
+        ``days_to_renewal`` feature): the classifier alone is the model (docs/survival.md).
+    """
+    if split.mode != "time" or "days_to_renewal" not in model.feature_names:
+        logger.info("no survival head: no contract schedule (entity mode or no subscriptions)")
+        return None
+    train, validation = (frame.iloc[rows] for rows in (split.train, split.validation))
+    return fit_survival_head(
+        train,
+        validation,
+        model.feature_names,
+        model.categorical_features,
+        params.train,
+        params.label,
+        model.metadata["lgb_params"],
+        validation_start=split.validation_cutoffs[0],
+        test_start=split.test_cutoffs[0],
+    )

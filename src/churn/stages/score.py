@@ -18,6 +18,7 @@ from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, sidecar_path
 from churn.model.changes import compare_scores, find_previous_scores, read_previous_scores
+from churn.model.horizon_scoring import add_horizon_columns_if_fitted
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
 from churn.sql import utc_midnight, utc_timestamp
 from churn.tracking.loading import load_model
@@ -320,7 +321,9 @@ def run_score(
     result = score_population(
         model, features, params.score.reasons, batch_rows=params.score.batch_rows
     )
-    scores = finalize_scores(result.scores)
+    scores = finalize_scores(
+        add_horizon_columns_if_fitted(result.scores, features, model_uri, params)
+    )
     previous = find_previous_scores(previous_path, out_path)
     changes = None
     if previous is not None:

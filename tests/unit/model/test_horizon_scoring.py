@@ -1,0 +1,94 @@
+"""Horizon columns in the scores: the head's probabilities and the next decision date."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.survival_frames import make_survival_frame, survival_catalog
+
+from churn.config import parse_params
+from churn.model.fit import build_lgb_params
+from churn.model.horizon_scoring import add_horizon_columns, add_horizon_columns_if_fitted
+from churn.model.survival import fit_survival_head
+from churn.model.verification import write_manifest
+
+PARAMS = parse_params({"train": {"n_estimators": 40, "min_child_samples": 20, "num_threads": 1}})
+
+
+@pytest.fixture(scope="module")
+def head_and_rows():
+    frame = make_survival_frame()
+    cutoffs = sorted(frame["cutoff"].unique())
+    train = frame[frame["cutoff"].isin(cutoffs[:5])]
+    validation = frame[frame["cutoff"] == cutoffs[5]]
+    test = frame[frame["cutoff"] == cutoffs[7]]
+    names = list(survival_catalog()["name"])
+    head = fit_survival_head(
+        train,
+        validation,
+        names,
+        ["billing_period"],
+        PARAMS.train,
+        PARAMS.label,
+        build_lgb_params(PARAMS.train),
+    )
+    return head, test
+
+
+def _scores(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"],
+            "cutoff": rows["cutoff"],
+            "churn_probability": 0.5,
+            "mrr": 10.0,
+            "expected_revenue_at_risk": 60.0,
+        },
+        index=rows.index,
+    )
+
+
+def test_columns_follow_churn_probability_and_keep_it(head_and_rows) -> None:
+    head, test = head_and_rows
+    out = add_horizon_columns(_scores(test), test, head, 60, head_is_primary=False)
+    assert list(out.columns[2:7]) == [
+        "churn_probability",
+        "churn_probability_30d",
+        "churn_probability_60d",
+        "churn_probability_90d",
+        "next_decision_date",
+    ]
+    assert (out["churn_probability"] == 0.5).all()
+    horizons = out[["churn_probability_30d", "churn_probability_60d", "churn_probability_90d"]]
+    assert (np.diff(horizons.to_numpy(), axis=1) >= 0).all()
+    late = (test["billing_period"] == "annual") & (test["days_to_renewal"] >= 90)
+    assert late.any() and (horizons[late.to_numpy()] == 0).all().all()
+    expected = test["cutoff"] + pd.to_timedelta(test["days_to_renewal"], unit="D")
+    gap = (out["next_decision_date"] - expected).abs()
+    assert (gap < pd.Timedelta(milliseconds=1)).all()  # microsecond rounding only
+
+
+def test_hazard_form_makes_the_primary_horizon_churn_probability(head_and_rows) -> None:
+    head, test = head_and_rows
+    out = add_horizon_columns(_scores(test), test, head, 60, head_is_primary=True)
+    assert (out["churn_probability"] == out["churn_probability_60d"]).all()
+    np.testing.assert_allclose(out["expected_revenue_at_risk"], out["churn_probability"] * 120)
+
+
+def test_discriminates_the_known_hazard(head_and_rows) -> None:
+    head, test = head_and_rows
+    probabilities = head.predict_horizons(test)[:, 1]
+    exposed = probabilities > 0
+    correlation = np.corrcoef(probabilities[exposed], test["usage_score"].to_numpy()[exposed])
+    assert correlation[0, 1] > 0.6
+
+
+def test_folder_without_head_leaves_scores_alone(head_and_rows, tmp_path) -> None:
+    head, test = head_and_rows
+    scores = _scores(test)
+    assert add_horizon_columns_if_fitted(scores, test, tmp_path, PARAMS) is scores
+    head.save(tmp_path)
+    write_manifest(tmp_path)
+    out = add_horizon_columns_if_fitted(scores, test, tmp_path, PARAMS)
+    assert "churn_probability_90d" in out.columns
