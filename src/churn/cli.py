@@ -267,6 +267,13 @@ def evaluate(
             "the truth (with data.source 'files' it holds only a marker)."
         ),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels from 'churn label' (with the churn time): survival head metrics per "
+            "horizon and both model forms compared (optional)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate on the held-out cutoff: discrimination, calibration, lift, backtest."""
     from churn.stages.evaluate import run_evaluate
@@ -279,6 +286,7 @@ def evaluate(
         truth_dir=truth,
         metrics_path=metrics,
         plots_dir=plots_dir,
+        labels_path=labels,
     )
 
 

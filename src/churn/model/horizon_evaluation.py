@@ -225,3 +225,49 @@ def fit_head_for_model(
         validation_start=split.validation_cutoffs[0],
         test_start=split.test_cutoffs[0],
     )
+
+
+def evaluate_horizons(
+    frame: pd.DataFrame,
+    head: SurvivalHead,
+    params: Params,
+    truth: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Measure the exported survival head at each horizon on the classifier's test rows.
+
+    The test rows are those of ``churn evaluate`` (:func:`churn.model.split.split_by_time`);
+    a horizon whose outcome is not yet observed on them (e.g. 90 days when the test cutoff is
+    77 days before the data end less grace) is reported as unobservable, and is measured by
+    :func:`compare_model_forms` on an earlier test cutoff instead.
+
+    Args:
+        frame: The features frame with the churn-time columns.
+        head: The exported survival head.
+        params: All parameters.
+        truth: Simulator ``customer_months`` for the oracle, or ``None``.
+
+    Returns:
+        ``{"<H>": metrics or {"observable": False, "note": ...}}``.
+    """
+    split = split_by_time(frame, params.train, params.label, mode=params.ingest.mode)
+    test = frame.iloc[split.test]
+    probabilities = head.predict_horizons(test)
+    observed = test["observed_days"].astype("float64").to_numpy()
+    days = test["days_to_churn"].to_numpy("float64")
+    out: dict[str, Any] = {}
+    for k, horizon in enumerate(head.horizons):
+        labels = label_at_horizon(days, observed, horizon)
+        keep = np.isfinite(labels)
+        y = labels[keep].astype(int)
+        if keep.sum() == 0 or y.min() == y.max():
+            out[str(horizon)] = {
+                "observable": False,
+                "note": f"the {horizon}-day outcome of the test rows is not observed yet",
+            }
+            continue
+        oracle = None if truth is None else compute_oracle_probabilities(test[keep], truth, horizon)
+        out[str(horizon)] = {
+            "observable": True,
+            **_summarize(y, probabilities[keep, k], params, oracle),
+        }
+    return out

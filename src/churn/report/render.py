@@ -47,6 +47,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         model_version,
         score_cutoff_text,
     )
+    from churn.report.horizons import horizons_section
     from churn.report.html import not_available, page, section
     from churn.report.risk import (
         changes_section,
@@ -71,6 +72,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         ("explain", "What drives churn risk", explain_section),
         ("customers", "Top customers at risk", customers_section),
         ("segments", "Segments", segments_section),
+        ("horizons", "Risk over 30, 60 and 90 days", horizons_section),
         ("changes", "What changed since the last score", changes_section),
     )
 
