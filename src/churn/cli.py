@@ -106,7 +106,9 @@ def simulate(
 @app.command()
 def ingest(
     params: ParamsOpt,
-    raw: Annotated[Path, typer.Option(help="Directory with your own raw tables (CSV or Parquet).")],
+    raw: Annotated[
+        Path, typer.Option(help="Directory with your own raw tables (CSV or Parquet).")
+    ],
     out: Annotated[Path, typer.Option(help="Directory for validated tables.")],
     quarantine: Annotated[
         Path, typer.Option(help="Directory for quarantined rows, with the failed rule per row.")

@@ -174,6 +174,10 @@ class IngestConfig(_Section):
         return value
 
 
+DEFAULT_HORIZONS_DAYS = (30, 60, 90)
+"""Survival head horizons when ``label.horizons_days`` is left out (plus ``horizon_days``)."""
+
+
 class LabelConfig(_Section):
     """Knobs of ``churn label``: the cutoff schedule and the churn definition."""
 
@@ -193,9 +197,10 @@ class LabelConfig(_Section):
         60, ge=1, description="A customer churns if all subscriptions end within this horizon."
     )
     horizons_days: tuple[int, ...] = Field(
-        (30, 60, 90),
+        DEFAULT_HORIZONS_DAYS,
         description="Horizons of the survival head (churn_probability_<H>d); must include "
-        "horizon_days. Labels record the churn time up to the longest.",
+        "horizon_days. Labels record the churn time up to the longest. Left out: 30, 60, 90 "
+        "and horizon_days.",
     )
     grace_days: int = Field(
         14, ge=0, description="A new subscription started within this many days is a renewal."
@@ -216,6 +221,15 @@ class LabelConfig(_Section):
         description="Stop when a labeled cutoff's churn rate is more than this many times the "
         "median rate of the other labeled cutoffs.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_horizons(cls, data: Any) -> Any:
+        # Left out, the horizons follow horizon_days, so changing horizon_days alone stays valid.
+        if isinstance(data, dict) and data.get("horizons_days") is None:
+            primary = int(data.get("horizon_days", 60))
+            data = {**data, "horizons_days": tuple(sorted({*DEFAULT_HORIZONS_DAYS, primary}))}
+        return data
 
     @field_validator("horizons_days")
     @classmethod

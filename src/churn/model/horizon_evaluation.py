@@ -262,7 +262,8 @@ def evaluate_horizons(
         if keep.sum() == 0 or y.min() == y.max():
             out[str(horizon)] = {
                 "observable": False,
-                "note": f"the {horizon}-day outcome of the test rows is not observed yet",
+                "note": f"the {horizon}-day outcome of the test rows is not observed yet "
+                "(or holds one class)",
             }
             continue
         oracle = None if truth is None else compute_oracle_probabilities(test[keep], truth, horizon)

@@ -146,9 +146,15 @@ def measure_horizons(
         return None
     frame = attach_churn_times(features, read_frame(labels_path))
     head = SurvivalHead.load(model_dir)
-    comparison, _ = compare_model_forms(frame, catalog, params, truth)
+    try:
+        comparison, _ = compare_model_forms(frame, catalog, params, truth)
+        note = None
+    except ModelError as exc:  # e.g. too few cutoffs for the longest horizon's purge window
+        comparison, note = None, f"model forms not compared: {exc}"
+        logger.warning(note)
     return {
         "model_form": params.train.model_form,
         "test": evaluate_horizons(frame, head, params, truth),
         "comparison": comparison,
+        "comparison_note": note,
     }

@@ -153,7 +153,15 @@ def fit_head(
     if params.ingest.mode == "entity":
         return None
     frame = attach_churn_times(features, read_frame(labels_path))
-    head = fit_head_for_model(frame, result.split, result.model, params)
+    try:
+        head = fit_head_for_model(frame, result.split, result.model, params)
+    except ModelError as exc:
+        if params.train.model_form == "hazard":
+            raise
+        # The classifier is the model: a head that cannot be fitted (a slice without a churn
+        # event, a horizon with one class) costs the horizon columns, not the run.
+        logger.warning("no survival head: %s", exc)
+        return None
     if head is None and params.train.model_form == "hazard":
         raise ModelError(
             "train.model_form is 'hazard' but the data has no contract schedule "
