@@ -272,3 +272,23 @@ def evaluate_horizons(
             **_summarize(y, probabilities[keep, k], params, oracle),
         }
     return out
+
+
+def flatten_horizons_for_mlflow(horizons: dict[str, Any] | None) -> dict[str, float]:
+    """Return MLflow metrics of the horizon block: ``eval_<H>d_<metric>`` for the exported
+    head on test, ``eval_<H>d_<form>_<metric>`` for the model-form comparison (scalars only)."""
+    flat: dict[str, float] = {}
+    if not horizons:
+        return flat
+    keep = ("roc_auc", "pr_auc", "ece", "lift_top_decile", "roc_auc_ratio_to_oracle")
+    for horizon, block in (horizons.get("test") or {}).items():
+        for key in keep:
+            if isinstance(block.get(key), int | float):
+                flat[f"eval_{horizon}d_{key}"] = float(block[key])
+    comparison = horizons.get("comparison") or {}
+    for form in ("hazard", "classifier"):
+        for horizon, block in (comparison.get(form) or {}).items():
+            for key in (*keep, "lift_ratio_to_oracle"):
+                if isinstance(block.get(key), int | float):
+                    flat[f"eval_{horizon}d_{form}_{key}"] = float(block[key])
+    return flat

@@ -118,7 +118,10 @@ def run_evaluate(
     )
     registry_path = model_dir / REGISTRY_FILE
     if registry_path.exists():
-        log_eval_metrics(json.loads(registry_path.read_text()), flatten_for_mlflow(metrics))
+        from churn.model.horizon_evaluation import flatten_horizons_for_mlflow
+
+        logged = {**flatten_for_mlflow(metrics), **flatten_horizons_for_mlflow(horizons)}
+        log_eval_metrics(json.loads(registry_path.read_text()), logged)
     return metrics
 
 
