@@ -8,8 +8,13 @@ import pytest
 from support.survival_frames import make_survival_frame, survival_catalog
 
 from churn.config import parse_params
-from churn.model.fit import build_lgb_params
-from churn.model.horizon_scoring import add_horizon_columns, add_horizon_columns_if_fitted
+from churn.model.fit import build_lgb_params, fit_churn_model
+from churn.model.horizon_scoring import (
+    add_horizon_columns,
+    add_horizon_columns_if_fitted,
+    build_reason_model,
+    score_with_head,
+)
 from churn.model.survival import fit_survival_head
 from churn.model.verification import write_manifest
 
@@ -92,3 +97,23 @@ def test_folder_without_head_leaves_scores_alone(head_and_rows, tmp_path) -> Non
     write_manifest(tmp_path)
     out = add_horizon_columns_if_fitted(scores, test, tmp_path, PARAMS)
     assert "churn_probability_90d" in out.columns
+
+
+def test_head_reasons_never_name_period_features_and_add_up(head_and_rows) -> None:
+    head, test = head_and_rows
+    frame = make_survival_frame(n_customers=300, n_cutoffs=2, seed=1)
+    columns = ["customer_id", "cutoff", "label", *head.customer_features]
+    model = fit_churn_model(
+        frame.loc[frame["cutoff"] == frame["cutoff"].min(), columns],
+        frame.loc[frame["cutoff"] == frame["cutoff"].max(), columns],
+        survival_catalog(),
+        PARAMS.train,
+    )
+    result = score_with_head(model, head, test, reasons=3, batch_rows=500)
+    reasons = result.scores[[f"reason_{i}_feature" for i in (1, 2, 3)]].stack().dropna()
+    assert not set(reasons) & {"decision_index", "days_to_decision", "term_months"}
+    assert set(reasons) <= {"usage_score", "days_to_renewal", "billing_period"}
+    # usage_score drives the known hazard: it is the most frequent first reason.
+    assert result.scores["reason_1_feature"].value_counts().index[0] == "usage_score"
+    view = build_reason_model(model, head)
+    assert list(view.catalog["name"][-3:]) == ["decision_index", "days_to_decision", "term_months"]
