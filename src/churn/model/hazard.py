@@ -77,7 +77,8 @@ def find_next_decision_dates(frame: pd.DataFrame) -> pd.Series:
         return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
     days = pd.to_numeric(frame[RENEWAL_FEATURE], errors="coerce").astype("float64")
     cutoff = pd.to_datetime(frame["cutoff"], utc=True)
-    return (cutoff + pd.to_timedelta(days, unit="D")).astype("datetime64[us, UTC]")
+    # days_to_renewal is float days: round away the float noise to whole seconds.
+    return (cutoff + pd.to_timedelta(days, unit="D")).dt.round("s").astype("datetime64[us, UTC]")
 
 
 def build_decision_schedule(frame: pd.DataFrame, longest_days: int) -> pd.DataFrame:

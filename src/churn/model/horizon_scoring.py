@@ -131,7 +131,9 @@ def build_reason_model(model: ChurnModel, head: SurvivalHead) -> ChurnModel:
 def add_period_columns(features: pd.DataFrame, head: SurvivalHead) -> pd.DataFrame:
     """Return ``features`` with the period features of each row's next decision."""
     period = head.next_decision_matrix(features)[:, -len(PERIOD_FEATURES) :]
-    return features.assign(**{name: period[:, j] for j, name in enumerate(PERIOD_FEATURES)})
+    # One concat, not column inserts: a wide features frame would fragment (PerformanceWarning).
+    extra = pd.DataFrame(period, columns=list(PERIOD_FEATURES), index=features.index)
+    return pd.concat([features.drop(columns=list(PERIOD_FEATURES), errors="ignore"), extra], axis=1)
 
 
 def fold_period_contributions(
