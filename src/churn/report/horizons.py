@@ -67,8 +67,9 @@ def horizons_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
     if not horizons:
         return None, not_available(
             "risk by horizon",
-            "the scores have no churn_probability_<H>d columns: the model has no survival "
-            "head (train without labels, or entity mode)",
+            "the scores have no churn_probability_<H>d columns: the scored model has no "
+            "survival head (trained without labels, in entity mode, or the gate kept a "
+            "champion trained before the head existed)",
         )
     frame = with_segments(inputs)
     days = [h for h, _ in horizons]
