@@ -231,6 +231,13 @@ def train(
         Path,
         typer.Option(help="JSON naming the model later stages use (the champion after the gate)."),
     ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels from 'churn label' (with the churn time): also fit the survival head "
+            "(docs/survival.md)."
+        ),
+    ] = None,
 ) -> None:
     """Train LightGBM and a baseline out of time, calibrate, log to MLflow, gate the champion."""
     from churn.stages.train import run_train
@@ -244,6 +251,7 @@ def train(
         catalog_path=catalog,
         challenger_dir=challenger_dir,
         model_record_path=model_record,
+        labels_path=labels,
     )
 
 
@@ -261,6 +269,13 @@ def evaluate(
             "the truth (with data.source 'files' it holds only a marker)."
         ),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels from 'churn label' (with the churn time): survival head metrics per "
+            "horizon and both model forms compared (optional)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate on the held-out cutoff: discrimination, calibration, lift, backtest."""
     from churn.stages.evaluate import run_evaluate
@@ -273,6 +288,7 @@ def evaluate(
         truth_dir=truth,
         metrics_path=metrics,
         plots_dir=plots_dir,
+        labels_path=labels,
     )
 
 

@@ -199,6 +199,10 @@ class IngestConfig(_Section):
         return value
 
 
+DEFAULT_HORIZONS_DAYS = (30, 60, 90)
+"""Survival head horizons when ``label.horizons_days`` is left out (plus ``horizon_days``)."""
+
+
 class LabelConfig(_Section):
     """Knobs of ``churn label``: the cutoff schedule and the churn definition."""
 
@@ -216,6 +220,12 @@ class LabelConfig(_Section):
     )
     horizon_days: int = Field(
         60, ge=1, description="A customer churns if all subscriptions end within this horizon."
+    )
+    horizons_days: tuple[int, ...] = Field(
+        DEFAULT_HORIZONS_DAYS,
+        description="Horizons of the survival head (churn_probability_<H>d); must include "
+        "horizon_days. Labels record the churn time up to the longest. Left out: 30, 60, 90 "
+        "and horizon_days.",
     )
     grace_days: int = Field(
         14, ge=0, description="A new subscription started within this many days is a renewal."
@@ -236,6 +246,31 @@ class LabelConfig(_Section):
         description="Stop when a labeled cutoff's churn rate is more than this many times the "
         "median rate of the other labeled cutoffs.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_horizons(cls, data: Any) -> Any:
+        # Left out, the horizons follow horizon_days, so changing horizon_days alone stays valid.
+        if isinstance(data, dict) and data.get("horizons_days") is None:
+            primary = int(data.get("horizon_days", 60))
+            data = {**data, "horizons_days": tuple(sorted({*DEFAULT_HORIZONS_DAYS, primary}))}
+        return data
+
+    @field_validator("horizons_days")
+    @classmethod
+    def _sort_horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(h <= 0 for h in value) or len(set(value)) != len(value):
+            raise ValueError("horizons_days must be distinct positive integers")
+        return tuple(sorted(value))
+
+    @model_validator(mode="after")
+    def _check_primary_horizon(self) -> LabelConfig:
+        if self.horizon_days not in self.horizons_days:
+            raise ValueError(
+                f"horizons_days {list(self.horizons_days)} must include horizon_days = "
+                f"{self.horizon_days}"
+            )
+        return self
 
 
 class SparkConfig(_Section):
@@ -383,6 +418,12 @@ class TrainConfig(_Section):
         description="Create a missing SQLite store at an explicitly set MLFLOW_TRACKING_URI. "
         "The default store (sqlite:///mlflow.db) is always created on first use; any other "
         "missing store is refused, since a mistyped path would start an empty registry.",
+    )
+    model_form: Literal["hazard", "classifier"] = Field(
+        "classifier",
+        description="'hazard': discrete-time hazard over the contract's decision dates "
+        "(docs/survival.md), risk at every label.horizons_days; 'classifier': one binary "
+        "classifier at label.horizon_days.",
     )
     gate: GateConfig = Field(default_factory=GateConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)

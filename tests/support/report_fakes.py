@@ -102,6 +102,10 @@ def write_fake_outputs(root: Path, seed: int = 0) -> dict[str, Path]:
         scores[f"risk_share_{family}"] = shares[:, j]
     scores["risk_share_pre_sale"] = shares[:, 0]
     scores["risk_share_post_sale"] = 1 - shares[:, 0]
+    # The survival head's columns (docs/survival.md): risk non-decreasing in the horizon.
+    for horizon, factor in ((30, 0.6), (60, 1.0), (90, 1.3)):
+        scores[f"churn_probability_{horizon}d"] = np.minimum(prob * factor, 1.0)
+    scores["next_decision_date"] = cutoffs[-1] + pd.to_timedelta(rng.integers(0, 365, n), "D")
     scores = scores.sort_values("expected_revenue_at_risk", ascending=False)
     scores.to_parquet(data / "scores" / "scores.parquet", index=False)
 

@@ -56,7 +56,17 @@ from churn.sql import (
 logger = logging.getLogger(__name__)
 
 
-LABEL_COLUMNS = ("customer_id", "cutoff", "label", "mrr", "plan", "billing_period", "tenure_days")
+LABEL_COLUMNS = (
+    "customer_id",
+    "cutoff",
+    "label",
+    "mrr",
+    "plan",
+    "billing_period",
+    "tenure_days",
+    "days_to_churn",
+    "observed_days",
+)
 """Columns of the labels frame, in order."""
 
 
@@ -216,8 +226,21 @@ def _population_sql(min_tenure_days: int, with_changes: bool, with_customers: bo
         SELECT * FROM population WHERE tenure_days >= {int(min_tenure_days)}"""
 
 
-def _churn_sql(horizon_days: int, grace_days: int, end: pd.Timestamp) -> str:
-    """SQL adding ``label`` to the registered ``_population`` (uses the future, by design)."""
+def _churn_sql(
+    horizon_days: int, grace_days: int, end: pd.Timestamp, longest_horizon_days: int | None = None
+) -> str:
+    """SQL adding ``label`` to the registered ``_population`` (uses the future, by design).
+
+    Also adds the churn time for the survival head (:mod:`churn.model.hazard`):
+    ``observed_days``, how many days after the cutoff the outcome is known (the data end minus
+    the grace period, at most the longest horizon, at least 0), and ``days_to_churn``, days
+    from the cutoff to the coverage end when that end lies inside the observed days (else
+    NULL: no churn seen yet). ``label`` is ``days_to_churn < horizon_days`` exactly when
+    ``observed_days >= horizon_days``.
+    """
+    longest = max(horizon_days, longest_horizon_days or horizon_days)
+    whole_days_to_end = f"(epoch_us({sql_timestamp(end)}) - epoch_us(p.cutoff)) // {US_PER_DAY}"
+    observed = f"greatest(0, least({int(longest)}, {whole_days_to_end} - {int(grace_days)}))"
     return f"""
         WITH ordered AS (
             SELECT customer_id, subscription_id, started_at,
@@ -257,7 +280,11 @@ def _churn_sql(horizon_days: int, grace_days: int, end: pd.Timestamp) -> str:
                         > {sql_timestamp(end)} THEN NULL
                    WHEN c.coverage_end < p.cutoff + INTERVAL {int(horizon_days)} DAY THEN 1
                    ELSE 0
-               END AS label
+               END AS label,
+               {observed} AS observed_days,
+               CASE WHEN c.coverage_end < p.cutoff + to_days(({observed})::INTEGER)
+                    THEN (epoch_us(c.coverage_end) - epoch_us(p.cutoff)) / {US_PER_DAY}::DOUBLE
+               END AS days_to_churn
         FROM _population AS p
         JOIN coverage AS c USING (customer_id, cutoff)"""
 
@@ -287,9 +314,14 @@ def _label_frame(
         if with_labels:
             con.execute(f"CREATE TEMP TABLE _population AS {population_sql}")
             observed_to = data_end(tables) if end is None else end
-            query = _churn_sql(cfg.horizon_days, cfg.grace_days, observed_to)
+            query = _churn_sql(
+                cfg.horizon_days, cfg.grace_days, observed_to, max(cfg.horizons_days)
+            )
         else:
-            query = f"SELECT *, NULL::TINYINT AS label FROM ({population_sql})"
+            query = (
+                "SELECT *, NULL::TINYINT AS label, NULL::DOUBLE AS days_to_churn, "
+                f"NULL::INTEGER AS observed_days FROM ({population_sql})"
+            )
         frame = fetch_frame(con, f"SELECT * FROM ({query}) ORDER BY cutoff, customer_id")
     finally:
         con.close()
@@ -307,6 +339,8 @@ def _typed_labels(frame: pd.DataFrame) -> pd.DataFrame:
             "plan": frame["plan"].astype("str"),
             "billing_period": frame["billing_period"].astype("str"),
             "tenure_days": frame["tenure_days"].astype("int64"),
+            "days_to_churn": frame["days_to_churn"].astype("float64"),
+            "observed_days": frame["observed_days"].astype("Int64"),
         }
     )
 
@@ -417,6 +451,10 @@ def build_entity_labels(
                 else missing_text
             ),
             "tenure_days": tenure,
+            # Entity mode has no dates: no churn time, the survival head falls back to the
+            # classifier (docs/survival.md).
+            "days_to_churn": pd.Series(float("nan"), index=customers.index),
+            "observed_days": pd.Series(pd.NA, index=customers.index, dtype="Int64"),
         }
     )
 

@@ -48,6 +48,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         score_cutoff_text,
     )
     from churn.report.health import health_section
+    from churn.report.horizons import horizons_section
     from churn.report.html import not_available, page, section
     from churn.report.risk import (
         changes_section,
@@ -73,6 +74,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         ("explain", "What drives churn risk", explain_section),
         ("customers", "Top customers at risk", customers_section),
         ("segments", "Segments", segments_section),
+        ("horizons", "Risk over 30, 60 and 90 days", horizons_section),
         ("changes", "What changed since the last score", changes_section),
         ("health", "Model health", health_section),
         ("targeting", "Who to contact this week", targeting_section),

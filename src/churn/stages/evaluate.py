@@ -42,6 +42,7 @@ def run_evaluate(
     truth_dir: Path | None,
     metrics_path: Path,
     plots_dir: Path,
+    labels_path: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the exported model and write metrics, plot data and test predictions.
 
@@ -60,6 +61,9 @@ def run_evaluate(
         metrics_path: Nested metrics JSON.
         plots_dir: Directory for ``roc.csv``, ``precision_recall.csv``, ``calibration.csv``,
             ``gains.csv`` and ``test_predictions.parquet``.
+        labels_path: Labels with the churn time. With it and a survival head in
+            ``model_dir``, ``metrics["horizons"]`` holds the head at every horizon on the test
+            rows and both model forms compared on one split (docs/survival.md).
 
     Returns:
         The metrics written to ``metrics_path``.
@@ -90,8 +94,14 @@ def run_evaluate(
     # The backtest refits on exactly the exported model's features and catalog.
     model_frame = features[[*KEY_COLUMNS, *model.feature_names]]
     backtest, notes = run_rolling_backtest(model_frame, model.catalog, backtest_params)
+    horizons = measure_horizons(features, model_dir, labels_path, model.catalog, params, truth)
     metrics = make_jsonable(
-        {**evaluation.metrics, "backtest": backtest, "notes": evaluation.metrics["notes"] + notes}
+        {
+            **evaluation.metrics,
+            "backtest": backtest,
+            **({} if horizons is None else {"horizons": horizons}),
+            "notes": evaluation.metrics["notes"] + notes,
+        }
     )
     # The plots folder (a DVC output) is swapped in whole: no mixed set, no staging inside it.
     with atomic_directory(plots_dir) as staging:
@@ -108,5 +118,46 @@ def run_evaluate(
     )
     registry_path = model_dir / REGISTRY_FILE
     if registry_path.exists():
-        log_eval_metrics(json.loads(registry_path.read_text()), flatten_for_mlflow(metrics))
+        from churn.model.horizon_evaluation import flatten_horizons_for_mlflow
+
+        logged = {**flatten_for_mlflow(metrics), **flatten_horizons_for_mlflow(horizons)}
+        log_eval_metrics(json.loads(registry_path.read_text()), logged)
     return metrics
+
+
+def measure_horizons(
+    features: pd.DataFrame,
+    model_dir: Path,
+    labels_path: Path | None,
+    catalog: pd.DataFrame,
+    params: Params,
+    truth: pd.DataFrame | None,
+) -> dict[str, Any] | None:
+    """Return the survival head's metrics per horizon and the model-form comparison, or None.
+
+    ``None`` without labels or without a survival head in ``model_dir`` (classifier only).
+    """
+    from churn.io import read_frame
+    from churn.model.horizon_evaluation import (
+        attach_churn_times,
+        compare_model_forms,
+        evaluate_horizons,
+    )
+    from churn.model.survival import SurvivalHead, has_survival_head
+
+    if labels_path is None or not has_survival_head(model_dir):
+        return None
+    frame = attach_churn_times(features, read_frame(labels_path))
+    head = SurvivalHead.load(model_dir)
+    try:
+        comparison, _ = compare_model_forms(frame, catalog, params, truth)
+        note = None
+    except ModelError as exc:  # e.g. too few cutoffs for the longest horizon's purge window
+        comparison, note = None, f"model forms not compared: {exc}"
+        logger.warning(note)
+    return {
+        "model_form": params.train.model_form,
+        "test": evaluate_horizons(frame, head, params, truth),
+        "comparison": comparison,
+        "comparison_note": note,
+    }

@@ -19,7 +19,8 @@ from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, FEATURES_SUFFIX, sidecar_path
 from churn.model.changes import compare_scores, find_previous_scores, read_previous_scores
-from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores, score_population
+from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
+from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores
 from churn.sql import utc_midnight, utc_timestamp
 from churn.tracking.loading import load_model
 
@@ -320,10 +321,10 @@ def run_score(
     duplicated = features.loc[features["customer_id"].duplicated(), "customer_id"]
     if len(duplicated):  # one row per customer, or rankings and changes would double count
         raise DataContractError(f"customers appear twice in the population: {list(duplicated[:5])}")
-    result = score_population(
-        model, features, params.score.reasons, batch_rows=params.score.batch_rows
+    result = score_with_model_form(model, features, model_uri, params)
+    scores = finalize_scores(
+        add_horizon_columns_if_fitted(result.scores, features, model_uri, params)
     )
-    scores = finalize_scores(result.scores)
     previous = find_previous_scores(previous_path, out_path)
     changes = None
     if previous is not None:

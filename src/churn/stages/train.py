@@ -20,6 +20,7 @@ from churn.model.metrics import make_jsonable
 
 if TYPE_CHECKING:
     from churn.model.fit import TrainResult
+    from churn.model.survival import SurvivalHead
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def run_train(
     *,
     challenger_dir: Path,
     model_record_path: Path,
+    labels_path: Path | None = None,
 ) -> dict[str, Any]:
     """Train, log to MLflow, register and gate the model, export the champion, write reports.
 
@@ -66,6 +68,8 @@ def run_train(
         challenger_dir: Export directory of a refused challenger (see above).
         model_record_path: JSON record of the model later stages use (see
             :func:`build_model_record`).
+        labels_path: Labels Parquet with the churn time; when given (events mode), the
+            survival head (docs/survival.md) is fitted too and exported beside the classifier.
 
     Returns:
         The report written to ``report_path``.
@@ -87,13 +91,14 @@ def run_train(
     catalog = read_catalog(catalog_path)
     features = read_frame(features_path)
     result = train_churn_models(features, catalog, params)
+    head = None if labels_path is None else fit_head(features, Path(labels_path), result, params)
 
     with tempfile.TemporaryDirectory(prefix="churn-train-") as staging_name:
         staging = Path(staging_name)
         model_path = staging / "churn_model"
         result.model.save(model_path)
         export_dir = staging / "export"
-        write_model_export(result, model_path, export_dir)
+        write_model_export(result, model_path, export_dir, head)
         artifact_dir = staging / "artifacts"
         artifact_dir.mkdir()
         shutil.copyfile(catalog_path, artifact_dir / CATALOG_FILE_NAME)
@@ -116,6 +121,7 @@ def run_train(
         else:
             champion_export = download_champion_export(champion, staging / "champion")
         report = build_train_report(result, record, allow_high_auc=params.train.allow_high_auc)
+        report["survival_head"] = None if head is None else make_jsonable(dict(head.metadata))
         # Everything is computed; write the outputs last, each atomically.
         if champion_export is not None:
             publish_export(champion_export, champion, model_dir)
@@ -137,13 +143,45 @@ def run_train(
     return report
 
 
-def write_model_export(result: TrainResult, model_path: Path, export_dir: Path) -> None:
-    """Write the export directory's model files: the ChurnModel and its baseline (as JSON)."""
+def fit_head(
+    features: pd.DataFrame, labels_path: Path, result: TrainResult, params: Params
+) -> SurvivalHead | None:
+    """Fit the survival head on the classifier's split (``None``: no contract schedule)."""
+    from churn.io import read_frame
+    from churn.model.horizon_evaluation import attach_churn_times, fit_head_for_model
+
+    if params.ingest.mode == "entity":
+        return None
+    frame = attach_churn_times(features, read_frame(labels_path))
+    try:
+        head = fit_head_for_model(frame, result.split, result.model, params)
+    except ModelError as exc:
+        if params.train.model_form == "hazard":
+            raise
+        # The classifier is the model: a head that cannot be fitted (a slice without a churn
+        # event, a horizon with one class) costs the horizon columns, not the run.
+        logger.warning("no survival head: %s", exc)
+        return None
+    if head is None and params.train.model_form == "hazard":
+        raise ModelError(
+            "train.model_form is 'hazard' but the data has no contract schedule "
+            "(days_to_renewal); use train.model_form: classifier"
+        )
+    return head
+
+
+def write_model_export(
+    result: TrainResult, model_path: Path, export_dir: Path, head: SurvivalHead | None = None
+) -> None:
+    """Write the export directory's model files: the ChurnModel, its baseline (as JSON) and,
+    when fitted, the survival head (LightGBM text and JSON)."""
     from churn.model.baseline import save_baseline
     from churn.model.verification import write_manifest
 
     shutil.copytree(model_path, export_dir)
     save_baseline(result.baseline, export_dir / BASELINE_FILE)
+    if head is not None:
+        head.save(export_dir)
     write_manifest(export_dir)  # now covering the baseline too
 
 

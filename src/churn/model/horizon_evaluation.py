@@ -1,0 +1,294 @@
+"""Measure the survival head against the classifier at every horizon, on one split (pure).
+
+Both model forms are fitted on the same rows of one out-of-time split whose purge window is the
+**longest** horizon plus grace (:func:`split_for_horizons`), so every horizon's outcome is
+observed on validation and test and no training outcome reaches into a later slice:
+
+* ``hazard``: one :class:`~churn.model.survival.SurvivalHead`, risk at every horizon;
+* ``classifier``: the classic form, one calibrated LightGBM per horizon (label at ``H``),
+  i.e. what "a classifier per horizon" costs.
+
+Each is summarised at each horizon with :func:`churn.model.metrics.summarize_ranking` (ROC AUC,
+PR AUC, ECE, lift, ...) and, with the simulator's truth, the oracle at the same horizon
+(:func:`churn.model.evaluation.compute_oracle_probabilities`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn.config import Params
+from churn.domain.catalog import KEY_COLUMNS
+from churn.errors import ModelError
+from churn.model.artifact import ChurnModel
+from churn.model.evaluation import compute_oracle_probabilities
+from churn.model.fit import build_lgb_params, find_dead_features, fit_churn_model
+from churn.model.hazard import label_at_horizon
+from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_ranking
+from churn.model.split import Split, split_by_time
+from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead, fit_survival_head
+
+logger = logging.getLogger(__name__)
+
+
+def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Return ``features`` with the labels' churn-time columns, matched on customer and cutoff.
+
+    Raises:
+        ModelError: If the labels lack the churn-time columns or a feature row has no label row.
+    """
+    missing = [c for c in CHURN_TIME_COLUMNS if c not in labels.columns]
+    if missing:
+        raise ModelError(f"the labels lack {missing}: rebuild them with 'churn label'")
+    times = labels[["customer_id", "cutoff", *CHURN_TIME_COLUMNS]].assign(
+        customer_id=lambda f: f["customer_id"].astype(str)
+    )
+    merged = features.assign(customer_id=features["customer_id"].astype(str)).merge(
+        times, on=["customer_id", "cutoff"], how="left", validate="one_to_one"
+    )
+    unmatched = int(merged["observed_days"].isna().sum())
+    if unmatched:
+        raise ModelError(f"{unmatched} feature row(s) have no labels row (customer, cutoff)")
+    merged.index = features.index
+    return merged
+
+
+def split_for_horizons(frame: pd.DataFrame, params: Params) -> Split:
+    """Split with the longest horizon's label and purge window (see the module docstring)."""
+    longest = max(params.label.horizons_days)
+    labeled = frame.assign(
+        label=pd.array(
+            label_at_horizon(
+                frame["days_to_churn"].to_numpy("float64"),
+                frame["observed_days"].astype("float64").to_numpy(),
+                longest,
+            ),
+            dtype="Float64",
+        ).astype("Int8")
+    )
+    label_cfg = params.label.model_copy(update={"horizon_days": longest})
+    return split_by_time(labeled, params.train, label_cfg, mode=params.ingest.mode)
+
+
+def _summarize(
+    labels: np.ndarray, probabilities: np.ndarray, params: Params, oracle: np.ndarray | None
+) -> dict[str, Any]:
+    out = summarize_ranking(
+        labels,
+        probabilities,
+        bins=params.evaluate.calibration_bins,
+        top_fractions=params.evaluate.top_fractions,
+    )
+    if oracle is not None:
+        oracle_auc = compute_roc_auc(labels, oracle)
+        oracle_lift = compute_lift(labels, oracle, TOP_DECILE)
+        out["oracle_roc_auc"] = oracle_auc
+        out["oracle_lift_top_decile"] = oracle_lift
+        out["roc_auc_ratio_to_oracle"] = out["roc_auc"] / oracle_auc
+        out["lift_ratio_to_oracle"] = out["lift_top_decile"] / oracle_lift
+    return out
+
+
+def compare_model_forms(
+    frame: pd.DataFrame,
+    catalog: pd.DataFrame,
+    params: Params,
+    truth: pd.DataFrame | None = None,
+) -> tuple[dict[str, Any], SurvivalHead]:
+    """Fit both model forms on one split and measure each at every horizon on test.
+
+    Args:
+        frame: Features with :data:`~churn.model.survival.CHURN_TIME_COLUMNS`
+            (:func:`attach_churn_times`).
+        catalog: The feature catalog.
+        params: All parameters (``label.horizons_days``, train, evaluate).
+        truth: Simulator ``customer_months`` for the oracle, or ``None``.
+
+    Returns:
+        ``({"split": ..., "hazard": {H: metrics}, "classifier": {H: metrics}}, head)``.
+    """
+    horizons = params.label.horizons_days
+    split = split_for_horizons(frame, params)
+    train, validation, test = (
+        frame.iloc[rows] for rows in (split.train, split.validation, split.test)
+    )
+    names = [c for c in catalog["name"] if c in frame.columns and c not in KEY_COLUMNS]
+    dead = find_dead_features(train, names)
+    names = [n for n in names if n not in dead]
+    model_catalog = catalog.drop_duplicates("name").set_index("name").loc[names].reset_index()
+    categorical = list(model_catalog.loc[model_catalog["kind"] == "categorical", "name"])
+    cfg = params.train
+    head = fit_survival_head(
+        train,
+        validation,
+        names,
+        categorical,
+        cfg,
+        params.label,
+        build_lgb_params(cfg),
+        validation_start=split.validation_cutoffs[0] if split.validation_cutoffs else None,
+        test_start=split.test_cutoffs[0] if split.test_cutoffs else None,
+    )
+    hazard_probabilities = head.predict_horizons(test)
+    observed = test["observed_days"].astype("float64").to_numpy()
+    days = test["days_to_churn"].to_numpy("float64")
+    result: dict[str, Any] = {
+        "split": {
+            "train_cutoffs": [c.strftime("%Y-%m-%d") for c in split.train_cutoffs],
+            "validation_cutoffs": [c.strftime("%Y-%m-%d") for c in split.validation_cutoffs],
+            "test_cutoffs": [c.strftime("%Y-%m-%d") for c in split.test_cutoffs],
+            "n_test": len(test),
+        },
+        "head": dict(head.metadata),
+        "hazard": {},
+        "classifier": {},
+        "monotone_share": float(
+            np.mean(np.all(np.diff(hazard_probabilities, axis=1) >= 0, axis=1))
+        ),
+        "zero_exposure_share": {
+            str(h): float(np.mean(hazard_probabilities[:, k] == 0)) for k, h in enumerate(horizons)
+        },
+    }
+    columns = [*KEY_COLUMNS, *names]
+    for k, horizon in enumerate(horizons):
+        labels = label_at_horizon(days, observed, horizon)
+        keep = np.isfinite(labels)
+        y = labels[keep].astype(int)
+        oracle = None if truth is None else compute_oracle_probabilities(test[keep], truth, horizon)
+        result["hazard"][str(horizon)] = _summarize(
+            y, hazard_probabilities[keep, k], params, oracle
+        )
+
+        # The classic form: a classifier trained on the label at this horizon, same rows.
+        def at(part: pd.DataFrame, h: int = horizon) -> pd.DataFrame:
+            label = label_at_horizon(
+                part["days_to_churn"].to_numpy("float64"),
+                part["observed_days"].astype("float64").to_numpy(),
+                h,
+            )
+            out = part[columns].copy()
+            out["label"] = pd.array(label, dtype="Float64").astype("Int8")
+            return out[out["label"].notna()]
+
+        classifier = fit_churn_model(at(train), at(validation), model_catalog, cfg)
+        result["classifier"][str(horizon)] = _summarize(
+            y, classifier.predict_proba(test[keep]), params, oracle
+        )
+        logger.info(
+            "%d days: hazard ROC AUC %.4f lift %.2f ECE %.4f | classifier %.4f lift %.2f ECE %.4f",
+            horizon,
+            result["hazard"][str(horizon)]["roc_auc"],
+            result["hazard"][str(horizon)]["lift_top_decile"],
+            result["hazard"][str(horizon)]["ece"],
+            result["classifier"][str(horizon)]["roc_auc"],
+            result["classifier"][str(horizon)]["lift_top_decile"],
+            result["classifier"][str(horizon)]["ece"],
+        )
+    return result, head
+
+
+def fit_head_for_model(
+    frame: pd.DataFrame, split: Split, model: ChurnModel, params: Params
+) -> SurvivalHead | None:
+    """Fit the survival head beside a trained classifier, on the classifier's split.
+
+    The head uses the classifier's live features and LightGBM parameters (tuned ones
+    included); training outcomes are censored before the first validation cutoff, validation
+    outcomes (for the booster) before the first test cutoff.
+
+    Args:
+        frame: The features frame with the churn-time columns (:func:`attach_churn_times`).
+        split: The classifier's split (:attr:`churn.model.fit.TrainResult.split`).
+        model: The trained classifier.
+        params: All parameters.
+
+    Returns:
+        The head, or ``None`` when the data has no contract schedule (entity mode, or no
+        ``days_to_renewal`` feature): the classifier alone is the model (docs/survival.md).
+    """
+    if split.mode != "time" or "days_to_renewal" not in model.feature_names:
+        logger.info("no survival head: no contract schedule (entity mode or no subscriptions)")
+        return None
+    train, validation = (frame.iloc[rows] for rows in (split.train, split.validation))
+    return fit_survival_head(
+        train,
+        validation,
+        model.feature_names,
+        model.categorical_features,
+        params.train,
+        params.label,
+        model.metadata["lgb_params"],
+        validation_start=split.validation_cutoffs[0],
+        test_start=split.test_cutoffs[0],
+    )
+
+
+def evaluate_horizons(
+    frame: pd.DataFrame,
+    head: SurvivalHead,
+    params: Params,
+    truth: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Measure the exported survival head at each horizon on the classifier's test rows.
+
+    The test rows are those of ``churn evaluate`` (:func:`churn.model.split.split_by_time`);
+    a horizon whose outcome is not yet observed on them (e.g. 90 days when the test cutoff is
+    77 days before the data end less grace) is reported as unobservable, and is measured by
+    :func:`compare_model_forms` on an earlier test cutoff instead.
+
+    Args:
+        frame: The features frame with the churn-time columns.
+        head: The exported survival head.
+        params: All parameters.
+        truth: Simulator ``customer_months`` for the oracle, or ``None``.
+
+    Returns:
+        ``{"<H>": metrics or {"observable": False, "note": ...}}``.
+    """
+    split = split_by_time(frame, params.train, params.label, mode=params.ingest.mode)
+    test = frame.iloc[split.test]
+    probabilities = head.predict_horizons(test)
+    observed = test["observed_days"].astype("float64").to_numpy()
+    days = test["days_to_churn"].to_numpy("float64")
+    out: dict[str, Any] = {}
+    for k, horizon in enumerate(head.horizons):
+        labels = label_at_horizon(days, observed, horizon)
+        keep = np.isfinite(labels)
+        y = labels[keep].astype(int)
+        if keep.sum() == 0 or y.min() == y.max():
+            out[str(horizon)] = {
+                "observable": False,
+                "note": f"the {horizon}-day outcome of the test rows is not observed yet "
+                "(or holds one class)",
+            }
+            continue
+        oracle = None if truth is None else compute_oracle_probabilities(test[keep], truth, horizon)
+        out[str(horizon)] = {
+            "observable": True,
+            **_summarize(y, probabilities[keep, k], params, oracle),
+        }
+    return out
+
+
+def flatten_horizons_for_mlflow(horizons: dict[str, Any] | None) -> dict[str, float]:
+    """Return MLflow metrics of the horizon block: ``eval_<H>d_<metric>`` for the exported
+    head on test, ``eval_<H>d_<form>_<metric>`` for the model-form comparison (scalars only)."""
+    flat: dict[str, float] = {}
+    if not horizons:
+        return flat
+    keep = ("roc_auc", "pr_auc", "ece", "lift_top_decile", "roc_auc_ratio_to_oracle")
+    for horizon, block in (horizons.get("test") or {}).items():
+        for key in keep:
+            if isinstance(block.get(key), int | float):
+                flat[f"eval_{horizon}d_{key}"] = float(block[key])
+    comparison = horizons.get("comparison") or {}
+    for form in ("hazard", "classifier"):
+        for horizon, block in (comparison.get(form) or {}).items():
+            for key in (*keep, "lift_ratio_to_oracle"):
+                if isinstance(block.get(key), int | float):
+                    flat[f"eval_{horizon}d_{form}_{key}"] = float(block[key])
+    return flat

@@ -1,0 +1,68 @@
+"""Both model forms at every horizon, the exported head on test, and the MLflow flattening."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.survival_frames import make_survival_frame, survival_catalog
+
+from churn.config import parse_params
+from churn.errors import ModelError
+from churn.model.hazard import label_at_horizon
+from churn.model.horizon_evaluation import (
+    attach_churn_times,
+    compare_model_forms,
+    flatten_horizons_for_mlflow,
+    split_for_horizons,
+)
+
+PARAMS = parse_params(
+    {
+        "label": {"horizon_days": 60, "grace_days": 0},
+        "train": {"n_estimators": 40, "min_child_samples": 20, "num_threads": 1},
+    }
+)
+
+
+def test_attach_churn_times_matches_by_key_and_refuses_gaps() -> None:
+    frame = make_survival_frame(n_customers=20, n_cutoffs=2)
+    features = frame.drop(columns=["days_to_churn", "observed_days"])
+    labels = frame[["customer_id", "cutoff", "days_to_churn", "observed_days"]].sample(
+        frac=1.0, random_state=0
+    )
+    merged = attach_churn_times(features, labels)
+    np.testing.assert_array_equal(merged["days_to_churn"], frame["days_to_churn"])
+    with pytest.raises(ModelError, match="no labels row"):
+        attach_churn_times(features, labels.iloc[1:])
+
+
+def test_split_uses_the_longest_horizon_window() -> None:
+    frame = make_survival_frame(n_customers=50, n_cutoffs=8)
+    split = split_for_horizons(frame, PARAMS)
+    # 90 days + 0 grace: a training cutoff is at least 90 days before the validation cutoff.
+    gap = (split.validation_cutoffs[0] - max(split.train_cutoffs)).days
+    assert gap >= 90
+
+
+def test_both_forms_are_measured_at_every_horizon() -> None:
+    frame = make_survival_frame(n_customers=500, n_cutoffs=8)
+    result, head = compare_model_forms(frame, survival_catalog(), PARAMS)
+    assert set(result["hazard"]) == set(result["classifier"]) == {"30", "60", "90"}
+    assert result["monotone_share"] == 1.0
+    test = frame[frame["cutoff"] == max(frame["cutoff"])]
+    positives = int(np.nansum(label_at_horizon(test["days_to_churn"], test["observed_days"], 60)))
+    assert result["hazard"]["60"]["positives"] == positives
+    # The known hazard depends on usage_score only: both forms rank well above chance.
+    assert result["hazard"]["60"]["roc_auc"] > 0.7 and result["classifier"]["60"]["roc_auc"] > 0.7
+    flat = flatten_horizons_for_mlflow({"test": {}, "comparison": result})
+    assert flat["eval_60d_hazard_roc_auc"] == result["hazard"]["60"]["roc_auc"]
+    assert "eval_90d_classifier_ece" in flat
+    assert isinstance(head.horizons, tuple)
+
+
+def test_flatten_skips_missing_blocks_and_non_numbers() -> None:
+    assert flatten_horizons_for_mlflow(None) == {}
+    flat = flatten_horizons_for_mlflow(
+        {"test": {"90": {"observable": False, "note": "x"}, "30": {"roc_auc": 0.8}}}
+    )
+    assert flat == {"eval_30d_roc_auc": 0.8}

@@ -1,0 +1,148 @@
+"""The survival head end to end on a third-party-shaped export, and its saved files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.own_files import make_own_files
+
+from churn.config import parse_params
+from churn.errors import ModelError
+from churn.features.build import build_features
+from churn.labels.build import build_labels
+from churn.model.fit import build_lgb_params
+from churn.model.hazard import find_next_decision_dates
+from churn.model.horizon_evaluation import attach_churn_times, split_for_horizons
+from churn.model.survival import (
+    SURVIVAL_META_FILE,
+    SurvivalHead,
+    fit_survival_head,
+    has_survival_head,
+)
+from churn.model.verification import write_manifest
+from churn.stages.ingest import validate_tables
+
+PARAMS = parse_params(
+    {
+        "data": {"source": "files"},
+        "ingest": {
+            "as_of": "2025-12-31",
+            "data_end": "2025-12-31",
+            "tables": {
+                "customers": {
+                    "file": "accounts.csv",
+                    "columns": {"customer_id": "AccountNo", "converted_at": "SignupDate"},
+                },
+                "subscriptions": {
+                    "file": "contracts.csv",
+                    "columns": {
+                        "subscription_id": "ContractNo",
+                        "customer_id": "AccountNo",
+                        "plan": "Product",
+                        "billing_period": "Term",
+                        "mrr": "MonthlyFee",
+                        "started_at": "StartDate",
+                        "ended_at": "PaidThrough",
+                    },
+                },
+                "usage_events": {
+                    "file": "logins.csv",
+                    "columns": {
+                        "customer_id": "AccountNo",
+                        "occurred_at": "EventTime",
+                        "event_type": "Action",
+                    },
+                },
+            },
+        },
+        "label": {"min_history_days": 120},
+        "train": {"n_estimators": 60, "min_child_samples": 20, "num_threads": 1},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def export_frame() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features + churn times of the example export, billing periods as month counts."""
+    files = make_own_files(n_accounts=500, seed=11)
+    contracts = files["contracts.csv"]
+    # Month counts as the billing system writes them (12 / 1), read without a mapping.
+    files["contracts.csv"] = contracts.assign(Term=contracts["Term"].map({"Y": 12, "M": 1}))
+    raw = {
+        "customers": files["accounts.csv"],
+        "subscriptions": files["contracts.csv"],
+        "usage_events": files["logins.csv"],
+    }
+    as_of = pd.Timestamp("2025-12-31", tz="UTC")
+    tables = validate_tables(raw, PARAMS.ingest, as_of).valid
+    labels = build_labels(tables, PARAMS.label, end=pd.Timestamp("2025-12-31 23:59", tz="UTC"))
+    result = build_features(tables, labels, PARAMS.features)
+    return attach_churn_times(result.frame, labels), result.catalog
+
+
+@pytest.fixture(scope="module")
+def fitted(export_frame) -> tuple[SurvivalHead, pd.DataFrame]:
+    frame, catalog = export_frame
+    split = split_for_horizons(frame, PARAMS)
+    train, validation, test = (frame.iloc[r] for r in (split.train, split.validation, split.test))
+    names = [n for n in catalog["name"] if train[n].nunique(dropna=False) > 1]
+    categorical = [n for n in names if catalog.set_index("name").loc[n, "kind"] == "categorical"]
+    head = fit_survival_head(
+        train,
+        validation,
+        names,
+        categorical,
+        PARAMS.train,
+        PARAMS.label,
+        build_lgb_params(PARAMS.train),
+        validation_start=split.validation_cutoffs[0],
+        test_start=split.test_cutoffs[0],
+    )
+    return head, test
+
+
+def test_export_has_integer_ids_and_annual_month_counts(export_frame) -> None:
+    frame, _ = export_frame
+    assert frame["customer_id"].str.fullmatch(r"\d+").all()
+    assert set(frame["billing_period"].dropna()) == {"monthly", "annual"}
+
+
+def test_head_scores_monotone_horizons_with_zero_exposure(fitted) -> None:
+    head, test = fitted
+    probabilities = head.predict_horizons(test)
+    assert probabilities.shape == (len(test), 3)
+    assert (np.diff(probabilities, axis=1) >= 0).all()
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    renews_late = (test["billing_period"] == "annual").to_numpy() & (
+        test["days_to_renewal"].to_numpy() >= 90
+    )
+    assert renews_late.any()
+    assert (probabilities[renews_late] == 0).all()
+    assert (probabilities[~renews_late, 2] > 0).all()
+    dates = find_next_decision_dates(test)
+    assert dates.notna().all() and (dates >= test["cutoff"]).all()
+
+
+def test_head_contributions_add_up_at_the_next_decision(fitted) -> None:
+    head, test = fitted
+    contributions, base = head.contributions(test.head(50))
+    raw = head.booster.predict(head.next_decision_matrix(test.head(50)), raw_score=True)
+    assert contributions.shape == (50, len(head.feature_names))
+    np.testing.assert_allclose(contributions.sum(axis=1) + base, raw, atol=1e-6)
+
+
+def test_saved_head_loads_verified_and_scores_the_same(fitted, tmp_path) -> None:
+    head, test = fitted
+    head.save(tmp_path)
+    write_manifest(tmp_path)
+    assert has_survival_head(tmp_path)
+    loaded = SurvivalHead.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_horizons(test), head.predict_horizons(test))
+    meta = json.loads((tmp_path / SURVIVAL_META_FILE).read_text())
+    meta["calibration"]["slopes"][0] = 5.0  # tampered after training
+    (tmp_path / SURVIVAL_META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"survival_head\.json"):
+        SurvivalHead.load(tmp_path)
