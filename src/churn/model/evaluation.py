@@ -404,10 +404,11 @@ def is_backtest_fit(model: ChurnModel, split: Split, params: Params) -> bool:
     """Tell whether ``model`` is what the backtest would refit on ``split`` (no refit needed).
 
     True when the model's recorded training facts match the split's (train, validation and
-    test cutoffs, row and positive counts) and its LightGBM parameters equal the backtest's
-    apart from the thread count (``deterministic`` training gives the same trees). The last
-    backtest cutoff of a default run is exactly the split training used, so evaluate scores
-    the exported model there instead of fitting it a second time.
+    test cutoffs, row counts) and its training settings (boosting rounds, early stopping,
+    calibration, LightGBM parameters apart from the thread count: ``deterministic`` training
+    gives the same trees) equal the backtest's; a model saved without those facts is refitted.
+    The last backtest cutoff of a default run is exactly the split training used, so evaluate
+    scores the exported model there instead of fitting it a second time.
     """
     meta = model.metadata
     cfg = build_backtest_config(params)
@@ -424,6 +425,9 @@ def is_backtest_fit(model: ChurnModel, split: Split, params: Params) -> bool:
         and list(meta.get("test_cutoffs") or []) == dates(split.test_cutoffs)
         and meta.get("n_train") == len(split.train)
         and meta.get("n_validation") == len(split.validation)
+        and meta.get("calibration") == cfg.calibration
+        and meta.get("n_estimators") == cfg.n_estimators
+        and meta.get("early_stopping_rounds") == cfg.early_stopping_rounds
         and without_threads(meta.get("lgb_params") or {}) == without_threads(build_lgb_params(cfg))
     )
 

@@ -50,9 +50,10 @@ def test_the_last_backtest_cutoff_is_the_trained_fit(features, trained):
 
 def test_a_changed_parameter_or_split_is_not_the_trained_fit(features, trained):
     last = select_backtest_cutoffs(features, tiny_params())[0][-1]
-    other_rate = tiny_params(learning_rate=0.2)
-    split = split_backtest_cutoff(features, other_rate, last)[0]
-    assert not is_backtest_fit(trained[0], split, other_rate)
+    for changed in ({"learning_rate": 0.2}, {"n_estimators": 61}, {"calibration": "isotonic"}):
+        other = tiny_params(**changed)
+        split = split_backtest_cutoff(features, other, last)[0]
+        assert not is_backtest_fit(trained[0], split, other), changed
     wider = tiny_params(validation_cutoffs=2)
     split = split_backtest_cutoff(features, wider, last)[0]
     assert not is_backtest_fit(trained[0], split, wider)
