@@ -26,12 +26,13 @@ _CHUNK_BYTES = 8 << 20
 
 
 def digest_file(path: str | Path) -> str:
-    """Return the SHA-256 of a file, or of a directory's files (names and bytes, sorted)."""
+    """Return the SHA-256 of a file's bytes, or of a directory's files (names and bytes)."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
     for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        if path.is_dir():  # a part's name is part of a folder's content
+            digest.update(str(file.relative_to(path)).encode())
         with file.open("rb") as handle:
             while chunk := handle.read(_CHUNK_BYTES):
                 digest.update(chunk)
