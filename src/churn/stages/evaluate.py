@@ -92,6 +92,7 @@ def run_evaluate(
     # by side in worker processes reading the features file themselves.
     columns = [*KEY_COLUMNS, *model.feature_names]
     model_frame = features[columns]
+    del features  # the model's columns are a copy; free the rest before workers read theirs
 
     def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
         workers = count_backtest_workers(backtest_params, len(cutoffs))
