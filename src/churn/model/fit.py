@@ -192,6 +192,8 @@ def fit_churn_model(
             "lgb_params": lgb_params,
             "best_iteration": int(booster.best_iteration or booster.current_iteration()),
             "calibration": cfg.calibration,
+            "n_estimators": cfg.n_estimators,
+            "early_stopping_rounds": cfg.early_stopping_rounds,
             "train_cutoffs": _cutoff_strings(train),
             "validation_cutoffs": _cutoff_strings(validation),
             "n_train": len(train),

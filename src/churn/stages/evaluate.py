@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -20,14 +20,14 @@ from churn.layout import (
     plot_file_name,
     table_file_name,
 )
-from churn.model.evaluation import evaluate_models, flatten_for_mlflow, run_rolling_backtest
-from churn.model.metrics import (
-    make_jsonable,
+from churn.model.evaluation import (
+    evaluate_models,
+    flatten_for_mlflow,
+    refit_backtest_cutoff,
+    run_rolling_backtest,
 )
-
-if TYPE_CHECKING:
-
-    pass
+from churn.model.metrics import make_jsonable
+from churn.stages.backtest_workers import count_backtest_workers, refit_side_by_side
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,28 @@ def run_evaluate(
     evaluation = evaluate_models(features, model, baseline, params, truth)
     tuned = model.metadata.get("tuned_params") or {}
     backtest_params = params.model_copy(update={"train": params.train.model_copy(update=tuned)})
-    # The backtest refits on exactly the exported model's features and catalog.
-    model_frame = features[[*KEY_COLUMNS, *model.feature_names]]
-    backtest, notes = run_rolling_backtest(model_frame, model.catalog, backtest_params)
+    # The backtest refits on exactly the exported model's features and catalog; the cutoff
+    # training already fitted is scored with the exported model, the others are refitted side
+    # by side in worker processes reading the features file themselves.
+    columns = [*KEY_COLUMNS, *model.feature_names]
+    model_frame = features[columns]
     horizons = measure_horizons(features, model_dir, labels_path, model.catalog, params, truth)
+    del features  # the model's columns are a copy; free the rest before workers read theirs
+
+    def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
+        workers = count_backtest_workers(backtest_params, len(cutoffs))
+        if workers == 0:
+            return [
+                refit_backtest_cutoff(model_frame, model.catalog, backtest_params, cutoff)
+                for cutoff in cutoffs
+            ]
+        return refit_side_by_side(
+            Path(features_path), columns, model.catalog, backtest_params, cutoffs, workers
+        )
+
+    backtest, notes = run_rolling_backtest(
+        model_frame, model.catalog, backtest_params, fitted=(model, baseline), refit=refit
+    )
     metrics = make_jsonable(
         {
             **evaluation.metrics,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churn.tracking.datasets import build_sampled_dataset, digest_file, digest_slice
 from churn.tracking.registry import CHAMPION, gate_model_version
 from churn.tracking.signature import (
     INPUT_EXAMPLE_ROWS,
@@ -109,17 +110,23 @@ def flatten_params(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, st
 
 
 def log_datasets(frames: Mapping[str, pd.DataFrame], source: Path) -> None:
-    """Log each frame as an MLflow dataset input (with digest) under its context name."""
-    import mlflow
-    import mlflow.data
+    """Log each frame as an MLflow dataset input (with digest) under its context name.
 
+    MLflow digests and profiles the whole frame and infers its schema column by column when
+    given a frame; on the full training frames that alone took 40 s at 100k customers. Each
+    input is therefore logged as a small evenly spaced sample (:data:`DATASET_SAMPLE_ROWS`
+    rows: the schema is the same) with the digest of the whole slice (:func:`digest_slice`)
+    and a profile counting the whole slice's rows.
+    """
+    import mlflow
+
+    source_digest = digest_file(source) if Path(source).exists() else str(source)
     for context, frame in frames.items():
-        logged = frame.copy()
-        # MLflow's schema and digest code warns on time-zone-aware columns; UTC-naive is the
-        # same instant and keeps the run log clean.
-        logged["cutoff"] = pd.DatetimeIndex(logged["cutoff"]).tz_convert(None)
-        dataset = mlflow.data.from_pandas(
-            logged, source=str(source), targets="label", name=f"features_{context}"
+        dataset = build_sampled_dataset(
+            frame,
+            source=source,
+            name=f"features_{context}",
+            digest=digest_slice(source_digest, frame),
         )
         mlflow.log_input(dataset, context=context)
 

@@ -1,0 +1,191 @@
+"""Benchmark: where ``churn train`` and ``churn evaluate`` spend their time, by phase.
+
+Not part of the test suite. Usage::
+
+    python benchmarks/bench_train_evaluate.py --features data/features/features.parquet \\
+        --catalog reports/feature_catalog.csv --truth data/simulated/truth [--params params.yaml]
+
+Runs the real train and evaluate runners on an existing features file in a scratch folder
+with its own SQLite MLflow store, and wraps their main phases (reading, the LightGBM fit, the
+baseline, MLflow logging, the backtest) to report each phase's wall time and CPU time. CPU
+time (this process's threads plus finished worker processes) is the figure to compare on a
+shared machine: wall time grows with the load, CPU time much less. The ratios of the issue:
+train / LightGBM fit alone (goal <= 1.5) and evaluate / train (goal <= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: (module, attribute, phase name) wrapped for timing; a phase's figures include its callees.
+PHASES = (
+    ("churn.io", "read_frame", "read features"),
+    ("churn.model.fit", "train_churn_models", "train core (split, guards, fit, metrics)"),
+    ("lightgbm", "train", "LightGBM fit"),
+    ("churn.model.fit", "fit_baseline", "baseline fit"),
+    ("churn.model.fit", "compute_single_feature_aucs", "single-feature AUCs"),
+    ("churn.tracking.runs", "log_training_run", "MLflow: log, register, gate"),
+    ("churn.tracking.runs", "log_datasets", "MLflow: dataset inputs"),
+    ("churn.tracking.runs", "build_model_signature", "MLflow: signature"),
+    ("mlflow.pyfunc", "log_model", "MLflow: log and register the model"),
+    ("churn.tracking.runs", "gate_model_version", "MLflow: gate"),
+    ("churn.stages.train", "write_calibration_plot", "calibration plot"),
+    ("churn.stages.evaluate", "evaluate_models", "evaluate core (test metrics)"),
+    ("churn.stages.evaluate", "run_rolling_backtest", "backtest"),
+)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its finished child processes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class PhaseClock:
+    """Accumulates wall and CPU seconds per phase around wrapped functions."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, function: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        """Return ``function`` timed under ``phase`` (re-entrant calls counted once)."""
+        depth = {"n": 0}
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if depth["n"]:
+                return function(*args, **kwargs)
+            depth["n"] += 1
+            self.calls[phase] = self.calls.get(phase, 0) + 1
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                depth["n"] -= 1
+                totals = self.totals.setdefault(phase, [0.0, 0.0])
+                totals[0] += time.perf_counter() - wall
+                totals[1] += cpu_seconds() - cpu
+
+        return timed
+
+    @contextlib.contextmanager
+    def measure(self, phase: str) -> Iterator[None]:
+        """Time a block under ``phase``."""
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        yield
+        self.totals[phase] = [time.perf_counter() - wall, cpu_seconds() - cpu]
+
+
+def install_wrappers(clock: PhaseClock) -> None:
+    """Wrap every phase function where the runners look it up."""
+    for module_name, attribute, phase in PHASES:
+        module = importlib.import_module(module_name)
+        setattr(module, attribute, clock.wrap(getattr(module, attribute), phase))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    """Run train then evaluate in ``scratch`` and return the phase table and ratios."""
+    import yaml
+
+    from churn.config import parse_params
+
+    raw = yaml.safe_load(Path(args.params).read_text()) or {}
+    raw.setdefault("train", {})["create_tracking_store"] = True
+    if args.num_threads is not None:
+        raw["train"]["num_threads"] = args.num_threads
+    params = parse_params(raw)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'mlflow.db'}"
+    clock = PhaseClock()
+    install_wrappers(clock)
+    from churn.stages.evaluate import run_evaluate
+    from churn.stages.train import run_train
+    from churn.tracking.store import connect_tracking, quiet_mlflow
+
+    with quiet_mlflow():
+        connect_tracking()  # create the store outside the timings: a one-off per project
+    with clock.measure("train (stage)"):
+        run_train(
+            params,
+            Path(args.features),
+            scratch / "models" / "churn",
+            scratch / "reports" / "train.json",
+            Path(args.catalog),
+            challenger_dir=scratch / "models" / "challenger",
+            model_record_path=scratch / "reports" / "model.json",
+        )
+    # In-process backtest refits (one worker or none) also call LightGBM: keep train's own.
+    fit_cpu = clock.totals["LightGBM fit"][1]
+    with clock.measure("evaluate (stage)"):
+        run_evaluate(
+            params,
+            Path(args.features),
+            scratch / "models" / "churn",
+            Path(args.truth) if args.truth else None,
+            scratch / "reports" / "metrics.json",
+            scratch / "reports" / "plots",
+        )
+    metrics = json.loads((scratch / "reports" / "metrics.json").read_text())
+    totals = clock.totals
+    return {
+        "phases": totals,
+        "calls": clock.calls,
+        "train_cpu_over_fit_cpu": totals["train (stage)"][1] / fit_cpu,
+        "evaluate_cpu_over_train_cpu": totals["evaluate (stage)"][1] / totals["train (stage)"][1],
+        "evaluate_wall_over_train_wall": totals["evaluate (stage)"][0] / totals["train (stage)"][0],
+        "test_roc_auc": metrics["test"]["roc_auc"],
+        "backtest": [
+            {k: entry.get(k) for k in ("cutoff", "roc_auc", "pr_auc", "skipped")}
+            for entry in metrics["backtest"]
+        ],
+    }
+
+
+def main() -> None:
+    """Parse arguments, run the benchmark in a scratch folder, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--truth", default=None)
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--num-threads", type=int, default=None, help="override train.num_threads")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="bench_train_evaluate_"))
+    try:
+        result = run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {load}")
+    print(f"{'phase':<44} {'calls':>5} {'wall s':>8} {'CPU s':>8}")
+    for phase, (wall, cpu) in result["phases"].items():
+        calls = result["calls"].get(phase, 1)
+        print(f"{phase:<44} {calls:>5} {wall:8.1f} {cpu:8.1f}")
+    print(f"train CPU / LightGBM fit CPU: {result['train_cpu_over_fit_cpu']:.2f} (goal <= 1.5)")
+    print(f"evaluate CPU / train CPU: {result['evaluate_cpu_over_train_cpu']:.2f}")
+    print(f"evaluate wall / train wall: {result['evaluate_wall_over_train_wall']:.2f} (goal <= 1)")
+    print(f"test ROC AUC {result['test_roc_auc']:.4f}; backtest {result['backtest']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
