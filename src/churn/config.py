@@ -496,6 +496,9 @@ class MonitorConfig(_Section):
         0.01, ge=0.0, lt=1.0,
         description="Feature rules count features with at least this share of the gain.",
     )
+    calibration_z_warn: float = Field(
+        3.0, gt=0.0, description="Gap of realized vs predicted churn rate (std errors) that warns."
+    )
 
     @model_validator(mode="after")
     def _check_order(self) -> MonitorConfig:

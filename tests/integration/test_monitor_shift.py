@@ -3,7 +3,8 @@
 Unshifted, the estimated ROC AUC of the backfilled cutoffs is within 0.02 of the realized one
 on average and no shift-affected feature is flagged. With a price increase for the pro plan and
 a support outage two months before the scoring cutoff, the monitor flags the affected
-features at that first scoring cutoff.
+features at that first scoring cutoff, and once a horizon reaching into the shift closes
+the calibration rule sees the extra churn.
 """
 
 from __future__ import annotations
@@ -67,3 +68,8 @@ def test_injected_shift_is_flagged_at_the_first_scoring_cutoff(shifted: dict) ->
     names = flagged(shifted)
     assert names & SUPPORT_FEATURES, shifted["flagged_features"]
     assert names & PRICE_FEATURES, shifted["flagged_features"]
+
+
+def test_shifted_churn_breaks_the_calibration_once_labels_mature(shifted: dict) -> None:
+    assert shifted["status"] in {"warn", "retrain"}
+    assert "calibration" in {r["rule"] for r in shifted["reasons"]}, shifted["reasons"]

@@ -86,6 +86,7 @@ def test_a_kill_between_score_writes_leaves_the_old_scores_and_contributions(sco
         "scores.parquet",
         sidecar_path(scoring.out, "_contributions").name,
         sidecar_path(scoring.out, "_changes").name,
+        sidecar_path(scoring.out, "_features").name,
     }
     scoring.state["features"] = make_feature_frame(n_customers=120, n_cutoffs=1, seed=9)
     real_write_table = score_stage.write_table

@@ -8,6 +8,9 @@ Rules (thresholds from ``params.yaml``'s ``monitor`` section, see docs/monitorin
 * the score's own PSI: ``psi_warn`` warns, ``psi_retrain`` asks for a retrain;
 * a missing rate rising by ``missing_rate_change_warn`` or more, or an unseen-category share at
   or above ``unseen_share_warn``, warns (a broken export looks like this);
+* the realized churn rate of the latest closed cutoff more than ``calibration_z_warn`` standard
+  errors from the mean predicted probability warns: the calibration no longer holds (concept
+  drift), so the confidence-based estimates are off too;
 * the feature rules count only features carrying at least ``min_importance_share`` of the
   champion's total gain: drift in a feature the trees barely use cannot move the scores (the
   score PSI would show it if many such features moved together); every feature stays in the
@@ -44,6 +47,7 @@ class StatusThresholds:
     auc_drop_warn: float = 0.03
     auc_drop_retrain: float = 0.06
     min_importance_share: float = 0.01
+    calibration_z_warn: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,27 @@ def check_auc(auc: float, reference_auc: float | None, kind: str, t: StatusThres
     return [Finding(level, f"{kind}_auc", "roc_auc",
                     f"{kind} ROC AUC {auc:.3f} is {drop:.3f} below the reference "
                     f"{reference_auc:.3f}")]
+
+
+def check_calibration(realized_rate: float, mean_probability: float, rows: int,
+                      t: StatusThresholds) -> list[Finding]:
+    """Return a finding when a closed cutoff's churn rate is far from its mean probability.
+
+    The standard error is the binomial one at the mean probability, ``sqrt(p (1 - p) / n)``,
+    an upper bound of the exact ``sqrt(sum p_i (1 - p_i)) / n``, so the rule errs on quiet.
+    """
+    values = (realized_rate, mean_probability)
+    if rows <= 0 or any(v is None or math.isnan(v) for v in values):
+        return []
+    if not 0.0 < mean_probability < 1.0:
+        return []
+    z = (realized_rate - mean_probability) / math.sqrt(
+        mean_probability * (1 - mean_probability) / rows)
+    if abs(z) < t.calibration_z_warn:
+        return []
+    return [Finding("warn", "calibration", "churn_probability",
+                    f"realized churn rate {realized_rate:.2%} vs predicted {mean_probability:.2%} "
+                    f"({z:+.1f} standard errors): the calibration no longer holds")]
 
 
 def decide_status(findings: list[Finding]) -> StatusDecision:

@@ -49,6 +49,7 @@ from churn.monitoring.records import build_entry_record
 from churn.monitoring.status import (
     StatusThresholds,
     check_auc,
+    check_calibration,
     check_feature_drift,
     check_score_drift,
     decide_status,
@@ -92,6 +93,7 @@ def thresholds_from(cfg: MonitorConfig) -> StatusThresholds:
         auc_drop_warn=cfg.auc_drop_warn,
         auc_drop_retrain=cfg.auc_drop_retrain,
         min_importance_share=cfg.min_importance_share,
+        calibration_z_warn=cfg.calibration_z_warn,
     )
 
 
@@ -267,6 +269,9 @@ def monitor_champion(
     latest_realized = mine.iloc[-1] if len(mine) else None
     if latest_realized is not None:
         findings += check_auc(float(latest_realized["roc_auc"]), reference_auc, "realized", t)
+        findings += check_calibration(float(latest_realized["churn_rate"]),
+                                      float(latest_realized["mean_probability"]),
+                                      int(latest_realized["labeled_rows"]), t)
     decision = decide_status(findings)
     by_cutoff = _by_cutoff(entries, realized, str(model_version))
     report = {

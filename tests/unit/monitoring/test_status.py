@@ -7,6 +7,7 @@ import pandas as pd
 from churn.monitoring.status import (
     StatusThresholds,
     check_auc,
+    check_calibration,
     check_feature_drift,
     check_score_drift,
     decide_status,
@@ -81,3 +82,12 @@ def test_flagged_features_list_every_fired_rule_with_its_importance() -> None:
     assert flagged["feature"].tolist() == ["f0", "f1", "f2"]
     assert flagged["counts_for_status"].tolist() == [True, True, False]
     assert flag_features(drift([0.01]), T).empty
+
+
+def test_calibration_rule_uses_the_binomial_standard_error() -> None:
+    # n = 2600, p = 0.055: se = sqrt(0.055 * 0.945 / 2600) = 0.00447.
+    assert check_calibration(0.0752, 0.0552, 2600, T)[0].rule == "calibration"  # z = +4.5
+    assert check_calibration(0.0489, 0.0569, 2472, T) == []  # z = -1.7: sampling noise
+    assert check_calibration(0.02, 0.05, 2000, T)[0].level == "warn"  # z = -6.2
+    assert check_calibration(float("nan"), 0.05, 100, T) == []
+    assert check_calibration(0.1, 0.05, 0, T) == []
