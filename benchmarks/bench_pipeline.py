@@ -154,8 +154,18 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_pipeline(work: Path, customers: int, months: int | None = None) -> dict[str, Any]:
-    """Run every stage in ``work`` and the floor; return the JSON-ready results."""
+def run_pipeline(
+    work: Path, customers: int, months: int | None = None, progress: Path | None = None
+) -> dict[str, Any]:
+    """Run every stage in ``work`` and the floor; return the JSON-ready results.
+
+    Args:
+        work: The scratch folder.
+        customers: ``simulate.customers``.
+        months: ``simulate.months`` (``None``: as in ``params.yaml``).
+        progress: If given, the stages measured so far are written here as JSON after each
+            stage (a long run on a busy machine leaves figures even if it is stopped).
+    """
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     write_params(work, customers, months)
     logs = work / "bench_logs"
@@ -179,6 +189,10 @@ def run_pipeline(work: Path, customers: int, months: int | None = None) -> dict[
             }
         )
         print(f"{name}: {measured['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        if progress is not None:
+            partial = {"customers": customers, "load_average_before": load_before}
+            partial |= {"load_average_now": load_average(), "stages": results}
+            progress.write_text(json.dumps(partial, indent=2) + "\n")
     floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-only", str(work)]
     floor = run_measured(floor_command, work, logs / "floor.log")
     floor["rows_in"] = count_rows(work, ["data/simulated/raw"])
@@ -255,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run_pipeline(Path(work), args.customers, args.months)
     else:
         args.work.mkdir(parents=True, exist_ok=True)
-        result = run_pipeline(args.work, args.customers, args.months)
+        progress = args.work / "bench_progress.json"
+        result = run_pipeline(args.work, args.customers, args.months, progress)
     table = render_markdown(result)
     print(table)
     if args.json is not None:
