@@ -47,7 +47,13 @@ MATERIAL_CHANGE = 5e-3
 
 PARAMS = Params.model_validate(
     {
-        "simulate": {"customers": 1500, "months": 12, "seed": 3, "mess": False},
+        # No retention team: its plays are a confounded intervention (customers with many
+        # tickets get a support escalation and then churn less), which bends the learned
+        # response to tickets in ~18% of customers; these tests check what the model learns
+        # from the behaviour itself.
+        "simulate": {
+            "customers": 1500, "months": 12, "seed": 3, "mess": False, "retention_actions": False
+        },
         "label": {"min_history_days": 90},
         "train": {
             "n_estimators": 200,

@@ -50,7 +50,7 @@ USER_INPUTS = {"data/raw"}
 TINY = {
     "simulate": {"customers": 600, "months": 18},
     "train": {"n_estimators": 40, "num_threads": 1, "min_child_samples": 20, "min_positives": 5},
-    "evaluate": {"backtest_cutoffs": 1},
+    "evaluate": {"backtest_cutoffs": 2},  # one cutoff reuses the exported model, one refits
     "explain": {"sample_rows": 60, "dependence_features": 1},
     "score": {"batch_rows": 1000},
 }
