@@ -324,8 +324,8 @@ class FeaturesConfig(_Section):
         DEFAULT_CAMPAIGN_PERIOD_PATTERN,
         description="Regex of one period token in a campaign code (a year with an optional "
         "quarter, half or month: 2024q1, 2024-03, Q3-2024, H1 2024, mar2024); the acquisition "
-        "feature campaign_stem is the code without its tokens. Case-insensitive; no capturing "
-        "groups; valid for Python and RE2 (see churn.domain.campaigns).",
+        "feature campaign_stem is the code without its tokens. Python regex, case-insensitive, "
+        "no capturing groups (see churn.domain.campaigns).",
     )
 
     @field_validator("campaign_period_pattern")

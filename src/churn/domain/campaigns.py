@@ -5,22 +5,17 @@ CRM exports name campaigns after the quarter, half, month or year they ran in
 code is a non-stationary label: every new period brings codes the model never saw in training,
 so the monitor reads them as drift and the model as unseen levels. The acquisition family
 therefore keeps only the code's **stem**, the code with its period tokens removed
-(``churn.features.campaign`` applies the pattern in DuckDB).
+(``churn.features.campaign`` applies the pattern).
 
-``features.campaign_period_pattern`` is a regular expression for **one period token**. It is
-matched case-insensitively, only where the token stands apart from other digits (no digit just
-before it, no letter or digit just after it), and must be valid both for Python's ``re`` and for
-RE2 (DuckDB's engine): no look-arounds or back-references, and no capturing groups (use
-``(?:...)``), because the surrounding characters are kept through the replacement's groups.
+``features.campaign_period_pattern`` is a Python regular expression for **one period token**.
+It is matched case-insensitively, and only where no digit stands just before the token and no
+letter or digit just after it. It must not match the empty string, and must have no capturing
+groups (write ``(?:...)``), so that it stays a plain token pattern.
 """
 
 from __future__ import annotations
 
 import re
-
-import duckdb
-
-from churn.sql import connect
 
 _MONTHS = (
     "january|february|march|april|june|july|august|september|october|november|december"
@@ -47,9 +42,8 @@ def check_period_pattern(pattern: str) -> str:
     """Return ``pattern`` if it can serve as ``features.campaign_period_pattern``.
 
     Raises:
-        ValueError: If it does not compile in Python or in DuckDB (RE2), has a capturing
-            group, or matches the empty string (it would then remove nothing useful and hide
-            a typo).
+        ValueError: If it does not compile, has a capturing group, or matches the empty
+            string (it would then remove nothing and hide a typo).
     """
     try:
         compiled = re.compile(pattern, re.IGNORECASE)
@@ -61,14 +55,4 @@ def check_period_pattern(pattern: str) -> str:
         )
     if compiled.fullmatch(""):
         raise ValueError("campaign_period_pattern matches the empty string")
-    con = connect(threads=1, memory_limit="256MB")
-    try:
-        con.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
-    except duckdb.Error as exc:
-        raise ValueError(
-            f"campaign_period_pattern is not valid for DuckDB (RE2 syntax: no look-arounds "
-            f"or back-references): {exc}"
-        ) from exc
-    finally:
-        con.close()
     return pattern

@@ -38,7 +38,7 @@ from churn.domain.catalog import KEY_COLUMNS, FeatureSpec, slug
 from churn.domain.contract import CONTRACT, PRESALE_TOUCHPOINT_TYPES
 from churn.domain.families import FAMILY_PHASES
 from churn.errors import DataContractError
-from churn.features.campaign import campaign_stem_sql
+from churn.features.campaign import campaign_stems, campaign_stems_sql
 from churn.features.common import (
     KEYS,
     FamilyQuery,
@@ -115,13 +115,13 @@ def attribute_specs(
 
 
 def campaign_stem_feature_sql(cfg: FeaturesConfig) -> str:
-    """Return the SQL (over ``c``) of ``campaign_stem``, personal values hidden.
+    """Return the SQL (over ``c``, whose ``_campaign_stem`` is joined) of ``campaign_stem``.
 
     A code that holds an e-mail address or phone number is pseudonymised as it is, before any
     digits are taken out of it; an allowed personal column pseudonymises every stem.
     """
     raw = f"c.{CAMPAIGN_COLUMN}::VARCHAR"
-    stem = campaign_stem_sql(raw, cfg.campaign_period_pattern)
+    stem = "c._campaign_stem"
     if CAMPAIGN_COLUMN in cfg.allow_personal_columns:
         return pseudonym_sql(stem)
     return f"CASE WHEN {pseudonymize_sql(raw)} = {raw} THEN {stem} ELSE {pseudonym_sql(raw)} END"
@@ -151,13 +151,17 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         )
     specs += attributes
     expressions |= {name: _when_converted(sql) for name, sql in attribute_sql.items()}
+    stems = campaign_stems(tables["customers"][CAMPAIGN_COLUMN], cfg.campaign_period_pattern)
     ctes = [
+        f"campaign_stems AS ({campaign_stems_sql(stems)})",
         f"""c AS (
-            SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id)
+            SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id),
+                   stems.stem AS _campaign_stem
             FROM {KEYS} AS k
             JOIN customers AS cu
               ON cu.customer_id = k.customer_id AND cu.converted_at < k.cutoff
-        )"""
+            LEFT JOIN campaign_stems AS stems ON stems.code = cu.{CAMPAIGN_COLUMN}::VARCHAR
+        )""",
     ]
     joins = ["LEFT JOIN c USING (customer_id, cutoff)"]
     skipped: dict[str, str] = {}
