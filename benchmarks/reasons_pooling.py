@@ -26,7 +26,7 @@ from churn.model.fit import train_churn_models
 from churn.model.metrics import compute_pr_auc, compute_roc_auc
 from churn.model.scoring import score_frame
 
-COLUMN = "campaign"
+COLUMN = "campaign_stem"
 REASONS = 3
 
 

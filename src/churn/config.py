@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from churn.domain.campaigns import DEFAULT_CAMPAIGN_PERIOD_PATTERN, check_period_pattern
 from churn.domain.families import FAMILIES, PROFILE_FAMILY
 from churn.domain.modes import Mode
 
@@ -319,6 +320,18 @@ class FeaturesConfig(_Section):
     duckdb_threads: int = Field(2, ge=1, description="Threads DuckDB may use.")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB memory limit.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    campaign_period_pattern: str = Field(
+        DEFAULT_CAMPAIGN_PERIOD_PATTERN,
+        description="Regex of one period token in a campaign code (a year with an optional "
+        "quarter, half or month: 2024q1, 2024-03, Q3-2024, H1 2024, mar2024); the acquisition "
+        "feature campaign_stem is the code without its tokens. Python regex, case-insensitive, "
+        "no capturing groups (see churn.domain.campaigns).",
+    )
+
+    @field_validator("campaign_period_pattern")
+    @classmethod
+    def _check_campaign_period_pattern(cls, value: str) -> str:
+        return check_period_pattern(value)
 
     @field_validator("windows_days")
     @classmethod

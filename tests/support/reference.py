@@ -13,6 +13,7 @@ import pandas as pd
 
 from churn.config import FeaturesConfig
 from churn.domain.contract import PRESALE_TOUCHPOINT_TYPES
+from support.campaign_stems import naive_campaign_stem
 
 DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)
@@ -302,8 +303,12 @@ def acquisition(tables: dict, keys: pd.DataFrame, cfg: FeaturesConfig) -> pd.Dat
         c = customers[customers["converted_at"] < cutoff].reindex(ids)
         converted = ids.isin(customers.index[customers["converted_at"] < cutoff])
         out = pd.DataFrame(index=ids)
-        for col in ("acquisition_channel", "campaign", "segment", "country"):
+        for col in ("acquisition_channel", "segment", "country"):
             out[col] = c[col]
+        out["campaign_stem"] = [
+            None if pd.isna(code) else naive_campaign_stem(code, cfg.campaign_period_pattern)
+            for code in c["campaign"]
+        ]
         out["days_lead_to_conversion"] = (c["converted_at"] - c["lead_created_at"]) / DAY
         out["trial_days"] = c["trial_days"].astype("float64")
         if touches is not None:
@@ -320,7 +325,7 @@ def acquisition(tables: dict, keys: pd.DataFrame, cfg: FeaturesConfig) -> pd.Dat
         numeric = [
             col
             for col in out.columns
-            if col not in ("acquisition_channel", "campaign", "segment", "country")
+            if col not in ("acquisition_channel", "campaign_stem", "segment", "country")
         ]
         out.loc[~converted, numeric] = np.nan
         return out

@@ -98,7 +98,12 @@ def make_tables(seed: int, n_customers: int = 30) -> dict[str, pd.DataFrame]:
             "lead_created_at": utc(lead),
             "converted_at": utc(converted),
             "acquisition_channel": pick(("paid_search", "referral", "partner"), n_customers),
-            "campaign": pick(("spring", "summer"), n_customers, 0.4),
+            # Period-named codes as CRM exports write them, plus a code that is only a period.
+            "campaign": pick(
+                ("spring", "summer_2024q1", "Q3-2024 ABM", "webinar-2024-03", "H1 2024", "2024"),
+                n_customers,
+                0.4,
+            ),
             "segment": pick(("smb", "mid_market", "enterprise"), n_customers),
             "country": pick(("US", "DE", "FR"), n_customers),
             "trial_days": pd.array(

@@ -7,7 +7,10 @@ are still filtered by ``occurred_at < cutoff`` so that a mis-stamped row cannot 
 
 Features:
 
-* ``acquisition_channel``, ``campaign``, ``segment``, ``country`` (categorical).
+* ``acquisition_channel``, ``segment``, ``country`` (categorical).
+* ``campaign_stem`` (categorical): the ``campaign`` code without the period it names
+  (``features.campaign_period_pattern``; :mod:`churn.features.campaign`). The raw code is not a
+  feature: its period makes it a label that every new quarter replaces, never seen in training.
 * ``days_lead_to_conversion``: fractional days from lead creation to conversion (NaN without a
   lead date); ``trial_days``: length of the free trial.
 * With ``presale_touchpoints``: ``presale_{type}_touches`` for each contract touch type,
@@ -35,6 +38,7 @@ from churn.domain.catalog import KEY_COLUMNS, FeatureSpec, slug
 from churn.domain.contract import CONTRACT, PRESALE_TOUCHPOINT_TYPES
 from churn.domain.families import FAMILY_PHASES
 from churn.errors import DataContractError
+from churn.features.campaign import campaign_stems, campaign_stems_sql
 from churn.features.common import (
     KEYS,
     FamilyQuery,
@@ -43,7 +47,7 @@ from churn.features.common import (
     count_or_zero,
     spec_maker,
 )
-from churn.features.personal import text_feature_sql
+from churn.features.personal import pseudonym_sql, pseudonymize_sql, text_feature_sql
 from churn.sql import days_between, quote_ident
 
 FAMILY = "acquisition"
@@ -52,10 +56,11 @@ REQUIRED_TABLES = ("customers",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 CATEGORICAL_COLUMNS = (
     ("acquisition_channel", "channel that won the customer"),
-    ("campaign", "marketing campaign credited with the conversion"),
     ("segment", "customer segment"),
     ("country", "customer country"),
 )
+CAMPAIGN_COLUMN = "campaign"
+CAMPAIGN_STEM = ("campaign_stem", "campaign (period removed) credited with the conversion")
 CONTENT_VIEWS = ("docs_view", "help_center_view")
 
 _spec = spec_maker(FAMILY, PHASE)
@@ -109,6 +114,19 @@ def attribute_specs(
     return specs, expressions
 
 
+def campaign_stem_feature_sql(cfg: FeaturesConfig) -> str:
+    """Return the SQL (over ``c``, whose ``_campaign_stem`` is joined) of ``campaign_stem``.
+
+    A code that holds an e-mail address or phone number is pseudonymised as it is, before any
+    digits are taken out of it; an allowed personal column pseudonymises every stem.
+    """
+    raw = f"c.{CAMPAIGN_COLUMN}::VARCHAR"
+    stem = "c._campaign_stem"
+    if CAMPAIGN_COLUMN in cfg.allow_personal_columns:
+        return pseudonym_sql(stem)
+    return f"CASE WHEN {pseudonymize_sql(raw)} = {raw} THEN {stem} ELSE {pseudonym_sql(raw)} END"
+
+
 def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> FamilyQuery:
     """Return the acquisition SQL and catalog entries."""
     specs = [_spec(name, "categorical", "", words) for name, words in CATEGORICAL_COLUMNS]
@@ -117,6 +135,8 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         name: text_feature_sql(f"c.{name}", name in cfg.allow_personal_columns)
         for name, _ in CATEGORICAL_COLUMNS
     }
+    specs.append(_spec(CAMPAIGN_STEM[0], "categorical", "", CAMPAIGN_STEM[1]))
+    expressions[CAMPAIGN_STEM[0]] = campaign_stem_feature_sql(cfg)
     specs += [
         _spec("days_lead_to_conversion", "numeric", "days", "days from first lead to purchase"),
         _spec("trial_days", "numeric", "days", "days of free trial before purchase"),
@@ -131,13 +151,17 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         )
     specs += attributes
     expressions |= {name: _when_converted(sql) for name, sql in attribute_sql.items()}
+    stems = campaign_stems(tables["customers"][CAMPAIGN_COLUMN], cfg.campaign_period_pattern)
     ctes = [
+        f"campaign_stems AS ({campaign_stems_sql(stems)})",
         f"""c AS (
-            SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id)
+            SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id),
+                   stems.stem AS _campaign_stem
             FROM {KEYS} AS k
             JOIN customers AS cu
               ON cu.customer_id = k.customer_id AND cu.converted_at < k.cutoff
-        )"""
+            LEFT JOIN campaign_stems AS stems ON stems.code = cu.{CAMPAIGN_COLUMN}::VARCHAR
+        )""",
     ]
     joins = ["LEFT JOIN c USING (customer_id, cutoff)"]
     skipped: dict[str, str] = {}

@@ -53,7 +53,7 @@ def test_acquisition_hand_made() -> None:
     result = build_features(tables, population([("a", "2024-06-01"), ("b", "2024-06-01")]), CFG)
     a = row(result, "a", "2024-06-01")
     assert a["acquisition_channel"] == "referral" and a["segment"] == "smb"
-    assert pd.isna(a["campaign"])
+    assert pd.isna(a["campaign_stem"])
     assert a["days_lead_to_conversion"] == pytest.approx(10.5)
     assert a["trial_days"] == 14.0
     assert a["presale_demo_touches"] == 1.0
