@@ -139,3 +139,25 @@ def implied_save_rate(probability: np.ndarray, dose: np.ndarray, fit: DoseEffect
     # d rate / d theta = sum(treated (1 - treated) dose) / sum(p)
     slope = float((treated * (1 - treated) * d).sum() / p.sum())
     return float(rate), abs(slope) * fit.standard_error
+
+
+def fit_play_dose_effects(logged: dict[str, tuple[np.ndarray, ...]], min_rows_per_arm: int
+                          ) -> dict[str, DoseEffect]:
+    """:func:`fit_dose_response` per play, kept where both arms have enough rows.
+
+    Args:
+        logged: Play -> (churned, control, expected, dose) arrays of its logged rows.
+        min_rows_per_arm: Treated and control rows (each) a play needs.
+
+    Returns:
+        Play -> its fit, for the plays with enough rows and a defined fit.
+    """
+    fits = {}
+    for play, (churned, control, expected, dose) in logged.items():
+        control = np.asarray(control, dtype=bool)
+        if min(int((~control).sum()), int(control.sum())) < min_rows_per_arm:
+            continue
+        fit = fit_dose_response(churned, control, expected, dose)
+        if fit is not None:
+            fits[play] = fit
+    return fits
