@@ -11,7 +11,7 @@ import pytest
 from support.event_export import make_event_export
 from support.tiny import TINY_CATALOG, fit_tiny_model, make_feature_frame
 
-from churn.config import IngestConfig, TableMapping, parse_params
+from churn.config import IngestConfig, PlayConfig, TableMapping, TargetConfig, parse_params
 from churn.layout import CONTRIBUTIONS_SUFFIX, sidecar_path
 from churn.model.scoring import score_population
 from churn.model.verification import write_manifest
@@ -187,3 +187,43 @@ def test_customers_whose_reasons_no_play_addresses_get_no_contact():
     assert candidates.empty
     assert all(frame.empty for frame in chosen.values())
     assert crm_contacts(describe_contacts(chosen["expected_value"], scores)).empty
+
+
+def test_dose_effects_are_learned_per_play_and_compared_with_the_truth():
+    from churn.stages.target import dose_effects_vs_truth, learn_dose_effects
+
+    rng = np.random.default_rng(4)
+    n, theta = 6000, 0.6
+    expected = rng.uniform(0.05, 0.4, n)
+    dose = rng.exponential(1.0, n)
+    control = rng.random(n) < 0.25
+    logit = np.log(expected / (1 - expected))
+    churn_untreated = expected
+    churn_treated = 1 / (1 + np.exp(-(logit - theta * dose)))
+    churned = (rng.random(n) < np.where(control, churn_untreated, churn_treated)).astype(int)
+    rows = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(n)], "play": "call", "control": control,
+        "churned": churned, "expected": expected, "dose": dose,
+        "segment": np.where(dose > 1.0, "addressed_high_dose", "addressed_low_dose"),
+        "action_at": pd.Timestamp("2025-03-01 09:00", tz="UTC"),
+    })
+    config = TargetConfig(teams={"t": 5}, min_rows_per_arm=30, plays={
+        "call": PlayConfig(families=("support",), team="t", cost=1.0, save_rate=0.3),
+        "idle": PlayConfig(families=("usage",), team="t", cost=1.0, save_rate=0.3)})
+    fits = learn_dose_effects(rows, config)
+    assert set(fits) == {"call"}  # "idle" has no logged rows
+    assert abs(fits["call"].theta - theta) < 3 * fits["call"].standard_error
+    assert learn_dose_effects(rows, config.model_copy(update={"effect_model": "segments"})) == {}
+
+    truth = pd.DataFrame({
+        "customer_id": rows["customer_id"], "play": "call",
+        "month_start": pd.Timestamp("2025-03-01", tz="UTC"),
+        "churn_untreated": churn_untreated, "churn_treated": churn_treated,
+    })
+    compared = {r["segment"]: r for r in dose_effects_vs_truth(rows, truth, fits)}
+    for segment in ("addressed_high_dose", "addressed_low_dose"):
+        part = rows["segment"] == segment
+        naive = 1 - churn_treated[part].sum() / churn_untreated[part].sum()
+        assert compared[segment]["true_save_rate"] == pytest.approx(naive, rel=1e-6)
+        assert compared[segment]["within_2_se"]
+        assert compared[segment]["rows"] == int(part.sum())
