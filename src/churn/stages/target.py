@@ -50,11 +50,14 @@ from churn.targeting.playbook import (
     reason_families,
 )
 from churn.targeting.policies import choose_by_policies, compare_on_truth, cumulative_curves
+from churn.targeting.shrinkage import shrink_effects
 from churn.targeting.uplift import (
     SEGMENTS,
+    Estimate,
     PlayEffect,
     assign_segments,
     estimate_play_effects,
+    standardized_difference,
     t_learner_save_rate,
 )
 from churn.targeting.value import build_candidates
@@ -161,6 +164,33 @@ def learn_dose_effects(rows: pd.DataFrame, config: TargetConfig) -> dict[str, Do
     arrays = {name: tuple(part[c].to_numpy() for c in ("churned", "control", "expected", "dose"))
               for name, part in usable.groupby("play", sort=False) if name in config.plays}
     return fit_play_dose_effects(arrays, config.min_rows_per_arm)
+
+
+def shrink_to_pooled(effects: list[PlayEffect], rows: pd.DataFrame, config: TargetConfig
+                     ) -> list[PlayEffect]:
+    """With ``effect_model: shrunk_segments``, the addressed segments shrunk to each play's
+    pooled addressed estimate (:func:`~churn.targeting.shrinkage.shrink_effects`).
+
+    Args:
+        effects: :func:`learn_effects`' effects.
+        rows: Its logged rows (``play``, ``addressed``, ``churned``, ``control``,
+            ``expected``).
+        config: The ``target`` section.
+
+    Returns:
+        The effects, unchanged with another ``effect_model`` or without logged rows.
+    """
+    if config.effect_model != "shrunk_segments" or rows.empty or "expected" not in rows:
+        return effects
+    pooled: dict[str, Estimate] = {}
+    for name in config.plays:
+        part = rows[(rows["play"] == name) & rows["addressed"] & rows["expected"].notna()]
+        estimate = standardized_difference(part["churned"].to_numpy(),
+                                           part["control"].to_numpy(dtype=bool),
+                                           part["expected"].to_numpy()) if len(part) else None
+        if estimate is not None:
+            pooled[name] = estimate
+    return shrink_effects(effects, pooled, config.min_rows_per_arm)
 
 
 def _annotate_logged(logged: pd.DataFrame, explained: Explained | None,
@@ -409,6 +439,7 @@ def run_target(
     effects, logged_rows, tlearner = learn_effects(logged, explained, family_of, config,
                                                    model_features)
     dose_fits = learn_dose_effects(logged_rows, config)
+    effects = shrink_to_pooled(effects, logged_rows, config)
 
     doses = family_doses(contributions, family_of, _ALL_FAMILIES)
     candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability,
