@@ -575,7 +575,7 @@ class TargetConfig(_Section):
     )
     seed: int = Field(11, description="Seed of the random policy and the bootstrap.")
     effect_model: Literal["segments", "shrunk_segments", "dose_response"] = Field(
-        "shrunk_segments",
+        "segments",
         description="Save rates of the expected value: per segment (not addressed / low / high "
         "dose); the addressed segments shrunk toward the play's pooled effect; or each "
         "customer's own from the play's dose response fitted on the logged actions (the "
