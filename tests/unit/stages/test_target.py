@@ -190,7 +190,8 @@ def test_customers_whose_reasons_no_play_addresses_get_no_contact():
 
 
 def test_dose_effects_are_learned_per_play_and_compared_with_the_truth():
-    from churn.stages.target import dose_effects_vs_truth, learn_dose_effects
+    from churn.stages.target import learn_dose_effects
+    from churn.targeting.dose_truth import dose_effects_vs_truth
 
     rng = np.random.default_rng(4)
     n, theta = 6000, 0.6
