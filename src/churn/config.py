@@ -587,6 +587,13 @@ class TargetConfig(_Section):
         20, ge=0, description="Bootstrap resamples of the T-learner's average effect (0: off)."
     )
     seed: int = Field(11, description="Seed of the random policy and the bootstrap.")
+    effect_model: Literal["segments", "shrunk_segments", "dose_response"] = Field(
+        "segments",
+        description="Save rates of the expected value: per segment (not addressed / low / high "
+        "dose); the addressed segments shrunk toward the play's pooled effect; or each "
+        "customer's own from the play's dose response fitted on the logged actions (the "
+        "segments for a play with too few rows).",
+    )
     teams: dict[str, int] = Field(
         default_factory=lambda: {"support": 40, "success": 60, "sales": 30},
         description="Team -> contacts per week.",

@@ -35,6 +35,8 @@ from churn.layout import (
     sidecar_path,
     table_file_name,
 )
+from churn.targeting.dose_response import DoseEffect, fit_play_dose_effects
+from churn.targeting.dose_truth import dose_effects_vs_truth, join_truth
 from churn.targeting.logged import attach_outcomes
 from churn.targeting.playbook import (
     count_reasons,
@@ -45,11 +47,14 @@ from churn.targeting.playbook import (
     reason_families,
 )
 from churn.targeting.policies import choose_by_policies, compare_on_truth, cumulative_curves
+from churn.targeting.shrinkage import shrink_effects
 from churn.targeting.uplift import (
     SEGMENTS,
+    Estimate,
     PlayEffect,
     assign_segments,
     estimate_play_effects,
+    standardized_difference,
     t_learner_save_rate,
 )
 from churn.targeting.value import build_candidates
@@ -138,6 +143,53 @@ def learn_effects(
     return effects, rows, pd.DataFrame(checks)
 
 
+def learn_dose_effects(rows: pd.DataFrame, config: TargetConfig) -> dict[str, DoseEffect]:
+    """Each play's dose response from the annotated logged rows (``effect_model``).
+
+    Args:
+        rows: :func:`learn_effects`' logged rows (``play``, ``churned``, ``control``,
+            ``expected``, ``dose``).
+        config: The ``target`` section.
+
+    Returns:
+        Play -> fit for the plays with ``min_rows_per_arm`` rows in each arm; empty with
+        ``effect_model: segments`` or without the model's probability on the rows.
+    """
+    if config.effect_model != "dose_response" or rows.empty or "expected" not in rows:
+        return {}
+    usable = rows[rows["expected"].notna()]
+    arrays = {name: tuple(part[c].to_numpy() for c in ("churned", "control", "expected", "dose"))
+              for name, part in usable.groupby("play", sort=False) if name in config.plays}
+    return fit_play_dose_effects(arrays, config.min_rows_per_arm)
+
+
+def shrink_to_pooled(effects: list[PlayEffect], rows: pd.DataFrame, config: TargetConfig
+                     ) -> list[PlayEffect]:
+    """With ``effect_model: shrunk_segments``, the addressed segments shrunk to each play's
+    pooled addressed estimate (:func:`~churn.targeting.shrinkage.shrink_effects`).
+
+    Args:
+        effects: :func:`learn_effects`' effects.
+        rows: Its logged rows (``play``, ``addressed``, ``churned``, ``control``,
+            ``expected``).
+        config: The ``target`` section.
+
+    Returns:
+        The effects, unchanged with another ``effect_model`` or without logged rows.
+    """
+    if config.effect_model != "shrunk_segments" or rows.empty or "expected" not in rows:
+        return effects
+    pooled: dict[str, Estimate] = {}
+    for name in config.plays:
+        part = rows[(rows["play"] == name) & rows["addressed"] & rows["expected"].notna()]
+        estimate = standardized_difference(part["churned"].to_numpy(),
+                                           part["control"].to_numpy(dtype=bool),
+                                           part["expected"].to_numpy()) if len(part) else None
+        if estimate is not None:
+            pooled[name] = estimate
+    return shrink_effects(effects, pooled, config.min_rows_per_arm)
+
+
 def _annotate_logged(logged: pd.DataFrame, explained: Explained | None,
                      family_of: dict[str, str], config: TargetConfig) -> pd.DataFrame:
     """Logged rows with ``addressed`` (a play family among the reasons) and the play's dose."""
@@ -167,8 +219,12 @@ def plan_contacts(
     effects: list[PlayEffect],
     config: TargetConfig,
     probability: str = "churn_probability",
+    dose_effects: dict[str, DoseEffect] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Candidates and every policy's choice for one scored population.
+
+    ``dose_effects`` (:func:`learn_dose_effects`) give each customer its own save rate for
+    those plays; the other plays use their segment's.
 
     Returns:
         The candidates (:func:`~churn.targeting.value.build_candidates`) and policy -> chosen
@@ -176,7 +232,8 @@ def plan_contacts(
     """
     reasons = reason_families(scores, family_of)
     eligible = eligible_plays(reasons, config.plays)
-    candidates = build_candidates(scores, eligible, doses, effects, config, probability)
+    candidates = build_candidates(scores, eligible, doses, effects, config, probability,
+                                  dose_effects)
     capacity = {name: play.weekly_capacity for name, play in config.plays.items()}
     chosen = choose_by_policies(candidates, first_reason_play(reasons, config.plays),
                                 config.teams, capacity, config.seed)
@@ -192,10 +249,7 @@ def true_effects(logged: pd.DataFrame, truth: pd.DataFrame,
     """
     if logged.empty:
         return []
-    when = logged["action_at"].dt.tz_convert("UTC")
-    month = pd.to_datetime({"year": when.dt.year, "month": when.dt.month, "day": 1}, utc=True)
-    keyed = logged.assign(month_start=month.astype(truth["month_start"].dtype))
-    joined = keyed.merge(truth, on=["customer_id", "month_start", "play"], how="inner")
+    joined = join_truth(logged, truth)
     out = []
     for effect in effects:
         part = joined[(joined["play"] == effect.play) & (joined["segment"] == effect.segment)]
@@ -343,9 +397,12 @@ def run_target(
         logger.info("no %s in %s: configured save rates", ACTIONS_TABLE, validated_dir)
     effects, logged_rows, tlearner = learn_effects(logged, explained, family_of, config,
                                                    model_features)
+    dose_fits = learn_dose_effects(logged_rows, config)
+    effects = shrink_to_pooled(effects, logged_rows, config)
 
     doses = family_doses(contributions, family_of, _ALL_FAMILIES)
-    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability)
+    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability,
+                                       dose_fits)
     targets = describe_contacts(chosen["expected_value"], scores)
     expected = {policy: frame.assign(expected_saved=frame["churn_probability"]
                                      * frame["save_rate"] * frame["value_at_risk"])
@@ -363,11 +420,13 @@ def run_target(
         rows = features[features["cutoff"] == test_cutoff]
         test_explained, _ = explain(rows)
         _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
-                                       effects, config)
+                                       effects, config, dose_effects=dose_fits)
         at_cutoff = truth[truth["month_start"] == test_cutoff]
         comparison = compare_policies_on_truth(test_chosen, at_cutoff, config)
         comparison["cutoff"] = str(pd.Timestamp(test_cutoff).date())
         comparison["effects_vs_truth"] = true_effects(logged_rows, truth, effects)
+        comparison["dose_effects_vs_truth"] = dose_effects_vs_truth(logged_rows, truth,
+                                                                    dose_fits)
         truthful = {policy: frame.merge(at_cutoff, on=["customer_id", "play"], how="left")
                     for policy, frame in test_chosen.items()}
         curves = pd.concat([curves, cumulative_curves(truthful, "saved_revenue").assign(
@@ -382,6 +441,8 @@ def run_target(
         "logged_actions": counts,
         "effects": [e.to_dict() for e in effects],
         "tlearner_check": tlearner.to_dict(orient="records"),
+        "effect_model": config.effect_model,
+        "dose_effects": {play: fit.to_dict() for play, fit in dose_fits.items()},
         "segments": list(SEGMENTS),
         "policy_comparison": comparison,
     }

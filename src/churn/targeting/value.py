@@ -25,8 +25,12 @@ import numpy as np
 import pandas as pd
 
 from churn.config import TargetConfig
+from churn.targeting.dose_response import DoseEffect, save_rates_from_dose
 from churn.targeting.playbook import play_cost, play_dose
 from churn.targeting.uplift import SEGMENT_HIGH, SEGMENT_LOW, PlayEffect
+
+#: Source of a save rate from the play's dose response (:mod:`~churn.targeting.dose_response`).
+SOURCE_DOSE_RESPONSE = "logged actions (dose response)"
 
 CANDIDATE_COLUMNS = (
     "customer_id", "play", "team", "churn_probability", "mrr", "segment", "save_rate",
@@ -41,6 +45,7 @@ def build_candidates(
     effects: list[PlayEffect],
     config: TargetConfig,
     probability_column: str = "churn_probability",
+    dose_effects: Mapping[str, DoseEffect] | None = None,
 ) -> pd.DataFrame:
     """Every eligible (customer, play) with its expected value.
 
@@ -53,6 +58,9 @@ def build_candidates(
             (:func:`~churn.targeting.uplift.estimate_play_effects`).
         config: The ``target`` section (plays, months kept).
         probability_column: Column of ``scores`` holding the churn probability.
+        dose_effects: Play -> fitted dose response: where given, the play's save rate is the
+            customer's own (:func:`~churn.targeting.dose_response.save_rates_from_dose`)
+            instead of its segment's.
 
     Returns:
         One row per candidate with :data:`CANDIDATE_COLUMNS`.
@@ -75,6 +83,11 @@ def build_candidates(
         part["segment"] = np.where(is_high, SEGMENT_HIGH, SEGMENT_LOW)
         part["save_rate"] = np.where(is_high, high.save_rate, low.save_rate)
         part["effect_source"] = np.where(is_high, high.source, low.source)
+        fit = (dose_effects or {}).get(name)
+        if fit is not None:
+            part["save_rate"] = save_rates_from_dose(
+                part["churn_probability"].to_numpy(dtype=np.float64), dose, fit.theta)
+            part["effect_source"] = SOURCE_DOSE_RESPONSE
         part["cost"] = play_cost(play, part["mrr"])
         parts.append(part)
     if not parts:

@@ -11,7 +11,7 @@ import pytest
 from support.event_export import make_event_export
 from support.tiny import TINY_CATALOG, fit_tiny_model, make_feature_frame
 
-from churn.config import IngestConfig, TableMapping, parse_params
+from churn.config import IngestConfig, PlayConfig, TableMapping, TargetConfig, parse_params
 from churn.layout import CONTRIBUTIONS_SUFFIX, sidecar_path
 from churn.model.scoring import score_population
 from churn.model.verification import write_manifest
@@ -187,3 +187,73 @@ def test_customers_whose_reasons_no_play_addresses_get_no_contact():
     assert candidates.empty
     assert all(frame.empty for frame in chosen.values())
     assert crm_contacts(describe_contacts(chosen["expected_value"], scores)).empty
+
+
+def test_dose_effects_are_learned_per_play_and_compared_with_the_truth():
+    from churn.stages.target import learn_dose_effects
+    from churn.targeting.dose_truth import dose_effects_vs_truth
+
+    rng = np.random.default_rng(4)
+    n, theta = 6000, 0.6
+    expected = rng.uniform(0.05, 0.4, n)
+    dose = rng.exponential(1.0, n)
+    control = rng.random(n) < 0.25
+    logit = np.log(expected / (1 - expected))
+    churn_untreated = expected
+    churn_treated = 1 / (1 + np.exp(-(logit - theta * dose)))
+    churned = (rng.random(n) < np.where(control, churn_untreated, churn_treated)).astype(int)
+    rows = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(n)], "play": "call", "control": control,
+        "churned": churned, "expected": expected, "dose": dose,
+        "segment": np.where(dose > 1.0, "addressed_high_dose", "addressed_low_dose"),
+        "action_at": pd.Timestamp("2025-03-01 09:00", tz="UTC"),
+    })
+    config = TargetConfig(teams={"t": 5}, min_rows_per_arm=30, effect_model="dose_response", plays={
+        "call": PlayConfig(families=("support",), team="t", cost=1.0, save_rate=0.3),
+        "idle": PlayConfig(families=("usage",), team="t", cost=1.0, save_rate=0.3)})
+    fits = learn_dose_effects(rows, config)
+    assert set(fits) == {"call"}  # "idle" has no logged rows
+    assert abs(fits["call"].theta - theta) < 3 * fits["call"].standard_error
+    assert learn_dose_effects(rows, config.model_copy(update={"effect_model": "segments"})) == {}
+
+    truth = pd.DataFrame({
+        "customer_id": rows["customer_id"], "play": "call",
+        "month_start": pd.Timestamp("2025-03-01", tz="UTC"),
+        "churn_untreated": churn_untreated, "churn_treated": churn_treated,
+    })
+    compared = {r["segment"]: r for r in dose_effects_vs_truth(rows, truth, fits)}
+    for segment in ("addressed_high_dose", "addressed_low_dose"):
+        part = rows["segment"] == segment
+        naive = 1 - churn_treated[part].sum() / churn_untreated[part].sum()
+        assert compared[segment]["true_save_rate"] == pytest.approx(naive, rel=1e-6)
+        assert compared[segment]["within_2_se"]
+        assert compared[segment]["rows"] == int(part.sum())
+
+
+def test_shrunk_segments_pool_each_play_addressed_rows_only_when_asked():
+    from churn.stages.target import shrink_to_pooled
+    from churn.targeting.shrinkage import SOURCE_SHRUNK
+    from churn.targeting.uplift import estimate_play_effects
+
+    rng = np.random.default_rng(8)
+    n = 4000
+    control = rng.random(n) < 0.3
+    addressed = rng.random(n) < 0.6
+    churned = (rng.random(n) < np.where(control | ~addressed, 0.3, 0.2)).astype(int)
+    rows = pd.DataFrame({"play": "call", "control": control, "addressed": addressed,
+                         "dose": rng.random(n), "churned": churned, "expected": 0.3})
+    config = TargetConfig(teams={"t": 5}, effect_model="shrunk_segments", plays={
+        "call": PlayConfig(families=("support",), team="t", cost=1.0, save_rate=0.9)})
+    effects, _ = estimate_play_effects(rows, {"call": 0.9}, 30)
+    shrunk = {e.segment: e for e in shrink_to_pooled(effects, rows, config)}
+    part = rows[rows["addressed"]]
+    naive = 1 - part.loc[~part["control"], "churned"].mean() / part.loc[
+        part["control"], "churned"].mean()
+    for segment in ("addressed_low_dose", "addressed_high_dose"):
+        assert shrunk[segment].source == SOURCE_SHRUNK
+        # Between the segment's own estimate and the pooled one (both near the true 1/3).
+        own = next(e for e in effects if e.segment == segment).save_rate
+        assert min(own, naive) - 1e-9 <= shrunk[segment].save_rate <= max(own, naive) + 1e-9
+    assert shrunk["not_addressed"] == next(e for e in effects if e.segment == "not_addressed")
+    plain = config.model_copy(update={"effect_model": "segments"})
+    assert shrink_to_pooled(effects, rows, plain) == effects

@@ -85,3 +85,29 @@ def test_expected_value_is_probability_times_effect_times_value_minus_cost():
     assert out.loc["x", "expected_value"] == pytest.approx(0.5 * 0.4 * 100 * 10 - (7 + 20))
     assert out.loc["y", "expected_value"] == pytest.approx(0.2 * 0.2 * 50 * 10 - (7 + 10))
     assert out.loc["x", "segment"] == "addressed_high_dose"
+
+
+def test_a_dose_response_gives_each_customer_its_own_save_rate():
+    from churn.targeting.dose_response import DoseEffect
+    from churn.targeting.value import SOURCE_DOSE_RESPONSE
+
+    config = TargetConfig(
+        months_kept=10, teams={"t": 5},
+        plays={"call": PlayConfig(families=("support",), team="t", cost=7.0, save_rate=0.3)},
+    )
+    scores = pd.DataFrame({"customer_id": ["x", "y"], "churn_probability": [0.5, 0.2],
+                           "mrr": [100.0, 50.0]})
+    eligible = pd.DataFrame({"customer_id": ["x", "y"], "play": "call", "reason_rank": [1, 2],
+                             "reason_feature": ["tickets", "tickets"]})
+    doses = pd.DataFrame({"customer_id": ["x", "y"], "dose_support": [2.0, 0.0]})
+    fit = DoseEffect(theta=0.5, standard_error=0.1, alpha=0.0, treated_rows=50, control_rows=50)
+    out = build_candidates(scores, eligible, doses, _effects(0.2, 0.4, 0.5), config,
+                           dose_effects={"call": fit}).set_index("customer_id")
+    # x: logit(0.5) - 0.5 x 2 = -1 -> treated p = sigmoid(-1); save = 1 - that / 0.5.
+    save_x = 1 - (1 / (1 + np.exp(1.0))) / 0.5
+    assert out.loc["x", "save_rate"] == pytest.approx(save_x)
+    assert out.loc["x", "expected_value"] == pytest.approx(0.5 * save_x * 100 * 10 - 7)
+    # y: no dose, no effect, so a negative value (the cost).
+    assert out.loc["y", "save_rate"] == pytest.approx(0.0, abs=1e-12)
+    assert out.loc["y", "expected_value"] == pytest.approx(-7.0)
+    assert (out["effect_source"] == SOURCE_DOSE_RESPONSE).all()
