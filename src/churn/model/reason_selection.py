@@ -18,14 +18,19 @@ A reason must say *why* a customer may leave, in words a retention team can act 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churn.domain.catalog import FeatureSpec
-from churn.model.reasons import explain_values, format_value, top_positive_reasons
+from churn.model.reasons import (
+    explain_values,
+    format_value,
+    group_slots_by_feature,
+    top_positive_reasons,
+)
 
 #: Candidates examined per row beyond the reasons wanted, to replace suppressed ones.
 EXTRA_CANDIDATES = 4
@@ -39,20 +44,6 @@ def eligible_mask(specs: Mapping[str, FeatureSpec]) -> np.ndarray:
 def mask_ineligible(contributions: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """Return the contributions with ineligible features set to ``-inf`` (never picked)."""
     return np.where(eligible[np.newaxis, :], contributions, -np.inf)
-
-
-def _slots_by_feature(
-    index: np.ndarray, value: np.ndarray
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(feature position, rows, slots)`` for every feature cited in a filled slot."""
-    rows, slots = np.nonzero(np.isfinite(value))
-    cited = index[rows, slots]
-    order = np.argsort(cited, kind="stable")
-    rows, slots, cited = rows[order], slots[order], cited[order]
-    bounds = np.flatnonzero(np.diff(cited)) + 1
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(cited)], strict=True):
-        if start < stop:
-            yield int(cited[start]), rows[start:stop], slots[start:stop]
 
 
 def select_reasons(
@@ -79,7 +70,7 @@ def select_reasons(
     index, value = top_positive_reasons(masked, reasons + EXTRA_CANDIDATES)
     value = value.copy()
     names = list(specs)
-    for position, rows, slots in _slots_by_feature(index, value):
+    for position, rows, slots in group_slots_by_feature(index, value):
         name = names[position]
         typical_shown = format_value(typical.get(name), specs[name])
         if typical_shown is None:

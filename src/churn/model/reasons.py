@@ -33,7 +33,7 @@ yes/no.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -365,6 +365,28 @@ def top_positive_reasons(contributions: np.ndarray, k: int) -> tuple[np.ndarray,
     return index, np.where(value > 0, value, np.nan)
 
 
+def group_slots_by_feature(
+    index: np.ndarray, value: np.ndarray
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(feature position, rows, slots)`` for every feature cited in a filled slot.
+
+    Args:
+        index: Feature position of each (row, reason slot).
+        value: Contribution of each (row, reason slot); non-finite marks an empty slot.
+
+    Yields:
+        Each cited feature's position with the rows and slots that cite it, in position order.
+    """
+    rows, slots = np.nonzero(np.isfinite(value))
+    cited = index[rows, slots]
+    order = np.argsort(cited, kind="stable")
+    rows, slots, cited = rows[order], slots[order], cited[order]
+    bounds = np.flatnonzero(np.diff(cited)) + 1
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(cited)], strict=True):
+        if start < stop:
+            yield int(cited[start]), rows[start:stop], slots[start:stop]
+
+
 def build_reason_columns(
     batch: pd.DataFrame,
     index: np.ndarray,
@@ -402,17 +424,9 @@ def build_reason_columns(
     text_out = np.full(shape, None, dtype=object)
     contribution_out = np.full(shape, np.nan)
     contribution_out[:, : value.shape[1]] = value
-    rows, slots = np.nonzero(np.isfinite(value))
-    cited = index[rows, slots]
-    order = np.argsort(cited, kind="stable")
-    rows, slots, cited = rows[order], slots[order], cited[order]
-    # Group the (row, slot) pairs by feature: each feature's raw values are explained at once.
-    bounds = np.flatnonzero(np.diff(cited)) + 1
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(cited)], strict=True):
-        if start == stop:  # no row has any positive contribution
-            continue
-        group_rows, group_slots = rows[start:stop], slots[start:stop]
-        name = names[cited[start]]
+    # Each feature's raw values are explained at once, for every (row, slot) citing it.
+    for position, group_rows, group_slots in group_slots_by_feature(index, value):
+        name = names[position]
         display, sentences = explain_values(
             batch[name].iloc[group_rows],
             specs[name],
