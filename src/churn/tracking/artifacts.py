@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from churn.tracking.store import store_is_missing, tracking_uri
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
