@@ -91,28 +91,27 @@ def targeting_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
         ))
     curves = inputs.target_curves
     if curves is not None and not curves.empty:
-        expected = curves[curves["value"] == "expected_saved_revenue"]
-        if not expected.empty:
-            parts.append(image(
-                value_curve_chart(expected, "Expected saved revenue this week",
-                                  "expected saved revenue"),
-                "Cumulative expected saved revenue against contacts",
-                "Expected saved revenue = probability x effect x months of MRR kept, by the "
-                "estimated effects; each policy fills the same team capacities.",
-            ))
-        true = curves[curves["value"] == "true_saved_revenue"]
-        if not true.empty:
-            parts.append(image(
-                value_curve_chart(true, "True saved revenue at the test cutoff (simulator)",
-                                  "true saved revenue"),
-                "Cumulative true saved revenue against contacts on the simulator's truth",
-                "Revenue kept over 12 months because of the contact, from the simulator's "
-                "truth (net of discounts given).",
-            ))
+        for value, title, axis, alt, note in _VALUE_CURVES:
+            chosen = curves[curves["value"] == value]
+            if not chosen.empty:
+                parts.append(image(value_curve_chart(chosen, title, axis), alt, note))
     parts.append(_effects_table(target))
     parts.append(_comparison(target))
     return lead, Markup("".join(str(p) for p in parts))
 
+
+#: The value curves drawn when present: (value, chart title, axis label, alt text, caption).
+_VALUE_CURVES = (
+    ("expected_saved_revenue", "Expected saved revenue this week", "expected saved revenue",
+     "Cumulative expected saved revenue against contacts",
+     "Expected saved revenue = probability x effect x months of MRR kept, by the estimated "
+     "effects; each policy fills the same team capacities."),
+    ("true_saved_revenue", "True saved revenue at the test cutoff (simulator)",
+     "true saved revenue",
+     "Cumulative true saved revenue against contacts on the simulator's truth",
+     "Revenue kept over 12 months because of the contact, from the simulator's truth (net of "
+     "discounts given)."),
+)
 
 def _effects_table(target: dict[str, Any]) -> str:
     effects = target.get("effects") or []
