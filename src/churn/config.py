@@ -583,6 +583,15 @@ class TargetConfig(_Section):
         description="Logged treated and control rows a play needs (each) before its logged "
         "effect replaces the configured save rate.",
     )
+    max_standard_error: float = Field(
+        0.05, gt=0.0,
+        description="Largest standard error at which a logged effect replaces the configured "
+        "save rate. A noisier estimate is still reported (with its uncertainty and, on "
+        "simulated data, against the truth) but does not rank the list: its noise would "
+        "decide which play and customer come first. 0.05 lets a logged estimate tell apart "
+        "effects 0.1 apart (two standard errors), less than half the default save rate of "
+        "0.25 (docs/targeting.md, 'When logged effects are used').",
+    )
     tlearner_bootstrap_rounds: int = Field(
         20, ge=0, description="Bootstrap resamples of the T-learner's average effect (0: off)."
     )

@@ -118,14 +118,17 @@ def _effects_table(target: dict[str, Any]) -> str:
     if not effects:
         return not_available("play effects", "the target report lists no effects")
     return "<h3>Effect of each play</h3>" + table(
-        [Column("Play"), Column("Segment"), Column("Save rate", "pct"),
-         Column("Standard error", "pct"), Column("Source"), Column("Treated", "int"),
-         Column("Control", "int")],
-        [(e.get("play"), e.get("segment"), e.get("save_rate"), e.get("standard_error"),
-          e.get("source"), e.get("treated_rows"), e.get("control_rows")) for e in effects],
-        caption="Save rate: share of would-be churners the play keeps. Logged actions: "
-        "treated vs random control (adjusted for the model's risk before the action); "
-        "configured: target.plays.<play>.save_rate (too few logged rows).",
+        [Column("Play"), Column("Segment"), Column("Save rate used", "pct"),
+         Column("Source"), Column("Logged estimate", "pct"),
+         Column("Standard error", "pct"), Column("Treated", "int"), Column("Control", "int")],
+        [(e.get("play"), e.get("segment"), e.get("save_rate"), e.get("source"),
+          e.get("logged_save_rate"), e.get("logged_standard_error"), e.get("treated_rows"),
+          e.get("control_rows")) for e in effects],
+        caption="Save rate: share of would-be churners the play keeps. Logged estimate: "
+        "treated vs random control (adjusted for the model's risk before the action), used "
+        "when each arm has target.min_rows_per_arm rows and its standard error is at most "
+        "target.max_standard_error; otherwise the configured target.plays.<play>.save_rate "
+        "is used (0 for a play aimed at a family that is not among the reasons).",
     )
 
 

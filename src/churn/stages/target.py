@@ -117,7 +117,8 @@ def learn_effects(
     """
     configured = {name: play.save_rate for name, play in config.plays.items()}
     rows = _annotate_logged(logged, explained, family_of, config)
-    effects, _ = estimate_play_effects(rows, configured, config.min_rows_per_arm)
+    effects, _ = estimate_play_effects(rows, configured, config.min_rows_per_arm,
+                                       config.max_standard_error)
     split = {e.play: e.dose_split or 0.0 for e in effects}
     if len(rows):
         rows["segment"] = assign_segments(rows["addressed"].to_numpy(), rows["dose"].to_numpy(),
@@ -187,7 +188,7 @@ def shrink_to_pooled(effects: list[PlayEffect], rows: pd.DataFrame, config: Targ
                                            part["expected"].to_numpy()) if len(part) else None
         if estimate is not None:
             pooled[name] = estimate
-    return shrink_effects(effects, pooled, config.min_rows_per_arm)
+    return shrink_effects(effects, pooled, config.min_rows_per_arm, config.max_standard_error)
 
 
 def _annotate_logged(logged: pd.DataFrame, explained: Explained | None,
@@ -245,7 +246,9 @@ def true_effects(logged: pd.DataFrame, truth: pd.DataFrame,
     """Each logged estimate against the truth's average effect on the same logged rows.
 
     The truth's save rate of a segment is ``1 - sum(churn_treated) / sum(churn_untreated)``
-    over its logged rows (both arms): the quantity the difference in means estimates.
+    over its logged rows (both arms): the quantity the difference in means estimates. The
+    estimate compared is the one the list uses when it comes from the log (shrunk or not),
+    else the segment's logged estimate that was too uncertain to use (``used`` False).
     """
     if logged.empty:
         return []
@@ -253,15 +256,18 @@ def true_effects(logged: pd.DataFrame, truth: pd.DataFrame,
     out = []
     for effect in effects:
         part = joined[(joined["play"] == effect.play) & (joined["segment"] == effect.segment)]
-        if part.empty or effect.standard_error is None:
+        used = effect.standard_error is not None
+        estimate = effect.save_rate if used else effect.logged_save_rate
+        error = effect.standard_error if used else effect.logged_standard_error
+        if part.empty or estimate is None or error is None:
             continue
         true_rate = 1 - part["churn_treated"].sum() / part["churn_untreated"].sum()
-        gap = effect.save_rate - float(true_rate)
+        gap = estimate - float(true_rate)
         out.append({
-            "play": effect.play, "segment": effect.segment, "estimate": effect.save_rate,
-            "standard_error": effect.standard_error, "true_save_rate": float(true_rate),
-            "z": gap / effect.standard_error if effect.standard_error > 0 else None,
-            "within_2_se": abs(gap) <= 2 * effect.standard_error, "rows": len(part),
+            "play": effect.play, "segment": effect.segment, "estimate": estimate,
+            "standard_error": error, "used": used, "true_save_rate": float(true_rate),
+            "z": gap / error if error > 0 else None,
+            "within_2_se": abs(gap) <= 2 * error, "rows": len(part),
         })
     return out
 

@@ -58,13 +58,15 @@ def between_segment_variance(estimates: np.ndarray, errors: np.ndarray, groups: 
 
 
 def shrink_effects(effects: list[PlayEffect], pooled: dict[str, Estimate],
-                   min_rows_per_arm: int) -> list[PlayEffect]:
+                   min_rows_per_arm: int, max_standard_error: float = np.inf
+                   ) -> list[PlayEffect]:
     """The addressed segments' effects shrunk toward each play's pooled addressed estimate.
 
     Args:
         effects: :func:`~churn.targeting.uplift.estimate_play_effects` output.
         pooled: Play -> estimate on all its addressed logged rows (both dose segments).
         min_rows_per_arm: Rows per arm for a pooled estimate to be trusted.
+        max_standard_error: Largest standard error of a trusted pooled estimate.
 
     Returns:
         The effects, addressed segments replaced where the play's pooled estimate is trusted
@@ -73,7 +75,7 @@ def shrink_effects(effects: list[PlayEffect], pooled: dict[str, Estimate],
     """
     trusted = {play: e for play, e in pooled.items()
                if min(e.treated_rows, e.control_rows) >= min_rows_per_arm
-               and e.standard_error > 0}
+               and 0 < e.standard_error <= max_standard_error}
     segment_rows = [e for e in effects if e.segment in ADDRESSED_SEGMENTS
                     and e.source == SOURCE_LOGGED and e.play in trusted
                     and e.standard_error]

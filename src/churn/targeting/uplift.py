@@ -38,6 +38,8 @@ SEGMENTS = (SEGMENT_NOT_ADDRESSED, SEGMENT_LOW, SEGMENT_HIGH)
 ADDRESSED_SEGMENTS = (SEGMENT_LOW, SEGMENT_HIGH)
 SOURCE_LOGGED = "logged actions"
 SOURCE_CONFIGURED = "configured"
+#: A configured rate kept because the segment's logged estimate is too uncertain to rank by.
+SOURCE_TOO_UNCERTAIN = "configured (logged estimate too uncertain)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class PlayEffect:
         treated_rows: Logged treated rows of the segment.
         control_rows: Logged control rows of the segment.
         dose_split: The dose separating low from high (``None`` without logged actions).
+        logged_save_rate: The segment's logged estimate, used or not (``None`` without one).
+        logged_standard_error: Its standard error (``None`` without one).
     """
 
     play: str
@@ -75,6 +79,8 @@ class PlayEffect:
     treated_rows: int
     control_rows: int
     dose_split: float | None
+    logged_save_rate: float | None = None
+    logged_standard_error: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The effect as a JSON-ready dict."""
@@ -170,11 +176,16 @@ def estimate_play_effects(
     logged: pd.DataFrame,
     configured: dict[str, float],
     min_rows_per_arm: int,
+    max_standard_error: float = np.inf,
 ) -> tuple[list[PlayEffect], pd.DataFrame]:
     """Per play and segment: the logged estimate where trusted, else the configured rate.
 
     A logged estimate replaces the configured save rate when its segment has at least
-    ``min_rows_per_arm`` treated and control rows and a control churner. The not-addressed
+    ``min_rows_per_arm`` treated and control rows, a control churner, and a standard error of
+    at most ``max_standard_error``. A segment with enough rows but a noisier estimate keeps the
+    configured rate (source :data:`SOURCE_TOO_UNCERTAIN`): ranking by an estimate whose error
+    exceeds the differences between plays orders the list by noise. Every estimate is kept in
+    ``logged_save_rate`` / ``logged_standard_error`` whether used or not. The not-addressed
     segment never falls back to a configured rate: a play aimed elsewhere is assumed to do
     nothing (0) unless the log shows otherwise.
 
@@ -185,6 +196,7 @@ def estimate_play_effects(
             else :func:`difference_in_means`). May be empty.
         configured: Play -> configured save rate (``target.plays.<play>.save_rate``).
         min_rows_per_arm: Rows needed in each arm.
+        max_standard_error: Largest standard error of a logged estimate that is used.
 
     Returns:
         The effects (one per play and segment) and every logged estimate as a frame (``play``,
@@ -214,18 +226,25 @@ def estimate_play_effects(
             if estimate is not None:
                 estimates.append({"play": play, "segment": segment, "dose_split": split,
                                   **asdict(estimate)})
-            trusted = (estimate is not None and estimate.treated_rows >= min_rows_per_arm
-                       and estimate.control_rows >= min_rows_per_arm)
-            if trusted:
+            enough = (estimate is not None and estimate.treated_rows >= min_rows_per_arm
+                      and estimate.control_rows >= min_rows_per_arm)
+            precise = enough and estimate.standard_error <= max_standard_error
+            logged_fields = {
+                "logged_save_rate": estimate.save_rate if estimate else None,
+                "logged_standard_error": estimate.standard_error if estimate else None,
+            }
+            if precise:
                 effects.append(PlayEffect(play, segment, estimate.save_rate,
                                           estimate.standard_error, SOURCE_LOGGED,
-                                          estimate.treated_rows, estimate.control_rows, split))
+                                          estimate.treated_rows, estimate.control_rows, split,
+                                          **logged_fields))
             else:
                 fallback = 0.0 if segment == SEGMENT_NOT_ADDRESSED else rate
                 effects.append(PlayEffect(
-                    play, segment, fallback, None, SOURCE_CONFIGURED,
+                    play, segment, fallback, None,
+                    SOURCE_TOO_UNCERTAIN if enough else SOURCE_CONFIGURED,
                     estimate.treated_rows if estimate else 0,
-                    estimate.control_rows if estimate else 0, split,
+                    estimate.control_rows if estimate else 0, split, **logged_fields,
                 ))
     columns = ["play", "segment", "dose_split", *Estimate.__dataclass_fields__]
     return effects, pd.DataFrame(estimates, columns=columns)

@@ -56,9 +56,10 @@ def project(tmp_path_factory) -> dict[str, Path]:
             "labels": root / "labels.parquet"}
 
 
-def _run(project: dict[str, Path], validated: Path, name: str) -> tuple[dict, Path]:
+def _run(project: dict[str, Path], validated: Path, name: str,
+         **target: object) -> tuple[dict, Path]:
     out = project["root"] / name
-    params = parse_params({"target": PLAYBOOK, "score": {"reasons": 3}})
+    params = parse_params({"target": {**PLAYBOOK, **target}, "score": {"reasons": 3}})
     metrics = run_target(
         params, project["scores"], project["root"] / "catalog.csv", validated,
         project["labels"], project["features"], project["root"] / "model", None,
@@ -126,7 +127,8 @@ def test_with_retention_actions_a_known_effect_is_learned(project, tmp_path):
     try:
         actions = _logged_actions(project, save=0.5, seed=4)
         actions.to_parquet(tmp_path / "retention_actions.parquet")
-        metrics, out = _run(project, tmp_path, "logged")
+        metrics, out = _run(project, tmp_path, "logged", max_standard_error=1.0)
+        strict, _ = _run(project, tmp_path, "logged_strict", max_standard_error=0.01)
     finally:
         original.to_parquet(project["labels"])
     _check_list(metrics, out)
@@ -137,6 +139,14 @@ def test_with_retention_actions_a_known_effect_is_learned(project, tmp_path):
         gap = abs(effect["save_rate"] - 0.5)
         assert gap < 3 * effect["standard_error"] + 0.02, effect
     assert metrics["tlearner_check"]
+    # A limit no estimate meets: the same estimates are reported, the configured rates used.
+    by_key = {(e["play"], e["segment"]): e for e in strict["effects"]}
+    for effect in learned:
+        kept = by_key[(effect["play"], effect["segment"])]
+        assert kept["source"] == "configured (logged estimate too uncertain)"
+        assert kept["save_rate"] == (0.0 if effect["segment"] == "not_addressed" else 0.3)
+        assert kept["logged_save_rate"] == pytest.approx(effect["save_rate"])
+        assert kept["logged_standard_error"] == pytest.approx(effect["standard_error"])
 
 
 def test_third_party_retention_actions_are_mapped_and_validated():
@@ -242,7 +252,8 @@ def test_shrunk_segments_pool_each_play_addressed_rows_only_when_asked():
     churned = (rng.random(n) < np.where(control | ~addressed, 0.3, 0.2)).astype(int)
     rows = pd.DataFrame({"play": "call", "control": control, "addressed": addressed,
                          "dose": rng.random(n), "churned": churned, "expected": 0.3})
-    config = TargetConfig(teams={"t": 5}, effect_model="shrunk_segments", plays={
+    config = TargetConfig(teams={"t": 5}, effect_model="shrunk_segments",
+                          max_standard_error=1.0, plays={
         "call": PlayConfig(families=("support",), team="t", cost=1.0, save_rate=0.9)})
     effects, _ = estimate_play_effects(rows, {"call": 0.9}, 30)
     shrunk = {e.segment: e for e in shrink_to_pooled(effects, rows, config)}
@@ -257,3 +268,40 @@ def test_shrunk_segments_pool_each_play_addressed_rows_only_when_asked():
     assert shrunk["not_addressed"] == next(e for e in effects if e.segment == "not_addressed")
     plain = config.model_copy(update={"effect_model": "segments"})
     assert shrink_to_pooled(effects, rows, plain) == effects
+
+
+def test_true_effects_compare_used_and_unused_logged_estimates_with_the_truth():
+    from churn.stages.target import true_effects
+    from churn.targeting.uplift import SOURCE_LOGGED, SOURCE_TOO_UNCERTAIN, PlayEffect
+
+    month = pd.Timestamp("2025-03-01", tz="UTC")
+    logged = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "d"],
+        "action_at": [month + pd.Timedelta(hours=9)] * 4,
+        "play": ["call", "call", "mail", "mail"],
+        "segment": ["addressed_high_dose"] * 4,
+    })
+    truth = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "d"], "month_start": [month] * 4,
+        "play": ["call", "call", "mail", "mail"],
+        "churn_treated": [0.1, 0.3, 0.2, 0.2], "churn_untreated": [0.2, 0.3, 0.4, 0.4],
+    })
+    effects = [
+        PlayEffect("call", "addressed_high_dose", 0.29, 0.05, SOURCE_LOGGED, 2, 2, 0.5, 0.29,
+                   0.05),
+        PlayEffect("mail", "addressed_high_dose", 0.25, None, SOURCE_TOO_UNCERTAIN, 2, 2, 0.5,
+                   0.9, 0.1),
+        PlayEffect("mail", "addressed_low_dose", 0.25, None, "configured", 0, 0, 0.5),
+    ]
+    rows = {r["play"]: r for r in true_effects(logged, truth, effects)}
+    assert set(rows) == {"call", "mail"}  # no estimate, no comparison
+    # call: truth 1 - 0.4 / 0.5 = 0.2; estimate 0.29 +- 0.05 -> z = 1.8, within 2 SE.
+    assert rows["call"]["true_save_rate"] == pytest.approx(0.2)
+    assert rows["call"]["used"] is True
+    assert rows["call"]["z"] == pytest.approx(1.8)
+    assert rows["call"]["within_2_se"]
+    # mail: truth 1 - 0.4 / 0.8 = 0.5; the unused estimate 0.9 +- 0.1 is 4 SE away.
+    assert rows["mail"]["used"] is False
+    assert rows["mail"]["estimate"] == 0.9
+    assert rows["mail"]["z"] == pytest.approx(4.0)
+    assert not rows["mail"]["within_2_se"]

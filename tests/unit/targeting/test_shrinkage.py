@@ -57,3 +57,7 @@ def test_a_configured_segment_takes_the_trusted_pooled_effect_and_untrusted_pool
     assert shrink_effects(effects, trusted, 30)[0].save_rate == pytest.approx(0.07)
     too_few = {"call": Estimate(0.07, 0.03, 200, 20, 0.2, 0.22)}
     assert shrink_effects(effects, too_few, 30)[0] == effects[0]
+    too_noisy = {"call": Estimate(0.07, 0.03, 200, 60, 0.2, 0.22)}
+    assert shrink_effects(effects, too_noisy, 30, max_standard_error=0.02)[0] == effects[0]
+    assert shrink_effects(effects, too_noisy, 30, max_standard_error=0.03)[0].save_rate == \
+        pytest.approx(0.07)

@@ -9,6 +9,7 @@ import pytest
 from churn.targeting.uplift import (
     SOURCE_CONFIGURED,
     SOURCE_LOGGED,
+    SOURCE_TOO_UNCERTAIN,
     difference_in_means,
     estimate_play_effects,
     standardized_difference,
@@ -63,6 +64,42 @@ def test_logged_estimate_replaces_the_configured_rate_only_with_enough_rows():
     assert all(e.source == SOURCE_CONFIGURED for e in strict)
     assert set(estimates["segment"]) == {"not_addressed", "addressed_low_dose",
                                          "addressed_high_dose"}
+
+
+def _logged_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    logged = pd.DataFrame({"play": "call", "control": rng.random(n) < 0.3,
+                           "addressed": True, "dose": rng.random(n)})
+    logged["churned"] = (rng.random(n) < np.where(logged["control"], 0.3, 0.2)).astype(int)
+    return logged
+
+
+def test_an_estimate_noisier_than_the_limit_is_reported_but_not_used():
+    logged = _logged_rows(400, seed=1)
+    effects, estimates = estimate_play_effects(logged, {"call": 0.11}, 30, 0.05)
+    high = {e.segment: e for e in effects}["addressed_high_dose"]
+    row = estimates.set_index("segment").loc["addressed_high_dose"]
+    assert row["standard_error"] > 0.05  # 200 rows: far too few for a 0.05 error
+    assert high.source == SOURCE_TOO_UNCERTAIN
+    assert high.save_rate == 0.11
+    assert high.standard_error is None
+    assert high.logged_save_rate == pytest.approx(row["save_rate"])
+    assert high.logged_standard_error == pytest.approx(row["standard_error"])
+    # Without the limit the same estimate is used.
+    loose, _ = estimate_play_effects(logged, {"call": 0.11}, 30)
+    used = {e.segment: e for e in loose}["addressed_high_dose"]
+    assert used.source == SOURCE_LOGGED
+    assert used.save_rate == pytest.approx(row["save_rate"])
+
+
+def test_a_precise_estimate_passes_the_limit_and_recovers_the_effect():
+    logged = _logged_rows(40_000, seed=2)
+    effects, _ = estimate_play_effects(logged, {"call": 0.11}, 30, 0.05)
+    for effect in (e for e in effects if e.segment != "not_addressed"):
+        assert effect.source == SOURCE_LOGGED
+        assert effect.standard_error <= 0.05
+        # True save rate 1 - 0.2 / 0.3 = 1/3.
+        assert abs(effect.save_rate - 1 / 3) < 3 * effect.standard_error
 
 
 def test_t_learner_recovers_a_known_effect():
