@@ -1,0 +1,95 @@
+"""Compare targeting policies on the simulator's truth over several cutoffs (issue 15).
+
+The ``churn target`` stage compares policies at one cutoff, the last labeled one. One cutoff is
+one draw: a small change of the model's reasons moves which plays are eligible. This script
+repeats the stage's comparison (the same functions: :func:`~churn.stages.target.learn_effects`,
+:func:`~churn.stages.target.plan_contacts`,
+:func:`~churn.stages.target.compare_policies_on_truth`) at the last ``--cutoffs`` labeled
+cutoffs, for each ``target.max_standard_error`` given, and prints expected-value targeting's
+true saved revenue against top probability and top revenue at risk. The earlier cutoffs were
+training cutoffs of the model, so their probabilities are in-sample for every policy alike.
+Nothing is written.
+
+Run from the repository root after ``dvc repro`` (the default pipeline, simulated data)::
+
+    python benchmarks/targeting_policies.py --cutoffs 4 --limits 0.05 inf
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churn.config import load_params
+from churn.domain.catalog import read_catalog
+from churn.domain.families import FAMILIES, PROFILE_FAMILY
+from churn.io import read_frame
+from churn.model.artifact import ChurnModel
+from churn.model.scoring import score_population
+from churn.stages.target import (
+    Explained,
+    compare_policies_on_truth,
+    learn_effects,
+    plan_contacts,
+)
+from churn.targeting.logged import attach_outcomes
+from churn.targeting.playbook import family_doses
+
+
+def main() -> None:
+    """Print the policy ratios per cutoff and limit."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."))
+    parser.add_argument("--cutoffs", type=int, default=4)
+    parser.add_argument("--limits", nargs="+", type=float, default=[0.05, np.inf])
+    args = parser.parse_args()
+    root = args.root
+    params = load_params(root / "params.yaml")
+    catalog = read_catalog(root / "reports" / "feature_catalog.csv")
+    family_of = dict(zip(catalog["name"], catalog["family"], strict=True))
+    families = [*FAMILIES, PROFILE_FAMILY]
+    model = ChurnModel.load(root / "models" / "churn")
+    labels = read_frame(root / "data" / "labels" / "labels.parquet")
+    features = read_frame(root / "data" / "features" / "features.parquet")
+    truth = pd.read_parquet(root / "data" / "simulated" / "truth" / "retention_truth.parquet")
+    actions = read_frame(root / "data" / "validated" / "retention_actions.parquet")
+
+    def explain(rows: pd.DataFrame) -> Explained:
+        result = score_population(model, rows, params.score.reasons)
+        return Explained(result.scores, family_doses(result.contributions, family_of, families))
+
+    scoring_cutoff = features["cutoff"].max()
+    logged, _ = attach_outcomes(actions, labels, list(params.target.plays), scoring_cutoff)
+    keys = logged[["customer_id", "cutoff"]].drop_duplicates()
+    explained_logged = explain(features.merge(keys, on=["customer_id", "cutoff"]))
+    cutoffs = sorted(labels.loc[labels["label"].notna(), "cutoff"].unique())[-args.cutoffs:]
+    populations = {cutoff: explain(features[features["cutoff"] == cutoff])
+                   for cutoff in cutoffs}
+    print(f"{'max_standard_error':>18} {'cutoff':>10} {'vs top prob':>11} "
+          f"{'vs top RaR':>10} {'EV saved':>10} {'RaR saved':>10} used")
+    for limit in args.limits:
+        config = params.target.model_copy(update={"max_standard_error": limit,
+                                                  "tlearner_bootstrap_rounds": 0})
+        effects, _, _ = learn_effects(logged, explained_logged, family_of, config)
+        used = sum(e.source == "logged actions" for e in effects)
+        ratios = []
+        for cutoff, population in populations.items():
+            _, chosen = plan_contacts(population.scores, population.doses, family_of,
+                                      effects, config)
+            result = compare_policies_on_truth(chosen, truth[truth["month_start"] == cutoff],
+                                               config)
+            saved = {p["policy"]: p["true_saved_revenue"] for p in result["policies"]}
+            ratios.append(result["ratio_vs_top_revenue_at_risk"])
+            print(f"{limit:>18} {pd.Timestamp(cutoff).date()!s:>10} "
+                  f"{result['ratio_vs_top_probability']:>11.2f} "
+                  f"{result['ratio_vs_top_revenue_at_risk']:>10.2f} "
+                  f"{saved['expected_value']:>10,.0f} {saved['top_revenue_at_risk']:>10,.0f} "
+                  f"{used}")
+        print(f"{limit:>18} {'mean':>10} {'':>11} {np.mean(ratios):>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
