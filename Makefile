@@ -1,5 +1,6 @@
 # The README's two commands: `make pipeline` and `make test`. Both create the environment
-# (.venv, pinned dependencies from pyproject.toml) on first use.
+# (.venv, pinned dependencies from pyproject.toml, every other package held by constraints.txt)
+# on first use.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,11 +13,11 @@ export TZ := UTC
 
 .PHONY: pipeline test test-fast test-spark lint install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
