@@ -16,9 +16,10 @@ import pandas as pd
 
 from churn.config import IngestConfig
 from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
-from churn.domain.data_end import TableEnd, find_table_end
+from churn.domain.data_end import TableEnd
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
+from churn.stages.ingest.ends import find_table_end_fast
 from churn.stages.ingest.tables import (
     FAILED_RULES,
     PARENT_REFERENCES,
@@ -266,9 +267,13 @@ def _check_data_end(
     cannot mark the bulk as stray.
     """
     ok = ~log.failed()
-    # Only the event time is read: copying the other columns of millions of rows costs seconds.
-    times = frame[[c for c in frame.columns if c == CONTRACT[name].event_time]]
-    table_end = find_table_end(name, times.loc[ok], cfg.data_end_gap_days, explicit=cfg.data_end)
+    column = CONTRACT[name].event_time
+    if column is None or column not in frame.columns:
+        return None
+    # Only the event time of the rows still valid is read, without copying it (issue #14).
+    table_end = find_table_end_fast(
+        name, column, frame[column], ok, cfg.data_end_gap_days, explicit=cfg.data_end
+    )
     if table_end is None or table_end.stray_rows == 0:
         return table_end
     column = table_end.column
