@@ -25,6 +25,7 @@ from churn.stages.ingest.tables import (
     PARENT_REFERENCES,
     ROW_NUMBER,
     UNKNOWN_CUSTOMER,
+    map_value_codes,
     table_mapping,
     value_mappings,
 )
@@ -97,7 +98,10 @@ def validate_table(
     raw_frame = raw_frame.reset_index(drop=True)  # positions are row numbers from here on
     mapping = table_mapping(cfg, name)
     codes = value_mappings(name, mapping)
-    renamed = rename_to_contract(raw_frame, mapping.columns, codes)
+    renamed = rename_to_contract(raw_frame, mapping.columns)
+    for column, column_codes in codes.items():
+        if column in renamed.columns:
+            renamed[column] = map_value_codes(renamed[column], column_codes)
     sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
     original = RawText(raw_frame)  # text only for the rows shown: failing ones
     entity = cfg.mode is Mode.ENTITY
