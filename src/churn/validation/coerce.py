@@ -118,7 +118,7 @@ def _rules_where(failed: np.ndarray, rule: str, index: pd.Index) -> pd.Series:
     """
     text = pa.large_string()
     rules = pc.if_else(pa.array(failed, pa.bool_()), pa.scalar(rule, text), pa.scalar(None, text))
-    return pd.Series(rules.to_pandas(), index=index)
+    return rules.to_pandas().set_axis(index)
 
 
 def _failures(present: pd.Series, converted: pd.Series, rule: str) -> pd.Series:
@@ -128,7 +128,7 @@ def _failures(present: pd.Series, converted: pd.Series, rule: str) -> pd.Series:
 
 
 def _none_failed(index: pd.Index) -> pd.Series:
-    return pd.Series(pa.nulls(len(index), pa.large_string()).to_pandas(), index=index)
+    return pa.nulls(len(index), pa.large_string()).to_pandas().set_axis(index)
 
 
 def coerce_string(values: pd.Series) -> Coerced:

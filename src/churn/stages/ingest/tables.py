@@ -118,7 +118,7 @@ def map_value_codes(values: pd.Series, mapping: Mapping[Any, str]) -> pd.Series:
     mapped = map_codes(pd.Series(distinct, dtype=values.dtype), mapping).astype("str")
     rows = pa.array(positions, mask=positions < 0)  # missing values stay missing
     spread = pa.array(mapped.array, pa.large_string()).take(rows)
-    return pd.Series(spread.to_pandas(), index=values.index)
+    return spread.to_pandas().set_axis(values.index)
 
 
 def check_tables(
