@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from churn.domain.contract import OrderRule, TableSpec
 from churn.validation.coerce import LABEL_INVALID, validated_dtype
-from churn.validation.text import RawText
+from churn.validation.text import RawText, take_rows
 
 MISSING = "missing"
 NOT_IN_VOCABULARY = "not_in_vocabulary"
@@ -283,6 +283,14 @@ def find_shared_values(values: np.ndarray) -> np.ndarray:
     return shared
 
 
+def _take_frame_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[positions]`` column by column with :func:`take_rows` (no chunk concat)."""
+    return pd.DataFrame(
+        {i: take_rows(frame.iloc[:, i], positions) for i in range(frame.shape[1])},
+        index=frame.index[positions],
+    ).set_axis(frame.columns, axis=1)
+
+
 def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``frame.duplicated(keep="first")`` and, per duplicate, the row it copies.
 
@@ -306,11 +314,13 @@ def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     first = np.arange(len(frame))
     if len(positions) == 0:
         return duplicate, first
-    hashes = _hash_rows(frame.iloc[positions])
+    hashes = _hash_rows(_take_frame_rows(frame, positions))
     shared = find_shared_values(hashes)
     if shared.any():
         candidates = positions[shared]  # ascending, so "first" keeps its meaning
-        duplicate[candidates] = frame.iloc[candidates].duplicated(keep="first").to_numpy()
+        duplicate[candidates] = (
+            _take_frame_rows(frame, candidates).duplicated(keep="first").to_numpy()
+        )
         lowest = pd.Series(candidates).groupby(hashes[shared]).transform("min").to_numpy()
         first[candidates] = lowest
     return duplicate, first

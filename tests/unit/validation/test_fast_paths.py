@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from churn.validation.coerce import (
@@ -16,6 +17,7 @@ from churn.validation.coerce import (
     to_clean_text,
 )
 from churn.validation.rules import find_shared_values
+from churn.validation.text import take_rows
 
 # Cells that test each part of the offset pattern, and the Python-only meanings of \d, \s, $.
 _OFFSET_CASES = [
@@ -142,3 +144,27 @@ def test_clean_text_blanks_whitespace_cells_and_keeps_the_rest_as_is():
 def test_naive_offset_reference_is_the_pattern_itself():
     # Guards the test above: the reference must be the production regex, not a copy.
     assert _OFFSET_RE.flags & re.IGNORECASE
+
+
+def _chunked_text(chunks: list[list[str | None]], index: list[int]) -> pd.Series:
+    text = pa.large_string()
+    column = pa.chunked_array([pa.array(chunk, text) for chunk in chunks]).to_pandas()
+    return column.set_axis(index)
+
+
+@pytest.mark.parametrize("positions", [[5, 0, 3, 3, 2], [1], [-1, 0], [], [4, 5, 0, 1, 2, 3]])
+def test_take_rows_of_a_chunked_text_column_equals_iloc(positions):
+    values = _chunked_text([["a", "b", None], ["c"], [], ["d", "e"]], [0, 10, 20, 30, 40, 50])
+    assert pa.array(values.array).num_chunks == 4  # the case take_rows is for
+
+    taken = take_rows(values, np.array(positions, dtype=np.int64))
+
+    pd.testing.assert_series_equal(taken, values.iloc[positions])
+
+
+def test_take_rows_of_other_columns_equals_iloc():
+    numbers = pd.Series([1.5, None, 3.0], index=[7, 8, 9])
+    stamps = pd.Series(pd.to_datetime(["2025-01-01 00:00", None, "2025-01-02 00:00"], utc=True))
+
+    for values in (numbers, stamps):
+        pd.testing.assert_series_equal(take_rows(values, np.array([2, 0])), values.iloc[[2, 0]])
