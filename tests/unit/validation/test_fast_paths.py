@@ -11,13 +11,14 @@ import pytest
 
 from churn.validation.coerce import (
     _OFFSET_RE,
+    _is_blank,
     coerce_float,
     coerce_string,
     has_utc_offset,
     to_clean_text,
 )
 from churn.validation.rules import find_shared_values
-from churn.validation.text import take_rows
+from churn.validation.text import keep_rows, take_rows
 
 # Cells that test each part of the offset pattern, and the Python-only meanings of \d, \s, $.
 _OFFSET_CASES = [
@@ -154,8 +155,9 @@ def _chunked_text(chunks: list[list[str | None]], index: list[int]) -> pd.Series
 
 @pytest.mark.parametrize("positions", [[5, 0, 3, 3, 2], [1], [-1, 0], [], [4, 5, 0, 1, 2, 3]])
 def test_take_rows_of_a_chunked_text_column_equals_iloc(positions):
-    values = _chunked_text([["a", "b", None], ["c"], [], ["d", "e"]], [0, 10, 20, 30, 40, 50])
-    assert pa.array(values.array).num_chunks == 4  # the case take_rows is for
+    chunks = [["a", "b", None], ["c"], [], ["d", "e"], *[["z"] * 100] * 4]
+    values = _chunked_text(chunks, list(range(0, 4060, 10))).rename("id")
+    assert pa.array(values.array).num_chunks == 8  # the case take_rows is for
 
     taken = take_rows(values, np.array(positions, dtype=np.int64))
 
@@ -168,3 +170,33 @@ def test_take_rows_of_other_columns_equals_iloc():
 
     for values in (numbers, stamps):
         pd.testing.assert_series_equal(take_rows(values, np.array([2, 0])), values.iloc[[2, 0]])
+
+
+def test_keep_rows_equals_loc_on_every_dtype():
+    frame = pd.DataFrame(
+        {
+            "id": _chunked_text([["a", None], ["b", "c", "d"]], [0, 1, 2, 3, 4]),
+            "at": pd.Series(pd.to_datetime(["2025-01-01 00:00"] * 4 + [None], utc=True)),
+            "x": [1.5, None, 3.0, 4.0, 5.0],
+            "n": pd.Series([1, None, 3, 4, 5], dtype="Int64"),
+            "flag": pd.Series([True, None, False, True, True], dtype="boolean"),
+        },
+        index=[0, 1, 2, 3, 4],
+    )
+    keep = np.array([True, False, True, True, False])
+
+    kept = keep_rows(frame, keep)
+
+    pd.testing.assert_frame_equal(kept, frame.loc[keep].reset_index(drop=True), check_exact=True)
+    assert len(keep_rows(frame, np.zeros(5, dtype=bool))) == 0
+
+
+def test_blank_cells_are_those_that_strip_to_nothing_for_every_code_point():
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    cells = pd.Series([*chars, "", " \t ", " a ", "\u3000\u2028", None], dtype="str")
+
+    blank = _is_blank(cells)
+
+    expected = cells.str.strip().eq("").to_numpy(dtype=bool)
+    assert (blank == expected).all()
+    assert 20 < blank.sum() < 100  # whitespace characters exist and are few

@@ -38,7 +38,7 @@ from churn.validation.coerce import (
     coerce_label,
     empty_column,
 )
-from churn.validation.text import RawText
+from churn.validation.text import RawText, keep_rows
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def validate_table(
             rules.check_reference(frame, column, valid_keys[parent], rule, log)
 
     bad = log.failed()
-    valid = frame.loc[~bad].reset_index(drop=True)
+    valid = keep_rows(frame, ~bad)
     quarantine = original.rows(np.flatnonzero(bad)).reset_index(drop=True)
     quarantine[ROW_NUMBER] = pd.Series(np.flatnonzero(bad), dtype="int64")
     quarantine[FAILED_RULES] = pd.Series(
