@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from churn.domain.contract import OrderRule, TableSpec
 from churn.validation.coerce import LABEL_INVALID, validated_dtype
-from churn.validation.text import RawText
+from churn.validation.text import RawText, take_rows
 
 MISSING = "missing"
 NOT_IN_VOCABULARY = "not_in_vocabulary"
@@ -246,6 +246,51 @@ def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
+_BUCKET_BITS = 25
+"""At most 2**25 buckets (a 256 MB count array) per round of :func:`find_shared_values`."""
+
+
+def find_shared_values(values: np.ndarray) -> np.ndarray:
+    """``pd.Series(values).duplicated(keep=False)`` of 64-bit hashes, as a numpy array.
+
+    A hash table over millions of distinct values is slow (a cache miss per value), while
+    almost every value is unique. So rows are first bucketed by slices of their bits with a
+    count per bucket (``np.bincount``): a value alone in its bucket is alone in the column.
+    Equal values share every bucket, so what remains is a superset of the answer, small
+    enough for pandas' exact ``duplicated`` (the idea of a counting prefilter, as in
+    radix-partitioned hash joins; written here from scratch).
+
+    Args:
+        values: ``uint64`` (or ``int64``) values, e.g. row hashes.
+
+    Returns:
+        One boolean per value: does it occur more than once.
+    """
+    bits = values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
+    candidates = np.arange(len(bits))
+    for shift in (0, 20, 39):  # three overlapping slices of 25 bits cover all 64
+        if len(candidates) < 4096:
+            break
+        width = min(_BUCKET_BITS, max(12, int(np.ceil(np.log2(2 * len(candidates))))))
+        buckets = ((bits[candidates] >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(
+            np.int64
+        )
+        crowded = np.bincount(buckets, minlength=1 << width)[buckets] > 1
+        candidates = candidates[crowded]
+    shared = np.zeros(len(bits), dtype=bool)
+    if len(candidates):
+        shared[candidates] = pd.Series(bits[candidates]).duplicated(keep=False).to_numpy()
+    return shared
+
+
+def _take_frame_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[positions]`` column by column with :func:`take_rows` (no chunk concat)."""
+    return pd.DataFrame(
+        {i: take_rows(frame.iloc[:, i], positions) for i in range(frame.shape[1])},
+        index=frame.index[positions],
+    ).set_axis(frame.columns, axis=1)
+
+
 def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``frame.duplicated(keep="first")`` and, per duplicate, the row it copies.
 
@@ -264,17 +309,18 @@ def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     positions = np.arange(len(frame))
     cheap = [c for c in frame.columns if _is_cheap_to_hash(frame[c])]
     if cheap and len(cheap) < len(frame.columns):
-        shared = pd.Series(_hash_rows(frame[cheap])).duplicated(keep=False).to_numpy()
-        positions = np.flatnonzero(shared)
+        positions = np.flatnonzero(find_shared_values(_hash_rows(frame[cheap])))
     duplicate = np.zeros(len(frame), dtype=bool)
     first = np.arange(len(frame))
     if len(positions) == 0:
         return duplicate, first
-    hashes = _hash_rows(frame.iloc[positions])
-    shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    hashes = _hash_rows(_take_frame_rows(frame, positions))
+    shared = find_shared_values(hashes)
     if shared.any():
         candidates = positions[shared]  # ascending, so "first" keeps its meaning
-        duplicate[candidates] = frame.iloc[candidates].duplicated(keep="first").to_numpy()
+        duplicate[candidates] = (
+            _take_frame_rows(frame, candidates).duplicated(keep="first").to_numpy()
+        )
         lowest = pd.Series(candidates).groupby(hashes[shared]).transform("min").to_numpy()
         first[candidates] = lowest
     return duplicate, first

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from churn.validation.coerce import to_text
 
@@ -54,12 +55,91 @@ def find_format_witnesses(values: pd.Series) -> np.ndarray:
     while modulus <= per_second:  # one per sub-second resolution finer than the unit allows
         moduli.append(modulus)
         modulus *= 1000
-    found = []
-    for modulus in moduli:
-        hits = np.flatnonzero(present & (stamps % modulus != 0))
+    found = [_first_off(stamps, present, modulus) for modulus in moduli]
+    return np.unique(np.asarray([i for i in found if i is not None], dtype=np.int64))
+
+
+def _first_off(stamps: np.ndarray, present: np.ndarray, modulus: int) -> int | None:
+    """The first present position whose value is not a multiple of ``modulus``, or ``None``.
+
+    Searched in growing blocks: the first value off midnight is nearly always among the first
+    rows, and scanning 17M values three times for it cost about a second.
+    """
+    start, block = 0, 4096
+    while start < len(stamps):
+        stop = start + block
+        hits = np.flatnonzero(present[start:stop] & (stamps[start:stop] % modulus != 0))
         if len(hits):
-            found.append(int(hits[0]))
-    return np.unique(np.asarray(found, dtype=np.int64))
+            return start + int(hits[0])
+        start, block = stop, block * 4
+    return None
+
+
+def take_rows(values: pd.Series, positions: np.ndarray) -> pd.Series:
+    """``values.iloc[positions]``, without concatenating an Arrow text column's chunks first.
+
+    Arrow's ``take`` on a chunked column concatenates every chunk before picking rows: 80 ms
+    per call on 17M ids, paid again for each example cell of the report. Here each chunk gives
+    its own rows and only those are put together (same values, dtype and index).
+
+    Args:
+        values: Any column.
+        positions: Row positions (any order, repeats allowed).
+
+    Returns:
+        The rows at ``positions``, indexed by their labels in ``values``.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    dtype = values.dtype
+    arrow_text = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    # Many rows: one concatenation is cheaper than the gather below.
+    if not arrow_text or not 0 < len(positions) <= len(values) // 64:
+        return values.iloc[positions]
+    chunked = pa.array(values.array)  # the column's own Arrow data (__arrow_array__)
+    if not isinstance(chunked, pa.ChunkedArray) or chunked.num_chunks <= 1:
+        return values.iloc[positions]
+    positions = np.where(positions < 0, positions + len(values), positions)
+    bounds = np.cumsum([0] + [len(chunk) for chunk in chunked.chunks])
+    chunk_of = np.searchsorted(bounds, positions, side="right") - 1
+    grouped = np.argsort(chunk_of, kind="stable")  # rows of chunk 0 first, then chunk 1...
+    in_order, chunks_in_order = positions[grouped], chunk_of[grouped]
+    starts = np.searchsorted(chunks_in_order, np.arange(len(bounds)))
+    parts = [
+        chunked.chunk(k).take(pa.array(in_order[starts[k] : starts[k + 1]] - bounds[k]))
+        for k in range(chunked.num_chunks)
+        if starts[k + 1] > starts[k]
+    ]
+    gathered = pa.concat_arrays(parts).take(pa.array(np.argsort(grouped)))
+    taken = gathered.to_pandas().astype(dtype).set_axis(values.index[positions])
+    return taken.rename(values.name)
+
+
+def keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """``frame.loc[keep].reset_index(drop=True)``, filtering Arrow text chunk by chunk.
+
+    pandas picks the kept rows by position, and Arrow's ``take`` first concatenates all
+    chunks of a text column; Arrow's ``filter`` works per chunk.
+
+    Args:
+        frame: Any table.
+        keep: One boolean per row.
+
+    Returns:
+        The kept rows with a default ``RangeIndex``.
+    """
+    keep = np.asarray(keep, dtype=bool)
+    mask = pa.array(keep)
+    columns = {}
+    for i in range(frame.shape[1]):
+        values = frame.iloc[:, i]
+        dtype = values.dtype
+        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+            kept = pa.array(values.array).filter(mask).to_pandas().astype(dtype)
+        else:
+            kept = pd.Series(values.array[keep])
+        columns[i] = kept.reset_index(drop=True)
+    out = pd.DataFrame(columns, index=pd.RangeIndex(int(keep.sum())))
+    return out.set_axis(frame.columns, axis=1)
 
 
 class RawText:
@@ -91,11 +171,11 @@ class RawText:
             # Column-wide formats too, but never seen in exports: render all (slow, exact).
             return to_text(values).iloc[positions]
         if not _is_datetime(values):
-            return to_text(values.iloc[positions])
+            return to_text(take_rows(values, positions))
         if name not in self._witnesses:
             self._witnesses[name] = find_format_witnesses(values)
         witnesses = self._witnesses[name]
-        rendered = to_text(values.iloc[np.concatenate([positions, witnesses])])
+        rendered = to_text(take_rows(values, np.concatenate([positions, witnesses])))
         return rendered.iloc[: len(positions)]
 
     def cell(self, name: str, position: int) -> str | float:

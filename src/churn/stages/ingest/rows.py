@@ -16,14 +16,16 @@ import pandas as pd
 
 from churn.config import IngestConfig
 from churn.domain.contract import CONTRACT, TableSpec, rename_to_contract
-from churn.domain.data_end import TableEnd, find_table_end
+from churn.domain.data_end import TableEnd
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
+from churn.stages.ingest.ends import find_table_end_fast
 from churn.stages.ingest.tables import (
     FAILED_RULES,
     PARENT_REFERENCES,
     ROW_NUMBER,
     UNKNOWN_CUSTOMER,
+    map_value_codes,
     table_mapping,
     value_mappings,
 )
@@ -36,7 +38,7 @@ from churn.validation.coerce import (
     coerce_label,
     empty_column,
 )
-from churn.validation.text import RawText
+from churn.validation.text import RawText, keep_rows
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,10 @@ def validate_table(
     raw_frame = raw_frame.reset_index(drop=True)  # positions are row numbers from here on
     mapping = table_mapping(cfg, name)
     codes = value_mappings(name, mapping)
-    renamed = rename_to_contract(raw_frame, mapping.columns, codes)
+    renamed = rename_to_contract(raw_frame, mapping.columns)
+    for column, column_codes in codes.items():
+        if column in renamed.columns:
+            renamed[column] = map_value_codes(renamed[column], column_codes)
     sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
     original = RawText(raw_frame)  # text only for the rows shown: failing ones
     entity = cfg.mode is Mode.ENTITY
@@ -165,7 +170,7 @@ def validate_table(
             rules.check_reference(frame, column, valid_keys[parent], rule, log)
 
     bad = log.failed()
-    valid = frame.loc[~bad].reset_index(drop=True)
+    valid = keep_rows(frame, ~bad)
     quarantine = original.rows(np.flatnonzero(bad)).reset_index(drop=True)
     quarantine[ROW_NUMBER] = pd.Series(np.flatnonzero(bad), dtype="int64")
     quarantine[FAILED_RULES] = pd.Series(
@@ -266,9 +271,13 @@ def _check_data_end(
     cannot mark the bulk as stray.
     """
     ok = ~log.failed()
-    # Only the event time is read: copying the other columns of millions of rows costs seconds.
-    times = frame[[c for c in frame.columns if c == CONTRACT[name].event_time]]
-    table_end = find_table_end(name, times.loc[ok], cfg.data_end_gap_days, explicit=cfg.data_end)
+    column = CONTRACT[name].event_time
+    if column is None or column not in frame.columns:
+        return None
+    # Only the event time of the rows still valid is read, without copying it (issue #14).
+    table_end = find_table_end_fast(
+        name, column, frame[column], ok, cfg.data_end_gap_days, explicit=cfg.data_end
+    )
     if table_end is None or table_end.stray_rows == 0:
         return table_end
     column = table_end.column
