@@ -123,11 +123,13 @@ def data_end(
 
 def _utc_numbers(column: pd.Series) -> np.ndarray:
     """A timestamp column's present values as naive UTC ``datetime64`` (naive read as UTC)."""
-    values = pd.to_datetime(column, utc=True).dt.tz_convert(None).to_numpy()
-    return values[~np.isnat(values)]
+    # tz_convert(None) is UTC wall time; unlike pd.to_datetime(utc=True) it copies nothing.
+    naive = column.dt.tz_convert(None) if isinstance(column.dtype, pd.DatetimeTZDtype) else column
+    values = naive.to_numpy()
+    return values[~np.isnat(values)]  # a copy: the caller may partition it in place
 
 
-_DAY_CHUNK = 8_000_000
+_DAY_CHUNK = 1_000_000
 """Values turned into day numbers at a time (bounds the temporary arrays)."""
 
 
