@@ -29,8 +29,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from churn.config import DataSource, SimulateConfig
@@ -47,6 +46,7 @@ from churn.stages.simulate.tables import (
     SimulationResult,
     assemble,
     customer_months_frame,
+    monthly_churn_rate,
     usage_frame,
 )
 from churn.stages.simulate.world import World
@@ -215,8 +215,12 @@ def run_simulate(
 ) -> None:
     """Simulate, write ``<table>.parquet`` to ``out_dir`` and the truth to ``truth_dir``.
 
-    Each folder is swapped in whole, so switching ``data.source`` never leaves stale tables or
-    truth of an earlier run behind. With ``source="files"`` nothing is simulated: each folder
+    ``usage_events``, ``customer_months`` and ``retention_truth`` are written month by month
+    while the months are simulated (:mod:`~churn.stages.simulate.sinks`), the other tables after
+    the loop, one at a time, so memory does not grow with customers x months. Both folders are
+    staged for the whole run and each is swapped in whole at the end: a failure leaves the
+    previous outputs, and switching ``data.source`` never leaves stale tables or truth of an
+    earlier run behind. With ``source="files"`` nothing is simulated: each folder
     holds only the :data:`OFF_MARKER_FILE` marker (evaluate then finds no truth and reports no
     oracle metrics; ingest reads the user's folder instead).
 
@@ -267,7 +271,9 @@ def run_simulate(
                 write_parquet(frames.pop(name), staging / table_file_name(name))
         for sink in streamed:
             sink.close()
-        churned = pq.read_table(sinks.customer_months.path, columns=["churned"])["churned"]
+        # The churn flags only (a bool per customer-month), read back from the written truth.
+        months = {"customer_months": pd.read_parquet(sinks.customer_months.path,
+                                                     columns=["churned"])}
 
     logger.info(
         "simulated and wrote %s customers over %s months from %s (seed %s, mess %s) in %.1f s",
@@ -282,7 +288,7 @@ def run_simulate(
         "tables in %s, truth in %s",
         f"{customers['churned_at'].notna().sum():,}",
         100 * customers["churned_at"].notna().mean(),
-        100 * (pc.mean(churned).as_py() or 0.0),
+        100 * monthly_churn_rate(months),
         out_dir,
         truth_dir,
     )

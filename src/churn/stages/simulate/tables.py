@@ -129,7 +129,11 @@ def _event_table(w: World, table: str, rows: dict[str, np.ndarray],
 
 
 def assemble(w: World, presale: dict[str, np.ndarray], out: Outputs) -> SimulationResult:
-    """Turn the world's arrays after the month loop into contract tables and truth frames."""
+    """Turn the world's arrays after the month loop into contract tables and truth frames.
+
+    ``usage_events`` and the ``customer_months`` truth are not among them: they were built
+    month by month (:func:`usage_frame`, :func:`customer_months_frame`) and went to their sinks.
+    """
     tables = {
         "customers": _customers_table(w),
         "presale_touchpoints": _event_table(w, "presale_touchpoints", presale,
