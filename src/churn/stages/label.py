@@ -78,6 +78,10 @@ class ValidatedTables(Mapping[str, pd.DataFrame]):
         table = pq.read_table(path, columns=stamps)
         return table.to_pandas(split_blocks=True, self_destruct=True)
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default would read the table just to answer.
+        return name in self._paths
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)
 
