@@ -99,3 +99,19 @@ def test_validated_tables_read_only_timestamps_of_other_tables_and_on_demand(tmp
     assert tables["subscriptions"] is tables["subscriptions"]  # read once, kept
     with pytest.raises(KeyError):
         tables["nps_responses"]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", None])
+@pytest.mark.parametrize("unit", ["us", "ns", "ms"])
+def test_timestamps_read_by_row_group_equal_pd_read_parquet(tmp_path, tz, unit) -> None:
+    from churn.stages.label import ValidatedTables
+
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=2500, freq="37min", tz=tz))
+    frame = pd.DataFrame({"customer_id": range(2500), "occurred_at": stamps.dt.as_unit(unit)})
+    frame.loc[[3, 1200, 2499], "occurred_at"] = pd.NaT
+    path = tmp_path / "usage_events.parquet"
+    frame.to_parquet(path, index=False, row_group_size=700)  # four row groups
+
+    read = ValidatedTables(tmp_path, ["usage_events"])["usage_events"]
+
+    pd.testing.assert_frame_equal(read, pd.read_parquet(path, columns=["occurred_at"]))
