@@ -73,3 +73,45 @@ def test_implausible_churn_rate_stops_before_writing_labels(tmp_path) -> None:
     assert "label.max_churn_rate" in message and "label.grace_days" in message
     assert not out.exists()
     assert json.loads(report_path.read_text())["problems"]  # the report explains the stop
+
+
+def test_validated_tables_read_only_timestamps_of_other_tables_and_on_demand(tmp_path) -> None:
+    from churn.stages.label import ValidatedTables
+
+    _write_tables(tmp_path / "validated", churned=1, retained=3)
+    usage = pd.DataFrame({
+        "customer_id": [7, 8],  # integer ids, as a third-party export may have
+        "occurred_at": pd.to_datetime(["2024-01-02", "2024-03-04"], utc=True),
+        "event_type": ["login", "login"],
+        "quantity": [1.0, 2.0],
+    })
+    usage.to_parquet(tmp_path / "validated" / "usage_events.parquet", index=False)
+    tables = ValidatedTables(tmp_path / "validated", ["subscriptions", "customers",
+                                                      "usage_events", "nps_responses"])
+
+    assert sorted(tables) == ["customers", "subscriptions", "usage_events"]
+    assert "nps_responses" not in tables and "usage_events" in tables
+    assert list(tables["usage_events"].columns) == ["occurred_at"]
+    pd.testing.assert_series_equal(tables["usage_events"]["occurred_at"], usage["occurred_at"])
+    assert tables["usage_events"] is not tables["usage_events"]  # read again, never kept
+    whole = pd.read_parquet(tmp_path / "validated" / "subscriptions.parquet")
+    pd.testing.assert_frame_equal(tables["subscriptions"], whole)
+    assert tables["subscriptions"] is tables["subscriptions"]  # read once, kept
+    with pytest.raises(KeyError):
+        tables["nps_responses"]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", None])
+@pytest.mark.parametrize("unit", ["us", "ns", "ms"])
+def test_timestamps_read_by_row_group_equal_pd_read_parquet(tmp_path, tz, unit) -> None:
+    from churn.stages.label import ValidatedTables
+
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=2500, freq="37min", tz=tz))
+    frame = pd.DataFrame({"customer_id": range(2500), "occurred_at": stamps.dt.as_unit(unit)})
+    frame.loc[[3, 1200, 2499], "occurred_at"] = pd.NaT
+    path = tmp_path / "usage_events.parquet"
+    frame.to_parquet(path, index=False, row_group_size=700)  # four row groups
+
+    read = ValidatedTables(tmp_path, ["usage_events"])["usage_events"]
+
+    pd.testing.assert_frame_equal(read, pd.read_parquet(path, columns=["occurred_at"]))

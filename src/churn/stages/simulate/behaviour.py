@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from churn.stages.simulate.arrays import (
     _DAY,
@@ -28,6 +26,7 @@ from churn.stages.simulate.arrays import (
 )
 from churn.stages.simulate.hazard import _SLOW_RESOLUTION_DAYS
 from churn.stages.simulate.mess import duplicated_order
+from churn.stages.simulate.sinks import MonthlyTable
 from churn.stages.simulate.world import (
     _CHANGE,
     _POSTSALE,
@@ -81,11 +80,14 @@ class Month:
         return self.depth >= 0
 
 
-def draw_usage(w: World, t: int, month: Month, rows: _Rows) -> None:
+def draw_usage(w: World, t: int, month: Month, rows: _Rows | MonthlyTable) -> None:
     """Daily usage aggregates (one row per customer, day and event type) for month ``t``.
 
     Usage is possible on whole days strictly after the conversion day and strictly before
-    the churn day, so every row is after ``converted_at`` and before ``ended_at``.
+    the churn day, so every row is after ``converted_at`` and before ``ended_at``. The month's
+    rows are handed to ``rows`` sorted by time, customer and type (with the mess duplicates
+    next to their original), as ``customer`` and ``type`` codes, ``time`` in microseconds and
+    ``qty``.
     """
     rng, who, lo, hi = w.rng, month.who, month.lo, month.hi
     first_day_s = w.month_start(t)
@@ -126,11 +128,10 @@ def draw_usage(w: World, t: int, month: Month, rows: _Rows) -> None:
     order = np.lexsort((data["type"], data["customer"], data["time"]))
     if w.cfg.mess:  # exact duplicates, kept next to their original
         order = duplicated_order(order, w.mess_rng)
-    # Strings now rather than at assembly: the integer chunks would double peak memory.
     rows.add(
-        customer=pc.take(w.customer_ids, pa.array(data["customer"][order])),
+        customer=data["customer"][order],
         time=data["time"][order] * 1_000_000,  # microseconds, the output resolution
-        type=pc.take(w.usage_event_types, pa.array(data["type"][order])),
+        type=data["type"][order],
         qty=data["qty"][order],
     )
 

@@ -20,51 +20,85 @@ fixed order, so the same config always gives identical frames.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from churn.config import DataSource, SimulateConfig
+from churn.domain.contract import CONTRACT
 from churn.domain.families import FAMILIES
 from churn.io import atomic_directory, write_parquet
 from churn.layout import table_file_name
 from churn.stages.simulate import behaviour, hazard, shifts
 from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
-from churn.stages.simulate.retention import RetentionTeam
-from churn.stages.simulate.tables import Outputs, SimulationResult, assemble, monthly_churn_rate
+from churn.stages.simulate.retention import RetentionTeam, retention_truth_frame
+from churn.stages.simulate.sinks import FrameSink, MemorySink, MonthlyTable, ParquetSink
+from churn.stages.simulate.tables import (
+    Outputs,
+    SimulationResult,
+    assemble,
+    customer_months_frame,
+    monthly_churn_rate,
+    usage_frame,
+)
 from churn.stages.simulate.world import World
 
 logger = logging.getLogger(__name__)
 
 
-def _run(w: World, on_month: Callable[[int, int], None] | None) -> SimulationResult:
-    """Draw the customers, simulate every month and assemble the tables and the truth."""
+@dataclass(frozen=True)
+class Sinks:
+    """Where the outputs that grow with customers x months go (:mod:`.sinks`).
+
+    Attributes:
+        usage_events: The raw ``usage_events`` table.
+        customer_months: The ``customer_months`` truth.
+        retention_truth: The ``retention_truth`` (nothing is written when the team is off).
+    """
+
+    usage_events: FrameSink
+    customer_months: FrameSink
+    retention_truth: FrameSink
+
+
+def _run(w: World, on_month: Callable[[int, int], None] | None, sinks: Sinks
+         ) -> SimulationResult:
+    """Draw the customers, simulate every month and assemble the tables and the truth.
+
+    Returns:
+        Every table and truth frame except the three that went to ``sinks``.
+    """
     w.draw_customers()
     shifts.shift_channels(w)
     presale = w.draw_presale()
     w.acquisition_static = hazard.acquisition_static(w)
     w.draw_onboarding()
     out = Outputs(
-        usage=_Rows("customer", "time", "type", "qty"),
+        usage=MonthlyTable(partial(usage_frame, w), sinks.usage_events),
         touches=_Rows("customer", "time", "type"),
         nps=_Rows("customer", "time", "value"),
         tickets=[],
-        truth=_Rows("customer", "month", "base", "retention", *FAMILIES, "exposure", "total",
-                    "hazard",
-                    "renewal", "disengaged", "churned"),
+        truth=MonthlyTable(partial(customer_months_frame, w), sinks.customer_months),
     )
-    team = RetentionTeam(w) if w.cfg.retention_actions else None
+    team = None
+    if w.cfg.retention_actions:
+        team = RetentionTeam(w, MonthlyTable(partial(retention_truth_frame, w),
+                                             sinks.retention_truth))
     for t in range(w.months):
         _simulate_month(w, t, out, team)
         if on_month is not None:
             on_month(t + 1, w.months)
     result = assemble(w, presale, out)
     if team is not None:
-        result.tables["retention_actions"], result.truth["retention_truth"] = team.tables()
+        result.tables["retention_actions"] = team.actions_table()
     return result
 
 
@@ -126,6 +160,14 @@ def _simulate_month(w: World, t: int, out: Outputs, team: RetentionTeam | None) 
     w.ended[act[churned]] = billing_date[churned]
 
 
+def _simulate_into(
+    cfg: SimulateConfig, sinks: Sinks, on_month: Callable[[int, int], None] | None
+) -> SimulationResult:
+    """Simulate with the big outputs going to ``sinks`` (see :func:`simulate`)."""
+    shifts.check_shifts(cfg.shifts, cfg.months)
+    return _run(World(cfg), on_month, sinks)
+
+
 def simulate(
     cfg: SimulateConfig, *, on_month: Callable[[int, int], None] | None = None
 ) -> SimulationResult:
@@ -142,8 +184,15 @@ def simulate(
         ConfigError: If ``cfg.start_date`` is not the first day of a month or the seed is
             negative.
     """
-    shifts.check_shifts(cfg.shifts, cfg.months)
-    return _run(World(cfg), on_month)
+    usage, months, retention = MemorySink(), MemorySink(), MemorySink()
+    result = _simulate_into(cfg, Sinks(usage, months, retention), on_month)
+    tables = {**result.tables, "usage_events": usage.frame()}
+    truth = {"customer_months": months.frame(), **result.truth}
+    if not retention.empty:
+        truth["retention_truth"] = retention.frame()
+    return SimulationResult(
+        tables={name: tables[name] for name in CONTRACT if name in tables}, truth=truth
+    )
 
 
 #: The file the simulate stage writes into each of its output folders when the simulator is off.
@@ -166,8 +215,12 @@ def run_simulate(
 ) -> None:
     """Simulate, write ``<table>.parquet`` to ``out_dir`` and the truth to ``truth_dir``.
 
-    Each folder is swapped in whole, so switching ``data.source`` never leaves stale tables or
-    truth of an earlier run behind. With ``source="files"`` nothing is simulated: each folder
+    ``usage_events``, ``customer_months`` and ``retention_truth`` are written month by month
+    while the months are simulated (:mod:`~churn.stages.simulate.sinks`), the other tables after
+    the loop, one at a time, so memory does not grow with customers x months. Both folders are
+    staged for the whole run and each is swapped in whole at the end: a failure leaves the
+    previous outputs, and switching ``data.source`` never leaves stale tables or truth of an
+    earlier run behind. With ``source="files"`` nothing is simulated: each folder
     holds only the :data:`OFF_MARKER_FILE` marker (evaluate then finds no truth and reports no
     oracle metrics; ingest reads the user's folder instead).
 
@@ -186,34 +239,56 @@ def run_simulate(
         )
         return
     started = time.perf_counter()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("simulating months", total=config.months)
-        result = simulate(config, on_month=lambda done, _: progress.update(task, completed=done))
-    for folder, frames in ((out_dir, result.tables), (truth_dir, result.truth)):
-        with atomic_directory(folder) as staging:
-            for name, frame in frames.items():
-                write_parquet(frame, staging / table_file_name(name))
+    with contextlib.ExitStack() as stack:
+        # Both folders are staged for the whole run: the big outputs stream into them month by
+        # month, and each is swapped in whole only after everything was written.
+        raw_staging = stack.enter_context(atomic_directory(out_dir))
+        truth_staging = stack.enter_context(atomic_directory(truth_dir))
+        sinks = Sinks(
+            usage_events=ParquetSink(raw_staging / table_file_name("usage_events")),
+            customer_months=ParquetSink(truth_staging / table_file_name("customer_months")),
+            retention_truth=ParquetSink(truth_staging / table_file_name("retention_truth")),
+        )
+        streamed = (sinks.usage_events, sinks.customer_months, sinks.retention_truth)
+        for sink in streamed:
+            stack.callback(sink.close)  # runs before the staging folders are swapped in
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("simulating months", total=config.months)
+            result = _simulate_into(
+                config, sinks, lambda done, _: progress.update(task, completed=done)
+            )
+        rows = {name: len(frame) for name, frame in result.tables.items()}
+        rows["usage_events"] = sinks.usage_events.rows
+        customers = result.truth["customers"]
+        for staging, frames in ((raw_staging, result.tables), (truth_staging, result.truth)):
+            for name in list(frames):  # written one by one, each released once written
+                write_parquet(frames.pop(name), staging / table_file_name(name))
+        for sink in streamed:
+            sink.close()
+        # The churn flags only (a bool per customer-month), read back from the written truth.
+        months = {"customer_months": pd.read_parquet(sinks.customer_months.path,
+                                                     columns=["churned"])}
 
-    customers = result.truth["customers"]
     logger.info(
         "simulated and wrote %s customers over %s months from %s (seed %s, mess %s) in %.1f s",
         f"{config.customers:,}", config.months, config.start_date, config.seed, config.mess,
         time.perf_counter() - started,
     )
-    for name, frame in result.tables.items():
-        logger.info("  %-22s %12s rows", name, f"{len(frame):,}")
+    for name in CONTRACT:
+        if name in rows:
+            logger.info("  %-22s %12s rows", name, f"{rows[name]:,}")
     logger.info(
         "churn: %s customers churned (%.1f%%), monthly churn rate %.2f%%; "
         "tables in %s, truth in %s",
         f"{customers['churned_at'].notna().sum():,}",
         100 * customers["churned_at"].notna().mean(),
-        100 * monthly_churn_rate(result.truth),
+        100 * monthly_churn_rate(months),
         out_dir,
         truth_dir,
     )

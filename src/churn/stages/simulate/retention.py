@@ -38,6 +38,7 @@ import pandas as pd
 from churn.domain.families import FAMILIES
 from churn.stages.simulate.arrays import _month_number, _sigmoid
 from churn.stages.simulate.hazard import _ANNUAL_RENEWAL_EFFECT
+from churn.stages.simulate.sinks import MonthlyTable
 from churn.stages.simulate.world import World
 
 #: Plays of the simulated team and the families each addresses (the default playbook's names).
@@ -58,6 +59,7 @@ VALUE_MONTHS = 12
 HORIZON_MONTHS = 2  # the truth's churn-within-horizon columns (label.horizon_days 60)
 _CONTACT_HOUR = 9  # actions are stamped at 09:00 UTC on the month start
 _SEED_SALT = 15  # the team draws from its own stream: the business stream is unchanged
+_PLAY_NAMES = np.array([name for name, _ in PLAYS])
 
 
 class RetentionTeam:
@@ -65,15 +67,17 @@ class RetentionTeam:
 
     Args:
         w: The world (customers drawn).
+        truth: Receives the ``retention_truth`` month by month (built by
+            :func:`retention_truth_frame`).
     """
 
-    def __init__(self, w: World) -> None:
+    def __init__(self, w: World, truth: MonthlyTable) -> None:
         self.w = w
         self.rng = np.random.default_rng([w.cfg.seed, _SEED_SALT])
         self.reduction = np.zeros(w.n)  # log-odds removed while under a play
         self.until = np.full(w.n, -1)  # last month of the running effect
         self.actions: list[dict[str, np.ndarray]] = []
-        self.truth: list[dict[str, np.ndarray]] = []
+        self.truth = truth
         self._play_masks = np.array(
             [[family in families for family in FAMILIES] for _, families in PLAYS]
         )
@@ -163,7 +167,7 @@ class RetentionTeam:
         discount[:, d] = DISCOUNT_RATE * mrr * s1[:, d, :EFFECT_MONTHS].sum(axis=1)
         saved = gross - discount  # a discount lowers the MRR the customer pays
         n_plays = len(PLAYS)
-        self.truth.append({
+        self.truth.add(**{
             "customer": np.repeat(act, n_plays),
             "month": np.full(len(act) * n_plays, t, np.int16),
             "play": np.tile(np.arange(n_plays), len(act)),
@@ -176,25 +180,32 @@ class RetentionTeam:
             "discount_given": discount.ravel().astype(np.float32),
         })
 
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The raw ``retention_actions`` table and the ``retention_truth`` frame."""
+    def actions_table(self) -> pd.DataFrame:
+        """The raw ``retention_actions`` table."""
         w = self.w
-        names = np.array([name for name, _ in PLAYS])
         actions = {k: np.concatenate([a[k] for a in self.actions]) for k in self.actions[0]}
-        raw = pd.DataFrame({
+        return pd.DataFrame({
             "customer_id": w.customer_id(actions["customer"]),
             "action_at": _utc(actions["time"]),
-            "play": pd.Series(names[actions["play"]], dtype="str"),
+            "play": pd.Series(_PLAY_NAMES[actions["play"]], dtype="str"),
             "control": pd.array(actions["control"], dtype="boolean"),
         })
-        rows = {k: np.concatenate([r[k] for r in self.truth]) for k in self.truth[0]}
-        truth = pd.DataFrame({
-            "customer_id": w.customer_id(rows.pop("customer")),
-            "month_start": _utc(w.month_start(np.arange(w.months))[rows.pop("month")]),
-            "play": pd.Series(names[rows.pop("play")], dtype="str"),
-            **rows,
-        })
-        return raw, truth
+
+
+def retention_truth_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One month's rows of the ``retention_truth`` (what each play would do per customer).
+
+    Args:
+        w: The world (customer ids and month starts).
+        rows: The month's arrays as :class:`RetentionTeam` records them.
+    """
+    rows = dict(rows)
+    return pd.DataFrame({
+        "customer_id": w.customer_id(rows.pop("customer")),
+        "month_start": _utc(w.month_start(np.arange(w.months))[rows.pop("month")]),
+        "play": pd.Series(_PLAY_NAMES[rows.pop("play")], dtype="str"),
+        **rows,
+    })
 
 
 def _utc(seconds: np.ndarray) -> pd.Series:

@@ -33,6 +33,7 @@ from churn.domain.contract import (
 from churn.domain.families import FAMILIES
 from churn.stages.simulate import mess
 from churn.stages.simulate.arrays import _NAT, _ids, _month_number, _Rows
+from churn.stages.simulate.sinks import MonthlyTable
 from churn.stages.simulate.world import (
     _ANNUAL,
     _MONTHLY,
@@ -63,13 +64,18 @@ class SimulationResult:
 
 @dataclass
 class Outputs:
-    """Rows collected over the month loop, one collector per output."""
+    """Rows collected over the month loop, one collector per output.
 
-    usage: _Rows
+    The two that grow with customers x months (``usage`` and the ``truth``'s customer months)
+    become rows month by month and go to a sink (:mod:`~churn.stages.simulate.sinks`); the
+    others are sorted across months at assembly, so their arrays are kept until then.
+    """
+
+    usage: MonthlyTable
     touches: _Rows
     nps: _Rows
     tickets: list[dict[str, np.ndarray]]
-    truth: _Rows
+    truth: MonthlyTable
 
 
 def _utc(seconds: np.ndarray) -> pd.Series:
@@ -84,12 +90,6 @@ def _labels(vocabulary: tuple[str, ...] | np.ndarray, codes: np.ndarray) -> pd.S
     codes = np.asarray(codes)
     return pc.take(dictionary, pa.array(codes, mask=codes < 0)).to_pandas()
 
-
-def _concat_chunks(chunks: list[np.ndarray]) -> np.ndarray:
-    """Concatenate and release ``chunks``."""
-    out = np.concatenate(chunks)
-    chunks.clear()
-    return out
 
 def _frame(table: str, columns: dict[str, pd.Series | np.ndarray]) -> pd.DataFrame:
     """A contract table: columns in contract order, ``int`` columns as nullable ``Int64``."""
@@ -129,13 +129,16 @@ def _event_table(w: World, table: str, rows: dict[str, np.ndarray],
 
 
 def assemble(w: World, presale: dict[str, np.ndarray], out: Outputs) -> SimulationResult:
-    """Turn the world's arrays after the month loop into contract tables and truth frames."""
+    """Turn the world's arrays after the month loop into contract tables and truth frames.
+
+    ``usage_events`` and the ``customer_months`` truth are not among them: they were built
+    month by month (:func:`usage_frame`, :func:`customer_months_frame`) and went to their sinks.
+    """
     tables = {
         "customers": _customers_table(w),
         "presale_touchpoints": _event_table(w, "presale_touchpoints", presale,
                                             PRESALE_TOUCHPOINT_TYPES),
         **_subscription_tables(w),
-        "usage_events": _usage_table(out.usage),
         "postsale_touchpoints": _event_table(w, "postsale_touchpoints", _postsale_rows(w, out),
                                              POSTSALE_TOUCHPOINT_TYPES),
         "nps_responses": _event_table(w, "nps_responses", out.nps.concat()),
@@ -145,7 +148,7 @@ def assemble(w: World, presale: dict[str, np.ndarray], out: Outputs) -> Simulati
         mess.duplicate_event_tables(tables, w.mess_rng)
     return SimulationResult(
         tables={name: tables[name] for name in CONTRACT if name in tables},
-        truth=_truth_tables(w, out.truth),
+        truth={"customers": _truth_customers(w)},
     )
 
 
@@ -198,14 +201,19 @@ def _subscription_tables(w: World) -> dict[str, pd.DataFrame]:
     return {"subscriptions": subscriptions, "subscription_changes": subscription_changes}
 
 
-def _usage_table(usage: _Rows) -> pd.DataFrame:
-    """Usage rows, already sorted (and duplicated) month by month with strings built."""
+def usage_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One month's ``usage_events`` rows from arrays already sorted (and duplicated).
+
+    Args:
+        w: The world (customer ids and event type names).
+        rows: ``customer`` (index), ``time`` (microseconds), ``type`` (code) and ``qty``.
+    """
     return _frame("usage_events", {
-        "customer_id": pa.chunked_array(usage.pop("customer"), pa.large_string()).to_pandas(),
-        "occurred_at": pd.Series(_concat_chunks(usage.pop("time")).view("datetime64[us]"),
+        "customer_id": w.customer_id(rows["customer"]),
+        "occurred_at": pd.Series(rows["time"].view("datetime64[us]"),
                                  dtype="datetime64[us, UTC]"),
-        "event_type": pa.chunked_array(usage.pop("type"), pa.large_string()).to_pandas(),
-        "quantity": _concat_chunks(usage.pop("qty")),
+        "event_type": pc.take(w.usage_event_types, pa.array(rows["type"])).to_pandas(),
+        "quantity": rows["qty"],
     })
 
 
@@ -222,11 +230,16 @@ def _postsale_rows(w: World, out: Outputs) -> dict[str, np.ndarray]:
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
-def _truth_tables(w: World, truth: _Rows) -> dict[str, pd.DataFrame]:
-    """``customer_months`` (hazard and its terms) and ``customers`` (churn date, traits)."""
-    rows = truth.concat()
+def customer_months_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One month's rows of the ``customer_months`` truth (hazard and its terms).
+
+    Args:
+        w: The world (customer ids and month starts).
+        rows: The month's arrays as the engine records them (``customer``, ``month``, the
+            family terms, ``hazard`` and the flags).
+    """
     month_starts = w.month_start(np.arange(w.months))
-    customer_months = pd.DataFrame({
+    return pd.DataFrame({
         "customer_id": w.customer_id(rows["customer"]),
         "month_start": _utc(month_starts[rows["month"]]),
         "churn_probability": rows["hazard"],
@@ -239,7 +252,11 @@ def _truth_tables(w: World, truth: _Rows) -> dict[str, pd.DataFrame]:
         "disengaged": rows["disengaged"],
         "churned": rows["churned"],
     })
-    customers = pd.DataFrame({
+
+
+def _truth_customers(w: World) -> pd.DataFrame:
+    """The ``customers`` truth: churn date, latent traits and first disengagement."""
+    return pd.DataFrame({
         "customer_id": w.customer_id(np.arange(w.n)),
         "churned_at": _utc(w.ended),
         "product_fit": w.fit,
@@ -248,7 +265,6 @@ def _truth_tables(w: World, truth: _Rows) -> dict[str, pd.DataFrame]:
         "usage_intensity": w.intensity,
         "disengaged_at": _utc(w.disengaged_at),
     })
-    return {"customer_months": customer_months, "customers": customers}
 
 
 def _support_tickets(w: World, months: list[dict[str, np.ndarray]]) -> pd.DataFrame:
