@@ -8,8 +8,9 @@ It generates synthetic validated tables directly (a quick vectorised generator: 
 realism), writes them to a temporary directory as Parquet, then runs three jobs, each in a fresh
 subprocess so that its CPU time and peak resident memory are its own:
 
-* ``core``: what the features stage does for these files: read the tables, compute every
-  feature with :func:`churn.features.build.build_features` and write the features Parquet.
+* ``core``: what the features stage does for these files: compute every feature with
+  :func:`churn.features.build.write_features` (DuckDB scans the Parquet files; only
+  ``customers`` and the population are read into pandas) and stream the features Parquet.
 * ``floor``: the least any features run must do: one DuckDB scan of each of the same Parquet
   files (every table the features read), computing per customer the number of rows in each
   window ``[T - w, T)`` of each cutoff ``T`` of the population (windows 7, 30, 90 days; by the
@@ -345,16 +346,18 @@ def run_floor(data_dir: Path, cfg: object) -> int:
 
 
 def run_core(data_dir: Path, out_path: Path, cfg: object) -> int:
-    """Read the tables, build the features and write them (the stage's work); return columns."""
-    from churn import build_features
-    from churn.domain.contract import CONTRACT
-    from churn.io import read_tables, write_parquet
+    """Do the features stage's work on these files; return the number of feature columns.
 
-    tables = read_tables(data_dir, list(CONTRACT))
+    As ``churn features`` does with the local engine: DuckDB scans the Parquet files (only
+    ``customers`` is read into pandas) and the features are streamed to ``out_path``.
+    """
+    from churn.domain.contract import CONTRACT
+    from churn.features.build import write_features
+
+    paths = {name: data_dir / f"{name}.parquet" for name in CONTRACT}
+    tables = {name: path for name, path in paths.items() if path.exists()}
     keys = pd.read_parquet(data_dir / "population.parquet")
-    frame = build_features(tables, keys, cfg).frame
-    write_parquet(frame, out_path)
-    return frame.shape[1] - 3
+    return len(write_features(tables, keys, cfg, out_path).catalog)
 
 
 def run_pandas(data_dir: Path, cfg: object) -> int:
