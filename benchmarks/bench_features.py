@@ -257,6 +257,15 @@ def _cpu_seconds() -> float:
 
 
 def _peak_rss_mib() -> float:
+    """Peak resident memory of this process since it started (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries it across ``execve``, so a subprocess forked from a
+    parent holding the generated tables would report the parent's size.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
