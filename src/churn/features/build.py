@@ -22,15 +22,20 @@ tables, population and config (the Spark engine) get the same mode as the driver
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
@@ -40,14 +45,35 @@ from churn.errors import DataContractError
 from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.features.personal import refuse_personal_columns, split_words
-from churn.sql import connect, fetch_scalar, normalize_timestamps, quote_ident, to_naive_utc
+from churn.io import atomic_path
+from churn.sql import (
+    connect,
+    fetch_scalar,
+    normalize_timestamps,
+    quote_ident,
+    quote_literal,
+    to_naive_utc,
+)
 
 logger = logging.getLogger(__name__)
 
 EVENT_FAMILIES: tuple[ModuleType, ...] = (acquisition, billing, usage, support, engagement)
 """Families of events mode, in output column order (pre-sale first, as in the journey)."""
 ENTITY_FAMILIES: tuple[ModuleType, ...] = (profile,)
+TableSource = pd.DataFrame | Path
+"""A table as a pandas frame, or as the path of a Parquet file DuckDB scans itself."""
+
+
 _BIRTH_WORDS = frozenset({"birth", "dob", "birthdate", "birthday"})
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "category": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
+"""Contract column kind -> DuckDB type of an absent column (as pandas' dtypes register)."""
 
 
 @dataclass(frozen=True)
@@ -88,23 +114,103 @@ def _population_keys(population: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _prepare_tables(tables: Mapping[str, pd.DataFrame], entity: bool) -> dict[str, pd.DataFrame]:
+def _load_tables(
+    con: duckdb.DuckDBPyConnection, prepared: Mapping[str, pd.DataFrame], keys: pd.DataFrame
+) -> None:
+    """Copy the tables into DuckDB once, with dense integer customer keys, and the population.
+
+    Every customer id of the population gets a dense integer (its position among the distinct
+    ids); the tables' ids, text or integers, are matched as text, as :func:`_population_keys`
+    reads them. Rows of customers outside the population are left out: every feature is a
+    function of one customer's rows and the cutoff (see the module docstring), so they could
+    not change any output row. The families then join and group on integers, and scan DuckDB's
+    own columns instead of the pandas frames (a usage table is read once, not once per
+    family); the customers' text ids only come back with the population's own column.
+    """
+    codes, ids = pd.factorize(keys["customer_id"])
+    ids_frame = pd.DataFrame({"customer_id": pd.Series(ids, dtype="str"), "key": range(len(ids))})
+    con.register("_customer_ids", ids_frame)
+    con.execute(
+        "CREATE TEMP TABLE _customer_key AS "
+        "SELECT customer_id::VARCHAR AS customer_id, key::BIGINT AS key FROM _customer_ids"
+    )
+    con.unregister("_customer_ids")
+    con.register(
+        "_population",
+        pd.DataFrame({"customer_id": codes, "cutoff": keys["cutoff"], "_row": keys["_row"]}),
+    )
+    for name, frame in prepared.items():
+        if isinstance(frame, Path):
+            source, columns = _parquet_source(name, frame)
+        else:
+            if "customer_id" not in frame.columns:
+                raise DataContractError(f"table {name} has no column customer_id")
+            source = f"_source_{name}"
+            con.register(source, frame)
+            columns = [f"t.{quote_ident(c)}" for c in frame.columns if c != "customer_id"]
+        con.execute(
+            f"CREATE TEMP TABLE {quote_ident(name)} AS "
+            f"SELECT ids.key AS customer_id, {', '.join(columns)} "
+            f"FROM {source} AS t JOIN _customer_key AS ids "
+            "ON ids.customer_id = t.customer_id::VARCHAR"
+        )
+        if not isinstance(frame, Path):
+            con.unregister(source)
+
+
+def _parquet_source(name: str, path: Path) -> tuple[str, list[str]]:
+    """Return the scan of a table's Parquet file and its columns as :func:`_prepare_tables` would.
+
+    Timestamps become naive UTC microseconds (``epoch_us`` is UTC whatever the session time
+    zone), and absent contract columns typed nulls.
+
+    Raises:
+        DataContractError: If the file has no ``customer_id`` column.
+    """
+    schema = pq.read_schema(path)
+    if "customer_id" not in schema.names:
+        raise DataContractError(f"table {name} ({path}) has no column customer_id")
+    columns = []
+    for field in schema:
+        if field.name == "customer_id":
+            continue
+        column = f"t.{quote_ident(field.name)}"
+        if pa.types.is_timestamp(field.type):
+            column = f"make_timestamp(epoch_us({column})) AS {quote_ident(field.name)}"
+        columns.append(column)
+    columns += [
+        f"NULL::{_SQL_TYPES[column.kind]} AS {quote_ident(column.name)}"
+        for column in CONTRACT[name].columns
+        if column.name not in schema.names
+    ]
+    return f"read_parquet({quote_literal(str(path))})", columns
+
+
+def _prepare_tables(tables: Mapping[str, TableSource], entity: bool) -> dict[str, TableSource]:
     """Normalise timestamps and add absent optional contract columns as typed nulls.
 
     Validated tables already carry every contract column; adding them here keeps the families'
     SQL valid on hand-made or sharded inputs too. Entity-mode customers keep all columns.
+    Parquet paths stay paths (:func:`_load_tables` does the same in SQL), except ``customers``,
+    read into pandas because its columns and values are checked in Python.
     """
-    prepared: dict[str, pd.DataFrame] = {}
+    prepared: dict[str, TableSource] = {}
     for name, frame in tables.items():
         if name not in CONTRACT:
             continue
+        if isinstance(frame, Path):
+            if name != "customers":
+                prepared[name] = frame
+                continue
+            frame = pd.read_parquet(frame)
         if not entity:
             added = {}
             for column in CONTRACT[name].columns:
                 if column.name in frame.columns:
                     continue
                 dtype = COLUMN_DTYPES[column.kind]
-                added[column.name] = pd.Series(pd.NA, index=frame.index, dtype=dtype)
+                # All missing, in the dtype's own missing value (pd.NA fails for float64).
+                added[column.name] = pd.Series(index=frame.index, dtype=dtype)
             frame = frame.assign(**added) if added else frame
         prepared[name] = normalize_timestamps(frame)
     return prepared
@@ -175,34 +281,41 @@ def family_skip_reasons(available: Iterable[str], mode: Mode) -> dict[str, str |
     return {module.FAMILY: _skip_reason(module, present) for module in families}
 
 
-def build_features(
-    tables: Mapping[str, pd.DataFrame],
+@dataclass(frozen=True)
+class FeatureSummary:
+    """What :func:`write_features` returns: the catalog and skips of the file it wrote.
+
+    Attributes:
+        rows: Rows written (one per population row).
+        catalog: One row per feature column (see :mod:`churn.domain.catalog`).
+        skipped: As :attr:`FeatureResult.skipped`.
+    """
+
+    rows: int
+    catalog: pd.DataFrame
+    skipped: dict[str, str]
+
+
+@dataclass
+class _Session:
+    """An open DuckDB session holding the family tables, ready for the final join."""
+
+    con: duckdb.DuckDBPyConnection
+    keys: pd.DataFrame
+    specs: list[FeatureSpec]
+    joined: list[str]
+    skipped: dict[str, str]
+
+
+@contextlib.contextmanager
+def _feature_session(
+    tables: Mapping[str, TableSource],
     population: pd.DataFrame,
     cfg: FeaturesConfig,
-    *,
-    mode: Mode | None = None,
-) -> FeatureResult:
-    """Compute point-in-time features for every population row.
-
-    Args:
-        tables: Validated tables by contract name (absent optional tables skip families).
-        population: Rows with ``customer_id``, ``cutoff`` (midnight UTC) and optionally
-            ``label`` (a labels frame); duplicates are allowed and keep their order.
-        cfg: Feature configuration (windows, vocabularies, DuckDB resources).
-            ``usage_event_types: auto`` is resolved from the events before the population's
-            earliest cutoff (:func:`churn.features.families.usage.resolve_usage_event_types`);
-            callers that split the population (Spark shards, scoring) resolve it first.
-        mode: ``ingest.mode``: :attr:`Mode.EVENTS` for the journey families, ``ENTITY`` for the
-            profile family over the customer table (label column already removed); ``None``
-            infers it from the tables (see the module docstring).
-
-    Returns:
-        The features frame, the catalog and the skipped families/parts.
-
-    Raises:
-        ValueError: If the population lacks keys or has cutoffs that are not midnight UTC, or
-            if a family breaks the one-row-per-key contract or the catalog.
-    """
+    mode: Mode | None,
+    scratch_dir: Path | None,
+) -> Iterator[_Session]:
+    """Load the tables into DuckDB and run every family query (see :func:`build_features`)."""
     keys = _population_keys(population)
     entity = Mode(mode) is Mode.ENTITY if mode is not None else set(tables) == {"customers"}
     prepared = _prepare_tables(tables, entity)
@@ -214,11 +327,16 @@ def build_features(
 
     skipped: dict[str, str] = {}
     specs: list[FeatureSpec] = []
-    con = connect(cfg.duckdb_threads, cfg.duckdb_memory_limit)
-    try:
-        for name, frame in prepared.items():
-            con.register(name, frame)
-        con.register("_population", keys)
+    with contextlib.ExitStack() as stack:
+        if scratch_dir is None:
+            scratch_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="churn_")))
+        con = stack.enter_context(
+            contextlib.closing(connect(cfg.duckdb_threads, cfg.duckdb_memory_limit))
+        )
+        # Past the memory limit DuckDB spills here instead of failing (sorts, joins, groups).
+        con.execute(f"SET temp_directory = {quote_literal(str(scratch_dir))}")
+        con.execute("SET enable_progress_bar = false")
+        _load_tables(con, prepared, keys)
         con.register(DAY_BUCKET, grid.day_bucket)
         con.register(BUCKET_WINDOW, grid.bucket_window)
         con.execute(
@@ -252,31 +370,169 @@ def build_features(
             )
             specs.extend(query.specs)
             joined.append(table)
-        features = _fetch_features(con, joined, specs)
-    finally:
-        # Free DuckDB's family tables before the result is converted to pandas.
-        con.close()
-    features = _to_feature_frame(features, specs, len(keys))
+        yield _Session(con=con, keys=keys, specs=specs, joined=joined, skipped=skipped)
 
+
+def build_features(
+    tables: Mapping[str, TableSource],
+    population: pd.DataFrame,
+    cfg: FeaturesConfig,
+    *,
+    mode: Mode | None = None,
+    scratch_dir: Path | None = None,
+) -> FeatureResult:
+    """Compute point-in-time features for every population row.
+
+    Args:
+        tables: Validated tables by contract name (absent optional tables skip families), as
+            frames or as Parquet paths that DuckDB scans without pandas (``customers`` is
+            always read into pandas: its columns and values are checked in Python).
+        population: Rows with ``customer_id``, ``cutoff`` (midnight UTC) and optionally
+            ``label`` (a labels frame); duplicates are allowed and keep their order.
+        cfg: Feature configuration (windows, vocabularies, DuckDB resources).
+            ``usage_event_types: auto`` is resolved from the events before the population's
+            earliest cutoff (:func:`churn.features.families.usage.resolve_usage_event_types`);
+            callers that split the population (Spark shards, scoring) resolve it first.
+        mode: ``ingest.mode``: :attr:`Mode.EVENTS` for the journey families, ``ENTITY`` for the
+            profile family over the customer table (label column already removed); ``None``
+            infers it from the tables (see the module docstring).
+        scratch_dir: Where DuckDB spills past ``cfg.duckdb_memory_limit`` (a temporary folder
+            when not given); the caller removes it.
+
+    Returns:
+        The features frame, the catalog and the skipped families/parts.
+
+    Raises:
+        ValueError: If the population lacks keys or has cutoffs that are not midnight UTC, or
+            if a family breaks the one-row-per-key contract or the catalog.
+    """
+    with _feature_session(tables, population, cfg, mode, scratch_dir) as session:
+        features = _fetch_features(session.con, session.joined, session.specs)
+    specs = session.specs
+    features = _to_feature_frame(features, specs, len(session.keys))
     check_catalog(specs, features.columns)
-    frame = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "customer_id": keys["customer_id"],
-                    "cutoff": population["cutoff"].reset_index(drop=True),
-                    "label": (
-                        population["label"].reset_index(drop=True)
-                        if "label" in population.columns
-                        else pd.Series(pd.NA, index=keys.index, dtype="Int8")
-                    ),
-                }
-            ),
-            features,
-        ],
-        axis=1,
+    frame = pd.concat([_key_frame(session.keys, population), features], axis=1)
+    return FeatureResult(frame=frame, catalog=catalog_frame(specs), skipped=session.skipped)
+
+
+def write_features(
+    tables: Mapping[str, TableSource],
+    population: pd.DataFrame,
+    cfg: FeaturesConfig,
+    out_path: Path,
+    *,
+    mode: Mode | None = None,
+    scratch_dir: Path | None = None,
+    batch_rows: int = 65_536,
+) -> FeatureSummary:
+    """Compute the features as :func:`build_features` and stream them to a Parquet file.
+
+    The features never exist whole in pandas: DuckDB hands over ``batch_rows`` rows at a time
+    (in population order), each batch gets the key columns and the catalog dtypes and is
+    appended to the file, so memory is DuckDB's limit plus a batch. The file is written to a
+    temporary sibling and renamed (:func:`churn.io.atomic_path`); read back, it equals
+    ``build_features(...).frame`` written with :func:`churn.io.write_parquet`.
+
+    Args:
+        tables: As :func:`build_features`.
+        population: As :func:`build_features`.
+        cfg: As :func:`build_features`.
+        out_path: The features Parquet file to write.
+        mode: As :func:`build_features`.
+        scratch_dir: Where DuckDB spills; by default the staging folder of ``out_path``
+            (beside it, removed with it).
+        batch_rows: Rows per batch (and row group).
+
+    Returns:
+        Rows written, the catalog and the skipped families/parts.
+    """
+    with (
+        atomic_path(out_path) as tmp,
+        # Spills go to the output's staging folder, removed with it (or after a kill).
+        _feature_session(tables, population, cfg, mode, scratch_dir or tmp.parent) as session,
+    ):
+        specs, keys = session.specs, session.keys
+        dtypes = feature_dtypes(specs)
+        batches = _feature_batches(session.con, session.joined, specs, batch_rows, len(keys))
+        writer: pq.ParquetWriter | None = None
+        schema: pa.Schema | None = None
+        start = 0
+        try:
+            for features in batches:
+                stop = start + len(features)
+                features = features.astype(dtypes).set_axis(pd.RangeIndex(start, stop))
+                if writer is None:
+                    check_catalog(specs, features.columns)
+                chunk = pd.concat(
+                    [_key_frame(keys.iloc[start:stop], population.iloc[start:stop]), features],
+                    axis=1,
+                )
+                # The first batch fixes the schema (with pandas' metadata, as to_parquet does).
+                table = _arrow_table(chunk, schema)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(table)
+                start = stop
+        finally:
+            if writer is not None:
+                writer.close()
+    return FeatureSummary(rows=start, catalog=catalog_frame(specs), skipped=session.skipped)
+
+
+def _arrow_table(frame: pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
+    """Convert a frame as :meth:`pandas.DataFrame.to_parquet` does (no index).
+
+    pyarrow reads time-zone columns through ``Series.values``, which pandas 3.1 deprecates;
+    pandas' own ``to_parquet`` silences that one warning around the same call, and so do we.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Series.values returning an ndarray that drops timezone"
+        )
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def _feature_batches(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[str],
+    specs: list[FeatureSpec],
+    batch_rows: int,
+    n_rows: int,
+) -> Iterator[pd.DataFrame]:
+    """Yield the feature columns in population order, ``batch_rows`` rows at a time.
+
+    Each batch is its own query over a slice of population rows: joining the whole population
+    at once needs every family's hash table and a sort of the full width in memory together
+    (measured: out of memory at 200k customers under a 1 GB limit), a slice only its own
+    rows. Always yields at least one (maybe empty) frame, so an empty population still writes
+    a file with every column.
+    """
+    for start in range(0, max(n_rows, 1), batch_rows):
+        stop = min(start + batch_rows, n_rows)
+        if not tables:
+            yield pd.DataFrame(index=pd.RangeIndex(stop - start))
+            continue
+        where = f"p._row >= {start} AND p._row < {stop}"
+        table = con.sql(_features_sql(tables, specs, where)).to_arrow_table()
+        yield table.to_pandas(split_blocks=True)
+
+
+def _key_frame(keys: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
+    """The key columns of the output: text ids, the population's own cutoffs and labels."""
+    index = keys.index
+    label = (
+        population["label"].set_axis(index)
+        if "label" in population.columns
+        else pd.Series(pd.NA, index=index, dtype="Int8")
     )
-    return FeatureResult(frame=frame, catalog=catalog_frame(specs), skipped=skipped)
+    return pd.DataFrame(
+        {
+            "customer_id": keys["customer_id"],
+            "cutoff": population["cutoff"].set_axis(index),
+            "label": label,
+        }
+    )
 
 
 def _fetch_features(
@@ -285,14 +541,20 @@ def _fetch_features(
     """Join the family tables onto the population in row order (an Arrow table)."""
     if not tables:
         return None
+    return con.sql(_features_sql(tables, specs)).to_arrow_table()
+
+
+def _features_sql(tables: list[str], specs: list[FeatureSpec], where: str = "true") -> str:
+    """SQL joining the family tables onto the population rows ``where`` holds, in row order."""
     joins = "\n".join(
         f"LEFT JOIN {t} ON {t}.customer_id = p.customer_id AND {t}.cutoff = p.cutoff"
         for t in tables
     )
     columns = ", ".join(quote_ident(spec.name) for spec in specs)
-    return con.sql(
-        f"SELECT {columns} FROM _population AS p {joins} ORDER BY p._row"
-    ).to_arrow_table()
+    return (
+        f"SELECT {columns} FROM (SELECT * FROM _population AS p WHERE {where}) AS p {joins} "
+        "ORDER BY p._row"
+    )
 
 
 def _to_feature_frame(

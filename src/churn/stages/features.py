@@ -14,18 +14,21 @@ from churn.console import log_table
 from churn.domain.contract import CONTRACT
 from churn.domain.modes import Mode
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
-from churn.features.build import FeatureResult, build_features
+from churn.features.build import FeatureResult, build_features, write_features
 from churn.features.families.usage import (
     AUTO,
     resolve_usage_event_types,
     usage_event_types_of_model,
 )
 from churn.io import read_frame, read_tables, write_parquet, write_table
+from churn.layout import table_file_name
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_tables(params: Params, tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def prepare_tables(
+    params: Params, tables: Mapping[str, pd.DataFrame | Path]
+) -> dict[str, pd.DataFrame | Path]:
     """Select the tables the mode uses; in entity mode drop the label column (it is the target).
 
     Raises:
@@ -88,6 +91,23 @@ def pin_model_usage_event_types(
     return params.model_copy(update={"features": features})
 
 
+def read_feature_tables(params: Params, validated_dir: Path) -> dict[str, pd.DataFrame | Path]:
+    """Return the validated tables the features stage reads, big ones as Parquet paths.
+
+    With the local engine only ``customers`` is read into pandas (its columns and values are
+    checked in Python); DuckDB scans the other files itself, so they never exist whole in
+    pandas. The Spark engine gets every table as a frame.
+    """
+    if params.features.engine == "spark" or params.ingest.mode is Mode.ENTITY:
+        return dict(read_tables(validated_dir, list(CONTRACT)))
+    tables: dict[str, pd.DataFrame | Path] = dict(read_tables(validated_dir, ["customers"]))
+    for name in CONTRACT:
+        path = validated_dir / table_file_name(name)
+        if name != "customers" and path.exists():
+            tables[name] = path
+    return tables
+
+
 def run_features(
     params: Params,
     validated_dir: Path,
@@ -96,6 +116,11 @@ def run_features(
     catalog_path: Path,
 ) -> None:
     """Compute features for every labels row and write the features Parquet and catalog CSV.
+
+    The local engine streams the features from DuckDB to the file in batches
+    (:func:`churn.features.build.write_features`): memory is ``features.duckdb_memory_limit``
+    (DuckDB spills past it into a scratch folder beside the output, removed after) plus the
+    customers table, the labels and one batch, not the whole features table.
 
     Args:
         params: All parameters (``features`` knobs; ``ingest.mode`` and ``label_column``).
@@ -109,21 +134,27 @@ def run_features(
         EmptyPopulationError: If the labels are empty.
         ChurnError: If the Spark engine is requested but unavailable.
     """
-    tables = prepare_tables(params, read_tables(validated_dir, list(CONTRACT)))
+    tables = prepare_tables(params, read_feature_tables(params, validated_dir))
     labels = read_frame(labels_path)
     if labels.empty:
         raise EmptyPopulationError(f"{labels_path} has no rows: nothing to compute features for")
-    result = compute_features(params, tables, labels)
-    by_family = result.catalog.groupby("family", sort=False).size()
-    rows = [(family, f"{count}", "") for family, count in by_family.items()]
-    rows += [(family, "0", reason) for family, reason in result.skipped.items()]
+    if params.features.engine == "spark":
+        result = compute_features(params, tables, labels)
+        write_parquet(result.frame, out_path)
+        rows, catalog, skipped = len(result.frame), result.catalog, result.skipped
+    else:
+        first_cutoff = labels["cutoff"].min()
+        cfg = resolve_usage_event_types(params.features, tables, first_cutoff)
+        summary = write_features(tables, labels, cfg, out_path, mode=params.ingest.mode)
+        rows, catalog, skipped = summary.rows, summary.catalog, summary.skipped
+    by_family = catalog.groupby("family", sort=False).size()
+    table_rows = [(family, f"{count}", "") for family, count in by_family.items()]
+    table_rows += [(family, "0", reason) for family, reason in skipped.items()]
     log_table(
         logger,
-        f"features: {len(result.frame):,} rows x {len(result.catalog)} features "
-        f"({params.features.engine} engine)",
+        f"features: {rows:,} rows x {len(catalog)} features ({params.features.engine} engine)",
         ["family", "features", "skipped"],
-        rows,
+        table_rows,
     )
-    write_parquet(result.frame, out_path)
-    write_table(result.catalog, catalog_path, fmt="csv")
+    write_table(catalog, catalog_path, fmt="csv")
     logger.info("wrote %s and %s", out_path, catalog_path)

@@ -34,9 +34,11 @@ see the same fixed list.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import pandas as pd
 
@@ -54,7 +56,7 @@ from churn.features.common import (
     spec_maker,
     windowed_sql,
 )
-from churn.sql import quote_literal
+from churn.sql import connect, quote_literal
 
 FAMILY = "usage"
 PHASE = FAMILY_PHASES[FAMILY]
@@ -70,12 +72,13 @@ _spec = spec_maker(FAMILY, PHASE)
 
 
 def choose_usage_event_types(
-    events: pd.DataFrame, before: pd.Timestamp, top: int
+    events: pd.DataFrame | Path, before: pd.Timestamp, top: int
 ) -> tuple[str, ...]:
     """Return the ``top`` most frequent event types among the events before ``before``.
 
     Args:
-        events: ``usage_events`` with ``occurred_at`` (naive or aware UTC) and ``event_type``.
+        events: ``usage_events`` with ``occurred_at`` (naive or aware UTC) and ``event_type``,
+            as a frame or a Parquet file; DuckDB counts (no per-row Python work).
         before: Only rows stamped strictly before it count (the earliest cutoff).
         top: How many types to keep.
 
@@ -83,11 +86,23 @@ def choose_usage_event_types(
         Types by decreasing number of rows (ties by name); a type whose feature name (its
         slug) equals a more frequent type's is skipped, so every type has its own columns.
     """
-    occurred = pd.to_datetime(events["occurred_at"], utc=True)  # naive means UTC
     before = pd.Timestamp(before)
     before = before.tz_localize("UTC") if before.tzinfo is None else before.tz_convert("UTC")
-    known = events.loc[(occurred < before).to_numpy(), "event_type"].dropna()
-    return rank_usage_event_types(known.astype(str).value_counts().to_dict(), top)
+    before_us = (before - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    with contextlib.closing(connect(threads=1, memory_limit="1GB")) as con:
+        con.execute("SET enable_progress_bar = false")
+        if isinstance(events, Path):
+            source = f"read_parquet({quote_literal(str(events))})"
+        else:
+            con.register("_events", events[["occurred_at", "event_type"]])
+            source = "_events"
+        # epoch_us reads naive values as UTC and aware ones in UTC, as pandas does here.
+        rows = con.execute(
+            f"""SELECT event_type::VARCHAR, count(*) FROM {source}
+            WHERE event_type IS NOT NULL AND epoch_us(occurred_at) < {before_us}
+            GROUP BY ALL"""
+        ).fetchall()
+    return rank_usage_event_types(dict(rows), top)
 
 
 def rank_usage_event_types(counts: Mapping[str, int], top: int) -> tuple[str, ...]:
@@ -107,7 +122,9 @@ def rank_usage_event_types(counts: Mapping[str, int], top: int) -> tuple[str, ..
 
 
 def resolve_usage_event_types(
-    cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame], first_cutoff: pd.Timestamp | None
+    cfg: FeaturesConfig,
+    tables: Mapping[str, pd.DataFrame | Path],
+    first_cutoff: pd.Timestamp | None,
 ) -> FeaturesConfig:
     """Return ``cfg`` with ``usage_event_types: auto`` replaced by the types chosen from data.
 
@@ -117,7 +134,8 @@ def resolve_usage_event_types(
     if cfg.usage_event_types != AUTO:
         return cfg
     events = tables.get("usage_events")
-    if events is None or first_cutoff is None or events.empty:
+    empty = isinstance(events, pd.DataFrame) and events.empty
+    if events is None or first_cutoff is None or empty:
         types: tuple[str, ...] = ()
     else:
         types = choose_usage_event_types(events, first_cutoff, cfg.usage_event_types_top)
