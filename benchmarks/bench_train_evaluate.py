@@ -51,6 +51,7 @@ PHASES = (
     ("mlflow.pyfunc", "log_model", "MLflow: log and register the model"),
     ("churn.tracking.runs", "gate_model_version", "MLflow: gate"),
     ("mlflow", "log_artifacts", "MLflow: run artifacts"),
+    ("mlflow.models.utils", "_validate_serving_input", "MLflow: input example served"),
     ("churn.stages.train", "download_champion_export", "MLflow: champion export download"),
     ("churn.stages.train", "write_calibration_plot", "calibration plot"),
     ("churn.stages.evaluate", "evaluate_models", "evaluate core (test metrics)"),
@@ -185,7 +186,12 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 
 def sweep_negative_rates(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Fit the train core once per (seed, rate); return test metrics and the fit's CPU."""
+    """Fit the model once per (seed, rate); return test metrics and the fit's CPU.
+
+    The split and the dead-feature drop are done once, as :func:`train_churn_models` does them;
+    each fit is :func:`fit_churn_model` (what train and the backtest refits call), so the
+    parts that do not depend on the rate (single-feature AUCs, the baseline) are not repeated.
+    """
     import lightgbm
     import yaml
 
@@ -193,7 +199,8 @@ def sweep_negative_rates(args: argparse.Namespace) -> list[dict[str, Any]]:
     from churn.domain.catalog import read_catalog
     from churn.io import read_frame
     from churn.model import fit
-    from churn.model.metrics import TOP_DECILE, compute_ece, compute_lift
+    from churn.model.metrics import TOP_DECILE, compute_ece, compute_lift, summarize_predictions
+    from churn.model.split import label_array, split_by_time
 
     clock = PhaseClock()
     lightgbm.train = clock.wrap(lightgbm.train, "LightGBM fit")
@@ -201,34 +208,43 @@ def sweep_negative_rates(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.num_threads is not None:
         raw.setdefault("train", {})["num_threads"] = args.num_threads
     features = read_frame(Path(args.features))
-    catalog = read_catalog(Path(args.catalog))
+    params = parse_params(raw)
+    split = split_by_time(features, params.train, params.label, mode=params.ingest.mode)
+    train, validation, test = (
+        features.iloc[rows] for rows in (split.train, split.validation, split.test)
+    )
+    del features
+    catalog = fit.select_feature_catalog(train, read_catalog(Path(args.catalog)))
+    dead = list(fit.find_dead_features(train, list(catalog["name"])))
+    train, validation, test = (part.drop(columns=dead) for part in (train, validation, test))
+    catalog = catalog[~catalog["name"].isin(dead)].reset_index(drop=True)
+    labels = label_array(test)
     rows = []
     for seed in [int(value) for value in args.seeds.split(",")]:
         for rate in [float(value) for value in args.sweep_rates.split(",")]:
             raw["train"] = {**raw.get("train", {}), "seed": seed, "negative_sample_rate": rate}
-            params = parse_params(raw)
+            cfg = parse_params(raw).train
             clock.totals.pop("LightGBM fit", None)
             wall, cpu = time.perf_counter(), cpu_seconds()
-            result = fit.train_churn_models(features, catalog, params)
-            core_wall, core_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-            test = result.test_predictions
-            labels, scores = test["label"].to_numpy(), test["churn_probability"].to_numpy()
-            meta = result.model.metadata
+            model = fit.fit_churn_model(train, validation, catalog, cfg)
+            model_wall, model_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+            scores = model.predict_proba(test)
+            summary = summarize_predictions(labels, scores)
             rows.append(
                 {
                     "seed": seed,
                     "rate": rate,
-                    "train_rows": meta["n_train"],
-                    "fitted_rows": meta["n_train_fitted"],
-                    "best_iteration": meta["best_iteration"],
-                    "roc_auc": result.metrics["test"]["roc_auc"],
-                    "pr_auc": result.metrics["test"]["pr_auc"],
+                    "train_rows": model.metadata["n_train"],
+                    "fitted_rows": model.metadata["n_train_fitted"],
+                    "best_iteration": model.metadata["best_iteration"],
+                    "roc_auc": summary["roc_auc"],
+                    "pr_auc": summary["pr_auc"],
                     "ece": compute_ece(labels, scores, params.evaluate.calibration_bins),
                     "lift_top_decile": compute_lift(labels, scores, TOP_DECILE),
                     "fit_wall": clock.totals["LightGBM fit"][0],
                     "fit_cpu": clock.totals["LightGBM fit"][1],
-                    "core_wall": core_wall,
-                    "core_cpu": core_cpu,
+                    "model_wall": model_wall,
+                    "model_cpu": model_cpu,
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
