@@ -390,7 +390,9 @@ class TrainConfig(_Section):
         description="Share r of the retained (label 0) training rows LightGBM is fitted on; "
         "every churned row is kept and each kept retained row weighs 1/r, so the loss stays "
         "unbiased (He et al. 2014, negative downsampling). Drawn per cutoff with the seed; "
-        "validation rows (early stopping, calibration) are never sampled. 1.0: off.",
+        "validation rows (early stopping, calibration) are never sampled. 1.0: off (the "
+        "default here); params.yaml sets 0.25, measured equal in test ROC AUC and ECE at 20k "
+        "and 100k customers for a 3.6x cheaper fit (docs/training.md).",
     )
     max_training_rows: int | None = Field(
         None,

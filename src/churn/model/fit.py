@@ -233,16 +233,16 @@ def fit_churn_model(
 ) -> ChurnModel:
     """Fit LightGBM on ``train`` (early stopping on ``validation``) and calibrate on validation.
 
+    LightGBM sees every churned training row and, with ``train.negative_sample_rate`` below 1
+    or a ``train.max_training_rows`` budget, a weighted sample of the retained ones
+    (:func:`sample_training_negatives`); levels, typical values, early stopping and the
+    calibrator use all their rows.
+
     Args:
         train: Training rows of the features frame (labels present).
         validation: Validation rows (labels present, both classes).
         catalog: Feature catalog (at least the frame's feature columns).
         cfg: Train section.
-
-    LightGBM sees every churned training row and, with ``train.negative_sample_rate`` below 1
-    or a ``train.max_training_rows`` budget, a weighted sample of the retained ones
-    (:func:`sample_training_negatives`); levels, typical values, early stopping and the
-    calibrator use all their rows.
 
     Returns:
         The calibrated model. Categorical levels come from train only, levels on fewer than
