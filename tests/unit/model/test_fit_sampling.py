@@ -208,3 +208,17 @@ def test_refits_in_worker_processes_sample_like_the_serial_ones(features, tmp_pa
     parallel = refit_side_by_side(path, columns, TINY_CATALOG, params, cutoffs, workers=2)
     assert parallel == serial
     assert parallel != plain
+
+
+def test_weighting_keeps_the_raw_scores_on_the_scale_of_the_full_data(features):
+    """Unweighted, a quarter of the retained rows would inflate the raw odds about 4x; the
+    1/r weights keep the uncalibrated probabilities near the churn rate of the full data."""
+    params = tiny_params()
+    train, validation, _ = slices(features, params)
+    sampled = fit_churn_model(
+        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=0.25).train
+    )
+    raw = 1.0 / (1.0 + np.exp(-sampled.predict_raw(validation)))
+    churn_rate = train["label"].mean()
+    unweighted_rate = churn_rate / (churn_rate + 0.25 * (1 - churn_rate))
+    assert abs(raw.mean() - churn_rate) < abs(raw.mean() - unweighted_rate) / 3
