@@ -383,6 +383,24 @@ class TrainConfig(_Section):
         description="Weight of churners in the LightGBM loss; above 1 favours recall of rare "
         "churners. The calibrator maps the skewed raw scores back to probabilities.",
     )
+    negative_sample_rate: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Share r of the retained (label 0) training rows LightGBM is fitted on; "
+        "every churned row is kept and each kept retained row weighs 1/r, so the loss stays "
+        "unbiased (He et al. 2014, negative downsampling). Drawn per cutoff with the seed; "
+        "validation rows (early stopping, calibration) are never sampled. 1.0: off (the "
+        "default here); params.yaml sets 0.25, measured equal in test ROC AUC and ECE at 20k "
+        "and 100k customers for a 3.6x cheaper fit (docs/training.md).",
+    )
+    max_training_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Budget of LightGBM training rows: when the training slice holds more, the "
+        "retained rows are sampled at the rate that fits it (or at negative_sample_rate if "
+        "that is lower), all churned rows kept. None: no budget.",
+    )
     early_stopping_rounds: int = Field(50, ge=1)
     early_stopping_metric: Literal["binary_logloss", "auc", "average_precision"] = Field(
         "binary_logloss",

@@ -33,8 +33,10 @@ from churn.errors import ModelError
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.explanation_check import compute_reason_agreement
 from churn.model.fit import (
+    UNSAMPLED,
     build_importance,
     build_lgb_params,
+    describe_negative_sampling,
     describe_strongest_features,
     fit_churn_model,
 )
@@ -429,6 +431,8 @@ def is_backtest_fit(model: ChurnModel, split: Split, params: Params) -> bool:
         and meta.get("n_estimators") == cfg.n_estimators
         and meta.get("early_stopping_rounds") == cfg.early_stopping_rounds
         and without_threads(meta.get("lgb_params") or {}) == without_threads(build_lgb_params(cfg))
+        # A model saved before negative sampling existed was fitted on every row.
+        and meta.get("negative_sampling", UNSAMPLED) == describe_negative_sampling(cfg)
     )
 
 

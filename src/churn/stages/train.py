@@ -49,7 +49,8 @@ def run_train(
 
     ``model_dir`` changes only when the champion changes: it is left untouched when it already
     holds the champion (its ``registry.json`` names the same version and run), and is re-exported
-    from the run's ``export/`` artifact when it is missing or stale (``dvc repro`` deletes stage
+    from the champion's registered model (whose ``churn_model`` artifact is the whole export
+    directory, logged once) when it is missing or stale (``dvc repro`` deletes stage
     outputs before running). A refused challenger is exported to ``challenger_dir`` for
     inspection; when the new model is promoted, ``challenger_dir`` holds only its
     ``registry.json`` record (the model itself is in ``model_dir``).
@@ -95,9 +96,11 @@ def run_train(
 
     with tempfile.TemporaryDirectory(prefix="churn-train-") as staging_name:
         staging = Path(staging_name)
-        model_path = staging / "churn_model"
+        model_path = staging / "model"
         result.model.save(model_path)
-        export_dir = staging / "export"
+        # MLflow names the pyfunc's artifact folder after this directory: the ``churn_model``
+        # folder of the logged model is the whole export.
+        export_dir = staging / "churn_model"
         write_model_export(result, model_path, export_dir, head)
         artifact_dir = staging / "artifacts"
         artifact_dir.mkdir()
@@ -109,7 +112,6 @@ def run_train(
             features,
             params,
             features_path=features_path,
-            model_path=model_path,
             export_dir=export_dir,
             artifact_dir=artifact_dir,
         )
@@ -199,28 +201,33 @@ def holds_version(model_dir: Path, version_record: dict[str, Any]) -> bool:
 
 
 def download_champion_export(champion: dict[str, Any], destination: Path) -> Path:
-    """Fetch the champion's export directory from its run (this project's artifacts).
+    """Fetch the champion's export directory: its registered model's ``churn_model`` artifact.
 
-    A champion registered before runs logged their ``export/`` folder has only the pyfunc's
-    model files; it is exported without a baseline, with a warning (``churn evaluate`` will
-    then ask for a retrain).
+    Older champions are still found: one trained when the export was logged twice has only the
+    ChurnModel files in its model and the whole export as the run's ``export/`` artifact; one
+    older still has no ``export/`` either and is exported without a baseline, with a warning
+    (``churn evaluate`` will then ask for a retrain).
     """
-    from churn.model.artifact import ChurnModel
-    from churn.tracking.loading import download_artifacts, load_model
+    from churn.tracking.loading import download_artifacts, find_churn_model_dir
     from churn.tracking.runs import EXPORT_ARTIFACT_DIR
 
+    model_dir = find_churn_model_dir(
+        download_artifacts(champion["model_uri"], destination / "model")
+    )
+    if (model_dir / BASELINE_FILE).is_file():
+        return model_dir
     try:
-        return download_artifacts(f"runs:/{champion['run_id']}/{EXPORT_ARTIFACT_DIR}", destination)
+        return download_artifacts(
+            f"runs:/{champion['run_id']}/{EXPORT_ARTIFACT_DIR}", destination / "export"
+        )
     except ModelError:
         logger.warning(
-            "champion v%s has no %s/ artifact (trained by an older churn); exporting its model "
-            "without a baseline",
+            "champion v%s has neither a baseline in its model nor an %s/ artifact (trained by "
+            "an older churn); exporting its model without a baseline",
             champion["model_version"],
             EXPORT_ARTIFACT_DIR,
         )
-    model: ChurnModel = load_model(champion["model_uri"])
-    model.save(destination / "legacy")
-    return destination / "legacy"
+    return model_dir
 
 
 def publish_export(export_dir: Path, version_record: dict[str, Any], target: Path) -> None:

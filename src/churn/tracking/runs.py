@@ -11,6 +11,11 @@ SQLite store gets its artifact root explicitly: ``mlartifacts/`` beside the data
 Offline by design: the model's pip requirements are pinned from the installed versions (no
 dependency inference), MLflow telemetry is off unless the user set ``MLFLOW_DISABLE_TELEMETRY``,
 and MLflow's own warnings and progress bars are silenced while churn calls it.
+
+Logged once: the whole exported model directory (ChurnModel files, baseline, survival head,
+manifest) is the pyfunc's ``churn_model`` artifact, which a later run downloads to re-export
+this version as the champion; it is not logged a second time as a run artifact. The signature
+is declared (:func:`churn.tracking.signature.build_model_signature`), not inferred.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-#: Run artifact folder holding the whole exported model directory (model files and baseline),
-#: from which ``churn train`` re-exports a champion trained in an earlier run.
+#: Run artifact folder where runs before the export became the pyfunc's artifact logged a second
+#: copy of the exported model directory; still read to re-export such an older champion.
 EXPORT_ARTIFACT_DIR = "export"
 
 
@@ -137,7 +142,6 @@ def log_training_run(
     params: Params,
     *,
     features_path: Path,
-    model_path: Path,
     export_dir: Path,
     artifact_dir: Path,
 ) -> dict[str, Any]:
@@ -148,9 +152,9 @@ def log_training_run(
         features: The features frame the result was trained on (for dataset inputs).
         params: All parameters.
         features_path: Where the features came from (dataset source, ``dvc.lock`` lookup).
-        model_path: The saved ChurnModel directory (logged as the pyfunc's artifact).
-        export_dir: The whole export directory (model files and baseline), logged under
-            ``export/`` so that a later run can re-export this version as the champion.
+        export_dir: The whole export directory (ChurnModel files, baseline, manifest), logged
+            once, as the pyfunc's ``churn_model`` artifact: scoring loads its ChurnModel and a
+            later run re-exports this version as the champion from it.
         artifact_dir: Files to attach to the run (catalog, plots, importance).
 
     Returns:
@@ -170,7 +174,6 @@ def log_training_run(
             features,
             params,
             features_path=features_path,
-            model_path=model_path,
             export_dir=export_dir,
             artifact_dir=artifact_dir,
         )
@@ -200,7 +203,6 @@ def _log_training_run(
     params: Params,
     *,
     features_path: Path,
-    model_path: Path,
     export_dir: Path,
     artifact_dir: Path,
 ) -> dict[str, Any]:
@@ -256,7 +258,6 @@ def _log_training_run(
             )
             mlflow.log_dict(result.split.describe(), "split.json")
             mlflow.log_artifacts(str(artifact_dir))
-            mlflow.log_artifacts(str(export_dir), artifact_path=EXPORT_ARTIFACT_DIR)
             for trial in result.trials:
                 # Without experiment_id a nested run lands in the globally active experiment
                 # (usually "Default"), not in its parent's.
@@ -269,7 +270,7 @@ def _log_training_run(
             example = test.drop(columns=["label"]).head(INPUT_EXAMPLE_ROWS)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                **pyfunc_log_arguments(model_path, params.score.reasons),
+                **pyfunc_log_arguments(export_dir, params.score.reasons),
                 signature=build_model_signature(result.model, example, params.score.reasons),
                 input_example=example,
                 registered_model_name=cfg.registered_model_name,

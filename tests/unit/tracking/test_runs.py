@@ -22,7 +22,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 from churn.config import Params, parse_params
 from churn.model.artifact import ChurnModel
 from churn.model.gate import is_better
-from churn.stages.train import run_train
+from churn.stages.train import download_champion_export, run_train
 from churn.tracking.runs import flatten_params, log_eval_metrics, read_dvc_md5
 from churn.tracking.signature import build_model_signature, pin_model_requirements
 from churn.tracking.store import default_artifact_location, quiet_mlflow
@@ -174,6 +174,9 @@ def test_run_artifacts_include_catalog_plots_and_the_registered_model(trained, t
         )
     )
     assert (local / "artifacts" / "churn_model" / "model.txt").exists()
+    # The export (baseline included) is the model's artifact, logged once: not again on the run.
+    assert (local / "artifacts" / "churn_model" / "baseline.json").exists()
+    assert "export" not in artifacts
     requirements = (local / "requirements.txt").read_text().split()
     assert requirements == pin_model_requirements()
     signature = mlflow.models.Model.load(str(local)).signature
@@ -349,3 +352,51 @@ def test_an_accepted_too_good_model_is_tagged_on_the_run(mlflow_store, tmp_path,
     assert report["allow_high_auc"] is True and report["high_auc_accepted"] is True
     run = MlflowClient(mlflow_store).get_run(report["registry"]["run_id"])
     assert run.data.tags["allow_high_auc"] == "true"
+
+
+def test_the_champion_export_comes_back_from_its_registered_model(trained, tmp_path):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", trained.store)
+        record = json.loads((trained.root / "models" / "churn" / "registry.json").read_text())
+        restored = download_champion_export(record, tmp_path / "champion")
+    exported = trained.root / "models" / "churn"
+    names = {path.name for path in restored.iterdir()}
+    assert names == {path.name for path in exported.iterdir()} - {"registry.json"}
+    for name in names - {"manifest.json"}:  # the export's manifest also signs registry.json
+        assert (restored / name).read_bytes() == (exported / name).read_bytes(), name
+
+
+def test_a_champion_logged_the_old_way_is_exported_from_its_run_artifact(mlflow_store, tmp_path):
+    """Before the export was the pyfunc's artifact, the model held only the ChurnModel files
+    and the run held the export under ``export/``: such a champion must still come back."""
+    from churn.model.baseline import save_baseline
+    from churn.model.fit import train_churn_models
+    from churn.model.verification import write_manifest
+    from churn.tracking.pyfunc import pyfunc_log_arguments
+    from churn.tracking.store import connect_tracking
+
+    features = make_feature_frame(n_customers=300, n_cutoffs=5, seed=14)
+    result = train_churn_models(features, TINY_CATALOG, tiny_params())
+    result.model.save(tmp_path / "model_only")
+    export = tmp_path / "export"
+    result.model.save(export)
+    save_baseline(result.baseline, export / "baseline.json")
+    write_manifest(export)
+    with quiet_mlflow():
+        _, experiment_id = connect_tracking()
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_artifacts(str(export), artifact_path="export")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                **pyfunc_log_arguments(tmp_path / "model_only", reasons=2),
+                registered_model_name="churn",
+                pip_requirements=pin_model_requirements(),
+            )
+    champion = {
+        "run_id": run.info.run_id,
+        "model_version": str(info.registered_model_version),
+        "model_uri": f"models:/churn/{info.registered_model_version}",
+    }
+    restored = download_champion_export(champion, tmp_path / "champion")
+    assert (restored / "baseline.json").read_bytes() == (export / "baseline.json").read_bytes()
+    assert (restored / "model.txt").read_bytes() == (export / "model.txt").read_bytes()

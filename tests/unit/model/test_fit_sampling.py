@@ -1,0 +1,224 @@
+"""Tests for negative downsampling of the training rows (train and the backtest refits)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tiny import TINY_CATALOG, make_feature_frame
+
+from churn.config import Params, parse_params
+from churn.domain.catalog import KEY_COLUMNS
+from churn.errors import ModelError
+from churn.model.evaluation import (
+    is_backtest_fit,
+    refit_backtest_cutoff,
+    run_rolling_backtest,
+    select_backtest_cutoffs,
+    split_backtest_cutoff,
+)
+from churn.model.fit import (
+    choose_negative_rate,
+    fit_churn_model,
+    sample_training_negatives,
+    train_churn_models,
+)
+from churn.model.split import split_by_time
+from churn.stages.backtest_workers import refit_side_by_side
+
+
+def tiny_params(**train) -> Params:
+    return parse_params(
+        {
+            "label": {"horizon_days": 20, "grace_days": 5},
+            "train": {"min_child_samples": 20, "n_estimators": 60, "num_threads": 1, **train},
+            "evaluate": {"backtest_cutoffs": 3},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def features() -> pd.DataFrame:
+    return make_feature_frame(n_customers=400, n_cutoffs=6, seed=5)
+
+
+def slices(frame: pd.DataFrame, params: Params) -> list[pd.DataFrame]:
+    split = split_by_time(frame, params.train, params.label)
+    return [frame.iloc[rows] for rows in (split.train, split.validation, split.test)]
+
+
+def count_by_cutoff(frame: pd.DataFrame, label: int) -> dict[pd.Timestamp, int]:
+    """Naive reference: rows with ``label`` per cutoff, by a plain loop."""
+    counts: dict[pd.Timestamp, int] = {}
+    for cutoff, value in zip(frame["cutoff"], frame["label"], strict=True):
+        counts[cutoff] = counts.get(cutoff, 0) + int(value == label)
+    return counts
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.1])
+def test_sampling_keeps_every_churner_and_the_rate_of_retained_rows_per_cutoff(features, rate):
+    train = features[features["label"].notna()]
+    sample = sample_training_negatives(train, rate, seed=7)
+    kept = sample.rows
+    assert count_by_cutoff(kept, 1) == count_by_cutoff(train, 1)
+    before, after = count_by_cutoff(train, 0), count_by_cutoff(kept, 0)
+    assert set(after) == set(before)  # every cutoff stays represented
+    for cutoff, total in before.items():
+        assert after[cutoff] == max(1, round(rate * total))
+        assert abs(after[cutoff] / total - rate) <= 1.0 / total
+    # Kept rows are original rows, in their original order.
+    assert kept.index.is_monotonic_increasing
+    pd.testing.assert_frame_equal(kept, train.loc[kept.index])
+
+
+def test_kept_retained_rows_weigh_the_inverse_of_their_cutoffs_inclusion_rate(features):
+    train = features[features["label"].notna()]
+    rate = 0.25
+    sample = sample_training_negatives(train, rate, seed=7)
+    weights = pd.Series(sample.weights, index=sample.rows.index)
+    churned = sample.rows["label"] == 1
+    assert (weights[churned] == 1.0).all()
+    assert weights[~churned].to_numpy() == pytest.approx(1 / rate, rel=0.05)
+    # The weights of a cutoff's kept retained rows add up to all its retained rows.
+    before = count_by_cutoff(train, 0)
+    for cutoff, total in before.items():
+        at = (sample.rows["cutoff"] == cutoff) & ~churned
+        assert weights[at].sum() == pytest.approx(total)
+
+
+def test_sampling_is_deterministic_with_the_seed_and_blind_to_row_order(features):
+    train = features[features["label"].notna()]
+    first = sample_training_negatives(train, 0.3, seed=7)
+    again = sample_training_negatives(train, 0.3, seed=7)
+    pd.testing.assert_frame_equal(first.rows, again.rows)
+    np.testing.assert_array_equal(first.weights, again.weights)
+    shuffled = sample_training_negatives(train.sample(frac=1.0, random_state=1), 0.3, seed=7)
+    assert set(shuffled.rows.index) == set(first.rows.index)
+    other_seed = sample_training_negatives(train, 0.3, seed=8)
+    assert set(other_seed.rows.index) != set(first.rows.index)
+
+
+def test_integer_ids_of_a_third_party_export_draw_the_same_rows_as_their_text(features):
+    train = features[features["label"].notna()].rename(columns={"mrr_at_cutoff": "mrr"})
+    numbered = train.assign(
+        customer_id=train["customer_id"].str.extract(r"(\d+)")[0].astype("int64")
+    )
+    as_text = numbered.assign(customer_id=numbered["customer_id"].astype(str))
+    kept_numbered = sample_training_negatives(numbered, 0.5, seed=3).rows.index
+    kept_text = sample_training_negatives(as_text, 0.5, seed=3).rows.index
+    assert list(kept_numbered) == list(kept_text)
+
+
+def test_a_cutoff_seen_by_fewer_cutoffs_draws_the_same_rows(features):
+    train = features[features["label"].notna()]
+    cutoffs = sorted(train["cutoff"].unique())
+    earlier = train[train["cutoff"] < cutoffs[-1]]
+    whole = sample_training_negatives(train, 0.4, seed=7).rows.index
+    part = sample_training_negatives(earlier, 0.4, seed=7).rows.index
+    assert set(part) == set(whole) & set(earlier.index)
+
+
+def test_rate_one_leaves_the_training_set_and_the_model_unchanged(features):
+    train = features[features["label"].notna()]
+    sample = sample_training_negatives(train, 1.0, seed=7)
+    assert sample.rows is train
+    assert sample.weights is None
+    params = tiny_params()
+    train, validation, _ = slices(features, params)
+    default = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    explicit = fit_churn_model(
+        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=1.0).train
+    )
+    sampled = fit_churn_model(
+        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=0.5).train
+    )
+    assert default.booster.model_to_string() == explicit.booster.model_to_string()
+    assert default.metadata["n_train_fitted"] == default.metadata["n_train"] == len(train)
+    # The check can fail: a sampled fit is another model.
+    assert sampled.booster.model_to_string() != default.booster.model_to_string()
+    assert sampled.metadata["n_train_fitted"] < len(train)
+    assert sampled.metadata["n_train"] == len(train)
+    assert sampled.metadata["negative_sampling"]["negative_sample_rate"] == 0.5
+
+
+def test_a_bad_rate_is_refused():
+    frame = pd.DataFrame({"customer_id": ["a"], "cutoff": [pd.Timestamp("2024-01-31")], "label": 0})
+    with pytest.raises(ModelError, match="rate"):
+        sample_training_negatives(frame, 0.0, seed=1)
+    with pytest.raises(ValueError, match="negative_sample_rate"):
+        tiny_params(negative_sample_rate=1.5)
+
+
+def test_the_row_budget_derives_the_rate_and_never_drops_churners():
+    assert choose_negative_rate(100, 900, tiny_params().train) == 1.0
+    budget = tiny_params(max_training_rows=550).train
+    assert choose_negative_rate(100, 900, budget) == pytest.approx(0.5)
+    assert choose_negative_rate(100, 400, budget) == 1.0  # fits: nothing sampled
+    lower = tiny_params(max_training_rows=550, negative_sample_rate=0.2).train
+    assert choose_negative_rate(100, 900, lower) == pytest.approx(0.2)
+    with pytest.raises(ModelError, match="max_training_rows = 550 cannot hold the 600 churned"):
+        choose_negative_rate(600, 900, budget)
+
+
+def test_a_fit_under_a_row_budget_stays_near_it(features):
+    params = tiny_params()
+    train, validation, _ = slices(features, params)
+    budget = len(train) // 2
+    model = fit_churn_model(
+        train, validation, TINY_CATALOG, tiny_params(max_training_rows=budget).train
+    )
+    cutoffs = train["cutoff"].nunique()
+    # Rounding per cutoff moves the count by at most one row per cutoff.
+    assert abs(model.metadata["n_train_fitted"] - budget) <= cutoffs
+    assert model.metadata["negative_sample_rate_applied"] < 1.0
+
+
+def test_the_backtest_reuses_a_sampled_model_only_with_the_same_sampling(features):
+    params = tiny_params(negative_sample_rate=0.5)
+    trained = train_churn_models(features, TINY_CATALOG, params)
+    last = select_backtest_cutoffs(features, params)[0][-1]
+    split = split_backtest_cutoff(features, params, last)[0]
+    assert is_backtest_fit(trained.model, split, params)
+    for other in (tiny_params(), tiny_params(negative_sample_rate=0.25)):
+        assert not is_backtest_fit(trained.model, split, other)
+    # The refit at the trained split is the model train built: same trees, same entry.
+    refit = refit_backtest_cutoff(features, TINY_CATALOG, params, last)
+    reused, _ = run_rolling_backtest(
+        features,
+        TINY_CATALOG,
+        params,
+        fitted=(trained.model, trained.baseline),
+        refit=lambda cutoffs: [
+            refit_backtest_cutoff(features, TINY_CATALOG, params, c) for c in cutoffs
+        ],
+    )
+    assert reused[-1] == refit
+
+
+def test_refits_in_worker_processes_sample_like_the_serial_ones(features, tmp_path):
+    path = tmp_path / "features.parquet"
+    features.to_parquet(path)
+    params = tiny_params(negative_sample_rate=0.3, num_threads=2)
+    serial_params = tiny_params(negative_sample_rate=0.3, num_threads=1)
+    unsampled = tiny_params(num_threads=1)
+    cutoffs = select_backtest_cutoffs(features, params)[0][-2:]
+    serial = [refit_backtest_cutoff(features, TINY_CATALOG, serial_params, c) for c in cutoffs]
+    plain = [refit_backtest_cutoff(features, TINY_CATALOG, unsampled, c) for c in cutoffs]
+    columns = [*KEY_COLUMNS, *TINY_CATALOG["name"]]
+    parallel = refit_side_by_side(path, columns, TINY_CATALOG, params, cutoffs, workers=2)
+    assert parallel == serial
+    assert parallel != plain
+
+
+def test_weighting_keeps_the_raw_scores_on_the_scale_of_the_full_data(features):
+    """Unweighted, a quarter of the retained rows would inflate the raw odds about 4x; the
+    1/r weights keep the uncalibrated probabilities near the churn rate of the full data."""
+    params = tiny_params()
+    train, validation, _ = slices(features, params)
+    sampled = fit_churn_model(
+        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=0.25).train
+    )
+    raw = 1.0 / (1.0 + np.exp(-sampled.predict_raw(validation)))
+    churn_rate = train["label"].mean()
+    unweighted_rate = churn_rate / (churn_rate + 0.25 * (1 - churn_rate))
+    assert abs(raw.mean() - churn_rate) < abs(raw.mean() - unweighted_rate) / 3
