@@ -169,6 +169,50 @@ def score_with_head(
     )
 
 
+def score_frame_with_head(
+    model: ChurnModel,
+    head: SurvivalHead | None,
+    features: pd.DataFrame,
+    reasons: int,
+    *,
+    primary_horizon: int,
+    head_is_primary: bool,
+    batch_rows: int = 200_000,
+) -> pd.DataFrame:
+    """Score a feature frame exactly like ``churn score`` does, given the model and its head.
+
+    The one core the MLflow pyfunc and the Spark job call, so that their columns and values
+    equal the local scores (:func:`score_with_model_form` then
+    :func:`add_horizon_columns_if_fitted`): reasons from the head when it is primary
+    (``train.model_form: hazard``), else from the classifier; then the horizon columns and
+    ``next_decision_date`` when there is a head.
+
+    Args:
+        model: The classifier.
+        head: The survival head, or ``None`` (the scores are then
+            :func:`churn.model.scoring.score_frame`'s).
+        features: Feature rows (the head needs ``days_to_renewal`` and ``billing_period``).
+        reasons: Reasons per row.
+        primary_horizon: ``label.horizon_days``.
+        head_is_primary: ``train.model_form == "hazard"``.
+        batch_rows: Rows explained at a time.
+
+    Returns:
+        The scores frame (input index kept), without ``risk_decile``.
+    """
+    if head is not None and head_is_primary:
+        result = score_with_head(model, head, features, reasons, batch_rows)
+    else:
+        result = score_population(
+            model, features, reasons, batch_rows=batch_rows, keep_contributions=False
+        )
+    if head is None:
+        return result.scores
+    return add_horizon_columns(
+        result.scores, features, head, primary_horizon, head_is_primary=head_is_primary
+    )
+
+
 def score_with_model_form(
     model: ChurnModel, features: pd.DataFrame, model_uri: str | Path, params: Params
 ) -> ScoreResult:

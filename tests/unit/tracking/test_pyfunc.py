@@ -152,3 +152,79 @@ def test_signed_pyfunc_names_a_mistyped_feature_column(signed_model, monkeypatch
     rows["support_tickets_last_30d"] = "many"
     with pytest.raises(Exception, match="support_tickets_last_30d"):
         loaded.predict(rows)
+
+
+@pytest.fixture(scope="module")
+def model_with_head(tmp_path_factory):
+    """An export folder holding a classifier and its survival head (survival frames)."""
+    from support.survival_frames import make_survival_frame, survival_catalog
+
+    from churn.config import parse_params
+    from churn.model.fit import build_lgb_params, fit_churn_model
+    from churn.model.survival import fit_survival_head
+    from churn.model.verification import write_manifest
+
+    params = parse_params(
+        {"train": {"n_estimators": 30, "min_child_samples": 20, "num_threads": 1}}
+    )
+    frame = make_survival_frame(n_customers=300, n_cutoffs=8)
+    cutoffs = sorted(frame["cutoff"].unique())
+    train = frame[frame["cutoff"].isin(cutoffs[:5])]
+    validation = frame[frame["cutoff"] == cutoffs[5]]
+    test = frame[frame["cutoff"] == cutoffs[7]].drop(columns=["label", "days_to_churn"])
+    columns = ["customer_id", "cutoff", "label", "usage_score", "days_to_renewal", "billing_period"]
+    model = fit_churn_model(train[columns], validation[columns], survival_catalog(), params.train)
+    head = fit_survival_head(
+        train,
+        validation,
+        list(model.feature_names),
+        list(model.categorical_features),
+        params.train,
+        params.label,
+        build_lgb_params(params.train),
+    )
+    folder = tmp_path_factory.mktemp("export") / "churn"
+    model.save(folder)
+    head.save(folder)
+    write_manifest(folder)
+    return folder, test, params
+
+
+class _Context:
+    def __init__(self, folder, config):
+        self.artifacts = {"churn_model": str(folder)}
+        self.model_config = config
+
+
+@pytest.mark.parametrize("model_form", ["classifier", "hazard"])
+def test_pyfunc_returns_the_horizon_columns_of_churn_score(model_with_head, model_form):
+    from churn.model.horizon_scoring import (
+        add_horizon_columns_if_fitted,
+        score_with_model_form,
+    )
+    from churn.tracking.pyfunc import ChurnPyfuncModel
+
+    folder, test, params = model_with_head
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"model_form": model_form})}
+    )
+    arguments = pyfunc_log_arguments(
+        folder, 3, horizon_days=params.label.horizon_days, model_form=model_form
+    )
+    wrapper = ChurnPyfuncModel()
+    wrapper.load_context(_Context(folder, arguments["model_config"]))
+    predicted = wrapper.predict(None, test)
+    # The local score stage's path: reasons per model form, then the horizon columns.
+    model = load_model(folder)
+    local = add_horizon_columns_if_fitted(
+        score_with_model_form(model, test, folder, params).scores, test, folder, params
+    )
+    assert {"churn_probability_30d", "churn_probability_90d", "next_decision_date"} <= set(
+        predicted.columns
+    )
+    pd.testing.assert_frame_equal(predicted, local)
+    if model_form == "hazard":
+        assert (predicted["churn_probability"] == predicted["churn_probability_60d"]).all()
+    else:
+        assert (predicted["churn_probability"] != predicted["churn_probability_60d"]).any()
+
