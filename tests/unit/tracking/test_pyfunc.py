@@ -157,36 +157,10 @@ def test_signed_pyfunc_names_a_mistyped_feature_column(signed_model, monkeypatch
 @pytest.fixture(scope="module")
 def model_with_head(tmp_path_factory):
     """An export folder holding a classifier and its survival head (survival frames)."""
-    from support.survival_frames import make_survival_frame, survival_catalog
+    from support.survival_frames import save_model_with_head
 
-    from churn.config import parse_params
-    from churn.model.fit import build_lgb_params, fit_churn_model
-    from churn.model.survival import fit_survival_head
-    from churn.model.verification import write_manifest
-
-    params = parse_params(
-        {"train": {"n_estimators": 30, "min_child_samples": 20, "num_threads": 1}}
-    )
-    frame = make_survival_frame(n_customers=300, n_cutoffs=8)
-    cutoffs = sorted(frame["cutoff"].unique())
-    train = frame[frame["cutoff"].isin(cutoffs[:5])]
-    validation = frame[frame["cutoff"] == cutoffs[5]]
-    test = frame[frame["cutoff"] == cutoffs[7]].drop(columns=["label", "days_to_churn"])
-    columns = ["customer_id", "cutoff", "label", "usage_score", "days_to_renewal", "billing_period"]
-    model = fit_churn_model(train[columns], validation[columns], survival_catalog(), params.train)
-    head = fit_survival_head(
-        train,
-        validation,
-        list(model.feature_names),
-        list(model.categorical_features),
-        params.train,
-        params.label,
-        build_lgb_params(params.train),
-    )
     folder = tmp_path_factory.mktemp("export") / "churn"
-    model.save(folder)
-    head.save(folder)
-    write_manifest(folder)
+    test, params = save_model_with_head(folder)
     return folder, test, params
 
 
