@@ -50,7 +50,7 @@ from churn.model.reasons import (
     DAYS_AS_MONTHS_FROM,
     DAYS_PER_MONTH,
     FLAG_UNITS,
-    format_number,
+    _format_rounded,
     round_for_display,
 )
 
@@ -133,18 +133,29 @@ def display_keys(values: pd.Series, spec: FeatureSpec) -> np.ndarray:
     return out
 
 
-def _shown(value: float, spec: FeatureSpec) -> str:
+def _shown(rounded: float, spec: FeatureSpec) -> str:
+    """Display a number already rounded for ``spec``'s unit, with "per month" for a rate."""
     suffix = ""
     kind, _, period = _unit(spec).partition("/")
     if kind == "currency" and period:
         suffix = f" per {period}"
-    return f"{format_number(value, spec.unit)}{suffix}"
+    return f"{_format_rounded(rounded, spec.unit)}{suffix}"
 
 
 def _flag_subject(description: str) -> str:
     """Shorten the catalog's "flag for X (1 yes, 0 no)" wording to "X" (as the reasons do)."""
     subject = re.sub(r"^flag for\s+", "", description.strip())
     return re.sub(r"\s*\(1 yes, 0 no\)$", "", subject) or description
+
+
+def _number(value: Any) -> float:
+    """A raw value as a float, NaN when missing or not a number (scalar, no pandas)."""
+    if value is None:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def describe_change(before: Any, now: Any, spec: FeatureSpec) -> str | None:
@@ -158,24 +169,26 @@ def describe_change(before: Any, now: Any, spec: FeatureSpec) -> str | None:
     Returns:
         The sentence, or ``None`` when both values display the same (or both are missing).
     """
-    pair = pd.Series([before, now], dtype=object)
-    key_before, key_now = display_keys(pair, spec)
-    if key_before == key_now:
-        return None
     unit = _unit(spec)
     if spec.kind == "categorical":
-        shown = [None if k is None else str(k) for k in (key_before, key_now)]
+        # Scalars are handled without pandas: this runs once per distinct displayed pair.
+        shown = [None if v is None or pd.isna(v) else str(v) for v in (before, now)]
+        if shown[0] == shown[1]:
+            return None
         description, verb = spec.description, "changed"
     else:
-        numbers = pd.to_numeric(pair, errors="coerce").to_numpy(dtype=np.float64)
+        numbers = np.array([_number(before), _number(now)])
         months = _in_months(spec)
-        if months is not None and np.nanmax(np.abs(numbers)) >= DAYS_AS_MONTHS_FROM:
+        if months is not None and np.nanmax(np.abs(numbers), initial=0.0) >= DAYS_AS_MONTHS_FROM:
             numbers, spec = numbers / DAYS_PER_MONTH, months
+        rounded = round_for_display(numbers, spec.unit)
+        if (np.isnan(rounded[0]) and np.isnan(rounded[1])) or rounded[0] == rounded[1]:
+            return None
         if unit in FLAG_UNITS:
-            shown = [None if np.isnan(v) else ("yes" if v else "no") for v in numbers]
+            shown = [None if np.isnan(v) else ("yes" if v else "no") for v in rounded]
             description, verb = _flag_subject(spec.description), "changed"
         else:
-            shown = [None if np.isnan(v) else _shown(float(v), spec) for v in numbers]
+            shown = [None if np.isnan(v) else _shown(float(v), spec) for v in rounded]
             # The past tense agrees with the plural description whatever the numbers are.
             description = spec.description
             verb = "rose" if numbers[1] > numbers[0] else "fell"
@@ -193,21 +206,36 @@ def _feature_values(
     customer_ids: pd.Series,
     features: list[str],
     specs: Mapping[str, FeatureSpec],
-) -> dict[int, tuple[pd.Series, pd.Series]]:
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Return position -> (values before, values now) for ``customer_ids``, per feature in
-    both frames with a spec (a customer absent from a frame has missing values)."""
-    ids = customer_ids.to_numpy()
-    frames = [
-        frame.assign(customer_id=frame["customer_id"].astype("str"))
-        .drop_duplicates("customer_id")
-        .set_index("customer_id")
-        for frame in (previous, current)
-    ]
+    both frames with a spec: ``float64`` for a numeric feature (NaN missing), objects for a
+    categorical (``None`` missing); a customer absent from a frame has missing values."""
+    ids = pd.Index(customer_ids.astype("str").to_numpy(dtype=object))
+    taken = []
+    for frame in (previous, current):
+        # One lookup of the rows per frame, then a positional take per feature.
+        keys = frame["customer_id"].astype("str").to_numpy(dtype=object)
+        first = ~pd.Index(keys).duplicated()
+        taken.append((frame.loc[first], pd.Index(keys[first]).get_indexer(ids)))
     out = {}
     for j, name in enumerate(features):
-        if name in specs and all(name in frame.columns for frame in frames):
-            before, now = (frame[name].reindex(ids).reset_index(drop=True) for frame in frames)
-            out[j] = (before, now)
+        if name not in specs or not all(name in frame.columns for frame, _ in taken):
+            continue
+        pair = []
+        for frame, rows in taken:
+            if specs[name].kind == "categorical":
+                column = frame[name].astype("object")
+                column = column.where(column.notna(), None).to_numpy(dtype=object)
+                missing = None
+            else:
+                column = pd.to_numeric(frame[name], errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+                missing = np.nan
+            picked = column[np.maximum(rows, 0)] if len(column) else column[:0]
+            pair.append(np.where(rows >= 0, picked, missing) if len(column) else
+                        np.full(len(rows), missing, dtype=column.dtype))
+        out[j] = (pair[0], pair[1])
     return out
 
 
@@ -292,10 +320,14 @@ def compare_scores(
         values = None
         if current_features is not None and previous_features is not None and specs:
             values = _feature_values(current_features, previous_features, ids, features, specs)
-            for j, (before, now) in values.items():
-                spec = specs[features[j]]
+            keys = {
+                j: (display_keys(pd.Series(b), specs[features[j]]),
+                    display_keys(pd.Series(n), specs[features[j]]))
+                for j, (b, n) in values.items()
+            }
+            for j, (key_before, key_now) in keys.items():
                 # An unchanged value is not what changed (see the module docstring).
-                delta[display_keys(before, spec) == display_keys(now, spec), j] = 0.0
+                delta[key_before == key_now, j] = 0.0
         # NaN (customer absent from a sidecar) sorts last; ties keep the feature order.
         order = np.argsort(-np.nan_to_num(np.abs(delta), nan=-1.0), axis=1, kind="stable")
         order = order[:, :top]
@@ -311,12 +343,12 @@ def compare_scores(
                 rows, slots = np.nonzero((order == j) & moved)
                 spec = specs[features[j]]
                 cache: dict[tuple[Any, Any], str | None] = {}
-                keys_before, keys_now = display_keys(before, spec), display_keys(now, spec)
+                keys_before, keys_now = keys[j]
                 for row, slot in zip(rows, slots, strict=True):
                     # Sentences depend only on the displayed pair: built once per pair.
                     pair = (keys_before[row], keys_now[row])
                     if pair not in cache:
-                        cache[pair] = describe_change(before.iloc[row], now.iloc[row], spec)
+                        cache[pair] = describe_change(before[row], now[row], spec)
                     texts[row, slot] = cache[pair]
             moved_texts[continuing, :k] = texts
     for i in range(top):

@@ -152,3 +152,9 @@ def test_compare_scores_without_feature_values_keeps_the_contribution_ranking() 
         "mrr_at_cutoff",
     ]
     assert changes.filter(like="_text").isna().all().all()
+
+
+def test_categorical_missing_values_of_any_kind_read_as_missing() -> None:
+    assert describe_change(pd.NA, "pro", PLAN) == "plan: now pro, none on record before"
+    assert describe_change("pro", np.nan, PLAN) == "no plan on record any more (was pro)"
+    assert describe_change(pd.NA, None, PLAN) is None
