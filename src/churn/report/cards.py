@@ -67,20 +67,22 @@ def pick_card_customers(scores: pd.DataFrame, count: int) -> pd.DataFrame:
     return scores.iloc[order[:count]]
 
 
-def shown_segments(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def split_segment_columns(
+    frame: pd.DataFrame, columns: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
     """Split segment columns into those a card may show and those that look personal."""
     present = [c for c in dict.fromkeys(("plan", *columns)) if c in frame]
     personal = find_personal_columns(frame, present)
     return [c for c in present if c not in personal], sorted(personal)
 
 
-def _title(column: str) -> str:
+def _describe_segment(column: str) -> str:
     from churn.report.risk import SEGMENT_TITLES
 
     return SEGMENT_TITLES.get(column, column.replace("_", " ").capitalize())
 
 
-def _change_block(change: pd.Series | None, descriptions: dict[str, str], why: str) -> str:
+def _draw_change_block(change: pd.Series | None, descriptions: dict[str, str], why: str) -> str:
     """The card's "What changed" part from the customer's row of the changes file."""
     if change is None:
         return f'<p class="caption">{esc(why)}</p>'
@@ -103,7 +105,7 @@ def _change_block(change: pd.Series | None, descriptions: dict[str, str], why: s
     return head + str(ordered_list(items))
 
 
-def _card(
+def _draw_card(
     rank: int,
     row: pd.Series,
     segments: list[str],
@@ -113,7 +115,11 @@ def _card(
     no_change_why: str,
 ) -> str:
     customer = hide_personal(str(row["customer_id"]))
-    facts = [f"{_title(c)}: {hide_personal(row.get(c))}" for c in segments if pd.notna(row.get(c))]
+    facts = [
+        f"{_describe_segment(c)}: {hide_personal(row.get(c))}"
+        for c in segments
+        if pd.notna(row.get(c))
+    ]
     if horizons:
         risk = [(f"Within {h} days", fmt_pct(row.get(c))) for h, c in horizons]
     else:
@@ -132,7 +138,7 @@ def _card(
         f'<div class="kpis">{cells}</div>'
         f"<h4>Why</h4>{ordered_list(reasons) if reasons else esc('no reason above average')}"
         f"<h4>What changed since the last score</h4>"
-        f"{_change_block(change, descriptions, no_change_why)}</article>"
+        f"{_draw_change_block(change, descriptions, no_change_why)}</article>"
     )
 
 
@@ -146,7 +152,7 @@ def cards_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
     joined = with_segments(inputs)
     frame = pick_card_customers(joined, cfg.customer_cards)
     # Judged on the whole scored population: a column's values say whether it is personal.
-    segments, personal = shown_segments(joined, inputs.segment_columns)
+    segments, personal = split_segment_columns(joined, inputs.segment_columns)
     horizons = find_horizon_columns(scores)
     descriptions = feature_descriptions(inputs)
     changes = inputs.changes
@@ -160,7 +166,7 @@ def cards_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
         f"No comparison: {inputs.why('changes')}."
     )
     cards = [
-        _card(rank, row, segments, horizons, by_customer.get(str(row["customer_id"])),
+        _draw_card(rank, row, segments, horizons, by_customer.get(str(row["customer_id"])),
               descriptions, why)
         for rank, (_, row) in enumerate(frame.iterrows(), start=1)
     ]
