@@ -140,3 +140,13 @@ def test_pick_breaks_ties_by_customer_id() -> None:
 def test_zero_cards_is_a_note(inputs) -> None:
     lead, body = cards_section(inputs, ReportConfig(customer_cards=0))
     assert lead is None and "report.customer_cards is 0" in body
+
+
+def test_the_report_registers_the_cards_section(inputs) -> None:
+    from churn.report.render import render_report
+
+    document = render_report(inputs, ReportConfig(top_customers=5, customer_cards=3))
+    start = document.index('<section id="cards">')
+    section = document[start : document.index("</section>", start)]
+    assert section.count('<article class="card">') == 3
+    assert 'href="#cards"' in document
