@@ -80,8 +80,10 @@ print(f"{len(scores):,} customers scored at {scores['cutoff'].max():%Y-%m-%d}")
 # team would call first. The reasons are the features that push their risk up the most, among
 # those that say *why* a customer may leave: exposure and contract timing (days to renewal,
 # billing period, tenure; catalog column `reason_eligible`) are never reasons, and a value equal
-# to the typical customer's is skipped (docs/reasons.md). When the scores carry the next
-# decision date, it is shown beside the reasons as context.
+# to the typical customer's is skipped (docs/reasons.md). When the model has a survival head
+# (docs/survival.md), the scores also carry the risk within each horizon
+# (`churn_probability_30d`, `_60d`, `_90d`) and the next decision date: when the contract lets
+# the customer leave. It is context, never a reason.
 
 # %%
 customer = scores.iloc[0]
@@ -89,8 +91,15 @@ print(
     f"customer {customer['customer_id']}: churn probability {customer['churn_probability']:.1%}, "
     f"MRR {customer['mrr']:,.0f}, revenue at risk {customer['expected_revenue_at_risk']:,.0f}"
 )
-if pd.notna(customer.get("decision_context")):
-    print(f"  ({customer['decision_context']})")
+horizons = sorted(
+    (int(c.removeprefix("churn_probability_").removesuffix("d")), c)
+    for c in scores.columns
+    if c.startswith("churn_probability_") and c.endswith("d")
+)
+if horizons:
+    print("  " + ", ".join(f"within {h} days {customer[c]:.1%}" for h, c in horizons))
+if pd.notna(customer.get("next_decision_date")):
+    print(f"  next decision (renewal or billing date): {customer['next_decision_date']:%Y-%m-%d}")
 for i in range(1, 4):
     if pd.notna(customer.get(f"reason_{i}_text")):
         print(f"  {i}. {customer[f'reason_{i}_text']}")
@@ -138,24 +147,39 @@ fig.tight_layout()
 # ### What changed since the previous scoring
 #
 # The score stage compares with the previous run when there was one (`scores_changes.parquet`):
-# the probability change and the features whose contribution moved the most.
+# the probability change and the features whose contribution moved the most, each with a
+# sentence worded like the reasons ("support tickets opened in the last 30 days rose from 0 to
+# 4"); a feature whose value did not change is never named (docs/reasons.md).
 
 # %%
 changes_path = sidecar_path(scores_path, CHANGES_SUFFIX)
 if changes_path.exists():
     changes = pd.read_parquet(changes_path).set_index("customer_id")
-    print(changes.loc[[customer["customer_id"]]].T.to_string())
+    change = changes.loc[customer["customer_id"]]
+    print(
+        f"{change['status']}: {change['previous_probability']:.1%} -> "
+        f"{change['churn_probability']:.1%}"
+    )
+    for i in range(1, 4):
+        text = change.get(f"moved_{i}_text")
+        if pd.notna(text):
+            print(f"  {i}. {text}")
 else:
     print("no previous scoring to compare with yet: run the score stage again after new data")
 
 # %% [markdown]
-# ## One segment: the plan with the most revenue at risk
+# ### Customer cards, as the report draws them
 #
-# Scores carry no plan; the report's helper joins it from the labels. Mean contributions by
-# feature family show what drives risk in the segment compared with everyone else, over the
-# reason-eligible features only (contract timing says when customers can leave, not why).
+# The report's "Customer cards" section puts all of the above on one card per riskiest
+# customer (`report.customer_cards` in params.yaml): risk within each horizon, next decision,
+# reasons and what changed. Personal data never appears on a card.
 
 # %%
+from IPython.display import HTML  # noqa: E402
+
+from churn.config import ReportConfig  # noqa: E402
+from churn.report.cards import cards_section  # noqa: E402
+
 inputs = load_report_inputs(
     ReportPaths(
         ingest_report=stage_path("report", "ingest-report"),
@@ -169,7 +193,19 @@ inputs = load_report_inputs(
         scores=scores_path,
     )
 )
-segmented = with_segments(inputs)
+card_lead, card_body = cards_section(inputs, ReportConfig(customer_cards=3))
+print(card_lead)
+HTML(card_body)
+
+# %% [markdown]
+# ## One segment: the plan with the most revenue at risk
+#
+# Scores carry no plan; the report's helper joins it from the labels. Mean contributions by
+# feature family show what drives risk in the segment compared with everyone else, over the
+# reason-eligible features only (contract timing says when customers can leave, not why).
+
+# %%
+segmented = with_segments(inputs)  # the report's inputs, loaded for the cards above
 plan = segmented.groupby("plan")["expected_revenue_at_risk"].sum().idxmax()
 in_plan = segmented.set_index("customer_id")["plan"].eq(plan)
 print(

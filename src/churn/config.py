@@ -495,6 +495,11 @@ class ReportConfig(_Section):
     """Knobs of ``churn report``."""
 
     top_customers: int = Field(50, ge=1)
+    customer_cards: int = Field(
+        10,
+        ge=0,
+        description="Customer cards drawn for the riskiest scored customers (0: none).",
+    )
 
 
 class MonitorConfig(_Section):

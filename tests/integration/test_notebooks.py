@@ -86,6 +86,10 @@ def test_explain_customer_and_segment(project, monkeypatch):
     assert "churn probability" in text and "\n  1. " in text  # the top customer, its reasons
     assert "next renewal date" not in text  # contract timing is never a reason (issue 13)
     assert "plan '" in text  # the segment
+    # The survival head's horizons and next decision date, and the report's customer cards.
+    assert "within 30 days" in text and "within 90 days" in text
+    assert "next decision (renewal or billing date): " in text
+    assert "3 customers most likely to churn" in text
     assert _images(notebook) == 2  # the waterfall and the segment chart
 
 

@@ -72,3 +72,40 @@ def survival_catalog() -> pd.DataFrame:
         ),
         "survival catalog",
     )
+
+
+def save_model_with_head(folder, n_customers: int = 300):
+    """Fit a classifier and its survival head on :func:`make_survival_frame`; save both.
+
+    Returns:
+        ``(test rows without outcomes, params)``; ``folder`` then holds an export folder like
+        ``churn train`` writes (classifier, head, manifest).
+    """
+    from churn.config import parse_params
+    from churn.model.fit import build_lgb_params, fit_churn_model
+    from churn.model.survival import fit_survival_head
+    from churn.model.verification import write_manifest
+
+    params = parse_params(
+        {"train": {"n_estimators": 30, "min_child_samples": 20, "num_threads": 1}}
+    )
+    frame = make_survival_frame(n_customers=n_customers, n_cutoffs=8)
+    cutoffs = sorted(frame["cutoff"].unique())
+    train = frame[frame["cutoff"].isin(cutoffs[:5])]
+    validation = frame[frame["cutoff"] == cutoffs[5]]
+    test = frame[frame["cutoff"] == cutoffs[7]].drop(columns=["label", "days_to_churn"])
+    columns = ["customer_id", "cutoff", "label", "usage_score", "days_to_renewal", "billing_period"]
+    model = fit_churn_model(train[columns], validation[columns], survival_catalog(), params.train)
+    head = fit_survival_head(
+        train,
+        validation,
+        list(model.feature_names),
+        list(model.categorical_features),
+        params.train,
+        params.label,
+        build_lgb_params(params.train),
+    )
+    model.save(folder)
+    head.save(folder)
+    write_manifest(folder)
+    return test.reset_index(drop=True), params

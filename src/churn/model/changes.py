@@ -6,6 +6,27 @@ two runs is then exact and needs no re-scoring: for a customer scored both times
 that moved the score most are those with the largest ``|contribution_now - contribution_before|``.
 A feature known to only one of the two models counts as contributing 0 to the other.
 
+With the feature values of both runs (the ``<stem>_features.parquet`` sidecar the score stage
+writes), every moving feature also gets a sentence, ``moved_{i}_text``, worded by the rules of
+the reasons (:mod:`churn.model.reasons`, docs/reasons.md): catalog description and unit, numbers
+rounded as displayed, day counts from 90 on in months, flags as yes/no, never an exposure or
+contract-timing feature:
+
+* numbers: ``"{description} rose from {before} to {now}"`` (``fell``), e.g. "support tickets
+  opened in the last 30 days rose from 0 to 4"; a measure carries its unit ("monthly recurring
+  revenue fell from 161.85 per month to 120 per month"), a share its percent sign; the past
+  tense agrees with a plural description whatever the numbers, so 1 needs no singular here;
+* flags: ``"{subject} changed from no to yes"``; categoricals:
+  ``"{description} changed from {before} to {now}"``;
+* a value that appeared or vanished: ``"{description}: now {now}, none on record before"``,
+  ``"no {description} on record any more (was {before})"``.
+
+**An unchanged value is never a change** (the counterpart of the reasons' typical-value rule):
+when a feature's value *displays* the same in both runs, its moved contribution comes from other
+features (tree interactions) or from a new model, so it is skipped and the next feature takes
+its slot. Without the feature values of both runs the ``moved_*`` columns keep the contribution
+ranking and ``moved_{i}_text`` is missing.
+
 :func:`compare_scores` is the pure core; :func:`find_previous_scores` and
 :func:`read_previous_scores` are the small I/O helpers :func:`churn.stages.score.run_score` uses.
 """
@@ -13,15 +34,25 @@ A feature known to only one of the two models counts as contributing 0 to the ot
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from churn.domain.catalog import FeatureSpec
 from churn.errors import DataContractError
 from churn.io import read_frame
-from churn.layout import CONTRIBUTIONS_SUFFIX, sidecar_path
+from churn.layout import CONTRIBUTIONS_SUFFIX, FEATURES_SUFFIX, sidecar_path
+from churn.model.reasons import (
+    DAYS_AS_MONTHS_FROM,
+    DAYS_PER_MONTH,
+    FLAG_UNITS,
+    _format_rounded,
+    round_for_display,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +98,147 @@ def contributions_match(scores: pd.DataFrame, contributions: pd.DataFrame) -> bo
     )
 
 
+def _unit(spec: FeatureSpec) -> str:
+    return spec.unit.strip().lower()
+
+
+def _in_months(spec: FeatureSpec) -> FeatureSpec | None:
+    """The spec counted in months ("days since ..." -> "months since ..."), or ``None``."""
+    words = spec.description.split(" ")
+    if _unit(spec) != "days" or "days" not in words[:3]:
+        return None
+    at = words.index("days")
+    months = " ".join([*words[:at], "months", *words[at + 1 :]])
+    return FeatureSpec(spec.name, spec.family, spec.phase, spec.kind, "months", months)
+
+
+def display_keys(values: pd.Series, spec: FeatureSpec) -> np.ndarray:
+    """Return, per value, a key equal for two values exactly when they *display* the same.
+
+    Numbers are rounded as shown (:func:`churn.model.reasons.round_for_display`); a day count of
+    90 or more is shown in months, so its key is the rounded month count (offset so that it
+    never equals a day count); categoricals are their text; a missing value is ``None``.
+    """
+    if spec.kind == "categorical":
+        text = values.astype("object").where(values.notna(), None)
+        return text.map(str, na_action="ignore").to_numpy(dtype=object)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    keys = round_for_display(numbers, spec.unit)
+    if _in_months(spec) is not None:
+        with np.errstate(invalid="ignore"):
+            months = round_for_display(numbers / DAYS_PER_MONTH, "months") + 1e12
+            keys = np.where(np.abs(numbers) >= DAYS_AS_MONTHS_FROM, months, keys)
+    out = keys.astype(object)
+    out[np.isnan(keys)] = None
+    return out
+
+
+def _shown(rounded: float, spec: FeatureSpec) -> str:
+    """Display a number already rounded for ``spec``'s unit, with "per month" for a rate."""
+    suffix = ""
+    kind, _, period = _unit(spec).partition("/")
+    if kind == "currency" and period:
+        suffix = f" per {period}"
+    return f"{_format_rounded(rounded, spec.unit)}{suffix}"
+
+
+def _flag_subject(description: str) -> str:
+    """Shorten the catalog's "flag for X (1 yes, 0 no)" wording to "X" (as the reasons do)."""
+    subject = re.sub(r"^flag for\s+", "", description.strip())
+    return re.sub(r"\s*\(1 yes, 0 no\)$", "", subject) or description
+
+
+def _number(value: Any) -> float:
+    """A raw value as a float, NaN when missing or not a number (scalar, no pandas)."""
+    if value is None:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def describe_change(before: Any, now: Any, spec: FeatureSpec) -> str | None:
+    """Return the sentence of one feature's change between two scorings (see the module doc).
+
+    Args:
+        before: The value at the previous scoring (raw, as in the features sidecar).
+        now: The value at this scoring.
+        spec: The feature's catalog entry (kind as the model reads it).
+
+    Returns:
+        The sentence, or ``None`` when both values display the same (or both are missing).
+    """
+    unit = _unit(spec)
+    if spec.kind == "categorical":
+        # Scalars are handled without pandas: this runs once per distinct displayed pair.
+        shown = [None if v is None or pd.isna(v) else str(v) for v in (before, now)]
+        if shown[0] == shown[1]:
+            return None
+        description, verb = spec.description, "changed"
+    else:
+        numbers = np.array([_number(before), _number(now)])
+        months = _in_months(spec)
+        if months is not None and np.nanmax(np.abs(numbers), initial=0.0) >= DAYS_AS_MONTHS_FROM:
+            numbers, spec = numbers / DAYS_PER_MONTH, months
+        rounded = round_for_display(numbers, spec.unit)
+        if (np.isnan(rounded[0]) and np.isnan(rounded[1])) or rounded[0] == rounded[1]:
+            return None
+        if unit in FLAG_UNITS:
+            shown = [None if np.isnan(v) else ("yes" if v else "no") for v in rounded]
+            description, verb = _flag_subject(spec.description), "changed"
+        else:
+            shown = [None if np.isnan(v) else _shown(float(v), spec) for v in rounded]
+            # The past tense agrees with the plural description whatever the numbers are.
+            description = spec.description
+            verb = "rose" if numbers[1] > numbers[0] else "fell"
+    shown_before, shown_now = shown
+    if shown_before is None:
+        return f"{description}: now {shown_now}, none on record before"
+    if shown_now is None:
+        return f"no {description} on record any more (was {shown_before})"
+    return f"{description} {verb} from {shown_before} to {shown_now}"
+
+
+def _feature_values(
+    current: pd.DataFrame,
+    previous: pd.DataFrame,
+    customer_ids: pd.Series,
+    features: list[str],
+    specs: Mapping[str, FeatureSpec],
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Return position -> (values before, values now) for ``customer_ids``, per feature in
+    both frames with a spec: ``float64`` for a numeric feature (NaN missing), objects for a
+    categorical (``None`` missing); a customer absent from a frame has missing values."""
+    ids = pd.Index(customer_ids.astype("str").to_numpy(dtype=object))
+    taken = []
+    for frame in (previous, current):
+        # One lookup of the rows per frame, then a positional take per feature.
+        keys = frame["customer_id"].astype("str").to_numpy(dtype=object)
+        first = ~pd.Index(keys).duplicated()
+        taken.append((frame.loc[first], pd.Index(keys[first]).get_indexer(ids)))
+    out = {}
+    for j, name in enumerate(features):
+        if name not in specs or not all(name in frame.columns for frame, _ in taken):
+            continue
+        pair = []
+        for frame, rows in taken:
+            if specs[name].kind == "categorical":
+                column = frame[name].astype("object")
+                column = column.where(column.notna(), None).to_numpy(dtype=object)
+                missing = None
+            else:
+                column = pd.to_numeric(frame[name], errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+                missing = np.nan
+            picked = column[np.maximum(rows, 0)] if len(column) else column[:0]
+            pair.append(np.where(rows >= 0, picked, missing) if len(column) else
+                        np.full(len(rows), missing, dtype=column.dtype))
+        out[j] = (pair[0], pair[1])
+    return out
+
+
 def _contribution_matrix(
     contributions: pd.DataFrame, customer_ids: pd.Series, features: list[str]
 ) -> np.ndarray:
@@ -83,6 +255,10 @@ def compare_scores(
     previous_contributions: pd.DataFrame | None = None,
     top: int = 3,
     ineligible: Collection[str] = (),
+    *,
+    current_features: pd.DataFrame | None = None,
+    previous_features: pd.DataFrame | None = None,
+    specs: Mapping[str, FeatureSpec] | None = None,
 ) -> pd.DataFrame:
     """Compare two scorings customer by customer.
 
@@ -95,15 +271,23 @@ def compare_scores(
         top: How many moving features to report.
         ineligible: Features never named as what moved a score: exposure and contract timing
             (catalog ``reason_eligible`` False), the same rule as the reasons of the scores.
+        current_features: This run's feature values (``customer_id`` and the features, e.g.
+            the ``<stem>_features.parquet`` sidecar), or ``None``.
+        previous_features: The earlier run's feature values, or ``None``.
+        specs: Catalog entries of the features (:func:`churn.model.reasons.build_feature_specs`
+            of the current model); with both feature frames, a feature whose value displays
+            the same in both runs is skipped and ``moved_{i}_text`` says how the value changed
+            (module docstring). Features without a spec or absent from a frame keep the
+            contribution ranking and get no text.
 
     Returns:
         One row per customer in either run: ``customer_id``, ``status`` (``continuing``,
         ``new``: not in the previous run, ``gone``: not in this run), ``cutoff``,
         ``previous_cutoff``, ``churn_probability``, ``previous_probability``,
         ``probability_change`` (new - old; missing unless continuing), then for i = 1..top
-        ``moved_{i}_feature`` and ``moved_{i}_delta`` (contribution now - before, log-odds),
-        by decreasing ``|delta|``; rows sorted by decreasing ``|probability_change|``, new and
-        gone customers last.
+        ``moved_{i}_feature``, ``moved_{i}_delta`` (contribution now - before, log-odds) and
+        ``moved_{i}_text`` (missing without feature values), by decreasing ``|delta|``; rows
+        sorted by decreasing ``|probability_change|``, new and gone customers last.
     """
     now = _key_frame(current)
     before = _key_frame(previous).rename(
@@ -120,6 +304,7 @@ def compare_scores(
     n_rows = len(merged)
     moved_features = np.full((n_rows, top), None, dtype=object)
     moved_deltas = np.full((n_rows, top), np.nan)
+    moved_texts = np.full((n_rows, top), None, dtype=object)
     if current_contributions is not None and previous_contributions is not None and top > 0:
         features = [c for c in current_contributions.columns if c not in SIDECAR_KEYS]
         features += [
@@ -132,6 +317,17 @@ def compare_scores(
         delta = _contribution_matrix(current_contributions, ids, features) - _contribution_matrix(
             previous_contributions, ids, features
         )
+        values = None
+        if current_features is not None and previous_features is not None and specs:
+            values = _feature_values(current_features, previous_features, ids, features, specs)
+            keys = {
+                j: (display_keys(pd.Series(b), specs[features[j]]),
+                    display_keys(pd.Series(n), specs[features[j]]))
+                for j, (b, n) in values.items()
+            }
+            for j, (key_before, key_now) in keys.items():
+                # An unchanged value is not what changed (see the module docstring).
+                delta[key_before == key_now, j] = 0.0
         # NaN (customer absent from a sidecar) sorts last; ties keep the feature order.
         order = np.argsort(-np.nan_to_num(np.abs(delta), nan=-1.0), axis=1, kind="stable")
         order = order[:, :top]
@@ -141,9 +337,24 @@ def compare_scores(
         k = picked.shape[1]
         moved_features[continuing, :k] = np.where(moved, names, None)
         moved_deltas[continuing, :k] = np.where(moved, picked, np.nan)
+        if values is not None:
+            texts = np.full(order.shape, None, dtype=object)
+            for j, (before, now) in values.items():
+                rows, slots = np.nonzero((order == j) & moved)
+                spec = specs[features[j]]
+                cache: dict[tuple[Any, Any], str | None] = {}
+                keys_before, keys_now = keys[j]
+                for row, slot in zip(rows, slots, strict=True):
+                    # Sentences depend only on the displayed pair: built once per pair.
+                    pair = (keys_before[row], keys_now[row])
+                    if pair not in cache:
+                        cache[pair] = describe_change(before[row], now[row], spec)
+                    texts[row, slot] = cache[pair]
+            moved_texts[continuing, :k] = texts
     for i in range(top):
         merged[f"moved_{i + 1}_feature"] = pd.array(moved_features[:, i], dtype="str")
         merged[f"moved_{i + 1}_delta"] = moved_deltas[:, i]
+        merged[f"moved_{i + 1}_text"] = pd.array(moved_texts[:, i], dtype="str")
 
     rank = merged["probability_change"].abs().fillna(-1.0)
     order = np.lexsort((merged["customer_id"].to_numpy(dtype=object), -rank.to_numpy()))
@@ -186,3 +397,21 @@ def read_previous_scores(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]
         )
         return previous, None
     return previous, contributions
+
+
+def read_previous_features(path: Path, previous: pd.DataFrame) -> pd.DataFrame | None:
+    """Read the features sidecar of an earlier scores file, ``None`` if absent or stale.
+
+    Args:
+        path: The earlier scores file.
+        previous: Its scores (to check that the sidecar belongs to them).
+    """
+    features_path = sidecar_path(path, FEATURES_SUFFIX)
+    if not features_path.exists():
+        logger.info("no %s: the changes file has no what-changed sentences", features_path)
+        return None
+    features = read_frame(features_path)
+    if not contributions_match(previous, features):
+        logger.warning("%s does not belong to %s: sentences left out", features_path, path)
+        return None
+    return features

@@ -6,7 +6,8 @@ Columns (when the model folder holds a survival head, :mod:`churn.model.survival
   churning within ``H`` days, non-decreasing in ``H``, exactly 0 when the contract has no
   decision point inside ``H``;
 * ``next_decision_date``: the next renewal or billing date (``cutoff + days_to_renewal``), NaT
-  when unknown.
+  when unknown; and, last, ``decision_context`` ("renews 2026-02-14"), the date beside the
+  reasons (never a reason, :func:`churn.model.reason_selection.describe_decision_dates`).
 
 ``churn_probability`` keeps its meaning, the calibrated probability within the primary horizon
 ``label.horizon_days``: with ``train.model_form: hazard`` it is the head's column at that
@@ -30,6 +31,7 @@ from churn.config import Params
 from churn.model.artifact import Calibrator, ChurnModel
 from churn.model.hazard import PERIOD_FEATURES, find_next_decision_dates
 from churn.model.horizons import probability_column
+from churn.model.reason_selection import describe_decision_dates
 from churn.model.scoring import ScoreResult, score_population
 from churn.model.survival import SurvivalHead, has_survival_head
 from churn.model.treeshap import compute_contributions
@@ -78,6 +80,9 @@ def add_horizon_columns(
         primary = out[probability_column(primary_horizon)].to_numpy(dtype=np.float64)
         out["churn_probability"] = primary
         out["expected_revenue_at_risk"] = primary * MONTHS_PER_YEAR * out["mrr"].astype(float)
+    # The reasons' context ("renews 2026-02-14", docs/reasons.md): the scores only get the
+    # date here, after the reasons were built, so the context is added here too.
+    out["decision_context"] = describe_decision_dates(out["next_decision_date"])
     return out
 
 
@@ -166,6 +171,50 @@ def score_with_head(
         reasons,
         batch_rows=batch_rows,
         contributions_fn=explain,
+    )
+
+
+def score_frame_with_head(
+    model: ChurnModel,
+    head: SurvivalHead | None,
+    features: pd.DataFrame,
+    reasons: int,
+    *,
+    primary_horizon: int,
+    head_is_primary: bool,
+    batch_rows: int = 200_000,
+) -> pd.DataFrame:
+    """Score a feature frame exactly like ``churn score`` does, given the model and its head.
+
+    The one core the MLflow pyfunc and the Spark job call, so that their columns and values
+    equal the local scores (:func:`score_with_model_form` then
+    :func:`add_horizon_columns_if_fitted`): reasons from the head when it is primary
+    (``train.model_form: hazard``), else from the classifier; then the horizon columns and
+    ``next_decision_date`` when there is a head.
+
+    Args:
+        model: The classifier.
+        head: The survival head, or ``None`` (the scores are then
+            :func:`churn.model.scoring.score_frame`'s).
+        features: Feature rows (the head needs ``days_to_renewal`` and ``billing_period``).
+        reasons: Reasons per row.
+        primary_horizon: ``label.horizon_days``.
+        head_is_primary: ``train.model_form == "hazard"``.
+        batch_rows: Rows explained at a time.
+
+    Returns:
+        The scores frame (input index kept), without ``risk_decile``.
+    """
+    if head is not None and head_is_primary:
+        result = score_with_head(model, head, features, reasons, batch_rows)
+    else:
+        result = score_population(
+            model, features, reasons, batch_rows=batch_rows, keep_contributions=False
+        )
+    if head is None:
+        return result.scores
+    return add_horizon_columns(
+        result.scores, features, head, primary_horizon, head_is_primary=head_is_primary
     )
 
 

@@ -41,7 +41,7 @@ import pandas as pd
 
 from churn.config import LabelConfig, TrainConfig
 from churn.errors import ModelError
-from churn.model.artifact import learn_categorical_levels, prepare_features
+from churn.model.artifact import prepare_features
 from churn.model.hazard import (
     PERIOD_FEATURES,
     build_decision_schedule,
@@ -51,6 +51,7 @@ from churn.model.hazard import (
     label_at_horizon,
 )
 from churn.model.horizons import HorizonCalibration
+from churn.model.pooling import learn_all_pooled_levels
 from churn.model.treeshap import compute_contributions
 from churn.model.verification import check_lightgbm_text, verify_manifest
 
@@ -274,7 +275,9 @@ def fit_survival_head(
         validation: Validation rows, the same columns.
         customer_features: Customer feature columns (the classifier's live features).
         categorical: Which of them are categorical.
-        cfg: Train section (rounds, early stopping).
+        cfg: Train section (rounds, early stopping, ``min_category_count``: categorical levels
+            on fewer training rows are pooled exactly as for the classifier, so both models
+            read a rare or unseen level as :data:`churn.model.pooling.POOLED_LEVEL`).
         label_cfg: Label section (``horizons_days``, ``grace_days``).
         lgb_params: LightGBM parameters (:func:`churn.model.fit.build_lgb_params`).
         validation_start: First validation cutoff: training outcomes are censored before it.
@@ -293,7 +296,9 @@ def fit_survival_head(
     horizons = label_cfg.horizons_days
     longest = max(horizons)
     names = tuple(customer_features)
-    levels = learn_categorical_levels(train, list(categorical))
+    # The classifier's own rule on the same training slice (churn.model.fit): the head then
+    # reads every categorical exactly like the classifier, and cannot memorise rare levels.
+    levels = learn_all_pooled_levels(train, list(categorical), cfg.min_category_count)
     parts = {}
     for part, frame, next_start in (
         ("train", train, validation_start),

@@ -221,6 +221,26 @@ def reason_texts(row: pd.Series, descriptions: dict[str, str]) -> list[str]:
     return texts
 
 
+def moved_texts(row: pd.Series, descriptions: dict[str, str]) -> list[str]:
+    """What moved one customer's score since the last run, most first (changes file row).
+
+    Uses the score stage's ``moved_{i}_text`` ("support tickets ... rose from 0 to 4"); falls
+    back to "raised risk: <description>" from ``moved_{i}_feature`` and the sign of
+    ``moved_{i}_delta`` when a text is missing (an older changes file, or no feature values).
+    """
+    numbers = sorted({int(m.group(1)) for c in row.index if (m := re.match(r"moved_(\d+)_", c))})
+    items = []
+    for i in numbers:
+        text, feature = row.get(f"moved_{i}_text"), row.get(f"moved_{i}_feature")
+        delta = to_float(row.get(f"moved_{i}_delta"))
+        if isinstance(text, str) and text.strip():
+            items.append(text)
+        elif isinstance(feature, str) and feature:
+            arrow = "" if delta is None else ("raised risk: " if delta > 0 else "lowered risk: ")
+            items.append(f"{arrow}{descriptions.get(feature, feature)}")
+    return items
+
+
 def main_driver(row: pd.Series) -> str | None:
     shares = {
         c.removeprefix("risk_share_"): to_float(row[c])

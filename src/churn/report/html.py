@@ -295,6 +295,11 @@ ol.reasons{margin:0;padding-left:18px;min-width:300px;font-size:13px;line-height
 .badge.good{background:#e3f4ea;color:var(--good)}.badge.bad{background:#fde8e6;color:var(--bad)}
 .badge.neutral{background:#eef3f8;color:#243b53}
 .better{color:var(--good);font-weight:600}.worse{color:var(--bad);font-weight:600}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:14px}
+.card{border:1px solid var(--line);border-radius:8px;padding:12px 16px;background:#fbfcfe}
+.card h3{margin:0 0 2px}.card h4{margin:12px 0 4px;font-size:14px;color:#243b53}
+.card .kpis{margin:10px 0;grid-template-columns:repeat(auto-fit,minmax(96px,1fr))}
+.card .kval{font-size:17px}
 details{margin:6px 0}summary{cursor:pointer;color:var(--accent);font-weight:550;font-size:14px}
 footer{color:var(--muted);font-size:13px;padding:0 0 30px}
 @media (max-width:700px){.wrap{padding:0 12px}section{padding:14px}.grid{grid-template-columns:1fr}}

@@ -40,6 +40,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         The HTML document. Every value taken from the inputs is escaped.
     """
     # Imported here so that importing churn.report (for ReportInputs) stays light.
+    from churn.report.cards import cards_section
     from churn.report.data import (
         gate_decision,
         is_snapshot,
@@ -73,6 +74,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         ("model", "Model card", model_section),
         ("explain", "What drives churn risk", explain_section),
         ("customers", "Top customers at risk", customers_section),
+        ("cards", "Customer cards", cards_section),
         ("segments", "Segments", segments_section),
         ("horizons", "Risk over 30, 60 and 90 days", horizons_section),
         ("changes", "What changed since the last score", changes_section),

@@ -18,6 +18,7 @@ from churn.report.data import (
     dig,
     feature_descriptions,
     main_driver,
+    moved_texts,
     num,
     reason_texts,
     revenue_unit,
@@ -288,21 +289,9 @@ def changes_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
         current = inputs.scores.drop_duplicates("customer_id").set_index("customer_id")
         frame["churn_probability"] = frame["customer_id"].map(current["churn_probability"])
     descriptions = feature_descriptions(inputs)
-    moved = sorted({int(m.group(1)) for c in frame if (m := re.match(r"moved_(\d+)_", c))})
 
     def drivers(row: pd.Series) -> Markup:
-        items = []
-        for i in moved:
-            text, feature = row.get(f"moved_{i}_text"), row.get(f"moved_{i}_feature")
-            delta = to_float(row.get(f"moved_{i}_delta"))
-            if isinstance(text, str) and text.strip():
-                items.append(text)
-            elif isinstance(feature, str) and feature:
-                arrow = (
-                    "" if delta is None else ("raised risk: " if delta > 0 else "lowered risk: ")
-                )
-                items.append(f"{arrow}{descriptions.get(feature, feature)}")
-        return ordered_list(items)
+        return ordered_list(moved_texts(row, descriptions))
 
     cols = [
         Column("Customer", wrap=True),

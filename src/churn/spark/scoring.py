@@ -3,7 +3,9 @@
 The ChurnModel's verified data files are broadcast and :func:`churn.model.scoring.score_frame`
 (what the MLflow pyfunc runs) is applied per Arrow batch (no pickle is ever loaded, not even an
 MLflow model's ``python_model.pkl``); the risk decile, a property of the whole population, is
-a window over the scored rows.
+a window over the scored rows. A model folder holding a survival head gets the horizon columns
+(``churn_probability_<H>d``, ``next_decision_date``) of ``churn score`` too, computed per batch by
+:func:`churn.model.horizon_scoring.score_frame_with_head`, the local core.
 :func:`run_score_spark` is the Parquet-in, Parquet-out runner the spark-submit job in
 ``pipelines/`` calls.
 """
@@ -90,25 +92,33 @@ def _archive(directory: str | Path) -> bytes:
 
 
 _WORKER_MODELS: dict[str, Any] = {}
-"""ChurnModels loaded in this Python worker, by archive digest (loaded once per worker)."""
+"""(ChurnModel, survival head or ``None``) loaded in this Python worker, by archive digest
+(loaded once per worker)."""
 
 
-def _worker_model(key: str, broadcast: Any) -> Any:
-    """Unpack and load (verified, from data files) the broadcast ChurnModel once per worker."""
-    model = _WORKER_MODELS.get(key)
-    if model is None:
+def _load_model_and_head(directory: Path) -> tuple[Any, Any]:
+    """Load (verified, from data files) the ChurnModel and, when the folder holds one, its head."""
+    from churn.model.artifact import ChurnModel
+    from churn.model.survival import SurvivalHead, has_survival_head
+
+    head = SurvivalHead.load(directory) if has_survival_head(directory) else None
+    return ChurnModel.load(directory), head
+
+
+def _worker_model(key: str, broadcast: Any) -> tuple[Any, Any]:
+    """Unpack and load the broadcast ChurnModel (and survival head) once per worker."""
+    loaded = _WORKER_MODELS.get(key)
+    if loaded is None:
         import io
         import tarfile
         import tempfile
 
-        from churn.model.artifact import ChurnModel
-
         target = tempfile.mkdtemp(prefix="churn-model-")
         with tarfile.open(fileobj=io.BytesIO(broadcast.value), mode="r:gz") as tar:
             tar.extractall(target, filter="data")
-        model = ChurnModel.load(Path(target) / "model")
-        _WORKER_MODELS[key] = model
-    return model
+        loaded = _load_model_and_head(Path(target) / "model")
+        _WORKER_MODELS[key] = loaded
+    return loaded
 
 
 def score_spark(
@@ -116,6 +126,9 @@ def score_spark(
     features: TableInput,
     model_uri: str | Path,
     reasons: int = 3,
+    *,
+    horizon_days: int = 60,
+    model_form: str = "classifier",
 ) -> SparkDataFrame:
     """Score a feature frame on Spark with the churn model, ranked like ``churn score``.
 
@@ -140,11 +153,15 @@ def score_spark(
             MLflow model directory, or an exported ChurnModel directory (``models/churn``).
         reasons: Reasons per customer (any number: the model is scored directly, whatever
             number of reasons a logged pyfunc was configured with).
+        horizon_days: ``label.horizon_days``, the primary horizon (used with a head only).
+        model_form: ``train.model_form``; ``hazard`` makes the head's primary horizon
+            ``churn_probability`` and its reasons the reasons, as in ``churn score``.
 
     Returns:
         The scores as a lazy Spark DataFrame: the :func:`churn.model.scoring.score_frame`
-        columns plus ``risk_decile`` after ``expected_revenue_at_risk``. The scored rows are
-        persisted (memory and disk), because the ranking reads them twice.
+        columns (with the horizon columns after ``churn_probability`` when the model folder
+        holds a survival head) plus ``risk_decile`` after ``expected_revenue_at_risk``. The
+        scored rows are persisted (memory and disk), because the ranking reads them twice.
 
     Raises:
         ModelError: If the model files fail verification (see
@@ -158,17 +175,28 @@ def score_spark(
     from pyspark.sql.pandas.types import to_arrow_type
     from pyspark.sql.types import LongType, StructField, StructType
 
-    from churn.model.artifact import ChurnModel
-    from churn.model.scoring import score_frame
+    from churn.model.horizon_scoring import score_frame_with_head
     from churn.tracking.store import quiet_mlflow
 
     sdf, dtypes = _to_spark(spark, features, "features")
     with quiet_mlflow(), tempfile.TemporaryDirectory(prefix="churn-spark-model-") as tmp:
         model_dir = _resolve_churn_model_dir(model_uri, Path(tmp))
-        model = ChurnModel.load(model_dir)
+        model, head = _load_model_and_head(model_dir)
+
+        def score(churn_model: Any, survival_head: Any, frame: pd.DataFrame) -> pd.DataFrame:
+            return score_frame_with_head(
+                churn_model,
+                survival_head,
+                frame,
+                reasons,
+                primary_horizon=horizon_days,
+                head_is_primary=model_form == "hazard",
+            )
+
         # The model itself says what it returns (the reason and risk-share columns depend on
-        # the number of reasons and the catalog's families): score a few rows on the driver.
-        sample_out = score_frame(model, spark_to_pandas(sdf.limit(20), dtypes), reasons=reasons)
+        # the number of reasons and the catalog's families, the horizon columns on the head):
+        # score a few rows on the driver.
+        sample_out = score(model, head, spark_to_pandas(sdf.limit(20), dtypes))
         archive = _archive(model_dir)
     model_key = hashlib.sha256(archive).hexdigest()
     payload = spark.sparkContext.broadcast(archive)
@@ -182,11 +210,11 @@ def score_spark(
         arrow_schema = pa.schema(
             [pa.field(f.name, to_arrow_type(f.dataType), f.nullable) for f in schema.fields]
         )
-        churn_model = _worker_model(model_key, payload)
+        churn_model, survival_head = _worker_model(model_key, payload)
         for batch in batches:
             frame = arrow_to_pandas(pa.Table.from_batches([batch]), dtypes)
             rows = frame.pop(ROW_COLUMN).to_numpy(dtype=np.int64)
-            out = score_frame(churn_model, frame, reasons=reasons).reset_index(drop=True)
+            out = score(churn_model, survival_head, frame).reset_index(drop=True)
             out = coerce_dtypes(out, out_dtypes)
             out[ROW_COLUMN] = rows
             yield from pandas_to_arrow(out, arrow_schema).to_batches()
@@ -277,8 +305,9 @@ def run_score_spark(
     """Score a features Parquet on Spark with the churn model; write scores like ``churn score``.
 
     Scores the rows of one cutoff (``score.cutoff``, else the latest cutoff in the features:
-    the labels' scoring cutoff) with :func:`score_spark`: same columns, reasons, deciles and
-    order as ``churn score``. The contributions and "what changed" sidecars of the local
+    the labels' scoring cutoff) with :func:`score_spark`: same columns (horizon columns
+    included when the model folder holds a survival head), reasons, deciles and order as
+    ``churn score``. The contributions and "what changed" sidecars of the local
     stage are not written.
 
     Args:
@@ -300,7 +329,14 @@ def run_score_spark(
     spark = spark or build_spark_session(params.features.spark.master)
     features = _to_spark(spark, features_path, "features")
     rows, cutoff = select_scoring_rows(features.sdf, params.score.cutoff)
-    scores = score_spark(spark, _Converted(rows, features.dtypes), model_uri, params.score.reasons)
+    scores = score_spark(
+        spark,
+        _Converted(rows, features.dtypes),
+        model_uri,
+        params.score.reasons,
+        horizon_days=params.label.horizon_days,
+        model_form=params.train.model_form,
+    )
     summary: dict[str, Any] = {"cutoff": cutoff.isoformat(), "scores": str(out_path)}
     if layout == "file":
         frame = spark_to_pandas(scores, score_dtypes(scores))

@@ -18,8 +18,14 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, FEATURES_SUFFIX, sidecar_path
-from churn.model.changes import compare_scores, find_previous_scores, read_previous_scores
+from churn.model.changes import (
+    compare_scores,
+    find_previous_scores,
+    read_previous_features,
+    read_previous_scores,
+)
 from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
+from churn.model.reasons import build_feature_specs
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores
 from churn.sql import utc_midnight, utc_timestamp
 from churn.tracking.loading import load_model
@@ -336,6 +342,12 @@ def run_score(
             before_contributions,
             top=MOVED_FEATURES,
             ineligible=ineligible_features(model.catalog),
+            # The feature values of both runs word what changed ("... rose from 0 to 4").
+            current_features=features[["customer_id", *model.feature_names]],
+            previous_features=read_previous_features(previous, before),
+            specs=build_feature_specs(
+                model.catalog, model.feature_names, model.categorical_levels
+            ),
         )
 
     contributions_path = sidecar_path(out_path, CONTRIBUTIONS_SUFFIX)

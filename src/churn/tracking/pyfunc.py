@@ -4,7 +4,11 @@ The registered model takes the feature frame (as produced by ``churn features``)
 rows holding the model's feature columns (see :func:`prepare_pyfunc_input`), and returns,
 per row, the calibrated probability, revenue at risk, reasons and risk shares (see
 :func:`churn.model.scoring.score_frame`), so a batch job, a notebook or a Spark UDF
-(``mlflow.pyfunc.spark_udf``) all get the same answer from the same code.
+(``mlflow.pyfunc.spark_udf``) all get the same answer from the same code. When the logged
+directory holds a survival head (``churn train`` logs its export folder), the rows also get
+``churn_probability_<H>d`` per horizon and ``next_decision_date``, the columns and values of
+``churn score`` (:func:`churn.model.horizon_scoring.score_frame_with_head`); the primary horizon
+and the model form travel as model config like the number of reasons.
 
 It is logged as an MLflow *model from code* (:data:`MODEL_CODE_PATH`, see
 :func:`pyfunc_log_arguments`): MLflow stores the small code file and the ChurnModel directory
@@ -26,7 +30,11 @@ import pandas as pd
 
 ARTIFACT_KEY = "churn_model"
 REASONS_CONFIG_KEY = "reasons"
+HORIZON_CONFIG_KEY = "horizon_days"
+MODEL_FORM_CONFIG_KEY = "model_form"
 DEFAULT_REASONS = 3
+DEFAULT_HORIZON_DAYS = 60
+DEFAULT_MODEL_FORM = "classifier"
 MODEL_CODE_PATH = Path(__file__).with_name("pyfunc_model_code.py")
 """The models-from-code file MLflow logs and runs at load time (it only builds the wrapper)."""
 
@@ -36,19 +44,28 @@ class ChurnPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def __init__(self, reasons: int = DEFAULT_REASONS) -> None:
         self.reasons = reasons
+        self.horizon_days = DEFAULT_HORIZON_DAYS
+        self.model_form = DEFAULT_MODEL_FORM
         self._model = None
+        self._head = None
 
     def load_context(self, context: Any) -> None:
-        """Load the ChurnModel from the artifact directory (every file verified first)."""
+        """Load the ChurnModel, and its survival head when logged, every file verified first."""
         from churn.model.artifact import ChurnModel
+        from churn.model.survival import SurvivalHead, has_survival_head
 
         config = getattr(context, "model_config", None) or {}
         self.reasons = int(config.get(REASONS_CONFIG_KEY, self.reasons))
-        self._model = ChurnModel.load(context.artifacts[ARTIFACT_KEY])
+        self.horizon_days = int(config.get(HORIZON_CONFIG_KEY, self.horizon_days))
+        self.model_form = str(config.get(MODEL_FORM_CONFIG_KEY, self.model_form))
+        directory = context.artifacts[ARTIFACT_KEY]
+        self._model = ChurnModel.load(directory)
+        # A model logged before the head existed (or without one) scores as before.
+        self._head = SurvivalHead.load(directory) if has_survival_head(directory) else None
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         """Score a feature frame; ``params={"reasons": k}`` overrides the number of reasons."""
-        from churn.model.scoring import score_frame
+        from churn.model.horizon_scoring import score_frame_with_head
 
         reasons = int((params or {}).get("reasons", self.reasons))
         if not isinstance(model_input, pd.DataFrame):
@@ -56,7 +73,14 @@ class ChurnPyfuncModel(mlflow.pyfunc.PythonModel):
         model_input = prepare_pyfunc_input(
             model_input, self._model.feature_names, self._model.categorical_levels
         )
-        return score_frame(self._model, model_input, reasons=reasons)
+        return score_frame_with_head(
+            self._model,
+            self._head,
+            model_input,
+            reasons,
+            primary_horizon=self.horizon_days,
+            head_is_primary=self.model_form == "hazard",
+        )
 
 
 def prepare_pyfunc_input(
@@ -109,12 +133,23 @@ def prepare_pyfunc_input(
     return frame
 
 
-def pyfunc_log_arguments(model_dir: str | Path, reasons: int) -> dict[str, Any]:
+def pyfunc_log_arguments(
+    model_dir: str | Path,
+    reasons: int,
+    *,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    model_form: str = DEFAULT_MODEL_FORM,
+) -> dict[str, Any]:
     """Return the ``mlflow.pyfunc.log_model``/``save_model`` arguments of a churn model.
 
     Args:
-        model_dir: The saved ChurnModel directory (logged as the ``churn_model`` artifact).
+        model_dir: The saved ChurnModel directory (logged as the ``churn_model`` artifact);
+            when it also holds a survival head (the export folder of ``churn train``), the
+            pyfunc adds the horizon columns.
         reasons: Reasons per customer when the caller passes no ``reasons`` parameter.
+        horizon_days: ``label.horizon_days``, the primary horizon (used with a head only).
+        model_form: ``train.model_form``; ``hazard`` makes the head's primary horizon
+            ``churn_probability`` and its reasons the reasons, as in ``churn score``.
 
     Returns:
         ``python_model`` (the code file's path, not an object, so nothing is pickled),
@@ -123,5 +158,9 @@ def pyfunc_log_arguments(model_dir: str | Path, reasons: int) -> dict[str, Any]:
     return {
         "python_model": str(MODEL_CODE_PATH),
         "artifacts": {ARTIFACT_KEY: str(model_dir)},
-        "model_config": {REASONS_CONFIG_KEY: int(reasons)},
+        "model_config": {
+            REASONS_CONFIG_KEY: int(reasons),
+            HORIZON_CONFIG_KEY: int(horizon_days),
+            MODEL_FORM_CONFIG_KEY: str(model_form),
+        },
     }

@@ -270,7 +270,14 @@ def _log_training_run(
             example = test.drop(columns=["label"]).head(INPUT_EXAMPLE_ROWS)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                **pyfunc_log_arguments(export_dir, params.score.reasons),
+                # The export folder: the classifier plus its survival head, so the pyfunc
+                # returns the horizon columns of `churn score` too.
+                **pyfunc_log_arguments(
+                    export_dir,
+                    params.score.reasons,
+                    horizon_days=params.label.horizon_days,
+                    model_form=params.train.model_form,
+                ),
                 signature=build_model_signature(result.model, example, params.score.reasons),
                 input_example=example,
                 registered_model_name=cfg.registered_model_name,

@@ -72,6 +72,10 @@ def test_columns_follow_churn_probability_and_keep_it(head_and_rows) -> None:
     expected = test["cutoff"] + pd.to_timedelta(test["days_to_renewal"], unit="D")
     gap = (out["next_decision_date"] - expected).abs()
     assert (gap <= pd.Timedelta(milliseconds=500)).all()  # rounded to whole seconds
+    # The reasons' context names the same date (docs/reasons.md).
+    days = out["next_decision_date"].dt.strftime("%Y-%m-%d")
+    assert (out["decision_context"] == "renews " + days).all()
+    assert out.columns[-1] == "decision_context"
 
 
 def test_hazard_form_makes_the_primary_horizon_churn_probability(head_and_rows) -> None:

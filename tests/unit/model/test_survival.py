@@ -16,6 +16,7 @@ from churn.labels.build import build_labels
 from churn.model.fit import build_lgb_params
 from churn.model.hazard import find_next_decision_dates
 from churn.model.horizon_evaluation import attach_churn_times, split_for_horizons
+from churn.model.pooling import POOLED_LEVEL
 from churn.model.survival import (
     SURVIVAL_META_FILE,
     SurvivalHead,
@@ -146,3 +147,42 @@ def test_saved_head_loads_verified_and_scores_the_same(fitted, tmp_path) -> None
     (tmp_path / SURVIVAL_META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"survival_head\.json"):
         SurvivalHead.load(tmp_path)
+
+
+def test_head_pools_rare_and_unseen_levels_like_the_classifier(export_frame) -> None:
+    frame, catalog = export_frame
+    split = split_for_horizons(frame, PARAMS)
+    train, validation, test = (frame.iloc[r] for r in (split.train, split.validation, split.test))
+    train = train.assign(plan=train["plan"].astype("object"))
+    train.iloc[:3, train.columns.get_loc("plan")] = "legacy_rare"  # 3 rows: below the count
+    names = [n for n in catalog["name"] if train[n].nunique(dropna=False) > 1]
+    categorical = [n for n in names if catalog.set_index("name").loc[n, "kind"] == "categorical"]
+    assert "plan" in categorical
+    cfg = PARAMS.train.model_copy(update={"min_category_count": 10})
+    head = fit_survival_head(
+        train,
+        validation,
+        names,
+        categorical,
+        cfg,
+        PARAMS.label,
+        build_lgb_params(cfg),
+        validation_start=split.validation_cutoffs[0],
+        test_start=split.test_cutoffs[0],
+    )
+    # Naive reference: the levels on at least 10 training rows, then the pooled level.
+    counts = train["plan"].dropna().astype(str).value_counts()
+    kept = sorted(level for level, n in counts.items() if n >= 10)
+    assert head.categorical_levels["plan"] == (*kept, POOLED_LEVEL)
+    assert "legacy_rare" in set(counts.index) and "legacy_rare" not in kept
+    # A rare and an unseen level are read as the pooled level, not as missing.
+    column = head.feature_names.index("plan")
+    pooled_code = float(head.categorical_levels["plan"].index(POOLED_LEVEL))
+    rows = test.head(4).assign(plan=["legacy_rare", "never_seen_plan", POOLED_LEVEL, None])
+    matrix = head.next_decision_matrix(rows)
+    assert matrix[:3, column].tolist() == [pooled_code] * 3
+    assert np.isnan(matrix[3, column])
+    same = rows.iloc[[2, 2, 2]].assign(plan=["legacy_rare", "never_seen_plan", POOLED_LEVEL])
+    probabilities = head.predict_horizons(same)
+    np.testing.assert_array_equal(probabilities[0], probabilities[2])
+    np.testing.assert_array_equal(probabilities[1], probabilities[2])

@@ -177,3 +177,28 @@ def test_run_score_spark_scores_the_latest_cutoff(spark, registry, tmp_path, mon
             tmp_path / "x.parquet",
             spark=spark,
         )
+
+
+@pytest.mark.parametrize("model_form", ["classifier", "hazard"])
+def test_spark_scores_have_the_horizon_columns_of_churn_score(spark, tmp_path, model_form):
+    from support.survival_frames import save_model_with_head
+
+    from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
+    from churn.spark import score_dtypes, score_spark, spark_to_pandas
+    from churn.tracking.loading import load_model
+
+    folder = tmp_path / "churn"
+    features, params = save_model_with_head(folder, n_customers=200)
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"model_form": model_form})}
+    )
+    local = score_with_model_form(load_model(folder), features, folder, params).scores
+    want = finalize_scores(add_horizon_columns_if_fitted(local, features, folder, params))
+    scores = score_spark(
+        spark, features, folder, params.score.reasons, horizon_days=60, model_form=model_form
+    )
+    got = spark_to_pandas(scores, score_dtypes(scores))
+    assert {"churn_probability_30d", "churn_probability_90d", "next_decision_date"} <= set(got)
+    assert list(got.columns) == list(want.columns)
+    assert got.dtypes.to_dict() == want.dtypes.to_dict()
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-9)

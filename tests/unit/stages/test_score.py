@@ -152,6 +152,19 @@ def test_rescoring_the_same_path_reports_what_changed(pipeline):
             )
     bumped = frame["customer_id"].iloc[:10]
     assert (continuing.loc[bumped, "probability_change"] >= 0).mean() > 0.5
+    # Only the bumped tickets changed value, so they are the first mover, worded like a reason.
+    description = TINY_CATALOG.set_index("name").loc["support_tickets_last_30d", "description"]
+    tickets = frame.set_index("customer_id")["support_tickets_last_30d"]
+    named = continuing.loc[bumped].dropna(subset=["moved_1_feature"])
+    assert len(named) >= 5
+    assert (named["moved_1_feature"] == "support_tickets_last_30d").all()
+    for customer, row in named.iterrows():
+        now_value, before_value = tickets[customer], tickets[customer] - 5
+        assert row["moved_1_text"] == (
+            f"{description} rose from {before_value:.0f} to {now_value:.0f}"
+        )
+    untouched = continuing.drop(index=bumped)
+    assert untouched["moved_1_feature"].isna().all()  # nothing else changed value
     assert changes["probability_change"].abs().dropna().is_monotonic_decreasing
 
 

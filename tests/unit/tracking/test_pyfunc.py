@@ -152,3 +152,53 @@ def test_signed_pyfunc_names_a_mistyped_feature_column(signed_model, monkeypatch
     rows["support_tickets_last_30d"] = "many"
     with pytest.raises(Exception, match="support_tickets_last_30d"):
         loaded.predict(rows)
+
+
+@pytest.fixture(scope="module")
+def model_with_head(tmp_path_factory):
+    """An export folder holding a classifier and its survival head (survival frames)."""
+    from support.survival_frames import save_model_with_head
+
+    folder = tmp_path_factory.mktemp("export") / "churn"
+    test, params = save_model_with_head(folder)
+    return folder, test, params
+
+
+class _Context:
+    def __init__(self, folder, config):
+        self.artifacts = {"churn_model": str(folder)}
+        self.model_config = config
+
+
+@pytest.mark.parametrize("model_form", ["classifier", "hazard"])
+def test_pyfunc_returns_the_horizon_columns_of_churn_score(model_with_head, model_form):
+    from churn.model.horizon_scoring import (
+        add_horizon_columns_if_fitted,
+        score_with_model_form,
+    )
+    from churn.tracking.pyfunc import ChurnPyfuncModel
+
+    folder, test, params = model_with_head
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"model_form": model_form})}
+    )
+    arguments = pyfunc_log_arguments(
+        folder, 3, horizon_days=params.label.horizon_days, model_form=model_form
+    )
+    wrapper = ChurnPyfuncModel()
+    wrapper.load_context(_Context(folder, arguments["model_config"]))
+    predicted = wrapper.predict(None, test)
+    # The local score stage's path: reasons per model form, then the horizon columns.
+    model = load_model(folder)
+    local = add_horizon_columns_if_fitted(
+        score_with_model_form(model, test, folder, params).scores, test, folder, params
+    )
+    assert {"churn_probability_30d", "churn_probability_90d", "next_decision_date"} <= set(
+        predicted.columns
+    )
+    pd.testing.assert_frame_equal(predicted, local)
+    if model_form == "hazard":
+        assert (predicted["churn_probability"] == predicted["churn_probability_60d"]).all()
+    else:
+        assert (predicted["churn_probability"] != predicted["churn_probability_60d"]).any()
+

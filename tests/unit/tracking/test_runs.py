@@ -20,9 +20,11 @@ from support.mlflow_store import fresh_store
 from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params, parse_params
+from churn.layout import BASELINE_FILE
 from churn.model.artifact import ChurnModel
 from churn.model.gate import is_better
 from churn.stages.train import download_champion_export, run_train
+from churn.tracking.loading import find_churn_model_dir
 from churn.tracking.runs import flatten_params, log_eval_metrics, read_dvc_md5
 from churn.tracking.signature import build_model_signature, pin_model_requirements
 from churn.tracking.store import default_artifact_location, quiet_mlflow
@@ -173,9 +175,10 @@ def test_run_artifacts_include_catalog_plots_and_the_registered_model(trained, t
             artifact_uri="models:/churn/1", dst_path=str(tmp_path), tracking_uri=trained.store
         )
     )
-    assert (local / "artifacts" / "churn_model" / "model.txt").exists()
-    # The export (baseline included) is the model's artifact, logged once: not again on the run.
-    assert (local / "artifacts" / "churn_model" / "baseline.json").exists()
+    # The pyfunc's churn_model artifact is the export folder (classifier, baseline, head),
+    # logged once: not again on the run.
+    assert (find_churn_model_dir(local) / "model.txt").exists()
+    assert (find_churn_model_dir(local) / BASELINE_FILE).exists()
     assert "export" not in artifacts
     requirements = (local / "requirements.txt").read_text().split()
     assert requirements == pin_model_requirements()

@@ -1,0 +1,160 @@
+"""What changed since the last score: the moving features and their sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.domain.catalog import FeatureSpec
+from churn.model.changes import compare_scores, describe_change, display_keys
+
+
+def _spec(name: str, unit: str, description: str, kind: str = "numeric") -> FeatureSpec:
+    return FeatureSpec(name, "support", "post_sale", kind, unit, description)
+
+
+TICKETS = _spec("tickets_30d", "tickets", "support tickets opened in the last 30 days")
+MRR = _spec("mrr_at_cutoff", "currency/month", "monthly recurring revenue")
+SHARE = _spec("seat_share", "share", "share of seats active in the last 30 days")
+LOGIN = _spec("days_since_login", "days", "days since the last login")
+FLAG = _spec("discount", "flag", "flag for discount active at the cutoff (1 yes, 0 no)")
+PLAN = _spec("plan", "", "plan", kind="categorical")
+RENEWAL = _spec("days_to_renewal", "days", "days until the next renewal date")
+
+
+@pytest.mark.parametrize(
+    ("spec", "before", "now", "sentence"),
+    [
+        (TICKETS, 0, 4, "support tickets opened in the last 30 days rose from 0 to 4"),
+        (TICKETS, 3, 1, "support tickets opened in the last 30 days fell from 3 to 1"),
+        (MRR, 161.85, 120, "monthly recurring revenue fell from 161.85 per month to 120 per month"),
+        (
+            MRR,
+            1500.4,
+            2210.7,
+            "monthly recurring revenue rose from 1,500 per month to 2,211 per month",
+        ),
+        (SHARE, 0.1, 0.25, "share of seats active in the last 30 days rose from 10% to 25%"),
+        (LOGIN, 3, 12, "days since the last login rose from 3 to 12"),
+        (LOGIN, 100, 130, "months since the last login rose from 3.3 to 4.3"),
+        (FLAG, 0, 1, "discount active at the cutoff changed from no to yes"),
+        (PLAN, "pro", "starter", "plan changed from pro to starter"),
+        (
+            TICKETS,
+            None,
+            2,
+            "support tickets opened in the last 30 days: now 2, none on record before",
+        ),
+        (
+            TICKETS,
+            2,
+            np.nan,
+            "no support tickets opened in the last 30 days on record any more (was 2)",
+        ),
+    ],
+)
+def test_change_sentences_follow_the_reason_wording(spec, before, now, sentence) -> None:
+    assert describe_change(before, now, spec) == sentence
+
+
+@pytest.mark.parametrize(
+    ("spec", "before", "now"),
+    [
+        (TICKETS, 4, 4.0),
+        (TICKETS, 4.01, 4.04),  # both display 4
+        (LOGIN, 100, 101),  # both 3.3 months
+        (SHARE, 0.101, 0.104),  # both 10%
+        (FLAG, 1, 5),  # both yes
+        (PLAN, "pro", "pro"),
+        (TICKETS, None, np.nan),
+    ],
+)
+def test_a_value_that_displays_the_same_is_no_change(spec, before, now) -> None:
+    assert describe_change(before, now, spec) is None
+    keys = display_keys(pd.Series([before, now], dtype=object), spec)
+    assert keys[0] == keys[1]
+
+
+def test_display_keys_tell_days_from_months() -> None:
+    keys = display_keys(pd.Series([3.3, 100.0, 89.0]), LOGIN)
+    assert keys[0] != keys[1] and keys[1] != keys[2]
+
+
+def _frames():
+    """Two scorings of three customers with integer ids (a CRM export's), features beside."""
+    ids = [101, 102, 103]
+    scores_before = pd.DataFrame(
+        {"customer_id": ids, "cutoff": "2025-01-01", "churn_probability": [0.1, 0.2, 0.3]}
+    )
+    scores_now = scores_before.assign(
+        cutoff="2025-02-01", churn_probability=[0.4, 0.1, 0.3]
+    )
+    names = ["tickets_30d", "mrr_at_cutoff", "plan", "days_to_renewal"]
+
+    def contributions(rows):
+        frame = pd.DataFrame(rows, columns=names)
+        return frame.assign(customer_id=ids, cutoff="2025-01-01", base_value=-2.0)
+
+    before_c = contributions([[0.0, 0.0, 0.0, 0.0]] * 3)
+    # Customer 101: tickets moved most, then plan (value unchanged: interaction), then MRR,
+    # and the renewal timing moved even more (never named).
+    now_c = contributions(
+        [[0.9, -0.2, 0.5, 2.0], [-0.3, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    )
+    features_before = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "tickets_30d": [0.0, 5.0, 1.0],
+            "mrr_at_cutoff": [200.0, 90.0, 50.0],
+            "plan": ["pro", "pro", "starter"],
+            "days_to_renewal": [40.0, 12.0, 3.0],
+        }
+    )
+    features_now = features_before.assign(
+        tickets_30d=[4.0, 1.0, 1.0], mrr_at_cutoff=[150.0, 90.0, 50.0],
+        days_to_renewal=[9.0, 300.0, 3.0],
+    )
+    specs = {s.name: s for s in (TICKETS, MRR, PLAN, RENEWAL)}
+    return scores_now, scores_before, now_c, before_c, features_now, features_before, specs
+
+
+def test_compare_scores_words_what_changed_and_skips_unchanged_values() -> None:
+    now, before, now_c, before_c, f_now, f_before, specs = _frames()
+    changes = compare_scores(
+        now, before, now_c, before_c, top=3, ineligible=["days_to_renewal"],
+        current_features=f_now.assign(customer_id=f_now["customer_id"].astype(str)),
+        previous_features=f_before, specs=specs,
+    ).set_index("customer_id")
+    first = changes.loc["101"]
+    # The plan's contribution moved (0.5) but its value did not: MRR takes its slot.
+    assert [first["moved_1_feature"], first["moved_2_feature"]] == ["tickets_30d", "mrr_at_cutoff"]
+    assert first["moved_1_text"] == "support tickets opened in the last 30 days rose from 0 to 4"
+    assert first["moved_2_text"] == (
+        "monthly recurring revenue fell from 200 per month to 150 per month"
+    )
+    assert pd.isna(first["moved_3_feature"]) and pd.isna(first["moved_3_text"])
+    assert first["moved_2_delta"] == pytest.approx(-0.2)
+    second = changes.loc["102"]
+    assert second["moved_1_text"] == "support tickets opened in the last 30 days fell from 5 to 1"
+    # Nothing about customer 103 moved.
+    assert changes.loc["103", ["moved_1_feature", "moved_1_text"]].isna().all()
+    assert not changes.filter(like="_feature").isin(["days_to_renewal"]).any().any()
+
+
+def test_compare_scores_without_feature_values_keeps_the_contribution_ranking() -> None:
+    now, before, now_c, before_c, *_ = _frames()
+    changes = compare_scores(now, before, now_c, before_c, top=3, ineligible=["days_to_renewal"])
+    first = changes.set_index("customer_id").loc["101"]
+    assert [first[f"moved_{i}_feature"] for i in (1, 2, 3)] == [
+        "tickets_30d",
+        "plan",
+        "mrr_at_cutoff",
+    ]
+    assert changes.filter(like="_text").isna().all().all()
+
+
+def test_categorical_missing_values_of_any_kind_read_as_missing() -> None:
+    assert describe_change(pd.NA, "pro", PLAN) == "plan: now pro, none on record before"
+    assert describe_change("pro", np.nan, PLAN) == "no plan on record any more (was pro)"
+    assert describe_change(pd.NA, None, PLAN) is None
