@@ -213,3 +213,29 @@ def test_unknown_first_reason_mode_is_refused():
     with pytest.raises(ValueError, match="first_reason must be one of"):
         select_reasons(pd.DataFrame({"a": [1.0]}), np.ones((1, 1)), specs, {}, 1,
                        first_reason="biggest")
+
+
+def test_scores_follow_the_first_reason_mode_stored_in_the_model(tiny_model, feature_frame):
+    from churn.model.reasons import build_feature_specs
+
+    rows = feature_frame.head(300)
+    family_model = dataclasses.replace(
+        tiny_model,
+        metadata={**tiny_model.metadata, "reason_reference": {"first_reason": "family"}},
+    )
+    by_feature = score_frame(tiny_model, rows, REASONS)
+    by_family = score_frame(family_model, rows, REASONS)
+    specs = build_feature_specs(
+        family_model.catalog, family_model.feature_names, family_model.categorical_levels
+    )
+    contributions, _ = family_model.contributions(rows)
+    index, value = select_reasons(
+        rows, contributions, specs, family_model.typical_values, REASONS, first_reason="family"
+    )
+    names = np.array(list(specs), dtype=object)
+    expected = np.where(np.isfinite(value[:, 0]), names[index[:, 0]], None)
+    first = by_family["reason_1_feature"].astype(object)
+    got = first.where(first.notna(), None)
+    assert got.tolist() == expected.tolist()
+    assert (by_family["reason_1_feature"] != by_feature["reason_1_feature"]).any()
+    pd.testing.assert_series_equal(by_family["churn_probability"], by_feature["churn_probability"])
