@@ -426,6 +426,22 @@ class TrainConfig(_Section):
         "unseen levels at scoring join it (no memorised labels, see docs/reasons.md); 1 keeps "
         "every level.",
     )
+    interaction_groups: Literal["none", "family"] = Field(
+        "none",
+        description="'family': LightGBM interaction constraints so that features interact "
+        "only within their catalog family (exposure and contract-timing features, catalog "
+        "reason_eligible false, may join any family's trees): the model is additive across "
+        "families, so a family's summed contributions are exactly its own term (the idea of "
+        "explainable boosting machines). 'none': trees mix any features. Measured in "
+        "docs/reasons.md; the survival head ignores it.",
+    )
+    first_reason: Literal["feature", "family"] = Field(
+        "family",
+        description="How the model picks a customer's first reason (stored in the model, so "
+        "every scorer agrees): 'family' names the family whose eligible features push risk up "
+        "the most together (net sum of contributions), told by its strongest feature; "
+        "'feature' names the single largest contribution. The other reasons follow by size.",
+    )
     min_positives: int = Field(20, ge=1, description="Fail when training has fewer positives.")
     leakage_auc_threshold: float = Field(
         0.97, gt=0.5, le=1.0, description="A single feature above this test AUC fails the run."

@@ -12,9 +12,10 @@ often the model names the truly dominant family. Definitions (docs/reasons.md ha
   everyone explains nobody's excess risk). Exposure is not a family and is left out: it says
   when a customer can leave, not why.
 * **First reason**: the customer's first reason exactly as the scores give it
-  (:func:`churn.model.reason_selection.select_reasons`: the largest positive contribution of an
-  *eligible* feature whose value is not the typical one); its family is compared. A row without
-  any reason counts as a miss.
+  (:func:`churn.model.reason_selection.select_reasons` with the model's ``first_reason``: the
+  largest positive contribution of an *eligible* feature whose value is not the typical one,
+  or the strongest such feature of the family with the largest net push); its family is
+  compared. A row without any reason counts as a miss.
 * **Top family**: the family with the largest sum of positive eligible contributions (the
   ``risk_share_<family>`` the scores give); a row without any counts as a miss.
 * **Chance**: the agreement expected if the named and true families were independent with their
@@ -32,6 +33,7 @@ import pandas as pd
 
 from churn.domain.families import FAMILIES
 from churn.model.artifact import ChurnModel
+from churn.model.reason_reference import read_first_reason
 from churn.model.reason_selection import eligible_mask, select_reasons
 from churn.model.reasons import build_feature_specs
 
@@ -86,9 +88,10 @@ def compute_reason_agreement(
     Returns:
         ``rows`` examined, ``first_reason_family_agreement``, ``top_family_agreement``,
         ``chance_agreement`` (for the first reason), ``top_family_chance_agreement``,
-        ``majority_family_baseline`` and ``majority_family``, ``rows_without_reason`` and
-        ``true_family_share`` (family -> share of the examined rows). Empty dict when no test
-        row matches the truth or the truth has no family terms.
+        ``majority_family_baseline`` and ``majority_family``, ``rows_without_reason``,
+        ``first_reason_mode`` (the model's ``first_reason``) and ``true_family_share``
+        (family -> share of the examined rows). Empty dict when no test row matches the truth
+        or the truth has no family terms.
     """
     columns = [f"logit_{family}" for family in FAMILIES]
     if not set(columns) <= set(truth.columns):
@@ -113,7 +116,10 @@ def compute_reason_agreement(
     contributions, _ = model.contributions(top)
     specs = build_feature_specs(model.catalog, model.feature_names, model.categorical_levels)
     families = np.array([spec.family for spec in specs.values()], dtype=object)
-    index, value = select_reasons(top, contributions, specs, model.typical_values, 1)
+    first_reason = read_first_reason(model.metadata)
+    index, value = select_reasons(
+        top, contributions, specs, model.typical_values, 1, first_reason=first_reason
+    )
     has_reason = np.isfinite(value[:, 0])
     first_family = np.where(has_reason, families[index[:, 0]], None)
 
@@ -137,5 +143,6 @@ def compute_reason_agreement(
         "majority_family_baseline": first["majority_baseline"],
         "majority_family": first["majority_family"],
         "rows_without_reason": int((~has_reason).sum()),
+        "first_reason_mode": first_reason,
         "true_family_share": {f: float(true_share.get(f, 0.0)) for f in FAMILIES},
     }

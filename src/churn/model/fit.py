@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params, TrainConfig
-from churn.domain.catalog import KEY_COLUMNS
+from churn.domain.catalog import KEY_COLUMNS, catalog_specs
 from churn.errors import ModelError
 from churn.model.artifact import (
     Calibrator,
@@ -115,9 +115,20 @@ def find_dead_features(train: pd.DataFrame, names: list[str] | tuple[str, ...]) 
     return dead
 
 
-def build_lgb_params(cfg: TrainConfig) -> dict[str, Any]:
-    """Translate the train section into deterministic LightGBM parameters."""
-    return {
+def build_lgb_params(
+    cfg: TrainConfig, interaction_groups: list[list[int]] | None = None
+) -> dict[str, Any]:
+    """Translate the train section into deterministic LightGBM parameters.
+
+    Args:
+        cfg: Train section.
+        interaction_groups: LightGBM ``interaction_constraints`` (feature positions allowed to
+            share a tree branch, :func:`build_family_interaction_groups`); ``None``: none.
+    """
+    constraints = {} if interaction_groups is None else {
+        "interaction_constraints": [list(group) for group in interaction_groups]
+    }
+    return constraints | {
         "objective": "binary",
         "metric": cfg.early_stopping_metric,
         "learning_rate": cfg.learning_rate,
@@ -228,6 +239,32 @@ def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> Tr
     return TrainingSample(rows=train.iloc[np.flatnonzero(keep)], weights=weights[keep], rate=rate)
 
 
+def build_family_interaction_groups(catalog: pd.DataFrame) -> list[list[int]]:
+    """Return one interaction group per feature family: the family's features plus timing.
+
+    Features of one family may share a tree branch only with each other, so the model is a sum
+    of one function per family (Lou et al. 2013, explainable boosting machines) and a family's
+    summed TreeSHAP values are exactly its own function's deviation. Features that are never a
+    reason (exposure and contract timing, catalog ``reason_eligible`` false) join every group:
+    whether a customer *can* leave now gates every driver.
+
+    Args:
+        catalog: Feature catalog rows of the model's features, in model order.
+
+    Returns:
+        Feature positions per group, families in first-appearance order.
+    """
+    specs = catalog_specs(catalog)
+    families = [spec.family for spec in specs]
+    eligible = [bool(spec.reason_eligible) for spec in specs]
+    timing = [j for j, keep in enumerate(eligible) if not keep]
+    groups = []
+    for family in dict.fromkeys(f for f, keep in zip(families, eligible, strict=True) if keep):
+        members = [j for j, f in enumerate(families) if f == family and eligible[j]]
+        groups.append(members + timing)
+    return groups or [timing]
+
+
 def fit_churn_model(
     train: pd.DataFrame, validation: pd.DataFrame, catalog: pd.DataFrame, cfg: TrainConfig
 ) -> ChurnModel:
@@ -255,7 +292,7 @@ def fit_churn_model(
     categorical = list(feature_catalog.loc[feature_catalog["kind"] == "categorical", "name"])
     levels = learn_all_pooled_levels(train, categorical, cfg.min_category_count)
     typical, reference = build_reason_reference(
-        select_reference_rows(train, validation), names, levels
+        select_reference_rows(train, validation), names, levels, cfg.first_reason
     )
     train_y, val_y = label_array(train), label_array(validation)
     positives = int(train_y.sum())
@@ -272,7 +309,12 @@ def fit_churn_model(
     )
     validation_matrix = prepare_features(validation, names, levels)
     val_set = lgb.Dataset(validation_matrix, val_y, reference=train_set)
-    lgb_params = build_lgb_params(cfg)
+    lgb_params = build_lgb_params(
+        cfg,
+        build_family_interaction_groups(feature_catalog)
+        if cfg.interaction_groups == "family"
+        else None,
+    )
     booster = lgb.train(
         lgb_params,
         train_set,

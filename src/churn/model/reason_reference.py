@@ -12,6 +12,11 @@ those being scored, not the oldest training months (issue 13).
   cannot claim "leave 12x as often". Levels are read as the model reads them (rare levels
   pooled, :mod:`churn.model.pooling`).
 
+The reference also records how the model orders its reasons (``first_reason``, from
+``train.first_reason``: :func:`churn.model.reason_selection.select_reasons`), so every scorer of
+the model (batch, Spark, MLflow pyfunc, the evaluate stage's agreement check) gives the same
+first reason; a model saved before it reads as ``"feature"``.
+
 Everything is stored as plain JSON in the model's metadata under :data:`REFERENCE_KEY` and
 checked on load (:func:`validate_reason_reference`).
 """
@@ -26,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from churn.model.pooling import pool_values
+from churn.model.reason_selection import FIRST_REASON_MODES, FirstReason
 
 #: Metadata key of the reference (``ChurnModel.metadata[REFERENCE_KEY]``).
 REFERENCE_KEY = "reason_reference"
@@ -78,7 +84,10 @@ def compute_level_ratios(
 
 
 def build_reason_reference(
-    rows: pd.DataFrame, names: tuple[str, ...], levels: Mapping[str, tuple[str, ...]]
+    rows: pd.DataFrame,
+    names: tuple[str, ...],
+    levels: Mapping[str, tuple[str, ...]],
+    first_reason: FirstReason = "feature",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the typical values and the stored reference of a reference population.
 
@@ -86,10 +95,12 @@ def build_reason_reference(
         rows: The reference rows (:func:`select_reference_rows`), with ``label``.
         names: Model features.
         levels: The model's categorical levels.
+        first_reason: How the model orders its reasons (``train.first_reason``).
 
     Returns:
         ``(typical_values, reference)``: feature -> typical value, and the JSON object stored
-        under :data:`REFERENCE_KEY` (``cutoff``, ``rows``, ``churn_rate``, ``level_ratios``).
+        under :data:`REFERENCE_KEY` (``cutoff``, ``rows``, ``churn_rate``, ``level_ratios``,
+        ``first_reason``).
     """
     labels = rows["label"].to_numpy(dtype=np.float64) if len(rows) else np.empty(0)
     typical = {name: compute_typical_value(rows[name], name in levels) for name in names}
@@ -103,8 +114,20 @@ def build_reason_reference(
             for name in names
             if name in levels
         },
+        "first_reason": first_reason,
     }
     return typical, reference
+
+
+def read_first_reason(metadata: Mapping[str, Any]) -> FirstReason:
+    """Return how a model orders its reasons; ``"feature"`` for a model saved before the choice."""
+    reference = metadata.get(REFERENCE_KEY)
+    if not isinstance(reference, Mapping):
+        return "feature"
+    mode = reference.get("first_reason", "feature")
+    if mode not in FIRST_REASON_MODES:  # load validates it; an in-memory model may not be
+        raise ValueError(f"{REFERENCE_KEY}.first_reason must be one of {FIRST_REASON_MODES}")
+    return "family" if mode == "family" else "feature"
 
 
 def read_level_ratios(metadata: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
@@ -137,6 +160,9 @@ def validate_reason_reference(
         raise fail(f"{REFERENCE_KEY}.rows must be a count")
     if not isinstance(rate, int | float) or not 0 <= rate <= 1:
         raise fail(f"{REFERENCE_KEY}.churn_rate must be a rate in [0, 1]")
+    mode = reference.get("first_reason", "feature")
+    if mode not in FIRST_REASON_MODES:
+        raise fail(f"{REFERENCE_KEY}.first_reason must be one of {list(FIRST_REASON_MODES)}")
     ratios = reference.get("level_ratios")
     if not isinstance(ratios, Mapping):
         raise fail(f"{REFERENCE_KEY}.level_ratios must be an object")

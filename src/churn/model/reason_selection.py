@@ -11,6 +11,13 @@ A reason must say *why* a customer may leave, in words a retention team can act 
 3. **Not the typical value.** "contract is Month-to-month (typical: Month-to-month)" explains
    nothing: a slot whose displayed value equals the displayed typical value is suppressed and
    the next candidate takes its place.
+4. **First reason by family** (``first_reason="family"``, the model's
+   ``train.first_reason``): the first reason names the family whose eligible features push the
+   row's risk up the most *together* (largest net sum of contributions, negative ones
+   included), told by that family's strongest feature; the other reasons follow by size. SHAP
+   splits one driver's credit among its correlated features (a dozen usage counts), so the
+   single largest contribution often belongs to a family whose total push is smaller
+   (measurements: docs/reasons.md). ``"feature"`` keeps the single largest contribution first.
 
 :func:`select_reasons` returns the same ``(index, value)`` arrays as
 :func:`churn.model.reasons.top_positive_reasons`, so sentence building is unchanged.
@@ -19,12 +26,13 @@ A reason must say *why* a customer may leave, in words a retention team can act 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 from churn.domain.catalog import FeatureSpec
+from churn.domain.families import FAMILIES
 from churn.model.reasons import (
     explain_values,
     format_value,
@@ -34,6 +42,11 @@ from churn.model.reasons import (
 
 #: Candidates examined per row beyond the reasons wanted, to replace suppressed ones.
 EXTRA_CANDIDATES = 4
+
+FirstReason = Literal["feature", "family"]
+"""How the first reason is chosen: the single largest contribution, or the strongest family."""
+
+FIRST_REASON_MODES: Final = get_args(FirstReason)
 
 
 def eligible_mask(specs: Mapping[str, FeatureSpec]) -> np.ndarray:
@@ -52,6 +65,8 @@ def select_reasons(
     specs: Mapping[str, FeatureSpec],
     typical: Mapping[str, Any],
     reasons: int,
+    *,
+    first_reason: FirstReason = "feature",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick each row's reasons: eligible, positive, largest first, typical values suppressed.
 
@@ -61,12 +76,90 @@ def select_reasons(
         specs: Feature specs in model order.
         typical: Typical value per feature (a feature without one is never suppressed).
         reasons: Reasons wanted per row.
+        first_reason: ``"feature"``: reasons by decreasing contribution. ``"family"``: the
+            first reason is the strongest kept feature of the family with the largest net
+            eligible contribution (:func:`rank_first_families`), the others follow by
+            decreasing contribution; a row whose strongest family is not positive, or has no
+            kept positive feature, keeps the ``"feature"`` order.
 
     Returns:
         ``(index, value)`` of shape ``(n, min(reasons, p))``, as
         :func:`churn.model.reasons.top_positive_reasons`: NaN values mark empty slots.
+
+    Raises:
+        ValueError: If ``first_reason`` is not one of :data:`FIRST_REASON_MODES`.
     """
-    masked = mask_ineligible(contributions, eligible_mask(specs))
+    if first_reason not in FIRST_REASON_MODES:
+        raise ValueError(f"first_reason must be one of {FIRST_REASON_MODES}, not {first_reason!r}")
+    eligible = eligible_mask(specs)
+    masked = mask_ineligible(contributions, eligible)
+    wanted = min(reasons, len(specs))
+    # One spare candidate in family mode: the family's feature may already be among them.
+    extra = 1 if first_reason == "family" else 0
+    index, value = _pick_kept(batch, masked, specs, typical, reasons + extra)
+    if first_reason == "feature":
+        return index[:, :wanted], value[:, :wanted]
+    family_of = np.array([spec.family for spec in specs.values()], dtype=object)
+    best, has_family = rank_first_families(contributions, family_of, eligible)
+    in_best = family_of[np.newaxis, :] == best[:, np.newaxis]
+    first_index, first_value = _pick_kept(
+        batch, np.where(in_best & has_family[:, np.newaxis], masked, -np.inf), specs, typical, 1
+    )
+    promoted = np.isfinite(first_value[:, 0])
+    # Drop the promoted feature from the ordered candidates, then put it in front.
+    again = promoted[:, np.newaxis] & (index == first_index[:, :1]) & np.isfinite(value)
+    rest_value = np.where(again, np.nan, value)
+    order = np.argsort(~np.isfinite(rest_value), axis=1, kind="stable")
+    rest_index = np.take_along_axis(index, order, axis=1)
+    rest_value = np.take_along_axis(rest_value, order, axis=1)
+    out_index = np.where(
+        promoted[:, np.newaxis], np.column_stack([first_index, rest_index[:, :-1]]), index
+    )[:, :wanted]
+    out_value = np.where(
+        promoted[:, np.newaxis], np.column_stack([first_value, rest_value[:, :-1]]), value
+    )[:, :wanted]
+    return out_index, out_value
+
+
+def rank_first_families(
+    contributions: np.ndarray, family_of: np.ndarray, eligible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each row's family with the largest net eligible contribution, and whether > 0.
+
+    The net sum (protective contributions included) is the family's whole push on the row's
+    log-odds relative to the average customer; for a model additive across families it is
+    exactly the family's own term. Ties go to :data:`FAMILIES` order, then other families in
+    sorted order, so reruns pick the same family.
+
+    Args:
+        contributions: ``(n, p)`` contributions.
+        family_of: Family of each of the ``p`` features.
+        eligible: Whether each feature may be a reason (ineligible ones count in no family).
+
+    Returns:
+        ``(family, positive)``: the family name per row, and whether its net sum is positive
+        (a row where no family pushes risk up has no family-first reason).
+    """
+    present = set(family_of[eligible].tolist())
+    families = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
+    if not families:
+        return np.full(len(contributions), None, dtype=object), np.zeros(len(contributions), bool)
+    membership = np.column_stack(
+        [((family_of == family) & eligible).astype(np.float64) for family in families]
+    )
+    sums = np.where(eligible[np.newaxis, :], contributions, 0.0) @ membership
+    best = np.argmax(sums, axis=1)
+    return np.array(families, dtype=object)[best], sums[np.arange(len(sums)), best] > 0
+
+
+def _pick_kept(
+    batch: pd.DataFrame,
+    masked: np.ndarray,
+    specs: Mapping[str, FeatureSpec],
+    typical: Mapping[str, Any],
+    reasons: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the ``reasons`` largest positive ``masked`` values whose value is not typical."""
     index, value = top_positive_reasons(masked, reasons + EXTRA_CANDIDATES)
     value = value.copy()
     names = list(specs)

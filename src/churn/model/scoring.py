@@ -27,7 +27,7 @@ from churn.domain.contract import TIMESTAMP_DTYPE
 from churn.domain.families import FAMILIES, PHASES
 from churn.errors import ModelError
 from churn.model.artifact import ChurnModel
-from churn.model.reason_reference import read_level_ratios
+from churn.model.reason_reference import read_first_reason, read_level_ratios
 from churn.model.reason_selection import (
     describe_decision_dates,
     eligible_mask,
@@ -91,8 +91,9 @@ def score_frame(
       ``reason_{i}_contribution`` (SHAP, log-odds), ``reason_{i}_text`` (a sentence), for
       i = 1..reasons: the *eligible* features with the largest *positive* contributions (those
       pushing risk up), in decreasing order, ties by model feature order, a value equal to the
-      typical value skipped (:mod:`churn.model.reason_selection`). Slots beyond the number of
-      such contributions hold missing values.
+      typical value skipped (:mod:`churn.model.reason_selection`); a model trained with
+      ``train.first_reason: family`` puts first the strongest feature of the family with the
+      largest net push. Slots beyond the number of such contributions hold missing values.
     * ``decision_context`` (only when the scores hold ``next_decision_date``): "renews
       2026-02-14", the next decision date beside the reasons.
     * ``risk_share_<family>`` for acquisition, billing, usage, support, engagement (plus any
@@ -263,7 +264,14 @@ def _score_batch(
         "mrr": mrr,
         "expected_revenue_at_risk": probability * MONTHS_PER_YEAR * mrr,
     }
-    index, value = select_reasons(batch, contributions, specs, model.typical_values, reasons)
+    index, value = select_reasons(
+        batch,
+        contributions,
+        specs,
+        model.typical_values,
+        reasons,
+        first_reason=read_first_reason(model.metadata),
+    )
     columns.update(
         build_reason_columns(
             batch,

@@ -133,3 +133,46 @@ def test_no_matching_truth_rows_gives_empty_result(tiny_model, feature_frame):
 def test_truth_without_family_terms_gives_empty_result(tiny_model, feature_frame):
     truth = feature_frame[["customer_id", "cutoff"]].rename(columns={"cutoff": "month_start"})
     assert compute_reason_agreement(tiny_model, feature_frame, truth.assign(p=0.1)) == {}
+
+
+def _naive_family_first(model, row: pd.Series, contributions: np.ndarray) -> str | None:
+    """The family-first rule, one row at a time: the family with the largest net push."""
+    specs = build_feature_specs(model.catalog, model.feature_names, model.categorical_levels)
+    sums: dict[str, float] = {}
+    for j, name in enumerate(model.feature_names):
+        if specs[name].reason_eligible:
+            sums[specs[name].family] = sums.get(specs[name].family, 0.0) + contributions[j]
+    order = [f for f in FAMILIES if f in sums]
+    best = max(order, key=lambda f: (sums[f], -order.index(f)))
+    for j in np.argsort(-contributions, kind="stable"):
+        spec = specs[model.feature_names[j]]
+        typical = format_value(model.typical_values.get(spec.name), spec)
+        if (sums[best] > 0 and spec.family == best and contributions[j] > 0
+                and spec.reason_eligible and format_value(row[spec.name], spec) != typical):
+            return best
+    return _naive_first_reason(model, row, contributions)
+
+
+def test_agreement_reads_the_models_first_reason_mode(tiny_model, feature_frame):
+    frame = feature_frame[feature_frame["cutoff"] == feature_frame["cutoff"].max()]
+    frame = frame.reset_index(drop=True)
+    model = dataclasses.replace(
+        tiny_model,
+        metadata={**tiny_model.metadata, "reason_reference": {"first_reason": "family"}},
+    )
+    contributions, _ = model.contributions(frame)
+    by_family = [_naive_family_first(model, frame.iloc[i], contributions[i])
+                 for i in range(len(frame))]
+    by_feature = [_naive_first_reason(model, frame.iloc[i], contributions[i])
+                  for i in range(len(frame))]
+    assert by_family != by_feature  # the modes differ on these rows, so the check can fail
+    dominant = [family or "usage" for family in by_family]  # a row without reason: a miss
+    truth = _truth_for(frame, dict(zip(frame["customer_id"], dominant, strict=True)))
+    result = compute_reason_agreement(model, frame, truth, top_fraction=1.0)
+    assert result["first_reason_mode"] == "family"
+    expected = np.mean([family is not None for family in by_family])
+    assert result["first_reason_family_agreement"] == pytest.approx(expected)
+    older = compute_reason_agreement(tiny_model, frame, truth, top_fraction=1.0)
+    assert older["first_reason_mode"] == "feature"
+    same = np.mean([b is not None and b == a for a, b in zip(dominant, by_feature, strict=True)])
+    assert older["first_reason_family_agreement"] == pytest.approx(same) and same < expected

@@ -68,3 +68,39 @@ def test_a_saved_model_keeps_the_reference_and_rejects_a_bad_one(tmp_path, featu
     write_manifest(tmp_path / "m")
     with pytest.raises(ModelError, match=r"level_ratios\['plan'\]\['pro'\] must be a positive"):
         ChurnModel.load(tmp_path / "m")
+
+
+def test_the_first_reason_mode_is_stored_read_and_validated(tmp_path, feature_frame):
+    import dataclasses
+
+    from support.tiny import TINY_CATALOG
+
+    from churn.config import Params
+    from churn.model.fit import fit_churn_model
+    from churn.model.reason_reference import read_first_reason
+    from churn.model.verification import write_manifest
+
+    params = Params.model_validate(
+        {"train": {"n_estimators": 10, "num_threads": 1, "first_reason": "family"}}
+    )
+    train = feature_frame[feature_frame["cutoff"] < feature_frame["cutoff"].max()]
+    validation = feature_frame[feature_frame["cutoff"] == feature_frame["cutoff"].max()]
+    model = fit_churn_model(train, validation, TINY_CATALOG, params.train)
+    model.save(tmp_path / "m")
+    assert read_first_reason(ChurnModel.load(tmp_path / "m").metadata) == "family"
+    # A model saved before the choice existed reads as the single largest contribution.
+    older = {**model.metadata, REFERENCE_KEY: {
+        k: v for k, v in model.metadata[REFERENCE_KEY].items() if k != "first_reason"
+    }}
+    assert read_first_reason(dataclasses.replace(model, metadata=older).metadata) == "feature"
+    assert read_first_reason({}) == "feature"
+    with pytest.raises(ValueError, match="first_reason must be one of"):
+        read_first_reason({REFERENCE_KEY: {"first_reason": "largest"}})
+
+    meta_path = tmp_path / "m" / "churn_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["metadata"][REFERENCE_KEY]["first_reason"] = "largest"
+    meta_path.write_text(json.dumps(meta))
+    write_manifest(tmp_path / "m")
+    with pytest.raises(ModelError, match=r"first_reason must be one of"):
+        ChurnModel.load(tmp_path / "m")

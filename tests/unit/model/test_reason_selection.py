@@ -126,3 +126,116 @@ def test_catalog_marks_exposure_and_timing_names_ineligible():
     frame.loc[0, "reason_eligible"] = "maybe"
     with pytest.raises(Exception, match=r"row 1: reason_eligible must be true or false"):
         catalog_specs(frame)
+
+
+def _naive_family_first(contributions, specs, batch_typical_ok):
+    """Reference: loop over rows, sum each family's eligible contributions, pick its best."""
+    names = list(specs)
+    firsts = []
+    for row in range(contributions.shape[0]):
+        sums: dict[str, float] = {}
+        for j, name in enumerate(names):
+            if specs[name].reason_eligible:
+                sums[specs[name].family] = sums.get(specs[name].family, 0.0) + contributions[row, j]
+        order = [f for f in FAMILIES if f in sums]
+        best = max(order, key=lambda f: (sums[f], -order.index(f)))
+        candidates = [
+            (contributions[row, j], -j, j) for j, name in enumerate(names)
+            if specs[name].family == best and specs[name].reason_eligible
+            and contributions[row, j] > 0 and batch_typical_ok(row, name)
+        ]
+        if sums[best] <= 0 or not candidates:  # no family-first reason: the feature order
+            candidates = [
+                (contributions[row, j], -j, j) for j, name in enumerate(names)
+                if specs[name].reason_eligible and contributions[row, j] > 0
+                and batch_typical_ok(row, name)
+            ]
+        firsts.append(max(candidates)[2] if candidates else None)
+    return firsts
+
+
+def test_family_first_names_the_family_with_the_largest_net_push():
+    # Usage spreads 0.9 over three correlated counts; support has one feature at 0.5.
+    specs = _specs(
+        ("u1", "usage", True), ("u2", "usage", True), ("u3", "usage", True),
+        ("s1", "support", True), ("renewal", "billing", False), ("e1", "engagement", True),
+    )
+    batch = pd.DataFrame({name: [1.0, 1.0, 1.0] for name in specs})
+    contributions = np.array([
+        [0.3, 0.3, 0.3, 0.5, 2.0, 0.1],     # usage 0.9 > support 0.5: u1 first
+        [0.4, 0.4, -0.6, 0.5, 2.0, 0.1],    # usage nets to 0.2 < support 0.5: s1 first
+        [-0.1, -0.1, -0.1, -0.2, 3.0, -0.1],  # nothing eligible pushes risk up: no reason
+    ])
+    names = np.array(list(specs))
+    by_feature, _ = select_reasons(batch, contributions, specs, {}, 3)
+    index, value = select_reasons(batch, contributions, specs, {}, 3, first_reason="family")
+    assert names[by_feature[0]].tolist() == ["s1", "u1", "u2"]
+    assert names[index[0]].tolist() == ["u1", "s1", "u2"]  # the rest follow by size
+    assert value[0].tolist() == [0.3, 0.5, 0.3]
+    assert names[index[1]].tolist() == ["s1", "u1", "u2"]
+    assert np.isnan(value[2]).all()
+    reference = _naive_family_first(contributions, specs, lambda row, name: True)
+    assert [names[i] if i is not None else None for i in reference] == ["u1", "s1", None]
+
+
+def test_family_first_skips_a_typical_value_and_falls_back_when_its_family_has_none():
+    specs = _specs(("u1", "usage", True), ("u2", "usage", True), ("s1", "support", True))
+    batch = pd.DataFrame({"u1": [4.0, 4.0], "u2": [2.0, 4.0], "s1": [1.0, 1.0]})
+    typical = {"u1": 4.0, "u2": 4.0}
+    contributions = np.array([[0.5, 0.2, 0.4], [0.5, 0.2, 0.4]])
+    index, value = select_reasons(batch, contributions, specs, typical, 2, first_reason="family")
+    names = np.array(list(specs))
+    # Row 0: u1 shows its typical value, u2 tells the usage family. Row 1: both usage values
+    # are typical, so the row keeps the feature order (s1 is the only kept reason).
+    assert names[index[0]].tolist() == ["u2", "s1"] and value[0].tolist() == [0.2, 0.4]
+    assert names[index[1, 0]] == "s1" and np.isnan(value[1, 1])
+    ok = {(0, "u1"): False, (1, "u1"): False, (1, "u2"): False}
+    reference = _naive_family_first(contributions, specs, lambda r, n: ok.get((r, n), True))
+    assert reference == [1, 2]
+
+
+def test_family_first_matches_a_naive_loop_on_random_rows():
+    rng = np.random.default_rng(3)
+    families = ["usage", "usage", "support", "engagement", "billing", "usage", "acquisition"]
+    specs = _specs(*[(f"f{j}", family, j != 4) for j, family in enumerate(families)])
+    contributions = rng.normal(0.0, 1.0, size=(300, len(specs)))
+    batch = pd.DataFrame({name: np.ones(300) for name in specs})
+    index, value = select_reasons(batch, contributions, specs, {}, 2, first_reason="family")
+    reference = _naive_family_first(contributions, specs, lambda row, name: True)
+    got = [int(index[r, 0]) if np.isfinite(value[r, 0]) else None for r in range(300)]
+    assert got == reference
+    by_feature, _ = select_reasons(batch, contributions, specs, {}, 2)
+    assert (by_feature[:, 0] != index[:, 0]).sum() > 20  # the two modes differ on these rows
+
+
+def test_unknown_first_reason_mode_is_refused():
+    specs = _specs(("a", "usage", True))
+    with pytest.raises(ValueError, match="first_reason must be one of"):
+        select_reasons(pd.DataFrame({"a": [1.0]}), np.ones((1, 1)), specs, {}, 1,
+                       first_reason="biggest")
+
+
+def test_scores_follow_the_first_reason_mode_stored_in_the_model(tiny_model, feature_frame):
+    from churn.model.reasons import build_feature_specs
+
+    rows = feature_frame.head(300)
+    family_model = dataclasses.replace(
+        tiny_model,
+        metadata={**tiny_model.metadata, "reason_reference": {"first_reason": "family"}},
+    )
+    by_feature = score_frame(tiny_model, rows, REASONS)
+    by_family = score_frame(family_model, rows, REASONS)
+    specs = build_feature_specs(
+        family_model.catalog, family_model.feature_names, family_model.categorical_levels
+    )
+    contributions, _ = family_model.contributions(rows)
+    index, value = select_reasons(
+        rows, contributions, specs, family_model.typical_values, REASONS, first_reason="family"
+    )
+    names = np.array(list(specs), dtype=object)
+    expected = np.where(np.isfinite(value[:, 0]), names[index[:, 0]], None)
+    first = by_family["reason_1_feature"].astype(object)
+    got = first.where(first.notna(), None)
+    assert got.tolist() == expected.tolist()
+    assert (by_family["reason_1_feature"] != by_feature["reason_1_feature"]).any()
+    pd.testing.assert_series_equal(by_family["churn_probability"], by_feature["churn_probability"])
