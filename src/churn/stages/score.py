@@ -18,6 +18,7 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, FEATURES_SUFFIX, sidecar_path
+from churn.model.artifact import ChurnModel
 from churn.model.changes import (
     compare_scores,
     find_previous_scores,
@@ -28,7 +29,7 @@ from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_wit
 from churn.model.reasons import build_feature_specs
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores
 from churn.sql import utc_midnight, utc_timestamp
-from churn.tracking.loading import load_model
+from churn.tracking.loading import open_model_folder
 
 if TYPE_CHECKING:
     from churn.config import Params
@@ -272,7 +273,9 @@ def run_score(
     Args:
         params: Pipeline parameters (``score``, ``label``, ``features`` sections).
         validated_dir: Directory of validated tables (``None`` when scoring new data).
-        model_uri: Exported model directory or MLflow URI (see :func:`load_model`).
+        model_uri: Exported model directory or MLflow URI (see :func:`load_model`); a URI's
+            export folder is downloaded once for the run, survival head included, so the
+            horizon columns come with either.
         out_path: Scores file.
         previous_path: Earlier scores file to compare with, or ``None``.
         input_path: Entity mode: a new customer file (CSV or Parquet), validated in memory.
@@ -285,6 +288,29 @@ def run_score(
         EmptyPopulationError: If nobody is active at the cutoff; no file is touched.
         DataContractError: If not exactly one source of data is given, or the data is invalid.
     """
+    with open_model_folder(model_uri) as model_folder:
+        return _score_and_write(
+            params,
+            validated_dir,
+            model_folder,
+            out_path,
+            previous_path,
+            input_path=input_path,
+            raw_dir=raw_dir,
+        )
+
+
+def _score_and_write(
+    params: Params,
+    validated_dir: str | Path | None,
+    model_folder: Path,
+    out_path: str | Path,
+    previous_path: str | Path | None,
+    *,
+    input_path: str | Path | None,
+    raw_dir: str | Path | None,
+) -> dict[str, Any]:
+    """:func:`run_score` with the model's files in a local folder."""
     started = time.perf_counter()
     out_path = Path(out_path)
     sources = [s for s in (validated_dir, input_path, raw_dir) if s is not None]
@@ -292,7 +318,7 @@ def run_score(
         raise DataContractError(
             "score needs exactly one of --validated DIR, --input FILE or --raw-input DIR"
         )
-    model = load_model(model_uri)
+    model = ChurnModel.load(model_folder)
     quarantine: pd.DataFrame | None = None
     if validated_dir is not None:
         tables = read_tables(validated_dir, list(CONTRACT))
@@ -327,9 +353,9 @@ def run_score(
     duplicated = features.loc[features["customer_id"].duplicated(), "customer_id"]
     if len(duplicated):  # one row per customer, or rankings and changes would double count
         raise DataContractError(f"customers appear twice in the population: {list(duplicated[:5])}")
-    result = score_with_model_form(model, features, model_uri, params)
+    result = score_with_model_form(model, features, model_folder, params)
     scores = finalize_scores(
-        add_horizon_columns_if_fitted(result.scores, features, model_uri, params)
+        add_horizon_columns_if_fitted(result.scores, features, model_folder, params)
     )
     previous = find_previous_scores(previous_path, out_path)
     changes = None

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -178,14 +180,33 @@ def load_model(model_uri: str | Path) -> ChurnModel:
         ModelError: If the directory or the registry entry (e.g. no champion yet) is missing;
             the message suggests scoring an exported directory instead.
     """
+    with open_model_folder(model_uri) as folder:
+        return ChurnModel.load(folder)
+
+
+@contextmanager
+def open_model_folder(model_uri: str | Path) -> Iterator[Path]:
+    """Yield a local folder holding the model's exported files, for as long as it is needed.
+
+    An existing directory is yielded as is. An MLflow URI is downloaded into a temporary folder
+    removed on exit, and its ``churn_model`` artifact (the whole export folder: classifier,
+    baseline and, when trained, the survival head) is yielded, so that scoring from the
+    registry gives the same columns as scoring the exported directory.
+
+    Args:
+        model_uri: As for :func:`load_model`.
+
+    Raises:
+        ModelError: As for :func:`load_model`.
+    """
     text = str(model_uri)
     if Path(text).is_dir():
-        return ChurnModel.load(text)
+        yield Path(text)
+        return
     if ":/" not in text:
         raise ModelError(
             f"model directory not found: {text}; to score without the registry, pass an "
             "exported model: --model models/churn"
         )
     with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
-        local = download_artifacts(text, Path(tmp))
-        return ChurnModel.load(find_churn_model_dir(local))
+        yield find_churn_model_dir(download_artifacts(text, Path(tmp)))

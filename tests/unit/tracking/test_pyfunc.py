@@ -202,3 +202,40 @@ def test_pyfunc_returns_the_horizon_columns_of_churn_score(model_with_head, mode
     else:
         assert (predicted["churn_probability"] != predicted["churn_probability_60d"]).any()
 
+
+
+def test_a_registered_model_scores_with_its_horizon_columns(
+    model_with_head, tmp_path, tmp_path_factory, monkeypatch
+):
+    """``churn score --model models:/churn@champion`` gets the head too (open_model_folder)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
+    from churn.model.survival import has_survival_head
+    from churn.tracking.loading import open_model_folder
+
+    folder, test, params = model_with_head
+    with fresh_store(tmp_path, tmp_path_factory.getbasetemp()) as uri, quiet_mlflow():
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        _, experiment_id = connect_tracking()
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.pyfunc.log_model(
+                name="model",
+                **pyfunc_log_arguments(folder, 3, horizon_days=params.label.horizon_days),
+                registered_model_name="churn",
+                pip_requirements=pin_model_requirements(),
+            )
+        MlflowClient(uri).set_registered_model_alias("churn", "champion", "1")
+
+        def score(source):
+            model = load_model(source)
+            scored = score_with_model_form(model, test, source, params).scores
+            return add_horizon_columns_if_fitted(scored, test, source, params)
+
+        with open_model_folder("models:/churn@champion") as downloaded:
+            assert downloaded != folder and has_survival_head(downloaded)
+            from_registry = score(downloaded)
+        assert not downloaded.exists()  # the download is removed after use
+    assert "churn_probability_30d" in from_registry.columns
+    pd.testing.assert_frame_equal(from_registry, score(folder))
