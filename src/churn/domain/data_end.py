@@ -87,11 +87,34 @@ def find_density_end(stamps: pd.Series, gap_days: int) -> tuple[pd.Timestamp, st
         return None
     anchor = values.iloc[int(np.floor(ANCHOR_QUANTILE * (len(values) - 1)))]
     days = values.dt.floor("D").drop_duplicates()
+    limit = find_silent_gap_limit(days, gap_days)
+    return find_end_before_silent_gap(values[values >= anchor].reset_index(drop=True), limit)
+
+
+def find_silent_gap_limit(days: pd.Series, gap_days: int) -> pd.Timedelta:
+    """Return the gap that counts as silence: ``gap_days``, or more on sparse data.
+
+    Args:
+        days: The distinct days with a value, sorted.
+        gap_days: The configured minimum gap in days.
+    """
     median_gap = days.diff().dropna().median() if len(days) > 1 else pd.Timedelta(0)
-    limit = max(pd.Timedelta(days=gap_days), MEDIAN_GAP_FACTOR * median_gap)
-    tail = values[values >= anchor].reset_index(drop=True)
-    gaps = tail.diff()
-    breaks = np.flatnonzero((gaps > limit).to_numpy())
+    return max(pd.Timedelta(days=gap_days), MEDIAN_GAP_FACTOR * median_gap)
+
+
+def find_end_before_silent_gap(
+    tail: pd.Series, limit: pd.Timedelta
+) -> tuple[pd.Timestamp, str]:
+    """Return the last value of ``tail`` before its first gap longer than ``limit``, and why.
+
+    Args:
+        tail: Sorted timestamps from the anchor on, with a default index.
+        limit: See :func:`find_silent_gap_limit`.
+
+    Returns:
+        ``(end, reason)``; ``reason`` is empty when no gap is longer than ``limit``.
+    """
+    breaks = np.flatnonzero((tail.diff() > limit).to_numpy())
     if breaks.size == 0:
         return tail.iloc[-1], ""
     end = tail.iloc[breaks[0] - 1]

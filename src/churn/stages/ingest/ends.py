@@ -20,7 +20,13 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from churn.domain.data_end import ANCHOR_QUANTILE, MEDIAN_GAP_FACTOR, TableEnd, end_of_day
+from churn.domain.data_end import (
+    ANCHOR_QUANTILE,
+    TableEnd,
+    end_of_day,
+    find_end_before_silent_gap,
+    find_silent_gap_limit,
+)
 from churn.validation.coerce import UTC_DTYPE
 
 _US_PER_DAY = 86_400 * 10**6
@@ -59,20 +65,8 @@ def find_density_end_fast(micros: np.ndarray, gap_days: int) -> tuple[pd.Timesta
     k = int(np.floor(ANCHOR_QUANTILE * (len(micros) - 1)))
     anchor = np.partition(micros, k)[k]
     days = _as_utc(_distinct_days(micros))
-    median_gap = days.diff().dropna().median() if len(days) > 1 else pd.Timedelta(0)
-    limit = max(pd.Timedelta(days=gap_days), MEDIAN_GAP_FACTOR * median_gap)
-    tail = _as_utc(np.sort(micros[micros >= anchor]))
-    gaps = tail.diff()
-    breaks = np.flatnonzero((gaps > limit).to_numpy())
-    if breaks.size == 0:
-        return tail.iloc[-1], ""
-    end = tail.iloc[breaks[0] - 1]
-    gap = tail.iloc[breaks[0]] - end
-    reason = (
-        f"after a silent gap of {gap.days} days following {end.date()} "
-        f"(longer than {limit.days} days)"
-    )
-    return end, reason
+    limit = find_silent_gap_limit(days, gap_days)
+    return find_end_before_silent_gap(_as_utc(np.sort(micros[micros >= anchor])), limit)
 
 
 def find_table_end_fast(
