@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from support.tiny import TINY_CATALOG, make_feature_frame
+from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
 
-from churn.config import Params, parse_params
 from churn.model.evaluation import (
     is_backtest_fit,
     refit_backtest_cutoff,
@@ -17,16 +16,6 @@ from churn.model.evaluation import (
 from churn.model.fit import train_churn_models
 
 
-def tiny_params(**train) -> Params:
-    return parse_params(
-        {
-            "label": {"horizon_days": 20, "grace_days": 5},
-            "train": {"min_child_samples": 20, "n_estimators": 60, "num_threads": 1, **train},
-            "evaluate": {"backtest_cutoffs": 3},
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
     return make_feature_frame(n_customers=400, n_cutoffs=6, seed=5)
@@ -34,12 +23,12 @@ def features() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained(features):
-    result = train_churn_models(features, TINY_CATALOG, tiny_params())
+    result = train_churn_models(features, TINY_CATALOG, make_backtest_params())
     return result.model, result.baseline
 
 
 def test_the_last_backtest_cutoff_is_the_trained_fit(features, trained):
-    params = tiny_params()
+    params = make_backtest_params()
     cutoffs, _ = select_backtest_cutoffs(features, params)
     fits = [
         is_backtest_fit(trained[0], split_backtest_cutoff(features, params, c)[0], params)
@@ -49,22 +38,22 @@ def test_the_last_backtest_cutoff_is_the_trained_fit(features, trained):
 
 
 def test_a_changed_parameter_or_split_is_not_the_trained_fit(features, trained):
-    last = select_backtest_cutoffs(features, tiny_params())[0][-1]
+    last = select_backtest_cutoffs(features, make_backtest_params())[0][-1]
     for changed in ({"learning_rate": 0.2}, {"n_estimators": 61}, {"calibration": "isotonic"}):
-        other = tiny_params(**changed)
+        other = make_backtest_params(**changed)
         split = split_backtest_cutoff(features, other, last)[0]
         assert not is_backtest_fit(trained[0], split, other), changed
-    wider = tiny_params(validation_cutoffs=2)
+    wider = make_backtest_params(validation_cutoffs=2)
     split = split_backtest_cutoff(features, wider, last)[0]
     assert not is_backtest_fit(trained[0], split, wider)
     # The thread count does not change a deterministic fit.
-    threads = tiny_params(num_threads=2)
+    threads = make_backtest_params(num_threads=2)
     split = split_backtest_cutoff(features, threads, last)[0]
     assert is_backtest_fit(trained[0], split, threads)
 
 
 def test_reusing_the_exported_model_gives_the_refit_entries(features, trained):
-    params = tiny_params()
+    params = make_backtest_params()
     refitted, notes = run_rolling_backtest(features, TINY_CATALOG, params)
     asked: list[list[str]] = []
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from support.tiny import TINY_CATALOG, make_feature_frame
+from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
 
-from churn.config import Params, parse_params
+from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
 from churn.model.evaluation import (
@@ -25,16 +25,6 @@ from churn.model.fit import (
 )
 from churn.model.split import split_by_time
 from churn.stages.backtest_workers import refit_side_by_side
-
-
-def tiny_params(**train) -> Params:
-    return parse_params(
-        {
-            "label": {"horizon_days": 20, "grace_days": 5},
-            "train": {"min_child_samples": 20, "n_estimators": 60, "num_threads": 1, **train},
-            "evaluate": {"backtest_cutoffs": 3},
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +113,14 @@ def test_rate_one_leaves_the_training_set_and_the_model_unchanged(features):
     sample = sample_training_negatives(train, 1.0, seed=7)
     assert sample.rows is train
     assert sample.weights is None
-    params = tiny_params()
+    params = make_backtest_params()
     train, validation, _ = slices(features, params)
     default = fit_churn_model(train, validation, TINY_CATALOG, params.train)
     explicit = fit_churn_model(
-        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=1.0).train
+        train, validation, TINY_CATALOG, make_backtest_params(negative_sample_rate=1.0).train
     )
     sampled = fit_churn_model(
-        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=0.5).train
+        train, validation, TINY_CATALOG, make_backtest_params(negative_sample_rate=0.5).train
     )
     assert default.booster.model_to_string() == explicit.booster.model_to_string()
     assert default.metadata["n_train_fitted"] == default.metadata["n_train"] == len(train)
@@ -146,26 +136,26 @@ def test_a_bad_rate_is_refused():
     with pytest.raises(ModelError, match="rate"):
         sample_training_negatives(frame, 0.0, seed=1)
     with pytest.raises(ValueError, match="negative_sample_rate"):
-        tiny_params(negative_sample_rate=1.5)
+        make_backtest_params(negative_sample_rate=1.5)
 
 
 def test_the_row_budget_derives_the_rate_and_never_drops_churners():
-    assert choose_negative_rate(100, 900, tiny_params().train) == 1.0
-    budget = tiny_params(max_training_rows=550).train
+    assert choose_negative_rate(100, 900, make_backtest_params().train) == 1.0
+    budget = make_backtest_params(max_training_rows=550).train
     assert choose_negative_rate(100, 900, budget) == pytest.approx(0.5)
     assert choose_negative_rate(100, 400, budget) == 1.0  # fits: nothing sampled
-    lower = tiny_params(max_training_rows=550, negative_sample_rate=0.2).train
+    lower = make_backtest_params(max_training_rows=550, negative_sample_rate=0.2).train
     assert choose_negative_rate(100, 900, lower) == pytest.approx(0.2)
     with pytest.raises(ModelError, match="max_training_rows = 550 cannot hold the 600 churned"):
         choose_negative_rate(600, 900, budget)
 
 
 def test_a_fit_under_a_row_budget_stays_near_it(features):
-    params = tiny_params()
+    params = make_backtest_params()
     train, validation, _ = slices(features, params)
     budget = len(train) // 2
     model = fit_churn_model(
-        train, validation, TINY_CATALOG, tiny_params(max_training_rows=budget).train
+        train, validation, TINY_CATALOG, make_backtest_params(max_training_rows=budget).train
     )
     cutoffs = train["cutoff"].nunique()
     # Rounding per cutoff moves the count by at most one row per cutoff.
@@ -174,12 +164,12 @@ def test_a_fit_under_a_row_budget_stays_near_it(features):
 
 
 def test_the_backtest_reuses_a_sampled_model_only_with_the_same_sampling(features):
-    params = tiny_params(negative_sample_rate=0.5)
+    params = make_backtest_params(negative_sample_rate=0.5)
     trained = train_churn_models(features, TINY_CATALOG, params)
     last = select_backtest_cutoffs(features, params)[0][-1]
     split = split_backtest_cutoff(features, params, last)[0]
     assert is_backtest_fit(trained.model, split, params)
-    for other in (tiny_params(), tiny_params(negative_sample_rate=0.25)):
+    for other in (make_backtest_params(), make_backtest_params(negative_sample_rate=0.25)):
         assert not is_backtest_fit(trained.model, split, other)
     # The refit at the trained split is the model train built: same trees, same entry.
     refit = refit_backtest_cutoff(features, TINY_CATALOG, params, last)
@@ -198,9 +188,9 @@ def test_the_backtest_reuses_a_sampled_model_only_with_the_same_sampling(feature
 def test_refits_in_worker_processes_sample_like_the_serial_ones(features, tmp_path):
     path = tmp_path / "features.parquet"
     features.to_parquet(path)
-    params = tiny_params(negative_sample_rate=0.3, num_threads=2)
-    serial_params = tiny_params(negative_sample_rate=0.3, num_threads=1)
-    unsampled = tiny_params(num_threads=1)
+    params = make_backtest_params(negative_sample_rate=0.3, num_threads=2)
+    serial_params = make_backtest_params(negative_sample_rate=0.3, num_threads=1)
+    unsampled = make_backtest_params(num_threads=1)
     cutoffs = select_backtest_cutoffs(features, params)[0][-2:]
     serial = [refit_backtest_cutoff(features, TINY_CATALOG, serial_params, c) for c in cutoffs]
     plain = [refit_backtest_cutoff(features, TINY_CATALOG, unsampled, c) for c in cutoffs]
@@ -213,10 +203,10 @@ def test_refits_in_worker_processes_sample_like_the_serial_ones(features, tmp_pa
 def test_weighting_keeps_the_raw_scores_on_the_scale_of_the_full_data(features):
     """Unweighted, a quarter of the retained rows would inflate the raw odds about 4x; the
     1/r weights keep the uncalibrated probabilities near the churn rate of the full data."""
-    params = tiny_params()
+    params = make_backtest_params()
     train, validation, _ = slices(features, params)
     sampled = fit_churn_model(
-        train, validation, TINY_CATALOG, tiny_params(negative_sample_rate=0.25).train
+        train, validation, TINY_CATALOG, make_backtest_params(negative_sample_rate=0.25).train
     )
     raw = 1.0 / (1.0 + np.exp(-sampled.predict_raw(validation)))
     churn_rate = train["label"].mean()
