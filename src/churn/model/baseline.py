@@ -170,7 +170,10 @@ class LogisticBaseline:
 
 
 def fit_baseline(
-    train: pd.DataFrame, feature_catalog: pd.DataFrame, seed: int = 0
+    train: pd.DataFrame,
+    feature_catalog: pd.DataFrame,
+    seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> LogisticBaseline:
     """Fit a logistic regression on the catalog's features, using the training rows only.
 
@@ -182,6 +185,8 @@ def fit_baseline(
         train: Training rows (``label`` present).
         feature_catalog: One row per feature to use (``name``, ``kind``), e.g. a model's catalog.
         seed: Random state of the solver.
+        sample_weight: Row weights of the loss (negative downsampling,
+            :func:`churn.model.sampling.sample_training_rows`); ``None``: every row weighs 1.
 
     Returns:
         The fitted baseline as plain numbers; it selects its columns by name.
@@ -215,7 +220,7 @@ def fit_baseline(
         # As text: the exported levels are text, so fit and apply must see the same values.
         present = inputs[name].notna()
         inputs[name] = inputs[name].astype("object").map(str).where(present, np.nan)
-    pipeline.fit(inputs, label_array(train))
+    pipeline.fit(inputs, label_array(train), model__sample_weight=sample_weight)
     fitted = pipeline.named_steps["prepare"].named_transformers_
     model = pipeline.named_steps["model"]
     if numeric:

@@ -53,6 +53,7 @@ from churn.model.metrics import (
     summarize_predictions,
     summarize_ranking,
 )
+from churn.model.sampling import sample_training_rows
 from churn.model.split import Split, label_array, split_by_time
 
 if TYPE_CHECKING:
@@ -393,7 +394,10 @@ def refit_backtest_cutoff(
         if reason is None:
             train, validation, _ = parts
             model = fit_churn_model(train, validation, catalog, cfg)
-            baseline = fit_baseline(train, catalog, seed=cfg.seed)
+            sample = sample_training_rows(train, cfg)
+            baseline = fit_baseline(
+                sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights
+            )
     except ModelError as exc:
         reason = str(exc)
     if reason is not None:

@@ -8,7 +8,6 @@ champion/challenger gate, and exports the model directory used for scoring witho
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -35,6 +34,9 @@ from churn.model.reason_reference import (
     REFERENCE_KEY,
     build_reason_reference,
     select_reference_rows,
+)
+from churn.model.sampling import (
+    sample_training_rows,
 )
 from churn.model.split import Split, label_array, split_by_time
 
@@ -149,96 +151,6 @@ def build_lgb_params(
     }
 
 
-@dataclass(frozen=True)
-class TrainingSample:
-    """The rows LightGBM is fitted on after negative downsampling, and their weights.
-
-    Attributes:
-        rows: The kept training rows, in their original order (LightGBM's result depends on it).
-        weights: Row weights aligned with ``rows`` (1 for churned rows, ``n / k`` for the ``k``
-            retained rows kept out of a cutoff's ``n``); ``None`` when nothing was sampled.
-        rate: The negative sampling rate applied (1.0: every row kept).
-    """
-
-    rows: pd.DataFrame
-    weights: np.ndarray | None
-    rate: float
-
-
-def choose_negative_rate(positives: int, negatives: int, cfg: TrainConfig) -> float:
-    """Return the share of retained training rows to keep: the configured rate, or lower when
-    ``train.max_training_rows`` needs it (every churned row is always kept).
-
-    Raises:
-        ModelError: If the churned rows alone exceed ``train.max_training_rows``.
-    """
-    rate = cfg.negative_sample_rate
-    budget = cfg.max_training_rows
-    if budget is None or positives + negatives <= budget or negatives == 0:
-        return rate
-    if positives >= budget:
-        raise ModelError(
-            f"train.max_training_rows = {budget} cannot hold the {positives} churned training "
-            "rows, which are all kept; raise train.max_training_rows or set it to null"
-        )
-    return min(rate, (budget - positives) / negatives)
-
-
-def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> TrainingSample:
-    """Keep every churned row and a seeded share ``rate`` of the retained rows of each cutoff.
-
-    Negative downsampling (He et al. 2014, "Practical lessons from predicting clicks on ads at
-    Facebook"): churners are rare, so most of the fit's cost is spent on retained rows that
-    each carry little information. Within each cutoff, ``k = round(rate * n)`` (at least one)
-    of its ``n`` retained rows are kept and weigh ``n / k`` (the inverse of their exact
-    inclusion probability, about ``1 / rate``), so every cutoff keeps its share of the loss
-    and the weighted loss is an unbiased estimate of the full one.
-
-    The kept rows are the ``k`` with the smallest hash of (customer id as text, cutoff, seed):
-    the same rows whatever the frame's order or the other cutoffs present (a backtest refit on
-    fewer cutoffs draws the same rows at the cutoffs it shares), and a customer retained at
-    many cutoffs is not kept at all of them together.
-
-    Args:
-        train: Training rows (``customer_id``, ``cutoff``, ``label``).
-        rate: Share of retained rows to keep, in (0, 1]; 1 returns ``train`` itself, unweighted.
-        seed: ``train.seed``.
-
-    Returns:
-        The kept rows (original order), their weights and ``rate``.
-    """
-    if not 0.0 < rate <= 1.0:
-        raise ModelError(f"the negative sampling rate must be in (0, 1], got {rate}")
-    if rate == 1.0:
-        return TrainingSample(rows=train, weights=None, rate=1.0)
-    labels = label_array(train)
-    # A 16-character hash key from the seed: a different seed draws different rows.
-    key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()
-    keys = pd.DataFrame(
-        {
-            "customer_id": train["customer_id"].astype(str).to_numpy(),
-            "cutoff": pd.DatetimeIndex(train["cutoff"]).strftime("%Y-%m-%d"),
-        }
-    )
-    hashes = pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
-    cutoff_codes = pd.factorize(keys["cutoff"])[0]
-    negatives = np.flatnonzero(labels == 0)
-    # Retained rows ordered by cutoff, then hash: a row's position within its cutoff's run
-    # tells whether it is among that cutoff's k smallest hashes.
-    order = negatives[np.lexsort((hashes[negatives], cutoff_codes[negatives]))]
-    codes = cutoff_codes[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    sizes = np.diff(np.r_[starts, len(order)])
-    quotas = np.minimum(sizes, np.maximum(1, np.rint(rate * sizes).astype(int)))
-    position = np.arange(len(order)) - np.repeat(starts, sizes)
-    chosen = position < np.repeat(quotas, sizes)
-    keep = labels == 1
-    keep[order[chosen]] = True
-    weights = np.ones(len(train))
-    weights[order[chosen]] = np.repeat(sizes / quotas, sizes)[chosen]
-    return TrainingSample(rows=train.iloc[np.flatnonzero(keep)], weights=weights[keep], rate=rate)
-
-
 def build_family_interaction_groups(catalog: pd.DataFrame) -> list[list[int]]:
     """Return one interaction group per feature family: the family's features plus timing.
 
@@ -294,11 +206,9 @@ def fit_churn_model(
     typical, reference = build_reason_reference(
         select_reference_rows(train, validation), names, levels, cfg.first_reason
     )
-    train_y, val_y = label_array(train), label_array(validation)
-    positives = int(train_y.sum())
-    sample = sample_training_negatives(
-        train, choose_negative_rate(positives, len(train_y) - positives, cfg), cfg.seed
-    )
+    val_y = label_array(validation)
+    positives = int(label_array(train).sum())
+    sample = sample_training_rows(train, cfg)
     cat_index = [names.index(name) for name in categorical]
     train_set = lgb.Dataset(
         prepare_features(sample.rows, names, levels),
@@ -603,7 +513,10 @@ def train_churn_models(
         )
         cfg = cfg.model_copy(update=tuned)
     model = fit_churn_model(train, validation, catalog, cfg)
-    baseline = fit_baseline(train, catalog, seed=cfg.seed)
+    # The baseline is fitted on the classifier's sample with the same weights: a fair
+    # comparison, and its solver no longer costs more than LightGBM on large data.
+    sample = sample_training_rows(train, cfg)
+    baseline = fit_baseline(sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = test_y
     predictions["churn_probability"] = model.predict_proba(test)

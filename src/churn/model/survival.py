@@ -52,6 +52,7 @@ from churn.model.hazard import (
 )
 from churn.model.horizons import HorizonCalibration
 from churn.model.pooling import learn_all_pooled_levels
+from churn.model.sampling import choose_negative_rate, sample_training_negatives
 from churn.model.treeshap import compute_contributions
 from churn.model.verification import check_lightgbm_text, verify_manifest
 
@@ -256,6 +257,50 @@ def horizon_labels(
     return np.column_stack([label_at_horizon(days, observed, h) for h in horizons])
 
 
+def sample_person_periods(
+    frame: pd.DataFrame, rows: pd.DataFrame, cfg: TrainConfig
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Keep the person-periods of every customer row with an event and a share of the others.
+
+    The classifier's negative downsampling (:func:`churn.model.sampling.sample_training_negatives`,
+    ``train.negative_sample_rate`` and ``train.max_training_rows``) applied to customer rows
+    before their periods are fitted: a row counts as positive when any of its periods holds the
+    churn event, so every event is kept; a kept row's periods all weigh the row's ``n / k``.
+    Sampling whole rows, not periods, keeps each kept customer's sequence of decisions intact.
+    The horizons are calibrated afterwards on the unsampled validation rows.
+
+    Args:
+        frame: The training rows (``customer_id``, ``cutoff``) the periods were expanded from.
+        rows: Person-periods (``row``: position in ``frame``; ``event``).
+        cfg: Train section.
+
+    Returns:
+        The kept person-periods (original order) and their weights (``None``: nothing sampled).
+    """
+    if cfg.negative_sample_rate == 1.0 and cfg.max_training_rows is None:
+        return rows, None
+    row = rows["row"].to_numpy()
+    present = np.flatnonzero(np.bincount(row, minlength=len(frame)) > 0)
+    has_event = np.bincount(row, weights=rows["event"].to_numpy(), minlength=len(frame)) > 0
+    keys = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].iloc[present].to_numpy(),
+            "cutoff": frame["cutoff"].iloc[present].reset_index(drop=True),
+            "label": has_event[present].astype(int),
+            "position": present,
+        }
+    )
+    positives = int(keys["label"].sum())
+    rate = choose_negative_rate(positives, len(keys) - positives, cfg)
+    sample = sample_training_negatives(keys, rate, cfg.seed)
+    if sample.weights is None:
+        return rows, None
+    row_weight = np.zeros(len(frame))
+    row_weight[sample.rows["position"].to_numpy()] = sample.weights
+    kept = row_weight[row] > 0
+    return rows.loc[kept].reset_index(drop=True), row_weight[row][kept]
+
+
 def fit_survival_head(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -309,11 +354,14 @@ def fit_survival_head(
         rows, off_schedule = expand_person_periods(
             schedule, frame["days_to_churn"].to_numpy("float64"), observed
         )
+        weights = None
+        if part == "train":
+            rows, weights = sample_person_periods(frame, rows, cfg)
         matrix = person_period_matrix(prepare_features(frame, names, levels), rows)
         events = rows["event"].to_numpy()
         if events.sum() == 0:
             raise ModelError(f"the {part} person-periods hold no churn event")
-        parts[part] = (matrix, events, off_schedule)
+        parts[part] = (matrix, events, off_schedule, weights)
         logger.info(
             "survival head %s: %d rows -> %d person-periods, %d events, %d off-schedule churns",
             part,
@@ -327,6 +375,7 @@ def fit_survival_head(
     train_set = lgb.Dataset(
         parts["train"][0],
         parts["train"][1],
+        weight=parts["train"][3],
         feature_name=all_names,
         categorical_feature=cat_index,
         free_raw_data=True,

@@ -10,6 +10,7 @@ from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
 from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
+from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.evaluation import (
     is_backtest_fit,
     refit_backtest_cutoff,
@@ -17,11 +18,11 @@ from churn.model.evaluation import (
     select_backtest_cutoffs,
     split_backtest_cutoff,
 )
-from churn.model.fit import (
+from churn.model.fit import fit_churn_model, train_churn_models
+from churn.model.sampling import (
     choose_negative_rate,
-    fit_churn_model,
     sample_training_negatives,
-    train_churn_models,
+    sample_training_rows,
 )
 from churn.model.split import split_by_time
 from churn.stages.backtest_workers import refit_side_by_side
@@ -212,3 +213,22 @@ def test_weighting_keeps_the_raw_scores_on_the_scale_of_the_full_data(features):
     churn_rate = train["label"].mean()
     unweighted_rate = churn_rate / (churn_rate + 0.25 * (1 - churn_rate))
     assert abs(raw.mean() - churn_rate) < abs(raw.mean() - unweighted_rate) / 3
+
+
+def test_the_baseline_is_fitted_on_the_classifiers_weighted_sample(features):
+    params = make_backtest_params(negative_sample_rate=0.25)
+    result = train_churn_models(features, TINY_CATALOG, params)
+    train = features.iloc[result.split.train]
+    test = features.iloc[result.split.test]
+    sample = sample_training_rows(train, params.train)
+    assert len(sample.rows) < len(train)
+    catalog = result.model.catalog
+    expected = fit_baseline(
+        sample.rows, catalog, seed=params.train.seed, sample_weight=sample.weights
+    )
+    np.testing.assert_allclose(
+        predict_baseline(result.baseline, test), predict_baseline(expected, test)
+    )
+    # Guard: the unsampled fit gives other probabilities, so the comparison above can fail.
+    unsampled = fit_baseline(train, catalog, seed=params.train.seed)
+    assert not np.allclose(predict_baseline(unsampled, test), predict_baseline(expected, test))

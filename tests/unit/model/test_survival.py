@@ -22,6 +22,7 @@ from churn.model.survival import (
     SurvivalHead,
     fit_survival_head,
     has_survival_head,
+    sample_person_periods,
 )
 from churn.model.verification import write_manifest
 from churn.stages.ingest import validate_tables
@@ -186,3 +187,59 @@ def test_head_pools_rare_and_unseen_levels_like_the_classifier(export_frame) -> 
     probabilities = head.predict_horizons(same)
     np.testing.assert_array_equal(probabilities[0], probabilities[2])
     np.testing.assert_array_equal(probabilities[1], probabilities[2])
+
+
+def _periods_of(n_rows: int, events_at: set[int]) -> pd.DataFrame:
+    """Three person-periods per frame row; the last period of the rows in ``events_at`` churns."""
+    row = np.repeat(np.arange(n_rows), 3)
+    last = np.tile([False, False, True], n_rows)
+    return pd.DataFrame({"row": row, "event": (last & np.isin(row, list(events_at))).astype(int)})
+
+
+def test_sampled_person_periods_keep_every_event_and_whole_rows() -> None:
+    cutoffs = pd.to_datetime(["2024-01-01"] * 40 + ["2024-02-01"] * 40, utc=True)
+    frame = pd.DataFrame({"customer_id": np.tile(np.arange(40), 2), "cutoff": cutoffs})
+    events = {0, 5, 45}
+    rows = _periods_of(len(frame), events)
+    cfg = parse_params({"train": {"negative_sample_rate": 0.25}}).train
+    kept, weights = sample_person_periods(frame, rows, cfg)
+    per_row = kept.assign(weight=weights).groupby("row")
+    assert (per_row.size() == 3).all()  # a kept customer row keeps its whole sequence
+    assert (per_row["weight"].nunique() == 1).all()
+    assert set(kept.loc[kept["event"] == 1, "row"]) == events
+    row_weight = per_row["weight"].first()
+    negatives = row_weight.drop(index=list(events))
+    cutoff_of = frame["cutoff"].iloc[negatives.index].to_numpy()
+    # Naive reference per cutoff: round(0.25 * n) retained rows, weighing n / k each.
+    for cutoff, n in ((cutoffs[0], 38), (cutoffs[-1], 39)):
+        mine = negatives[cutoff_of == cutoff]
+        assert len(mine) == round(0.25 * n)
+        assert mine.sum() == pytest.approx(n)
+    assert (row_weight.loc[list(events)] == 1.0).all()
+    unsampled = parse_params({}).train
+    same, none = sample_person_periods(frame, rows, unsampled)
+    assert same is rows and none is None
+
+
+def test_head_fitted_on_a_sample_keeps_every_event(export_frame, fitted) -> None:
+    frame, _ = export_frame
+    full, _ = fitted
+    split = split_for_horizons(frame, PARAMS)
+    train, validation = (frame.iloc[r] for r in (split.train, split.validation))
+    names = list(full.customer_features)
+    cfg = PARAMS.train.model_copy(update={"negative_sample_rate": 0.5})
+    head = fit_survival_head(
+        train,
+        validation,
+        names,
+        list(full.categorical_levels),
+        cfg,
+        PARAMS.label,
+        build_lgb_params(cfg),
+        validation_start=split.validation_cutoffs[0],
+        test_start=split.test_cutoffs[0],
+    )
+    assert head.metadata["train_events"] == full.metadata["train_events"]
+    assert head.metadata["train_person_periods"] < full.metadata["train_person_periods"]
+    probabilities = head.predict_horizons(frame.iloc[split.test])
+    assert (np.diff(probabilities, axis=1) >= -1e-12).all()

@@ -1,0 +1,119 @@
+"""Negative downsampling of training rows: every churner, a seeded share of the rest.
+
+Shared by the classifier (:mod:`churn.model.fit`) and the survival head
+(:mod:`churn.model.survival`), so both models are fitted on the same kind of sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from churn.config import TrainConfig
+from churn.errors import ModelError
+from churn.model.split import label_array
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """The rows LightGBM is fitted on after negative downsampling, and their weights.
+
+    Attributes:
+        rows: The kept training rows, in their original order (LightGBM's result depends on it).
+        weights: Row weights aligned with ``rows`` (1 for churned rows, ``n / k`` for the ``k``
+            retained rows kept out of a cutoff's ``n``); ``None`` when nothing was sampled.
+        rate: The negative sampling rate applied (1.0: every row kept).
+    """
+
+    rows: pd.DataFrame
+    weights: np.ndarray | None
+    rate: float
+
+
+def choose_negative_rate(positives: int, negatives: int, cfg: TrainConfig) -> float:
+    """Return the share of retained training rows to keep: the configured rate, or lower when
+    ``train.max_training_rows`` needs it (every churned row is always kept).
+
+    Raises:
+        ModelError: If the churned rows alone exceed ``train.max_training_rows``.
+    """
+    rate = cfg.negative_sample_rate
+    budget = cfg.max_training_rows
+    if budget is None or positives + negatives <= budget or negatives == 0:
+        return rate
+    if positives >= budget:
+        raise ModelError(
+            f"train.max_training_rows = {budget} cannot hold the {positives} churned training "
+            "rows, which are all kept; raise train.max_training_rows or set it to null"
+        )
+    return min(rate, (budget - positives) / negatives)
+
+
+def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> TrainingSample:
+    """Keep every churned row and a seeded share ``rate`` of the retained rows of each cutoff.
+
+    Negative downsampling (He et al. 2014, "Practical lessons from predicting clicks on ads at
+    Facebook"): churners are rare, so most of the fit's cost is spent on retained rows that
+    each carry little information. Within each cutoff, ``k = round(rate * n)`` (at least one)
+    of its ``n`` retained rows are kept and weigh ``n / k`` (the inverse of their exact
+    inclusion probability, about ``1 / rate``), so every cutoff keeps its share of the loss
+    and the weighted loss is an unbiased estimate of the full one.
+
+    The kept rows are the ``k`` with the smallest hash of (customer id as text, cutoff, seed):
+    the same rows whatever the frame's order or the other cutoffs present (a backtest refit on
+    fewer cutoffs draws the same rows at the cutoffs it shares), and a customer retained at
+    many cutoffs is not kept at all of them together.
+
+    Args:
+        train: Training rows (``customer_id``, ``cutoff``, ``label``).
+        rate: Share of retained rows to keep, in (0, 1]; 1 returns ``train`` itself, unweighted.
+        seed: ``train.seed``.
+
+    Returns:
+        The kept rows (original order), their weights and ``rate``.
+    """
+    if not 0.0 < rate <= 1.0:
+        raise ModelError(f"the negative sampling rate must be in (0, 1], got {rate}")
+    if rate == 1.0:
+        return TrainingSample(rows=train, weights=None, rate=1.0)
+    labels = label_array(train)
+    # A 16-character hash key from the seed: a different seed draws different rows.
+    key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()
+    keys = pd.DataFrame(
+        {
+            "customer_id": train["customer_id"].astype(str).to_numpy(),
+            "cutoff": pd.DatetimeIndex(train["cutoff"]).strftime("%Y-%m-%d"),
+        }
+    )
+    hashes = pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
+    cutoff_codes = pd.factorize(keys["cutoff"])[0]
+    negatives = np.flatnonzero(labels == 0)
+    # Retained rows ordered by cutoff, then hash: a row's position within its cutoff's run
+    # tells whether it is among that cutoff's k smallest hashes.
+    order = negatives[np.lexsort((hashes[negatives], cutoff_codes[negatives]))]
+    codes = cutoff_codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    quotas = np.minimum(sizes, np.maximum(1, np.rint(rate * sizes).astype(int)))
+    position = np.arange(len(order)) - np.repeat(starts, sizes)
+    chosen = position < np.repeat(quotas, sizes)
+    keep = labels == 1
+    keep[order[chosen]] = True
+    weights = np.ones(len(train))
+    weights[order[chosen]] = np.repeat(sizes / quotas, sizes)[chosen]
+    return TrainingSample(rows=train.iloc[np.flatnonzero(keep)], weights=weights[keep], rate=rate)
+
+
+def sample_training_rows(train: pd.DataFrame, cfg: TrainConfig) -> TrainingSample:
+    """Sample ``train`` as ``train.negative_sample_rate`` and ``train.max_training_rows`` say.
+
+    The one entry point of every fit on training rows (the classifier, the logistic baseline,
+    their backtest refits), so all of them see the same rows with the same weights.
+    """
+    labels = label_array(train)
+    positives = int(labels.sum())
+    rate = choose_negative_rate(positives, len(labels) - positives, cfg)
+    return sample_training_negatives(train, rate, cfg.seed)
