@@ -164,9 +164,10 @@ for alias, version in sorted(aliases.items()):
 
 # %%
 newest = comparison.iloc[0]
-champion_version = aliases["champion"]
+# The registry gives alias versions as numbers, the run tag as text: compare them as text.
+champion_version = str(aliases["champion"])
 if newest["gate"] == "rejected":
-    assert champion_version != newest["version"], "a rejected model must not be champion"
+    assert champion_version != str(newest["version"]), "a rejected model must not be champion"
 else:
-    assert champion_version == newest["version"], "a promoted model must be champion"
+    assert champion_version == str(newest["version"]), "a promoted model must be champion"
 print(f"scoring uses models:/churn@champion = version {champion_version}")
