@@ -66,6 +66,9 @@ def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> Tr
     the same rows whatever the frame's order or the other cutoffs present (a backtest refit on
     fewer cutoffs draws the same rows at the cutoffs it shares), and a customer retained at
     many cutoffs is not kept at all of them together.
+    The hash is pandas' ``hash_pandas_object``, whose output has changed across dependency
+    versions (seen on the simulator's content hashes): another pandas may draw other rows, with
+    the same rate and weights; ``constraints.txt`` pins the versions.
 
     Args:
         train: Training rows (``customer_id``, ``cutoff``, ``label``).
