@@ -112,7 +112,10 @@ def select_reference_rows(
     """
     if entity:
         return features
-    chosen = [c for c in train_cutoffs if c in set(features["cutoff"])][-count:]
+    # The distinct cutoffs once (a set of every row's cutoff per training cutoff took 80 s at
+    # 100k customers).
+    present = set(pd.DatetimeIndex(features["cutoff"].unique()))
+    chosen = [c for c in train_cutoffs if c in present][-count:]
     if not chosen:
         raise DataContractError(
             "monitor: none of the champion's training cutoffs is in the feature table; was the "

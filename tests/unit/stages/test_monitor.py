@@ -14,8 +14,14 @@ from typer.testing import CliRunner
 
 from churn import cli
 from churn.config import parse_params
+from churn.errors import DataContractError
 from churn.model.artifact import Calibrator, ChurnModel
-from churn.stages.monitor import monitor_champion, run_monitor, select_backfill_cutoffs
+from churn.stages.monitor import (
+    monitor_champion,
+    run_monitor,
+    select_backfill_cutoffs,
+    select_reference_rows,
+)
 
 TRAIN_CUTOFFS = 4
 ALL_CUTOFFS = 9  # 4 training, 4 later labeled or open, the last one scored
@@ -189,3 +195,18 @@ def test_stored_entries_of_an_older_model_stay_and_are_realized(world) -> None:
     assert "cutoff=2025-05-01__model=0" in report["history_entries"]
     old_realized = [r for r in report["realized"] if r["model_version"] == "0"]
     assert len(old_realized) == 1 and old_realized[0]["roc_auc"] == 0.5  # a constant score
+
+
+def test_reference_rows_are_the_last_training_cutoffs_present():
+    cutoffs = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01", "2024-03-01"], utc=True)
+    features = pd.DataFrame(
+        {"customer_id": [1, 2, 3, 4], "cutoff": cutoffs.astype("datetime64[us, UTC]")}
+    )
+    train_cutoffs = [pd.Timestamp(d, tz="UTC") for d in ("2023-12-01", "2024-02-01", "2024-03-01")]
+    rows = select_reference_rows(features, train_cutoffs, count=1, entity=False)
+    assert list(rows["customer_id"]) == [3, 4]
+    rows = select_reference_rows(features, train_cutoffs, count=5, entity=False)
+    assert list(rows["customer_id"]) == [2, 3, 4]  # 2023-12 is not in the table
+    assert len(select_reference_rows(features, [], count=1, entity=True)) == 4
+    with pytest.raises(DataContractError, match="none of the champion's training cutoffs"):
+        select_reference_rows(features, train_cutoffs[:1], count=1, entity=False)
