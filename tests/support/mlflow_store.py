@@ -11,6 +11,7 @@ import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,30 @@ def fresh_store(directory: Path, base: Path) -> Iterator[str]:
         finally:
             # MLflow keeps the URI in a module global: leave no pointer to this store behind.
             mlflow.set_tracking_uri(None)
+
+
+def log_registered_churn_model(model_dir: Path, reasons: int, **options: Any) -> Any:
+    """Log ``model_dir`` as the churn pyfunc in the active run and register it as ``churn``.
+
+    Args:
+        model_dir: A saved ChurnModel (or export) folder.
+        reasons: Default reasons per customer.
+        **options: ``signature`` for ``log_model``; anything else goes to
+            :func:`churn.tracking.pyfunc.pyfunc_log_arguments` (``horizon_days``, ...).
+
+    Returns:
+        MLflow's ``ModelInfo``.
+    """
+    import mlflow
+
+    from churn.tracking.pyfunc import pyfunc_log_arguments
+    from churn.tracking.signature import pin_model_requirements
+
+    signature = options.pop("signature", None)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        **pyfunc_log_arguments(model_dir, reasons, **options),
+        registered_model_name="churn",
+        pip_requirements=pin_model_requirements(),
+        signature=signature,
+    )

@@ -297,8 +297,9 @@ def sample_person_periods(
         return rows, None
     row_weight = np.zeros(len(frame))
     row_weight[sample.rows["position"].to_numpy()] = sample.weights
-    kept = row_weight[row] > 0
-    return rows.loc[kept].reset_index(drop=True), row_weight[row][kept]
+    period_weight = row_weight[row]
+    kept = period_weight > 0
+    return rows.loc[kept].reset_index(drop=True), period_weight[kept]
 
 
 def fit_survival_head(

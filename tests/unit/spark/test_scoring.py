@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from support.hostile import write_marker_pickle
-from support.mlflow_store import fresh_store
+from support.mlflow_store import fresh_store, log_registered_churn_model
 from support.tiny import fit_tiny_model, make_feature_frame
 
 from churn.config import Params
 from churn.model.scoring import finalize_scores, score_frame
-from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel, pyfunc_log_arguments
+from churn.tracking.pyfunc import ARTIFACT_KEY, ChurnPyfuncModel
 
 pytest.importorskip("pyspark")  # the optional churn[spark] extra
 
@@ -43,11 +43,9 @@ def registry(tmp_path_factory):
     with fresh_store(root, tmp_path_factory.getbasetemp()) as uri, quiet_mlflow():
         _, experiment_id = connect_tracking()
         with mlflow.start_run(experiment_id=experiment_id):
-            mlflow.pyfunc.log_model(
-                name="model",
-                **pyfunc_log_arguments(root / "churn_model", reasons=3),
-                registered_model_name="churn",
-                pip_requirements=pin_model_requirements(),
+            log_registered_churn_model(
+                root / "churn_model",
+                3,
                 signature=ModelSignature(
                     inputs=None, params=ParamSchema([ParamSpec("reasons", "long", 3)])
                 ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from support.mlflow_store import fresh_store
+from support.mlflow_store import fresh_store, log_registered_churn_model
 from support.tiny import fit_tiny_model, make_feature_frame
 
 from churn.errors import ModelError
@@ -31,11 +31,9 @@ def registry(tmp_path_factory):
     with fresh_store(root, tmp_path_factory.getbasetemp()) as uri, quiet_mlflow():
         _, experiment_id = connect_tracking()  # artifacts beside the store, not in the cwd
         with mlflow.start_run(experiment_id=experiment_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                **pyfunc_log_arguments(root / "churn_model", reasons=2),
-                registered_model_name="churn",
-                pip_requirements=pin_model_requirements(),
+            info = log_registered_churn_model(
+                root / "churn_model",
+                2,
                 # MLflow passes `params` to predict only when the signature declares them.
                 signature=ModelSignature(
                     inputs=None, params=ParamSchema([ParamSpec("reasons", "long", 2)])
@@ -220,12 +218,7 @@ def test_a_registered_model_scores_with_its_horizon_columns(
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         _, experiment_id = connect_tracking()
         with mlflow.start_run(experiment_id=experiment_id):
-            mlflow.pyfunc.log_model(
-                name="model",
-                **pyfunc_log_arguments(folder, 3, horizon_days=params.label.horizon_days),
-                registered_model_name="churn",
-                pip_requirements=pin_model_requirements(),
-            )
+            log_registered_churn_model(folder, 3, horizon_days=params.label.horizon_days)
         MlflowClient(uri).set_registered_model_alias("churn", "champion", "1")
 
         def score(source):
