@@ -40,7 +40,7 @@ def main() -> None:
     started = time.perf_counter()
     frame = attach_churn_times(pd.read_parquet(args.features), pd.read_parquet(args.labels))
     truth = pd.read_parquet(args.truth) if Path(args.truth).exists() else None
-    result, _ = compare_model_forms(frame, pd.read_csv(args.catalog), params, truth)
+    result = compare_model_forms(frame, pd.read_csv(args.catalog), params, truth)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["load_average"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(make_jsonable(result), indent=2) + "\n")

@@ -382,7 +382,7 @@ def refit_backtest_cutoff(
     """Refit the model and the baseline as of ``cutoff`` and return its backtest entry.
 
     This is one task of the backtest: it reads nothing but its arguments, so it runs the
-    same in this process or in a worker process (:mod:`churn.stages.backtest_workers`).
+    same in this process or in a worker process (:mod:`churn.stages.fit_workers`).
 
     Returns:
         The entry (metrics), or ``{"cutoff", "skipped": reason}`` when the slices are too thin.

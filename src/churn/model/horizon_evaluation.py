@@ -16,6 +16,7 @@ PR AUC, ECE, lift, ...) and, with the simulator's truth, the oracle at the same 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,49 +94,121 @@ def _summarize(
     return out
 
 
-def compare_model_forms(
-    frame: pd.DataFrame,
-    catalog: pd.DataFrame,
-    params: Params,
-    truth: pd.DataFrame | None = None,
-) -> tuple[dict[str, Any], SurvivalHead]:
-    """Fit both model forms on one split and measure each at every horizon on test.
+@dataclass(frozen=True)
+class ModelFormPlan:
+    """What both model forms of the comparison share: the split and the live features.
 
-    Args:
-        frame: Features with :data:`~churn.model.survival.CHURN_TIME_COLUMNS`
-            (:func:`attach_churn_times`).
-        catalog: The feature catalog.
-        params: All parameters (``label.horizons_days``, train, evaluate).
-        truth: Simulator ``customer_months`` for the oracle, or ``None``.
-
-    Returns:
-        ``({"split": ..., "hazard": {H: metrics}, "classifier": {H: metrics}}, head)``.
+    Attributes:
+        split: The split with the longest horizon's purge window (:func:`split_for_horizons`).
+        names: Live features (the catalog's, minus those dead on the training rows).
+        categorical: The categorical ones among ``names``.
+        catalog: The catalog rows of ``names``.
     """
-    horizons = params.label.horizons_days
+
+    split: Split
+    names: list[str]
+    categorical: list[str]
+    catalog: pd.DataFrame
+
+
+def plan_model_forms(frame: pd.DataFrame, catalog: pd.DataFrame, params: Params) -> ModelFormPlan:
+    """Return the split and features both model forms are fitted on (deterministic).
+
+    Every fit of the comparison calls this on the same frame, so fits in separate worker
+    processes (:mod:`churn.stages.fit_workers`) use exactly the same rows and features.
+    """
     split = split_for_horizons(frame, params)
-    train, validation, test = (
-        frame.iloc[rows] for rows in (split.train, split.validation, split.test)
-    )
+    train = frame.iloc[split.train]
     names = [c for c in catalog["name"] if c in frame.columns and c not in KEY_COLUMNS]
     dead = find_dead_features(train, names)
     names = [n for n in names if n not in dead]
     model_catalog = catalog.drop_duplicates("name").set_index("name").loc[names].reset_index()
     categorical = list(model_catalog.loc[model_catalog["kind"] == "categorical", "name"])
-    cfg = params.train
+    return ModelFormPlan(split, names, categorical, model_catalog)
+
+
+def fit_hazard_form(
+    frame: pd.DataFrame, plan: ModelFormPlan, params: Params
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit the survival head of the comparison and predict every horizon on its test rows.
+
+    Returns:
+        ``(probabilities, head metadata)``: probabilities has one row per test row and one
+        column per ``label.horizons_days`` entry.
+    """
+    split = plan.split
+    train, validation, test = (
+        frame.iloc[rows] for rows in (split.train, split.validation, split.test)
+    )
     head = fit_survival_head(
         train,
         validation,
-        names,
-        categorical,
-        cfg,
+        plan.names,
+        plan.categorical,
+        params.train,
         params.label,
-        build_lgb_params(cfg),
+        build_lgb_params(params.train),
         validation_start=split.validation_cutoffs[0] if split.validation_cutoffs else None,
         test_start=split.test_cutoffs[0] if split.test_cutoffs else None,
     )
-    hazard_probabilities = head.predict_horizons(test)
-    observed = test["observed_days"].astype("float64").to_numpy()
-    days = test["days_to_churn"].to_numpy("float64")
+    return head.predict_horizons(test), dict(head.metadata)
+
+
+def _labels_at(part: pd.DataFrame, horizon: int) -> np.ndarray:
+    return label_at_horizon(
+        part["days_to_churn"].to_numpy("float64"),
+        part["observed_days"].astype("float64").to_numpy(),
+        horizon,
+    )
+
+
+def fit_classifier_form(
+    frame: pd.DataFrame, plan: ModelFormPlan, params: Params, horizon: int
+) -> np.ndarray:
+    """Fit the classic form at ``horizon`` (a classifier on the label at ``horizon``, same
+    rows) and return its probabilities on the test rows whose outcome at ``horizon`` is known.
+    """
+    split = plan.split
+    train, validation, test = (
+        frame.iloc[rows] for rows in (split.train, split.validation, split.test)
+    )
+    columns = [*KEY_COLUMNS, *plan.names]
+
+    def at(part: pd.DataFrame) -> pd.DataFrame:
+        out = part[columns].copy()
+        out["label"] = pd.array(_labels_at(part, horizon), dtype="Float64").astype("Int8")
+        return out[out["label"].notna()]
+
+    classifier = fit_churn_model(at(train), at(validation), plan.catalog, params.train)
+    return classifier.predict_proba(test[np.isfinite(_labels_at(test, horizon))])
+
+
+def summarize_model_forms(
+    frame: pd.DataFrame,
+    plan: ModelFormPlan,
+    params: Params,
+    hazard: tuple[np.ndarray, dict[str, Any]],
+    classifiers: dict[int, np.ndarray],
+    truth: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Measure both forms at every horizon on the comparison's test rows.
+
+    Args:
+        frame: The frame the forms were fitted on.
+        plan: :func:`plan_model_forms` of ``frame``.
+        params: All parameters.
+        hazard: :func:`fit_hazard_form`'s result.
+        classifiers: Horizon -> :func:`fit_classifier_form`'s probabilities.
+        truth: Simulator ``customer_months`` for the oracle, or ``None``.
+
+    Returns:
+        ``{"split", "head", "hazard": {H: metrics}, "classifier": {H: metrics},
+        "monotone_share", "zero_exposure_share"}``.
+    """
+    horizons = params.label.horizons_days
+    split = plan.split
+    test = frame.iloc[split.test]
+    hazard_probabilities, head_metadata = hazard
     result: dict[str, Any] = {
         "split": {
             "train_cutoffs": [c.strftime("%Y-%m-%d") for c in split.train_cutoffs],
@@ -143,7 +216,7 @@ def compare_model_forms(
             "test_cutoffs": [c.strftime("%Y-%m-%d") for c in split.test_cutoffs],
             "n_test": len(test),
         },
-        "head": dict(head.metadata),
+        "head": head_metadata,
         "hazard": {},
         "classifier": {},
         "monotone_share": float(
@@ -153,42 +226,56 @@ def compare_model_forms(
             str(h): float(np.mean(hazard_probabilities[:, k] == 0)) for k, h in enumerate(horizons)
         },
     }
-    columns = [*KEY_COLUMNS, *names]
     for k, horizon in enumerate(horizons):
-        labels = label_at_horizon(days, observed, horizon)
+        labels = _labels_at(test, horizon)
         keep = np.isfinite(labels)
         y = labels[keep].astype(int)
         oracle = None if truth is None else compute_oracle_probabilities(test[keep], truth, horizon)
-        result["hazard"][str(horizon)] = _summarize(
-            y, hazard_probabilities[keep, k], params, oracle
-        )
-
-        # The classic form: a classifier trained on the label at this horizon, same rows.
-        def at(part: pd.DataFrame, h: int = horizon) -> pd.DataFrame:
-            label = label_at_horizon(
-                part["days_to_churn"].to_numpy("float64"),
-                part["observed_days"].astype("float64").to_numpy(),
-                h,
-            )
-            out = part[columns].copy()
-            out["label"] = pd.array(label, dtype="Float64").astype("Int8")
-            return out[out["label"].notna()]
-
-        classifier = fit_churn_model(at(train), at(validation), model_catalog, cfg)
-        result["classifier"][str(horizon)] = _summarize(
-            y, classifier.predict_proba(test[keep]), params, oracle
-        )
+        hazard_block = _summarize(y, hazard_probabilities[keep, k], params, oracle)
+        classifier_block = _summarize(y, classifiers[horizon], params, oracle)
+        result["hazard"][str(horizon)] = hazard_block
+        result["classifier"][str(horizon)] = classifier_block
         logger.info(
             "%d days: hazard ROC AUC %.4f lift %.2f ECE %.4f | classifier %.4f lift %.2f ECE %.4f",
             horizon,
-            result["hazard"][str(horizon)]["roc_auc"],
-            result["hazard"][str(horizon)]["lift_top_decile"],
-            result["hazard"][str(horizon)]["ece"],
-            result["classifier"][str(horizon)]["roc_auc"],
-            result["classifier"][str(horizon)]["lift_top_decile"],
-            result["classifier"][str(horizon)]["ece"],
+            hazard_block["roc_auc"],
+            hazard_block["lift_top_decile"],
+            hazard_block["ece"],
+            classifier_block["roc_auc"],
+            classifier_block["lift_top_decile"],
+            classifier_block["ece"],
         )
-    return result, head
+    return result
+
+
+def compare_model_forms(
+    frame: pd.DataFrame,
+    catalog: pd.DataFrame,
+    params: Params,
+    truth: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Fit both model forms on one split and measure each at every horizon on test.
+
+    The fits run one after another here; the evaluate stage runs the same functions side by
+    side in worker processes (:func:`churn.stages.fit_workers.compare_model_forms_side_by_side`).
+
+    Args:
+        frame: Features with :data:`~churn.model.survival.CHURN_TIME_COLUMNS`
+            (:func:`attach_churn_times`).
+        catalog: The feature catalog.
+        params: All parameters (``label.horizons_days``, train, evaluate).
+        truth: Simulator ``customer_months`` for the oracle, or ``None``.
+
+    Returns:
+        :func:`summarize_model_forms`' result.
+    """
+    plan = plan_model_forms(frame, catalog, params)
+    hazard = fit_hazard_form(frame, plan, params)
+    classifiers = {
+        horizon: fit_classifier_form(frame, plan, params, horizon)
+        for horizon in params.label.horizons_days
+    }
+    return summarize_model_forms(frame, plan, params, hazard, classifiers, truth)
 
 
 def fit_head_for_model(

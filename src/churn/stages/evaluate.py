@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Executor, Future
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,18 @@ from churn.model.evaluation import (
     refit_backtest_cutoff,
     run_rolling_backtest,
 )
+from churn.model.horizon_evaluation import ModelFormPlan, compare_model_forms, plan_model_forms
 from churn.model.metrics import make_jsonable
-from churn.stages.backtest_workers import count_backtest_workers, refit_side_by_side
+from churn.model.survival import has_survival_head
+from churn.stages.fit_workers import (
+    collect_model_forms,
+    count_fit_workers,
+    list_model_form_columns,
+    open_fit_pool,
+    read_model_form_frame,
+    submit_backtest_refits,
+    submit_model_form_fits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,31 +101,67 @@ def run_evaluate(
     elif truth_dir is not None:
         logger.info("no %s in %s: no oracle metrics", TRUTH_FILE, truth_dir)
 
-    evaluation = evaluate_models(features, model, baseline, params, truth)
     tuned = model.metadata.get("tuned_params") or {}
     backtest_params = params.model_copy(update={"train": params.train.model_copy(update=tuned)})
-    # The backtest refits on exactly the exported model's features and catalog; the cutoff
-    # training already fitted is scored with the exported model, the others are refitted side
-    # by side in worker processes reading the features file themselves.
-    columns = [*KEY_COLUMNS, *model.feature_names]
-    model_frame = features[columns]
-    horizons = measure_horizons(features, model_dir, labels_path, model.catalog, params, truth)
-    del features  # the model's columns are a copy; free the rest before workers read theirs
+    compare = labels_path is not None and has_survival_head(model_dir)
+    fits = params.evaluate.backtest_cutoffs
+    fits += 1 + len(params.label.horizons_days) if compare else 0
+    workers = count_fit_workers(backtest_params, fits)
+    # Every independent fit of this stage (the model-form comparison's, the backtest's) goes to
+    # one pool of worker processes, submitted before the in-process work so that the workers
+    # fit while this process computes the test metrics.
+    with ExitStack() as stack:
+        pool = open_fit_pool(workers) if workers else None
+        if pool is not None:
+            # On an error here, fits not yet started are dropped rather than run to no use.
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        comparison = None
+        if compare:
+            assert labels_path is not None  # for the type checker: compare implies labels
+            comparison = start_model_form_comparison(
+                pool,
+                Path(features_path),
+                Path(labels_path),
+                list(features.columns),
+                model.catalog,
+                params,
+            )
+        evaluation = evaluate_models(features, model, baseline, params, truth)
+        head_on_test = None
+        if compare:
+            assert labels_path is not None
+            head_on_test = measure_head_on_test(features, model_dir, labels_path, params, truth)
+        # The backtest refits on exactly the exported model's features and catalog; the cutoff
+        # training already fitted is scored with the exported model, the others are refitted
+        # in the pool's workers, which read the features file themselves.
+        columns = [*KEY_COLUMNS, *model.feature_names]
+        model_frame = features[columns]
+        del features  # the model's columns are a copy; free the rest
 
-    def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
-        workers = count_backtest_workers(backtest_params, len(cutoffs))
-        if workers == 0:
-            return [
-                refit_backtest_cutoff(model_frame, model.catalog, backtest_params, cutoff)
-                for cutoff in cutoffs
-            ]
-        return refit_side_by_side(
-            Path(features_path), columns, model.catalog, backtest_params, cutoffs, workers
+        def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
+            if pool is None:
+                return [
+                    refit_backtest_cutoff(model_frame, model.catalog, backtest_params, cutoff)
+                    for cutoff in cutoffs
+                ]
+            logger.info("backtest: %d refit(s) in %d worker process(es)", len(cutoffs), workers)
+            futures = submit_backtest_refits(
+                pool, Path(features_path), columns, model.catalog, backtest_params, cutoffs
+            )
+            return [future.result() for future in futures]
+
+        backtest, notes = run_rolling_backtest(
+            model_frame, model.catalog, backtest_params, fitted=(model, baseline), refit=refit
         )
-
-    backtest, notes = run_rolling_backtest(
-        model_frame, model.catalog, backtest_params, fitted=(model, baseline), refit=refit
-    )
+        horizons = None
+        if comparison is not None:
+            compared, note = finish_model_form_comparison(comparison, model.catalog, params, truth)
+            horizons = {
+                "model_form": params.train.model_form,
+                "test": head_on_test,
+                "comparison": compared,
+                "comparison_note": note,
+            }
     metrics = make_jsonable(
         {
             **evaluation.metrics,
@@ -143,39 +192,79 @@ def run_evaluate(
     return metrics
 
 
-def measure_horizons(
-    features: pd.DataFrame,
-    model_dir: Path,
-    labels_path: Path | None,
+@dataclass
+class ModelFormComparison:
+    """The model-form comparison under way: its frame and plan, and the fits' futures (none
+    when the fits run in this process, or when the comparison could not be planned)."""
+
+    frame: pd.DataFrame | None
+    plan: ModelFormPlan | None
+    futures: dict[str, Future[dict[str, Any]]] | None
+    note: str | None = None
+
+
+def start_model_form_comparison(
+    pool: Executor | None,
+    features_path: Path,
+    labels_path: Path,
+    features_columns: list[str],
+    catalog: pd.DataFrame,
+    params: Params,
+) -> ModelFormComparison:
+    """Plan the model-form comparison and submit its fits to ``pool`` (if any).
+
+    The frame is read from the files exactly as each worker reads it, so this process and the
+    workers plan the same split. A comparison that cannot be planned (e.g. too few cutoffs for
+    the longest horizon's purge window) comes back with a note and no fits.
+    """
+    columns = list_model_form_columns(features_columns, catalog)
+    frame = read_model_form_frame(features_path, labels_path, columns)
+    try:
+        plan = plan_model_forms(frame, catalog, params)
+    except ModelError as exc:
+        note = f"model forms not compared: {exc}"
+        logger.warning(note)
+        return ModelFormComparison(None, None, None, note)
+    futures = None
+    if pool is not None:
+        futures = submit_model_form_fits(pool, features_path, labels_path, columns, catalog, params)
+    return ModelFormComparison(frame, plan, futures)
+
+
+def finish_model_form_comparison(
+    comparison: ModelFormComparison,
     catalog: pd.DataFrame,
     params: Params,
     truth: pd.DataFrame | None,
-) -> dict[str, Any] | None:
-    """Return the survival head's metrics per horizon and the model-form comparison, or None.
-
-    ``None`` without labels or without a survival head in ``model_dir`` (classifier only).
-    """
-    from churn.io import read_frame
-    from churn.model.horizon_evaluation import (
-        attach_churn_times,
-        compare_model_forms,
-        evaluate_horizons,
-    )
-    from churn.model.survival import SurvivalHead, has_survival_head
-
-    if labels_path is None or not has_survival_head(model_dir):
-        return None
-    frame = attach_churn_times(features, read_frame(labels_path))
-    head = SurvivalHead.load(model_dir)
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Return the comparison's metrics and note: the workers' fits summarised, or the fits
+    run here when there are no workers; ``(None, note)`` when a fit fails."""
+    if comparison.frame is None or comparison.plan is None:
+        return None, comparison.note
     try:
-        comparison, _ = compare_model_forms(frame, catalog, params, truth)
-        note = None
-    except ModelError as exc:  # e.g. too few cutoffs for the longest horizon's purge window
-        comparison, note = None, f"model forms not compared: {exc}"
+        if comparison.futures is None:
+            return compare_model_forms(comparison.frame, catalog, params, truth), None
+        return collect_model_forms(
+            comparison.frame, comparison.plan, params, comparison.futures, truth
+        ), None
+    except ModelError as exc:  # e.g. a slice of the comparison's split holds no churn event
+        note = f"model forms not compared: {exc}"
         logger.warning(note)
-    return {
-        "model_form": params.train.model_form,
-        "test": evaluate_horizons(frame, head, params, truth),
-        "comparison": comparison,
-        "comparison_note": note,
-    }
+        return None, note
+
+
+def measure_head_on_test(
+    features: pd.DataFrame,
+    model_dir: Path,
+    labels_path: Path,
+    params: Params,
+    truth: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """Return the exported survival head's metrics per horizon on the classifier's test rows
+    (:func:`churn.model.horizon_evaluation.evaluate_horizons`)."""
+    from churn.io import read_frame
+    from churn.model.horizon_evaluation import attach_churn_times, evaluate_horizons
+    from churn.model.survival import SurvivalHead
+
+    frame = attach_churn_times(features, read_frame(labels_path))
+    return evaluate_horizons(frame, SurvivalHead.load(model_dir), params, truth)

@@ -25,7 +25,7 @@ from churn.model.sampling import (
     sample_training_rows,
 )
 from churn.model.split import split_by_time
-from churn.stages.backtest_workers import refit_side_by_side
+from churn.stages.fit_workers import refit_side_by_side
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,256 @@
+"""The evaluate stage's fits side by side: one worker process per fit, one thread each.
+
+The evaluate stage fits models that are independent of each other: the rolling backtest's
+refits and the model-form comparison (a survival head and one classifier per horizon,
+:mod:`churn.model.horizon_evaluation`). LightGBM on two threads gains little over one (about
+1.24x on the 2-core machine, and less under load), so running the fits in separate processes
+with one LightGBM thread each uses the cores for the whole fit, not only for the parts that
+parallelise well; one pool serves both kinds of fit, so neither waits for the other.
+
+What crosses the process boundary is plain data, never a fitted model: each task names the
+features Parquet file (which every worker reads itself, only the columns it needs), the catalog
+as Arrow IPC bytes, the parameters as JSON and cutoffs as text; each result is a dict of
+numbers and text, with probabilities as float64 bytes. Workers are started with ``spawn`` (no
+fork of a parent holding big frames, DuckDB or MLflow state).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn.config import Params, parse_params
+from churn.domain.catalog import CUTOFF, KEY_COLUMNS
+from churn.model.evaluation import refit_backtest_cutoff
+from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
+from churn.model.horizon_evaluation import (
+    ModelFormPlan,
+    attach_churn_times,
+    fit_classifier_form,
+    fit_hazard_form,
+    plan_model_forms,
+    summarize_model_forms,
+)
+from churn.model.survival import CHURN_TIME_COLUMNS
+
+HAZARD_FORM = "hazard"
+"""The task form of the comparison's survival head (the others are horizons in days)."""
+
+logger = logging.getLogger(__name__)
+
+
+def count_fit_workers(params: Params, fits: int) -> int:
+    """Return how many worker processes ``fits`` independent fits use: one per fit, at most
+    ``train.num_threads`` (the cores training may use), and none (in process) for one fit."""
+    workers = min(params.train.num_threads, fits)
+    return workers if workers > 1 else 0
+
+
+def encode_frame(frame: pd.DataFrame) -> bytes:
+    """Return ``frame`` as Arrow IPC stream bytes (what a worker task carries, not a pickle)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_frame(data: bytes) -> pd.DataFrame:
+    """Return the frame :func:`encode_frame` encoded."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all().to_pandas()
+
+
+def read_backtest_frame(
+    path: str | Path, columns: Sequence[str], cutoff: pd.Timestamp
+) -> pd.DataFrame:
+    """Read the features a refit as of ``cutoff`` needs: ``columns``, rows up to ``cutoff``.
+
+    The backtest split ignores rows after its cutoff, so leaving them unread changes nothing
+    but the memory a worker needs; the kept rows keep their order (LightGBM's result depends
+    on it).
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=list(columns), filters=[(CUTOFF, "<=", cutoff)])
+    return table.to_pandas().reset_index(drop=True)
+
+
+def _worker_params(task: dict[str, Any]) -> Params:
+    params = parse_params(task["params"], source="fit task")
+    # One thread per process: the processes, not LightGBM's threads, share the cores.
+    return params.model_copy(update={"train": params.train.model_copy(update={"num_threads": 1})})
+
+
+def refit_in_worker(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: read the task's features, refit as of its cutoff, return the entry."""
+    params = _worker_params(task)
+    cutoff = pd.Timestamp(task["cutoff"])
+    features = read_backtest_frame(task["features_path"], task["columns"], cutoff)
+    return refit_backtest_cutoff(features, decode_frame(task["catalog"]), params, cutoff)
+
+
+def open_fit_pool(workers: int) -> ProcessPoolExecutor:
+    """Return a pool of ``workers`` spawned processes for :func:`submit_backtest_refits` and
+    :func:`submit_model_form_fits` (use it as a context manager)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def submit_backtest_refits(
+    pool: Executor,
+    features_path: Path,
+    columns: Sequence[str],
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoffs: Sequence[pd.Timestamp],
+) -> list[Future[dict[str, Any]]]:
+    """Submit one backtest refit per cutoff; each future gives its backtest entry.
+
+    Args:
+        pool: The pool (:func:`open_fit_pool`).
+        features_path: The features Parquet file (the cached features: nothing is recomputed).
+        columns: Key columns and the model's features, read by each worker.
+        catalog: The model's feature catalog.
+        params: All parameters (as the serial backtest would use them).
+        cutoffs: The cutoffs to refit.
+    """
+    catalog_bytes = encode_frame(catalog)
+    params_json = params.model_dump(mode="json")
+    return [
+        pool.submit(
+            refit_in_worker,
+            {
+                "features_path": str(features_path),
+                "columns": list(columns),
+                "catalog": catalog_bytes,
+                "params": params_json,
+                "cutoff": cutoff.isoformat(),
+            },
+        )
+        for cutoff in cutoffs
+    ]
+
+
+def refit_side_by_side(
+    features_path: Path,
+    columns: Sequence[str],
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoffs: Sequence[pd.Timestamp],
+    workers: int,
+) -> list[dict[str, Any]]:
+    """Refit the backtest at each cutoff in ``workers`` spawned processes; entries in order.
+
+    Args:
+        features_path: The features Parquet file (the cached features: nothing is recomputed).
+        columns: Key columns and the model's features, read by each worker.
+        catalog: The model's feature catalog.
+        params: All parameters (as the serial backtest would use them).
+        cutoffs: The cutoffs to refit.
+        workers: Worker processes (at least 1).
+
+    Returns:
+        One backtest entry per cutoff, in the order of ``cutoffs``.
+    """
+    logger.info("backtest: %d refit(s) in %d worker process(es)", len(cutoffs), workers)
+    with open_fit_pool(workers) as pool:
+        futures = submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
+        return [future.result() for future in futures]
+
+
+def list_model_form_columns(features_columns: Sequence[str], catalog: pd.DataFrame) -> list[str]:
+    """Return the feature-file columns the model-form comparison reads, in file order.
+
+    The keys, the catalog's features and the contract schedule's columns (the survival head
+    builds its decision points from them even where the catalog leaves them out).
+    """
+    wanted = {*KEY_COLUMNS, *catalog["name"], RENEWAL_FEATURE, PERIOD_FEATURE}
+    return [column for column in features_columns if column in wanted]
+
+
+def read_model_form_frame(
+    features_path: str | Path, labels_path: str | Path, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Read what the model-form comparison fits on: ``columns`` of the features, with the
+    labels' churn times attached (:func:`churn.model.horizon_evaluation.attach_churn_times`).
+    """
+    import pyarrow.parquet as pq
+
+    features = pq.read_table(features_path, columns=list(columns)).to_pandas()
+    labels = pq.read_table(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
+    return attach_churn_times(features, labels.to_pandas())
+
+
+def fit_model_form_in_worker(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: fit one model form of the comparison and return its test
+    probabilities (float64 bytes and shape) and, for the hazard form, the head's metadata."""
+    params = _worker_params(task)
+    frame = read_model_form_frame(task["features_path"], task["labels_path"], task["columns"])
+    plan = plan_model_forms(frame, decode_frame(task["catalog"]), params)
+    metadata: dict[str, Any] = {}
+    if task["form"] == HAZARD_FORM:
+        probabilities, metadata = fit_hazard_form(frame, plan, params)
+    else:
+        probabilities = fit_classifier_form(frame, plan, params, int(task["form"]))
+    values = np.ascontiguousarray(probabilities, dtype="float64")
+    return {"values": values.tobytes(), "shape": list(values.shape), "metadata": metadata}
+
+
+def _decode_probabilities(result: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(result["values"], dtype="float64").reshape(result["shape"])
+
+
+def submit_model_form_fits(
+    pool: Executor,
+    features_path: Path,
+    labels_path: Path,
+    columns: Sequence[str],
+    catalog: pd.DataFrame,
+    params: Params,
+) -> dict[str, Future[dict[str, Any]]]:
+    """Submit the comparison's fits: the survival head first (the longest), then one
+    classifier per horizon. Returns form (``"hazard"`` or the horizon as text) -> future."""
+    base = {
+        "features_path": str(features_path),
+        "labels_path": str(labels_path),
+        "columns": list(columns),
+        "catalog": encode_frame(catalog),
+        "params": params.model_dump(mode="json"),
+    }
+    forms = [HAZARD_FORM, *(str(h) for h in params.label.horizons_days)]
+    return {form: pool.submit(fit_model_form_in_worker, {**base, "form": form}) for form in forms}
+
+
+def collect_model_forms(
+    frame: pd.DataFrame,
+    plan: ModelFormPlan,
+    params: Params,
+    futures: dict[str, Future[dict[str, Any]]],
+    truth: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Wait for :func:`submit_model_form_fits`' fits and summarise them like
+    :func:`churn.model.horizon_evaluation.compare_model_forms` (``frame`` and ``plan`` as the
+    workers built them)."""
+    hazard = futures[HAZARD_FORM].result()
+    classifiers = {
+        horizon: _decode_probabilities(futures[str(horizon)].result())
+        for horizon in params.label.horizons_days
+    }
+    return summarize_model_forms(
+        frame,
+        plan,
+        params,
+        (_decode_probabilities(hazard), hazard["metadata"]),
+        classifiers,
+        truth,
+    )

@@ -1,0 +1,181 @@
+"""Tests for the evaluate stage's fits in worker processes (spawned, one LightGBM thread each)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from support.survival_frames import make_survival_frame, survival_catalog
+from support.tiny import TINY_CATALOG, make_feature_frame
+
+from churn.config import Params, parse_params
+from churn.domain.catalog import KEY_COLUMNS
+from churn.errors import ModelError
+from churn.model.evaluation import refit_backtest_cutoff, select_backtest_cutoffs
+from churn.model.horizon_evaluation import compare_model_forms, plan_model_forms
+from churn.model.survival import CHURN_TIME_COLUMNS
+from churn.stages.evaluate import ModelFormComparison, finish_model_form_comparison
+from churn.stages.fit_workers import (
+    collect_model_forms,
+    count_fit_workers,
+    decode_frame,
+    encode_frame,
+    list_model_form_columns,
+    open_fit_pool,
+    read_backtest_frame,
+    read_model_form_frame,
+    refit_side_by_side,
+    submit_model_form_fits,
+)
+
+
+def tiny_params(num_threads: int = 1, min_positives: int = 20) -> Params:
+    return parse_params(
+        {
+            "label": {"horizon_days": 20, "grace_days": 5},
+            "train": {
+                "min_child_samples": 20,
+                "n_estimators": 60,
+                "num_threads": num_threads,
+                "min_positives": min_positives,
+            },
+            "evaluate": {"backtest_cutoffs": 3},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory):
+    features = make_feature_frame(n_customers=400, n_cutoffs=6, seed=9)
+    # Integer ids, as a third-party export would have them.
+    features["customer_id"] = features["customer_id"].str.extract(r"(\d+)")[0].astype("int64")
+    path = tmp_path_factory.mktemp("features") / "features.parquet"
+    features.to_parquet(path)
+    return features, path
+
+
+def test_workers_follow_train_threads_and_refits():
+    assert count_fit_workers(tiny_params(num_threads=2), 3) == 2
+    assert count_fit_workers(tiny_params(num_threads=4), 2) == 2
+    assert count_fit_workers(tiny_params(num_threads=1), 3) == 0
+    assert count_fit_workers(tiny_params(num_threads=2), 1) == 0
+
+
+def test_catalog_crosses_as_arrow_bytes_unchanged():
+    decoded = decode_frame(encode_frame(TINY_CATALOG))
+    pd.testing.assert_frame_equal(decoded, TINY_CATALOG.reset_index(drop=True))
+
+
+def test_worker_reads_only_rows_up_to_its_cutoff_in_order(features_file):
+    features, path = features_file
+    cutoff = sorted(features["cutoff"].unique())[3]
+    columns = [*KEY_COLUMNS, "mrr_at_cutoff"]
+    expected = features.loc[features["cutoff"] <= cutoff, columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(read_backtest_frame(path, columns, cutoff), expected)
+
+
+def test_side_by_side_refits_equal_the_serial_ones(features_file):
+    features, path = features_file
+    params = tiny_params(num_threads=2)
+    serial_params = tiny_params(num_threads=1)  # what each worker uses
+    cutoffs, _ = select_backtest_cutoffs(features, params)
+    serial = [refit_backtest_cutoff(features, TINY_CATALOG, serial_params, c) for c in cutoffs]
+    parallel = refit_side_by_side(
+        path, list(features.columns), TINY_CATALOG, params, cutoffs, workers=2
+    )
+    assert [entry["cutoff"] for entry in parallel] == [f"{c:%Y-%m-%d}" for c in cutoffs]
+    assert parallel == serial
+    assert all("roc_auc" in entry for entry in parallel)
+
+
+def test_a_thin_cutoff_comes_back_skipped_from_a_worker(features_file):
+    features, path = features_file
+    params = tiny_params(num_threads=2, min_positives=10_000)
+    cutoffs, _ = select_backtest_cutoffs(features, params)
+    entries = refit_side_by_side(
+        path, list(features.columns), TINY_CATALOG, params, cutoffs[:2], workers=2
+    )
+    assert all("train.min_positives" in entry["skipped"] for entry in entries)
+
+
+SURVIVAL_PARAMS = {
+    "label": {"horizon_days": 60, "grace_days": 0},
+    "train": {"n_estimators": 40, "min_child_samples": 20},
+    "evaluate": {"backtest_cutoffs": 2},
+}
+
+
+def survival_params(num_threads: int) -> Params:
+    train = {**SURVIVAL_PARAMS["train"], "num_threads": num_threads}
+    return parse_params({**SURVIVAL_PARAMS, "train": train})
+
+
+@pytest.fixture(scope="module")
+def survival_files(tmp_path_factory):
+    """A features file (integer ids, as an export has them) and a labels file with churn times."""
+    frame = make_survival_frame(n_customers=300, n_cutoffs=8, seed=4)
+    frame["customer_id"] = frame["customer_id"].astype("int64")
+    folder = tmp_path_factory.mktemp("survival")
+    features_path, labels_path = folder / "features.parquet", folder / "labels.parquet"
+    frame.drop(columns=list(CHURN_TIME_COLUMNS)).to_parquet(features_path)
+    # The labels in another row order: rows are matched by key, not by position.
+    labels = frame[["customer_id", "cutoff", "label", *CHURN_TIME_COLUMNS]]
+    labels.sample(frac=1.0, random_state=1).to_parquet(labels_path)
+    return features_path, labels_path
+
+
+def test_model_form_columns_keep_the_schedule_outside_the_catalog():
+    catalog = survival_catalog()
+    only_usage = catalog[catalog["name"] == "usage_score"]
+    columns = ["customer_id", "cutoff", "label", "usage_score", "days_to_renewal", "other"]
+    assert list_model_form_columns([*columns, "billing_period"], only_usage) == [
+        "customer_id",
+        "cutoff",
+        "label",
+        "usage_score",
+        "days_to_renewal",
+        "billing_period",
+    ]
+
+
+def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files):
+    features_path, labels_path = survival_files
+    catalog = survival_catalog()
+    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
+    frame = read_model_form_frame(features_path, labels_path, columns)
+    serial = compare_model_forms(frame, catalog, survival_params(num_threads=1))
+
+    params = survival_params(num_threads=2)
+    plan = plan_model_forms(frame, catalog, params)
+    with open_fit_pool(2) as pool:
+        futures = submit_model_form_fits(pool, features_path, labels_path, columns, catalog, params)
+        assert list(futures) == ["hazard", "30", "60", "90"]  # the longest fit first
+        parallel = collect_model_forms(frame, plan, params, futures)
+    # Forcing one thread per worker gives the serial one-thread fits exactly.
+    assert parallel["hazard"] == serial["hazard"]
+    assert parallel["classifier"] == serial["classifier"]
+    assert parallel["head"] == serial["head"]
+    assert parallel == serial
+    assert parallel["hazard"]["60"]["roc_auc"] > 0.7
+
+
+def test_a_model_error_in_a_worker_becomes_the_comparison_note(survival_files, tmp_path):
+    """Without the renewal schedule the head cannot be fitted: its worker's ModelError comes
+    back to the parent, and the stage reports the comparison as not made."""
+    features_path, labels_path = survival_files
+    no_schedule = tmp_path / "features.parquet"
+    pq.write_table(pq.read_table(features_path).drop(["days_to_renewal"]), no_schedule)
+    catalog = survival_catalog()
+    catalog = catalog[catalog["name"] != "days_to_renewal"]
+    params = survival_params(num_threads=2)
+    columns = list_model_form_columns(pq.read_schema(no_schedule).names, catalog)
+    frame = read_model_form_frame(no_schedule, labels_path, columns)
+    plan = plan_model_forms(frame, catalog, params)
+    with open_fit_pool(2) as pool:
+        futures = submit_model_form_fits(pool, no_schedule, labels_path, columns, catalog, params)
+        with pytest.raises(ModelError, match="days_to_renewal"):
+            collect_model_forms(frame, plan, params, futures)
+        comparison = ModelFormComparison(frame, plan, futures)
+        compared, note = finish_model_form_comparison(comparison, catalog, params, None)
+    assert compared is None
+    assert note is not None and "days_to_renewal" in note
