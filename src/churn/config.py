@@ -642,6 +642,16 @@ class TargetConfig(_Section):
         "customer's own from the play's dose response fitted on the logged actions (the "
         "segments for a play with too few rows).",
     )
+    one_source_per: Literal["segment", "play", "playbook"] = Field(
+        "segment",
+        description="Where the source of the save rates (logged or configured) may change: "
+        "per segment (each addressed segment takes its logged estimate when that passes the "
+        "gate); per play (a play's addressed segments are all logged, when every one passes, "
+        "or all configured: never a mix within a play); or for the whole playbook (logged "
+        "only when every addressed segment of every play passes). A measured effect next to "
+        "a configured guess ranks by the difference between the two (docs/targeting.md, "
+        "'One source per play').",
+    )
     teams: dict[str, int] = Field(
         default_factory=lambda: {"support": 40, "success": 60, "sales": 30},
         description="Team -> contacts per week.",
