@@ -30,6 +30,9 @@ PLAYBOOK = {
     },
     "min_rows_per_arm": 30,
     "tlearner_bootstrap_rounds": 3,
+    # Each segment's estimate on its own; test_with_retention_actions_a_known_effect_is_learned
+    # checks the other scopes.
+    "one_source_per": "segment",
 }
 
 
