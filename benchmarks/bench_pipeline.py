@@ -2,12 +2,13 @@
 
 Not part of the test suite (a 2,000-customer smoke run is, marked slow). Usage::
 
-    python benchmarks/bench_pipeline.py [--customers 100000] [--months 24] [--work DIR]
-        [--json reports/bench_pipeline.json] [--markdown reports/bench_pipeline.md]
+    python benchmarks/bench_pipeline.py [--customers 100000] [--months 24] [--seed 42]
+        [--work DIR] [--json reports/bench_pipeline.json] [--markdown reports/bench_pipeline.md]
 
 In a scratch folder (``--work``, default a temporary one) it writes ``params.yaml`` with
-``simulate.customers`` set, then runs every stage's command from ``dvc.yaml`` in dependency
-order, each in its own process, as ``dvc repro`` would (without DVC's hashing and caching).
+``simulate.customers`` (and ``simulate.seed`` with ``--seed``: another simulated business)
+set, then runs every stage's command from ``dvc.yaml`` in dependency order, each in its own
+process, as ``dvc repro`` would (without DVC's hashing and caching).
 Per stage it records the wall time, the CPU time (user + system) and the peak resident memory
 of that process and its children (``os.wait4``), and the rows of the Parquet files it reads
 and writes under ``data/`` (rows in, rows out, rows in per second).
@@ -140,11 +141,13 @@ def scan_floor(raw_dir: Path) -> dict[str, int]:
     return rows
 
 
-def write_params(work: Path, customers: int, months: int | None) -> None:
+def write_params(work: Path, customers: int, months: int | None, seed: int | None = None) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"]["customers"] = customers
     if months is not None:
         params["simulate"]["months"] = months
+    if seed is not None:
+        params["simulate"]["seed"] = seed
     params.setdefault("data", {})["source"] = "simulator"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (work / "data" / "raw").mkdir(parents=True, exist_ok=True)
@@ -155,7 +158,11 @@ def load_average() -> list[float]:
 
 
 def run_pipeline(
-    work: Path, customers: int, months: int | None = None, progress: Path | None = None
+    work: Path,
+    customers: int,
+    months: int | None = None,
+    progress: Path | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Run every stage in ``work`` and the floor; return the JSON-ready results.
 
@@ -165,9 +172,10 @@ def run_pipeline(
         months: ``simulate.months`` (``None``: as in ``params.yaml``).
         progress: If given, the stages measured so far are written here as JSON after each
             stage (a long run on a busy machine leaves figures even if it is stopped).
+        seed: ``simulate.seed`` (``None``: as in ``params.yaml``).
     """
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    write_params(work, customers, months)
+    write_params(work, customers, months, seed)
     logs = work / "bench_logs"
     logs.mkdir(exist_ok=True)
     load_before = load_average()
@@ -211,6 +219,7 @@ def run_pipeline(
         "load_average_after": load_average(),
         "customers": customers,
         "months": months,
+        "seed": seed,
         "floor": floor,
         "stages": results,
         "total": {
@@ -256,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=None, help="default: params.yaml")
+    parser.add_argument("--seed", type=int, default=None, help="default: params.yaml")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (kept)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
@@ -266,11 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.work is None:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as work:
-            result = run_pipeline(Path(work), args.customers, args.months)
+            result = run_pipeline(Path(work), args.customers, args.months, seed=args.seed)
     else:
         args.work.mkdir(parents=True, exist_ok=True)
         progress = args.work / "bench_progress.json"
-        result = run_pipeline(args.work, args.customers, args.months, progress)
+        result = run_pipeline(args.work, args.customers, args.months, progress, args.seed)
     table = render_markdown(result)
     print(table)
     if args.json is not None:

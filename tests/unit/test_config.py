@@ -118,3 +118,10 @@ def test_same_key_in_different_sections_is_fine(tmp_path):
     path.write_text("train:\n  seed: 1\nsimulate:\n  seed: 2\n")
     params = load_params(path)
     assert (params.train.seed, params.simulate.seed) == (1, 2)
+
+
+def test_one_source_per_accepts_its_three_scopes_only():
+    assert parse_params({}).target.one_source_per == "playbook"
+    assert parse_params({"target": {"one_source_per": "play"}}).target.one_source_per == "play"
+    with pytest.raises(ConfigError, match="one_source_per"):
+        parse_params({"target": {"one_source_per": "team"}})

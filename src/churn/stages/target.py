@@ -47,15 +47,17 @@ from churn.targeting.playbook import (
     reason_families,
 )
 from churn.targeting.policies import choose_by_policies, compare_on_truth, cumulative_curves
-from churn.targeting.shrinkage import shrink_effects
+from churn.targeting.shrinkage import SOURCE_SHRUNK, shrink_effects
 from churn.targeting.uplift import (
     SEGMENTS,
+    SOURCE_LOGGED,
     Estimate,
     PlayEffect,
     assign_segments,
     estimate_play_effects,
     standardized_difference,
     t_learner_save_rate,
+    unify_effect_sources,
 )
 from churn.targeting.value import build_candidates
 
@@ -103,6 +105,9 @@ def learn_effects(
 ) -> tuple[list[PlayEffect], pd.DataFrame, pd.DataFrame]:
     """Play effects per segment from logged actions (configured rates where too few rows).
 
+    ``target.one_source_per`` then decides whether a play (or the playbook) may mix logged
+    and configured rates (:func:`~churn.targeting.uplift.unify_effect_sources`).
+
     Args:
         logged: :func:`~churn.targeting.logged.attach_outcomes` output (may be empty).
         explained: Reasons and doses of the logged rows' (customer, cutoff), or ``None``.
@@ -119,6 +124,7 @@ def learn_effects(
     rows = _annotate_logged(logged, explained, family_of, config)
     effects, _ = estimate_play_effects(rows, configured, config.min_rows_per_arm,
                                        config.max_standard_error)
+    effects = unify_effect_sources(effects, configured, config.one_source_per)
     split = {e.play: e.dose_split or 0.0 for e in effects}
     if len(rows):
         rows["segment"] = assign_segments(rows["addressed"].to_numpy(), rows["dose"].to_numpy(),
@@ -176,7 +182,9 @@ def shrink_to_pooled(effects: list[PlayEffect], rows: pd.DataFrame, config: Targ
         config: The ``target`` section.
 
     Returns:
-        The effects, unchanged with another ``effect_model`` or without logged rows.
+        The effects, unchanged with another ``effect_model`` or without logged rows; with
+        ``target.one_source_per`` applied again after shrinking (a shrunk rate counts as
+        logged).
     """
     if config.effect_model != "shrunk_segments" or rows.empty or "expected" not in rows:
         return effects
@@ -188,7 +196,10 @@ def shrink_to_pooled(effects: list[PlayEffect], rows: pd.DataFrame, config: Targ
                                            part["expected"].to_numpy()) if len(part) else None
         if estimate is not None:
             pooled[name] = estimate
-    return shrink_effects(effects, pooled, config.min_rows_per_arm, config.max_standard_error)
+    shrunk = shrink_effects(effects, pooled, config.min_rows_per_arm, config.max_standard_error)
+    configured = {name: play.save_rate for name, play in config.plays.items()}
+    return unify_effect_sources(shrunk, configured, config.one_source_per,
+                                logged_sources=(SOURCE_LOGGED, SOURCE_SHRUNK))
 
 
 def _annotate_logged(logged: pd.DataFrame, explained: Explained | None,
@@ -448,6 +459,7 @@ def run_target(
         "effects": [e.to_dict() for e in effects],
         "tlearner_check": tlearner.to_dict(orient="records"),
         "effect_model": config.effect_model,
+        "one_source_per": config.one_source_per,
         "dose_effects": {play: fit.to_dict() for play, fit in dose_fits.items()},
         "segments": list(SEGMENTS),
         "policy_comparison": comparison,

@@ -26,7 +26,8 @@ play's dose (its families' positive contributions) above or below the median.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,12 @@ SOURCE_LOGGED = "logged actions"
 SOURCE_CONFIGURED = "configured"
 #: A configured rate kept because the segment's logged estimate is too uncertain to rank by.
 SOURCE_TOO_UNCERTAIN = "configured (logged estimate too uncertain)"
+#: A configured rate kept although the segment's logged estimate passed the gate, because
+#: another segment of the same scope (the play, or the playbook) has no usable estimate
+#: (``target.one_source_per``).
+SOURCE_ONE_SOURCE = "configured (one source: another segment's logged estimate not usable)"
+#: Values of ``target.one_source_per`` (:func:`unify_effect_sources`).
+EFFECT_SOURCE_SCOPES = ("segment", "play", "playbook")
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,60 @@ def estimate_play_effects(
                 ))
     columns = ["play", "segment", "dose_split", *Estimate.__dataclass_fields__]
     return effects, pd.DataFrame(estimates, columns=columns)
+
+
+def unify_effect_sources(
+    effects: list[PlayEffect],
+    configured: Mapping[str, float],
+    scope: str,
+    logged_sources: Collection[str] = (SOURCE_LOGGED,),
+) -> list[PlayEffect]:
+    """The effects with one source (logged or configured) per play or for the whole playbook.
+
+    The expected value compares save rates across the segments of a play and across plays, so
+    a logged rate next to a configured one compares two different things: a measured effect
+    (0.01-0.12 on the simulator) with a guess (0.25 by default), and the list leans to
+    whichever reads higher. Here, within each scope, the addressed segments (the only ones
+    that rank the list: a play is eligible only where it addresses a reason) keep their logged
+    rates only if **every** addressed segment of the scope has one; otherwise every one of them
+    takes its play's configured rate (source :data:`SOURCE_ONE_SOURCE` where a logged rate is
+    dropped). The not-addressed segments are left as they are.
+
+    Args:
+        effects: :func:`estimate_play_effects` output (or a later refinement of it).
+        configured: Play -> configured save rate.
+        scope: ``"segment"`` (each segment on its own: the effects unchanged), ``"play"`` (one
+            source per play) or ``"playbook"`` (one source for all plays: logged only if every
+            addressed segment of every play is).
+        logged_sources: The sources that count as logged.
+
+    Returns:
+        The effects, in the same order.
+
+    Raises:
+        ValueError: If ``scope`` is not one of :data:`EFFECT_SOURCE_SCOPES`.
+    """
+    if scope not in EFFECT_SOURCE_SCOPES:
+        raise ValueError(f"effect source scope must be one of {EFFECT_SOURCE_SCOPES}: {scope!r}")
+    if scope == "segment":
+        return list(effects)
+    addressed = [e for e in effects if e.segment in ADDRESSED_SEGMENTS]
+    all_logged = {e.play: True for e in addressed}
+    for effect in addressed:
+        all_logged[effect.play] &= effect.source in logged_sources
+    if scope == "playbook":
+        everywhere = all(all_logged.values())
+        all_logged = dict.fromkeys(all_logged, everywhere)
+    out = []
+    for effect in effects:
+        if effect.segment not in ADDRESSED_SEGMENTS or all_logged[effect.play]:
+            out.append(effect)
+        elif effect.source in logged_sources:
+            out.append(replace(effect, save_rate=configured[effect.play], standard_error=None,
+                               source=SOURCE_ONE_SOURCE))
+        else:  # already the configured rate
+            out.append(effect)
+    return out
 
 
 def t_learner_save_rate(

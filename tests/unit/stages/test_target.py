@@ -30,6 +30,9 @@ PLAYBOOK = {
     },
     "min_rows_per_arm": 30,
     "tlearner_bootstrap_rounds": 3,
+    # Each segment's estimate on its own; test_with_retention_actions_a_known_effect_is_learned
+    # checks the other scopes.
+    "one_source_per": "segment",
 }
 
 
@@ -129,6 +132,13 @@ def test_with_retention_actions_a_known_effect_is_learned(project, tmp_path):
         actions.to_parquet(tmp_path / "retention_actions.parquet")
         metrics, out = _run(project, tmp_path, "logged", max_standard_error=1.0)
         strict, _ = _run(project, tmp_path, "logged_strict", max_standard_error=0.01)
+        # A gate between the addressed segments' errors: some pass, some do not.
+        errors = sorted(e["standard_error"] for e in metrics["effects"]
+                        if e["source"] == "logged actions" and e["segment"] != "not_addressed")
+        middle = (errors[len(errors) // 2 - 1] + errors[len(errors) // 2]) / 2
+        scoped = {scope: _run(project, tmp_path, f"one_source_{scope}",
+                              max_standard_error=middle, one_source_per=scope)[0]
+                  for scope in ("segment", "play", "playbook")}
     finally:
         original.to_parquet(project["labels"])
     _check_list(metrics, out)
@@ -147,6 +157,30 @@ def test_with_retention_actions_a_known_effect_is_learned(project, tmp_path):
         assert kept["save_rate"] == (0.0 if effect["segment"] == "not_addressed" else 0.3)
         assert kept["logged_save_rate"] == pytest.approx(effect["save_rate"])
         assert kept["logged_standard_error"] == pytest.approx(effect["standard_error"])
+    _check_one_source(scoped)
+
+
+def _addressed_logged(metrics: dict) -> dict[str, set[bool]]:
+    """Play -> whether each of its addressed segments' rates is logged."""
+    out: dict[str, set[bool]] = {}
+    for e in metrics["effects"]:
+        if e["segment"] != "not_addressed":
+            out.setdefault(e["play"], set()).add(e["source"] == "logged actions")
+    return out
+
+
+def _check_one_source(scoped: dict[str, dict]) -> None:
+    """Per segment some play mixes sources; per play none does; per playbook none is logged."""
+    assert scoped["segment"]["one_source_per"] == "segment"
+    assert any(len(kinds) == 2 for kinds in _addressed_logged(scoped["segment"]).values())
+    per_play = _addressed_logged(scoped["play"])
+    assert all(len(kinds) == 1 for kinds in per_play.values())
+    assert {True} in per_play.values()  # the play whose every segment passed keeps its log
+    assert set().union(*_addressed_logged(scoped["playbook"]).values()) == {False}
+    dropped = [e for e in scoped["playbook"]["effects"]
+               if e["source"] == "configured (one source: another segment's logged estimate "
+               "not usable)"]
+    assert dropped and all(e["save_rate"] == 0.3 for e in dropped)
 
 
 def test_third_party_retention_actions_are_mapped_and_validated():

@@ -9,11 +9,14 @@ import pytest
 from churn.targeting.uplift import (
     SOURCE_CONFIGURED,
     SOURCE_LOGGED,
+    SOURCE_ONE_SOURCE,
     SOURCE_TOO_UNCERTAIN,
+    PlayEffect,
     difference_in_means,
     estimate_play_effects,
     standardized_difference,
     t_learner_save_rate,
+    unify_effect_sources,
 )
 
 
@@ -140,3 +143,76 @@ def test_standardized_difference_removes_a_chance_imbalance_in_risk(seed):
     plain = difference_in_means(churned, control)
     assert abs(adjusted.save_rate - save) < 3 * adjusted.standard_error
     assert plain.save_rate - save > 3 * plain.standard_error
+
+
+def _effect(play: str, segment: str, source: str, rate: float) -> PlayEffect:
+    logged = source == SOURCE_LOGGED
+    return PlayEffect(play, segment, rate, 0.03 if logged else None, source, 500, 200, 0.4,
+                      logged_save_rate=rate if logged else 0.5,
+                      logged_standard_error=0.03 if logged else 0.2)
+
+
+def _mixed_playbook() -> list[PlayEffect]:
+    """``call``: one addressed segment logged, one too uncertain; ``mail``: both logged."""
+    return [
+        _effect("call", "not_addressed", SOURCE_LOGGED, 0.01),
+        _effect("call", "addressed_low_dose", SOURCE_LOGGED, 0.04),
+        _effect("call", "addressed_high_dose", SOURCE_TOO_UNCERTAIN, 0.25),
+        _effect("mail", "not_addressed", SOURCE_CONFIGURED, 0.0),
+        _effect("mail", "addressed_low_dose", SOURCE_LOGGED, 0.06),
+        _effect("mail", "addressed_high_dose", SOURCE_LOGGED, 0.09),
+    ]
+
+
+def _addressed_sources(effects: list[PlayEffect]) -> dict[str, set[bool]]:
+    """Play -> whether each addressed segment's rate is logged."""
+    out: dict[str, set[bool]] = {}
+    for e in effects:
+        if e.segment != "not_addressed":
+            out.setdefault(e.play, set()).add(e.source == SOURCE_LOGGED)
+    return out
+
+
+def test_one_source_per_segment_leaves_the_effects_as_estimated():
+    effects = _mixed_playbook()
+    assert unify_effect_sources(effects, {"call": 0.25, "mail": 0.3}, "segment") == effects
+
+
+def test_one_source_per_play_never_mixes_sources_within_a_play():
+    effects = _mixed_playbook()
+    unified = unify_effect_sources(effects, {"call": 0.25, "mail": 0.3}, "play")
+    by = {(e.play, e.segment): e for e in unified}
+    # call mixed a logged 0.04 with a configured 0.25: both addressed segments now configured.
+    low = by[("call", "addressed_low_dose")]
+    assert (low.save_rate, low.source, low.standard_error) == (0.25, SOURCE_ONE_SOURCE, None)
+    assert low.logged_save_rate == 0.04  # the estimate is still reported
+    assert by[("call", "addressed_high_dose")] == effects[2]
+    # mail had every addressed segment logged: kept; not-addressed segments untouched.
+    assert [by[("mail", s)] for s in ("addressed_low_dose", "addressed_high_dose")] == \
+        effects[4:6]
+    assert by[("call", "not_addressed")] == effects[0]
+    assert {play: len(kinds) for play, kinds in _addressed_sources(unified).items()} == \
+        {"call": 1, "mail": 1}
+    assert [(e.play, e.segment) for e in unified] == [(e.play, e.segment) for e in effects]
+
+
+def test_one_source_per_playbook_is_logged_only_when_every_play_is():
+    configured = {"call": 0.25, "mail": 0.3}
+    unified = unify_effect_sources(_mixed_playbook(), configured, "playbook")
+    assert _addressed_sources(unified) == {"call": {False}, "mail": {False}}
+    assert {e.save_rate for e in unified if e.segment != "not_addressed"} == {0.25, 0.3}
+    everywhere = [e for e in _mixed_playbook() if e.play == "mail"]
+    assert unify_effect_sources(everywhere, configured, "playbook") == everywhere
+
+
+def test_shrunk_rates_count_as_logged_when_named():
+    effects = [_effect("call", "addressed_low_dose", "shrunk", 0.05),
+               _effect("call", "addressed_high_dose", SOURCE_LOGGED, 0.07)]
+    assert unify_effect_sources(effects, {"call": 0.25}, "play",
+                                logged_sources=(SOURCE_LOGGED, "shrunk")) == effects
+    assert unify_effect_sources(effects, {"call": 0.25}, "play")[1].save_rate == 0.25
+
+
+def test_an_unknown_scope_is_an_error():
+    with pytest.raises(ValueError, match="scope"):
+        unify_effect_sources(_mixed_playbook(), {"call": 0.25, "mail": 0.3}, "team")
