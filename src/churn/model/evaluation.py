@@ -87,6 +87,16 @@ class Evaluation:
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def _as_naive_utc(values: pd.Series) -> np.ndarray:
+    """Return ``values`` as UTC wall times in ``datetime64`` (no time zone).
+
+    ``to_numpy()`` of a time-zone-aware column makes an object array of Timestamps, which
+    took 6 s per horizon on 100k customers' truth; dropping the zone after converting to UTC
+    keeps the native type, and both sides of every comparison are converted alike.
+    """
+    return pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy()
+
+
 def compute_oracle_probabilities(
     keys: pd.DataFrame, truth: pd.DataFrame, horizon_days: int
 ) -> np.ndarray:
@@ -106,13 +116,13 @@ def compute_oracle_probabilities(
         {
             "row": np.arange(len(keys)),
             "customer_id": keys["customer_id"].astype(str).to_numpy(),
-            "cutoff": pd.to_datetime(keys["cutoff"], utc=True).to_numpy(),
+            "cutoff": _as_naive_utc(keys["cutoff"]),
         }
     )
     months = pd.DataFrame(
         {
             "customer_id": truth["customer_id"].astype(str).to_numpy(),
-            "month_start": pd.to_datetime(truth["month_start"], utc=True).to_numpy(),
+            "month_start": _as_naive_utc(truth["month_start"]),
             "hazard": truth["churn_probability"].astype(float).to_numpy(),
         }
     )

@@ -104,6 +104,23 @@ def test_oracle_window_end_is_exclusive():
     np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
 
 
+def test_oracle_compares_instants_whatever_the_time_zone_or_its_absence():
+    """A month start given in another zone, or naive (read as UTC), is the same instant."""
+    instants = [utc("2025-01-01"), utc("2025-03-02")]
+    truth = pd.DataFrame(
+        {
+            "customer_id": [7, 7],  # integer ids, as an export has them
+            "month_start": pd.DatetimeIndex(instants).tz_convert("America/New_York"),
+            "churn_probability": [0.25, 0.5],
+        }
+    )
+    naive = pd.DataFrame({"customer_id": ["7"], "cutoff": [pd.Timestamp("2025-01-01")]})
+    aware = naive.assign(cutoff=[utc("2025-01-01")])
+    for keys in (naive, aware):
+        np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
+        np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 61), [1 - 0.75 * 0.5])
+
+
 def test_segments_skip_single_class_levels_and_absent_columns():
     test = pd.DataFrame({"plan": ["a", "a", "b", "b", None, None]})
     predictions = pd.DataFrame(
