@@ -271,7 +271,7 @@ def test_repeated_hashes_are_the_shared_values(seed, monkeypatch):
     rng = np.random.default_rng(seed)
     hashes = rng.integers(0, 2**63, 5_000, dtype=np.int64).astype(np.uint64)
     hashes[rng.choice(5_000, 40)] = hashes[rng.choice(5_000, 40)]  # some values repeat
-    monkeypatch.setattr("churn.stages.ingest.batches._CHUNK", 333)  # several chunks
+    monkeypatch.setattr("churn.stages.ingest.batches._PART", 333)  # several parts
 
     found = find_repeated_hashes(hashes)
 

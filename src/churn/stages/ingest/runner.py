@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,6 +89,19 @@ class _ParquetBatches:
             ):
                 yield pa.Table.from_batches([batch]).to_pandas()
 
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The rows at ``positions`` (ascending), picked in Arrow before conversion to pandas."""
+        parts, start = [], 0
+        with pq.ParquetFile(self.path) as file:
+            schema = file.schema_arrow
+            for batch in file.iter_batches(batch_size=self.batch_rows, use_threads=False):
+                stop = start + batch.num_rows
+                lo, hi = np.searchsorted(positions, [start, stop])
+                if hi > lo:
+                    parts.append(batch.take(pa.array(positions[lo:hi] - start)))
+                start = stop
+        return pa.Table.from_batches(parts, schema=schema).to_pandas()
+
 
 class _CsvBatches:
     """A CSV table file read in batches of ``batch_rows`` (:class:`BatchedTable`)."""
@@ -107,6 +121,19 @@ class _CsvBatches:
         ) as reader:
             for chunk in reader:
                 yield chunk.reset_index(drop=True)
+
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The rows at ``positions`` (ascending)."""
+        parts, start = [], 0
+        for chunk in self.batches():
+            stop = start + len(chunk)
+            lo, hi = np.searchsorted(positions, [start, stop])
+            if hi > lo:
+                parts.append(chunk.iloc[positions[lo:hi] - start])
+            start = stop
+        if not parts:
+            return pd.read_csv(self.path, dtype=str, keep_default_na=True, nrows=0)
+        return pd.concat(parts, ignore_index=True)
 
 
 def _count_csv_rows(path: Path, batch_rows: int) -> int:
