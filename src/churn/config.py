@@ -166,9 +166,9 @@ class IngestConfig(_Section):
         2_000_000,
         ge=1,
         description="Events mode: a table file with more rows than this is validated and "
-        "written in batches of this many rows (same outputs; memory bounded by the batch "
-        "instead of the table, plus about 25 bytes per row of whole-table state). Smaller "
-        "tables are validated whole, which is faster.",
+        "written in batches of this many rows, with the outputs of validating it whole; memory "
+        "then follows the batch instead of the table, plus 17-26 bytes per row of whole-table "
+        "state (duplicates, data end). Smaller tables are validated whole, which is faster.",
     )
 
     @field_validator("input_timezone")

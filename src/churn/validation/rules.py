@@ -265,7 +265,7 @@ def check_columns(
             log.add(f"{rule.column}:{rule.range_rule}", outside, (rule.column,))
 
 
-def is_cheap_to_hash(values: pd.Series) -> bool:
+def _is_cheap_to_hash(values: pd.Series) -> bool:
     """Numbers, booleans and datetimes hash as fixed-width integers; text is far slower."""
     dtype = values.dtype
     return (
@@ -342,7 +342,7 @@ def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         of the first row with the same full hash (meaningful where the boolean is True).
     """
     positions = np.arange(len(frame))
-    cheap = [c for c in frame.columns if is_cheap_to_hash(frame[c])]
+    cheap = [c for c in frame.columns if _is_cheap_to_hash(frame[c])]
     if cheap and len(cheap) < len(frame.columns):
         positions = np.flatnonzero(find_shared_values(hash_rows(frame[cheap])))
     duplicate = np.zeros(len(frame), dtype=bool)
