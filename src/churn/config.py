@@ -162,6 +162,14 @@ class IngestConfig(_Section):
         description="Numeric values (amounts, counts, durations) whose magnitude exceeds this "
         "are quarantined: a finite but absurd value (1.5e308) would overflow features to inf.",
     )
+    batch_rows: int = Field(
+        2_000_000,
+        ge=1,
+        description="Events mode: a table file with more rows than this is validated and "
+        "written in batches of this many rows, with the outputs of validating it whole; memory "
+        "then follows the batch instead of the table, plus 17-26 bytes per row of whole-table "
+        "state (duplicates, data end). Smaller tables are validated whole, which is faster.",
+    )
 
     @field_validator("input_timezone")
     @classmethod

@@ -18,9 +18,57 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+#: The ``ingest`` section that maps the files onto the data contract (the parity tests').
+OWN_FILES_MAPPING: dict[str, Any] = {
+    "as_of": "2025-12-31",
+    "data_end": "2025-12-31",
+    "input_timezone": "Europe/Berlin",
+    "tables": {
+        "customers": {
+            "file": "accounts.csv",
+            "columns": {
+                "customer_id": "AccountNo",
+                "converted_at": "SignupDate",
+                "acquisition_channel": "SourceCode",
+                "segment": "Size",
+            },
+            "values": {
+                "acquisition_channel": {"1": "paid_search", "2": "referral", "3": "partner"},
+                "segment": {"S": "smb", "M": "mid_market", "L": "enterprise"},
+            },
+        },
+        "subscriptions": {
+            "file": "contracts.csv",
+            "columns": {
+                "subscription_id": "ContractNo",
+                "customer_id": "AccountNo",
+                "plan": "Product",
+                "billing_period": "Term",
+                "mrr": "MonthlyFee",
+                "started_at": "StartDate",
+                "ended_at": "PaidThrough",
+            },
+            "values": {
+                "plan": {"BAS": "basic", "PRO": "pro"},
+                "billing_period": {"M": "monthly", "Y": "annual"},
+            },
+        },
+        "usage_events": {
+            "file": "logins.csv",
+            "columns": {
+                "customer_id": "AccountNo",
+                "occurred_at": "EventTime",
+                "event_type": "Action",
+            },
+            "values": {"event_type": {"LOGIN": "login", "EXPORT": "report_export"}},
+        },
+    },
+}
 
 #: The day of the export: no row is later (except paid-through contract ends).
 EXPORT_END = pd.Timestamp("2025-12-31")

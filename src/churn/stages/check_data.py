@@ -68,7 +68,8 @@ def _describe_table(
     times = frame[column].dropna() if column else pd.Series(dtype="object")
     coverage = None
     if customer_ids is not None and len(customer_ids) and "customer_id" in frame.columns:
-        covered = pd.Index(frame["customer_id"].dropna().astype("str").unique())
+        # Distinct values first: ingest may hand over large tables' ids dictionary-encoded.
+        covered = pd.Index(frame["customer_id"].dropna().unique()).astype("str")
         coverage = round(len(covered.intersection(customer_ids)) / len(customer_ids), 6)
     return {
         "present": True,

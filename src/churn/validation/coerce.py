@@ -145,22 +145,31 @@ def _none_failed(index: pd.Index) -> pd.Series:
     return pa.nulls(len(index), pa.large_string()).to_pandas().set_axis(index)
 
 
-def coerce_string(values: pd.Series) -> Coerced:
+def has_only_whole_floats(values: pd.Series) -> bool:
+    """Whether every present value of a float column is a whole number below 2**53."""
+    finite = values.dropna()
+    return bool(finite.eq(np.floor(finite)).all() and finite.abs().lt(_MAX_SAFE_INTEGER).all())
+
+
+def coerce_string(values: pd.Series, whole: bool | None = None) -> Coerced:
     """Convert a column to pandas ``str`` (identifiers and category columns).
 
     Whole floats read from Parquet (``123.0``, typical of an integer id column with gaps) are
-    written without the ``.0`` so they match the same id stored as text elsewhere.
+    written without the ``.0`` so they match the same id stored as text elsewhere; only when
+    every value of the column is whole (:func:`has_only_whole_floats`).
 
     Args:
         values: The raw column.
+        whole: For a float column: whether all of the *table's* values are whole, when
+            ``values`` is a batch of it; ``None``: decided on ``values``.
 
     Returns:
         The text column; text conversion never fails.
     """
-    if pd.api.types.is_float_dtype(values.dtype):
-        finite = values.dropna()
-        if finite.eq(np.floor(finite)).all() and finite.abs().lt(_MAX_SAFE_INTEGER).all():
-            values = values.astype("Int64")
+    if pd.api.types.is_float_dtype(values.dtype) and (
+        has_only_whole_floats(values) if whole is None else whole
+    ):
+        values = values.astype("Int64")
     return Coerced(to_clean_text(values), _none_failed(values.index))
 
 
@@ -439,13 +448,16 @@ def validated_dtype(kind: str) -> Any:
     return COLUMN_DTYPES[kind]
 
 
-def coerce_column(values: pd.Series, kind: str, timezone: str) -> Coerced:
+def coerce_column(
+    values: pd.Series, kind: str, timezone: str, whole: bool | None = None
+) -> Coerced:
     """Convert a raw column to the validated dtype of contract kind ``kind``.
 
     Args:
         values: The raw column.
         kind: Contract column kind.
         timezone: IANA zone for naive timestamps.
+        whole: Text kinds: see :func:`coerce_string`.
 
     Returns:
         The typed column and per-row failures.
@@ -458,4 +470,4 @@ def coerce_column(values: pd.Series, kind: str, timezone: str) -> Coerced:
         return coerce_int(values)
     if kind == "bool":
         return coerce_bool(values)
-    return coerce_string(values)
+    return coerce_string(values, whole)

@@ -46,12 +46,17 @@ class RuleLog:
         masks: Rule label -> boolean array of the rows that broke it.
         columns: Rule label -> the columns whose original values illustrate it.
         notes: Rule label -> row -> example text, for rules without a column value to show.
+        calls: How many times :meth:`add` or :meth:`add_each` was called.
+        order: Rule label -> (the call that first logged it, its first row); masks are in
+            the order of these keys.
     """
 
     rows: int
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     notes: dict[str, dict[int, str]] = field(default_factory=dict)
+    calls: int = 0
+    order: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(
         self,
@@ -68,9 +73,38 @@ class RuleLog:
             columns: Columns whose original values illustrate the failure.
             notes: Example text per row, for rules that no column value illustrates.
         """
+        self.calls += 1
+        self._record(rule, mask, columns, notes)
+
+    def add_each(self, column: str, failures: pd.Series, columns: tuple[str, ...]) -> None:
+        """Record ``<column>:<rule>`` for each rule named in ``failures``, in order of first row.
+
+        One call however many rules ``failures`` names, so that the count of calls, which
+        orders rules across batches (:attr:`order`), does not depend on the data.
+
+        Args:
+            column: The column the rules are about.
+            failures: Per row the rule it broke (missing: none), as the coercers return.
+            columns: Columns whose original values illustrate the failures.
+        """
+        self.calls += 1
+        for rule in failures.dropna().unique():
+            self._record(f"{column}:{rule}", failures.eq(rule), columns, None)
+
+    def _record(
+        self,
+        rule: str,
+        mask: pd.Series | np.ndarray,
+        columns: tuple[str, ...],
+        notes: dict[int, str] | None,
+    ) -> None:
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
+        if rule not in self.order:
+            # The call that first logged the rule and its first row: sorting by both gives
+            # the order rules were first logged in, also when a table is checked in batches.
+            self.order[rule] = (self.calls, int(np.argmax(mask)))
         self.masks[rule] = self.masks[rule] | mask if rule in self.masks else mask
         self.columns.setdefault(rule, columns)
         if notes is not None:
@@ -242,7 +276,8 @@ def _is_cheap_to_hash(values: pd.Series) -> bool:
     )
 
 
-def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
+def hash_rows(frame: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of ``frame`` (of its values and column dtypes, not its index)."""
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
@@ -309,12 +344,12 @@ def find_duplicated_rows(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     positions = np.arange(len(frame))
     cheap = [c for c in frame.columns if _is_cheap_to_hash(frame[c])]
     if cheap and len(cheap) < len(frame.columns):
-        positions = np.flatnonzero(find_shared_values(_hash_rows(frame[cheap])))
+        positions = np.flatnonzero(find_shared_values(hash_rows(frame[cheap])))
     duplicate = np.zeros(len(frame), dtype=bool)
     first = np.arange(len(frame))
     if len(positions) == 0:
         return duplicate, first
-    hashes = _hash_rows(_take_frame_rows(frame, positions))
+    hashes = hash_rows(_take_frame_rows(frame, positions))
     shared = find_shared_values(hashes)
     if shared.any():
         candidates = positions[shared]  # ascending, so "first" keeps its meaning

@@ -15,6 +15,8 @@ format pandas then picks is the one it picks for the whole column.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -73,6 +75,37 @@ def _first_off(stamps: np.ndarray, present: np.ndarray, modulus: int) -> int | N
             return start + int(hits[0])
         start, block = stop, block * 4
     return None
+
+
+def collect_format_witnesses(
+    found: Mapping[str, pd.Series], frame: pd.DataFrame
+) -> dict[str, pd.Series]:
+    """Add the witnesses of a further batch to those of the batches before it.
+
+    The witnesses of a whole column are, per resolution, its first value at it; those of
+    the batches in order, kept while no earlier batch had one, are the same values. Keeping
+    every earlier witness and adding the batch's own gives a superset that decides the same
+    format (at most four values per batch, and only new resolutions are kept).
+
+    Args:
+        found: Datetime column -> witness values of the batches so far.
+        frame: The next batch (a default ``RangeIndex``).
+
+    Returns:
+        Column -> witness values of the batches so far and ``frame``.
+    """
+    out = dict(found)
+    for name in frame.columns:
+        values = frame[name]
+        if not _is_datetime(values):
+            continue
+        new = values.iloc[find_format_witnesses(values)]
+        if name in out:
+            # Only resolutions not seen before matter; the format depends on the finest.
+            combined = pd.concat([out[name], new])
+            new = combined.iloc[find_format_witnesses(combined.reset_index(drop=True))]
+        out[name] = new.reset_index(drop=True)
+    return out
 
 
 def take_rows(values: pd.Series, positions: np.ndarray) -> pd.Series:
@@ -147,11 +180,18 @@ class RawText:
 
     Args:
         frame: The table as read, with a default ``RangeIndex`` (positions are rows).
+        witnesses: Datetime column -> the values that decide its text format, when ``frame``
+            is a batch of a larger table (:func:`find_format_witnesses` of the whole
+            column, see :func:`collect_format_witnesses`); by default they are found in
+            ``frame``.
     """
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(
+        self, frame: pd.DataFrame, witnesses: Mapping[str, pd.Series] | None = None
+    ) -> None:
         self._frame = frame
         self._witnesses: dict[str, np.ndarray] = {}
+        self._given = dict(witnesses or {})
 
     def column(self, name: str, positions: np.ndarray) -> pd.Series:
         """The text of column ``name`` at row ``positions``, as :func:`to_text` of the column.
@@ -172,6 +212,9 @@ class RawText:
             return to_text(values).iloc[positions]
         if not _is_datetime(values):
             return to_text(take_rows(values, positions))
+        if name in self._given:
+            rendered = to_text(pd.concat([take_rows(values, positions), self._given[name]]))
+            return rendered.iloc[: len(positions)]
         if name not in self._witnesses:
             self._witnesses[name] = find_format_witnesses(values)
         witnesses = self._witnesses[name]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from churn.domain.data_end import find_density_end, find_table_end
+from churn.stages.ingest import ends
 from churn.stages.ingest.ends import find_density_end_fast, find_table_end_fast
 
 UTC_US = pd.DatetimeTZDtype(unit="us", tz="UTC")
@@ -80,3 +81,24 @@ def test_density_end_matches_before_1970_and_across_a_huge_span():
 
 def test_density_end_of_nothing_is_none():
     assert find_density_end_fast(np.array([], dtype=np.int64), 30) is None
+
+
+@pytest.mark.parametrize("stray", [0, 3])
+def test_days_counted_in_small_chunks_give_the_same_end(monkeypatch, stray):
+    stamps = _random_stamps(5, 2_000, stray)
+    micros = np.asarray(stamps.dropna().array.asi8)
+    expected = find_density_end(stamps.dropna(), 30)
+    monkeypatch.setattr(ends, "_CHUNK", 7)  # many chunks, the last one short
+
+    assert find_density_end_fast(micros, 30) == expected
+
+
+def test_overwriting_the_values_gives_the_same_end_and_keeps_them():
+    stamps = _random_stamps(6, 3_000, 2)
+    micros = np.asarray(stamps.dropna().array.asi8)
+    copy = micros.copy()
+
+    found = find_density_end_fast(copy, 30, overwrite=True)
+
+    assert found == find_density_end_fast(micros, 30) == find_density_end(stamps.dropna(), 30)
+    assert sorted(copy) == sorted(micros) and not np.array_equal(copy, micros)  # reordered

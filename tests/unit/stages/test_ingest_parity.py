@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from support.event_export import make_event_export
 from support.ingest_reference import ingest as reference
-from support.own_files import make_own_files, write_own_files
+from support.own_files import OWN_FILES_MAPPING, make_own_files, write_own_files
 
 from churn import io
 from churn.config import IngestConfig, SimulateConfig, parse_params
@@ -147,53 +147,6 @@ def test_integer_id_export_as_text_gives_identical_results():
     result = assert_same_outcome(tables, _ingest_config(), pd.Timestamp("2025-06-30", tz="UTC"))
 
     assert _quarantined(result) >= 5
-
-
-OWN_FILES_MAPPING: dict[str, Any] = {
-    "as_of": "2025-12-31",
-    "data_end": "2025-12-31",
-    "input_timezone": "Europe/Berlin",
-    "tables": {
-        "customers": {
-            "file": "accounts.csv",
-            "columns": {
-                "customer_id": "AccountNo",
-                "converted_at": "SignupDate",
-                "acquisition_channel": "SourceCode",
-                "segment": "Size",
-            },
-            "values": {
-                "acquisition_channel": {"1": "paid_search", "2": "referral", "3": "partner"},
-                "segment": {"S": "smb", "M": "mid_market", "L": "enterprise"},
-            },
-        },
-        "subscriptions": {
-            "file": "contracts.csv",
-            "columns": {
-                "subscription_id": "ContractNo",
-                "customer_id": "AccountNo",
-                "plan": "Product",
-                "billing_period": "Term",
-                "mrr": "MonthlyFee",
-                "started_at": "StartDate",
-                "ended_at": "PaidThrough",
-            },
-            "values": {
-                "plan": {"BAS": "basic", "PRO": "pro"},
-                "billing_period": {"M": "monthly", "Y": "annual"},
-            },
-        },
-        "usage_events": {
-            "file": "logins.csv",
-            "columns": {
-                "customer_id": "AccountNo",
-                "occurred_at": "EventTime",
-                "event_type": "Action",
-            },
-            "values": {"event_type": {"LOGIN": "login", "EXPORT": "report_export"}},
-        },
-    },
-}
 
 
 @pytest.mark.parametrize("as_csv", [True, False], ids=["csv", "typed"])

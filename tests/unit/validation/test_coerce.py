@@ -17,6 +17,7 @@ from churn.validation.coerce import (
     coerce_label,
     coerce_string,
     empty_column,
+    has_only_whole_floats,
     parse_timestamps,
     to_text,
 )
@@ -191,6 +192,22 @@ def test_whole_float_ids_lose_their_decimal_point():
 
     assert list(values.fillna("<NA>")) == ["101", "<NA>", "7"]
     assert str(values.dtype) == "str"
+
+
+def test_whole_floats_follow_the_decision_for_the_whole_table():
+    batch = pd.Series([101.0, np.nan, 7.0])  # whole here, but not everywhere in its table
+
+    kept, _ = coerce_string(batch, whole=False)
+    whole, _ = coerce_string(batch, whole=True)
+
+    assert list(kept.fillna("<NA>")) == ["101.0", "<NA>", "7.0"]
+    assert list(whole.fillna("<NA>")) == ["101", "<NA>", "7"]
+    assert list(coerce_column(batch, "category", "UTC", whole=False).values.dropna()) == [
+        "101.0",
+        "7.0",
+    ]
+    assert has_only_whole_floats(batch) and not has_only_whole_floats(pd.Series([2.0**53]))
+    assert not has_only_whole_floats(pd.Series([1.0, 1.5]))
 
 
 def test_text_keeps_values_and_blanks_become_missing():

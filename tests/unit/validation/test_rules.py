@@ -36,6 +36,21 @@ def test_log_lists_rules_per_row_in_column_order():
     assert list(log.failed()) == [True, True, True]
 
 
+def test_log_orders_rules_by_the_call_and_row_that_first_logged_them():
+    log = RuleLog(4)
+    log.add("b:missing", np.array([False, False, False, False]))  # empty: counted, not logged
+    log.add_each("a", pd.Series([None, "not_an_integer", "not_a_number", None]), ("a",))
+    log.add("duplicate_row", np.array([True, False, False, False]))
+
+    assert list(log.masks) == ["a:not_an_integer", "a:not_a_number", "duplicate_row"]
+    assert log.order == {
+        "a:not_an_integer": (2, 1),
+        "a:not_a_number": (2, 2),
+        "duplicate_row": (3, 0),
+    }
+    assert sorted(log.masks, key=log.order.__getitem__) == list(log.masks)
+
+
 def test_log_summary_counts_and_shows_original_values():
     original = pd.DataFrame({"user_mrr": ["-1", "5", "-2"]}, dtype="str")
     log = RuleLog(3)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from churn.validation.coerce import to_text
-from churn.validation.text import RawText, find_format_witnesses
+from churn.validation.text import RawText, collect_format_witnesses, find_format_witnesses
 
 UNITS = ("s", "ms", "us", "ns")
 UNITS_PER_DAY = {"s": 86_400, "ms": 86_400 * 10**3, "us": 86_400 * 10**6, "ns": 86_400 * 10**9}
@@ -65,3 +65,27 @@ def test_witnesses_are_the_first_value_at_each_finer_resolution():
 
     # off midnight: row 1; not whole micro-, milli- and seconds: rows 3, 3 and 2.
     assert find_format_witnesses(column).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_batches_render_with_the_witnesses_of_their_whole_column(tz):
+    rng = np.random.default_rng(11)
+    column = pd.Series(_stamps(rng, "us", 90))
+    column[40] = column[40] + pd.Timedelta(microseconds=3)  # the finest value, in batch 2
+    if tz is not None:
+        column = column.dt.tz_localize(tz)
+    frame = pd.DataFrame({"at": column, "n": np.arange(90)})
+    expected = to_text(frame["at"])
+    found: dict[str, pd.Series] = {}
+    for start in range(0, 90, 30):
+        found = collect_format_witnesses(
+            found, frame.iloc[start : start + 30].reset_index(drop=True)
+        )
+
+    for start in range(0, 90, 30):
+        batch = frame.iloc[start : start + 30].reset_index(drop=True)
+        shown = RawText(batch, found).column("at", np.arange(30))
+        assert shown.tolist() == expected.iloc[start : start + 30].tolist()
+    alone = RawText(frame.iloc[:30].reset_index(drop=True)).column("at", np.arange(30))
+    assert alone.tolist() != expected.iloc[:30].tolist()  # the batch alone loses the digits
+    assert len(found["at"]) <= 4 and "n" not in found

@@ -48,11 +48,18 @@ unless ``ingest.allow_outside_raw`` is true.
 The runner :func:`run_ingest` reads the raw directory, calls the core, and writes the outputs
 only once everything has validated.
 
+Large tables: in events mode a table file with more rows than ``ingest.batch_rows`` is
+validated and written in batches, with the outputs of validating it whole; the rules that need
+the whole table are kept exact from a first pass (:mod:`~churn.stages.ingest.batches`). Entity
+mode reads its one table whole (attribute types are inferred from all values).
+
 Modules: :mod:`~churn.stages.ingest.tables` (which tables, required tables and columns),
 :mod:`~churn.stages.ingest.rows` (one table: conversion, row rules, quarantine),
+:mod:`~churn.stages.ingest.batches` (one large table in batches),
 :mod:`~churn.stages.ingest.core` (:func:`validate_tables`) and
-:mod:`~churn.stages.ingest.runner` (I/O). Rules are evaluated column-wise over whole tables and
-only failing rows are rendered as text, so validation costs about one scan of the data.
+:mod:`~churn.stages.ingest.runner` (I/O). Rules are evaluated column-wise over whole tables (or
+batches) and only failing rows are rendered as text, so validation costs about one scan of the
+data (about three for a batched table, whose one-row rules are evaluated twice).
 """
 
 from churn.stages.ingest.core import validate_tables

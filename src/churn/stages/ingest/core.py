@@ -11,8 +11,10 @@ import pandas as pd
 from churn.config import IngestConfig
 from churn.domain.contract import CONTRACT
 from churn.domain.data_end import TableEnd, describe_end_mismatch
+from churn.domain.modes import Mode
 from churn.errors import DataContractError
 from churn.sql import utc_timestamp
+from churn.stages.ingest.batches import BatchedTable, OpenSinks, validate_table_in_batches
 from churn.stages.ingest.rows import validate_table
 from churn.stages.ingest.tables import (
     IngestResult,
@@ -69,28 +71,33 @@ def _share_problem(name: str, report: Mapping[str, Any], limit: float) -> str:
 
 
 def validate_tables(
-    raw: Mapping[str, pd.DataFrame],
+    raw: Mapping[str, pd.DataFrame | BatchedTable],
     cfg: IngestConfig,
     as_of: pd.Timestamp,
     *,
     customer_attributes: Mapping[str, str] | None = None,
     label_required: bool = True,
+    open_sinks: OpenSinks | None = None,
 ) -> IngestResult:
     """Validate raw tables against the contract and split their rows into valid and quarantined.
 
     Args:
         raw: Contract table name -> the user's frame as read (user column names; text or typed
-            values). Tables not read in ``cfg.mode`` are ignored (and reported). The frames
-            are not modified.
+            values), or a large table read in batches (events mode;
+            :func:`~churn.stages.ingest.batches.validate_table_in_batches`). Tables not read in
+            ``cfg.mode`` are ignored (and reported). The frames are not modified.
         cfg: Ingest configuration: mode, column mapping, time zone, quarantine limit.
         as_of: Rows stamped after the end of this day (UTC) are future-dated.
         customer_attributes: ``features.customer_attributes``: extra customer columns that
             events mode keeps (typed like contract columns) instead of ignoring.
         label_required: Entity mode: whether the label column must be present (``False`` when
             scoring a new file, where a label is only used for realized metrics if present).
+        open_sinks: Where the valid and quarantined rows of the tables read in batches go
+            (required when there are such tables); these tables are named in the result's
+            ``streamed`` and have no frames in it.
 
     Returns:
-        The valid and quarantined rows per present table and the report::
+        The valid and quarantined rows per present table held in memory and the report::
 
             {"mode", "as_of", "input_timezone", "max_quarantine_share",
              "rows_in", "rows_valid", "rows_quarantined", "rows_balanced",
@@ -115,6 +122,7 @@ def validate_tables(
     quarantine: dict[str, pd.DataFrame] = {}
     tables: dict[str, dict[str, Any]] = {}
     valid_keys: dict[str, pd.Series] = {}
+    streamed: list[str] = []
     for name, spec in specs.items():
         if name not in raw:
             why = "has 0 rows, so it counts as absent" if name in empty else "absent"
@@ -131,8 +139,20 @@ def validate_tables(
                 **({"empty": True} if name in empty else {}),
             }
             continue
+        table = raw[name]
+        if isinstance(table, BatchedTable):
+            if open_sinks is None or cfg.mode is Mode.ENTITY:
+                raise ValueError(f"table {name}: batches need events mode and open_sinks")
+            with open_sinks(name) as sinks:
+                keys, tables[name] = validate_table_in_batches(
+                    name, spec, table, cfg, future_from, valid_keys, sinks, customer_attributes
+                )
+            streamed.append(name)
+            if keys is not None:
+                valid_keys[name] = keys
+            continue
         good, bad, report = validate_table(
-            name, spec, raw[name], cfg, future_from, valid_keys, customer_attributes
+            name, spec, table, cfg, future_from, valid_keys, customer_attributes
         )
         valid[name], quarantine[name], tables[name] = good, bad, report
         if len(spec.key) == 1:
@@ -165,4 +185,5 @@ def validate_tables(
         valid={n: valid[n] for n in order if n in valid},
         quarantine={n: quarantine[n] for n in order if n in quarantine},
         report=report,
+        streamed=tuple(n for n in order if n in streamed),
     )

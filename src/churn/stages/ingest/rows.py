@@ -8,7 +8,8 @@ which is what makes ingest run at about the speed of reading the tables (issue #
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,15 +44,23 @@ from churn.validation.text import RawText, keep_rows
 logger = logging.getLogger(__name__)
 
 
-def _describe_vocabulary_failure(
-    raw_values: pd.Series, failed: np.ndarray, codes: Mapping[Any, str], where: str
+def describe_vocabulary_failure(
+    missed: pd.Series, dtype: Any, codes: Mapping[Any, str], where: str
 ) -> str:
     """Say which source values missed the vocabulary and what the mapping's keys were.
 
     Both are shown with their types, so that a mapping written for text ("1") applied to a
     column of a different type, or keys that are not what the export holds, show at a glance.
+
+    Args:
+        missed: The source values that missed, in row order.
+        dtype: The dtype of the source column.
+        codes: The column's value mapping.
+        where: The parameter that holds the mapping.
+
+    Returns:
+        One line of text.
     """
-    missed = raw_values[failed]
     counts = (
         pd.DataFrame(
             {
@@ -66,8 +75,262 @@ def _describe_vocabulary_failure(
     keys = ", ".join(f"{key!r} ({type(key).__name__})" for key in codes) or "none"
     return (
         f"source values not in the vocabulary (most frequent; column dtype "
-        f"{raw_values.dtype}): {found}; {where} keys: {keys}"
+        f"{dtype}): {found}; {where} keys: {keys}"
     )
+
+
+@dataclass
+class PreparedRows:
+    """One table (or one batch of it) converted, with its column-level rules checked.
+
+    Attributes:
+        raw_frame: The rows as read (default ``RangeIndex``).
+        frame: The typed rows: contract columns in contract dtypes, added and kept columns.
+        original: ``raw_frame`` rendered as text on demand.
+        sources: Column name in ``frame`` -> its name in ``raw_frame``.
+        codes: The table's value mappings.
+        failed: Column -> rows whose value did not convert.
+        added: Contract columns absent from the input (added all missing).
+        extras: Input columns that are not kept.
+        attributes: Entity mode: per attribute column its inferred type and unparsable rows.
+        log: The rules broken so far.
+    """
+
+    raw_frame: pd.DataFrame
+    frame: pd.DataFrame
+    original: RawText
+    sources: dict[str, str]
+    codes: dict[str, dict[Any, str]]
+    failed: dict[str, np.ndarray]
+    added: list[str]
+    extras: list[str]
+    attributes: dict[str, dict[str, Any]]
+    log: rules.RuleLog
+
+    def unconverted(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per converted column the original text where it did not convert (missing elsewhere).
+
+        Args:
+            columns: The columns to give (a batch: those failing anywhere in the table);
+                ``None``: the columns with a failure here.
+        """
+        if columns is None:
+            columns = [c for c, mask in self.failed.items() if mask.any()]
+        return pd.DataFrame(
+            {
+                c: self.original.column(
+                    self.sources[c], np.flatnonzero(self.failed[c])
+                ).reindex(self.frame.index)
+                for c in columns
+            },
+            index=self.frame.index,
+        )
+
+
+def prepare_rows(
+    name: str,
+    spec: TableSpec,
+    raw_frame: pd.DataFrame,
+    cfg: IngestConfig,
+    customer_attributes: Mapping[str, str] | None = None,
+    *,
+    whole_floats: Mapping[str, bool] | None = None,
+    witnesses: Mapping[str, pd.Series] | None = None,
+) -> PreparedRows:
+    """Convert a table's columns and check the rules that look at one row's columns only.
+
+    The rules checked here (conversion, ``missing``, vocabulary, range, ``too_large``) give
+    the same answer for a row whether it is checked with its whole table or in a batch, once
+    ``whole_floats`` and ``witnesses`` describe the whole table.
+
+    Args:
+        name: Contract table name.
+        spec: Its contract (as relaxed for the mode).
+        raw_frame: The table (or a batch of it) as read.
+        cfg: Ingest configuration.
+        customer_attributes: See :func:`validate_table`.
+        whole_floats: Text column -> whether every value of the whole table is a whole
+            number (:func:`~churn.validation.coerce.coerce_string`); ``None``: ``raw_frame``
+            is the whole table.
+        witnesses: See :class:`~churn.validation.text.RawText`.
+
+    Returns:
+        The converted rows and the rules they broke so far.
+    """
+    raw_frame = raw_frame.reset_index(drop=True)  # positions are row numbers from here on
+    whole_floats = whole_floats or {}
+    mapping = table_mapping(cfg, name)
+    codes = value_mappings(name, mapping)
+    renamed = rename_to_contract(raw_frame, mapping.columns)
+    for column, column_codes in codes.items():
+        if column in renamed.columns:
+            renamed[column] = map_value_codes(renamed[column], column_codes)
+    sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
+    original = RawText(raw_frame, witnesses)  # text only for the rows shown: failing ones
+    entity = cfg.mode is Mode.ENTITY
+    log = rules.RuleLog(len(renamed))
+
+    # Convert each column to its contract dtype, logging values that do not convert.
+    typed: dict[str, pd.Series] = {}
+    failed: dict[str, np.ndarray] = {}
+    added = []
+    for col in spec.columns:
+        if col.name in renamed.columns:
+            values, failures = coerce_column(
+                renamed[col.name], col.kind, cfg.input_timezone, whole_floats.get(col.name)
+            )
+            typed[col.name], failed[col.name] = values, failures.notna().to_numpy()
+            log.add_each(col.name, failures, (col.name,))
+        elif not entity:
+            # Entity mode keeps the columns it got: all-null ones would only become empty features.
+            typed[col.name] = empty_column(col.kind, len(renamed))
+            added.append(col.name)
+    extras = [c for c in renamed.columns if c not in spec.column_names]
+    attributes: dict[str, dict[str, Any]] = {}
+    for column in extras if entity else ():
+        if column == cfg.label_column:
+            values, failures = coerce_label(renamed[column])
+            failed[column] = failures.notna().to_numpy()
+            log.add(f"{column}:{LABEL_INVALID}", failed[column], (column,))
+        else:
+            values, failures = coerce_attribute(renamed[column])
+            failed[column] = failures.notna().to_numpy()
+            log.add(f"{column}:{NOT_A_NUMBER}", failed[column], (column,))
+            attributes[column] = {
+                "type": "numeric" if pd.api.types.is_float_dtype(values.dtype) else "text",
+                "unparsable_rows": int(failed[column].sum()),
+            }
+        typed[column] = values
+    if name == "customers" and customer_attributes:
+        # Entity mode keeps every column anyway; there only an age (a date) needs its type.
+        declared = {c: k for c, k in customer_attributes.items() if not entity or k == "age"}
+        kept = _keep_customer_attributes(renamed, declared, cfg, typed, failed, log, whole_floats)
+        extras = [c for c in extras if c not in kept]
+    frame = pd.DataFrame(typed, index=renamed.index)
+
+    present = [c for c in spec.column_names if c in renamed.columns]
+    # The label column is optional when scoring new entity rows (see validate_tables).
+    label = cfg.label_column if entity and cfg.label_column in frame.columns else None
+    rules.check_columns(frame, rules.build_column_rules(spec, present, label), failed, log)
+    numeric = [c for c in frame.columns if not (entity and c == cfg.label_column)]
+    rules.check_magnitude(frame, numeric, cfg.max_abs_value, log)
+    return PreparedRows(
+        raw_frame, frame, original, sources, codes, failed, added, extras, attributes, log
+    )
+
+
+def check_row_order_and_future(
+    name: str, spec: TableSpec, frame: pd.DataFrame, future_from: pd.Timestamp, log: rules.RuleLog
+) -> None:
+    """The other rules that look at one row only: timestamp order and future-dated values."""
+    rules.check_order(frame, spec.order_rules, log)
+    rules.check_future_dated(frame, _future_checked_columns(name, spec), future_from, log)
+
+
+def table_references(name: str, spec: TableSpec) -> list[tuple[str, str, str]]:
+    """The (column, parent table, rule) references ``name`` must satisfy, in checking order."""
+    references = [PARENT_REFERENCES[name]] if name in PARENT_REFERENCES else []
+    if spec.references_customers:
+        references.insert(0, ("customer_id", "customers", UNKNOWN_CUSTOMER))
+    return references
+
+
+def describe_failed_rows(
+    prepared: PreparedRows, bad: np.ndarray, offset: int = 0
+) -> pd.DataFrame:
+    """The quarantine rows: the rows as read, their row numbers and the rules they broke.
+
+    Args:
+        prepared: The table or batch.
+        bad: One boolean per row: quarantined.
+        offset: Row number of the first row (a batch: the rows before it).
+    """
+    positions = np.flatnonzero(bad)
+    quarantine = prepared.original.rows(positions).reset_index(drop=True)
+    quarantine[ROW_NUMBER] = pd.Series(positions + offset, dtype="int64")
+    quarantine[FAILED_RULES] = pd.Series(
+        prepared.log.describe(positions, list(prepared.frame.columns)), dtype="str"
+    )
+    return quarantine
+
+
+def build_table_report(
+    spec: TableSpec,
+    cfg: IngestConfig,
+    counts: tuple[int, int, int],
+    prepared: PreparedRows,
+    columns: list[str],
+    summary: dict[str, dict[str, Any]],
+    table_end: TableEnd | None,
+) -> dict[str, Any]:
+    """The report entry of one present table (``rules`` without vocabulary details).
+
+    Args:
+        spec: The table's contract.
+        cfg: Ingest configuration.
+        counts: Rows in, valid and quarantined.
+        prepared: The table (or its last batch: columns and attributes are the same in all).
+        columns: The columns of the valid rows.
+        summary: Per rule its count and examples
+            (:meth:`~churn.validation.rules.RuleLog.summarize`).
+        table_end: The table's data end.
+    """
+    rows_in, rows_valid, rows_quarantined = counts
+    entity = cfg.mode is Mode.ENTITY
+    balanced = rows_valid + rows_quarantined == rows_in
+    report = {
+        "present": True,
+        "required": spec.required or entity,
+        "rows_in": rows_in,
+        "rows_valid": rows_valid,
+        "rows_quarantined": rows_quarantined,
+        "quarantined_share": round(rows_quarantined / rows_in, 6) if rows_in else 0.0,
+        "rows_balanced": balanced,
+        "columns": columns,
+        "added_columns": prepared.added,
+        "ignored_columns": [] if entity else prepared.extras,
+        "rules": summary,
+        "time_range": describe_table_end(table_end),
+    }
+    if entity:
+        # Per attribute column: the inferred type and how many values did not parse.
+        report["attribute_columns"] = prepared.attributes
+    return report
+
+
+def vocabulary_rules(spec: TableSpec) -> list[tuple[str, str]]:
+    """(column, rule label) of the vocabulary rule of each contract column."""
+    return [(col.name, f"{col.name}:{rules.NOT_IN_VOCABULARY}") for col in spec.columns]
+
+
+def add_vocabulary_details(
+    name: str,
+    spec: TableSpec,
+    report: dict[str, Any],
+    missed: Mapping[str, pd.Series],
+    dtypes: Mapping[str, Any],
+    codes: Mapping[str, Mapping[Any, str]],
+) -> None:
+    """Add a ``detail`` to each vocabulary rule of the report and log it.
+
+    Args:
+        name: Contract table name.
+        spec: Its contract (as relaxed for the mode).
+        report: The table's report entry.
+        missed: Column -> the source values that missed its vocabulary (row order).
+        dtypes: Column -> dtype of its source column.
+        codes: The table's value mappings.
+    """
+    for column, rule in vocabulary_rules(spec):
+        if rule in report["rules"] and column in missed:
+            detail = describe_vocabulary_failure(
+                missed[column],
+                dtypes[column],
+                codes.get(column, {}),
+                f"ingest.tables.{name}.values.{column}",
+            )
+            report["rules"][rule]["detail"] = detail
+            logger.warning("table %s: %s", name, detail)
 
 
 def validate_table(
@@ -95,125 +358,45 @@ def validate_table(
     Returns:
         The valid rows, the quarantined rows and the table's report entry.
     """
-    raw_frame = raw_frame.reset_index(drop=True)  # positions are row numbers from here on
-    mapping = table_mapping(cfg, name)
-    codes = value_mappings(name, mapping)
-    renamed = rename_to_contract(raw_frame, mapping.columns)
-    for column, column_codes in codes.items():
-        if column in renamed.columns:
-            renamed[column] = map_value_codes(renamed[column], column_codes)
-    sources = {c: mapping.columns.get(c, c) for c in renamed.columns}
-    original = RawText(raw_frame)  # text only for the rows shown: failing ones
-    entity = cfg.mode is Mode.ENTITY
-    log = rules.RuleLog(len(renamed))
-
-    # Convert each column to its contract dtype, logging values that do not convert.
-    typed: dict[str, pd.Series] = {}
-    failed: dict[str, np.ndarray] = {}
-    added = []
-    for col in spec.columns:
-        if col.name in renamed.columns:
-            values, failures = coerce_column(renamed[col.name], col.kind, cfg.input_timezone)
-            typed[col.name], failed[col.name] = values, failures.notna().to_numpy()
-            for rule in failures.dropna().unique():
-                log.add(f"{col.name}:{rule}", failures.eq(rule), (col.name,))
-        elif not entity:
-            # Entity mode keeps the columns it got: all-null ones would only become empty features.
-            typed[col.name] = empty_column(col.kind, len(renamed))
-            added.append(col.name)
-    extras = [c for c in renamed.columns if c not in spec.column_names]
-    attributes: dict[str, dict[str, Any]] = {}
-    for column in extras if entity else ():
-        if column == cfg.label_column:
-            values, failures = coerce_label(renamed[column])
-            failed[column] = failures.notna().to_numpy()
-            log.add(f"{column}:{LABEL_INVALID}", failed[column], (column,))
-        else:
-            values, failures = coerce_attribute(renamed[column])
-            failed[column] = failures.notna().to_numpy()
-            log.add(f"{column}:{NOT_A_NUMBER}", failed[column], (column,))
-            attributes[column] = {
-                "type": "numeric" if pd.api.types.is_float_dtype(values.dtype) else "text",
-                "unparsable_rows": int(failed[column].sum()),
-            }
-        typed[column] = values
-    if name == "customers" and customer_attributes:
-        # Entity mode keeps every column anyway; there only an age (a date) needs its type.
-        declared = {c: k for c, k in customer_attributes.items() if not entity or k == "age"}
-        kept = _keep_customer_attributes(renamed, declared, cfg, typed, failed, log)
-        extras = [c for c in extras if c not in kept]
-    frame = pd.DataFrame(typed, index=renamed.index)
-
-    present = [c for c in spec.column_names if c in renamed.columns]
-    # The label column is optional when scoring new entity rows (see validate_tables).
-    label = cfg.label_column if entity and cfg.label_column in frame.columns else None
-    rules.check_columns(frame, rules.build_column_rules(spec, present, label), failed, log)
-    numeric = [c for c in frame.columns if not (entity and c == cfg.label_column)]
-    rules.check_magnitude(frame, numeric, cfg.max_abs_value, log)
-    unconverted = pd.DataFrame(
-        {
-            c: original.column(sources[c], np.flatnonzero(mask)).reindex(frame.index)
-            for c, mask in failed.items()
-            if mask.any()
-        },
-        index=frame.index,
-    )
-    rules.check_duplicates(frame, spec.key, unconverted, log)
-    rules.check_order(frame, spec.order_rules, log)
-    rules.check_future_dated(frame, _future_checked_columns(name, spec), future_from, log)
+    prepared = prepare_rows(name, spec, raw_frame, cfg, customer_attributes)
+    frame, log = prepared.frame, prepared.log
+    rules.check_duplicates(frame, spec.key, prepared.unconverted(), log)
+    check_row_order_and_future(name, spec, frame, future_from, log)
     table_end = _check_data_end(name, frame, cfg, log)
-    references = [PARENT_REFERENCES[name]] if name in PARENT_REFERENCES else []
-    if spec.references_customers:
-        references.insert(0, ("customer_id", "customers", UNKNOWN_CUSTOMER))
-    for column, parent, rule in references:
+    for column, parent, rule in table_references(name, spec):
         if parent in valid_keys:
             rules.check_reference(frame, column, valid_keys[parent], rule, log)
 
     bad = log.failed()
     valid = keep_rows(frame, ~bad)
-    quarantine = original.rows(np.flatnonzero(bad)).reset_index(drop=True)
-    quarantine[ROW_NUMBER] = pd.Series(np.flatnonzero(bad), dtype="int64")
-    quarantine[FAILED_RULES] = pd.Series(
-        log.describe(np.flatnonzero(bad), list(frame.columns)), dtype="str"
-    )
-    balanced = len(valid) + len(quarantine) == len(renamed)
-    if not balanced:
+    quarantine = describe_failed_rows(prepared, bad)
+    rows_in = len(frame)
+    if len(valid) + len(quarantine) != rows_in:
         raise AssertionError(
-            f"ingest lost rows of {name}: {len(renamed)} in, "
+            f"ingest lost rows of {name}: {rows_in} in, "
             f"{len(valid)} valid + {len(quarantine)} quarantined"
         )
-    report = {
-        "present": True,
-        "required": spec.required or entity,
-        "rows_in": len(renamed),
-        "rows_valid": len(valid),
-        "rows_quarantined": len(quarantine),
-        "quarantined_share": round(len(quarantine) / len(renamed), 6) if len(renamed) else 0.0,
-        "rows_balanced": balanced,
-        "columns": list(valid.columns),
-        "added_columns": added,
-        "ignored_columns": [] if entity else extras,
-        "rules": log.summarize(original, sources),
-        "time_range": describe_table_end(table_end),
+    report = build_table_report(
+        spec,
+        cfg,
+        (rows_in, len(valid), len(quarantine)),
+        prepared,
+        list(valid.columns),
+        log.summarize(prepared.original, prepared.sources),
+        table_end,
+    )
+    raw = prepared.raw_frame
+    missed = {
+        column: raw[prepared.sources[column]][log.masks[rule]]
+        for column, rule in vocabulary_rules(spec)
+        if rule in log.masks
     }
-    if entity:
-        # Per attribute column: the inferred type and how many values did not parse.
-        report["attribute_columns"] = attributes
-    for col in spec.columns:
-        rule = f"{col.name}:{rules.NOT_IN_VOCABULARY}"
-        if rule in log.masks:
-            detail = _describe_vocabulary_failure(
-                raw_frame[sources[col.name]],
-                log.masks[rule],
-                codes.get(col.name, {}),
-                f"ingest.tables.{name}.values.{col.name}",
-            )
-            report["rules"][rule]["detail"] = detail
-            logger.warning("table %s: %s", name, detail)
+    dtypes = {column: raw[prepared.sources[column]].dtype for column in missed}
+    add_vocabulary_details(name, spec, report, missed, dtypes, prepared.codes)
     return valid, quarantine, report
 
 
-_ATTRIBUTE_KINDS = {"categorical": "category", "numeric": "float", "age": "timestamp"}
+ATTRIBUTE_KINDS = {"categorical": "category", "numeric": "float", "age": "timestamp"}
 """``features.customer_attributes`` kind -> the contract kind its column is converted to."""
 
 
@@ -224,6 +407,7 @@ def _keep_customer_attributes(
     typed: dict[str, pd.Series],
     failed: dict[str, np.ndarray],
     log: rules.RuleLog,
+    whole_floats: Mapping[str, bool],
 ) -> list[str]:
     """Convert the declared extra customer columns into ``typed``; return their names.
 
@@ -242,11 +426,10 @@ def _keep_customer_attributes(
         )
     for column, kind in customer_attributes.items():
         values, failures = coerce_column(
-            renamed[column], _ATTRIBUTE_KINDS[kind], cfg.input_timezone
+            renamed[column], ATTRIBUTE_KINDS[kind], cfg.input_timezone, whole_floats.get(column)
         )
         typed[column], failed[column] = values, failures.notna().to_numpy()
-        for rule in failures.dropna().unique():
-            log.add(f"{column}:{rule}", failures.eq(rule), (column,))
+        log.add_each(column, failures, (column,))
     return list(customer_attributes)
 
 

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pandas.errors import Pandas4Warning
 
 from churn import io
 from churn.config import DataSource, IngestConfig, Params
 from churn.domain.contract import CONTRACT
-from churn.domain.modes import reference_timestamp
+from churn.domain.modes import Mode, reference_timestamp
 from churn.errors import DataContractError
 from churn.layout import table_file_name
 from churn.stages.check_data import check_data, write_data_check
+from churn.stages.ingest.batches import BatchedTable
 from churn.stages.ingest.core import validate_tables
 from churn.stages.ingest.tables import IngestResult, table_mapping, table_specs
 
@@ -35,6 +43,15 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path, use_threads=False)
 
 
+def _dictionary_columns(columns: pd.Index, dtypes: pd.Series) -> list[str]:
+    """The columns worth dictionary pages: all but timestamps (see :func:`_write_table`)."""
+    return [
+        str(c)
+        for c, dtype in zip(columns, dtypes, strict=True)
+        if not (isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype))
+    ]
+
+
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
     """:func:`churn.io.write_parquet` without dictionary pages for timestamp columns.
 
@@ -43,16 +60,171 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
     comes out slightly smaller. Values, schema and pandas metadata are those ``write_parquet``
     writes.
     """
-    dictionary = [
-        str(c)
-        for c in frame.columns
-        if not (
-            isinstance(frame[c].dtype, pd.DatetimeTZDtype)
-            or pd.api.types.is_datetime64_dtype(frame[c].dtype)
-        )
-    ]
+    dictionary = _dictionary_columns(frame.columns, frame.dtypes)
     with io.atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False, use_dictionary=dictionary)
+
+
+class _ParquetBatches:
+    """A Parquet table file read in batches of ``batch_rows`` (:class:`BatchedTable`)."""
+
+    def __init__(self, path: Path, batch_rows: int) -> None:
+        self.path, self.batch_rows = path, batch_rows
+        file = pq.ParquetFile(path)
+        schema = file.schema_arrow
+        self.rows = file.metadata.num_rows
+        self.columns = pd.Index(schema.names)
+        self.float_columns = tuple(
+            f.name for f in schema if pa.types.is_floating(f.type)
+        )
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def batches(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Each batch as ``pd.read_parquet`` would give those rows (one reader thread)."""
+        with pq.ParquetFile(self.path) as file:
+            for batch in file.iter_batches(
+                batch_size=self.batch_rows, columns=columns, use_threads=False
+            ):
+                yield pa.Table.from_batches([batch]).to_pandas()
+
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The rows at ``positions`` (ascending), picked in Arrow before conversion to pandas."""
+        parts, start = [], 0
+        with pq.ParquetFile(self.path) as file:
+            schema = file.schema_arrow
+            for batch in file.iter_batches(batch_size=self.batch_rows, use_threads=False):
+                stop = start + batch.num_rows
+                lo, hi = np.searchsorted(positions, [start, stop])
+                if hi > lo:
+                    parts.append(batch.take(pa.array(positions[lo:hi] - start)))
+                start = stop
+        return pa.Table.from_batches(parts, schema=schema).to_pandas()
+
+
+class _CsvBatches:
+    """A CSV table file read in batches of ``batch_rows`` (:class:`BatchedTable`)."""
+
+    def __init__(self, path: Path, batch_rows: int, rows: int) -> None:
+        self.path, self.batch_rows, self.rows = path, batch_rows, rows
+        self.columns = pd.read_csv(path, dtype=str, nrows=0).columns
+        self.float_columns: tuple[str, ...] = ()  # CSV columns are read as text
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def batches(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Each batch as ``churn.io.read_frame`` would give those rows (every column text)."""
+        with pd.read_csv(
+            self.path, dtype=str, keep_default_na=True, usecols=columns, chunksize=self.batch_rows
+        ) as reader:
+            for chunk in reader:
+                yield chunk.reset_index(drop=True)
+
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The rows at ``positions`` (ascending)."""
+        parts, start = [], 0
+        for chunk in self.batches():
+            stop = start + len(chunk)
+            lo, hi = np.searchsorted(positions, [start, stop])
+            if hi > lo:
+                parts.append(chunk.iloc[positions[lo:hi] - start])
+            start = stop
+        if not parts:
+            return pd.read_csv(self.path, dtype=str, keep_default_na=True, nrows=0)
+        return pd.concat(parts, ignore_index=True)
+
+
+def _count_csv_rows(path: Path, batch_rows: int) -> int:
+    """The data rows of a CSV file, as the parser counts them (quoted line breaks included)."""
+    with pd.read_csv(path, dtype=str, usecols=[0], chunksize=max(batch_rows, 100_000)) as reader:
+        return sum(len(chunk) for chunk in reader)
+
+
+def _open_table(path: Path, cfg: IngestConfig) -> pd.DataFrame | BatchedTable:
+    """Read a table whole, or open it for batches when it has more than ``cfg.batch_rows`` rows.
+
+    Entity mode always reads whole: there the attribute types are inferred from all values.
+    """
+    if cfg.mode is not Mode.ENTITY and path.is_file():
+        if path.suffix.lower() == ".csv":
+            if path.stat().st_size > cfg.batch_rows:  # fewer bytes than rows: cannot be larger
+                rows = _count_csv_rows(path, cfg.batch_rows)
+                if rows > cfg.batch_rows:
+                    return _CsvBatches(path, cfg.batch_rows, rows)
+        else:
+            table = _ParquetBatches(path, cfg.batch_rows)
+            if len(table) > cfg.batch_rows:
+                return table
+    return _read_table(path)
+
+
+class _ParquetSink:
+    """Writes the batches of one output file (:class:`~churn.stages.ingest.batches.BatchSink`).
+
+    The schema and pandas metadata are taken from the first batch; columns, dtypes and
+    values are those :func:`_write_table` of the concatenated batches writes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append ``frame``'s rows."""
+        with warnings.catch_warnings():
+            # pyarrow reads Series.values of timestamp columns; pandas' own to_parquet
+            # silences the same deprecation warning around this call.
+            warnings.filterwarnings("ignore", "Series.values returning", Pandas4Warning)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            dictionary = _dictionary_columns(frame.columns, frame.dtypes)
+            self.writer = pq.ParquetWriter(self.path, table.schema, use_dictionary=dictionary)
+        elif not table.schema.equals(self.writer.schema, check_metadata=False):
+            table = table.cast(self.writer.schema)  # e.g. a batch of all-missing values
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        """Complete the file."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def _open_sinks(
+    valid_dir: Path, quarantine_dir: Path, name: str
+) -> Iterator[tuple[_ParquetSink, _ParquetSink]]:
+    """The sinks of one batched table's valid and quarantined rows, each in a temporary file
+    renamed into place when the table is done (never a half-written file)."""
+    file = table_file_name(name)
+    with io.atomic_path(valid_dir / file) as valid_tmp, io.atomic_path(
+        quarantine_dir / file
+    ) as quarantine_tmp:
+        sinks = _ParquetSink(valid_tmp), _ParquetSink(quarantine_tmp)
+        try:
+            yield sinks
+        finally:
+            for sink in sinks:
+                sink.close()
+
+
+_LABEL_TABLES = ("customers", "subscriptions", "subscription_changes")
+"""Tables the data check reads whole (labels are built from them)."""
+
+
+def _read_for_check(path: Path, name: str) -> pd.DataFrame:
+    """A batched table read back for the data check: only the columns it looks at.
+
+    The check needs the timestamp columns (time range, data end) and the customer ids
+    (coverage) of event tables; ids are read dictionary-encoded (one copy per distinct id).
+    """
+    if name in _LABEL_TABLES:
+        return pd.read_parquet(path)
+    schema = pq.read_schema(path)
+    columns = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    dictionary = ["customer_id"] if "customer_id" in schema.names else []
+    return pd.read_parquet(path, columns=dictionary + columns, read_dictionary=dictionary)
 
 
 def read_raw_tables(
@@ -83,6 +255,35 @@ def read_raw_tables(
             raise DataContractError(f"cannot read table '{name}' from {path}: {exc}") from exc
         sources[name] = path
     return frames, sources
+
+
+def open_raw_tables(
+    raw_dir: Path, cfg: IngestConfig
+) -> tuple[dict[str, pd.DataFrame | BatchedTable], dict[str, Path]]:
+    """:func:`read_raw_tables`, but tables larger than ``cfg.batch_rows`` are opened for batches.
+
+    Returns:
+        Table -> frame as read or table read in batches, and table -> the file it came from.
+
+    Raises:
+        DataContractError: As :func:`read_raw_tables`.
+    """
+    if not raw_dir.is_dir():
+        raise DataContractError(f"raw directory {raw_dir} does not exist")
+    tables: dict[str, pd.DataFrame | BatchedTable] = {}
+    sources: dict[str, Path] = {}
+    for name in table_specs(cfg.mode):
+        path = io.find_table_file(
+            raw_dir, name, table_mapping(cfg, name).file, allow_outside=cfg.allow_outside_raw
+        )
+        if path is None:
+            continue
+        try:
+            tables[name] = _open_table(path, cfg)
+        except (ValueError, OSError) as exc:  # pyarrow and CSV parser errors subclass these
+            raise DataContractError(f"cannot read table '{name}' from {path}: {exc}") from exc
+        sources[name] = path
+    return tables, sources
 
 
 def print_summary(report: Mapping[str, Any]) -> None:
@@ -160,11 +361,14 @@ def run_ingest(
 ) -> IngestResult:
     """Validate the raw tables and write valid tables, quarantine files and the report.
 
-    Everything is validated before anything is written, so a table-level error leaves the
+    Everything is validated before any output is replaced, so a table-level error leaves the
     previous outputs untouched; the two output folders are then each swapped in whole
-    (:func:`churn.io.atomic_directory`). Every present table gets a quarantine file, empty if
-    no row was bad, so that the set of outputs does not depend on the data; files of tables no
-    longer present are gone (the folders hold only what this run wrote).
+    (:func:`churn.io.atomic_directory`). Tables with more rows than ``config.batch_rows``
+    (events mode) are validated in batches and written batch by batch into the staging
+    folders (:mod:`~churn.stages.ingest.batches`; the same files as whole). Every present
+    table gets a quarantine file, empty if no row was bad, so that the set of outputs does not
+    depend on the data; files of tables no longer present are gone (the folders hold only
+    what this run wrote).
 
     Args:
         config: The ``ingest`` section of the parameters.
@@ -187,28 +391,41 @@ def run_ingest(
     """
     raw_dir, out_dir, quarantine_dir = Path(raw_dir), Path(out_dir), Path(quarantine_dir)
     as_of = reference_timestamp(config.as_of)
-    frames, sources = read_raw_tables(raw_dir, config)
-    result = validate_tables(frames, config, as_of, customer_attributes=customer_attributes)
-    report = copy.deepcopy(result.report)
-    for name, path in sources.items():
-        report["tables"][name]["source"] = str(path)
+    frames, sources = open_raw_tables(raw_dir, config)
 
     # Each output folder is swapped in whole (a kill leaves the old set, and no staging folder
     # inside these DVC outputs); tables no longer in the input simply are not in the new set.
+    # Tables read in batches are written into the staging folders as they are validated; an
+    # error (a table with too many bad rows, say) discards the staging folders.
     with (
         io.atomic_directory(out_dir) as valid_staging,
         io.atomic_directory(quarantine_dir) as quarantine_staging,
     ):
+        result = validate_tables(
+            frames,
+            config,
+            as_of,
+            customer_attributes=customer_attributes,
+            open_sinks=partial(_open_sinks, valid_staging, quarantine_staging),
+        )
         for name, frame in result.valid.items():
             _write_table(frame, valid_staging / table_file_name(name))
             _write_table(result.quarantine[name], quarantine_staging / table_file_name(name))
         for name in CONTRACT:
-            if name not in result.valid and (out_dir / table_file_name(name)).exists():
+            present = name in result.valid or name in result.streamed
+            if not present and (out_dir / table_file_name(name)).exists():
                 logger.info("table %s is no longer in the input: dropped from %s", name, out_dir)
+    report = copy.deepcopy(result.report)
+    for name, path in sources.items():
+        report["tables"][name]["source"] = str(path)
     io.write_json(report, report_path)
     print_summary(report)
     log_data_ends(report)
     if params is not None and data_check_path is not None:
-        check = check_data(result.valid, params, ingest_report=report)
+        tables = dict(result.valid)
+        for name in result.streamed:
+            tables[name] = _read_for_check(out_dir / table_file_name(name), name)
+        tables = {name: tables[name] for name in CONTRACT if name in tables}
+        check = check_data(tables, params, ingest_report=report)
         write_data_check(check, Path(data_check_path))
     return dataclasses.replace(result, report=report)

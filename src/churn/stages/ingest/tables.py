@@ -47,11 +47,14 @@ class IngestResult:
         quarantine: Table -> bad rows as read (text), plus ``_row_number`` and
             ``_failed_rules``.
         report: JSON-ready summary (see :func:`validate_tables`).
+        streamed: Tables validated in batches: their rows went to their sinks as they were
+            validated, and they are in neither ``valid`` nor ``quarantine``.
     """
 
     valid: dict[str, pd.DataFrame]
     quarantine: dict[str, pd.DataFrame]
     report: dict[str, Any]
+    streamed: tuple[str, ...] = ()
 
 
 def table_specs(mode: Mode) -> dict[str, TableSpec]:
@@ -122,12 +125,15 @@ def map_value_codes(values: pd.Series, mapping: Mapping[Any, str]) -> pd.Series:
 
 
 def check_tables(
-    raw: Mapping[str, pd.DataFrame],
+    raw: Mapping[str, Any],
     cfg: IngestConfig,
     specs: Mapping[str, TableSpec],
     label_required: bool = True,
 ) -> None:
-    """Raise one error listing every missing required table and column."""
+    """Raise one error listing every missing required table and column.
+
+    ``raw`` holds frames or tables read in batches: only their ``columns`` are looked at.
+    """
     problems = []
     for name, spec in specs.items():
         required = name == "customers" if cfg.mode is Mode.ENTITY else spec.required
@@ -173,9 +179,11 @@ def check_tables(
 
 
 def set_aside_empty_tables(
-    raw: Mapping[str, pd.DataFrame], cfg: IngestConfig, specs: Mapping[str, TableSpec]
-) -> tuple[dict[str, pd.DataFrame], set[str]]:
+    raw: Mapping[str, Any], cfg: IngestConfig, specs: Mapping[str, TableSpec]
+) -> tuple[dict[str, Any], set[str]]:
     """Refuse empty required tables; treat empty optional tables as absent.
+
+    ``raw`` holds frames or tables read in batches (anything with a length).
 
     Returns:
         The tables with rows, and the names of the optional tables set aside as empty.
