@@ -125,3 +125,11 @@ def test_one_source_per_accepts_its_three_scopes_only():
     assert parse_params({"target": {"one_source_per": "play"}}).target.one_source_per == "play"
     with pytest.raises(ConfigError, match="one_source_per"):
         parse_params({"target": {"one_source_per": "team"}})
+
+
+def test_configured_rate_scaling_accepts_none_and_addressed_share_only():
+    assert parse_params({}).target.configured_rate_scaling == "none"
+    parsed = parse_params({"target": {"configured_rate_scaling": "addressed_share"}})
+    assert parsed.target.configured_rate_scaling == "addressed_share"
+    with pytest.raises(ConfigError, match=r"target\.configured_rate_scaling"):
+        parse_params({"target": {"configured_rate_scaling": "by_dose"}})

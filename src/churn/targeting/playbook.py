@@ -17,6 +17,10 @@ import pandas as pd
 from churn.config import PlayConfig
 
 REASON_FEATURE = "reason_{i}_feature"
+#: Intercept column of the contributions (not a feature).
+BASE_VALUE = "base_value"
+#: Column of :func:`family_doses` with the sum of all of a row's positive contributions.
+POSITIVE_TOTAL = "positive_total"
 
 
 def play_cost(play: PlayConfig, mrr: np.ndarray | pd.Series) -> np.ndarray:
@@ -121,16 +125,21 @@ def family_doses(
     """Sum of the positive contributions of each family's features, per row.
 
     Args:
-        contributions: ``customer_id`` (and optionally ``cutoff``) plus one log-odds column per
-            model feature.
+        contributions: ``customer_id`` (and optionally ``cutoff``, ``base_value``) plus one
+            log-odds column per model feature.
         family_of: Feature name -> family.
         families: Families to sum (missing features give 0).
 
     Returns:
-        The key columns plus ``dose_<family>`` for each family.
+        The key columns, ``dose_<family>`` for each family and :data:`POSITIVE_TOTAL` (the
+        positive contributions of every feature, whatever its family).
     """
     keys = [c for c in ("customer_id", "cutoff") if c in contributions.columns]
     out = contributions[keys].copy()
+    # base_value is the model's intercept, not a feature's push on this customer.
+    features = [c for c in contributions.columns if c not in (*keys, BASE_VALUE)]
+    out[POSITIVE_TOTAL] = np.clip(contributions[features].to_numpy(dtype=np.float64), 0.0,
+                                  None).sum(axis=1)
     for family in families:
         columns = [c for c in contributions.columns if family_of.get(c) == family]
         values = contributions[columns].to_numpy(dtype=np.float64) if columns else np.zeros(
@@ -147,3 +156,26 @@ def play_dose(doses: pd.DataFrame, play: PlayConfig) -> np.ndarray:
         if column in doses.columns:
             total = total + doses[column].to_numpy(dtype=np.float64)
     return total
+
+
+def addressed_share(doses: pd.DataFrame, play: PlayConfig) -> np.ndarray:
+    """Share of each row's positive contributions that sits in the play's families.
+
+    ``play_dose / positive_total``: 1 when all of the customer's excess risk comes from the
+    families the play addresses, 0 when none does or the row has no positive contribution
+    (or no :data:`POSITIVE_TOTAL`, e.g. a customer missing from the doses).
+
+    Args:
+        doses: :func:`family_doses` output (or rows merged from it).
+        play: The play.
+
+    Returns:
+        One share in [0, 1] per row.
+    """
+    if POSITIVE_TOTAL not in doses.columns:
+        return np.zeros(len(doses))
+    dose = np.nan_to_num(play_dose(doses, play))
+    total = np.nan_to_num(doses[POSITIVE_TOTAL].to_numpy(dtype=np.float64))
+    share = np.divide(dose, total, out=np.zeros(len(doses)), where=total > 0)
+    # The families' doses are a part of the total; clip only guards rounding.
+    return np.clip(share, 0.0, 1.0)

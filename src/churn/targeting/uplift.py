@@ -45,6 +45,9 @@ SOURCE_TOO_UNCERTAIN = "configured (logged estimate too uncertain)"
 #: another segment of the same scope (the play, or the playbook) has no usable estimate
 #: (``target.one_source_per``).
 SOURCE_ONE_SOURCE = "configured (one source: another segment's logged estimate not usable)"
+#: Sources whose save rate is a configured one (``target.plays.<play>.save_rate``), not
+#: measured: the rates ``target.configured_rate_scaling`` applies to.
+CONFIGURED_SOURCES = (SOURCE_CONFIGURED, SOURCE_TOO_UNCERTAIN, SOURCE_ONE_SOURCE)
 #: Values of ``target.one_source_per`` (:func:`unify_effect_sources`).
 EFFECT_SOURCE_SCOPES = ("segment", "play", "playbook")
 

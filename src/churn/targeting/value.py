@@ -7,7 +7,11 @@ For every scored customer and each eligible play
 
 where the save rate is the play's effect for the customer's segment
 (:mod:`~churn.targeting.uplift`) and the cost is the play's
-(:func:`~churn.targeting.playbook.play_cost`).
+(:func:`~churn.targeting.playbook.play_cost`). With ``target.configured_rate_scaling:
+addressed_share`` a *configured* rate is the rate for a customer whose excess risk lies
+entirely in the play's families, so the customer's rate is ``save_rate x share`` with share the
+play's families' part of the customer's positive contributions
+(:func:`~churn.targeting.playbook.addressed_share`); measured rates are used as they are.
 
 :func:`select_contacts` is greedy by value per unit of capacity: every contact uses one unit of
 its team's weekly capacity (and of its play's, when the play has one), so candidates are taken
@@ -26,8 +30,8 @@ import pandas as pd
 
 from churn.config import TargetConfig
 from churn.targeting.dose_response import DoseEffect, save_rates_from_dose
-from churn.targeting.playbook import play_cost, play_dose
-from churn.targeting.uplift import SEGMENT_HIGH, SEGMENT_LOW, PlayEffect
+from churn.targeting.playbook import addressed_share, play_cost, play_dose
+from churn.targeting.uplift import CONFIGURED_SOURCES, SEGMENT_HIGH, SEGMENT_LOW, PlayEffect
 
 #: Source of a save rate from the play's dose response (:mod:`~churn.targeting.dose_response`).
 SOURCE_DOSE_RESPONSE = "logged actions (dose response)"
@@ -52,11 +56,12 @@ def build_candidates(
     Args:
         scores: ``customer_id``, the probability column and ``mrr``.
         eligible: :func:`~churn.targeting.playbook.eligible_plays` output.
-        doses: ``customer_id`` and ``dose_<family>`` columns
-            (:func:`~churn.targeting.playbook.family_doses`); customers missing here get dose 0.
+        doses: ``customer_id``, ``dose_<family>`` and ``positive_total`` columns
+            (:func:`~churn.targeting.playbook.family_doses`); customers missing here get dose 0
+            (and share 0).
         effects: Effects per play and segment
             (:func:`~churn.targeting.uplift.estimate_play_effects`).
-        config: The ``target`` section (plays, months kept).
+        config: The ``target`` section (plays, months kept, configured rate scaling).
         probability_column: Column of ``scores`` holding the churn probability.
         dose_effects: Play -> fitted dose response: where given, the play's save rate is the
             customer's own (:func:`~churn.targeting.dose_response.save_rates_from_dose`)
@@ -83,6 +88,13 @@ def build_candidates(
         part["segment"] = np.where(is_high, SEGMENT_HIGH, SEGMENT_LOW)
         part["save_rate"] = np.where(is_high, high.save_rate, low.save_rate)
         part["effect_source"] = np.where(is_high, high.source, low.source)
+        if config.configured_rate_scaling == "addressed_share":
+            # A configured rate assumes all of the excess risk is where the play acts; a
+            # measured rate is already the average over its segment's customers.
+            configured = part["effect_source"].isin(CONFIGURED_SOURCES).to_numpy()
+            share = addressed_share(part, play)
+            part["save_rate"] = np.where(configured, part["save_rate"] * share,
+                                         part["save_rate"])
         fit = (dose_effects or {}).get(name)
         if fit is not None:
             part["save_rate"] = save_rates_from_dose(

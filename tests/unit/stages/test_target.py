@@ -339,3 +339,38 @@ def test_true_effects_compare_used_and_unused_logged_estimates_with_the_truth():
     assert rows["mail"]["estimate"] == 0.9
     assert rows["mail"]["z"] == pytest.approx(4.0)
     assert not rows["mail"]["within_2_se"]
+
+
+@pytest.mark.parametrize(("scaling", "plays"), [
+    ("none", {1: "cheap", 2: "cheap"}),
+    # 1's risk is mostly billing (0.9 of 1.0), 2's mostly support (0.8 of 1.0).
+    ("addressed_share", {1: "dear", 2: "cheap"}),
+])
+def test_plan_contacts_scales_configured_rates_by_the_addressed_share(scaling, plays):
+    from churn.stages.target import learn_effects, plan_contacts
+    from churn.targeting.playbook import family_doses
+
+    config = TargetConfig(
+        months_kept=10, teams={"t": 5}, configured_rate_scaling=scaling,
+        plays={"cheap": PlayConfig(families=("support",), team="t", cost=1.0, save_rate=0.3),
+               "dear": PlayConfig(families=("billing",), team="t", cost=5.0, save_rate=0.3)},
+    )
+    family_of = {"tickets": "support", "price_up": "billing"}
+    scores = pd.DataFrame({
+        "customer_id": [1, 2], "cutoff": pd.Timestamp("2025-01-01", tz="UTC"),
+        "churn_probability": [0.5, 0.5], "mrr": [100.0, 100.0],
+        "reason_1_feature": ["price_up", "tickets"], "reason_2_feature": ["tickets", "price_up"],
+    })
+    contributions = pd.DataFrame({"customer_id": [1, 2], "base_value": [-2.0, -2.0],
+                                  "tickets": [0.1, 0.8], "price_up": [0.9, 0.2]})
+    doses = family_doses(contributions, family_of, ["support", "billing"])
+    empty = pd.DataFrame(columns=["customer_id", "cutoff", "action_at", "play", "control",
+                                  "churned"])
+    effects, _, _ = learn_effects(empty, None, family_of, config)
+    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config)
+    ev = chosen["expected_value"]
+    assert dict(zip(ev["customer_id"], ev["play"], strict=True)) == plays
+    if scaling == "addressed_share":
+        rates = candidates.set_index(["customer_id", "play"])["save_rate"]
+        assert rates[(1, "dear")] == pytest.approx(0.3 * 0.9)
+        assert rates[(2, "cheap")] == pytest.approx(0.3 * 0.8)

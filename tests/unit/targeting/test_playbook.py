@@ -8,6 +8,8 @@ import pytest
 
 from churn.config import PlayConfig
 from churn.targeting.playbook import (
+    POSITIVE_TOTAL,
+    addressed_share,
     eligible_plays,
     family_doses,
     first_reason_play,
@@ -53,3 +55,20 @@ def test_doses_sum_positive_contributions_by_family():
     assert doses["dose_support"].tolist() == pytest.approx([0.5, 0.0])
     assert doses["dose_billing"].tolist() == pytest.approx([0.2, 0.4])
     assert doses["dose_engagement"].tolist() == [0.0, 0.0]
+
+
+def test_positive_total_and_addressed_share():
+    # base_value is the intercept: neither in the total nor in a share.
+    contributions = pd.DataFrame({"customer_id": [1, 2, 3], "base_value": [5.0, 5.0, 5.0],
+                                  "tickets": [0.6, -0.3, -1.0], "price_up": [0.2, 0.4, 0.0],
+                                  "logins": [0.2, 0.0, -0.5]})
+    doses = family_doses(contributions, FAMILY_OF, ["support", "billing", "usage"])
+    assert doses[POSITIVE_TOTAL].tolist() == pytest.approx([1.0, 0.4, 0.0])
+    # 1: 0.6 of 1.0 is support; 2: no positive support push; 3: no positive push at all.
+    assert addressed_share(doses, PLAYS["escalate"]).tolist() == pytest.approx([0.6, 0.0, 0.0])
+    assert addressed_share(doses, PLAYS["discount"]).tolist() == pytest.approx([0.2, 1.0, 0.0])
+
+
+def test_addressed_share_is_zero_without_a_total():
+    doses = pd.DataFrame({"customer_id": [1], "dose_support": [0.7]})
+    assert addressed_share(doses, PLAYS["escalate"]).tolist() == [0.0]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from churn.config import PlayConfig, TargetConfig
-from churn.targeting.uplift import SEGMENTS, PlayEffect
+from churn.targeting.shrinkage import SOURCE_SHRUNK
+from churn.targeting.uplift import SEGMENTS, SOURCE_LOGGED, PlayEffect
 from churn.targeting.value import build_candidates, select_contacts
 
 
@@ -111,3 +112,83 @@ def test_a_dose_response_gives_each_customer_its_own_save_rate():
     assert out.loc["y", "save_rate"] == pytest.approx(0.0, abs=1e-12)
     assert out.loc["y", "expected_value"] == pytest.approx(-7.0)
     assert (out["effect_source"] == SOURCE_DOSE_RESPONSE).all()
+
+
+def _two_play_config(scaling: str) -> TargetConfig:
+    # The cheap play acts on support, the dear one on billing; same configured rate.
+    return TargetConfig(
+        months_kept=10, teams={"t": 5}, configured_rate_scaling=scaling,
+        plays={"cheap": PlayConfig(families=("support",), team="t", cost=1.0, save_rate=0.3),
+               "dear": PlayConfig(families=("billing",), team="t", cost=5.0, save_rate=0.3)},
+    )
+
+
+def _configured(play: str, rate: float, source: str = "configured") -> list[PlayEffect]:
+    rates = {"not_addressed": 0.0, "addressed_low_dose": rate, "addressed_high_dose": rate}
+    return [PlayEffect(play, s, rates[s], None, source, 0, 0, None) for s in SEGMENTS]
+
+
+def _customer_x() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    scores = pd.DataFrame({"customer_id": ["x"], "churn_probability": [0.5], "mrr": [100.0]})
+    eligible = pd.DataFrame({"customer_id": ["x", "x"], "play": ["cheap", "dear"],
+                             "reason_rank": [2, 1], "reason_feature": ["tickets", "price_up"]})
+    # 90% of x's excess risk is billing, 10% support.
+    doses = pd.DataFrame({"customer_id": ["x"], "dose_support": [0.1], "dose_billing": [0.9],
+                          "positive_total": [1.0]})
+    return scores, eligible, doses
+
+
+@pytest.mark.parametrize(("scaling", "play"), [("none", "cheap"), ("addressed_share", "dear")])
+def test_the_addressed_share_changes_which_play_a_customer_gets(scaling, play):
+    scores, eligible, doses = _customer_x()
+    config = _two_play_config(scaling)
+    effects = _configured("cheap", 0.3) + _configured("dear", 0.3)
+    candidates = build_candidates(scores, eligible, doses, effects, config)
+    chosen = select_contacts(candidates, "expected_value", config.teams,
+                             {"cheap": None, "dear": None})
+    assert chosen["play"].tolist() == [play]
+    if scaling == "addressed_share":
+        rates = candidates.set_index("play")["save_rate"]
+        assert rates["cheap"] == pytest.approx(0.3 * 0.1)
+        assert rates["dear"] == pytest.approx(0.3 * 0.9)
+        # dear: 0.5 x 0.27 x 1000 - 5 = 130 beats cheap: 0.5 x 0.03 x 1000 - 1 = 14.
+        assert chosen["expected_value"].iloc[0] == pytest.approx(130.0)
+
+
+def test_a_zero_share_gives_a_zero_rate_and_no_contact():
+    scores, eligible, doses = _customer_x()
+    doses = doses.assign(dose_support=0.0, dose_billing=0.0, positive_total=0.0)
+    config = _two_play_config("addressed_share")
+    candidates = build_candidates(scores, eligible, doses,
+                                  _configured("cheap", 0.3) + _configured("dear", 0.3), config)
+    assert candidates["save_rate"].tolist() == [0.0, 0.0]
+    assert candidates.set_index("play")["expected_value"].to_dict() == pytest.approx(
+        {"cheap": -1.0, "dear": -5.0})
+    assert select_contacts(candidates, "expected_value", config.teams,
+                           {"cheap": None, "dear": None}).empty
+
+
+@pytest.mark.parametrize("measured", [SOURCE_LOGGED, SOURCE_SHRUNK])
+def test_measured_rates_are_not_scaled(measured):
+    scores, eligible, doses = _customer_x()
+    config = _two_play_config("addressed_share")
+    effects = _configured("cheap", 0.2, measured) + _configured("dear", 0.3)
+    rates = build_candidates(scores, eligible, doses, effects, config).set_index("play")
+    assert rates.loc["cheap", "save_rate"] == pytest.approx(0.2)
+    assert rates.loc["cheap", "effect_source"] == measured
+    assert rates.loc["dear", "save_rate"] == pytest.approx(0.3 * 0.9)
+
+
+@pytest.mark.parametrize("source", ["configured (logged estimate too uncertain)",
+                                    "configured (one source: another segment's logged "
+                                    "estimate not usable)"])
+def test_every_configured_source_is_scaled(source):
+    from churn.targeting.uplift import CONFIGURED_SOURCES
+
+    assert source in CONFIGURED_SOURCES
+    scores, eligible, doses = _customer_x()
+    config = _two_play_config("addressed_share")
+    effects = _configured("cheap", 0.3, source) + _configured("dear", 0.3)
+    rates = build_candidates(scores, eligible, doses, effects, config).set_index("play")
+    assert rates.loc["cheap", "save_rate"] == pytest.approx(0.03)
+
