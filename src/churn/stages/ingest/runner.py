@@ -7,7 +7,7 @@ import copy
 import dataclasses
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -239,22 +239,7 @@ def read_raw_tables(
         DataContractError: If ``raw_dir`` does not exist, a table file cannot be read, or an
             explicit ``file`` resolves outside ``raw_dir`` (unless ``allow_outside_raw``).
     """
-    if not raw_dir.is_dir():
-        raise DataContractError(f"raw directory {raw_dir} does not exist")
-    frames: dict[str, pd.DataFrame] = {}
-    sources: dict[str, Path] = {}
-    for name in table_specs(cfg.mode):
-        path = io.find_table_file(
-            raw_dir, name, table_mapping(cfg, name).file, allow_outside=cfg.allow_outside_raw
-        )
-        if path is None:
-            continue
-        try:
-            frames[name] = _read_table(path)
-        except (ValueError, OSError) as exc:  # pyarrow and CSV parser errors subclass these
-            raise DataContractError(f"cannot read table '{name}' from {path}: {exc}") from exc
-        sources[name] = path
-    return frames, sources
+    return _collect_tables(raw_dir, cfg, _read_table)  # type: ignore[return-value]
 
 
 def open_raw_tables(
@@ -268,6 +253,13 @@ def open_raw_tables(
     Raises:
         DataContractError: As :func:`read_raw_tables`.
     """
+    return _collect_tables(raw_dir, cfg, partial(_open_table, cfg=cfg))
+
+
+def _collect_tables(
+    raw_dir: Path, cfg: IngestConfig, open_file: Callable[[Path], pd.DataFrame | BatchedTable]
+) -> tuple[dict[str, pd.DataFrame | BatchedTable], dict[str, Path]]:
+    """Open every table of ``cfg.mode`` present in ``raw_dir`` with ``open_file``."""
     if not raw_dir.is_dir():
         raise DataContractError(f"raw directory {raw_dir} does not exist")
     tables: dict[str, pd.DataFrame | BatchedTable] = {}
@@ -279,7 +271,7 @@ def open_raw_tables(
         if path is None:
             continue
         try:
-            tables[name] = _open_table(path, cfg)
+            tables[name] = open_file(path)
         except (ValueError, OSError) as exc:  # pyarrow and CSV parser errors subclass these
             raise DataContractError(f"cannot read table '{name}' from {path}: {exc}") from exc
         sources[name] = path
