@@ -227,8 +227,12 @@ def test_pluggable_kernel_is_used_and_checked(tiny_model, feature_frame):
 
 
 @pytest.mark.slow  # compiles the numba kernel (~10 s)
-def test_fast_treeshap_kernel_gives_the_same_scores(tiny_model, feature_frame, scores):
+def test_fast_treeshap_kernel_gives_the_same_scores(
+    tiny_model, feature_frame, scores, monkeypatch
+):
     treeshap = pytest.importorskip("churn.model.treeshap")
+    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 0)  # the kernel even for tiny calls
+    assert treeshap.choose_backend(tiny_model.booster, len(feature_frame)) == "numba"
     fast = score_frame(
         tiny_model,
         feature_frame,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.model import treeshap
 from churn.model.treeshap import FastTreeShap, _leaf_tables, compute_contributions, explainer_for
 
 TOLERANCE = 1e-9
@@ -398,3 +399,25 @@ def test_explainer_is_cached_per_booster_and_rebuilt_after_training():
     np.testing.assert_allclose(
         second.shap_values(X[:50]), booster.predict(X[:50], pred_contrib=True), atol=TOLERANCE
     )
+
+
+def test_small_calls_use_pred_contrib_and_large_calls_the_kernel(monkeypatch):
+    X, y = _numeric_data(11)
+    booster = _train(X, y, rounds=20)
+    threshold = 20 * 100  # rows x trees: 100 rows is the boundary
+    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", threshold)
+    assert treeshap.choose_backend(booster, 99) == "lightgbm"
+    assert treeshap.choose_backend(booster, 100) == "numba"
+    small = X[:99]
+    contributions, base = compute_contributions(booster, small)
+    # pred_contrib's own numbers, bit for bit: no kernel was involved.
+    reference = booster.predict(small, pred_contrib=True)
+    np.testing.assert_array_equal(contributions, reference[:, :-1])
+    np.testing.assert_array_equal(base, reference[:, -1])
+    assert booster not in treeshap._CACHE  # the tables were never built
+    large = X[:300]
+    contributions, base = compute_contributions(booster, large)
+    assert booster in treeshap._CACHE
+    kernel = explainer_for(booster).shap_values(large)
+    np.testing.assert_array_equal(contributions, kernel[:, :-1])
+    np.testing.assert_array_equal(base, kernel[:, -1])
