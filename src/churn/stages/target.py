@@ -102,6 +102,7 @@ def learn_effects(
     family_of: dict[str, str],
     config: TargetConfig,
     model_features: pd.DataFrame | None = None,
+    threads: int = 1,
 ) -> tuple[list[PlayEffect], pd.DataFrame, pd.DataFrame]:
     """Play effects per segment from logged actions (configured rates where too few rows).
 
@@ -115,6 +116,7 @@ def learn_effects(
         config: The ``target`` section.
         model_features: The model's feature columns for the logged rows (same order as
             ``logged``), for the T-learner cross-check; ``None`` skips it.
+        threads: The cross-check's fits run at the same time (``train.num_threads``).
 
     Returns:
         The effects, the logged rows with ``addressed``, ``dose`` and ``segment``, and the
@@ -143,7 +145,7 @@ def learn_effects(
                 (model_features[mask & ~control], churned[mask & ~control]),
                 (model_features[mask & control], churned[mask & control]),
                 model_features[mask],
-                rounds=rounds, seed=config.seed,
+                rounds=rounds, seed=config.seed, threads=threads,
             )
             checks.append({"play": name, "segment": "addressed", "save_rate": estimate,
                            "standard_error": spread, "treated_rows": n_t, "control_rows": n_c})
@@ -355,7 +357,8 @@ def run_target(
     """Learn play effects, choose this week's contacts, compare policies, write everything.
 
     Args:
-        params: All parameters (``target``, ``label.horizon_days``, ``score.reasons``).
+        params: All parameters (``target``, ``label.horizon_days``, ``score.reasons``,
+            ``train.num_threads`` for the T-learner cross-check).
         scores_path: Scores of ``churn score`` (its contributions sidecar beside it).
         catalog_path: Feature catalog (feature -> family).
         validated_dir: Validated tables; ``retention_actions.parquet`` is optional.
@@ -413,7 +416,7 @@ def run_target(
     else:
         logger.info("no %s in %s: configured save rates", ACTIONS_TABLE, validated_dir)
     effects, logged_rows, tlearner = learn_effects(logged, explained, family_of, config,
-                                                   model_features)
+                                                   model_features, params.train.num_threads)
     dose_fits = learn_dose_effects(logged_rows, config)
     effects = shrink_to_pooled(effects, logged_rows, config)
 

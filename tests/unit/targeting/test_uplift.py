@@ -120,6 +120,20 @@ def test_t_learner_recovers_a_known_effect():
     assert abs(estimate - 0.4) < max(3 * spread, 0.08)
 
 
+def test_t_learner_gives_the_same_numbers_on_one_thread_and_on_two():
+    rng = np.random.default_rng(4)
+    n = 600
+    plan = pd.Categorical(rng.choice(["a", "b"], n))
+    x = pd.DataFrame({"risk": rng.normal(size=n), "plan": plan})
+    control = rng.random(n) < 0.5
+    churned = (rng.random(n) < 1 / (1 + np.exp(-x["risk"].to_numpy()))).astype(int)
+    arms = (x[~control], churned[~control]), (x[control], churned[control])
+    serial = t_learner_save_rate(*arms, x, rounds=6, seed=9, threads=1)
+    threaded = t_learner_save_rate(*arms, x, rounds=6, seed=9, threads=2)
+    assert serial == threaded
+    assert serial[1] is not None and serial[1] > 0
+
+
 def test_standardized_difference_matches_a_hand_computed_case():
     churned = np.array([1, 0, 0, 0, 1, 1, 0, 0])
     control = np.array([False] * 4 + [True] * 4)
