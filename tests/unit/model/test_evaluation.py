@@ -91,6 +91,34 @@ def test_oracle_multiplies_monthly_survival_inside_the_horizon():
     np.testing.assert_allclose(oracle, [1 - 0.9 * 0.8, 1 - 0.8 * 0.5, 0.0, 0.0])
 
 
+def test_oracle_equals_a_naive_loop_on_random_rows():
+    rng = np.random.default_rng(3)
+    months = pd.date_range("2024-01-01", periods=18, freq="MS", tz="UTC")
+    truth = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.arange(30), len(months)),
+            "month_start": np.tile(months, 30),
+            "churn_probability": rng.uniform(0, 0.3, 30 * len(months)),
+        }
+    ).sample(frac=0.8, random_state=1)
+    keys = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 35, 200).astype(str),  # 30-34: not in the truth
+            "cutoff": rng.choice(months[3:12], 200),
+        }
+    )
+    expected = []
+    for customer, cutoff in keys.itertuples(index=False):
+        survival = 1.0
+        for row in truth.itertuples(index=False):
+            inside = cutoff <= row.month_start < cutoff + pd.Timedelta(days=75)
+            if str(row.customer_id) == customer and inside:
+                survival *= 1 - row.churn_probability
+        expected.append(1 - survival)
+    np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 75), expected)
+    assert compute_oracle_probabilities(keys.iloc[:0], truth, 75).shape == (0,)
+
+
 def test_oracle_window_end_is_exclusive():
     truth = pd.DataFrame(
         {
