@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/bench_pipeline.py``: a 2,000-customer run gives a full table.
+"""Smoke test of ``benchmarks/bench_pipeline.py``: a 1,200-customer run gives a full table.
 
 Slow (the whole pipeline runs, stage by stage, in a scratch folder). It checks the shape of
 the results, not speed: one row per ``dvc.yaml`` stage in dependency order, measured
@@ -40,7 +40,9 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
     bench.main(
         [
             "--customers",
-            "2000",
+            "1200",
+            "--months",
+            "18",
             "--work",
             str(tmp_path / "work"),
             "--json",
