@@ -74,10 +74,10 @@ K_ZERO_THRESHOLD = float(np.float32(1e-35))
 _INT32_LIMIT = 2147483648.0
 
 # Rows x trees below which compute_contributions calls LightGBM's pred_contrib rather than
-# compiling the kernel. Measured 2026-12-03 (quiet, 2 cores): pred_contrib costs 0.5-2.7 us of
-# CPU per row-tree on our models (shallow real features to random deep paths), the kernel
-# 0.1-0.4 us, compilation 2.6-2.7 s; 1M row-trees keeps pred_contrib at or below the
-# compilation's cost even on the slow end.
+# compiling the kernel. Measured 2026-12-03 (quiet, 2 cores): pred_contrib costs 0.5-2.9 us of
+# CPU per row-tree on our models (2.9 us on the 100k run's 251-tree model and its test rows),
+# the kernel 0.1-0.4 us, building the tables and compiling 2.6-3.5 s; at 1.5M row-trees the
+# two were even (4.4 s against 4.1 s), so below 1M pred_contrib is the cheaper one.
 KERNEL_MIN_ROW_TREES = 1_000_000
 
 DEFAULT_MAX_UNIQUE_DEPTH = 12
