@@ -300,8 +300,9 @@ class ChurnModel:
 
         ``contributions.sum(axis=1) + base == predict_raw(frame)`` for every row. Computed by
         :mod:`churn.model.treeshap` (the same values as LightGBM's ``pred_contrib`` and
-        ``shap.TreeExplainer``, about ten times faster on shallow models); it falls back to
-        ``pred_contrib`` by itself where its tables would not fit.
+        ``shap.TreeExplainer``, about ten times faster on shallow models); it uses
+        ``pred_contrib`` itself for calls too small to repay compiling its kernel and where its
+        tables would not fit.
 
         Returns:
             ``(contributions, base)`` with shapes ``(n, n_features)`` and ``(n,)``.

@@ -112,6 +112,8 @@ def compute_oracle_probabilities(
         ``1 - prod(1 - p_m)`` over months with ``month_start`` in ``[cutoff, cutoff + horizon)``;
         0 for a row without such months.
     """
+    if keys.empty:
+        return np.zeros(0)
     cutoffs = _as_naive_utc(keys["cutoff"])
     rows = pd.DataFrame(
         {
@@ -123,10 +125,8 @@ def compute_oracle_probabilities(
     month_start = _as_naive_utc(truth["month_start"])
     # Only months inside some row's window can count: keep those before converting ids to
     # text and joining (a test cutoff needs 2-3 of the truth's 24 months). Same result.
-    window = np.zeros(len(truth), dtype=bool)
-    if len(cutoffs):
-        end = cutoffs.max() + np.timedelta64(horizon_days, "D")
-        window = (month_start >= cutoffs.min()) & (month_start < end)
+    end = cutoffs.max() + np.timedelta64(horizon_days, "D")
+    window = (month_start >= cutoffs.min()) & (month_start < end)
     months = pd.DataFrame(
         {
             "customer_id": truth["customer_id"].to_numpy()[window].astype(str),

@@ -657,9 +657,7 @@ class FastTreeShap:
                 f"expected a 2-D array with {self.n_features} columns, got shape {X.shape}"
             )
         if self._ensemble is None:
-            booster = self.booster
-            raw = booster.predict(X, pred_contrib=True, num_iteration=self.num_iteration)
-            return np.asarray(raw, dtype=np.float64)
+            return _lightgbm_contributions(self.booster, X, self.num_iteration)
         # float32 -> float64 is exact, like LightGBM's own conversion.
         X = np.ascontiguousarray(X, dtype=np.float64)
         flat = self._ensemble
@@ -713,6 +711,14 @@ def explainer_for(booster: lgb.Booster) -> FastTreeShap:
         return explainer
 
 
+def _lightgbm_contributions(
+    booster: lgb.Booster, X: np.ndarray, num_iteration: int | None = None
+) -> np.ndarray:
+    """LightGBM's own ``pred_contrib`` as float64, laid out like ``FastTreeShap.shap_values``."""
+    raw = booster.predict(X, pred_contrib=True, num_iteration=num_iteration)
+    return np.asarray(raw, dtype=np.float64)
+
+
 def choose_backend(booster: lgb.Booster, n_rows: int) -> str:
     """Pick the TreeSHAP backend for one call: ``"numba"`` or ``"lightgbm"`` (pred_contrib).
 
@@ -754,7 +760,7 @@ def compute_contributions(
         LightGBM's ``pred_contrib`` (max abs difference ~1e-14).
     """
     if choose_backend(booster, len(matrix)) == "lightgbm":
-        raw = np.asarray(booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+        raw = _lightgbm_contributions(booster, matrix)
     else:
         raw = explainer_for(booster).shap_values(matrix)
     return raw[:, :-1], raw[:, -1]

@@ -27,6 +27,7 @@ play's dose (its families' positive contributions) above or below the median.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -357,8 +358,6 @@ def t_learner_save_rate(
 
     tasks: list[tuple[np.ndarray, ...] | None] = [None, *resamples]
     if threads > 1 and len(tasks) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=threads) as pool:
             results = list(pool.map(fit, tasks))
     else:
