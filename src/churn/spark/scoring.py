@@ -113,10 +113,12 @@ def _worker_model(key: str, broadcast: Any) -> tuple[Any, Any]:
         import tarfile
         import tempfile
 
-        target = tempfile.mkdtemp(prefix="churn-model-")
-        with tarfile.open(fileobj=io.BytesIO(broadcast.value), mode="r:gz") as tar:
-            tar.extractall(target, filter="data")
-        loaded = _load_model_and_head(Path(target) / "model")
+        # The loaders read every file into memory, so the unpacked copy is removed right away
+        # (one folder per Python worker would otherwise pile up in the temp folder).
+        with tempfile.TemporaryDirectory(prefix="churn-model-") as target:
+            with tarfile.open(fileobj=io.BytesIO(broadcast.value), mode="r:gz") as tar:
+                tar.extractall(target, filter="data")
+            loaded = _load_model_and_head(Path(target) / "model")
         _WORKER_MODELS[key] = loaded
     return loaded
 

@@ -200,3 +200,26 @@ def test_spark_scores_have_the_horizon_columns_of_churn_score(spark, tmp_path, m
     assert list(got.columns) == list(want.columns)
     assert got.dtypes.to_dict() == want.dtypes.to_dict()
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=0, atol=1e-9)
+
+
+def test_a_worker_loads_the_broadcast_model_without_leaving_files_behind(
+    registry, tmp_path, monkeypatch
+):
+    """The unpacked model folder is removed once loaded: one per worker used to pile up."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from churn.spark import scoring
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(scoring, "_WORKER_MODELS", {})
+    # Spark's Broadcast is read through ``.value`` only.
+    broadcast = SimpleNamespace(value=scoring._archive(registry["exported"]))
+    model, head = scoring._worker_model("digest", broadcast)
+    frame = _one_cutoff(registry["frame"])
+    np.testing.assert_array_equal(
+        model.predict_proba(frame), registry["model"].predict_proba(frame)
+    )
+    assert head is None
+    assert list(tmp_path.iterdir()) == []
+    assert scoring._worker_model("digest", broadcast)[0] is model
