@@ -127,9 +127,10 @@ def test_one_source_per_accepts_its_three_scopes_only():
         parse_params({"target": {"one_source_per": "team"}})
 
 
-def test_configured_rate_scaling_accepts_none_and_addressed_share_only():
+def test_configured_rate_scaling_accepts_none_addressed_share_and_dose_only():
     assert parse_params({}).target.configured_rate_scaling == "none"
-    parsed = parse_params({"target": {"configured_rate_scaling": "addressed_share"}})
-    assert parsed.target.configured_rate_scaling == "addressed_share"
+    for scaling in ("addressed_share", "dose"):
+        parsed = parse_params({"target": {"configured_rate_scaling": scaling}})
+        assert parsed.target.configured_rate_scaling == scaling
     with pytest.raises(ConfigError, match=r"target\.configured_rate_scaling"):
         parse_params({"target": {"configured_rate_scaling": "by_dose"}})

@@ -109,13 +109,16 @@ def fit_dose_response(
                       alpha=float(beta[0]), treated_rows=n_t, control_rows=n_c)
 
 
-def save_rates_from_dose(probability: np.ndarray, dose: np.ndarray, theta: float) -> np.ndarray:
+def save_rates_from_dose(
+    probability: np.ndarray, dose: np.ndarray, theta: float | np.ndarray
+) -> np.ndarray:
     """Each customer's save rate ``1 - sigmoid(logit(p) - theta * dose) / p``.
 
     Args:
         probability: Scored churn probability.
         dose: The play's dose for each customer (missing: 0).
-        theta: Log-odds removed per unit of dose (:class:`DoseEffect`).
+        theta: Log-odds removed per unit of dose (:class:`DoseEffect`), one for all rows or
+            one per row.
 
     Returns:
         The share of would-be churners the contact keeps (0 where the dose or ``p`` is 0).

@@ -11,7 +11,10 @@ where the save rate is the play's effect for the customer's segment
 addressed_share`` a *configured* rate is the rate for a customer whose excess risk lies
 entirely in the play's families, so the customer's rate is ``save_rate x share`` with share the
 play's families' part of the customer's positive contributions
-(:func:`~churn.targeting.playbook.addressed_share`); measured rates are used as they are.
+(:func:`~churn.targeting.playbook.addressed_share`); with ``dose`` the configured rate is the
+share of the play's families' log-odds push removed, ``1 - sigmoid(logit(p) - rate x dose) / p``
+(:func:`~churn.targeting.dose_response.save_rates_from_dose`). Measured rates are used as they
+are.
 
 :func:`select_contacts` is greedy by value per unit of capacity: every contact uses one unit of
 its team's weekly capacity (and of its play's, when the play has one), so candidates are taken
@@ -95,6 +98,13 @@ def build_candidates(
             share = addressed_share(part, play)
             part["save_rate"] = np.where(configured, part["save_rate"] * share,
                                          part["save_rate"])
+        elif config.configured_rate_scaling == "dose":
+            # The configured rate read as the share of the play's families' log-odds push the
+            # contact removes: the customer's own rate then follows from its probability.
+            configured = part["effect_source"].isin(CONFIGURED_SOURCES).to_numpy()
+            own = save_rates_from_dose(part["churn_probability"].to_numpy(dtype=np.float64),
+                                       dose, part["save_rate"].to_numpy(dtype=np.float64))
+            part["save_rate"] = np.where(configured, own, part["save_rate"])
         fit = (dose_effects or {}).get(name)
         if fit is not None:
             part["save_rate"] = save_rates_from_dose(

@@ -192,3 +192,36 @@ def test_every_configured_source_is_scaled(source):
     rates = build_candidates(scores, eligible, doses, effects, config).set_index("play")
     assert rates.loc["cheap", "save_rate"] == pytest.approx(0.03)
 
+
+
+def _naive_dose_rate(probability: float, dose: float, fraction: float) -> float:
+    logit = np.log(probability / (1 - probability))
+    return 1 - (1 / (1 + np.exp(-(logit - fraction * dose)))) / probability
+
+
+def test_the_dose_scaling_reads_the_configured_rate_as_a_share_of_the_families_log_odds():
+    scores, eligible, doses = _customer_x()
+    config = _two_play_config("dose")
+    effects = _configured("cheap", 0.3) + _configured("dear", 0.3)
+    candidates = build_candidates(scores, eligible, doses, effects, config).set_index("play")
+    assert candidates.loc["cheap", "save_rate"] == pytest.approx(_naive_dose_rate(0.5, 0.1, 0.3))
+    assert candidates.loc["dear", "save_rate"] == pytest.approx(_naive_dose_rate(0.5, 0.9, 0.3))
+    assert candidates.loc["dear", "expected_value"] == pytest.approx(
+        0.5 * _naive_dose_rate(0.5, 0.9, 0.3) * 1000 - 5)
+    chosen = select_contacts(candidates.reset_index(), "expected_value", config.teams,
+                             {"cheap": None, "dear": None})
+    assert chosen["play"].tolist() == ["dear"]
+
+
+def test_the_dose_scaling_leaves_measured_rates_and_gives_no_dose_no_contact():
+    scores, eligible, doses = _customer_x()
+    config = _two_play_config("dose")
+    effects = _configured("cheap", 0.2, SOURCE_LOGGED) + _configured("dear", 0.3)
+    rates = build_candidates(scores, eligible, doses, effects, config).set_index("play")
+    assert rates.loc["cheap", "save_rate"] == pytest.approx(0.2)
+    none = doses.assign(dose_support=0.0, dose_billing=0.0, positive_total=0.0)
+    candidates = build_candidates(scores, eligible, none,
+                                  _configured("cheap", 0.3) + _configured("dear", 0.3), config)
+    assert candidates["save_rate"].to_numpy() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert select_contacts(candidates, "expected_value", config.teams,
+                           {"cheap": None, "dear": None}).empty
