@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from churn.model import treeshap
-from churn.model.treeshap import FastTreeShap, _leaf_tables, compute_contributions, explainer_for
+from churn.model.treeshap import FastTreeShap, compute_contributions, explainer_for
+from churn.model.treeshap.tables import build_leaf_tables
 
 TOLERANCE = 1e-9
 
@@ -303,7 +304,7 @@ def test_multiclass_falls_back_to_lightgbm():
 def test_without_numba_falls_back_to_lightgbm(monkeypatch):
     X, y = _numeric_data(10)
     booster = _train(X, y, rounds=5)
-    monkeypatch.setattr("churn.model.treeshap._numba_available", lambda: False)
+    monkeypatch.setattr("churn.model.treeshap.numba_available", lambda: False)
     explainer = FastTreeShap(booster)
     assert explainer.backend == "lightgbm"
     np.testing.assert_array_equal(
@@ -356,11 +357,11 @@ def _brute_force_leaf_shapley(covers: np.ndarray, value: float, satisfied: int) 
 
 
 @pytest.mark.parametrize("d", range(1, 6))
-def test_leaf_tables_equal_brute_force_shapley_values(d):
+def testbuild_leaf_tables_equal_brute_force_shapley_values(d):
     rng = np.random.default_rng(d)
     covers = rng.uniform(0.05, 0.95, size=(3, d))
     values = rng.normal(size=3)
-    tables = _leaf_tables(covers, values)
+    tables = build_leaf_tables(covers, values)
     for leaf in range(3):
         for satisfied in range(1 << d):
             expected = _brute_force_leaf_shapley(covers[leaf], values[leaf], satisfied)

@@ -1,0 +1,157 @@
+"""The numba kernel of the table TreeSHAP: built on first use, never at import time."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from .tables import (
+    INT32_LIMIT,
+    K_ZERO_THRESHOLD,
+    NODE_FEATURE_BITS,
+    NODE_IS_CAT_BIT,
+    NODE_LEFT_SHIFT,
+    NODE_NAN_LEFT_BIT,
+    NODE_RIGHT_SHIFT,
+    NODE_SLOT_SHIFT,
+    NODE_ZERO_LEFT_BIT,
+    SLOT_KEEP_SHIFT,
+    SLOT_SHIFT_SHIFT,
+    TARGET_FEATURE_SHIFT,
+)
+
+logger = logging.getLogger(__name__)
+
+
+_KERNEL_LOCK = threading.Lock()
+_KERNEL: Callable[..., None] | None = None
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Return whether numba imports (it refuses to import with a NumPy it does not support)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        logger.info("numba is unavailable: %s", exc)
+        return False
+    return True
+
+
+def get_kernel() -> Callable[..., None]:
+    """Build (once) and return the numba kernel; nothing is compiled at import time."""
+    global _KERNEL
+    with _KERNEL_LOCK:
+        if _KERNEL is None:
+            _KERNEL = _build_kernel()
+        return _KERNEL
+
+
+def _build_kernel() -> Callable[..., None]:
+    """Define the parallel numba kernel (compiled by numba on its first call)."""
+    import numba
+
+    u64 = numba.uint64
+    kzero = K_ZERO_THRESHOLD
+    int32_limit = INT32_LIMIT
+    feature_mask = u64((1 << NODE_FEATURE_BITS) - 1)
+    left_shift, right_shift = u64(NODE_LEFT_SHIFT), u64(NODE_RIGHT_SHIFT)
+    slot_shift_, is_cat_bit = u64(NODE_SLOT_SHIFT), u64(NODE_IS_CAT_BIT)
+    nan_bit, zero_bit = u64(NODE_NAN_LEFT_BIT), u64(NODE_ZERO_LEFT_BIT)
+    meta_shift_shift, meta_keep_shift = u64(SLOT_SHIFT_SHIFT), u64(SLOT_KEEP_SHIFT)
+    target_shift = u64(TARGET_FEATURE_SHIFT)
+    target_mask = u64((1 << TARGET_FEATURE_SHIFT) - 1)
+
+    # All index arithmetic is uint64 on purpose: numba adds a negative-index wraparound check
+    # to every signed index, and dropping those made the kernel about twice as fast. (Mixing
+    # uint64 with int64 would promote to float64 in numba, so everything stays uint64.)
+    @numba.njit(parallel=True, cache=False)
+    def kernel(
+        X: np.ndarray,
+        out: np.ndarray,
+        block_rows: int,
+        node_start: np.ndarray,
+        slot_start: np.ndarray,
+        node_word: np.ndarray,
+        node_threshold: np.ndarray,
+        node_cat_start: np.ndarray,
+        node_cat_words: np.ndarray,
+        cat_bits: np.ndarray,
+        slot_meta: np.ndarray,
+        slot_target: np.ndarray,
+        slot_coef: np.ndarray,
+        tables: np.ndarray,
+        max_tree_nodes: int,
+    ) -> None:
+        one = u64(1)
+        n_rows = X.shape[0]
+        n_trees = node_start.shape[0] - 1
+        n_blocks = (n_rows + block_rows - 1) // block_rows
+        for block in numba.prange(n_blocks):
+            lo = u64(block * block_rows)
+            hi = u64(min(n_rows, block * block_rows + block_rows))
+            # masks[k]: bitmask of the path features whose conditions the row satisfies on the
+            # way from the root to local node k (bit s = the s-th distinct feature of the path).
+            masks = np.empty(max_tree_nodes, dtype=np.uint64)
+            # Tree-major inside a block: one tree's nodes, slots and tables stay in L1/L2 while
+            # they serve every row of the block.
+            for t in range(n_trees):
+                n0, n1 = node_start[t], node_start[t + 1]
+                q0, q1 = slot_start[t], slot_start[t + 1]
+                r = lo
+                while r < hi:
+                    masks[0] = ~u64(0)
+                    g = n0
+                    while g < n1:
+                        word = node_word[g]
+                        x = X[r, word & feature_mask]
+                        is_nan = u64(np.isnan(x))
+                        is_zero = u64(abs(x) <= kzero)
+                        if (word >> is_cat_bit) & one:
+                            # C++ static_cast<int> truncates toward zero; negative or
+                            # out-of-range codes go right (NaN fails the range test).
+                            plain = u64(0)
+                            if x > -1.0 and x < int32_limit:
+                                code = u64(np.int64(x))
+                                index = code >> u64(5)
+                                if index < node_cat_words[g]:
+                                    bits = u64(cat_bits[node_cat_start[g] + index])
+                                    plain = (bits >> (code & u64(31))) & one
+                        else:
+                            plain = u64(x <= node_threshold[g])
+                        # Select without branches: NaN and zero are data dependent.
+                        go_left = (
+                            (plain & (one ^ (is_nan | is_zero)))
+                            | (is_nan & (word >> nan_bit))
+                            | (is_zero & (word >> zero_bit))
+                        ) & one
+                        # Branch-free child update: which child keeps the node's mask is data
+                        # dependent (about 50/50), so a branch would mispredict constantly.
+                        mask = masks[g - n0]
+                        clear = one << ((word >> slot_shift_) & u64(15))
+                        masks[(word >> left_shift) & u64(0xFFFF)] = mask & ~(
+                            clear * (one - go_left)
+                        )
+                        masks[(word >> right_shift) & u64(0xFFFF)] = mask & ~(clear * go_left)
+                        g += one
+                    q = q0
+                    while q < q1:
+                        # One read serves both cases: M[A & ~bit] is M[A] when the feature is
+                        # unsatisfied (coefficient -1) and M[A minus i] when it is satisfied
+                        # (coefficient (1 - z) / z); the coefficient pair avoids a branch.
+                        meta = slot_meta[q]
+                        target = slot_target[q]
+                        satisfied = masks[meta & u64(0xFFFF)]
+                        on = (satisfied >> ((meta >> meta_shift_shift) & u64(0xFF))) & one
+                        value = tables[
+                            (target & target_mask) + (satisfied & (meta >> meta_keep_shift))
+                        ]
+                        out[r, target >> target_shift] += slot_coef[q, on] * value
+                        q += one
+                    r += one
+
+    return kernel
