@@ -84,7 +84,7 @@ def copy_project(
 
 
 def build_scratch_project(
-    work: Path, overrides: Mapping[str, Mapping[str, Any]]
+    work: Path, overrides: Mapping[str, Mapping[str, Any]], stage: str | None = None
 ) -> tuple[Path, dict[str, str]]:
     """Copy the project into ``work``, commit it, and run ``dvc repro`` there.
 
@@ -92,11 +92,13 @@ def build_scratch_project(
         work: An empty directory.
         overrides: ``params.yaml`` section -> keys to replace, e.g.
             ``{"simulate": {"customers": 1200, "months": 18}}``.
+        stage: Run only this stage and the stages it depends on (``dvc repro <stage>``);
+            every stage when ``None``.
 
     Returns:
         ``(work, env)``: the project directory and the environment to run more commands in.
         The repository has one commit (the inputs); the pipeline's outputs are uncommitted.
     """
     work, env = copy_project(work, overrides)
-    run([*DVC, "repro"], work, env)
+    run([*DVC, "repro", *([stage] if stage else [])], work, env)
     return work, env

@@ -150,7 +150,7 @@ def test_contracts_catch_upward_sideways_and_leaf_imports_inside_functions(
     violations = {
         "errors.py": "from churn.cli import app",  # bottom layer importing the top
         "model/split.py": "from churn.labels.build import build_labels",  # library -> library
-        "model/treeshap/tables.py": "from churn.errors import ModelError",  # the leaf importing churn
+        "model/treeshap/tables.py": "from churn.errors import ModelError",  # the leaf imports churn
     }
     for relative, statement in violations.items():
         path = tmp_path / "churn" / relative
