@@ -151,16 +151,16 @@ def fit_tiny_model(frame: pd.DataFrame, seed: int = 0) -> ChurnModel:
 
 
 
-def make_backtest_params(**train: object) -> Params:
+def make_backtest_params(evaluate: dict[str, object] | None = None, **train: object) -> Params:
     """Params for fitting and backtesting on :func:`make_feature_frame` in a second or two.
 
     A 20-day horizon and 5-day grace suit its monthly cutoffs; ``train`` overrides the small,
-    one-thread LightGBM settings.
+    one-thread LightGBM settings and ``evaluate`` the evaluate section (3 backtest cutoffs).
     """
     return parse_params(
         {
             "label": {"horizon_days": 20, "grace_days": 5},
             "train": {"min_child_samples": 20, "n_estimators": 60, "num_threads": 1, **train},
-            "evaluate": {"backtest_cutoffs": 3},
+            "evaluate": {"backtest_cutoffs": 3, **(evaluate or {})},
         }
     )

@@ -10,7 +10,7 @@ observed on validation and test and no training outcome reaches into a later sli
 
 Each is summarised at each horizon with :func:`churn.model.metrics.summarize_ranking` (ROC AUC,
 PR AUC, ECE, lift, ...) and, with the simulator's truth, the oracle at the same horizon
-(:func:`churn.model.evaluation.compute_oracle_probabilities`).
+(:func:`churn.model.oracle.compute_oracle_probabilities`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
 from churn.model.artifact import ChurnModel
-from churn.model.evaluation import compute_oracle_probabilities
 from churn.model.fit import build_lgb_params, find_dead_features, fit_churn_model
 from churn.model.hazard import label_at_horizon
 from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_ranking
+from churn.model.oracle import compute_oracle_probabilities
 from churn.model.split import Split, split_by_time
 from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead, fit_survival_head
 

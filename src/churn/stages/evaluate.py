@@ -23,12 +23,8 @@ from churn.layout import (
     plot_file_name,
     table_file_name,
 )
-from churn.model.evaluation import (
-    evaluate_models,
-    flatten_for_mlflow,
-    refit_backtest_cutoff,
-    run_rolling_backtest,
-)
+from churn.model.backtest import refit_backtest_cutoff, run_rolling_backtest
+from churn.model.evaluation import evaluate_models, flatten_for_mlflow
 from churn.model.horizon_evaluation import ModelFormPlan, compare_model_forms, plan_model_forms
 from churn.model.metrics import make_jsonable
 from churn.model.survival import has_survival_head

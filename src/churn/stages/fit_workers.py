@@ -28,7 +28,7 @@ import pandas as pd
 
 from churn.config import Params, parse_params
 from churn.domain.catalog import CUTOFF, KEY_COLUMNS
-from churn.model.evaluation import refit_backtest_cutoff
+from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
 from churn.model.horizon_evaluation import (
     ModelFormPlan,

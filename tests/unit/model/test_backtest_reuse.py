@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
 
-from churn.model.evaluation import (
+from churn.model.backtest import (
     is_backtest_fit,
     refit_backtest_cutoff,
     run_rolling_backtest,

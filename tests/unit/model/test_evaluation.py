@@ -1,4 +1,4 @@
-"""Tests for churn.evaluate: oracle, segments, backtest, metrics.json and plot files."""
+"""Tests for churn.model.evaluation and the evaluate stage: segments, metrics.json, plots."""
 
 from __future__ import annotations
 
@@ -11,20 +11,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from support.mlflow_store import fresh_store
-from support.tiny import TINY_CATALOG, make_feature_frame
+from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
 
-from churn.config import Params, parse_params
-from churn.errors import ModelError
+from churn.config import Params
 from churn.model.artifact import write_manifest
 from churn.model.baseline import save_baseline
-from churn.model.evaluation import (
-    check_model_below_oracle,
-    compute_auc_standard_error,
-    compute_oracle_probabilities,
-    flatten_for_mlflow,
-    run_rolling_backtest,
-    summarize_segments,
-)
+from churn.model.evaluation import flatten_for_mlflow, summarize_segments
 from churn.model.fit import train_churn_models
 from churn.stages.evaluate import run_evaluate
 from churn.stages.simulate.engine import OFF_MARKER_FILE
@@ -32,13 +24,7 @@ from churn.stages.train import BASELINE_FILE, REGISTRY_FILE
 
 
 def tiny_params(**evaluate) -> Params:
-    return parse_params(
-        {
-            "label": {"horizon_days": 20, "grace_days": 5},
-            "train": {"min_child_samples": 20, "n_estimators": 60, "num_threads": 1},
-            "evaluate": {"backtest_cutoffs": 2, **evaluate},
-        }
-    )
+    return make_backtest_params(evaluate={"backtest_cutoffs": 2, **evaluate})
 
 
 @pytest.fixture(scope="module")
@@ -68,87 +54,6 @@ def utc(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
 
 
-def test_oracle_multiplies_monthly_survival_inside_the_horizon():
-    truth = pd.DataFrame(
-        {
-            "customer_id": ["a", "a", "a", "a", "b"],
-            # Naive timestamps are read as UTC.
-            "month_start": pd.to_datetime(
-                ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2024-01-01"]
-            ),
-            "churn_probability": [0.1, 0.2, 0.5, 0.9, 0.7],
-        }
-    )
-    keys = pd.DataFrame(
-        {
-            "customer_id": ["a", "a", "b", "zz"],
-            "cutoff": [utc("2025-01-01"), utc("2025-02-01"), utc("2025-01-01"), utc("2025-01-01")],
-        }
-    )
-    oracle = compute_oracle_probabilities(keys, truth, horizon_days=45)
-    # a@Jan: [Jan 1, Feb 15) holds Jan and Feb; a@Feb: [Feb 1, Mar 18) holds Feb and Mar;
-    # b has no month in its window; zz is not in the truth at all.
-    np.testing.assert_allclose(oracle, [1 - 0.9 * 0.8, 1 - 0.8 * 0.5, 0.0, 0.0])
-
-
-def test_oracle_equals_a_naive_loop_on_random_rows():
-    rng = np.random.default_rng(3)
-    months = pd.date_range("2024-01-01", periods=18, freq="MS", tz="UTC")
-    truth = pd.DataFrame(
-        {
-            "customer_id": np.repeat(np.arange(30), len(months)),
-            "month_start": np.tile(months, 30),
-            "churn_probability": rng.uniform(0, 0.3, 30 * len(months)),
-        }
-    ).sample(frac=0.8, random_state=1)
-    keys = pd.DataFrame(
-        {
-            "customer_id": rng.integers(0, 35, 200).astype(str),  # 30-34: not in the truth
-            "cutoff": rng.choice(months[3:12], 200),
-        }
-    )
-    expected = []
-    for customer, cutoff in keys.itertuples(index=False):
-        survival = 1.0
-        for row in truth.itertuples(index=False):
-            inside = cutoff <= row.month_start < cutoff + pd.Timedelta(days=75)
-            if str(row.customer_id) == customer and inside:
-                survival *= 1 - row.churn_probability
-        expected.append(1 - survival)
-    np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 75), expected)
-    assert compute_oracle_probabilities(keys.iloc[:0], truth, 75).shape == (0,)
-
-
-def test_oracle_window_end_is_exclusive():
-    truth = pd.DataFrame(
-        {
-            "customer_id": ["a", "a"],
-            "month_start": [utc("2025-01-01"), utc("2025-03-02")],
-            "churn_probability": [0.25, 0.5],
-        }
-    )
-    keys = pd.DataFrame({"customer_id": ["a"], "cutoff": [utc("2025-01-01")]})
-    # 2025-01-01 + 60 days = 2025-03-02: that month starts exactly at the end and is outside.
-    np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
-
-
-def test_oracle_compares_instants_whatever_the_time_zone_or_its_absence():
-    """A month start given in another zone, or naive (read as UTC), is the same instant."""
-    instants = [utc("2025-01-01"), utc("2025-03-02")]
-    truth = pd.DataFrame(
-        {
-            "customer_id": [7, 7],  # integer ids, as an export has them
-            "month_start": pd.DatetimeIndex(instants).tz_convert("America/New_York"),
-            "churn_probability": [0.25, 0.5],
-        }
-    )
-    naive = pd.DataFrame({"customer_id": ["7"], "cutoff": [pd.Timestamp("2025-01-01")]})
-    aware = naive.assign(cutoff=[utc("2025-01-01")])
-    for keys in (naive, aware):
-        np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
-        np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 61), [1 - 0.75 * 0.5])
-
-
 def test_segments_skip_single_class_levels_and_absent_columns():
     test = pd.DataFrame({"plan": ["a", "a", "b", "b", None, None]})
     predictions = pd.DataFrame(
@@ -167,30 +72,6 @@ def test_segments_skip_single_class_levels_and_absent_columns():
     }
     assert any("plan=b" in note for note in notes)
     assert any("'region'" in note for note in notes)
-
-
-def test_backtest_retrains_per_cutoff_and_skips_thin_ones(features):
-    entries, notes = run_rolling_backtest(features, TINY_CATALOG, tiny_params(backtest_cutoffs=3))
-    assert [entry["cutoff"] for entry in entries] == ["2025-04-01", "2025-05-01", "2025-06-01"]
-    # 2025-04-01 leaves validation at 03-01 and train at 01-01..02-01: enough rows here.
-    for entry in entries:
-        assert entry["n_test"] == 500
-        assert 0.5 < entry["roc_auc"] <= 1.0
-        assert {"pr_auc", "brier", "log_loss", "lift_top_decile", "baseline_roc_auc"} <= set(entry)
-    assert notes == []
-    params = tiny_params(backtest_cutoffs=2)
-    strict = params.model_copy(
-        update={"train": params.train.model_copy(update={"min_positives": 10_000})}
-    )
-    skipped, notes = run_rolling_backtest(features, TINY_CATALOG, strict)
-    assert all("train.min_positives" in entry["skipped"] for entry in skipped)
-    assert notes == ["backtest: 2 of 2 cutoff(s) skipped"]
-
-
-def test_backtest_is_empty_in_entity_mode():
-    frame = make_feature_frame(n_customers=100, n_cutoffs=1)
-    entries, notes = run_rolling_backtest(frame, TINY_CATALOG, tiny_params())
-    assert entries == [] and "entity" in notes[0]
 
 
 def make_truth(features: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
@@ -359,38 +240,3 @@ def test_evaluate_without_truth_or_registry_still_writes_everything(tmp_path, fe
     assert "oracle_roc_auc" not in metrics["test"]
     assert metrics["backtest"] == []
     assert (tmp_path / "plots" / "roc.csv").exists()
-
-
-def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Naive AUC: the share of (churner, non-churner) pairs ranked right (ties half)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (pos.size * neg.size))
-
-
-def test_auc_standard_error_matches_the_spread_of_resampled_aucs():
-    rng = np.random.default_rng(0)
-    aucs = []
-    for _ in range(300):
-        labels = np.r_[np.ones(40), np.zeros(160)].astype(int)
-        scores = rng.normal(labels * 1.2, 1.0)
-        aucs.append(_rank_auc(labels, scores))
-    mean = float(np.mean(aucs))
-
-    se = compute_auc_standard_error(mean, 40, 160)
-
-    assert se == pytest.approx(float(np.std(aucs)), rel=0.2)
-    assert np.isnan(compute_auc_standard_error(0.8, 0, 10))
-
-
-def test_model_within_noise_of_the_oracle_passes_and_far_above_fails(model_dir):
-    from churn.model.artifact import ChurnModel
-
-    model = ChurnModel.load(model_dir)
-    labels = np.r_[np.ones(100), np.zeros(900)].astype(int)
-    se = compute_auc_standard_error(0.80, 100, 900)
-    params = tiny_params()
-
-    assert check_model_below_oracle(labels, 0.80 + 2.9 * se, 0.80, model, params) is None
-    with pytest.raises(ModelError, match=r"beats the simulator oracle's 0\.800"):
-        check_model_below_oracle(labels, 0.80 + 3.1 * se, 0.80, model, params)

@@ -10,14 +10,14 @@ from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
 from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
-from churn.model.baseline import fit_baseline, predict_baseline
-from churn.model.evaluation import (
+from churn.model.backtest import (
     is_backtest_fit,
     refit_backtest_cutoff,
     run_rolling_backtest,
     select_backtest_cutoffs,
     split_backtest_cutoff,
 )
+from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.fit import fit_churn_model, train_churn_models
 from churn.model.sampling import (
     choose_negative_rate,

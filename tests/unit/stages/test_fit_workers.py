@@ -11,7 +11,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 from churn.config import Params, parse_params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
-from churn.model.evaluation import refit_backtest_cutoff, select_backtest_cutoffs
+from churn.model.backtest import refit_backtest_cutoff, select_backtest_cutoffs
 from churn.model.horizon_evaluation import compare_model_forms, plan_model_forms
 from churn.model.survival import CHURN_TIME_COLUMNS
 from churn.stages.evaluate import ModelFormComparison, finish_model_form_comparison

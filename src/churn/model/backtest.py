@@ -1,0 +1,220 @@
+"""The rolling backtest: the split replayed as if each of the last cutoffs were the latest, the
+model and the baseline refitted there, and both measured on its test rows.
+
+:func:`run_rolling_backtest` scores the exported model where its refit would reproduce it
+(:func:`is_backtest_fit`) and refits the other cutoffs (:func:`refit_backtest_cutoff`, one task
+that reads nothing but its arguments, so the evaluate stage can run it in worker processes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from churn.config import Params, TrainConfig
+from churn.domain.modes import Mode
+from churn.errors import ModelError
+from churn.model.baseline import fit_baseline, predict_baseline
+from churn.model.fit import (
+    UNSAMPLED,
+    build_lgb_params,
+    describe_negative_sampling,
+    fit_churn_model,
+)
+from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_predictions
+from churn.model.sampling import sample_training_rows
+from churn.model.split import Split, label_array, split_by_time
+
+if TYPE_CHECKING:
+    from churn.model.artifact import ChurnModel
+    from churn.model.baseline import LogisticBaseline
+
+logger = logging.getLogger(__name__)
+
+
+def select_backtest_cutoffs(
+    features: pd.DataFrame, params: Params
+) -> tuple[list[pd.Timestamp], list[str]]:
+    """Return the labeled cutoffs the rolling backtest tests on (the last ``k``), and notes."""
+    k = params.evaluate.backtest_cutoffs
+    labeled = pd.DatetimeIndex(features.loc[features["label"].notna(), "cutoff"])
+    cutoffs = sorted(pd.unique(labeled))
+    if k == 0:
+        return [], []
+    if params.ingest.mode is Mode.ENTITY or len(cutoffs) < 2:
+        return [], ["no rolling backtest: the data has a single cutoff (entity mode)"]
+    return [pd.Timestamp(cutoff) for cutoff in cutoffs[-k:]], []
+
+
+def build_backtest_config(params: Params) -> TrainConfig:
+    """Return the train section the backtest refits with: one test cutoff, else as trained."""
+    return params.train.model_copy(update={"test_cutoffs": 1})
+
+
+def split_backtest_cutoff(
+    features: pd.DataFrame, params: Params, cutoff: pd.Timestamp
+) -> tuple[Split, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], str | None]:
+    """Replay the split as if ``cutoff`` were the latest labeled one.
+
+    Returns:
+        ``(split, (train, validation, test), skip reason or None)``.
+
+    Raises:
+        ModelError: If the split rules leave an empty slice.
+    """
+    cfg = build_backtest_config(params)
+    split = split_by_time(features, cfg, params.label, last_cutoff=cutoff)
+    parts = tuple(features.iloc[rows] for rows in (split.train, split.validation, split.test))
+    return split, parts, _backtest_skip_reason(*parts, cfg.min_positives)
+
+
+def summarize_backtest_cutoff(
+    cutoff: pd.Timestamp,
+    parts: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    model: ChurnModel,
+    baseline: LogisticBaseline,
+) -> dict[str, Any]:
+    """Return one backtest entry: the model's and the baseline's metrics on the test rows."""
+    train, _, test = parts
+    labels = label_array(test)
+    probabilities = model.predict_proba(test)
+    summary = summarize_predictions(labels, probabilities)
+    return {
+        "cutoff": cutoff.strftime("%Y-%m-%d"),
+        "n_train": len(train),
+        "n_test": summary.pop("n"),
+        **summary,
+        "lift_top_decile": compute_lift(labels, probabilities, TOP_DECILE),
+        "baseline_roc_auc": compute_roc_auc(labels, predict_baseline(baseline, test)),
+    }
+
+
+def refit_backtest_cutoff(
+    features: pd.DataFrame, catalog: pd.DataFrame, params: Params, cutoff: pd.Timestamp
+) -> dict[str, Any]:
+    """Refit the model and the baseline as of ``cutoff`` and return its backtest entry.
+
+    This is one task of the backtest: it reads nothing but its arguments, so it runs the
+    same in this process or in a worker process (:mod:`churn.stages.fit_workers`).
+
+    Returns:
+        The entry (metrics), or ``{"cutoff", "skipped": reason}`` when the slices are too thin.
+    """
+    entry: dict[str, Any] = {"cutoff": cutoff.strftime("%Y-%m-%d")}
+    cfg = build_backtest_config(params)
+    try:
+        _, parts, reason = split_backtest_cutoff(features, params, cutoff)
+        if reason is None:
+            train, validation, _ = parts
+            model = fit_churn_model(train, validation, catalog, cfg)
+            sample = sample_training_rows(train, cfg)
+            baseline = fit_baseline(
+                sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights
+            )
+    except ModelError as exc:
+        reason = str(exc)
+    if reason is not None:
+        logger.info("backtest %s skipped: %s", entry["cutoff"], reason)
+        return {**entry, "skipped": reason}
+    return summarize_backtest_cutoff(cutoff, parts, model, baseline)
+
+
+def is_backtest_fit(model: ChurnModel, split: Split, params: Params) -> bool:
+    """Tell whether ``model`` is what the backtest would refit on ``split`` (no refit needed).
+
+    True when the model's recorded training facts match the split's (train, validation and
+    test cutoffs, row counts) and its training settings (boosting rounds, early stopping,
+    calibration, LightGBM parameters apart from the thread count: ``deterministic`` training
+    gives the same trees) equal the backtest's; a model saved without those facts is refitted.
+    The last backtest cutoff of a default run is exactly the split training used, so evaluate
+    scores the exported model there instead of fitting it a second time.
+    """
+    meta = model.metadata
+    cfg = build_backtest_config(params)
+
+    def dates(values: tuple[pd.Timestamp, ...]) -> list[str]:
+        return [value.strftime("%Y-%m-%d") for value in values]
+
+    def without_threads(lgb_params: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in lgb_params.items() if key != "num_threads"}
+
+    return (
+        list(meta.get("train_cutoffs") or []) == dates(split.train_cutoffs)
+        and list(meta.get("validation_cutoffs") or []) == dates(split.validation_cutoffs)
+        and list(meta.get("test_cutoffs") or []) == dates(split.test_cutoffs)
+        and meta.get("n_train") == len(split.train)
+        and meta.get("n_validation") == len(split.validation)
+        and meta.get("calibration") == cfg.calibration
+        and meta.get("n_estimators") == cfg.n_estimators
+        and meta.get("early_stopping_rounds") == cfg.early_stopping_rounds
+        and without_threads(meta.get("lgb_params") or {}) == without_threads(build_lgb_params(cfg))
+        # A model saved before negative sampling existed was fitted on every row.
+        and meta.get("negative_sampling", UNSAMPLED) == describe_negative_sampling(cfg)
+    )
+
+
+def run_rolling_backtest(
+    features: pd.DataFrame,
+    catalog: pd.DataFrame,
+    params: Params,
+    *,
+    fitted: tuple[ChurnModel, LogisticBaseline] | None = None,
+    refit: Callable[[list[pd.Timestamp]], list[dict[str, Any]]] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Retrain and test on each of the last ``evaluate.backtest_cutoffs`` labeled cutoffs.
+
+    For each cutoff ``c`` the split is replayed as if ``c`` were the latest labeled cutoff
+    (one test cutoff, same purge rules), and the model is refitted with the training
+    parameters (no registry). A cutoff whose slices are too small is skipped with its reason.
+
+    Args:
+        features: The features frame (keys, label and the model's features).
+        catalog: The feature catalog of those features.
+        params: All parameters.
+        fitted: The exported model and baseline; a cutoff whose refit would reproduce them
+            (:func:`is_backtest_fit`) is scored with them instead of being refitted.
+        refit: Runs :func:`refit_backtest_cutoff` for a list of cutoffs and returns their
+            entries in order (e.g. side by side in worker processes); default: one after
+            another in this process.
+
+    Returns:
+        ``(entries, notes)``: one entry per cutoff (metrics, or ``skipped`` with a reason).
+    """
+    cutoffs, notes = select_backtest_cutoffs(features, params)
+    if not cutoffs:
+        return [], notes
+    entries: dict[pd.Timestamp, dict[str, Any]] = {}
+    if fitted is not None:
+        for cutoff in cutoffs:
+            try:
+                split, parts, reason = split_backtest_cutoff(features, params, cutoff)
+            except ModelError:
+                continue  # the refit reports it
+            if reason is None and is_backtest_fit(fitted[0], split, params):
+                logger.info("backtest %s: the exported model is this fit", f"{cutoff:%Y-%m-%d}")
+                entries[cutoff] = summarize_backtest_cutoff(cutoff, parts, *fitted)
+    pending = [cutoff for cutoff in cutoffs if cutoff not in entries]
+    if refit is None:
+        results = [refit_backtest_cutoff(features, catalog, params, c) for c in pending]
+    else:
+        results = refit(pending) if pending else []
+    entries.update(zip(pending, results, strict=True))
+    ordered = [entries[cutoff] for cutoff in cutoffs]
+    skipped = sum("skipped" in entry for entry in ordered)
+    notes = [f"backtest: {skipped} of {len(ordered)} cutoff(s) skipped"] if skipped else []
+    return ordered, notes
+
+
+def _backtest_skip_reason(
+    train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, min_positives: int
+) -> str | None:
+    positives = int(train["label"].sum())
+    if positives < min_positives:
+        return f"{positives} training positives, fewer than train.min_positives = {min_positives}"
+    for name, part in (("validation", validation), ("test", test)):
+        if part["label"].nunique() < 2:
+            return f"the {name} cutoff holds a single class"
+    return None

@@ -1,0 +1,135 @@
+"""Tests for churn.model.oracle: the true probabilities within the horizon and the check that
+no model beats them by more than noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tiny import fit_tiny_model, make_feature_frame
+
+from churn.config import parse_params
+from churn.errors import ModelError
+from churn.model.oracle import (
+    check_model_below_oracle,
+    compute_auc_standard_error,
+    compute_oracle_probabilities,
+)
+
+
+def utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_oracle_multiplies_monthly_survival_inside_the_horizon():
+    truth = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "b"],
+            # Naive timestamps are read as UTC.
+            "month_start": pd.to_datetime(
+                ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2024-01-01"]
+            ),
+            "churn_probability": [0.1, 0.2, 0.5, 0.9, 0.7],
+        }
+    )
+    keys = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "zz"],
+            "cutoff": [utc("2025-01-01"), utc("2025-02-01"), utc("2025-01-01"), utc("2025-01-01")],
+        }
+    )
+    oracle = compute_oracle_probabilities(keys, truth, horizon_days=45)
+    # a@Jan: [Jan 1, Feb 15) holds Jan and Feb; a@Feb: [Feb 1, Mar 18) holds Feb and Mar;
+    # b has no month in its window; zz is not in the truth at all.
+    np.testing.assert_allclose(oracle, [1 - 0.9 * 0.8, 1 - 0.8 * 0.5, 0.0, 0.0])
+
+
+def test_oracle_equals_a_naive_loop_on_random_rows():
+    rng = np.random.default_rng(3)
+    months = pd.date_range("2024-01-01", periods=18, freq="MS", tz="UTC")
+    truth = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.arange(30), len(months)),
+            "month_start": np.tile(months, 30),
+            "churn_probability": rng.uniform(0, 0.3, 30 * len(months)),
+        }
+    ).sample(frac=0.8, random_state=1)
+    keys = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 35, 200).astype(str),  # 30-34: not in the truth
+            "cutoff": rng.choice(months[3:12], 200),
+        }
+    )
+    expected = []
+    for customer, cutoff in keys.itertuples(index=False):
+        survival = 1.0
+        for row in truth.itertuples(index=False):
+            inside = cutoff <= row.month_start < cutoff + pd.Timedelta(days=75)
+            if str(row.customer_id) == customer and inside:
+                survival *= 1 - row.churn_probability
+        expected.append(1 - survival)
+    np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 75), expected)
+    assert compute_oracle_probabilities(keys.iloc[:0], truth, 75).shape == (0,)
+
+
+def test_oracle_window_end_is_exclusive():
+    truth = pd.DataFrame(
+        {
+            "customer_id": ["a", "a"],
+            "month_start": [utc("2025-01-01"), utc("2025-03-02")],
+            "churn_probability": [0.25, 0.5],
+        }
+    )
+    keys = pd.DataFrame({"customer_id": ["a"], "cutoff": [utc("2025-01-01")]})
+    # 2025-01-01 + 60 days = 2025-03-02: that month starts exactly at the end and is outside.
+    np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
+
+
+def test_oracle_compares_instants_whatever_the_time_zone_or_its_absence():
+    """A month start given in another zone, or naive (read as UTC), is the same instant."""
+    instants = [utc("2025-01-01"), utc("2025-03-02")]
+    truth = pd.DataFrame(
+        {
+            "customer_id": [7, 7],  # integer ids, as an export has them
+            "month_start": pd.DatetimeIndex(instants).tz_convert("America/New_York"),
+            "churn_probability": [0.25, 0.5],
+        }
+    )
+    naive = pd.DataFrame({"customer_id": ["7"], "cutoff": [pd.Timestamp("2025-01-01")]})
+    aware = naive.assign(cutoff=[utc("2025-01-01")])
+    for keys in (naive, aware):
+        np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
+        np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 61), [1 - 0.75 * 0.5])
+
+
+def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Naive AUC: the share of (churner, non-churner) pairs ranked right (ties half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (pos.size * neg.size))
+
+
+def test_auc_standard_error_matches_the_spread_of_resampled_aucs():
+    rng = np.random.default_rng(0)
+    aucs = []
+    for _ in range(300):
+        labels = np.r_[np.ones(40), np.zeros(160)].astype(int)
+        scores = rng.normal(labels * 1.2, 1.0)
+        aucs.append(_rank_auc(labels, scores))
+    mean = float(np.mean(aucs))
+
+    se = compute_auc_standard_error(mean, 40, 160)
+
+    assert se == pytest.approx(float(np.std(aucs)), rel=0.2)
+    assert np.isnan(compute_auc_standard_error(0.8, 0, 10))
+
+
+def test_model_within_noise_of_the_oracle_passes_and_far_above_fails():
+    model = fit_tiny_model(make_feature_frame(n_customers=300, n_cutoffs=3))
+    labels = np.r_[np.ones(100), np.zeros(900)].astype(int)
+    se = compute_auc_standard_error(0.80, 100, 900)
+    params = parse_params({})
+
+    assert check_model_below_oracle(labels, 0.80 + 2.9 * se, 0.80, model, params) is None
+    with pytest.raises(ModelError, match=r"beats the simulator oracle's 0\.800"):
+        check_model_below_oracle(labels, 0.80 + 3.1 * se, 0.80, model, params)
