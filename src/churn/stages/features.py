@@ -77,7 +77,7 @@ def compute_features(
 
 
 def pin_model_usage_event_types(
-    params: Params, feature_names: Iterable[str], tables: Mapping[str, pd.DataFrame]
+    params: Params, feature_names: Iterable[str], tables: Mapping[str, pd.DataFrame | Path]
 ) -> Params:
     """Return ``params`` with ``usage_event_types: auto`` replaced by the model's types.
 

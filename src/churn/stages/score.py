@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from churn.domain.catalog import ineligible_features
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
@@ -28,7 +30,7 @@ from churn.model.changes import (
 from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
 from churn.model.reasons import build_feature_specs
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores
-from churn.sql import utc_midnight, utc_timestamp
+from churn.sql import connect, fetch_scalar, quote_ident, quote_literal, utc_midnight, utc_timestamp
 from churn.tracking.loading import open_model_folder
 
 if TYPE_CHECKING:
@@ -37,9 +39,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+POPULATION_TABLES = ("customers", "subscriptions", "subscription_changes")
+"""Tables :func:`build_population` reads (in pandas) in events mode."""
+
 
 def choose_cutoff(
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | Path],
     configured: dt.date | None,
     entity_as_of: dt.date | None = None,
 ) -> pd.Timestamp:
@@ -49,7 +54,8 @@ def choose_cutoff(
     date) the cutoff is that date, as in ``churn label``. Otherwise it is the day *after* the
     latest known-at time (each contract table's ``event_time``, so a scheduled future
     ``ended_at`` cannot push it ahead): cutoffs are exclusive, so every row in the data is known
-    at that cutoff and nothing is left out.
+    at that cutoff and nothing is left out. A table given as a Parquet path is read by DuckDB
+    (its ``event_time`` column only).
 
     Raises:
         DataContractError: If no configured date and no event timestamp exist.
@@ -59,12 +65,11 @@ def choose_cutoff(
     if entity_as_of is not None:
         return utc_midnight(entity_as_of)
     latest: pd.Timestamp | None = None
-    for name, frame in tables.items():
+    for name, table in tables.items():
         column = CONTRACT[name].event_time if name in CONTRACT else None
-        if column is None or column not in frame.columns or not frame[column].notna().any():
-            continue
-        value = utc_timestamp(frame[column].max())
-        latest = value if latest is None else max(latest, value)
+        value = None if column is None else find_latest_time(table, column)
+        if value is not None:
+            latest = value if latest is None else max(latest, value)
     if latest is None:
         raise DataContractError(
             "cannot choose a cutoff: the validated tables hold no event timestamps; "
@@ -73,8 +78,47 @@ def choose_cutoff(
     return (latest.floor("D") + pd.Timedelta(days=1)).as_unit("us")
 
 
+def find_latest_time(table: pd.DataFrame | Path, column: str) -> pd.Timestamp | None:
+    """Return the latest value of a timestamp column in UTC, or ``None`` if it has none.
+
+    Args:
+        table: A frame, or a Parquet file (DuckDB reads the one column).
+        column: The timestamp column (naive values are read as UTC).
+    """
+    if isinstance(table, pd.DataFrame):
+        if column not in table.columns or not table[column].notna().any():
+            return None
+        return utc_timestamp(table[column].max())
+    if column not in pq.read_schema(table).names:
+        return None
+    with contextlib.closing(connect(threads=1, memory_limit="1GB")) as con:
+        # epoch_us reads naive values as UTC and aware ones in UTC.
+        latest_us = fetch_scalar(
+            con,
+            f"SELECT max(epoch_us({quote_ident(column)})) "
+            f"FROM read_parquet({quote_literal(str(table))})",
+        )
+    return None if latest_us is None else pd.Timestamp(int(latest_us), unit="us", tz="UTC")
+
+
+def read_scoring_tables(params: Params, validated_dir: Path) -> dict[str, pd.DataFrame | Path]:
+    """Return the validated tables scoring reads: the population's in pandas, the rest as paths.
+
+    As in the features stage (:func:`churn.stages.features.read_feature_tables`), the local
+    engine in events mode lets DuckDB scan the event tables' files, so the usage events never
+    exist whole in pandas; the tables the population is built from (customers, subscriptions
+    and their changes) are read into pandas. The Spark engine and entity mode get frames.
+    """
+    from churn.stages.features import read_feature_tables
+
+    tables = read_feature_tables(params, validated_dir)
+    population_tables = [n for n in POPULATION_TABLES if isinstance(tables.get(n), Path)]
+    tables.update(read_tables(validated_dir, population_tables))
+    return tables
+
+
 def build_population(
-    tables: Mapping[str, pd.DataFrame], cutoff: pd.Timestamp, params: Params
+    tables: Mapping[str, pd.DataFrame | Path], cutoff: pd.Timestamp, params: Params
 ) -> pd.DataFrame:
     """Return the customers to score at ``cutoff`` as label rows (label missing).
 
@@ -98,7 +142,7 @@ def build_population(
 
 
 def build_scoring_features(
-    tables: Mapping[str, pd.DataFrame], cutoff: pd.Timestamp, params: Params
+    tables: Mapping[str, pd.DataFrame | Path], cutoff: pd.Timestamp, params: Params
 ) -> pd.DataFrame:
     """Build the features of every customer in the population at ``cutoff``.
 
@@ -321,7 +365,7 @@ def _score_and_write(
     model = ChurnModel.load(model_folder)
     quarantine: pd.DataFrame | None = None
     if validated_dir is not None:
-        tables = read_tables(validated_dir, list(CONTRACT))
+        tables = read_scoring_tables(params, Path(validated_dir))
         if not tables:
             raise DataContractError(f"no validated tables in {validated_dir}; run 'churn ingest'")
     else:

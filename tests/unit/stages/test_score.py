@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 from churn.config import Params
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
 from churn.model.changes import compare_scores, sidecar_path
-from churn.stages.score import choose_cutoff, run_score
+from churn.stages.score import choose_cutoff, find_latest_time, run_score
 
 CONVERTED_MAX = pd.Timestamp("2025-03-10 17:45", tz="UTC")
 
@@ -216,6 +217,66 @@ def test_cutoff_is_the_day_after_the_latest_known_event():
     assert choose_cutoff(tables, dt.date(2025, 1, 15)) == pd.Timestamp("2025-01-15", tz="UTC")
     with pytest.raises(DataContractError, match="--cutoff"):
         choose_cutoff({"customers": pd.DataFrame({"converted_at": pd.NaT}, index=[0])}, None)
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        pd.to_datetime(["2025-02-03 23:59:59", None, "2024-12-01 00:00:00"]),  # naive: read as UTC
+        pd.to_datetime(["2025-02-03 18:59:59", "2024-12-01 00:00:00"]).tz_localize(
+            "America/New_York"
+        ),
+    ],
+)
+def test_the_latest_time_of_a_parquet_file_equals_the_frames(tmp_path, stamps):
+    frame = pd.DataFrame({"customer_id": [str(i) for i in range(len(stamps))], "opened_at": stamps})
+    frame.to_parquet(tmp_path / "t.parquet")
+    expected = pd.Timestamp("2025-02-03 23:59:59", tz="UTC")
+    assert find_latest_time(frame, "opened_at") == expected
+    assert find_latest_time(tmp_path / "t.parquet", "opened_at") == expected
+    for table in (frame, tmp_path / "t.parquet"):
+        assert find_latest_time(table, "closed_at") is None  # no such column
+    no_times = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    frame.assign(opened_at=no_times).to_parquet(tmp_path / "empty.parquet")
+    assert find_latest_time(tmp_path / "empty.parquet", "opened_at") is None
+    tables = {"support_tickets": tmp_path / "t.parquet"}
+    assert choose_cutoff(tables, None) == pd.Timestamp("2025-02-04", tz="UTC")
+
+
+@pytest.mark.slow  # simulates a small business with its mess: a few seconds
+def test_scoring_from_the_files_gives_the_features_scoring_from_frames_gave(tmp_path):
+    """Event tables stay Parquet paths (DuckDB scans them): same cutoff, types and features."""
+    from churn.features.families.usage import usage_event_types_of_model
+    from churn.io import read_tables
+    from churn.stages.features import prepare_tables
+    from churn.stages.ingest import validate_tables
+    from churn.stages.score import build_scoring_features, read_scoring_tables
+    from churn.stages.simulate.engine import simulate
+
+    params = Params.model_validate(
+        {"simulate": {"customers": 300, "months": 9}, "label": {"min_history_days": 60}}
+    )
+    valid = validate_tables(
+        simulate(params.simulate).tables, params.ingest, pd.Timestamp("2100-01-01", tz="UTC")
+    ).valid
+    validated = tmp_path / "validated"
+    validated.mkdir()
+    for name, frame in valid.items():
+        frame.to_parquet(validated / f"{name}.parquet")
+    frames = prepare_tables(params, read_tables(validated, list(valid)))
+    files = prepare_tables(params, read_scoring_tables(params, validated))
+    assert isinstance(files["usage_events"], Path)
+    assert all(isinstance(files[n], pd.DataFrame) for n in ("customers", "subscriptions"))
+    names = ["usage_login_events_last_30d", "usage_export_events_last_30d", "days_since_last_login"]
+    assert usage_event_types_of_model(names, files["usage_events"]) == usage_event_types_of_model(
+        names, frames["usage_events"]
+    )
+    cutoff = choose_cutoff(frames, None)
+    assert choose_cutoff(files, None) == cutoff
+    pinned = params.model_copy(update={"features": params.features.model_copy(
+        update={"usage_event_types": usage_event_types_of_model(names, frames["usage_events"])})})
+    from_files = build_scoring_features(files, cutoff, pinned)
+    pd.testing.assert_frame_equal(from_files, build_scoring_features(frames, cutoff, pinned))
 
 
 def test_compare_scores_with_text_read_from_csv():

@@ -86,23 +86,40 @@ def choose_usage_event_types(
         Types by decreasing number of rows (ties by name); a type whose feature name (its
         slug) equals a more frequent type's is skipped, so every type has its own columns.
     """
-    before = pd.Timestamp(before)
-    before = before.tz_localize("UTC") if before.tzinfo is None else before.tz_convert("UTC")
-    before_us = (before - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    return rank_usage_event_types(count_usage_event_types(events, before), top)
+
+
+def count_usage_event_types(
+    events: pd.DataFrame | Path, before: pd.Timestamp | None = None
+) -> dict[str, int]:
+    """Return the number of rows of each ``event_type`` (missing types left out).
+
+    Args:
+        events: ``usage_events`` as a frame or a Parquet file; DuckDB counts, so a file is
+            never read into pandas.
+        before: When given, only rows whose ``occurred_at`` (naive or aware UTC) is strictly
+            before it count.
+    """
+    where = "event_type IS NOT NULL"
+    columns = ["event_type"]
+    if before is not None:
+        before = pd.Timestamp(before)
+        before = before.tz_localize("UTC") if before.tzinfo is None else before.tz_convert("UTC")
+        before_us = (before - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+        # epoch_us reads naive values as UTC and aware ones in UTC, as pandas does here.
+        where += f" AND epoch_us(occurred_at) < {before_us}"
+        columns.append("occurred_at")
     with contextlib.closing(connect(threads=1, memory_limit="1GB")) as con:
         con.execute("SET enable_progress_bar = false")
         if isinstance(events, Path):
             source = f"read_parquet({quote_literal(str(events))})"
         else:
-            con.register("_events", events[["occurred_at", "event_type"]])
+            con.register("_events", events[columns])
             source = "_events"
-        # epoch_us reads naive values as UTC and aware ones in UTC, as pandas does here.
         rows = con.execute(
-            f"""SELECT event_type::VARCHAR, count(*) FROM {source}
-            WHERE event_type IS NOT NULL AND epoch_us(occurred_at) < {before_us}
-            GROUP BY ALL"""
+            f"SELECT event_type::VARCHAR, count(*) FROM {source} WHERE {where} GROUP BY ALL"
         ).fetchall()
-    return rank_usage_event_types(dict(rows), top)
+    return dict(rows)
 
 
 def rank_usage_event_types(counts: Mapping[str, int], top: int) -> tuple[str, ...]:
@@ -148,22 +165,25 @@ def resolve_usage_event_types(
 
 
 def usage_event_types_of_model(
-    feature_names: Iterable[str], events: pd.DataFrame | None
+    feature_names: Iterable[str], events: pd.DataFrame | Path | None
 ) -> tuple[str, ...]:
     """Return the event types a model's usage features were built from.
 
     Feature names hold a type's slug, not the type itself: the type is the most frequent
-    ``event_type`` of ``events`` with that slug, or the slug itself when no event has it (its
-    counts are then 0, as they would be for any spelling). ``days_since_last_login`` brings
-    ``login`` back even if every ``usage_login_*`` count was dropped from the model.
+    ``event_type`` of ``events`` (a frame or a Parquet file, counted by
+    :func:`count_usage_event_types`; ties by name) with that slug, or the slug itself when no
+    event has it (its counts are then 0, as they would be for any spelling).
+    ``days_since_last_login`` brings ``login`` back even if every ``usage_login_*`` count was
+    dropped from the model.
     """
     names = list(feature_names)
     keys = dict.fromkeys(match["key"] for name in names if (match := _TYPE_FEATURE.fullmatch(name)))
     if "days_since_last_login" in names:
         keys.setdefault(slug(LOGIN_EVENT_TYPE), None)
     spelled: dict[str, str] = {}
-    if events is not None and not events.empty:
-        for event_type in events["event_type"].dropna().astype(str).value_counts().index:
+    if events is not None and not (isinstance(events, pd.DataFrame) and events.empty):
+        counts = count_usage_event_types(events)
+        for event_type, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
             spelled.setdefault(slug(event_type), event_type)
     return tuple(spelled.get(key, key) for key in keys)
 
