@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,24 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         # Read identifiers and timestamps as text; ingest coerces types and reports failures.
         return pd.read_csv(path, dtype=str, keep_default_na=True)
     return pd.read_parquet(path)
+
+
+def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) -> pd.DataFrame:
+    """Read only the rows of a Parquet file whose columns hold one of the given values.
+
+    Every condition must hold (``{"cutoff": [c1, c2], "customer_id": ids}`` keeps the rows at
+    one of those cutoffs *and* of one of those customers). pyarrow applies the filter batch by
+    batch, so the whole file never exists in memory; the rows come back in file order with the
+    same dtypes as :func:`read_frame` gives, on a fresh ``RangeIndex``.
+
+    Args:
+        path: A Parquet file or directory.
+        values: Column -> the values to keep (at least one column).
+    """
+    filters = [(column, "in", list(dict.fromkeys(kept))) for column, kept in values.items()]
+    if not filters:
+        raise ValueError("read_frame_rows needs at least one column to filter on")
+    return pd.read_parquet(path, filters=filters).reset_index(drop=True)
 
 
 def read_tables(

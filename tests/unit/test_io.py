@@ -18,6 +18,7 @@ from churn.io import (
     atomic_path,
     find_table_file,
     read_frame,
+    read_frame_rows,
     remove_stale_staging,
     write_json,
     write_parquet,
@@ -198,3 +199,26 @@ def test_a_symlink_leading_out_of_the_raw_folder_is_refused(tmp_path):
     assert find_table_file(raw, "customers", "alias.csv") == raw / "alias.csv"
     (raw / "sub").mkdir()
     assert find_table_file(raw, "customers", "sub/../inside.csv") is not None
+
+
+def test_read_frame_rows_keeps_the_rows_a_naive_filter_keeps_with_the_same_dtypes(tmp_path):
+    cutoffs = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01"], utc=True)
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "a", "b", "c"] * 2,
+            "cutoff": list(cutoffs[[0, 0, 0, 1, 1, 1]]) + list(cutoffs[[2, 2, 2, 0, 1, 2]]),
+            "plan": pd.Categorical(["x", "y", None, "x", "y", "x"] * 2),
+            "label": pd.array([1, 0, None, 0, 1, 0] * 2, dtype="Int8"),
+            "tickets": [0.5, 1.5, None, 2.0, 3.0, 4.0] * 2,
+        }
+    )
+    write_parquet(frame, tmp_path / "f.parquet")
+    wanted = {"customer_id": ["c", "a", "a"], "cutoff": [cutoffs[0], cutoffs[2]]}
+    got = read_frame_rows(tmp_path / "f.parquet", wanted)
+    naive = frame[frame["customer_id"].isin(["a", "c"]) & frame["cutoff"].isin(wanted["cutoff"])]
+    pd.testing.assert_frame_equal(got, naive.reset_index(drop=True))
+    assert len(got) == 6
+    one = read_frame_rows(tmp_path / "f.parquet", {"cutoff": [cutoffs[1]]})
+    pd.testing.assert_frame_equal(one, frame[frame["cutoff"] == cutoffs[1]].reset_index(drop=True))
+    with pytest.raises(ValueError, match="at least one column"):
+        read_frame_rows(tmp_path / "f.parquet", {})

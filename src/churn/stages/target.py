@@ -26,7 +26,14 @@ import pandas as pd
 from churn.config import Params, TargetConfig
 from churn.domain.families import FAMILIES, PROFILE_FAMILY
 from churn.errors import DataContractError
-from churn.io import atomic_directory, atomic_path, read_frame, write_json, write_parquet
+from churn.io import (
+    atomic_directory,
+    atomic_path,
+    read_frame,
+    read_frame_rows,
+    write_json,
+    write_parquet,
+)
 from churn.layout import (
     CANDIDATES_FILE,
     CONTRIBUTIONS_SUFFIX,
@@ -385,7 +392,7 @@ def run_target(
     family_of = dict(zip(catalog["name"], catalog["family"], strict=True))
     probability = probability_column(config, params.label.horizon_days, scores)
     model = ChurnModel.load(model_dir)
-    features = labels = None
+    labels = None
 
     def explain(rows: pd.DataFrame) -> tuple[Explained, pd.DataFrame]:
         result = score_population(model, rows, params.score.reasons)
@@ -406,9 +413,11 @@ def run_target(
         logged, counts = attach_outcomes(read_frame(actions_file), labels, list(config.plays),
                                          scoring_cutoff)
         if len(logged):
-            features = read_frame(features_path)
             keys = logged[["customer_id", "cutoff"]].drop_duplicates()
-            rows = features.merge(keys, on=["customer_id", "cutoff"], how="inner")
+            # Only the logged customers' rows at the logged cutoffs are read, then matched.
+            matched = read_frame_rows(
+                features_path, {"customer_id": keys["customer_id"], "cutoff": keys["cutoff"]})
+            rows = matched.merge(keys, on=["customer_id", "cutoff"], how="inner")
             explained, frame = explain(rows)
             model_features = logged[["customer_id", "cutoff"]].merge(
                 pd.concat([rows[["customer_id", "cutoff"]], frame], axis=1),
@@ -433,15 +442,16 @@ def run_target(
     comparison: dict[str, Any] = {}
     truth_file = Path(truth_dir) / table_file_name(TRUTH_TABLE) if truth_dir else None
     if truth_file is not None and truth_file.exists():
-        truth = pd.read_parquet(truth_file)
         labels = labels if labels is not None else read_frame(labels_path)
-        features = features if features is not None else read_frame(features_path)
         test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
-        rows = features[features["cutoff"] == test_cutoff]
-        test_explained, _ = explain(rows)
+        test_explained, _ = explain(read_frame_rows(features_path, {"cutoff": [test_cutoff]}))
         _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
                                        effects, config, dose_effects=dose_fits)
-        at_cutoff = truth[truth["month_start"] == test_cutoff]
+        # The truth holds every customer, month and play: only the test cutoff's month and the
+        # logged customers' rows (matched to their contact months below) are read.
+        at_cutoff = read_frame_rows(truth_file, {"month_start": [test_cutoff]})
+        truth = read_frame_rows(truth_file, {"customer_id": logged_rows["customer_id"]}) if len(
+            logged_rows) else at_cutoff.iloc[:0]
         comparison = compare_policies_on_truth(test_chosen, at_cutoff, config)
         comparison["cutoff"] = str(pd.Timestamp(test_cutoff).date())
         comparison["effects_vs_truth"] = true_effects(logged_rows, truth, effects)

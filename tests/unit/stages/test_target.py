@@ -99,6 +99,38 @@ def test_without_retention_actions_the_configured_rates_are_used(project, tmp_pa
     np.testing.assert_allclose(targets["expected_value"], naive, rtol=1e-9)
 
 
+def test_the_truth_is_read_at_the_test_cutoff_only_and_without_actions(project, tmp_path):
+    """Only the test cutoff's month of the truth is compared (a truth row of another month
+    would double a contact or add its 1,000), and with no logged action nothing else is read."""
+    labels = pd.read_parquet(project["labels"])
+    test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
+    customers = labels["customer_id"].unique()
+    months = [test_cutoff, test_cutoff - pd.DateOffset(months=1)]
+    truth = pd.DataFrame(
+        [(c, m, play) for m in months for c in customers for play in PLAYBOOK["plays"]],
+        columns=["customer_id", "month_start", "play"],
+    )
+    truth["saved_revenue"] = np.where(truth["month_start"] == test_cutoff, 1.0, 1000.0)
+    truth["discount_given"] = 0.0
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    truth.to_parquet(truth_dir / "retention_truth.parquet")
+    out = tmp_path / "out"
+    params = parse_params({"target": PLAYBOOK, "score": {"reasons": 3}})
+    metrics = run_target(
+        params, project["scores"], project["root"] / "catalog.csv", tmp_path,
+        project["labels"], project["features"], project["root"] / "model", truth_dir,
+        out / "targets", out / "contacts.csv", out / "target.json",
+    )
+    comparison = metrics["policy_comparison"]
+    assert comparison["cutoff"] == str(test_cutoff.date())
+    assert comparison["effects_vs_truth"] == []
+    for policy in comparison["policies"]:
+        assert policy["contacts"] > 0
+        assert policy["matched"] == policy["contacts"]
+        assert policy["true_saved_revenue"] == policy["contacts"]
+
+
 def _logged_actions(project: dict[str, Path], save: float, seed: int) -> pd.DataFrame:
     """Actions on the labeled cutoffs; treated churners are kept with probability ``save``.
 
