@@ -279,6 +279,24 @@ def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) ->
     return pd.read_parquet(path, filters=filters).reset_index(drop=True)
 
 
+def read_latest_rows(path: str | Path, column: str = "cutoff") -> pd.DataFrame:
+    """Read only the rows of a Parquet file whose ``column`` holds its latest value.
+
+    The column alone is scanned for its maximum, then :func:`read_frame_rows` reads those rows.
+    A file without ``column``, or with no value in it, is read whole (:func:`read_frame`).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(path), format="parquet")
+    if column not in dataset.schema.names:
+        return read_frame(path)
+    latest = pc.max(dataset.to_table(columns=[column])[column]).as_py()
+    if latest is None:
+        return read_frame(path)
+    return read_frame_rows(path, {column: [latest]})
+
+
 def read_tables(
     directory: str | Path, names: list[str] | tuple[str, ...]
 ) -> dict[str, pd.DataFrame]:

@@ -19,6 +19,7 @@ from churn.io import (
     find_table_file,
     read_frame,
     read_frame_rows,
+    read_latest_rows,
     remove_stale_staging,
     write_json,
     write_parquet,
@@ -222,3 +223,18 @@ def test_read_frame_rows_keeps_the_rows_a_naive_filter_keeps_with_the_same_dtype
     pd.testing.assert_frame_equal(one, frame[frame["cutoff"] == cutoffs[1]].reset_index(drop=True))
     with pytest.raises(ValueError, match="at least one column"):
         read_frame_rows(tmp_path / "f.parquet", {})
+
+
+def test_read_latest_rows_keeps_the_latest_cutoff_or_reads_everything(tmp_path):
+    cutoffs = pd.to_datetime(["2025-03-01", "2025-01-01", "2025-03-01", "2025-02-01"], utc=True)
+    frame = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "cutoff": cutoffs,
+                          "x": [1.0, 2.0, None, 4.0]})
+    write_parquet(frame, tmp_path / "f.parquet")
+    latest = frame[frame["cutoff"] == frame["cutoff"].max()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(read_latest_rows(tmp_path / "f.parquet"), latest)
+    write_parquet(frame.drop(columns="cutoff"), tmp_path / "entity.parquet")
+    pd.testing.assert_frame_equal(read_latest_rows(tmp_path / "entity.parquet"),
+                                  frame.drop(columns="cutoff"))
+    empty = frame.assign(cutoff=pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]"))
+    write_parquet(empty, tmp_path / "none.parquet")
+    pd.testing.assert_frame_equal(read_latest_rows(tmp_path / "none.parquet"), empty)

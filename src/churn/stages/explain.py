@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import DataContractError
-from churn.io import atomic_directory, atomic_path, read_frame, write_json, write_table
+from churn.io import atomic_directory, atomic_path, read_latest_rows, write_json, write_table
 from churn.layout import EXPLAIN_SUMMARY_FILE, EXPLAIN_TABLES, explain_table_file_name
 from churn.model.artifact import ChurnModel
 from churn.model.importance import (
@@ -130,9 +130,16 @@ def _beeswarm(
         feature_names=[escape_plot_text(name) for name in model.feature_names],
     )
     fig, ax = plt.subplots(figsize=(8.0, 0.4 * min(TOP_FEATURES_SHOWN, values.shape[1]) + 1.5))
-    shap.plots.beeswarm(
-        explanation, max_display=TOP_FEATURES_SHOWN, ax=ax, show=False, plot_size=None
-    )
+    # shap's beeswarm shuffles and jitters the dots with NumPy's global random state (it takes
+    # no generator): seeded here and restored after, so the same run draws the same picture.
+    state = np.random.get_state()
+    np.random.seed(SAMPLE_SEED)
+    try:
+        shap.plots.beeswarm(
+            explanation, max_display=TOP_FEATURES_SHOWN, ax=ax, show=False, plot_size=None
+        )
+    finally:
+        np.random.set_state(state)
     ax.set_xlabel("SHAP contribution (log-odds)")
     return fig
 
@@ -226,7 +233,8 @@ def run_explain(
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model = ChurnModel.load(model_dir)
-    features = read_frame(features_path)
+    # The sample comes from the latest cutoff: only its rows are read.
+    features = read_latest_rows(features_path)
     sample = select_explain_sample(features, params.explain.sample_rows, SAMPLE_SEED)
     values, base = (contributions_fn or model.contributions)(sample)
     if values.shape[1] != len(model.feature_names):

@@ -105,6 +105,23 @@ def test_run_explain_writes_tables_plots_and_summary(tiny_model, feature_frame, 
     assert sum(written["phase_share"].values()) == pytest.approx(1.0)
 
 
+def test_the_same_run_draws_the_same_pictures_and_leaves_numpys_random_state(
+    tiny_model, feature_frame, tmp_path
+):
+    tiny_model.save(tmp_path / "model")
+    feature_frame.to_parquet(tmp_path / "features.parquet")
+    params = Params.model_validate({"explain": {"sample_rows": 80, "dependence_features": 1}})
+    np.random.seed(5)
+    expected_next = np.random.get_state()[1].copy()
+    for out in ("first", "second"):
+        run_explain(params, tmp_path / "features.parquet", tmp_path / "model", tmp_path / out)
+    np.testing.assert_array_equal(np.random.get_state()[1], expected_next)
+    pictures = sorted(p.name for p in (tmp_path / "first").glob("*.png"))
+    assert "shap_beeswarm.png" in pictures
+    for name in pictures:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
+
+
 def test_unreadable_registry_file_does_not_fail_the_stage(tiny_model, feature_frame, tmp_path):
     tiny_model.save(tmp_path / "model")
     (tmp_path / "model" / "registry.json").write_text("[not, an, object")
