@@ -414,6 +414,25 @@ def read_data_end(labels_report: str | Path) -> pd.Timestamp | None:
     return None if value is None else pd.Timestamp(value)
 
 
+def list_monitored_cutoffs(
+    cutoffs: list[pd.Timestamp], model: ChurnModel, params: Params, score_cutoff: pd.Timestamp
+) -> list[pd.Timestamp]:
+    """Return the feature cutoffs :func:`monitor_champion` reads (events mode), from the list.
+
+    The reference (:func:`select_reference_rows`), the backfill
+    (:func:`select_backfill_cutoffs`) and the champion's test cutoffs: the runner reads only
+    these rows. Given only these, the core chooses the same reference and backfill cutoffs,
+    since each takes the latest of its candidates and every one it would take is here.
+    """
+    present = set(cutoffs)
+    train_cutoffs = _as_timestamps(model.metadata.get("train_cutoffs", []))
+    reference = [c for c in train_cutoffs if c in present][-params.monitor.reference_cutoffs:]
+    backfill = [] if not train_cutoffs else select_backfill_cutoffs(
+        cutoffs, train_cutoffs[-1], params.monitor.backfill_cutoffs, score_cutoff)
+    test = [c for c in _as_timestamps(model.metadata.get("test_cutoffs", [])) if c in present]
+    return sorted({*reference, *backfill, *test})
+
+
 def run_monitor(
     params: Params,
     *,
@@ -437,7 +456,7 @@ def run_monitor(
     Raises:
         DataContractError: If the scores file is missing or holds no single cutoff.
     """
-    from churn.io import atomic_directory, read_frame
+    from churn.io import atomic_directory, read_frame, read_frame_rows
     from churn.tracking.loading import load_model
 
     scores_path = Path(scores_path)
@@ -448,10 +467,19 @@ def run_monitor(
     scores["cutoff"] = pd.to_datetime(scores["cutoff"], utc=True)
     features_file = sidecar_path(scores_path, FEATURES_SUFFIX)
     scoring_features = pd.read_parquet(features_file) if features_file.exists() else None
+    if params.ingest.mode is Mode.ENTITY or scores.empty or scores["cutoff"].nunique() != 1:
+        features = read_frame(features_path)  # entity mode reads every row; the core reports
+    else:
+        # Only the cutoffs the core reads (about a third of the file with the defaults).
+        cutoffs = _as_timestamps(pd.read_parquet(features_path, columns=["cutoff"])[
+            "cutoff"].unique())
+        needed = list_monitored_cutoffs(cutoffs, model, params, scores["cutoff"].iloc[0])
+        features = read_frame_rows(features_path, {"cutoff": needed}) if needed else (
+            read_frame(features_path))
     outcome = monitor_champion(
         model=model,
         model_version=read_model_version(model_dir),
-        features=pd.read_parquet(features_path),
+        features=features,
         labels=pd.read_parquet(labels_path),
         data_end=read_data_end(labels_report),
         scores=scores,

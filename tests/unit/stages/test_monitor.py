@@ -17,6 +17,7 @@ from churn.config import parse_params
 from churn.errors import DataContractError
 from churn.model.artifact import Calibrator, ChurnModel
 from churn.stages.monitor import (
+    list_monitored_cutoffs,
     monitor_champion,
     run_monitor,
     select_backfill_cutoffs,
@@ -139,6 +140,29 @@ def test_rerunning_a_cutoff_replaces_its_history_entry(world, tmp_path: Path) ->
     report = json.loads(paths["out_path"].read_text())
     assert len(report["history_entries"]) == 3
     assert all(e.endswith("__model=" + report["model_version"]) for e in report["history_entries"])
+
+
+def test_the_runner_reads_only_the_cutoffs_the_core_uses_and_reports_the_same(
+    world, tmp_path: Path
+) -> None:
+    model, frame = world
+    paths = write_inputs(tmp_path, model, frame)
+    params = parse_params({"monitor": {"backfill_cutoffs": 2, "reference_cutoffs": 2,
+                                       "estimate_draws": 20}})
+    history, scores, current = split(frame, model)
+    cutoffs = sorted(pd.DatetimeIndex(history["cutoff"].unique()))
+    needed = list_monitored_cutoffs(cutoffs, model, params, scores["cutoff"].iloc[0])
+    # Reference: training cutoffs 3-4; test: 5; backfill: 7-8 (the last two before scoring).
+    assert needed == [cutoffs[i] for i in (2, 3, 4, 6, 7)]
+    report = run_monitor(params, **paths)
+    whole = monitor_champion(
+        model=model, model_version=report["model_version"], features=history,
+        labels=history[["customer_id", "cutoff", "label"]],
+        data_end=pd.Timestamp("2025-08-20", tz="UTC"), scores=scores, scoring_features=current,
+        history=pd.DataFrame(), params=params,
+    )
+    assert json.loads(paths["out_path"].read_text()) == json.loads(
+        json.dumps(whole.report, default=str))
 
 
 def test_fail_on_sets_the_exit_code(world, tmp_path: Path) -> None:
