@@ -243,26 +243,33 @@ def test_the_latest_time_of_a_parquet_file_equals_the_frames(tmp_path, stamps):
     assert choose_cutoff(tables, None) == pd.Timestamp("2025-02-04", tz="UTC")
 
 
+def write_simulated_validated_tables(params: Params, folder: Path) -> dict[str, pd.DataFrame]:
+    """Simulate ``params.simulate``, validate it like ingest and write each table to ``folder``."""
+    from churn.stages.ingest import validate_tables
+    from churn.stages.simulate.engine import simulate
+
+    valid = validate_tables(
+        simulate(params.simulate).tables, params.ingest, pd.Timestamp("2100-01-01", tz="UTC")
+    ).valid
+    folder.mkdir()
+    for name, frame in valid.items():
+        frame.to_parquet(folder / f"{name}.parquet")
+    return valid
+
+
 @pytest.mark.slow  # simulates a small business with its mess: a few seconds
 def test_scoring_from_the_files_gives_the_features_scoring_from_frames_gave(tmp_path):
     """Event tables stay Parquet paths (DuckDB scans them): same cutoff, types and features."""
     from churn.features.families.usage import usage_event_types_of_model
     from churn.io import read_tables
     from churn.stages.features import prepare_tables
-    from churn.stages.ingest import validate_tables
     from churn.stages.score import build_scoring_features, read_scoring_tables
-    from churn.stages.simulate.engine import simulate
 
     params = Params.model_validate(
         {"simulate": {"customers": 300, "months": 9}, "label": {"min_history_days": 60}}
     )
-    valid = validate_tables(
-        simulate(params.simulate).tables, params.ingest, pd.Timestamp("2100-01-01", tz="UTC")
-    ).valid
     validated = tmp_path / "validated"
-    validated.mkdir()
-    for name, frame in valid.items():
-        frame.to_parquet(validated / f"{name}.parquet")
+    valid = write_simulated_validated_tables(params, validated)
     frames = prepare_tables(params, read_tables(validated, list(valid)))
     files = prepare_tables(params, read_scoring_tables(params, validated))
     assert isinstance(files["usage_events"], Path)
@@ -295,8 +302,6 @@ def test_scores_the_real_population_with_the_real_feature_code(tmp_path):
     from churn.features.build import build_features
     from churn.labels.build import active_population, build_labels
     from churn.model.fit import fit_churn_model
-    from churn.stages.ingest import validate_tables
-    from churn.stages.simulate.engine import simulate
 
     params = Params.model_validate(
         {
@@ -305,13 +310,8 @@ def test_scores_the_real_population_with_the_real_feature_code(tmp_path):
             "train": {"n_estimators": 30, "min_child_samples": 20, "early_stopping_rounds": 5},
         }
     )
-    tables = validate_tables(
-        simulate(params.simulate).tables, params.ingest, pd.Timestamp("2100-01-01", tz="UTC")
-    ).valid
     validated = tmp_path / "validated"
-    validated.mkdir()
-    for name, frame in tables.items():
-        frame.to_parquet(validated / f"{name}.parquet")
+    tables = write_simulated_validated_tables(params, validated)
     result = build_features(tables, build_labels(tables, params.label), params.features)
     labeled = result.frame[result.frame["label"].notna()]
     last = labeled["cutoff"].max()
