@@ -3,14 +3,20 @@
 Not part of the test suite. Usage::
 
     python benchmarks/bench_train_evaluate.py --features data/features/features.parquet \\
-        --catalog reports/feature_catalog.csv --truth data/simulated/truth [--params params.yaml]
+        --catalog reports/feature_catalog.csv --truth data/simulated/truth \\
+        --labels data/labels/labels.parquet [--params params.yaml]
+
+``--labels`` (as ``dvc.yaml`` passes it) adds the survival head to train and the model-form
+comparison to evaluate; without it both stages run as in entity mode.
 
 Runs the real train and evaluate runners on an existing features file in a scratch folder
 with its own SQLite MLflow store, and wraps their main phases (reading, the LightGBM fit, the
 baseline, MLflow logging, the backtest) to report each phase's wall time and CPU time. CPU
 time (this process's threads plus finished worker processes) is the figure to compare on a
 shared machine: wall time grows with the load, CPU time much less. The ratios of the issue:
-train / LightGBM fit alone (goal <= 1.5) and evaluate / train (goal <= 1).
+train / LightGBM fit alone (goal <= 1.5) and evaluate / train (goal <= 1). Each phase's peak
+resident memory (this process only, sampled every 20 ms from ``/proc/self/statm``; worker
+processes are not included) shows which phase sets the stage's peak.
 
 With ``--sweep-rates 1,0.5,0.25,0.1`` it instead runs only the train core
 (:func:`churn.model.fit.train_churn_models`, no MLflow) once per negative sampling rate (and per
@@ -31,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +52,8 @@ PHASES = (
     ("lightgbm", "train", "LightGBM fit"),
     ("churn.model.fit", "fit_baseline", "baseline fit"),
     ("churn.model.fit", "compute_single_feature_aucs", "single-feature AUCs"),
+    ("churn.stages.train", "fit_head", "survival head (churn times, fit)"),
+    ("churn.model.horizon_evaluation", "attach_churn_times", "attach churn times"),
     ("churn.tracking.runs", "log_training_run", "MLflow: log, register, gate"),
     ("churn.tracking.runs", "log_datasets", "MLflow: dataset inputs"),
     ("churn.tracking.runs", "build_model_signature", "MLflow: signature"),
@@ -55,7 +64,10 @@ PHASES = (
     ("churn.stages.train", "download_champion_export", "MLflow: champion export download"),
     ("churn.stages.train", "write_calibration_plot", "calibration plot"),
     ("churn.stages.evaluate", "evaluate_models", "evaluate core (test metrics)"),
+    ("churn.stages.evaluate", "start_model_form_comparison", "evaluate: model forms, set-up"),
+    ("churn.stages.evaluate", "measure_head_on_test", "evaluate: survival head on test"),
     ("churn.stages.evaluate", "run_rolling_backtest", "backtest"),
+    ("churn.stages.evaluate", "finish_model_form_comparison", "evaluate: model forms, results"),
 )
 
 
@@ -66,12 +78,73 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-class PhaseClock:
-    """Accumulates wall and CPU seconds per phase around wrapped functions."""
+class RssSampler:
+    """Samples this process's resident memory every ``interval`` seconds in a daemon thread.
 
-    def __init__(self) -> None:
+    Linux only (``/proc/self/statm``); elsewhere it records nothing.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> int | None:
+        try:
+            return int(Path("/proc/self/statm").read_text().split()[1]) * self._page
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = self._read()
+            if rss is not None:
+                self.samples.append((time.perf_counter(), rss))
+            self._stop.wait(self.interval)
+
+    def start(self) -> RssSampler:
+        """Start sampling; returns ``self``."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join()
+
+    def current(self) -> int:
+        """Return the resident bytes now (0 where they cannot be read)."""
+        return self._read() or 0
+
+    def peak(self, start: float, stop: float) -> int:
+        """Return the highest resident bytes sampled between ``start`` and ``stop``, and now
+        (called as a phase ends, so its last moment counts even between two samples)."""
+        window = [rss for at, rss in list(self.samples) if start <= at <= stop]
+        return max([self._read() or 0, *window])
+
+
+class PhaseClock:
+    """Accumulates wall and CPU seconds per phase around wrapped functions, and each phase's
+    peak resident memory when given an :class:`RssSampler`."""
+
+    def __init__(self, sampler: RssSampler | None = None) -> None:
         self.totals: dict[str, list[float]] = {}
         self.calls: dict[str, int] = {}
+        self.peaks: dict[str, int] = {}
+        self.growth: dict[str, int] = {}
+        self.sampler = sampler
+
+    def _rss_now(self) -> int:
+        return 0 if self.sampler is None else self.sampler.current()
+
+    def _record_peak(self, phase: str, start: float, rss_at_start: int) -> None:
+        if self.sampler is not None:
+            peak = self.sampler.peak(start, time.perf_counter())
+            self.peaks[phase] = max(self.peaks.get(phase, 0), peak)
+            # What the phase itself added on top of what was resident when it began.
+            self.growth[phase] = max(self.growth.get(phase, 0), peak - rss_at_start)
 
     def wrap(self, function: Callable[..., Any], phase: str) -> Callable[..., Any]:
         """Return ``function`` timed under ``phase`` (re-entrant calls counted once)."""
@@ -83,7 +156,7 @@ class PhaseClock:
                 return function(*args, **kwargs)
             depth["n"] += 1
             self.calls[phase] = self.calls.get(phase, 0) + 1
-            wall, cpu = time.perf_counter(), cpu_seconds()
+            wall, cpu, rss = time.perf_counter(), cpu_seconds(), self._rss_now()
             try:
                 return function(*args, **kwargs)
             finally:
@@ -91,15 +164,17 @@ class PhaseClock:
                 totals = self.totals.setdefault(phase, [0.0, 0.0])
                 totals[0] += time.perf_counter() - wall
                 totals[1] += cpu_seconds() - cpu
+                self._record_peak(phase, wall, rss)
 
         return timed
 
     @contextlib.contextmanager
     def measure(self, phase: str) -> Iterator[None]:
         """Time a block under ``phase``."""
-        wall, cpu = time.perf_counter(), cpu_seconds()
+        wall, cpu, rss = time.perf_counter(), cpu_seconds(), self._rss_now()
         yield
         self.totals[phase] = [time.perf_counter() - wall, cpu_seconds() - cpu]
+        self._record_peak(phase, wall, rss)
 
 
 def install_wrappers(clock: PhaseClock) -> None:
@@ -121,7 +196,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         raw["train"]["num_threads"] = args.num_threads
     params = parse_params(raw)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'mlflow.db'}"
-    clock = PhaseClock()
+    clock = PhaseClock(RssSampler().start())
+    labels = Path(args.labels) if args.labels else None
     install_wrappers(clock)
     from churn.stages.evaluate import run_evaluate
     from churn.stages.train import run_train
@@ -139,9 +215,12 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             Path(args.catalog),
             challenger_dir=scratch / "models" / "challenger",
             model_record_path=scratch / "reports" / "model.json",
+            labels_path=labels,
         )
         clock.totals.clear()
         clock.calls.clear()
+        clock.peaks.clear()
+        clock.growth.clear()
     with clock.measure("train (stage)"):
         run_train(
             params,
@@ -151,6 +230,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             Path(args.catalog),
             challenger_dir=scratch / "models" / "challenger",
             model_record_path=scratch / "reports" / "model.json",
+            labels_path=labels,
         )
     # In-process backtest refits (one worker or none) also call LightGBM: keep train's own.
     fit_cpu = clock.totals["LightGBM fit"][1]
@@ -158,6 +238,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         return {
             "phases": clock.totals,
             "calls": clock.calls,
+            "peak_rss": clock.peaks,
+            "rss_growth": clock.growth,
             "train_cpu_over_fit_cpu": clock.totals["train (stage)"][1] / fit_cpu,
         }
     with clock.measure("evaluate (stage)"):
@@ -168,12 +250,15 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             Path(args.truth) if args.truth else None,
             scratch / "reports" / "metrics.json",
             scratch / "reports" / "plots",
+            labels_path=labels,
         )
     metrics = json.loads((scratch / "reports" / "metrics.json").read_text())
     totals = clock.totals
     return {
         "phases": totals,
         "calls": clock.calls,
+        "peak_rss": clock.peaks,
+        "rss_growth": clock.growth,
         "train_cpu_over_fit_cpu": totals["train (stage)"][1] / fit_cpu,
         "evaluate_cpu_over_train_cpu": totals["evaluate (stage)"][1] / totals["train (stage)"][1],
         "evaluate_wall_over_train_wall": totals["evaluate (stage)"][0] / totals["train (stage)"][0],
@@ -269,6 +354,7 @@ def main() -> None:
     parser.add_argument("--features", required=True)
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--truth", default=None)
+    parser.add_argument("--labels", default=None, help="labels Parquet (survival head)")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--num-threads", type=int, default=None, help="override train.num_threads")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -295,10 +381,14 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {load}")
-    print(f"{'phase':<44} {'calls':>5} {'wall s':>8} {'CPU s':>8}")
+    print(
+        f"{'phase':<44} {'calls':>5} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12} {'added MB':>9}"
+    )
     for phase, (wall, cpu) in result["phases"].items():
         calls = result["calls"].get(phase, 1)
-        print(f"{phase:<44} {calls:>5} {wall:8.1f} {cpu:8.1f}")
+        peak = result["peak_rss"].get(phase, 0) / 2**20
+        added = result["rss_growth"].get(phase, 0) / 2**20
+        print(f"{phase:<44} {calls:>5} {wall:8.1f} {cpu:8.1f} {peak:12,.0f} {added:9,.0f}")
     if args.train_only:
         print(f"train CPU / LightGBM fit CPU: {result['train_cpu_over_fit_cpu']:.2f}")
         return
