@@ -113,8 +113,8 @@ class SurvivalHead:
     def predict_raw_horizons(self, frame: pd.DataFrame) -> np.ndarray:
         """Return uncalibrated ``P(churn within H)``, shape ``(len(frame), len(horizons))``."""
         schedule = build_decision_schedule(frame, max(self.horizons))
-        matrix = person_period_matrix(
-            prepare_features(frame, self.customer_features, self.categorical_levels), schedule
+        matrix = build_person_period_matrix(
+            frame, self.customer_features, self.categorical_levels, schedule
         )
         hazards = self.booster.predict(matrix) if len(matrix) else np.empty(0)
         return combine_hazards(
@@ -230,11 +230,43 @@ def validate_survival_metadata(meta: Any, source: str) -> None:
     HorizonCalibration.from_dict(calibration)
 
 
-def person_period_matrix(customer_matrix: np.ndarray, schedule: pd.DataFrame) -> np.ndarray:
-    """Return the booster matrix of person-periods: customer row, then the period columns."""
+#: Person-periods copied into the booster matrix at a time (bounds the float64 scratch).
+PERSON_PERIOD_CHUNK = 65_536
+
+
+def build_person_period_matrix(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    categorical_levels: Mapping[str, tuple[str, ...]],
+    schedule: pd.DataFrame,
+) -> np.ndarray:
+    """Return the booster matrix of person-periods: customer features, then the period columns.
+
+    Only the customer rows that own a person-period are encoded (a sampled training slice
+    keeps a fraction of them), and the ``float32`` matrix is filled in chunks, so no ``float64``
+    copy of the whole slice or of every person-period is made: at 100k customers the head's
+    training slice (479k rows x 109 features) used to be encoded whole, then indexed, stacked
+    and converted, about 0.9 GB of temporaries for a 0.12 GB result. The values are those of
+    encoding every row (:func:`churn.model.artifact.prepare_features`, row by row independent)
+    and converting to ``float32``.
+
+    Args:
+        frame: Customer rows (features by name).
+        feature_names: Customer feature columns, in booster order.
+        categorical_levels: Known levels of each categorical feature.
+        schedule: Person-periods: ``row`` (position in ``frame``) and :data:`PERIOD_FEATURES`.
+    """
     rows = schedule["row"].to_numpy()
-    period = schedule[list(PERIOD_FEATURES)].to_numpy(dtype="float64")
-    return np.hstack([customer_matrix[rows], period]).astype("float32")
+    used, position = np.unique(rows, return_inverse=True)
+    owners = frame if len(used) == len(frame) else frame.iloc[used]
+    customer = prepare_features(owners, tuple(feature_names), categorical_levels)
+    width = customer.shape[1]
+    matrix = np.empty((len(rows), width + len(PERIOD_FEATURES)), dtype="float32")
+    for start in range(0, len(rows), PERSON_PERIOD_CHUNK):
+        stop = start + PERSON_PERIOD_CHUNK
+        matrix[start:stop, :width] = customer[position[start:stop]]
+    matrix[:, width:] = schedule[list(PERIOD_FEATURES)].to_numpy(dtype="float64")
+    return matrix
 
 
 def censor_before(
@@ -358,7 +390,7 @@ def fit_survival_head(
         weights = None
         if part == "train":
             rows, weights = sample_person_periods(frame, rows, cfg)
-        matrix = person_period_matrix(prepare_features(frame, names, levels), rows)
+        matrix = build_person_period_matrix(frame, names, levels, rows)
         events = rows["event"].to_numpy()
         if events.sum() == 0:
             raise ModelError(f"the {part} person-periods hold no churn event")

@@ -13,13 +13,16 @@ from churn.config import parse_params
 from churn.errors import ModelError
 from churn.features.build import build_features
 from churn.labels.build import build_labels
+from churn.model import survival
+from churn.model.artifact import prepare_features
 from churn.model.fit import build_lgb_params
-from churn.model.hazard import find_next_decision_dates
+from churn.model.hazard import PERIOD_FEATURES, find_next_decision_dates
 from churn.model.horizon_evaluation import attach_churn_times, split_for_horizons
 from churn.model.pooling import POOLED_LEVEL
 from churn.model.survival import (
     SURVIVAL_META_FILE,
     SurvivalHead,
+    build_person_period_matrix,
     fit_survival_head,
     has_survival_head,
     sample_person_periods,
@@ -243,3 +246,55 @@ def test_head_fitted_on_a_sample_keeps_every_event(export_frame, fitted) -> None
     assert head.metadata["train_person_periods"] < full.metadata["train_person_periods"]
     probabilities = head.predict_horizons(frame.iloc[split.test])
     assert (np.diff(probabilities, axis=1) >= -1e-12).all()
+
+
+def test_person_period_matrix_equals_encoding_every_row_then_indexing(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    n = 40
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(n) + 7000,  # integer ids, as third-party exports have
+            "tickets_last_30d": rng.integers(0, 5, n).astype("float64"),
+            "days_since_last_login": np.where(rng.random(n) < 0.2, np.nan, rng.random(n) * 90),
+            "plan_code": pd.Series(rng.choice(["10", "20", "30", None], n), dtype="object"),
+        },
+        index=np.arange(n) * 3 + 11,  # a non-default index: positions, not labels, are used
+    )
+    names = ("tickets_last_30d", "days_since_last_login", "plan_code")
+    levels = {"plan_code": ("10", "20")}
+    # Unsorted, repeated rows, most rows without a period (a sampled training slice).
+    rows = rng.choice(np.arange(0, n, 3), 25)
+    schedule = pd.DataFrame(
+        {
+            "row": rows,
+            "decision_index": rng.integers(0, 3, len(rows)),
+            "days_to_decision": rng.random(len(rows)) * 365.123456789,
+            "term_months": rng.choice([1, 12], len(rows)),
+        }
+    )
+
+    def encode_all_then_index(schedule: pd.DataFrame) -> np.ndarray:
+        customer = prepare_features(frame, names, levels)[schedule["row"].to_numpy()]
+        period = schedule[list(PERIOD_FEATURES)].to_numpy(dtype="float64")
+        return np.hstack([customer, period]).astype("float32")
+
+    monkeypatch.setattr(survival, "PERSON_PERIOD_CHUNK", 7)  # several chunks, one partial
+    matrix = build_person_period_matrix(frame, names, levels, schedule)
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix, encode_all_then_index(schedule))
+    every_row = schedule.assign(row=rng.permutation(n)[: len(rows)] % n)
+    every_row = pd.concat([every_row, schedule.assign(row=np.arange(len(rows)))])
+    every_row = pd.concat(
+        [
+            every_row,
+            pd.DataFrame({"row": np.arange(n)}).assign(
+                decision_index=0, days_to_decision=1.5, term_months=1
+            ),
+        ]
+    )
+    np.testing.assert_array_equal(
+        build_person_period_matrix(frame, names, levels, every_row),
+        encode_all_then_index(every_row),
+    )
+    empty = schedule.iloc[:0]
+    assert build_person_period_matrix(frame, names, levels, empty).shape == (0, 6)
