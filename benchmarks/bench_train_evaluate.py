@@ -263,6 +263,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "evaluate_cpu_over_train_cpu": totals["evaluate (stage)"][1] / totals["train (stage)"][1],
         "evaluate_wall_over_train_wall": totals["evaluate (stage)"][0] / totals["train (stage)"][0],
         "test_roc_auc": metrics["test"]["roc_auc"],
+        "metrics": metrics,  # the whole metrics.json, to compare two versions' results
         "backtest": [
             {k: entry.get(k) for k in ("cutoff", "roc_auc", "pr_auc", "skipped")}
             for entry in metrics["backtest"]
