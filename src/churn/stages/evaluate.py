@@ -29,11 +29,12 @@ from churn.model.horizon_evaluation import ModelFormPlan, compare_model_forms, p
 from churn.model.metrics import make_jsonable
 from churn.model.survival import has_survival_head
 from churn.stages.fit_workers import (
+    build_model_form_frame,
     collect_model_forms,
     count_fit_workers,
+    keep_columns,
     list_model_form_columns,
     open_fit_pool,
-    read_model_form_frame,
     submit_backtest_refits,
     submit_model_form_fits,
 )
@@ -115,12 +116,7 @@ def run_evaluate(
         if compare:
             assert labels_path is not None  # for the type checker: compare implies labels
             comparison = start_model_form_comparison(
-                pool,
-                Path(features_path),
-                Path(labels_path),
-                list(features.columns),
-                model.catalog,
-                params,
+                pool, Path(features_path), Path(labels_path), features, model.catalog, params
             )
         evaluation = evaluate_models(features, model, baseline, params, truth)
         head_on_test = None
@@ -131,8 +127,8 @@ def run_evaluate(
         # training already fitted is scored with the exported model, the others are refitted
         # in the pool's workers, which read the features file themselves.
         columns = [*KEY_COLUMNS, *model.feature_names]
-        model_frame = features[columns]
-        del features  # the model's columns are a copy; free the rest
+        model_frame = keep_columns(features, columns)  # shared with features, not copied
+        del features
 
         def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
             if pool is None:
@@ -203,18 +199,23 @@ def start_model_form_comparison(
     pool: Executor | None,
     features_path: Path,
     labels_path: Path,
-    features_columns: list[str],
+    features: pd.DataFrame,
     catalog: pd.DataFrame,
     params: Params,
 ) -> ModelFormComparison:
     """Plan the model-form comparison and submit its fits to ``pool`` (if any).
 
-    The frame is read from the files exactly as each worker reads it, so this process and the
-    workers plan the same split. A comparison that cannot be planned (e.g. too few cutoffs for
-    the longest horizon's purge window) comes back with a note and no fits.
+    The frame is built from ``features`` (the file's rows, already in memory; its columns are
+    shared, not copied) by the function each worker applies to what it reads from
+    ``features_path`` (:func:`build_model_form_frame`), so this process and the workers plan
+    the same split (a test checks the two frames equal). Reading the file again here added
+    1.6 GB to the stage's peak at 100k customers. A comparison that cannot be planned (e.g.
+    too few cutoffs for the longest horizon's purge window) comes back with a note and no fits.
     """
-    columns = list_model_form_columns(features_columns, catalog)
-    frame = read_model_form_frame(features_path, labels_path, columns)
+    from churn.io import read_frame
+
+    columns = list_model_form_columns(list(features.columns), catalog)
+    frame = build_model_form_frame(features, read_frame(labels_path), columns)
     try:
         plan = plan_model_forms(frame, catalog, params)
     except ModelError as exc:

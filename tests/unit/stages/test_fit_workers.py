@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -16,10 +17,12 @@ from churn.model.horizon_evaluation import compare_model_forms, plan_model_forms
 from churn.model.survival import CHURN_TIME_COLUMNS
 from churn.stages.evaluate import ModelFormComparison, finish_model_form_comparison
 from churn.stages.fit_workers import (
+    build_model_form_frame,
     collect_model_forms,
     count_fit_workers,
     decode_frame,
     encode_frame,
+    keep_columns,
     list_model_form_columns,
     open_fit_pool,
     read_backtest_frame,
@@ -136,6 +139,36 @@ def test_model_form_columns_keep_the_schedule_outside_the_catalog():
         "days_to_renewal",
         "billing_period",
     ]
+
+
+def test_the_stage_builds_from_memory_the_frame_each_worker_reads(survival_files):
+    """evaluate plans the comparison on the features it holds; the workers read the files:
+    both must see the same frame, or they would plan different splits."""
+    features_path, labels_path = survival_files
+    catalog = survival_catalog()
+    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
+    in_memory = pd.read_parquet(features_path).assign(not_a_model_column=1.0)
+    built = build_model_form_frame(in_memory, pd.read_parquet(labels_path), columns)
+    read = read_model_form_frame(features_path, labels_path, columns)
+    pd.testing.assert_frame_equal(built, read)
+    assert "not_a_model_column" not in built.columns
+
+
+def test_keep_columns_shares_the_kept_arrays_and_follows_the_given_order():
+    frame = pd.DataFrame(
+        {"customer_id": [3, 1, 2], "a": [0.5, 1.5, 2.5], "b": [1.0, 2.0, 3.0], "c": ["x", "y", "z"]}
+    )
+    kept = keep_columns(frame, ["customer_id", "b"])
+    pd.testing.assert_frame_equal(kept, frame[["customer_id", "b"]])
+    # No copy (unlike frame[columns]), and writing to it leaves the caller's frame alone.
+    assert np.shares_memory(kept["b"].to_numpy(), frame["b"].to_numpy())
+    kept.loc[0, "b"] = -1.0
+    assert frame.loc[0, "b"] == 1.0
+    reordered = keep_columns(frame, ["b", "customer_id"])
+    assert list(reordered.columns) == ["b", "customer_id"]
+    pd.testing.assert_frame_equal(reordered, frame[["b", "customer_id"]])
+    with pytest.raises(KeyError, match="missing_column"):
+        keep_columns(frame, ["customer_id", "missing_column"])
 
 
 def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files):
