@@ -252,13 +252,32 @@ def find_table_file(
     return None
 
 
+def release_arrow_memory() -> None:
+    """Hand the memory pyarrow has freed but still caches back to the operating system.
+
+    Reading Parquet into pandas decodes the file into Arrow buffers and converts them into the
+    frame's arrays; Arrow's allocator (mimalloc here) keeps the freed decoding buffers for a
+    while for its own reuse, and nothing else in the process (NumPy allocates with ``malloc``)
+    can use them. Reading the 100k features file (an 886 MB frame) left 2.27 GB resident, 1.10
+    GB after this call (2026-12-03).
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def read_frame(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet file or directory, or a CSV file (all columns as read by pandas)."""
+    """Read a Parquet file or directory, or a CSV file (all columns as read by pandas).
+
+    Parquet is handed over with pyarrow's cached memory released (:func:`release_arrow_memory`).
+    """
     path = Path(path)
     if path.suffix.lower() == ".csv":
         # Read identifiers and timestamps as text; ingest coerces types and reports failures.
         return pd.read_csv(path, dtype=str, keep_default_na=True)
-    return pd.read_parquet(path)
+    frame = pd.read_parquet(path)
+    release_arrow_memory()
+    return frame
 
 
 def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) -> pd.DataFrame:
@@ -276,7 +295,9 @@ def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) ->
     filters = [(column, "in", list(dict.fromkeys(kept))) for column, kept in values.items()]
     if not filters:
         raise ValueError("read_frame_rows needs at least one column to filter on")
-    return pd.read_parquet(path, filters=filters).reset_index(drop=True)
+    frame = pd.read_parquet(path, filters=filters).reset_index(drop=True)
+    release_arrow_memory()
+    return frame
 
 
 def read_latest_rows(path: str | Path, column: str = "cutoff") -> pd.DataFrame:
