@@ -67,7 +67,7 @@ def split_backtest_cutoff(
     """
     cfg = build_backtest_config(params)
     split = split_by_time(features, cfg, params.label, last_cutoff=cutoff)
-    parts = tuple(features.iloc[rows] for rows in (split.train, split.validation, split.test))
+    parts = split.slices(features)
     return split, parts, _backtest_skip_reason(*parts, cfg.min_positives)
 
 

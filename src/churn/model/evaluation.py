@@ -34,7 +34,7 @@ from churn.model.metrics import (
     summarize_ranking,
 )
 from churn.model.oracle import check_model_below_oracle, compute_oracle_probabilities
-from churn.model.split import label_array, split_by_time
+from churn.model.split import label_array, split_by_time, take_rows
 
 if TYPE_CHECKING:
     from churn.model.artifact import ChurnModel
@@ -142,7 +142,7 @@ def evaluate_models(
     """
     cfg = params.evaluate
     split = split_by_time(features, params.train, params.label, mode=params.ingest.mode)
-    test = features.iloc[split.test]
+    test = take_rows(features, split.test)
     labels = label_array(test)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = labels

@@ -127,9 +127,11 @@ def build_lgb_params(
         interaction_groups: LightGBM ``interaction_constraints`` (feature positions allowed to
             share a tree branch, :func:`build_family_interaction_groups`); ``None``: none.
     """
-    constraints = {} if interaction_groups is None else {
-        "interaction_constraints": [list(group) for group in interaction_groups]
-    }
+    constraints = (
+        {}
+        if interaction_groups is None
+        else {"interaction_constraints": [list(group) for group in interaction_groups]}
+    )
     return constraints | {
         "objective": "binary",
         "metric": cfg.early_stopping_metric,
@@ -480,9 +482,7 @@ def train_churn_models(
     split = split_by_time(features, cfg, params.label, mode=params.ingest.mode)
     for note in split.notes:
         logger.info(note)
-    train, validation, test = (
-        features.iloc[rows] for rows in (split.train, split.validation, split.test)
-    )
+    train, validation, test = split.slices(features)
     logger.info("rows: %d train, %d validation, %d test", len(train), len(validation), len(test))
     train_y, val_y, test_y = (label_array(part) for part in (train, validation, test))
     check_label_balance(train_y, cfg.min_positives, "training")
@@ -508,9 +508,7 @@ def train_churn_models(
     if cfg.tuning.enabled:
         from churn.model.tuning import tune_hyperparameters
 
-        tuned, trials = tune_hyperparameters(
-            train, validation, catalog, cfg, fit=fit_churn_model
-        )
+        tuned, trials = tune_hyperparameters(train, validation, catalog, cfg, fit=fit_churn_model)
         cfg = cfg.model_copy(update=tuned)
     model = fit_churn_model(train, validation, catalog, cfg)
     # The baseline is fitted on the classifier's sample with the same weights: a fair

@@ -30,7 +30,7 @@ from churn.model.fit import build_lgb_params, find_dead_features, fit_churn_mode
 from churn.model.hazard import label_at_horizon
 from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_ranking
 from churn.model.oracle import compute_oracle_probabilities
-from churn.model.split import Split, split_by_time
+from churn.model.split import Split, split_by_time, take_rows
 from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead, fit_survival_head
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def plan_model_forms(frame: pd.DataFrame, catalog: pd.DataFrame, params: Params)
     processes (:mod:`churn.stages.fit_workers`) use exactly the same rows and features.
     """
     split = split_for_horizons(frame, params)
-    train = frame.iloc[split.train]
+    train = take_rows(frame, split.train)
     names = [c for c in catalog["name"] if c in frame.columns and c not in KEY_COLUMNS]
     dead = find_dead_features(train, names)
     names = [n for n in names if n not in dead]
@@ -137,9 +137,7 @@ def fit_hazard_form(
         column per ``label.horizons_days`` entry.
     """
     split = plan.split
-    train, validation, test = (
-        frame.iloc[rows] for rows in (split.train, split.validation, split.test)
-    )
+    train, validation, test = split.slices(frame)
     head = fit_survival_head(
         train,
         validation,
@@ -169,9 +167,7 @@ def fit_classifier_form(
     rows) and return its probabilities on the test rows whose outcome at ``horizon`` is known.
     """
     split = plan.split
-    train, validation, test = (
-        frame.iloc[rows] for rows in (split.train, split.validation, split.test)
-    )
+    train, validation, test = split.slices(frame)
     columns = [*KEY_COLUMNS, *plan.names]
 
     def at(part: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +203,7 @@ def summarize_model_forms(
     """
     horizons = params.label.horizons_days
     split = plan.split
-    test = frame.iloc[split.test]
+    test = take_rows(frame, split.test)
     hazard_probabilities, head_metadata = hazard
     result: dict[str, Any] = {
         "split": {
@@ -300,7 +296,7 @@ def fit_head_for_model(
     if split.mode != "time" or "days_to_renewal" not in model.feature_names:
         logger.info("no survival head: no contract schedule (entity mode or no subscriptions)")
         return None
-    train, validation = (frame.iloc[rows] for rows in (split.train, split.validation))
+    train, validation = (take_rows(frame, rows) for rows in (split.train, split.validation))
     return fit_survival_head(
         train,
         validation,
@@ -337,7 +333,7 @@ def evaluate_horizons(
         ``{"<H>": metrics or {"observable": False, "note": ...}}``.
     """
     split = split_by_time(frame, params.train, params.label, mode=params.ingest.mode)
-    test = frame.iloc[split.test]
+    test = take_rows(frame, split.test)
     probabilities = head.predict_horizons(test)
     observed = test["observed_days"].astype("float64").to_numpy()
     days = test["days_to_churn"].to_numpy("float64")

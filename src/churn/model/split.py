@@ -58,6 +58,14 @@ class Split:
     removed: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
+    def slices(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Return the train, validation and test rows of ``frame`` (:func:`take_rows`)."""
+        return (
+            take_rows(frame, self.train),
+            take_rows(frame, self.validation),
+            take_rows(frame, self.test),
+        )
+
     def describe(self) -> dict[str, Any]:
         """Return a JSON-ready summary: mode, sizes, cutoffs, removed rows, notes."""
 
@@ -79,6 +87,23 @@ class Split:
             "removed_rows": dict(self.removed),
             "notes": list(self.notes),
         }
+
+
+def take_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """Return ``frame.iloc[positions]``, sharing ``frame``'s memory when it can.
+
+    The features file is written in cutoff order, so each slice of a time split is one run of
+    consecutive rows: a run is taken as a slice, which pandas' copy-on-write shares instead of
+    copying (at 100k customers the training rows alone are 0.5 GB). Any other positions
+    (unsorted, with gaps, an entity split) are taken as ``frame.iloc[positions]``. Either way
+    the result has the same rows, order, index and dtypes.
+    """
+    positions = np.asarray(positions)
+    n = len(positions)
+    consecutive = n > 0 and positions.dtype.kind in "iu" and bool(np.all(np.diff(positions) == 1))
+    if consecutive and positions[0] >= 0:
+        return frame.iloc[int(positions[0]) : int(positions[-1]) + 1]
+    return frame.iloc[positions]
 
 
 def label_array(frame: pd.DataFrame) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churn.model.split import take_rows
 from churn.tracking.datasets import build_sampled_dataset, digest_file, digest_slice
 from churn.tracking.registry import CHAMPION, gate_model_version
 from churn.tracking.signature import (
@@ -238,7 +239,9 @@ def _log_training_run(
                 "validation": result.split.validation,
                 "test": result.split.test,
             }
-            log_datasets({ctx: features.iloc[rows] for ctx, rows in slices.items()}, features_path)
+            log_datasets(
+                {ctx: take_rows(features, rows) for ctx, rows in slices.items()}, features_path
+            )
             commit, dirty = read_git_commit()
             mlflow.set_tags(
                 {
@@ -266,7 +269,7 @@ def _log_training_run(
                 ):
                     mlflow.log_params(trial["params"])
                     mlflow.log_metric("validation_pr_auc", trial["validation_pr_auc"])
-            test = features.iloc[result.split.test]
+            test = take_rows(features, result.split.test)
             example = test.drop(columns=["label"]).head(INPUT_EXAMPLE_ROWS)
             info = mlflow.pyfunc.log_model(
                 name="model",

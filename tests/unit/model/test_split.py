@@ -9,7 +9,7 @@ from support.tiny import make_feature_frame
 
 from churn.config import LabelConfig, TrainConfig
 from churn.errors import ModelError
-from churn.model.split import label_array, split_by_time
+from churn.model.split import label_array, split_by_time, take_rows
 
 
 def _cutoffs(frame: pd.DataFrame, rows: np.ndarray) -> pd.DatetimeIndex:
@@ -108,3 +108,23 @@ def test_label_array_returns_ints_and_refuses_missing_labels():
     frame.loc[0, "label"] = pd.NA
     with pytest.raises(ModelError, match="1 row"):
         label_array(frame)
+
+
+def test_take_rows_shares_a_run_of_rows_and_equals_iloc_otherwise() -> None:
+    frame = pd.DataFrame(
+        {"customer_id": np.arange(10) + 500, "score": np.linspace(0.0, 1.0, 10)},
+        index=np.arange(10) * 2,  # positions, not labels
+    )
+    run = np.arange(3, 8)
+    taken = take_rows(frame, run)
+    pd.testing.assert_frame_equal(taken, frame.iloc[run])
+    # A run is a slice of the caller's arrays, not a copy; writing to it copies first.
+    assert np.shares_memory(taken["score"].to_numpy(), frame["score"].to_numpy())
+    taken.loc[6, "score"] = -1.0
+    assert frame.loc[6, "score"] == pytest.approx(1 / 3)
+    for positions in ([4], [1, 2, 4], [5, 4, 3], [2, 2, 3], []):
+        positions = np.asarray(positions, dtype=np.int64)
+        pd.testing.assert_frame_equal(take_rows(frame, positions), frame.iloc[positions])
+    assert not np.shares_memory(
+        take_rows(frame, np.array([1, 2, 4]))["score"].to_numpy(), frame["score"].to_numpy()
+    )
