@@ -269,13 +269,18 @@ def release_arrow_memory() -> None:
 def read_frame(path: str | Path) -> pd.DataFrame:
     """Read a Parquet file or directory, or a CSV file (all columns as read by pandas).
 
-    Parquet is handed over with pyarrow's cached memory released (:func:`release_arrow_memory`).
+    Parquet is converted column by column, each column freed from the Arrow table once it is
+    converted (``self_destruct``) and kept as its own block (``split_blocks``: numbers without
+    missing values are handed over without a copy), then pyarrow's cached memory is released
+    (:func:`release_arrow_memory`). The default conversion holds the whole Arrow table and the
+    whole frame at once: ``churn train`` at 100k customers, whose peak is this read, went from
+    2.39 to 2.11 GB (2026-12-03). Values and dtypes are the same.
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
         # Read identifiers and timestamps as text; ingest coerces types and reports failures.
         return pd.read_csv(path, dtype=str, keep_default_na=True)
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(path, to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
     release_arrow_memory()
     return frame
 
