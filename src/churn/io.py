@@ -20,6 +20,7 @@ import secrets
 import shutil
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
@@ -252,6 +253,14 @@ def find_table_file(
     return None
 
 
+#: ``pyarrow.Table.to_pandas`` options of every large read (:func:`read_frame`): each column is
+#: freed from the Arrow table once converted and kept as its own block, so the table and the
+#: frame never exist whole at once.
+LEAN_CONVERSION: Mapping[str, bool] = MappingProxyType(
+    {"self_destruct": True, "split_blocks": True}
+)
+
+
 def release_arrow_memory() -> None:
     """Hand the memory pyarrow has freed but still caches back to the operating system.
 
@@ -280,7 +289,7 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     if path.suffix.lower() == ".csv":
         # Read identifiers and timestamps as text; ingest coerces types and reports failures.
         return pd.read_csv(path, dtype=str, keep_default_na=True)
-    frame = pd.read_parquet(path, to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
+    frame = pd.read_parquet(path, to_pandas_kwargs=dict(LEAN_CONVERSION))
     release_arrow_memory()
     return frame
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from churn.config import Params, parse_params
 from churn.domain.catalog import CUTOFF, KEY_COLUMNS
+from churn.io import LEAN_CONVERSION, release_arrow_memory
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
 from churn.model.horizon_evaluation import (
@@ -83,7 +84,10 @@ def read_backtest_frame(
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, columns=list(columns), filters=[(CUTOFF, "<=", cutoff)])
-    return table.to_pandas().reset_index(drop=True)
+    frame = table.to_pandas(**LEAN_CONVERSION).reset_index(drop=True)
+    del table  # emptied by the conversion
+    release_arrow_memory()
+    return frame
 
 
 def _worker_params(task: dict[str, Any]) -> Params:
@@ -186,9 +190,11 @@ def read_model_form_frame(
     """
     import pyarrow.parquet as pq
 
-    features = pq.read_table(features_path, columns=list(columns)).to_pandas()
+    features = pq.read_table(features_path, columns=list(columns)).to_pandas(**LEAN_CONVERSION)
     labels = pq.read_table(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
-    return build_model_form_frame(features, labels.to_pandas(), columns)
+    labels = labels.to_pandas()
+    release_arrow_memory()
+    return build_model_form_frame(features, labels, columns)
 
 
 def build_model_form_frame(
