@@ -35,6 +35,7 @@ from churn.stages.fit_workers import (
     keep_columns,
     list_model_form_columns,
     open_fit_pool,
+    read_churn_times,
     submit_backtest_refits,
     submit_model_form_fits,
 )
@@ -212,10 +213,8 @@ def start_model_form_comparison(
     1.6 GB to the stage's peak at 100k customers. A comparison that cannot be planned (e.g.
     too few cutoffs for the longest horizon's purge window) comes back with a note and no fits.
     """
-    from churn.io import read_frame
-
     columns = list_model_form_columns(list(features.columns), catalog)
-    frame = build_model_form_frame(features, read_frame(labels_path), columns)
+    frame = build_model_form_frame(features, read_churn_times(labels_path), columns)
     try:
         plan = plan_model_forms(frame, catalog, params)
     except ModelError as exc:

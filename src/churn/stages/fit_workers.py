@@ -28,7 +28,7 @@ import pandas as pd
 
 from churn.config import Params, parse_params
 from churn.domain.catalog import CUTOFF, KEY_COLUMNS
-from churn.io import LEAN_CONVERSION, release_arrow_memory
+from churn.io import read_parquet_frame
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
 from churn.model.horizon_evaluation import (
@@ -81,13 +81,8 @@ def read_backtest_frame(
     but the memory a worker needs; the kept rows keep their order (LightGBM's result depends
     on it).
     """
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=list(columns), filters=[(CUTOFF, "<=", cutoff)])
-    frame = table.to_pandas(**LEAN_CONVERSION).reset_index(drop=True)
-    del table  # emptied by the conversion
-    release_arrow_memory()
-    return frame
+    frame = read_parquet_frame(path, columns=list(columns), filters=[(CUTOFF, "<=", cutoff)])
+    return frame.reset_index(drop=True)
 
 
 def _worker_params(task: dict[str, Any]) -> Params:
@@ -188,13 +183,13 @@ def read_model_form_frame(
     """Read what the model-form comparison fits on: ``columns`` of the features, with the
     labels' churn times attached (:func:`churn.model.horizon_evaluation.attach_churn_times`).
     """
-    import pyarrow.parquet as pq
+    features = read_parquet_frame(features_path, columns=list(columns))
+    return build_model_form_frame(features, read_churn_times(labels_path), columns)
 
-    features = pq.read_table(features_path, columns=list(columns)).to_pandas(**LEAN_CONVERSION)
-    labels = pq.read_table(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
-    labels = labels.to_pandas()
-    release_arrow_memory()
-    return build_model_form_frame(features, labels, columns)
+
+def read_churn_times(labels_path: str | Path) -> pd.DataFrame:
+    """Read the labels' keys and churn times: what :func:`build_model_form_frame` attaches."""
+    return read_parquet_frame(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
 
 
 def build_model_form_frame(
