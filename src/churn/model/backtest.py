@@ -109,8 +109,8 @@ def refit_backtest_cutoff(
         _, parts, reason = split_backtest_cutoff(features, params, cutoff)
         if reason is None:
             train, validation, _ = parts
-            model = fit_churn_model(train, validation, catalog, cfg)
             sample = sample_training_rows(train, cfg)
+            model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
             baseline = fit_baseline(
                 sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights
             )

@@ -146,7 +146,8 @@ def evaluate_models(
     labels = label_array(test)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = labels
-    predictions["churn_probability"] = model.predict_proba(test)
+    raw = model.predict_raw(test)  # once: the calibrated probabilities and raw ranking share it
+    predictions["churn_probability"] = model.calibrator.transform(raw)
     predictions["baseline_probability"] = predict_baseline(baseline, test)
     notes = list(split.notes)
     evaluated_on = split.describe()["cutoffs"]["test"]
@@ -178,7 +179,6 @@ def evaluate_models(
     }
     # Ranking quality of the booster before calibration: a calibrator with few steps ties
     # customers together and costs ranking quality, and this makes that cost visible.
-    raw = model.predict_raw(test)
     metrics["test"]["raw_roc_auc"] = compute_roc_auc(labels, raw)
     metrics["test"]["raw_pr_auc"] = compute_pr_auc(labels, raw)
     if truth is not None:

@@ -35,9 +35,7 @@ from churn.model.reason_reference import (
     build_reason_reference,
     select_reference_rows,
 )
-from churn.model.sampling import (
-    sample_training_rows,
-)
+from churn.model.sampling import TrainingSample, sample_training_rows
 from churn.model.split import Split, label_array, split_by_time
 
 if TYPE_CHECKING:
@@ -180,7 +178,11 @@ def build_family_interaction_groups(catalog: pd.DataFrame) -> list[list[int]]:
 
 
 def fit_churn_model(
-    train: pd.DataFrame, validation: pd.DataFrame, catalog: pd.DataFrame, cfg: TrainConfig
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    catalog: pd.DataFrame,
+    cfg: TrainConfig,
+    sample: TrainingSample | None = None,
 ) -> ChurnModel:
     """Fit LightGBM on ``train`` (early stopping on ``validation``) and calibrate on validation.
 
@@ -194,6 +196,8 @@ def fit_churn_model(
         validation: Validation rows (labels present, both classes).
         catalog: Feature catalog (at least the frame's feature columns).
         cfg: Train section.
+        sample: :func:`sample_training_rows` of ``train`` under ``cfg``, when the caller has
+            drawn it already (it is drawn here otherwise).
 
     Returns:
         The calibrated model. Categorical levels come from train only, levels on fewer than
@@ -210,7 +214,7 @@ def fit_churn_model(
     )
     val_y = label_array(validation)
     positives = int(label_array(train).sum())
-    sample = sample_training_rows(train, cfg)
+    sample = sample_training_rows(train, cfg) if sample is None else sample
     cat_index = [names.index(name) for name in categorical]
     train_set = lgb.Dataset(
         prepare_features(sample.rows, names, levels),
@@ -510,15 +514,16 @@ def train_churn_models(
 
         tuned, trials = tune_hyperparameters(train, validation, catalog, cfg, fit=fit_churn_model)
         cfg = cfg.model_copy(update=tuned)
-    model = fit_churn_model(train, validation, catalog, cfg)
+    sample = sample_training_rows(train, cfg)
+    model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
     # The baseline is fitted on the classifier's sample with the same weights: a fair
     # comparison, and its solver no longer costs more than LightGBM on large data.
-    sample = sample_training_rows(train, cfg)
     baseline = fit_baseline(sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = test_y
-    predictions["churn_probability"] = model.predict_proba(test)
-    predictions["raw_probability"] = 1.0 / (1.0 + np.exp(-model.predict_raw(test)))
+    test_raw = model.predict_raw(test)  # once: calibrated and raw probabilities share it
+    predictions["churn_probability"] = model.calibrator.transform(test_raw)
+    predictions["raw_probability"] = 1.0 / (1.0 + np.exp(-test_raw))
     predictions["baseline_probability"] = predict_baseline(baseline, test)
     # The model is immutable: the test facts make a new one (same booster and calibrator).
     model = replace(

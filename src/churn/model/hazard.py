@@ -64,7 +64,11 @@ def find_term_months(billing_period: pd.Series) -> np.ndarray:
             return 1
         return int(count) if count >= 1 and float(count).is_integer() else 1
 
-    return np.array([months_of(v) for v in text], dtype=np.int64)
+    # Each distinct period is read once (a few per business, not one per row); a missing
+    # period's code is -1, which picks the trailing monthly default.
+    codes, periods = pd.factorize(text)
+    months = np.array([*(months_of(value) for value in periods), 1], dtype=np.int64)
+    return months[codes]
 
 
 def find_next_decision_dates(frame: pd.DataFrame) -> pd.Series:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import pandas as pd
 from churn.config import Params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
+from churn.io import read_parquet_frame
 from churn.model.artifact import ChurnModel
 from churn.model.fit import build_lgb_params, find_dead_features, fit_churn_model
 from churn.model.hazard import label_at_horizon
@@ -36,6 +38,11 @@ from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead, fit_survival_
 logger = logging.getLogger(__name__)
 
 
+def read_churn_times(labels_path: str | Path) -> pd.DataFrame:
+    """Read the labels' keys and churn times: what :func:`attach_churn_times` attaches."""
+    return read_parquet_frame(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
+
+
 def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Return ``features`` with the labels' churn-time columns, matched on customer and cutoff.
 
@@ -45,12 +52,15 @@ def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataF
     missing = [c for c in CHURN_TIME_COLUMNS if c not in labels.columns]
     if missing:
         raise ModelError(f"the labels lack {missing}: rebuild them with 'churn label'")
-    times = labels[["customer_id", "cutoff", *CHURN_TIME_COLUMNS]].assign(
-        customer_id=lambda f: f["customer_id"].astype(str)
-    )
-    merged = features.assign(customer_id=features["customer_id"].astype(str)).merge(
-        times, on=["customer_id", "cutoff"], how="left", validate="one_to_one"
-    )
+    times = labels[["customer_id", "cutoff", *CHURN_TIME_COLUMNS]]
+    keys = features
+    if times["customer_id"].dtype != features["customer_id"].dtype:
+        # Ids of two types (e.g. integers and their text) match as text; ids of one type
+        # match as they are, without formatting a million ids.
+        times = times.assign(customer_id=times["customer_id"].astype(str))
+        keys = features.assign(customer_id=features["customer_id"].astype(str))
+    merged = keys.merge(times, on=["customer_id", "cutoff"], how="left", validate="one_to_one")
+    merged["customer_id"] = features["customer_id"].to_numpy()
     unmatched = int(merged["observed_days"].isna().sum())
     if unmatched:
         raise ModelError(f"{unmatched} feature row(s) have no labels row (customer, cutoff)")

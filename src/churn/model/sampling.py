@@ -85,14 +85,15 @@ def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> Tr
     labels = label_array(train)
     # A 16-character hash key from the seed: a different seed draws different rows.
     key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()
+    # Each distinct cutoff is formatted once, not once per row: the same texts.
+    cutoff_codes, cutoffs = pd.factorize(pd.DatetimeIndex(train["cutoff"]))
     keys = pd.DataFrame(
         {
             "customer_id": train["customer_id"].astype(str).to_numpy(),
-            "cutoff": pd.DatetimeIndex(train["cutoff"]).strftime("%Y-%m-%d"),
+            "cutoff": np.asarray(cutoffs.strftime("%Y-%m-%d"), dtype=object)[cutoff_codes],
         }
     )
     hashes = pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
-    cutoff_codes = pd.factorize(keys["cutoff"])[0]
     negatives = np.flatnonzero(labels == 0)
     # Retained rows ordered by cutoff, then hash: a row's position within its cutoff's run
     # tells whether it is among that cutoff's k smallest hashes.

@@ -25,7 +25,12 @@ from churn.layout import (
 )
 from churn.model.backtest import refit_backtest_cutoff, run_rolling_backtest
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow
-from churn.model.horizon_evaluation import ModelFormPlan, compare_model_forms, plan_model_forms
+from churn.model.horizon_evaluation import (
+    ModelFormPlan,
+    compare_model_forms,
+    plan_model_forms,
+    read_churn_times,
+)
 from churn.model.metrics import make_jsonable
 from churn.model.survival import has_survival_head
 from churn.stages.fit_workers import (
@@ -35,7 +40,6 @@ from churn.stages.fit_workers import (
     keep_columns,
     list_model_form_columns,
     open_fit_pool,
-    read_churn_times,
     submit_backtest_refits,
     submit_model_form_fits,
 )
@@ -258,9 +262,8 @@ def measure_head_on_test(
 ) -> dict[str, Any]:
     """Return the exported survival head's metrics per horizon on the classifier's test rows
     (:func:`churn.model.horizon_evaluation.evaluate_horizons`)."""
-    from churn.io import read_frame
     from churn.model.horizon_evaluation import attach_churn_times, evaluate_horizons
     from churn.model.survival import SurvivalHead
 
-    frame = attach_churn_times(features, read_frame(labels_path))
+    frame = attach_churn_times(features, read_churn_times(labels_path))
     return evaluate_horizons(frame, SurvivalHead.load(model_dir), params, truth)

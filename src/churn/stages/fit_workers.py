@@ -37,9 +37,9 @@ from churn.model.horizon_evaluation import (
     fit_classifier_form,
     fit_hazard_form,
     plan_model_forms,
+    read_churn_times,
     summarize_model_forms,
 )
-from churn.model.survival import CHURN_TIME_COLUMNS
 
 HAZARD_FORM = "hazard"
 """The task form of the comparison's survival head (the others are horizons in days)."""
@@ -185,11 +185,6 @@ def read_model_form_frame(
     """
     features = read_parquet_frame(features_path, columns=list(columns))
     return build_model_form_frame(features, read_churn_times(labels_path), columns)
-
-
-def read_churn_times(labels_path: str | Path) -> pd.DataFrame:
-    """Read the labels' keys and churn times: what :func:`build_model_form_frame` attaches."""
-    return read_parquet_frame(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
 
 
 def build_model_form_frame(

@@ -149,12 +149,15 @@ def fit_head(
     features: pd.DataFrame, labels_path: Path, result: TrainResult, params: Params
 ) -> SurvivalHead | None:
     """Fit the survival head on the classifier's split (``None``: no contract schedule)."""
-    from churn.io import read_frame
-    from churn.model.horizon_evaluation import attach_churn_times, fit_head_for_model
+    from churn.model.horizon_evaluation import (
+        attach_churn_times,
+        fit_head_for_model,
+        read_churn_times,
+    )
 
     if params.ingest.mode == "entity":
         return None
-    frame = attach_churn_times(features, read_frame(labels_path))
+    frame = attach_churn_times(features, read_churn_times(labels_path))
     try:
         head = fit_head_for_model(frame, result.split, result.model, params)
     except ModelError as exc:

@@ -36,6 +36,25 @@ def test_attach_churn_times_matches_by_key_and_refuses_gaps() -> None:
         attach_churn_times(features, labels.iloc[1:])
 
 
+@pytest.mark.parametrize("label_ids", ["same", "text"])
+def test_attach_churn_times_matches_integer_ids_as_they_are_or_as_text(label_ids) -> None:
+    """Integer ids (a third-party export) match labels holding the same integers or their text;
+    the features keep their own ids either way."""
+    frame = make_survival_frame(n_customers=20, n_cutoffs=2)
+    codes = {cid: 1000 + i for i, cid in enumerate(sorted(frame["customer_id"].unique()))}
+    frame = frame.assign(customer_id=frame["customer_id"].map(codes).astype("int64"))
+    features = frame.drop(columns=["days_to_churn", "observed_days"])
+    labels = frame[["customer_id", "cutoff", "days_to_churn", "observed_days"]].iloc[::-1]
+    if label_ids == "text":
+        labels = labels.assign(customer_id=labels["customer_id"].astype(str))
+    merged = attach_churn_times(features, labels)
+    np.testing.assert_array_equal(merged["days_to_churn"], frame["days_to_churn"])
+    np.testing.assert_array_equal(merged["observed_days"], frame["observed_days"])
+    assert merged["customer_id"].dtype == np.dtype("int64")
+    np.testing.assert_array_equal(merged["customer_id"], frame["customer_id"])
+    assert merged.index.equals(features.index)
+
+
 def test_split_uses_the_longest_horizon_window() -> None:
     frame = make_survival_frame(n_customers=50, n_cutoffs=8)
     split = split_for_horizons(frame, PARAMS)

@@ -90,6 +90,19 @@ def test_roc_and_pr_auc_match_naive_references(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_roc_auc_equals_scikit_learn_on_large_tied_scores(seed):
+    from sklearn.metrics import roc_auc_score
+
+    y, p, _ = make_predictions(seed, n=20_000, ties=seed % 2 == 0)
+    assert compute_roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), rel=0, abs=1e-12)
+
+
+def test_roc_auc_refuses_missing_scores():
+    with pytest.raises(ValueError, match="NaN"):
+        compute_roc_auc([0, 1, 1], [0.1, np.nan, 0.3])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_log_loss_and_brier_match_naive_references(seed):
     y, p, _ = make_predictions(seed)
     eps = 1e-15
