@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from support.survival_frames import make_survival_frame, survival_catalog
 
@@ -34,6 +35,22 @@ def test_attach_churn_times_matches_by_key_and_refuses_gaps() -> None:
     np.testing.assert_array_equal(merged["days_to_churn"], frame["days_to_churn"])
     with pytest.raises(ModelError, match="no labels row"):
         attach_churn_times(features, labels.iloc[1:])
+
+
+def test_attach_churn_times_by_position_equals_the_join() -> None:
+    """Labels in the features' order are attached by position: the same frame as the join."""
+    frame = make_survival_frame(n_customers=20, n_cutoffs=3)
+    features = frame.drop(columns=["days_to_churn", "observed_days"]).iloc[7:]
+    features.index = features.index * 10  # not a range: positions, not labels, must match
+    labels = frame[["customer_id", "cutoff", "days_to_churn", "observed_days"]].iloc[7:]
+    in_order = attach_churn_times(features, labels)
+    joined = attach_churn_times(features, labels.iloc[::-1])
+    pd.testing.assert_frame_equal(in_order, joined)
+    np.testing.assert_array_equal(in_order["days_to_churn"], labels["days_to_churn"])
+    assert in_order.index.equals(features.index)
+    # Keys that differ in one place (two rows swapped) are joined, not attached by position.
+    swapped = labels.iloc[[1, 0, *range(2, len(labels))]]
+    pd.testing.assert_frame_equal(attach_churn_times(features, swapped), joined)
 
 
 @pytest.mark.parametrize("label_ids", ["same", "text"])
