@@ -38,6 +38,7 @@ from churn.model.artifact import ChurnModel
 from churn.model.scoring import score_population
 from churn.stages.target import learn_effects
 from churn.targeting.playbook import (
+    actionable_families,
     eligible_plays,
     family_doses,
     first_reason_play,
@@ -151,7 +152,9 @@ def main() -> None:
     for cutoff in cutoffs:
         rows = features[features["cutoff"] == cutoff]
         result = score_population(model, rows, params.score.reasons)
-        doses = family_doses(result.contributions, family_of, [*FAMILIES, PROFILE_FAMILY])
+        doses = family_doses(
+            result.contributions, actionable_families(catalog), [*FAMILIES, PROFILE_FAMILY]
+        )
         reasons = reason_families(result.scores, family_of)
         eligible = eligible_plays(reasons, config.plays)
         candidates = build_candidates(result.scores, eligible, doses, effects, config)

@@ -42,7 +42,7 @@ from churn.stages.target import (
     plan_contacts,
 )
 from churn.targeting.logged import attach_outcomes
-from churn.targeting.playbook import family_doses
+from churn.targeting.playbook import actionable_families, family_doses
 from churn.targeting.uplift import ADDRESSED_SEGMENTS, EFFECT_SOURCE_SCOPES, SOURCE_LOGGED
 
 
@@ -72,7 +72,8 @@ def main() -> None:
 
     def explain(rows: pd.DataFrame) -> Explained:
         result = score_population(model, rows, params.score.reasons)
-        return Explained(result.scores, family_doses(result.contributions, family_of, families))
+        doses = family_doses(result.contributions, actionable_families(catalog), families)
+        return Explained(result.scores, doses)
 
     scoring_cutoff = features["cutoff"].max()
     logged, _ = attach_outcomes(actions, labels, list(params.target.plays), scoring_cutoff)

@@ -46,6 +46,7 @@ from churn.targeting.dose_response import DoseEffect, fit_play_dose_effects
 from churn.targeting.dose_truth import dose_effects_vs_truth, join_truth
 from churn.targeting.logged import attach_outcomes
 from churn.targeting.playbook import (
+    actionable_families,
     count_reasons,
     eligible_plays,
     family_doses,
@@ -390,13 +391,14 @@ def run_target(
     contributions = read_frame(sidecar_path(scores_path, CONTRIBUTIONS_SUFFIX))
     catalog = read_catalog(catalog_path)
     family_of = dict(zip(catalog["name"], catalog["family"], strict=True))
+    dose_family_of = actionable_families(catalog)  # no dose from timing and exposure
     probability = probability_column(config, params.label.horizon_days, scores)
     model = ChurnModel.load(model_dir)
     labels = None
 
     def explain(rows: pd.DataFrame) -> tuple[Explained, pd.DataFrame]:
         result = score_population(model, rows, params.score.reasons)
-        doses = family_doses(result.contributions, family_of, _ALL_FAMILIES)
+        doses = family_doses(result.contributions, dose_family_of, _ALL_FAMILIES)
         # The T-learner sees the features as the model does (categories encoded as codes).
         encoded = pd.DataFrame(model.prepare(rows), columns=list(model.feature_names),
                                index=rows.index)
@@ -429,7 +431,7 @@ def run_target(
     dose_fits = learn_dose_effects(logged_rows, config)
     effects = shrink_to_pooled(effects, logged_rows, config)
 
-    doses = family_doses(contributions, family_of, _ALL_FAMILIES)
+    doses = family_doses(contributions, dose_family_of, _ALL_FAMILIES)
     candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability,
                                        dose_fits)
     targets = describe_contacts(chosen["expected_value"], scores)

@@ -3,8 +3,9 @@
 A play is *eligible* for a customer when one of the families it addresses is the family of one
 of the customer's scored reasons (the features pushing the risk up, in
 ``reason_{i}_feature``); the family of a feature comes from the feature catalog. The *dose* of a
-play is the sum of the positive log-odds contributions of its families' features: how much of
-the customer's risk sits where the play acts.
+play is the sum of the positive log-odds contributions of its families' features that a reason
+may name (:func:`actionable_families`): how much of the customer's risk sits where the play
+acts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import PlayConfig
+from churn.domain.catalog import catalog_specs
 
 REASON_FEATURE = "reason_{i}_feature"
 #: Intercept column of the contributions (not a feature).
@@ -119,6 +121,23 @@ def first_reason_play(
     return pairs.drop_duplicates("customer_id").drop(columns="_order").reset_index(drop=True)
 
 
+def actionable_families(catalog: pd.DataFrame) -> dict[str, str]:
+    """Return feature -> family for the features a play can act on: those a reason may name.
+
+    Contract timing and exposure (catalog ``reason_eligible`` false: ``tenure_days``,
+    ``days_to_renewal``, ``billing_period`` in the simulator's catalog) push the risk, but no
+    play lowers them: a renewal falls due whatever the team does, and in the simulator's truth
+    the renewal bump is exposure, not a family term a play reduces. Counting them made the
+    billing family's dose the largest of any play's, so a discount looked like the play that
+    reaches most of the risk (docs/targeting.md). They are left out of every dose; the
+    eligibility of a play already rests on reasons, which never name them.
+
+    Args:
+        catalog: The feature catalog.
+    """
+    return {spec.name: spec.family for spec in catalog_specs(catalog) if spec.reason_eligible}
+
+
 def family_doses(
     contributions: pd.DataFrame, family_of: Mapping[str, str], families: list[str]
 ) -> pd.DataFrame:
@@ -127,7 +146,8 @@ def family_doses(
     Args:
         contributions: ``customer_id`` (and optionally ``cutoff``, ``base_value``) plus one
             log-odds column per model feature.
-        family_of: Feature name -> family.
+        family_of: Feature name -> family of the features that count toward a dose
+            (:func:`actionable_families`); the others count only in :data:`POSITIVE_TOTAL`.
         families: Families to sum (missing features give 0).
 
     Returns:

@@ -9,6 +9,7 @@ import pytest
 from churn.config import PlayConfig
 from churn.targeting.playbook import (
     POSITIVE_TOTAL,
+    actionable_families,
     addressed_share,
     eligible_plays,
     family_doses,
@@ -55,6 +56,24 @@ def test_doses_sum_positive_contributions_by_family():
     assert doses["dose_support"].tolist() == pytest.approx([0.5, 0.0])
     assert doses["dose_billing"].tolist() == pytest.approx([0.2, 0.4])
     assert doses["dose_engagement"].tolist() == [0.0, 0.0]
+
+
+def test_timing_features_push_the_total_but_no_play_s_dose():
+    """A renewal falling due (a billing feature that is never a reason) is no discount's dose."""
+    catalog = pd.DataFrame({
+        "name": ["price_up", "days_to_renewal", "tickets"],
+        "family": ["billing", "billing", "support"],
+        "phase": "post_sale", "kind": "numeric", "unit": "count", "description": "x",
+        "reason_eligible": [True, False, True],
+    })
+    family_of = actionable_families(catalog)
+    assert family_of == {"price_up": "billing", "tickets": "support"}
+    contributions = pd.DataFrame({"customer_id": [1], "price_up": [0.2],
+                                  "days_to_renewal": [1.5], "tickets": [0.3]})
+    doses = family_doses(contributions, family_of, ["billing", "support"])
+    assert doses["dose_billing"].tolist() == pytest.approx([0.2])
+    assert doses["dose_support"].tolist() == pytest.approx([0.3])
+    assert doses[POSITIVE_TOTAL].tolist() == pytest.approx([2.0])
 
 
 def test_positive_total_and_addressed_share():
