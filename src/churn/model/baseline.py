@@ -145,28 +145,22 @@ class LogisticBaseline:
             sparse: Return a SciPy CSR matrix instead of a dense array (the fit uses it when
                 the one-hot block is wide, :data:`NEWTON_MAX_COLUMNS`).
         """
+        from scipy.sparse import csr_matrix, hstack
+
         numbers = self.standardise_numbers(frame)
-        codes = self.encode_levels(frame)
-        blocks: list[Any] = [numbers]
-        for levels, code in zip(self.levels, codes, strict=True):
+        # One-hot cells of every categorical: (row, the level's design column) for each level
+        # seen in training; an unseen level sets no cell.
+        rows, columns, offset = [np.empty(0, np.int64)], [np.empty(0, np.int64)], 0
+        for levels, code in zip(self.levels, self.encode_levels(frame), strict=True):
             seen = np.flatnonzero(code >= 0)
-            if sparse:
-                from scipy.sparse import csr_matrix
-
-                blocks.append(
-                    csr_matrix(
-                        (np.ones(len(seen)), (seen, code[seen])), shape=(len(frame), len(levels))
-                    )
-                )
-            else:
-                block = np.zeros((len(frame), len(levels)))
-                block[seen, code[seen]] = 1.0
-                blocks.append(block)
+            rows.append(seen)
+            columns.append(code[seen] + offset)
+            offset += len(levels)
+        cells = (np.concatenate(rows), np.concatenate(columns))
+        one_hot = csr_matrix((np.ones(len(cells[0])), cells), shape=(len(frame), offset))
         if sparse:
-            from scipy.sparse import csr_matrix, hstack
-
-            return hstack([csr_matrix(numbers), *blocks[1:]], format="csr")
-        return np.hstack(blocks)
+            return hstack([csr_matrix(numbers), one_hot], format="csr")
+        return np.hstack([numbers, one_hot.toarray()])
 
     def standardise_numbers(self, frame: pd.DataFrame) -> np.ndarray:
         """Return the numeric block: numbers imputed by the median, centred and scaled."""
@@ -260,11 +254,12 @@ def learn_encoding(
             present = column[~np.isnan(column)]
             median = float(np.median(present)) if len(present) else 0.0
             imputed = np.where(np.isnan(column), median, column)
-            spread = float(imputed.std()) if len(imputed) else 0.0
+            # A constant column (or none at all) is centred but not scaled.
             constant = len(imputed) == 0 or float(imputed.max()) == float(imputed.min())
+            spread = 0.0 if constant else float(imputed.std())
             medians.append(median)
             means.append(float(imputed.mean()) if len(imputed) else 0.0)
-            scales.append(1.0 if constant or spread == 0.0 else spread)
+            scales.append(spread if spread > 0.0 else 1.0)
     levels = tuple(tuple(sorted(pd.unique(read_levels(train[name])))) for name in categorical)
     width = len(numeric) + sum(len(names) for names in levels)
     return LogisticBaseline(

@@ -117,17 +117,25 @@ def run_evaluate(
         if pool is not None:
             # On an error here, fits not yet started are dropped rather than run to no use.
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-        comparison = None
+        comparison: ModelFormComparison | None = None
+        churn_times: pd.DataFrame | None = None
         if compare:
             assert labels_path is not None  # for the type checker: compare implies labels
+            # Read once: the comparison's frame and the head on test both attach them.
+            churn_times = read_churn_times(labels_path)
             comparison = start_model_form_comparison(
-                pool, Path(features_path), Path(labels_path), features, model.catalog, params
+                pool,
+                Path(features_path),
+                Path(labels_path),
+                features,
+                churn_times,
+                model.catalog,
+                params,
             )
         evaluation = evaluate_models(features, model, baseline, params, truth)
         head_on_test = None
-        if compare:
-            assert labels_path is not None
-            head_on_test = measure_head_on_test(features, model_dir, labels_path, params, truth)
+        if churn_times is not None:
+            head_on_test = measure_head_on_test(features, model_dir, churn_times, params, truth)
         # The backtest refits on exactly the exported model's features and catalog; the cutoff
         # training already fitted is scored with the exported model, the others are refitted
         # in the pool's workers, which read the features file themselves.
@@ -205,20 +213,22 @@ def start_model_form_comparison(
     features_path: Path,
     labels_path: Path,
     features: pd.DataFrame,
+    churn_times: pd.DataFrame,
     catalog: pd.DataFrame,
     params: Params,
 ) -> ModelFormComparison:
     """Plan the model-form comparison and submit its fits to ``pool`` (if any).
 
     The frame is built from ``features`` (the file's rows, already in memory; its columns are
-    shared, not copied) by the function each worker applies to what it reads from
-    ``features_path`` (:func:`build_model_form_frame`), so this process and the workers plan
+    shared, not copied) and ``churn_times`` (:func:`read_churn_times` of ``labels_path``) by the
+    function each worker applies to what it reads from ``features_path`` and ``labels_path``
+    (:func:`build_model_form_frame`), so this process and the workers plan
     the same split (a test checks the two frames equal). Reading the file again here added
     1.6 GB to the stage's peak at 100k customers. A comparison that cannot be planned (e.g.
     too few cutoffs for the longest horizon's purge window) comes back with a note and no fits.
     """
     columns = list_model_form_columns(list(features.columns), catalog)
-    frame = build_model_form_frame(features, read_churn_times(labels_path), columns)
+    frame = build_model_form_frame(features, churn_times, columns)
     try:
         plan = plan_model_forms(frame, catalog, params)
     except ModelError as exc:
@@ -256,14 +266,15 @@ def finish_model_form_comparison(
 def measure_head_on_test(
     features: pd.DataFrame,
     model_dir: Path,
-    labels_path: Path,
+    churn_times: pd.DataFrame,
     params: Params,
     truth: pd.DataFrame | None,
 ) -> dict[str, Any]:
     """Return the exported survival head's metrics per horizon on the classifier's test rows
-    (:func:`churn.model.horizon_evaluation.evaluate_horizons`)."""
+    (:func:`churn.model.horizon_evaluation.evaluate_horizons`); ``churn_times`` as
+    :func:`read_churn_times` returns them."""
     from churn.model.horizon_evaluation import attach_churn_times, evaluate_horizons
     from churn.model.survival import SurvivalHead
 
-    frame = attach_churn_times(features, read_churn_times(labels_path))
+    frame = attach_churn_times(features, churn_times)
     return evaluate_horizons(frame, SurvivalHead.load(model_dir), params, truth)

@@ -212,7 +212,8 @@ def keep_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     missing = [column for column in wanted if column not in frame.columns]
     if missing:
         raise KeyError(f"columns not in the frame: {missing}")
-    kept = frame.drop(columns=[column for column in frame.columns if column not in set(wanted)])
+    keep = set(wanted)
+    kept = frame.drop(columns=[column for column in frame.columns if column not in keep])
     return kept if list(kept.columns) == wanted else kept[wanted]
 
 
