@@ -61,6 +61,8 @@ EVENT_FAMILIES: tuple[ModuleType, ...] = (acquisition, billing, usage, support, 
 """Families of events mode, in output column order (pre-sale first, as in the journey)."""
 ENTITY_FAMILIES: tuple[ModuleType, ...] = (profile,)
 TableSource = pd.DataFrame | Path
+KEY_INDEX = "_key_index"
+"""Temp table: every distinct (customer, cutoff) of the population with its dense ``_key``."""
 """A table as a pandas frame, or as the path of a Parquet file DuckDB scans itself."""
 
 
@@ -135,10 +137,20 @@ def _load_tables(
         "SELECT customer_id::VARCHAR AS customer_id, key::BIGINT AS key FROM _customer_ids"
     )
     con.unregister("_customer_ids")
+    # Each distinct (customer, cutoff) gets a dense key in order of first appearance, so a
+    # population without duplicates has key = row and the family tables, stored in key order,
+    # can be read a slice at a time (see _feature_batches).
+    cutoff_codes, cutoffs = pd.factorize(keys["cutoff"])
+    key, _ = pd.factorize(codes.astype("int64") * max(len(cutoffs), 1) + cutoff_codes)
     con.register(
-        "_population",
-        pd.DataFrame({"customer_id": codes, "cutoff": keys["cutoff"], "_row": keys["_row"]}),
+        "_population_frame",
+        pd.DataFrame(
+            {"customer_id": codes, "cutoff": keys["cutoff"], "_row": keys["_row"], "_key": key}
+        ),
     )
+    # A table, not the frame: stored in row order, a slice of rows is read without a full scan.
+    con.execute("CREATE TEMP TABLE _population AS SELECT * FROM _population_frame")
+    con.unregister("_population_frame")
     for name, frame in prepared.items():
         if isinstance(frame, Path):
             source, columns = _parquet_source(name, frame)
@@ -340,8 +352,10 @@ def _feature_session(
         con.register(DAY_BUCKET, grid.day_bucket)
         con.register(BUCKET_WINDOW, grid.bucket_window)
         con.execute(
-            f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT customer_id, cutoff FROM _population"
+            f"CREATE TEMP TABLE {KEY_INDEX} AS SELECT customer_id, cutoff, min(_key) AS _key "
+            "FROM _population GROUP BY customer_id, cutoff"
         )
+        con.execute(f"CREATE TEMP TABLE {KEYS} AS SELECT customer_id, cutoff FROM {KEY_INDEX}")
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
         for module in families:
@@ -358,10 +372,15 @@ def _feature_session(
                 continue
             table = f"_family_{module.FAMILY}"
             started = time.perf_counter()
-            con.execute(f"CREATE TEMP TABLE {table} AS {query.sql}")
-            n_rows = fetch_scalar(con, f"SELECT count(*) FROM {table}")
-            if n_rows != n_keys:
-                raise ValueError(f"family {module.FAMILY} returned {n_rows} rows for {n_keys} keys")
+            _create_family_table(con, table, query.sql)
+            ((n_rows, n_matched),) = con.execute(
+                f"SELECT count(*), count(DISTINCT _key) FROM {table}"
+            ).fetchall()
+            if n_rows != n_keys or n_matched != n_keys:
+                raise ValueError(
+                    f"family {module.FAMILY} returned {n_rows} rows for {n_keys} keys "
+                    f"({n_matched} distinct population keys among them)"
+                )
             logger.debug(
                 "feature family %s: %d features in %.2fs",
                 module.FAMILY,
@@ -513,8 +532,16 @@ def _feature_batches(
         if not tables:
             yield pd.DataFrame(index=pd.RangeIndex(stop - start))
             continue
-        where = f"p._row >= {start} AND p._row < {stop}"
-        table = con.sql(_features_sql(tables, specs, where)).to_arrow_table()
+        rows = f"_row >= {start} AND _row < {stop}"
+        ((first, last),) = con.execute(
+            f"SELECT min(_key), max(_key) FROM _population WHERE {rows}"
+        ).fetchall()
+        # The family tables are stored in key order, so this range filter lets DuckDB skip
+        # every row group outside the slice (zone maps): each batch reads about its own rows
+        # instead of scanning every family table (quadratic in the population: at 300k
+        # customers, 44 batches over 2.9M-row tables were 1.9x the CPU of the families).
+        keys = "false" if first is None else f"_key BETWEEN {first} AND {last}"
+        table = con.sql(_features_sql(tables, specs, rows, keys)).to_arrow_table()
         yield table.to_pandas(split_blocks=True)
 
 
@@ -544,16 +571,34 @@ def _fetch_features(
     return con.sql(_features_sql(tables, specs)).to_arrow_table()
 
 
-def _features_sql(tables: list[str], specs: list[FeatureSpec], where: str = "true") -> str:
-    """SQL joining the family tables onto the population rows ``where`` holds, in row order."""
+def _features_sql(
+    tables: list[str], specs: list[FeatureSpec], rows: str = "true", keys: str = "true"
+) -> str:
+    """SQL joining the family tables onto the population rows ``rows`` holds, in row order.
+
+    ``keys`` filters the family tables before the join (a range of ``_key`` covering the
+    rows' keys), so the scan of each family table can skip what the rows cannot match.
+    """
     joins = "\n".join(
-        f"LEFT JOIN {t} ON {t}.customer_id = p.customer_id AND {t}.cutoff = p.cutoff"
-        for t in tables
+        f"LEFT JOIN (SELECT * FROM {t} WHERE {keys}) AS {t} ON {t}._key = p._key" for t in tables
     )
     columns = ", ".join(quote_ident(spec.name) for spec in specs)
     return (
-        f"SELECT {columns} FROM (SELECT * FROM _population AS p WHERE {where}) AS p {joins} "
+        f"SELECT {columns} FROM (SELECT _row, _key FROM _population WHERE {rows}) AS p {joins} "
         "ORDER BY p._row"
+    )
+
+
+def _create_family_table(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> None:
+    """Store a family's result with the population key of each row, in key order.
+
+    A row whose (customer, cutoff) is not a population key gets a null key (the caller's
+    count check catches it). Key order is what lets a batch read a slice of the table.
+    """
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT i._key, f.* FROM ({sql}) AS f "
+        f"LEFT JOIN {KEY_INDEX} AS i ON i.customer_id = f.customer_id AND i.cutoff = f.cutoff "
+        "ORDER BY i._key"
     )
 
 
