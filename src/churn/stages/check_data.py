@@ -61,15 +61,21 @@ def _describe_table(
     frame: pd.DataFrame,
     customer_ids: pd.Index | None,
     ignored_columns: list[str] | None,
+    referenced: pd.Index | None = None,
 ) -> dict[str, Any]:
-    """Rows, time range, coverage and ignored columns of one present table."""
+    """Rows, time range, coverage and ignored columns of one present table.
+
+    ``referenced`` (the distinct customer ids the table's rows name) stands in for the
+    frame's ``customer_id`` column when given.
+    """
     spec = CONTRACT[name]
     column = spec.event_time if spec.event_time in frame.columns else None
     times = frame[column].dropna() if column else pd.Series(dtype="object")
+    if referenced is None and "customer_id" in frame.columns:
+        referenced = pd.Index(frame["customer_id"].dropna().unique())
     coverage = None
-    if customer_ids is not None and len(customer_ids) and "customer_id" in frame.columns:
-        # Distinct values first: ingest may hand over large tables' ids dictionary-encoded.
-        covered = pd.Index(frame["customer_id"].dropna().unique()).astype("str")
+    if customer_ids is not None and len(customer_ids) and referenced is not None:
+        covered = referenced.astype("str")
         coverage = round(len(covered.intersection(customer_ids)) / len(customer_ids), 6)
     return {
         "present": True,
@@ -112,6 +118,7 @@ def check_data(
     params: Params,
     *,
     ingest_report: Mapping[str, Any] | None = None,
+    referenced_customers: Mapping[str, pd.Index] | None = None,
 ) -> dict[str, Any]:
     """Describe the validated tables, the cutoff schedule and the feature families that run.
 
@@ -121,6 +128,9 @@ def check_data(
             schedule and horizon).
         ingest_report: ``reports/ingest.json`` (or the report of
             :func:`churn.stages.ingest.validate_tables`): the source of the ignored columns.
+        referenced_customers: Table -> the distinct customer ids its rows name, for tables
+            handed over without their ``customer_id`` column (ingest reads its big tables
+            back with their timestamps only; the ids come from its reference check).
 
     Returns:
         A JSON-ready dict::
@@ -148,7 +158,8 @@ def check_data(
             described[name] = {"present": False, "required": CONTRACT[name].required}
             continue
         ignored = reported.get(name, {}).get("ignored_columns") if ingest_report else None
-        described[name] = _describe_table(name, tables[name], customer_ids, ignored)
+        referenced = (referenced_customers or {}).get(name)
+        described[name] = _describe_table(name, tables[name], customer_ids, ignored, referenced)
     end, cutoffs, problem = _describe_cutoffs(tables, params)
     families = family_skip_reasons([n for n in names if n in tables], mode)
     return {

@@ -13,6 +13,7 @@ Frames passed here must have a default ``RangeIndex``: positions are row numbers
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churn.domain.contract import OrderRule, TableSpec
+from churn.sql import connect
 from churn.validation.coerce import LABEL_INVALID, validated_dtype
 from churn.validation.text import RawText, take_rows
 
@@ -277,8 +279,36 @@ def _is_cheap_to_hash(values: pd.Series) -> bool:
 
 
 def hash_rows(frame: pd.DataFrame) -> np.ndarray:
-    """One 64-bit hash per row of ``frame`` (of its values and column dtypes, not its index)."""
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    """One 64-bit hash per row of ``frame`` (of its values, not its index).
+
+    Equal rows get equal hashes, within one frame and across frames of the same columns and
+    dtypes (a table hashed batch by batch); callers compare rows sharing a hash exactly.
+    Arrow-backed text is hashed by DuckDB's ``hash`` (pandas hashes it through Python
+    objects: 7.6 s against about 1 s for 16M customer ids), other columns by pandas; the
+    column hashes are mixed as pandas' own ``combine_hash_arrays`` does.
+    """
+    combined = np.full(len(frame), 0x345678, dtype=np.uint64)
+    multiplier = np.uint64(1_000_003)
+    width = len(frame.columns)
+    with np.errstate(over="ignore"):
+        for i in range(width):
+            values = frame.iloc[:, i]
+            if _is_arrow_text(values):
+                hashed = _hash_arrow_text(values)
+            else:
+                hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
+            combined = (combined ^ hashed) * multiplier
+            multiplier += np.uint64(82_520 + 2 * (width - i))
+        combined += np.uint64(97_531)
+    return combined
+
+
+def _hash_arrow_text(values: pd.Series) -> np.ndarray:
+    """DuckDB's 64-bit hash of each value of an Arrow-backed text column (missing: one hash)."""
+    with contextlib.closing(connect(threads=1, memory_limit="1GB")) as con:
+        con.register("text_column", pa.table({"value": pa.array(values.array)}))
+        hashed = con.sql("SELECT hash(value) AS h FROM text_column").fetchnumpy()["h"]
+    return np.asarray(hashed, dtype=np.uint64)
 
 
 _BUCKET_BITS = 25
@@ -440,7 +470,7 @@ def check_magnitude(
 
 def check_reference(
     frame: pd.DataFrame, column: str, known: pd.Series, rule: str, log: RuleLog
-) -> None:
+) -> np.ndarray | None:
     """Log rows whose ``column`` names a value not in ``known`` (missing values are not logged).
 
     Args:
@@ -449,11 +479,19 @@ def check_reference(
         known: Valid key values of the referenced table.
         rule: Rule name, e.g. ``unknown_customer``.
         log: Where failures go.
+
+    Returns:
+        Each row's position in ``known`` (-1: missing or unknown; see :func:`find_positions`),
+        so a caller can tell which keys are referenced without hashing the values again;
+        ``None`` when ``frame`` has no ``column``.
     """
-    if column in frame.columns:
-        values = frame[column]
-        unknown = values.notna().to_numpy() & ~is_in(values, known)
-        log.add(f"{column}:{rule}", unknown, (column,))
+    if column not in frame.columns:
+        return None
+    values = frame[column]
+    positions = find_positions(values, known)
+    unknown = values.notna().to_numpy() & (positions < 0)
+    log.add(f"{column}:{rule}", unknown, (column,))
+    return positions
 
 
 def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
@@ -463,12 +501,36 @@ def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
     ``is_in`` kernel takes both arrays as they are (several times faster on millions of ids).
     """
     if _is_arrow_text(values) and _is_arrow_text(known):
-        value_set = pa.array(known.array)  # the Arrow data itself (__arrow_array__)
-        if isinstance(value_set, pa.ChunkedArray):
-            value_set = value_set.combine_chunks()
-        found = pc.is_in(pa.array(values.array), value_set=value_set, skip_nulls=True)
+        found = pc.is_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
         return found.to_numpy(zero_copy_only=False).astype(bool)
     return values.isin(known).to_numpy()
+
+
+def find_positions(values: pd.Series, known: pd.Series) -> np.ndarray:
+    """The position in ``known`` of each value: its first occurrence, -1 if absent or missing.
+
+    ``find_positions(values, known) >= 0`` equals :func:`is_in` for the same cost (Arrow's
+    ``index_in`` kernel for Arrow-backed text, else a pandas index lookup).
+    """
+    if _is_arrow_text(values) and _is_arrow_text(known):
+        found = pc.index_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    first = ~known.duplicated().to_numpy()
+    if len(known) and first.all():
+        positions = pd.Index(known).get_indexer(values)
+    else:
+        positions = pd.Index(known[first]).get_indexer(values)
+        positions = np.where(positions >= 0, np.flatnonzero(first)[positions], -1)
+    # A missing value never refers to anything, even when ``known`` holds one.
+    return np.where(values.isna().to_numpy(), -1, positions).astype(np.int64)
+
+
+def _value_set(known: pd.Series) -> pa.Array:
+    """The Arrow array of Arrow-backed ``known`` (its own data, one chunk)."""
+    value_set = pa.array(known.array)  # the Arrow data itself (__arrow_array__)
+    if isinstance(value_set, pa.ChunkedArray):
+        value_set = value_set.combine_chunks()
+    return value_set
 
 
 def _is_arrow_text(values: pd.Series) -> bool:

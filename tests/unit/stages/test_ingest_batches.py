@@ -80,6 +80,17 @@ def assert_same_outputs(
             pd.testing.assert_frame_equal(pd.read_parquet(right), expected, check_exact=True)
             if folder == "quarantine":
                 quarantine[file.removesuffix(".parquet")] = expected
+    # The data check's coverage of a streamed table comes from the reference check's lookups:
+    # they name exactly the distinct ids of the table's valid rows (read back naively).
+    customers = pd.read_parquet(tmp_path / "batched" / "validated" / "customers.parquet")
+    for name in batched.streamed:
+        valid = pd.read_parquet(tmp_path / "batched" / "validated" / f"{name}.parquet")
+        if name == "customers" or "customer_id" not in valid.columns:
+            assert name not in batched.referenced_customers
+            continue
+        naive = {str(c) for c in valid["customer_id"].dropna()}
+        assert naive <= {str(c) for c in customers["customer_id"]}
+        assert set(batched.referenced_customers[name]) == naive
     return batched, quarantine
 
 

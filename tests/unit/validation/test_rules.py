@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from churn.domain.contract import CONTRACT, OrderRule
+from churn.validation import rules
 from churn.validation.rules import (
     RuleLog,
     build_column_rules,
@@ -17,6 +18,7 @@ from churn.validation.rules import (
     check_order,
     check_reference,
     find_duplicated_rows,
+    find_positions,
     is_in,
 )
 from churn.validation.text import RawText
@@ -140,12 +142,39 @@ def test_duplicated_rows_match_pandas_on_random_frames(seed: int):
 
 def test_duplicated_rows_are_exact_even_when_every_hash_collides(monkeypatch):
     frame = pd.DataFrame({"a": ["x", "y", "x", "z", "y"], "b": [1, 2, 1, 3, 3]})
-    colliding = pd.Series(np.zeros(len(frame), dtype="uint64"))
-    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda *a, **k: colliding)
+    monkeypatch.setattr(rules, "hash_rows", lambda f: np.zeros(len(f), dtype="uint64"))
 
     duplicate, _ = find_duplicated_rows(frame)
 
     assert list(duplicate) == [False, False, True, False, False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_row_hashes_are_equal_exactly_for_equal_rows_across_batches(seed: int):
+    rng = np.random.default_rng(seed)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "id": pd.Series(rng.choice(["C1", "C2", "C10", "", None], n), dtype="str"),
+            "kind": pd.Series(rng.choice(["a", "b"], n), dtype="object"),
+            "at": pd.Series(
+                pd.to_datetime(rng.integers(0, 3, n), unit="D", utc=True).where(rng.random(n) > 0.2)
+            ),
+            "amount": np.where(rng.random(n) > 0.3, rng.integers(0, 3, n).astype(float), np.nan),
+            "seats": pd.array(np.where(rng.random(n) > 0.2, rng.integers(0, 2, n), None), "Int64"),
+        }
+    )
+    # Hashed in three batches, as ingest hashes a table read in batches.
+    parts = [frame.iloc[:150], frame.iloc[150:151], frame.iloc[151:]]
+    hashes = np.concatenate([rules.hash_rows(part) for part in parts])
+    assert hashes.dtype == np.uint64
+
+    # Naive reference: the rows' values as tuples (missing values equal each other).
+    rows = [tuple("<NA>" if pd.isna(v) else v for v in row) for row in frame.itertuples(False)]
+    same_row = np.array([[a == b for b in rows] for a in rows])
+    same_hash = hashes[:, None] == hashes[None, :]
+    assert same_row.sum() > n  # some rows repeat
+    np.testing.assert_array_equal(same_hash, same_row)
 
 
 def test_check_columns_logs_missing_and_range_failures_per_row():
@@ -252,3 +281,24 @@ def test_is_in_matches_pandas_isin(seed: int):
 
     np.testing.assert_array_equal(is_in(values, known), expected)
     np.testing.assert_array_equal(is_in(values.astype(object), known), expected)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_find_positions_matches_a_naive_first_occurrence_lookup(seed: int):
+    rng = np.random.default_rng(seed)
+    words = np.array(["a", "b", "c", "d", None], dtype=object)
+    values = pd.Series(rng.choice(words, 200), dtype="str")
+    # Duplicates in ``known`` (positions are first occurrences), sometimes a missing value.
+    known = pd.Series(rng.choice(words, rng.integers(0, 8)), dtype="str")
+
+    def naive(value: object) -> int:
+        if pd.isna(value):
+            return -1
+        matches = [i for i, k in enumerate(known) if not pd.isna(k) and k == value]
+        return matches[0] if matches else -1
+
+    expected = np.array([naive(v) for v in values], dtype=np.int64)
+    for left, right in ((values, known), (values.astype(object), known.astype(object))):
+        positions = find_positions(left, right)
+        np.testing.assert_array_equal(positions, expected)
+        np.testing.assert_array_equal(positions >= 0, is_in(left, right) & values.notna())

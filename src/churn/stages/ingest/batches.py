@@ -371,7 +371,7 @@ def validate_table_in_batches(
     valid_keys: Mapping[str, pd.Series],
     sinks: tuple[BatchSink, BatchSink],
     customer_attributes: Mapping[str, str] | None = None,
-) -> tuple[pd.Series | None, dict[str, Any]]:
+) -> tuple[pd.Series | None, dict[str, Any], pd.Index | None]:
     """:func:`~churn.stages.ingest.rows.validate_table` of a table read in batches.
 
     The valid and quarantined rows go to ``sinks`` batch by batch instead of being returned;
@@ -389,8 +389,9 @@ def validate_table_in_batches(
         customer_attributes: ``features.customer_attributes`` (see ``validate_table``).
 
     Returns:
-        The key values of the valid rows (a single-column key; else ``None``) and the
-        table's report entry.
+        The key values of the valid rows (a single-column key; else ``None``), the table's
+        report entry, and the distinct customer ids its valid rows name (``None`` when the
+        table has no ``customer_id`` or no customers were validated before it).
     """
     whole = _find_whole_floats(name, spec, table, cfg, customer_attributes)
     scan = _scan(name, spec, table, cfg, future_from, customer_attributes, whole)
@@ -417,6 +418,11 @@ def validate_table_in_batches(
     keys: list[pd.Series] = []
     counts = [0, 0]
     start, prepared, columns = 0, None, []
+    # Which valid customers the valid rows name, from the reference check's own lookups (the
+    # data check's coverage; reading the ids back from the written file cost more than the
+    # validation at 300k customers).
+    customers = valid_keys.get("customers")
+    covered = np.zeros(0 if customers is None else len(customers), dtype=bool)
     for batch in table.batches():
         prepared = prepare_rows(
             name,
@@ -450,11 +456,17 @@ def validate_table_in_batches(
                 if start <= i < stop
             }
             log.add(f"{event}:{OUT_OF_RANGE_AFTER_DATA_END}", _mask(rows, late), (event,), notes)
+        customer_positions = None
         for column, parent, rule in table_references(name, spec):
             if parent in valid_keys:
-                rules.check_reference(frame, column, valid_keys[parent], rule, log)
+                positions = rules.check_reference(frame, column, valid_keys[parent], rule, log)
+                if (column, parent) == ("customer_id", "customers"):
+                    customer_positions = positions
 
         bad = log.failed()
+        if customer_positions is not None:
+            referenced = customer_positions[~bad]
+            covered[referenced[referenced >= 0]] = True
         valid = keep_rows(frame, ~bad)
         quarantine = describe_failed_rows(prepared, bad, offset=start)
         valid_sink.write(valid)
@@ -495,7 +507,12 @@ def validate_table_in_batches(
         prepared.codes,
     )
     valid_key = pd.concat(keys, ignore_index=True) if keys else None
-    return valid_key, report
+    referenced_customers = (
+        None
+        if customers is None or "customer_id" not in columns
+        else pd.Index(customers[covered].astype("str").unique())
+    )
+    return valid_key, report, referenced_customers
 
 
 def _merge_rules(

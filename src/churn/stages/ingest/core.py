@@ -123,6 +123,7 @@ def validate_tables(
     tables: dict[str, dict[str, Any]] = {}
     valid_keys: dict[str, pd.Series] = {}
     streamed: list[str] = []
+    referenced_customers: dict[str, pd.Index] = {}
     for name, spec in specs.items():
         if name not in raw:
             why = "has 0 rows, so it counts as absent" if name in empty else "absent"
@@ -144,10 +145,12 @@ def validate_tables(
             if open_sinks is None or cfg.mode is Mode.ENTITY:
                 raise ValueError(f"table {name}: batches need events mode and open_sinks")
             with open_sinks(name) as sinks:
-                keys, tables[name] = validate_table_in_batches(
+                keys, tables[name], referenced = validate_table_in_batches(
                     name, spec, table, cfg, future_from, valid_keys, sinks, customer_attributes
                 )
             streamed.append(name)
+            if referenced is not None:
+                referenced_customers[name] = referenced
             if keys is not None:
                 valid_keys[name] = keys
             continue
@@ -186,4 +189,5 @@ def validate_tables(
         quarantine={n: quarantine[n] for n in order if n in quarantine},
         report=report,
         streamed=tuple(n for n in order if n in streamed),
+        referenced_customers=referenced_customers,
     )

@@ -49,12 +49,16 @@ class IngestResult:
         report: JSON-ready summary (see :func:`validate_tables`).
         streamed: Tables validated in batches: their rows went to their sinks as they were
             validated, and they are in neither ``valid`` nor ``quarantine``.
+        referenced_customers: Streamed table with a ``customer_id`` -> the distinct valid
+            customer ids its valid rows name (the data check's coverage of that table,
+            without reading its ids back).
     """
 
     valid: dict[str, pd.DataFrame]
     quarantine: dict[str, pd.DataFrame]
     report: dict[str, Any]
     streamed: tuple[str, ...] = ()
+    referenced_customers: dict[str, pd.Index] = dataclasses.field(default_factory=dict)
 
 
 def table_specs(mode: Mode) -> dict[str, TableSpec]:
