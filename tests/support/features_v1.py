@@ -45,7 +45,13 @@ from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feat
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
-from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
+from churn.features.common import (
+    BUCKET_WINDOW,
+    DAY_BUCKET,
+    KEYS,
+    build_bucket_grid,
+    set_last_cutoff,
+)
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.features.personal import refuse_personal_columns, split_words
 from churn.sql import connect, fetch_scalar, normalize_timestamps, quote_ident, to_naive_utc
@@ -232,6 +238,7 @@ def build_features(
         con.execute(
             f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT customer_id, cutoff FROM _population"
         )
+        set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
         for module in families:

@@ -42,7 +42,13 @@ from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feat
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
-from churn.features.common import BUCKET_WINDOW, DAY_BUCKET, KEYS, build_bucket_grid
+from churn.features.common import (
+    BUCKET_WINDOW,
+    DAY_BUCKET,
+    KEYS,
+    build_bucket_grid,
+    set_last_cutoff,
+)
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.features.personal import refuse_personal_columns, split_words
 from churn.io import atomic_path
@@ -356,6 +362,7 @@ def _feature_session(
             "FROM _population GROUP BY customer_id, cutoff"
         )
         con.execute(f"CREATE TEMP TABLE {KEYS} AS SELECT customer_id, cutoff FROM {KEY_INDEX}")
+        set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
         for module in families:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -31,6 +32,8 @@ from churn.sql import days_between
 KEYS = "_keys"
 DAY_BUCKET = "_day_bucket"
 BUCKET_WINDOW = "_bucket_window"
+LAST_CUTOFF = "churn_last_cutoff"
+"""Session variable: the latest cutoff of ``_keys`` (set by :func:`set_last_cutoff`)."""
 MAX_BUCKET_DAYS = 63
 PREHISTORY = "'-infinity'::TIMESTAMP"
 
@@ -100,6 +103,18 @@ class BucketGrid:
 
     day_bucket: pd.DataFrame
     bucket_window: pd.DataFrame
+
+
+def set_last_cutoff(con: duckdb.DuckDBPyConnection) -> None:
+    """Store the latest cutoff of ``_keys`` in the session variable :data:`LAST_CUTOFF`.
+
+    :func:`bucketed_sql` filters on it. A variable is a constant when DuckDB plans the query,
+    so it can estimate how many rows the filter keeps; with a scalar subquery in its place,
+    DuckDB took the filtered events for the small side of the day join and built its hash
+    table over all of them (47M usage events at 300k customers: the usage family took 77 s,
+    38 s with the constant). Call it after ``_keys`` is created, before any family query.
+    """
+    con.execute(f"SET VARIABLE {LAST_CUTOFF} = (SELECT max(cutoff) FROM {KEYS})")
 
 
 def window_flag(window_days: int) -> str:
@@ -198,7 +213,8 @@ def bucketed_sql(
 
     Returns:
         SQL with ``customer_id``, ``bucket_start`` and the requested columns. Rows at or after
-        the last cutoff are dropped (they are in the future of every cutoff).
+        the last cutoff (the session variable :data:`LAST_CUTOFF`, see
+        :func:`set_last_cutoff`) are dropped: they are in the future of every cutoff.
     """
     parts = [f"sum({expr}) AS {name}" for name, expr in sums.items()]
     parts += [f"max({expr}) AS {name}" for name, expr in (maxes or {}).items()]
@@ -210,7 +226,7 @@ def bucketed_sql(
                {", ".join(parts)}
         FROM (
             SELECT *, date_trunc('day', {time_column}) AS _day FROM {source}
-            WHERE {time_column} < (SELECT max(cutoff) FROM {KEYS})
+            WHERE {time_column} < getvariable('{LAST_CUTOFF}')
         ) AS e
         LEFT JOIN {DAY_BUCKET} AS g ON g.day = e._day
         GROUP BY ALL"""
