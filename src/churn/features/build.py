@@ -67,9 +67,9 @@ EVENT_FAMILIES: tuple[ModuleType, ...] = (acquisition, billing, usage, support, 
 """Families of events mode, in output column order (pre-sale first, as in the journey)."""
 ENTITY_FAMILIES: tuple[ModuleType, ...] = (profile,)
 TableSource = pd.DataFrame | Path
+"""A table as a pandas frame, or as the path of a Parquet file DuckDB scans itself."""
 KEY_INDEX = "_key_index"
 """Temp table: every distinct (customer, cutoff) of the population with its dense ``_key``."""
-"""A table as a pandas frame, or as the path of a Parquet file DuckDB scans itself."""
 
 
 _BIRTH_WORDS = frozenset({"birth", "dob", "birthdate", "birthday"})

@@ -291,13 +291,13 @@ def hash_rows(frame: pd.DataFrame) -> np.ndarray:
     """
     width = len(frame.columns)
     text = [i for i in range(width) if _is_arrow_text(frame.iloc[:, i])]
-    text_hashes = _hash_arrow_text([frame.iloc[:, i] for i in text])
+    text_hashes = dict(zip(text, _hash_arrow_text([frame.iloc[:, i] for i in text]), strict=True))
     combined = np.full(len(frame), 0x345678, dtype=np.uint64)
     multiplier = np.uint64(1_000_003)
     with np.errstate(over="ignore"):
         for i in range(width):
-            if i in text:
-                hashed = text_hashes[text.index(i)]
+            if i in text_hashes:
+                hashed = text_hashes[i]
             else:
                 hashed = pd.util.hash_pandas_object(frame.iloc[:, i], index=False).to_numpy()
             combined = (combined ^ hashed) * multiplier
@@ -534,11 +534,9 @@ def find_positions(values: pd.Series, known: pd.Series) -> np.ndarray:
         found = pc.index_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     first = ~known.duplicated().to_numpy()
-    if len(known) and first.all():
-        positions = pd.Index(known).get_indexer(values)
-    else:
-        positions = pd.Index(known[first]).get_indexer(values)
-        positions = np.where(positions >= 0, np.flatnonzero(first)[positions], -1)
+    found = pd.Index(known[first]).get_indexer(values)
+    # Position in ``known`` of each distinct value, then -1, which ``found == -1`` picks.
+    positions = np.append(np.flatnonzero(first), -1)[found]
     # A missing value never refers to anything, even when ``known`` holds one.
     return np.where(values.isna().to_numpy(), -1, positions).astype(np.int64)
 

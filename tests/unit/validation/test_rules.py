@@ -302,3 +302,9 @@ def test_find_positions_matches_a_naive_first_occurrence_lookup(seed: int):
         positions = find_positions(left, right)
         np.testing.assert_array_equal(positions, expected)
         np.testing.assert_array_equal(positions >= 0, is_in(left, right) & values.notna())
+
+
+def test_find_positions_with_no_known_values_finds_nothing():
+    values = pd.Series(["a", None, "b"], dtype="str")
+    for known in (pd.Series([], dtype="str"), pd.Series([], dtype=object)):
+        np.testing.assert_array_equal(find_positions(values, known), [-1, -1, -1])
