@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,27 @@ def test_stages_are_ordered_after_the_stages_they_read():
     }
 
     assert bench.order_stages(stages) == ["a", "b", "report"]
+
+
+def test_tree_rss_of_a_lone_process_is_its_own_rss():
+    """Naive reference: the kernel's own VmRSS line of this process (no children here)."""
+    status = Path("/proc/self/status").read_text()
+    own = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+    assert bench.read_tree_rss_mb(os.getpid()) == pytest.approx(own / 1024, rel=0.05)
+
+
+def test_memory_of_processes_running_side_by_side_adds_up(tmp_path):
+    """A parent holding 150 MB waits for a child holding 300 MB: the largest process is the
+    child (about 300 MB), all processes at once about 450 MB."""
+    child = "import time; x = b'c' * (300 * 2**20); time.sleep(2.0)"
+    parent = (
+        "import subprocess, sys; x = b'p' * (150 * 2**20); "
+        f"subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    )
+    measured = bench.run_measured([sys.executable, "-c", parent], tmp_path, tmp_path / "log")
+    assert 300 <= measured["peak_rss_mb"] < 420
+    # The parent holds its 150 MB all the while the child holds its 300 MB.
+    assert measured["peak_tree_rss_mb"] >= measured["peak_rss_mb"] + 100
 
 
 @pytest.mark.slow
@@ -58,6 +81,7 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
     for row in result["stages"]:
         assert set(bench.COLUMNS) <= set(row)
         assert row["wall_s"] > 0 and row["cpu_s"] > 0 and row["peak_rss_mb"] > 10
+        assert row["peak_tree_rss_mb"] >= row["peak_rss_mb"]
     by_stage = {row["stage"]: row for row in result["stages"]}
     floor = result["floor"]
     # simulate writes the raw tables the floor scans; ingest reads them (its other dep,

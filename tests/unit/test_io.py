@@ -20,6 +20,8 @@ from churn.io import (
     read_frame,
     read_frame_rows,
     read_latest_rows,
+    read_parquet_frame,
+    read_parquet_row_groups,
     remove_stale_staging,
     write_json,
     write_parquet,
@@ -238,3 +240,70 @@ def test_read_latest_rows_keeps_the_latest_cutoff_or_reads_everything(tmp_path):
     empty = frame.assign(cutoff=pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]"))
     write_parquet(empty, tmp_path / "none.parquet")
     pd.testing.assert_frame_equal(read_latest_rows(tmp_path / "none.parquet"), empty)
+
+
+def _mixed_frame(rows: int = 23) -> pd.DataFrame:
+    """Every kind of column the pipeline writes, with missing values in each nullable one."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    floats = rng.normal(size=rows)
+    floats[::4] = np.nan
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i % 7}" for i in range(rows)],
+            "cutoff": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(rows), "D"),
+            "label": pd.array([None if i % 5 == 0 else i % 2 for i in range(rows)], dtype="Int8"),
+            "plan": pd.Categorical([None if i % 6 == 0 else "ab"[i % 2] for i in range(rows)]),
+            "tickets": floats,
+            "score": rng.random(rows).astype("float32"),
+            "logins": np.arange(rows, dtype="int64"),
+            "flag": np.arange(rows) % 3 == 0,
+        }
+    )
+
+
+@pytest.mark.parametrize("columns", [None, ["tickets", "customer_id", "score"], ["label"]])
+def test_row_group_reads_equal_a_whole_file_read(tmp_path, columns):
+    import pyarrow.parquet as pq
+
+    frame = _mixed_frame()
+    path = tmp_path / "f.parquet"
+    # Row groups of 5 rows: the float arrays are filled from five groups, one partial.
+    frame.to_parquet(path, index=False, row_group_size=5)
+    assert pq.ParquetFile(path).num_row_groups == 5
+    expected = pd.read_parquet(path, columns=columns)
+    got = read_parquet_row_groups(path, columns)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert list(got.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(read_parquet_frame(path, columns), expected, check_exact=True)
+
+
+def test_row_group_reads_fill_floats_in_place_and_keep_a_range_index(tmp_path):
+    import numpy as np
+
+    frame = _mixed_frame().set_index(pd.RangeIndex(10, 56, 2, name="row"))
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, row_group_size=4)  # the range index is kept in the metadata
+    got = read_parquet_row_groups(path)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(path), check_exact=True)
+    assert got.index.equals(frame.index) and got.index.name == "row"
+    # Each float column is its own array (no consolidated block to copy into).
+    assert got._mgr.nblocks == got.shape[1]
+    assert np.isnan(got["tickets"].to_numpy()[::4]).all()
+
+
+def test_row_group_reads_leave_stored_indexes_and_empty_files_right(tmp_path):
+    frame = _mixed_frame().set_index("customer_id")
+    path = tmp_path / "indexed.parquet"
+    frame.to_parquet(path)
+    assert read_parquet_row_groups(path) is None  # a stored index column: read whole instead
+    pd.testing.assert_frame_equal(read_parquet_frame(path), pd.read_parquet(path))
+    empty = _mixed_frame().iloc[:0]
+    write_parquet(empty, tmp_path / "empty.parquet")
+    pd.testing.assert_frame_equal(
+        read_parquet_row_groups(tmp_path / "empty.parquet"),
+        pd.read_parquet(tmp_path / "empty.parquet"),
+    )
+    with pytest.raises(Exception, match="nope"):
+        read_parquet_frame(tmp_path / "empty.parquet", columns=["nope"])

@@ -16,6 +16,7 @@ PR AUC, ECE, lift, ...) and, with the simulator's truth, the oracle at the same 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params
-from churn.domain.catalog import KEY_COLUMNS
+from churn.domain.catalog import CUTOFF, KEY_COLUMNS
 from churn.errors import ModelError
 from churn.io import read_parquet_frame
 from churn.model.artifact import ChurnModel
@@ -38,9 +39,18 @@ from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead, fit_survival_
 logger = logging.getLogger(__name__)
 
 
-def read_churn_times(labels_path: str | Path) -> pd.DataFrame:
-    """Read the labels' keys and churn times: what :func:`attach_churn_times` attaches."""
-    return read_parquet_frame(labels_path, columns=[*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS])
+def read_churn_times(
+    labels_path: str | Path, cutoffs: Sequence[pd.Timestamp] | None = None
+) -> pd.DataFrame:
+    """Read the labels' keys and churn times: what :func:`attach_churn_times` attaches.
+
+    Args:
+        labels_path: The labels Parquet file.
+        cutoffs: Read only the rows at these cutoffs (all rows when ``None``).
+    """
+    columns = [*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS]
+    filters = None if cutoffs is None else [(CUTOFF, "in", list(cutoffs))]
+    return read_parquet_frame(labels_path, columns=columns, filters=filters)
 
 
 def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +74,11 @@ def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataF
         for key in ("customer_id", "cutoff")
     ):
         aligned = times[list(CHURN_TIME_COLUMNS)].set_axis(features.index)
-        return features.assign(**{column: aligned[column] for column in CHURN_TIME_COLUMNS})
+        # Columns appended in one concat, not inserted one by one: a frame read column by
+        # column has a block per column, and pandas warns on (and slows down) each insert
+        # into a frame of over 100 blocks. Copy-on-write shares the feature columns.
+        kept = features.drop(columns=[c for c in CHURN_TIME_COLUMNS if c in features.columns])
+        return pd.concat([kept, aligned], axis=1)
     keys = features
     if times["customer_id"].dtype != features["customer_id"].dtype:
         # Ids of two types (e.g. integers and their text) match as text; ids of one type
@@ -193,9 +207,12 @@ def fit_classifier_form(
     columns = [*KEY_COLUMNS, *plan.names]
 
     def at(part: pd.DataFrame) -> pd.DataFrame:
-        out = part[columns].copy()
+        # No copy: with copy-on-write the selected columns share ``part``'s arrays and the new
+        # label column leaves ``part`` alone (a copy cost a training slice per fit).
+        out = part[columns]
         out["label"] = pd.array(_labels_at(part, horizon), dtype="Float64").astype("Int8")
-        return out[out["label"].notna()]
+        known = out["label"].notna()
+        return out if bool(known.all()) else out[known]
 
     classifier = fit_churn_model(at(train), at(validation), plan.catalog, params.train)
     return classifier.predict_proba(test[np.isfinite(_labels_at(test, horizon))])

@@ -237,7 +237,9 @@ def start_model_form_comparison(
         return ModelFormComparison(None, None, None, note)
     futures = None
     if pool is not None:
-        futures = submit_model_form_fits(pool, features_path, labels_path, columns, catalog, params)
+        futures = submit_model_form_fits(
+            pool, features_path, labels_path, columns, catalog, params, plan
+        )
     return ModelFormComparison(frame, plan, futures)
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from churn.config import Params, parse_params
 from churn.domain.catalog import CUTOFF, KEY_COLUMNS
+from churn.errors import ModelError
 from churn.io import read_parquet_frame
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
@@ -178,13 +179,44 @@ def list_model_form_columns(features_columns: Sequence[str], catalog: pd.DataFra
 
 
 def read_model_form_frame(
-    features_path: str | Path, labels_path: str | Path, columns: Sequence[str]
+    features_path: str | Path,
+    labels_path: str | Path,
+    columns: Sequence[str],
+    cutoffs: Sequence[pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
     """Read what the model-form comparison fits on: ``columns`` of the features, with the
     labels' churn times attached (:func:`churn.model.horizon_evaluation.attach_churn_times`).
+
+    Args:
+        features_path: The features Parquet file.
+        labels_path: The labels Parquet file.
+        columns: The feature-file columns (:func:`list_model_form_columns`).
+        cutoffs: Read only the rows at these cutoffs (all when ``None``): the cutoffs of the
+            comparison's out-of-time split (:func:`list_plan_cutoffs`), whose rows are the
+            only ones any fit uses.
     """
-    features = read_parquet_frame(features_path, columns=list(columns))
-    return build_model_form_frame(features, read_churn_times(labels_path), columns)
+    filters = None if cutoffs is None else [(CUTOFF, "in", list(cutoffs))]
+    features = read_parquet_frame(features_path, columns=list(columns), filters=filters)
+    return build_model_form_frame(features, read_churn_times(labels_path, cutoffs), columns)
+
+
+def list_plan_cutoffs(plan: ModelFormPlan) -> list[pd.Timestamp] | None:
+    """Return the cutoffs a worker must read to fit ``plan``'s forms (``None``: every row).
+
+    In an out-of-time split every slice is whole cutoffs, and the split of just those cutoffs'
+    rows is the same split: the unlabeled and purged cutoffs left out are exactly those it
+    drops (``split_by_time``'s rules only ever look at labeled cutoffs). A random (entity)
+    split draws from row positions, so its workers read every row.
+    """
+    split = plan.split
+    if split.mode != "time":
+        return None
+    return sorted({*split.train_cutoffs, *split.validation_cutoffs, *split.test_cutoffs})
+
+
+def describe_plan_rows(plan: ModelFormPlan) -> dict[str, int]:
+    """Return the plan's rows per slice: what a worker's own plan must match."""
+    return {k: int(v) for k, v in plan.split.describe()["sizes"].items()}
 
 
 def build_model_form_frame(
@@ -221,8 +253,21 @@ def fit_model_form_in_worker(task: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: fit one model form of the comparison and return its test
     probabilities (float64 bytes and shape) and, for the hazard form, the head's metadata."""
     params = _worker_params(task)
-    frame = read_model_form_frame(task["features_path"], task["labels_path"], task["columns"])
+    cutoffs = task.get("cutoffs")
+    frame = read_model_form_frame(
+        task["features_path"],
+        task["labels_path"],
+        task["columns"],
+        None if cutoffs is None else [pd.Timestamp(cutoff) for cutoff in cutoffs],
+    )
     plan = plan_model_forms(frame, decode_frame(task["catalog"]), params)
+    expected = task.get("rows")
+    if expected is not None and describe_plan_rows(plan) != expected:
+        # Never fit on other rows than the stage summarises: that would mismatch silently.
+        raise ModelError(
+            f"the model-form worker planned {describe_plan_rows(plan)} rows per slice from "
+            f"{task['features_path']}, the stage {expected}: the file changed during the run?"
+        )
     metadata: dict[str, Any] = {}
     if task["form"] == HAZARD_FORM:
         probabilities, metadata = fit_hazard_form(frame, plan, params)
@@ -243,16 +288,26 @@ def submit_model_form_fits(
     columns: Sequence[str],
     catalog: pd.DataFrame,
     params: Params,
+    plan: ModelFormPlan | None = None,
 ) -> dict[str, Future[dict[str, Any]]]:
     """Submit the comparison's fits: the survival head first (the longest), then one
-    classifier per horizon. Returns form (``"hazard"`` or the horizon as text) -> future."""
-    base = {
+    classifier per horizon. Returns form (``"hazard"`` or the horizon as text) -> future.
+
+    With the stage's ``plan``, each worker reads only the rows of the plan's cutoffs
+    (:func:`list_plan_cutoffs`; at 100k customers 9 of the file's cutoffs) and checks that
+    its own plan has the same rows per slice (a mismatch is a :class:`ModelError`).
+    """
+    base: dict[str, Any] = {
         "features_path": str(features_path),
         "labels_path": str(labels_path),
         "columns": list(columns),
         "catalog": encode_frame(catalog),
         "params": params.model_dump(mode="json"),
     }
+    cutoffs = None if plan is None else list_plan_cutoffs(plan)
+    if plan is not None and cutoffs is not None:
+        base["cutoffs"] = [cutoff.isoformat() for cutoff in cutoffs]
+        base["rows"] = describe_plan_rows(plan)
     forms = [HAZARD_FORM, *(str(h) for h in params.label.horizons_days)]
     return {form: pool.submit(fit_model_form_in_worker, {**base, "form": form}) for form in forms}
 

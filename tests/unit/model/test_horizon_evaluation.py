@@ -53,6 +53,24 @@ def test_attach_churn_times_by_position_equals_the_join() -> None:
     pd.testing.assert_frame_equal(attach_churn_times(features, swapped), joined)
 
 
+def test_attach_churn_times_appends_to_a_frame_of_many_blocks_without_copying(tmp_path) -> None:
+    """A features file read column by column has a block per column; over 100 of them, each
+    insert warned (an error here) and slowed down. The columns come back shared, not copied."""
+    from churn.io import read_parquet_frame
+
+    frame = make_survival_frame(n_customers=20, n_cutoffs=2)
+    extra = pd.DataFrame({f"x{i}": np.arange(len(frame), dtype="float64") + i for i in range(120)})
+    wide = pd.concat([frame.drop(columns=["days_to_churn", "observed_days"]), extra], axis=1)
+    wide.to_parquet(tmp_path / "wide.parquet", index=False)
+    features = read_parquet_frame(tmp_path / "wide.parquet")
+    assert features._mgr.nblocks > 100
+    labels = frame[["customer_id", "cutoff", "days_to_churn", "observed_days"]]
+    merged = attach_churn_times(features, labels)  # warnings are errors in the tests
+    assert list(merged.columns) == [*features.columns, "days_to_churn", "observed_days"]
+    np.testing.assert_array_equal(merged["observed_days"], frame["observed_days"])
+    assert np.shares_memory(merged["x7"].to_numpy(), features["x7"].to_numpy())
+
+
 @pytest.mark.parametrize("label_ids", ["same", "text"])
 def test_attach_churn_times_matches_integer_ids_as_they_are_or_as_text(label_ids) -> None:
     """Integer ids (a third-party export) match labels holding the same integers or their text;

@@ -21,9 +21,12 @@ from churn.stages.fit_workers import (
     collect_model_forms,
     count_fit_workers,
     decode_frame,
+    describe_plan_rows,
     encode_frame,
+    fit_model_form_in_worker,
     keep_columns,
     list_model_form_columns,
+    list_plan_cutoffs,
     open_fit_pool,
     read_backtest_frame,
     read_model_form_frame,
@@ -181,7 +184,10 @@ def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files
     params = survival_params(num_threads=2)
     plan = plan_model_forms(frame, catalog, params)
     with open_fit_pool(2) as pool:
-        futures = submit_model_form_fits(pool, features_path, labels_path, columns, catalog, params)
+        # With the plan, each worker reads only the plan's cutoffs: the same fits.
+        futures = submit_model_form_fits(
+            pool, features_path, labels_path, columns, catalog, params, plan
+        )
         assert list(futures) == ["hazard", "30", "60", "90"]  # the longest fit first
         parallel = collect_model_forms(frame, plan, params, futures)
     # Forcing one thread per worker gives the serial one-thread fits exactly.
@@ -212,3 +218,52 @@ def test_a_model_error_in_a_worker_becomes_the_comparison_note(survival_files, t
         compared, note = finish_model_form_comparison(comparison, catalog, params, None)
     assert compared is None
     assert note is not None and "days_to_renewal" in note
+
+
+def test_a_worker_reads_only_the_plan_cutoffs_and_plans_the_same_rows(survival_files):
+    """The plan's cutoffs leave out the unlabeled and purged ones (a strict subset here), and
+    the split of just their rows has the same rows, in the same order, per slice."""
+    features_path, labels_path = survival_files
+    catalog = survival_catalog()
+    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
+    params = survival_params(num_threads=1)
+    frame = read_model_form_frame(features_path, labels_path, columns)
+    plan = plan_model_forms(frame, catalog, params)
+    cutoffs = list_plan_cutoffs(plan)
+    assert cutoffs is not None and len(cutoffs) < frame["cutoff"].nunique()
+    read = read_model_form_frame(features_path, labels_path, columns, cutoffs)
+    assert len(read) < len(frame)
+    naive = frame[frame["cutoff"].isin(cutoffs)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(read, naive)
+    replanned = plan_model_forms(read, catalog, params)
+    assert describe_plan_rows(replanned) == describe_plan_rows(plan)
+    assert replanned.names == plan.names
+    for full, partial in zip(plan.split.slices(frame), replanned.split.slices(read), strict=True):
+        pd.testing.assert_frame_equal(
+            full.reset_index(drop=True), partial.reset_index(drop=True)
+        )
+
+
+def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(survival_files):
+    features_path, labels_path = survival_files
+    catalog = survival_catalog()
+    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
+    params = survival_params(num_threads=1)
+    frame = read_model_form_frame(features_path, labels_path, columns)
+    plan = plan_model_forms(frame, catalog, params)
+    rows = describe_plan_rows(plan)
+    task = {
+        "features_path": str(features_path),
+        "labels_path": str(labels_path),
+        "columns": columns,
+        "catalog": encode_frame(catalog),
+        "params": params.model_dump(mode="json"),
+        "form": "30",
+        "cutoffs": [cutoff.isoformat() for cutoff in list_plan_cutoffs(plan)],
+        "rows": {**rows, "test": rows["test"] + 1},
+    }
+    with pytest.raises(ModelError, match="rows per slice"):
+        fit_model_form_in_worker(task)
+    task["rows"] = rows
+    result = fit_model_form_in_worker(task)
+    assert result["shape"][0] > 0
