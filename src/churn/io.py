@@ -286,7 +286,7 @@ def read_parquet_frame(
     (:func:`read_parquet_row_groups`): its float columns (most of a features file) are decoded
     straight into arrays of their final size, so no second copy of them ever exists; the 100k
     features file (886 MB as a frame) peaked at 1.41-1.44 GB over the process's start with the
-    column-by-column conversion below and at 1.03-1.04 GB this way (2026-12-03, measured side
+    column-by-column conversion below and at 1.03-1.05 GB this way (2026-12-03, measured side
     by side). Other reads (a directory, row filters) are converted column by column, each
     column freed from the Arrow table once it is converted (``self_destruct``) and kept as its
     own block (``split_blocks``: numbers without missing values are handed over without a

@@ -37,11 +37,14 @@ from churn.stages.fit_workers import (
     build_model_form_frame,
     collect_model_forms,
     count_fit_workers,
+    estimate_worker_bytes,
     keep_columns,
     list_model_form_columns,
     open_fit_pool,
+    read_available_memory,
     submit_backtest_refits,
     submit_model_form_fits,
+    use_one_thread,
 )
 
 logger = logging.getLogger(__name__)
@@ -108,7 +111,17 @@ def run_evaluate(
     compare = labels_path is not None and has_survival_head(model_dir)
     fits = params.evaluate.backtest_cutoffs
     fits += 1 + len(params.label.horizons_days) if compare else 0
-    workers = count_fit_workers(backtest_params, fits)
+    # Each worker reads at most every row of the file (the backtest's refits read the rows up
+    # to their cutoff, the comparison's the rows of its cutoffs) and about all its columns.
+    workers = count_fit_workers(
+        backtest_params,
+        fits,
+        bytes_per_worker=estimate_worker_bytes(len(features), len(features.columns)),
+        available_bytes=read_available_memory(),
+    )
+    if workers == 0 and count_fit_workers(backtest_params, fits) > 0:
+        # No room for workers: the fits run here with the one thread a worker would use.
+        params, backtest_params = use_one_thread(params), use_one_thread(backtest_params)
     # Every independent fit of this stage (the model-form comparison's, the backtest's) goes to
     # one pool of worker processes, submitted before the in-process work so that the workers
     # fit while this process computes the test metrics.

@@ -240,3 +240,30 @@ def test_evaluate_without_truth_or_registry_still_writes_everything(tmp_path, fe
     assert "oracle_roc_auc" not in metrics["test"]
     assert metrics["backtest"] == []
     assert (tmp_path / "plots" / "roc.csv").exists()
+
+
+def test_without_memory_for_workers_the_fits_run_here_with_the_numbers_of_workers(
+    tmp_path, features, model_dir, monkeypatch, caplog
+):
+    """Two threads ask for two fit workers; with no memory free for them the backtest's refits
+    run in the stage's process, one LightGBM thread each, and give the workers' numbers."""
+    import churn.stages.evaluate as evaluate_stage
+
+    features_path = tmp_path / "features.parquet"
+    features.to_parquet(features_path)
+    params = make_backtest_params(evaluate={"backtest_cutoffs": 3}, num_threads=2)
+
+    def evaluate(folder: str) -> dict:
+        return run_evaluate(
+            params, features_path, model_dir, None, tmp_path / folder / "m.json", tmp_path / folder
+        )
+
+    with_workers = evaluate("workers")
+    monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
+    with caplog.at_level("WARNING", logger="churn.stages.fit_workers"):
+        in_process = evaluate("in_process")
+    assert "one after another in process" in caplog.text
+    refitted = [entry for entry in with_workers["backtest"] if "roc_auc" in entry]
+    assert len(refitted) >= 2
+    assert in_process["backtest"] == with_workers["backtest"]
+    assert in_process["test"] == with_workers["test"]
