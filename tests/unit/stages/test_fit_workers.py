@@ -248,15 +248,22 @@ def test_a_model_error_in_a_worker_becomes_the_comparison_note(survival_files, t
     assert note is not None and "days_to_renewal" in note
 
 
-def test_a_worker_reads_only_the_plan_cutoffs_and_plans_the_same_rows(survival_files):
-    """The plan's cutoffs leave out the unlabeled and purged ones (a strict subset here), and
-    the split of just their rows has the same rows, in the same order, per slice."""
+@pytest.fixture(scope="module")
+def planned(survival_files):
+    """The comparison as the stage plans it from the survival files, one thread."""
     features_path, labels_path = survival_files
     catalog = survival_catalog()
     columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
     params = survival_params(num_threads=1)
     frame = read_model_form_frame(features_path, labels_path, columns)
-    plan = plan_model_forms(frame, catalog, params)
+    return catalog, columns, params, frame, plan_model_forms(frame, catalog, params)
+
+
+def test_a_worker_reads_only_the_plan_cutoffs_and_plans_the_same_rows(survival_files, planned):
+    """The plan's cutoffs leave out the unlabeled and purged ones (a strict subset here), and
+    the split of just their rows has the same rows, in the same order, per slice."""
+    features_path, labels_path = survival_files
+    catalog, columns, params, frame, plan = planned
     cutoffs = list_plan_cutoffs(plan)
     assert cutoffs is not None and len(cutoffs) < frame["cutoff"].nunique()
     read = read_model_form_frame(features_path, labels_path, columns, cutoffs)
@@ -272,13 +279,9 @@ def test_a_worker_reads_only_the_plan_cutoffs_and_plans_the_same_rows(survival_f
         )
 
 
-def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(survival_files):
+def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(survival_files, planned):
     features_path, labels_path = survival_files
-    catalog = survival_catalog()
-    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
-    params = survival_params(num_threads=1)
-    frame = read_model_form_frame(features_path, labels_path, columns)
-    plan = plan_model_forms(frame, catalog, params)
+    catalog, columns, params, _, plan = planned
     rows = describe_plan_rows(plan)
     task = {
         "features_path": str(features_path),
