@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churn.errors import ChurnError, DataContractError
@@ -312,12 +313,14 @@ def read_parquet_frame(
 
 
 def read_parquet_row_groups(
-    path: str | Path, columns: Sequence[str] | None = None
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    positions: np.ndarray | None = None,
 ) -> pd.DataFrame | None:
     """Read one Parquet file row group by row group, floats straight into their final arrays.
 
     Each float column whose pandas dtype is a NumPy float (what ``pd.read_parquet`` would give:
-    missing values become NaN) gets one array of the file's length, filled from each row group
+    missing values become NaN) gets one array of the length read, filled from each row group
     as it is decoded; the other columns (text, timestamps, integers, nullable dtypes) are kept
     as Arrow chunks and converted together at the end with the file's pandas metadata, so they
     get exactly the dtypes a whole-file read gives. The columns stay separate blocks (pandas'
@@ -326,14 +329,20 @@ def read_parquet_row_groups(
     Args:
         path: A Parquet file.
         columns: Columns to read (all when ``None``), in the order given (as ``pd.read_parquet``).
+        positions: Read only these rows (0-based positions in the file, increasing, no
+            repeats); row groups holding none of them are not decoded. The frame then has a
+            fresh ``RangeIndex``, and a column whose dtype depends on its values (integers with
+            missing values become floats) gets the dtype of the rows read.
 
     Returns:
         The frame, or ``None`` when the file stores a pandas index other than a range (e.g. a
         named index column): the caller then reads it whole.
+
+    Raises:
+        ValueError: If ``positions`` are not increasing or fall outside the file.
     """
     import json
 
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -354,7 +363,16 @@ def read_parquet_row_groups(
     # The dtypes a whole-file read gives, from the empty table with the same metadata.
     subset_schema = pa.schema(fields, metadata=schema.metadata)
     dtypes = subset_schema.empty_table().to_pandas().dtypes
-    rows = parquet.metadata.num_rows
+    total = parquet.metadata.num_rows
+    if positions is not None:
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (
+            positions[0] < 0 or positions[-1] >= total or np.any(np.diff(positions) <= 0)
+        ):
+            raise ValueError(
+                f"positions must increase within the {total} rows of {path} (no repeats)"
+            )
+    rows = total if positions is None else len(positions)
     floats = {
         field.name: np.empty(rows, dtype=dtypes[field.name])
         for field in fields
@@ -363,9 +381,20 @@ def read_parquet_row_groups(
         and dtypes[field.name].kind == "f"
     }
     chunks: dict[str, list[pa.Array]] = {f.name: [] for f in fields if f.name not in floats}
-    start = 0
+    start = 0  # where the next rows go in the arrays
+    first = 0  # the file position of the row group's first row
     for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        wanted = None
+        if positions is not None:
+            low, high = np.searchsorted(positions, [first, first + size])
+            wanted = positions[low:high] - first
+            first += size
+            if not wanted.size:
+                continue
         table = parquet.read_row_group(group, columns=names)
+        if wanted is not None and wanted.size < table.num_rows:
+            table = table.take(pa.array(wanted))
         stop = start + table.num_rows
         for name, values in floats.items():
             values[start:stop] = table.column(name).to_numpy()
@@ -379,7 +408,7 @@ def read_parquet_row_groups(
     )
     converted = others.to_pandas(**_LEAN_CONVERSION)
     index = pd.RangeIndex(rows)
-    if index_columns:
+    if index_columns and positions is None:
         entry = index_columns[0]
         index = pd.RangeIndex(entry["start"], entry["stop"], entry["step"], name=entry["name"])
         if len(index) != rows:
@@ -389,6 +418,24 @@ def read_parquet_row_groups(
     return pd.DataFrame(
         {name: by_name[name] for name in names}, index=index, columns=pd.Index(names), copy=False
     )
+
+
+def read_frame_positions(
+    path: str | Path, positions: np.ndarray, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read only the rows at ``positions`` (0-based, increasing) of a Parquet file.
+
+    What ``read_frame(path).iloc[positions].reset_index(drop=True)`` gives, without the other
+    rows ever being in memory (:func:`read_parquet_row_groups`), except that a column whose
+    dtype depends on its values gets the dtype of the rows read. A file storing an index
+    column is read whole and then sliced.
+    """
+    frame = read_parquet_row_groups(path, columns, positions)
+    if frame is None:
+        whole = read_parquet_frame(path, columns)
+        frame = whole.iloc[np.asarray(positions, dtype=np.int64)].reset_index(drop=True)
+    release_arrow_memory()
+    return frame
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from churn.io import (
     atomic_path,
     find_table_file,
     read_frame,
+    read_frame_positions,
     read_frame_rows,
     read_latest_rows,
     read_parquet_frame,
@@ -307,3 +308,41 @@ def test_row_group_reads_leave_stored_indexes_and_empty_files_right(tmp_path):
     )
     with pytest.raises(Exception, match="nope"):
         read_parquet_frame(tmp_path / "empty.parquet", columns=["nope"])
+
+
+def test_reading_positions_gives_the_rows_of_a_whole_read_and_skips_other_row_groups(
+    tmp_path, monkeypatch
+):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    frame = _mixed_frame(rows=40)
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, index=False, row_group_size=8)  # five row groups
+    whole = read_frame(path)
+    decoded: list[int] = []
+    read_group = pq.ParquetFile.read_row_group
+
+    def counting(self, group, *args, **kwargs):
+        decoded.append(group)
+        return read_group(self, group, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    positions = np.array([0, 3, 7, 8, 30, 39])  # nothing in rows 9-29: groups 2 and 3 unread
+    got = read_frame_positions(path, positions)
+    naive = whole.iloc[positions].reset_index(drop=True)
+    # Nullable and float columns keep their dtypes; "label" holds a missing value in these rows.
+    pd.testing.assert_frame_equal(got, naive, check_exact=True)
+    assert decoded == [0, 1, 3, 4]
+    columns = ["tickets", "customer_id"]
+    expected = naive[columns].iloc[2:4].reset_index(drop=True)
+    pd.testing.assert_frame_equal(read_frame_positions(path, positions[2:4], columns), expected)
+    assert len(read_frame_positions(path, np.array([], dtype=int))) == 0
+    for wrong in ([3, 2], [1, 1], [40], [-1]):
+        with pytest.raises(ValueError, match="positions must increase"):
+            read_frame_positions(path, np.array(wrong))
+    # A stored index column: read whole, then the rows taken.
+    frame.set_index("customer_id").to_parquet(tmp_path / "indexed.parquet")
+    indexed = read_frame_positions(tmp_path / "indexed.parquet", positions)
+    stored = pd.read_parquet(tmp_path / "indexed.parquet")
+    pd.testing.assert_frame_equal(indexed, stored.iloc[positions].reset_index(drop=True))

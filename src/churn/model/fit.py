@@ -463,7 +463,7 @@ def build_importance(model: ChurnModel) -> pd.DataFrame:
 
 
 def train_churn_models(
-    features: pd.DataFrame, catalog: pd.DataFrame, params: Params
+    features: pd.DataFrame, catalog: pd.DataFrame, params: Params, split: Split | None = None
 ) -> TrainResult:
     """Split, guard, (tune,) fit, calibrate and score the model and the baseline.
 
@@ -471,6 +471,9 @@ def train_churn_models(
         features: The features frame (``customer_id``, ``cutoff``, ``label``, features).
         catalog: The feature catalog.
         params: All parameters (train, label and ingest sections are used).
+        split: The split of ``features`` when the caller made it already (the train runner
+            splits the file's keys, then reads only the split's rows:
+            :func:`churn.stages.train.read_training_rows`); made here otherwise.
 
     Returns:
         The training result; nothing is written or logged to MLflow. Features missing or
@@ -483,7 +486,8 @@ def train_churn_models(
             (one feature alone, or the whole model above ``train.max_plausible_auc``).
     """
     cfg = params.train
-    split = split_by_time(features, cfg, params.label, mode=params.ingest.mode)
+    if split is None:
+        split = split_by_time(features, cfg, params.label, mode=params.ingest.mode)
     for note in split.notes:
         logger.info(note)
     train, validation, test = split.slices(features)

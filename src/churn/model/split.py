@@ -21,7 +21,7 @@ split on: the split is a stratified random one, and :attr:`Split.notes` says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +64,29 @@ class Split:
             take_rows(frame, self.train),
             take_rows(frame, self.validation),
             take_rows(frame, self.test),
+        )
+
+    def relocate(self, kept: np.ndarray) -> Split:
+        """Return this split for a frame holding only the rows at ``kept`` (increasing
+        positions in the frame it was made on, covering every slice): same rows, cutoffs,
+        removed counts and notes, positions counted in the smaller frame.
+
+        Raises:
+            ValueError: If a slice's row is not among ``kept``.
+        """
+        kept = np.asarray(kept, dtype=np.int64)
+
+        def moved(positions: np.ndarray) -> np.ndarray:
+            local = np.searchsorted(kept, positions)
+            if local.size and (local.max() >= kept.size or np.any(kept[local] != positions)):
+                raise ValueError("a row of the split is not among the kept rows")
+            return local
+
+        return replace(
+            self,
+            train=moved(self.train),
+            validation=moved(self.validation),
+            test=moved(self.test),
         )
 
     def describe(self) -> dict[str, Any]:
