@@ -466,6 +466,41 @@ def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) ->
     return read_parquet_frame(path, filters=filters).reset_index(drop=True)
 
 
+def read_frame_keys(path: str | Path, keys: pd.DataFrame) -> pd.DataFrame:
+    """Read only the rows of a Parquet file whose key columns equal one row of ``keys``.
+
+    Unlike :func:`read_frame_rows`, whose conditions hold column by column (all rows of the
+    given customers at any of the given cutoffs), this matches whole keys: the target stage
+    wanted 41k (customer, cutoff) pairs at 100k customers and the column-by-column filter read
+    375k rows. The key columns are read first, the positions of the matching rows found, and
+    only those rows read (:func:`read_frame_positions`); they come back in file order on a
+    fresh ``RangeIndex``. A key column stored with another type than in ``keys`` (integer ids
+    against their text) is matched as text.
+
+    Args:
+        path: A Parquet file (a directory is read whole, then matched).
+        keys: The wanted keys, one column per key column (repeats are fine).
+    """
+    columns = list(keys.columns)
+    if not Path(path).is_file():
+        return _match_keys(read_parquet_frame(path), keys).reset_index(drop=True)
+    stored = read_parquet_frame(path, columns=columns)
+    matched = _match_keys(stored, keys)
+    return read_frame_positions(path, np.sort(matched.index.to_numpy(dtype=np.int64)))
+
+
+def _match_keys(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows of ``frame`` (its index kept) whose key columns equal a row of ``keys``."""
+    columns = list(keys.columns)
+    left, right = frame[columns], keys.drop_duplicates()
+    differing = [c for c in columns if left[c].dtype != right[c].dtype]
+    if differing:
+        left = left.assign(**{c: left[c].astype(str) for c in differing})
+        right = right.assign(**{c: right[c].astype(str) for c in differing})
+    hits = left.reset_index(names="_churn_row").merge(right, on=columns, how="inner")
+    return frame.loc[hits["_churn_row"].to_numpy()]
+
+
 def read_latest_rows(path: str | Path, column: str = "cutoff") -> pd.DataFrame:
     """Read only the rows of a Parquet file whose ``column`` holds its latest value.
 

@@ -18,6 +18,7 @@ from churn.io import (
     atomic_path,
     find_table_file,
     read_frame,
+    read_frame_keys,
     read_frame_positions,
     read_frame_rows,
     read_latest_rows,
@@ -346,3 +347,38 @@ def test_reading_positions_gives_the_rows_of_a_whole_read_and_skips_other_row_gr
     indexed = read_frame_positions(tmp_path / "indexed.parquet", positions)
     stored = pd.read_parquet(tmp_path / "indexed.parquet")
     pd.testing.assert_frame_equal(indexed, stored.iloc[positions].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("key_ids", ["same", "text"])
+def test_reading_keys_gives_the_rows_of_whole_keys_only(tmp_path, key_ids):
+    """Integer ids (an export) asked for as integers or as their text; the column-by-column
+    filter would also return customer 3 at the first cutoff and 5 at the second."""
+    cutoffs = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01"], utc=True)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [3, 5, 7] * 3,
+            "cutoff": cutoffs.repeat(3),
+            "label": pd.array([1, 0, None] * 3, dtype="Int8"),
+            "tickets": [float(i) for i in range(9)],
+        }
+    )
+    frame.to_parquet(tmp_path / "f.parquet", index=False, row_group_size=2)
+    keys = pd.DataFrame(
+        {"customer_id": [5, 3, 5, 9], "cutoff": cutoffs[[0, 1, 0, 0]]}  # a repeat, an unknown
+    )
+    if key_ids == "text":
+        keys["customer_id"] = keys["customer_id"].astype(str)
+    got = read_frame_keys(tmp_path / "f.parquet", keys)
+    # Naive reference: each row checked against every key, as text.
+    wanted = {(str(c), t) for c, t in zip(keys["customer_id"], keys["cutoff"], strict=True)}
+    naive = frame[
+        [(str(c), t) in wanted for c, t in zip(frame["customer_id"], frame["cutoff"], strict=True)]
+    ].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, naive)
+    assert list(got["customer_id"]) == [5, 3]
+    # A directory (a dataset of parts) gives the same rows.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:4].to_parquet(folder / "part-0.parquet", index=False)
+    frame.iloc[4:].to_parquet(folder / "part-1.parquet", index=False)
+    pd.testing.assert_frame_equal(read_frame_keys(folder, keys), naive)

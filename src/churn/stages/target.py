@@ -30,6 +30,7 @@ from churn.io import (
     atomic_directory,
     atomic_path,
     read_frame,
+    read_frame_keys,
     read_frame_rows,
     write_json,
     write_parquet,
@@ -416,9 +417,8 @@ def run_target(
                                          scoring_cutoff)
         if len(logged):
             keys = logged[["customer_id", "cutoff"]].drop_duplicates()
-            # Only the logged customers' rows at the logged cutoffs are read, then matched.
-            matched = read_frame_rows(
-                features_path, {"customer_id": keys["customer_id"], "cutoff": keys["cutoff"]})
+            # Only the rows of the logged (customer, cutoff) pairs are read, then matched.
+            matched = read_frame_keys(features_path, keys)
             rows = matched.merge(keys, on=["customer_id", "cutoff"], how="inner")
             explained, frame = explain(rows)
             model_features = logged[["customer_id", "cutoff"]].merge(
