@@ -452,18 +452,56 @@ def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) ->
     """Read only the rows of a Parquet file whose columns hold one of the given values.
 
     Every condition must hold (``{"cutoff": [c1, c2], "customer_id": ids}`` keeps the rows at
-    one of those cutoffs *and* of one of those customers). pyarrow applies the filter batch by
-    batch, so the whole file never exists in memory; the rows come back in file order with the
-    same dtypes as :func:`read_frame` gives, on a fresh ``RangeIndex``.
+    one of those cutoffs *and* of one of those customers). The whole file never exists in
+    memory: from a single file the filtered columns are read first and then only the matching
+    rows (:func:`read_frame_positions`, about 1.05x their size at the peak); a directory is
+    filtered by pyarrow batch by batch (about 1.4x). The rows come back in file order with
+    the same dtypes as :func:`read_frame` gives, on a fresh ``RangeIndex``.
 
     Args:
         path: A Parquet file or directory.
         values: Column -> the values to keep (at least one column).
+
+    Raises:
+        ValueError: If no column is given, or a column's values cannot be compared with the
+            values given (text against numbers, say): an error, never an empty result.
     """
-    filters = [(column, "in", list(dict.fromkeys(kept))) for column, kept in values.items()]
-    if not filters:
+    wanted = {column: list(dict.fromkeys(kept)) for column, kept in values.items()}
+    if not wanted:
         raise ValueError("read_frame_rows needs at least one column to filter on")
-    return read_parquet_frame(path, filters=filters).reset_index(drop=True)
+    if not Path(path).is_file():
+        filters = [(column, "in", kept) for column, kept in wanted.items()]
+        return read_parquet_frame(path, filters=filters).reset_index(drop=True)
+    stored = read_parquet_frame(path, columns=list(wanted))
+    keep = np.ones(len(stored), dtype=bool)
+    for column, kept in wanted.items():
+        given = pd.Series(kept)
+        if len(given) and not _comparable(stored[column], given):
+            raise ValueError(
+                f"{path}: column {column!r} ({stored[column].dtype}) cannot be compared with "
+                f"the values asked for ({given.dtype})"
+            )
+        keep &= stored[column].isin(given).to_numpy(dtype=bool)
+    return read_frame_positions(path, np.flatnonzero(keep))
+
+
+def _comparable(stored: pd.Series, given: pd.Series) -> bool:
+    """Whether values of ``given`` can equal values of ``stored``: both times (with a time zone
+    or both without), both numbers, both booleans, or both anything else (text)."""
+
+    def kind(series: pd.Series) -> tuple[str, bool]:
+        dtype = series.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            dtype = dtype.categories.dtype
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            return "time", getattr(dtype, "tz", None) is not None
+        if pd.api.types.is_bool_dtype(dtype):
+            return "bool", False
+        if pd.api.types.is_numeric_dtype(dtype):
+            return "number", False
+        return "other", False
+
+    return kind(stored) == kind(given)
 
 
 def read_frame_keys(path: str | Path, keys: pd.DataFrame) -> pd.DataFrame:

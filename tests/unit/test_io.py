@@ -382,3 +382,21 @@ def test_reading_keys_gives_the_rows_of_whole_keys_only(tmp_path, key_ids):
     frame.iloc[:4].to_parquet(folder / "part-0.parquet", index=False)
     frame.iloc[4:].to_parquet(folder / "part-1.parquet", index=False)
     pd.testing.assert_frame_equal(read_frame_keys(folder, keys), naive)
+
+
+def test_reading_rows_by_values_of_another_kind_is_an_error_not_an_empty_frame(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "customer_id": [3, 5, 7],
+            "cutoff": pd.to_datetime(["2025-01-01"] * 3, utc=True),
+            "plan": pd.Categorical(["a", "b", "a"]),
+        }
+    )
+    write_parquet(frame, tmp_path / "f.parquet")
+    with pytest.raises(ValueError, match=r"'customer_id'.*cannot be compared"):
+        read_frame_rows(tmp_path / "f.parquet", {"customer_id": ["3", "5"]})
+    with pytest.raises(ValueError, match=r"'cutoff'.*cannot be compared"):
+        read_frame_rows(tmp_path / "f.parquet", {"cutoff": [pd.Timestamp("2025-01-01")]})
+    both = read_frame_rows(tmp_path / "f.parquet", {"customer_id": [5, 7], "plan": ["a"]})
+    pd.testing.assert_frame_equal(both, frame.iloc[[2]].reset_index(drop=True))
+    assert read_frame_rows(tmp_path / "f.parquet", {"customer_id": []}).empty
