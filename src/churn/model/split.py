@@ -66,6 +66,15 @@ class Split:
             take_rows(frame, self.test),
         )
 
+    def used_cutoffs(self) -> list[pd.Timestamp]:
+        """Return the cutoffs of the train, validation and test slices, sorted, each once.
+
+        Out of time every slice is whole cutoffs, so these cutoffs' rows hold every row the
+        split uses (what a reader of only those rows needs); in entity mode every slice has
+        the same cutoffs, those of all labeled rows.
+        """
+        return sorted({*self.train_cutoffs, *self.validation_cutoffs, *self.test_cutoffs})
+
     def relocate(self, kept: np.ndarray) -> Split:
         """Return this split for a frame holding only the rows at ``kept`` (increasing
         positions in the frame it was made on, covering every slice): same rows, cutoffs,

@@ -278,7 +278,7 @@ def list_plan_cutoffs(plan: ModelFormPlan) -> list[pd.Timestamp] | None:
     split = plan.split
     if split.mode != "time":
         return None
-    return sorted({*split.train_cutoffs, *split.validation_cutoffs, *split.test_cutoffs})
+    return split.used_cutoffs()
 
 
 def describe_plan_rows(plan: ModelFormPlan) -> dict[str, int]:

@@ -173,8 +173,7 @@ def read_training_rows(features_path: Path, params: Params) -> tuple[pd.DataFram
     keys = read_parquet_frame(features_path, columns=[CUTOFF, "label"])
     split = split_by_time(keys, params.train, params.label, mode=params.ingest.mode)
     if split.mode == "time":
-        cutoffs = [*split.train_cutoffs, *split.validation_cutoffs, *split.test_cutoffs]
-        kept = np.flatnonzero(pd.DatetimeIndex(keys[CUTOFF]).isin(cutoffs))
+        kept = np.flatnonzero(pd.DatetimeIndex(keys[CUTOFF]).isin(split.used_cutoffs()))
     else:
         kept = np.union1d(np.union1d(split.train, split.validation), split.test)
     del keys

@@ -38,6 +38,7 @@ def test_training_reads_the_split_cutoffs_only_and_keeps_the_whole_file_split(tm
     read, split = read_training_rows(path, params)
 
     used = [*whole.train_cutoffs, *whole.validation_cutoffs, *whole.test_cutoffs]
+    assert whole.used_cutoffs() == sorted(used) and len(set(used)) == len(used)
     naive = frame[frame["cutoff"].isin(used)]
     pd.testing.assert_frame_equal(read, naive, check_index_type=False)
     assert len(read) < len(frame) - frame["label"].isna().sum()  # purged cutoffs left out too
