@@ -4,6 +4,11 @@ Not part of the test suite (a 2,000-customer smoke run is, marked slow). Usage::
 
     python benchmarks/bench_pipeline.py [--customers 100000] [--months 24] [--seed 42]
         [--work DIR] [--json reports/bench_pipeline.json] [--markdown reports/bench_pipeline.md]
+        [--from-stage train]
+
+``--from-stage`` continues a run in ``--work`` (stopped, or to measure changed code on the
+same data) from that stage; the earlier stages' figures come from the folder's progress file
+and each row records the commit it was measured with.
 
 In a scratch folder (``--work``, default a temporary one) it writes ``params.yaml`` with
 ``simulate.customers`` (and ``simulate.seed`` with ``--seed``: another simulated business)
@@ -210,30 +215,76 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def read_commit() -> str | None:
+    """Return the commit of the code measured (this checkout's ``HEAD``), if git can tell."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def read_earlier_stages(progress: Path, names: list[str]) -> list[dict[str, Any]]:
+    """Return the figures of stages ``names`` from an earlier run's progress file.
+
+    Raises:
+        ValueError: If the file is missing or lacks one of the stages.
+    """
+    if not progress.is_file():
+        raise ValueError(f"no {progress}: the stages before the one to start from were not run")
+    rows = {row["stage"]: row for row in json.loads(progress.read_text())["stages"]}
+    missing = [name for name in names if name not in rows]
+    if missing:
+        raise ValueError(f"{progress} has no figures for {missing}: start from an earlier stage")
+    return [rows[name] for name in names]
+
+
 def run_pipeline(
     work: Path,
     customers: int,
     months: int | None = None,
     progress: Path | None = None,
     seed: int | None = None,
+    from_stage: str | None = None,
 ) -> dict[str, Any]:
     """Run every stage in ``work`` and the floor; return the JSON-ready results.
 
     Args:
         work: The scratch folder.
-        customers: ``simulate.customers``.
+        customers: ``simulate.customers`` (with ``from_stage``: the folder's own, read back).
         months: ``simulate.months`` (``None``: as in ``params.yaml``).
         progress: If given, the stages measured so far are written here as JSON after each
             stage (a long run on a busy machine leaves figures even if it is stopped).
         seed: ``simulate.seed`` (``None``: as in ``params.yaml``).
+        from_stage: Run only this stage and the ones after it, on the data an earlier run
+            left in ``work`` (its ``params.yaml`` kept); the earlier stages' figures are taken
+            from ``progress``. Each row records the commit it was measured with, so a table
+            that mixes two versions of the code says so.
     """
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    write_params(work, customers, months, seed)
+    ordered = order_stages(stages)
+    results: list[dict[str, Any]] = []
+    if from_stage is None:
+        write_params(work, customers, months, seed)
+    else:
+        if from_stage not in stages:
+            raise ValueError(f"no stage {from_stage!r} in dvc.yaml: one of {ordered}")
+        if progress is None or not (work / "params.yaml").is_file():
+            raise ValueError(f"{work} holds no earlier run to continue (params.yaml)")
+        customers = int(yaml.safe_load((work / "params.yaml").read_text())["simulate"]["customers"])
+        earlier = ordered[: ordered.index(from_stage)]
+        results = read_earlier_stages(progress, earlier)
+        ordered = ordered[len(earlier) :]
     logs = work / "bench_logs"
     logs.mkdir(exist_ok=True)
     load_before = load_average()
-    results = []
-    for name in order_stages(stages):
+    commit = read_commit()
+    for name in ordered:
         stage = stages[name]
         command = shlex.split(" ".join(stage["cmd"].split()))
         measured = run_measured(command, work, logs / f"{name}.log")
@@ -243,6 +294,7 @@ def run_pipeline(
         results.append(
             {
                 "stage": name,
+                "commit": commit,
                 **measured,
                 "rows_in": rows_in,
                 "rows_out": rows_out,
@@ -273,6 +325,7 @@ def run_pipeline(
         "customers": customers,
         "months": months,
         "seed": seed,
+        "from_stage": from_stage,
         "floor": floor,
         "stages": results,
         "total": {
@@ -291,6 +344,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{result['machine']['cpus']} CPUs, load {result['load_average_before']} before, "
         f"{result['load_average_after']} after (shared machine).\n\n"
     )
+    commits = {row.get("commit") for row in result["stages"]}
+    if len(commits) > 1:
+        code = "; ".join(
+            f"{row['stage']} at {row.get('commit') or 'an unrecorded commit'}"
+            for row in result["stages"]
+        )
+        head += f"Stages measured with different code: {code}.\n\n"
     lines = [
         "| stage | wall s | CPU s | peak RSS MB, largest process | peak RSS MB, all processes "
         "| rows in | rows out | rows/s | wall x floor | CPU x floor |",
@@ -324,18 +384,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (kept)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    parser.add_argument(
+        "--from-stage",
+        default=None,
+        help="continue the run in --work from this stage (earlier figures from its progress file)",
+    )
     parser.add_argument("--floor-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_only is not None:  # the floor, measured in its own process
         print(json.dumps(scan_floor(args.floor_only / "data" / "simulated" / "raw")))
         return 0
+    if args.from_stage is not None and args.work is None:
+        parser.error("--from-stage needs --work: the folder of the run to continue")
     if args.work is None:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as work:
             result = run_pipeline(Path(work), args.customers, args.months, seed=args.seed)
     else:
         args.work.mkdir(parents=True, exist_ok=True)
         progress = args.work / "bench_progress.json"
-        result = run_pipeline(args.work, args.customers, args.months, progress, args.seed)
+        result = run_pipeline(
+            args.work, args.customers, args.months, progress, args.seed, args.from_stage
+        )
     table = render_markdown(result)
     print(table)
     if args.json is not None:

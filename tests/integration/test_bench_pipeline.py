@@ -96,3 +96,21 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
     )
     table = out_md.read_text().splitlines()
     assert sum(line.startswith("| ") for line in table) == len(stages) + 3  # header, floor, total
+
+    # Continued from the last stage on the same folder: the earlier figures carried over, the
+    # last stage measured again, each row naming the commit it was measured with.
+    last = bench.order_stages(stages)[-1]
+    again = bench.run_pipeline(
+        tmp_path / "work", 1, progress=tmp_path / "work" / "bench_progress.json", from_stage=last
+    )
+    assert again["customers"] == 1200 and again["from_stage"] == last
+    assert [row["stage"] for row in again["stages"]] == bench.order_stages(stages)
+    for before, after in zip(result["stages"][:-1], again["stages"][:-1], strict=True):
+        assert after["wall_s"] == before["wall_s"] and after["commit"] == before["commit"]
+    assert again["stages"][-1]["wall_s"] != result["stages"][-1]["wall_s"]
+    assert again["stages"][-1]["commit"] == bench.read_commit()
+    with pytest.raises(ValueError, match="no stage 'nope'"):
+        bench.run_pipeline(tmp_path / "work", 1, progress=tmp_path / "p.json", from_stage="nope")
+    with pytest.raises(ValueError, match="no figures for"):
+        (tmp_path / "p.json").write_text(json.dumps({"stages": result["stages"][:2]}))
+        bench.run_pipeline(tmp_path / "work", 1, progress=tmp_path / "p.json", from_stage=last)

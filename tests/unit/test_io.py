@@ -16,6 +16,7 @@ from churn.io import (
     STAGING_MARK,
     atomic_directory,
     atomic_path,
+    find_filtered_positions,
     find_table_file,
     read_frame,
     read_frame_keys,
@@ -347,6 +348,66 @@ def test_reading_positions_gives_the_rows_of_a_whole_read_and_skips_other_row_gr
     indexed = read_frame_positions(tmp_path / "indexed.parquet", positions)
     stored = pd.read_parquet(tmp_path / "indexed.parquet")
     pd.testing.assert_frame_equal(indexed, stored.iloc[positions].reset_index(drop=True))
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        [("cutoff", "<=", pd.Timestamp("2025-01-20", tz="UTC"))],
+        [("customer_id", "in", ["c1", "c4"]), ("logins", ">", 5)],
+        [("label", "==", 1)],
+        [("plan", "in", ["a"])],
+        [("tickets", "<", 0.0)],
+        [("logins", ">", 100)],
+    ],
+    ids=["timestamps", "text-and-integers", "nullable", "categorical", "floats", "no-row"],
+)
+def test_filtered_reads_keep_the_rows_and_dtypes_of_pyarrows_filtered_read(tmp_path, filters):
+    """A single file's filter is evaluated on its filter columns, then only those rows are
+    read: the frame of ``pd.read_parquet(filters=...)``, checked against a naive mask too."""
+    import numpy as np
+
+    frame = _mixed_frame(rows=40)
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, index=False, row_group_size=8)
+    positions = find_filtered_positions(path, filters)
+    naive = np.ones(len(frame), dtype=bool)
+    for column, op, value in filters:
+        values = frame[column]
+        test = {
+            "<=": lambda v, x=value: v <= x,
+            "<": lambda v, x=value: v < x,
+            ">": lambda v, x=value: v > x,
+            "==": lambda v, x=value: v == x,
+            "in": lambda v, x=value: v.isin(x),
+        }[op](values)
+        naive &= test.fillna(False).to_numpy(dtype=bool)
+    np.testing.assert_array_equal(positions, np.flatnonzero(naive))
+    for columns in (None, ["tickets", "customer_id", "label"]):
+        expected = pd.read_parquet(path, columns=columns, filters=filters)
+        got = read_parquet_frame(path, columns=columns, filters=filters)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_filters_the_positions_do_not_take_go_to_pyarrow(tmp_path):
+    frame = _mixed_frame(rows=12)
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, index=False)
+    either = [[("logins", "<", 3)], [("logins", ">", 9)]]  # a disjunction
+    assert find_filtered_positions(path, either) is None
+    pd.testing.assert_frame_equal(
+        read_parquet_frame(path, filters=either), pd.read_parquet(path, filters=either)
+    )
+    assert find_filtered_positions(path, [("nope", "==", 1)]) is None
+    with pytest.raises(Exception, match="nope"):
+        read_parquet_frame(path, filters=[("nope", "==", 1)])
+    # A stored index column: pyarrow's filtered read, index kept.
+    frame.set_index("customer_id").to_parquet(tmp_path / "indexed.parquet")
+    kept = [("logins", ">=", 6)]
+    pd.testing.assert_frame_equal(
+        read_parquet_frame(tmp_path / "indexed.parquet", filters=kept),
+        pd.read_parquet(tmp_path / "indexed.parquet", filters=kept),
+    )
 
 
 @pytest.mark.parametrize("key_ids", ["same", "text"])

@@ -26,7 +26,7 @@ from churn.model.fit import (
 )
 from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_predictions
 from churn.model.sampling import sample_training_rows
-from churn.model.split import Split, label_array, split_by_time
+from churn.model.split import Split, label_array, split_by_time, take_file_rows
 
 if TYPE_CHECKING:
     from churn.model.artifact import ChurnModel
@@ -163,6 +163,7 @@ def run_rolling_backtest(
     *,
     fitted: tuple[ChurnModel, LogisticBaseline] | None = None,
     refit: Callable[[list[pd.Timestamp]], list[dict[str, Any]]] | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Retrain and test on each of the last ``evaluate.backtest_cutoffs`` labeled cutoffs.
 
@@ -179,6 +180,11 @@ def run_rolling_backtest(
         refit: Runs :func:`refit_backtest_cutoff` for a list of cutoffs and returns their
             entries in order (e.g. side by side in worker processes); default: one after
             another in this process.
+        rows: The rows ``fitted`` is scored on when ``features`` holds only the file's keys
+            (``cutoff``, ``label``; then ``refit`` is required): some of the file's rows with
+            the model's features, indexed by file position
+            (:func:`churn.model.split.take_file_rows`). A cutoff whose test rows are not all
+            among them is refitted. Default: ``features`` itself.
 
     Returns:
         ``(entries, notes)``: one entry per cutoff (metrics, or ``skipped`` with a reason).
@@ -194,6 +200,11 @@ def run_rolling_backtest(
             except ModelError:
                 continue  # the refit reports it
             if reason is None and is_backtest_fit(fitted[0], split, params):
+                if rows is not None:
+                    try:
+                        parts = (parts[0], parts[1], take_file_rows(rows, split.test))
+                    except KeyError:
+                        continue  # its test rows were not read: refitted instead
                 logger.info("backtest %s: the exported model is this fit", f"{cutoff:%Y-%m-%d}")
                 entries[cutoff] = summarize_backtest_cutoff(cutoff, parts, *fitted)
     pending = [cutoff for cutoff in cutoffs if cutoff not in entries]

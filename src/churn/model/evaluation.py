@@ -34,7 +34,7 @@ from churn.model.metrics import (
     summarize_ranking,
 )
 from churn.model.oracle import check_model_below_oracle, compute_oracle_probabilities
-from churn.model.split import label_array, split_by_time, take_rows
+from churn.model.split import Split, label_array, split_by_time, take_file_rows, take_rows
 
 if TYPE_CHECKING:
     from churn.model.artifact import ChurnModel
@@ -127,6 +127,8 @@ def evaluate_models(
     baseline: LogisticBaseline,
     params: Params,
     truth: pd.DataFrame | None = None,
+    *,
+    split: Split | None = None,
 ) -> Evaluation:
     """Score the model and the baseline on the test rows and collect every metric.
 
@@ -136,13 +138,20 @@ def evaluate_models(
         baseline: The exported baseline.
         params: All parameters (evaluate, train, label, ingest sections).
         truth: Simulator ``customer_months`` for the oracle, or ``None``.
+        split: The split of the features file, made on its keys, when ``features`` holds
+            only some of its rows (at least the test rows) indexed by file position
+            (:func:`churn.model.split.take_file_rows`). Default: ``features`` is the whole
+            file and is split here.
 
     Returns:
         The evaluation (metrics without the backtest, plot tables, test predictions).
     """
     cfg = params.evaluate
-    split = split_by_time(features, params.train, params.label, mode=params.ingest.mode)
-    test = take_rows(features, split.test)
+    if split is None:
+        split = split_by_time(features, params.train, params.label, mode=params.ingest.mode)
+        test = take_rows(features, split.test)
+    else:
+        test = take_file_rows(features, split.test)
     labels = label_array(test)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = labels

@@ -33,7 +33,7 @@ from churn.model.fit import build_lgb_params, find_dead_features, fit_churn_mode
 from churn.model.hazard import label_at_horizon
 from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_ranking
 from churn.model.oracle import compute_oracle_probabilities
-from churn.model.split import Split, split_by_time, take_rows
+from churn.model.split import Split, split_by_time, take_file_rows, take_rows
 from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead, fit_survival_head
 
 logger = logging.getLogger(__name__)
@@ -354,6 +354,8 @@ def evaluate_horizons(
     head: SurvivalHead,
     params: Params,
     truth: pd.DataFrame | None = None,
+    *,
+    split: Split | None = None,
 ) -> dict[str, Any]:
     """Measure the exported survival head at each horizon on the classifier's test rows.
 
@@ -367,12 +369,19 @@ def evaluate_horizons(
         head: The exported survival head.
         params: All parameters.
         truth: Simulator ``customer_months`` for the oracle, or ``None``.
+        split: The split of the features file, made on its keys, when ``frame`` holds only
+            some of its rows (at least the test rows) indexed by file position
+            (:func:`churn.model.split.take_file_rows`). Default: ``frame`` is the whole file
+            and is split here.
 
     Returns:
         ``{"<H>": metrics or {"observable": False, "note": ...}}``.
     """
-    split = split_by_time(frame, params.train, params.label, mode=params.ingest.mode)
-    test = take_rows(frame, split.test)
+    if split is None:
+        split = split_by_time(frame, params.train, params.label, mode=params.ingest.mode)
+        test = take_rows(frame, split.test)
+    else:
+        test = take_file_rows(frame, split.test)
     probabilities = head.predict_horizons(test)
     observed = test["observed_days"].astype("float64").to_numpy()
     days = test["days_to_churn"].to_numpy("float64")

@@ -138,6 +138,24 @@ def take_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
     return frame.iloc[positions]
 
 
+def take_file_rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """Return the rows of ``frame`` that were at ``positions`` of the file it was read from.
+
+    ``frame`` holds some of a file's rows indexed by their position in the file (a split made
+    on the file's keys counts rows that way); the rows come back in the order of ``positions``
+    as :func:`take_rows` returns them (a run of consecutive rows is shared, not copied).
+
+    Raises:
+        KeyError: If a position is not in ``frame``'s index.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    local = frame.index.get_indexer(positions)
+    if local.size and local.min() < 0:
+        missing = positions[local < 0]
+        raise KeyError(f"{missing.size} file row(s) not read, e.g. position {int(missing[0])}")
+    return take_rows(frame, local)
+
+
 def label_array(frame: pd.DataFrame) -> np.ndarray:
     """Return the 0/1 labels of labeled rows as an int array (a missing label is an error)."""
     labels = frame["label"]

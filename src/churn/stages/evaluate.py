@@ -6,14 +6,15 @@ import json
 import logging
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churn.config import Params
-from churn.domain.catalog import KEY_COLUMNS
+from churn.domain.catalog import CUTOFF, KEY_COLUMNS
 from churn.errors import ModelError
 from churn.layout import (
     BASELINE_FILE,
@@ -32,16 +33,16 @@ from churn.model.horizon_evaluation import (
     read_churn_times,
 )
 from churn.model.metrics import make_jsonable
-from churn.model.survival import has_survival_head
+from churn.model.split import Split, take_rows
+from churn.model.survival import CHURN_TIME_COLUMNS, has_survival_head
 from churn.stages.fit_workers import (
-    build_model_form_frame,
     collect_model_forms,
     count_fit_workers,
     estimate_worker_bytes,
-    keep_columns,
     list_model_form_columns,
     open_fit_pool,
     read_available_memory,
+    read_backtest_frame,
     submit_backtest_refits,
     submit_model_form_fits,
     use_one_thread,
@@ -86,20 +87,20 @@ def run_evaluate(
     Returns:
         The metrics written to ``metrics_path``.
     """
-    from churn.io import atomic_directory, read_frame, write_json, write_parquet, write_table
+    from churn.io import atomic_directory, write_json, write_parquet, write_table
     from churn.model.artifact import ChurnModel
     from churn.model.baseline import load_baseline
     from churn.model.verification import verify_manifest
     from churn.tracking.runs import log_eval_metrics
 
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)
+    features_path = Path(features_path)
     model = ChurnModel.load(model_dir)
     baseline_path = model_dir / BASELINE_FILE
     if not baseline_path.exists():
         raise ModelError(f"baseline not found at {baseline_path}; run 'churn train' first")
     verify_manifest(model_dir, required=(BASELINE_FILE,))
     baseline = load_baseline(baseline_path)
-    features = read_frame(features_path)
     truth = None
     if truth_dir is not None and (Path(truth_dir) / TRUTH_FILE).exists():
         truth = pd.read_parquet(Path(truth_dir) / TRUTH_FILE)
@@ -109,6 +110,9 @@ def run_evaluate(
     tuned = model.metadata.get("tuned_params") or {}
     backtest_params = params.model_copy(update={"train": params.train.model_copy(update=tuned)})
     compare = labels_path is not None and has_survival_head(model_dir)
+    rows = read_evaluation_rows(
+        features_path, Path(labels_path) if compare else None, model.catalog, params
+    )
     fits = params.evaluate.backtest_cutoffs
     fits += 1 + len(params.label.horizons_days) if compare else 0
     # Each worker reads at most every row of the file (the backtest's refits read the rows up
@@ -116,12 +120,15 @@ def run_evaluate(
     workers = count_fit_workers(
         backtest_params,
         fits,
-        bytes_per_worker=estimate_worker_bytes(len(features), len(features.columns)),
+        bytes_per_worker=estimate_worker_bytes(len(rows.keys), len(rows.frame.columns)),
         available_bytes=read_available_memory(),
     )
     if workers == 0 and count_fit_workers(backtest_params, fits) > 0:
         # No room for workers: the fits run here with the one thread a worker would use.
         params, backtest_params = use_one_thread(params), use_one_thread(backtest_params)
+    # The backtest refits on exactly the exported model's features and catalog, reading the
+    # rows up to its cutoff from the file (a worker does the same).
+    columns = [*KEY_COLUMNS, *model.feature_names]
     # Every independent fit of this stage (the model-form comparison's, the backtest's) goes to
     # one pool of worker processes, submitted before the in-process work so that the workers
     # fit while this process computes the test metrics.
@@ -131,47 +138,45 @@ def run_evaluate(
             # On an error here, fits not yet started are dropped rather than run to no use.
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         comparison: ModelFormComparison | None = None
-        churn_times: pd.DataFrame | None = None
-        if compare:
-            assert labels_path is not None  # for the type checker: compare implies labels
-            # Read once: the comparison's frame and the head on test both attach them.
-            churn_times = read_churn_times(labels_path)
+        if rows.comparison is not None:
+            assert labels_path is not None  # for the type checker: a comparison needs labels
             comparison = start_model_form_comparison(
-                pool,
-                Path(features_path),
-                Path(labels_path),
-                features,
-                churn_times,
-                model.catalog,
-                params,
+                pool, features_path, Path(labels_path), rows.comparison, model.catalog, params
             )
-        evaluation = evaluate_models(features, model, baseline, params, truth)
+        elif compare:
+            comparison = ModelFormComparison(None, None, None, rows.comparison_note)
+        evaluation = evaluate_models(rows.frame, model, baseline, params, truth, split=rows.split)
         head_on_test = None
-        if churn_times is not None:
-            head_on_test = measure_head_on_test(features, model_dir, churn_times, params, truth)
-        # The backtest refits on exactly the exported model's features and catalog; the cutoff
-        # training already fitted is scored with the exported model, the others are refitted
-        # in the pool's workers, which read the features file themselves.
-        columns = [*KEY_COLUMNS, *model.feature_names]
-        model_frame = keep_columns(features, columns)  # shared with features, not copied
-        del features
+        if rows.churn_times is not None:
+            head_on_test = measure_head_on_test(rows, model_dir, params, truth)
+        horizons = None
+        if comparison is not None and comparison.futures is None:
+            # Fitted here: done before the backtest's refits so that their rows and the
+            # comparison's are not held at once.
+            compared, note = finish_model_form_comparison(comparison, model.catalog, params, truth)
+            comparison = ModelFormComparison(None, None, None, note, compared)
+            rows = rows.without_comparison()
 
         def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
             if pool is None:
                 return [
-                    refit_backtest_cutoff(model_frame, model.catalog, backtest_params, cutoff)
-                    for cutoff in cutoffs
+                    refit_from_file(features_path, columns, model.catalog, backtest_params, c)
+                    for c in cutoffs
                 ]
             logger.info("backtest: %d refit(s) in %d worker process(es)", len(cutoffs), workers)
             futures = submit_backtest_refits(
-                pool, Path(features_path), columns, model.catalog, backtest_params, cutoffs
+                pool, features_path, columns, model.catalog, backtest_params, cutoffs
             )
             return [future.result() for future in futures]
 
         backtest, notes = run_rolling_backtest(
-            model_frame, model.catalog, backtest_params, fitted=(model, baseline), refit=refit
+            rows.keys,
+            model.catalog,
+            backtest_params,
+            fitted=(model, baseline),
+            refit=refit,
+            rows=rows.frame,
         )
-        horizons = None
         if comparison is not None:
             compared, note = finish_model_form_comparison(comparison, model.catalog, params, truth)
             horizons = {
@@ -210,38 +215,152 @@ def run_evaluate(
     return metrics
 
 
+@dataclass(frozen=True)
+class EvaluationRows:
+    """What the evaluate stage's own process reads of the features (and labels) file.
+
+    Attributes:
+        keys: Every row's ``customer_id``, ``cutoff`` and ``label``, in file order (range
+            index): the splits (the model's, the backtest's, the comparison's) are made on them.
+        split: The model's split (:func:`churn.model.split.split_by_time`) of ``keys``.
+        frame: The split's test rows (the rows the stage scores), indexed by file position.
+        churn_times: The labels' churn-time columns of every row, in file order (``None``
+            without a comparison).
+        comparison: The model-form comparison's frame, as each of its workers reads it
+            (:func:`churn.stages.fit_workers.read_model_form_frame` of its cutoffs); ``None``
+            without a comparison or when it cannot be planned.
+        comparison_note: Why the forms are not compared, when the comparison cannot be planned.
+    """
+
+    keys: pd.DataFrame
+    split: Split
+    frame: pd.DataFrame
+    churn_times: pd.DataFrame | None = None
+    comparison: pd.DataFrame | None = None
+    comparison_note: str | None = None
+
+    def without_comparison(self) -> EvaluationRows:
+        """Return these rows without ``comparison`` (for the memory)."""
+        return replace(self, comparison=None)
+
+
+def read_evaluation_rows(
+    features_path: Path, labels_path: Path | None, catalog: pd.DataFrame, params: Params
+) -> EvaluationRows:
+    """Read the rows the evaluate stage itself uses: every row's keys, then only the rows
+    of the model's test slice and, apart, those of the model-form comparison's cutoffs.
+
+    The splits need only each row's cutoff and label (and, for the comparison, its churn
+    times), so they are made on the keys; the rows that only the backtest's refits use are
+    read by the refits themselves (:func:`refit_from_file`), in the workers or here one cutoff
+    at a time. The comparison's frame is taken from the rows read and equals what each of its
+    workers reads (a test checks it), so the stage and the workers plan the same split.
+
+    Args:
+        features_path: Features Parquet.
+        labels_path: Labels with churn times: with it, the model-form comparison's rows are
+            read too (``None``: no comparison).
+        catalog: The model's feature catalog (the comparison's columns).
+        params: All parameters.
+    """
+    from churn.io import read_parquet_frame
+    from churn.model.horizon_evaluation import attach_churn_times, split_for_horizons
+    from churn.model.split import split_by_time
+
+    keys = read_parquet_frame(features_path, columns=list(KEY_COLUMNS)).reset_index(drop=True)
+    split = split_by_time(keys, params.train, params.label, mode=params.ingest.mode)
+    test = np.unique(np.asarray(split.test, dtype=np.int64))  # a file is read in order
+    if labels_path is None:
+        return EvaluationRows(keys, split, read_file_rows(features_path, test))
+    keyed = attach_churn_times(keys, read_churn_times(labels_path))
+    churn_times = keyed[list(CHURN_TIME_COLUMNS)]
+    try:
+        horizon_split = split_for_horizons(keyed, params)
+    except ModelError as exc:  # e.g. too few cutoffs for the longest horizon's purge window
+        note = f"model forms not compared: {exc}"
+        logger.warning(note)
+        frame = read_file_rows(features_path, test)
+        return EvaluationRows(keys, split, frame, churn_times, comparison_note=note)
+    del keyed
+    if horizon_split.mode == "time":
+        # Every slice of an out-of-time split is whole cutoffs, and the split of just those
+        # cutoffs' rows is the same split (:func:`list_plan_cutoffs`).
+        at_cutoffs = pd.DatetimeIndex(keys[CUTOFF]).isin(horizon_split.used_cutoffs())
+        compared = np.flatnonzero(at_cutoffs)
+    else:  # a random split draws from row positions: its fits read every row
+        compared = np.arange(len(keys), dtype=np.int64)
+    frame = read_file_rows(features_path, test)
+    # Read on its own, not taken from a frame of both: taking rows that are not one run
+    # copies them, and the test rows the two may share are few.
+    columns = list_model_form_columns(list(frame.columns), catalog)
+    comparison = attach_file_churn_times(
+        read_file_rows(features_path, compared, columns), churn_times
+    )
+    return EvaluationRows(keys, split, frame, churn_times, comparison.reset_index(drop=True))
+
+
+def read_file_rows(
+    features_path: Path, positions: np.ndarray, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Return the rows at ``positions`` (increasing) of the features file, indexed by those
+    positions: all columns, or ``columns``."""
+    from churn.io import read_frame_positions
+
+    frame = read_frame_positions(features_path, positions, columns)
+    frame.index = pd.Index(positions)
+    return frame
+
+
+def attach_file_churn_times(frame: pd.DataFrame, churn_times: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` (rows indexed by file position) with their churn times, taken from
+    ``churn_times`` (every row of the file, in file order) at the same positions."""
+    times = take_rows(churn_times, frame.index.to_numpy()).set_axis(frame.index)
+    kept = frame.drop(columns=list(churn_times.columns), errors="ignore")
+    return pd.concat([kept, times], axis=1)
+
+
+def refit_from_file(
+    features_path: Path,
+    columns: list[str],
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoff: pd.Timestamp,
+) -> dict[str, Any]:
+    """Refit the backtest as of ``cutoff`` on the rows up to it, read from the features file
+    as a worker reads them (:func:`churn.stages.fit_workers.read_backtest_frame`)."""
+    frame = read_backtest_frame(features_path, columns, cutoff)
+    return refit_backtest_cutoff(frame, catalog, params, cutoff)
+
+
 @dataclass
 class ModelFormComparison:
     """The model-form comparison under way: its frame and plan, and the fits' futures (none
-    when the fits run in this process, or when the comparison could not be planned)."""
+    when the fits run in this process, or when the comparison could not be planned); once
+    finished without the frame, its ``result`` and ``note``."""
 
     frame: pd.DataFrame | None
     plan: ModelFormPlan | None
     futures: dict[str, Future[dict[str, Any]]] | None
     note: str | None = None
+    result: dict[str, Any] | None = None
 
 
 def start_model_form_comparison(
     pool: Executor | None,
     features_path: Path,
     labels_path: Path,
-    features: pd.DataFrame,
-    churn_times: pd.DataFrame,
+    frame: pd.DataFrame,
     catalog: pd.DataFrame,
     params: Params,
 ) -> ModelFormComparison:
-    """Plan the model-form comparison and submit its fits to ``pool`` (if any).
+    """Plan the model-form comparison on ``frame`` and submit its fits to ``pool`` (if any).
 
-    The frame is built from ``features`` (the file's rows, already in memory; its columns are
-    shared, not copied) and ``churn_times`` (:func:`read_churn_times` of ``labels_path``) by the
-    function each worker applies to what it reads from ``features_path`` and ``labels_path``
-    (:func:`build_model_form_frame`), so this process and the workers plan
-    the same split (a test checks the two frames equal). Reading the file again here added
-    1.6 GB to the stage's peak at 100k customers. A comparison that cannot be planned (e.g.
-    too few cutoffs for the longest horizon's purge window) comes back with a note and no fits.
+    ``frame`` is :attr:`EvaluationRows.comparison`: what each worker reads from
+    ``features_path`` and ``labels_path`` (:func:`churn.stages.fit_workers.read_model_form_frame`
+    of the plan's cutoffs), so this process and the workers plan the same split. A comparison
+    that cannot be planned (e.g. a slice without a live feature) comes back with a note and no
+    fits.
     """
-    columns = list_model_form_columns(list(features.columns), catalog)
-    frame = build_model_form_frame(features, churn_times, columns)
     try:
         plan = plan_model_forms(frame, catalog, params)
     except ModelError as exc:
@@ -250,6 +369,7 @@ def start_model_form_comparison(
         return ModelFormComparison(None, None, None, note)
     futures = None
     if pool is not None:
+        columns = [column for column in frame.columns if column not in CHURN_TIME_COLUMNS]
         futures = submit_model_form_fits(
             pool, features_path, labels_path, columns, catalog, params, plan
         )
@@ -265,7 +385,7 @@ def finish_model_form_comparison(
     """Return the comparison's metrics and note: the workers' fits summarised, or the fits
     run here when there are no workers; ``(None, note)`` when a fit fails."""
     if comparison.frame is None or comparison.plan is None:
-        return None, comparison.note
+        return comparison.result, comparison.note
     try:
         if comparison.futures is None:
             return compare_model_forms(comparison.frame, catalog, params, truth), None
@@ -279,17 +399,14 @@ def finish_model_form_comparison(
 
 
 def measure_head_on_test(
-    features: pd.DataFrame,
-    model_dir: Path,
-    churn_times: pd.DataFrame,
-    params: Params,
-    truth: pd.DataFrame | None,
+    rows: EvaluationRows, model_dir: Path, params: Params, truth: pd.DataFrame | None
 ) -> dict[str, Any]:
     """Return the exported survival head's metrics per horizon on the classifier's test rows
-    (:func:`churn.model.horizon_evaluation.evaluate_horizons`); ``churn_times`` as
-    :func:`read_churn_times` returns them."""
-    from churn.model.horizon_evaluation import attach_churn_times, evaluate_horizons
+    (:func:`churn.model.horizon_evaluation.evaluate_horizons`)."""
+    from churn.model.horizon_evaluation import evaluate_horizons
     from churn.model.survival import SurvivalHead
 
-    frame = attach_churn_times(features, churn_times)
-    return evaluate_horizons(frame, SurvivalHead.load(model_dir), params, truth)
+    assert rows.churn_times is not None
+    test = attach_file_churn_times(rows.frame, rows.churn_times)
+    head = SurvivalHead.load(model_dir)
+    return evaluate_horizons(test, head, params, truth, split=rows.split)

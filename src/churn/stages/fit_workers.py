@@ -95,9 +95,9 @@ def count_fit_workers(
     (:func:`estimate_worker_bytes`) and only ``available_bytes`` are free
     (:func:`read_available_memory`), fewer workers run: the fits wait for each other instead
     of pushing the machine into swap or the out-of-memory killer. Room for fewer than two
-    means none: the stage's own process fits on the rows it already holds (a worker would
-    read a second copy), with one LightGBM thread (:func:`use_one_thread`) so that the numbers
-    are those the workers give.
+    means none: the stage's own process runs the fits one after another, each on the rows a
+    worker would read (one frame at a time instead of one per worker), with one LightGBM
+    thread (:func:`use_one_thread`) so that the numbers are those the workers give.
     """
     workers = min(params.train.num_threads, fits)
     if workers <= 1:
@@ -289,11 +289,9 @@ def describe_plan_rows(plan: ModelFormPlan) -> dict[str, int]:
 def build_model_form_frame(
     features: pd.DataFrame, labels: pd.DataFrame, columns: Sequence[str]
 ) -> pd.DataFrame:
-    """Return what the model-form comparison fits on from frames already in memory:
-    ``columns`` of ``features`` (shared, not copied: :func:`keep_columns`) with the labels'
-    churn times attached. Workers get the same frame from the files
-    (:func:`read_model_form_frame`); the evaluate stage builds it from the features it holds.
-    """
+    """Return what the model-form comparison fits on from frames in memory: ``columns`` of
+    ``features`` (shared, not copied: :func:`keep_columns`) with the labels' churn times
+    attached (what :func:`read_model_form_frame` makes of what it reads)."""
     return attach_churn_times(keep_columns(features, columns), labels)
 
 

@@ -172,9 +172,9 @@ def test_model_form_columns_keep_the_schedule_outside_the_catalog():
     ]
 
 
-def test_the_stage_builds_from_memory_the_frame_each_worker_reads(survival_files):
-    """evaluate plans the comparison on the features it holds; the workers read the files:
-    both must see the same frame, or they would plan different splits."""
+def test_the_frame_built_from_memory_equals_the_frame_read(survival_files):
+    """Built from frames in memory (extra columns dropped, churn times joined on the keys of
+    labels in another order) or read from the files: the same frame."""
     features_path, labels_path = survival_files
     catalog = survival_catalog()
     columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)

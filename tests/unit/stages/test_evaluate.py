@@ -1,0 +1,204 @@
+"""Tests for the evaluate stage's runner: it reads only the rows it scores, and its metrics are
+those of the cores run on the whole features file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.survival_frames import make_survival_frame, survival_catalog
+from support.tiny import TINY_CATALOG, make_feature_frame
+
+from churn.config import Params, parse_params
+from churn.domain.catalog import KEY_COLUMNS
+from churn.model.artifact import ChurnModel, write_manifest
+from churn.model.backtest import run_rolling_backtest
+from churn.model.baseline import load_baseline, save_baseline
+from churn.model.evaluation import evaluate_models
+from churn.model.fit import train_churn_models
+from churn.model.horizon_evaluation import (
+    attach_churn_times,
+    compare_model_forms,
+    evaluate_horizons,
+    fit_head_for_model,
+    plan_model_forms,
+)
+from churn.model.metrics import make_jsonable
+from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead
+from churn.stages.evaluate import read_evaluation_rows, run_evaluate
+from churn.stages.fit_workers import (
+    keep_columns,
+    list_model_form_columns,
+    list_plan_cutoffs,
+    read_model_form_frame,
+)
+from churn.stages.train import BASELINE_FILE
+
+
+def survival_params(num_threads: int = 1) -> Params:
+    return parse_params(
+        {
+            "label": {"horizon_days": 60, "grace_days": 0},
+            "train": {"n_estimators": 40, "min_child_samples": 20, "num_threads": num_threads},
+            "evaluate": {"backtest_cutoffs": 2},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Features and labels files shaped like an export's (integer ids, labels in another row
+    order, the latest cutoff not labeled yet) and a model folder with a survival head."""
+    frame = make_survival_frame(n_customers=300, n_cutoffs=9, seed=4)
+    frame["customer_id"] = frame["customer_id"].astype("int64")
+    latest = frame["cutoff"] == frame["cutoff"].max()
+    frame.loc[latest, "label"] = pd.NA
+    frame.loc[latest, "days_to_churn"] = np.nan
+    frame.loc[latest, "observed_days"] = 10
+    folder = tmp_path_factory.mktemp("evaluate")
+    features_path, labels_path = folder / "features.parquet", folder / "labels.parquet"
+    features = frame.drop(columns=list(CHURN_TIME_COLUMNS))
+    features.to_parquet(features_path)
+    labels = frame[["customer_id", "cutoff", "label", *CHURN_TIME_COLUMNS]]
+    labels.sample(frac=1.0, random_state=1).to_parquet(labels_path)
+
+    params, catalog = survival_params(), survival_catalog()
+    result = train_churn_models(features, catalog, params)
+    head = fit_head_for_model(frame, result.split, result.model, params)
+    assert head is not None
+    model_dir = folder / "model"
+    result.model.save(model_dir)
+    save_baseline(result.baseline, model_dir / BASELINE_FILE)
+    head.save(model_dir)
+    write_manifest(model_dir)
+    return features_path, labels_path, model_dir
+
+
+def test_the_stage_reads_the_test_rows_and_the_comparisons_only(exported):
+    """Keys of every row; the features of the test rows, and apart those of the comparison's
+    cutoffs, as each of the comparison's workers reads them."""
+    features_path, labels_path, model_dir = exported
+    params = survival_params()
+    catalog = ChurnModel.load(model_dir).catalog
+    whole = pd.read_parquet(features_path)
+
+    rows = read_evaluation_rows(features_path, labels_path, catalog, params)
+
+    pd.testing.assert_frame_equal(rows.keys, whole[list(KEY_COLUMNS)])
+    # The test rows, indexed by file position.
+    np.testing.assert_array_equal(rows.frame.index.to_numpy(), rows.split.test)
+    pd.testing.assert_frame_equal(rows.frame, whole.iloc[rows.split.test])
+    assert set(rows.frame["cutoff"]) == set(rows.split.test_cutoffs)
+    # The comparison's frame equals a worker's read of the plan's cutoffs, a strict subset.
+    assert rows.comparison is not None
+    plan = plan_model_forms(rows.comparison, catalog, params)
+    cutoffs = list_plan_cutoffs(plan)
+    assert cutoffs is not None and len(cutoffs) < whole["cutoff"].nunique()
+    assert set(rows.comparison["cutoff"]) == set(cutoffs)
+    columns = list_model_form_columns(list(whole.columns), catalog)
+    worker = read_model_form_frame(features_path, labels_path, columns, cutoffs)
+    pd.testing.assert_frame_equal(rows.comparison, worker)
+    # Without labels, no comparison.
+    alone = read_evaluation_rows(features_path, None, catalog, params)
+    assert alone.comparison is None and alone.churn_times is None
+    pd.testing.assert_frame_equal(alone.frame, rows.frame)
+
+
+def naive_metrics(features_path: Path, labels_path: Path, model_dir: Path, params: Params) -> dict:
+    """The metrics of the cores on the whole files, in this process (the reference)."""
+    whole = pd.read_parquet(features_path)
+    model = ChurnModel.load(model_dir)
+    baseline = load_baseline(model_dir / BASELINE_FILE)
+    evaluation = evaluate_models(whole, model, baseline, params)
+    timed = attach_churn_times(whole, pd.read_parquet(labels_path))
+    head = evaluate_horizons(timed, SurvivalHead.load(model_dir), params)
+    columns = list_model_form_columns(list(whole.columns), model.catalog)
+    compared = compare_model_forms(
+        keep_columns(timed, [*columns, *CHURN_TIME_COLUMNS]), model.catalog, params
+    )
+    backtest, _ = run_rolling_backtest(
+        whole[[*KEY_COLUMNS, *model.feature_names]], model.catalog, params, fitted=(model, baseline)
+    )
+    return make_jsonable(
+        {
+            "test": evaluation.metrics["test"],
+            "baseline": evaluation.metrics["baseline"],
+            "backtest": backtest,
+            "head": head,
+            "comparison": compared,
+        }
+    )
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
+def test_the_stage_gives_the_metrics_of_the_cores_on_the_whole_file(
+    exported, tmp_path, monkeypatch, workers
+):
+    """Reading only some rows changes no number: in the stage's process (one thread, no room
+    for workers) and with two worker processes, against the cores on the whole file."""
+    import churn.stages.evaluate as evaluate_stage
+
+    features_path, labels_path, model_dir = exported
+    if not workers:
+        monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
+    metrics = run_evaluate(
+        survival_params(num_threads=2),
+        features_path,
+        model_dir,
+        None,
+        tmp_path / "metrics.json",
+        tmp_path / "plots",
+        labels_path,
+    )
+    expected = naive_metrics(features_path, labels_path, model_dir, survival_params())
+    refitted = [entry for entry in metrics["backtest"] if "roc_auc" in entry]
+    assert len(metrics["backtest"]) == 2 and len(refitted) == 2
+    assert metrics["backtest"] == expected["backtest"]
+    assert metrics["test"] == expected["test"]
+    assert metrics["baseline"] == expected["baseline"]
+    assert metrics["horizons"]["test"] == expected["head"]
+    assert metrics["horizons"]["comparison_note"] is None
+    assert metrics["horizons"]["comparison"] == expected["comparison"]
+    predictions = pd.read_parquet(tmp_path / "plots" / "test_predictions.parquet")
+    assert len(predictions) == metrics["split"]["n_test"] > 0
+
+
+def test_an_entity_split_reads_its_scattered_test_rows_and_scores_them_in_order(tmp_path):
+    """Entity mode (one row per customer, a random split): the test rows are scattered over
+    the file; the stage reads only them and gives the whole file's metrics and predictions."""
+    frame = make_feature_frame(n_customers=600, n_cutoffs=1, seed=5)
+    frame["customer_id"] = np.arange(7000, 7000 + len(frame), dtype="int64")  # an export's ids
+    features_path = tmp_path / "features.parquet"
+    frame.to_parquet(features_path)
+    params = parse_params(
+        {
+            "ingest": {"mode": "entity"},
+            "label": {"horizon_days": 20, "grace_days": 5},
+            "train": {"min_child_samples": 20, "n_estimators": 60, "num_threads": 1},
+        }
+    )
+    result = train_churn_models(frame, TINY_CATALOG, params)
+    model_dir = tmp_path / "model"
+    result.model.save(model_dir)
+    save_baseline(result.baseline, model_dir / BASELINE_FILE)
+    write_manifest(model_dir)
+
+    rows = read_evaluation_rows(features_path, None, TINY_CATALOG, params)
+    assert rows.split.mode == "entity"
+    assert 0 < len(rows.frame) < len(frame)
+    assert np.any(np.diff(rows.frame.index.to_numpy()) > 1)  # scattered, not one run
+    pd.testing.assert_frame_equal(rows.frame, frame.iloc[rows.split.test])
+
+    metrics = run_evaluate(
+        params, features_path, model_dir, None, tmp_path / "m.json", tmp_path / "plots"
+    )
+    whole = evaluate_models(
+        frame, ChurnModel.load(model_dir), load_baseline(model_dir / BASELINE_FILE), params
+    )
+    assert metrics["test"] == make_jsonable(whole.metrics["test"])
+    assert metrics["backtest"] == []
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "plots" / "test_predictions.parquet"), whole.predictions
+    )
