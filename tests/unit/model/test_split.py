@@ -9,7 +9,7 @@ from support.tiny import make_feature_frame
 
 from churn.config import LabelConfig, TrainConfig
 from churn.errors import ModelError
-from churn.model.split import label_array, split_by_time, take_rows
+from churn.model.split import label_array, split_by_time, take_file_rows, take_rows
 
 
 def _cutoffs(frame: pd.DataFrame, rows: np.ndarray) -> pd.DatetimeIndex:
@@ -128,3 +128,19 @@ def test_take_rows_shares_a_run_of_rows_and_equals_iloc_otherwise() -> None:
     assert not np.shares_memory(
         take_rows(frame, np.array([1, 2, 4]))["score"].to_numpy(), frame["score"].to_numpy()
     )
+
+
+def test_take_file_rows_finds_rows_by_file_position_and_refuses_unread_ones():
+    frame = make_feature_frame(n_customers=20, n_cutoffs=3)
+    read = np.array([2, 3, 4, 5, 9, 40, 41])  # the rows a reader kept, indexed by position
+    kept = frame.iloc[read].set_axis(pd.Index(read))
+    run = take_file_rows(kept, np.array([3, 4, 5]))
+    pd.testing.assert_frame_equal(run, frame.iloc[[3, 4, 5]])
+    # One run of consecutive rows is shared with the frame, not copied.
+    assert np.shares_memory(run["mrr_at_cutoff"].to_numpy(), kept["mrr_at_cutoff"].to_numpy())
+    pd.testing.assert_frame_equal(
+        take_file_rows(kept, np.array([41, 2, 9])), frame.iloc[[41, 2, 9]]
+    )
+    assert len(take_file_rows(kept, np.array([], dtype=np.int64))) == 0
+    with pytest.raises(KeyError, match="position 6"):
+        take_file_rows(kept, np.array([5, 6, 9]))
