@@ -255,7 +255,12 @@ def build_features(
                 continue
             table = f"_family_{module.FAMILY}"
             started = time.perf_counter()
+            # The families are shared with the current code: run their steps (added later).
+            for step, step_sql in query.steps:
+                con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
             con.execute(f"CREATE TEMP TABLE {table} AS {query.sql}")
+            for step, _ in query.steps:
+                con.execute(f"DROP TABLE {step}")
             n_rows = fetch_scalar(con, f"SELECT count(*) FROM {table}")
             if n_rows != n_keys:
                 raise ValueError(f"family {module.FAMILY} returned {n_rows} rows for {n_keys} keys")

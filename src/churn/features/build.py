@@ -354,6 +354,11 @@ def _feature_session(
         # Past the memory limit DuckDB spills here instead of failing (sorts, joins, groups).
         con.execute(f"SET temp_directory = {quote_literal(str(scratch_dir))}")
         con.execute("SET enable_progress_bar = false")
+        # Every result whose row order matters says so (the family tables ORDER BY key, the
+        # output ORDER BY population row); the rest may come out in any order, which lets
+        # DuckDB stream instead of buffering to keep it: support family at 300k customers under
+        # 1.2 GB, 26.7 -> 14.8 s (2026-12-03), and less memory held at once.
+        con.execute("SET preserve_insertion_order = false")
         _load_tables(con, prepared, keys)
         con.register(DAY_BUCKET, grid.day_bucket)
         con.register(BUCKET_WINDOW, grid.bucket_window)
@@ -379,7 +384,11 @@ def _feature_session(
                 continue
             table = f"_family_{module.FAMILY}"
             started = time.perf_counter()
+            for step, step_sql in query.steps:
+                con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
             _create_family_table(con, table, query.sql)
+            for step, _ in query.steps:
+                con.execute(f"DROP TABLE {step}")
             ((n_rows, n_matched),) = con.execute(
                 f"SELECT count(*), count(DISTINCT _key) FROM {table}"
             ).fetchall()

@@ -152,16 +152,16 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     specs += attributes
     expressions |= {name: _when_converted(sql) for name, sql in attribute_sql.items()}
     stems = campaign_stems(tables["customers"][CAMPAIGN_COLUMN], cfg.campaign_period_pattern)
-    ctes = [
-        f"campaign_stems AS ({campaign_stems_sql(stems)})",
-        f"""c AS (
+    steps = [
+        ("campaign_stems", campaign_stems_sql(stems)),
+        ("c", f"""
             SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id),
                    stems.stem AS _campaign_stem
             FROM {KEYS} AS k
             JOIN customers AS cu
               ON cu.customer_id = k.customer_id AND cu.converted_at < k.cutoff
             LEFT JOIN campaign_stems AS stems ON stems.code = cu.{CAMPAIGN_COLUMN}::VARCHAR
-        )""",
+        """),
     ]
     joins = ["LEFT JOIN c USING (customer_id, cutoff)"]
     skipped: dict[str, str] = {}
@@ -191,14 +191,14 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         ]
         for name in ("docs_and_help_views_before_conversion", "total_presale_touches"):
             expressions[name] = _when_converted(count_or_zero(f"touch.{name}"))
-        ctes.append(
-            f"""touch AS (
+        steps.append(
+            ("touch", f"""
             SELECT k.customer_id, k.cutoff, {", ".join(counts)}
             FROM {KEYS} AS k
             JOIN presale_touchpoints AS t
               ON t.customer_id = k.customer_id AND t.occurred_at < k.cutoff
             GROUP BY k.customer_id, k.cutoff
-        )"""
+        """)
         )
         joins.append("LEFT JOIN touch USING (customer_id, cutoff)")
     else:
@@ -217,8 +217,8 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             expressions[name] = _when_converted(count_or_zero(f"trial.{name}"))
         # Trial use is per customer, not per cutoff: it ends at the conversion, which is before
         # every cutoff where the features are not missing anyway.
-        ctes.append(
-            """trial AS (
+        steps.append(
+            ("trial", """
             SELECT u.customer_id,
                    sum(coalesce(u.quantity, 1)) AS trial_usage_events,
                    count(DISTINCT date_trunc('day', u.occurred_at)) AS trial_active_days
@@ -226,10 +226,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             JOIN customers AS cu
               ON cu.customer_id = u.customer_id AND u.occurred_at < cu.converted_at
             GROUP BY u.customer_id
-        )"""
+        """)
         )
         joins.append("LEFT JOIN trial USING (customer_id)")
     else:
         skipped["trial_usage"] = "usage_events absent: trial use left out"
 
-    return assemble_family_query(ctes, joins, specs, expressions, skipped)
+    return assemble_family_query(steps, joins, specs, expressions, skipped)

@@ -131,15 +131,16 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         "active_subscriptions": count_or_zero("now.active_subscriptions"),
         "previous_churns": count_or_zero("h.previous_churns"),
     }
-    ctes = [
-        f"now_active AS MATERIALIZED ({active_subscriptions_sql(KEYS, 'cutoff', with_changes)})",
-        f"now AS ({subscription_summary_sql('now_active')})",
-        "past AS ("
-        + subscription_summary_sql(
-            active_subscriptions_sql(KEYS, f"cutoff - INTERVAL {largest} DAY", with_changes)
-        )
-        + ")",
-        f"""h AS (
+    steps = [
+        ("now_active", active_subscriptions_sql(KEYS, "cutoff", with_changes)),
+        ("now", subscription_summary_sql("now_active")),
+        (
+            "past",
+            subscription_summary_sql(
+                active_subscriptions_sql(KEYS, f"cutoff - INTERVAL {largest} DAY", with_changes)
+            ),
+        ),
+        ("h", f"""
             SELECT customer_id, cutoff, min(started_at) AS first_start,
                    count(*) FILTER (WHERE started_at > previous_end) AS previous_churns
             FROM (
@@ -156,7 +157,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
                   ON s.customer_id = k.customer_id AND s.started_at < k.cutoff
             )
             GROUP BY customer_id, cutoff
-        )""",
+        """),
     ]
     joins = [
         "LEFT JOIN now USING (customer_id, cutoff)",
@@ -164,13 +165,13 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         "LEFT JOIN h USING (customer_id, cutoff)",
     ]
     if with_customers:
-        ctes.append(
-            f"""cv AS (
+        steps.append(
+            ("cv", f"""
             SELECT k.customer_id, k.cutoff, min(c.converted_at) AS converted_at
             FROM {KEYS} AS k
             JOIN customers AS c ON c.customer_id = k.customer_id AND c.converted_at < k.cutoff
             GROUP BY k.customer_id, k.cutoff
-        )"""
+        """)
         )
         joins.append("LEFT JOIN cv USING (customer_id, cutoff)")
     if with_changes:
@@ -193,8 +194,8 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             )
         )
         expressions["discount_active_at_cutoff"] = count_or_zero("disc.discount_active")
-        ctes.append(
-            f"""ch AS (
+        steps.append(
+            ("ch", f"""
             SELECT k.customer_id, k.cutoff, {", ".join(counts)}
             FROM {KEYS} AS k
             JOIN subscription_changes AS c
@@ -202,10 +203,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
              AND c.effective_at < k.cutoff
              AND c.effective_at >= k.cutoff - INTERVAL {largest} DAY
             GROUP BY k.customer_id, k.cutoff
-        )"""
+        """)
         )
-        ctes.append(
-            """disc AS (
+        steps.append(
+            ("disc", """
             SELECT a.customer_id, a.cutoff,
                    max(CASE WHEN d.change_type = 'discount_start' THEN 1 ELSE 0 END)
                        AS discount_active
@@ -219,10 +220,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             ) AS d
               ON d.subscription_id = a.subscription_id AND a.cutoff > d.effective_at
             GROUP BY a.customer_id, a.cutoff
-        )"""
+        """)
         )
         joins += [
             "LEFT JOIN ch USING (customer_id, cutoff)",
             "LEFT JOIN disc USING (customer_id, cutoff)",
         ]
-    return assemble_family_query(ctes, joins, specs, expressions, skipped)
+    return assemble_family_query(steps, joins, specs, expressions, skipped)

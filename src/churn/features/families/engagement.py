@@ -54,7 +54,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     largest = max(cfg.windows_days)
     specs = []
     expressions: dict[str, str] = {}
-    ctes: list[str] = []
+    steps: list[tuple[str, str]] = []
     joins: list[str] = []
     skipped: dict[str, str] = {}
 
@@ -96,11 +96,9 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             "community_posts": _touch("community_post"),
             "webinars": _touch("webinar"),
         }
-        ctes += [
-            "tb AS MATERIALIZED ("
-            + bucketed_sql("postsale_touchpoints", "occurred_at", sums)
-            + ")",
-            f"win AS ({windowed_sql('tb', outputs)})",
+        steps += [
+            ("tb", bucketed_sql("postsale_touchpoints", "occurred_at", sums)),
+            ("win", windowed_sql("tb", outputs)),
         ]
         joins.append("LEFT JOIN win USING (customer_id, cutoff)")
         if "customers" in tables:
@@ -120,8 +118,8 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
                 expressions[feature] = (
                     f"CASE WHEN onb.converted THEN {count_or_zero(f'onb.{feature}')} END"
                 )
-            ctes.append(
-                f"""onb AS (
+            steps.append(
+                ("onb", f"""
             SELECT k.customer_id, k.cutoff, true AS converted,
                    count(t.occurred_at) FILTER (
                        WHERE t.touchpoint_type = 'onboarding_step_completed'
@@ -138,7 +136,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
              AND t.occurred_at < c.converted_at + INTERVAL {ONBOARDING_DAYS} DAY
              AND t.occurred_at < k.cutoff
             GROUP BY k.customer_id, k.cutoff
-        )"""
+        """)
             )
             joins.append("LEFT JOIN onb USING (customer_id, cutoff)")
         else:
@@ -175,8 +173,8 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             "last_nps_promoter": f"(nps.scores[1] >= {PROMOTER_MIN})::INTEGER::DOUBLE",
             "last_nps_detractor": f"(nps.scores[1] <= {DETRACTOR_MAX})::INTEGER::DOUBLE",
         }
-        ctes.append(
-            f"""nps AS (
+        steps.append(
+            ("nps", f"""
             SELECT k.customer_id, k.cutoff,
                    -- The two latest scores, latest first (ties: higher score counts as later).
                    arg_max(n.score, (n.responded_at, n.score), 2) AS scores,
@@ -185,10 +183,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             JOIN nps_responses AS n
               ON n.customer_id = k.customer_id AND n.responded_at < k.cutoff
             GROUP BY k.customer_id, k.cutoff
-        )"""
+        """)
         )
         joins.append("LEFT JOIN nps USING (customer_id, cutoff)")
     else:
         skipped["nps_responses"] = "table absent: NPS features left out"
 
-    return assemble_family_query(ctes, joins, specs, expressions, skipped)
+    return assemble_family_query(steps, joins, specs, expressions, skipped)

@@ -276,15 +276,20 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         "last_login_at": f"CASE WHEN event_type = {quote_literal(LOGIN_EVENT_TYPE)} "
         "THEN occurred_at END",
     }
+    # The buckets are read by three steps: each step its own statement (FamilyQuery.steps).
+    buckets, windows_table = "_usage_buckets", "_usage_windows"
+    last_event, last_login = "_usage_last_event", "_usage_last_login"
+    steps = (
+        (buckets, bucketed_sql("usage_events", "occurred_at", sums, maxes, True)),
+        (windows_table, windowed_sql(buckets, outputs)),
+        (last_event, latest_before_cutoff_sql(buckets, "last_event_at")),
+        (last_login, latest_before_cutoff_sql(buckets, "last_login_at")),
+    )
     sql = f"""
-        WITH ub AS MATERIALIZED ({bucketed_sql("usage_events", "occurred_at", sums, maxes, True)}),
-        win AS ({windowed_sql("ub", outputs)}),
-        last_event AS ({latest_before_cutoff_sql("ub", "last_event_at")}),
-        last_login AS ({latest_before_cutoff_sql("ub", "last_login_at")})
         SELECT k.customer_id, k.cutoff,
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
-        LEFT JOIN win USING (customer_id, cutoff)
-        LEFT JOIN last_event USING (customer_id, cutoff)
-        LEFT JOIN last_login USING (customer_id, cutoff)"""
-    return FamilyQuery(sql=sql, specs=tuple(specs))
+        LEFT JOIN {windows_table} AS win USING (customer_id, cutoff)
+        LEFT JOIN {last_event} AS last_event USING (customer_id, cutoff)
+        LEFT JOIN {last_login} AS last_login USING (customer_id, cutoff)"""
+    return FamilyQuery(sql=sql, specs=tuple(specs), steps=steps)
