@@ -142,8 +142,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     expressions["days_since_last_ticket"] = days_before_cutoff("agg.last_opened_at")
 
     aggregate_list = ",\n".join(f"{expr} AS {name}" for name, expr in aggregates.items())
-    sql = f"""
-        WITH agg AS (
+    aggregated = f"""
             SELECT t.customer_id, t.cutoff,
                    {aggregate_list}
             FROM (
@@ -152,10 +151,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
                 JOIN support_tickets AS s
                   ON s.customer_id = k.customer_id AND s.opened_at < k.cutoff
             ) AS t
-            GROUP BY t.customer_id, t.cutoff
-        )
+            GROUP BY t.customer_id, t.cutoff"""
+    sql = f"""
         SELECT k.customer_id, k.cutoff,
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
         LEFT JOIN agg USING (customer_id, cutoff)"""
-    return FamilyQuery(sql=sql, specs=tuple(specs))
+    return FamilyQuery(sql=sql, specs=tuple(specs), steps=(("agg", aggregated),))
