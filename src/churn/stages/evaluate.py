@@ -253,8 +253,8 @@ def read_evaluation_rows(
     The splits need only each row's cutoff and label (and, for the comparison, its churn
     times), so they are made on the keys; the rows that only the backtest's refits use are
     read by the refits themselves (:func:`refit_from_file`), in the workers or here one cutoff
-    at a time. The comparison's frame is taken from the rows read and equals what each of its
-    workers reads (a test checks it), so the stage and the workers plan the same split.
+    at a time. The comparison's frame equals what each of its workers reads (a test checks
+    it), so the stage and the workers plan the same split.
 
     Args:
         features_path: Features Parquet.
