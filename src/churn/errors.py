@@ -20,3 +20,7 @@ class EmptyPopulationError(ChurnError):
 
 class ModelError(ChurnError):
     """A model cannot be trained, loaded or used (corrupt file, too few positives, leakage)."""
+
+
+class ResourceLimitError(ChurnError):
+    """A configured resource limit (e.g. DuckDB's memory) is too small for the data."""

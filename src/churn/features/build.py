@@ -41,7 +41,7 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
-from churn.errors import DataContractError
+from churn.errors import DataContractError, ResourceLimitError
 from churn.features.common import (
     BUCKET_WINDOW,
     DAY_BUCKET,
@@ -354,19 +354,17 @@ def _feature_session(
         # Past the memory limit DuckDB spills here instead of failing (sorts, joins, groups).
         con.execute(f"SET temp_directory = {quote_literal(str(scratch_dir))}")
         con.execute("SET enable_progress_bar = false")
-        # Every result whose row order matters says so (the family tables ORDER BY key, the
-        # output ORDER BY population row); the rest may come out in any order, which lets
-        # DuckDB stream instead of buffering to keep it: support family at 300k customers under
-        # 1.2 GB, 26.7 -> 14.8 s (2026-12-03), and less memory held at once.
-        con.execute("SET preserve_insertion_order = false")
-        _load_tables(con, prepared, keys)
-        con.register(DAY_BUCKET, grid.day_bucket)
-        con.register(BUCKET_WINDOW, grid.bucket_window)
-        con.execute(
-            f"CREATE TEMP TABLE {KEY_INDEX} AS SELECT customer_id, cutoff, min(_key) AS _key "
-            "FROM _population GROUP BY customer_id, cutoff"
-        )
-        con.execute(f"CREATE TEMP TABLE {KEYS} AS SELECT customer_id, cutoff FROM {KEY_INDEX}")
+        with _naming_memory_errors(cfg, "loading the tables", len(keys)):
+            _load_tables(con, prepared, keys)
+            con.register(DAY_BUCKET, grid.day_bucket)
+            con.register(BUCKET_WINDOW, grid.bucket_window)
+            con.execute(
+                f"CREATE TEMP TABLE {KEY_INDEX} AS SELECT customer_id, cutoff, min(_key) AS _key "
+                "FROM _population GROUP BY customer_id, cutoff"
+            )
+            con.execute(
+                f"CREATE TEMP TABLE {KEYS} AS SELECT customer_id, cutoff FROM {KEY_INDEX}"
+            )
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
@@ -384,11 +382,18 @@ def _feature_session(
                 continue
             table = f"_family_{module.FAMILY}"
             started = time.perf_counter()
-            for step, step_sql in query.steps:
-                con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
-            _create_family_table(con, table, query.sql)
-            for step, _ in query.steps:
-                con.execute(f"DROP TABLE {step}")
+            with _naming_memory_errors(cfg, f"the {module.FAMILY} family", n_keys):
+                # A step's rows may be stored in any order (they are joined on keys): DuckDB
+                # then streams instead of buffering to keep the order (support family at 300k
+                # customers under 1.2 GB: 26.7 -> 14.8 s, 2026-12-03). The family table must
+                # be stored in key order (the batches' range filters skip row groups by it),
+                # which a CREATE ... ORDER BY only does while insertion order is preserved.
+                con.execute("SET preserve_insertion_order = false")
+                for step, step_sql in query.steps:
+                    con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
+                _create_family_table(con, table, query.sql)
+                for step, _ in query.steps:
+                    con.execute(f"DROP TABLE {step}")
             ((n_rows, n_matched),) = con.execute(
                 f"SELECT count(*), count(DISTINCT _key) FROM {table}"
             ).fetchall()
@@ -492,26 +497,27 @@ def write_features(
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
         start = 0
-        try:
-            for features in batches:
-                stop = start + len(features)
-                features = features.astype(dtypes).set_axis(pd.RangeIndex(start, stop))
-                if writer is None:
-                    check_catalog(specs, features.columns)
-                chunk = pd.concat(
-                    [_key_frame(keys.iloc[start:stop], population.iloc[start:stop]), features],
-                    axis=1,
-                )
-                # The first batch fixes the schema (with pandas' metadata, as to_parquet does).
-                table = _arrow_table(chunk, schema)
-                if writer is None:
-                    schema = table.schema
-                    writer = pq.ParquetWriter(tmp, schema)
-                writer.write_table(table)
-                start = stop
-        finally:
-            if writer is not None:
-                writer.close()
+        with _naming_memory_errors(cfg, "the output batches", len(keys)):
+            try:
+                for features in batches:
+                    stop = start + len(features)
+                    features = features.astype(dtypes).set_axis(pd.RangeIndex(start, stop))
+                    if writer is None:
+                        check_catalog(specs, features.columns)
+                    chunk = pd.concat(
+                        [_key_frame(keys.iloc[start:stop], population.iloc[start:stop]), features],
+                        axis=1,
+                    )
+                    # The first batch fixes the schema (with pandas' metadata, as to_parquet does).
+                    table = _arrow_table(chunk, schema)
+                    if writer is None:
+                        schema = table.schema
+                        writer = pq.ParquetWriter(tmp, schema)
+                    writer.write_table(table)
+                    start = stop
+            finally:
+                if writer is not None:
+                    writer.close()
     return FeatureSummary(rows=start, catalog=catalog_frame(specs), skipped=session.skipped)
 
 
@@ -605,12 +611,36 @@ def _features_sql(
     )
 
 
+@contextlib.contextmanager
+def _naming_memory_errors(cfg: FeaturesConfig, work: str, rows: int) -> Iterator[None]:
+    """Turn DuckDB running out of memory during ``work`` into an error naming the knobs.
+
+    Raises:
+        ResourceLimitError: From DuckDB's ``OutOfMemoryException``.
+    """
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ResourceLimitError(
+            f"features: DuckDB ran out of memory computing {work} for {rows:,} (customer, "
+            f"cutoff) rows under features.duckdb_memory_limit = {cfg.duckdb_memory_limit} with "
+            f"features.duckdb_threads = {cfg.duckdb_threads} ({first_line}). Past the limit "
+            "DuckDB spills to disk, but not every part of this work can: raise "
+            "features.duckdb_memory_limit in params.yaml (or lower features.duckdb_threads)"
+        ) from exc
+
+
 def _create_family_table(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> None:
     """Store a family's result with the population key of each row, in key order.
 
     A row whose (customer, cutoff) is not a population key gets a null key (the caller's
-    count check catches it). Key order is what lets a batch read a slice of the table.
+    count check catches it). Key order is what lets a batch read a slice of the table, and a
+    ``CREATE ... ORDER BY`` stores its rows in that order only while DuckDB preserves insertion
+    order (with ``preserve_insertion_order = false`` it inserts sorted runs side by side), so
+    it is switched on here.
     """
+    con.execute("SET preserve_insertion_order = true")
     con.execute(
         f"CREATE TEMP TABLE {table} AS SELECT i._key, f.* FROM ({sql}) AS f "
         f"LEFT JOIN {KEY_INDEX} AS i ON i.customer_id = f.customer_id AND i.cutoff = f.cutoff "

@@ -174,3 +174,40 @@ def test_each_family_step_is_a_statement_of_its_own() -> None:
         if query.steps:
             stepped.append(module.FAMILY)
     assert stepped == [module.FAMILY for module in EVENT_FAMILIES]
+
+
+def test_family_tables_are_stored_in_key_order_even_after_unordered_steps() -> None:
+    """The output batches skip row groups by key range, which needs the family table stored in
+    key order: DuckDB's CREATE ... ORDER BY stores sorted runs side by side when the session
+    does not preserve insertion order (the setting the steps run with). Without the setting
+    in ``_create_family_table`` this fails (checked 2026-12-03, DuckDB 2.0)."""
+    from churn.features.build import KEY_INDEX, _create_family_table
+    from churn.sql import connect
+
+    con = connect(threads=2, memory_limit="1GB")
+    con.execute("SET preserve_insertion_order = false")
+    rows = 1_000_000
+    con.execute(
+        f"CREATE TEMP TABLE {KEY_INDEX} AS SELECT 'c' || (i % 1000)::VARCHAR AS customer_id, "
+        f"(i // 1000)::BIGINT AS cutoff, (hash(i) % 100000000)::BIGINT AS _key "
+        f"FROM range({rows}) t(i)"
+    )
+    shuffled = f"SELECT customer_id, cutoff, _key * 2.0 AS value FROM {KEY_INDEX}"
+    _create_family_table(con, "_family_test", shuffled)
+    stored = con.execute("SELECT _key FROM _family_test").fetchnumpy()["_key"]
+    assert len(stored) == rows
+    assert bool(np.all(np.diff(stored) >= 0))
+
+
+def test_running_out_of_duckdb_memory_names_the_work_and_the_knobs(tmp_path) -> None:
+    from churn.errors import ResourceLimitError
+
+    tables = make_tables(12, n_customers=300)
+    tight = FeaturesConfig(duckdb_memory_limit="16MB", duckdb_threads=1)
+    with pytest.raises(ResourceLimitError) as caught:
+        write_features(tables, all_keys(tables), tight, tmp_path / "features.parquet")
+    message = str(caught.value)
+    assert "features.duckdb_memory_limit = 16MB" in message
+    assert "features.duckdb_threads = 1" in message
+    assert "(customer, cutoff) rows" in message and "Out of Memory" in message
+    assert not (tmp_path / "features.parquet").exists()  # nothing half-written
