@@ -1,11 +1,19 @@
 """The simulator's oracle: the true probability of churning within the horizon, and the check
 that no model ranks better than it.
 
-Truth holds each customer's true monthly churn hazard ``p_m``, so the true probability of
-churning within the horizon after cutoff ``c`` is ``1 - prod(1 - p_m)`` over the months whose
-``month_start`` lies in ``[c, c + horizon_days)``. Ranking customers by it gives the best ROC AUC
-any model could reach on those rows, which is what ``test.roc_auc_ratio_to_oracle`` compares
-with. A model cannot rank better than the truth: beating the oracle's AUC by more than noise
+Truth holds each customer's true monthly churn hazard ``p_m`` and the date ``e_m`` on which the
+subscription ends if the customer churns in month ``m`` (``end_if_churned``, the billing date in
+that month). The label counts an end inside ``[c, c + horizon_days)``, so the true probability
+of churning within the horizon after cutoff ``c`` is ``1 - prod(1 - p_m)`` over the months whose
+``e_m`` lies in that window. Ranking customers by it gives the best ROC AUC any model could reach
+on those rows, which is what ``test.roc_auc_ratio_to_oracle`` compares with.
+
+Why the end date and not the month start: a 60-day window from January 1 reaches March 1, so
+counting every month that *starts* in the window added March's whole hazard although only a
+customer billed on the 1st can end inside it. Knowing the billing day, the model then ranked
+better than that "oracle" (AUC ratio 1.006 at 1M customers), and the check below stopped the
+run as leakage. Truth written before ``end_if_churned`` existed falls back to month starts, with
+a warning. A model cannot rank better than the truth: beating the oracle's AUC by more than noise
 (``evaluate.oracle_tolerance_se`` standard errors, :func:`check_model_below_oracle`) means
 leakage, and stops the run unless ``train.allow_high_auc`` is true.
 """
@@ -45,13 +53,14 @@ def compute_oracle_probabilities(
 
     Args:
         keys: Rows with ``customer_id`` and ``cutoff``.
-        truth: Monthly truth with ``customer_id``, ``month_start`` and ``churn_probability``
-            (the month's hazard).
+        truth: Monthly truth with ``customer_id``, ``month_start``, ``churn_probability``
+            (the month's hazard) and ``end_if_churned`` (the end date if the customer churns
+            that month; when the column is missing, ``month_start`` stands in for it).
         horizon_days: Label horizon.
 
     Returns:
-        ``1 - prod(1 - p_m)`` over months with ``month_start`` in ``[cutoff, cutoff + horizon)``;
-        0 for a row without such months.
+        ``1 - prod(1 - p_m)`` over months whose end date lies in
+        ``[cutoff, cutoff + horizon)``; 0 for a row without such months.
     """
     if keys.empty:
         return np.zeros(0)
@@ -63,22 +72,30 @@ def compute_oracle_probabilities(
             "cutoff": cutoffs,
         }
     )
-    month_start = _as_naive_utc(truth["month_start"])
+    if "end_if_churned" in truth.columns:
+        churn_end = _as_naive_utc(truth["end_if_churned"])
+    else:
+        logger.warning(
+            "oracle: the truth has no end_if_churned column (simulated before it existed); "
+            "counting every month that starts inside the horizon, which overstates the "
+            "oracle's probability when the horizon ends inside a month: re-run simulate"
+        )
+        churn_end = _as_naive_utc(truth["month_start"])
     # Only months inside some row's window can count: keep those before converting ids to
     # text and joining (a test cutoff needs 2-3 of the truth's 24 months). Same result.
     end = cutoffs.max() + np.timedelta64(horizon_days, "D")
-    window = (month_start >= cutoffs.min()) & (month_start < end)
+    window = (churn_end >= cutoffs.min()) & (churn_end < end)
     months = pd.DataFrame(
         {
             "customer_id": truth["customer_id"].to_numpy()[window].astype(str),
-            "month_start": month_start[window],
+            "churn_end": churn_end[window],
             "hazard": truth["churn_probability"].to_numpy(dtype=float)[window],
         }
     )
     joined = rows.merge(months, on="customer_id", how="inner")
     start = joined["cutoff"]
-    inside = (joined["month_start"] >= start) & (
-        joined["month_start"] < start + pd.Timedelta(days=horizon_days)
+    inside = (joined["churn_end"] >= start) & (
+        joined["churn_end"] < start + pd.Timedelta(days=horizon_days)
     )
     joined = joined[inside]
     survival = (1.0 - joined["hazard"]).groupby(joined["row"]).prod()

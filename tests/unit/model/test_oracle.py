@@ -3,18 +3,21 @@ no model beats them by more than noise."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 from support.tiny import fit_tiny_model, make_feature_frame
 
-from churn.config import parse_params
+from churn.config import SimulateConfig, parse_params
 from churn.errors import ModelError
 from churn.model.oracle import (
     check_model_below_oracle,
     compute_auc_standard_error,
     compute_oracle_probabilities,
 )
+from churn.stages.simulate import simulate
 
 
 def utc(text: str) -> pd.Timestamp:
@@ -100,6 +103,75 @@ def test_oracle_compares_instants_whatever_the_time_zone_or_its_absence():
     for keys in (naive, aware):
         np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 60), [0.25])
         np.testing.assert_allclose(compute_oracle_probabilities(keys, truth, 61), [1 - 0.75 * 0.5])
+
+
+def test_oracle_counts_a_month_by_the_end_date_of_its_churn_not_by_its_start():
+    """A 60-day window from 2025-01-01 ends on 2025-03-02: March starts inside it, but only a
+    customer billed on the 1st can end inside it."""
+    truth = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "b", "b", "b"],
+            "month_start": [utc("2025-01-01"), utc("2025-02-01"), utc("2025-03-01")] * 2,
+            "end_if_churned": [
+                utc("2025-01-15"), utc("2025-02-15"), utc("2025-03-15"),
+                utc("2025-01-01"), utc("2025-02-01"), utc("2025-03-01"),
+            ],
+            "churn_probability": [0.1, 0.2, 0.5, 0.1, 0.2, 0.5],
+        }
+    )
+    keys = pd.DataFrame({"customer_id": ["a", "b"], "cutoff": [utc("2025-01-01")] * 2})
+
+    oracle = compute_oracle_probabilities(keys, truth, 60)
+
+    np.testing.assert_allclose(oracle, [1 - 0.9 * 0.8, 1 - 0.9 * 0.8 * 0.5])
+
+
+def test_oracle_without_end_dates_counts_month_starts_and_says_so(caplog):
+    truth = pd.DataFrame(
+        {
+            "customer_id": ["a", "a"],
+            "month_start": [utc("2025-01-01"), utc("2025-03-01")],
+            "churn_probability": [0.25, 0.5],
+        }
+    )
+    keys = pd.DataFrame({"customer_id": ["a"], "cutoff": [utc("2025-01-01")]})
+
+    with caplog.at_level(logging.WARNING, logger="churn.model.oracle"):
+        oracle = compute_oracle_probabilities(keys, truth, 60)
+
+    np.testing.assert_allclose(oracle, [1 - 0.75 * 0.5])
+    assert "no end_if_churned column" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def simulated_truth() -> dict[str, pd.DataFrame]:
+    return simulate(SimulateConfig(customers=1500, months=18, seed=5, mess=False)).truth
+
+
+@pytest.mark.parametrize("horizon_days", [30, 60, 61, 90])
+def test_oracle_of_the_realized_outcomes_is_the_realized_label(simulated_truth, horizon_days):
+    """With each month's hazard replaced by what happened (1 in the month the customer churned,
+    else 0), the oracle must say exactly who churned inside the window: the label's rule
+    (``churned_at`` in ``[cutoff, cutoff + horizon)``) applied to the simulator's churn dates."""
+    months = simulated_truth["customer_months"]
+    realized = months.assign(churn_probability=months["churned"].astype(float))
+    keys = months[["customer_id", "month_start"]].rename(columns={"month_start": "cutoff"})
+    churned_at = keys["customer_id"].map(
+        simulated_truth["customers"].set_index("customer_id")["churned_at"]
+    )
+    end = keys["cutoff"] + pd.Timedelta(days=horizon_days)
+    label = ((churned_at >= keys["cutoff"]) & (churned_at < end)).to_numpy(dtype=float)
+    assert 0 < label.mean() < 0.5
+
+    oracle = compute_oracle_probabilities(keys, realized, horizon_days)
+
+    np.testing.assert_array_equal(oracle, label)
+    # Counting months by their start instead gets some of these rows wrong (what the oracle did
+    # before end_if_churned): customers billed late in a month whose start is inside the window.
+    by_start = compute_oracle_probabilities(
+        keys, realized.drop(columns="end_if_churned"), horizon_days
+    )
+    assert (by_start != label).any()
 
 
 def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -125,7 +125,8 @@ def _simulate_month(w: World, t: int, out: Outputs, team: RetentionTeam | None) 
     out.truth.add(customer=act.astype(np.int32), month=np.full(len(act), t, np.int16),
                   base=base, retention=retention, **{f: obs[f] for f in FAMILIES},
                   exposure=obs["exposure"], total=total, hazard=probability,
-                  renewal=renewal, disengaged=depth >= 0, churned=churned)
+                  renewal=renewal, disengaged=depth >= 0, churned=churned,
+                  end_if_churned=billing_date)
 
     # Behaviour of everyone who is a customer for part of the month: the actives (churners
     # until their billing date) and this month's conversions (from their conversion). Both

@@ -6,8 +6,10 @@ Ground truth (``SimulationResult.truth``)
     ``logit_exposure`` (the annual renewal bump, apart from ``logit_billing``), ``logit_base``,
     ``logit_retention`` (the past retention team's plays, 0 when off,
     :mod:`~churn.stages.simulate.retention`), ``logit_total`` (their sum), ``renewal_month``
-    (the contract can end this month), ``disengaged`` and ``churned`` (the subscription ends
-    this month).
+    (the contract can end this month), ``disengaged``, ``churned`` (the subscription ends
+    this month) and ``end_if_churned`` (the billing date in the month, on which the
+    subscription ends when the customer churns this month; the oracle needs it because a
+    label window can end inside a month, :mod:`churn.model.oracle`).
     ``customers``: ``customer_id``, ``churned_at`` (NaT if none), the latent traits
     (:data:`~churn.stages.simulate.world.LATENT_TRAITS`) and ``disengaged_at`` (first
     disengagement, or the window start for customers already disengaged then).
@@ -251,6 +253,7 @@ def customer_months_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame
         "renewal_month": rows["renewal"],
         "disengaged": rows["disengaged"],
         "churned": rows["churned"],
+        "end_if_churned": _utc(rows["end_if_churned"]),
     })
 
 
