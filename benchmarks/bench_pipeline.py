@@ -4,11 +4,15 @@ Not part of the test suite (a 2,000-customer smoke run is, marked slow). Usage::
 
     python benchmarks/bench_pipeline.py [--customers 100000] [--months 24] [--seed 42]
         [--work DIR] [--json reports/bench_pipeline.json] [--markdown reports/bench_pipeline.md]
-        [--from-stage train]
+        [--from-stage train] [--set features.duckdb_memory_limit=8GB ...]
 
 ``--from-stage`` continues a run in ``--work`` (stopped, or to measure changed code on the
 same data) from that stage; the earlier stages' figures come from the folder's progress file
-and each row records the commit it was measured with.
+and each row records the commit it was measured with. ``--set KEY=VALUE`` changes one
+``params.yaml`` setting for the run (repeatable; checked like ``params.yaml``, so a misspelt
+key stops the run before it starts); with ``--from-stage`` it changes the folder's settings
+for the stages still to run. The million-customer run needs
+``--set features.duckdb_memory_limit=8GB`` (README, Benchmarks).
 
 In a scratch folder (``--work``, default a temporary one) it writes ``params.yaml`` with
 ``simulate.customers`` (and ``simulate.seed`` with ``--seed``: another simulated business)
@@ -199,14 +203,50 @@ def scan_floor(raw_dir: Path) -> dict[str, int]:
     return rows
 
 
-def write_params(work: Path, customers: int, months: int | None, seed: int | None = None) -> None:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["simulate"]["customers"] = customers
-    if months is not None:
-        params["simulate"]["months"] = months
-    if seed is not None:
-        params["simulate"]["seed"] = seed
-    params.setdefault("data", {})["source"] = "simulator"
+def parse_settings(given: list[str]) -> dict[str, Any]:
+    """Return ``--set KEY=VALUE`` options as dotted key -> value (the value read as YAML, so
+    ``8GB`` stays text and ``4`` becomes a number).
+
+    Raises:
+        ValueError: If an option has no ``=`` or an empty key.
+    """
+    settings: dict[str, Any] = {}
+    for item in given:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. features.duckdb_threads=2")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
+def write_params(
+    work: Path,
+    customers: int | None,
+    months: int | None,
+    seed: int | None = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Write ``work/params.yaml``: the repository's, with the run's size and ``settings``.
+
+    With ``customers`` ``None`` the folder's own ``params.yaml`` is the start (a continued
+    run), otherwise the repository's. ``settings`` (dotted key -> value, as ``--set`` gives
+    them) meet the rules of ``params.yaml`` itself: the result is validated with
+    :func:`churn.config.parse_params` before it is written, so an unknown key or a bad value
+    stops the benchmark before any stage runs.
+    """
+    from churn.config import apply_overrides, parse_params
+
+    source = ROOT / "params.yaml" if customers is not None else work / "params.yaml"
+    params = yaml.safe_load(source.read_text())
+    if customers is not None:
+        params["simulate"]["customers"] = customers
+        if months is not None:
+            params["simulate"]["months"] = months
+        if seed is not None:
+            params["simulate"]["seed"] = seed
+        params.setdefault("data", {})["source"] = "simulator"
+    params = apply_overrides(params, settings or {})
+    parse_params(params, source=f"{work / 'params.yaml'} with --set {settings}")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (work / "data" / "raw").mkdir(parents=True, exist_ok=True)
 
@@ -235,6 +275,8 @@ def read_earlier_stages(progress: Path, names: list[str]) -> list[dict[str, Any]
     Raises:
         ValueError: If the file is missing or lacks one of the stages.
     """
+    if not names:
+        return []
     if not progress.is_file():
         raise ValueError(f"no {progress}: the stages before the one to start from were not run")
     rows = {row["stage"]: row for row in json.loads(progress.read_text())["stages"]}
@@ -251,6 +293,7 @@ def run_pipeline(
     progress: Path | None = None,
     seed: int | None = None,
     from_stage: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every stage in ``work`` and the floor; return the JSON-ready results.
 
@@ -265,17 +308,21 @@ def run_pipeline(
             left in ``work`` (its ``params.yaml`` kept); the earlier stages' figures are taken
             from ``progress``. Each row records the commit it was measured with, so a table
             that mixes two versions of the code says so.
+        settings: Dotted ``params.yaml`` keys -> values for this run (``--set``), applied
+            to the folder's parameters (a continued run's too) and validated first.
     """
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     ordered = order_stages(stages)
     results: list[dict[str, Any]] = []
     if from_stage is None:
-        write_params(work, customers, months, seed)
+        write_params(work, customers, months, seed, settings)
     else:
         if from_stage not in stages:
             raise ValueError(f"no stage {from_stage!r} in dvc.yaml: one of {ordered}")
         if progress is None or not (work / "params.yaml").is_file():
             raise ValueError(f"{work} holds no earlier run to continue (params.yaml)")
+        if settings:
+            write_params(work, None, None, settings=settings)
         customers = int(yaml.safe_load((work / "params.yaml").read_text())["simulate"]["customers"])
         earlier = ordered[: ordered.index(from_stage)]
         results = read_earlier_stages(progress, earlier)
@@ -326,6 +373,7 @@ def run_pipeline(
         "months": months,
         "seed": seed,
         "from_stage": from_stage,
+        "settings": settings or {},
         "floor": floor,
         "stages": results,
         "total": {
@@ -389,6 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="continue the run in --work from this stage (earlier figures from its progress file)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params.yaml setting for this run, e.g. features.duckdb_memory_limit=8GB "
+        "(repeatable; validated like params.yaml)",
+    )
     parser.add_argument("--floor-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_only is not None:  # the floor, measured in its own process
@@ -396,14 +452,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.from_stage is not None and args.work is None:
         parser.error("--from-stage needs --work: the folder of the run to continue")
+    try:
+        settings = parse_settings(args.set)
+    except ValueError as error:
+        parser.error(str(error))
     if args.work is None:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as work:
-            result = run_pipeline(Path(work), args.customers, args.months, seed=args.seed)
+            result = run_pipeline(
+                Path(work), args.customers, args.months, seed=args.seed, settings=settings
+            )
     else:
         args.work.mkdir(parents=True, exist_ok=True)
         progress = args.work / "bench_progress.json"
         result = run_pipeline(
-            args.work, args.customers, args.months, progress, args.seed, args.from_stage
+            args.work, args.customers, args.months, progress, args.seed, args.from_stage, settings
         )
     table = render_markdown(result)
     print(table)

@@ -35,6 +35,50 @@ def test_stages_are_ordered_after_the_stages_they_read():
     assert bench.order_stages(stages) == ["a", "b", "report"]
 
 
+def test_settings_are_read_as_yaml_values_and_a_malformed_one_is_refused():
+    settings = bench.parse_settings(
+        ["features.duckdb_memory_limit=8GB", "features.duckdb_threads=1", "train.seed = 7"]
+    )
+
+    assert settings == {
+        "features.duckdb_memory_limit": "8GB",
+        "features.duckdb_threads": 1,
+        "train.seed": 7,
+    }
+    for malformed in ("features.duckdb_threads", "=3"):
+        with pytest.raises(ValueError, match="expected KEY=VALUE"):
+            bench.parse_settings([malformed])
+
+
+def test_written_params_carry_the_settings_and_a_continued_run_keeps_its_size(tmp_path):
+    bench.write_params(tmp_path, 1234, 18, settings={"features.duckdb_memory_limit": "8GB"})
+    written = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert written["simulate"]["customers"] == 1234 and written["simulate"]["months"] == 18
+    assert written["features"]["duckdb_memory_limit"] == "8GB"
+
+    bench.write_params(tmp_path, None, None, settings={"features.duckdb_threads": 1})
+    continued = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert continued["simulate"]["customers"] == 1234
+    assert continued["features"]["duckdb_memory_limit"] == "8GB"
+    assert continued["features"]["duckdb_threads"] == 1
+
+
+def test_a_misspelt_or_invalid_setting_stops_before_anything_is_written(tmp_path):
+    from churn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="duckdb_memory_limt"):
+        bench.write_params(tmp_path, 1000, None, settings={"features.duckdb_memory_limt": "8GB"})
+    with pytest.raises(ConfigError, match="duckdb_threads"):
+        bench.write_params(tmp_path, 1000, None, settings={"features.duckdb_threads": 0})
+    assert not (tmp_path / "params.yaml").exists()
+
+
+def test_a_run_from_the_first_stage_needs_no_earlier_figures(tmp_path):
+    assert bench.read_earlier_stages(tmp_path / "missing.json", []) == []
+    with pytest.raises(ValueError, match="were not run"):
+        bench.read_earlier_stages(tmp_path / "missing.json", ["simulate"])
+
+
 def test_tree_rss_of_a_lone_process_is_its_own_rss():
     """Naive reference: the kernel's own VmRSS line of this process (no children here)."""
     status = Path("/proc/self/status").read_text()
@@ -73,10 +117,15 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
             str(out_json),
             "--markdown",
             str(out_md),
+            "--set",
+            "features.duckdb_threads=1",
         ]
     )
 
     result = json.loads(out_json.read_text())
+    assert result["settings"] == {"features.duckdb_threads": 1}
+    written = yaml.safe_load((tmp_path / "work" / "params.yaml").read_text())
+    assert written["features"]["duckdb_threads"] == 1
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert [row["stage"] for row in result["stages"]] == bench.order_stages(stages)
     for row in result["stages"]:
