@@ -143,6 +143,83 @@ def test_oracle_without_end_dates_counts_month_starts_and_says_so(caplog):
     assert "no end_if_churned column" in caplog.text
 
 
+def _churn_month(customer, end, hazard, converted, annual=False):
+    """One truth row: the customer churned in October 2025 with this hazard."""
+    return {
+        "customer_id": customer,
+        "month_start": utc("2025-10-01"),
+        "end_if_churned": end,
+        "churn_probability": hazard,
+        "logit_total": float(np.log(hazard / (1 - hazard))),
+        "churned": True,
+        "billing_anchor": converted,
+        "annual_contract": annual,
+    }
+
+
+def test_months_after_a_churn_inside_the_window_keep_the_churn_months_hazard():
+    """The window from 2025-10-01 (60 days) ends on November 29. Truth has no November row for
+    a customer who left in October; the probability at the cutoff must not know that."""
+    truth = pd.DataFrame(
+        [
+            # Monthly, billed on the 15th: November 15 is inside, at October's hazard.
+            _churn_month("monthly", utc("2025-10-15 09:30"), 0.2, utc("2024-03-15 09:30")),
+            # Annual, renewing in October: November is no renewal, so nothing is added.
+            _churn_month("annual", utc("2025-10-20"), 0.3, utc("2024-10-20"), annual=True),
+            # Monthly, billed on the 30th: November 30 is after the window.
+            _churn_month("late", utc("2025-10-30"), 0.1, utc("2024-01-30")),
+            # Monthly, billed on the 31st: clipped to November 30, after the window too.
+            _churn_month("clipped", utc("2025-10-31"), 0.1, utc("2024-01-31")),
+            # Left in September, before the cutoff: nothing inside the window.
+            {
+                **_churn_month("gone", utc("2025-09-10"), 0.4, utc("2024-02-10")),
+                "month_start": utc("2025-09-01"),
+            },
+        ]
+    )
+    customers = ["monthly", "annual", "late", "clipped", "gone"]
+    keys = pd.DataFrame({"customer_id": customers, "cutoff": utc("2025-10-01")})
+
+    oracle = compute_oracle_probabilities(keys, truth, 60)
+
+    np.testing.assert_allclose(oracle, [1 - 0.8 * 0.8, 0.3, 0.1, 0.1, 0.0])
+    # A 90-day window (to December 30) holds December 15 as well.
+    ninety = compute_oracle_probabilities(keys.iloc[:1], truth, 90)
+    np.testing.assert_allclose(ninety, [1 - 0.8**3])
+
+
+def test_truth_without_the_contract_schedule_leaves_the_months_after_a_churn_out(caplog):
+    truth = pd.DataFrame([_churn_month("a", utc("2025-10-15"), 0.2, utc("2024-03-15"))])
+    keys = pd.DataFrame({"customer_id": ["a"], "cutoff": [utc("2025-10-01")]})
+
+    with caplog.at_level(logging.WARNING, logger="churn.model.oracle"):
+        oracle = compute_oracle_probabilities(keys, truth.drop(columns="billing_anchor"), 60)
+
+    np.testing.assert_allclose(oracle, [0.2])
+    assert "billing_anchor" in caplog.text
+
+
+def test_oracle_is_calibrated_on_a_simulated_world():
+    """Every active customer at every month start: the mean oracle probability is the realized
+    churn rate within noise. Without the months after a churn it falls short by more (what
+    the oracle did before: churners lost their later months' hazards)."""
+    truth = simulate(SimulateConfig(customers=20000, months=12, seed=9, mess=False)).truth
+    months = truth["customer_months"]
+    keys = months[["customer_id", "month_start"]].rename(columns={"month_start": "cutoff"})
+    end = keys["cutoff"] + pd.Timedelta(days=60)
+    observed = end <= months["month_start"].max()  # the window lies inside the simulated months
+    keys = keys[observed]
+    churned_at = keys["customer_id"].map(truth["customers"].set_index("customer_id")["churned_at"])
+    label = ((churned_at >= keys["cutoff"]) & (churned_at < end[observed])).to_numpy(dtype=float)
+    standard_error = np.sqrt(label.mean() * (1 - label.mean()) / label.size)
+
+    oracle = compute_oracle_probabilities(keys, months, 60)
+    without = compute_oracle_probabilities(keys, months.drop(columns="billing_anchor"), 60)
+
+    assert abs(oracle.mean() - label.mean()) < 3 * standard_error
+    assert label.mean() - without.mean() > 3 * standard_error
+
+
 @pytest.fixture(scope="module")
 def simulated_truth() -> dict[str, pd.DataFrame]:
     return simulate(SimulateConfig(customers=1500, months=18, seed=5, mess=False)).truth

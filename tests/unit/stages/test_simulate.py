@@ -138,9 +138,9 @@ def _content_hash(result: SimulationResult, skip: tuple[str, ...] = ()) -> str:
 # float32 since, and the hashes were re-taken after checking that the float64 ones still held
 # under NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"; the new ones are the same with
 # and without AVX-512. A refactoring must keep all of them; a deliberate change of the simulated
-# business updates them here. ``end_if_churned`` (the oracle's end dates, added with issue #14)
-# is left out: it adds a truth column and changes nothing that was there;
-# test_truth_matches_the_tables pins it.
+# business updates them here. ``end_if_churned``, ``billing_anchor`` and ``annual_contract`` (the
+# oracle's end dates and contract schedule, added with issue #14) are left out: they add truth
+# columns and change nothing that was there; test_truth_matches_the_tables pins them.
 #   simulate(SimulateConfig(customers=300, months=6, seed=1, mess=..., retention_actions=False))
 # with the truth's logit_retention column (all 0 then) left out:
 EXPECTED_CONTENT_HASHES = {
@@ -153,7 +153,7 @@ EXPECTED_HASHES_WITHOUT_BILLING_TRUTH = {
     False: "f0dbe9b092e930c5715704b4f9b7f9d5d42e4a668ad433b89ee492f6e3b3f308",
 }
 # The same config with the retention team on (the default since issue #15).
-NEWER_TRUTH = ("end_if_churned",)
+NEWER_TRUTH = ("end_if_churned", "billing_anchor", "annual_contract")
 EXPECTED_CONTENT_HASHES_WITH_RETENTION = {
     True: "1e60f4258cf67f7e3c438f2802f1a4c805535c4435a85af1933ca9bd8192f062",
     False: "88ad46ac4380ebe6530480090a2d474e3bd9f9cacdf4eaa8743a29398c6b72ca",
@@ -432,6 +432,11 @@ def test_truth_matches_the_tables(clean):
     assert months["churned"].any()
     churners = months[months["churned"]]
     assert churners["end_if_churned"].equals(churners["ended_at"])
+    # The contract's schedule, for the oracle's months after a churn.
+    assert months["billing_anchor"].equals(months["started_at"])
+    annual = months["billing_period"] == "annual"
+    assert annual.any() and not annual.all()
+    assert months["annual_contract"].equals(annual)
     truth = clean.truth["customers"].set_index("customer_id")
     subs = clean.tables["subscriptions"].set_index("customer_id")
     pd.testing.assert_series_equal(truth["churned_at"], subs["ended_at"], check_names=False)

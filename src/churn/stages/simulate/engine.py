@@ -126,7 +126,8 @@ def _simulate_month(w: World, t: int, out: Outputs, team: RetentionTeam | None) 
                   base=base, retention=retention, **{f: obs[f] for f in FAMILIES},
                   exposure=obs["exposure"], total=total, hazard=probability,
                   renewal=renewal, disengaged=depth >= 0, churned=churned,
-                  end_if_churned=billing_date)
+                  end_if_churned=billing_date, converted=w.converted[act],
+                  annual=w.annual[act])
 
     # Behaviour of everyone who is a customer for part of the month: the actives (churners
     # until their billing date) and this month's conversions (from their conversion). Both

@@ -9,7 +9,9 @@ Ground truth (``SimulationResult.truth``)
     (the contract can end this month), ``disengaged``, ``churned`` (the subscription ends
     this month) and ``end_if_churned`` (the billing date in the month, on which the
     subscription ends when the customer churns this month; the oracle needs it because a
-    label window can end inside a month, :mod:`churn.model.oracle`).
+    label window can end inside a month, :mod:`churn.model.oracle`), ``billing_anchor`` (the
+    conversion, from which the billing days count) and
+    ``annual_contract`` (the contract's schedule: the oracle's months after a churn).
     ``customers``: ``customer_id``, ``churned_at`` (NaT if none), the latent traits
     (:data:`~churn.stages.simulate.world.LATENT_TRAITS`) and ``disengaged_at`` (first
     disengagement, or the window start for customers already disengaged then).
@@ -254,6 +256,8 @@ def customer_months_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame
         "disengaged": rows["disengaged"],
         "churned": rows["churned"],
         "end_if_churned": _utc(rows["end_if_churned"]),
+        "billing_anchor": _utc(rows["converted"]),
+        "annual_contract": rows["annual"],
     })
 
 
