@@ -348,6 +348,11 @@ def _feature_session(
     with contextlib.ExitStack() as stack:
         if scratch_dir is None:
             scratch_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="churn_")))
+        # Entered before the connection, so the connection closes before the files go.
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        family_dir = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="families_", dir=scratch_dir))
+        )
         con = stack.enter_context(
             contextlib.closing(connect(cfg.duckdb_threads, cfg.duckdb_memory_limit))
         )
@@ -391,7 +396,7 @@ def _feature_session(
                 con.execute("SET preserve_insertion_order = false")
                 for step, step_sql in query.steps:
                     con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
-                _create_family_table(con, table, query.sql)
+                _create_family_table(con, table, query.sql, family_dir)
                 for step, _ in query.steps:
                     con.execute(f"DROP TABLE {step}")
             ((n_rows, n_matched),) = con.execute(
@@ -631,21 +636,35 @@ def _naming_memory_errors(cfg: FeaturesConfig, work: str, rows: int) -> Iterator
         ) from exc
 
 
-def _create_family_table(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> None:
+def _create_family_table(
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, directory: Path | None = None
+) -> None:
     """Store a family's result with the population key of each row, in key order.
 
     A row whose (customer, cutoff) is not a population key gets a null key (the caller's
     count check catches it). Key order is what lets a batch read a slice of the table, and a
-    ``CREATE ... ORDER BY`` stores its rows in that order only while DuckDB preserves insertion
-    order (with ``preserve_insertion_order = false`` it inserts sorted runs side by side), so
-    it is switched on here.
+    ``CREATE ... ORDER BY`` (or ``COPY``) stores its rows in that order only while DuckDB
+    preserves insertion order (with ``preserve_insertion_order = false`` it inserts sorted runs
+    side by side), so it is switched on here.
+
+    With ``directory`` the result goes to a Parquet file there and ``table`` becomes a view of
+    it, so the finished families hold no DuckDB memory while the next one runs: at 1M
+    customers under the default 4 GB limit the fifth family (engagement) ran out of memory
+    beside the four family tables before it, although it finished alone in 33 s (2026-12-04).
+    A batch's ``_key`` range still skips the file's other row groups (Parquet statistics).
     """
     con.execute("SET preserve_insertion_order = true")
-    con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT i._key, f.* FROM ({sql}) AS f "
+    query = (
+        f"SELECT i._key, f.* FROM ({sql}) AS f "
         f"LEFT JOIN {KEY_INDEX} AS i ON i.customer_id = f.customer_id AND i.cutoff = f.cutoff "
         "ORDER BY i._key"
     )
+    if directory is None:
+        con.execute(f"CREATE TEMP TABLE {table} AS {query}")
+        return
+    path = quote_literal(str(directory / f"{table}.parquet"))
+    con.execute(f"COPY ({query}) TO {path} (FORMAT PARQUET)")
+    con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM read_parquet({path})")
 
 
 def _to_feature_frame(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from support import features_v1, reference
 from support.helpers import CFG
@@ -176,11 +178,15 @@ def test_each_family_step_is_a_statement_of_its_own() -> None:
     assert stepped == [module.FAMILY for module in EVENT_FAMILIES]
 
 
-def test_family_tables_are_stored_in_key_order_even_after_unordered_steps() -> None:
+@pytest.mark.parametrize("in_files", [False, True])
+def test_family_tables_are_stored_in_key_order_even_after_unordered_steps(
+    tmp_path, in_files: bool
+) -> None:
     """The output batches skip row groups by key range, which needs the family table stored in
     key order: DuckDB's CREATE ... ORDER BY stores sorted runs side by side when the session
     does not preserve insertion order (the setting the steps run with). Without the setting
-    in ``_create_family_table`` this fails (checked 2026-12-03, DuckDB 2.0)."""
+    in ``_create_family_table`` this fails (checked 2026-12-03, DuckDB 2.0). The same holds for
+    a family written to a Parquet file (what a feature session does), read through its view."""
     from churn.features.build import KEY_INDEX, _create_family_table
     from churn.sql import connect
 
@@ -193,10 +199,45 @@ def test_family_tables_are_stored_in_key_order_even_after_unordered_steps() -> N
         f"FROM range({rows}) t(i)"
     )
     shuffled = f"SELECT customer_id, cutoff, _key * 2.0 AS value FROM {KEY_INDEX}"
-    _create_family_table(con, "_family_test", shuffled)
+    _create_family_table(con, "_family_test", shuffled, tmp_path if in_files else None)
     stored = con.execute("SELECT _key FROM _family_test").fetchnumpy()["_key"]
     assert len(stored) == rows
     assert bool(np.all(np.diff(stored) >= 0))
+    files = list(tmp_path.glob("*.parquet"))
+    assert len(files) == int(in_files)
+    if in_files:
+        written = pq.read_table(files[0], columns=["_key"]).column("_key").to_numpy()
+        assert bool(np.all(np.diff(written) >= 0))
+        # Range filters skip row groups: they are many, each holding a key range of its own.
+        metadata = pq.ParquetFile(files[0]).metadata
+        assert metadata.num_row_groups > 1
+        groups = range(metadata.num_row_groups)
+        ranges = [metadata.row_group(i).column(0).statistics for i in groups]
+        assert all(a.max <= b.min for a, b in itertools.pairwise(ranges))
+
+
+def test_finished_families_are_files_that_go_with_the_session(tmp_path) -> None:
+    """Each family is a view over a Parquet file in the scratch folder, not a DuckDB table (no
+    DuckDB memory held while the next family runs), and the files are removed afterwards."""
+    from churn.features import build
+
+    tables = make_tables(4, n_customers=40)
+    scratch = tmp_path / "scratch"
+    with build._feature_session(tables, all_keys(tables), CFG, None, scratch) as session:
+        views = {
+            name
+            for (name,) in session.con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
+        assert set(session.joined) <= views
+        tables_held = session.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_family_%'"
+        ).fetchall()
+        assert tables_held == []
+        files = sorted(p.name for p in scratch.rglob("*.parquet"))
+        assert files == sorted(f"{name}.parquet" for name in session.joined)
+    assert list(scratch.rglob("*.parquet")) == []
 
 
 def test_running_out_of_duckdb_memory_names_the_work_and_the_knobs(tmp_path) -> None:
