@@ -637,18 +637,18 @@ def _naming_memory_errors(cfg: FeaturesConfig, work: str, rows: int) -> Iterator
 
 
 def _create_family_table(
-    con: duckdb.DuckDBPyConnection, table: str, sql: str, directory: Path | None = None
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, directory: Path
 ) -> None:
     """Store a family's result with the population key of each row, in key order.
 
     A row whose (customer, cutoff) is not a population key gets a null key (the caller's
     count check catches it). Key order is what lets a batch read a slice of the table, and a
-    ``CREATE ... ORDER BY`` (or ``COPY``) stores its rows in that order only while DuckDB
-    preserves insertion order (with ``preserve_insertion_order = false`` it inserts sorted runs
-    side by side), so it is switched on here.
+    ``COPY ... ORDER BY`` (like a ``CREATE ... ORDER BY``) stores its rows in that order only
+    while DuckDB preserves insertion order (with ``preserve_insertion_order = false`` it writes
+    sorted runs side by side), so it is switched on here.
 
-    With ``directory`` the result goes to a Parquet file there and ``table`` becomes a view of
-    it, so the finished families hold no DuckDB memory while the next one runs: at 1M
+    The result goes to a Parquet file in ``directory`` and ``table`` becomes a view of it, so
+    the finished families hold no DuckDB memory while the next one runs: at 1M
     customers under the default 4 GB limit the fifth family (engagement) ran out of memory
     beside the four family tables before it, although it finished alone in 33 s (2026-12-04).
     A batch's ``_key`` range still skips the file's other row groups (Parquet statistics).
@@ -659,9 +659,6 @@ def _create_family_table(
         f"LEFT JOIN {KEY_INDEX} AS i ON i.customer_id = f.customer_id AND i.cutoff = f.cutoff "
         "ORDER BY i._key"
     )
-    if directory is None:
-        con.execute(f"CREATE TEMP TABLE {table} AS {query}")
-        return
     path = quote_literal(str(directory / f"{table}.parquet"))
     con.execute(f"COPY ({query}) TO {path} (FORMAT PARQUET)")
     con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM read_parquet({path})")

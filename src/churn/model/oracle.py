@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params
+from churn.domain.billing_calendar import add_months
 from churn.errors import ModelError
 from churn.model.fit import build_importance, describe_strongest_features
 
@@ -121,19 +122,6 @@ def compute_oracle_probabilities(
 SCHEDULE_COLUMNS = ("churned", "logit_total", "billing_anchor", "annual_contract")
 
 
-def _add_months(start: np.ndarray, months: np.ndarray) -> np.ndarray:
-    """Return ``start + months`` calendar months (``datetime64``), the day clipped to the
-    target month's last day and the time of day kept, as the simulator bills."""
-    start_month = start.astype("datetime64[M]")
-    start_day = start.astype("datetime64[D]")
-    day_index = start_day - start_month.astype("datetime64[D]")
-    time_of_day = start - start_day
-    target = start_month + months.astype("timedelta64[M]")
-    first = target.astype("datetime64[D]")
-    month_days = (target + np.timedelta64(1, "M")).astype("datetime64[D]") - first
-    return first + np.minimum(day_index, month_days - np.timedelta64(1, "D")) + time_of_day
-
-
 def _months_after_churn(
     rows: pd.DataFrame, truth: pd.DataFrame, churn_end: np.ndarray, horizon_days: int
 ) -> pd.DataFrame:
@@ -156,35 +144,38 @@ def _months_after_churn(
             ", ".join(c for c in SCHEDULE_COLUMNS if c not in truth.columns),
         )
         return empty
-    churned = truth["churned"].to_numpy(dtype=bool)
-    logit = truth["logit_total"].to_numpy(dtype=float)[churned]
+    # Churn months are a few percent of the truth: select them before converting anything.
+    churn_rows = truth[truth["churned"].to_numpy(dtype=bool)]
+    logit = churn_rows["logit_total"].to_numpy(dtype=float)
     churns = pd.DataFrame(
         {
-            "customer_id": truth["customer_id"].to_numpy()[churned].astype(str),
-            "churn_end": churn_end[churned],
-            "month_start": _as_naive_utc(truth["month_start"])[churned],
-            "billing_anchor": _as_naive_utc(truth["billing_anchor"])[churned],
-            "annual": truth["annual_contract"].to_numpy(dtype=bool)[churned],
+            "customer_id": churn_rows["customer_id"].to_numpy().astype(str),
+            "churn_end": churn_end[truth["churned"].to_numpy(dtype=bool)],
+            "month_start": _as_naive_utc(churn_rows["month_start"]),
+            "billing_anchor": _as_naive_utc(churn_rows["billing_anchor"]),
+            "annual": churn_rows["annual_contract"].to_numpy(dtype=bool),
             "hazard": 1.0 / (1.0 + np.exp(-logit)),
         }
     )
     found = rows.merge(churns, on="customer_id", how="inner")  # a customer churns once
     window_end = found["cutoff"] + pd.Timedelta(days=horizon_days)
-    found = found[(found["churn_end"] >= found["cutoff"]) & (found["churn_end"] < window_end)]
+    inside_window = (found["churn_end"] >= found["cutoff"]) & (found["churn_end"] < window_end)
+    found, window_end = found[inside_window], window_end[inside_window]
     if found.empty:
         return empty
-    converted = found["billing_anchor"].to_numpy()
-    converted_month = converted.astype("datetime64[M]")
+    anchor = found["billing_anchor"].to_numpy()
+    anchor_seconds = anchor.astype("datetime64[s]").astype(np.int64)
+    anchor_month = anchor.astype("datetime64[M]")
     churn_month = found["month_start"].to_numpy().astype("datetime64[M]")
-    start, end = found["cutoff"].to_numpy(), window_end[found.index].to_numpy()
+    start, end = found["cutoff"].to_numpy(), window_end.to_numpy()
     row, hazard = found["row"].to_numpy(), found["hazard"].to_numpy()
+    monthly = ~found["annual"].to_numpy()
     parts = [empty]
     # A window of h days holds at most h // 28 + 2 month starts after the churn month's.
     for later in range(1, horizon_days // 28 + 3):
-        month = churn_month + np.timedelta64(later, "M")
-        months_in = (month - converted_month).astype(np.int64)
-        billing_day = _add_months(converted, months_in)
-        exposed = ~found["annual"].to_numpy() | (months_in % 12 == 0)
+        months_in = (churn_month + np.timedelta64(later, "M") - anchor_month).astype(np.int64)
+        billing_day = add_months(anchor_seconds, months_in).astype("datetime64[s]")
+        exposed = monthly | (months_in % 12 == 0)
         inside = exposed & (billing_day >= start) & (billing_day < end)
         parts.append(pd.DataFrame({"row": row[inside], "hazard": hazard[inside]}))
     return pd.concat(parts, ignore_index=True)

@@ -19,7 +19,7 @@ from churn.cli import app
 from churn.config import ConfigError, SimulateConfig
 from churn.domain.contract import CONTRACT, SUBSCRIPTION_CHANGE_TYPES
 from churn.stages.simulate import SimulationResult, hazard, run_simulate, simulate, world
-from churn.stages.simulate.arrays import _MONTH_DAYS, add_months
+from churn.stages.simulate.arrays import _MONTH_DAYS
 from churn.stages.simulate.hazard import FAMILIES
 from churn.stages.simulate.tables import monthly_churn_rate
 
@@ -192,17 +192,6 @@ def test_content_hash_sees_a_single_changed_value():
 def test_start_date_must_be_a_month_start():
     with pytest.raises(ConfigError, match="first day of a month"):
         simulate(SimulateConfig(customers=20, months=3, start_date=dt.date(2024, 1, 15)))
-
-
-def test_add_months_matches_pandas_date_offset():
-    rng = np.random.default_rng(0)
-    seconds = rng.integers(1_500_000_000, 1_800_000_000, 500)
-    months = rng.integers(-30, 30, 500)
-    expected = [
-        (pd.Timestamp(s, unit="s") + pd.DateOffset(months=int(k))).value // 10**9
-        for s, k in zip(seconds, months, strict=True)
-    ]
-    np.testing.assert_array_equal(add_months(seconds, months), expected)
 
 
 # --- invariants --------------------------------------------------------------------------------

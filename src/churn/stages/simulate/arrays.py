@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from churn.domain.billing_calendar import SECONDS_PER_DAY
+
 # --- time ---------------------------------------------------------------------------------
-_DAY = 86_400
+_DAY = SECONDS_PER_DAY
 _MONTH_DAYS = 30.44
 _NAT = np.iinfo(np.int64).min  # missing timestamp (seconds) in output arrays: becomes NaT
 _NEVER = -(2**40)  # "has not happened" in state arrays: far past, safe to subtract from
@@ -23,31 +25,6 @@ def _month_number(seconds: np.ndarray | int) -> np.ndarray:
     """Calendar months since 1970-01 of UTC timestamps given in seconds."""
     days = np.asarray(seconds) // _DAY
     return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-
-
-def add_months(seconds: np.ndarray | int, months: np.ndarray | int) -> np.ndarray:
-    """Shift UTC timestamps (seconds since the epoch) by whole calendar months.
-
-    Same rule as ``pd.DateOffset(months=k)``: the day of month is kept and clamped to the
-    target month's last day; the time of day is kept.
-
-    Args:
-        seconds: Timestamps in seconds since the epoch.
-        months: Months to add (may be negative), broadcast against ``seconds``.
-
-    Returns:
-        Shifted timestamps in seconds (int64).
-    """
-    seconds = np.asarray(seconds, dtype=np.int64)
-    days = seconds // _DAY
-    time_of_day = seconds - days * _DAY
-    month = days.astype("datetime64[D]").astype("datetime64[M]")
-    day_of_month = days - month.astype("datetime64[D]").astype(np.int64)
-    target = month + np.asarray(months, dtype=np.int64).astype("timedelta64[M]")
-    target_first = target.astype("datetime64[D]").astype(np.int64)
-    target_next = (target + np.timedelta64(1, "M")).astype("datetime64[D]").astype(np.int64)
-    day = np.minimum(day_of_month, target_next - target_first - 1)
-    return (target_first + day) * _DAY + time_of_day
 
 
 def _categorical(

@@ -33,12 +33,13 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from churn.config import DataSource, SimulateConfig
+from churn.domain.billing_calendar import add_months
 from churn.domain.contract import CONTRACT
 from churn.domain.families import FAMILIES
 from churn.io import atomic_directory, write_parquet
 from churn.layout import table_file_name
 from churn.stages.simulate import behaviour, hazard, shifts
-from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows, add_months
+from churn.stages.simulate.arrays import _DAY, _MONTH_DAYS, _month_number, _Rows
 from churn.stages.simulate.retention import RetentionTeam, retention_truth_frame
 from churn.stages.simulate.sinks import FrameSink, MemorySink, MonthlyTable, ParquetSink
 from churn.stages.simulate.tables import (

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churn.config import ConfigError, SimulateConfig
+from churn.domain.billing_calendar import add_months
 from churn.domain.contract import (
     BILLING_PERIODS,
     POSTSALE_TOUCHPOINT_TYPES,
@@ -38,7 +39,6 @@ from churn.stages.simulate.arrays import (
     _month_number,
     _Rows,
     _sigmoid,
-    add_months,
 )
 
 LATENT_TRAITS = ("product_fit", "price_sensitivity", "support_need", "usage_intensity")
