@@ -497,6 +497,13 @@ class EvaluateConfig(_Section):
         description="Fail when the model's test ROC AUC beats the simulator oracle's by more "
         "than this many standard errors (Hanley-McNeil) of the oracle AUC.",
     )
+    model_form_max_customers: int | None = Field(
+        100_000,
+        ge=100,
+        description="The model-form comparison (a survival head and a classifier per horizon, "
+        "fitted beside the exported model) fits and measures on at most this many customers, "
+        "a seeded hash sample of them with all their rows; null: every customer.",
+    )
 
 
 class ScoreConfig(_Section):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from churn.config import Params, TrainConfig
@@ -93,12 +95,29 @@ def summarize_backtest_cutoff(
 
 
 def refit_backtest_cutoff(
-    features: pd.DataFrame, catalog: pd.DataFrame, params: Params, cutoff: pd.Timestamp
+    features: pd.DataFrame,
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoff: pd.Timestamp,
+    read_rows: Callable[[np.ndarray], pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Refit the model and the baseline as of ``cutoff`` and return its backtest entry.
 
     This is one task of the backtest: it reads nothing but its arguments, so it runs the
     same in this process or in a worker process (:mod:`churn.stages.fit_workers`).
+
+    Args:
+        features: The rows up to ``cutoff`` (at least), on a ``RangeIndex``: every feature
+            column, or, with ``read_rows``, only the keys, the label and the categorical
+            features (all that the split, the sample and the fit read of every row).
+        catalog: The feature catalog.
+        params: All parameters.
+        cutoff: The backtest cutoff.
+        read_rows: Returns the rows at the given positions of ``features`` (increasing) with
+            every feature column, indexed by those positions. With it only the rows the fits
+            and the metrics use are read in full: the sampled training rows, validation and
+            test (at a million customers about a third of the training rows instead of all of
+            them); the entry is the same.
 
     Returns:
         The entry (metrics), or ``{"cutoff", "skipped": reason}`` when the slices are too thin.
@@ -106,10 +125,17 @@ def refit_backtest_cutoff(
     entry: dict[str, Any] = {"cutoff": cutoff.strftime("%Y-%m-%d")}
     cfg = build_backtest_config(params)
     try:
-        _, parts, reason = split_backtest_cutoff(features, params, cutoff)
+        split, parts, reason = split_backtest_cutoff(features, params, cutoff)
         if reason is None:
-            train, validation, _ = parts
+            train, validation, test = parts
             sample = sample_training_rows(train, cfg)
+            if read_rows is not None:
+                sampled = sample.rows.index.to_numpy(dtype=np.int64)
+                wide = read_rows(np.union1d(np.union1d(sampled, split.validation), split.test))
+                sample = replace(sample, rows=take_file_rows(wide, sampled))
+                validation = take_file_rows(wide, split.validation)
+                test = take_file_rows(wide, split.test)
+                parts = (train, validation, test)
             model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
             baseline = fit_baseline(
                 sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights

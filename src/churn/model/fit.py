@@ -192,12 +192,17 @@ def fit_churn_model(
     calibrator use all their rows.
 
     Args:
-        train: Training rows of the features frame (labels present).
+        train: Training rows of the features frame (labels present). With ``sample``, it may
+            hold only the keys, the label and the categorical features: all the fit reads of
+            the rows it is not fitted on (their levels, labels, cutoffs and count), so a
+            caller can leave the other columns of those rows unread
+            (:func:`churn.model.backtest.refit_backtest_cutoff`); the typical values then come
+            from the validation rows, which must all be later than the training rows.
         validation: Validation rows (labels present, both classes).
         catalog: Feature catalog (at least the frame's feature columns).
         cfg: Train section.
         sample: :func:`sample_training_rows` of ``train`` under ``cfg``, when the caller has
-            drawn it already (it is drawn here otherwise).
+            drawn it already (it is drawn here otherwise), with every feature column.
 
     Returns:
         The calibrated model. Categorical levels come from train only, levels on fewer than
@@ -205,12 +210,12 @@ def fit_churn_model(
         categorical churn rates from the latest labeled cutoff of train and validation
         (:mod:`churn.model.reason_reference`).
     """
-    feature_catalog = select_feature_catalog(train, catalog)
+    feature_catalog = select_feature_catalog(train if sample is None else sample.rows, catalog)
     names = tuple(feature_catalog["name"])
     categorical = list(feature_catalog.loc[feature_catalog["kind"] == "categorical", "name"])
     levels = learn_all_pooled_levels(train, categorical, cfg.min_category_count)
     typical, reference = build_reason_reference(
-        select_reference_rows(train, validation), names, levels, cfg.first_reason
+        _select_typical_rows(train, validation, names), names, levels, cfg.first_reason
     )
     val_y = label_array(validation)
     positives = int(label_array(train).sum())
@@ -281,6 +286,22 @@ def describe_negative_sampling(cfg: TrainConfig) -> dict[str, Any]:
         "negative_sample_rate": cfg.negative_sample_rate,
         "max_training_rows": cfg.max_training_rows,
     }
+
+
+def _select_typical_rows(
+    train: pd.DataFrame, validation: pd.DataFrame, names: tuple[str, ...]
+) -> pd.DataFrame:
+    """Return the rows typical values are taken from (:func:`select_reference_rows`), also
+    when ``train`` holds only some feature columns (see :func:`fit_churn_model`)."""
+    if all(name in train.columns for name in names):
+        return select_reference_rows(train, validation)
+    if len(train) and len(validation) and train["cutoff"].max() < validation["cutoff"].min():
+        # The latest cutoff of train and validation is validation's: no training row is used.
+        return select_reference_rows(validation)
+    raise ModelError(
+        "training rows without every feature column need validation rows, all of them later "
+        "than the training rows, to take typical values from"
+    )
 
 
 def _cutoff_strings(frame: pd.DataFrame) -> list[str]:

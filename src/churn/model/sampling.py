@@ -121,3 +121,35 @@ def sample_training_rows(train: pd.DataFrame, cfg: TrainConfig) -> TrainingSampl
     positives = int(labels.sum())
     rate = choose_negative_rate(positives, len(labels) - positives, cfg)
     return sample_training_negatives(train, rate, cfg.seed)
+
+
+def sample_customer_ids(customer_ids: pd.Series, limit: int | None, seed: int) -> np.ndarray | None:
+    """Return at most ``limit`` of the distinct ``customer_ids``: a seeded hash sample.
+
+    The kept customers are the ``limit`` with the smallest hash of (customer id as text,
+    seed), so the sample depends only on the set of ids and the seed, not on row order or on
+    how many rows a customer has; a customer is kept or left out with all its rows. Used to
+    bound what a diagnostic fits on (the evaluate stage's model-form comparison,
+    ``evaluate.model_form_max_customers``).
+
+    Args:
+        customer_ids: Ids, repeated or not, of any type (integers, text).
+        limit: Customers to keep at most; ``None`` keeps every customer.
+        seed: ``train.seed``.
+
+    Returns:
+        The kept ids, in the order they first appear in ``customer_ids`` and of their type, or
+        ``None`` when there are no more than ``limit`` (nothing to sample).
+    """
+    distinct = pd.Series(pd.unique(customer_ids))
+    if limit is None or len(distinct) <= limit:
+        return None
+    if limit < 1:
+        raise ModelError(f"a customer sample needs a limit of at least 1, got {limit}")
+    key = hashlib.blake2b(f"customers-{seed}".encode(), digest_size=8).hexdigest()
+    hashes = pd.util.hash_pandas_object(
+        distinct.astype(str), index=False, hash_key=key
+    ).to_numpy()
+    # Ties (equal hashes of different ids) are broken by first appearance: stable sort.
+    kept = np.sort(np.argsort(hashes, kind="stable")[:limit])
+    return distinct.to_numpy()[kept]

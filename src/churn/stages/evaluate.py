@@ -24,7 +24,7 @@ from churn.layout import (
     plot_file_name,
     table_file_name,
 )
-from churn.model.backtest import refit_backtest_cutoff, run_rolling_backtest
+from churn.model.backtest import run_rolling_backtest
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow
 from churn.model.horizon_evaluation import (
     ModelFormPlan,
@@ -38,11 +38,13 @@ from churn.model.survival import CHURN_TIME_COLUMNS, has_survival_head
 from churn.stages.fit_workers import (
     collect_model_forms,
     count_fit_workers,
+    estimate_refit_bytes,
     estimate_worker_bytes,
+    list_categorical_columns,
     list_model_form_columns,
     open_fit_pool,
     read_available_memory,
-    read_backtest_frame,
+    refit_backtest_from_file,
     submit_backtest_refits,
     submit_model_form_fits,
     use_one_thread,
@@ -115,20 +117,18 @@ def run_evaluate(
     )
     fits = params.evaluate.backtest_cutoffs
     fits += 1 + len(params.label.horizons_days) if compare else 0
-    # Each worker reads at most every row of the file (the backtest's refits read the rows up
-    # to their cutoff, the comparison's the rows of its cutoffs) and about all its columns.
+    # The backtest refits on exactly the exported model's features and catalog, reading the
+    # rows up to its cutoff from the file (a worker does the same).
+    columns = [*KEY_COLUMNS, *model.feature_names]
     workers = count_fit_workers(
         backtest_params,
         fits,
-        bytes_per_worker=estimate_worker_bytes(len(rows.keys), len(rows.frame.columns)),
+        bytes_per_worker=estimate_fit_bytes(rows, backtest_params, columns, model.catalog),
         available_bytes=read_available_memory(),
     )
     if workers == 0 and count_fit_workers(backtest_params, fits) > 0:
         # No room for workers: the fits run here with the one thread a worker would use.
         params, backtest_params = use_one_thread(params), use_one_thread(backtest_params)
-    # The backtest refits on exactly the exported model's features and catalog, reading the
-    # rows up to its cutoff from the file (a worker does the same).
-    columns = [*KEY_COLUMNS, *model.feature_names]
     # Every independent fit of this stage (the model-form comparison's, the backtest's) goes to
     # one pool of worker processes, submitted before the in-process work so that the workers
     # fit while this process computes the test metrics.
@@ -141,7 +141,14 @@ def run_evaluate(
         if rows.comparison is not None:
             assert labels_path is not None  # for the type checker: a comparison needs labels
             comparison = start_model_form_comparison(
-                pool, features_path, Path(labels_path), rows.comparison, model.catalog, params
+                pool,
+                features_path,
+                Path(labels_path),
+                rows.comparison,
+                model.catalog,
+                params,
+                customers=rows.comparison_customers,
+                note=rows.comparison_note,
             )
         elif compare:
             comparison = ModelFormComparison(None, None, None, rows.comparison_note)
@@ -160,8 +167,10 @@ def run_evaluate(
         def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
             if pool is None:
                 return [
-                    refit_from_file(features_path, columns, model.catalog, backtest_params, c)
-                    for c in cutoffs
+                    refit_backtest_from_file(
+                        features_path, columns, model.catalog, backtest_params, cutoff
+                    )
+                    for cutoff in cutoffs
                 ]
             logger.info("backtest: %d refit(s) in %d worker process(es)", len(cutoffs), workers)
             futures = submit_backtest_refits(
@@ -215,6 +224,23 @@ def run_evaluate(
     return metrics
 
 
+def estimate_fit_bytes(
+    rows: EvaluationRows, params: Params, columns: list[str], catalog: pd.DataFrame
+) -> int:
+    """Return the memory the largest of the stage's fits is expected to need in a worker: a
+    backtest refit on ``columns`` (:func:`churn.stages.fit_workers.estimate_refit_bytes`) or a
+    model-form fit, which reads the comparison's rows and columns."""
+    from churn.model.backtest import select_backtest_cutoffs
+
+    thin = len(list_categorical_columns(columns, catalog))
+    cutoffs, _ = select_backtest_cutoffs(rows.keys, params)
+    largest = estimate_refit_bytes(rows.keys, params, cutoffs, len(columns), thin)
+    if rows.comparison is not None:
+        comparison = estimate_worker_bytes(len(rows.comparison), len(rows.comparison.columns))
+        largest = max(largest, comparison)
+    return largest
+
+
 @dataclass(frozen=True)
 class EvaluationRows:
     """What the evaluate stage's own process reads of the features (and labels) file.
@@ -229,7 +255,10 @@ class EvaluationRows:
         comparison: The model-form comparison's frame, as each of its workers reads it
             (:func:`churn.stages.fit_workers.read_model_form_frame` of its cutoffs); ``None``
             without a comparison or when it cannot be planned.
-        comparison_note: Why the forms are not compared, when the comparison cannot be planned.
+        comparison_note: Why the forms are not compared, when the comparison cannot be planned;
+            or, when they are compared on a sample of the customers, which.
+        comparison_customers: The customers the comparison is limited to
+            (``evaluate.model_form_max_customers``; ``None``: every customer).
     """
 
     keys: pd.DataFrame
@@ -238,6 +267,7 @@ class EvaluationRows:
     churn_times: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
     comparison_note: str | None = None
+    comparison_customers: np.ndarray | None = None
 
     def without_comparison(self) -> EvaluationRows:
         """Return these rows without ``comparison`` (for the memory)."""
@@ -252,9 +282,9 @@ def read_evaluation_rows(
 
     The splits need only each row's cutoff and label (and, for the comparison, its churn
     times), so they are made on the keys; the rows that only the backtest's refits use are
-    read by the refits themselves (:func:`refit_from_file`), in the workers or here one cutoff
-    at a time. The comparison's frame equals what each of its workers reads (a test checks
-    it), so the stage and the workers plan the same split.
+    read by the refits themselves (:func:`churn.stages.fit_workers.refit_backtest_from_file`),
+    in the workers or here one cutoff at a time. The comparison's frame equals what each of
+    its workers reads (a test checks it), so the stage and the workers plan the same split.
 
     Args:
         features_path: Features Parquet.
@@ -272,6 +302,9 @@ def read_evaluation_rows(
     test = np.unique(np.asarray(split.test, dtype=np.int64))  # a file is read in order
     if labels_path is None:
         return EvaluationRows(keys, split, read_file_rows(features_path, test))
+    # Read before the comparison is planned: a stage given labels depends on it whenever
+    # the comparison runs (dvc.yaml declares it).
+    limit = params.evaluate.model_form_max_customers
     keyed = attach_churn_times(keys, read_churn_times(labels_path))
     churn_times = keyed[list(CHURN_TIME_COLUMNS)]
     try:
@@ -289,6 +322,10 @@ def read_evaluation_rows(
         compared = np.flatnonzero(at_cutoffs)
     else:  # a random split draws from row positions: its fits read every row
         compared = np.arange(len(keys), dtype=np.int64)
+    ids = keys["customer_id"].iloc[compared]
+    customers, note = sample_comparison_customers(ids, limit, params.train.seed)
+    if customers is not None:
+        compared = compared[ids.isin(customers).to_numpy()]
     frame = read_file_rows(features_path, test)
     # Read on its own, not taken from a frame of both: taking rows that are not one run
     # copies them, and the test rows the two may share are few.
@@ -296,7 +333,43 @@ def read_evaluation_rows(
     comparison = attach_file_churn_times(
         read_file_rows(features_path, compared, columns), churn_times
     )
-    return EvaluationRows(keys, split, frame, churn_times, comparison.reset_index(drop=True))
+    return EvaluationRows(
+        keys, split, frame, churn_times, comparison.reset_index(drop=True), note, customers
+    )
+
+
+def sample_comparison_customers(
+    customer_ids: pd.Series, limit: int | None, seed: int
+) -> tuple[np.ndarray | None, str | None]:
+    """Return the customers the model-form comparison is limited to, and a note saying so.
+
+    The comparison is a diagnostic beside the exported model: four fits (the survival head and
+    a classifier per horizon) on the rows of its own split. Past
+    ``evaluate.model_form_max_customers`` customers it fits and measures on a seeded hash
+    sample of them, each with all its rows (:func:`churn.model.sampling.sample_customer_ids`),
+    so its cost stops growing with the data; below the limit nothing changes.
+
+    Args:
+        customer_ids: The customer id of each row at the comparison's cutoffs.
+        limit: ``evaluate.model_form_max_customers``.
+        seed: ``train.seed``.
+
+    Returns:
+        ``(None, None)`` when every customer is used, else the kept ids and the note that the
+        metrics carry.
+    """
+    from churn.model.sampling import sample_customer_ids
+
+    customers = sample_customer_ids(customer_ids, limit, seed)
+    if customers is None:
+        return None, None
+    note = (
+        f"model forms compared on a seeded sample of {len(customers):,} of the "
+        f"{customer_ids.nunique():,} customers at the comparison's cutoffs "
+        "(evaluate.model_form_max_customers)"
+    )
+    logger.info(note)
+    return customers, note
 
 
 def read_file_rows(
@@ -319,19 +392,6 @@ def attach_file_churn_times(frame: pd.DataFrame, churn_times: pd.DataFrame) -> p
     return pd.concat([kept, times], axis=1)
 
 
-def refit_from_file(
-    features_path: Path,
-    columns: list[str],
-    catalog: pd.DataFrame,
-    params: Params,
-    cutoff: pd.Timestamp,
-) -> dict[str, Any]:
-    """Refit the backtest as of ``cutoff`` on the rows up to it, read from the features file
-    as a worker reads them (:func:`churn.stages.fit_workers.read_backtest_frame`)."""
-    frame = read_backtest_frame(features_path, columns, cutoff)
-    return refit_backtest_cutoff(frame, catalog, params, cutoff)
-
-
 @dataclass
 class ModelFormComparison:
     """The model-form comparison under way: its frame and plan, and the fits' futures (none
@@ -352,6 +412,9 @@ def start_model_form_comparison(
     frame: pd.DataFrame,
     catalog: pd.DataFrame,
     params: Params,
+    *,
+    customers: np.ndarray | None = None,
+    note: str | None = None,
 ) -> ModelFormComparison:
     """Plan the model-form comparison on ``frame`` and submit its fits to ``pool`` (if any).
 
@@ -359,7 +422,8 @@ def start_model_form_comparison(
     ``features_path`` and ``labels_path`` (:func:`churn.stages.fit_workers.read_model_form_frame`
     of the plan's cutoffs), so this process and the workers plan the same split. A comparison
     that cannot be planned (e.g. a slice without a live feature) comes back with a note and no
-    fits.
+    fits. ``customers`` (:attr:`EvaluationRows.comparison_customers`) limits what the workers
+    read to the customers ``frame`` holds; ``note`` says so in the metrics.
     """
     try:
         plan = plan_model_forms(frame, catalog, params)
@@ -371,9 +435,9 @@ def start_model_form_comparison(
     if pool is not None:
         columns = [column for column in frame.columns if column not in CHURN_TIME_COLUMNS]
         futures = submit_model_form_fits(
-            pool, features_path, labels_path, columns, catalog, params, plan
+            pool, features_path, labels_path, columns, catalog, params, plan, customers
         )
-    return ModelFormComparison(frame, plan, futures)
+    return ModelFormComparison(frame, plan, futures, note)
 
 
 def finish_model_form_comparison(
@@ -388,10 +452,12 @@ def finish_model_form_comparison(
         return comparison.result, comparison.note
     try:
         if comparison.futures is None:
-            return compare_model_forms(comparison.frame, catalog, params, truth), None
-        return collect_model_forms(
-            comparison.frame, comparison.plan, params, comparison.futures, truth
-        ), None
+            compared = compare_model_forms(comparison.frame, catalog, params, truth)
+        else:
+            compared = collect_model_forms(
+                comparison.frame, comparison.plan, params, comparison.futures, truth
+            )
+        return compared, comparison.note
     except ModelError as exc:  # e.g. a slice of the comparison's split holds no churn event
         note = f"model forms not compared: {exc}"
         logger.warning(note)

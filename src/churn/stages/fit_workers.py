@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params, parse_params
-from churn.domain.catalog import CUTOFF, KEY_COLUMNS
+from churn.domain.catalog import CUSTOMER_ID, CUTOFF, KEY_COLUMNS
 from churn.errors import ModelError
-from churn.io import read_parquet_frame
+from churn.io import find_filtered_positions, read_frame_positions, read_parquet_frame
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
 from churn.model.horizon_evaluation import (
@@ -60,9 +60,56 @@ WORKER_BASE_BYTES = 400 * 2**20
 WORKER_FRAME_FACTOR = 2.0
 
 
-def estimate_worker_bytes(rows: int, columns: int) -> int:
-    """Return the memory one fit worker is expected to need for ``rows`` x ``columns``."""
-    return int(WORKER_BASE_BYTES + WORKER_FRAME_FACTOR * rows * columns * 8)
+def estimate_worker_bytes(rows: int, columns: int, *more: tuple[int, int]) -> int:
+    """Return the memory one fit worker is expected to need for ``rows`` x ``columns``
+    (and each further ``(rows, columns)`` it reads and holds beside them)."""
+    cells = rows * columns + sum(extra_rows * extra_columns for extra_rows, extra_columns in more)
+    return int(WORKER_BASE_BYTES + WORKER_FRAME_FACTOR * cells * 8)
+
+
+def estimate_refit_bytes(
+    keys: pd.DataFrame,
+    params: Params,
+    cutoffs: Sequence[pd.Timestamp],
+    columns: int,
+    thin_columns: int,
+) -> int:
+    """Return the memory the largest backtest refit at ``cutoffs`` is expected to need in a
+    worker (:func:`refit_backtest_from_file`), from the file's keys alone.
+
+    A refit holds ``thin_columns`` (keys and categorical features) of every row up to its
+    cutoff and all ``columns`` of the rows it fits and scores: every churned training row, the
+    sampled share of the others (:func:`churn.model.sampling.choose_negative_rate`),
+    validation and test, counted on its split of the keys. A cutoff whose split fails needs
+    nothing (the refit reports it skipped).
+
+    Args:
+        keys: Every row's ``customer_id``, ``cutoff`` and ``label``, in file order.
+        params: All parameters, as the refits use them.
+        cutoffs: The backtest's cutoffs.
+        columns: Columns a refit reads of the rows it fits and scores.
+        thin_columns: Columns it reads of every row up to its cutoff.
+    """
+    from churn.model.backtest import build_backtest_config
+    from churn.model.sampling import choose_negative_rate
+    from churn.model.split import label_array, split_by_time, take_rows
+
+    cfg = build_backtest_config(params)
+    times = pd.DatetimeIndex(keys[CUTOFF])
+    largest = 0
+    for cutoff in cutoffs:
+        try:
+            split = split_by_time(keys, cfg, params.label, last_cutoff=cutoff)
+            labels = label_array(take_rows(keys, split.train))
+            positives = int(labels.sum())
+            rate = choose_negative_rate(positives, len(labels) - positives, cfg)
+        except ModelError:
+            continue
+        full = positives + rate * (len(labels) - positives) + len(split.validation)
+        full += len(split.test)
+        thin = int(np.sum(times <= cutoff))
+        largest = max(largest, estimate_worker_bytes(thin, thin_columns, (int(full), columns)))
+    return largest
 
 
 def read_available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -154,6 +201,45 @@ def read_backtest_frame(
     return frame.reset_index(drop=True)
 
 
+def list_categorical_columns(columns: Sequence[str], catalog: pd.DataFrame) -> list[str]:
+    """Return the key columns and the catalog's categorical features among ``columns``, in
+    their order: what a refit reads of every row (:func:`refit_backtest_from_file`)."""
+    categorical = set(catalog.loc[catalog["kind"] == "categorical", "name"])
+    return [c for c in columns if c in KEY_COLUMNS or c in categorical]
+
+
+def refit_backtest_from_file(
+    features_path: str | Path,
+    columns: Sequence[str],
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoff: pd.Timestamp,
+) -> dict[str, Any]:
+    """Refit the backtest as of ``cutoff``, reading only what the refit uses from the file.
+
+    Of the rows up to ``cutoff`` only the keys, the label and the categorical features are
+    read for all (the split, the sample and the categorical levels need every training row);
+    the sampled training rows, validation and test are then read with every one of
+    ``columns`` (:func:`churn.model.backtest.refit_backtest_cutoff`'s ``read_rows``). At a
+    million customers that is about a third of the training rows' floats instead of all of
+    them, the largest part of the stage's memory. The entry equals a refit on the whole rows
+    (a test checks it). A features folder (not one file) is read whole up to ``cutoff``.
+    """
+    path = Path(features_path)
+    positions = find_filtered_positions(path, [(CUTOFF, "<=", cutoff)]) if path.is_file() else None
+    if positions is None:
+        frame = read_backtest_frame(path, columns, cutoff)
+        return refit_backtest_cutoff(frame, catalog, params, cutoff)
+    thin = read_frame_positions(path, positions, list_categorical_columns(columns, catalog))
+
+    def read_rows(kept: np.ndarray) -> pd.DataFrame:
+        rows = read_frame_positions(path, positions[kept], list(columns))
+        rows.index = pd.Index(kept)
+        return rows
+
+    return refit_backtest_cutoff(thin, catalog, params, cutoff, read_rows)
+
+
 def _worker_params(task: dict[str, Any]) -> Params:
     # One thread per process: the processes, not LightGBM's threads, share the cores.
     return use_one_thread(parse_params(task["params"], source="fit task"))
@@ -163,8 +249,9 @@ def refit_in_worker(task: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: read the task's features, refit as of its cutoff, return the entry."""
     params = _worker_params(task)
     cutoff = pd.Timestamp(task["cutoff"])
-    features = read_backtest_frame(task["features_path"], task["columns"], cutoff)
-    return refit_backtest_cutoff(features, decode_frame(task["catalog"]), params, cutoff)
+    return refit_backtest_from_file(
+        task["features_path"], task["columns"], decode_frame(task["catalog"]), params, cutoff
+    )
 
 
 def open_fit_pool(workers: int) -> ProcessPoolExecutor:
@@ -250,6 +337,7 @@ def read_model_form_frame(
     labels_path: str | Path,
     columns: Sequence[str],
     cutoffs: Sequence[pd.Timestamp] | None = None,
+    customers: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """Read what the model-form comparison fits on: ``columns`` of the features, with the
     labels' churn times attached (:func:`churn.model.horizon_evaluation.attach_churn_times`).
@@ -261,10 +349,17 @@ def read_model_form_frame(
         cutoffs: Read only the rows at these cutoffs (all when ``None``): the cutoffs of the
             comparison's out-of-time split (:func:`list_plan_cutoffs`), whose rows are the
             only ones any fit uses.
+        customers: Read only these customers' rows (all when ``None``): the comparison's
+            customer sample (``evaluate.model_form_max_customers``).
     """
-    filters = None if cutoffs is None else [(CUTOFF, "in", list(cutoffs))]
-    features = read_parquet_frame(features_path, columns=list(columns), filters=filters)
-    return build_model_form_frame(features, read_churn_times(labels_path, cutoffs), columns)
+    filters = []
+    if cutoffs is not None:
+        filters.append((CUTOFF, "in", list(cutoffs)))
+    if customers is not None:
+        filters.append((CUSTOMER_ID, "in", list(customers)))
+    features = read_parquet_frame(features_path, columns=list(columns), filters=filters or None)
+    labels = read_churn_times(labels_path, cutoffs, customers)
+    return build_model_form_frame(features, labels, columns)
 
 
 def list_plan_cutoffs(plan: ModelFormPlan) -> list[pd.Timestamp] | None:
@@ -319,11 +414,13 @@ def fit_model_form_in_worker(task: dict[str, Any]) -> dict[str, Any]:
     probabilities (float64 bytes and shape) and, for the hazard form, the head's metadata."""
     params = _worker_params(task)
     cutoffs = task.get("cutoffs")
+    customers = task.get("customers")
     frame = read_model_form_frame(
         task["features_path"],
         task["labels_path"],
         task["columns"],
         None if cutoffs is None else [pd.Timestamp(cutoff) for cutoff in cutoffs],
+        None if customers is None else decode_frame(customers)[CUSTOMER_ID].tolist(),
     )
     plan = plan_model_forms(frame, decode_frame(task["catalog"]), params)
     expected = task.get("rows")
@@ -354,13 +451,15 @@ def submit_model_form_fits(
     catalog: pd.DataFrame,
     params: Params,
     plan: ModelFormPlan | None = None,
+    customers: np.ndarray | None = None,
 ) -> dict[str, Future[dict[str, Any]]]:
     """Submit the comparison's fits: the survival head first (the longest), then one
     classifier per horizon. Returns form (``"hazard"`` or the horizon as text) -> future.
 
     With the stage's ``plan``, each worker reads only the rows of the plan's cutoffs
     (:func:`list_plan_cutoffs`; at 100k customers 9 of the file's cutoffs) and checks that
-    its own plan has the same rows per slice (a mismatch is a :class:`ModelError`).
+    its own plan has the same rows per slice (a mismatch is a :class:`ModelError`). With
+    ``customers`` (the comparison's customer sample), each reads only those customers' rows.
     """
     base: dict[str, Any] = {
         "features_path": str(features_path),
@@ -373,6 +472,8 @@ def submit_model_form_fits(
     if plan is not None and cutoffs is not None:
         base["cutoffs"] = [cutoff.isoformat() for cutoff in cutoffs]
         base["rows"] = describe_plan_rows(plan)
+    if customers is not None:  # Arrow bytes, like the catalog: ids of any type, no pickle
+        base["customers"] = encode_frame(pd.DataFrame({CUSTOMER_ID: customers}))
     forms = [HAZARD_FORM, *(str(h) for h in params.label.horizons_days)]
     return {form: pool.submit(fit_model_form_in_worker, {**base, "form": form}) for form in forms}
 

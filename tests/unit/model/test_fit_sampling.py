@@ -232,3 +232,22 @@ def test_the_baseline_is_fitted_on_the_classifiers_weighted_sample(features):
     # Guard: the unsampled fit gives other probabilities, so the comparison above can fail.
     unsampled = fit_baseline(train, catalog, seed=params.train.seed)
     assert not np.allclose(predict_baseline(unsampled, test), predict_baseline(expected, test))
+
+
+def test_a_fit_given_only_the_keys_and_categoricals_of_training_rows_is_the_same_model(features):
+    """With the sample drawn, the fit reads of the other training rows only their keys,
+    labels and categorical levels: the thin frame gives the same trees, levels, typical values
+    and facts; without later validation rows to take typical values from, it is refused."""
+    params = make_backtest_params(negative_sample_rate=0.3)
+    train, validation, _ = slices(features, params)
+    sample = sample_training_rows(train, params.train)
+    thin = train[[*KEY_COLUMNS, "acquisition_channel", "plan"]]
+    whole = fit_churn_model(train, validation, TINY_CATALOG, params.train, sample=sample)
+    lean = fit_churn_model(thin, validation, TINY_CATALOG, params.train, sample=sample)
+    assert lean.booster.model_to_string() == whole.booster.model_to_string()
+    assert lean.categorical_levels == whole.categorical_levels
+    assert lean.typical_values == whole.typical_values
+    assert lean.metadata == whole.metadata
+    assert lean.feature_names == whole.feature_names
+    with pytest.raises(ModelError, match="later than the training rows"):
+        fit_churn_model(thin, train, TINY_CATALOG, params.train, sample=sample)

@@ -202,3 +202,53 @@ def test_an_entity_split_reads_its_scattered_test_rows_and_scores_them_in_order(
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "plots" / "test_predictions.parquet"), whole.predictions
     )
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
+def test_past_the_customer_limit_the_forms_are_compared_on_a_seeded_sample(
+    exported, tmp_path, monkeypatch, workers
+):
+    """``evaluate.model_form_max_customers``: the comparison fits and measures on the sampled
+    customers' rows only (the cores on those rows of the whole file give the same numbers, in
+    process and in workers), says so in its note, and the rest of the metrics are untouched."""
+    import churn.stages.evaluate as evaluate_stage
+    from churn.model.horizon_evaluation import split_for_horizons
+    from churn.model.sampling import sample_customer_ids
+
+    features_path, labels_path, model_dir = exported
+    if not workers:
+        monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
+    base = survival_params(num_threads=2)
+    limited = base.model_copy(
+        update={"evaluate": base.evaluate.model_copy(update={"model_form_max_customers": 120})}
+    )
+    metrics = run_evaluate(
+        limited,
+        features_path,
+        model_dir,
+        None,
+        tmp_path / "metrics.json",
+        tmp_path / "plots",
+        labels_path,
+    )
+    # The reference: the sample drawn over the customers at the cutoffs the comparison uses.
+    whole = pd.read_parquet(features_path)
+    timed = attach_churn_times(whole, pd.read_parquet(labels_path))
+    used = split_for_horizons(timed, base).used_cutoffs()
+    at_used = whole.loc[whole["cutoff"].isin(used), "customer_id"]
+    kept = sample_customer_ids(at_used, 120, base.train.seed)
+    assert kept is not None and len(kept) == 120 < at_used.nunique()
+    catalog = ChurnModel.load(model_dir).catalog
+    columns = list_model_form_columns(list(whole.columns), catalog)
+    sampled = keep_columns(timed, [*columns, *CHURN_TIME_COLUMNS])
+    sampled = sampled[sampled["customer_id"].isin(kept)].reset_index(drop=True)
+    expected = make_jsonable(compare_model_forms(sampled, catalog, base))
+    assert metrics["horizons"]["comparison"] == expected
+    unsampled = naive_metrics(features_path, labels_path, model_dir, base)
+    assert expected["split"]["n_test"] < unsampled["comparison"]["split"]["n_test"]
+    note = metrics["horizons"]["comparison_note"]
+    assert note is not None and f"120 of the {at_used.nunique()} customers" in note
+    # Only the comparison changes.
+    assert metrics["test"] == unsampled["test"]
+    assert metrics["backtest"] == unsampled["backtest"]
+    assert metrics["horizons"]["test"] == unsampled["head"]

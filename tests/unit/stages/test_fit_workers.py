@@ -18,12 +18,14 @@ from churn.model.survival import CHURN_TIME_COLUMNS
 from churn.stages.evaluate import ModelFormComparison, finish_model_form_comparison
 from churn.stages.fit_workers import (
     WORKER_BASE_BYTES,
+    WORKER_FRAME_FACTOR,
     build_model_form_frame,
     collect_model_forms,
     count_fit_workers,
     decode_frame,
     describe_plan_rows,
     encode_frame,
+    estimate_refit_bytes,
     estimate_worker_bytes,
     fit_model_form_in_worker,
     keep_columns,
@@ -33,6 +35,7 @@ from churn.stages.fit_workers import (
     read_available_memory,
     read_backtest_frame,
     read_model_form_frame,
+    refit_backtest_from_file,
     refit_side_by_side,
     submit_model_form_fits,
     use_one_thread,
@@ -106,6 +109,62 @@ def test_worker_reads_only_rows_up_to_its_cutoff_in_order(features_file):
     columns = [*KEY_COLUMNS, "mrr_at_cutoff"]
     expected = features.loc[features["cutoff"] <= cutoff, columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(read_backtest_frame(path, columns, cutoff), expected)
+
+
+def test_a_refit_from_the_file_reads_in_full_only_the_rows_it_fits_and_scores(
+    features_file, monkeypatch
+):
+    """Every row up to the cutoff is read with its keys and categorical features only; every
+    column only for the sampled training rows, validation and test; the entry is the refit's
+    on the whole frame (integer ids, categorical features)."""
+    import churn.stages.fit_workers as fit_workers
+    from churn.model.backtest import build_backtest_config, split_backtest_cutoff
+    from churn.model.sampling import sample_training_rows
+
+    features, path = features_file
+    base = tiny_params()
+    params = base.model_copy(
+        update={"train": base.train.model_copy(update={"negative_sample_rate": 0.3})}
+    )
+    reads: list[tuple[int, list[str]]] = []
+    original = fit_workers.read_frame_positions
+
+    def recording(where, positions, columns=None):
+        reads.append((len(positions), list(columns)))
+        return original(where, positions, columns)
+
+    monkeypatch.setattr(fit_workers, "read_frame_positions", recording)
+    cutoffs, _ = select_backtest_cutoffs(features, params)
+    estimates = []
+    for cutoff in cutoffs:
+        reads.clear()
+        entry = refit_backtest_from_file(
+            path, list(features.columns), TINY_CATALOG, params, cutoff
+        )
+        assert "roc_auc" in entry
+        assert entry == refit_backtest_cutoff(features, TINY_CATALOG, params, cutoff)
+        # The naive count of what the refit uses: sampled training rows, validation, test.
+        _, (train, validation, test), _ = split_backtest_cutoff(features, params, cutoff)
+        sampled = sample_training_rows(train, build_backtest_config(params))
+        (thin_rows, thin_columns), (wide_rows, wide_columns) = reads
+        assert thin_rows == int((features["cutoff"] <= cutoff).sum())
+        assert thin_columns == [*KEY_COLUMNS, "acquisition_channel", "plan"]
+        assert wide_columns == list(features.columns)
+        assert wide_rows == len(sampled.rows) + len(validation) + len(test) < thin_rows
+        # The worker memory estimate counts the same reads from the keys alone (the sample's
+        # per-cutoff rounding aside: at most a row per training cutoff).
+        keys = features[list(KEY_COLUMNS)]
+        estimate = estimate_refit_bytes(
+            keys, params, [cutoff], len(wide_columns), len(thin_columns)
+        )
+        exact = estimate_worker_bytes(
+            thin_rows, len(thin_columns), (wide_rows, len(wide_columns))
+        )
+        slack = WORKER_FRAME_FACTOR * 8 * len(wide_columns) * train["cutoff"].nunique()
+        assert abs(estimate - exact) <= slack
+        estimates.append(estimate)
+    both = estimate_refit_bytes(keys, params, cutoffs, len(wide_columns), len(thin_columns))
+    assert both == max(estimates) > WORKER_BASE_BYTES
 
 
 def test_side_by_side_refits_equal_the_serial_ones(features_file):
