@@ -221,30 +221,39 @@ def parse_settings(given: list[str]) -> dict[str, Any]:
 
 def write_params(
     work: Path,
-    customers: int | None,
+    customers: int,
     months: int | None,
     seed: int | None = None,
     settings: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``work/params.yaml``: the repository's, with the run's size and ``settings``.
+    """Write ``work/params.yaml`` for a new run: the repository's, with the run's size and
+    ``settings`` (validated, see :func:`save_params`)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["simulate"]["customers"] = customers
+    if months is not None:
+        params["simulate"]["months"] = months
+    if seed is not None:
+        params["simulate"]["seed"] = seed
+    params.setdefault("data", {})["source"] = "simulator"
+    save_params(work, params, settings)
 
-    With ``customers`` ``None`` the folder's own ``params.yaml`` is the start (a continued
-    run), otherwise the repository's. ``settings`` (dotted key -> value, as ``--set`` gives
-    them) meet the rules of ``params.yaml`` itself: the result is validated with
-    :func:`churn.config.parse_params` before it is written, so an unknown key or a bad value
-    stops the benchmark before any stage runs.
+
+def update_params(work: Path, settings: dict[str, Any]) -> None:
+    """Apply ``settings`` to the ``params.yaml`` of a run continued in ``work`` (its size and
+    earlier settings kept; validated, see :func:`save_params`)."""
+    save_params(work, yaml.safe_load((work / "params.yaml").read_text()), settings)
+
+
+def save_params(work: Path, params: dict[str, Any], settings: dict[str, Any] | None) -> None:
+    """Write ``params`` with ``settings`` applied to ``work/params.yaml``.
+
+    ``settings`` (dotted key -> value, as ``--set`` gives them) meet the rules of
+    ``params.yaml`` itself: the result is validated with :func:`churn.config.parse_params`
+    before it is written, so an unknown key or a bad value stops the benchmark before any
+    stage runs.
     """
     from churn.config import apply_overrides, parse_params
 
-    source = ROOT / "params.yaml" if customers is not None else work / "params.yaml"
-    params = yaml.safe_load(source.read_text())
-    if customers is not None:
-        params["simulate"]["customers"] = customers
-        if months is not None:
-            params["simulate"]["months"] = months
-        if seed is not None:
-            params["simulate"]["seed"] = seed
-        params.setdefault("data", {})["source"] = "simulator"
     params = apply_overrides(params, settings or {})
     parse_params(params, source=f"{work / 'params.yaml'} with --set {settings}")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -322,7 +331,7 @@ def run_pipeline(
         if progress is None or not (work / "params.yaml").is_file():
             raise ValueError(f"{work} holds no earlier run to continue (params.yaml)")
         if settings:
-            write_params(work, None, None, settings=settings)
+            update_params(work, settings)
         customers = int(yaml.safe_load((work / "params.yaml").read_text())["simulate"]["customers"])
         earlier = ordered[: ordered.index(from_stage)]
         results = read_earlier_stages(progress, earlier)

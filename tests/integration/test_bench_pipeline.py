@@ -56,7 +56,7 @@ def test_written_params_carry_the_settings_and_a_continued_run_keeps_its_size(tm
     assert written["simulate"]["customers"] == 1234 and written["simulate"]["months"] == 18
     assert written["features"]["duckdb_memory_limit"] == "8GB"
 
-    bench.write_params(tmp_path, None, None, settings={"features.duckdb_threads": 1})
+    bench.update_params(tmp_path, {"features.duckdb_threads": 1})
     continued = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert continued["simulate"]["customers"] == 1234
     assert continued["features"]["duckdb_memory_limit"] == "8GB"
