@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (module, attribute, phase name) wrapped for timing; a phase's figures include its callees.
 PHASES = (
     ("churn.io", "read_frame", "read features"),
+    ("churn.stages.train", "read_training_rows", "train: read the split's rows"),
+    ("churn.model.fit", "fit_churn_model", "classifier fit (levels, LightGBM, calibration)"),
     ("churn.model.fit", "train_churn_models", "train core (split, guards, fit, metrics)"),
     ("lightgbm", "train", "LightGBM fit"),
     ("churn.model.fit", "fit_baseline", "baseline fit"),
@@ -63,10 +65,12 @@ PHASES = (
     ("mlflow.models.utils", "_validate_serving_input", "MLflow: input example served"),
     ("churn.stages.train", "download_champion_export", "MLflow: champion export download"),
     ("churn.stages.train", "write_calibration_plot", "calibration plot"),
+    ("churn.stages.evaluate", "read_evaluation_rows", "evaluate: read keys, test, comparison"),
     ("churn.stages.evaluate", "evaluate_models", "evaluate core (test metrics)"),
     ("churn.stages.evaluate", "start_model_form_comparison", "evaluate: model forms, set-up"),
     ("churn.stages.evaluate", "measure_head_on_test", "evaluate: survival head on test"),
     ("churn.stages.evaluate", "run_rolling_backtest", "backtest"),
+    ("churn.stages.evaluate", "refit_backtest_from_file", "backtest refit in process"),
     ("churn.stages.evaluate", "finish_model_form_comparison", "evaluate: model forms, results"),
 )
 

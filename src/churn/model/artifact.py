@@ -180,6 +180,7 @@ def prepare_features(
     frame: pd.DataFrame,
     feature_names: tuple[str, ...],
     categorical_levels: Mapping[str, tuple[str, ...]],
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Turn a feature frame into a booster's float matrix, matching columns by name.
 
@@ -191,9 +192,12 @@ def prepare_features(
             ignored).
         feature_names: Model input columns, in booster order.
         categorical_levels: Known levels of each categorical feature.
+        positions: Encode only the rows at these positions of ``frame`` (``None``: all), one
+            column at a time: the matrix of ``frame.iloc[positions]`` without that copy of
+            every column (a training sample, :class:`churn.model.sampling.TrainingSample`).
 
     Returns:
-        A ``float64`` array of shape ``(len(frame), len(feature_names))``.
+        A ``float64`` array of shape ``(rows, len(feature_names))``.
 
     Raises:
         ModelError: If required feature columns are missing, naming them, or a numeric feature
@@ -204,9 +208,10 @@ def prepare_features(
         raise ModelError(
             f"input is missing {len(missing)} required feature column(s): {missing[:20]}"
         )
-    matrix = np.empty((len(frame), len(feature_names)), dtype=np.float64)
+    rows = len(frame) if positions is None else len(positions)
+    matrix = np.empty((rows, len(feature_names)), dtype=np.float64)
     for j, name in enumerate(feature_names):
-        column = frame[name]
+        column = frame[name] if positions is None else frame[name].iloc[positions]
         if name in categorical_levels:
             matrix[:, j] = encode_categories(column, categorical_levels[name])
         else:

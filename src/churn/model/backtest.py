@@ -130,15 +130,19 @@ def refit_backtest_cutoff(
             train, validation, test = parts
             sample = sample_training_rows(train, cfg)
             if read_rows is not None:
-                sampled = sample.rows.index.to_numpy(dtype=np.int64)
+                sampled = sample.rows.index.to_numpy(dtype=np.int64)  # a copy of thin rows
                 wide = read_rows(np.union1d(np.union1d(sampled, split.validation), split.test))
-                sample = replace(sample, rows=take_file_rows(wide, sampled))
+                sample = replace(sample, source=take_file_rows(wide, sampled), positions=None)
                 validation = take_file_rows(wide, split.validation)
                 test = take_file_rows(wide, split.test)
                 parts = (train, validation, test)
             model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
             baseline = fit_baseline(
-                sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights
+                sample.source,
+                catalog,
+                seed=cfg.seed,
+                sample_weight=sample.weights,
+                positions=sample.positions,
             )
     except ModelError as exc:
         reason = str(exc)

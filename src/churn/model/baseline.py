@@ -137,46 +137,76 @@ class LogisticBaseline:
             intercept=float(intercept),
         )
 
-    def design_matrix(self, frame: pd.DataFrame, *, sparse: bool = False) -> Any:
+    def design_matrix(
+        self, frame: pd.DataFrame, *, sparse: bool = False, positions: np.ndarray | None = None
+    ) -> Any:
         """Return the standardised, one-hot design matrix of ``frame`` (columns by name).
 
         Args:
             frame: Rows to encode.
             sparse: Return a SciPy CSR matrix instead of a dense array (the fit uses it when
                 the one-hot block is wide, :data:`NEWTON_MAX_COLUMNS`).
+            positions: Encode only the rows at these positions of ``frame`` (``None``: all),
+                without a copy of those rows (a training sample).
         """
         from scipy.sparse import csr_matrix, hstack
 
-        numbers = self.standardise_numbers(frame)
+        rows = len(frame) if positions is None else len(positions)
+        codes = self.encode_levels(frame, positions)
+        width = len(self.numeric)
+        if not sparse:
+            # Filled in place: the numbers are read straight into their block, so the matrix
+            # is the only array of its size (a stacked copy doubled the fit's peak).
+            design = np.zeros((rows, width + sum(len(levels) for levels in self.levels)))
+            self.standardise_numbers(frame, positions, out=design[:, :width])
+            offset = width
+            for levels, code in zip(self.levels, codes, strict=True):
+                seen = np.flatnonzero(code >= 0)
+                design[seen, code[seen] + offset] = 1.0
+                offset += len(levels)
+            return design
+        numbers = self.standardise_numbers(frame, positions)
         # One-hot cells of every categorical: (row, the level's design column) for each level
         # seen in training; an unseen level sets no cell.
-        rows, columns, offset = [np.empty(0, np.int64)], [np.empty(0, np.int64)], 0
-        for levels, code in zip(self.levels, self.encode_levels(frame), strict=True):
+        cells_rows, cells_columns, offset = [np.empty(0, np.int64)], [np.empty(0, np.int64)], 0
+        for levels, code in zip(self.levels, codes, strict=True):
             seen = np.flatnonzero(code >= 0)
-            rows.append(seen)
-            columns.append(code[seen] + offset)
+            cells_rows.append(seen)
+            cells_columns.append(code[seen] + offset)
             offset += len(levels)
-        cells = (np.concatenate(rows), np.concatenate(columns))
-        one_hot = csr_matrix((np.ones(len(cells[0])), cells), shape=(len(frame), offset))
-        if sparse:
-            return hstack([csr_matrix(numbers), one_hot], format="csr")
-        return np.hstack([numbers, one_hot.toarray()])
+        cells = (np.concatenate(cells_rows), np.concatenate(cells_columns))
+        one_hot = csr_matrix((np.ones(len(cells[0])), cells), shape=(rows, offset))
+        return hstack([csr_matrix(numbers), one_hot], format="csr")
 
-    def standardise_numbers(self, frame: pd.DataFrame) -> np.ndarray:
-        """Return the numeric block: numbers imputed by the median, centred and scaled."""
+    def standardise_numbers(
+        self,
+        frame: pd.DataFrame,
+        positions: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Return the numeric block: numbers imputed by the median, centred and scaled.
+
+        Computed in place in one array (``out`` when given: a block of a larger matrix), with
+        the values of ``(where(isnan, median, x) - mean) / scale``.
+        """
         self.check_columns(frame)
         if not self.numeric:
-            return np.empty((len(frame), 0))
-        numbers = read_numbers(frame, self.numeric)
-        numbers = np.where(np.isnan(numbers), np.asarray(self.medians), numbers)
-        return (numbers - np.asarray(self.means)) / np.asarray(self.scales)
+            return np.empty((len(frame) if positions is None else len(positions), 0))
+        numbers = read_numbers(frame, self.numeric, positions, out)
+        np.copyto(numbers, np.asarray(self.medians), where=np.isnan(numbers))
+        numbers -= np.asarray(self.means)
+        numbers /= np.asarray(self.scales)
+        return numbers
 
-    def encode_levels(self, frame: pd.DataFrame) -> list[np.ndarray]:
-        """Return each categorical column as level positions (-1: a level unseen in training)."""
+    def encode_levels(
+        self, frame: pd.DataFrame, positions: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """Return each categorical column as level positions (-1: a level unseen in training),
+        of every row or of the rows at ``positions``."""
         self.check_columns(frame)
         return [
             pd.Index(list(levels), dtype=object)
-            .get_indexer(read_levels(frame[name]))
+            .get_indexer(read_levels(take_column(frame, name, positions)))
             .astype(np.int64)
             for name, levels in zip(self.categorical, self.levels, strict=True)
         ]
@@ -203,17 +233,37 @@ class LogisticBaseline:
         return 1.0 / (1.0 + np.exp(-logits))
 
 
-def read_numbers(frame: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
-    """Return the named columns as a float64 array (missing as NaN).
+def take_column(frame: pd.DataFrame, name: str, positions: np.ndarray | None) -> pd.Series:
+    """Return column ``name`` of ``frame``, or its values at ``positions``."""
+    return frame[name] if positions is None else frame[name].iloc[positions]
+
+
+def read_numbers(
+    frame: pd.DataFrame,
+    names: tuple[str, ...],
+    positions: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the named columns as a float64 array (missing as NaN), column by column.
+
+    Args:
+        frame: The rows.
+        names: Numeric columns.
+        positions: Only the rows at these positions (``None``: all).
+        out: The array to fill (rows x names), e.g. a block of a design matrix.
 
     Raises:
         ModelError: If a column is not numeric.
     """
-    try:
-        values = frame[list(names)].apply(pd.to_numeric, errors="raise")
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"baseline numeric input is not numeric: {exc}") from None
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    rows = len(frame) if positions is None else len(positions)
+    values = np.empty((rows, len(names)), dtype=np.float64) if out is None else out
+    for j, name in enumerate(names):
+        try:
+            column = pd.to_numeric(take_column(frame, name, positions), errors="raise")
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"baseline numeric input is not numeric: {exc}") from None
+        values[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
 
 
 def read_levels(column: pd.Series) -> np.ndarray:
@@ -236,9 +286,13 @@ NEWTON_MAX_COLUMNS = 1_000
 
 
 def learn_encoding(
-    train: pd.DataFrame, numeric: list[str], categorical: list[str]
+    train: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    positions: np.ndarray | None = None,
 ) -> LogisticBaseline:
-    """Return the baseline's encoding learned on ``train``, with zero coefficients.
+    """Return the baseline's encoding learned on ``train`` (its rows at ``positions``, when
+    given), with zero coefficients.
 
     Numbers: the median of the present values imputes a missing one (0 for a column missing on
     every row), then the imputed column is centred on its mean and divided by its standard
@@ -249,7 +303,7 @@ def learn_encoding(
     means: list[float] = []
     scales: list[float] = []
     if numeric:
-        numbers = read_numbers(train, tuple(numeric))
+        numbers = read_numbers(train, tuple(numeric), positions)
         for column in numbers.T:
             present = column[~np.isnan(column)]
             median = float(np.median(present)) if len(present) else 0.0
@@ -260,7 +314,10 @@ def learn_encoding(
             medians.append(median)
             means.append(float(imputed.mean()) if len(imputed) else 0.0)
             scales.append(spread if spread > 0.0 else 1.0)
-    levels = tuple(tuple(sorted(pd.unique(read_levels(train[name])))) for name in categorical)
+    levels = tuple(
+        tuple(sorted(pd.unique(read_levels(take_column(train, name, positions)))))
+        for name in categorical
+    )
     width = len(numeric) + sum(len(names) for names in levels)
     return LogisticBaseline(
         numeric=tuple(numeric),
@@ -279,6 +336,7 @@ def fit_baseline(
     feature_catalog: pd.DataFrame,
     seed: int = 0,
     sample_weight: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
 ) -> LogisticBaseline:
     """Fit a logistic regression on the catalog's features, using the training rows only.
 
@@ -295,6 +353,9 @@ def fit_baseline(
         seed: Random state of the solver.
         sample_weight: Row weights of the loss (negative downsampling,
             :func:`churn.model.sampling.sample_training_rows`); ``None``: every row weighs 1.
+        positions: Fit on the rows of ``train`` at these positions only (a training sample's
+            :attr:`~churn.model.sampling.TrainingSample.positions`), read column by column
+            without a copy of those rows; ``None``: every row.
 
     Returns:
         The fitted baseline as plain numbers; it selects its columns by name.
@@ -304,14 +365,14 @@ def fit_baseline(
     is_cat = feature_catalog["kind"] == "categorical"
     numeric = list(feature_catalog.loc[~is_cat, "name"])
     categorical = list(feature_catalog.loc[is_cat, "name"])
-    encoding = learn_encoding(train, numeric, categorical)
+    encoding = learn_encoding(train, numeric, categorical, positions)
     wide = len(encoding.coefficients) > NEWTON_MAX_COLUMNS
     model = LogisticRegression(
         solver="lbfgs" if wide else "newton-cholesky", max_iter=2000, random_state=seed
     )
-    model.fit(
-        encoding.design_matrix(train, sparse=wide), label_array(train), sample_weight=sample_weight
-    )
+    labels = label_array(train) if positions is None else label_array(train)[positions]
+    design = encoding.design_matrix(train, sparse=wide, positions=positions)
+    model.fit(design, labels, sample_weight=sample_weight)
     return replace(
         encoding,
         coefficients=tuple(float(v) for v in model.coef_[0]),

@@ -210,7 +210,7 @@ def fit_churn_model(
         categorical churn rates from the latest labeled cutoff of train and validation
         (:mod:`churn.model.reason_reference`).
     """
-    feature_catalog = select_feature_catalog(train if sample is None else sample.rows, catalog)
+    feature_catalog = select_feature_catalog(train if sample is None else sample.source, catalog)
     names = tuple(feature_catalog["name"])
     categorical = list(feature_catalog.loc[feature_catalog["kind"] == "categorical", "name"])
     levels = learn_all_pooled_levels(train, categorical, cfg.min_category_count)
@@ -222,8 +222,8 @@ def fit_churn_model(
     sample = sample_training_rows(train, cfg) if sample is None else sample
     cat_index = [names.index(name) for name in categorical]
     train_set = lgb.Dataset(
-        prepare_features(sample.rows, names, levels),
-        label_array(sample.rows),
+        prepare_features(sample.source, names, levels, sample.positions),
+        sample.labels(),
         weight=sample.weights,
         feature_name=list(names),
         categorical_feature=cat_index,
@@ -267,7 +267,7 @@ def fit_churn_model(
             # The settings (what a refit must match) and what they drew on this split.
             "negative_sampling": describe_negative_sampling(cfg),
             "negative_sample_rate_applied": sample.rate,
-            "n_train_fitted": len(sample.rows),
+            "n_train_fitted": sample.size,
             "validation_positives": int(val_y.sum()),
             "lightgbm_version": lgb.__version__,
         },
@@ -543,7 +543,13 @@ def train_churn_models(
     model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
     # The baseline is fitted on the classifier's sample with the same weights: a fair
     # comparison, and its solver no longer costs more than LightGBM on large data.
-    baseline = fit_baseline(sample.rows, catalog, seed=cfg.seed, sample_weight=sample.weights)
+    baseline = fit_baseline(
+        sample.source,
+        catalog,
+        seed=cfg.seed,
+        sample_weight=sample.weights,
+        positions=sample.positions,
+    )
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = test_y
     test_raw = model.predict_raw(test)  # once: calibrated and raw probabilities share it

@@ -105,6 +105,16 @@ def test_prepare_features_is_what_the_model_uses(tiny_model, feature_frame):
     np.testing.assert_array_equal(tiny_model.prepare(feature_frame), expected)
 
 
+def test_prepare_features_at_positions_is_the_matrix_of_those_rows(tiny_model, feature_frame):
+    names, levels = tiny_model.feature_names, tiny_model.categorical_levels
+    positions = np.array([0, 3, 4, 17, len(feature_frame) - 1])
+    np.testing.assert_array_equal(
+        prepare_features(feature_frame, names, levels, positions),
+        prepare_features(feature_frame.iloc[positions], names, levels),
+    )
+    assert prepare_features(feature_frame, names, levels, positions[:0]).shape == (0, len(names))
+
+
 def test_saved_json_holds_plain_values_and_loads_back_equal(tiny_model, tmp_path):
     model = dataclasses.replace(tiny_model, metadata={"lgb_params": {"num_leaves": 7}, "n": 3})
     model.save(tmp_path / "m")

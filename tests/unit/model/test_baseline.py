@@ -89,9 +89,9 @@ def test_a_wide_design_is_fitted_sparse_by_lbfgs_to_the_same_optimum(feature_fra
     seen = []
     original = LogisticBaseline.design_matrix
 
-    def spy(self, frame, *, sparse=False):
+    def spy(self, frame, *, sparse=False, positions=None):
         seen.append(sparse)
-        return original(self, frame, sparse=sparse)
+        return original(self, frame, sparse=sparse, positions=positions)
 
     monkeypatch.setattr(LogisticBaseline, "design_matrix", spy)
     wide = fit_baseline(train, TINY_CATALOG)
@@ -195,3 +195,21 @@ def test_missing_input_column_is_named(feature_frame):
     baseline = LogisticBaseline(("a",), (0.0,), (0.0,), (1.0,), (), (), (1.0,), 0.0)
     with pytest.raises(ModelError, match=r"\['a'\]"):
         predict_baseline(baseline, feature_frame)
+
+
+def test_a_fit_on_positions_of_a_frame_is_the_fit_on_those_rows(feature_frame):
+    """A training sample's positions give the baseline of the copied rows: the same numbers,
+    in the dense and the sparse design."""
+    rng = np.random.default_rng(3)
+    positions = np.sort(rng.choice(len(feature_frame), size=900, replace=False))
+    weights = rng.uniform(1.0, 4.0, size=900)
+    rows = feature_frame.iloc[positions]
+    copied = fit_baseline(rows, TINY_CATALOG, sample_weight=weights)
+    taken = fit_baseline(feature_frame, TINY_CATALOG, sample_weight=weights, positions=positions)
+    assert taken == copied
+    for sparse in (False, True):
+        at = copied.design_matrix(feature_frame, sparse=sparse, positions=positions)
+        whole = copied.design_matrix(rows, sparse=sparse)
+        if sparse:
+            at, whole = at.toarray(), whole.toarray()
+        np.testing.assert_array_equal(at, whole)

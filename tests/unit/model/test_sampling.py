@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from churn.errors import ModelError
-from churn.model.sampling import sample_customer_ids
+from churn.model.sampling import sample_customer_ids, sample_training_negatives
 
 
 def naive_sample(ids: list[object], limit: int, seed: int) -> set[str]:
@@ -60,3 +60,21 @@ def test_integer_ids_of_an_export_draw_the_customers_their_text_draws():
 def test_a_limit_below_one_is_refused():
     with pytest.raises(ModelError, match="at least 1"):
         sample_customer_ids(pd.Series(["a", "b"]), 0, seed=7)
+
+
+def test_a_training_sample_holds_positions_not_a_copy_of_its_rows():
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(40)],
+            "cutoff": pd.Timestamp("2025-01-01", tz="UTC"),
+            "label": pd.array([1 if i % 5 == 0 else 0 for i in range(40)], dtype="Int8"),
+            "x": np.arange(40.0),
+        }
+    )
+    sample = sample_training_negatives(frame, 0.25, seed=7)
+    assert sample.source is frame and sample.positions is not None
+    assert sample.size == len(sample.positions) == 8 + 8  # 8 churners, a quarter of 32
+    pd.testing.assert_frame_equal(sample.rows, frame.iloc[sample.positions])
+    np.testing.assert_array_equal(sample.labels(), frame["label"].to_numpy(int)[sample.positions])
+    whole = sample_training_negatives(frame, 1.0, seed=7)
+    assert whole.positions is None and whole.rows is frame and whole.size == 40
