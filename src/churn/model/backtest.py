@@ -19,12 +19,13 @@ import pandas as pd
 from churn.config import Params, TrainConfig
 from churn.domain.modes import Mode
 from churn.errors import ModelError
-from churn.model.baseline import fit_baseline, predict_baseline
+from churn.model.baseline import predict_baseline
 from churn.model.fit import (
     UNSAMPLED,
     build_lgb_params,
     describe_negative_sampling,
     fit_churn_model,
+    fit_sample_baseline,
 )
 from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_predictions
 from churn.model.sampling import sample_training_rows
@@ -137,13 +138,7 @@ def refit_backtest_cutoff(
                 test = take_file_rows(wide, split.test)
                 parts = (train, validation, test)
             model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
-            baseline = fit_baseline(
-                sample.source,
-                catalog,
-                seed=cfg.seed,
-                sample_weight=sample.weights,
-                positions=sample.positions,
-            )
+            baseline = fit_sample_baseline(sample, catalog, cfg.seed)
     except ModelError as exc:
         reason = str(exc)
     if reason is not None:

@@ -256,7 +256,10 @@ def read_numbers(
         ModelError: If a column is not numeric.
     """
     rows = len(frame) if positions is None else len(positions)
-    values = np.empty((rows, len(names)), dtype=np.float64) if out is None else out
+    # Column-major, as the frame's own array was: each column is filled in one run, and a
+    # product with the coefficients sums in the order it always did (the last bit of the
+    # baseline's probabilities depends on it).
+    values = np.empty((rows, len(names)), dtype=np.float64, order="F") if out is None else out
     for j, name in enumerate(names):
         try:
             column = pd.to_numeric(take_column(frame, name, positions), errors="raise")

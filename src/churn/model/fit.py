@@ -274,6 +274,21 @@ def fit_churn_model(
     )
 
 
+def fit_sample_baseline(
+    sample: TrainingSample, catalog: pd.DataFrame, seed: int
+) -> LogisticBaseline:
+    """Fit the logistic baseline on the classifier's sample with its weights (a fair
+    comparison; its solver then costs no more than LightGBM on large data), reading the kept
+    rows in place (:func:`churn.model.baseline.fit_baseline`'s ``positions``)."""
+    return fit_baseline(
+        sample.source,
+        catalog,
+        seed=seed,
+        sample_weight=sample.weights,
+        positions=sample.positions,
+    )
+
+
 #: The sampling settings of a model fitted on every training row.
 UNSAMPLED: Mapping[str, Any] = MappingProxyType(
     {"negative_sample_rate": 1.0, "max_training_rows": None}
@@ -541,15 +556,7 @@ def train_churn_models(
         cfg = cfg.model_copy(update=tuned)
     sample = sample_training_rows(train, cfg)
     model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
-    # The baseline is fitted on the classifier's sample with the same weights: a fair
-    # comparison, and its solver no longer costs more than LightGBM on large data.
-    baseline = fit_baseline(
-        sample.source,
-        catalog,
-        seed=cfg.seed,
-        sample_weight=sample.weights,
-        positions=sample.positions,
-    )
+    baseline = fit_sample_baseline(sample, catalog, cfg.seed)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = test_y
     test_raw = model.predict_raw(test)  # once: calibrated and raw probabilities share it

@@ -132,26 +132,40 @@ def naive_metrics(features_path: Path, labels_path: Path, model_dir: Path, param
     )
 
 
+def run_stage(
+    exported: tuple[Path, Path, Path],
+    params: Params,
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: bool,
+) -> dict:
+    """Run the evaluate stage on the exported files, in worker processes or (no memory
+    available for them) in its own process."""
+    import churn.stages.evaluate as evaluate_stage
+
+    features_path, labels_path, model_dir = exported
+    if not workers:
+        monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
+    return run_evaluate(
+        params,
+        features_path,
+        model_dir,
+        None,
+        folder / "metrics.json",
+        folder / "plots",
+        labels_path,
+    )
+
+
 @pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
 def test_the_stage_gives_the_metrics_of_the_cores_on_the_whole_file(
     exported, tmp_path, monkeypatch, workers
 ):
     """Reading only some rows changes no number: in the stage's process (one thread, no room
     for workers) and with two worker processes, against the cores on the whole file."""
-    import churn.stages.evaluate as evaluate_stage
 
     features_path, labels_path, model_dir = exported
-    if not workers:
-        monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
-    metrics = run_evaluate(
-        survival_params(num_threads=2),
-        features_path,
-        model_dir,
-        None,
-        tmp_path / "metrics.json",
-        tmp_path / "plots",
-        labels_path,
-    )
+    metrics = run_stage(exported, survival_params(num_threads=2), tmp_path, monkeypatch, workers)
     expected = naive_metrics(features_path, labels_path, model_dir, survival_params())
     refitted = [entry for entry in metrics["backtest"] if "roc_auc" in entry]
     assert len(metrics["backtest"]) == 2 and len(refitted) == 2
@@ -211,26 +225,15 @@ def test_past_the_customer_limit_the_forms_are_compared_on_a_seeded_sample(
     """``evaluate.model_form_max_customers``: the comparison fits and measures on the sampled
     customers' rows only (the cores on those rows of the whole file give the same numbers, in
     process and in workers), says so in its note, and the rest of the metrics are untouched."""
-    import churn.stages.evaluate as evaluate_stage
     from churn.model.horizon_evaluation import split_for_horizons
     from churn.model.sampling import sample_customer_ids
 
     features_path, labels_path, model_dir = exported
-    if not workers:
-        monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
     base = survival_params(num_threads=2)
     limited = base.model_copy(
         update={"evaluate": base.evaluate.model_copy(update={"model_form_max_customers": 120})}
     )
-    metrics = run_evaluate(
-        limited,
-        features_path,
-        model_dir,
-        None,
-        tmp_path / "metrics.json",
-        tmp_path / "plots",
-        labels_path,
-    )
+    metrics = run_stage(exported, limited, tmp_path, monkeypatch, workers)
     # The reference: the sample drawn over the customers at the cutoffs the comparison uses.
     whole = pd.read_parquet(features_path)
     timed = attach_churn_times(whole, pd.read_parquet(labels_path))
