@@ -42,7 +42,8 @@ import pandas as pd
 from churn.config import Params
 from churn.domain.billing_calendar import add_months
 from churn.errors import ModelError
-from churn.model.fit import build_importance, describe_strongest_features
+from churn.model.fit import build_importance
+from churn.model.leakage import describe_strongest_features
 
 if TYPE_CHECKING:
     from churn.model.artifact import ChurnModel
