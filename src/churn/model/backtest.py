@@ -131,7 +131,7 @@ def refit_backtest_cutoff(
             train, validation, test = parts
             sample = sample_training_rows(train, cfg)
             if read_rows is not None:
-                sampled = sample.rows.index.to_numpy(dtype=np.int64)  # a copy of thin rows
+                sampled = sample.index.to_numpy(dtype=np.int64)
                 wide = read_rows(np.union1d(np.union1d(sampled, split.validation), split.test))
                 sample = replace(sample, source=take_file_rows(wide, sampled), positions=None)
                 validation = take_file_rows(wide, split.validation)

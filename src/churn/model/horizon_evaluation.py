@@ -52,12 +52,26 @@ def read_churn_times(
         customers: Read only these customers' rows (all when ``None``).
     """
     columns = [*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS]
-    filters = []
+    return read_parquet_frame(
+        labels_path, columns=columns, filters=build_key_filters(cutoffs, customers)
+    )
+
+
+def build_key_filters(
+    cutoffs: Sequence[pd.Timestamp] | None, customers: Sequence[Any] | None
+) -> list[tuple[str, str, Any]] | None:
+    """Return the row filters that keep the rows at ``cutoffs`` of ``customers`` (either
+    ``None``: any), as :func:`churn.io.read_parquet_frame` takes them; ``None`` for no filter.
+
+    The features and the labels of the model-form comparison are read with the same filters,
+    so their rows line up (:func:`attach_churn_times`).
+    """
+    filters: list[tuple[str, str, Any]] = []
     if cutoffs is not None:
         filters.append((CUTOFF, "in", list(cutoffs)))
     if customers is not None:
         filters.append((CUSTOMER_ID, "in", list(customers)))
-    return read_parquet_frame(labels_path, columns=columns, filters=filters or None)
+    return filters or None
 
 
 def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

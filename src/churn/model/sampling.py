@@ -49,6 +49,13 @@ class TrainingSample:
         return self.source.iloc[self.positions]
 
     @property
+    def index(self) -> pd.Index:
+        """The kept rows' index labels in ``source`` (no copy of the rows)."""
+        if self.positions is None:
+            return self.source.index
+        return self.source.index[self.positions]
+
+    @property
     def size(self) -> int:
         """How many rows are kept."""
         return len(self.source) if self.positions is None else len(self.positions)

@@ -35,6 +35,7 @@ from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
 from churn.model.horizon_evaluation import (
     ModelFormPlan,
     attach_churn_times,
+    build_key_filters,
     fit_classifier_form,
     fit_hazard_form,
     plan_model_forms,
@@ -352,12 +353,8 @@ def read_model_form_frame(
         customers: Read only these customers' rows (all when ``None``): the comparison's
             customer sample (``evaluate.model_form_max_customers``).
     """
-    filters = []
-    if cutoffs is not None:
-        filters.append((CUTOFF, "in", list(cutoffs)))
-    if customers is not None:
-        filters.append((CUSTOMER_ID, "in", list(customers)))
-    features = read_parquet_frame(features_path, columns=list(columns), filters=filters or None)
+    filters = build_key_filters(cutoffs, customers)
+    features = read_parquet_frame(features_path, columns=list(columns), filters=filters)
     labels = read_churn_times(labels_path, cutoffs, customers)
     return build_model_form_frame(features, labels, columns)
 

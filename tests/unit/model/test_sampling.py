@@ -75,6 +75,8 @@ def test_a_training_sample_holds_positions_not_a_copy_of_its_rows():
     assert sample.source is frame and sample.positions is not None
     assert sample.size == len(sample.positions) == 8 + 8  # 8 churners, a quarter of 32
     pd.testing.assert_frame_equal(sample.rows, frame.iloc[sample.positions])
+    pd.testing.assert_index_equal(sample.index, frame.iloc[sample.positions].index)
     np.testing.assert_array_equal(sample.labels(), frame["label"].to_numpy(int)[sample.positions])
     whole = sample_training_negatives(frame, 1.0, seed=7)
     assert whole.positions is None and whole.rows is frame and whole.size == 40
+    assert whole.index is frame.index
