@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churn.background import BackgroundParquetWriter
 from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
@@ -395,8 +396,14 @@ def _feature_session(
                 # which a CREATE ... ORDER BY only does while insertion order is preserved.
                 con.execute("SET preserve_insertion_order = false")
                 for step, step_sql in query.steps:
+                    step_started = time.perf_counter()
                     con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
+                    logger.debug("feature family %s: step %s in %.2fs", module.FAMILY, step,
+                                 time.perf_counter() - step_started)
+                final_started = time.perf_counter()
                 _create_family_table(con, table, query.sql, family_dir)
+                logger.debug("feature family %s: final query in %.2fs", module.FAMILY,
+                             time.perf_counter() - final_started)
                 for step, _ in query.steps:
                     con.execute(f"DROP TABLE {step}")
             ((n_rows, n_matched),) = con.execute(
@@ -499,7 +506,7 @@ def write_features(
         specs, keys = session.specs, session.keys
         dtypes = feature_dtypes(specs)
         batches = _feature_batches(session.con, session.joined, specs, batch_rows, len(keys))
-        writer: pq.ParquetWriter | None = None
+        writer: BackgroundParquetWriter | None = None
         schema: pa.Schema | None = None
         start = 0
         with _naming_memory_errors(cfg, "the output batches", len(keys)):
@@ -517,7 +524,8 @@ def write_features(
                     table = _arrow_table(chunk, schema)
                     if writer is None:
                         schema = table.schema
-                        writer = pq.ParquetWriter(tmp, schema)
+                        # Encoded on a writer thread while DuckDB computes the next batch.
+                        writer = BackgroundParquetWriter(tmp, schema)
                     writer.write_table(table)
                     start = stop
             finally:

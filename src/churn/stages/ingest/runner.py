@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from pandas.errors import Pandas4Warning
 
 from churn import io
+from churn.background import BackgroundParquetWriter, prefetch
 from churn.config import DataSource, IngestConfig, Params
 from churn.domain.contract import CONTRACT
 from churn.domain.modes import Mode, reference_timestamp
@@ -82,7 +83,15 @@ class _ParquetBatches:
         return self.rows
 
     def batches(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-        """Each batch as ``pd.read_parquet`` would give those rows (one reader thread)."""
+        """Each batch as ``pd.read_parquet`` would give those rows (one reader thread).
+
+        The next batch is read on a thread while this one is worked on
+        (:func:`churn.background.prefetch`): decoding Parquet runs outside Python's lock. (CSV
+        batches are not prefetched: making their Python text objects needs the lock.)
+        """
+        return prefetch(self._read_batches(columns), name=f"read:{self.path.name}")
+
+    def _read_batches(self, columns: list[str] | None) -> Iterator[pd.DataFrame]:
         with pq.ParquetFile(self.path) as file:
             for batch in file.iter_batches(
                 batch_size=self.batch_rows, columns=columns, use_threads=False
@@ -169,7 +178,7 @@ class _ParquetSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.writer: pq.ParquetWriter | None = None
+        self.writer: BackgroundParquetWriter | None = None
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append ``frame``'s rows."""
@@ -180,7 +189,9 @@ class _ParquetSink:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
             dictionary = _dictionary_columns(frame.columns, frame.dtypes)
-            self.writer = pq.ParquetWriter(self.path, table.schema, use_dictionary=dictionary)
+            # Encoded on a writer thread while the next batch is validated.
+            self.writer = BackgroundParquetWriter(self.path, table.schema,
+                                                  use_dictionary=dictionary)
         elif not table.schema.equals(self.writer.schema, check_metadata=False):
             table = table.cast(self.writer.schema)  # e.g. a batch of all-missing values
         self.writer.write_table(table)
