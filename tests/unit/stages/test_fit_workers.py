@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import Future
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -31,6 +34,7 @@ from churn.stages.fit_workers import (
     keep_columns,
     list_model_form_columns,
     list_plan_cutoffs,
+    log_fit_completion,
     open_fit_pool,
     read_available_memory,
     read_backtest_frame,
@@ -357,3 +361,17 @@ def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(survival_
     task["rows"] = rows
     result = fit_model_form_in_worker(task)
     assert result["shape"][0] > 0
+
+
+def test_log_fit_completion_says_which_fit_ended_how_and_when(caplog):
+    done, failed = Future(), Future()
+    assert log_fit_completion(done, "model form hazard") is done
+    log_fit_completion(failed, "backtest refit 2025-08-01")
+    with caplog.at_level(logging.DEBUG, logger="churn.stages.fit_workers"):
+        done.set_result({})
+        failed.set_exception(ModelError("no positives"))
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("model form hazard done ")
+    assert messages[1].startswith("backtest refit 2025-08-01 failed ")
+    assert all(message.endswith(" s after submission") for message in messages)
