@@ -35,15 +35,17 @@ from churn.model.horizon_evaluation import (
 from churn.model.metrics import make_jsonable
 from churn.model.split import Split, take_rows
 from churn.model.survival import CHURN_TIME_COLUMNS, has_survival_head
-from churn.stages.fit_workers import (
-    collect_model_forms,
+from churn.stages.fit_memory import (
     count_fit_workers,
     estimate_refit_bytes,
     estimate_worker_bytes,
+    read_available_memory,
+)
+from churn.stages.fit_workers import (
+    collect_model_forms,
     list_categorical_columns,
     list_model_form_columns,
     open_fit_pool,
-    read_available_memory,
     refit_backtest_from_file,
     submit_backtest_refits,
     submit_model_form_fits,
@@ -228,7 +230,7 @@ def estimate_fit_bytes(
     rows: EvaluationRows, params: Params, columns: list[str], catalog: pd.DataFrame
 ) -> int:
     """Return the memory the largest of the stage's fits is expected to need in a worker: a
-    backtest refit on ``columns`` (:func:`churn.stages.fit_workers.estimate_refit_bytes`) or a
+    backtest refit on ``columns`` (:func:`churn.stages.fit_memory.estimate_refit_bytes`) or a
     model-form fit, which reads the comparison's rows and columns."""
     from churn.model.backtest import select_backtest_cutoffs
 

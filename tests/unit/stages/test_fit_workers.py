@@ -19,24 +19,24 @@ from churn.model.backtest import refit_backtest_cutoff, select_backtest_cutoffs
 from churn.model.horizon_evaluation import compare_model_forms, plan_model_forms
 from churn.model.survival import CHURN_TIME_COLUMNS
 from churn.stages.evaluate import ModelFormComparison, finish_model_form_comparison
-from churn.stages.fit_workers import (
+from churn.stages.fit_memory import (
     WORKER_BASE_BYTES,
     WORKER_FRAME_FACTOR,
+    estimate_refit_bytes,
+    estimate_worker_bytes,
+)
+from churn.stages.fit_workers import (
     build_model_form_frame,
     collect_model_forms,
-    count_fit_workers,
     decode_frame,
     describe_plan_rows,
     encode_frame,
-    estimate_refit_bytes,
-    estimate_worker_bytes,
     fit_model_form_in_worker,
     keep_columns,
     list_model_form_columns,
     list_plan_cutoffs,
     log_fit_completion,
     open_fit_pool,
-    read_available_memory,
     read_backtest_frame,
     read_model_form_frame,
     refit_backtest_from_file,
@@ -71,35 +71,10 @@ def features_file(tmp_path_factory):
     return features, path
 
 
-def test_workers_follow_train_threads_and_refits():
-    assert count_fit_workers(tiny_params(num_threads=2), 3) == 2
-    assert count_fit_workers(tiny_params(num_threads=4), 2) == 2
-    assert count_fit_workers(tiny_params(num_threads=1), 3) == 0
-    assert count_fit_workers(tiny_params(num_threads=2), 1) == 0
-
-
-def test_workers_fit_in_the_memory_available():
-    gb = 2**30
+def test_every_fit_worker_runs_one_thread():
     four = tiny_params(num_threads=4)
-    assert count_fit_workers(four, 6, bytes_per_worker=gb, available_bytes=10 * gb) == 4
-    assert count_fit_workers(four, 6, bytes_per_worker=gb, available_bytes=3 * gb + 1) == 3
-    # Room for one worker is none: the stage's process fits on the rows it holds.
-    assert count_fit_workers(four, 6, bytes_per_worker=gb, available_bytes=gb) == 0
-    assert count_fit_workers(four, 6, bytes_per_worker=gb, available_bytes=0) == 0
-    assert count_fit_workers(four, 6, bytes_per_worker=gb, available_bytes=None) == 4
-    # 1M rows x 100 columns: the frame (0.8 GB as float64) twice, over the base.
-    assert estimate_worker_bytes(1_000_000, 100) == WORKER_BASE_BYTES + 1_600_000_000
     assert use_one_thread(four).train.num_threads == 1
     assert use_one_thread(four).train.model_copy(update={"num_threads": 4}) == four.train
-
-
-def test_available_memory_is_the_kernels_memavailable(tmp_path):
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   1234567 kB\n")
-    assert read_available_memory(meminfo) == 1234567 * 1024
-    meminfo.write_text("MemTotal:       24000000 kB\n")
-    assert read_available_memory(meminfo) is None
-    assert read_available_memory(tmp_path / "absent") is None
 
 
 def test_catalog_crosses_as_arrow_bytes_unchanged():

@@ -1,0 +1,141 @@
+"""How many fit workers the evaluate stage can afford: each worker's memory, from the rows it reads.
+
+The evaluate stage's fits run side by side in worker processes
+(:mod:`churn.stages.fit_workers`), each holding its own rows. Before starting them the stage
+estimates what one worker needs (:func:`estimate_worker_bytes`, :func:`estimate_refit_bytes`:
+from the file's keys alone, nothing read in full) and asks the kernel what is free
+(:func:`read_available_memory`); :func:`count_fit_workers` then runs as many workers as fit,
+or the fits one after another in the stage's own process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churn.config import Params
+from churn.domain.catalog import CUTOFF
+from churn.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+
+#: Resident memory of a fit worker before it reads its rows (Python, pandas, pyarrow, LightGBM
+#: and scikit-learn imported): about 0.3 GB measured on 2026-12-03, rounded up.
+WORKER_BASE_BYTES = 400 * 2**20
+
+#: A worker's peak over the float64 size of the rows and columns it reads: the frame itself,
+#: the fit's slices, matrices and LightGBM's bins. At 100k customers (2026-12-03) the stage's
+#: processes together peaked 2.73 GB above its own largest process, about 1.37 GB per worker,
+#: for at most 0.77M rows x about 110 columns (0.68 GB as float64): about 1.5x the frame over
+#: the base; 2 leaves room for data wider or less regular than the simulator's.
+WORKER_FRAME_FACTOR = 2.0
+
+
+def estimate_worker_bytes(rows: int, columns: int, *more: tuple[int, int]) -> int:
+    """Return the memory one fit worker is expected to need for ``rows`` x ``columns``
+    (and each further ``(rows, columns)`` it reads and holds beside them)."""
+    cells = rows * columns + sum(extra_rows * extra_columns for extra_rows, extra_columns in more)
+    return int(WORKER_BASE_BYTES + WORKER_FRAME_FACTOR * cells * 8)
+
+
+def estimate_refit_bytes(
+    keys: pd.DataFrame,
+    params: Params,
+    cutoffs: Sequence[pd.Timestamp],
+    columns: int,
+    thin_columns: int,
+) -> int:
+    """Return the memory the largest backtest refit at ``cutoffs`` is expected to need in a
+    worker (:func:`refit_backtest_from_file`), from the file's keys alone.
+
+    A refit holds ``thin_columns`` (keys and categorical features) of every row up to its
+    cutoff and all ``columns`` of the rows it fits and scores: every churned training row, the
+    sampled share of the others (:func:`churn.model.sampling.choose_negative_rate`),
+    validation and test, counted on its split of the keys. A cutoff whose split fails needs
+    nothing (the refit reports it skipped).
+
+    Args:
+        keys: Every row's ``customer_id``, ``cutoff`` and ``label``, in file order.
+        params: All parameters, as the refits use them.
+        cutoffs: The backtest's cutoffs.
+        columns: Columns a refit reads of the rows it fits and scores.
+        thin_columns: Columns it reads of every row up to its cutoff.
+    """
+    from churn.model.backtest import build_backtest_config
+    from churn.model.sampling import choose_negative_rate
+    from churn.model.split import label_array, split_by_time, take_rows
+
+    cfg = build_backtest_config(params)
+    times = pd.DatetimeIndex(keys[CUTOFF])
+    largest = 0
+    for cutoff in cutoffs:
+        try:
+            split = split_by_time(keys, cfg, params.label, last_cutoff=cutoff)
+            labels = label_array(take_rows(keys, split.train))
+            positives = int(labels.sum())
+            rate = choose_negative_rate(positives, len(labels) - positives, cfg)
+        except ModelError:
+            continue
+        full = positives + rate * (len(labels) - positives) + len(split.validation)
+        full += len(split.test)
+        thin = int(np.sum(times <= cutoff))
+        largest = max(largest, estimate_worker_bytes(thin, thin_columns, (int(full), columns)))
+    return largest
+
+
+def read_available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Return the memory the kernel says new processes can use (``MemAvailable``), in bytes.
+
+    ``None`` where there is no ``/proc/meminfo`` (not Linux) or no such line: the worker
+    count is then not limited by memory.
+    """
+    try:
+        text = meminfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    return None
+
+
+def count_fit_workers(
+    params: Params,
+    fits: int,
+    *,
+    bytes_per_worker: int | None = None,
+    available_bytes: int | None = None,
+) -> int:
+    """Return how many worker processes ``fits`` independent fits use.
+
+    One per fit, at most ``train.num_threads`` (the cores training may use), and none (in
+    process) for one fit or one thread. When each worker needs ``bytes_per_worker``
+    (:func:`estimate_worker_bytes`) and only ``available_bytes`` are free
+    (:func:`read_available_memory`), fewer workers run: the fits wait for each other instead
+    of pushing the machine into swap or the out-of-memory killer. Room for fewer than two
+    means none: the stage's own process runs the fits one after another, each on the rows a
+    worker would read (one frame at a time instead of one per worker), with one LightGBM
+    thread (:func:`use_one_thread`) so that the numbers are those the workers give.
+    """
+    workers = min(params.train.num_threads, fits)
+    if workers <= 1:
+        return 0
+    if bytes_per_worker and available_bytes is not None:
+        fitting = int(available_bytes // bytes_per_worker)
+        if fitting < workers:
+            fitting = fitting if fitting >= 2 else 0
+            logger.warning(
+                "%s instead of %d fit workers: each needs about %.1f GB and %.1f GB is "
+                "available",
+                f"{fitting} fit workers" if fitting else "the fits one after another in process",
+                workers,
+                bytes_per_worker / 2**30,
+                available_bytes / 2**30,
+            )
+            workers = fitting
+    return workers
