@@ -18,16 +18,20 @@ import json
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from churn.errors import ChurnError, DataContractError
 from churn.layout import table_file_name
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 STAGING_MARK = ".churn-tmp-"
 RETIRED_MARK = ".churn-old-"
@@ -180,6 +184,31 @@ def atomic_directory(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    """``frame`` as Arrow, exactly as ``DataFrame.to_parquet(index=False)`` converts it.
+
+    For the writers that append a table part by part (the simulator's months, ingest's batches,
+    the features stage's output). pyarrow < 26 reads time-zone columns through
+    ``Series.values``, which pandas 3.1 deprecates; pandas' own ``to_parquet`` silences that one
+    warning around the same call (pandas GH#68426, apache/arrow#51302), and so does this. The
+    values are converted correctly either way.
+
+    Args:
+        frame: The rows to convert (its index is not kept).
+        schema: The Arrow schema to convert to (default: inferred, as ``to_parquet`` does).
+    """
+    import pyarrow as pa
+    from pandas.errors import Pandas4Warning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            r"Series\.values returning an ndarray that drops timezone information",
+            Pandas4Warning,
+        )
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:

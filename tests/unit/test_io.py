@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from churn.errors import ChurnError, DataContractError
@@ -18,6 +19,7 @@ from churn.io import (
     atomic_path,
     find_filtered_positions,
     find_table_file,
+    frame_to_arrow,
     read_frame,
     read_frame_keys,
     read_frame_positions,
@@ -461,3 +463,23 @@ def test_reading_rows_by_values_of_another_kind_is_an_error_not_an_empty_frame(t
     both = read_frame_rows(tmp_path / "f.parquet", {"customer_id": [5, 7], "plan": ["a"]})
     pd.testing.assert_frame_equal(both, frame.iloc[[2]].reset_index(drop=True))
     assert read_frame_rows(tmp_path / "f.parquet", {"customer_id": []}).empty
+
+
+def test_frame_to_arrow_converts_as_to_parquet_does_without_the_timezone_warning(tmp_path):
+    """Warnings are errors here: a time-zone column must convert silently, to the schema (and
+    pandas metadata) that to_parquet writes."""
+    frame = pd.DataFrame(
+        {
+            "event_time": pd.to_datetime(["2025-01-01 10:00", None], utc=True),
+            "customer_id": pd.array(["a", "b"], dtype="str"),
+            "seats": pd.array([1, None], dtype="Int64"),
+        },
+        index=[5, 9],
+    )
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    written = pq.read_schema(tmp_path / "t.parquet")
+    table = frame_to_arrow(frame)
+    assert table.schema.equals(written, check_metadata=True)
+    assert table.num_rows == 2
+    again = frame_to_arrow(frame.iloc[:1], table.schema)
+    assert again.schema.equals(table.schema, check_metadata=False)

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import tempfile
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from churn.features.common import (
 )
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.features.personal import refuse_personal_columns, split_words
-from churn.io import atomic_path
+from churn.io import atomic_path, frame_to_arrow
 from churn.sql import (
     connect,
     fetch_scalar,
@@ -521,7 +520,7 @@ def write_features(
                         axis=1,
                     )
                     # The first batch fixes the schema (with pandas' metadata, as to_parquet does).
-                    table = _arrow_table(chunk, schema)
+                    table = frame_to_arrow(chunk, schema)
                     if writer is None:
                         schema = table.schema
                         # Encoded on a writer thread while DuckDB computes the next batch.
@@ -532,19 +531,6 @@ def write_features(
                 if writer is not None:
                     writer.close()
     return FeatureSummary(rows=start, catalog=catalog_frame(specs), skipped=session.skipped)
-
-
-def _arrow_table(frame: pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
-    """Convert a frame as :meth:`pandas.DataFrame.to_parquet` does (no index).
-
-    pyarrow reads time-zone columns through ``Series.values``, which pandas 3.1 deprecates;
-    pandas' own ``to_parquet`` silences that one warning around the same call, and so do we.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="Series.values returning an ndarray that drops timezone"
-        )
-        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def _feature_batches(

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from churn.config import SimulateConfig
+from churn.io import frame_to_arrow
 from churn.stages.simulate import run_simulate, simulate
-from churn.stages.simulate.sinks import MemorySink, MonthlyTable, ParquetSink, _arrow_table
+from churn.stages.simulate.sinks import MemorySink, MonthlyTable, ParquetSink
 
 STREAMED = {"raw": ("usage_events",), "truth": ("customer_months", "retention_truth")}
 
@@ -95,7 +96,7 @@ def test_streamed_outputs_equal_the_in_memory_frames(written, folder, name):
     streamed = pd.read_parquet(path)
     pd.testing.assert_frame_equal(streamed, frames[name])
     # The schema is the one DataFrame.to_parquet gives the whole frame.
-    reference = _arrow_table(frames[name]).schema
+    reference = frame_to_arrow(frames[name]).schema
     assert pq.read_schema(path).equals(reference, check_metadata=True)
     # Streamed a month at a time: more than one row group for a multi-month table.
     assert pq.ParquetFile(path).metadata.num_row_groups > 1

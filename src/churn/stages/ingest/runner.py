@@ -6,7 +6,6 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
@@ -16,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pandas.errors import Pandas4Warning
 
 from churn import io
 from churn.background import BackgroundParquetWriter, prefetch
@@ -182,11 +180,7 @@ class _ParquetSink:
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append ``frame``'s rows."""
-        with warnings.catch_warnings():
-            # pyarrow reads Series.values of timestamp columns; pandas' own to_parquet
-            # silences the same deprecation warning around this call.
-            warnings.filterwarnings("ignore", "Series.values returning", Pandas4Warning)
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = io.frame_to_arrow(frame)
         if self.writer is None:
             dictionary = _dictionary_columns(frame.columns, frame.dtypes)
             # Encoded on a writer thread while the next batch is validated.

@@ -19,17 +19,15 @@ test_simulate_sinks.py`` checks both).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-from pandas.errors import Pandas4Warning
 
 from churn.background import BackgroundParquetWriter
+from churn.io import frame_to_arrow
 
 #: Turns one month's column arrays into that month's rows of an output table.
 FrameBuilder = Callable[[dict[str, np.ndarray]], pd.DataFrame]
@@ -91,7 +89,7 @@ class ParquetSink:
         Raises:
             ValueError: If a column's Arrow type differs from the first month's.
         """
-        table = _arrow_table(frame)
+        table = frame_to_arrow(frame)
         if self._writer is None:
             # Same compression as DataFrame.to_parquet's default. The months are encoded on a
             # writer thread while the next month is simulated (a third of the CPU at 100k).
@@ -118,20 +116,6 @@ class ParquetSink:
         """Finish the file (its footer); safe to call more than once."""
         if self._writer is not None and self._writer.is_open:
             self._writer.close()
-
-
-def _arrow_table(frame: pd.DataFrame) -> pa.Table:
-    """``frame`` as Arrow, exactly as ``DataFrame.to_parquet(index=False)`` converts it."""
-    with warnings.catch_warnings():
-        # pyarrow < 26 reads tz-aware columns through ``Series.values``, which pandas 3.1
-        # deprecates; pandas' own to_parquet silences the same warning (pandas GH#68426,
-        # apache/arrow#51302). The values are converted correctly either way.
-        warnings.filterwarnings(
-            "ignore",
-            r"Series\.values returning an ndarray that drops timezone information",
-            Pandas4Warning,
-        )
-        return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 class MonthlyTable:
