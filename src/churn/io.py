@@ -555,20 +555,7 @@ def read_frame_rows(path: str | Path, values: Mapping[str, Iterable[object]]) ->
 def _comparable(stored: pd.Series, given: pd.Series) -> bool:
     """Whether values of ``given`` can equal values of ``stored``: both times (with a time zone
     or both without), both numbers, both booleans, or both anything else (text)."""
-
-    def kind(series: pd.Series) -> tuple[str, bool]:
-        dtype = series.dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            dtype = dtype.categories.dtype
-        if pd.api.types.is_datetime64_any_dtype(dtype):
-            return "time", getattr(dtype, "tz", None) is not None
-        if pd.api.types.is_bool_dtype(dtype):
-            return "bool", False
-        if pd.api.types.is_numeric_dtype(dtype):
-            return "number", False
-        return "other", False
-
-    return kind(stored) == kind(given)
+    return _value_kind(stored) == _value_kind(given)
 
 
 def read_frame_keys(path: str | Path, keys: pd.DataFrame) -> pd.DataFrame:
@@ -577,9 +564,12 @@ def read_frame_keys(path: str | Path, keys: pd.DataFrame) -> pd.DataFrame:
     Unlike :func:`read_frame_rows`, whose conditions hold column by column (all rows of the
     given customers at any of the given cutoffs), this matches whole keys: the target stage
     wanted 41k (customer, cutoff) pairs at 100k customers and the column-by-column filter read
-    375k rows. The key columns are read first, the positions of the matching rows found, and
-    only those rows read (:func:`read_frame_positions`); they come back in file order on a
-    fresh ``RangeIndex``. A key column stored with another type than in ``keys`` (integer ids
+    375k rows. The matching rows' positions are found by a DuckDB semi-join of the file's key
+    columns with ``keys`` (at 1M customers, 414k (customer, month, play) keys among the
+    retention truth's rows took 1.8 s, where reading the key columns into pandas and merging
+    took over 30 s), then only those rows are read (:func:`read_frame_positions`); they come
+    back in file order on a fresh ``RangeIndex``. Missing key values match each other, as in a
+    pandas merge. A key column stored with another kind of type than in ``keys`` (integer ids
     against their text) is matched as text.
 
     Args:
@@ -589,9 +579,61 @@ def read_frame_keys(path: str | Path, keys: pd.DataFrame) -> pd.DataFrame:
     columns = list(keys.columns)
     if not Path(path).is_file():
         return _match_keys(read_parquet_frame(path), keys).reset_index(drop=True)
-    stored = read_parquet_frame(path, columns=columns)
-    matched = _match_keys(stored, keys)
-    return read_frame_positions(path, np.sort(matched.index.to_numpy(dtype=np.int64)))
+    positions = _find_key_positions(Path(path), keys.drop_duplicates().reset_index(drop=True))
+    if positions is None:  # key types DuckDB would compare otherwise than pandas
+        stored = read_parquet_frame(path, columns=columns)
+        positions = np.sort(_match_keys(stored, keys).index.to_numpy(dtype=np.int64))
+    return read_frame_positions(path, positions)
+
+
+def _find_key_positions(path: Path, keys: pd.DataFrame) -> np.ndarray | None:
+    """Positions (increasing) of the file's rows whose key columns equal a row of ``keys``.
+
+    ``None`` when a key column holds times with a time zone on one side only (pandas never
+    matches those; DuckDB would, in its session's zone): the caller matches in pandas.
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    stored = pq.read_schema(path).empty_table().select(list(keys.columns)).to_pandas()
+    conditions = []
+    for name in keys.columns:
+        stored_kind, given_kind = _value_kind(stored[name]), _value_kind(keys[name])
+        column = '"' + str(name).replace('"', '""') + '"'
+        if stored_kind == given_kind:
+            left, right = f"t.{column}", f"w.{column}"
+        elif stored_kind[0] == given_kind[0] == "time":
+            return None
+        else:  # integer ids against their text, say: both as text, as _match_keys does
+            left, right = f"CAST(t.{column} AS VARCHAR)", f"CAST(w.{column} AS VARCHAR)"
+        conditions.append(f"{left} IS NOT DISTINCT FROM {right}")
+    wanted = frame_to_arrow(keys)
+    connection = duckdb.connect(config={"threads": os.cpu_count() or 1})
+    try:
+        connection.register("wanted", wanted)
+        found = connection.execute(
+            "SELECT t.file_row_number FROM read_parquet(?, file_row_number = true) t "
+            f"SEMI JOIN wanted w ON {' AND '.join(conditions)} ORDER BY 1",
+            [str(path)],
+        ).fetchnumpy()["file_row_number"]
+    finally:
+        connection.close()
+    return np.asarray(found, dtype=np.int64)
+
+
+def _value_kind(series: pd.Series) -> tuple[str, bool]:
+    """``(kind, zoned)`` of a column: ``time`` (zoned or not), ``bool``, ``number`` or
+    ``other`` (text); categories count as their categories' kind."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "time", getattr(dtype, "tz", None) is not None
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool", False
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number", False
+    return "other", False
 
 
 def _match_keys(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -445,6 +446,55 @@ def test_reading_keys_gives_the_rows_of_whole_keys_only(tmp_path, key_ids):
     frame.iloc[:4].to_parquet(folder / "part-0.parquet", index=False)
     frame.iloc[4:].to_parquet(folder / "part-1.parquet", index=False)
     pd.testing.assert_frame_equal(read_frame_keys(folder, keys), naive)
+
+
+def test_reading_keys_matches_like_a_naive_check_on_random_keys(tmp_path):
+    """Three key columns (text with gaps, zoned months, plays) in many row groups; the keys
+    asked for repeat, include unknown ones and a missing id, which matches missing ids (as a
+    pandas merge does), and come as nanoseconds where the file stores microseconds."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    months = pd.date_range("2025-01-01", periods=6, freq="MS", tz="UTC").as_unit("us")
+    ids = rng.integers(0, 200, n).astype(str).astype(object)
+    ids[rng.random(n) < 0.02] = None
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array(ids, dtype="str"),
+            "month_start": months[rng.integers(0, 6, n)],
+            "play": pd.array(rng.choice(["call", "discount", "training"], n), dtype="str"),
+            "value": np.arange(n, dtype=np.float32),
+        }
+    )
+    path = tmp_path / "truth.parquet"
+    frame.to_parquet(path, index=False, row_group_size=250)
+    asked = frame.iloc[rng.integers(0, n, 500), :3]
+    unknown = pd.DataFrame({"customer_id": ["999", "998"], "month_start": months[:2],
+                            "play": ["call", "call"]}).astype({"customer_id": "str",
+                                                              "play": "str"})
+    keys = pd.concat([asked, asked.iloc[:50], unknown], ignore_index=True)
+    keys["month_start"] = keys["month_start"].dt.as_unit("ns")
+    got = read_frame_keys(path, keys)
+
+    def key(row: tuple) -> tuple:
+        return tuple("<missing>" if pd.isna(v) else v for v in row)
+
+    wanted = {key(row) for row in keys.itertuples(index=False)}
+    naive = frame[[key(row) in wanted for row in frame.iloc[:, :3].itertuples(index=False)]]
+    assert frame["customer_id"].isna().any() and got["customer_id"].isna().any()
+    pd.testing.assert_frame_equal(got, naive.reset_index(drop=True))
+
+
+def test_reading_keys_of_zoned_times_with_naive_ones_matches_as_pandas_does(tmp_path):
+    """A zoned cutoff asked for without its zone matches nothing (as text, like a merge after
+    casting), instead of DuckDB reading the naive time in its session's zone."""
+    frame = pd.DataFrame({"customer_id": ["a", "b"],
+                          "cutoff": pd.to_datetime(["2025-01-01", "2025-02-01"], utc=True)})
+    frame.to_parquet(tmp_path / "f.parquet", index=False)
+    naive_keys = pd.DataFrame({"customer_id": ["a"],
+                               "cutoff": pd.to_datetime(["2025-01-01"])})
+    assert read_frame_keys(tmp_path / "f.parquet", naive_keys).empty
+    zoned_keys = naive_keys.assign(cutoff=naive_keys["cutoff"].dt.tz_localize("UTC"))
+    assert list(read_frame_keys(tmp_path / "f.parquet", zoned_keys)["customer_id"]) == ["a"]
 
 
 def test_reading_rows_by_values_of_another_kind_is_an_error_not_an_empty_frame(tmp_path):

@@ -44,7 +44,7 @@ from churn.layout import (
     table_file_name,
 )
 from churn.targeting.dose_response import DoseEffect, fit_play_dose_effects
-from churn.targeting.dose_truth import dose_effects_vs_truth, join_truth
+from churn.targeting.dose_truth import dose_effects_vs_truth, join_truth, list_truth_keys
 from churn.targeting.logged import attach_outcomes
 from churn.targeting.playbook import (
     actionable_families,
@@ -450,9 +450,11 @@ def run_target(
         _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
                                        effects, config, dose_effects=dose_fits)
         # The truth holds every customer, month and play: only the test cutoff's month and the
-        # logged customers' rows (matched to their contact months below) are read.
+        # rows of the logged contacts (customer, contact month, play) are read. Reading every
+        # month of the logged customers and joining them took 40 s at 1M customers (26M rows
+        # for 414k contacts); the contacts' own keys take about 5 s.
         at_cutoff = read_frame_rows(truth_file, {"month_start": [test_cutoff]})
-        truth = read_frame_rows(truth_file, {"customer_id": logged_rows["customer_id"]}) if len(
+        truth = read_frame_keys(truth_file, list_truth_keys(logged_rows)) if len(
             logged_rows) else at_cutoff.iloc[:0]
         comparison = compare_policies_on_truth(test_chosen, at_cutoff, config)
         comparison["cutoff"] = str(pd.Timestamp(test_cutoff).date())

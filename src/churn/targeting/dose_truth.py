@@ -13,13 +13,28 @@ import pandas as pd
 
 from churn.targeting.dose_response import DoseEffect, implied_save_rate
 
+#: The retention truth's key: one row per customer, month and play.
+TRUTH_KEY = ("customer_id", "month_start", "play")
+
+
+def find_contact_months(logged: pd.DataFrame) -> pd.Series:
+    """The first day (UTC) of each logged action's month: the truth's ``month_start``."""
+    when = logged["action_at"].dt.tz_convert("UTC")
+    return pd.to_datetime({"year": when.dt.year, "month": when.dt.month, "day": 1}, utc=True)
+
+
+def list_truth_keys(logged: pd.DataFrame) -> pd.DataFrame:
+    """The truth keys of the logged rows (``customer_id``, ``month_start``, ``play``), for
+    reading only those rows of the truth (:func:`churn.io.read_frame_keys`)."""
+    return logged[["customer_id", "play"]].assign(
+        month_start=find_contact_months(logged))[list(TRUTH_KEY)]
+
 
 def join_truth(logged: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """Logged rows with the truth of their (customer, contact month, play)."""
-    when = logged["action_at"].dt.tz_convert("UTC")
-    month = pd.to_datetime({"year": when.dt.year, "month": when.dt.month, "day": 1}, utc=True)
+    month = find_contact_months(logged)
     keyed = logged.assign(month_start=month.astype(truth["month_start"].dtype))
-    return keyed.merge(truth, on=["customer_id", "month_start", "play"], how="inner")
+    return keyed.merge(truth, on=list(TRUTH_KEY), how="inner")
 
 
 def dose_effects_vs_truth(logged: pd.DataFrame, truth: pd.DataFrame,

@@ -64,7 +64,9 @@ def reason_families(scores: pd.DataFrame, family_of: Mapping[str, str]) -> pd.Da
     for i in range(1, count_reasons(scores) + 1):
         feature = scores[REASON_FEATURE.format(i=i)]
         part = pd.DataFrame({
-            **{key: scores[key].to_numpy() for key in keys},
+            # The arrays as stored: to_numpy() turned a zoned cutoff into Timestamp objects,
+            # 11 s per call at 1M rows, and the frame then parsed them back.
+            **{key: scores[key].array for key in keys},
             "rank": i,
             "feature": feature.to_numpy(dtype=object),
         })
@@ -158,13 +160,16 @@ def family_doses(
     out = contributions[keys].copy()
     # base_value is the model's intercept, not a feature's push on this customer.
     features = [c for c in contributions.columns if c not in (*keys, BASE_VALUE)]
-    out[POSITIVE_TOTAL] = np.clip(contributions[features].to_numpy(dtype=np.float64), 0.0,
-                                  None).sum(axis=1)
+    # One row-major matrix of the positive pushes, clipped once (each family's columns were
+    # converted and clipped apart: 15 s at 1M rows); its column subsets are summed row by row
+    # as before, so the sums are the same to the last bit.
+    positive = np.clip(np.ascontiguousarray(contributions[features].to_numpy(dtype=np.float64)),
+                       0.0, None)
+    out[POSITIVE_TOTAL] = positive.sum(axis=1)
+    position = {name: j for j, name in enumerate(features)}
     for family in families:
-        columns = [c for c in contributions.columns if family_of.get(c) == family]
-        values = contributions[columns].to_numpy(dtype=np.float64) if columns else np.zeros(
-            (len(contributions), 0))
-        out[f"dose_{family}"] = np.clip(values, 0.0, None).sum(axis=1)
+        columns = [position[c] for c in features if family_of.get(c) == family]
+        out[f"dose_{family}"] = positive[:, columns].sum(axis=1)
     return out
 
 
