@@ -353,6 +353,36 @@ def test_reading_positions_gives_the_rows_of_a_whole_read_and_skips_other_row_gr
     pd.testing.assert_frame_equal(indexed, stored.iloc[positions].reset_index(drop=True))
 
 
+def test_reading_runs_of_positions_slices_row_groups_and_gives_the_same_rows(
+    tmp_path, monkeypatch
+):
+    """Runs of rows inside row groups (one cutoff of a file written cutoff by cutoff) are
+    sliced, scattered rows gathered; both give the rows of a whole read."""
+    import numpy as np
+    import pyarrow as pa
+
+    frame = _mixed_frame(rows=40)
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, index=False, row_group_size=8)
+    whole = read_frame(path)
+    gathered: list[int] = []
+    to_arrow = pa.array
+
+    def counting(values, *args, **kwargs):  # the gather's row numbers go through pa.array
+        if isinstance(values, np.ndarray) and values.dtype == np.int64:
+            gathered.append(values.tolist())
+        return to_arrow(values, *args, **kwargs)
+
+    monkeypatch.setattr(pa, "array", counting)
+    # Rows 2-5 (inside group 0), 6-13 (the end of group 0 and the start of group 1),
+    # 16-23 (group 2 whole), 25, 27 and 28 (scattered in group 3).
+    positions = np.array([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, *range(16, 24), 25, 27, 28])
+    got = read_frame_positions(path, positions)
+    pd.testing.assert_frame_equal(got, whole.iloc[positions].reset_index(drop=True),
+                                  check_exact=True)
+    assert gathered == [[1, 3, 4]]  # only group 3's scattered rows were gathered
+
+
 @pytest.mark.parametrize(
     "filters",
     [
