@@ -94,7 +94,8 @@ def contributions_match(scores: pd.DataFrame, contributions: pd.DataFrame) -> bo
     ).sort_values("customer_id")
     return bool(
         (left["customer_id"].to_numpy() == right["customer_id"].to_numpy()).all()
-        and (left["cutoff"].to_numpy() == right["cutoff"].to_numpy()).all()
+        # Datetime arrays compare as numbers; to_numpy() of a zoned column made objects.
+        and bool((left["cutoff"].array == right["cutoff"].array).all())
     )
 
 

@@ -60,8 +60,9 @@ def attach_outcomes(
     merged = merged[usable]
     out = pd.DataFrame({
         "customer_id": merged["customer_id"].to_numpy(),
-        "cutoff": merged["cutoff"].to_numpy(),
-        "action_at": merged["action_at"].to_numpy(),
+        # Arrays as stored: to_numpy() of a zoned column made a Timestamp object per row.
+        "cutoff": merged["cutoff"].array,
+        "action_at": merged["action_at"].array,
         "play": merged["play"].astype(str).to_numpy(),
         "control": merged["control"].astype(bool).to_numpy(),
         "churned": merged["label"].astype(int).to_numpy(),
