@@ -81,6 +81,24 @@ def _to_text(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values.astype("object").astype(str).to_numpy(), missing
 
 
+def _distinct_text(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's position among the distinct texts (-1: missing), and those texts.
+
+    A text column (the features' categories) is factorized first and only its distinct values
+    are turned into Python strings: converting every value took 16 s of the monitor at a
+    million customers. Other columns go through :func:`_to_text` (factorizing an object column
+    would merge ``1`` and ``1.0``, whose texts differ).
+    """
+    if isinstance(values.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return codes, np.asarray([str(u) for u in uniques], dtype=object)
+    text, missing = _to_text(values)
+    codes, uniques = pd.factorize(text[~missing])
+    out = np.full(len(text), -1, dtype=np.int64)
+    out[~missing] = codes
+    return out, np.asarray(uniques, dtype=object)
+
+
 def compute_quantile_edges(values: np.ndarray, bins: int) -> tuple[float, ...]:
     """Return unique inner edges splitting ``values`` (finite ones) into ``bins`` quantile bins.
 
@@ -105,9 +123,11 @@ def count_numeric_bins(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarr
 
 def count_categorical_bins(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """Return the count of non-missing values per reference level, then of unseen values."""
-    text, missing = _to_text(values)
-    codes = pd.Index(list(levels), dtype="object").get_indexer(text[~missing])
-    codes = np.where(codes < 0, len(levels), codes)
+    positions, texts = _distinct_text(values)
+    # Each distinct text's level (len(levels): unseen), then every present value's.
+    level_of = pd.Index(list(levels), dtype="object").get_indexer(texts)
+    level_of = np.where(level_of < 0, len(levels), level_of)
+    codes = level_of[positions[positions >= 0]]
     return np.bincount(codes, minlength=len(levels) + 1).astype(np.float64)
 
 
@@ -130,8 +150,8 @@ def summarize_reference(
         counts = count_numeric_bins(numbers, edges)
         levels: tuple[str, ...] = ()
     else:
-        text, missing = _to_text(values)
-        levels = tuple(sorted(set(text[~missing].tolist())))
+        positions, texts = _distinct_text(values)
+        levels = tuple(sorted(set(texts[np.unique(positions[positions >= 0])].tolist())))
         edges = ()
         counts = count_categorical_bins(values, levels)[:-1]
     total = counts.sum()

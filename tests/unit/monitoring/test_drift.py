@@ -113,3 +113,32 @@ def test_shift_raises_psi_monotonically() -> None:
 def test_reference_of_missing_column_names_it() -> None:
     with pytest.raises(KeyError, match="plan"):
         build_reference(pd.DataFrame({"x": [1.0]}), {"plan": "categorical"}, 5)
+
+
+@pytest.mark.parametrize("dtype", ["str", "object", "category", "Int64"])
+def test_categorical_levels_and_counts_match_a_count_by_text(dtype: str) -> None:
+    """Random levels with missing values, in every dtype a category column arrives in; an
+    object column mixing 1 and 1.0 keeps their texts apart. Naive reference: each value's text
+    counted in a loop."""
+    from churn.monitoring.drift import count_categorical_bins
+
+    rng = np.random.default_rng(5)
+    if dtype == "Int64":
+        raw = [None if rng.random() < 0.1 else int(rng.integers(0, 6)) for _ in range(400)]
+    else:
+        raw = [None if rng.random() < 0.1 else f"level_{rng.integers(0, 6)}" for _ in range(400)]
+    if dtype == "object":
+        raw[:4] = [1, 1.0, 1, 1.0]
+    values = pd.Series(raw, dtype=dtype)
+    texts = [str(v) for v in raw if v is not None]
+    reference = summarize_reference(values, "plan", "categorical", 10)
+    assert reference.levels == tuple(sorted(set(texts)))
+    if dtype == "object":
+        assert {"1", "1.0"} <= set(reference.levels)
+    assert list(reference.shares) == pytest.approx(
+        [texts.count(level) / len(texts) for level in reference.levels])
+    # Another sample against those levels: present values per level, then the unseen ones.
+    known = reference.levels[: len(reference.levels) // 2]
+    counts = count_categorical_bins(values, known)
+    assert list(counts) == [texts.count(level) for level in known] + [
+        sum(t not in known for t in texts)]
