@@ -123,7 +123,12 @@ def count_numeric_bins(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarr
 
 def count_categorical_bins(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """Return the count of non-missing values per reference level, then of unseen values."""
-    positions, texts = _distinct_text(values)
+    return _count_levels(*_distinct_text(values), levels)
+
+
+def _count_levels(positions: np.ndarray, texts: np.ndarray, levels: tuple[str, ...]
+                  ) -> np.ndarray:
+    """:func:`count_categorical_bins` of a column given as :func:`_distinct_text`."""
     # Each distinct text's level (len(levels): unseen), then every present value's.
     level_of = pd.Index(list(levels), dtype="object").get_indexer(texts)
     level_of = np.where(level_of < 0, len(levels), level_of)
@@ -150,10 +155,11 @@ def summarize_reference(
         counts = count_numeric_bins(numbers, edges)
         levels: tuple[str, ...] = ()
     else:
+        # One factorization for the levels and their counts; every distinct text is present.
         positions, texts = _distinct_text(values)
-        levels = tuple(sorted(set(texts[np.unique(positions[positions >= 0])].tolist())))
+        levels = tuple(sorted(set(texts.tolist())))
         edges = ()
-        counts = count_categorical_bins(values, levels)[:-1]
+        counts = _count_levels(positions, texts, levels)[:-1]
     total = counts.sum()
     shares = counts / total if total else counts
     return FeatureReference(

@@ -30,7 +30,12 @@ import pandas as pd
 from churn.config import Params, parse_params
 from churn.domain.catalog import CUSTOMER_ID, CUTOFF, KEY_COLUMNS
 from churn.errors import ModelError
-from churn.io import find_filtered_positions, read_frame_positions, read_parquet_frame
+from churn.io import (
+    find_filtered_positions,
+    frame_to_arrow,
+    read_frame_positions,
+    read_parquet_frame,
+)
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
 from churn.model.horizon_evaluation import (
@@ -66,7 +71,9 @@ def log_fit_completion(future: Future[Any], what: str) -> Future[Any]:
     submitted = time.perf_counter()
 
     def report(done: Future[Any]) -> None:
-        outcome = "failed" if done.exception() is not None else "done"
+        # exception() of a cancelled future raises: a cancelled fit is named as such.
+        outcome = ("cancelled" if done.cancelled()
+                   else "failed" if done.exception() is not None else "done")
         logger.debug("%s %s %.1f s after submission", what, outcome,
                      time.perf_counter() - submitted)
 
@@ -83,7 +90,7 @@ def encode_frame(frame: pd.DataFrame) -> bytes:
     """Return ``frame`` as Arrow IPC stream bytes (what a worker task carries, not a pickle)."""
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = frame_to_arrow(frame)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

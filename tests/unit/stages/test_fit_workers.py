@@ -339,14 +339,17 @@ def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(survival_
 
 
 def test_log_fit_completion_says_which_fit_ended_how_and_when(caplog):
-    done, failed = Future(), Future()
+    done, failed, cancelled = Future(), Future(), Future()
     assert log_fit_completion(done, "model form hazard") is done
     log_fit_completion(failed, "backtest refit 2025-08-01")
+    log_fit_completion(cancelled, "model form 90")
     with caplog.at_level(logging.DEBUG, logger="churn.stages.fit_workers"):
         done.set_result({})
         failed.set_exception(ModelError("no positives"))
+        assert cancelled.cancel()
     messages = [record.getMessage() for record in caplog.records]
-    assert len(messages) == 2
+    assert len(messages) == 3
     assert messages[0].startswith("model form hazard done ")
     assert messages[1].startswith("backtest refit 2025-08-01 failed ")
+    assert messages[2].startswith("model form 90 cancelled ")
     assert all(message.endswith(" s after submission") for message in messages)
