@@ -110,6 +110,10 @@ class ReportInputs:
         targets: This week's contacts (``targets.parquet``), when given.
         target_curves: Cumulative value against contacts per policy (``curves.parquet``).
         missing: Input name -> why it is unavailable (shown in the report).
+        segmented_scores: ``scores`` with the segment attributes they lack joined
+            (:func:`churn.report.data.with_segments`). :func:`churn.report.render.render_report`
+            fills it once for the four sections that read it (the join was a tenth of the
+            report's time, per section); ``None`` means each computes it.
         generated_at: Time stamp shown in the header; ``None`` keeps the output reproducible.
     """
 
@@ -133,6 +137,7 @@ class ReportInputs:
     targets: pd.DataFrame | None = None
     target_curves: pd.DataFrame | None = None
     missing: Mapping[str, str] = field(default_factory=dict)
+    segmented_scores: pd.DataFrame | None = None
     generated_at: str | None = None
 
     def why(self, name: str) -> str:

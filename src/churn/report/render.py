@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from churn.config import ReportConfig
@@ -47,6 +48,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         model_identity,
         model_version,
         score_cutoff_text,
+        with_segments,
     )
     from churn.report.health import health_section
     from churn.report.horizons import horizons_section
@@ -66,6 +68,13 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
     )
     from churn.report.targeting import targeting_section
 
+    if inputs.scores is not None and inputs.segmented_scores is None:
+        try:
+            inputs = replace(inputs, segmented_scores=with_segments(inputs))
+        except Exception as exc:
+            # Left unjoined: the sections that read the join compute it again and show the
+            # failure in place, like any other section failure (see ``guarded``).
+            logger.warning("joining segment attributes to the scores failed: %s", exc)
     snapshot = is_snapshot(inputs)
     sections = (
         ("data", "Data" if snapshot else "Data window and population", data_section),

@@ -324,3 +324,40 @@ def test_cli_report_writes_the_file(fake, tmp_path):
     customers = _section(fake["out_path"].read_text(), "customers")
     assert customers.count('<ol class="reasons">') == 3
     assert [p.name for p in fake["out_path"].parent.glob(".index.html*")] == []  # no temp left
+
+
+def test_render_joins_the_segment_attributes_once(inputs, monkeypatch):
+    # Four sections read the scores with their segments; the join (a sort and a drop of
+    # duplicates over every label row) is made once by render_report and shared.
+    import churn.report.cards
+    import churn.report.data
+    import churn.report.horizons
+    import churn.report.risk
+
+    original = churn.report.data.with_segments
+    joins = []
+
+    def counting(given):
+        if given.segmented_scores is None:
+            joins.append(1)
+        return original(given)
+
+    for module in (churn.report.data, churn.report.cards, churn.report.horizons, churn.report.risk):
+        monkeypatch.setattr(module, "with_segments", counting)
+    document = render_report(inputs, ReportConfig(top_customers=20))
+    assert len(joins) == 1
+    assert document == render_report(inputs, ReportConfig(top_customers=20))
+    assert inputs.segmented_scores is None  # the caller's inputs are left as they were
+
+
+def test_a_failed_segment_join_costs_only_the_sections_that_need_it(inputs, monkeypatch):
+    import churn.report.data
+
+    def failing(given):
+        raise ValueError("odd customer ids")
+
+    monkeypatch.setattr(churn.report.data, "with_segments", failing)
+    document = render_report(inputs, ReportConfig(top_customers=20))
+    # The sections join again on their own (they hold the real function) and render.
+    assert "could not render" not in document
+    assert '<section id="segments">' in document
