@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from churn.domain.catalog import FeatureSpec
-from churn.model.changes import compare_scores, describe_change, display_keys
+from churn.errors import DataContractError
+from churn.model.changes import (
+    compare_scores,
+    compute_contribution_change,
+    describe_change,
+    describe_changes,
+    display_keys,
+    find_same_display,
+    rank_largest_changes,
+)
 
 
 def _spec(name: str, unit: str, description: str, kind: str = "numeric") -> FeatureSpec:
@@ -158,3 +167,56 @@ def test_categorical_missing_values_of_any_kind_read_as_missing() -> None:
     assert describe_change(pd.NA, "pro", PLAN) == "plan: now pro, none on record before"
     assert describe_change("pro", np.nan, PLAN) == "no plan on record any more (was pro)"
     assert describe_change(pd.NA, None, PLAN) is None
+
+
+def test_largest_changes_rank_like_a_stable_sort_of_minus_the_magnitude() -> None:
+    # The naive reference: numpy's stable argsort of -|delta| with NaN last, per row.
+    rng = np.random.default_rng(3)
+    delta = rng.choice([0.0, 0.5, -0.5, 1.0, -2.0, np.nan, np.inf, 0.25], size=(400, 7))
+    magnitude = np.nan_to_num(np.abs(delta), nan=-1.0)
+    for top in (1, 3, 7, 9):
+        expected = np.argsort(-magnitude, axis=1, kind="stable")[:, :top]
+        np.testing.assert_array_equal(rank_largest_changes(delta, top), expected)
+    # Ties keep the column order; NaN ranks below zero.
+    np.testing.assert_array_equal(
+        rank_largest_changes(np.array([[np.nan, 0.0, -1.0, 1.0]]), 4), [[2, 3, 1, 0]]
+    )
+
+
+def test_each_moved_row_gets_the_sentence_of_its_own_values() -> None:
+    # Sentences are built once per displayed pair and shared: every row must still read as
+    # describe_change of its own values (the naive reference), for numbers, day counts shown
+    # in months, missing values and categoricals.
+    rng = np.random.default_rng(5)
+    before = rng.choice([0.0, 1.0, 2.04, 2.0, np.nan, 95.0, 120.0], size=300)
+    now = rng.choice([0.0, 1.0, 3.0, np.nan, 100.0, 2.01], size=300)
+    for spec in (TICKETS, LOGIN, FLAG):
+        expected = [describe_change(b, n, spec) for b, n in zip(before, now, strict=True)]
+        assert list(describe_changes(before, now, spec)) == expected
+    plans_before = np.array(rng.choice(["pro", "starter", None], size=50), dtype=object)
+    plans_now = np.array(rng.choice(["pro", "team", None], size=50), dtype=object)
+    expected = [describe_change(b, n, PLAN) for b, n in zip(plans_before, plans_now, strict=True)]
+    assert list(describe_changes(plans_before, plans_now, PLAN)) == expected
+    assert len(describe_changes(before[:0], now[:0], TICKETS)) == 0
+
+
+def test_same_display_agrees_with_comparing_display_keys() -> None:
+    values = np.array([0.0, 0.004, 1.04, 1.0, np.nan, 89.0, 90.0, 91.0, 120.0, -0.0])
+    before, now = np.meshgrid(values, values)
+    before, now = before.ravel(), now.ravel()
+    for spec in (TICKETS, MRR, SHARE, LOGIN, FLAG):
+        expected = display_keys(pd.Series(before), spec) == display_keys(pd.Series(now), spec)
+        np.testing.assert_array_equal(find_same_display(before, now, spec), expected)
+
+
+def test_contribution_change_reads_each_sidecar_by_customer() -> None:
+    current = pd.DataFrame({"customer_id": [2, 1, 3], "a": [0.5, 1.0, 2.0], "b": [1.0, 1.0, 1.0]})
+    previous = pd.DataFrame({"customer_id": ["1", "2"], "a": [0.25, 0.5], "c": [3.0, 4.0]})
+    ids = pd.Series(["1", "2", "3"])
+    delta = compute_contribution_change(current, previous, ids, ["a", "b", "c"])
+    # b is unknown to the previous model (0 there), c to the current one; 3 was not scored.
+    expected = np.array([[0.75, 1.0, -3.0], [0.0, 1.0, -4.0], [np.nan] * 3])
+    np.testing.assert_array_equal(delta, expected)
+    twice = pd.DataFrame({"customer_id": ["1", "1"], "a": [0.0, 1.0]})
+    with pytest.raises(DataContractError, match="twice"):
+        compute_contribution_change(current, twice, ids, ["a"])
