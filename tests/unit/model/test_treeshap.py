@@ -18,7 +18,12 @@ import pandas as pd
 import pytest
 
 from churn.model import treeshap
-from churn.model.treeshap import FastTreeShap, compute_contributions, explainer_for
+from churn.model.treeshap import (
+    FastTreeShap,
+    compute_contributions,
+    compute_raw_scores,
+    explainer_for,
+)
 from churn.model.treeshap.tables import build_leaf_tables
 
 TOLERANCE = 1e-9
@@ -55,6 +60,10 @@ def _assert_matches_lightgbm(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
     reference = booster.predict(X, pred_contrib=True)
     assert ours.shape == reference.shape
     np.testing.assert_allclose(ours, reference, rtol=0, atol=TOLERANCE)
+    # The prediction kernel walks the same trees: LightGBM's raw scores, bit for bit.
+    np.testing.assert_array_equal(
+        explainer.predict_raw(X), booster.predict(X, raw_score=True).astype(np.float64)
+    )
     return ours
 
 
@@ -422,3 +431,39 @@ def test_small_calls_use_pred_contrib_and_large_calls_the_kernel(monkeypatch):
     kernel = explainer_for(booster).shap_values(large)
     np.testing.assert_array_equal(contributions, kernel[:, :-1])
     np.testing.assert_array_equal(base, kernel[:, -1])
+
+
+def test_raw_scores_span_several_blocks_bit_for_bit():
+    # More rows than one work item of the prediction kernel, the last block partial, with
+    # missing values, zeros and a categorical column: each row sums its trees in order.
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(2600, 5))
+    X[:, 4] = rng.integers(0, 9, size=2600)
+    X[rng.random(2600) < 0.1, 1] = np.nan
+    X[rng.random(2600) < 0.1, 2] = 0.0
+    y = _label(rng, X[:, 0] + (X[:, 4] % 3 == 0) - np.nan_to_num(X[:, 1]))
+    booster = _train(X, y, rounds=40, categorical=[4])
+    test = X.copy()
+    test[:30, 4] = rng.choice([-1.0, 2.7, 1e10, np.nan, 40.0], size=30)
+    assert len(test) > treeshap.DEFAULT_PREDICT_BLOCK_ROWS
+    np.testing.assert_array_equal(
+        FastTreeShap(booster).predict_raw(test), booster.predict(test, raw_score=True)
+    )
+    assert FastTreeShap(booster).predict_raw(test[:0]).shape == (0,)
+
+
+def test_raw_scores_use_the_kernel_only_for_large_calls(monkeypatch, tiny_model, feature_frame):
+    booster = tiny_model.booster
+    reference = booster.predict(tiny_model.prepare(feature_frame), raw_score=True)
+    # Below the threshold LightGBM answers and no tables are built.
+    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 10**12)
+    treeshap._CACHE.pop(booster, None)
+    np.testing.assert_array_equal(tiny_model.predict_raw(feature_frame), reference)
+    assert booster not in treeshap._CACHE
+    # Above it the kernel answers, with the same numbers.
+    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
+    np.testing.assert_array_equal(tiny_model.predict_raw(feature_frame), reference)
+    assert booster in treeshap._CACHE
+    np.testing.assert_array_equal(
+        compute_raw_scores(booster, tiny_model.prepare(feature_frame)), reference
+    )

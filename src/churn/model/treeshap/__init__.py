@@ -55,11 +55,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .kernel import get_kernel, numba_available
+from .kernel import get_kernel, get_predict_kernel, numba_available
 from .tables import (
     MAX_SUPPORTED_UNIQUE_DEPTH,
     FlatEnsemble,
+    PredictionLayout,
     UnsupportedModelError,
+    build_prediction_layout,
     flatten_ensemble,
 )
 
@@ -75,6 +77,11 @@ logger = logging.getLogger(__name__)
 # the kernel 0.1-0.4 us, building the tables and compiling 2.6-3.5 s; at 1.5M row-trees the
 # two were even (4.4 s against 4.1 s), so below 1M pred_contrib is the cheaper one.
 KERNEL_MIN_ROW_TREES = 1_000_000
+# The same for raw scores (compute_raw_scores). Measured 2026-12-04 on the 1M run's model (500
+# trees, depth 5, 109 features, 786k rows; load about 1): LightGBM's predict 17.2-18.3 s of CPU
+# (about 45 ns per row-tree), the kernel 8.2-8.8 s (about 21 ns), compiling it 2.0-2.4 s; so the
+# kernel pays from about 100M row-trees (200k rows of a 500-tree model).
+PREDICT_KERNEL_MIN_ROW_TREES = 100_000_000
 
 DEFAULT_MAX_UNIQUE_DEPTH = 12
 DEFAULT_MAX_TABLE_BYTES = 1 << 30
@@ -83,7 +90,9 @@ DEFAULT_MAX_TABLE_BYTES = 1 << 30
 # better (it matters for deep trees, whose tables are large) until the block's input and
 # output rows (256 x 71 doubles is ~145 KiB each) no longer fit in L2.
 DEFAULT_BLOCK_ROWS = 256
-
+# Rows per work item of the prediction kernel: its rows are copied feature-major into a block
+# (1024 x 109 doubles, under 1 MiB); 1024 was fastest of 64-4096 on the model above.
+DEFAULT_PREDICT_BLOCK_ROWS = 1024
 
 
 class FastTreeShap:
@@ -131,6 +140,7 @@ class FastTreeShap:
         self.block_rows = max(1, int(block_rows))
         self.fallback_reason: str | None = None
         self._ensemble: FlatEnsemble | None = None
+        self._layout: PredictionLayout | None = None  # built on the first predict_raw
         if not numba_available():
             self.fallback_reason = "numba is not installed or does not import"
         else:
@@ -210,6 +220,52 @@ class FastTreeShap:
         out[:, -1] = flat.expected_value
         return out
 
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """Return raw scores equal, bit for bit, to ``booster.predict(X, raw_score=True)``.
+
+        The same trees, decision rule and order of additions as LightGBM (see
+        :func:`churn.model.treeshap.kernel.get_predict_kernel`); without the kernel (a model
+        the tables cannot hold, no numba) it calls ``booster.predict`` itself.
+
+        Args:
+            X: ``(n, n_features)`` numeric matrix in booster feature order; NaN means missing.
+
+        Returns:
+            ``(n,)`` float64 raw scores (log-odds for a binary model).
+
+        Raises:
+            ValueError: If ``X`` is not 2-D with ``n_features`` columns.
+        """
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected a 2-D array with {self.n_features} columns, got shape {X.shape}"
+            )
+        if self._ensemble is None:
+            return _lightgbm_raw_scores(self.booster, X, self.num_iteration)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if self._layout is None:
+            self._layout = build_prediction_layout(self._ensemble)
+        layout = self._layout
+        out = np.zeros(X.shape[0], dtype=np.float64)
+        if X.shape[0]:
+            get_predict_kernel()(
+                X,
+                out,
+                DEFAULT_PREDICT_BLOCK_ROWS,
+                layout.node_start,
+                layout.n_internal,
+                layout.depth,
+                layout.node_word,
+                layout.node_threshold,
+                layout.node_cat_start,
+                layout.node_cat_words,
+                self._ensemble.cat_bits,
+                layout.leaf_start,
+                layout.leaf_value,
+            )
+        return out
+
 
 _CACHE_LOCK = threading.Lock()
 # booster -> (fingerprint, explainer). Weak keys: a booster that is dropped frees its tables.
@@ -246,7 +302,15 @@ def _lightgbm_contributions(
     return np.asarray(raw, dtype=np.float64)
 
 
-def choose_backend(booster: lgb.Booster, n_rows: int) -> str:
+def _lightgbm_raw_scores(
+    booster: lgb.Booster, X: np.ndarray, num_iteration: int | None = None
+) -> np.ndarray:
+    """LightGBM's own raw scores as float64 (``booster.predict(..., raw_score=True)``)."""
+    raw = booster.predict(X, raw_score=True, num_iteration=num_iteration)
+    return np.asarray(raw, dtype=np.float64)
+
+
+def choose_backend(booster: lgb.Booster, n_rows: int, min_row_trees: int | None = None) -> str:
     """Pick the TreeSHAP backend for one call: ``"numba"`` or ``"lightgbm"`` (pred_contrib).
 
     The numba kernel is several times faster per row but is compiled in every process on first
@@ -260,12 +324,15 @@ def choose_backend(booster: lgb.Booster, n_rows: int) -> str:
     Args:
         booster: The booster to explain.
         n_rows: Rows in the call.
+        min_row_trees: The threshold; ``None`` is :data:`KERNEL_MIN_ROW_TREES` (TreeSHAP),
+            :func:`compute_raw_scores` passes :data:`PREDICT_KERNEL_MIN_ROW_TREES`.
 
     Returns:
         ``"lightgbm"`` for calls below the threshold, else ``"numba"``.
     """
     work = int(n_rows) * int(booster.num_trees())
-    return "lightgbm" if work < KERNEL_MIN_ROW_TREES else "numba"
+    threshold = KERNEL_MIN_ROW_TREES if min_row_trees is None else min_row_trees
+    return "lightgbm" if work < threshold else "numba"
 
 
 def compute_contributions(
@@ -291,3 +358,23 @@ def compute_contributions(
     else:
         raw = explainer_for(booster).shap_values(matrix)
     return raw[:, :-1], raw[:, -1]
+
+
+def compute_raw_scores(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    """Raw scores of ``booster`` on a prepared feature matrix, equal to LightGBM's bit for bit.
+
+    Large calls (:func:`choose_backend`) walk the trees with the numba kernel of the cached
+    :class:`FastTreeShap`: LightGBM's dense prediction converts every row to a sparse vector
+    and back, which made it most of the monitor stage at a million customers (75 s for 6M
+    rows); small calls use ``booster.predict`` and never compile.
+
+    Args:
+        booster: A LightGBM binary booster.
+        matrix: Feature matrix in the booster's column order (NaN means missing).
+
+    Returns:
+        ``(n,)`` float64 raw scores.
+    """
+    if choose_backend(booster, len(matrix), PREDICT_KERNEL_MIN_ROW_TREES) == "lightgbm":
+        return _lightgbm_raw_scores(booster, matrix)
+    return explainer_for(booster).predict_raw(matrix)

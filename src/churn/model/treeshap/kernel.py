@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 _KERNEL_LOCK = threading.Lock()
 _KERNEL: Callable[..., None] | None = None
+_PREDICT_KERNEL: Callable[..., None] | None = None
 
 
 @functools.cache
@@ -49,6 +50,104 @@ def get_kernel() -> Callable[..., None]:
         if _KERNEL is None:
             _KERNEL = _build_kernel()
         return _KERNEL
+
+
+def get_predict_kernel() -> Callable[..., None]:
+    """Build (once) and return the numba prediction kernel (raw scores)."""
+    global _PREDICT_KERNEL
+    with _KERNEL_LOCK:
+        if _PREDICT_KERNEL is None:
+            _PREDICT_KERNEL = _build_predict_kernel()
+        return _PREDICT_KERNEL
+
+
+def _build_predict_kernel() -> Callable[..., None]:
+    """Define the parallel numba kernel of raw scores (compiled by numba on its first call).
+
+    It walks every tree from its root to a leaf with the same decision rule as the TreeSHAP
+    kernel (LightGBM's dense-matrix semantics) and adds the leaf values tree by tree from 0.0,
+    in LightGBM's order (``GBDT::PredictRaw``), so each row's sum is LightGBM's bit for bit.
+    """
+    import numba
+
+    u64 = numba.uint64
+    kzero = K_ZERO_THRESHOLD
+    int32_limit = INT32_LIMIT
+    feature_mask = u64((1 << NODE_FEATURE_BITS) - 1)
+    left_shift, right_shift = u64(NODE_LEFT_SHIFT), u64(NODE_RIGHT_SHIFT)
+    is_cat_bit = u64(NODE_IS_CAT_BIT)
+    nan_bit, zero_bit = u64(NODE_NAN_LEFT_BIT), u64(NODE_ZERO_LEFT_BIT)
+
+    # uint64 index arithmetic throughout, for the reason given in _build_kernel.
+    @numba.njit(parallel=True, cache=False)
+    def predict(
+        X: np.ndarray,
+        out: np.ndarray,
+        block_rows: int,
+        node_start: np.ndarray,
+        n_internal: np.ndarray,
+        depth: np.ndarray,
+        node_word: np.ndarray,
+        node_threshold: np.ndarray,
+        node_cat_start: np.ndarray,
+        node_cat_words: np.ndarray,
+        cat_bits: np.ndarray,
+        leaf_start: np.ndarray,
+        leaf_value: np.ndarray,
+    ) -> None:
+        one = u64(1)
+        n_rows = X.shape[0]
+        n_trees = node_start.shape[0] - 1
+        n_blocks = (n_rows + block_rows - 1) // block_rows
+        for block in numba.prange(n_blocks):
+            lo = u64(block * block_rows)
+            hi = u64(min(n_rows, block * block_rows + block_rows))
+            width = hi - lo
+            at = np.zeros(block_rows, dtype=np.uint64)
+            # The block's rows feature-major: at a level, the rows at one node read one
+            # contiguous run of a feature's values instead of one cache line per row.
+            block_x = np.empty((X.shape[1], block_rows), dtype=np.float64)
+            for i in range(width):
+                for f in range(X.shape[1]):
+                    block_x[f, i] = X[lo + i, f]
+            # Tree by tree, and inside a tree level by level over the block's rows: the rows'
+            # walks are independent, so one level of many rows overlaps their loads (a walk
+            # alone waits on each load in turn); leaves loop onto themselves, so depth[t]
+            # levels end every walk on a leaf. Each row adds its trees in order, as LightGBM.
+            for t in range(n_trees):
+                p0 = node_start[t]
+                for i in range(width):
+                    at[i] = u64(0)
+                for _ in range(depth[t]):
+                    for i in range(width):
+                        g = p0 + at[i]
+                        word = node_word[g]
+                        x = block_x[word & feature_mask, i]
+                        is_nan = u64(np.isnan(x))
+                        is_zero = u64(abs(x) <= kzero)
+                        if (word >> is_cat_bit) & one:
+                            plain = u64(0)
+                            if x > -1.0 and x < int32_limit:
+                                code = u64(np.int64(x))
+                                index = code >> u64(5)
+                                if index < node_cat_words[g]:
+                                    bits = u64(cat_bits[node_cat_start[g] + index])
+                                    plain = (bits >> (code & u64(31))) & one
+                        else:
+                            plain = u64(x <= node_threshold[g])
+                        go_left = (
+                            (plain & (one ^ (is_nan | is_zero)))
+                            | (is_nan & (word >> nan_bit))
+                            | (is_zero & (word >> zero_bit))
+                        ) & one
+                        left = (word >> left_shift) & u64(0xFFFF)
+                        right = (word >> right_shift) & u64(0xFFFF)
+                        at[i] = right + (left - right) * go_left
+                l0 = leaf_start[t] - n_internal[t]
+                for i in range(width):
+                    out[lo + i] += leaf_value[l0 + at[i]]
+
+    return predict
 
 
 def _build_kernel() -> Callable[..., None]:

@@ -25,7 +25,6 @@ K_ZERO_THRESHOLD = float(np.float32(1e-35))
 INT32_LIMIT = 2147483648.0
 
 
-
 class UnsupportedModelError(Exception):
     """The model has a shape the table kernel does not handle; use pred_contrib instead."""
 
@@ -77,6 +76,10 @@ class FlatEnsemble:
     slot_coef: np.ndarray  # float64 (n_slots, 2): [-1, (1 - z) / z] by "condition satisfied"
     tables: np.ndarray  # float64, the 2**d subset table of every leaf
     max_tree_nodes: int
+    # Every tree's leaf values in local order (leaf j of tree t is local index n_internal + j),
+    # single-leaf trees included: what prediction reads (``leaf_start[t]:leaf_start[t + 1]``).
+    leaf_start: np.ndarray  # uint64 (n_trees + 1,)
+    leaf_value: np.ndarray  # float64
 
     @property
     def table_bytes(self) -> int:
@@ -180,6 +183,7 @@ def flatten_ensemble(
     slot_feature: list[int] = []
     expected_value = 0.0
     max_tree_nodes = 0
+    leaf_start, tree_leaf_value = [0], []
     exact: dict[int, list[float]] | None = None
 
     for tree in dump["tree_info"]:
@@ -187,6 +191,8 @@ def flatten_ensemble(
         if "leaf_value" in root and "split_index" not in root:
             # A single-leaf (constant) tree: its contribution is its value, all in the base.
             expected_value += float(root["leaf_value"])
+            tree_leaf_value.append(float(root["leaf_value"]))
+            leaf_start.append(len(tree_leaf_value))
             node_start.append(len(nodes))
             slot_start.append(len(slot_ref))
             continue
@@ -281,6 +287,8 @@ def flatten_ensemble(
         for _, value, count, _, _ in sorted(tree_leaves):
             tree_expected += (count / root_count) * value
         expected_value += tree_expected
+        tree_leaf_value.extend(value for _, value, _, _, _ in tree_leaves)
+        leaf_start.append(len(tree_leaf_value))
         for j, (_, value, _, feats, covers) in enumerate(tree_leaves):
             if len(feats) > max_unique_depth:
                 raise UnsupportedModelError(
@@ -363,4 +371,71 @@ def flatten_ensemble(
         slot_coef=np.stack([-np.ones_like(all_covers), (1.0 - all_covers) / all_covers], axis=1),
         tables=tables,
         max_tree_nodes=max(max_tree_nodes, 1),
+        leaf_start=np.asarray(leaf_start, dtype=u64),
+        leaf_value=np.asarray(tree_leaf_value, dtype=np.float64),
+    )
+
+
+@dataclass(frozen=True)
+class PredictionLayout:
+    """Every tree's nodes and leaves in one array each, for the level-by-level prediction.
+
+    Tree ``t`` owns ``node_start[t]:node_start[t + 1]``: its internal nodes (local ``0`` to
+    ``n_internal - 1``, as in :class:`FlatEnsemble`), then one entry per leaf whose two
+    children are the leaf itself, so ``depth[t]`` steps from the root end on a leaf for every
+    row, whatever its path length: the kernel advances many rows one level at a time, without
+    a data-dependent loop exit.
+    """
+
+    node_start: np.ndarray  # uint64 (n_trees + 1,)
+    n_internal: np.ndarray  # uint64 (n_trees,)
+    depth: np.ndarray  # uint64 (n_trees,): longest root-to-leaf path, in splits
+    node_word: np.ndarray  # uint64, packed as FlatEnsemble.node_word
+    node_threshold: np.ndarray  # float64
+    node_cat_start: np.ndarray  # uint64
+    node_cat_words: np.ndarray  # uint64
+    leaf_start: np.ndarray  # uint64 (n_trees + 1,)
+    leaf_value: np.ndarray  # float64
+
+
+def build_prediction_layout(flat: FlatEnsemble) -> PredictionLayout:
+    """Return :class:`PredictionLayout` of a flattened ensemble (leaves as self-loops)."""
+    u64 = np.uint64
+    child_mask = u64(0xFFFF)
+    words, thresholds, cat_starts, cat_words = [], [], [], []
+    node_start, n_internal, depth = [0], [], []
+    for t in range(len(flat.node_start) - 1):
+        n0, n1 = int(flat.node_start[t]), int(flat.node_start[t + 1])
+        n_leaves = int(flat.leaf_start[t + 1] - flat.leaf_start[t])
+        tree_words = flat.node_word[n0:n1]
+        leaves = np.arange(n1 - n0, n1 - n0 + n_leaves, dtype=u64)
+        # A leaf's word: feature 0, numerical, both children the leaf itself.
+        leaf_words = (leaves << u64(NODE_LEFT_SHIFT)) | (leaves << u64(NODE_RIGHT_SHIFT))
+        words.append(np.concatenate([tree_words, leaf_words]))
+        thresholds.append(np.concatenate([flat.node_threshold[n0:n1], np.zeros(n_leaves)]))
+        cat_starts.append(np.concatenate([flat.node_cat_start[n0:n1], np.zeros(n_leaves, u64)]))
+        cat_words.append(np.concatenate([flat.node_cat_words[n0:n1], np.zeros(n_leaves, u64)]))
+        # Depth by pre-order (a parent before its children): level of each internal node.
+        level = np.zeros(n1 - n0 + n_leaves, dtype=np.int64)
+        longest = 0
+        for k, word in enumerate(tree_words):
+            for child in (
+                (word >> u64(NODE_LEFT_SHIFT)) & child_mask,
+                (word >> u64(NODE_RIGHT_SHIFT)) & child_mask,
+            ):
+                level[int(child)] = level[k] + 1
+                longest = max(longest, level[k] + 1)
+        node_start.append(node_start[-1] + n1 - n0 + n_leaves)
+        n_internal.append(n1 - n0)
+        depth.append(longest)
+    return PredictionLayout(
+        node_start=np.asarray(node_start, dtype=u64),
+        n_internal=np.asarray(n_internal, dtype=u64),
+        depth=np.asarray(depth, dtype=u64),
+        node_word=np.concatenate(words) if words else np.zeros(0, u64),
+        node_threshold=np.concatenate(thresholds) if thresholds else np.zeros(0),
+        node_cat_start=np.concatenate(cat_starts) if cat_starts else np.zeros(0, u64),
+        node_cat_words=np.concatenate(cat_words) if cat_words else np.zeros(0, u64),
+        leaf_start=flat.leaf_start,
+        leaf_value=flat.leaf_value,
     )
