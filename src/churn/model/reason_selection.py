@@ -34,7 +34,7 @@ import pandas as pd
 from churn.domain.catalog import FeatureSpec
 from churn.domain.families import FAMILIES
 from churn.model.reasons import (
-    explain_values,
+    display_values,
     format_value,
     group_slots_by_feature,
     top_positive_reasons,
@@ -168,7 +168,7 @@ def _pick_kept(
         typical_shown = format_value(typical.get(name), specs[name])
         if typical_shown is None:
             continue
-        display, _ = explain_values(batch[name].iloc[rows], specs[name])
+        display = display_values(batch[name].iloc[rows], specs[name])
         value[rows[display == typical_shown], slots[display == typical_shown]] = np.nan
     # Move the kept slots forward, keeping their order (a stable sort of "is empty").
     order = np.argsort(~np.isfinite(value), axis=1, kind="stable")[:, : min(reasons, len(names))]

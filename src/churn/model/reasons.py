@@ -301,6 +301,24 @@ def _distinct_values(values: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, 
     return codes, pd.Index(uniques)
 
 
+def _show_distinct(uniques: pd.Index, spec: FeatureSpec) -> list[str]:
+    """Return the display text of each distinct value of :func:`_distinct_values`."""
+    if spec.kind == "numeric":  # uniques are rounded numbers already
+        return [_format_rounded(float(v), spec.unit) for v in uniques]
+    return [str(v) for v in uniques]
+
+
+def display_values(values: pd.Series, spec: FeatureSpec) -> np.ndarray:
+    """Return the display strings of many values of one feature (``None`` for a missing one).
+
+    The first result of :func:`explain_values` without its sentences, for callers that only
+    compare what is shown (the typical-value rule of the reasons): the sentences were most of
+    that work.
+    """
+    codes, uniques = _distinct_values(values, spec)
+    return np.array([*_show_distinct(uniques, spec), None], dtype=object)[codes]
+
+
 def explain_values(
     values: pd.Series,
     spec: FeatureSpec,
@@ -324,10 +342,7 @@ def explain_values(
         a missing value.
     """
     codes, uniques = _distinct_values(values, spec)
-    if spec.kind == "numeric":  # uniques are rounded numbers already
-        shown = [_format_rounded(float(v), spec.unit) for v in uniques]
-    else:
-        shown = [str(v) for v in uniques]
+    shown = _show_distinct(uniques, spec)
     typical_shown = format_value(typical, spec)
     # One extra slot at the end holds the missing-value answer; code -1 indexes it.
     display = np.array([*shown, None], dtype=object)

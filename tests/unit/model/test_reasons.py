@@ -12,8 +12,10 @@ from churn.model.reasons import (
     build_feature_specs,
     build_reason_columns,
     describe_value,
+    display_values,
     explain_values,
     format_number,
+    format_value,
 )
 
 
@@ -174,9 +176,12 @@ def test_explain_values_matches_one_by_one_reference():
     ):
         typical = values.dropna().iloc[0]
         display, sentences = explain_values(values, spec, typical=typical, levels=levels)
+        # The display alone, without the sentences: each value as format_value shows it.
+        shown = display_values(values, spec)
         for i, value in enumerate(values):
             assert sentences[i] == describe_value(value, spec, typical, levels)
             assert (display[i] is None) == bool(pd.isna(value))
+            assert shown[i] == display[i] == format_value(value, spec)
 
 
 def test_numeric_text_values_are_read_as_numbers():
