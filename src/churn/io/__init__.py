@@ -1,0 +1,64 @@
+"""All disk I/O of the pipeline: atomic writes and table reads.
+
+Stage cores never touch the disk; runners call these helpers. The package's modules, from the
+bottom up:
+
+* :mod:`churn.io.atomic`: outputs appear whole or not at all (:func:`atomic_path` for a file,
+  :func:`atomic_directory` for a set of files swapped in together), and staging paths left by
+  a killed run are removed;
+* :mod:`churn.io.writes`: frames, JSON and text, each written atomically;
+* :mod:`churn.io.row_groups`: the Parquet primitives (row groups decoded straight into their
+  final arrays, the positions a pyarrow filter keeps);
+* :mod:`churn.io.reads`: whole tables (Parquet without a second copy, CSV as text);
+* :mod:`churn.io.partial`: only some rows of a file (by position, column values, whole keys,
+  or the latest cutoff).
+
+Everything public is importable from ``churn.io`` itself, which is how the pipeline imports it.
+"""
+
+from __future__ import annotations
+
+from churn.io.atomic import (
+    RETIRED_MARK,
+    STAGING_MARK,
+    atomic_directory,
+    atomic_path,
+    remove_stale_staging,
+)
+from churn.io.partial import (
+    read_frame_keys,
+    read_frame_positions,
+    read_frame_rows,
+    read_latest_rows,
+)
+from churn.io.reads import find_table_file, read_frame, read_parquet_frame, read_tables
+from churn.io.row_groups import (
+    find_filtered_positions,
+    read_parquet_row_groups,
+    release_arrow_memory,
+)
+from churn.io.writes import frame_to_arrow, write_json, write_parquet, write_table, write_text
+
+__all__ = [
+    "RETIRED_MARK",
+    "STAGING_MARK",
+    "atomic_directory",
+    "atomic_path",
+    "find_filtered_positions",
+    "find_table_file",
+    "frame_to_arrow",
+    "read_frame",
+    "read_frame_keys",
+    "read_frame_positions",
+    "read_frame_rows",
+    "read_latest_rows",
+    "read_parquet_frame",
+    "read_parquet_row_groups",
+    "read_tables",
+    "release_arrow_memory",
+    "remove_stale_staging",
+    "write_json",
+    "write_parquet",
+    "write_table",
+    "write_text",
+]
