@@ -174,6 +174,15 @@ class FastTreeShap:
         """Memory held by the precomputed tables (0 when falling back)."""
         return 0 if self._ensemble is None else self._ensemble.table_bytes
 
+    def _check_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Return ``X`` as an array, or raise ValueError unless 2-D with ``n_features`` columns."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected a 2-D array with {self.n_features} columns, got shape {X.shape}"
+            )
+        return X
+
     def shap_values(self, X: np.ndarray) -> np.ndarray:
         """Return SHAP values laid out exactly like ``booster.predict(X, pred_contrib=True)``.
 
@@ -188,11 +197,7 @@ class FastTreeShap:
         Raises:
             ValueError: If ``X`` is not 2-D with ``n_features`` columns.
         """
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(
-                f"expected a 2-D array with {self.n_features} columns, got shape {X.shape}"
-            )
+        X = self._check_matrix(X)
         if self._ensemble is None:
             return _lightgbm_contributions(self.booster, X, self.num_iteration)
         # float32 -> float64 is exact, like LightGBM's own conversion.
@@ -236,11 +241,7 @@ class FastTreeShap:
         Raises:
             ValueError: If ``X`` is not 2-D with ``n_features`` columns.
         """
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(
-                f"expected a 2-D array with {self.n_features} columns, got shape {X.shape}"
-            )
+        X = self._check_matrix(X)
         if self._ensemble is None:
             return _lightgbm_raw_scores(self.booster, X, self.num_iteration)
         X = np.ascontiguousarray(X, dtype=np.float64)

@@ -52,6 +52,48 @@ def get_kernel() -> Callable[..., None]:
         return _KERNEL
 
 
+def _build_decision() -> Callable[..., int]:
+    """Define the numba split test both kernels inline: 1 when a row goes left at a node.
+
+    LightGBM's dense-matrix semantics: NaN and values with ``|x| <= kZeroThreshold`` follow the
+    node's NaN and zero bits (which encode its missing type, see :mod:`.tables`); a categorical
+    code is truncated toward zero like C++ ``static_cast<int>`` and goes left when it is in the
+    node's bitset (negative, out-of-range and NaN codes go right); a number goes left when
+    ``x <= threshold``.
+    """
+    import numba
+
+    u64 = numba.uint64
+    kzero = K_ZERO_THRESHOLD
+    int32_limit = INT32_LIMIT
+    is_cat_bit = u64(NODE_IS_CAT_BIT)
+    nan_bit, zero_bit = u64(NODE_NAN_LEFT_BIT), u64(NODE_ZERO_LEFT_BIT)
+
+    @numba.njit(inline="always", cache=False)
+    def goes_left(word, x, threshold, cat_start, cat_words, cat_bits):  # type: ignore[no-untyped-def]
+        one = u64(1)
+        is_nan = u64(np.isnan(x))
+        is_zero = u64(abs(x) <= kzero)
+        if (word >> is_cat_bit) & one:
+            plain = u64(0)
+            if x > -1.0 and x < int32_limit:
+                code = u64(np.int64(x))
+                index = code >> u64(5)
+                if index < cat_words:
+                    bits = u64(cat_bits[cat_start + index])
+                    plain = (bits >> (code & u64(31))) & one
+        else:
+            plain = u64(x <= threshold)
+        # Select without branches: NaN and zero are data dependent.
+        return (
+            (plain & (one ^ (is_nan | is_zero)))
+            | (is_nan & (word >> nan_bit))
+            | (is_zero & (word >> zero_bit))
+        ) & one
+
+    return goes_left
+
+
 def get_predict_kernel() -> Callable[..., None]:
     """Build (once) and return the numba prediction kernel (raw scores)."""
     global _PREDICT_KERNEL
@@ -71,12 +113,9 @@ def _build_predict_kernel() -> Callable[..., None]:
     import numba
 
     u64 = numba.uint64
-    kzero = K_ZERO_THRESHOLD
-    int32_limit = INT32_LIMIT
     feature_mask = u64((1 << NODE_FEATURE_BITS) - 1)
     left_shift, right_shift = u64(NODE_LEFT_SHIFT), u64(NODE_RIGHT_SHIFT)
-    is_cat_bit = u64(NODE_IS_CAT_BIT)
-    nan_bit, zero_bit = u64(NODE_NAN_LEFT_BIT), u64(NODE_ZERO_LEFT_BIT)
+    goes_left = _build_decision()
 
     # uint64 index arithmetic throughout, for the reason given in _build_kernel.
     @numba.njit(parallel=True, cache=False)
@@ -95,7 +134,6 @@ def _build_predict_kernel() -> Callable[..., None]:
         leaf_start: np.ndarray,
         leaf_value: np.ndarray,
     ) -> None:
-        one = u64(1)
         n_rows = X.shape[0]
         n_trees = node_start.shape[0] - 1
         n_blocks = (n_rows + block_rows - 1) // block_rows
@@ -123,23 +161,14 @@ def _build_predict_kernel() -> Callable[..., None]:
                         g = p0 + at[i]
                         word = node_word[g]
                         x = block_x[word & feature_mask, i]
-                        is_nan = u64(np.isnan(x))
-                        is_zero = u64(abs(x) <= kzero)
-                        if (word >> is_cat_bit) & one:
-                            plain = u64(0)
-                            if x > -1.0 and x < int32_limit:
-                                code = u64(np.int64(x))
-                                index = code >> u64(5)
-                                if index < node_cat_words[g]:
-                                    bits = u64(cat_bits[node_cat_start[g] + index])
-                                    plain = (bits >> (code & u64(31))) & one
-                        else:
-                            plain = u64(x <= node_threshold[g])
-                        go_left = (
-                            (plain & (one ^ (is_nan | is_zero)))
-                            | (is_nan & (word >> nan_bit))
-                            | (is_zero & (word >> zero_bit))
-                        ) & one
+                        go_left = goes_left(
+                            word,
+                            x,
+                            node_threshold[g],
+                            node_cat_start[g],
+                            node_cat_words[g],
+                            cat_bits,
+                        )
                         left = (word >> left_shift) & u64(0xFFFF)
                         right = (word >> right_shift) & u64(0xFFFF)
                         at[i] = right + (left - right) * go_left
@@ -155,12 +184,10 @@ def _build_kernel() -> Callable[..., None]:
     import numba
 
     u64 = numba.uint64
-    kzero = K_ZERO_THRESHOLD
-    int32_limit = INT32_LIMIT
+    goes_left = _build_decision()
     feature_mask = u64((1 << NODE_FEATURE_BITS) - 1)
     left_shift, right_shift = u64(NODE_LEFT_SHIFT), u64(NODE_RIGHT_SHIFT)
-    slot_shift_, is_cat_bit = u64(NODE_SLOT_SHIFT), u64(NODE_IS_CAT_BIT)
-    nan_bit, zero_bit = u64(NODE_NAN_LEFT_BIT), u64(NODE_ZERO_LEFT_BIT)
+    slot_shift_ = u64(NODE_SLOT_SHIFT)
     meta_shift_shift, meta_keep_shift = u64(SLOT_SHIFT_SHIFT), u64(SLOT_KEEP_SHIFT)
     target_shift = u64(TARGET_FEATURE_SHIFT)
     target_mask = u64((1 << TARGET_FEATURE_SHIFT) - 1)
@@ -207,27 +234,14 @@ def _build_kernel() -> Callable[..., None]:
                     g = n0
                     while g < n1:
                         word = node_word[g]
-                        x = X[r, word & feature_mask]
-                        is_nan = u64(np.isnan(x))
-                        is_zero = u64(abs(x) <= kzero)
-                        if (word >> is_cat_bit) & one:
-                            # C++ static_cast<int> truncates toward zero; negative or
-                            # out-of-range codes go right (NaN fails the range test).
-                            plain = u64(0)
-                            if x > -1.0 and x < int32_limit:
-                                code = u64(np.int64(x))
-                                index = code >> u64(5)
-                                if index < node_cat_words[g]:
-                                    bits = u64(cat_bits[node_cat_start[g] + index])
-                                    plain = (bits >> (code & u64(31))) & one
-                        else:
-                            plain = u64(x <= node_threshold[g])
-                        # Select without branches: NaN and zero are data dependent.
-                        go_left = (
-                            (plain & (one ^ (is_nan | is_zero)))
-                            | (is_nan & (word >> nan_bit))
-                            | (is_zero & (word >> zero_bit))
-                        ) & one
+                        go_left = goes_left(
+                            word,
+                            X[r, word & feature_mask],
+                            node_threshold[g],
+                            node_cat_start[g],
+                            node_cat_words[g],
+                            cat_bits,
+                        )
                         # Branch-free child update: which child keeps the node's mask is data
                         # dependent (about 50/50), so a branch would mispredict constantly.
                         mask = masks[g - n0]
