@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 _KERNEL_LOCK = threading.Lock()
-_KERNEL: Callable[..., None] | None = None
-_PREDICT_KERNEL: Callable[..., None] | None = None
+# Kernel name -> the kernel, built on first use (numba compiles it on its first call).
+_KERNELS: dict[str, Callable[..., None]] = {}
 
 
 @functools.cache
@@ -43,13 +43,17 @@ def numba_available() -> bool:
     return True
 
 
-def get_kernel() -> Callable[..., None]:
-    """Build (once) and return the numba kernel; nothing is compiled at import time."""
-    global _KERNEL
+def _get_built(name: str, build: Callable[[], Callable[..., None]]) -> Callable[..., None]:
+    """Return the kernel ``name``, building it once; nothing is compiled at import time."""
     with _KERNEL_LOCK:
-        if _KERNEL is None:
-            _KERNEL = _build_kernel()
-        return _KERNEL
+        if name not in _KERNELS:
+            _KERNELS[name] = build()
+        return _KERNELS[name]
+
+
+def get_kernel() -> Callable[..., None]:
+    """Return the numba TreeSHAP kernel (built once)."""
+    return _get_built("treeshap", _build_kernel)
 
 
 def _build_decision() -> Callable[..., int]:
@@ -95,12 +99,8 @@ def _build_decision() -> Callable[..., int]:
 
 
 def get_predict_kernel() -> Callable[..., None]:
-    """Build (once) and return the numba prediction kernel (raw scores)."""
-    global _PREDICT_KERNEL
-    with _KERNEL_LOCK:
-        if _PREDICT_KERNEL is None:
-            _PREDICT_KERNEL = _build_predict_kernel()
-        return _PREDICT_KERNEL
+    """Return the numba prediction kernel of raw scores (built once)."""
+    return _get_built("predict", _build_predict_kernel)
 
 
 def _build_predict_kernel() -> Callable[..., None]:
