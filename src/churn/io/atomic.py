@@ -19,16 +19,12 @@ import secrets
 import shutil
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from churn.errors import ChurnError
 
-if TYPE_CHECKING:
-    pass
-
-
 STAGING_MARK = ".churn-tmp-"
 RETIRED_MARK = ".churn-old-"
+
 
 def _process_is_alive(pid: int) -> bool:
     if pid == os.getpid():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,6 @@ import pandas as pd
 from churn.io.reads import read_frame, read_parquet_frame
 from churn.io.row_groups import read_parquet_row_groups, release_arrow_memory
 from churn.io.writes import frame_to_arrow
-
-if TYPE_CHECKING:
-    pass
 
 
 def read_frame_positions(

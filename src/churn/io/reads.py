@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from churn.errors import DataContractError
 from churn.io.row_groups import (
-    _LEAN_CONVERSION,
+    LEAN_CONVERSION,
     find_filtered_positions,
     read_parquet_row_groups,
     release_arrow_memory,
 )
 from churn.layout import table_file_name
-
-if TYPE_CHECKING:
-    pass
 
 
 def find_table_file(
@@ -102,7 +99,7 @@ def read_parquet_frame(
             frame = read_parquet_row_groups(path, columns, positions)
     if frame is None:
         frame = pd.read_parquet(
-            path, columns=columns, filters=filters, to_pandas_kwargs=dict(_LEAN_CONVERSION)
+            path, columns=columns, filters=filters, to_pandas_kwargs=dict(LEAN_CONVERSION)
         )
     release_arrow_memory()
     return frame

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: ``pyarrow.Table.to_pandas`` options of :func:`read_parquet_frame`: each column is freed from
 #: the Arrow table once converted and kept as its own block, so the table and the frame never
 #: exist whole at once.
-_LEAN_CONVERSION: Mapping[str, bool] = MappingProxyType(
+LEAN_CONVERSION: Mapping[str, bool] = MappingProxyType(
     {"self_destruct": True, "split_blocks": True}
 )
 
@@ -168,7 +168,7 @@ def read_parquet_row_groups(
         [pa.chunked_array(chunks[f.name], type=f.type) for f in fields if f.name in chunks],
         schema=pa.schema([f for f in fields if f.name in chunks], metadata=schema.metadata),
     )
-    converted = others.to_pandas(**_LEAN_CONVERSION)
+    converted = others.to_pandas(**LEAN_CONVERSION)
     index = pd.RangeIndex(rows)
     if index_columns and positions is None:
         entry = index_columns[0]
