@@ -1,8 +1,10 @@
 """Pure feature computation: validated tables + population in, features frame + catalog out.
 
-:func:`build_features` opens a private in-memory DuckDB session, registers the tables (zero-copy)
-and runs one SQL query per family. Each family returns exactly one row per (customer, cutoff)
-key, and the results are left-joined onto the population in its original row order.
+:func:`build_features` opens a private DuckDB session, registers the tables (frames copied once,
+Parquet files scanned in place) and runs one SQL query per family. Each family returns exactly
+one row per (customer, cutoff) key, stored as a file in key order; the population's rows then
+take their family rows by key, in the population's original row order
+(:mod:`churn.features.family_rows`).
 
 A customer's features depend only on that customer's rows and the cutoff: there is no
 population-wide statistic (no mean, rank or encoding), so computing customer shards separately
@@ -32,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,6 +53,7 @@ from churn.features.common import (
     set_last_cutoff,
 )
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
+from churn.features.family_rows import FamilyRows, take_family_rows
 from churn.features.personal import refuse_personal_columns, split_words
 from churn.io import atomic_path, frame_to_arrow
 from churn.sql import (
@@ -123,17 +127,26 @@ def _population_keys(population: pd.DataFrame) -> pd.DataFrame:
 
 
 def _load_tables(
-    con: duckdb.DuckDBPyConnection, prepared: Mapping[str, pd.DataFrame], keys: pd.DataFrame
-) -> None:
-    """Copy the tables into DuckDB once, with dense integer customer keys, and the population.
+    con: duckdb.DuckDBPyConnection, prepared: Mapping[str, TableSource], keys: pd.DataFrame
+) -> np.ndarray:
+    """Register the tables in DuckDB with dense integer customer keys, and the population.
 
     Every customer id of the population gets a dense integer (its position among the distinct
     ids); the tables' ids, text or integers, are matched as text, as :func:`_population_keys`
     reads them. Rows of customers outside the population are left out: every feature is a
     function of one customer's rows and the cutoff (see the module docstring), so they could
-    not change any output row. The families then join and group on integers, and scan DuckDB's
-    own columns instead of the pandas frames (a usage table is read once, not once per
-    family); the customers' text ids only come back with the population's own column.
+    not change any output row. The families then join and group on integers; the customers'
+    text ids only come back with the population's own column.
+
+    A frame is copied into DuckDB once (the families scan DuckDB's columns, not pandas'). A
+    Parquet file becomes a view that scans the file where it lies at each use: copied, the
+    tables held 170M usage events at 1M customers, which passed the default memory limit and
+    were written out to the spill folder and read back (41 s of loading; 9 s as views, the
+    two reads of the usage events included, and the same features, 2026-12-04).
+
+    Returns:
+        The key of each population row (``_population._key``): dense, in order of first
+        appearance of its (customer, cutoff), so rows without duplicates have key = row.
     """
     codes, ids = pd.factorize(keys["customer_id"])
     ids_frame = pd.DataFrame({"customer_id": pd.Series(ids, dtype="str"), "key": range(len(ids))})
@@ -158,6 +171,7 @@ def _load_tables(
     con.execute("CREATE TEMP TABLE _population AS SELECT * FROM _population_frame")
     con.unregister("_population_frame")
     for name, frame in prepared.items():
+        kind = "VIEW" if isinstance(frame, Path) else "TABLE"
         if isinstance(frame, Path):
             source, columns = _parquet_source(name, frame)
         else:
@@ -167,13 +181,14 @@ def _load_tables(
             con.register(source, frame)
             columns = [f"t.{quote_ident(c)}" for c in frame.columns if c != "customer_id"]
         con.execute(
-            f"CREATE TEMP TABLE {quote_ident(name)} AS "
+            f"CREATE TEMP {kind} {quote_ident(name)} AS "
             f"SELECT ids.key AS customer_id, {', '.join(columns)} "
             f"FROM {source} AS t JOIN _customer_key AS ids "
             "ON ids.customer_id = t.customer_id::VARCHAR"
         )
         if not isinstance(frame, Path):
             con.unregister(source)
+    return key
 
 
 def _parquet_source(name: str, path: Path) -> tuple[str, list[str]]:
@@ -320,8 +335,10 @@ class _Session:
 
     con: duckdb.DuckDBPyConnection
     keys: pd.DataFrame
+    row_keys: np.ndarray
     specs: list[FeatureSpec]
     joined: list[str]
+    family_files: list[FamilyRows]
     skipped: dict[str, str]
 
 
@@ -360,7 +377,7 @@ def _feature_session(
         con.execute(f"SET temp_directory = {quote_literal(str(scratch_dir))}")
         con.execute("SET enable_progress_bar = false")
         with _naming_memory_errors(cfg, "loading the tables", len(keys)):
-            _load_tables(con, prepared, keys)
+            row_keys = _load_tables(con, prepared, keys)
             con.register(DAY_BUCKET, grid.day_bucket)
             con.register(BUCKET_WINDOW, grid.bucket_window)
             con.execute(
@@ -373,6 +390,7 @@ def _feature_session(
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
+        family_files: list[FamilyRows] = []
         for module in families:
             reason = _skip_reason(module, set(prepared))
             if reason is not None:
@@ -421,7 +439,18 @@ def _feature_session(
             )
             specs.extend(query.specs)
             joined.append(table)
-        yield _Session(con=con, keys=keys, specs=specs, joined=joined, skipped=skipped)
+            family_files.append(
+                FamilyRows(family_dir / f"{table}.parquet", [spec.name for spec in query.specs])
+            )
+        yield _Session(
+            con=con,
+            keys=keys,
+            row_keys=row_keys,
+            specs=specs,
+            joined=joined,
+            family_files=family_files,
+            skipped=skipped,
+        )
 
 
 def build_features(
@@ -458,7 +487,11 @@ def build_features(
             if a family breaks the one-row-per-key contract or the catalog.
     """
     with _feature_session(tables, population, cfg, mode, scratch_dir) as session:
-        features = _fetch_features(session.con, session.joined, session.specs)
+        features = (
+            take_family_rows(session.family_files, session.row_keys)
+            if session.family_files
+            else None
+        )
     specs = session.specs
     features = _to_feature_frame(features, specs, len(session.keys))
     check_catalog(specs, features.columns)
@@ -504,7 +537,7 @@ def write_features(
     ):
         specs, keys = session.specs, session.keys
         dtypes = feature_dtypes(specs)
-        batches = _feature_batches(session.con, session.joined, specs, batch_rows, len(keys))
+        batches = _feature_batches(session.family_files, session.row_keys, batch_rows)
         writer: BackgroundParquetWriter | None = None
         schema: pa.Schema | None = None
         start = 0
@@ -534,35 +567,26 @@ def write_features(
 
 
 def _feature_batches(
-    con: duckdb.DuckDBPyConnection,
-    tables: list[str],
-    specs: list[FeatureSpec],
-    batch_rows: int,
-    n_rows: int,
+    families: list[FamilyRows], row_keys: np.ndarray, batch_rows: int
 ) -> Iterator[pd.DataFrame]:
     """Yield the feature columns in population order, ``batch_rows`` rows at a time.
 
-    Each batch is its own query over a slice of population rows: joining the whole population
-    at once needs every family's hash table and a sort of the full width in memory together
-    (measured: out of memory at 200k customers under a 1 GB limit), a slice only its own
-    rows. Always yields at least one (maybe empty) frame, so an empty population still writes
-    a file with every column.
+    A batch takes each family's rows of its population rows' keys from the family's file
+    (:class:`churn.features.family_rows.FamilyRows`: row ``i`` of a family file is key ``i``),
+    decoding only the row groups that hold them, and puts the families' columns side by side;
+    without duplicates a batch's keys ascend, so every row group is decoded once. Holding
+    the whole population at once would need every family's columns in memory together
+    (out of memory at 200k customers under a 1 GB limit when it was one DuckDB join). Always
+    yields at least one (maybe empty) frame, so an empty population still writes a file with
+    every column.
     """
+    n_rows = len(row_keys)
     for start in range(0, max(n_rows, 1), batch_rows):
         stop = min(start + batch_rows, n_rows)
-        if not tables:
+        if not families:
             yield pd.DataFrame(index=pd.RangeIndex(stop - start))
             continue
-        rows = f"_row >= {start} AND _row < {stop}"
-        ((first, last),) = con.execute(
-            f"SELECT min(_key), max(_key) FROM _population WHERE {rows}"
-        ).fetchall()
-        # The family tables are stored in key order, so this range filter lets DuckDB skip
-        # every row group outside the slice (zone maps): each batch reads about its own rows
-        # instead of scanning every family table (quadratic in the population: at 300k
-        # customers, 44 batches over 2.9M-row tables were 1.9x the CPU of the families).
-        keys = "false" if first is None else f"_key BETWEEN {first} AND {last}"
-        table = con.sql(_features_sql(tables, specs, rows, keys)).to_arrow_table()
+        table = take_family_rows(families, row_keys[start:stop])
         yield table.to_pandas(split_blocks=True)
 
 
@@ -580,33 +604,6 @@ def _key_frame(keys: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
             "cutoff": population["cutoff"].set_axis(index),
             "label": label,
         }
-    )
-
-
-def _fetch_features(
-    con: duckdb.DuckDBPyConnection, tables: list[str], specs: list[FeatureSpec]
-) -> pa.Table | None:
-    """Join the family tables onto the population in row order (an Arrow table)."""
-    if not tables:
-        return None
-    return con.sql(_features_sql(tables, specs)).to_arrow_table()
-
-
-def _features_sql(
-    tables: list[str], specs: list[FeatureSpec], rows: str = "true", keys: str = "true"
-) -> str:
-    """SQL joining the family tables onto the population rows ``rows`` holds, in row order.
-
-    ``keys`` filters the family tables before the join (a range of ``_key`` covering the
-    rows' keys), so the scan of each family table can skip what the rows cannot match.
-    """
-    joins = "\n".join(
-        f"LEFT JOIN (SELECT * FROM {t} WHERE {keys}) AS {t} ON {t}._key = p._key" for t in tables
-    )
-    columns = ", ".join(quote_ident(spec.name) for spec in specs)
-    return (
-        f"SELECT {columns} FROM (SELECT _row, _key FROM _population WHERE {rows}) AS p {joins} "
-        "ORDER BY p._row"
     )
 
 

@@ -236,6 +236,41 @@ def test_finished_families_are_files_that_go_with_the_session(tmp_path) -> None:
     assert list(scratch.rglob("*.parquet")) == []
 
 
+def test_parquet_inputs_are_scanned_in_place_and_frames_copied_once(tmp_path) -> None:
+    """A Parquet input is a view over its file (copied, 1M customers' usage events passed the
+    memory limit and went through the spill folder); a frame is copied into DuckDB once."""
+    from churn.features import build
+
+    tables = make_tables(4, n_customers=40)
+    paths = _as_parquet({k: v for k, v in tables.items() if k != "customers"}, tmp_path / "in")
+    inputs = {"customers": tables["customers"], **paths}
+    with build._feature_session(inputs, all_keys(tables), CFG, None, tmp_path / "s") as session:
+        views = {
+            name
+            for (name,) in session.con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
+        copied = {
+            name
+            for (name,) in session.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+    assert set(paths) <= views
+    assert not set(paths) & copied
+    assert "customers" in copied and "customers" not in views
+
+
+def test_sorted_population_streamed_equals_the_frozen_old_core(tmp_path) -> None:
+    """A population without duplicates in key order: each batch is a slice of every family
+    file, across several row groups when the batches are small."""
+    tables = make_tables(7)
+    keys = all_keys(tables)
+    out = tmp_path / "features.parquet"
+    write_features(_as_parquet(tables, tmp_path / "in"), keys, CFG, out, batch_rows=13)
+    expected = features_v1.build_features(tables, keys, CFG).frame
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected, check_exact=True)
+
+
 def test_running_out_of_duckdb_memory_names_the_work_and_the_knobs(tmp_path) -> None:
     from churn.errors import ResourceLimitError
 
