@@ -338,7 +338,7 @@ class _Session:
     row_keys: np.ndarray
     specs: list[FeatureSpec]
     joined: list[str]
-    family_files: list[FamilyRows]
+    family_rows: list[FamilyRows]
     skipped: dict[str, str]
 
 
@@ -390,7 +390,7 @@ def _feature_session(
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
-        family_files: list[FamilyRows] = []
+        family_rows: list[FamilyRows] = []
         for module in families:
             reason = _skip_reason(module, set(prepared))
             if reason is not None:
@@ -439,7 +439,7 @@ def _feature_session(
             )
             specs.extend(query.specs)
             joined.append(table)
-            family_files.append(
+            family_rows.append(
                 FamilyRows(family_dir / f"{table}.parquet", [spec.name for spec in query.specs])
             )
         yield _Session(
@@ -448,7 +448,7 @@ def _feature_session(
             row_keys=row_keys,
             specs=specs,
             joined=joined,
-            family_files=family_files,
+            family_rows=family_rows,
             skipped=skipped,
         )
 
@@ -488,8 +488,8 @@ def build_features(
     """
     with _feature_session(tables, population, cfg, mode, scratch_dir) as session:
         features = (
-            take_family_rows(session.family_files, session.row_keys)
-            if session.family_files
+            take_family_rows(session.family_rows, session.row_keys)
+            if session.family_rows
             else None
         )
     specs = session.specs
@@ -537,7 +537,7 @@ def write_features(
     ):
         specs, keys = session.specs, session.keys
         dtypes = feature_dtypes(specs)
-        batches = _feature_batches(session.family_files, session.row_keys, batch_rows)
+        batches = _feature_batches(session.family_rows, session.row_keys, batch_rows)
         writer: BackgroundParquetWriter | None = None
         schema: pa.Schema | None = None
         start = 0
@@ -633,7 +633,8 @@ def _create_family_table(
     """Store a family's result with the population key of each row, in key order.
 
     A row whose (customer, cutoff) is not a population key gets a null key (the caller's
-    count check catches it). Key order is what lets a batch read a slice of the table, and a
+    count check catches it). Key order is what lets a batch read its rows by position
+    (:class:`churn.features.family_rows.FamilyRows`: row ``i`` is key ``i``), and a
     ``COPY ... ORDER BY`` (like a ``CREATE ... ORDER BY``) stores its rows in that order only
     while DuckDB preserves insertion order (with ``preserve_insertion_order = false`` it writes
     sorted runs side by side), so it is switched on here.
@@ -642,7 +643,6 @@ def _create_family_table(
     the finished families hold no DuckDB memory while the next one runs: at 1M
     customers under the default 4 GB limit the fifth family (engagement) ran out of memory
     beside the four family tables before it, although it finished alone in 33 s (2026-12-04).
-    A batch's ``_key`` range still skips the file's other row groups (Parquet statistics).
     """
     con.execute("SET preserve_insertion_order = true")
     query = (
