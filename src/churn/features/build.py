@@ -107,7 +107,7 @@ class FeatureResult:
 
 
 def _population_keys(population: pd.DataFrame) -> pd.DataFrame:
-    """Validate the population and return its keys with naive-UTC cutoffs and row numbers."""
+    """Validate the population and return its keys with naive-UTC cutoffs."""
     missing = [c for c in ("customer_id", "cutoff") if c not in population.columns]
     if missing:
         raise ValueError(f"population lacks column(s) {missing}")
@@ -121,7 +121,6 @@ def _population_keys(population: pd.DataFrame) -> pd.DataFrame:
         {
             "customer_id": population["customer_id"].astype("str").reset_index(drop=True),
             "cutoff": cutoff,
-            "_row": range(len(population)),
         }
     )
 
@@ -129,7 +128,7 @@ def _population_keys(population: pd.DataFrame) -> pd.DataFrame:
 def _load_tables(
     con: duckdb.DuckDBPyConnection, prepared: Mapping[str, TableSource], keys: pd.DataFrame
 ) -> np.ndarray:
-    """Register the tables in DuckDB with dense integer customer keys, and the population.
+    """Register the tables in DuckDB with dense integer customer keys, and the population's keys.
 
     Every customer id of the population gets a dense integer (its position among the distinct
     ids); the tables' ids, text or integers, are matched as text, as :func:`_population_keys`
@@ -144,8 +143,11 @@ def _load_tables(
     were written out to the spill folder and read back (41 s of loading; 9 s as views, the
     two reads of the usage events included, and the same features, 2026-12-04).
 
+    The population's distinct (customer, cutoff) pairs become the table ``KEY_INDEX`` with
+    their key.
+
     Returns:
-        The key of each population row (``_population._key``): dense, in order of first
+        The key of each population row (``KEY_INDEX._key``): dense, in order of first
         appearance of its (customer, cutoff), so rows without duplicates have key = row.
     """
     codes, ids = pd.factorize(keys["customer_id"])
@@ -157,18 +159,18 @@ def _load_tables(
     )
     con.unregister("_customer_ids")
     # Each distinct (customer, cutoff) gets a dense key in order of first appearance, so a
-    # population without duplicates has key = row and the family tables, stored in key order,
-    # can be read a slice at a time (see _feature_batches).
+    # population without duplicates has key = row, and row i of a family file (stored in key
+    # order) is key i (see _feature_batches).
     cutoff_codes, cutoffs = pd.factorize(keys["cutoff"])
     key, _ = pd.factorize(codes.astype("int64") * max(len(cutoffs), 1) + cutoff_codes)
     con.register(
         "_population_frame",
-        pd.DataFrame(
-            {"customer_id": codes, "cutoff": keys["cutoff"], "_row": keys["_row"], "_key": key}
-        ),
+        pd.DataFrame({"customer_id": codes, "cutoff": keys["cutoff"], "_key": key}),
     )
-    # A table, not the frame: stored in row order, a slice of rows is read without a full scan.
-    con.execute("CREATE TEMP TABLE _population AS SELECT * FROM _population_frame")
+    con.execute(
+        f"CREATE TEMP TABLE {KEY_INDEX} AS SELECT customer_id, cutoff, min(_key) AS _key "
+        "FROM _population_frame GROUP BY customer_id, cutoff"
+    )
     con.unregister("_population_frame")
     for name, frame in prepared.items():
         kind = "VIEW" if isinstance(frame, Path) else "TABLE"
@@ -337,7 +339,6 @@ class _Session:
     keys: pd.DataFrame
     row_keys: np.ndarray
     specs: list[FeatureSpec]
-    joined: list[str]
     family_rows: list[FamilyRows]
     skipped: dict[str, str]
 
@@ -381,15 +382,10 @@ def _feature_session(
             con.register(DAY_BUCKET, grid.day_bucket)
             con.register(BUCKET_WINDOW, grid.bucket_window)
             con.execute(
-                f"CREATE TEMP TABLE {KEY_INDEX} AS SELECT customer_id, cutoff, min(_key) AS _key "
-                "FROM _population GROUP BY customer_id, cutoff"
-            )
-            con.execute(
                 f"CREATE TEMP TABLE {KEYS} AS SELECT customer_id, cutoff FROM {KEY_INDEX}"
             )
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
-        joined: list[str] = []
         family_rows: list[FamilyRows] = []
         for module in families:
             reason = _skip_reason(module, set(prepared))
@@ -438,7 +434,6 @@ def _feature_session(
                 time.perf_counter() - started,
             )
             specs.extend(query.specs)
-            joined.append(table)
             family_rows.append(
                 FamilyRows(family_dir / f"{table}.parquet", [spec.name for spec in query.specs])
             )
@@ -447,7 +442,6 @@ def _feature_session(
             keys=keys,
             row_keys=row_keys,
             specs=specs,
-            joined=joined,
             family_rows=family_rows,
             skipped=skipped,
         )

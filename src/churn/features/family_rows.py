@@ -41,6 +41,11 @@ class FamilyRows:
         self._cached: dict[int, pa.Table] = {}
 
     @property
+    def path(self) -> Path:
+        """The family file."""
+        return self._path
+
+    @property
     def rows(self) -> int:
         """Rows in the file."""
         return int(self._starts[-1])
@@ -72,12 +77,12 @@ class FamilyRows:
             group: cached[group] if group in cached else self._read(group) for group in groups
         }
         table = pa.concat_tables([self._cached[group] for group in groups])
-        offset = first - int(self._starts[group_first])
+        first_row = int(self._starts[group_first])  # the table's first row in the file
         if last - first + 1 == len(keys) and np.array_equal(keys, np.arange(first, last + 1)):
             # Consecutive keys (a population without duplicates): a slice, no copy.
-            rows = table.slice(offset, len(keys))
+            rows = table.slice(first - first_row, len(keys))
         else:
-            rows = table.take(pa.array(keys - self._starts[group_first]))
+            rows = table.take(pa.array(keys - first_row))
         stored = rows.column(KEY_COLUMN).to_numpy(zero_copy_only=False)
         if not np.array_equal(stored, keys):
             raise ValueError(f"{self._path.name}: not one row per key in key order")

@@ -220,19 +220,21 @@ def test_finished_families_are_files_that_go_with_the_session(tmp_path) -> None:
     tables = make_tables(4, n_customers=40)
     scratch = tmp_path / "scratch"
     with build._feature_session(tables, all_keys(tables), CFG, None, scratch) as session:
+        family_tables = [family.path.stem for family in session.family_rows]
+        assert family_tables
         views = {
             name
             for (name,) in session.con.execute(
                 "SELECT view_name FROM duckdb_views() WHERE NOT internal"
             ).fetchall()
         }
-        assert set(session.joined) <= views
+        assert set(family_tables) <= views
         tables_held = session.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_family_%'"
         ).fetchall()
         assert tables_held == []
         files = sorted(p.name for p in scratch.rglob("*.parquet"))
-        assert files == sorted(f"{name}.parquet" for name in session.joined)
+        assert files == sorted(f"{name}.parquet" for name in family_tables)
     assert list(scratch.rglob("*.parquet")) == []
 
 
