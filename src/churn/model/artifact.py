@@ -41,6 +41,7 @@ import pandas as pd
 from churn.domain.catalog import validate_catalog_frame
 from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
+from churn.model.matrix import fill_columns
 from churn.model.pooling import POOLED_LEVEL
 from churn.model.treeshap import compute_contributions, compute_raw_scores
 from churn.model.verification import (
@@ -209,19 +210,21 @@ def prepare_features(
             f"input is missing {len(missing)} required feature column(s): {missing[:20]}"
         )
     rows = len(frame) if positions is None else len(positions)
-    matrix = np.empty((rows, len(feature_names)), dtype=np.float64)
-    for j, name in enumerate(feature_names):
+
+    def read_column(j: int) -> np.ndarray:
+        name = feature_names[j]
         column = frame[name] if positions is None else frame[name].iloc[positions]
         if name in categorical_levels:
-            matrix[:, j] = encode_categories(column, categorical_levels[name])
-        else:
-            try:
-                matrix[:, j] = pd.to_numeric(column, errors="raise").to_numpy(
-                    dtype=np.float64, na_value=np.nan
-                )
-            except (TypeError, ValueError) as exc:
-                raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
-    return matrix
+            return encode_categories(column, categorical_levels[name])
+        try:
+            return pd.to_numeric(column, errors="raise").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
+
+    matrix = np.empty((rows, len(feature_names)), dtype=np.float64)
+    return fill_columns(matrix, read_column)
 
 
 def learn_categorical_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, tuple[str, ...]]:
