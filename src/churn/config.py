@@ -498,7 +498,7 @@ class EvaluateConfig(_Section):
         "than this many standard errors (Hanley-McNeil) of the oracle AUC.",
     )
     model_form_max_customers: int | None = Field(
-        100_000,
+        25_000,
         ge=100,
         description="The model-form comparison (a survival head and a classifier per horizon, "
         "fitted beside the exported model) fits and measures on at most this many customers, "

@@ -202,7 +202,9 @@ def evaluate_models(
         )
         if accepted is not None:
             notes.append(accepted)
-        metrics["explanations"] = compute_reason_agreement(model, test, truth, TOP_DECILE)
+        metrics["explanations"] = compute_reason_agreement(
+            model, test, truth, TOP_DECILE, predictions["churn_probability"].to_numpy()
+        )
     metrics["segments"], segment_notes = summarize_segments(test, cfg.segments, predictions)
     metrics["notes"] = notes + segment_notes
     plots = build_plot_tables(

@@ -76,6 +76,7 @@ def compute_reason_agreement(
     test: pd.DataFrame,
     truth: pd.DataFrame,
     top_fraction: float = 0.1,
+    probability: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Measure how often explanations name the truly dominant driver family.
 
@@ -84,6 +85,8 @@ def compute_reason_agreement(
         test: Feature rows (``customer_id``, ``cutoff`` at month starts, model features).
         truth: Simulator ``customer_months`` with ``month_start`` and ``logit_<family>``.
         top_fraction: Share of highest-probability rows examined.
+        probability: ``model.predict_proba(test)`` when the caller has it already (the
+            evaluate stage scored the test rows); ``None``: computed here.
 
     Returns:
         ``rows`` examined, ``first_reason_family_agreement``, ``top_family_agreement``,
@@ -99,19 +102,37 @@ def compute_reason_agreement(
     keyed = truth[["customer_id", "month_start", *columns]].rename(
         columns={"month_start": "cutoff"}
     )
-    # Centre within each cutoff's active population (see module docstring).
+    # Centre within each cutoff's active population (see module docstring). Only the test's
+    # months are needed, and a month's mean is over its own rows, so the others are left out
+    # first (the truth holds every customer-month, the test one or a few months).
+    if keyed["cutoff"].dtype == test["cutoff"].dtype:  # else the merge below says why not
+        keyed = keyed[keyed["cutoff"].isin(test["cutoff"].unique())]
     centred = keyed[columns] - keyed.groupby("cutoff")[columns].transform("mean")
     keyed = pd.concat([keyed[["customer_id", "cutoff"]], centred], axis=1)
-    rows = test.reset_index(drop=True).merge(
-        keyed, on=["customer_id", "cutoff"], how="inner", validate="one_to_one"
-    )
+    # Matched on the keys alone, in the test's order; the features are taken for the examined
+    # rows only.
+    keys = test[["customer_id", "cutoff"]].reset_index(drop=True)
+    keys["_position"] = np.arange(len(keys))
+    rows = keys.merge(keyed, on=["customer_id", "cutoff"], how="inner", validate="one_to_one")
     if rows.empty:
         return {}
-    probability = model.predict_proba(rows)
+    positions = rows.pop("_position").to_numpy()
+    if probability is None:
+        probability = model.predict_proba(test.iloc[positions])
+    elif len(probability) != len(test):
+        raise ValueError(f"{len(probability)} probabilities for {len(test)} test rows")
+    else:
+        probability = np.asarray(probability, dtype=np.float64)[positions]
     top_n = max(1, int(np.ceil(top_fraction * len(rows))))
     # Stable ordering so ties at the boundary do not depend on row order.
     order = np.lexsort((rows["customer_id"].to_numpy(), -probability))[:top_n]
-    top = rows.iloc[order].reset_index(drop=True)
+    top = pd.concat(
+        [
+            test.iloc[positions[order]].reset_index(drop=True),
+            rows[columns].iloc[order].reset_index(drop=True),
+        ],
+        axis=1,
+    )
 
     contributions, _ = model.contributions(top)
     specs = build_feature_specs(model.catalog, model.feature_names, model.categorical_levels)

@@ -176,3 +176,50 @@ def test_agreement_reads_the_models_first_reason_mode(tiny_model, feature_frame)
     assert older["first_reason_mode"] == "feature"
     same = np.mean([b is not None and b == a for a, b in zip(dominant, by_feature, strict=True)])
     assert older["first_reason_family_agreement"] == pytest.approx(same) and same < expected
+
+
+def test_agreement_centres_on_the_whole_month_and_takes_given_probabilities(
+    tiny_model, feature_frame
+):
+    last = feature_frame["cutoff"].max()
+    month = feature_frame[feature_frame["cutoff"] == last].reset_index(drop=True)
+    rng = np.random.default_rng(11)
+    dominant = dict(zip(month["customer_id"], rng.choice(FAMILIES, len(month)), strict=True))
+    truth = _truth_for(month, dominant)
+    # The customers outside the test raise the month's support term: centred on the whole
+    # month, support drives fewer of the examined rows than on the test rows alone.
+    outside = month["customer_id"].iloc[::2]
+    truth.loc[truth["customer_id"].isin(outside), "logit_support"] += 6.0
+    earlier = _truth_for(month, dominant).assign(month_start=last - pd.DateOffset(months=1))
+    test = month[~month["customer_id"].isin(outside)].sample(frac=1.0, random_state=3)
+    test.index = test.index + 1_000  # not a range index, not in key order
+
+    on_month = compute_reason_agreement(tiny_model, test, truth, top_fraction=0.5)
+    with_other_months = compute_reason_agreement(
+        tiny_model, test, pd.concat([earlier, truth]), top_fraction=0.5
+    )
+    given = compute_reason_agreement(
+        tiny_model, test, truth, top_fraction=0.5, probability=tiny_model.predict_proba(test)
+    )
+    only_test_rows = compute_reason_agreement(
+        tiny_model, test, truth[~truth["customer_id"].isin(outside)], top_fraction=0.5
+    )
+    assert on_month == with_other_months == given
+    assert on_month != only_test_rows  # the outside customers moved the month's mean
+
+    # The naive reference: centre over every truth row of the month, examine the top half.
+    columns = [f"logit_{f}" for f in FAMILIES]
+    centred = truth.set_index("customer_id")[columns]
+    centred = centred - centred.mean()
+    probability = tiny_model.predict_proba(test)
+    n = int(np.ceil(0.5 * len(test)))
+    ranked = sorted(range(len(test)), key=lambda i: (-probability[i], test["customer_id"].iloc[i]))
+    true_families = [
+        FAMILIES[int(np.argmax(centred.loc[test["customer_id"].iloc[i]].to_numpy()))]
+        for i in ranked[:n]
+    ]
+    shares = pd.Series(true_families).value_counts(normalize=True)
+    assert on_month["true_family_share"] == {f: float(shares.get(f, 0.0)) for f in FAMILIES}
+
+    with pytest.raises(ValueError, match="3 probabilities for"):
+        compute_reason_agreement(tiny_model, test, truth, probability=np.zeros(3))
