@@ -184,7 +184,8 @@ def test_family_tables_are_stored_in_key_order_even_after_unordered_steps(tmp_pa
     does not preserve insertion order (the setting the steps run with). Without the setting
     in ``_create_family_table`` this fails (checked 2026-12-03, DuckDB 2.0, for the temporary
     table the families were then; a family is now a Parquet file read through a view)."""
-    from churn.features.build import KEY_INDEX, _create_family_table
+    from churn.features.build import _create_family_table
+    from churn.features.tables import KEY_INDEX
     from churn.sql import connect
 
     con = connect(threads=2, memory_limit="1GB")
