@@ -409,6 +409,13 @@ class TrainConfig(_Section):
         "retained rows are sampled at the rate that fits it (or at negative_sample_rate if "
         "that is lower), all churned rows kept. None: no budget.",
     )
+    baseline_max_rows: int | None = Field(
+        250_000,
+        ge=100,
+        description="The logistic baseline is fitted on at most this many rows of the "
+        "classifier's sample: past it, a seeded uniform share of them, their weights scaled "
+        "to the sample's total (docs/training.md). None: the whole sample.",
+    )
     early_stopping_rounds: int = Field(50, ge=1)
     early_stopping_metric: Literal["binary_logloss", "auc", "average_precision"] = Field(
         "binary_logloss",

@@ -23,6 +23,7 @@ from churn.model.baseline import predict_baseline
 from churn.model.fit import (
     UNSAMPLED,
     build_lgb_params,
+    count_baseline_rows,
     describe_negative_sampling,
     fit_churn_model,
     fit_sample_baseline,
@@ -138,7 +139,7 @@ def refit_backtest_cutoff(
                 test = take_file_rows(wide, split.test)
                 parts = (train, validation, test)
             model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
-            baseline = fit_sample_baseline(sample, catalog, cfg.seed)
+            baseline = fit_sample_baseline(sample, catalog, cfg.seed, cfg.baseline_max_rows)
     except ModelError as exc:
         reason = str(exc)
     if reason is not None:
@@ -166,6 +167,8 @@ def is_backtest_fit(model: ChurnModel, split: Split, params: Params) -> bool:
     def without_threads(lgb_params: Mapping[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in lgb_params.items() if key != "num_threads"}
 
+    sample_rows = meta.get("n_train_fitted", meta.get("n_train"))
+
     return (
         list(meta.get("train_cutoffs") or []) == dates(split.train_cutoffs)
         and list(meta.get("validation_cutoffs") or []) == dates(split.validation_cutoffs)
@@ -178,6 +181,11 @@ def is_backtest_fit(model: ChurnModel, split: Split, params: Params) -> bool:
         and without_threads(meta.get("lgb_params") or {}) == without_threads(build_lgb_params(cfg))
         # A model saved before negative sampling existed was fitted on every row.
         and meta.get("negative_sampling", UNSAMPLED) == describe_negative_sampling(cfg)
+        # The exported baseline is the refit's when both fit the same rows of the sample (a
+        # model saved before the cap existed fitted all of them; one saved before sampling
+        # existed fitted every training row).
+        and count_baseline_rows(meta.get("baseline_max_rows"), sample_rows)
+        == count_baseline_rows(cfg.baseline_max_rows, sample_rows)
     )
 
 

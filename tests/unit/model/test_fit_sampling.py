@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +20,12 @@ from churn.model.backtest import (
     split_backtest_cutoff,
 )
 from churn.model.baseline import fit_baseline, predict_baseline
-from churn.model.fit import fit_churn_model, train_churn_models
+from churn.model.fit import (
+    BASELINE_SHARE_STREAM,
+    fit_churn_model,
+    fit_sample_baseline,
+    train_churn_models,
+)
 from churn.model.sampling import (
     choose_negative_rate,
     sample_training_negatives,
@@ -251,3 +258,78 @@ def test_a_fit_given_only_the_keys_and_categoricals_of_training_rows_is_the_same
     assert lean.feature_names == whole.feature_names
     with pytest.raises(ModelError, match="later than the training rows"):
         fit_churn_model(thin, train, TINY_CATALOG, params.train, sample=sample)
+
+
+def _naive_capped_baseline(sample, catalog, seed: int, max_rows: int):
+    """The capped baseline by hand: the seeded share of the sample's rows copied out, their
+    weights rescaled to the sample's total by a plain sum."""
+    rng = np.random.default_rng([seed, BASELINE_SHARE_STREAM])
+    kept = sorted(rng.choice(sample.size, size=max_rows, replace=False).tolist())
+    rows = sample.rows.iloc[kept]
+    weights = [1.0] * sample.size if sample.weights is None else list(sample.weights)
+    share = [weights[i] for i in kept]
+    scale = sum(weights) / sum(share)
+    return fit_baseline(rows, catalog, seed=seed, sample_weight=np.array(share) * scale)
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.5])
+def test_the_baseline_fits_a_reweighted_share_of_a_sample_past_its_cap(features, rate):
+    params = make_backtest_params(negative_sample_rate=rate)
+    train, _, test = slices(features, params)
+    sample = sample_training_rows(train, params.train)
+    seed = params.train.seed
+    cap = sample.size // 2
+    capped = fit_sample_baseline(sample, TINY_CATALOG, seed, max_rows=cap)
+    expected = _naive_capped_baseline(sample, TINY_CATALOG, seed, cap)
+    np.testing.assert_allclose(
+        predict_baseline(capped, test), predict_baseline(expected, test), rtol=1e-9
+    )
+    whole = fit_sample_baseline(sample, TINY_CATALOG, seed)
+    assert not np.allclose(predict_baseline(capped, test), predict_baseline(whole, test))
+    # A cap the sample does not reach changes nothing, to the last bit.
+    for unreached in (sample.size, sample.size + 1):
+        same = fit_sample_baseline(sample, TINY_CATALOG, seed, max_rows=unreached)
+        assert same.coefficients == whole.coefficients and same.intercept == whole.intercept
+
+
+def test_the_backtest_reuses_the_baseline_only_when_it_fits_the_same_rows(features):
+    params = make_backtest_params(negative_sample_rate=0.5)
+    trained = train_churn_models(features, TINY_CATALOG, params)
+    fitted = trained.model.metadata["n_train_fitted"]
+    assert trained.model.metadata["baseline_max_rows"] == params.train.baseline_max_rows
+    last = select_backtest_cutoffs(features, params)[0][-1]
+    split = split_backtest_cutoff(features, params, last)[0]
+
+    def with_cap(cap):
+        return make_backtest_params(negative_sample_rate=0.5, baseline_max_rows=cap)
+
+    # Caps at or above the sample's size fit it all, like the trained baseline (default cap).
+    assert fitted < params.train.baseline_max_rows
+    for cap in (None, fitted, 10 * fitted):
+        assert is_backtest_fit(trained.model, split, with_cap(cap)), cap
+    assert not is_backtest_fit(trained.model, split, with_cap(fitted - 1))
+    # A model saved before the cap existed fitted its baseline on the whole sample.
+    older = trained.model.metadata.copy()
+    del older["baseline_max_rows"]
+    model = dataclasses.replace(trained.model, metadata=older)
+    assert is_backtest_fit(model, split, params)
+    assert not is_backtest_fit(model, split, with_cap(fitted - 1))
+    # Trained under a cap that bit, it is the refit only under the same cap.
+    capped = train_churn_models(features, TINY_CATALOG, with_cap(fitted // 2))
+    assert is_backtest_fit(capped.model, split, with_cap(fitted // 2))
+    assert not is_backtest_fit(capped.model, split, with_cap(fitted // 2 + 1))
+    assert not is_backtest_fit(capped.model, split, params)
+    refit = refit_backtest_cutoff(features, TINY_CATALOG, with_cap(fitted // 2), last)
+    reused, _ = run_rolling_backtest(
+        features,
+        TINY_CATALOG,
+        with_cap(fitted // 2),
+        fitted=(capped.model, capped.baseline),
+    )
+    assert reused[-1] == refit
+
+
+def test_a_baseline_cap_below_a_hundred_rows_is_refused():
+    with pytest.raises(ValueError, match="baseline_max_rows"):
+        make_backtest_params(baseline_max_rows=99)
+    assert make_backtest_params(baseline_max_rows=None).train.baseline_max_rows is None
