@@ -85,6 +85,26 @@ def choose_negative_rate(positives: int, negatives: int, cfg: TrainConfig) -> fl
     return min(rate, (budget - positives) / negatives)
 
 
+def hash_row_keys(rows: pd.DataFrame, salt: str) -> np.ndarray:
+    """Return a 64-bit hash of each row's (customer id as text, cutoff day) under ``salt``.
+
+    The same row gets the same hash whatever the frame's order, the id's type (an integer id
+    hashes like its text) or the other rows present, so draws made by the smallest hashes are
+    blind to all three; another ``salt`` (a seed) draws other rows.
+    """
+    # A 16-character hash key from the salt.
+    key = hashlib.blake2b(salt.encode(), digest_size=8).hexdigest()
+    # Each distinct cutoff is formatted once, not once per row: the same texts.
+    cutoff_codes, cutoffs = pd.factorize(pd.DatetimeIndex(rows["cutoff"]))
+    keys = pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].astype(str).to_numpy(),
+            "cutoff": np.asarray(cutoffs.strftime("%Y-%m-%d"), dtype=object)[cutoff_codes],
+        }
+    )
+    return pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
+
+
 def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> TrainingSample:
     """Keep every churned row and a seeded share ``rate`` of the retained rows of each cutoff.
 
@@ -116,17 +136,8 @@ def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> Tr
     if rate == 1.0:
         return TrainingSample(source=train, positions=None, weights=None, rate=1.0)
     labels = label_array(train)
-    # A 16-character hash key from the seed: a different seed draws different rows.
-    key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()
-    # Each distinct cutoff is formatted once, not once per row: the same texts.
-    cutoff_codes, cutoffs = pd.factorize(pd.DatetimeIndex(train["cutoff"]))
-    keys = pd.DataFrame(
-        {
-            "customer_id": train["customer_id"].astype(str).to_numpy(),
-            "cutoff": np.asarray(cutoffs.strftime("%Y-%m-%d"), dtype=object)[cutoff_codes],
-        }
-    )
-    hashes = pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy()
+    cutoff_codes, _ = pd.factorize(pd.DatetimeIndex(train["cutoff"]))
+    hashes = hash_row_keys(train, str(seed))
     negatives = np.flatnonzero(labels == 0)
     # Retained rows ordered by cutoff, then hash: a row's position within its cutoff's run
     # tells whether it is among that cutoff's k smallest hashes.

@@ -21,13 +21,13 @@ from churn.model.backtest import (
 )
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.fit import (
-    BASELINE_SHARE_STREAM,
     fit_churn_model,
     fit_sample_baseline,
     train_churn_models,
 )
 from churn.model.sampling import (
     choose_negative_rate,
+    hash_row_keys,
     sample_training_negatives,
     sample_training_rows,
 )
@@ -261,15 +261,15 @@ def test_a_fit_given_only_the_keys_and_categoricals_of_training_rows_is_the_same
 
 
 def _naive_capped_baseline(sample, catalog, seed: int, max_rows: int):
-    """The capped baseline by hand: the seeded share of the sample's rows copied out, their
-    weights rescaled to the sample's total by a plain sum."""
-    rng = np.random.default_rng([seed, BASELINE_SHARE_STREAM])
-    kept = sorted(rng.choice(sample.size, size=max_rows, replace=False).tolist())
-    rows = sample.rows.iloc[kept]
+    """The capped baseline by hand: the sample's rows with the smallest key hashes copied
+    out, their weights rescaled to the sample's total by a plain sum."""
+    rows = sample.rows
+    hashes = hash_row_keys(rows, f"baseline-{seed}")
+    kept = sorted(sorted(range(len(rows)), key=lambda i: (int(hashes[i]), i))[:max_rows])
     weights = [1.0] * sample.size if sample.weights is None else list(sample.weights)
     share = [weights[i] for i in kept]
     scale = sum(weights) / sum(share)
-    return fit_baseline(rows, catalog, seed=seed, sample_weight=np.array(share) * scale)
+    return fit_baseline(rows.iloc[kept], catalog, seed=seed, sample_weight=np.array(share) * scale)
 
 
 @pytest.mark.parametrize("rate", [1.0, 0.5])
@@ -286,6 +286,13 @@ def test_the_baseline_fits_a_reweighted_share_of_a_sample_past_its_cap(features,
     )
     whole = fit_sample_baseline(sample, TINY_CATALOG, seed)
     assert not np.allclose(predict_baseline(capped, test), predict_baseline(whole, test))
+    # The share is blind to the rows' order: shuffled, the same rows are drawn and fitted.
+    shuffled = train.sample(frac=1.0, random_state=1)
+    reordered = sample_training_rows(shuffled, params.train)
+    again = fit_sample_baseline(reordered, TINY_CATALOG, seed, max_rows=cap)
+    np.testing.assert_allclose(
+        predict_baseline(again, test), predict_baseline(capped, test), rtol=1e-9
+    )
     # A cap the sample does not reach changes nothing, to the last bit.
     for unreached in (sample.size, sample.size + 1):
         same = fit_sample_baseline(sample, TINY_CATALOG, seed, max_rows=unreached)
