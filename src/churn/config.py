@@ -413,8 +413,9 @@ class TrainConfig(_Section):
         250_000,
         ge=100,
         description="The logistic baseline is fitted on at most this many rows of the "
-        "classifier's sample: past it, a seeded uniform share of them, their weights scaled "
-        "to the sample's total (docs/training.md). None: the whole sample.",
+        "classifier's sample: past it, the rows with the smallest seeded hash of (customer, "
+        "cutoff), their weights scaled to the sample's total (docs/training.md). None: the "
+        "whole sample.",
     )
     early_stopping_rounds: int = Field(50, ge=1)
     early_stopping_metric: Literal["binary_logloss", "auc", "average_precision"] = Field(

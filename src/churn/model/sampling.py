@@ -85,17 +85,29 @@ def choose_negative_rate(positives: int, negatives: int, cfg: TrainConfig) -> fl
     return min(rate, (budget - positives) / negatives)
 
 
-def hash_row_keys(rows: pd.DataFrame, salt: str) -> np.ndarray:
+def hash_row_keys(
+    rows: pd.DataFrame,
+    salt: str,
+    factorized_cutoffs: tuple[np.ndarray, pd.DatetimeIndex] | None = None,
+) -> np.ndarray:
     """Return a 64-bit hash of each row's (customer id as text, cutoff day) under ``salt``.
 
     The same row gets the same hash whatever the frame's order, the id's type (an integer id
     hashes like its text) or the other rows present, so draws made by the smallest hashes are
     blind to all three; another ``salt`` (a seed) draws other rows.
+
+    Args:
+        rows: Rows with ``customer_id`` and ``cutoff``.
+        salt: The hash key's seed.
+        factorized_cutoffs: ``pd.factorize`` of the rows' cutoffs when the caller made it
+            already (the negative sampling groups by it too); ``None``: made here.
     """
     # A 16-character hash key from the salt.
     key = hashlib.blake2b(salt.encode(), digest_size=8).hexdigest()
     # Each distinct cutoff is formatted once, not once per row: the same texts.
-    cutoff_codes, cutoffs = pd.factorize(pd.DatetimeIndex(rows["cutoff"]))
+    if factorized_cutoffs is None:
+        factorized_cutoffs = pd.factorize(pd.DatetimeIndex(rows["cutoff"]))
+    cutoff_codes, cutoffs = factorized_cutoffs
     keys = pd.DataFrame(
         {
             "customer_id": rows["customer_id"].astype(str).to_numpy(),
@@ -136,8 +148,8 @@ def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> Tr
     if rate == 1.0:
         return TrainingSample(source=train, positions=None, weights=None, rate=1.0)
     labels = label_array(train)
-    cutoff_codes, _ = pd.factorize(pd.DatetimeIndex(train["cutoff"]))
-    hashes = hash_row_keys(train, str(seed))
+    cutoff_codes, cutoffs = pd.factorize(pd.DatetimeIndex(train["cutoff"]))
+    hashes = hash_row_keys(train, str(seed), (cutoff_codes, cutoffs))
     negatives = np.flatnonzero(labels == 0)
     # Retained rows ordered by cutoff, then hash: a row's position within its cutoff's run
     # tells whether it is among that cutoff's k smallest hashes.
