@@ -6,6 +6,8 @@ bottom up:
 * :mod:`churn.io.atomic`: outputs appear whole or not at all (:func:`atomic_path` for a file,
   :func:`atomic_directory` for a set of files swapped in together), and staging paths left by
   a killed run are removed;
+* :mod:`churn.io.memory`: Arrow's allocator (the C library's, set by every command) and
+  handing its cache back;
 * :mod:`churn.io.writes`: frames, JSON and text, each written atomically;
 * :mod:`churn.io.row_groups`: the Parquet primitives (row groups decoded straight into their
   final arrays, the positions a pyarrow filter keeps);
@@ -25,6 +27,11 @@ from churn.io.atomic import (
     atomic_path,
     remove_stale_staging,
 )
+from churn.io.memory import (
+    get_arrow_pool_backend,
+    release_arrow_memory,
+    use_system_memory_pool,
+)
 from churn.io.partial import (
     read_frame_keys,
     read_frame_positions,
@@ -35,7 +42,6 @@ from churn.io.reads import find_table_file, read_frame, read_parquet_frame, read
 from churn.io.row_groups import (
     find_filtered_positions,
     read_parquet_row_groups,
-    release_arrow_memory,
 )
 from churn.io.writes import frame_to_arrow, write_json, write_parquet, write_table, write_text
 
@@ -47,6 +53,7 @@ __all__ = [
     "find_filtered_positions",
     "find_table_file",
     "frame_to_arrow",
+    "get_arrow_pool_backend",
     "read_frame",
     "read_frame_keys",
     "read_frame_positions",
@@ -57,6 +64,7 @@ __all__ = [
     "read_tables",
     "release_arrow_memory",
     "remove_stale_staging",
+    "use_system_memory_pool",
     "write_json",
     "write_parquet",
     "write_table",

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churn.io.memory import release_arrow_memory
 from churn.io.reads import read_frame, read_parquet_frame
-from churn.io.row_groups import read_parquet_row_groups, release_arrow_memory
+from churn.io.row_groups import read_parquet_row_groups
 from churn.io.writes import frame_to_arrow
 
 

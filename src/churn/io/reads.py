@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 
 from churn.errors import DataContractError
+from churn.io.memory import release_arrow_memory
 from churn.io.row_groups import (
     LEAN_CONVERSION,
     find_filtered_positions,
     read_parquet_row_groups,
-    release_arrow_memory,
 )
 from churn.layout import table_file_name
 

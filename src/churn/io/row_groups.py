@@ -24,20 +24,6 @@ LEAN_CONVERSION: Mapping[str, bool] = MappingProxyType(
 )
 
 
-def release_arrow_memory() -> None:
-    """Hand the memory pyarrow has freed but still caches back to the operating system.
-
-    Reading Parquet into pandas decodes the file into Arrow buffers and converts them into the
-    frame's arrays; Arrow's allocator (mimalloc here) keeps the freed decoding buffers for a
-    while for its own reuse, and nothing else in the process (NumPy allocates with ``malloc``)
-    can use them. Reading the 100k features file (an 886 MB frame) left 2.27 GB resident, 1.10
-    GB after this call (2026-12-03).
-    """
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
-
-
 def find_filtered_positions(
     path: str | Path, filters: list[tuple[str, str, Any]]
 ) -> np.ndarray | None:

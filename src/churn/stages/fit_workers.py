@@ -35,6 +35,7 @@ from churn.io import (
     frame_to_arrow,
     read_frame_positions,
     read_parquet_frame,
+    use_system_memory_pool,
 )
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
@@ -173,7 +174,12 @@ def refit_in_worker(task: dict[str, Any]) -> dict[str, Any]:
 def open_fit_pool(workers: int) -> ProcessPoolExecutor:
     """Return a pool of ``workers`` spawned processes for :func:`submit_backtest_refits` and
     :func:`submit_model_form_fits` (use it as a context manager)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    # Each worker allocates Arrow memory like the command that started it (churn.io.memory).
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=use_system_memory_pool,
+    )
 
 
 def submit_backtest_refits(

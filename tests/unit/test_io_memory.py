@@ -1,0 +1,84 @@
+"""Arrow's allocator: the system's unless the user named one (churn.io.memory)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import pyarrow as pa
+from churn.io import use_system_memory_pool
+before = pa.default_memory_pool().backend_name
+after = use_system_memory_pool()
+buffer = pa.allocate_buffer(1 << 20)  # allocations now come from the chosen pool
+print(before, after, pa.default_memory_pool().backend_name, pa.total_allocated_bytes() >= 1 << 20)
+"""
+
+
+def run_in_fresh_process(**environment: str) -> list[str]:
+    """Run the script in a new interpreter (the pool is process-wide) and split its output."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    env.update(environment)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+def test_use_system_memory_pool_switches_arrow_to_the_system_allocator() -> None:
+    before, after, now, allocated = run_in_fresh_process()
+    assert before != "system"  # the wheels' default (mimalloc or jemalloc) ...
+    assert (after, now) == ("system", "system")  # ... replaced by the C library's
+    assert allocated == "True"
+
+
+@pytest.mark.parametrize("backend", ["jemalloc", "mimalloc"])
+def test_use_system_memory_pool_keeps_the_users_choice(backend: str) -> None:
+    import pyarrow as pa
+
+    available = {"jemalloc": pa.jemalloc_memory_pool, "mimalloc": pa.mimalloc_memory_pool}
+    try:
+        available[backend]()
+    except NotImplementedError:
+        pytest.skip(f"pyarrow was built without {backend}")
+    before, after, now, _ = run_in_fresh_process(ARROW_DEFAULT_MEMORY_POOL=backend)
+    assert before == after == now == backend
+
+
+def test_every_command_allocates_with_the_system_pool(tmp_path) -> None:
+    """A stage command run as the pipeline runs it logs the pool it switched to."""
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  source: files\n")  # the simulator only writes its markers
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "churn",
+            "-v",
+            "simulate",
+            "--params",
+            str(params),
+            "--out",
+            str(tmp_path / "raw"),
+            "--truth",
+            str(tmp_path / "truth"),
+        ],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Arrow allocates with system" in result.stderr + result.stdout
+
+
+def test_fit_workers_allocate_with_the_system_pool() -> None:
+    """The evaluate stage's spawned fit workers switch too (the pool's initializer)."""
+    from churn.io import get_arrow_pool_backend
+    from churn.stages.fit_workers import open_fit_pool
+
+    with open_fit_pool(1) as pool:
+        assert pool.submit(get_arrow_pool_backend).result() == "system"
