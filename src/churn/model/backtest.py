@@ -19,14 +19,12 @@ import pandas as pd
 from churn.config import Params, TrainConfig
 from churn.domain.modes import Mode
 from churn.errors import ModelError
-from churn.model.baseline import predict_baseline
+from churn.model.baseline import count_baseline_rows, fit_sample_baseline, predict_baseline
 from churn.model.fit import (
     UNSAMPLED,
     build_lgb_params,
-    count_baseline_rows,
     describe_negative_sampling,
     fit_churn_model,
-    fit_sample_baseline,
 )
 from churn.model.metrics import TOP_DECILE, compute_lift, compute_roc_auc, summarize_predictions
 from churn.model.sampling import sample_training_rows

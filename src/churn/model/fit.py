@@ -26,7 +26,7 @@ from churn.model.artifact import (
     ChurnModel,
     prepare_features,
 )
-from churn.model.baseline import fit_baseline, predict_baseline
+from churn.model.baseline import fit_sample_baseline, predict_baseline
 from churn.model.leakage import check_leakage, check_plausible_auc
 from churn.model.metrics import compute_roc_auc, summarize_predictions
 from churn.model.pooling import learn_all_pooled_levels
@@ -35,7 +35,7 @@ from churn.model.reason_reference import (
     build_reason_reference,
     select_reference_rows,
 )
-from churn.model.sampling import TrainingSample, hash_row_keys, sample_training_rows
+from churn.model.sampling import TrainingSample, sample_training_rows
 from churn.model.split import Split, label_array, split_by_time
 
 if TYPE_CHECKING:
@@ -274,51 +274,6 @@ def fit_churn_model(
             "lightgbm_version": lgb.__version__,
         },
     )
-
-
-def fit_sample_baseline(
-    sample: TrainingSample, catalog: pd.DataFrame, seed: int, max_rows: int | None = None
-) -> LogisticBaseline:
-    """Fit the logistic baseline on the classifier's sample with its weights (a fair
-    comparison; its solver then costs no more than LightGBM on large data), reading the kept
-    rows in place (:func:`churn.model.baseline.fit_baseline`'s ``positions``).
-
-    Past ``max_rows`` (``train.baseline_max_rows``) rows it is fitted on a seeded uniform
-    share of the sample, their weights scaled so that they sum to the sample's total: the loss
-    is then an unbiased estimate of the whole sample's, with the same weight against the L2
-    penalty. The share is the ``max_rows`` sample rows with the smallest hash of (customer,
-    cutoff) under a key of its own (:func:`churn.model.sampling.hash_row_keys`), so the same
-    rows whatever the frame's order or the ids' type. A linear model of about a hundred
-    columns has converged long before that many rows, while its Newton solver costs rows x
-    columns squared per step: at a million customers (1.4M sample rows) 250,000 rows took the
-    fit 70.2 s -> 6.8 s with test ROC AUC 0.86430 -> 0.86414 and PR AUC 0.30534 -> 0.30502
-    (2026-12-04, docs/training.md).
-    """
-    positions, weights = sample.positions, sample.weights
-    if max_rows is not None and sample.size > max_rows:
-        # A key of its own, so the share does not follow the negative sampling's draws.
-        keys = sample.source[["customer_id", "cutoff"]]
-        keys = keys if sample.positions is None else keys.iloc[sample.positions]
-        hashes = hash_row_keys(keys, f"baseline-{seed}")
-        kept = np.sort(np.argsort(hashes, kind="stable")[:max_rows])
-        full = np.ones(sample.size) if weights is None else np.asarray(weights, dtype=float)
-        weights = full[kept] * (full.sum() / full[kept].sum())
-        positions = kept if positions is None else positions[kept]
-    return fit_baseline(
-        sample.source,
-        catalog,
-        seed=seed,
-        sample_weight=weights,
-        positions=positions,
-    )
-
-
-def count_baseline_rows(max_rows: int | None, sample_rows: int | None) -> int | None:
-    """Return how many rows :func:`fit_sample_baseline` fits on: ``sample_rows`` capped at
-    ``max_rows`` (``None`` when the sample's size is not known)."""
-    if sample_rows is None:
-        return None
-    return sample_rows if max_rows is None else min(sample_rows, max_rows)
 
 
 #: The sampling settings of a model fitted on every training row.

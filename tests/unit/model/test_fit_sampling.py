@@ -19,12 +19,8 @@ from churn.model.backtest import (
     select_backtest_cutoffs,
     split_backtest_cutoff,
 )
-from churn.model.baseline import fit_baseline, predict_baseline
-from churn.model.fit import (
-    fit_churn_model,
-    fit_sample_baseline,
-    train_churn_models,
-)
+from churn.model.baseline import fit_baseline, fit_sample_baseline, predict_baseline
+from churn.model.fit import fit_churn_model, train_churn_models
 from churn.model.sampling import (
     choose_negative_rate,
     hash_row_keys,
