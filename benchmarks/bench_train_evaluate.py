@@ -52,7 +52,7 @@ PHASES = (
     ("churn.model.fit", "fit_churn_model", "classifier fit (levels, LightGBM, calibration)"),
     ("churn.model.fit", "train_churn_models", "train core (split, guards, fit, metrics)"),
     ("lightgbm", "train", "LightGBM fit"),
-    ("churn.model.fit", "fit_baseline", "baseline fit"),
+    ("churn.model.baseline", "fit_baseline", "baseline fit"),
     ("churn.model.fit", "compute_single_feature_aucs", "single-feature AUCs"),
     ("churn.stages.train", "fit_head", "survival head (churn times, fit)"),
     ("churn.model.horizon_evaluation", "attach_churn_times", "attach churn times"),
