@@ -7,7 +7,6 @@ quantities that are positive, rows that add up, and the Markdown table.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -15,14 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "bench_pipeline.py"
 
-spec = importlib.util.spec_from_file_location("bench_pipeline", SCRIPT)
-assert spec is not None and spec.loader is not None
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+bench = load_script("benchmarks/bench_pipeline.py")
 
 
 def test_stages_are_ordered_after_the_stages_they_read():

@@ -8,16 +8,10 @@ the baseline's fit moved to :mod:`churn.model.baseline`). The test resolves ever
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "bench_train_evaluate.py"
+from support.scripts import load_script
 
-spec = importlib.util.spec_from_file_location("bench_train_evaluate", SCRIPT)
-assert spec is not None and spec.loader is not None
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+bench = load_script("benchmarks/bench_train_evaluate.py")
 
 
 def test_every_timed_phase_names_a_function_its_module_holds():
