@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PHASES = (
     ("churn.io", "read_frame", "read features"),
     ("churn.stages.train", "read_training_rows", "train: read the split's rows"),
-    ("churn.model.fit", "fit_churn_model", "classifier fit (levels, LightGBM, calibration)"),
+    ("churn.model.fit", "fit_and_score_validation", "classifier fit (LightGBM, calibration)"),
     ("churn.model.fit", "train_churn_models", "train core (split, guards, fit, metrics)"),
     ("lightgbm", "train", "LightGBM fit"),
     ("churn.model.baseline", "fit_baseline", "baseline fit"),

@@ -186,6 +186,25 @@ def fit_churn_model(
 ) -> ChurnModel:
     """Fit LightGBM on ``train`` (early stopping on ``validation``) and calibrate on validation.
 
+    See :func:`fit_and_score_validation` (the same fit, with its validation raw scores).
+    """
+    return fit_and_score_validation(train, validation, catalog, cfg, sample)[0]
+
+
+def fit_and_score_validation(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    catalog: pd.DataFrame,
+    cfg: TrainConfig,
+    sample: TrainingSample | None = None,
+) -> tuple[ChurnModel, np.ndarray]:
+    """Fit LightGBM on ``train`` (early stopping on ``validation``) and calibrate on validation.
+
+    The calibrator is fitted on the booster's raw scores of the validation rows; they are
+    returned beside the model, so a caller that reports validation metrics does not predict
+    those rows a second time (``model.calibrator.transform(raw)`` equals
+    ``model.predict_proba(validation)`` bit for bit).
+
     LightGBM sees every churned training row and, with ``train.negative_sample_rate`` below 1
     or a ``train.max_training_rows`` budget, a weighted sample of the retained ones
     (:func:`sample_training_negatives`); levels, typical values, early stopping and the
@@ -205,7 +224,8 @@ def fit_churn_model(
             drawn it already (it is drawn here otherwise), with every feature column.
 
     Returns:
-        The calibrated model. Categorical levels come from train only, levels on fewer than
+        The calibrated model and its raw scores (log-odds) of the validation rows, in their
+        order. Categorical levels come from train only, levels on fewer than
         ``cfg.min_category_count`` rows pooled (:mod:`churn.model.pooling`); typical values and
         categorical churn rates from the latest labeled cutoff of train and validation
         (:mod:`churn.model.reason_reference`).
@@ -244,7 +264,7 @@ def fit_churn_model(
         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
     )
     validation_raw = booster.predict(validation_matrix, raw_score=True)
-    return ChurnModel(
+    model = ChurnModel(
         booster=booster,
         feature_names=names,
         categorical_levels=levels,
@@ -274,6 +294,7 @@ def fit_churn_model(
             "lightgbm_version": lgb.__version__,
         },
     )
+    return model, np.asarray(validation_raw, dtype=np.float64)
 
 
 #: The sampling settings of a model fitted on every training row.
@@ -427,7 +448,7 @@ def train_churn_models(
         tuned, trials = tune_hyperparameters(train, validation, catalog, cfg, fit=fit_churn_model)
         cfg = cfg.model_copy(update=tuned)
     sample = sample_training_rows(train, cfg)
-    model = fit_churn_model(train, validation, catalog, cfg, sample=sample)
+    model, validation_raw = fit_and_score_validation(train, validation, catalog, cfg, sample)
     baseline = fit_sample_baseline(sample, catalog, cfg.seed, cfg.baseline_max_rows)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = test_y
@@ -451,7 +472,8 @@ def train_churn_models(
         },
     )
     metrics = {
-        "validation": summarize_predictions(val_y, model.predict_proba(validation)),
+        # The validation rows' scores from the fit: the same numbers as predict_proba.
+        "validation": summarize_predictions(val_y, model.calibrator.transform(validation_raw)),
         "test": summarize_predictions(test_y, predictions["churn_probability"]),
         "baseline_validation": summarize_predictions(val_y, predict_baseline(baseline, validation)),
         "baseline_test": summarize_predictions(test_y, predictions["baseline_probability"]),

@@ -15,11 +15,12 @@ from churn.model.fit import (
     check_label_balance,
     compute_single_feature_aucs,
     find_dead_features,
+    fit_and_score_validation,
     fit_churn_model,
     select_feature_catalog,
     train_churn_models,
 )
-from churn.model.metrics import compute_brier
+from churn.model.metrics import compute_brier, summarize_predictions
 from churn.model.split import split_by_time
 from churn.stages.train import build_train_report
 
@@ -184,6 +185,26 @@ def test_train_churn_models_reports_both_models_on_validation_and_test(frame):
         "active_days_last_30d",
     }
     assert result.trials == [] and result.tuned_params == {}
+
+
+def test_validation_metrics_come_from_the_fit_and_equal_predicting_validation_again(frame):
+    params = fast_params()
+    result = train_churn_models(frame, TINY_CATALOG, params)
+    validation = frame.iloc[result.split.validation]
+    expected = summarize_predictions(
+        validation["label"].to_numpy(dtype="int64"), result.model.predict_proba(validation)
+    )
+
+    assert result.metrics["validation"] == expected
+
+
+def test_the_fit_returns_the_validation_rows_raw_scores_in_their_order(frame):
+    params = fast_params()
+    train, validation, _ = slices(frame, params)
+    model, raw = fit_and_score_validation(train, validation, TINY_CATALOG, params.train)
+
+    np.testing.assert_array_equal(raw, model.predict_raw(validation))
+    assert raw.dtype == np.float64
 
 
 def test_find_dead_features_names_all_missing_and_constant_columns():
