@@ -445,7 +445,9 @@ def train_churn_models(
     if cfg.tuning.enabled:
         from churn.model.tuning import tune_hyperparameters
 
-        tuned, trials = tune_hyperparameters(train, validation, catalog, cfg, fit=fit_churn_model)
+        tuned, trials = tune_hyperparameters(
+            train, validation, catalog, cfg, fit=fit_and_score_validation
+        )
         cfg = cfg.model_copy(update=tuned)
     sample = sample_training_rows(train, cfg)
     model, validation_raw = fit_and_score_validation(train, validation, catalog, cfg, sample)

@@ -1,9 +1,9 @@
 """Optional hyperparameter search (``train.tuning.enabled``) with optuna's TPE sampler (pure).
 
-Each trial fits the same model as the final fit (:func:`churn.model.fit.fit_churn_model`) with the
-trial's hyperparameters and is scored by validation PR AUC of the raw booster scores (ranking
-quality; calibration is fitted afterwards and is monotone). Trials are returned, not logged:
-the runner records each as a nested MLflow run.
+Each trial fits the same model as the final fit (:func:`churn.model.fit.fit_and_score_validation`)
+with the trial's hyperparameters and is scored by validation PR AUC of the raw booster scores the
+fit returns (ranking quality; calibration is fitted afterwards and is monotone). Trials are
+returned, not logged: the runner records each as a nested MLflow run.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def tune_hyperparameters(
     catalog: pd.DataFrame,
     cfg: TrainConfig,
     *,
-    fit: Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame, TrainConfig], Any],
+    fit: Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame, TrainConfig], tuple[Any, Any]],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Search hyperparameters maximising validation PR AUC.
 
@@ -44,8 +44,9 @@ def tune_hyperparameters(
         validation: Validation rows (early stopping and the objective).
         catalog: Feature catalog.
         cfg: Train section; ``cfg.tuning`` sets the trial budget, ``cfg.seed`` the sampler seed.
-        fit: The fitting function (:func:`churn.model.fit.fit_churn_model`), passed in so that
-            tuning does not import the module that calls it.
+        fit: The fitting function (:func:`churn.model.fit.fit_and_score_validation`: the model
+            and its raw scores of ``validation``), passed in so that tuning does not import the
+            module that calls it.
 
     Returns:
         ``(best_params, trials)`` where each trial is ``{"number", "params",
@@ -58,8 +59,8 @@ def tune_hyperparameters(
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial)
-        model = fit(train, validation, catalog, cfg.model_copy(update=params))
-        value = compute_pr_auc(labels, model.predict_raw(validation))
+        _, validation_raw = fit(train, validation, catalog, cfg.model_copy(update=params))
+        value = compute_pr_auc(labels, validation_raw)
         trials.append({"number": trial.number, "params": params, "validation_pr_auc": value})
         return value
 
