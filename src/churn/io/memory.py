@@ -4,13 +4,13 @@ Every stage reads and writes Parquet through pyarrow, whose default allocator in
 mimalloc. On the project's machine (a 2-core virtual machine whose guest hands free memory
 back to the host) mimalloc's way of committing and purging pages cost more system time than
 the work itself: ingest at 100k customers spent 14-24 s in the kernel against 9-11 s with the
-C library's allocator, the same user time and outputs (2026-12-05; the README's benchmark
-section has every stage). The price is memory at scale: at a million customers ingest took
-280 s instead of 340 s but peaked at 8.1 GB instead of 6.8 GB (the C library keeps more freed
-memory in its arenas), still inside the pipeline's 12 GiB budget. So each command (and each
-fit worker) switches Arrow to the system allocator before it allocates anything, unless the
-user chose one with Arrow's own ``ARROW_DEFAULT_MEMORY_POOL`` (e.g. ``mimalloc`` to save
-memory): that choice is kept.
+C library's allocator, the same user time and outputs (2026-12-05; every stage's figures are
+in docs/benchmarks-log.md, "Arrow allocates with the C library's allocator"). The price is
+memory at scale: at a million customers ingest took 280 s instead of 340 s but peaked at 8.1 GB
+instead of 6.8 GB (the C library keeps more freed memory in its arenas), still inside the
+pipeline's 12 GiB budget. So each command (and each fit worker) switches Arrow to the system
+allocator before it allocates anything, unless the user chose one with Arrow's own
+``ARROW_DEFAULT_MEMORY_POOL`` (e.g. ``mimalloc`` to save memory): that choice is kept.
 """
 
 from __future__ import annotations
