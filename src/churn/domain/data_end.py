@@ -91,6 +91,76 @@ def find_density_end(stamps: pd.Series, gap_days: int) -> tuple[pd.Timestamp, st
     return find_end_before_silent_gap(values[values >= anchor].reset_index(drop=True), limit)
 
 
+_TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+"""Clock ticks per day of each unit a pandas timestamp column can have."""
+
+_MAX_DAY_SPAN = 10_000_000
+"""Beyond this many days between the first and last value, distinct days are hashed, not counted."""
+
+_CHUNK = 1 << 23
+"""Values per step where a whole-column temporary is avoided (64 MB of ``int64``)."""
+
+
+def _distinct_days(ticks: np.ndarray, per_day: int) -> np.ndarray:
+    """The sorted distinct UTC days (as ticks at midnight) of ``ticks``.
+
+    Days are counted a chunk at a time, so that no day number is kept per value (170M event
+    times at 1M customers: 1.4 GB saved).
+    """
+    first = int(ticks.min()) // per_day
+    last = int(ticks.max()) // per_day
+    if last - first <= _MAX_DAY_SPAN:
+        counts = np.zeros(last - first + 1, dtype=np.int64)
+        for start in range(0, len(ticks), _CHUNK):
+            # Floor division: a time before 1970 belongs to the earlier midnight.
+            days = np.floor_divide(ticks[start : start + _CHUNK], per_day) - first
+            counts += np.bincount(days, minlength=last - first + 1)
+        distinct = np.flatnonzero(counts) + first
+    else:  # a value centuries away: counting per day would need too much memory
+        distinct = np.sort(pd.unique(np.floor_divide(ticks, per_day)))
+    return distinct.astype(np.int64) * per_day
+
+
+def _ticks_as_utc(ticks: np.ndarray, unit: str) -> pd.Series:
+    return pd.Series(ticks.astype(f"datetime64[{unit}]")).dt.tz_localize("UTC")
+
+
+def find_density_end_of_ticks(
+    ticks: np.ndarray, unit: str, gap_days: int, *, overwrite: bool = False
+) -> tuple[pd.Timestamp, str] | None:
+    """:func:`find_density_end` of UTC times given as ``int64`` ticks, without sorting them all.
+
+    The rule needs three things, each cheaper than sorting every value: the anchor (one order
+    statistic, found by partitioning in linear time), the distinct days (counted per day, for
+    the median gap) and the sorted values from the anchor on (0.1% of them). Both ``churn
+    ingest`` (per table, 17M usage events at 100k customers) and the labels' data end use it.
+    The values are integers on purpose: NumPy partitions and sorts ``datetime64`` arrays
+    through a generic comparison, 130x and 8x slower than the same ``int64`` values (17M
+    values: 3.1 s against 0.024 s to partition, 2026-12-05).
+
+    Args:
+        ticks: Times as counts of ``unit`` since the epoch (UTC), no missing values, any order.
+        unit: ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``.
+        gap_days: See :func:`find_density_end`.
+        overwrite: Whether ``ticks`` may be reordered (partitioned in place) instead of
+            copied: for a caller's own copy of many values.
+
+    Returns:
+        ``(end, reason)`` as :func:`find_density_end` returns them; ``None`` without values.
+    """
+    if len(ticks) == 0:
+        return None
+    k = int(np.floor(ANCHOR_QUANTILE * (len(ticks) - 1)))
+    if overwrite:
+        ticks.partition(k)
+        anchor = ticks[k]
+    else:
+        anchor = np.partition(ticks, k)[k]
+    days = _ticks_as_utc(_distinct_days(ticks, _TICKS_PER_DAY[unit]), unit)
+    limit = find_silent_gap_limit(days, gap_days)
+    return find_end_before_silent_gap(_ticks_as_utc(np.sort(ticks[ticks >= anchor]), unit), limit)
+
+
 def find_silent_gap_limit(days: pd.Series, gap_days: int) -> pd.Timedelta:
     """Return the gap that counts as silence: ``gap_days``, or more on sparse data.
 

@@ -38,7 +38,7 @@ import pandas as pd
 
 from churn.config import LabelConfig
 from churn.domain.contract import CONTRACT, EVENT_TABLES, TIMESTAMP_DTYPE
-from churn.domain.data_end import ANCHOR_QUANTILE, MEDIAN_GAP_FACTOR, end_of_day
+from churn.domain.data_end import end_of_day, find_density_end_of_ticks
 from churn.domain.subscriptions import (
     active_subscriptions_sql,
     sql_timestamp,
@@ -129,18 +129,14 @@ def _utc_numbers(column: pd.Series) -> np.ndarray:
     return values[~np.isnat(values)]  # a copy: the caller may partition it in place
 
 
-_DAY_CHUNK = 1_000_000
-"""Values turned into day numbers at a time (bounds the temporary arrays)."""
-
-
 def _density_end(columns: list[np.ndarray], gap_days: int) -> pd.Timestamp | None:
-    """The end :func:`~churn.domain.data_end.find_density_end` finds, with far less memory.
+    """The end :func:`~churn.domain.data_end.find_density_end` finds on the stacked columns.
 
-    The same rule on the same values (``tests/unit/labels/test_build.py`` compares the two on
-    random data), without sorting or copying every value several times: the anchor is found by
-    partitioning, the distinct days chunk by chunk, and only the values from the anchor on
-    (about 0.1%) are sorted. At a million customers the usage timestamps alone are 170M values,
-    which ``find_density_end``'s pandas pipeline copied about ten times.
+    The same rule on the same values (``tests/unit/labels/test_data_end_lean.py`` compares the
+    two on random data), through
+    :func:`~churn.domain.data_end.find_density_end_of_ticks`: no sort of every value, no pandas
+    copies (at a million customers the usage timestamps alone are 170M values, which
+    ``find_density_end``'s pandas pipeline copied about ten times).
 
     Args:
         columns: A table's timestamp columns as naive UTC ``datetime64`` without missing values
@@ -150,25 +146,11 @@ def _density_end(columns: list[np.ndarray], gap_days: int) -> pd.Timestamp | Non
     Returns:
         The end (UTC), or ``None`` when there are no values.
     """
-    values = columns[0] if len(columns) == 1 else np.concatenate(columns)
-    if len(values) == 0:
-        return None
     # The stacked columns share the finest of their resolutions, as pandas would stack them.
-    anchor_at = int(np.floor(ANCHOR_QUANTILE * (len(values) - 1)))
-    values.partition(anchor_at)
-    anchor = values[anchor_at]
-    # Calendar days (UTC) present, as floor("D") finds them: floor division rounds down.
-    per_day = int(np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(values.dtype)[0]))
-    day_numbers = np.unique(np.concatenate([
-        np.unique(values[start : start + _DAY_CHUNK].view(np.int64) // per_day)
-        for start in range(0, len(values), _DAY_CHUNK)
-    ]))
-    days = pd.Series((day_numbers * per_day).view(values.dtype)).dt.tz_localize("UTC")
-    median_gap = days.diff().dropna().median() if len(days) > 1 else pd.Timedelta(0)
-    limit = max(pd.Timedelta(days=gap_days), MEDIAN_GAP_FACTOR * median_gap)
-    tail = pd.Series(np.sort(values[values >= anchor])).dt.tz_localize("UTC")
-    breaks = np.flatnonzero((tail.diff() > limit).to_numpy())
-    return tail.iloc[-1] if breaks.size == 0 else tail.iloc[breaks[0] - 1]
+    values = columns[0] if len(columns) == 1 else np.concatenate(columns)
+    unit = np.datetime_data(values.dtype)[0]
+    found = find_density_end_of_ticks(values.view(np.int64), unit, gap_days, overwrite=True)
+    return None if found is None else found[0]
 
 
 def _month_start_on_or_after(value: pd.Timestamp) -> pd.Timestamp:

@@ -3,7 +3,7 @@
 The reference is the straightforward reading of the rule: stack every timestamp column of a
 table (scheduled ends after ``as_of`` left out), hand them to
 :func:`churn.domain.data_end.find_density_end`, take the latest table end. ``data_end`` finds
-the anchor by partitioning and the distinct days chunk by chunk instead; both must agree on
+the anchor by partitioning and counts the distinct days chunk by chunk instead; both must agree on
 random tables with stray rows, ties at the anchor, few rows, missing values, naive and ns
 columns, and integer-id third-party shapes.
 """
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.domain import data_end as domain_data_end
 from churn.domain.data_end import end_of_day, find_density_end
 from churn.labels import build
 from churn.labels.build import SCHEDULED_END_COLUMNS, data_end
@@ -83,8 +84,8 @@ def test_lean_data_end_equals_the_stacked_find_density_end(seed):
 
 
 def test_ties_at_the_anchor_and_chunked_days_agree(monkeypatch):
-    # Many equal values around the 99.9th percentile, and day numbers found in tiny chunks.
-    monkeypatch.setattr(build, "_DAY_CHUNK", 7)
+    # Many equal values around the 99.9th percentile, and days counted in tiny chunks.
+    monkeypatch.setattr(domain_data_end, "_CHUNK", 7)
     # 100 equal stamps on each of 10 days, then one stray: the anchor (index 999 of 1001) is
     # one of the 100 ties on day 9, and the tail holds all of them.
     days = [START + pd.Timedelta(days=d) for d in range(10) for _ in range(100)]
