@@ -7,6 +7,9 @@ timestamps only at assembly (:mod:`churn.stages.simulate.tables`).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churn.domain.billing_calendar import SECONDS_PER_DAY
 
@@ -92,3 +95,15 @@ class _Rows:
 def _ids(prefix: str, count: int, width: int) -> np.ndarray:
     """Zero-padded identifiers ``<prefix>0000042``."""
     return np.char.add(prefix, np.char.zfill(np.arange(count).astype(str), width))
+
+
+def _labels(vocabulary: tuple[str, ...] | np.ndarray, codes: np.ndarray) -> pd.Series:
+    """Category codes as a pandas ``str`` column; negative codes are missing.
+
+    Picked from an Arrow dictionary by code: building the column from a NumPy array of the
+    names instead converts every name to Arrow one by one (about 0.4 us a row, 4 s of a
+    400k-customer run for the retention truth's plays, 2026-12-05).
+    """
+    dictionary = pa.array(list(vocabulary), type=pa.large_string())
+    codes = np.asarray(codes)
+    return pc.take(dictionary, pa.array(codes, mask=codes < 0)).to_pandas()

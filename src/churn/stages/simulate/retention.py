@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from churn.domain.families import FAMILIES
-from churn.stages.simulate.arrays import _month_number, _sigmoid
+from churn.stages.simulate.arrays import _labels, _month_number, _sigmoid
 from churn.stages.simulate.hazard import _ANNUAL_RENEWAL_EFFECT
 from churn.stages.simulate.sinks import MonthlyTable
 from churn.stages.simulate.world import World
@@ -187,7 +187,7 @@ class RetentionTeam:
         return pd.DataFrame({
             "customer_id": w.customer_id(actions["customer"]),
             "action_at": _utc(actions["time"]),
-            "play": pd.Series(_PLAY_NAMES[actions["play"]], dtype="str"),
+            "play": _labels(_PLAY_NAMES, actions["play"]),
             "control": pd.array(actions["control"], dtype="boolean"),
         })
 
@@ -203,7 +203,7 @@ def retention_truth_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame
     return pd.DataFrame({
         "customer_id": w.customer_id(rows.pop("customer")),
         "month_start": _utc(w.month_start(np.arange(w.months))[rows.pop("month")]),
-        "play": pd.Series(_PLAY_NAMES[rows.pop("play")], dtype="str"),
+        "play": _labels(_PLAY_NAMES, rows.pop("play")),
         **rows,
     })
 

@@ -36,7 +36,7 @@ from churn.domain.contract import (
 )
 from churn.domain.families import FAMILIES
 from churn.stages.simulate import mess
-from churn.stages.simulate.arrays import _NAT, _ids, _month_number, _Rows
+from churn.stages.simulate.arrays import _NAT, _ids, _labels, _month_number, _Rows
 from churn.stages.simulate.sinks import MonthlyTable
 from churn.stages.simulate.world import (
     _ANNUAL,
@@ -86,13 +86,6 @@ def _utc(seconds: np.ndarray) -> pd.Series:
     """Seconds since the epoch (``_NAT`` for missing) as ``datetime64[us, UTC]``."""
     values = np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")
     return pd.Series(values, dtype="datetime64[us, UTC]")
-
-
-def _labels(vocabulary: tuple[str, ...] | np.ndarray, codes: np.ndarray) -> pd.Series:
-    """Category codes as a pandas ``str`` column; negative codes are missing."""
-    dictionary = pa.array(list(vocabulary), type=pa.large_string())
-    codes = np.asarray(codes)
-    return pc.take(dictionary, pa.array(codes, mask=codes < 0)).to_pandas()
 
 
 def _frame(table: str, columns: dict[str, pd.Series | np.ndarray]) -> pd.DataFrame:
