@@ -1,11 +1,11 @@
-"""The simulator's daily usage chance: per customer and weight, equal to the whole matrix."""
+"""The simulator's daily usage chance and row order, equal to their straightforward forms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from churn.stages.simulate.behaviour import compute_daily_chance
+from churn.stages.simulate.behaviour import compute_daily_chance, order_usage_rows
 
 
 def naive_daily_chance(rate: np.ndarray, weekend: np.ndarray, weight: float) -> np.ndarray:
@@ -43,3 +43,32 @@ def test_weekend_days_take_the_weekend_weight_and_weekdays_the_full_rate():
 
     # 1 - exp(-ln 2) = 1/2 on weekdays; 1 - exp(-ln 2 / 2) = 1 - 1/sqrt(2) on weekend days.
     np.testing.assert_allclose(chance[0], [0.5, 1 - 2**-0.5, 0.5, 1 - 2**-0.5], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_usage_rows_are_ordered_as_lexsort_orders_them(seed: int):
+    # A month of daily aggregates: one row per customer, day and type at most, stamped in
+    # working hours, concatenated type by type as draw_usage does (customers x days in order).
+    rng = np.random.default_rng(seed)
+    customers, kinds, days = int(rng.integers(1, 300)), 6, 31
+    parts = []
+    for kind in range(kinds):
+        hit = rng.random((customers, days)) < rng.uniform(0.01, 0.6)
+        row, day = np.divmod(np.flatnonzero(hit), days)
+        seconds = day * 86_400 + rng.integers(6 * 3600, 20 * 3600, len(row))
+        parts.append((seconds, row, np.full(len(row), kind)))
+    seconds, customer, kind = (np.concatenate(p) for p in zip(*parts, strict=True))
+
+    order = order_usage_rows(seconds, customer, kind, customers, kinds)
+
+    np.testing.assert_array_equal(order, np.lexsort((kind, customer, seconds)))
+
+
+def test_ties_and_values_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="share"):
+        order_usage_rows(np.array([5, 5]), np.array([1, 1]), np.array([2, 2]), 3, 4)
+    with pytest.raises(ValueError, match="ranges"):
+        order_usage_rows(np.array([5]), np.array([3]), np.array([0]), 3, 4)
+    with pytest.raises(ValueError, match="ranges"):
+        order_usage_rows(np.array([-1]), np.array([0]), np.array([0]), 3, 4)
+    assert order_usage_rows(np.zeros(0), np.zeros(0), np.zeros(0), 3, 4).size == 0

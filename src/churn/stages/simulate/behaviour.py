@@ -105,6 +105,48 @@ def compute_daily_chance(
     return np.where(weekend[None, :], on_weekend[:, None], on_weekday[:, None])
 
 
+def order_usage_rows(
+    seconds: np.ndarray, customer: np.ndarray, kind: np.ndarray, customers: int, kinds: int
+) -> np.ndarray:
+    """Return the order of a month's usage rows by time, then customer, then event type.
+
+    The three are packed into one ``int64`` key and sorted once, instead of
+    ``np.lexsort((kind, customer, seconds))`` (three sorting passes): 0.32 s against 2.8 s for
+    7M rows, a 1M-customer month (2026-12-05). A customer has at most one row per day and type,
+    each stamped inside its day, so no two rows share a key and any sort, stable or not, gives
+    lexsort's order (the tests compare the two).
+
+    Args:
+        seconds: Seconds since the month's start (non-negative).
+        customer: Customer indices, in ``[0, customers)``.
+        kind: Event type codes, in ``[0, kinds)``.
+        customers: The number of customers.
+        kinds: The number of event types.
+
+    Returns:
+        The row positions in that order.
+
+    Raises:
+        ValueError: If a value is outside its range or two rows share a key (the packed key
+            would then not order the rows as lexsort does).
+    """
+    seconds = np.asarray(seconds, dtype=np.int64)
+    customer = np.asarray(customer, dtype=np.int64)
+    kind = np.asarray(kind, dtype=np.int64)
+    if len(seconds) == 0:
+        return np.zeros(0, dtype=np.intp)
+    if (seconds.min() < 0 or customer.min() < 0 or customer.max() >= customers
+            or kind.min() < 0 or kind.max() >= kinds
+            or int(seconds.max()) >= np.iinfo(np.int64).max // (customers * kinds)):
+        raise ValueError("usage rows out of the packed key's ranges")
+    key = (seconds * customers + customer) * kinds + kind
+    order = np.argsort(key)
+    ordered = key[order]
+    if (ordered[1:] == ordered[:-1]).any():
+        raise ValueError("two usage rows share a time, customer and event type")
+    return order
+
+
 def draw_usage(w: World, t: int, month: Month, rows: _Rows | MonthlyTable) -> None:
     """Daily usage aggregates (one row per customer, day and event type) for month ``t``.
 
@@ -149,7 +191,8 @@ def draw_usage(w: World, t: int, month: Month, rows: _Rows | MonthlyTable) -> No
         chunk["type"].append(np.full(len(row), kind, dtype=np.int8))
         chunk["qty"].append(qty)
     data = {k: np.concatenate(v) for k, v in chunk.items()}
-    order = np.lexsort((data["type"], data["customer"], data["time"]))
+    order = order_usage_rows(data["time"] - first_day_s, data["customer"], data["type"],
+                             w.n, len(USAGE_EVENT_TYPES))
     if w.cfg.mess:  # exact duplicates, kept next to their original
         order = duplicated_order(order, w.mess_rng)
     rows.add(
