@@ -182,9 +182,12 @@ def history_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     """
     starts = [utc_timestamp(_subscriptions(tables)["started_at"].min())]
     for name in EVENT_TABLES:
-        column = CONTRACT[name].event_time
-        if name != "subscriptions" and name in tables and tables[name][column].notna().any():
-            starts.append(utc_timestamp(tables[name][column].min()))
+        if name == "subscriptions" or name not in tables:
+            continue
+        # One lookup per table: a lazy mapping (the label stage's) reads the file on each.
+        stamps = tables[name][CONTRACT[name].event_time]
+        if stamps.notna().any():
+            starts.append(utc_timestamp(stamps.min()))
     return max(starts)
 
 

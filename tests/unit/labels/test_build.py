@@ -205,6 +205,33 @@ def test_schedule_starts_when_every_event_table_has_data() -> None:
     assert build_cutoffs(tables, cfg)[0] == pd.Timestamp("2024-05-01", tz="UTC")
 
 
+class _CountingTables(dict):
+    """Tables that count how often each is looked up (the label stage reads a file on each)."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame]) -> None:
+        super().__init__(tables)
+        self.lookups: dict[str, int] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        self.lookups[name] = self.lookups.get(name, 0) + 1
+        return super().__getitem__(name)
+
+
+def test_the_schedule_looks_each_event_table_up_once() -> None:
+    tables = _CountingTables(_tables([_sub("a1", "a", "2020-01-15", None)], end="2024-12-20"))
+    tables["usage_events"] = contract_frame(
+        "usage_events",
+        [{"customer_id": "a", "occurred_at": "2024-01-10", "event_type": "login"}],
+    )
+    tables["support_tickets"] = contract_frame("support_tickets", [])  # no rows: no start
+
+    first = build_cutoffs(tables, LabelConfig(min_history_days=90), end=T)[0]
+
+    assert first == pd.Timestamp("2024-05-01", tz="UTC")
+    assert tables.lookups["usage_events"] == 1
+    assert tables.lookups["support_tickets"] == 1
+
+
 def test_first_event_at_00_06_counts_its_whole_day_of_history() -> None:
     # The social-app export: first rows minutes after midnight on 2024-01-01.
     tables = _tables([_sub("a1", "a", "2024-01-01T00:06", None)], end="2024-12-20")
