@@ -10,6 +10,7 @@ paid-through contract ends after the export date. Slow (about a minute of ``dvc 
 
 from __future__ import annotations
 
+import compileall
 import json
 import re
 import shutil
@@ -80,6 +81,11 @@ def test_every_stage_ran_and_nothing_is_left_to_run(followed):
     work, env, _ = followed
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
+    # Bytecode beside the sources, as a user's Python writes it on import (here the package
+    # is imported from the developer's checkout, so it is written explicitly): the sources are
+    # stage deps, and .dvcignore keeps the .pyc files out of their hashes.
+    compileall.compile_dir(work / "src", quiet=1)
+    assert list((work / "src" / "churn").glob("__pycache__/*.pyc"))
     status = run([*DVC, "status", "--json"], work, env)
     assert json.loads(status) == {}
     for path in ("data/scores/scores.parquet", "reports/index.html", "models/churn/model.txt"):

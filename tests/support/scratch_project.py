@@ -77,6 +77,7 @@ def copy_project(
     env = pipeline_env()
     run(["git", "init", "-q"], work, env)
     run([*DVC, "init", "-q"], work, env)
+    shutil.copy(REPO / ".dvcignore", work / ".dvcignore")  # dvc init wrote an empty one
     run([*DVC, "config", "core.analytics", "false"], work, env)
     run([*GIT, "add", "-A"], work, env)
     run([*GIT, "commit", "-qm", "init"], work, env)
