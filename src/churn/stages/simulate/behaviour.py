@@ -111,8 +111,9 @@ def order_usage_rows(
     """Return the order of a month's usage rows by time, then customer, then event type.
 
     The three are packed into one ``int64`` key and sorted once, instead of
-    ``np.lexsort((kind, customer, seconds))`` (three sorting passes): 0.32 s against 2.8 s for
-    7M rows, a 1M-customer month (2026-12-05). A customer has at most one row per day and type,
+    ``np.lexsort((kind, customer, seconds))`` (three sorting passes): over the 24 months of a
+    100k-customer run (17M rows) 2.3 s of CPU against 3.9 s, this function's checks included
+    (2026-12-05). A customer has at most one row per day and type,
     each stamped inside its day, so no two rows share a key and any sort, stable or not, gives
     lexsort's order (the tests compare the two).
 
