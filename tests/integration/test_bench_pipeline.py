@@ -141,6 +141,12 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
     )
     table = out_md.read_text().splitlines()
     assert sum(line.startswith("| ") for line in table) == len(stages) + 3  # header, floor, total
+    # The same floor, measured right after simulate too: the machine's drift over the run.
+    early = result["floor_after_simulate"]
+    assert early["cpu_s"] > 0 and early["wall_s"] > 0
+    assert (tmp_path / "work" / "bench_logs" / "floor_after_simulate.log").is_file()
+    drift = [line for line in table if line.startswith("The floor right after simulate")]
+    assert drift and f"{floor['cpu_s'] / early['cpu_s']:.2f}x" in drift[0]
 
     # Continued from the last stage on the same folder: the earlier figures carried over, the
     # last stage measured again, each row naming the commit it was measured with.
@@ -154,6 +160,8 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
         assert after["wall_s"] == before["wall_s"] and after["commit"] == before["commit"]
     assert again["stages"][-1]["wall_s"] != result["stages"][-1]["wall_s"]
     assert again["stages"][-1]["commit"] == bench.read_commit()
+    assert again["floor_after_simulate"] is None  # simulate did not run: no early floor
+    assert "right after simulate" not in bench.render_markdown(again)
     with pytest.raises(ValueError, match="no stage 'nope'"):
         bench.run_pipeline(tmp_path / "work", 1, progress=tmp_path / "p.json", from_stage="nope")
     with pytest.raises(ValueError, match="no figures for"):
