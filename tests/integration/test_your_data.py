@@ -82,10 +82,12 @@ def test_every_stage_ran_and_nothing_is_left_to_run(followed):
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
     # Bytecode beside the sources, as a user's Python writes it on import (here the package
-    # is imported from the developer's checkout, so it is written explicitly): the sources are
-    # stage deps, and .dvcignore keeps the .pyc files out of their hashes.
+    # is imported from the developer's checkout, so it is written explicitly), and a desktop's
+    # folder metadata: the sources are stage deps, and .dvcignore keeps both out of their
+    # hashes.
     compileall.compile_dir(work / "src", quiet=1)
     assert list((work / "src" / "churn").glob("__pycache__/*.pyc"))
+    (work / "src" / "churn" / "model" / ".DS_Store").write_bytes(b"\0")  # a Mac's Finder
     status = run([*DVC, "status", "--json"], work, env)
     assert json.loads(status) == {}
     for path in ("data/scores/scores.parquet", "reports/index.html", "models/churn/model.txt"):
