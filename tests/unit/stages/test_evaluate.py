@@ -13,6 +13,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params, parse_params
 from churn.domain.catalog import KEY_COLUMNS
+from churn.domain.families import FAMILIES
 from churn.model.artifact import ChurnModel, write_manifest
 from churn.model.backtest import run_rolling_backtest
 from churn.model.baseline import load_baseline, save_baseline
@@ -26,6 +27,7 @@ from churn.model.horizon_evaluation import (
     plan_model_forms,
 )
 from churn.model.metrics import make_jsonable
+from churn.model.split import split_by_time
 from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead
 from churn.stages.evaluate import read_evaluation_rows, run_evaluate
 from churn.stages.fit_workers import (
@@ -138,6 +140,7 @@ def run_stage(
     folder: Path,
     monkeypatch: pytest.MonkeyPatch,
     workers: bool,
+    truth_dir: Path | None = None,
 ) -> dict:
     """Run the evaluate stage on the exported files, in worker processes or (no memory
     available for them) in its own process."""
@@ -150,7 +153,7 @@ def run_stage(
         params,
         features_path,
         model_dir,
-        None,
+        truth_dir,
         folder / "metrics.json",
         folder / "plots",
         labels_path,
@@ -255,3 +258,142 @@ def test_past_the_customer_limit_the_forms_are_compared_on_a_seeded_sample(
     assert metrics["test"] == unsampled["test"]
     assert metrics["backtest"] == unsampled["backtest"]
     assert metrics["horizons"]["test"] == unsampled["head"]
+
+
+def make_truth(customer_ids: np.ndarray, first_month: str, months: int, seed: int) -> pd.DataFrame:
+    """A simulator-shaped ``customer_months`` truth: every customer in every month, hazards,
+    family terms, churn ends inside the month and one churn month for a third of them; one
+    month after another, as the simulator writes it."""
+    rng = np.random.default_rng(seed)
+    starts = pd.date_range(first_month, periods=months, freq="MS", tz="UTC")
+    n = len(customer_ids)
+    churn_month = np.where(rng.random(n) < 1 / 3, rng.integers(0, months, n), -1)
+    anchor = pd.Timestamp("2022-06-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 28, n), "D")
+    parts = []
+    for m, start in enumerate(starts):
+        logits = {f"logit_{f}": rng.normal(0, 0.5, n) for f in FAMILIES}
+        total = -3.0 + sum(logits.values())
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": customer_ids,
+                    "month_start": start,
+                    "churn_probability": 1 / (1 + np.exp(-total)),
+                    **logits,
+                    "logit_total": total,
+                    "churned": churn_month == m,
+                    "end_if_churned": start + pd.to_timedelta(anchor.day - 1, "D"),
+                    "billing_anchor": anchor,
+                    "annual_contract": rng.random(n) < 0.25,
+                }
+            )
+        )
+    truth = pd.concat(parts, ignore_index=True)
+    for column in ("month_start", "end_if_churned", "billing_anchor"):
+        truth[column] = truth[column].astype("datetime64[us, UTC]")
+    return truth
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
+def test_the_stage_reads_the_truth_from_the_month_before_its_earliest_measured_cutoff(
+    exported, tmp_path, monkeypatch, workers
+):
+    """The oracle, the reason agreement and the comparison's oracle are those of the cores
+    given the whole truth, while the stage reads only the months from the one before the
+    earliest test cutoff (its own or the comparison's) on."""
+    import churn.stages.evaluate as evaluate_stage
+
+    features_path, labels_path, model_dir = exported
+    whole = pd.read_parquet(features_path)
+    truth = make_truth(whole["customer_id"].unique(), "2023-07-01", 18, seed=3)
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    truth.to_parquet(
+        truth_dir / evaluate_stage.TRUTH_FILE, row_group_size=whole["customer_id"].nunique()
+    )
+    read = []
+    read_truth_months = evaluate_stage.read_truth_months
+
+    def spy(path, earliest):
+        frame = read_truth_months(path, earliest)
+        read.append((earliest, frame))
+        return frame
+
+    monkeypatch.setattr(evaluate_stage, "read_truth_months", spy)
+
+    def truth_params(num_threads: int = 1) -> Params:
+        # The made-up truth is no oracle of these labels: its guard would stop the run.
+        params = survival_params(num_threads)
+        train = params.train.model_copy(update={"allow_high_auc": True})
+        return params.model_copy(update={"train": train})
+
+    params = truth_params(num_threads=2)
+    metrics = run_stage(exported, params, tmp_path, monkeypatch, workers, truth_dir)
+
+    model = ChurnModel.load(model_dir)
+    expected = evaluate_models(
+        whole, model, load_baseline(model_dir / BASELINE_FILE), truth_params(), truth
+    ).metrics
+    timed = attach_churn_times(whole, pd.read_parquet(labels_path))
+    head = evaluate_horizons(timed, SurvivalHead.load(model_dir), truth_params(), truth)
+    columns = list_model_form_columns(list(whole.columns), model.catalog)
+    compared = compare_model_forms(
+        keep_columns(timed, [*columns, *CHURN_TIME_COLUMNS]),
+        model.catalog,
+        truth_params(),
+        truth,
+    )
+    assert "oracle_roc_auc" in metrics["test"] and metrics["explanations"]["rows"] > 0
+    assert metrics["test"] == make_jsonable(expected["test"])
+    assert metrics["explanations"] == make_jsonable(expected["explanations"])
+    assert metrics["horizons"]["test"] == make_jsonable(head)
+    assert metrics["horizons"]["comparison"] == make_jsonable(compared)
+    assert "oracle_roc_auc" in str(metrics["horizons"]["comparison"])
+    # What was read: the months from the one before the earliest measured cutoff on.
+    ((earliest, frame),) = read
+    split = split_by_time(whole, params.train, params.label)
+    test_cutoffs = set(whole["cutoff"].iloc[split.test])
+    assert earliest <= min(test_cutoffs)
+    assert set(frame["month_start"]) == {
+        m for m in truth["month_start"] if m >= earliest - pd.DateOffset(months=1)
+    }
+    assert 0 < len(frame) < len(truth)
+
+
+def test_the_earliest_measured_cutoff_is_the_earliest_test_row_of_either_split(exported):
+    """The model's test rows and the comparison's (its plan's test positions, not its
+    training rows) count; without a planned comparison the model's alone."""
+    from churn.stages.evaluate import ModelFormComparison, find_earliest_truth_cutoff
+
+    features_path, labels_path, model_dir = exported
+    params = survival_params()
+    catalog = ChurnModel.load(model_dir).catalog
+    rows = read_evaluation_rows(features_path, labels_path, catalog, params)
+    assert rows.comparison is not None
+    plan = plan_model_forms(rows.comparison, catalog, params)
+    own = rows.frame["cutoff"].min()
+    assert find_earliest_truth_cutoff(rows, ModelFormComparison(rows.comparison, plan, None)) == own
+    # A comparison whose test rows come a month earlier (its split purges a longer horizon).
+    earlier = rows.comparison.assign(cutoff=rows.comparison["cutoff"] - pd.DateOffset(months=1))
+    compared = earlier["cutoff"].iloc[plan.split.test].min()
+    assert compared < own and earlier["cutoff"].min() < compared
+    assert find_earliest_truth_cutoff(rows, ModelFormComparison(earlier, plan, None)) == compared
+    assert find_earliest_truth_cutoff(rows, None) == own
+    unplanned = ModelFormComparison(None, None, None, "not compared")
+    assert find_earliest_truth_cutoff(rows, unplanned) == own
+
+
+def test_a_truth_without_month_starts_or_without_measured_rows_is_read_whole(tmp_path):
+    from churn.stages.evaluate import read_truth_months
+
+    truth = make_truth(np.array([1, 2, 3]), "2024-01-01", 4, seed=1)
+    path = tmp_path / "truth.parquet"
+    truth.to_parquet(path)
+    pd.testing.assert_frame_equal(read_truth_months(path, None), truth)
+    since_march = read_truth_months(path, pd.Timestamp("2024-04-01"))  # naive: read as UTC
+    assert sorted(since_march["month_start"].dt.month.unique()) == [3, 4]
+    hazards_only = truth.drop(columns="month_start")
+    hazards_only.to_parquet(path)
+    pd.testing.assert_frame_equal(
+        read_truth_months(path, pd.Timestamp("2024-04-01", tz="UTC")), hazards_only
+    )
