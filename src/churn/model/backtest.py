@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -220,9 +220,48 @@ def run_rolling_backtest(
     Returns:
         ``(entries, notes)``: one entry per cutoff (metrics, or ``skipped`` with a reason).
     """
+    plan = score_exported_cutoffs(features, params, fitted=fitted, rows=rows)
+    if refit is None:
+        results = [refit_backtest_cutoff(features, catalog, params, c) for c in plan.pending]
+    else:
+        results = refit(plan.pending) if plan.pending else []
+    return finish_backtest(plan, results)
+
+
+@dataclass(frozen=True)
+class BacktestPlan:
+    """The backtest's cutoffs, those the exported model already answers, scored, and the rest.
+
+    Attributes:
+        cutoffs: The backtest's cutoffs (:func:`select_backtest_cutoffs`), in order.
+        entries: Cutoff -> entry of the cutoffs scored with the exported model.
+        notes: :func:`select_backtest_cutoffs`' notes (kept only when there is no cutoff).
+    """
+
+    cutoffs: list[pd.Timestamp]
+    entries: dict[pd.Timestamp, dict[str, Any]]
+    notes: list[str]
+
+    @property
+    def pending(self) -> list[pd.Timestamp]:
+        """The cutoffs still to refit, in order."""
+        return [cutoff for cutoff in self.cutoffs if cutoff not in self.entries]
+
+
+def score_exported_cutoffs(
+    features: pd.DataFrame,
+    params: Params,
+    *,
+    fitted: tuple[ChurnModel, LogisticBaseline] | None = None,
+    rows: pd.DataFrame | None = None,
+) -> BacktestPlan:
+    """Select the backtest's cutoffs and score those the exported model answers.
+
+    The first half of :func:`run_rolling_backtest` (same arguments; :func:`finish_backtest`
+    is the second): a caller that holds ``rows`` only for this can let them go before the
+    refits run, as the evaluate stage does (its refit workers run for minutes at 1M customers).
+    """
     cutoffs, notes = select_backtest_cutoffs(features, params)
-    if not cutoffs:
-        return [], notes
     entries: dict[pd.Timestamp, dict[str, Any]] = {}
     if fitted is not None:
         for cutoff in cutoffs:
@@ -238,13 +277,18 @@ def run_rolling_backtest(
                         continue  # its test rows were not read: refitted instead
                 logger.info("backtest %s: the exported model is this fit", f"{cutoff:%Y-%m-%d}")
                 entries[cutoff] = summarize_backtest_cutoff(cutoff, parts, *fitted)
-    pending = [cutoff for cutoff in cutoffs if cutoff not in entries]
-    if refit is None:
-        results = [refit_backtest_cutoff(features, catalog, params, c) for c in pending]
-    else:
-        results = refit(pending) if pending else []
-    entries.update(zip(pending, results, strict=True))
-    ordered = [entries[cutoff] for cutoff in cutoffs]
+    return BacktestPlan(cutoffs, entries, notes)
+
+
+def finish_backtest(
+    plan: BacktestPlan, results: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return :func:`run_rolling_backtest`'s ``(entries, notes)`` from ``plan`` and the
+    refits' ``results`` (one per :attr:`BacktestPlan.pending` cutoff, in order)."""
+    if not plan.cutoffs:
+        return [], plan.notes
+    entries = {**plan.entries, **dict(zip(plan.pending, results, strict=True))}
+    ordered = [entries[cutoff] for cutoff in plan.cutoffs]
     skipped = sum("skipped" in entry for entry in ordered)
     notes = [f"backtest: {skipped} of {len(ordered)} cutoff(s) skipped"] if skipped else []
     return ordered, notes

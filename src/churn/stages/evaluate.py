@@ -25,7 +25,7 @@ from churn.layout import (
     plot_file_name,
     table_file_name,
 )
-from churn.model.backtest import run_rolling_backtest
+from churn.model.backtest import finish_backtest, score_exported_cutoffs
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow
 from churn.model.horizon_evaluation import (
     ModelFormPlan,
@@ -92,7 +92,13 @@ def run_evaluate(
     Returns:
         The metrics written to ``metrics_path``.
     """
-    from churn.io import atomic_directory, write_json, write_parquet, write_table
+    from churn.io import (
+        atomic_directory,
+        release_arrow_memory,
+        write_json,
+        write_parquet,
+        write_table,
+    )
     from churn.model.artifact import ChurnModel
     from churn.model.baseline import load_baseline
     from churn.model.verification import verify_manifest
@@ -169,28 +175,19 @@ def run_evaluate(
             comparison = ModelFormComparison(None, None, None, note, compared)
             rows = rows.without_comparison()
 
-        def refit(cutoffs: list[pd.Timestamp]) -> list[dict[str, Any]]:
-            if pool is None:
-                return [
-                    refit_backtest_from_file(
-                        features_path, columns, model.catalog, backtest_params, cutoff
-                    )
-                    for cutoff in cutoffs
-                ]
-            logger.info("backtest: %d refit(s) in %d worker process(es)", len(cutoffs), workers)
-            futures = submit_backtest_refits(
-                pool, features_path, columns, model.catalog, backtest_params, cutoffs
-            )
-            return [future.result() for future in futures]
-
-        backtest, notes = run_rolling_backtest(
-            rows.keys,
-            model.catalog,
-            backtest_params,
-            fitted=(model, baseline),
-            refit=refit,
-            rows=rows.frame,
+        plan = score_exported_cutoffs(
+            rows.keys, backtest_params, fitted=(model, baseline), rows=rows.frame
         )
+        # Nothing reads the test rows after this: let them go before the refits run, and hand
+        # the freed pages back to the system. At 1M customers this process then holds 1.48 GB
+        # beside the two refit workers instead of 2.27 GB (letting go alone: 2.27 GB; the
+        # stage's processes together 11.8 GB instead of 12.6 GB at their peak, 2026-12-05).
+        rows = rows.without_test_rows()
+        release_arrow_memory()
+        refitted = refit_backtest(
+            pool, features_path, columns, model.catalog, backtest_params, plan.pending
+        )
+        backtest, notes = finish_backtest(plan, refitted)
         if comparison is not None:
             compared, note = finish_model_form_comparison(comparison, model.catalog, params, truth)
             horizons = {
@@ -227,6 +224,32 @@ def run_evaluate(
         logged = {**flatten_for_mlflow(metrics), **flatten_horizons_for_mlflow(horizons)}
         log_eval_metrics(json.loads(registry_path.read_text()), logged)
     return metrics
+
+
+def refit_backtest(
+    pool: Executor | None,
+    features_path: Path,
+    columns: list[str],
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoffs: list[pd.Timestamp],
+) -> list[dict[str, Any]]:
+    """Refit the backtest at ``cutoffs``: side by side in ``pool``'s workers, or one after
+    another here without one; each reads its rows from ``features_path``.
+
+    Returns:
+        The entries, in the order of ``cutoffs``.
+    """
+    if not cutoffs:
+        return []
+    if pool is None:
+        return [
+            refit_backtest_from_file(features_path, columns, catalog, params, cutoff)
+            for cutoff in cutoffs
+        ]
+    logger.info("backtest: %d refit(s) in worker processes", len(cutoffs))
+    futures = submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
+    return [future.result() for future in futures]
 
 
 def find_earliest_truth_cutoff(
@@ -324,6 +347,10 @@ class EvaluationRows:
     def without_comparison(self) -> EvaluationRows:
         """Return these rows without ``comparison`` (for the memory)."""
         return replace(self, comparison=None)
+
+    def without_test_rows(self) -> EvaluationRows:
+        """Return these rows with an empty ``frame`` (its columns, none of its arrays)."""
+        return replace(self, frame=self.frame.iloc[:0].copy())
 
 
 def read_evaluation_rows(

@@ -397,3 +397,49 @@ def test_a_truth_without_month_starts_or_without_measured_rows_is_read_whole(tmp
     pd.testing.assert_frame_equal(
         read_truth_months(path, pd.Timestamp("2024-04-01", tz="UTC")), hazards_only
     )
+
+
+def _owner(values: np.ndarray) -> np.ndarray:
+    """The array that owns the memory ``values`` views (the last array of its base chain)."""
+    while isinstance(values.base, np.ndarray):
+        values = values.base
+    return values
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
+def test_the_test_rows_are_let_go_before_the_backtest_refits_run(
+    exported, tmp_path, monkeypatch, workers
+):
+    """The stage's test rows serve the metrics and the exported model's backtest cutoff only;
+    no array of theirs is still alive when the refits start (the stage then hands the freed
+    pages back: measured at 1M customers, not here)."""
+    import gc
+    import weakref
+
+    import churn.stages.evaluate as evaluate_stage
+
+    read_rows = evaluate_stage.read_file_rows
+    alive: list[weakref.ref] = []
+    seen_at_refit: list[bool] = []
+
+    def read(path, positions, columns=None):
+        frame = read_rows(path, positions, columns)
+        if columns is None:  # the test rows (the comparison's rows name their columns)
+            alive.append(weakref.ref(_owner(frame["usage_score"].to_numpy())))
+        return frame
+
+    def when_refitting(original):
+        def spy(*args, **kwargs):
+            gc.collect()
+            seen_at_refit.extend(ref() is not None for ref in alive)
+            return original(*args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(evaluate_stage, "read_file_rows", read)
+    for name in ("refit_backtest_from_file", "submit_backtest_refits"):
+        monkeypatch.setattr(evaluate_stage, name, when_refitting(getattr(evaluate_stage, name)))
+    metrics = run_stage(exported, survival_params(num_threads=2), tmp_path, monkeypatch, workers)
+    assert len(alive) == 1 and seen_at_refit == [False] * len(seen_at_refit)
+    assert len(seen_at_refit) >= 1
+    assert len([entry for entry in metrics["backtest"] if "roc_auc" in entry]) == 2
