@@ -274,8 +274,9 @@ def read_truth_months(path: Path, earliest_cutoff: pd.Timestamp | None) -> pd.Da
     Everything the stage computes from the truth starts at a measured row's cutoff: the oracle
     takes the months whose churn ends (``end_if_churned``, on or after the month's start and
     before the next month's) lie in a window starting at a cutoff, and the reason agreement the
-    months starting at a cutoff. A month starting a month or more before the earliest cutoff
-    ends before it, so it changes no number; the months before are not read. At 1M customers
+    months starting at a cutoff. A month's churn ends inside the month, so the months before
+    the earliest cutoff's month end before it and change no number: they are not read, except
+    the one just before, kept as a margin (a test checks the numbers). At 1M customers
     the whole truth is 11.9M rows (1.5 GB as a frame, 3.8 GB while read) held by the stage's
     process while its fit workers run, and a default run's test rows use the last few of its
     24 months. A truth without ``month_start`` is read whole (the metrics then say what is
