@@ -29,7 +29,8 @@ from churn.model.horizon_evaluation import (
 from churn.model.metrics import make_jsonable
 from churn.model.split import split_by_time
 from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead
-from churn.stages.evaluate import read_evaluation_rows, run_evaluate
+from churn.stages.evaluate import run_evaluate
+from churn.stages.evaluation_rows import read_evaluation_rows
 from churn.stages.fit_workers import (
     keep_columns,
     list_model_form_columns,
@@ -417,8 +418,9 @@ def test_the_test_rows_are_let_go_before_the_backtest_refits_run(
     import weakref
 
     import churn.stages.evaluate as evaluate_stage
+    import churn.stages.evaluation_rows as evaluation_rows
 
-    read_rows = evaluate_stage.read_file_rows
+    read_rows = evaluation_rows.read_file_rows
     alive: list[weakref.ref] = []
     seen_at_refit: list[bool] = []
 
@@ -436,7 +438,7 @@ def test_the_test_rows_are_let_go_before_the_backtest_refits_run(
 
         return spy
 
-    monkeypatch.setattr(evaluate_stage, "read_file_rows", read)
+    monkeypatch.setattr(evaluation_rows, "read_file_rows", read)
     for name in ("refit_backtest_from_file", "submit_backtest_refits"):
         monkeypatch.setattr(evaluate_stage, name, when_refitting(getattr(evaluate_stage, name)))
     metrics = run_stage(exported, survival_params(num_threads=2), tmp_path, monkeypatch, workers)
