@@ -50,8 +50,7 @@ from churn.stages.fit_workers import (
     collect_model_forms,
     list_categorical_columns,
     open_fit_pool,
-    refit_backtest_from_file,
-    submit_backtest_refits,
+    refit_backtest,
     submit_model_form_fits,
     use_one_thread,
 )
@@ -231,31 +230,6 @@ def run_evaluate(
         logged = {**flatten_for_mlflow(metrics), **flatten_horizons_for_mlflow(horizons)}
         log_eval_metrics(json.loads(registry_path.read_text()), logged)
     return metrics
-
-
-def refit_backtest(
-    pool: Executor | None,
-    features_path: Path,
-    columns: list[str],
-    catalog: pd.DataFrame,
-    params: Params,
-    cutoffs: list[pd.Timestamp],
-) -> list[dict[str, Any]]:
-    """Refit the backtest at ``cutoffs``: side by side in ``pool``'s workers, or one after
-    another here without one; each reads its rows from ``features_path``.
-
-    Returns:
-        The entries, in the order of ``cutoffs``.
-    """
-    if not cutoffs:
-        return []
-    if pool is None:
-        return [
-            refit_backtest_from_file(features_path, columns, catalog, params, cutoff)
-            for cutoff in cutoffs
-        ]
-    futures = submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
-    return [future.result() for future in futures]
 
 
 def find_earliest_truth_cutoff(

@@ -220,6 +220,31 @@ def submit_backtest_refits(
     ]
 
 
+def refit_backtest(
+    pool: Executor | None,
+    features_path: Path,
+    columns: Sequence[str],
+    catalog: pd.DataFrame,
+    params: Params,
+    cutoffs: Sequence[pd.Timestamp],
+) -> list[dict[str, Any]]:
+    """Refit the backtest at ``cutoffs``: side by side in ``pool``'s workers, or one after
+    another here without one; each reads its rows from ``features_path``.
+
+    Returns:
+        The entries, in the order of ``cutoffs``.
+    """
+    if not cutoffs:
+        return []
+    if pool is None:
+        return [
+            refit_backtest_from_file(features_path, columns, catalog, params, cutoff)
+            for cutoff in cutoffs
+        ]
+    futures = submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
+    return [future.result() for future in futures]
+
+
 def refit_side_by_side(
     features_path: Path,
     columns: Sequence[str],
@@ -243,8 +268,7 @@ def refit_side_by_side(
     """
     logger.info("backtest: %d refit(s) in %d worker process(es)", len(cutoffs), workers)
     with open_fit_pool(workers) as pool:
-        futures = submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
-        return [future.result() for future in futures]
+        return refit_backtest(pool, features_path, columns, catalog, params, cutoffs)
 
 
 def list_model_form_columns(features_columns: Sequence[str], catalog: pd.DataFrame) -> list[str]:

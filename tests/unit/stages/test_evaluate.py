@@ -439,8 +439,8 @@ def test_the_test_rows_are_let_go_before_the_backtest_refits_run(
         return spy
 
     monkeypatch.setattr(evaluation_rows, "read_file_rows", read)
-    for name in ("refit_backtest_from_file", "submit_backtest_refits"):
-        monkeypatch.setattr(evaluate_stage, name, when_refitting(getattr(evaluate_stage, name)))
+    refit = evaluate_stage.refit_backtest
+    monkeypatch.setattr(evaluate_stage, "refit_backtest", when_refitting(refit))
     metrics = run_stage(exported, survival_params(num_threads=2), tmp_path, monkeypatch, workers)
     assert len(alive) == 1 and seen_at_refit == [False] * len(seen_at_refit)
     assert len(seen_at_refit) >= 1
