@@ -134,6 +134,41 @@ def test_t_learner_gives_the_same_numbers_on_one_thread_and_on_two():
     assert serial[1] is not None and serial[1] > 0
 
 
+def _refit_mean(frame, outcome, rows, population, binned_on):
+    """A naive T-learner arm: a fresh dataset of the rows, with the bins of ``binned_on``."""
+    import lightgbm as lgb
+
+    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 7,
+              "min_data_in_leaf": 40, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": 5,
+              "num_threads": 1, "verbose": -1}
+    outcome = np.asarray(outcome)[rows]
+    if outcome.min() == outcome.max():
+        return float(outcome[0])
+    reference = lgb.Dataset(binned_on[0], binned_on[1], params=params, free_raw_data=False)
+    data = lgb.Dataset(frame.iloc[rows], outcome, reference=reference, params=params)
+    return float(lgb.train(params, data, num_boost_round=80).predict(population).mean())
+
+
+def test_t_learner_refits_each_resample_on_its_rows_with_the_arms_bins():
+    rng = np.random.default_rng(6)
+    n = 900
+    x = pd.DataFrame({"risk": rng.normal(size=n), "tenure": rng.integers(0, 40, n) * 1.0})
+    control = rng.random(n) < 0.4
+    churned = (rng.random(n) < 1 / (1 + np.exp(1.0 - x["risk"].to_numpy()))).astype(int)
+    arms = [(x[~control], churned[~control]), (x[control], churned[control])]
+    estimate, spread = t_learner_save_rate(*arms, x, rounds=4, seed=5, threads=2)
+
+    draws_rng = np.random.default_rng(5)
+    draws = []
+    for _ in range(4):
+        rows = [np.sort(draws_rng.integers(0, len(f), len(f))) for f, _ in arms]
+        t_mean, c_mean = (_refit_mean(f, y, r, x, (f, y)) for (f, y), r in zip(arms, rows))
+        draws.append(1 - t_mean / c_mean)
+    t_mean, c_mean = (_refit_mean(f, y, np.arange(len(f)), x, (f, y)) for f, y in arms)
+    assert estimate == pytest.approx(1 - t_mean / c_mean, rel=1e-12)
+    assert spread == pytest.approx(float(np.std(draws, ddof=1)), rel=1e-12)
+
+
 def test_standardized_difference_matches_a_hand_computed_case():
     churned = np.array([1, 0, 0, 0, 1, 1, 0, 0])
     control = np.array([False] * 4 + [True] * 4)
