@@ -138,9 +138,17 @@ def _refit_mean(frame, outcome, rows, population, binned_on):
     """A naive T-learner arm: a fresh dataset of the rows, with the bins of ``binned_on``."""
     import lightgbm as lgb
 
-    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 7,
-              "min_data_in_leaf": 40, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": 5,
-              "num_threads": 1, "verbose": -1}
+    params = {
+        "objective": "binary",
+        "learning_rate": 0.05,
+        "num_leaves": 7,
+        "min_data_in_leaf": 40,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "seed": 5,
+        "num_threads": 1,
+        "verbose": -1,
+    }
     outcome = np.asarray(outcome)[rows]
     if outcome.min() == outcome.max():
         return float(outcome[0])
@@ -162,7 +170,9 @@ def test_t_learner_refits_each_resample_on_its_rows_with_the_arms_bins():
     draws = []
     for _ in range(4):
         rows = [np.sort(draws_rng.integers(0, len(f), len(f))) for f, _ in arms]
-        t_mean, c_mean = (_refit_mean(f, y, r, x, (f, y)) for (f, y), r in zip(arms, rows))
+        t_mean, c_mean = (
+            _refit_mean(f, y, r, x, (f, y)) for (f, y), r in zip(arms, rows, strict=True)
+        )
         draws.append(1 - t_mean / c_mean)
     t_mean, c_mean = (_refit_mean(f, y, np.arange(len(f)), x, (f, y)) for f, y in arms)
     assert estimate == pytest.approx(1 - t_mean / c_mean, rel=1e-12)
