@@ -71,6 +71,7 @@ PHASES = (
     ("churn.stages.evaluate", "measure_head_on_test", "evaluate: survival head on test"),
     ("churn.stages.evaluate", "score_exported_cutoffs", "backtest: exported model's cutoffs"),
     ("churn.stages.evaluate", "refit_backtest", "backtest: refits (workers or here)"),
+    ("churn.stages.evaluate", "collect_backtest_refits", "backtest: refits beside the metrics"),
     ("churn.stages.fit_workers", "refit_backtest_from_file", "backtest refit in process"),
     ("churn.stages.evaluate", "finish_model_form_comparison", "evaluate: model forms, results"),
 )

@@ -41,16 +41,20 @@ from churn.stages.evaluation_rows import (
     read_evaluation_rows,
 )
 from churn.stages.fit_memory import (
+    can_refit_beside_metrics,
     count_fit_workers,
     estimate_refit_bytes,
     estimate_worker_bytes,
     read_available_memory,
+    read_own_memory,
 )
 from churn.stages.fit_workers import (
+    collect_backtest_refits,
     collect_model_forms,
     list_categorical_columns,
     open_fit_pool,
     refit_backtest,
+    submit_backtest_refits,
     submit_model_form_fits,
     use_one_thread,
 )
@@ -130,10 +134,11 @@ def run_evaluate(
     # The backtest refits on exactly the exported model's features and catalog, reading the
     # rows up to its cutoff from the file (a worker does the same).
     columns = [*KEY_COLUMNS, *model.feature_names]
+    bytes_per_worker = estimate_fit_bytes(rows, backtest_params, columns, model.catalog)
     workers = count_fit_workers(
         backtest_params,
         fits,
-        bytes_per_worker=estimate_fit_bytes(rows, backtest_params, columns, model.catalog),
+        bytes_per_worker=bytes_per_worker,
         available_bytes=read_available_memory(),
     )
     if workers == 0 and count_fit_workers(backtest_params, fits) > 0:
@@ -162,6 +167,27 @@ def run_evaluate(
             )
         elif compare:
             comparison = ModelFormComparison(None, None, None, rows.comparison_note)
+        plan = score_exported_cutoffs(
+            rows.keys, backtest_params, fitted=(model, baseline), rows=rows.frame
+        )
+        # The refits queue behind the comparison's fits, so the workers do not wait for the
+        # metrics below, when memory allows it (can_refit_beside_metrics).
+        early_refits = None
+        if (
+            pool is not None
+            and plan.pending
+            and can_refit_beside_metrics(
+                workers, bytes_per_worker, read_own_memory(), read_available_memory()
+            )
+        ):
+            logger.info(
+                "backtest: %d refit(s) in %d worker process(es), beside the metrics",
+                len(plan.pending),
+                workers,
+            )
+            early_refits = submit_backtest_refits(
+                pool, features_path, columns, model.catalog, backtest_params, plan.pending
+            )
         truth = None
         if truth_path is not None:
             truth = read_truth_months(truth_path, find_earliest_truth_cutoff(rows, comparison))
@@ -177,22 +203,22 @@ def run_evaluate(
             comparison = ModelFormComparison(None, None, None, note, compared)
             rows = rows.without_comparison()
 
-        plan = score_exported_cutoffs(
-            rows.keys, backtest_params, fitted=(model, baseline), rows=rows.frame
-        )
         # Nothing reads the test rows after this: let them go before the refits run, and hand
         # the freed pages back to the system. At 1M customers this process then holds 1.48 GB
         # beside the two refit workers instead of 2.27 GB (letting go alone: 2.27 GB; the
         # stage's processes together 11.8 GB instead of 12.6 GB at their peak, 2026-12-05).
         rows = rows.without_test_rows()
         release_arrow_memory()
-        if pool is not None and plan.pending:
-            logger.info(
-                "backtest: %d refit(s) in %d worker process(es)", len(plan.pending), workers
+        if early_refits is not None:
+            refitted = collect_backtest_refits(early_refits)
+        else:
+            if pool is not None and plan.pending:
+                logger.info(
+                    "backtest: %d refit(s) in %d worker process(es)", len(plan.pending), workers
+                )
+            refitted = refit_backtest(
+                pool, features_path, columns, model.catalog, backtest_params, plan.pending
             )
-        refitted = refit_backtest(
-            pool, features_path, columns, model.catalog, backtest_params, plan.pending
-        )
         backtest, notes = finish_backtest(plan, refitted)
         if comparison is not None:
             compared, note = finish_model_form_comparison(comparison, model.catalog, params, truth)

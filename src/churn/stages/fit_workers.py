@@ -241,7 +241,13 @@ def refit_backtest(
             refit_backtest_from_file(features_path, columns, catalog, params, cutoff)
             for cutoff in cutoffs
         ]
-    futures = submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
+    return collect_backtest_refits(
+        submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
+    )
+
+
+def collect_backtest_refits(futures: Sequence[Future[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Wait for the refits of :func:`submit_backtest_refits`; their entries, in order."""
     return [future.result() for future in futures]
 
 

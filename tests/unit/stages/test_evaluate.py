@@ -140,16 +140,21 @@ def run_stage(
     params: Params,
     folder: Path,
     monkeypatch: pytest.MonkeyPatch,
-    workers: bool,
+    workers: bool | str,
     truth_dir: Path | None = None,
 ) -> dict:
-    """Run the evaluate stage on the exported files, in worker processes or (no memory
-    available for them) in its own process."""
+    """Run the evaluate stage on the exported files: in its own process (``False``: no memory
+    available for workers), in worker processes with the backtest's refits beside the
+    metrics (``True``: memory to spare) or after them (``"after_metrics"``)."""
     import churn.stages.evaluate as evaluate_stage
 
     features_path, labels_path, model_dir = exported
     if not workers:
         monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 0)
+    else:
+        monkeypatch.setattr(evaluate_stage, "read_available_memory", lambda: 2**42)
+    if workers == "after_metrics":
+        monkeypatch.setattr(evaluate_stage, "can_refit_beside_metrics", lambda *args: False)
     return run_evaluate(
         params,
         features_path,
@@ -161,7 +166,11 @@ def run_stage(
     )
 
 
-@pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
+@pytest.mark.parametrize(
+    "workers",
+    [False, True, "after_metrics"],
+    ids=["in_process", "workers_beside_metrics", "workers_after_metrics"],
+)
 def test_the_stage_gives_the_metrics_of_the_cores_on_the_whole_file(
     exported, tmp_path, monkeypatch, workers
 ):
@@ -407,13 +416,14 @@ def _owner(values: np.ndarray) -> np.ndarray:
     return values
 
 
-@pytest.mark.parametrize("workers", [False, True], ids=["in_process", "workers"])
+@pytest.mark.parametrize("workers", [False, "after_metrics"], ids=["in_process", "workers"])
 def test_the_test_rows_are_let_go_before_the_backtest_refits_run(
     exported, tmp_path, monkeypatch, workers
 ):
     """The stage's test rows serve the metrics and the exported model's backtest cutoff only;
     no array of theirs is still alive when the refits start (the stage then hands the freed
-    pages back: measured at 1M customers, not here)."""
+    pages back: measured at 1M customers, not here) unless memory lets the refits run beside
+    the metrics (the next test)."""
     import gc
     import weakref
 
@@ -445,3 +455,31 @@ def test_the_test_rows_are_let_go_before_the_backtest_refits_run(
     assert len(alive) == 1 and seen_at_refit == [False] * len(seen_at_refit)
     assert len(seen_at_refit) >= 1
     assert len([entry for entry in metrics["backtest"] if "roc_auc" in entry]) == 2
+
+
+def test_with_memory_to_spare_the_refits_start_before_the_metrics(exported, tmp_path, monkeypatch):
+    """With room for the workers beside the stage's own process, the backtest's refits are
+    submitted before the in-process metrics and the stage writes what it writes with the
+    refits after them."""
+    import churn.stages.evaluate as evaluate_stage
+
+    events: list[str] = []
+
+    def spy(name, original):
+        def record(*args, **kwargs):
+            events.append(name)
+            return original(*args, **kwargs)
+
+        return record
+
+    for name in ("submit_backtest_refits", "refit_backtest", "evaluate_models"):
+        monkeypatch.setattr(evaluate_stage, name, spy(name, getattr(evaluate_stage, name)))
+    params = survival_params(num_threads=2)
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "after").mkdir()
+    beside = run_stage(exported, params, tmp_path / "beside", monkeypatch, True)
+    assert events == ["submit_backtest_refits", "evaluate_models"]
+    events.clear()
+    after = run_stage(exported, params, tmp_path / "after", monkeypatch, "after_metrics")
+    assert events == ["evaluate_models", "refit_backtest"]
+    assert beside == after
