@@ -37,6 +37,7 @@ from churn.model.reason_reference import (
 )
 from churn.model.sampling import TrainingSample, sample_training_rows
 from churn.model.split import Split, label_array, split_by_time
+from churn.model.treeshap import compute_raw_scores
 
 if TYPE_CHECKING:
     from churn.model.baseline import LogisticBaseline
@@ -263,7 +264,7 @@ def fit_and_score_validation(
         valid_sets=[val_set],
         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
     )
-    validation_raw = booster.predict(validation_matrix, raw_score=True)
+    validation_raw = compute_raw_scores(booster, validation_matrix)  # LightGBM's, bit for bit
     model = ChurnModel(
         booster=booster,
         feature_names=names,

@@ -298,3 +298,28 @@ def test_person_period_matrix_equals_encoding_every_row_then_indexing(monkeypatc
     )
     empty = schedule.iloc[:0]
     assert build_person_period_matrix(frame, names, levels, empty).shape == (0, 6)
+
+
+@pytest.mark.parametrize("kernel", [False, True], ids=["lightgbm", "numba_kernel"])
+def test_hazards_are_lightgbms_probabilities_bit_for_bit(fitted, monkeypatch, kernel) -> None:
+    """The head's hazards, from LightGBM's predict on small calls or the numba kernel on large
+    ones, equal ``booster.predict`` to the last bit (the logistic step as LightGBM's)."""
+    from churn.model import treeshap
+    from churn.model.hazard import build_decision_schedule
+
+    head, test = fitted
+    threshold = 0 if kernel else 10**18
+    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", threshold)
+    schedule = build_decision_schedule(test, max(head.horizons))
+    matrix = build_person_period_matrix(
+        test, head.customer_features, head.categorical_levels, schedule
+    )
+    assert treeshap.choose_backend(head.booster, len(matrix), threshold) == (
+        "numba" if kernel else "lightgbm"
+    )
+    expected = head.booster.predict(matrix)
+    assert np.array_equal(survival.predict_hazards(head.booster, matrix), expected)
+    # NumPy's own logistic step is not LightGBM's everywhere: the check above can fail.
+    raw = head.booster.predict(matrix, raw_score=True)
+    assert not np.array_equal(1.0 / (1.0 + np.exp(-raw)), expected)
+    assert survival.predict_hazards(head.booster, matrix[:0]).shape == (0,)

@@ -452,6 +452,39 @@ def test_raw_scores_span_several_blocks_bit_for_bit():
     assert FastTreeShap(booster).predict_raw(test[:0]).shape == (0,)
 
 
+def test_float32_and_strided_matrices_are_scored_slice_by_slice_bit_for_bit(monkeypatch):
+    # A float32 matrix (the survival head's person-periods) and a strided float64 view are
+    # converted a few rows at a time: several slices, the last one partial, the same scores.
+    rng = np.random.default_rng(22)
+    X = rng.normal(size=(2500, 4)).astype(np.float32)
+    X[rng.random(2500) < 0.1, 1] = np.nan
+    y = _label(rng, X[:, 0] - np.nan_to_num(X[:, 1]))
+    booster = _train(X.astype(np.float64), y, rounds=30)
+    explainer = FastTreeShap(booster)
+    seen: list[int] = []
+    kernel = treeshap.get_predict_kernel()
+
+    def counting(rows, *args):
+        seen.append(len(rows))
+        return kernel(rows, *args)
+
+    monkeypatch.setattr(treeshap, "PREDICT_CONVERT_ROWS", 1000)
+    monkeypatch.setattr(treeshap, "get_predict_kernel", lambda: counting)
+    np.testing.assert_array_equal(explainer.predict_raw(X), booster.predict(X, raw_score=True))
+    assert seen == [1000, 1000, 500]
+    strided = np.asfortranarray(X.astype(np.float64))
+    np.testing.assert_array_equal(
+        explainer.predict_raw(strided), booster.predict(strided, raw_score=True)
+    )
+    assert seen[3:] == [1000, 1000, 500]
+    seen.clear()
+    contiguous = X.astype(np.float64)  # already what the kernel reads: one call, no copy
+    np.testing.assert_array_equal(
+        explainer.predict_raw(contiguous), booster.predict(contiguous, raw_score=True)
+    )
+    assert seen == [2500]
+
+
 def test_raw_scores_use_the_kernel_only_for_large_calls(monkeypatch, tiny_model, feature_frame):
     booster = tiny_model.booster
     reference = booster.predict(tiny_model.prepare(feature_frame), raw_score=True)

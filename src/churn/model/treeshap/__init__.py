@@ -93,6 +93,9 @@ DEFAULT_BLOCK_ROWS = 256
 # Rows per work item of the prediction kernel: its rows are copied feature-major into a block
 # (1024 x 109 doubles, under 1 MiB); 1024 was fastest of 64-4096 on the model above.
 DEFAULT_PREDICT_BLOCK_ROWS = 1024
+# Rows of a matrix that is not C-contiguous float64 converted for the prediction kernel at a
+# time (64 blocks of rows per call).
+PREDICT_CONVERT_ROWS = 64 * DEFAULT_PREDICT_BLOCK_ROWS
 
 
 class FastTreeShap:
@@ -244,15 +247,21 @@ class FastTreeShap:
         X = self._check_matrix(X)
         if self._ensemble is None:
             return _lightgbm_raw_scores(self.booster, X, self.num_iteration)
-        X = np.ascontiguousarray(X, dtype=np.float64)
         if self._layout is None:
             self._layout = build_prediction_layout(self._ensemble)
         layout = self._layout
         out = np.zeros(X.shape[0], dtype=np.float64)
-        if X.shape[0]:
-            get_predict_kernel()(
-                X,
-                out,
+        # The kernel reads float64 rows. Another matrix (the survival head's float32
+        # person-periods, millions of rows at a million customers) is converted a slice at a time,
+        # so no float64 copy of the whole of it is made; float32 -> float64 is exact, like
+        # LightGBM's own conversion, and rows are independent, so the scores are the same.
+        whole = X.dtype == np.float64 and X.flags.c_contiguous
+        step = max(1, X.shape[0]) if whole else PREDICT_CONVERT_ROWS
+        kernel = get_predict_kernel()
+        for start in range(0, X.shape[0], step):
+            kernel(
+                np.ascontiguousarray(X[start : start + step], dtype=np.float64),
+                out[start : start + step],
                 DEFAULT_PREDICT_BLOCK_ROWS,
                 layout.node_start,
                 layout.n_internal,
