@@ -138,17 +138,9 @@ def _refit_mean(frame, outcome, rows, population, binned_on):
     """A naive T-learner arm: a fresh dataset of the rows, with the bins of ``binned_on``."""
     import lightgbm as lgb
 
-    params = {
-        "objective": "binary",
-        "learning_rate": 0.05,
-        "num_leaves": 7,
-        "min_data_in_leaf": 40,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "seed": 5,
-        "num_threads": 1,
-        "verbose": -1,
-    }
+    from churn.targeting.uplift import _t_learner_params
+
+    params = _t_learner_params(5)  # the same model; the resampling and binning are checked
     outcome = np.asarray(outcome)[rows]
     if outcome.min() == outcome.max():
         return float(outcome[0])
