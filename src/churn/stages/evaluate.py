@@ -145,8 +145,9 @@ def run_evaluate(
         # No room for workers: the fits run here with the one thread a worker would use.
         params, backtest_params = use_one_thread(params), use_one_thread(backtest_params)
     # Every independent fit of this stage (the model-form comparison's, the backtest's) goes to
-    # one pool of worker processes, submitted before the in-process work so that the workers
-    # fit while this process computes the test metrics.
+    # one pool of worker processes. The comparison's fits are submitted before the in-process
+    # work so that the workers fit while this process computes the test metrics; the refits
+    # join them when memory allows, else they start once the test rows are let go.
     with ExitStack() as stack:
         pool = open_fit_pool(workers) if workers else None
         if pool is not None:
