@@ -19,6 +19,7 @@ from churn.model.artifact import Calibrator, ChurnModel
 from churn.stages.monitor import (
     list_monitored_cutoffs,
     monitor_champion,
+    predict_rows_once,
     run_monitor,
     select_backfill_cutoffs,
     select_reference_rows,
@@ -234,3 +235,39 @@ def test_reference_rows_are_the_last_training_cutoffs_present():
     assert len(select_reference_rows(features, [], count=1, entity=True)) == 4
     with pytest.raises(DataContractError, match="none of the champion's training cutoffs"):
         select_reference_rows(features, train_cutoffs[:1], count=1, entity=False)
+
+
+def test_reference_auc_is_that_of_a_fresh_prediction_of_the_test_rows(world) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    model, frame = world
+    report = run_core(model, frame, "2025-08-20").report
+    test_cutoff = pd.Timestamp(model.metadata["test_cutoffs"][0], tz="UTC")
+    # The test cutoff is one of the backfilled ones: its scores are reused, not predicted again.
+    assert f"{test_cutoff:%Y-%m-%d}" in [
+        r["cutoff"] for r in report["by_cutoff"] if r["source"] == "backfilled"
+    ]
+    test = frame[(frame["cutoff"] == test_cutoff) & frame["label"].notna()]
+    expected = roc_auc_score(test["label"].astype(int), model.predict_proba(test))
+    assert report["reference"]["roc_auc"] == expected
+
+
+def test_predict_rows_once_takes_known_rows_and_predicts_the_rest(world) -> None:
+    model, frame = world
+    rows = frame.iloc[:40]
+    # Impossible probabilities mark the rows that must come from the stored scores.
+    scored = pd.Series(2.0, index=rows.index[::2])
+    probabilities = predict_rows_once(model, rows, scored)
+    np.testing.assert_array_equal(probabilities[::2], 2.0)
+    np.testing.assert_array_equal(probabilities[1::2], model.predict_proba(rows.iloc[1::2]))
+
+
+def test_monitor_matches_rows_to_scores_when_the_index_repeats(world) -> None:
+    model, frame = world
+    history, scores, current = split(frame, model)
+    repeated = history.set_axis(np.zeros(len(history), dtype=int))
+    args = dict(model=model, model_version="1", labels=history[["customer_id", "cutoff", "label"]],
+                data_end=pd.Timestamp("2025-08-20", tz="UTC"), scores=scores,
+                scoring_features=current, history=pd.DataFrame(), params=parse_params({}))
+    expected = monitor_champion(features=history, **args).report
+    assert monitor_champion(features=repeated, **args).report == expected

@@ -83,6 +83,30 @@ def test_usage_windows_boundaries_and_recency() -> None:
     assert math.isnan(b["days_since_last_event"])
 
 
+def test_the_grid_start_splits_windows_from_prehistory_to_the_microsecond() -> None:
+    # One cutoff, largest window 90 days: the grid starts at 2024-03-03 00:00. The instant
+    # before it is prehistory (recency only), the grid's first instant is inside the window.
+    tables = {
+        "customers": _customers(["c"]),
+        "usage_events": _events(
+            [
+                ("c", "2024-03-02T23:59:59.999999", "login"),
+                ("c", "2024-03-03T00:00:00", "core_action"),
+            ]
+        ),
+    }
+    result = build_features(tables, population([("c", "2024-06-01")]), CFG)
+    c = row(result, "c", "2024-06-01")
+    assert c["usage_events_last_90d"] == 1.0
+    assert c["usage_core_action_events_last_90d"] == 1.0
+    assert c["usage_login_events_last_90d"] == 0.0
+    assert c["usage_active_days_last_90d"] == 1.0
+    assert c["days_since_last_event"] == pytest.approx(pd_days("2024-06-01", "2024-03-03"))
+    assert c["days_since_last_login"] == pytest.approx(
+        pd_days("2024-06-01", "2024-03-02T23:59:59.999999")
+    )
+
+
 def pd_days(end: str, start: str) -> float:
     import pandas as pd
 
