@@ -253,8 +253,12 @@ def windowed_sql(bucketed: str, outputs: Sequence[tuple[str, str, int]]) -> str:
         SQL with ``customer_id, cutoff`` and one column per output, for the keys having at
         least one row in their largest window (NULL means no row in that window).
     """
+    # A CASE in the sum, not ``FILTER (WHERE ...)``: the same sums (NULL when no bucket of the
+    # window has a value), 15% less time for the usage windows at 100k customers (24 cutoffs,
+    # 2.27 -> 1.89 s, three alternations in one session, 2026-12-05): DuckDB evaluates the
+    # CASE in one projection, while each filtered aggregate selects its rows again.
     columns = ",\n".join(
-        f"sum({expr}) FILTER (WHERE w.{window_flag(days)}) AS {name}"
+        f"sum(CASE WHEN w.{window_flag(days)} THEN {expr} END) AS {name}"
         for name, expr, days in outputs
     )
     return f"""
