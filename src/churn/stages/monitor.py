@@ -191,7 +191,7 @@ def _reference_auc(
 
     The test cutoffs are usually among the backfilled ones: their rows' probabilities come
     from ``scored`` (:func:`predict_rows_once`; at a million customers a test cutoff is about
-    700,000 rows of a 500-tree model).
+    600,000 labeled rows of a 500-tree model).
     """
     if entity:
         return None, "entity mode: the test rows cannot be told apart after training"
