@@ -63,7 +63,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
 
     def add_count(name: str, unit: str, description: str, condition: str) -> None:
         specs.append(_spec(name, "numeric", unit, description))
-        aggregates[name] = f"count(*) FILTER (WHERE {condition})"
+        # count(CASE ...), not count(*) FILTER (...): the same counts, about 10% less time for
+        # this step at 100k customers (2.43 -> 2.19 s, three alternations in one process,
+        # 2026-12-05; as for the windows sums, churn.features.common.windowed_sql).
+        aggregates[name] = f"count(CASE WHEN {condition} THEN 1 END)"
         expressions[name] = count_or_zero(f"agg.{name}")
 
     def add_value(name: str, unit: str, description: str, aggregate: str) -> None:
