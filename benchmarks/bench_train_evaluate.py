@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from churn.stages.fit_memory import read_own_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: (module, attribute, phase name) wrapped for timing; a phase's figures include its callees.
@@ -93,15 +95,11 @@ class RssSampler:
     def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
-        self._page = os.sysconf("SC_PAGE_SIZE")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _read(self) -> int | None:
-        try:
-            return int(Path("/proc/self/statm").read_text().split()[1]) * self._page
-        except (OSError, IndexError, ValueError):
-            return None
+        return read_own_memory()  # the stages' own reading of /proc/self/statm
 
     def _run(self) -> None:
         while not self._stop.is_set():
