@@ -82,3 +82,66 @@ def test_support_hand_made() -> None:
     b = row(result, "b", "2024-06-01")
     assert b["support_tickets_last_90d"] == 0.0
     assert math.isnan(b["days_since_last_ticket"]) and math.isnan(b["last_csat_score"])
+
+
+def test_support_old_tickets_and_latest_csat() -> None:
+    """Tickets outside the window still give the history features; ties and late openings.
+
+    The aggregation joins only tickets that can still count at the cutoff (the rest come from
+    as-of joins), so this pins the boundary of that filter and the latest-CSAT rules.
+    """
+    tickets = [
+        # Resolved exactly 90 days before the first cutoff: its resolution is in the window.
+        {"ticket_id": "a1", "customer_id": "a", "opened_at": "2024-01-01",
+         "first_response_at": "2024-01-01T01:00", "resolved_at": "2024-03-03", "reopened": True},
+        # Resolved a microsecond before the window: counts for nothing in the window.
+        {"ticket_id": "a2", "customer_id": "a", "opened_at": "2023-12-01",
+         "first_response_at": "2023-12-01T05:00",
+         "resolved_at": "2024-03-02T23:59:59.999999", "reopened": False},
+        # Opened long ago and never resolved: open at every cutoff, answered.
+        {"ticket_id": "a3", "customer_id": "a", "opened_at": "2023-01-01",
+         "first_response_at": "2023-01-02"},
+        # The only ticket of b, long before the window: only the history features see it.
+        {"ticket_id": "b1", "customer_id": "b", "opened_at": "2023-01-01",
+         "resolved_at": "2023-01-02", "csat_score": 3, "csat_received_at": "2023-01-05"},
+        # Two CSATs received at the same moment: the highest ticket id wins ("c9" > "c10").
+        {"ticket_id": "c9", "customer_id": "c", "opened_at": "2024-05-01",
+         "resolved_at": "2024-05-09", "csat_score": 2, "csat_received_at": "2024-05-10"},
+        {"ticket_id": "c10", "customer_id": "c", "opened_at": "2024-05-02",
+         "resolved_at": "2024-05-09", "csat_score": 5, "csat_received_at": "2024-05-10"},
+        # A CSAT stamped before its (unresolved) ticket was opened: known once the ticket is.
+        {"ticket_id": "c11", "customer_id": "c", "opened_at": "2024-06-15",
+         "csat_score": 1, "csat_received_at": "2024-05-20"},
+    ]  # fmt: skip
+    tables = {
+        "customers": contract_frame(
+            "customers",
+            [{"customer_id": c, "converted_at": "2022-01-01"} for c in ("a", "b", "c")],
+        ),
+        "support_tickets": contract_frame("support_tickets", tickets),
+    }
+    keys = [(c, t) for c in ("a", "b", "c") for t in ("2024-06-01", "2024-07-01")]
+    result = build_features(tables, population(keys), CFG)
+
+    a = row(result, "a", "2024-06-01")
+    assert a["support_tickets_last_90d"] == 0.0
+    assert a["open_tickets_at_cutoff"] == 1.0 and a["unanswered_tickets_at_cutoff"] == 0.0
+    assert a["median_resolution_hours_last_90d"] == pytest.approx(62 * 24)  # a1 only
+    assert a["reopened_ticket_share_last_90d"] == 1.0
+    assert math.isnan(a["median_first_response_hours_last_90d"])
+    assert a["days_since_last_ticket"] == 152.0  # a1, 2024-01-01
+    assert math.isnan(row(result, "a", "2024-07-01")["median_resolution_hours_last_90d"])
+
+    b = row(result, "b", "2024-06-01")
+    assert b["support_tickets_last_90d"] == 0.0 and b["open_tickets_at_cutoff"] == 0.0
+    assert b["days_since_last_ticket"] == 517.0 and b["last_csat_score"] == 3.0
+    assert math.isnan(b["mean_csat_last_90d"])
+
+    before_c11 = row(result, "c", "2024-06-01")
+    assert before_c11["last_csat_score"] == 2.0
+    assert before_c11["mean_csat_last_90d"] == pytest.approx(3.5)
+    after_c11 = row(result, "c", "2024-07-01")
+    assert after_c11["last_csat_score"] == 1.0
+    assert after_c11["open_tickets_at_cutoff"] == 1.0
+    assert after_c11["unanswered_tickets_at_cutoff"] == 1.0
+    assert after_c11["mean_csat_last_90d"] == pytest.approx(8 / 3)
