@@ -172,13 +172,15 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             name = f"presale_{touch}_touches"
             words = touch.replace("_", " ")
             specs.append(_spec(name, "numeric", "touches", f"{words} touches before purchase"))
-            counts.append(f"count(*) FILTER (WHERE t.touchpoint_type = '{touch}') AS {name}")
+            counts.append(
+                f"count(*) FILTER (WHERE t.touchpoint_type = '{touch}') OVER running AS {name}"
+            )
             expressions[name] = _when_converted(count_or_zero(f"touch.{name}"))
         content = ", ".join(f"'{v}'" for v in CONTENT_VIEWS)
         counts += [
-            f"count(*) FILTER (WHERE t.touchpoint_type IN ({content})) "
+            f"count(*) FILTER (WHERE t.touchpoint_type IN ({content})) OVER running "
             "AS docs_and_help_views_before_conversion",
-            "count(*) AS total_presale_touches",
+            "count(*) OVER running AS total_presale_touches",
         ]
         specs += [
             _spec(
@@ -191,15 +193,27 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         ]
         for name in ("docs_and_help_views_before_conversion", "total_presale_touches"):
             expressions[name] = _when_converted(count_or_zero(f"touch.{name}"))
-        steps.append(
+        # Running counts over each customer's touches (a touch's count includes every touch
+        # at the same moment), and for each key those of its last touch before the cutoff:
+        # one pass over the touches instead of one per cutoff (at 1M customers 10 s for the
+        # join of every key with its earlier touches).
+        steps += [
+            ("_touch_running", f"""
+            SELECT t.customer_id, t.occurred_at, {", ".join(counts)}
+            FROM presale_touchpoints AS t
+            WHERE t.occurred_at IS NOT NULL
+            WINDOW running AS (
+                PARTITION BY t.customer_id ORDER BY t.occurred_at
+                RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            )
+        """),
             ("touch", f"""
-            SELECT k.customer_id, k.cutoff, {", ".join(counts)}
+            SELECT k.customer_id, k.cutoff, r.* EXCLUDE (customer_id, occurred_at)
             FROM {KEYS} AS k
-            JOIN presale_touchpoints AS t
-              ON t.customer_id = k.customer_id AND t.occurred_at < k.cutoff
-            GROUP BY k.customer_id, k.cutoff
-        """)
-        )
+            ASOF JOIN _touch_running AS r
+              ON r.customer_id = k.customer_id AND k.cutoff > r.occurred_at
+        """),
+        ]
         joins.append("LEFT JOIN touch USING (customer_id, cutoff)")
     else:
         skipped["presale_touchpoints"] = "table absent: pre-sale touch counts left out"

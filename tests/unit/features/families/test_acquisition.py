@@ -64,6 +64,39 @@ def test_acquisition_hand_made() -> None:
     assert pd.isna(b["acquisition_channel"]) and math.isnan(b["total_presale_touches"])
 
 
+def test_presale_touches_at_each_cutoff() -> None:
+    """Touches before each cutoff, counted once per moment, for integer customer ids.
+
+    The counts come from running counts over each customer's touches and an as-of join: two
+    touches at the same moment both count from then on, a touch at the cutoff does not, and a
+    touch stamped after the purchase counts at the cutoffs after it (the cutoff is the rule).
+    """
+    customers = [
+        {"customer_id": 7, "converted_at": "2024-02-15"},
+        {"customer_id": 8, "converted_at": "2024-01-01"},  # no touches at all
+    ]
+    touches = [
+        {"customer_id": 7, "occurred_at": "2024-01-10", "touchpoint_type": "webinar"},
+        {"customer_id": 7, "occurred_at": "2024-02-01", "touchpoint_type": "docs_view"},
+        {"customer_id": 7, "occurred_at": "2024-02-01", "touchpoint_type": "demo"},
+        {"customer_id": 7, "occurred_at": "2024-03-01", "touchpoint_type": "demo"},  # at a cutoff
+        {"customer_id": 7, "occurred_at": None, "touchpoint_type": "demo"},  # never known
+    ]
+    tables = {
+        "customers": contract_frame("customers", customers),
+        "presale_touchpoints": contract_frame("presale_touchpoints", touches),
+    }
+    cutoffs = ("2024-03-01", "2024-04-01")
+    result = build_features(tables, population([(c, t) for c in (7, 8) for t in cutoffs]), CFG)
+    march, april = row(result, "7", "2024-03-01"), row(result, "7", "2024-04-01")
+    assert march["total_presale_touches"] == 3.0 and april["total_presale_touches"] == 4.0
+    assert march["presale_demo_touches"] == 1.0 and april["presale_demo_touches"] == 2.0
+    assert march["presale_webinar_touches"] == 1.0
+    assert march["docs_and_help_views_before_conversion"] == 1.0
+    none = row(result, "8", "2024-03-01")
+    assert none["total_presale_touches"] == 0.0 and none["presale_demo_touches"] == 0.0
+
+
 def _naive_age_years(born: pd.Timestamp, at: pd.Timestamp) -> float:
     """Whole years from ``born`` to ``at``: the year difference, minus one before the birthday."""
     if born >= at:
