@@ -118,6 +118,19 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
                 expressions[feature] = (
                     f"CASE WHEN onb.converted THEN {count_or_zero(f'onb.{feature}')} END"
                 )
+            # The onboarding touches first (their types, in each customer's first days), so
+            # that a key meets only those and not every post-sale touch of its customer.
+            steps.append(
+                ("_onboarding_touches", f"""
+            SELECT t.customer_id, t.occurred_at, t.touchpoint_type
+            FROM postsale_touchpoints AS t
+            JOIN customers AS c
+              ON c.customer_id = t.customer_id
+             AND t.occurred_at >= c.converted_at
+             AND t.occurred_at < c.converted_at + INTERVAL {ONBOARDING_DAYS} DAY
+            WHERE t.touchpoint_type IN ('onboarding_step_completed', 'onboarding_email_open')
+        """)
+            )
             steps.append(
                 ("onb", f"""
             SELECT k.customer_id, k.cutoff, true AS converted,
@@ -130,11 +143,8 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             FROM {KEYS} AS k
             JOIN customers AS c
               ON c.customer_id = k.customer_id AND c.converted_at < k.cutoff
-            LEFT JOIN postsale_touchpoints AS t
-              ON t.customer_id = k.customer_id
-             AND t.occurred_at >= c.converted_at
-             AND t.occurred_at < c.converted_at + INTERVAL {ONBOARDING_DAYS} DAY
-             AND t.occurred_at < k.cutoff
+            LEFT JOIN _onboarding_touches AS t
+              ON t.customer_id = k.customer_id AND t.occurred_at < k.cutoff
             GROUP BY k.customer_id, k.cutoff
         """)
             )
