@@ -271,23 +271,31 @@ def windowed_sql(bucketed: str, outputs: Sequence[tuple[str, str, int]]) -> str:
         GROUP BY k.customer_id, k.cutoff"""
 
 
-def latest_before_cutoff_sql(bucketed: str, column: str) -> str:
-    """SQL for the latest non-null ``column`` of a bucketed relation before each cutoff.
+def latest_before_cutoff_sql(source: str, column: str, time_column: str = "bucket_start") -> str:
+    """SQL for the non-null ``column`` of the latest row before each cutoff, by ``time_column``.
 
-    Every bucket that starts before a cutoff ends at or before it, so an as-of join on the
-    bucket start finds the last bucket entirely in the past.
+    For a bucketed relation (the default ``time_column``): every bucket that starts before a
+    cutoff ends at or before it, so an as-of join on the bucket start finds the last bucket
+    entirely in the past. Rows tied on ``time_column`` must hold the same ``column`` (the as-of
+    join takes any one of them).
+
+    Args:
+        source: A relation with ``customer_id``, ``time_column`` and ``column``.
+        column: The value to return (it may be ``time_column`` itself).
+        time_column: When a row became known: a row counts before a cutoff strictly after it.
 
     Returns:
         SQL with ``customer_id, cutoff, value`` for every key (value NULL if none).
     """
+    selected = ", ".join(dict.fromkeys(("customer_id", time_column, column)))
     return f"""
         SELECT k.customer_id, k.cutoff, b.{column} AS value
         FROM {KEYS} AS k
         ASOF LEFT JOIN (
-            SELECT customer_id, bucket_start, {column} FROM {bucketed}
+            SELECT {selected} FROM {source}
             WHERE {column} IS NOT NULL
         ) AS b
-          ON b.customer_id = k.customer_id AND k.cutoff > b.bucket_start"""
+          ON b.customer_id = k.customer_id AND k.cutoff > b.{time_column}"""
 
 
 def assemble_family_query(

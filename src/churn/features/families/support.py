@@ -42,6 +42,7 @@ from churn.features.common import (
     FamilyQuery,
     count_or_zero,
     days_before_cutoff,
+    latest_before_cutoff_sql,
     select_features,
     spec_maker,
 )
@@ -174,13 +175,6 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
                  AND (s.resolved_at IS NULL OR k.cutoff <= s.counts_until)
             ) AS t
             GROUP BY t.customer_id, t.cutoff"""
-    last_ticket = f"""
-            SELECT k.customer_id, k.cutoff, s.opened_at AS value
-            FROM {KEYS} AS k
-            ASOF LEFT JOIN (
-                SELECT customer_id, opened_at FROM support_tickets WHERE opened_at IS NOT NULL
-            ) AS s
-              ON s.customer_id = k.customer_id AND k.cutoff > s.opened_at"""
     # A CSAT is known at a cutoff once both it and its ticket are stamped before it; among the
     # known ones the latest received wins (ties: the highest ticket id). The running arg_max
     # over the time each became known (peers included) is that winner from then on, and the
@@ -198,16 +192,11 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
                 WHERE csat_score IS NOT NULL AND csat_received_at IS NOT NULL
                   AND opened_at IS NOT NULL
             )"""
-    last_csat = f"""
-            SELECT k.customer_id, k.cutoff, r.last_csat_score AS value
-            FROM {KEYS} AS k
-            ASOF LEFT JOIN _support_rated AS r
-              ON r.customer_id = k.customer_id AND k.cutoff > r.known_at"""
     steps = (
         ("agg", aggregated),
-        ("last_ticket", last_ticket),
+        ("last_ticket", latest_before_cutoff_sql("support_tickets", "opened_at", "opened_at")),
         ("_support_rated", rated),
-        ("last_csat", last_csat),
+        ("last_csat", latest_before_cutoff_sql("_support_rated", "last_csat_score", "known_at")),
     )
     sql = f"""
         SELECT k.customer_id, k.cutoff,
