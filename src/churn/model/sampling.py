@@ -7,6 +7,7 @@ Shared by the classifier (:mod:`churn.model.fit`) and the survival head
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ import pandas as pd
 from churn.config import TrainConfig
 from churn.errors import ModelError
 from churn.model.split import label_array
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,18 +73,29 @@ def choose_negative_rate(positives: int, negatives: int, cfg: TrainConfig) -> fl
     """Return the share of retained training rows to keep: the configured rate, or lower when
     ``train.max_training_rows`` needs it (every churned row is always kept).
 
-    Raises:
-        ModelError: If the churned rows alone exceed ``train.max_training_rows``.
+    When the churned rows alone reach the budget, no rate can hold it without dropping
+    churners, which this never does: the retained rows are then kept one for one with the
+    churned rows (rate ``positives / negatives``, never above ``negative_sample_rate``), so the
+    fit is still bounded by the data's churners, and a warning names both numbers. A default
+    budget therefore never stops a large run (at a 5% churn rate ``params.yaml``'s 600,000
+    rows are reached at about 12M training rows, some 2.5M customers).
     """
     rate = cfg.negative_sample_rate
     budget = cfg.max_training_rows
     if budget is None or positives + negatives <= budget or negatives == 0:
         return rate
     if positives >= budget:
-        raise ModelError(
-            f"train.max_training_rows = {budget} cannot hold the {positives} churned training "
-            "rows, which are all kept; raise train.max_training_rows or set it to null"
+        balanced = min(rate, positives / negatives)
+        logger.warning(
+            "train.max_training_rows = %d cannot hold the %d churned training rows, which are "
+            "all kept: fitted on them and %d retained rows (one per churned row, rate %.4g); "
+            "raise train.max_training_rows or set it to null to fit more",
+            budget,
+            positives,
+            round(balanced * negatives),
+            balanced,
         )
+        return balanced
     return min(rate, (budget - positives) / negatives)
 
 

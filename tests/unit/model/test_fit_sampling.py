@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -150,8 +151,21 @@ def test_the_row_budget_derives_the_rate_and_never_drops_churners():
     assert choose_negative_rate(100, 400, budget) == 1.0  # fits: nothing sampled
     lower = make_backtest_params(max_training_rows=550, negative_sample_rate=0.2).train
     assert choose_negative_rate(100, 900, lower) == pytest.approx(0.2)
-    with pytest.raises(ModelError, match="max_training_rows = 550 cannot hold the 600 churned"):
-        choose_negative_rate(600, 900, budget)
+
+
+def test_churners_past_the_budget_are_all_kept_with_as_many_retained_rows(caplog):
+    budget = make_backtest_params(max_training_rows=550).train
+    with caplog.at_level(logging.WARNING, logger="churn.model.sampling"):
+        rate = choose_negative_rate(600, 900, budget)
+    # 600 churned rows and 600 of the 900 retained ones: one for one, nothing dropped.
+    assert rate == pytest.approx(600 / 900)
+    assert "max_training_rows = 550 cannot hold the 600 churned" in caplog.text
+    assert "600 retained rows" in caplog.text
+    # Never above the configured rate.
+    lower = make_backtest_params(max_training_rows=550, negative_sample_rate=0.2).train
+    assert choose_negative_rate(600, 900, lower) == pytest.approx(0.2)
+    # Exactly at the budget counts as past it (no room for a retained row).
+    assert choose_negative_rate(550, 900, budget) == pytest.approx(550 / 900)
 
 
 def test_a_fit_under_a_row_budget_stays_near_it(features):
