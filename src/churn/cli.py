@@ -47,6 +47,26 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
         force=True,
     )
+    # numba logs every step of a compilation at DEBUG (tens of thousands of lines for the
+    # TreeSHAP kernel), which would bury the stages' own debug lines.
+    logging.getLogger("numba").setLevel(logging.WARNING)
+
+
+def _report_native_crashes() -> None:
+    """Print every thread's Python stack on a fatal signal (a crash in native code).
+
+    A segmentation fault inside LightGBM, DuckDB or numba ends the process without a Python
+    traceback; ``faulthandler`` then says which stage code was running in each thread. A
+    stream without a file descriptor (a test runner's capture) is left as it is.
+    """
+    import contextlib
+    import faulthandler
+    import io
+    import sys
+
+    # No real stderr (no file descriptor): nothing to print a crash to.
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
 @app.callback()
@@ -54,6 +74,7 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     _setup_logging(verbose)
+    _report_native_crashes()
 
 
 def _fail(message: str) -> None:

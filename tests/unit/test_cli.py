@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,40 @@ def test_load_params_applies_overrides_before_validation(tmp_path):
     assert load_params(params).features.spark.shards == 4  # the file is not changed
     with pytest.raises(ConfigError, match=r"features\.spark\.shards"):
         load_params(params, {"features.spark.shards": 0})
+
+
+def test_a_command_reports_native_crashes_and_keeps_numba_quiet(tmp_path, monkeypatch):
+    import faulthandler
+    import logging
+
+    # pytest enables faulthandler itself: turn it off so the command must enable it again.
+    faulthandler.disable()
+    assert not faulthandler.is_enabled()
+    monkeypatch.setattr(logging.getLogger("numba"), "level", logging.NOTSET)
+    out = tmp_path / "contract.md"
+    result = runner.invoke(app, ["--verbose", "contract", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert faulthandler.is_enabled()
+    # --verbose is DEBUG for churn's loggers, not for numba's compilation steps.
+    assert logging.getLogger("churn").getEffectiveLevel() == logging.DEBUG
+    assert logging.getLogger("numba").getEffectiveLevel() == logging.WARNING
+
+
+def test_a_crash_in_native_code_prints_the_python_stack(tmp_path):
+    # A real fatal signal in a child process: the stack names the function that crashed.
+    script = (
+        "import ctypes, sys\n"
+        "from churn.cli import _report_native_crashes\n"
+        "_report_native_crashes()\n"
+        "def crash_in_native_code():\n"
+        "    ctypes.string_at(0)\n"
+        "crash_in_native_code()\n"
+    )
+    # Without PYTHONFAULTHANDLER the child enables nothing by itself: only the CLI's call can
+    # make it print the stack.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONFAULTHANDLER"}
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=60, env=env)
+    assert completed.returncode != 0
+    assert "Fatal Python error" in completed.stderr
+    assert "crash_in_native_code" in completed.stderr
