@@ -88,8 +88,8 @@ def choose_negative_rate(positives: int, negatives: int, cfg: TrainConfig) -> fl
         balanced = min(rate, positives / negatives)
         logger.warning(
             "train.max_training_rows = %d cannot hold the %d churned training rows, which are "
-            "all kept: fitted on them and %d retained rows (one per churned row, rate %.4g); "
-            "raise train.max_training_rows or set it to null to fit more",
+            "all kept: fitted on them and %d retained rows (at most one per churned row, rate "
+            "%.4g); raise train.max_training_rows or set it to null to fit more",
             budget,
             positives,
             round(balanced * negatives),
