@@ -128,10 +128,10 @@ def test_a_command_reports_native_crashes_and_keeps_numba_quiet(tmp_path, monkey
     assert logging.getLogger("numba").getEffectiveLevel() == logging.WARNING
 
 
-def test_a_crash_in_native_code_prints_the_python_stack(tmp_path):
+def test_a_crash_in_native_code_prints_the_python_stack():
     # A real fatal signal in a child process: the stack names the function that crashed.
     script = (
-        "import ctypes, sys\n"
+        "import ctypes\n"
         "from churn.cli import _report_native_crashes\n"
         "_report_native_crashes()\n"
         "def crash_in_native_code():\n"
