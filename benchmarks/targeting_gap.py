@@ -158,7 +158,7 @@ def main() -> None:
         reasons = reason_families(result.scores, family_of)
         eligible = eligible_plays(reasons, config.plays)
         candidates = build_candidates(result.scores, eligible, doses, effects, config)
-        chosen = choose_all(candidates, first_reason_play(reasons, config.plays),
+        chosen = choose_all(candidates, first_reason_play(eligible, config.plays),
                             truth[truth["month_start"] == cutoff], dict(config.teams), capacity)
         table = compare_on_truth(chosen, truth[truth["month_start"] == cutoff], fixed)
         saved = dict(zip(table["policy"], table["true_saved_revenue"], strict=True))

@@ -91,7 +91,7 @@ def main() -> None:
         config = params.target.model_copy(update={
             "max_standard_error": limit, "one_source_per": scope,
             "configured_rate_scaling": scaling, "tlearner_bootstrap_rounds": 0})
-        effects, _, _ = learn_effects(logged, explained_logged, family_of, config)
+        effects, _ = learn_effects(logged, explained_logged, family_of, config)
         # Logged rates that rank the list (a play is offered only where it addresses).
         used = sum(e.source == SOURCE_LOGGED and e.segment in ADDRESSED_SEGMENTS
                    for e in effects)

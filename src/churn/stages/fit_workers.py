@@ -173,7 +173,8 @@ def refit_in_worker(task: dict[str, Any]) -> dict[str, Any]:
 
 def open_fit_pool(workers: int) -> ProcessPoolExecutor:
     """Return a pool of ``workers`` spawned processes for :func:`submit_backtest_refits` and
-    :func:`submit_model_form_fits` (use it as a context manager)."""
+    :func:`submit_model_form_fits` (use it as a context manager); the target stage's T-learner
+    cross-check uses it too (:mod:`churn.stages.tlearner_checks`)."""
     # Each worker allocates Arrow memory like the command that started it (churn.io.memory).
     return ProcessPoolExecutor(
         max_workers=workers,

@@ -43,6 +43,7 @@ from churn.layout import (
     sidecar_path,
     table_file_name,
 )
+from churn.stages.tlearner_checks import plan_play_checks, start_play_checks
 from churn.targeting.dose_response import DoseEffect, fit_play_dose_effects
 from churn.targeting.dose_truth import dose_effects_vs_truth, join_truth, list_truth_keys
 from churn.targeting.logged import attach_outcomes
@@ -65,7 +66,6 @@ from churn.targeting.uplift import (
     assign_segments,
     estimate_play_effects,
     standardized_difference,
-    t_learner_save_rate,
     unify_effect_sources,
 )
 from churn.targeting.value import build_candidates
@@ -110,26 +110,21 @@ def learn_effects(
     explained: Explained | None,
     family_of: dict[str, str],
     config: TargetConfig,
-    model_features: pd.DataFrame | None = None,
-    threads: int = 1,
-) -> tuple[list[PlayEffect], pd.DataFrame, pd.DataFrame]:
+) -> tuple[list[PlayEffect], pd.DataFrame]:
     """Play effects per segment from logged actions (configured rates where too few rows).
 
     ``target.one_source_per`` then decides whether a play (or the playbook) may mix logged
-    and configured rates (:func:`~churn.targeting.uplift.unify_effect_sources`).
+    and configured rates (:func:`~churn.targeting.uplift.unify_effect_sources`). The T-learner
+    cross-check of the same rows is :mod:`churn.stages.tlearner_checks`.
 
     Args:
         logged: :func:`~churn.targeting.logged.attach_outcomes` output (may be empty).
         explained: Reasons and doses of the logged rows' (customer, cutoff), or ``None``.
         family_of: Feature -> family.
         config: The ``target`` section.
-        model_features: The model's feature columns for the logged rows (same order as
-            ``logged``), for the T-learner cross-check; ``None`` skips it.
-        threads: The cross-check's fits run at the same time (``train.num_threads``).
 
     Returns:
-        The effects, the logged rows with ``addressed``, ``dose`` and ``segment``, and the
-        T-learner cross-check per play (addressed rows).
+        The effects, and the logged rows with ``addressed``, ``dose`` and ``segment``.
     """
     configured = {name: play.save_rate for name, play in config.plays.items()}
     rows = _annotate_logged(logged, explained, family_of, config)
@@ -140,25 +135,7 @@ def learn_effects(
     if len(rows):
         rows["segment"] = assign_segments(rows["addressed"].to_numpy(), rows["dose"].to_numpy(),
                                           rows["play"].map(split).to_numpy(dtype=np.float64))
-    checks = []
-    rounds = config.tlearner_bootstrap_rounds
-    if model_features is not None and len(rows):
-        for name in config.plays:
-            mask = ((rows["play"] == name) & rows["addressed"]).to_numpy()
-            control = rows["control"].to_numpy()
-            n_t, n_c = int((mask & ~control).sum()), int((mask & control).sum())
-            if min(n_t, n_c) < config.min_rows_per_arm:
-                continue
-            churned = rows["churned"].to_numpy()
-            estimate, spread = t_learner_save_rate(
-                (model_features[mask & ~control], churned[mask & ~control]),
-                (model_features[mask & control], churned[mask & control]),
-                model_features[mask],
-                rounds=rounds, seed=config.seed, threads=threads,
-            )
-            checks.append({"play": name, "segment": "addressed", "save_rate": estimate,
-                           "standard_error": spread, "treated_rows": n_t, "control_rows": n_c})
-    return effects, rows, pd.DataFrame(checks)
+    return effects, rows
 
 
 def learn_dose_effects(rows: pd.DataFrame, config: TargetConfig) -> dict[str, DoseEffect]:
@@ -258,7 +235,7 @@ def plan_contacts(
     candidates = build_candidates(scores, eligible, doses, effects, config, probability,
                                   dose_effects)
     capacity = {name: play.weekly_capacity for name, play in config.plays.items()}
-    chosen = choose_by_policies(candidates, first_reason_play(reasons, config.plays),
+    chosen = choose_by_policies(candidates, first_reason_play(eligible, config.plays),
                                 config.teams, capacity, config.seed)
     return candidates, chosen
 
@@ -426,45 +403,53 @@ def run_target(
                 on=["customer_id", "cutoff"], how="left")[list(model.feature_names)]
     else:
         logger.info("no %s in %s: configured save rates", ACTIONS_TABLE, validated_dir)
-    effects, logged_rows, tlearner = learn_effects(logged, explained, family_of, config,
-                                                   model_features, params.train.num_threads)
-    dose_fits = learn_dose_effects(logged_rows, config)
-    effects = shrink_to_pooled(effects, logged_rows, config)
+    effects, logged_rows = learn_effects(logged, explained, family_of, config)
+    checks = [] if model_features is None else plan_play_checks(logged_rows, model_features,
+                                                                config)
+    # The cross-check runs in worker processes while this one chooses and compares.
+    with start_play_checks(checks, config, params.train.num_threads) as checks_run:
+        dose_fits = learn_dose_effects(logged_rows, config)
+        effects = shrink_to_pooled(effects, logged_rows, config)
 
-    doses = family_doses(contributions, dose_family_of, _ALL_FAMILIES)
-    candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability,
-                                       dose_fits)
-    targets = describe_contacts(chosen["expected_value"], scores)
-    expected = {policy: frame.assign(expected_saved=frame["churn_probability"]
-                                     * frame["save_rate"] * frame["value_at_risk"])
-                for policy, frame in chosen.items()}
-    curves = cumulative_curves(expected, "expected_saved").assign(
-        cutoff=scoring_cutoff, value="expected_saved_revenue")
+        doses = family_doses(contributions, dose_family_of, _ALL_FAMILIES)
+        candidates, chosen = plan_contacts(scores, doses, family_of, effects, config, probability,
+                                           dose_fits)
+        targets = describe_contacts(chosen["expected_value"], scores)
+        expected = {policy: frame.assign(expected_saved=frame["churn_probability"]
+                                         * frame["save_rate"] * frame["value_at_risk"])
+                    for policy, frame in chosen.items()}
+        curves = cumulative_curves(expected, "expected_saved").assign(
+            cutoff=scoring_cutoff, value="expected_saved_revenue")
 
-    comparison: dict[str, Any] = {}
-    truth_file = Path(truth_dir) / table_file_name(TRUTH_TABLE) if truth_dir else None
-    if truth_file is not None and truth_file.exists():
-        labels = labels if labels is not None else read_frame(labels_path)
-        test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
-        test_explained, _ = explain(read_frame_rows(features_path, {"cutoff": [test_cutoff]}))
-        _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
-                                       effects, config, dose_effects=dose_fits)
-        # The truth holds every customer, month and play: only the test cutoff's month and the
-        # rows of the logged contacts (customer, contact month, play) are read. Reading every
-        # month of the logged customers and joining them took 40 s at 1M customers (26M rows
-        # for 414k contacts); the contacts' own keys take about 5 s.
-        at_cutoff = read_frame_rows(truth_file, {"month_start": [test_cutoff]})
-        truth = read_frame_keys(truth_file, list_truth_keys(logged_rows)) if len(
-            logged_rows) else at_cutoff.iloc[:0]
-        comparison = compare_policies_on_truth(test_chosen, at_cutoff, config)
-        comparison["cutoff"] = str(pd.Timestamp(test_cutoff).date())
-        comparison["effects_vs_truth"] = true_effects(logged_rows, truth, effects)
-        comparison["dose_effects_vs_truth"] = dose_effects_vs_truth(logged_rows, truth,
-                                                                    dose_fits)
-        truthful = {policy: frame.merge(at_cutoff, on=["customer_id", "play"], how="left")
-                    for policy, frame in test_chosen.items()}
-        curves = pd.concat([curves, cumulative_curves(truthful, "saved_revenue").assign(
-            cutoff=test_cutoff, value="true_saved_revenue")], ignore_index=True)
+        comparison: dict[str, Any] = {}
+        truth_file = Path(truth_dir) / table_file_name(TRUTH_TABLE) if truth_dir else None
+        if truth_file is not None and truth_file.exists():
+            labels = labels if labels is not None else read_frame(labels_path)
+            test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
+            test_explained, _ = explain(read_frame_rows(features_path, {"cutoff": [test_cutoff]}))
+            _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
+                                           effects, config, dose_effects=dose_fits)
+            # The truth holds every customer, month and play: only the test cutoff's month and the
+            # rows of the logged contacts (customer, contact month, play) are read. Reading every
+            # month of the logged customers and joining them took 40 s at 1M customers (26M rows
+            # for 414k contacts); the contacts' own keys take about 5 s.
+            at_cutoff = read_frame_rows(truth_file, {"month_start": [test_cutoff]})
+            # Only the chosen customers' rows can match a contact: the joins below validated
+            # and factorised the month's every (customer, play), 11 s at a million customers.
+            chosen_ids = pd.concat([frame["customer_id"] for frame in test_chosen.values()])
+            at_cutoff = at_cutoff[at_cutoff["customer_id"].isin(chosen_ids)]
+            truth = read_frame_keys(truth_file, list_truth_keys(logged_rows)) if len(
+                logged_rows) else at_cutoff.iloc[:0]
+            comparison = compare_policies_on_truth(test_chosen, at_cutoff, config)
+            comparison["cutoff"] = str(pd.Timestamp(test_cutoff).date())
+            comparison["effects_vs_truth"] = true_effects(logged_rows, truth, effects)
+            comparison["dose_effects_vs_truth"] = dose_effects_vs_truth(logged_rows, truth,
+                                                                        dose_fits)
+            truthful = {policy: frame.merge(at_cutoff, on=["customer_id", "play"], how="left")
+                        for policy, frame in test_chosen.items()}
+            curves = pd.concat([curves, cumulative_curves(truthful, "saved_revenue").assign(
+                cutoff=test_cutoff, value="true_saved_revenue")], ignore_index=True)
+        tlearner = checks_run.collect()
 
     metrics = {
         "scoring_cutoff": str(scoring_cutoff.date()),

@@ -26,9 +26,7 @@ play's dose (its families' positive contributions) above or below the median.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -323,7 +321,6 @@ def t_learner_save_rate(
     *,
     rounds: int,
     seed: int,
-    threads: int = 1,
 ) -> tuple[float, float | None]:
     """The T-learner's save rate over ``population`` and its bootstrap standard error.
 
@@ -331,11 +328,13 @@ def t_learner_save_rate(
     bootstrap resample is a subset of those binned rows (``Dataset.subset``), so the binning,
     about half of a fit on these sizes, is not repeated for every resample. The trees of a
     resample still come from its rows alone; only their candidate split points are the whole
-    arm's. The fits are independent, so with ``threads`` > 1 they run side by side in threads,
-    each LightGBM model on one thread (LightGBM releases the GIL while it trains and predicts).
-    The resamples are drawn first, in the same order as one after another, and a resample's
-    rows are taken in sorted order (LightGBM sorts a subset's rows), so the numbers do not
-    depend on ``threads``.
+    arm's. A resample's rows are taken in sorted order (LightGBM sorts a subset's rows).
+
+    The fits run one after another on one LightGBM thread. They used to run side by side in
+    Python threads, and ``churn target`` once died of a segmentation fault inside LightGBM at a
+    million customers with them (2026-12-05; LightGBM documents no thread safety for
+    concurrent trainings in one process); the stage now runs the plays' cross-checks in
+    worker processes instead (:mod:`churn.stages.tlearner_checks`).
 
     Args:
         treated: Features and churn outcomes (0/1) of the treated rows.
@@ -343,7 +342,6 @@ def t_learner_save_rate(
         population: Features of the rows whose average effect is wanted.
         rounds: Bootstrap resamples (0: no standard error).
         seed: Seed of the resampling and the models.
-        threads: Fits run at the same time (``train.num_threads`` in the target stage).
 
     Returns:
         ``1 - mean(m_treated(x)) / mean(m_control(x))`` over ``population``, and its
@@ -363,13 +361,7 @@ def t_learner_save_rate(
         )
         return 1 - treated_mean / control_mean if control_mean > 0 else float("nan")
 
-    tasks: list[tuple[np.ndarray, ...] | None] = [None, *resamples]
-    if threads > 1 and len(tasks) > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(fit, tasks))
-    else:
-        results = [fit(rows) for rows in tasks]
-    estimate, draws = results[0], results[1:]
+    estimate, draws = fit(None), [fit(rows) for rows in resamples]
     finite = [d for d in draws if np.isfinite(d)]
     spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
     return estimate, spread
@@ -402,7 +394,6 @@ class _BinnedArm:
 
         self.outcome = np.asarray(outcome, dtype=np.int64)
         self.params = _t_learner_params(seed)
-        self._lock = threading.Lock()
         self._binned = None
         if len(self.outcome) and self.outcome.min() != self.outcome.max():
             self._binned = lgb.Dataset(
@@ -418,8 +409,6 @@ class _BinnedArm:
         if outcome.min() == outcome.max():
             return float(outcome[0])
         positions = np.arange(len(self.outcome)) if rows is None else np.sort(rows)
-        # Subsets are built one at a time: they read the shared binned arm's Python state.
-        with self._lock:
-            subset = self._binned.subset(positions, params=self.params).construct()
+        subset = self._binned.subset(positions, params=self.params).construct()
         booster = lgb.train(self.params, subset, num_boost_round=_T_LEARNER_ROUNDS)
         return float(booster.predict(population).mean())

@@ -257,7 +257,7 @@ def test_customers_whose_reasons_no_play_addresses_get_no_contact():
     family_of = {"age": "profile", "tenure": "profile"}
     empty = pd.DataFrame(columns=["customer_id", "cutoff", "action_at", "play", "control",
                                   "churned"])
-    effects, _, _ = learn_effects(empty, None, family_of, config)
+    effects, _ = learn_effects(empty, None, family_of, config)
     doses = pd.DataFrame({"customer_id": [1, 2], "dose_profile": [2.0, 3.0]})
     candidates, chosen = plan_contacts(scores, doses, family_of, effects, config)
     assert candidates.empty
@@ -398,7 +398,7 @@ def test_plan_contacts_scales_configured_rates_by_the_addressed_share(scaling, p
     doses = family_doses(contributions, family_of, ["support", "billing"])
     empty = pd.DataFrame(columns=["customer_id", "cutoff", "action_at", "play", "control",
                                   "churned"])
-    effects, _, _ = learn_effects(empty, None, family_of, config)
+    effects, _ = learn_effects(empty, None, family_of, config)
     candidates, chosen = plan_contacts(scores, doses, family_of, effects, config)
     ev = chosen["expected_value"]
     assert dict(zip(ev["customer_id"], ev["play"], strict=True)) == plays

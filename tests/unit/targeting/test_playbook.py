@@ -40,7 +40,7 @@ def test_eligible_and_first_reason_plays():
     eligible = eligible_plays(reasons, PLAYS)
     assert sorted(map(tuple, eligible[["customer_id", "play", "reason_rank"]].values.tolist())
                   ) == [(101, "escalate", 2), (102, "discount", 1), (102, "escalate", 2)]
-    first = first_reason_play(reasons, PLAYS).set_index("customer_id")["play"].to_dict()
+    first = first_reason_play(eligible, PLAYS).set_index("customer_id")["play"].to_dict()
     assert first == {101: "escalate", 102: "discount"}
 
 
