@@ -206,6 +206,27 @@ def _reference_auc(
     return auc, f"test cutoffs {[f'{c:%Y-%m-%d}' for c in test]}"
 
 
+def find_entry_rows(history: pd.DataFrame, keys: set[tuple[str, str]]) -> np.ndarray:
+    """Whether each history row belongs to one of the entries ``keys`` names.
+
+    Args:
+        history: Stacked history rows (``cutoff``, ``model_version``).
+        keys: (cutoff as ``YYYY-MM-DD``, model version) of the entries.
+
+    Returns:
+        A boolean mask over ``history``'s rows. Each distinct (cutoff, version) is formatted
+        once: formatting every row's cutoff took 3.4 s for the 4.3M rows of seven entries at a
+        million customers.
+    """
+    hit = np.zeros(len(history), dtype=bool)
+    groups = history.groupby([history["cutoff"], history["model_version"].astype(str)],
+                             sort=False).indices
+    for (cutoff, version), rows in groups.items():
+        if (f"{pd.Timestamp(cutoff):%Y-%m-%d}", version) in keys:
+            hit[rows] = True
+    return hit
+
+
 def compute_importance_shares(model: ChurnModel) -> dict[str, float]:
     """Return each feature's share of the booster's total split gain (sums to 1)."""
     gain = np.asarray(model.booster.feature_importance("gain"), dtype=np.float64)
@@ -281,10 +302,10 @@ def monitor_champion(
     entries.append(current)
 
     # This run's entries replace stored ones with the same key (cutoff and model version).
-    fresh = {f"{e.record['cutoff']}|{e.record['model_version']}" for e in entries}
+    fresh = {(str(e.record["cutoff"]), str(e.record["model_version"])) for e in entries}
     stored = stack_history([history])
-    keys = stored["cutoff"].dt.strftime("%Y-%m-%d") + "|" + stored["model_version"].astype(str)
-    stacked = stack_history([stored[~keys.isin(fresh)], *[e.scores for e in entries]])
+    stacked = stack_history([stored[~find_entry_rows(stored, fresh)],
+                             *[e.scores for e in entries]])
     realized = _realized(stacked, labels, data_end, params, entity)
 
     scored = pd.concat(backfilled) if backfilled else pd.Series(dtype="float64")
@@ -318,7 +339,8 @@ def monitor_champion(
         "cutoff": f"{score_cutoff:%Y-%m-%d}",
         "data_end": None if data_end is None else data_end.isoformat(),
         "reference": {
-            "cutoffs": sorted({f"{c:%Y-%m-%d}" for c in reference_rows["cutoff"]}),
+            # Each distinct cutoff formatted once: every row's took 10 s at 1M customers.
+            "cutoffs": sorted({f"{c:%Y-%m-%d}" for c in reference_rows["cutoff"].unique()}),
             "rows": len(reference_rows),
             "roc_auc": reference_auc,
             "roc_auc_source": reference_auc_source,

@@ -374,13 +374,10 @@ def run_target(
     model = ChurnModel.load(model_dir)
     labels = None
 
-    def explain(rows: pd.DataFrame) -> tuple[Explained, pd.DataFrame]:
+    def explain(rows: pd.DataFrame) -> Explained:
         result = score_population(model, rows, params.score.reasons)
-        doses = family_doses(result.contributions, dose_family_of, _ALL_FAMILIES)
-        # The T-learner sees the features as the model does (categories encoded as codes).
-        encoded = pd.DataFrame(model.prepare(rows), columns=list(model.feature_names),
-                               index=rows.index)
-        return Explained(result.scores, doses), encoded
+        return Explained(result.scores,
+                         family_doses(result.contributions, dose_family_of, _ALL_FAMILIES))
 
     actions_file = Path(validated_dir) / table_file_name(ACTIONS_TABLE)
     scoring_cutoff = pd.Timestamp(scores["cutoff"].max())
@@ -397,7 +394,10 @@ def run_target(
             # Only the rows of the logged (customer, cutoff) pairs are read, then matched.
             matched = read_frame_keys(features_path, keys)
             rows = matched.merge(keys, on=["customer_id", "cutoff"], how="inner")
-            explained, frame = explain(rows)
+            explained = explain(rows)
+            # The T-learner sees the features as the model does (categories encoded as codes).
+            frame = pd.DataFrame(model.prepare(rows), columns=list(model.feature_names),
+                                 index=rows.index)
             model_features = logged[["customer_id", "cutoff"]].merge(
                 pd.concat([rows[["customer_id", "cutoff"]], frame], axis=1),
                 on=["customer_id", "cutoff"], how="left")[list(model.feature_names)]
@@ -426,7 +426,7 @@ def run_target(
         if truth_file is not None and truth_file.exists():
             labels = labels if labels is not None else read_frame(labels_path)
             test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
-            test_explained, _ = explain(read_frame_rows(features_path, {"cutoff": [test_cutoff]}))
+            test_explained = explain(read_frame_rows(features_path, {"cutoff": [test_cutoff]}))
             _, test_chosen = plan_contacts(test_explained.scores, test_explained.doses, family_of,
                                            effects, config, dose_effects=dose_fits)
             # The truth holds every customer, month and play: only the test cutoff's month and the
