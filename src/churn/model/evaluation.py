@@ -12,6 +12,7 @@ MLflow.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from churn.model.split import Split, label_array, split_by_time, take_file_rows,
 
 if TYPE_CHECKING:
     from churn.model.artifact import ChurnModel
+    from churn.model.backtest import ScoredTestRows
     from churn.model.baseline import LogisticBaseline
 
 logger = logging.getLogger(__name__)
@@ -129,6 +131,7 @@ def evaluate_models(
     truth: pd.DataFrame | None = None,
     *,
     split: Split | None = None,
+    known: Iterable[ScoredTestRows] = (),
 ) -> Evaluation:
     """Score the model and the baseline on the test rows and collect every metric.
 
@@ -142,6 +145,10 @@ def evaluate_models(
             only some of its rows (at least the test rows) indexed by file position
             (:func:`churn.model.split.take_file_rows`). Default: ``features`` is the whole
             file and is split here.
+        known: Scores of the model and the baseline on some cutoffs' test rows
+            (:attr:`churn.model.backtest.BacktestPlan.scored`); when one holds exactly this
+            split's test rows (the same file positions in the same order), its scores are
+            used instead of predicting the rows again. They are the same numbers.
 
     Returns:
         The evaluation (metrics without the backtest, plot tables, test predictions).
@@ -155,9 +162,13 @@ def evaluate_models(
     labels = label_array(test)
     predictions = test[["customer_id", "cutoff"]].reset_index(drop=True)
     predictions["label"] = labels
-    raw = model.predict_raw(test)  # once: the calibrated probabilities and raw ranking share it
+    same = next((k for k in known if np.array_equal(k.positions, split.test)), None)
+    if same is not None:
+        raw, baseline_probabilities = same.raw, same.baseline
+    else:  # raw once: the calibrated probabilities and the raw ranking share it
+        raw, baseline_probabilities = model.predict_raw(test), predict_baseline(baseline, test)
     predictions["churn_probability"] = model.calibrator.transform(raw)
-    predictions["baseline_probability"] = predict_baseline(baseline, test)
+    predictions["baseline_probability"] = baseline_probabilities
     notes = list(split.notes)
     evaluated_on = split.describe()["cutoffs"]["test"]
     trained_on = model.metadata.get("test_cutoffs")

@@ -192,7 +192,8 @@ def run_evaluate(
         truth = None
         if truth_path is not None:
             truth = read_truth_months(truth_path, find_earliest_truth_cutoff(rows, comparison))
-        evaluation = evaluate_models(rows.frame, model, baseline, params, truth, split=rows.split)
+        evaluation = evaluate_models(rows.frame, model, baseline, params, truth, split=rows.split,
+                                     known=plan.scored.values())
         head_on_test = None
         if rows.churn_times is not None:
             head_on_test = measure_head_on_test(rows, model_dir, params, truth)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 import pytest
 from support.tiny import TINY_CATALOG, make_backtest_params, make_feature_frame
@@ -10,10 +13,14 @@ from churn.model.backtest import (
     is_backtest_fit,
     refit_backtest_cutoff,
     run_rolling_backtest,
+    score_exported_cutoffs,
     select_backtest_cutoffs,
     split_backtest_cutoff,
 )
+from churn.model.baseline import predict_baseline
+from churn.model.evaluation import evaluate_models
 from churn.model.fit import train_churn_models
+from churn.model.split import split_by_time, take_rows
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +75,30 @@ def test_reusing_the_exported_model_gives_the_refit_entries(features, trained):
     assert asked == [[entry["cutoff"] for entry in refitted[:2]]]
     assert reused == refitted
     assert reused_notes == notes == []
+
+
+def test_the_exported_cutoffs_scores_are_kept_and_reused_by_the_evaluation(features, trained):
+    params = make_backtest_params()
+    plan = score_exported_cutoffs(features, params, fitted=trained)
+    last = select_backtest_cutoffs(features, params)[0][-1]
+    assert list(plan.scored) == [last]
+    scored = plan.scored[last]
+    test = take_rows(features, scored.positions)
+    assert set(test["cutoff"]) == {last}
+    np.testing.assert_array_equal(scored.raw, trained[0].predict_raw(test))
+    np.testing.assert_array_equal(scored.baseline, predict_baseline(trained[1], test))
+
+    # The evaluation's test rows are the exported cutoff's: the kept scores give the same
+    # metrics and predictions as predicting again.
+    split = split_by_time(features, params.train, params.label, mode=params.ingest.mode)
+    np.testing.assert_array_equal(split.test, scored.positions)
+    fresh = evaluate_models(features, *trained, params)
+    reused = evaluate_models(features, *trained, params, known=plan.scored.values())
+    assert reused.metrics == fresh.metrics
+    pd.testing.assert_frame_equal(reused.predictions, fresh.predictions)
+    # They are what the evaluation uses (changed scores change its metrics) ...
+    bent = replace(scored, raw=-scored.raw)
+    assert evaluate_models(features, *trained, params, known=[bent]).metrics != fresh.metrics
+    # ... but only for exactly these rows in this order.
+    moved = replace(bent, positions=scored.positions[::-1].copy())
+    assert evaluate_models(features, *trained, params, known=[moved]).metrics == fresh.metrics
