@@ -139,11 +139,14 @@ def score_population(
     batch_rows: int = 200_000,
     contributions_fn: ContributionsFn | None = None,
     keep_contributions: bool = True,
+    texts: bool = True,
 ) -> ScoreResult:
     """Like :func:`score_frame` (same arguments), also returning every feature's contribution.
 
     Args:
         keep_contributions: Keep the full contributions (for "what changed"); else ``None``.
+        texts: ``False`` leaves the reasons' ``_value`` and ``_text`` columns empty
+            (:func:`~churn.model.reasons.build_reason_columns`); every other column is the same.
     """
     if reasons < 0 or batch_rows < 1:
         raise ValueError("reasons must be >= 0 and batch_rows >= 1")
@@ -168,7 +171,9 @@ def score_population(
             check_additivity(contributions, base, raw)
         else:
             contributions, base, raw = np.empty((0, n_features)), np.empty(0), np.empty(0)
-        score_parts.append(_score_batch(model, batch, contributions, raw, specs, groups, reasons))
+        score_parts.append(
+            _score_batch(model, batch, contributions, raw, specs, groups, reasons, texts)
+        )
         if keep_contributions:
             contribution_parts.append(_contribution_frame(batch, contributions, base, specs))
     scores = pd.concat(score_parts) if len(score_parts) > 1 else score_parts[0]
@@ -254,6 +259,7 @@ def _score_batch(
     specs: Mapping[str, FeatureSpec],
     groups: Mapping[str, np.ndarray],
     reasons: int,
+    texts: bool = True,
 ) -> pd.DataFrame:
     probability = model.calibrator.transform(raw)
     mrr = _mrr(batch)
@@ -282,6 +288,7 @@ def _score_batch(
             reasons,
             model.categorical_levels,
             read_level_ratios(model.metadata),
+            texts=texts,
         )
     )
     # Exposure and contract timing count neither in a group nor in the total (issue 13).

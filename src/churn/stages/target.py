@@ -375,7 +375,8 @@ def run_target(
     labels = None
 
     def explain(rows: pd.DataFrame) -> Explained:
-        result = score_population(model, rows, params.score.reasons)
+        # Only which features push each row's risk is read here, never the sentences.
+        result = score_population(model, rows, params.score.reasons, texts=False)
         return Explained(result.scores,
                          family_doses(result.contributions, dose_family_of, _ALL_FAMILIES))
 

@@ -97,6 +97,21 @@ def test_batches_give_the_same_result_as_one_pass(tiny_model, feature_frame, sco
     )
 
 
+def test_without_texts_only_the_reasons_value_and_text_are_left_empty(
+    tiny_model, feature_frame, scores
+):
+    plain = score_population(tiny_model, feature_frame, REASONS, texts=False)
+    bare = plain.scores
+    assert list(bare.columns) == list(scores.columns)
+    worded = [c for c in scores.columns if c.endswith(("_value", "_text"))]
+    assert len(worded) == 2 * REASONS
+    pd.testing.assert_frame_equal(bare.drop(columns=worded), scores.drop(columns=worded))
+    assert bare[worded].isna().all().all()
+    assert scores[worded].notna().any().all()  # the reasons do have words with texts
+    full = score_population(tiny_model, feature_frame, REASONS)
+    pd.testing.assert_frame_equal(plain.contributions, full.contributions)
+
+
 def test_unseen_category_is_scored_as_missing(tiny_model, feature_frame):
     rows = feature_frame.head(200)
     unseen = score_frame(tiny_model, rows.assign(acquisition_channel="tiktok"), REASONS)
