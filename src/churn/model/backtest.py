@@ -310,7 +310,7 @@ def score_exported_cutoffs(
                 model, baseline = fitted
                 test = parts[2]
                 scores = model.predict_raw(test), predict_baseline(baseline, test)
-                entries[cutoff] = summarize_backtest_cutoff(cutoff, parts, *fitted, scores)
+                entries[cutoff] = summarize_backtest_cutoff(cutoff, parts, model, baseline, scores)
                 scored[cutoff] = ScoredTestRows(np.asarray(split.test, dtype=np.int64), *scores)
     return BacktestPlan(cutoffs, entries, notes, scored)
 

@@ -132,21 +132,18 @@ class PlayChecksRun:
 
     def __init__(self, checks: list[PlayCheck], rounds: int, seed: int, workers: int) -> None:
         self._checks = checks
-        self._rounds, self._seed, self._requested = rounds, seed, workers
+        self._rounds, self._seed = rounds, seed
+        #: Worker processes checking the plays (0: this process does, in :meth:`collect`).
+        self.workers = workers
         self._pool: Executor | None = None
         self._futures: dict[str, Future[dict[str, Any]]] = {}
-        if workers > 1 and len(checks) > 1 and rounds > 0:
-            self._pool = open_fit_pool(min(workers, len(checks)))
+        if workers:
+            self._pool = open_fit_pool(workers)
             # Largest first: the last task to start is a small one.
             for check in sorted(checks, key=lambda c: -len(c.features)):
                 self._futures[check.play] = self._pool.submit(
                     check_play_in_worker, _encode_check(check, rounds, seed)
                 )
-
-    @property
-    def workers(self) -> int:
-        """Worker processes checking the plays (0: this process does, in :meth:`collect`)."""
-        return 0 if self._pool is None else min(self._requested, len(self._checks))
 
     def collect(self) -> pd.DataFrame:
         """Wait for every play's result; one :data:`CHECK_COLUMNS` row per play, in playbook
@@ -186,13 +183,10 @@ def start_play_checks(
     Returns:
         The run; :meth:`PlayChecksRun.collect` gives the table.
     """
+    rounds = config.tlearner_bootstrap_rounds
     rows = sum(len(check.features) for check in checks)
-    return PlayChecksRun(
-        checks,
-        config.tlearner_bootstrap_rounds,
-        config.seed,
-        workers if rows >= min_rows_for_workers else 1,
-    )
+    worth_it = workers > 1 and len(checks) > 1 and rounds > 0 and rows >= min_rows_for_workers
+    return PlayChecksRun(checks, rounds, config.seed, min(workers, len(checks)) if worth_it else 0)
 
 
 def _encode_check(check: PlayCheck, rounds: int, seed: int) -> dict[str, Any]:
