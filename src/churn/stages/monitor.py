@@ -42,6 +42,7 @@ from churn.monitoring.history import (
     Source,
     build_history_scores,
     entry_stem,
+    find_entry_rows,
     stack_history,
 )
 from churn.monitoring.realized import compute_realized_performance, join_closed_labels
@@ -204,27 +205,6 @@ def _reference_auc(
 
     auc = float(roc_auc_score(y, predict_rows_once(model, rows, scored)))
     return auc, f"test cutoffs {[f'{c:%Y-%m-%d}' for c in test]}"
-
-
-def find_entry_rows(history: pd.DataFrame, keys: set[tuple[str, str]]) -> np.ndarray:
-    """Whether each history row belongs to one of the entries ``keys`` names.
-
-    Args:
-        history: Stacked history rows (``cutoff``, ``model_version``).
-        keys: (cutoff as ``YYYY-MM-DD``, model version) of the entries.
-
-    Returns:
-        A boolean mask over ``history``'s rows. Each distinct (cutoff, version) is formatted
-        once: formatting every row's cutoff took 3.4 s for the 4.3M rows of seven entries at a
-        million customers.
-    """
-    hit = np.zeros(len(history), dtype=bool)
-    groups = history.groupby([history["cutoff"], history["model_version"].astype(str)],
-                             sort=False).indices
-    for (cutoff, version), rows in groups.items():
-        if (f"{pd.Timestamp(cutoff):%Y-%m-%d}", version) in keys:
-            hit[rows] = True
-    return hit
 
 
 def compute_importance_shares(model: ChurnModel) -> dict[str, float]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from churn.monitoring.history import (
     build_history_scores,
     entry_stem,
+    find_entry_rows,
     stack_history,
     summarize_score_distribution,
 )
@@ -56,3 +58,17 @@ def test_stacking_onto_an_empty_history_keeps_timestamps() -> None:
     stacked = stack_history([stack_history([]), entry])
     assert str(stacked["cutoff"].dtype) == "datetime64[us, UTC]"
     assert len(stack_history([])) == 0
+
+
+def test_find_entry_rows_matches_a_row_by_row_key_with_zones_and_integer_versions():
+    cutoffs = pd.to_datetime(["2025-03-01", "2025-03-01", "2025-04-01", "2025-04-01", None,
+                              "2025-03-01"], utc=True)
+    history = pd.DataFrame({"cutoff": cutoffs, "model_version": [1, 2, 1, 1, 1, "2"]})
+    keys = {("2025-03-01", "2"), ("2025-04-01", "1"), ("2025-05-01", "1")}
+    naive = [
+        pd.notna(c) and (f"{c:%Y-%m-%d}", str(v)) in keys
+        for c, v in zip(history["cutoff"], history["model_version"], strict=True)
+    ]
+    np.testing.assert_array_equal(find_entry_rows(history, keys), naive)
+    assert find_entry_rows(history, keys).tolist() == [False, True, True, True, False, True]
+    assert not find_entry_rows(history.iloc[:0], keys).size

@@ -17,7 +17,6 @@ from churn.config import parse_params
 from churn.errors import DataContractError
 from churn.model.artifact import Calibrator, ChurnModel
 from churn.stages.monitor import (
-    find_entry_rows,
     list_monitored_cutoffs,
     monitor_champion,
     predict_rows_once,
@@ -273,16 +272,3 @@ def test_monitor_matches_rows_to_scores_when_the_index_repeats(world) -> None:
     expected = monitor_champion(features=history, **args).report
     assert monitor_champion(features=repeated, **args).report == expected
 
-
-def test_find_entry_rows_matches_a_row_by_row_key_with_zones_and_integer_versions():
-    cutoffs = pd.to_datetime(["2025-03-01", "2025-03-01", "2025-04-01", "2025-04-01", None,
-                              "2025-03-01"], utc=True)
-    history = pd.DataFrame({"cutoff": cutoffs, "model_version": [1, 2, 1, 1, 1, "2"]})
-    keys = {("2025-03-01", "2"), ("2025-04-01", "1"), ("2025-05-01", "1")}
-    naive = [
-        pd.notna(c) and (f"{c:%Y-%m-%d}", str(v)) in keys
-        for c, v in zip(history["cutoff"], history["model_version"], strict=True)
-    ]
-    np.testing.assert_array_equal(find_entry_rows(history, keys), naive)
-    assert find_entry_rows(history, keys).tolist() == [False, True, True, True, False, True]
-    assert not find_entry_rows(history.iloc[:0], keys).size
