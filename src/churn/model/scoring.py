@@ -34,6 +34,7 @@ from churn.model.reason_selection import (
     select_reasons,
 )
 from churn.model.reasons import build_feature_specs, build_reason_columns
+from churn.model.treeshap import compute_contributions, compute_raw_scores
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,6 @@ def score_population(
         **group_memberships(specs, "family", FAMILIES),
         **group_memberships(specs, "phase", PHASES),
     }
-    explain = contributions_fn or model.contributions
     n_features = len(model.feature_names)
     score_parts: list[pd.DataFrame] = []
     contribution_parts: list[pd.DataFrame] = []
@@ -166,8 +166,14 @@ def score_population(
     for start in starts:
         batch = features.iloc[start : start + batch_rows]
         if len(batch):
-            contributions, base = explain(batch)
-            raw = model.predict_raw(batch)
+            # One matrix per batch serves the explanation and the raw scores (building it is
+            # about a second per 400k rows), unless a plugged-in kernel builds its own.
+            matrix = model.prepare(batch)
+            if contributions_fn is None:
+                contributions, base = compute_contributions(model.booster, matrix)
+            else:
+                contributions, base = contributions_fn(batch)
+            raw = compute_raw_scores(model.booster, matrix, population_rows=len(features))
             check_additivity(contributions, base, raw)
         else:
             contributions, base, raw = np.empty((0, n_features)), np.empty(0), np.empty(0)

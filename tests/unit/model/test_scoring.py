@@ -97,6 +97,31 @@ def test_batches_give_the_same_result_as_one_pass(tiny_model, feature_frame, sco
     )
 
 
+def test_every_batch_of_a_large_population_is_predicted_by_the_kernel(
+    monkeypatch, tiny_model, feature_frame, scores
+):
+    # Each 137-row batch is below the prediction kernel's threshold, the population is not:
+    # the kernel answers every batch (its tables are built), and the scores do not change.
+    from churn.model import treeshap
+
+    booster = tiny_model.booster
+    monkeypatch.setattr(
+        treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", len(feature_frame) * booster.num_trees()
+    )
+    treeshap._CACHE.pop(booster, None)
+    calls: list[int] = []
+    walk = treeshap.FastTreeShap.predict_raw
+
+    def counting(self, X):
+        calls.append(len(X))
+        return walk(self, X)
+
+    monkeypatch.setattr(treeshap.FastTreeShap, "predict_raw", counting)
+    batched = score_frame(tiny_model, feature_frame, REASONS, batch_rows=137)
+    pd.testing.assert_frame_equal(batched, scores)
+    assert sum(calls) == len(feature_frame) and max(calls) == 137
+
+
 def test_without_texts_only_the_reasons_value_and_text_are_left_empty(
     tiny_model, feature_frame, scores
 ):

@@ -78,3 +78,18 @@ def test_raw_scores_use_the_kernel_only_for_large_calls(monkeypatch, tiny_model,
     np.testing.assert_array_equal(
         compute_raw_scores(booster, tiny_model.prepare(feature_frame)), reference
     )
+
+
+def test_a_batch_takes_the_backend_of_its_population(monkeypatch, tiny_model, feature_frame):
+    # A batch too small for the kernel on its own is walked by it when its population is
+    # large enough (the compilation is paid once for the population), with the same numbers.
+    booster = tiny_model.booster
+    batch = tiny_model.prepare(feature_frame.head(5))
+    reference = booster.predict(batch, raw_score=True)
+    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 6 * booster.num_trees())
+    treeshap._CACHE.pop(booster, None)
+    np.testing.assert_array_equal(compute_raw_scores(booster, batch), reference)
+    np.testing.assert_array_equal(compute_raw_scores(booster, batch, population_rows=4), reference)
+    assert booster not in treeshap._CACHE  # 5 rows (or a population of 4 < 5): LightGBM
+    np.testing.assert_array_equal(compute_raw_scores(booster, batch, population_rows=6), reference)
+    assert booster in treeshap._CACHE

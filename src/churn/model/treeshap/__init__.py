@@ -371,7 +371,9 @@ def compute_contributions(
     return raw[:, :-1], raw[:, -1]
 
 
-def compute_raw_scores(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+def compute_raw_scores(
+    booster: lgb.Booster, matrix: np.ndarray, *, population_rows: int | None = None
+) -> np.ndarray:
     """Raw scores of ``booster`` on a prepared feature matrix, equal to LightGBM's bit for bit.
 
     Large calls (:func:`choose_backend`) walk the trees with the numba kernel of the cached
@@ -383,10 +385,17 @@ def compute_raw_scores(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     Args:
         booster: A LightGBM binary booster.
         matrix: Feature matrix in the booster's column order (NaN means missing).
+        population_rows: When ``matrix`` is one batch of a larger population, that
+            population's rows: the backend is then chosen by the whole population's size,
+            since compiling the kernel is paid once per process, not per batch (target
+            explains a million rows in 200k-row batches, each just under the threshold on
+            its own). Both backends give the same numbers to the bit, so only the time
+            depends on it. ``None``: the call's own rows.
 
     Returns:
         ``(n,)`` float64 raw scores.
     """
-    if choose_backend(booster, len(matrix), PREDICT_KERNEL_MIN_ROW_TREES) == "lightgbm":
+    rows = len(matrix) if population_rows is None else max(population_rows, len(matrix))
+    if choose_backend(booster, rows, PREDICT_KERNEL_MIN_ROW_TREES) == "lightgbm":
         return _lightgbm_raw_scores(booster, matrix)
     return explainer_for(booster).predict_raw(matrix)
