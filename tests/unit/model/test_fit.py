@@ -144,6 +144,15 @@ def test_single_feature_aucs_flip_inverse_features_and_score_categories(frame):
     assert aucs["acquisition_channel"] > 0.5  # paid search churns more: rates carry signal
 
 
+def test_single_feature_aucs_are_the_same_scored_in_threads(frame):
+    params = fast_params()
+    train, _, test = slices(frame, params)
+    serial = compute_single_feature_aucs(train, test, TINY_CATALOG)
+    threaded = compute_single_feature_aucs(train, test, TINY_CATALOG, threads=2)
+    assert list(threaded.items()) == list(serial.items())  # same values, catalog order
+    assert len(serial) > 2 and len(set(serial.values())) > 2
+
+
 def test_a_feature_missing_from_the_catalog_is_named(frame):
     with pytest.raises(ModelError, match="mystery_column"):
         select_feature_catalog(frame.assign(mystery_column=1.0), TINY_CATALOG)
