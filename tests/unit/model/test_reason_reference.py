@@ -40,6 +40,49 @@ def test_reference_rows_are_the_latest_labeled_cutoff():
     assert rows["cutoff"].tolist() == [cutoffs[2]]
 
 
+@pytest.mark.parametrize(
+    "validation_kind", ["float", "older", "text", "category", "empty", "no_cutoff"]
+)
+def test_reference_rows_equal_those_of_the_stacked_frames(validation_kind):
+    # Naive reference: stack every frame whole, keep the latest cutoff's rows. The frames'
+    # columns may differ in type (the stacking decides the result's), the latest cutoff may
+    # be in both, and a cutoff may be missing.
+    cutoffs = pd.to_datetime(["2025-01-01", "2025-02-01", None, "2025-02-01"], utc=True)
+    train = pd.DataFrame(
+        {
+            "cutoff": cutoffs,
+            "label": [0, 1, 0, 1],
+            "tickets": np.array([1, 2, 3, 4], dtype=np.int64),
+            "plan": pd.Categorical(["a", "b", "a", "a"]),
+        }
+    )
+    validation = pd.DataFrame(
+        {
+            "cutoff": pd.to_datetime(["2025-02-01", "2025-01-01"], utc=True),
+            "label": [1, 0],
+            "tickets": [5.5, 6.5],
+            "plan": ["b", "c"],
+        }
+    )
+    if validation_kind == "older":  # none of its rows is kept, yet its types count
+        validation["cutoff"] = pd.to_datetime(["2024-12-01", "2025-01-01"], utc=True)
+    elif validation_kind == "text":
+        validation["tickets"] = ["5", "6"]
+    elif validation_kind == "category":
+        validation["plan"] = pd.Categorical(["b", "c"])
+    elif validation_kind == "empty":
+        validation = validation.iloc[:0]
+    elif validation_kind == "no_cutoff":
+        validation = validation.drop(columns="cutoff")
+    for frames in ((train, validation), (validation, train), (train,)):
+        present = [frame for frame in frames if len(frame)]
+        stacked = pd.concat(present, ignore_index=True)
+        want = stacked[stacked["cutoff"] == stacked["cutoff"].max()].reset_index(drop=True)
+        got = select_reference_rows(*frames)
+        pd.testing.assert_frame_equal(got, want)
+        assert len(got) >= 2 or validation_kind == "no_cutoff"
+
+
 def test_a_saved_model_keeps_the_reference_and_rejects_a_bad_one(tmp_path, feature_frame):
     from support.tiny import TINY_CATALOG
 
@@ -89,9 +132,12 @@ def test_the_first_reason_mode_is_stored_read_and_validated(tmp_path, feature_fr
     model.save(tmp_path / "m")
     assert read_first_reason(ChurnModel.load(tmp_path / "m").metadata) == "family"
     # A model saved before the choice existed reads as the single largest contribution.
-    older = {**model.metadata, REFERENCE_KEY: {
-        k: v for k, v in model.metadata[REFERENCE_KEY].items() if k != "first_reason"
-    }}
+    older = {
+        **model.metadata,
+        REFERENCE_KEY: {
+            k: v for k, v in model.metadata[REFERENCE_KEY].items() if k != "first_reason"
+        },
+    }
     assert read_first_reason(dataclasses.replace(model, metadata=older).metadata) == "feature"
     assert read_first_reason({}) == "feature"
     with pytest.raises(ValueError, match="first_reason must be one of"):
