@@ -43,7 +43,7 @@ def select_reference_rows(*labeled: pd.DataFrame) -> pd.DataFrame:
     """Return the rows of the latest cutoff among the given labeled frames (train, validation).
 
     Each frame is cut to that cutoff before they are stacked: stacking the whole frames first
-    copied every training row (4.5 GB and about 10 s at a million customers) to keep one
+    copied every training row (4.5 GB and 2-3 s at a million customers) to keep one
     cutoff's. Frames whose cutoff columns differ in type are stacked whole, as the stacking
     decides the type of the result.
     """
