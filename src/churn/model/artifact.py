@@ -301,7 +301,20 @@ class ChurnModel:
         LightGBM's own numbers bit for bit; large calls are walked by
         :func:`churn.model.treeshap.compute_raw_scores`' kernel (about twice LightGBM's speed).
         """
-        return compute_raw_scores(self.booster, self.prepare(frame))
+        return self.predict_raw_matrix(self.prepare(frame))
+
+    def predict_raw_matrix(
+        self, matrix: np.ndarray, *, population_rows: int | None = None
+    ) -> np.ndarray:
+        """Return raw scores of a matrix :meth:`prepare` built (see :meth:`predict_raw`).
+
+        Args:
+            matrix: The booster's float matrix of some rows.
+            population_rows: The rows of the population ``matrix`` is a batch of, when it is
+                one (:func:`churn.model.treeshap.compute_raw_scores`: the same numbers, the
+                backend chosen by the population's size).
+        """
+        return compute_raw_scores(self.booster, matrix, population_rows=population_rows)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Return calibrated churn probabilities for each row."""
@@ -319,7 +332,12 @@ class ChurnModel:
         Returns:
             ``(contributions, base)`` with shapes ``(n, n_features)`` and ``(n,)``.
         """
-        return compute_contributions(self.booster, self.prepare(frame))
+        return self.contributions_of_matrix(self.prepare(frame))
+
+    def contributions_of_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return :meth:`contributions` of a matrix :meth:`prepare` built (a caller that also
+        needs the raw scores of the same rows builds the matrix once)."""
+        return compute_contributions(self.booster, matrix)
 
     def contributions_reference(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Return LightGBM's own ``pred_contrib`` TreeSHAP values (the reference kernel)."""

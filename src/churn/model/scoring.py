@@ -34,7 +34,6 @@ from churn.model.reason_selection import (
     select_reasons,
 )
 from churn.model.reasons import build_feature_specs, build_reason_columns
-from churn.model.treeshap import compute_contributions, compute_raw_scores
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +169,10 @@ def score_population(
             # about a second per 400k rows), unless a plugged-in kernel builds its own.
             matrix = model.prepare(batch)
             if contributions_fn is None:
-                contributions, base = compute_contributions(model.booster, matrix)
+                contributions, base = model.contributions_of_matrix(matrix)
             else:
                 contributions, base = contributions_fn(batch)
-            raw = compute_raw_scores(model.booster, matrix, population_rows=len(features))
+            raw = model.predict_raw_matrix(matrix, population_rows=len(features))
             check_additivity(contributions, base, raw)
         else:
             contributions, base, raw = np.empty((0, n_features)), np.empty(0), np.empty(0)
