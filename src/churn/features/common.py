@@ -13,8 +13,9 @@ window starts (``T - w``) cut the time line into disjoint buckets; events are su
 contains whole buckets because both ends are bucket boundaries). Active days are kept as a 64-bit
 mask of the days of a bucket (buckets are at most 63 days long), so distinct days add up too.
 Everything before the first bucket lands in one "prehistory" bucket, which only the recency
-features ("days since the last ...") read. This relies on cutoffs at midnight UTC, which
-:func:`churn.features.build.build_features` checks.
+features ("days since the last ...") read: its rows are grouped per customer for the maxima
+alone, and left out when nothing asks for a maximum. This relies on cutoffs at midnight UTC,
+which :func:`churn.features.build.build_features` checks.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ DAY_BUCKET = "_day_bucket"
 BUCKET_WINDOW = "_bucket_window"
 LAST_CUTOFF = "churn_last_cutoff"
 """Session variable: the latest cutoff of ``_keys`` (set by :func:`set_last_cutoff`)."""
+FIRST_BUCKET_DAY = "churn_first_bucket_day"
+"""Session variable: the first day of the bucket grid (set by :func:`set_last_cutoff`)."""
 MAX_BUCKET_DAYS = 63
 PREHISTORY = "'-infinity'::TIMESTAMP"
 
@@ -113,15 +116,18 @@ class BucketGrid:
 
 
 def set_last_cutoff(con: duckdb.DuckDBPyConnection) -> None:
-    """Store the latest cutoff of ``_keys`` in the session variable :data:`LAST_CUTOFF`.
+    """Store the latest cutoff of ``_keys`` in the session variable :data:`LAST_CUTOFF`, and
+    the first day of the ``_day_bucket`` grid in :data:`FIRST_BUCKET_DAY`.
 
-    :func:`bucketed_sql` filters on it. A variable is a constant when DuckDB plans the query,
+    :func:`bucketed_sql` filters on them. A variable is a constant when DuckDB plans the query,
     so it can estimate how many rows the filter keeps; with a scalar subquery in its place,
     DuckDB took the filtered events for the small side of the day join and built its hash
     table over all of them (47M usage events at 300k customers: the usage family took 77 s,
-    38 s with the constant). Call it after ``_keys`` is created, before any family query.
+    38 s with the constant). Call it after ``_keys`` and ``_day_bucket`` exist, before any
+    family query.
     """
     con.execute(f"SET VARIABLE {LAST_CUTOFF} = (SELECT max(cutoff) FROM {KEYS})")
+    con.execute(f"SET VARIABLE {FIRST_BUCKET_DAY} = (SELECT min(day) FROM {DAY_BUCKET})")
 
 
 def window_flag(window_days: int) -> str:
@@ -221,22 +227,40 @@ def bucketed_sql(
     Returns:
         SQL with ``customer_id``, ``bucket_start`` and the requested columns. Rows at or after
         the last cutoff (the session variable :data:`LAST_CUTOFF`, see
-        :func:`set_last_cutoff`) are dropped: they are in the future of every cutoff.
+        :func:`set_last_cutoff`) are dropped: they are in the future of every cutoff. Rows
+        before the grid's first day (:data:`FIRST_BUCKET_DAY`) make one prehistory row per
+        customer (``bucket_start`` :data:`PREHISTORY`) holding only the maxima (sums and mask
+        NULL: no window reaches it), and no row at all without ``maxes``.
     """
     parts = [f"sum({expr}) AS {name}" for name, expr in sums.items()]
     parts += [f"max({expr}) AS {name}" for name, expr in (maxes or {}).items()]
     if day_mask:
         parts.append("bit_or(g.day_bit) AS day_mask")
-    return f"""
-        SELECT e.customer_id,
-               coalesce(g.bucket_start, {PREHISTORY}) AS bucket_start,
-               {", ".join(parts)}
+    # Only the grid's rows need the day join and the sums. A single cutoff (churn score) leaves
+    # most of the history before the grid, where each customer needs nothing but its latest
+    # times: grouped per customer without the join (the usage buckets of a million customers'
+    # 170M events at one cutoff: see docs/benchmarks-log.md, 2026-12-06).
+    sql = f"""
+        SELECT e.customer_id, g.bucket_start, {", ".join(parts)}
         FROM (
             SELECT *, date_trunc('day', {time_column}) AS _day FROM {source}
             WHERE {time_column} < getvariable('{LAST_CUTOFF}')
+              AND {time_column} >= getvariable('{FIRST_BUCKET_DAY}')
         ) AS e
-        LEFT JOIN {DAY_BUCKET} AS g ON g.day = e._day
+        JOIN {DAY_BUCKET} AS g ON g.day = e._day
         GROUP BY ALL"""
+    if not maxes:
+        return sql
+    early = [f"NULL AS {name}" for name in sums]
+    early += [f"max({expr}) AS {name}" for name, expr in maxes.items()]
+    if day_mask:
+        early.append("NULL AS day_mask")
+    return f"""{sql}
+        UNION ALL BY NAME
+        SELECT customer_id, {PREHISTORY} AS bucket_start, {", ".join(early)}
+        FROM {source}
+        WHERE {time_column} < getvariable('{FIRST_BUCKET_DAY}')
+        GROUP BY customer_id"""
 
 
 def windowed_sql(bucketed: str, outputs: Sequence[tuple[str, str, int]]) -> str:
