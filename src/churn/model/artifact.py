@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from churn.domain.catalog import validate_catalog_frame
+from churn.domain.categories import code_levels
 from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
 from churn.model.matrix import fill_columns
@@ -163,15 +164,11 @@ def encode_categories(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     With a pooled level among ``levels`` (:data:`churn.model.pooling.POOLED_LEVEL`), an unseen
     (non-missing) level gets the pooled level's code instead of NaN.
     """
-    # Index.get_indexer maps unseen values to -1 without the deprecation that pd.Categorical
-    # raises for values outside its categories; missing values are masked explicitly because
-    # their text form ("nan", "<NA>") could collide with a real level.
-    missing = values.isna().to_numpy()
-    as_text = values.astype("object").astype(str)
-    codes = pd.Index(list(levels), dtype="object").get_indexer(as_text)
+    # Missing values never become text (their text form, "nan" or "<NA>", could collide with
+    # a real level): code_levels gives them -1 before any lookup.
+    codes = code_levels(values, levels)
     if POOLED_LEVEL in levels:
-        codes[codes < 0] = levels.index(POOLED_LEVEL)
-    codes[missing] = -1
+        codes[(codes < 0) & values.notna().to_numpy()] = levels.index(POOLED_LEVEL)
     out = codes.astype(np.float64)
     out[codes < 0] = np.nan
     return out

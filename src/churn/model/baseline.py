@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churn.domain.categories import code_category_texts, code_levels
 from churn.errors import ModelError
 from churn.model.matrix import fill_columns
 from churn.model.sampling import TrainingSample, hash_row_keys
@@ -207,9 +208,7 @@ class LogisticBaseline:
         of every row or of the rows at ``positions``."""
         self.check_columns(frame)
         return [
-            pd.Index(list(levels), dtype=object)
-            .get_indexer(read_levels(take_column(frame, name, positions)))
-            .astype(np.int64)
+            code_levels(take_column(frame, name, positions), levels, MISSING_LEVEL)
             for name, levels in zip(self.categorical, self.levels, strict=True)
         ]
 
@@ -275,12 +274,18 @@ def read_numbers(
     return fill_columns(values, read_column)
 
 
-def read_levels(column: pd.Series) -> np.ndarray:
-    """Return a categorical column as text, a missing value as :data:`MISSING_LEVEL`.
+def list_levels(column: pd.Series) -> tuple[str, ...]:
+    """Return the sorted level texts of a categorical column, :data:`MISSING_LEVEL` among them
+    when a value is missing.
 
-    Categories are compared as text, so an integer-coded column works like a string one.
+    Categories are compared as text, so an integer-coded column works like a string one
+    (:mod:`churn.domain.categories`).
     """
-    return column.astype("object").where(column.notna(), MISSING_LEVEL).astype(str).to_numpy()
+    positions, texts = code_category_texts(column)
+    found = set(texts.tolist())
+    if (positions < 0).any():
+        found.add(MISSING_LEVEL)
+    return tuple(sorted(found))
 
 
 #: Widest design matrix (numeric columns plus one-hot levels) fitted by Newton's method.
@@ -323,10 +328,7 @@ def learn_encoding(
             medians.append(median)
             means.append(float(imputed.mean()) if len(imputed) else 0.0)
             scales.append(spread if spread > 0.0 else 1.0)
-    levels = tuple(
-        tuple(sorted(pd.unique(read_levels(take_column(train, name, positions)))))
-        for name in categorical
-    )
+    levels = tuple(list_levels(take_column(train, name, positions)) for name in categorical)
     width = len(numeric) + sum(len(names) for names in levels)
     return LogisticBaseline(
         numeric=tuple(numeric),

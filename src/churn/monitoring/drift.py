@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from churn.domain.categories import code_category_texts
+
 #: Floor of a bin's share in PSI and Jensen-Shannon, so an empty bin contributes a finite term.
 SHARE_FLOOR = 1e-4
 
@@ -76,29 +78,6 @@ def _to_numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _to_text(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    missing = values.isna().to_numpy()
-    return values.astype("object").astype(str).to_numpy(), missing
-
-
-def _distinct_text(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Each value's position among the distinct texts (-1: missing), and those texts.
-
-    A text column (the features' categories) is factorized first and only its distinct values
-    are turned into Python strings: converting every value took 16 s of the monitor at a
-    million customers. Other columns go through :func:`_to_text` (factorizing an object column
-    would merge ``1`` and ``1.0``, whose texts differ).
-    """
-    if isinstance(values.dtype, pd.StringDtype):
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        return codes, np.asarray([str(u) for u in uniques], dtype=object)
-    text, missing = _to_text(values)
-    codes, uniques = pd.factorize(text[~missing])
-    out = np.full(len(text), -1, dtype=np.int64)
-    out[~missing] = codes
-    return out, np.asarray(uniques, dtype=object)
-
-
 def compute_quantile_edges(values: np.ndarray, bins: int) -> tuple[float, ...]:
     """Return unique inner edges splitting ``values`` (finite ones) into ``bins`` quantile bins.
 
@@ -123,12 +102,13 @@ def count_numeric_bins(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarr
 
 def count_categorical_bins(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """Return the count of non-missing values per reference level, then of unseen values."""
-    return _count_levels(*_distinct_text(values), levels)
+    return _count_levels(*code_category_texts(values), levels)
 
 
 def _count_levels(positions: np.ndarray, texts: np.ndarray, levels: tuple[str, ...]
                   ) -> np.ndarray:
-    """:func:`count_categorical_bins` of a column given as :func:`_distinct_text`."""
+    """:func:`count_categorical_bins` of a column given as
+    :func:`~churn.domain.categories.code_category_texts`."""
     # Each distinct text's level (len(levels): unseen), then every present value's.
     level_of = pd.Index(list(levels), dtype="object").get_indexer(texts)
     level_of = np.where(level_of < 0, len(levels), level_of)
@@ -156,7 +136,7 @@ def summarize_reference(
         levels: tuple[str, ...] = ()
     else:
         # One factorization for the levels and their counts; every distinct text is present.
-        positions, texts = _distinct_text(values)
+        positions, texts = code_category_texts(values)
         levels = tuple(sorted(set(texts.tolist())))
         edges = ()
         counts = _count_levels(positions, texts, levels)[:-1]
