@@ -239,7 +239,9 @@ def bucketed_sql(
     # Only the grid's rows need the day join and the sums. A single cutoff (churn score) leaves
     # most of the history before the grid, where each customer needs nothing but its latest
     # times: grouped per customer without the join (the usage buckets of a million customers'
-    # 170M events at one cutoff: see docs/benchmarks-log.md, 2026-12-06).
+    # 170M events at one cutoff: see docs/benchmarks-log.md, 2026-12-06). Every day of the
+    # grid is in the day table, so an inner join would keep the same rows, but the LEFT JOIN
+    # keeps the events on the probe side: DuckDB may otherwise build its hash table over them.
     sql = f"""
         SELECT e.customer_id, g.bucket_start, {", ".join(parts)}
         FROM (
@@ -247,7 +249,7 @@ def bucketed_sql(
             WHERE {time_column} < getvariable('{LAST_CUTOFF}')
               AND {time_column} >= getvariable('{FIRST_BUCKET_DAY}')
         ) AS e
-        JOIN {DAY_BUCKET} AS g ON g.day = e._day
+        LEFT JOIN {DAY_BUCKET} AS g ON g.day = e._day
         GROUP BY ALL"""
     if not maxes:
         return sql
