@@ -366,9 +366,9 @@ def compute_single_feature_aucs(
         test: The rows scored.
         catalog: The feature catalog.
         threads: Features scored at once. A numeric feature's median and sort release the
-            GIL, so two threads nearly halve the step: 14.9 -> 7.9 s for the numeric features
-            of a million customers' 4.8M training rows (2026-12-05). The result does not
-            depend on it.
+            GIL: with two threads the step took 14.6 / 15.1 s instead of 26.8 / 21.9 s on a
+            million customers' split (4.8M training rows, 2026-12-05, docs/benchmarks-log.md).
+            The result does not depend on it.
 
     Returns:
         Feature -> its AUC (``max(auc, 1 - auc)``), in the catalog's order.
