@@ -46,23 +46,32 @@ def code_category_texts(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def code_levels(
-    values: pd.Series, levels: Sequence[str], missing_level: str | None = None
+    values: pd.Series,
+    levels: Sequence[str],
+    missing_level: str | None = None,
+    unseen_level: str | None = None,
 ) -> np.ndarray:
-    """Return each value's position in ``levels`` (matched as text), -1 if unseen.
+    """Return each value's position in ``levels`` (matched as text), -1 if unseen or missing.
 
     Args:
         values: A column of any dtype (see :func:`code_category_texts`).
         levels: Known level texts.
         missing_level: The level a missing value takes (-1 when ``None`` or not a level).
+        unseen_level: The level a present value outside ``levels`` takes (-1 when ``None`` or
+            not a level).
 
     Returns:
         An ``int64`` array with one entry per value.
     """
     positions, texts = code_category_texts(values)
     index = pd.Index(list(levels), dtype="object")
+
+    def position_of(level: str | None) -> int:
+        return -1 if level is None else int(index.get_indexer([level])[0])
+
     level_of = index.get_indexer(texts)
-    missing = -1 if missing_level is None else int(index.get_indexer([missing_level])[0])
-    out = np.full(len(positions), missing, dtype=np.int64)
+    level_of[level_of < 0] = position_of(unseen_level)
+    out = np.full(len(positions), position_of(missing_level), dtype=np.int64)
     present = positions >= 0
     out[present] = level_of[positions[present]]
     return out

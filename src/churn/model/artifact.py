@@ -166,9 +166,7 @@ def encode_categories(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """
     # Missing values never become text (their text form, "nan" or "<NA>", could collide with
     # a real level): code_levels gives them -1 before any lookup.
-    codes = code_levels(values, levels)
-    if POOLED_LEVEL in levels:
-        codes[(codes < 0) & values.notna().to_numpy()] = levels.index(POOLED_LEVEL)
+    codes = code_levels(values, levels, unseen_level=POOLED_LEVEL)
     out = codes.astype(np.float64)
     out[codes < 0] = np.nan
     return out

@@ -54,3 +54,16 @@ def test_levels_are_matched_as_text_and_missing_takes_its_level_only_when_asked(
     assert code_levels(values, ("1", "3", "missing"), "missing").tolist() == [1, 2, -1, 0]
     # A missing level that is not among the levels leaves missing values at -1.
     assert code_levels(values, ("1", "3"), "missing").tolist() == [1, -1, -1, 0]
+
+
+def test_unseen_values_take_the_unseen_level_and_missing_values_do_not() -> None:
+    values = pd.Series(["b", None, "zzz", "a"], dtype="str")
+    assert code_levels(values, ("a", "b", "other"), unseen_level="other").tolist() == [1, -1, 2, 0]
+    assert code_levels(values, ("a", "b", "other", "missing"), "missing", "other").tolist() == [
+        1,
+        3,
+        2,
+        0,
+    ]
+    # An unseen level that is not among the levels leaves unseen values at -1.
+    assert code_levels(values, ("a", "b"), unseen_level="other").tolist() == [1, -1, -1, 0]
