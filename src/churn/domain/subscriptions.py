@@ -41,6 +41,37 @@ def active_subscriptions_sql(points: str, at: str = "cutoff", with_changes: bool
           ON s.customer_id = q.customer_id
          AND s.started_at < q._at
          AND (s.ended_at IS NULL OR s.ended_at >= q._at)"""
+    return _with_mrr_at(base, with_changes)
+
+
+def subscriptions_active_at_cutoffs_sql(cutoffs: str, with_changes: bool = False) -> str:
+    """SQL selecting every customer's subscriptions active at each cutoff of ``cutoffs``.
+
+    The rows :func:`active_subscriptions_sql` gives for the points "every (customer, cutoff)
+    with a subscription active at the cutoff", without forming those points first: finding
+    them is the same range join, so joining them back to the subscriptions only repeated it
+    (the label population at a million customers, 16.5M rows: 18.0 -> 14.8 s, 2026-12-06).
+
+    Args:
+        cutoffs: A relation with a ``cutoff`` column (one row per cutoff).
+        with_changes: As for :func:`active_subscriptions_sql`.
+
+    Returns:
+        SQL with the columns of :func:`active_subscriptions_sql`.
+    """
+    base = f"""
+        SELECT s.customer_id, c.cutoff, c.cutoff AS _at, s.subscription_id, s.plan,
+               s.billing_period, s.started_at, s.mrr
+        FROM {cutoffs} AS c
+        JOIN subscriptions AS s
+          ON s.started_at < c.cutoff AND (s.ended_at IS NULL OR s.ended_at >= c.cutoff)
+        -- As the join on customer_id of active_subscriptions_sql: no customer, no row.
+        WHERE s.customer_id IS NOT NULL"""
+    return _with_mrr_at(base, with_changes)
+
+
+def _with_mrr_at(base: str, with_changes: bool) -> str:
+    """``base`` (active subscriptions with the instant ``_at``) with each one's MRR then."""
     if not with_changes:
         return f"SELECT * EXCLUDE (_at) FROM ({base})"
     return f"""

@@ -40,9 +40,9 @@ from churn.config import LabelConfig
 from churn.domain.contract import CONTRACT, EVENT_TABLES, TIMESTAMP_DTYPE
 from churn.domain.data_end import end_of_day, find_density_end_of_ticks
 from churn.domain.subscriptions import (
-    active_subscriptions_sql,
     sql_timestamp,
     subscription_summary_sql,
+    subscriptions_active_at_cutoffs_sql,
 )
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.sql import (
@@ -229,12 +229,9 @@ def build_cutoffs(
 
 def _population_sql(min_tenure_days: int, with_changes: bool, with_customers: bool) -> str:
     """SQL of the active population over the registered ``_cutoffs`` table."""
-    points = """
-        SELECT DISTINCT s.customer_id, c.cutoff
-        FROM _cutoffs AS c
-        JOIN subscriptions AS s
-          ON s.started_at < c.cutoff AND (s.ended_at IS NULL OR s.ended_at >= c.cutoff)"""
-    summary = subscription_summary_sql(active_subscriptions_sql("points", "cutoff", with_changes))
+    summary = subscription_summary_sql(
+        subscriptions_active_at_cutoffs_sql("_cutoffs", with_changes)
+    )
     # Tenure counts from the earlier of first subscription start and conversion; both are
     # before T for anyone active at T, because the earliest start is at most an active start.
     converted = (
@@ -245,8 +242,7 @@ def _population_sql(min_tenure_days: int, with_changes: bool, with_customers: bo
     )
     first_seen = "least(f.first_start, cu.converted_at)" if with_customers else "f.first_start"
     return f"""
-        WITH points AS ({points}),
-        summary AS ({summary}),
+        WITH summary AS ({summary}),
         first_start AS (
             SELECT customer_id, min(started_at) AS first_start
             FROM subscriptions GROUP BY customer_id
@@ -266,6 +262,8 @@ def _churn_sql(
     horizon_days: int, grace_days: int, end: pd.Timestamp, longest_horizon_days: int | None = None
 ) -> str:
     """SQL adding ``label`` to the registered ``_population`` (uses the future, by design).
+
+    Reads ``subscriptions`` and the ``_cutoffs`` the population was built over.
 
     Also adds the churn time for the survival head (:mod:`churn.model.hazard`):
     ``observed_days``, how many days after the cutoff the outcome is known (the data end minus
@@ -305,7 +303,7 @@ def _churn_sql(
         coverage AS (
             -- Every subscription active at T overlaps T, so they all share one island.
             SELECT a.customer_id, a.cutoff, max(e.island_end) AS coverage_end
-            FROM ({active_subscriptions_sql("_population")}) AS a
+            FROM ({subscriptions_active_at_cutoffs_sql("_cutoffs")}) AS a
             JOIN islands AS i USING (subscription_id)
             JOIN island_ends AS e ON e.customer_id = i.customer_id AND e.island = i.island
             GROUP BY a.customer_id, a.cutoff
@@ -333,11 +331,11 @@ def _label_frame(
     end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Compute population rows (and labels) for ``cutoffs`` in one DuckDB session."""
-    needed = {
+    needed, customer_ids = _code_ids({
         name: normalize_timestamps(tables[name])
         for name in ("subscriptions", "subscription_changes", "customers")
         if name in tables
-    }
+    })
     cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype=TIMESTAMP_DTYPE)})
     con = connect()
     try:
@@ -361,7 +359,51 @@ def _label_frame(
         frame = fetch_frame(con, f"SELECT * FROM ({query}) ORDER BY cutoff, customer_id")
     finally:
         con.close()
+    codes = frame["customer_id"]
+    ids = pd.Series(customer_ids.take(codes.fillna(0).astype("int64").to_numpy()))
+    frame["customer_id"] = ids.where(codes.notna().to_numpy())
     return _typed_labels(frame)
+
+
+_CODED_IDS = ("customer_id", "subscription_id")
+
+
+def _code_ids(
+    tables: Mapping[str, pd.DataFrame],
+) -> tuple[dict[str, pd.DataFrame], pd.Index]:
+    """The tables with their ids replaced by integer codes, and the customer ids by code.
+
+    The label SQL only joins, groups and orders by ``customer_id`` and ``subscription_id``;
+    codes numbered in the ids' sorted order (as text: code point order, which is DuckDB's
+    byte order of UTF-8; numbers in numeric order) join, group and order the same, and
+    integers cost less than text: at a million customers (16.5M population rows) the final
+    sort by cutoff and customer took 10.0 s on text and 3.4 s on codes, the population 17.2 ->
+    14.4 s (2026-12-06). A missing id stays missing (it matches nothing, as before). Tables
+    whose id columns differ in dtype are coded on the ids as text.
+
+    Returns:
+        The coded tables, and per ``customer_id`` code its id.
+    """
+    coded = dict(tables)
+    customer_ids = pd.Index([], dtype="str")
+    for column in _CODED_IDS:
+        holders = [name for name, frame in tables.items() if column in frame.columns]
+        if not holders:
+            continue
+        parts = [tables[name][column] for name in holders]
+        if len({str(part.dtype) for part in parts}) > 1:
+            parts = [part.astype("str") for part in parts]
+        codes, uniques = pd.factorize(pd.concat(parts, ignore_index=True), sort=True)
+        values = pd.array(codes, dtype="Int64")
+        values[codes < 0] = pd.NA
+        start = 0
+        for name in holders:
+            stop = start + len(tables[name])
+            coded[name] = coded[name].assign(**{column: values[start:stop]})
+            start = stop
+        if column == "customer_id":
+            customer_ids = pd.Index(uniques)
+    return coded, customer_ids
 
 
 def _typed_labels(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,21 +13,16 @@ Frames passed here must have a default ``RangeIndex``: positions are row numbers
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from churn.domain.contract import OrderRule, TableSpec
-from churn.sql import connect
 from churn.validation.coerce import LABEL_INVALID, validated_dtype
+from churn.validation.lookup import KnownValues, find_positions, hash_arrow_text, is_arrow_text
 from churn.validation.text import RawText, take_rows
 
 MISSING = "missing"
@@ -290,8 +285,8 @@ def hash_rows(frame: pd.DataFrame) -> np.ndarray:
     column hashes are mixed as pandas' own ``combine_hash_arrays`` does.
     """
     width = len(frame.columns)
-    text = [i for i in range(width) if _is_arrow_text(frame.iloc[:, i])]
-    text_hashes = dict(zip(text, _hash_arrow_text([frame.iloc[:, i] for i in text]), strict=True))
+    text = [i for i in range(width) if is_arrow_text(frame.iloc[:, i])]
+    text_hashes = dict(zip(text, hash_arrow_text([frame.iloc[:, i] for i in text]), strict=True))
     combined = np.full(len(frame), 0x345678, dtype=np.uint64)
     multiplier = np.uint64(1_000_003)
     with np.errstate(over="ignore"):
@@ -304,29 +299,6 @@ def hash_rows(frame: pd.DataFrame) -> np.ndarray:
             multiplier += np.uint64(82_520 + 2 * (width - i))
         combined += np.uint64(97_531)
     return combined
-
-
-@functools.cache
-def _hashing_database() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per process for :func:`_hash_arrow_text`, opened on first use.
-
-    Opening a database costs about 40 ms and a cursor on it about 2 ms: ingest in small
-    batches hashes hundreds of frames.
-    """
-    return connect(threads=1, memory_limit="1GB")
-
-
-def _hash_arrow_text(columns: list[pd.Series]) -> list[np.ndarray]:
-    """DuckDB's 64-bit hash of each value of Arrow-backed text columns (missing: one hash)."""
-    if not columns:
-        return []
-    names = [f"c{i}" for i in range(len(columns))]
-    table = pa.table({n: pa.array(c.array) for n, c in zip(names, columns, strict=True)})
-    with contextlib.closing(_hashing_database().cursor()) as con:
-        con.register("text_columns", table)
-        hashes = ", ".join(f"hash({n}) AS {n}" for n in names)
-        result = con.sql(f"SELECT {hashes} FROM text_columns").fetchnumpy()
-    return [np.asarray(result[n], dtype=np.uint64) for n in names]
 
 
 _BUCKET_BITS = 25
@@ -487,14 +459,15 @@ def check_magnitude(
 
 
 def check_reference(
-    frame: pd.DataFrame, column: str, known: pd.Series, rule: str, log: RuleLog
+    frame: pd.DataFrame, column: str, known: pd.Series | KnownValues, rule: str, log: RuleLog
 ) -> np.ndarray | None:
     """Log rows whose ``column`` names a value not in ``known`` (missing values are not logged).
 
     Args:
         frame: The typed table.
         column: The referencing column, e.g. ``customer_id``.
-        known: Valid key values of the referenced table.
+        known: Valid key values of the referenced table (a :class:`KnownValues` when the
+            same keys are looked up batch after batch).
         rule: Rule name, e.g. ``unknown_customer``.
         log: Where failures go.
 
@@ -506,49 +479,10 @@ def check_reference(
     if column not in frame.columns:
         return None
     values = frame[column]
-    positions = find_positions(values, known)
+    if isinstance(known, KnownValues):
+        positions = known.find_positions(values)
+    else:
+        positions = find_positions(values, known)
     unknown = values.notna().to_numpy() & (positions < 0)
     log.add(f"{column}:{rule}", unknown, (column,))
     return positions
-
-
-def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
-    """``values.isin(known)`` as a numpy array; Arrow's hash lookup for Arrow-backed text.
-
-    pandas' ``isin`` on Arrow strings first converts ``known`` element by element; Arrow's
-    ``is_in`` kernel takes both arrays as they are (several times faster on millions of ids).
-    """
-    if _is_arrow_text(values) and _is_arrow_text(known):
-        found = pc.is_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
-        return found.to_numpy(zero_copy_only=False).astype(bool)
-    return values.isin(known).to_numpy()
-
-
-def find_positions(values: pd.Series, known: pd.Series) -> np.ndarray:
-    """The position in ``known`` of each value: its first occurrence, -1 if absent or missing.
-
-    ``find_positions(values, known) >= 0`` equals :func:`is_in` for the same cost (Arrow's
-    ``index_in`` kernel for Arrow-backed text, else a pandas index lookup).
-    """
-    if _is_arrow_text(values) and _is_arrow_text(known):
-        found = pc.index_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    first = ~known.duplicated().to_numpy()
-    found = pd.Index(known[first]).get_indexer(values)
-    # Position in ``known`` of each distinct value, then -1, which ``found == -1`` picks.
-    positions = np.append(np.flatnonzero(first), -1)[found]
-    # A missing value never refers to anything, even when ``known`` holds one.
-    return np.where(values.isna().to_numpy(), -1, positions).astype(np.int64)
-
-
-def _value_set(known: pd.Series) -> pa.Array:
-    """The Arrow array of Arrow-backed ``known`` (its own data, one chunk)."""
-    value_set = pa.array(known.array)  # the Arrow data itself (__arrow_array__)
-    if isinstance(value_set, pa.ChunkedArray):
-        value_set = value_set.combine_chunks()
-    return value_set
-
-
-def _is_arrow_text(values: pd.Series) -> bool:
-    dtype = values.dtype
-    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"

@@ -183,6 +183,44 @@ def test_population_context_columns_and_dtypes() -> None:
     assert a["billing_period"] == "monthly"  # a1 has the higher MRR at T
 
 
+def test_ids_keep_their_order_in_ties_and_in_the_output() -> None:
+    # The SQL works on integer codes of the ids: they must order as the ids do. As text,
+    # "s9" > "s10" (the tie between x's equal subscriptions goes to s9, the highest id) and
+    # customer "10" comes before "9".
+    subs = [
+        _sub("s10", "x", "2023-03-01", None),
+        _sub("s9", "x", "2023-03-01", None, period="annual"),
+        _sub("s1", "9", "2023-03-01", None),
+        _sub("s2", "10", "2023-03-01", None),
+    ]
+    population = active_population(_tables(subs), T, CFG)
+    assert population["customer_id"].tolist() == ["10", "9", "x", "zz"]
+    x = population.set_index("customer_id").loc["x"]
+    assert x["billing_period"] == "annual"
+    assert x["mrr"] == 20.0
+
+
+def test_integer_ids_order_as_numbers() -> None:
+    tables = _tables([_sub("s1", "9", "2023-03-01", None), _sub("s2", "10", "2023-03-01", None)])
+    tables = {
+        name: frame[frame["customer_id"] != "zz"].assign(
+            customer_id=lambda f: f["customer_id"].astype("int64")
+        )
+        for name, frame in tables.items()
+    }
+    population = active_population(tables, T, CFG)
+    assert population["customer_id"].tolist() == ["9", "10"]  # 9 < 10, then given as text
+
+
+def test_a_subscription_without_customer_belongs_to_no_population() -> None:
+    tables = _tables([_sub("s1", "a", "2023-03-01", None), _sub("s2", "b", "2023-03-01", None)])
+    subscriptions = tables["subscriptions"]
+    subscriptions.loc[subscriptions["subscription_id"] == "s2", "customer_id"] = None
+    labels = build_labels(tables, CFG)
+    assert labels["customer_id"].tolist() == ["a", "zz"]
+    assert labels["customer_id"].notna().all()
+
+
 def test_default_cutoff_schedule() -> None:
     subs = [_sub("a1", "a", "2023-01-15", None)]
     tables = _tables(subs, end="2024-03-20T10:00")

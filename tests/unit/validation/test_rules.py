@@ -18,8 +18,6 @@ from churn.validation.rules import (
     check_order,
     check_reference,
     find_duplicated_rows,
-    find_positions,
-    is_in,
 )
 from churn.validation.text import RawText
 
@@ -268,43 +266,3 @@ def test_magnitude_check_quarantines_absurd_finite_numbers_against_a_naive_refer
     for column, mask in expected.items():
         np.testing.assert_array_equal(log.masks[f"{column}:too_large[abs>1e+12]"], mask)
     assert set(log.masks) == {"amount:too_large[abs>1e+12]", "seats:too_large[abs>1e+12]"}
-
-
-@pytest.mark.parametrize("seed", range(10))
-def test_is_in_matches_pandas_isin(seed: int):
-    rng = np.random.default_rng(seed)
-    words = np.array(["a", "b", "c", "d", None], dtype=object)
-    values = pd.Series(rng.choice(words, 200), dtype="str")
-    known = pd.Series(rng.choice(words[:4], rng.integers(0, 4)), dtype="str")
-
-    expected = values.isin(known).to_numpy()
-
-    np.testing.assert_array_equal(is_in(values, known), expected)
-    np.testing.assert_array_equal(is_in(values.astype(object), known), expected)
-
-
-@pytest.mark.parametrize("seed", range(10))
-def test_find_positions_matches_a_naive_first_occurrence_lookup(seed: int):
-    rng = np.random.default_rng(seed)
-    words = np.array(["a", "b", "c", "d", None], dtype=object)
-    values = pd.Series(rng.choice(words, 200), dtype="str")
-    # Duplicates in ``known`` (positions are first occurrences), sometimes a missing value.
-    known = pd.Series(rng.choice(words, rng.integers(0, 8)), dtype="str")
-
-    def naive(value: object) -> int:
-        if pd.isna(value):
-            return -1
-        matches = [i for i, k in enumerate(known) if not pd.isna(k) and k == value]
-        return matches[0] if matches else -1
-
-    expected = np.array([naive(v) for v in values], dtype=np.int64)
-    for left, right in ((values, known), (values.astype(object), known.astype(object))):
-        positions = find_positions(left, right)
-        np.testing.assert_array_equal(positions, expected)
-        np.testing.assert_array_equal(positions >= 0, is_in(left, right) & values.notna())
-
-
-def test_find_positions_with_no_known_values_finds_nothing():
-    values = pd.Series(["a", None, "b"], dtype="str")
-    for known in (pd.Series([], dtype="str"), pd.Series([], dtype=object)):
-        np.testing.assert_array_equal(find_positions(values, known), [-1, -1, -1])

@@ -65,6 +65,7 @@ from churn.stages.ingest.rows import (
 from churn.stages.ingest.tables import table_mapping, value_mappings
 from churn.validation import rules
 from churn.validation.coerce import UTC_DTYPE, has_only_whole_floats
+from churn.validation.lookup import KnownValues
 from churn.validation.text import collect_format_witnesses, keep_rows
 
 logger = logging.getLogger(__name__)
@@ -423,6 +424,12 @@ def validate_table_in_batches(
     # validation at 300k customers).
     customers = valid_keys.get("customers")
     covered = np.zeros(0 if customers is None else len(customers), dtype=bool)
+    # Each parent's keys are indexed once for all the batches (KnownValues).
+    known = {
+        parent: KnownValues(valid_keys[parent])
+        for _, parent, _ in table_references(name, spec)
+        if parent in valid_keys
+    }
     for batch in table.batches():
         prepared = prepare_rows(
             name,
@@ -458,8 +465,8 @@ def validate_table_in_batches(
             log.add(f"{event}:{OUT_OF_RANGE_AFTER_DATA_END}", _mask(rows, late), (event,), notes)
         customer_positions = None
         for column, parent, rule in table_references(name, spec):
-            if parent in valid_keys:
-                positions = rules.check_reference(frame, column, valid_keys[parent], rule, log)
+            if parent in known:
+                positions = rules.check_reference(frame, column, known[parent], rule, log)
                 if (column, parent) == ("customer_id", "customers"):
                     customer_positions = positions
 
