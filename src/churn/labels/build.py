@@ -331,11 +331,13 @@ def _label_frame(
     end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Compute population rows (and labels) for ``cutoffs`` in one DuckDB session."""
-    needed, customer_ids = _code_ids({
-        name: normalize_timestamps(tables[name])
-        for name in ("subscriptions", "subscription_changes", "customers")
-        if name in tables
-    })
+    needed, customer_ids = _code_ids(
+        {
+            name: normalize_timestamps(tables[name])
+            for name in ("subscriptions", "subscription_changes", "customers")
+            if name in tables
+        }
+    )
     cutoff_frame = pd.DataFrame({"cutoff": pd.Series(cutoffs, dtype=TIMESTAMP_DTYPE)})
     con = connect()
     try:

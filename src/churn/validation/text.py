@@ -52,22 +52,34 @@ def find_format_witnesses(values: pd.Series) -> np.ndarray:
     stamps = np.asarray(array.asi8)
     present = ~np.asarray(values.isna())
     per_second = _UNITS_PER_SECOND[array.unit]
-    moduli = [per_second * _SECONDS_PER_DAY]
+    finer = []
     modulus = 1000
     while modulus <= per_second:  # one per sub-second resolution finer than the unit allows
-        moduli.append(modulus)
+        finer.append(modulus)
         modulus *= 1000
-    found = [_first_off(stamps, present, modulus) for modulus in moduli]
-    return np.unique(np.asarray([i for i in found if i is not None], dtype=np.int64))
+    moduli = [per_second * _SECONDS_PER_DAY, *reversed(finer)]  # coarsest first
+    # Each modulus divides the one before it (a day, a second, a millisecond): a value off
+    # the finer one is off the coarser one too, so the search for the finer one starts at the
+    # coarser one's hit, and ends with it when there is none (whole seconds need no search
+    # for milliseconds: two full scans of every batch less in ingest).
+    found: list[int] = []
+    start: int | None = 0
+    for modulus in moduli:
+        start = _first_off(stamps, present, modulus, start)
+        if start is None:
+            break
+        found.append(start)
+    return np.unique(np.asarray(found, dtype=np.int64))
 
 
-def _first_off(stamps: np.ndarray, present: np.ndarray, modulus: int) -> int | None:
-    """The first present position whose value is not a multiple of ``modulus``, or ``None``.
+def _first_off(stamps: np.ndarray, present: np.ndarray, modulus: int, start: int = 0) -> int | None:
+    """The first present position from ``start`` on whose value is not a multiple of
+    ``modulus``, or ``None``.
 
     Searched in growing blocks: the first value off midnight is nearly always among the first
     rows, and scanning 17M values three times for it cost about a second.
     """
-    start, block = 0, 4096
+    block = 4096
     while start < len(stamps):
         stop = start + block
         hits = np.flatnonzero(present[start:stop] & (stamps[start:stop] % modulus != 0))

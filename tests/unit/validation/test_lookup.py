@@ -83,8 +83,7 @@ def test_known_values_never_take_a_shared_hash_for_a_match(monkeypatch: pytest.M
     # could on unlucky data: only the comparison of the texts tells them apart.
     def first_letter(columns: list[pd.Series]) -> list[np.ndarray]:
         return [
-            np.array([0 if pd.isna(v) else ord(v[0]) for v in c], dtype=np.uint64)
-            for c in columns
+            np.array([0 if pd.isna(v) else ord(v[0]) for v in c], dtype=np.uint64) for c in columns
         ]
 
     monkeypatch.setattr(lookup, "hash_arrow_text", first_letter)

@@ -67,6 +67,28 @@ def test_witnesses_are_the_first_value_at_each_finer_resolution():
     assert find_format_witnesses(column).tolist() == [1, 2, 3]
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_witnesses_match_a_naive_search_of_every_resolution(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    # Mostly midnights, then values at whole seconds, milli-, micro- and nanoseconds, in a
+    # random order; some missing.
+    day = 86_400 * 10**9
+    resolution = rng.choice([day, 10**9, 10**6, 10**3, 1], n, p=[0.6, 0.2, 0.1, 0.07, 0.03])
+    nanos = rng.integers(0, 400, n) * day + rng.integers(1, day, n) // resolution * resolution
+    column = pd.Series(pd.to_datetime(nanos, unit="ns"))
+    column[rng.random(n) < 0.1] = pd.NaT
+    stamps = column.array.asi8
+    present = column.notna().to_numpy()
+
+    expected = set()
+    for modulus in (day, 10**9, 10**6, 10**3):
+        off = [i for i in range(n) if present[i] and stamps[i] % modulus != 0]
+        if off:
+            expected.add(off[0])
+    assert find_format_witnesses(column).tolist() == sorted(expected)
+
+
 @pytest.mark.parametrize("tz", [None, "UTC"])
 def test_batches_render_with_the_witnesses_of_their_whole_column(tz):
     rng = np.random.default_rng(11)

@@ -154,12 +154,7 @@ class RetentionTeam:
         renews = ~annual[:, None] | ((months_in[:, None] + ahead) % 12 == 0)
         unbumped = total - _ANNUAL_RENEWAL_EFFECT * (annual & renewal)
         logit = unbumped[:, None] + _ANNUAL_RENEWAL_EFFECT * (annual[:, None] & renews)
-        h0 = np.where(renews, _sigmoid(logit), 0.0)  # (customers, months)
-        s0 = np.cumprod(1 - h0, axis=1)  # survival to the end of each month
-        effect = (ahead < EFFECT_MONTHS)[None, None, :]
-        h1 = np.where(renews[:, None, :],
-                      _sigmoid(logit[:, None, :] - reduction[:, :, None] * effect), 0.0)
-        s1 = np.cumprod(1 - h1, axis=2)  # (customers, plays, months)
+        s0, s1 = project_survival(logit, renews, reduction)
         mrr = w.mrr[act]
         gross = mrr[:, None] * (s1 - s0[:, None, :]).sum(axis=2)
         discount = np.zeros_like(gross)
@@ -190,6 +185,40 @@ class RetentionTeam:
             "play": _labels(_PLAY_NAMES, actions["play"]),
             "control": pd.array(actions["control"], dtype="boolean"),
         })
+
+
+def project_survival(logit: np.ndarray, renews: np.ndarray, reduction: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Survival to the end of each month ahead, untreated and under each play.
+
+    Untreated, month ``m``'s hazard is ``sigmoid(logit[:, m])`` where the contract can end
+    (``renews``), else 0; under a play the first :data:`EFFECT_MONTHS` months' log-odds are
+    lowered by the play's ``reduction``. The months after the effect have the untreated
+    hazards, so they are not computed again for every play: the treated survival carries on
+    from the last treated month by the same multiplications ``np.cumprod`` makes, and gives
+    the numbers of the whole ``(customers, plays, months)`` computation bit for bit (a test
+    compares the two) with a quarter of its hazards (simulate at a million customers spent
+    about a fifth of its time here).
+
+    Args:
+        logit: Untreated log-odds, ``(customers, months)``.
+        renews: Whether the contract can end in each month, ``(customers, months)``.
+        reduction: Each play's log-odds reduction, ``(customers, plays)``.
+
+    Returns:
+        ``s0`` ``(customers, months)`` and ``s1`` ``(customers, plays, months)``.
+    """
+    h0 = np.where(renews, _sigmoid(logit), 0.0)
+    survive = 1 - h0
+    s0 = np.cumprod(survive, axis=1)
+    months, effect = logit.shape[1], min(EFFECT_MONTHS, logit.shape[1])
+    s1 = np.empty((len(logit), reduction.shape[1], months))
+    h1 = np.where(renews[:, None, :effect],
+                  _sigmoid(logit[:, None, :effect] - reduction[:, :, None]), 0.0)
+    s1[:, :, :effect] = np.cumprod(1 - h1, axis=2)
+    for month in range(effect, months):
+        np.multiply(s1[:, :, month - 1], survive[:, None, month], out=s1[:, :, month])
+    return s0, s1
 
 
 def retention_truth_frame(w: World, rows: dict[str, np.ndarray]) -> pd.DataFrame:
