@@ -236,7 +236,9 @@ def build_features(
         con.register(DAY_BUCKET, grid.day_bucket)
         con.register(BUCKET_WINDOW, grid.bucket_window)
         con.execute(
-            f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT customer_id, cutoff FROM _population"
+            # The families select the key column the current code's _keys carries.
+            f"CREATE TEMP TABLE {KEYS} AS SELECT row_number() OVER () AS _key, * "
+            "FROM (SELECT DISTINCT customer_id, cutoff FROM _population)"
         )
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")

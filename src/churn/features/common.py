@@ -2,7 +2,8 @@
 
 Names registered in the DuckDB session by :func:`churn.features.build.build_features`:
 
-* ``_keys``: the distinct ``(customer_id, cutoff)`` pairs of the population.
+* ``_keys``: the distinct ``(customer_id, cutoff)`` pairs of the population, each with its
+  dense integer ``_key``.
 * one view per input table, under its contract name, timestamps as naive UTC.
 * ``_day_bucket`` and ``_bucket_window``: the bucket grid of :func:`build_bucket_grid`.
 
@@ -31,6 +32,8 @@ from churn.domain.catalog import FeatureSpec, Kind, Phase
 from churn.sql import days_between
 
 KEYS = "_keys"
+KEY_SELECT_LIST = "k._key, k.customer_id, k.cutoff"
+"""A family's first output columns, selected from ``_keys AS k``: the population key first."""
 DAY_BUCKET = "_day_bucket"
 BUCKET_WINDOW = "_bucket_window"
 LAST_CUTOFF = "churn_last_cutoff"
@@ -46,8 +49,8 @@ class FamilyQuery:
     """What a family computes: SQL plus one catalog entry per output column.
 
     Attributes:
-        sql: A SELECT returning ``customer_id``, ``cutoff`` and the feature columns, exactly one
-            row per row of ``_keys``.
+        sql: A SELECT returning ``_key``, ``customer_id``, ``cutoff`` (:data:`KEY_SELECT_LIST`) and
+            the feature columns, exactly one row per row of ``_keys``.
         specs: Catalog entries, in column order.
         skipped_parts: Optional parts left out because their table is absent (part -> reason).
         steps: ``(temporary table, SELECT)`` pairs created in order before ``sql`` runs (which
@@ -345,7 +348,7 @@ def assemble_family_query(
         The family's query, specs and skipped parts.
     """
     sql = f"""
-        SELECT k.customer_id, k.cutoff,
+        SELECT {KEY_SELECT_LIST},
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
         {" ".join(joins)}"""

@@ -196,7 +196,7 @@ def test_family_tables_are_stored_in_key_order_even_after_unordered_steps(tmp_pa
         f"(i // 1000)::BIGINT AS cutoff, (hash(i) % 100000000)::BIGINT AS _key "
         f"FROM range({rows}) t(i)"
     )
-    shuffled = f"SELECT customer_id, cutoff, _key * 2.0 AS value FROM {KEY_INDEX}"
+    shuffled = f"SELECT _key, customer_id, cutoff, _key * 2.0 AS value FROM {KEY_INDEX}"
     _create_family_table(con, "_family_test", shuffled, tmp_path)
     stored = con.execute("SELECT _key FROM _family_test").fetchnumpy()["_key"]
     assert len(stored) == rows

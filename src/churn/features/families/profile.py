@@ -24,6 +24,7 @@ from churn.domain.catalog import KEY_COLUMNS, FeatureSpec, slug
 from churn.domain.families import FAMILY_PHASES
 from churn.errors import DataContractError
 from churn.features.common import (
+    KEY_SELECT_LIST,
     KEYS,
     FamilyQuery,
     age_years_sql,
@@ -85,7 +86,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     if not specs:
         return FamilyQuery(sql="", specs=())
     sql = f"""
-        SELECT k.customer_id, k.cutoff,
+        SELECT {KEY_SELECT_LIST},
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
         LEFT JOIN customers AS c USING (customer_id)"""

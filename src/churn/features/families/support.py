@@ -38,6 +38,7 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import slug
 from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
+    KEY_SELECT_LIST,
     KEYS,
     FamilyQuery,
     count_or_zero,
@@ -199,7 +200,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         ("last_csat", latest_before_cutoff_sql("_support_rated", "last_csat_score", "known_at")),
     )
     sql = f"""
-        SELECT k.customer_id, k.cutoff,
+        SELECT {KEY_SELECT_LIST},
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
         LEFT JOIN agg USING (customer_id, cutoff)

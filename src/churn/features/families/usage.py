@@ -46,6 +46,7 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, slug
 from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
+    KEY_SELECT_LIST,
     KEYS,
     FamilyQuery,
     bucketed_sql,
@@ -286,7 +287,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         (last_login, latest_before_cutoff_sql(buckets, "last_login_at")),
     )
     sql = f"""
-        SELECT k.customer_id, k.cutoff,
+        SELECT {KEY_SELECT_LIST},
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
         LEFT JOIN {windows_table} AS win USING (customer_id, cutoff)
