@@ -212,6 +212,22 @@ def test_integer_ids_order_as_numbers() -> None:
     assert population["customer_id"].tolist() == ["9", "10"]  # 9 < 10, then given as text
 
 
+def test_ids_of_different_dtypes_across_tables_match_as_text() -> None:
+    tables = _tables([_sub("s1", "7", "2023-03-01", None)])
+    # A hand-made subscriptions table with integer ids beside the customers' text ids. The
+    # tenure counts from the conversion (before the first subscription): the two matched.
+    tables["subscriptions"] = tables["subscriptions"][
+        tables["subscriptions"]["customer_id"] == "7"
+    ].assign(customer_id=7)
+    customers = tables["customers"]
+    customers.loc[customers["customer_id"] == "7", "converted_at"] = pd.Timestamp(
+        "2023-02-01", tz="UTC"
+    )
+    population = active_population(tables, T, CFG)
+    assert population["customer_id"].tolist() == ["7"]
+    assert population["tenure_days"].tolist() == [(T - pd.Timestamp("2023-02-01", tz="UTC")).days]
+
+
 def test_a_subscription_without_customer_belongs_to_no_population() -> None:
     tables = _tables([_sub("s1", "a", "2023-03-01", None), _sub("s2", "b", "2023-03-01", None)])
     subscriptions = tables["subscriptions"]
