@@ -46,9 +46,11 @@ def test_weekend_days_take_the_weekend_weight_and_weekdays_the_full_rate():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_usage_rows_are_ordered_as_lexsort_orders_them(seed: int):
+@pytest.mark.parametrize("declared", [None, 2**36], ids=["by_day", "plain_argsort"])
+def test_usage_rows_are_ordered_as_lexsort_orders_them(seed: int, declared: int | None):
     # A month of daily aggregates: one row per customer, day and type at most, stamped in
     # working hours, concatenated type by type as draw_usage does (customers x days in order).
+    # With 2**36 customers declared a day's keys and positions need more than 63 bits.
     rng = np.random.default_rng(seed)
     customers, kinds, days = int(rng.integers(1, 300)), 6, 31
     parts = []
@@ -59,7 +61,7 @@ def test_usage_rows_are_ordered_as_lexsort_orders_them(seed: int):
         parts.append((seconds, row, np.full(len(row), kind)))
     seconds, customer, kind = (np.concatenate(p) for p in zip(*parts, strict=True))
 
-    order = order_usage_rows(seconds, customer, kind, customers, kinds)
+    order = order_usage_rows(seconds, customer, kind, declared or customers, kinds)
 
     np.testing.assert_array_equal(order, np.lexsort((kind, customer, seconds)))
 
