@@ -49,12 +49,12 @@ def hash_arrow_text(columns: list[pd.Series]) -> list[np.ndarray]:
     return [np.asarray(result[n], dtype=np.uint64) for n in names]
 
 
-def _value_set(known: pd.Series) -> pa.Array:
-    """The Arrow array of Arrow-backed ``known`` (its own data, one chunk)."""
-    value_set = pa.array(known.array)  # the Arrow data itself (__arrow_array__)
-    if isinstance(value_set, pa.ChunkedArray):
-        value_set = value_set.combine_chunks()
-    return value_set
+def _arrow_array(values: pd.Series) -> pa.Array:
+    """The Arrow array of Arrow-backed ``values`` (its own data, one chunk)."""
+    array = pa.array(values.array)  # the Arrow data itself (__arrow_array__)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array
 
 
 def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
@@ -64,7 +64,7 @@ def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
     ``is_in`` kernel takes both arrays as they are (several times faster on millions of ids).
     """
     if is_arrow_text(values) and is_arrow_text(known):
-        found = pc.is_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
+        found = pc.is_in(pa.array(values.array), value_set=_arrow_array(known), skip_nulls=True)
         return found.to_numpy(zero_copy_only=False).astype(bool)
     return values.isin(known).to_numpy()
 
@@ -76,7 +76,7 @@ def find_positions(values: pd.Series, known: pd.Series) -> np.ndarray:
     ``index_in`` kernel for Arrow-backed text, else a pandas index lookup).
     """
     if is_arrow_text(values) and is_arrow_text(known):
-        found = pc.index_in(pa.array(values.array), value_set=_value_set(known), skip_nulls=True)
+        found = pc.index_in(pa.array(values.array), value_set=_arrow_array(known), skip_nulls=True)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     first = ~known.duplicated().to_numpy()
     found = pd.Index(known[first]).get_indexer(values)
@@ -111,10 +111,7 @@ class KnownValues:
             (hashes,) = hash_arrow_text([known])
             index = pd.Index(hashes)
             if index.is_unique:  # distinct values, and no two share a hash
-                self._text, self._index = _value_set(known), index
-
-    def __len__(self) -> int:
-        return len(self.known)
+                self._text, self._index = _arrow_array(known), index
 
     def find_positions(self, values: pd.Series) -> np.ndarray:
         """The position of each value in the known values (-1: absent or missing)."""
@@ -122,9 +119,7 @@ class KnownValues:
             return find_positions(values, self.known)
         (hashes,) = hash_arrow_text([values])
         positions = self._index.get_indexer(hashes).astype(np.int64)
-        text = pa.array(values.array)
-        if isinstance(text, pa.ChunkedArray):
-            text = text.combine_chunks()
+        text = _arrow_array(values)
         hit = positions >= 0
         candidates = self._text.take(pa.array(np.where(hit, positions, 0)))
         if candidates.type != text.type:
