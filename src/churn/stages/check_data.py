@@ -12,7 +12,7 @@ dict:
   report is given, else ``None``);
 * the cutoff schedule with, per cutoff, the population, whether it is labeled (and why not)
   and its churn rate, from the label library's own functions
-  (:func:`churn.labels.build.describe_cutoffs`), so the check and ``churn label`` agree;
+  (:func:`churn.labels.plausibility.describe_cutoffs`), so the check and ``churn label`` agree;
 * per feature family whether it runs or why it is skipped
   (:func:`churn.features.build.family_skip_reasons`).
 
@@ -40,13 +40,8 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError
 from churn.features.build import family_skip_reasons
 from churn.io import read_tables, write_json
-from churn.labels.build import (
-    build_entity_labels,
-    build_labels,
-    data_end,
-    describe_cutoffs,
-    find_implausible_cutoffs,
-)
+from churn.labels.build import build_entity_labels, build_labels, data_end
+from churn.labels.plausibility import describe_cutoffs, find_implausible_cutoffs
 
 logger = logging.getLogger(__name__)
 

@@ -27,11 +27,9 @@ from churn.domain.contract import CONTRACT
 from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError, DataContractError
 from churn.io import write_json, write_parquet
-from churn.labels.build import (
-    build_entity_labels,
-    build_labels,
+from churn.labels.build import build_entity_labels, build_labels, data_end
+from churn.labels.plausibility import (
     check_label_plausibility,
-    data_end,
     describe_cutoffs,
     find_implausible_cutoffs,
 )
@@ -128,7 +126,8 @@ def run_label(
 
     Raises:
         DataContractError: If a required table or column is missing, or a labeled cutoff's
-            churn rate is implausible (see :func:`churn.labels.build.find_implausible_cutoffs`).
+            churn rate is implausible (see
+            :func:`churn.labels.plausibility.find_implausible_cutoffs`).
         EmptyPopulationError: If no customer is in any population.
     """
     tables = ValidatedTables(validated_dir, list(CONTRACT))
