@@ -58,6 +58,11 @@ def join_closed_labels(
     closed = select_closed_cutoffs(scores["cutoff"].unique(), data_end, horizon_days, grace_days)
     kept = scores[scores["cutoff"].isin(closed)]
     keys = ["customer_id", "cutoff"]
+    # Only the labels of the closed cutoffs can match: the label table holds every cutoff
+    # (9.6M rows at a million customers, against 2.4M closed scores), and converting and
+    # merging all of it took 7.0 s there against 2.3 s for the same frame. The 1:1 check then
+    # covers the label rows that can match.
+    labels = labels[labels["cutoff"].isin(closed)]
     right = labels[[*keys, "label"]].astype({"customer_id": "str"})
     left = kept.astype({"customer_id": "str"})
     return left.merge(right, on=keys, how="left", validate="1:1")

@@ -44,6 +44,30 @@ def test_open_cutoffs_are_not_joined_even_with_label_rows() -> None:
     assert joined["label"].tolist() == [0, 1]
 
 
+def test_labels_of_other_cutoffs_do_not_reach_the_join() -> None:
+    closed, open_ = ts("2025-01-01"), ts("2025-03-01")
+    scores = pd.DataFrame({"customer_id": ["a", "b", "c"], "cutoff": [closed] * 3,
+                           "churn_probability": [0.1, 0.5, 0.9]})
+    # Label rows at a cutoff no score has, and twice at the open one: neither can match.
+    labels = pd.DataFrame({
+        "customer_id": ["a", "b", "a", "a", "b"],
+        "cutoff": [closed, closed, open_, open_, ts("2024-12-01")],
+        "label": pd.array([1, 0, 0, 1, 1], dtype="Int8"),
+    })
+    joined = join_closed_labels(scores, labels, ts("2025-04-01"), 60, 14)
+    # Naive reference: each score row's label looked up by key among all label rows.
+    expected = [
+        next((int(r.label) for r in labels.itertuples()
+              if (r.customer_id, r.cutoff) == (s.customer_id, s.cutoff)), None)
+        for s in scores.itertuples()
+    ]
+    assert [None if pd.isna(v) else int(v) for v in joined["label"]] == expected == [1, 0, None]
+    # A duplicate where it could match is still refused.
+    twice = pd.concat([labels, labels.iloc[[0]]], ignore_index=True)
+    with pytest.raises(pd.errors.MergeError):
+        join_closed_labels(scores, twice, ts("2025-04-01"), 60, 14)
+
+
 def test_realized_metrics_match_sklearn_and_skip_missing_labels() -> None:
     rng = np.random.default_rng(0)
     n = 400
