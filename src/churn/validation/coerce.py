@@ -98,6 +98,16 @@ def to_text(values: pd.Series) -> pd.Series:
     return values.astype("str")
 
 
+def is_arrow_text(values: pd.Series) -> bool:
+    """Whether ``values`` is text stored in Arrow (the validated tables' string dtype).
+
+    Such columns take the Arrow compute paths of validation (blank cells, offsets, lookups,
+    hashes, row selection); other dtypes take pandas' own.
+    """
+    dtype = values.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
 def _is_blank(text: pd.Series) -> np.ndarray:
     """``text.str.strip().eq("")`` without building the stripped copy of every cell.
 
@@ -105,7 +115,7 @@ def _is_blank(text: pd.Series) -> np.ndarray:
     to nothing exactly when it is empty or all of it is whitespace by the same definition
     (Arrow's ``utf8_is_space``; the tests compare both on every code point).
     """
-    if not (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"):
+    if not is_arrow_text(text):
         return text.str.strip().eq("").to_numpy(dtype=bool)
     values = pa.array(text.array)
     blank = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
@@ -349,7 +359,7 @@ def has_utc_offset(text: pd.Series) -> pd.Series:
     Returns:
         A boolean column with the same index.
     """
-    if not (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"):
+    if not is_arrow_text(text):
         return text.str.contains(_OFFSET_RE, na=False)
     values = pa.array(text.array)
     found = pc.match_substring_regex(values, pattern=_ASCII_OFFSET_RE2)

@@ -18,12 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churn.sql import connect
-
-
-def is_arrow_text(values: pd.Series) -> bool:
-    """Whether ``values`` is text stored in Arrow (the validated tables' string dtype)."""
-    dtype = values.dtype
-    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+from churn.validation.coerce import is_arrow_text
 
 
 @functools.cache

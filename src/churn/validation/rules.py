@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from churn.domain.contract import OrderRule, TableSpec
-from churn.validation.coerce import LABEL_INVALID, validated_dtype
-from churn.validation.lookup import KnownValues, find_positions, hash_arrow_text, is_arrow_text
+from churn.validation.coerce import LABEL_INVALID, is_arrow_text, validated_dtype
+from churn.validation.lookup import KnownValues, find_positions, hash_arrow_text
 from churn.validation.text import RawText, take_rows
 
 MISSING = "missing"

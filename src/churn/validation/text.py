@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from churn.validation.coerce import to_text
+from churn.validation.coerce import is_arrow_text, to_text
 
 _UNITS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 _SECONDS_PER_DAY = 86_400
@@ -135,8 +135,7 @@ def take_rows(values: pd.Series, positions: np.ndarray) -> pd.Series:
         The rows at ``positions``, indexed by their labels in ``values``.
     """
     positions = np.asarray(positions, dtype=np.int64)
-    dtype = values.dtype
-    arrow_text = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    arrow_text = is_arrow_text(values)
     # Many rows: one concatenation is cheaper than the gather below.
     if not arrow_text or not 0 < len(positions) <= len(values) // 64:
         return values.iloc[positions]
@@ -155,7 +154,7 @@ def take_rows(values: pd.Series, positions: np.ndarray) -> pd.Series:
         if starts[k + 1] > starts[k]
     ]
     gathered = pa.concat_arrays(parts).take(pa.array(np.argsort(grouped)))
-    taken = gathered.to_pandas().astype(dtype).set_axis(values.index[positions])
+    taken = gathered.to_pandas().astype(values.dtype).set_axis(values.index[positions])
     return taken.rename(values.name)
 
 
@@ -177,9 +176,8 @@ def keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     columns = {}
     for i in range(frame.shape[1]):
         values = frame.iloc[:, i]
-        dtype = values.dtype
-        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-            kept = pa.array(values.array).filter(mask).to_pandas().astype(dtype)
+        if is_arrow_text(values):
+            kept = pa.array(values.array).filter(mask).to_pandas().astype(values.dtype)
         else:
             kept = pd.Series(values.array[keep])
         columns[i] = kept.reset_index(drop=True)

@@ -24,6 +24,7 @@ from churn.domain.contract import (
 )
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
+from churn.validation.coerce import is_arrow_text
 
 ROW_NUMBER = "_row_number"
 FAILED_RULES = "_failed_rules"
@@ -119,7 +120,7 @@ def map_value_codes(values: pd.Series, mapping: Mapping[Any, str]) -> pd.Series:
     Returns:
         The mapped column: ``str`` for a text column, else ``object`` (as ``map_codes``).
     """
-    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
+    if not is_arrow_text(values):
         return map_codes(values, mapping)
     positions, distinct = pd.factorize(values, use_na_sentinel=True)
     mapped = map_codes(pd.Series(distinct, dtype=values.dtype), mapping).astype("str")
