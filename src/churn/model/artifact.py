@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
 from churn.model.matrix import fill_columns
 from churn.model.pooling import POOLED_LEVEL
-from churn.model.treeshap import compute_contributions, compute_raw_scores
+from churn.model.treeshap import compute_contributions, compute_raw_scores, start_compiling
 from churn.model.verification import (
     FORMAT_VERSION,
     check_lightgbm_text,
@@ -333,6 +334,14 @@ class ChurnModel:
         """Return :meth:`contributions` of a matrix :meth:`prepare` built (a caller that also
         needs the raw scores of the same rows builds the matrix once)."""
         return compute_contributions(self.booster, matrix)
+
+    def start_compiling(self, rows: int, *, contributions: bool = True) -> threading.Thread | None:
+        """Start compiling the kernels that scoring ``rows`` rows will use, on a thread.
+
+        See :func:`churn.model.treeshap.start_compiling` (``contributions=False``: predictions
+        only); ``None`` when no kernel would be used.
+        """
+        return start_compiling(self.booster, rows, contributions=contributions)
 
     def contributions_reference(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Return LightGBM's own ``pred_contrib`` TreeSHAP values (the reference kernel)."""

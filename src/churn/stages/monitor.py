@@ -452,6 +452,9 @@ def run_monitor(
         raise DataContractError(f"no scores at {scores_path}; run 'churn score' first")
     model = load_model(model_dir)
     scores = read_frame(scores_path)
+    # Each monitored cutoff has about as many rows as the scores: at a size that predicts
+    # with numba's kernel, it compiles while the features are read.
+    model.start_compiling(len(scores), contributions=False)
     scores["cutoff"] = pd.to_datetime(scores["cutoff"], utc=True)
     features_file = sidecar_path(scores_path, FEATURES_SUFFIX)
     scoring_features = pd.read_parquet(features_file) if features_file.exists() else None

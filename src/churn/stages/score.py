@@ -381,6 +381,12 @@ def _score_and_write(
         )
     label_column = params.ingest.label_column
     customers = tables.get("customers")
+    # numba compiles the explanation kernels while the population and its features are built
+    # (DuckDB and Arrow run without the GIL) instead of at the first batch's explanation. The
+    # customer table bounds the population from above: at worst a run just over the size that
+    # needs the kernels compiles them for nothing.
+    if customers is not None:
+        model.start_compiling(len(customers))
     realized_labels = (
         customers.set_index(customers["customer_id"].astype("str"))[label_column]
         if input_path is not None and customers is not None and label_column in customers

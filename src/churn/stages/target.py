@@ -372,6 +372,10 @@ def run_target(
     dose_family_of = actionable_families(catalog)  # no dose from timing and exposure
     probability = probability_column(config, params.label.horizon_days, scores)
     model = ChurnModel.load(model_dir)
+    # The rows explained below (the logged actions' and, on simulated data, the test cutoff's)
+    # number about as many as the scores: numba compiles the kernels they need while the
+    # labels, actions and features are read, instead of at the first explanation.
+    model.start_compiling(len(scores))
     labels = None
 
     def explain(rows: pd.DataFrame) -> Explained:

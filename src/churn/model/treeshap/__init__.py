@@ -39,7 +39,8 @@ averaged (random forest) models, and for a tree with an empty child (zero cover 
 Costs and limits: the tables hold ``2**d`` doubles per leaf (about 1 MiB for our default model
 of 400 depth-5 trees, 25 MiB at depth 8 with 63 leaves; ``max_unique_depth`` 12 caps a leaf at
 32 KiB). Building them takes well under a second for the default model, and numba compiles
-the kernel once per process on first use (a few seconds; ``cache=False``). Inputs follow
+the kernel once per process on first use (a few seconds; ``cache=False``), or earlier on a
+thread when a stage knows a large call is coming (:func:`start_compiling`). Inputs follow
 LightGBM's dense-matrix semantics: values with ``|x| <= 1e-35`` read as 0, NaN as missing,
 categorical codes truncated toward zero like ``static_cast<int>``. Parallel calls from several
 Python threads need a thread-safe numba threading layer (``omp`` or ``tbb``; the fallback
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .kernel import get_kernel, get_predict_kernel, numba_available
+from .kernel import compile_for, get_kernel, get_predict_kernel, numba_available
 from .tables import (
     MAX_SUPPORTED_UNIQUE_DEPTH,
     FlatEnsemble,
@@ -208,25 +209,31 @@ class FastTreeShap:
         flat = self._ensemble
         out = np.zeros((X.shape[0], self.n_features + 1), dtype=np.float64)
         if X.shape[0] and flat.slot_meta.size:
-            get_kernel()(
-                X,
-                out,
-                self.block_rows,
-                flat.node_start,
-                flat.slot_start,
-                flat.node_word,
-                flat.node_threshold,
-                flat.node_cat_start,
-                flat.node_cat_words,
-                flat.cat_bits,
-                flat.slot_meta,
-                flat.slot_target,
-                flat.slot_coef,
-                flat.tables,
-                flat.max_tree_nodes,
-            )
+            get_kernel()(*self._shap_arguments(X, out))
         out[:, -1] = flat.expected_value
         return out
+
+    def _shap_arguments(self, X: np.ndarray, out: np.ndarray) -> tuple[Any, ...]:
+        """The TreeSHAP kernel's arguments: one place, so compiling ahead sees the real types."""
+        flat = self._ensemble
+        assert flat is not None
+        return (
+            X,
+            out,
+            self.block_rows,
+            flat.node_start,
+            flat.slot_start,
+            flat.node_word,
+            flat.node_threshold,
+            flat.node_cat_start,
+            flat.node_cat_words,
+            flat.cat_bits,
+            flat.slot_meta,
+            flat.slot_target,
+            flat.slot_coef,
+            flat.tables,
+            flat.max_tree_nodes,
+        )
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Return raw scores equal, bit for bit, to ``booster.predict(X, raw_score=True)``.
@@ -247,9 +254,6 @@ class FastTreeShap:
         X = self._check_matrix(X)
         if self._ensemble is None:
             return _lightgbm_raw_scores(self.booster, X, self.num_iteration)
-        if self._layout is None:
-            self._layout = build_prediction_layout(self._ensemble)
-        layout = self._layout
         out = np.zeros(X.shape[0], dtype=np.float64)
         # The kernel reads float64 rows. Another matrix (the survival head's float32
         # person-periods, millions of rows at a million customers) is converted a slice at a time,
@@ -260,21 +264,56 @@ class FastTreeShap:
         kernel = get_predict_kernel()
         for start in range(0, X.shape[0], step):
             kernel(
-                np.ascontiguousarray(X[start : start + step], dtype=np.float64),
-                out[start : start + step],
-                DEFAULT_PREDICT_BLOCK_ROWS,
-                layout.node_start,
-                layout.n_internal,
-                layout.depth,
-                layout.node_word,
-                layout.node_threshold,
-                layout.node_cat_start,
-                layout.node_cat_words,
-                self._ensemble.cat_bits,
-                layout.leaf_start,
-                layout.leaf_value,
+                *self._predict_arguments(
+                    np.ascontiguousarray(X[start : start + step], dtype=np.float64),
+                    out[start : start + step],
+                )
             )
         return out
+
+    def _predict_arguments(self, X: np.ndarray, out: np.ndarray) -> tuple[Any, ...]:
+        """The prediction kernel's arguments (its layout built on first use)."""
+        assert self._ensemble is not None
+        if self._layout is None:
+            self._layout = build_prediction_layout(self._ensemble)
+        layout = self._layout
+        return (
+            X,
+            out,
+            DEFAULT_PREDICT_BLOCK_ROWS,
+            layout.node_start,
+            layout.n_internal,
+            layout.depth,
+            layout.node_word,
+            layout.node_threshold,
+            layout.node_cat_start,
+            layout.node_cat_words,
+            self._ensemble.cat_bits,
+            layout.leaf_start,
+            layout.leaf_value,
+        )
+
+    def compile_kernels(self, *, contributions: bool = True, raw_scores: bool = True) -> None:
+        """Compile the numba kernels :meth:`shap_values` and :meth:`predict_raw` call, without
+        running them (nothing to do when this explainer falls back to LightGBM).
+
+        Numba compiles a kernel on its first call, for the argument types of that call; this
+        compiles it for exactly the types those methods pass (float64 C-ordered rows and this
+        explainer's arrays), so their first call finds it ready. See :func:`start_compiling`.
+
+        Args:
+            contributions: Compile the TreeSHAP kernel.
+            raw_scores: Compile the prediction kernel.
+        """
+        if self._ensemble is None:
+            return
+        n = self.n_features
+        if contributions:
+            compile_for(get_kernel(), self._shap_arguments(np.zeros((1, n)), np.zeros((1, n + 1))))
+        if raw_scores:
+            compile_for(
+                get_predict_kernel(), self._predict_arguments(np.zeros((1, n)), np.zeros(1))
+            )
 
 
 _CACHE_LOCK = threading.Lock()
@@ -399,3 +438,46 @@ def compute_raw_scores(
     if choose_backend(booster, rows, PREDICT_KERNEL_MIN_ROW_TREES) == "lightgbm":
         return _lightgbm_raw_scores(booster, matrix)
     return explainer_for(booster).predict_raw(matrix)
+
+
+def start_compiling(
+    booster: lgb.Booster, rows: int, *, contributions: bool = True
+) -> threading.Thread | None:
+    """Start compiling, on a thread, the kernels that calls of ``rows`` rows would compile.
+
+    A stage that knows a large explanation is coming (score, target) starts this before its
+    other work: numba's compilation (2-3.5 s per process, mostly Python that holds the GIL)
+    then overlaps that work's stretches without the GIL (DuckDB queries, Parquet reads,
+    LightGBM) instead of delaying the first call. Which kernels is decided as
+    :func:`compute_contributions` and :func:`compute_raw_scores` decide for ``rows`` rows, so
+    a small run compiles nothing. The numbers do not depend on it: a call finds the kernel
+    compiled or compiles it itself (waiting for this thread when it is halfway through).
+    A failure here is logged and left to that first call, which then raises it.
+
+    Args:
+        booster: The booster about to be explained.
+        rows: The largest number of rows one call (or one population, see
+            ``compute_raw_scores``'s ``population_rows``) is expected to have.
+        contributions: Whether contributions will be asked for (``False``: raw scores only,
+            so only the prediction kernel may be compiled).
+
+    Returns:
+        The started thread (not a daemon: a process that ends early waits for it rather than
+        stopping it inside LLVM), or ``None`` when neither kernel would be used.
+    """
+    contributions = contributions and choose_backend(booster, rows) == "numba"
+    raw_scores = choose_backend(booster, rows, PREDICT_KERNEL_MIN_ROW_TREES) == "numba"
+    if not (contributions or raw_scores) or not numba_available():
+        return None
+
+    def compile_ahead() -> None:
+        try:
+            explainer_for(booster).compile_kernels(
+                contributions=contributions, raw_scores=raw_scores
+            )
+        except Exception:  # the first call compiles again and raises it
+            logger.warning("compiling the TreeSHAP kernels ahead failed", exc_info=True)
+
+    thread = threading.Thread(target=compile_ahead, name="churn-compile-kernels")
+    thread.start()
+    return thread

@@ -6,6 +6,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,17 @@ def _get_built(name: str, build: Callable[[], Callable[..., None]]) -> Callable[
         if name not in _KERNELS:
             _KERNELS[name] = build()
         return _KERNELS[name]
+
+
+def compile_for(kernel: Any, arguments: tuple[Any, ...]) -> None:
+    """Compile a numba kernel for the types of ``arguments`` without calling it.
+
+    The types are numba's own reading of each value (``numba.typeof``, as a call does), so a
+    later call with arguments of the same types uses this compilation.
+    """
+    import numba
+
+    kernel.compile(tuple(numba.typeof(value) for value in arguments))
 
 
 def get_kernel() -> Callable[..., None]:
