@@ -378,15 +378,12 @@ def compute_single_feature_aucs(
 
     def score_feature(name: str, kind: str) -> float:
         if kind == "categorical":
-            levels = train[name].astype("object").where(train[name].notna(), None)
-            rates = pd.Series(train_y).groupby(levels.to_numpy()).mean()
-            test_levels = test[name].astype("object").where(test[name].notna(), None)
-            score = test_levels.map(rates).astype(float).fillna(float(train_y.mean()))
+            score = score_by_level_rate(train[name], train_y, test[name])
         else:
             values = pd.to_numeric(test[name], errors="coerce").astype(float)
             median = pd.to_numeric(train[name], errors="coerce").median()
-            score = values.fillna(0.0 if pd.isna(median) else float(median))
-        auc = compute_roc_auc(test_y, score.to_numpy())
+            score = values.fillna(0.0 if pd.isna(median) else float(median)).to_numpy()
+        auc = compute_roc_auc(test_y, score)
         return max(auc, 1.0 - auc)
 
     names = list(feature_catalog["name"])
@@ -396,6 +393,43 @@ def compute_single_feature_aucs(
     with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
         aucs = list(pool.map(score_feature, names, kinds))
     return dict(zip(names, aucs, strict=True))
+
+
+def score_by_level_rate(
+    train_values: pd.Series, train_labels: np.ndarray, test_values: pd.Series
+) -> np.ndarray:
+    """Score each test row by its level's churn rate among the training rows.
+
+    A level missing in the test rows, or never seen (with a value) in the training rows, gets
+    the overall training rate. Levels are told apart as pandas' ``factorize`` tells them
+    apart, over both slices at once (so ``category`` columns with different categories, integer
+    codes and text all work); the rates are count-weighted sums of 0/1 labels, exact in
+    float64, so they equal a per-level mean to the last bit. On a million customers' split
+    (6.5M training rows, six text features) this took 1.8 s where grouping Python objects
+    took 8.2 s, with the same scores (2026-12-06, docs/benchmarks-log.md).
+
+    Args:
+        train_values: The feature in the training rows.
+        train_labels: Their 0/1 labels.
+        test_values: The feature in the scored rows.
+
+    Returns:
+        One float64 score per test row.
+    """
+    both = pd.concat([train_values, test_values], ignore_index=True)
+    codes, _ = pd.factorize(both)  # -1 for a missing value
+    train_codes, test_codes = codes[: len(train_values)], codes[len(train_values) :]
+    n_levels = int(codes.max()) + 1 if len(codes) else 0
+    valued = train_codes >= 0
+    counts = np.bincount(train_codes[valued], minlength=n_levels)
+    sums = np.bincount(
+        train_codes[valued], weights=train_labels[valued].astype(np.float64), minlength=n_levels
+    )
+    score = np.full(len(test_codes), float(np.mean(train_labels)) if len(train_labels) else np.nan)
+    known = test_codes >= 0
+    known[known] = counts[test_codes[known]] > 0
+    score[known] = sums[test_codes[known]] / counts[test_codes[known]]
+    return score
 
 
 def build_importance(model: ChurnModel) -> pd.DataFrame:
