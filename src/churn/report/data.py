@@ -202,6 +202,14 @@ def per_cutoff(labels: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
+def labels_per_cutoff(inputs: ReportInputs) -> pd.DataFrame:
+    """:func:`per_cutoff` of the labels, computed once by the renderer when it could be."""
+    if inputs.labels_per_cutoff is not None:
+        return inputs.labels_per_cutoff
+    assert inputs.labels is not None
+    return per_cutoff(inputs.labels)
+
+
 def reason_texts(row: pd.Series, descriptions: dict[str, str]) -> list[str]:
     """Plain-language reasons of one scored customer, most important first.
 

@@ -47,6 +47,7 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
         is_snapshot,
         model_identity,
         model_version,
+        per_cutoff,
         score_cutoff_text,
         with_segments,
     )
@@ -75,6 +76,13 @@ def render_report(inputs: ReportInputs, cfg: ReportConfig) -> str:
             # Left unjoined: the sections that read the join compute it again and show the
             # failure in place, like any other section failure (see ``guarded``).
             logger.warning("joining segment attributes to the scores failed: %s", exc)
+    labels = inputs.labels
+    keyed = labels is not None and {"cutoff", "customer_id"} <= set(labels.columns)
+    if keyed and inputs.labels_per_cutoff is None:
+        try:
+            inputs = replace(inputs, labels_per_cutoff=per_cutoff(labels))
+        except Exception as exc:  # as above: the two sections compute it and show the failure
+            logger.warning("counting the labels per cutoff failed: %s", exc)
     snapshot = is_snapshot(inputs)
     sections = (
         ("data", "Data" if snapshot else "Data window and population", data_section),

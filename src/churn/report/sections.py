@@ -18,10 +18,10 @@ from churn.report.data import (
     first,
     gate_decision,
     is_snapshot,
+    labels_per_cutoff,
     model_identity,
     model_version,
     num,
-    per_cutoff,
     revenue_unit,
     scalars,
     score_cutoff_text,
@@ -129,7 +129,7 @@ def data_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
     parts: list[str] = []
     labels = inputs.labels
     if labels is not None and {"cutoff", "customer_id"} <= set(labels.columns):
-        per = per_cutoff(labels)
+        per = labels_per_cutoff(inputs)
         labeled = int((per["labeled"] > 0).sum())
         if snapshot:
             window = [
@@ -334,7 +334,7 @@ def churn_rate_section(inputs: ReportInputs, cfg: ReportConfig) -> Section:
     labels = inputs.labels
     if labels is None or not {"cutoff", "label", "customer_id"} <= set(labels.columns):
         return None, not_available("churn rate over time", inputs.why("labels"))
-    per = per_cutoff(labels)
+    per = labels_per_cutoff(inputs)
     rate = per["churn_rate"].dropna()
     if rate.empty:
         return None, not_available("churn rate over time", "no cutoff has a label yet")

@@ -350,6 +350,35 @@ def test_render_joins_the_segment_attributes_once(inputs, monkeypatch):
     assert inputs.segmented_scores is None  # the caller's inputs are left as they were
 
 
+def test_render_counts_the_labels_per_cutoff_once(inputs, monkeypatch):
+    # The data and churn-rate sections both show the labels per cutoff (2.3 s each on a
+    # million customers' label rows): render_report counts them once and shares the table.
+    import churn.report.data
+
+    original = churn.report.data.per_cutoff
+    counted = []
+
+    def counting(labels):
+        counted.append(len(labels))
+        return original(labels)
+
+    monkeypatch.setattr(churn.report.data, "per_cutoff", counting)
+    document = render_report(inputs, ReportConfig(top_customers=20))
+    assert counted == [len(inputs.labels)]
+    assert inputs.labels_per_cutoff is None  # the caller's inputs are left as they were
+    # Without the shared table each section counts for itself, to the same page.
+    monkeypatch.setattr(churn.report.data, "per_cutoff", original)
+    import churn.report.sections
+
+    alone = [churn.report.sections.data_section(inputs, ReportConfig(top_customers=20)),
+             churn.report.sections.churn_rate_section(inputs, ReportConfig(top_customers=20))]
+    shared = dataclasses.replace(inputs, labels_per_cutoff=original(inputs.labels))
+    assert alone == [churn.report.sections.data_section(shared, ReportConfig(top_customers=20)),
+                     churn.report.sections.churn_rate_section(shared,
+                                                              ReportConfig(top_customers=20))]
+    assert "could not render" not in document
+
+
 def test_a_failed_segment_join_costs_only_the_sections_that_need_it(inputs, monkeypatch):
     import churn.report.data
 
