@@ -45,7 +45,12 @@ from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
 from churn.model.matrix import fill_columns
 from churn.model.pooling import POOLED_LEVEL
-from churn.model.treeshap import compute_contributions, compute_raw_scores, start_compiling
+from churn.model.treeshap import (
+    compute_contributions,
+    compute_contributions_and_raw_scores,
+    compute_raw_scores,
+    start_compiling,
+)
 from churn.model.verification import (
     FORMAT_VERSION,
     check_lightgbm_text,
@@ -342,6 +347,16 @@ class ChurnModel:
         only); ``None`` when no kernel would be used.
         """
         return start_compiling(self.booster, rows, contributions=contributions)
+
+    def contributions_and_raw_of_matrix(
+        self, matrix: np.ndarray, *, population_rows: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return :meth:`contributions_of_matrix` and :meth:`predict_raw_matrix` of the same
+        rows, from one walk of the trees when the kernel explains them (the same numbers,
+        :func:`churn.model.treeshap.compute_contributions_and_raw_scores`)."""
+        return compute_contributions_and_raw_scores(
+            self.booster, matrix, population_rows=population_rows
+        )
 
     def contributions_reference(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Return LightGBM's own ``pred_contrib`` TreeSHAP values (the reference kernel)."""

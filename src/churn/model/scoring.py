@@ -169,10 +169,13 @@ def score_population(
             # about a second per 400k rows), unless a plugged-in kernel builds its own.
             matrix = model.prepare(batch)
             if contributions_fn is None:
-                contributions, base = model.contributions_of_matrix(matrix)
+                # One walk of the trees gives both when the kernel explains the batch.
+                contributions, base, raw = model.contributions_and_raw_of_matrix(
+                    matrix, population_rows=len(features)
+                )
             else:
                 contributions, base = contributions_fn(batch)
-            raw = model.predict_raw_matrix(matrix, population_rows=len(features))
+                raw = model.predict_raw_matrix(matrix, population_rows=len(features))
             check_additivity(contributions, base, raw)
         else:
             contributions, base, raw = np.empty((0, n_features)), np.empty(0), np.empty(0)

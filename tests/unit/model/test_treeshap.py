@@ -38,10 +38,13 @@ def _assert_matches_lightgbm(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
     reference = booster.predict(X, pred_contrib=True)
     assert ours.shape == reference.shape
     np.testing.assert_allclose(ours, reference, rtol=0, atol=TOLERANCE)
-    # The prediction kernel walks the same trees: LightGBM's raw scores, bit for bit.
-    np.testing.assert_array_equal(
-        explainer.predict_raw(X), booster.predict(X, raw_score=True).astype(np.float64)
-    )
+    # The prediction kernel walks the same trees: LightGBM's raw scores, bit for bit; and so
+    # does the TreeSHAP kernel's own walk, which gives the same contributions beside them.
+    expected_raw = booster.predict(X, raw_score=True).astype(np.float64)
+    np.testing.assert_array_equal(explainer.predict_raw(X), expected_raw)
+    both, raw = explainer.shap_values_and_raw(X)
+    np.testing.assert_array_equal(raw, expected_raw)
+    np.testing.assert_array_equal(both, ours)
     return ours
 
 
@@ -238,6 +241,10 @@ def test_best_iteration_is_explained_like_predict():
     booster = _train(X, y, rounds=20)
     booster.best_iteration = 7
     _assert_matches_lightgbm(booster, X[:200])
+    np.testing.assert_array_equal(
+        FastTreeShap(booster).shap_values_and_raw(X[:50])[1],
+        booster.predict(X[:50], raw_score=True, num_iteration=7),
+    )
     assert not np.allclose(
         FastTreeShap(booster).shap_values(X[:50]),
         FastTreeShap(booster, num_iteration=20).shap_values(X[:50]),
@@ -253,6 +260,25 @@ def test_float32_input_and_empty_batch():
         explainer.shap_values(X32), booster.predict(X32, pred_contrib=True), atol=TOLERANCE
     )
     assert explainer.shap_values(X[:0]).shape == (0, X.shape[1] + 1)
+    _, raw = explainer.shap_values_and_raw(X32)
+    np.testing.assert_array_equal(raw, booster.predict(X32, raw_score=True))
+    assert [a.shape for a in explainer.shap_values_and_raw(X[:0])] == [(0, X.shape[1] + 1), (0,)]
+
+
+@pytest.mark.parametrize("rows", [99, 100])
+def test_contributions_and_raw_scores_equal_the_two_functions(monkeypatch, rows):
+    # Below the kernel's size both come from LightGBM; at it, both from one kernel walk.
+    X, y = _numeric_data(12)
+    booster = _train(X, y, rounds=20)
+    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 20 * 100)
+    matrix = X[:rows]
+    contributions, base, raw = treeshap.compute_contributions_and_raw_scores(booster, matrix)
+    alone, alone_base = compute_contributions(booster, matrix)
+    np.testing.assert_array_equal(contributions, alone)
+    np.testing.assert_array_equal(base, alone_base)
+    np.testing.assert_array_equal(raw, treeshap.compute_raw_scores(booster, matrix))
+    np.testing.assert_array_equal(raw, booster.predict(matrix, raw_score=True))
+    assert (booster in treeshap._CACHE) is (rows == 100)  # the kernel ran only at the size
 
 
 def test_wrong_shape_is_a_clear_error():

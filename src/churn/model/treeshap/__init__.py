@@ -27,7 +27,11 @@ Both cases read ``M[A & ~bit_i]``, so explaining a row costs, per tree, one cond
 internal node plus one table read and one add per (leaf, path feature): ``O(L * D)`` instead of
 the ``O(L * D**2)`` of the classic recursion. The kernel is compiled with numba (lazily, on
 first use) and runs rows in parallel on all cores. :func:`compute_contributions` calls it only
-when a call is large enough to repay the compilation (:func:`choose_backend`).
+when a call is large enough to repay the compilation (:func:`choose_backend`). Having tested
+every split of a tree, the kernel also walks the row's own path to its leaf and adds the leaf
+value, so it returns the raw scores too, bit for bit LightGBM's
+(:func:`compute_contributions_and_raw_scores`: scoring needs both, and a second walk of the
+trees cost about 10% more than this one; measured 2026-12-06, docs/benchmarks-log.md).
 
 Fallbacks (documented, never silent about the reason: see :attr:`FastTreeShap.fallback_reason`):
 ``booster.predict(X, pred_contrib=True)`` is used instead when numba does not import, when a
@@ -201,19 +205,38 @@ class FastTreeShap:
         Raises:
             ValueError: If ``X`` is not 2-D with ``n_features`` columns.
         """
+        return self.shap_values_and_raw(X)[0]
+
+    def shap_values_and_raw(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return :meth:`shap_values` and :meth:`predict_raw` of ``X`` from one walk of the trees.
+
+        The kernel finds each row's leaf from the split tests it makes anyway and sums the
+        leaves in LightGBM's order, so the raw scores equal ``booster.predict(X,
+        raw_score=True)`` bit for bit, as :meth:`predict_raw`'s do; without the kernel (a
+        fallback) both come from LightGBM.
+
+        Raises:
+            ValueError: If ``X`` is not 2-D with ``n_features`` columns.
+        """
         X = self._check_matrix(X)
         if self._ensemble is None:
-            return _lightgbm_contributions(self.booster, X, self.num_iteration)
+            return (
+                _lightgbm_contributions(self.booster, X, self.num_iteration),
+                _lightgbm_raw_scores(self.booster, X, self.num_iteration),
+            )
         # float32 -> float64 is exact, like LightGBM's own conversion.
         X = np.ascontiguousarray(X, dtype=np.float64)
         flat = self._ensemble
         out = np.zeros((X.shape[0], self.n_features + 1), dtype=np.float64)
+        raw = np.zeros(X.shape[0], dtype=np.float64)
         if X.shape[0] and flat.slot_meta.size:
-            get_kernel()(*self._shap_arguments(X, out))
+            get_kernel()(*self._shap_arguments(X, out, raw))
+        elif X.shape[0]:  # only single-leaf trees: nothing to explain, the leaves still add up
+            raw = self.predict_raw(X)
         out[:, -1] = flat.expected_value
-        return out
+        return out, raw
 
-    def _shap_arguments(self, X: np.ndarray, out: np.ndarray) -> tuple[Any, ...]:
+    def _shap_arguments(self, X: np.ndarray, out: np.ndarray, raw: np.ndarray) -> tuple[Any, ...]:
         """The TreeSHAP kernel's arguments: one place, so compiling ahead sees the real types."""
         flat = self._ensemble
         assert flat is not None
@@ -233,6 +256,9 @@ class FastTreeShap:
             flat.slot_coef,
             flat.tables,
             flat.max_tree_nodes,
+            raw,
+            flat.leaf_start,
+            flat.leaf_value,
         )
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
@@ -309,7 +335,10 @@ class FastTreeShap:
             return
         n = self.n_features
         if contributions:
-            compile_for(get_kernel(), self._shap_arguments(np.zeros((1, n)), np.zeros((1, n + 1))))
+            compile_for(
+                get_kernel(),
+                self._shap_arguments(np.zeros((1, n)), np.zeros((1, n + 1)), np.zeros(1)),
+            )
         if raw_scores:
             compile_for(
                 get_predict_kernel(), self._predict_arguments(np.zeros((1, n)), np.zeros(1))
@@ -408,6 +437,32 @@ def compute_contributions(
     else:
         raw = explainer_for(booster).shap_values(matrix)
     return raw[:, :-1], raw[:, -1]
+
+
+def compute_contributions_and_raw_scores(
+    booster: lgb.Booster, matrix: np.ndarray, *, population_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`compute_contributions` and :func:`compute_raw_scores` of the same rows.
+
+    When the contributions come from the kernel, so do the raw scores, from the same walk of
+    the trees (:meth:`FastTreeShap.shap_values_and_raw`; scoring 600k customers of a 500-tree
+    model no longer walks them a second time); else each is computed as its own function does.
+    The numbers are those two functions' either way.
+
+    Args:
+        booster: A LightGBM binary booster.
+        matrix: Feature matrix in the booster's column order (NaN means missing).
+        population_rows: As :func:`compute_raw_scores`.
+
+    Returns:
+        ``(contributions, base, raw)`` with shapes ``(n, n_features)``, ``(n,)`` and ``(n,)``.
+    """
+    if choose_backend(booster, len(matrix)) == "lightgbm":
+        both = _lightgbm_contributions(booster, matrix)
+        raw = compute_raw_scores(booster, matrix, population_rows=population_rows)
+        return both[:, :-1], both[:, -1], raw
+    both, raw = explainer_for(booster).shap_values_and_raw(matrix)
+    return both[:, :-1], both[:, -1], raw
 
 
 def compute_raw_scores(

@@ -192,7 +192,14 @@ def _build_predict_kernel() -> Callable[..., None]:
 
 
 def _build_kernel() -> Callable[..., None]:
-    """Define the parallel numba kernel (compiled by numba on its first call)."""
+    """Define the parallel numba kernel (compiled by numba on its first call).
+
+    Besides the contributions it writes each row's raw score to ``raw``: the split tests of
+    every internal node are at hand, so the row's leaf is a walk of the stored directions from
+    the root, and its value is added tree by tree from 0.0 in LightGBM's order, as
+    :func:`get_predict_kernel`'s kernel does (the same sums to the bit). A caller that needs
+    both (scoring checks that the contributions add up to the score) then walks the trees once.
+    """
     import numba
 
     u64 = numba.uint64
@@ -224,6 +231,9 @@ def _build_kernel() -> Callable[..., None]:
         slot_coef: np.ndarray,
         tables: np.ndarray,
         max_tree_nodes: int,
+        raw: np.ndarray,
+        leaf_start: np.ndarray,
+        leaf_value: np.ndarray,
     ) -> None:
         one = u64(1)
         n_rows = X.shape[0]
@@ -235,11 +245,15 @@ def _build_kernel() -> Callable[..., None]:
             # masks[k]: bitmask of the path features whose conditions the row satisfies on the
             # way from the root to local node k (bit s = the s-th distinct feature of the path).
             masks = np.empty(max_tree_nodes, dtype=np.uint64)
+            # went_left[k]: 1 when the row goes left at local internal node k.
+            went_left = np.empty(max_tree_nodes, dtype=np.uint64)
             # Tree-major inside a block: one tree's nodes, slots and tables stay in L1/L2 while
             # they serve every row of the block.
             for t in range(n_trees):
                 n0, n1 = node_start[t], node_start[t + 1]
                 q0, q1 = slot_start[t], slot_start[t + 1]
+                n_internal = n1 - n0
+                l0 = leaf_start[t]
                 r = lo
                 while r < hi:
                     masks[0] = ~u64(0)
@@ -262,7 +276,17 @@ def _build_kernel() -> Callable[..., None]:
                             clear * (one - go_left)
                         )
                         masks[(word >> right_shift) & u64(0xFFFF)] = mask & ~(clear * go_left)
+                        went_left[g - n0] = go_left
                         g += one
+                    # The row's leaf (local index n_internal + j; a single-leaf tree has no
+                    # internal node, so k stays 0 = its leaf), its value added in tree order.
+                    k = u64(0)
+                    while k < n_internal:
+                        word = node_word[n0 + k]
+                        left = (word >> left_shift) & u64(0xFFFF)
+                        right = (word >> right_shift) & u64(0xFFFF)
+                        k = right + (left - right) * went_left[k]
+                    raw[r] += leaf_value[l0 + k - n_internal]
                     q = q0
                     while q < q1:
                         # One read serves both cases: M[A & ~bit] is M[A] when the feature is
