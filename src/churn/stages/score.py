@@ -385,7 +385,7 @@ def _score_and_write(
     # (DuckDB and Arrow run without the GIL) instead of at the first batch's explanation. The
     # customer table bounds the population from above: at worst a run just over the size that
     # needs the kernels compiles them for nothing.
-    if customers is not None:
+    if isinstance(customers, pd.DataFrame):
         model.start_compiling(len(customers))
     realized_labels = (
         customers.set_index(customers["customer_id"].astype("str"))[label_column]

@@ -90,6 +90,34 @@ def test_writes_ranked_scores_and_a_contributions_sidecar(pipeline, tiny_model):
     assert not sidecar_path(pipeline.out, "_changes").exists()
 
 
+def test_the_kernels_compile_ahead_sized_by_the_customer_table(pipeline, monkeypatch):
+    # Small enough thresholds that these 150 rows are explained and scored by the kernels:
+    # the stage starts compiling them, sized by the customer table (2 rows here), and the
+    # scores are those of a run that compiles on the first call.
+    from churn.model import treeshap
+    from churn.model.artifact import ChurnModel
+
+    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 1)
+    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
+    started = []
+    original = ChurnModel.start_compiling
+
+    def recording(model, rows, **options):
+        thread = original(model, rows, **options)
+        started.append((rows, thread))
+        return thread
+
+    monkeypatch.setattr(ChurnModel, "start_compiling", recording)
+    _run(pipeline)
+    ahead = pd.read_parquet(pipeline.out)
+    assert [rows for rows, _ in started] == [2]
+    started[0][1].join()  # a thread was started (not None) and it finished
+    monkeypatch.setattr(ChurnModel, "start_compiling", lambda model, rows, **options: None)
+    pipeline.out.unlink()
+    _run(pipeline)
+    pd.testing.assert_frame_equal(pd.read_parquet(pipeline.out), ahead)
+
+
 def test_csv_output_and_a_configured_cutoff(pipeline):
     pipeline.out = pipeline.out.with_suffix(".csv")
     params = Params.model_validate(
