@@ -340,13 +340,17 @@ class ChurnModel:
         needs the raw scores of the same rows builds the matrix once)."""
         return compute_contributions(self.booster, matrix)
 
-    def start_compiling(self, rows: int, *, contributions: bool = True) -> threading.Thread | None:
+    def start_compiling(
+        self, rows: int, *, contributions: bool = True, raw_scores: bool = True
+    ) -> threading.Thread | None:
         """Start compiling the kernels that scoring ``rows`` rows will use, on a thread.
 
         See :func:`churn.model.treeshap.start_compiling` (``contributions=False``: predictions
-        only); ``None`` when no kernel would be used.
+        only; ``raw_scores=False``: explanations only); ``None`` when no kernel would be used.
         """
-        return start_compiling(self.booster, rows, contributions=contributions)
+        return start_compiling(
+            self.booster, rows, contributions=contributions, raw_scores=raw_scores
+        )
 
     def contributions_and_raw_of_matrix(
         self, matrix: np.ndarray, *, population_rows: int | None = None

@@ -381,10 +381,10 @@ def _score_and_write(
         )
     label_column = params.ingest.label_column
     customers = tables.get("customers")
-    # numba compiles the explanation kernels while the population and its features are built
-    # (DuckDB and Arrow run without the GIL) instead of at the first batch's explanation. The
-    # customer table bounds the population from above: at worst a run just over the size that
-    # needs the kernels compiles them for nothing.
+    # numba compiles the kernels (TreeSHAP; prediction for the survival head's horizons) while
+    # the population and its features are built (DuckDB and Arrow run without the GIL) instead
+    # of at the first batch's explanation. The customer table bounds the population from above:
+    # at worst a run just over the size that needs the kernels compiles them for nothing.
     if isinstance(customers, pd.DataFrame):
         model.start_compiling(len(customers))
     realized_labels = (

@@ -373,9 +373,10 @@ def run_target(
     probability = probability_column(config, params.label.horizon_days, scores)
     model = ChurnModel.load(model_dir)
     # The rows explained below (the logged actions' and, on simulated data, the test cutoff's)
-    # number about as many as the scores: numba compiles the kernels they need while the
-    # labels, actions and features are read, instead of at the first explanation.
-    model.start_compiling(len(scores))
+    # number about as many as the scores: numba compiles the TreeSHAP kernel while the labels,
+    # actions and features are read, instead of at the first explanation. Their raw scores
+    # come from that kernel's walk, so the prediction kernel is not needed.
+    model.start_compiling(len(scores), raw_scores=False)
     labels = None
 
     def explain(rows: pd.DataFrame) -> Explained:

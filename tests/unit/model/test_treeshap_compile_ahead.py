@@ -65,6 +65,9 @@ def test_start_compiling_compiles_what_a_call_of_that_size_uses(fresh_kernels, m
 
     treeshap.start_compiling(booster, 200).join()
     assert (len(_signatures("treeshap")), len(_signatures("predict"))) == (1, 0)
+    # Raw scores that all come with their contributions need no prediction kernel.
+    treeshap.start_compiling(booster, 300, raw_scores=False).join()
+    assert (len(_signatures("treeshap")), len(_signatures("predict"))) == (1, 0)
 
     treeshap.start_compiling(booster, 300, contributions=False).join()
     assert (len(_signatures("treeshap")), len(_signatures("predict"))) == (1, 1)

@@ -496,7 +496,7 @@ def compute_raw_scores(
 
 
 def start_compiling(
-    booster: lgb.Booster, rows: int, *, contributions: bool = True
+    booster: lgb.Booster, rows: int, *, contributions: bool = True, raw_scores: bool = True
 ) -> threading.Thread | None:
     """Start compiling, on a thread, the kernels that calls of ``rows`` rows would compile.
 
@@ -515,13 +515,18 @@ def start_compiling(
             ``compute_raw_scores``'s ``population_rows``) is expected to have.
         contributions: Whether contributions will be asked for (``False``: raw scores only,
             so only the prediction kernel may be compiled).
+        raw_scores: Whether raw scores will be asked for on their own (``False`` when every
+            raw score comes with its contributions, from the TreeSHAP kernel's walk:
+            :func:`compute_contributions_and_raw_scores`).
 
     Returns:
         The started thread (not a daemon: a process that ends early waits for it rather than
         stopping it inside LLVM), or ``None`` when neither kernel would be used.
     """
     contributions = contributions and choose_backend(booster, rows) == "numba"
-    raw_scores = choose_backend(booster, rows, PREDICT_KERNEL_MIN_ROW_TREES) == "numba"
+    raw_scores = raw_scores and (
+        choose_backend(booster, rows, PREDICT_KERNEL_MIN_ROW_TREES) == "numba"
+    )
     if not (contributions or raw_scores) or not numba_available():
         return None
 
