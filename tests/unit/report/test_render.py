@@ -390,3 +390,17 @@ def test_a_failed_segment_join_costs_only_the_sections_that_need_it(inputs, monk
     # The sections join again on their own (they hold the real function) and render.
     assert "could not render" not in document
     assert '<section id="segments">' in document
+
+
+def test_failed_label_counts_cost_only_the_two_sections_that_show_them(inputs, monkeypatch, caplog):
+    import churn.report.data
+
+    def failing(labels):
+        raise ValueError("odd cutoffs")
+
+    monkeypatch.setattr(churn.report.data, "per_cutoff", failing)
+    document = render_report(inputs, ReportConfig(top_customers=20))
+    assert "counting the labels per cutoff failed: odd cutoffs" in caplog.text
+    # Each of the two sections counts again, fails in place, and the others render.
+    assert document.count("could not render this section (ValueError: odd cutoffs)") == 2
+    assert '<section id="segments">' in document
