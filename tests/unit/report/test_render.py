@@ -370,12 +370,11 @@ def test_render_counts_the_labels_per_cutoff_once(inputs, monkeypatch):
     monkeypatch.setattr(churn.report.data, "per_cutoff", original)
     import churn.report.sections
 
-    alone = [churn.report.sections.data_section(inputs, ReportConfig(top_customers=20)),
-             churn.report.sections.churn_rate_section(inputs, ReportConfig(top_customers=20))]
+    cfg = ReportConfig(top_customers=20)
+    sections = (churn.report.sections.data_section, churn.report.sections.churn_rate_section)
+    alone = [section(inputs, cfg) for section in sections]
     shared = dataclasses.replace(inputs, labels_per_cutoff=original(inputs.labels))
-    assert alone == [churn.report.sections.data_section(shared, ReportConfig(top_customers=20)),
-                     churn.report.sections.churn_rate_section(shared,
-                                                              ReportConfig(top_customers=20))]
+    assert alone == [section(shared, cfg) for section in sections]
     assert "could not render" not in document
 
 
