@@ -11,6 +11,7 @@ acts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,21 +89,57 @@ def eligible_plays(
 
     Returns:
         ``customer_id``, ``play``, ``reason_rank`` (the first reason the play addresses),
-        ``reason_feature`` (that reason's feature), one row per eligible pair.
+        ``reason_feature`` (that reason's feature), one row per eligible pair, sorted by
+        customer id, reason rank and play name.
     """
-    rows = []
-    for name, play in plays.items():
-        hit = reasons[reasons["family"].isin(play.families)]
-        first = hit.sort_values("rank", kind="stable").drop_duplicates("customer_id")
-        rows.append(pd.DataFrame({
-            "customer_id": first["customer_id"].to_numpy(),
-            "play": name,
-            "reason_rank": first["rank"].to_numpy(dtype=np.int64),
-            "reason_feature": first["feature"].to_numpy(dtype=object),
-        }))
-    out = pd.concat(rows, ignore_index=True)
-    return out.sort_values(["customer_id", "reason_rank", "play"], kind="stable",
-                           ignore_index=True)
+    # The ids are coded once, in their sorted order, and every step works on the codes: per
+    # play, grouping and sorting on the text took 2.1 s for 661k customers' 2M reasons.
+    codes = sorted_codes(reasons["customer_id"])
+    ranks = reasons["rank"].to_numpy(dtype=np.int64)
+    taken: list[np.ndarray] = []
+    play_of: list[np.ndarray] = []
+    for k, play in enumerate(plays.values()):
+        hit = np.flatnonzero(reasons["family"].isin(play.families).to_numpy(dtype=bool))
+        # Per customer the hit of the lowest rank (equal ranks: the earlier row).
+        first = first_per_code(hit[np.lexsort((ranks[hit], codes[hit]))], codes)
+        taken.append(first)
+        play_of.append(np.full(len(first), k, dtype=np.int64))
+    rows = np.concatenate([np.empty(0, dtype=np.int64), *taken])
+    plays_taken = np.concatenate([np.empty(0, dtype=np.int64), *play_of])
+    names = np.array(list(plays), dtype=object)
+    # Customer, then rank, then play name: no two rows share all three.
+    name_rank = np.argsort(np.argsort(names.astype(str), kind="stable"), kind="stable")
+    order = np.lexsort((name_rank[plays_taken], ranks[rows], codes[rows]))
+    rows, plays_taken = rows[order], plays_taken[order]
+    return pd.DataFrame({
+        "customer_id": _take_values(reasons["customer_id"], rows),
+        "play": _take_values(pd.Series(names, dtype="str"), plays_taken),
+        "reason_rank": ranks[rows],
+        "reason_feature": _take_values(reasons["feature"], rows),
+    })
+
+
+def _take_values(values: pd.Series, rows: np.ndarray) -> Any:
+    """``values`` at ``rows``, typed as a frame built from their NumPy values would type them
+    (object text becomes ``str``); typed columns are taken as they are (Arrow text is taken
+    without becoming Python strings, most of the time at a million customers)."""
+    if values.dtype == object:
+        return values.to_numpy()[rows]
+    return values.array.take(rows)
+
+
+def sorted_codes(ids: pd.Series) -> np.ndarray:
+    """Integer codes of ``ids`` that sort as the ids do (a missing id: one code, sorted last)."""
+    codes, _ = pd.factorize(ids, sort=True, use_na_sentinel=False)
+    return codes.astype(np.int64, copy=False)
+
+
+def first_per_code(positions: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The first of ``positions`` of each code, given ``positions`` grouped by code."""
+    if not len(positions):
+        return positions
+    grouped = codes[positions]
+    return positions[np.r_[True, grouped[1:] != grouped[:-1]]]
 
 
 def first_reason_play(
@@ -119,12 +156,14 @@ def first_reason_play(
 
     Returns:
         ``customer_id``, ``play``, ``reason_rank``, ``reason_feature``, one row per customer
-        with at least one addressed reason.
+        with at least one addressed reason, sorted by customer id.
     """
     order = {name: k for k, name in enumerate(plays)}
-    pairs = eligible.assign(_order=eligible["play"].map(order))
-    pairs = pairs.sort_values(["customer_id", "reason_rank", "_order"], kind="stable")
-    return pairs.drop_duplicates("customer_id").drop(columns="_order").reset_index(drop=True)
+    play_order = eligible["play"].map(order).fillna(len(order)).to_numpy(dtype=np.int64)
+    codes = sorted_codes(eligible["customer_id"])
+    ranks = eligible["reason_rank"].to_numpy(dtype=np.int64)
+    first = first_per_code(np.lexsort((play_order, ranks, codes)), codes)
+    return eligible.iloc[first].reset_index(drop=True)
 
 
 def actionable_families(catalog: pd.DataFrame) -> dict[str, str]:

@@ -91,3 +91,71 @@ def test_positive_total_and_addressed_share():
 def test_addressed_share_is_zero_without_a_total():
     doses = pd.DataFrame({"customer_id": [1], "dose_support": [0.7]})
     assert addressed_share(doses, PLAYS["escalate"]).tolist() == [0.0]
+
+
+def _eligible_by_hand(reasons: pd.DataFrame, plays) -> list[tuple]:
+    """Naive reference: per play and customer the addressed reason of the lowest rank (the
+    earlier row on a tie), sorted by customer, rank and play name (a missing id last)."""
+    best: dict = {}
+    for row, (customer, rank, feature, family) in enumerate(
+        zip(reasons["customer_id"], reasons["rank"], reasons["feature"], reasons["family"],
+            strict=True)
+    ):
+        key_customer = None if pd.isna(customer) else customer
+        for name, play in plays.items():
+            if family in play.families:
+                key = (key_customer, name)
+                if key not in best or (rank, row) < best[key][:2]:
+                    best[key] = (rank, row, feature)
+    rows = [(customer, name, rank, feature)
+            for (customer, name), (rank, _, feature) in best.items()]
+    return sorted(rows, key=lambda r: (r[0] is None, "" if r[0] is None else r[0], r[2], r[1]))
+
+
+def _first_play_by_hand(eligible: list[tuple], plays) -> list[tuple]:
+    order = {name: k for k, name in enumerate(plays)}
+    first: dict = {}
+    for customer, name, rank, feature in eligible:
+        held = first.get(customer)
+        if held is None or (rank, order[name]) < (held[2], order[held[1]]):
+            first[customer] = (customer, name, rank, feature)
+    return [first[c] for c in dict.fromkeys(row[0] for row in eligible)]
+
+
+def _records(frame: pd.DataFrame) -> list[tuple]:
+    return [tuple(None if pd.isna(v) else v for v in row)
+            for row in frame[["customer_id", "play", "reason_rank", "reason_feature"]]
+            .itertuples(index=False)]
+
+
+@pytest.mark.parametrize("ids", ["integer", "text", "object", "text with a missing id"])
+@pytest.mark.parametrize("seed", range(4))
+def test_eligible_and_first_plays_equal_a_reference_by_hand(ids, seed):
+    plays = {
+        "winback": PlayConfig(families=("billing", "usage"), team="b", save_rate=0.2),
+        "escalate": PlayConfig(families=("support",), team="s", save_rate=0.2),
+        "adopt": PlayConfig(families=("usage", "engagement"), team="s", save_rate=0.2),
+    }
+    rng = np.random.default_rng(seed)
+    n = 80
+    numbers = rng.integers(0, 20, n)  # repeated customers, ranks repeating (two cutoffs)
+    customer_id = {
+        "integer": numbers,
+        "text": pd.array([f"c{i:02d}" for i in numbers], dtype="str"),
+        "object": pd.array([f"c{i:02d}" for i in numbers], dtype=object),
+        "text with a missing id": pd.array(
+            [None if i == 3 else f"c{i:02d}" for i in numbers], dtype="str"),
+    }[ids]
+    reasons = pd.DataFrame({
+        "customer_id": customer_id,
+        "rank": rng.integers(1, 4, n),
+        "feature": [f"f{i}" for i in rng.integers(0, 9, n)],
+        "family": rng.choice(["billing", "usage", "support", "engagement", "timing"], n),
+    })
+    eligible = eligible_plays(reasons, plays)
+    expected = _eligible_by_hand(reasons, plays)
+    assert _records(eligible) == expected and len(expected) > 10
+    assert eligible["reason_rank"].dtype == np.int64
+    first = first_reason_play(eligible, plays)
+    assert _records(first) == _first_play_by_hand(expected, plays)
+    assert first["customer_id"].dtype == eligible["customer_id"].dtype
