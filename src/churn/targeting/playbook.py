@@ -93,7 +93,7 @@ def eligible_plays(
         customer id, reason rank and play name.
     """
     # The ids are coded once, in their sorted order, and every step works on the codes: per
-    # play, grouping and sorting on the text took 2.1 s for 661k customers' 2M reasons.
+    # play, grouping and sorting on the text took 2.3 s for 661k customers' 2M reasons.
     codes = sorted_codes(reasons["customer_id"])
     ranks = reasons["rank"].to_numpy(dtype=np.int64)
     taken: list[np.ndarray] = []
