@@ -333,12 +333,7 @@ class ChurnModel:
         Returns:
             ``(contributions, base)`` with shapes ``(n, n_features)`` and ``(n,)``.
         """
-        return self.contributions_of_matrix(self.prepare(frame))
-
-    def contributions_of_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return :meth:`contributions` of a matrix :meth:`prepare` built (a caller that also
-        needs the raw scores of the same rows builds the matrix once)."""
-        return compute_contributions(self.booster, matrix)
+        return compute_contributions(self.booster, self.prepare(frame))
 
     def start_compiling(
         self, rows: int, *, contributions: bool = True, raw_scores: bool = True
@@ -355,8 +350,8 @@ class ChurnModel:
     def contributions_and_raw_of_matrix(
         self, matrix: np.ndarray, *, population_rows: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return :meth:`contributions_of_matrix` and :meth:`predict_raw_matrix` of the same
-        rows, from one walk of the trees when the kernel explains them (the same numbers,
+        """Return :meth:`contributions` and :meth:`predict_raw_matrix` of a matrix :meth:`prepare`
+        built, from one walk of the trees when the kernel explains them (the same numbers,
         :func:`churn.model.treeshap.compute_contributions_and_raw_scores`)."""
         return compute_contributions_and_raw_scores(
             self.booster, matrix, population_rows=population_rows
