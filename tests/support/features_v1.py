@@ -46,10 +46,10 @@ from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
 from churn.features.common import (
-    BUCKET_WINDOW,
     DAY_BUCKET,
     KEYS,
     build_bucket_grid,
+    create_step,
     set_last_cutoff,
 )
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
@@ -234,7 +234,6 @@ def build_features(
             con.register(name, frame)
         con.register("_population", keys)
         con.register(DAY_BUCKET, grid.day_bucket)
-        con.register(BUCKET_WINDOW, grid.bucket_window)
         con.execute(
             # The families select the key column the current code's _keys carries.
             f"CREATE TEMP TABLE {KEYS} AS SELECT row_number() OVER () AS _key, * "
@@ -259,7 +258,7 @@ def build_features(
             started = time.perf_counter()
             # The families are shared with the current code: run their steps (added later).
             for step, step_sql in query.steps:
-                con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
+                create_step(con, step, step_sql)
             con.execute(f"CREATE TEMP TABLE {table} AS {query.sql}")
             for step, _ in query.steps:
                 con.execute(f"DROP TABLE {step}")

@@ -44,10 +44,10 @@ from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feat
 from churn.domain.modes import Mode
 from churn.errors import ResourceLimitError
 from churn.features.common import (
-    BUCKET_WINDOW,
     DAY_BUCKET,
     KEYS,
     build_bucket_grid,
+    create_step,
     set_last_cutoff,
 )
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
@@ -184,7 +184,6 @@ def _feature_session(
         with _naming_memory_errors(cfg, "loading the tables", len(keys)):
             row_keys = load_tables(con, prepared, keys)
             con.register(DAY_BUCKET, grid.day_bucket)
-            con.register(BUCKET_WINDOW, grid.bucket_window)
             con.execute(
                 f"CREATE TEMP TABLE {KEYS} AS SELECT _key, customer_id, cutoff FROM {KEY_INDEX}"
             )
@@ -214,7 +213,7 @@ def _feature_session(
                 con.execute("SET preserve_insertion_order = false")
                 for step, step_sql in query.steps:
                     step_started = time.perf_counter()
-                    con.execute(f"CREATE TEMP TABLE {step} AS {step_sql}")
+                    create_step(con, step, step_sql)
                     logger.debug("feature family %s: step %s in %.2fs", module.FAMILY, step,
                                  time.perf_counter() - step_started)
                 final_started = time.perf_counter()

@@ -1,17 +1,18 @@
-"""Building blocks shared by the feature families: the query contract and windowed sums.
+"""Building blocks shared by the feature families: the query contract and the bucket grid.
 
 Names registered in the DuckDB session by :func:`churn.features.build.build_features`:
 
 * ``_keys``: the distinct ``(customer_id, cutoff)`` pairs of the population, each with its
   dense integer ``_key``.
 * one view per input table, under its contract name, timestamps as naive UTC.
-* ``_day_bucket`` and ``_bucket_window``: the bucket grid of :func:`build_bucket_grid`.
+* ``_day_bucket``: the bucket grid of :func:`build_bucket_grid`.
 
 **Windowed sums over big event tables.** Joining every event to every cutoff of its customer
 multiplies the rows by the number of cutoffs a window covers. Instead, the cutoffs and their
 window starts (``T - w``) cut the time line into disjoint buckets; events are summed once per
 (customer, bucket), and a window ``[T - w, T)`` is the sum of the buckets it contains (it always
-contains whole buckets because both ends are bucket boundaries). Active days are kept as a 64-bit
+contains whole buckets because both ends are bucket boundaries; :mod:`churn.features.windows`
+adds them up). Active days are kept as a 64-bit
 mask of the days of a bucket (buckets are at most 63 days long), so distinct days add up too.
 Everything before the first bucket lands in one "prehistory" bucket, which only the recency
 features ("days since the last ...") read: its rows are grouped per customer for the maxima
@@ -35,13 +36,25 @@ KEYS = "_keys"
 KEY_SELECT_LIST = "k._key, k.customer_id, k.cutoff"
 """A family's first output columns, selected from ``_keys AS k``: the population key first."""
 DAY_BUCKET = "_day_bucket"
-BUCKET_WINDOW = "_bucket_window"
 LAST_CUTOFF = "churn_last_cutoff"
 """Session variable: the latest cutoff of ``_keys`` (set by :func:`set_last_cutoff`)."""
 FIRST_BUCKET_DAY = "churn_first_bucket_day"
 """Session variable: the first day of the bucket grid (set by :func:`set_last_cutoff`)."""
 MAX_BUCKET_DAYS = 63
 PREHISTORY = "'-infinity'::TIMESTAMP"
+
+
+StepBuilder = Callable[[duckdb.DuckDBPyConnection, str], None]
+"""A step that is not one SELECT: called with the session and its table name, it creates the
+table (:class:`churn.features.windows.WindowedSums`)."""
+
+
+def create_step(con: duckdb.DuckDBPyConnection, name: str, step: str | StepBuilder) -> None:
+    """Create a family step's temporary table ``name`` from its SELECT or its builder."""
+    if isinstance(step, str):
+        con.execute(f"CREATE TEMP TABLE {name} AS {step}")
+    else:
+        step(con, name)
 
 
 @dataclass(frozen=True)
@@ -53,9 +66,10 @@ class FamilyQuery:
             the feature columns, exactly one row per row of ``_keys``.
         specs: Catalog entries, in column order.
         skipped_parts: Optional parts left out because their table is absent (part -> reason).
-        steps: ``(temporary table, SELECT)`` pairs created in order before ``sql`` runs (which
-            reads them), and dropped after it. Each step is a statement of its own, so DuckDB
-            holds one step's working state at a time and spills it past the memory limit: as
+        steps: ``(temporary table, SELECT or builder)`` pairs created in order before ``sql``
+            runs (which reads them; :func:`create_step`), and dropped after it. Each step is a
+            statement of its own, so DuckDB holds one step's working state at a time and
+            spills it past the memory limit: as
             common table expressions of one statement, the usage family's steps ran out of
             memory at 1M customers under the default 4 GB limit (300k under 1.2 GB), while
             each step alone spilled and finished.
@@ -64,7 +78,7 @@ class FamilyQuery:
     sql: str
     specs: tuple[FeatureSpec, ...]
     skipped_parts: dict[str, str] = field(default_factory=dict)
-    steps: tuple[tuple[str, str], ...] = ()
+    steps: tuple[tuple[str, str | StepBuilder], ...] = ()
 
 
 def spec_maker(family: str, phase: Phase) -> Callable[[str, Kind, str, str], FeatureSpec]:
@@ -110,12 +124,9 @@ class BucketGrid:
     Attributes:
         day_bucket: One row per day in the covered range: ``day``, ``bucket_start`` and
             ``day_bit`` (uint64, the day's bit in its bucket's mask).
-        bucket_window: One row per (cutoff, bucket inside its largest window): ``cutoff``,
-            ``bucket_start`` and a boolean ``in_<w>d`` per window.
     """
 
     day_bucket: pd.DataFrame
-    bucket_window: pd.DataFrame
 
 
 def set_last_cutoff(con: duckdb.DuckDBPyConnection) -> None:
@@ -133,11 +144,6 @@ def set_last_cutoff(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"SET VARIABLE {FIRST_BUCKET_DAY} = (SELECT min(day) FROM {DAY_BUCKET})")
 
 
-def window_flag(window_days: int) -> str:
-    """Column of ``_bucket_window`` that flags buckets inside the ``window_days`` window."""
-    return f"in_{int(window_days)}d"
-
-
 def build_bucket_grid(cutoffs: Iterable[pd.Timestamp], windows: Sequence[int]) -> BucketGrid:
     """Cut the time line at every cutoff and window start.
 
@@ -150,7 +156,6 @@ def build_bucket_grid(cutoffs: Iterable[pd.Timestamp], windows: Sequence[int]) -
     """
     day = pd.Timedelta(days=1)
     points = sorted({pd.Timestamp(c) - w * day for c in cutoffs for w in (0, *windows)})
-    flags = [window_flag(w) for w in windows]
     if not points:
         return BucketGrid(
             pd.DataFrame(
@@ -159,14 +164,7 @@ def build_bucket_grid(cutoffs: Iterable[pd.Timestamp], windows: Sequence[int]) -
                     "bucket_start": pd.Series(dtype="datetime64[us]"),
                     "day_bit": pd.Series(dtype="uint64"),
                 }
-            ),
-            pd.DataFrame(
-                {
-                    "cutoff": pd.Series(dtype="datetime64[us]"),
-                    "bucket_start": pd.Series(dtype="datetime64[us]"),
-                    **{f: pd.Series(dtype="bool") for f in flags},
-                }
-            ),
+            )
         )
     # Split long gaps so that a bucket's days fit in a 64-bit mask.
     starts = [points[0]]
@@ -185,30 +183,7 @@ def build_bucket_grid(cutoffs: Iterable[pd.Timestamp], windows: Sequence[int]) -
             "day_bit": np.left_shift(np.uint64(1), offsets),
         }
     )
-    rows = []
-    largest = max(windows)
-    for cutoff in sorted({pd.Timestamp(c) for c in cutoffs}):
-        cutoff64 = np.datetime64(cutoff, "us")
-        inside = boundaries[
-            (boundaries >= np.datetime64(cutoff - largest * day, "us")) & (boundaries < cutoff64)
-        ]
-        for start in inside:
-            rows.append(
-                (
-                    cutoff64,
-                    start,
-                    *(start >= np.datetime64(cutoff - w * day, "us") for w in windows),
-                )
-            )
-    bucket_window = pd.DataFrame(rows, columns=["cutoff", "bucket_start", *flags])
-    bucket_window = bucket_window.astype(
-        {
-            "cutoff": "datetime64[us]",
-            "bucket_start": "datetime64[us]",
-            **dict.fromkeys(flags, "bool"),
-        }
-    )
-    return BucketGrid(day_bucket, bucket_window)
+    return BucketGrid(day_bucket)
 
 
 def bucketed_sql(
@@ -266,38 +241,6 @@ def bucketed_sql(
         FROM {source}
         WHERE {time_column} < getvariable('{FIRST_BUCKET_DAY}')
         GROUP BY customer_id"""
-
-
-def windowed_sql(bucketed: str, outputs: Sequence[tuple[str, str, int]]) -> str:
-    """SQL summing bucket aggregates over each cutoff's windows.
-
-    Args:
-        bucketed: Name of a relation produced by :func:`bucketed_sql` (alias ``b`` in
-            expressions).
-        outputs: ``(name, expression over b, window_days)``; the expression is summed over the
-            buckets of the window, e.g. ``("usage_events_last_7d", "b.quantity", 7)`` or
-            ``("usage_active_days_last_7d", "bit_count(b.day_mask)", 7)``.
-
-    Returns:
-        SQL with ``customer_id, cutoff`` and one column per output, for the keys having at
-        least one row in their largest window (NULL means no row in that window).
-    """
-    # A CASE in the sum, not ``FILTER (WHERE ...)``: the same sums (NULL when no bucket of the
-    # window has a value), 15% less time for the usage windows at 100k customers (24 cutoffs,
-    # 2.27 -> 1.89 s, three alternations in one session, 2026-12-05): DuckDB evaluates the
-    # CASE in one projection, while each filtered aggregate selects its rows again.
-    columns = ",\n".join(
-        f"sum(CASE WHEN w.{window_flag(days)} THEN {expr} END) AS {name}"
-        for name, expr, days in outputs
-    )
-    return f"""
-        SELECT k.customer_id, k.cutoff,
-               {columns}
-        FROM {KEYS} AS k
-        JOIN {BUCKET_WINDOW} AS w ON w.cutoff = k.cutoff
-        JOIN {bucketed} AS b
-          ON b.customer_id = k.customer_id AND b.bucket_start = w.bucket_start
-        GROUP BY k.customer_id, k.cutoff"""
 
 
 def latest_before_cutoff_sql(source: str, column: str, time_column: str = "bucket_start") -> str:

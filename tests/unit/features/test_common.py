@@ -7,7 +7,6 @@ import contextlib
 import pandas as pd
 
 from churn.features.common import (
-    BUCKET_WINDOW,
     DAY_BUCKET,
     KEYS,
     bucketed_sql,
@@ -49,7 +48,6 @@ def _run(sql: str, events: pd.DataFrame) -> pd.DataFrame:
     )
     with contextlib.closing(connect(threads=1, memory_limit="256MB")) as con:
         con.register(DAY_BUCKET, grid.day_bucket)
-        con.register(BUCKET_WINDOW, grid.bucket_window)
         con.register(KEYS, keys)
         con.register("events", events)
         set_last_cutoff(con)

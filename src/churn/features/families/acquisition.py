@@ -114,6 +114,11 @@ def attribute_specs(
     return specs, expressions
 
 
+def _text_column(feature: str) -> str:
+    """Column of the ``_customer_text`` step holding a text feature's per-customer value."""
+    return f"_text_{feature}"
+
+
 def campaign_stem_feature_sql(cfg: FeaturesConfig) -> str:
     """Return the SQL (over ``c``, whose ``_campaign_stem`` is joined) of ``campaign_stem``.
 
@@ -130,19 +135,24 @@ def campaign_stem_feature_sql(cfg: FeaturesConfig) -> str:
 def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> FamilyQuery:
     """Return the acquisition SQL and catalog entries."""
     specs = [_spec(name, "categorical", "", words) for name, words in CATEGORICAL_COLUMNS]
-    # A mapped column may carry personal values (an e-mail column mapped onto campaign).
-    expressions = {
+    # A mapped column may carry personal values (an e-mail column mapped onto campaign). The
+    # text features depend on the customer alone: computed once per customer (the
+    # _customer_text step), not once per cutoff (4.5 s of regular expressions at 1M customers,
+    # 9.6M keys; 0.4 s per customer, 2026-12-06).
+    texts = {
         name: text_feature_sql(f"c.{name}", name in cfg.allow_personal_columns)
         for name, _ in CATEGORICAL_COLUMNS
     }
     specs.append(_spec(CAMPAIGN_STEM[0], "categorical", "", CAMPAIGN_STEM[1]))
-    expressions[CAMPAIGN_STEM[0]] = campaign_stem_feature_sql(cfg)
+    texts[CAMPAIGN_STEM[0]] = campaign_stem_feature_sql(cfg)
     specs += [
         _spec("days_lead_to_conversion", "numeric", "days", "days from first lead to purchase"),
         _spec("trial_days", "numeric", "days", "days of free trial before purchase"),
     ]
-    expressions["days_lead_to_conversion"] = days_between("c.lead_created_at", "c.converted_at")
-    expressions["trial_days"] = "c.trial_days::DOUBLE"
+    numbers = {
+        "days_lead_to_conversion": days_between("c.lead_created_at", "c.converted_at"),
+        "trial_days": "c.trial_days::DOUBLE",
+    }
     attributes, attribute_sql = attribute_specs(cfg, tables["customers"])
     clashes = {spec.name for spec in attributes} & {spec.name for spec in specs}
     if clashes:
@@ -150,17 +160,33 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
             f"features.customer_attributes: {sorted(clashes)} clash with acquisition features"
         )
     specs += attributes
-    expressions |= {name: _when_converted(sql) for name, sql in attribute_sql.items()}
+    categorical = {spec.name for spec in attributes if spec.kind == "categorical"}
+    texts |= {name: sql for name, sql in attribute_sql.items() if name in categorical}
+    # c has no row for a key before the conversion, so every text feature is missing there.
+    expressions = {name: f"c.{_text_column(name)}" for name in texts} | numbers
+    expressions |= {
+        name: _when_converted(sql) for name, sql in attribute_sql.items() if name not in texts
+    }
     stems = campaign_stems(tables["customers"][CAMPAIGN_COLUMN], cfg.campaign_period_pattern)
+    text_list = ", ".join(f"{sql} AS {_text_column(name)}" for name, sql in texts.items())
     steps = [
         ("campaign_stems", campaign_stems_sql(stems)),
+        ("_customer_text", f"""
+            SELECT c.customer_id, {text_list}
+            FROM (
+                SELECT cu.*, stems.stem AS _campaign_stem
+                FROM customers AS cu
+                LEFT JOIN campaign_stems AS stems
+                  ON stems.code = cu.{CAMPAIGN_COLUMN}::VARCHAR
+            ) AS c
+        """),
         ("c", f"""
             SELECT k.customer_id, k.cutoff, cu.* EXCLUDE (customer_id),
-                   stems.stem AS _campaign_stem
+                   t.* EXCLUDE (customer_id)
             FROM {KEYS} AS k
             JOIN customers AS cu
               ON cu.customer_id = k.customer_id AND cu.converted_at < k.cutoff
-            LEFT JOIN campaign_stems AS stems ON stems.code = cu.{CAMPAIGN_COLUMN}::VARCHAR
+            JOIN _customer_text AS t ON t.customer_id = cu.customer_id
         """),
     ]
     joins = ["LEFT JOIN c USING (customer_id, cutoff)"]

@@ -31,8 +31,8 @@ from churn.features.common import (
     count_or_zero,
     days_before_cutoff,
     spec_maker,
-    windowed_sql,
 )
+from churn.features.windows import WindowedSums
 
 FAMILY = "engagement"
 PHASE = FAMILY_PHASES[FAMILY]
@@ -98,7 +98,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         }
         steps += [
             ("tb", bucketed_sql("postsale_touchpoints", "occurred_at", sums)),
-            ("win", windowed_sql("tb", outputs)),
+            ("win", WindowedSums("tb", tuple(outputs))),
         ]
         joins.append("LEFT JOIN win USING (customer_id, cutoff)")
         if "customers" in tables:

@@ -55,8 +55,8 @@ from churn.features.common import (
     latest_before_cutoff_sql,
     select_features,
     spec_maker,
-    windowed_sql,
 )
+from churn.features.windows import WindowedSums
 from churn.sql import connect, quote_literal
 
 FAMILY = "usage"
@@ -282,7 +282,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
     last_event, last_login = "_usage_last_event", "_usage_last_login"
     steps = (
         (buckets, bucketed_sql("usage_events", "occurred_at", sums, maxes, True)),
-        (windows_table, windowed_sql(buckets, outputs)),
+        (windows_table, WindowedSums(buckets, tuple(outputs))),
         (last_event, latest_before_cutoff_sql(buckets, "last_event_at")),
         (last_login, latest_before_cutoff_sql(buckets, "last_login_at")),
     )
