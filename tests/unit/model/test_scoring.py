@@ -106,9 +106,9 @@ def test_every_batch_of_a_large_population_is_predicted_by_the_kernel(
 
     booster = tiny_model.booster
     monkeypatch.setattr(
-        treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", len(feature_frame) * booster.num_trees()
+        treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", len(feature_frame) * booster.num_trees()
     )
-    treeshap._CACHE.pop(booster, None)
+    treeshap.dispatch._CACHE.pop(booster, None)
     calls: list[int] = []
     walk = treeshap.FastTreeShap.predict_raw
 
@@ -271,7 +271,8 @@ def test_fast_treeshap_kernel_gives_the_same_scores(
     tiny_model, feature_frame, scores, monkeypatch
 ):
     treeshap = pytest.importorskip("churn.model.treeshap")
-    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 0)  # the kernel even for tiny calls
+    # The kernel even for tiny calls.
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 0)
     assert treeshap.choose_backend(tiny_model.booster, len(feature_frame)) == "numba"
     fast = score_frame(
         tiny_model,

@@ -309,7 +309,7 @@ def test_hazards_are_lightgbms_probabilities_bit_for_bit(fitted, monkeypatch, ke
 
     head, test = fitted
     threshold = 0 if kernel else 10**18
-    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", threshold)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", threshold)
     schedule = build_decision_schedule(test, max(head.horizons))
     matrix = build_person_period_matrix(
         test, head.customer_features, head.categorical_levels, schedule

@@ -270,7 +270,7 @@ def test_contributions_and_raw_scores_equal_the_two_functions(monkeypatch, rows)
     # Below the kernel's size both come from LightGBM; at it, both from one kernel walk.
     X, y = _numeric_data(12)
     booster = _train(X, y, rounds=20)
-    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 20 * 100)
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 20 * 100)
     matrix = X[:rows]
     contributions, base, raw = treeshap.compute_contributions_and_raw_scores(booster, matrix)
     alone, alone_base = compute_contributions(booster, matrix)
@@ -278,7 +278,7 @@ def test_contributions_and_raw_scores_equal_the_two_functions(monkeypatch, rows)
     np.testing.assert_array_equal(base, alone_base)
     np.testing.assert_array_equal(raw, treeshap.compute_raw_scores(booster, matrix))
     np.testing.assert_array_equal(raw, booster.predict(matrix, raw_score=True))
-    assert (booster in treeshap._CACHE) is (rows == 100)  # the kernel ran only at the size
+    assert (booster in treeshap.dispatch._CACHE) is (rows == 100)  # the kernel ran only at the size
 
 
 def test_wrong_shape_is_a_clear_error():
@@ -313,7 +313,7 @@ def test_multiclass_falls_back_to_lightgbm():
 def test_without_numba_falls_back_to_lightgbm(monkeypatch):
     X, y = _numeric_data(10)
     booster = _train(X, y, rounds=5)
-    monkeypatch.setattr("churn.model.treeshap.numba_available", lambda: False)
+    monkeypatch.setattr("churn.model.treeshap.explainer.numba_available", lambda: False)
     explainer = FastTreeShap(booster)
     assert explainer.backend == "lightgbm"
     np.testing.assert_array_equal(
@@ -415,7 +415,7 @@ def test_small_calls_use_pred_contrib_and_large_calls_the_kernel(monkeypatch):
     X, y = _numeric_data(11)
     booster = _train(X, y, rounds=20)
     threshold = 20 * 100  # rows x trees: 100 rows is the boundary
-    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", threshold)
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", threshold)
     assert treeshap.choose_backend(booster, 99) == "lightgbm"
     assert treeshap.choose_backend(booster, 100) == "numba"
     small = X[:99]
@@ -424,10 +424,10 @@ def test_small_calls_use_pred_contrib_and_large_calls_the_kernel(monkeypatch):
     reference = booster.predict(small, pred_contrib=True)
     np.testing.assert_array_equal(contributions, reference[:, :-1])
     np.testing.assert_array_equal(base, reference[:, -1])
-    assert booster not in treeshap._CACHE  # the tables were never built
+    assert booster not in treeshap.dispatch._CACHE  # the tables were never built
     large = X[:300]
     contributions, base = compute_contributions(booster, large)
-    assert booster in treeshap._CACHE
+    assert booster in treeshap.dispatch._CACHE
     kernel = explainer_for(booster).shap_values(large)
     np.testing.assert_array_equal(contributions, kernel[:, :-1])
     np.testing.assert_array_equal(base, kernel[:, -1])

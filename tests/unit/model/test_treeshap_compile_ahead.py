@@ -55,8 +55,8 @@ def test_compiled_ahead_kernels_serve_the_calls_without_compiling_again(fresh_ke
 def test_start_compiling_compiles_what_a_call_of_that_size_uses(fresh_kernels, monkeypatch):
     booster, X = _booster()
     trees = booster.num_trees()
-    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 100 * trees)
-    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 300 * trees)
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 100 * trees)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 300 * trees)
     assert treeshap.start_compiling(booster, 99) is None  # below both: nothing to compile
     assert _signatures("treeshap") == _signatures("predict") == []
 
@@ -84,7 +84,7 @@ def test_a_failure_to_compile_ahead_is_logged_and_left_to_the_call(
     fresh_kernels, monkeypatch, caplog
 ):
     booster, X = _booster()
-    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 1)
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 1)
 
     def refuse(self, **_):
         raise RuntimeError("no compiler today")

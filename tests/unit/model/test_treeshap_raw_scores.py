@@ -46,8 +46,8 @@ def test_float32_and_strided_matrices_are_scored_slice_by_slice_bit_for_bit(monk
         seen.append(len(rows))
         return kernel(rows, *args)
 
-    monkeypatch.setattr(treeshap, "PREDICT_CONVERT_ROWS", 1000)
-    monkeypatch.setattr(treeshap, "get_predict_kernel", lambda: counting)
+    monkeypatch.setattr(treeshap.explainer, "PREDICT_CONVERT_ROWS", 1000)
+    monkeypatch.setattr(treeshap.explainer, "get_predict_kernel", lambda: counting)
     np.testing.assert_array_equal(explainer.predict_raw(X), booster.predict(X, raw_score=True))
     assert seen == [1000, 1000, 500]
     strided = np.asfortranarray(X.astype(np.float64))
@@ -67,14 +67,14 @@ def test_raw_scores_use_the_kernel_only_for_large_calls(monkeypatch, tiny_model,
     booster = tiny_model.booster
     reference = booster.predict(tiny_model.prepare(feature_frame), raw_score=True)
     # Below the threshold LightGBM answers and no tables are built.
-    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 10**12)
-    treeshap._CACHE.pop(booster, None)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 10**12)
+    treeshap.dispatch._CACHE.pop(booster, None)
     np.testing.assert_array_equal(tiny_model.predict_raw(feature_frame), reference)
-    assert booster not in treeshap._CACHE
+    assert booster not in treeshap.dispatch._CACHE
     # Above it the kernel answers, with the same numbers.
-    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
     np.testing.assert_array_equal(tiny_model.predict_raw(feature_frame), reference)
-    assert booster in treeshap._CACHE
+    assert booster in treeshap.dispatch._CACHE
     np.testing.assert_array_equal(
         compute_raw_scores(booster, tiny_model.prepare(feature_frame)), reference
     )
@@ -86,10 +86,10 @@ def test_a_batch_takes_the_backend_of_its_population(monkeypatch, tiny_model, fe
     booster = tiny_model.booster
     batch = tiny_model.prepare(feature_frame.head(5))
     reference = booster.predict(batch, raw_score=True)
-    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 6 * booster.num_trees())
-    treeshap._CACHE.pop(booster, None)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 6 * booster.num_trees())
+    treeshap.dispatch._CACHE.pop(booster, None)
     np.testing.assert_array_equal(compute_raw_scores(booster, batch), reference)
     np.testing.assert_array_equal(compute_raw_scores(booster, batch, population_rows=4), reference)
-    assert booster not in treeshap._CACHE  # 5 rows (or a population of 4 < 5): LightGBM
+    assert booster not in treeshap.dispatch._CACHE  # 5 rows (or a population of 4 < 5): LightGBM
     np.testing.assert_array_equal(compute_raw_scores(booster, batch, population_rows=6), reference)
-    assert booster in treeshap._CACHE
+    assert booster in treeshap.dispatch._CACHE

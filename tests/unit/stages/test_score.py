@@ -97,8 +97,8 @@ def test_the_kernels_compile_ahead_sized_by_the_customer_table(pipeline, monkeyp
     from churn.model import treeshap
     from churn.model.artifact import ChurnModel
 
-    monkeypatch.setattr(treeshap, "KERNEL_MIN_ROW_TREES", 1)
-    monkeypatch.setattr(treeshap, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 1)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
     started = []
     original = ChurnModel.start_compiling
 
