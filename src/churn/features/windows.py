@@ -104,10 +104,14 @@ def create_windowed_sums(
     first_day = f"getvariable('{FIRST_BUCKET_DAY}')"
     _check_window_starts(con, sorted({days for _, _, days in outputs}))
     buckets_from, keys_from = f"{bucketed} AS b", f"{KEYS} AS k"
-    if _sum_type(con, KEYS, "b.customer_id") == "BIGINT":
+    # Days from the grid's first day to the last cutoff: every key's and bucket's day is below.
+    last_day = fetch_scalar(con, f"SELECT date_diff('day', {first_day}, max(cutoff)) FROM {KEYS}")
+    span = int(last_day or 0) + 1
+    if _sum_type(con, KEYS, "b.customer_id") == "BIGINT" and _fits_codes(con, span):
         bucket_code, key_code = "b.customer_id", "k.customer_id"
     else:
-        # Other ids (text) get integer codes in their sort order, shared by both sides.
+        # Other ids (text, or integers too large to combine with a day) get integer codes in
+        # their sort order, shared by both sides.
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {_CODES_TABLE} AS SELECT customer_id, "
             "row_number() OVER (ORDER BY customer_id) AS _code "
@@ -128,9 +132,6 @@ def create_windowed_sums(
         f"FROM {keys_from} WHERE {_RANGE} ORDER BY {key_code}, k.cutoff"
     )
     n_buckets = int(fetch_scalar(con, f"SELECT count(*) FROM {buckets_from} WHERE {in_grid}"))
-    # Days from the grid's first day to the last cutoff: every key's and bucket's day is below.
-    last_day = fetch_scalar(con, f"SELECT date_diff('day', {first_day}, max(cutoff)) FROM {KEYS}")
-    span = int(last_day or 0) + 1
     ranges = _code_ranges(con, bucket_code, buckets_from, in_grid, n_buckets, chunk_rows)
     for number, (low, high) in enumerate(ranges):
         buckets = con.sql(bucket_query.replace(_RANGE, _range(bucket_code, low, high)))
@@ -167,6 +168,12 @@ def _check_window_starts(con: duckdb.DuckDBPyConnection, windows: Sequence[int])
             f"windows {[row[0] for row in missing]} days: the bucket grid is not cut at their "
             "starts (build_bucket_grid with every window the sums use)"
         )
+
+
+def _fits_codes(con: duckdb.DuckDBPyConnection, span: int) -> bool:
+    """Whether ``customer_id * span + day`` stays within 64 bits for every key's integer id."""
+    largest = fetch_scalar(con, f"SELECT max(abs(customer_id::HUGEINT)) FROM {KEYS}")
+    return int(largest or 0) * span < 2**62
 
 
 def _sum_type(con: duckdb.DuckDBPyConnection, relation: str, expression: str) -> str:

@@ -150,6 +150,20 @@ def test_text_customer_ids_give_the_sums_of_their_integer_codes() -> None:
     _compare(got.assign(customer_id=0), expected.assign(customer_id=0))
 
 
+def test_integer_ids_too_large_to_combine_with_a_day_are_coded_first() -> None:
+    buckets, keys = _frames(9)
+    huge = {i: (i + 1) * 2**58 + i for i in range(20)}  # times the days they overflow
+    got = _windowed(
+        buckets.assign(customer_id=buckets["customer_id"].map(huge)),
+        keys.assign(customer_id=keys["customer_id"].map(huge)),
+    )
+    expected = _naive(buckets, keys).assign(customer_id=lambda f: f["customer_id"].map(huge))
+    got = got.sort_values(["customer_id", "cutoff"], ignore_index=True)
+    expected = expected.sort_values(["customer_id", "cutoff"], ignore_index=True)
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist()
+    _compare(got.assign(customer_id=0), expected.assign(customer_id=0))
+
+
 def test_no_buckets_give_an_empty_table_with_every_column() -> None:
     buckets, keys = _frames(5)
     got = _windowed(buckets.iloc[:0], keys)
