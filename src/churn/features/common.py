@@ -12,8 +12,8 @@ multiplies the rows by the number of cutoffs a window covers. Instead, the cutof
 window starts (``T - w``) cut the time line into disjoint buckets; events are summed once per
 (customer, bucket), and a window ``[T - w, T)`` is the sum of the buckets it contains (it always
 contains whole buckets because both ends are bucket boundaries; :mod:`churn.features.windows`
-adds them up). Active days are kept as a 64-bit
-mask of the days of a bucket (buckets are at most 63 days long), so distinct days add up too.
+adds them up). Active days are kept as a 64-bit mask of the days of a bucket (buckets are at
+most 63 days long), so distinct days add up too.
 Everything before the first bucket lands in one "prehistory" bucket, which only the recency
 features ("days since the last ...") read: its rows are grouped per customer for the maxima
 alone, and left out when nothing asks for a maximum. This relies on cutoffs at midnight UTC,
@@ -69,10 +69,9 @@ class FamilyQuery:
         steps: ``(temporary table, SELECT or builder)`` pairs created in order before ``sql``
             runs (which reads them; :func:`create_step`), and dropped after it. Each step is a
             statement of its own, so DuckDB holds one step's working state at a time and
-            spills it past the memory limit: as
-            common table expressions of one statement, the usage family's steps ran out of
-            memory at 1M customers under the default 4 GB limit (300k under 1.2 GB), while
-            each step alone spilled and finished.
+            spills it past the memory limit: as common table expressions of one statement, the
+            usage family's steps ran out of memory at 1M customers under the default 4 GB
+            limit (300k under 1.2 GB), while each step alone spilled and finished.
     """
 
     sql: str
