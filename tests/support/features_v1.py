@@ -2,7 +2,8 @@
 
 Frozen on 2026-12-02, kept only for the parity test (tests/unit/features/test_write.py):
 the rewrite must give the same features, bit for bit. Do not change it; delete it with the
-test once the new code has lived through a release.
+test once the new code has lived through a release. (The one change, 2026-12-06: it runs the
+current families' steps through ``create_step``, since a step may now be a builder.)
 
 Original module docstring follows.
 
