@@ -134,34 +134,29 @@ def test_chunks_of_customers_give_the_same_rows(chunk_rows: int) -> None:
     pd.testing.assert_frame_equal(chunked, whole)
 
 
-def test_text_customer_ids_give_the_sums_of_their_integer_codes() -> None:
-    buckets, keys = _frames(4)
-    # Spellings whose text order differs from the numbers' order.
-    spell = {i: f"cust-{(i * 7) % 13}-{i}" for i in range(20)}
-    as_text = _windowed(
-        buckets.assign(customer_id=buckets["customer_id"].map(spell)),
-        keys.assign(customer_id=keys["customer_id"].map(spell)),
-        chunk_rows=3,
-    )
-    expected = _naive(buckets, keys).assign(customer_id=lambda f: f["customer_id"].map(spell))
-    got = as_text.sort_values(["customer_id", "cutoff"], ignore_index=True)
-    expected = expected.sort_values(["customer_id", "cutoff"], ignore_index=True)
-    assert got["customer_id"].tolist() == expected["customer_id"].tolist()
-    _compare(got.assign(customer_id=0), expected.assign(customer_id=0))
-
-
-def test_integer_ids_too_large_to_combine_with_a_day_are_coded_first() -> None:
-    buckets, keys = _frames(9)
-    huge = {i: (i + 1) * 2**58 + i for i in range(20)}  # times the days they overflow
+def _check_renamed_ids(seed: int, rename: dict[int, object], **kwargs: int) -> None:
+    """The sums with every id renamed equal the naive sums of the original ids, renamed."""
+    buckets, keys = _frames(seed)
     got = _windowed(
-        buckets.assign(customer_id=buckets["customer_id"].map(huge)),
-        keys.assign(customer_id=keys["customer_id"].map(huge)),
+        buckets.assign(customer_id=buckets["customer_id"].map(rename)),
+        keys.assign(customer_id=keys["customer_id"].map(rename)),
+        **kwargs,
     )
-    expected = _naive(buckets, keys).assign(customer_id=lambda f: f["customer_id"].map(huge))
+    expected = _naive(buckets, keys).assign(customer_id=lambda f: f["customer_id"].map(rename))
     got = got.sort_values(["customer_id", "cutoff"], ignore_index=True)
     expected = expected.sort_values(["customer_id", "cutoff"], ignore_index=True)
     assert got["customer_id"].tolist() == expected["customer_id"].tolist()
     _compare(got.assign(customer_id=0), expected.assign(customer_id=0))
+
+
+def test_text_customer_ids_give_the_sums_of_their_integer_codes() -> None:
+    # Spellings whose text order differs from the numbers' order.
+    _check_renamed_ids(4, {i: f"cust-{(i * 7) % 13}-{i}" for i in range(20)}, chunk_rows=3)
+
+
+def test_integer_ids_too_large_to_combine_with_a_day_are_coded_first() -> None:
+    # Times the days they overflow 64 bits; one chunk, so the codes must sort across customers.
+    _check_renamed_ids(9, {i: (i + 1) * 2**58 + i for i in range(20)})
 
 
 def test_no_buckets_give_an_empty_table_with_every_column() -> None:
