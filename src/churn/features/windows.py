@@ -107,7 +107,7 @@ def create_windowed_sums(
     # Days from the grid's first day to the last cutoff: every key's and bucket's day is below.
     last_day = fetch_scalar(con, f"SELECT date_diff('day', {first_day}, max(cutoff)) FROM {KEYS}")
     span = int(last_day or 0) + 1
-    if _sum_type(con, KEYS, "b.customer_id") == "BIGINT" and _fits_codes(con, span):
+    if _is_integer(con, KEYS, "b.customer_id") and _fits_codes(con, span):
         bucket_code, key_code = "b.customer_id", "k.customer_id"
     else:
         # Other ids (text, or integers too large to combine with a day) get integer codes in
@@ -176,10 +176,15 @@ def _fits_codes(con: duckdb.DuckDBPyConnection, span: int) -> bool:
     return int(largest or 0) * span < 2**62
 
 
+def _is_integer(con: duckdb.DuckDBPyConnection, relation: str, expression: str) -> bool:
+    """Whether ``expression`` over ``relation AS b`` has an integer type."""
+    (kind,) = con.sql(f"SELECT {expression} FROM {relation} AS b LIMIT 0").types
+    return str(kind) in _INTEGER_TYPES
+
+
 def _sum_type(con: duckdb.DuckDBPyConnection, relation: str, expression: str) -> str:
     """BIGINT for an integer expression over ``relation AS b`` (exact sums), else DOUBLE."""
-    (kind,) = con.sql(f"SELECT {expression} FROM {relation} AS b LIMIT 0").types
-    return "BIGINT" if str(kind) in _INTEGER_TYPES else "DOUBLE"
+    return "BIGINT" if _is_integer(con, relation, expression) else "DOUBLE"
 
 
 def _code_ranges(
@@ -233,9 +238,9 @@ def _window_sums(
     kept = ends > starts[max(starts)]
     ends = ends[kept]
     starts = {days: start[kept] for days, start in starts.items()}
+    kept_keys = keys.select(["customer_id", "cutoff"]).filter(pa.array(kept))
     columns: dict[str, pa.Array] = {
-        "customer_id": keys.column("customer_id").filter(pa.array(kept)).combine_chunks(),
-        "cutoff": keys.column("cutoff").filter(pa.array(kept)).combine_chunks(),
+        name: kept_keys.column(name).combine_chunks() for name in ("customer_id", "cutoff")
     }
     position = {expression: i for i, expression in enumerate(expressions)}
     prepared = [_values_and_counts(buckets.column(f"_v{i}")) for i in range(len(expressions))]
