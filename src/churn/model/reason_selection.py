@@ -54,11 +54,6 @@ def eligible_mask(specs: Mapping[str, FeatureSpec]) -> np.ndarray:
     return np.array([bool(spec.reason_eligible) for spec in specs.values()], dtype=bool)
 
 
-def mask_ineligible(contributions: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-    """Return the contributions with ineligible features set to ``-inf`` (never picked)."""
-    return np.where(eligible[np.newaxis, :], contributions, -np.inf)
-
-
 def select_reasons(
     batch: pd.DataFrame,
     contributions: np.ndarray,
@@ -92,18 +87,22 @@ def select_reasons(
     if first_reason not in FIRST_REASON_MODES:
         raise ValueError(f"first_reason must be one of {FIRST_REASON_MODES}, not {first_reason!r}")
     eligible = eligible_mask(specs)
-    masked = mask_ineligible(contributions, eligible)
     wanted = min(reasons, len(specs))
     # One spare candidate in family mode: the family's feature may already be among them.
     extra = 1 if first_reason == "family" else 0
-    index, value = _pick_kept(batch, masked, specs, typical, reasons + extra)
+    index, value = _pick_kept(batch, contributions, eligible, specs, typical, reasons + extra)
     if first_reason == "feature":
         return index[:, :wanted], value[:, :wanted]
-    family_of = np.array([spec.family for spec in specs.values()], dtype=object)
-    best, has_family = rank_first_families(contributions, family_of, eligible)
-    in_best = family_of[np.newaxis, :] == best[:, np.newaxis]
+    families, best, has_family = _rank_family_codes(
+        contributions, [spec.family for spec in specs.values()], eligible
+    )
+    # Family positions compared as integers: comparing the names (an object array) row by
+    # row took 1.4 s at 661k rows x 109 features.
+    code_of = {family: code for code, family in enumerate(families)}
+    feature_code = np.array([code_of.get(spec.family, -1) for spec in specs.values()])
+    in_best = (feature_code[np.newaxis, :] == best[:, np.newaxis]) & has_family[:, np.newaxis]
     first_index, first_value = _pick_kept(
-        batch, np.where(in_best & has_family[:, np.newaxis], masked, -np.inf), specs, typical, 1
+        batch, contributions, in_best & eligible[np.newaxis, :], specs, typical, 1
     )
     promoted = np.isfinite(first_value[:, 0])
     # Drop the promoted feature from the ordered candidates, then put it in front.
@@ -140,28 +139,45 @@ def rank_first_families(
         ``(family, positive)``: the family name per row, and whether its net sum is positive
         (a row where no family pushes risk up has no family-first reason).
     """
-    present = set(family_of[eligible].tolist())
+    families, best, positive = _rank_family_codes(contributions, list(family_of), eligible)
+    if not families:
+        return np.full(len(contributions), None, dtype=object), positive
+    return np.array(families, dtype=object)[best], positive
+
+
+def _rank_family_codes(
+    contributions: np.ndarray, family_of: list[str], eligible: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`rank_first_families` with each row's family as a position in the returned list.
+
+    Returns:
+        ``(families, best, positive)``: the families with an eligible feature (in tie order),
+        each row's best family as a position in that list (0 when the list is empty), and
+        whether its net sum is positive.
+    """
+    present = {family for family, ok in zip(family_of, eligible, strict=True) if ok}
     families = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
     if not families:
-        return np.full(len(contributions), None, dtype=object), np.zeros(len(contributions), bool)
-    membership = np.column_stack(
-        [((family_of == family) & eligible).astype(np.float64) for family in families]
-    )
+        return [], np.zeros(len(contributions), dtype=np.intp), np.zeros(len(contributions), bool)
+    names = np.array(family_of, dtype=object)
+    membership = np.column_stack([(names == family) & eligible for family in families])
+    membership = membership.astype(np.float64)
     sums = np.where(eligible[np.newaxis, :], contributions, 0.0) @ membership
     best = np.argmax(sums, axis=1)
-    return np.array(families, dtype=object)[best], sums[np.arange(len(sums)), best] > 0
+    return families, best, sums[np.arange(len(sums)), best] > 0
 
 
 def _pick_kept(
     batch: pd.DataFrame,
-    masked: np.ndarray,
+    contributions: np.ndarray,
+    allowed: np.ndarray,
     specs: Mapping[str, FeatureSpec],
     typical: Mapping[str, Any],
     reasons: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the ``reasons`` largest positive ``masked`` values whose value is not typical."""
-    index, value = top_positive_reasons(masked, reasons + EXTRA_CANDIDATES)
-    value = value.copy()
+    """Return the ``reasons`` largest positive ``allowed`` contributions whose value is not
+    typical (``allowed``: per feature, or per row and feature)."""
+    index, value = top_positive_reasons(contributions, reasons + EXTRA_CANDIDATES, allowed)
     names = list(specs)
     for position, rows, slots in group_slots_by_feature(index, value):
         name = names[position]

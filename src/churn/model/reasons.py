@@ -354,29 +354,47 @@ def explain_values(
     return display[codes], sentences[codes]
 
 
-def top_positive_reasons(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+#: Rows per block of :func:`top_positive_reasons`: a block of a hundred-odd features stays in
+#: the CPU cache across the ``k`` passes (661k rows x 109 features, 8 passes: 0.36 s against
+#: 0.73-1.24 s over the whole array at once, 2026-12-06).
+TOP_REASON_BLOCK_ROWS = 4096
+
+
+def top_positive_reasons(
+    contributions: np.ndarray, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pick each row's ``k`` largest positive contributions, largest first.
 
     Args:
         contributions: ``(n, p)`` contributions.
         k: Reasons per row.
+        allowed: Optional boolean mask, ``(p,)`` (per feature) or ``(n, p)``: a contribution
+            where it is False is never picked (as if it were ``-inf``). Masking here, a block
+            at a time, spares the caller an ``(n, p)`` copy of the contributions.
 
     Returns:
         ``(index, value)`` of shape ``(n, min(k, p))``: feature positions and contributions;
         ``value`` is NaN where fewer than ``k`` contributions are positive (``index`` is then
         meaningless). Ties keep the lower feature position (stable sort).
     """
-    k = min(k, contributions.shape[1])
-    rows = np.arange(contributions.shape[0])
-    index = np.zeros((len(rows), k), dtype=np.intp)
-    value = np.empty((len(rows), k))
-    remaining = contributions.copy()
-    # k passes of argmax instead of a full sort: k is small, and argmax returns the first of
-    # equal maxima, which is exactly a stable descending sort's tie order.
-    for slot in range(k):
-        index[:, slot] = np.argmax(remaining, axis=1)
-        value[:, slot] = remaining[rows, index[:, slot]]
-        remaining[rows, index[:, slot]] = -np.inf
+    n, p = contributions.shape
+    k = min(k, p)
+    index = np.zeros((n, k), dtype=np.intp)
+    value = np.empty((n, k))
+    for start in range(0, n, TOP_REASON_BLOCK_ROWS):
+        stop = min(start + TOP_REASON_BLOCK_ROWS, n)
+        block = np.array(contributions[start:stop], dtype=np.float64, order="C")  # to overwrite
+        if allowed is not None:
+            mask = allowed if allowed.ndim == 1 else allowed[start:stop]
+            np.putmask(block, ~np.broadcast_to(mask, block.shape), -np.inf)
+        rows = np.arange(stop - start)
+        # k passes of argmax instead of a full sort: k is small, and argmax returns the first
+        # of equal maxima, which is exactly a stable descending sort's tie order.
+        for slot in range(k):
+            best = np.argmax(block, axis=1)
+            index[start:stop, slot] = best
+            value[start:stop, slot] = block[rows, best]
+            block[rows, best] = -np.inf
     return index, np.where(value > 0, value, np.nan)
 
 
@@ -394,7 +412,10 @@ def group_slots_by_feature(
     """
     rows, slots = np.nonzero(np.isfinite(value))
     cited = index[rows, slots]
-    order = np.argsort(cited, kind="stable")
+    # A stable sort of small integers is a radix sort in NumPy: positions fit 16 bits for
+    # any catalog under 32,768 features (5.3M slots: about 4x faster than on 64-bit ints).
+    narrow = cited.astype(np.int16) if cited.size and cited.max() < 2**15 else cited
+    order = np.argsort(narrow, kind="stable")
     rows, slots, cited = rows[order], slots[order], cited[order]
     bounds = np.flatnonzero(np.diff(cited)) + 1
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(cited)], strict=True):

@@ -11,8 +11,11 @@ from support.tiny import TINY_CATALOG
 
 from churn.domain.catalog import FeatureSpec, catalog_frame, catalog_specs
 from churn.domain.families import FAMILIES
-from churn.model.reason_selection import describe_decision_dates, select_reasons
-from churn.model.reasons import format_value
+from churn.model.reason_selection import (
+    describe_decision_dates,
+    select_reasons,
+)
+from churn.model.reasons import format_value, group_slots_by_feature
 from churn.model.scoring import score_frame
 
 REASONS = 3
@@ -239,3 +242,19 @@ def test_scores_follow_the_first_reason_mode_stored_in_the_model(tiny_model, fea
     assert got.tolist() == expected.tolist()
     assert (by_family["reason_1_feature"] != by_feature["reason_1_feature"]).any()
     pd.testing.assert_series_equal(by_family["churn_probability"], by_feature["churn_probability"])
+
+
+@pytest.mark.parametrize("largest", [40, 40_000])  # 16-bit radix sort, and past its range
+def test_group_slots_by_feature_lists_every_filled_slot_once_in_position_order(largest):
+    rng = np.random.default_rng(largest)
+    index = rng.integers(0, largest, size=(300, 4))
+    index[::7, 0] = largest - 1
+    value = np.where(rng.random((300, 4)) < 0.8, 1.0, np.nan)
+    expected: dict[int, list[tuple[int, int]]] = {}
+    for row in range(300):  # naive: every filled (row, slot), in row then slot order
+        for slot in range(4):
+            if np.isfinite(value[row, slot]):
+                expected.setdefault(int(index[row, slot]), []).append((row, slot))
+    got = {position: list(zip(rows.tolist(), slots.tolist(), strict=True))
+           for position, rows, slots in group_slots_by_feature(index, value)}
+    assert list(got) == sorted(expected) and got == expected

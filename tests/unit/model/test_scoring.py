@@ -11,6 +11,7 @@ from support.tiny import fit_tiny_model, make_feature_frame
 
 from churn.domain.families import FAMILIES
 from churn.errors import ModelError
+from churn.model import reasons as reasons_module
 from churn.model.reasons import build_feature_specs, format_value, top_positive_reasons
 from churn.model.scoring import (
     finalize_scores,
@@ -206,6 +207,43 @@ def test_top_positive_reasons_with_fewer_positives_than_asked():
     assert np.isnan(value[0, 2]) and np.isnan(value[1]).all()
     np.testing.assert_array_equal(index[2, :2], [1, 2])  # ties keep feature order
     assert np.isnan(value[2, 2])  # a zero contribution is not a reason
+
+
+def _naive_top_positive(contributions, k, allowed):
+    """Reference: per row, a stable sort of the allowed contributions, largest first."""
+    n, p = contributions.shape
+    mask = np.broadcast_to(allowed, (n, p))
+    filled = []
+    for row in range(n):
+        ranked = sorted((j for j in range(p) if mask[row, j]),
+                        key=lambda j: (-contributions[row, j], j))
+        filled.append([(j, contributions[row, j]) for j in ranked[:k]
+                       if contributions[row, j] > 0])
+    return filled
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, 4096])
+@pytest.mark.parametrize("allowed_shape", [None, "features", "rows"])
+def test_top_positive_reasons_in_blocks_match_a_sort_per_row(monkeypatch, block_rows,
+                                                            allowed_shape):
+    monkeypatch.setattr(reasons_module, "TOP_REASON_BLOCK_ROWS", block_rows)
+    rng = np.random.default_rng(block_rows)
+    # Few distinct values, zeros and -inf: ties everywhere; column-major float32 input too.
+    contributions = rng.choice([-np.inf, -0.5, 0.0, 0.25, 0.5, 1.0], size=(23, 9))
+    allowed = {None: None, "features": np.arange(9) != 4,
+               "rows": rng.random((23, 9)) < 0.8}[allowed_shape]
+    reference = _naive_top_positive(contributions, 4,
+                                    np.ones(9, bool) if allowed is None else allowed)
+    for data in (contributions, np.asfortranarray(contributions).astype(np.float32)):
+        index, value = top_positive_reasons(data, 4, allowed)
+        assert index.shape == value.shape == (23, 4)
+        got = [[(int(j), v) for j, v in zip(index[r], value[r], strict=True) if np.isfinite(v)]
+               for r in range(23)]
+        assert got == reference
+        # Only positive contributions are filled, and a filled slot never follows an empty one.
+        filled = np.isfinite(value)
+        assert (value[filled] > 0).all() and (filled[:, :-1] >= filled[:, 1:]).all()
+    assert any(len(row) == 4 for row in reference) and any(len(row) < 4 for row in reference)
 
 
 def test_risk_shares_sum_to_one_and_match_a_naive_reference(tiny_model, feature_frame, scores):
