@@ -207,35 +207,69 @@ def bucketed_sql(
         :func:`set_last_cutoff`) are dropped: they are in the future of every cutoff. Rows
         before the grid's first day (:data:`FIRST_BUCKET_DAY`) make one prehistory row per
         customer (``bucket_start`` :data:`PREHISTORY`) holding only the maxima (sums and mask
-        NULL: no window reaches it), and no row at all without ``maxes``.
+        NULL: no window reaches it), and no row at all without ``maxes``. The two parts are
+        :func:`grid_buckets_sql` and :func:`prehistory_sql`.
     """
+    sql = grid_buckets_sql(source, time_column, sums, maxes, day_mask)
+    if not maxes:
+        return sql
+    return f"""{sql}
+        UNION ALL BY NAME
+        {prehistory_sql(source, time_column, sums, maxes, day_mask)}"""
+
+
+def grid_buckets_sql(
+    source: str,
+    time_column: str,
+    sums: Mapping[str, str],
+    maxes: Mapping[str, str] | None = None,
+    day_mask: bool = False,
+    time_range: tuple[str, str] | None = None,
+) -> str:
+    """The buckets of the grid's days in :func:`bucketed_sql` (its arguments), optionally of
+    the rows with ``time_range[0] <= time_column < time_range[1]`` only (two SQL timestamps,
+    bucket starts, so every bucket is whole in one range:
+    :class:`churn.features.time_chunks.ChunkedBuckets`)."""
     parts = [f"sum({expr}) AS {name}" for name, expr in sums.items()]
     parts += [f"max({expr}) AS {name}" for name, expr in (maxes or {}).items()]
     if day_mask:
         parts.append("bit_or(g.day_bit) AS day_mask")
+    within = (
+        ""
+        if time_range is None
+        else f" AND {time_column} >= {time_range[0]} AND {time_column} < {time_range[1]}"
+    )
     # Only the grid's rows need the day join and the sums. A single cutoff (churn score) leaves
     # most of the history before the grid, where each customer needs nothing but its latest
     # times: grouped per customer without the join (the usage buckets of a million customers'
     # 170M events at one cutoff: see docs/benchmarks-log.md, 2026-12-06). Every day of the
     # grid is in the day table, so an inner join would keep the same rows, but the LEFT JOIN
     # keeps the events on the probe side: DuckDB may otherwise build its hash table over them.
-    sql = f"""
+    return f"""
         SELECT e.customer_id, g.bucket_start, {", ".join(parts)}
         FROM (
             SELECT *, date_trunc('day', {time_column}) AS _day FROM {source}
             WHERE {time_column} < getvariable('{LAST_CUTOFF}')
-              AND {time_column} >= getvariable('{FIRST_BUCKET_DAY}')
+              AND {time_column} >= getvariable('{FIRST_BUCKET_DAY}'){within}
         ) AS e
         LEFT JOIN {DAY_BUCKET} AS g ON g.day = e._day
         GROUP BY ALL"""
-    if not maxes:
-        return sql
+
+
+def prehistory_sql(
+    source: str,
+    time_column: str,
+    sums: Mapping[str, str],
+    maxes: Mapping[str, str],
+    day_mask: bool = False,
+) -> str:
+    """The prehistory rows of :func:`bucketed_sql` (its arguments): one per customer with rows
+    before the grid, holding only the maxima."""
     early = [f"NULL AS {name}" for name in sums]
     early += [f"max({expr}) AS {name}" for name, expr in maxes.items()]
     if day_mask:
         early.append("NULL AS day_mask")
-    return f"""{sql}
-        UNION ALL BY NAME
+    return f"""
         SELECT customer_id, {PREHISTORY} AS bucket_start, {", ".join(early)}
         FROM {source}
         WHERE {time_column} < getvariable('{FIRST_BUCKET_DAY}')
