@@ -483,3 +483,29 @@ def test_with_memory_to_spare_the_refits_start_before_the_metrics(exported, tmp_
     after = run_stage(exported, params, tmp_path / "after", monkeypatch, "after_metrics")
     assert events == ["evaluate_models", "refit_backtest"]
     assert beside == after
+
+
+def test_the_kernels_compile_ahead_sized_by_the_test_rows(exported, tmp_path, monkeypatch):
+    """With thresholds low enough that the test rows are scored and explained by the kernels,
+    the stage starts compiling them once, sized by its test rows, and its numbers are those of
+    a run that compiles at the first call."""
+    from churn.model import treeshap
+    from churn.model.artifact import ChurnModel
+
+    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 1)
+    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
+    started = []
+    original = ChurnModel.start_compiling
+
+    def recording(model, rows, **options):
+        thread = original(model, rows, **options)
+        started.append((rows, thread))
+        return thread
+
+    monkeypatch.setattr(ChurnModel, "start_compiling", recording)
+    ahead = run_stage(exported, survival_params(), tmp_path / "ahead", monkeypatch, False)
+    assert [rows for rows, _ in started] == [ahead["split"]["n_test"]]
+    started[0][1].join()  # a thread was started (not None) and it finished
+    monkeypatch.setattr(ChurnModel, "start_compiling", lambda model, rows, **options: None)
+    later = run_stage(exported, survival_params(), tmp_path / "later", monkeypatch, False)
+    assert later == ahead
