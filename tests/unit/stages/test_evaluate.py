@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support.kernels import record_compile_starts
 from support.survival_frames import make_survival_frame, survival_catalog
 from support.tiny import TINY_CATALOG, make_feature_frame
 
@@ -489,20 +490,7 @@ def test_the_kernels_compile_ahead_sized_by_the_test_rows(exported, tmp_path, mo
     """With thresholds low enough that the test rows are scored and explained by the kernels,
     the stage starts compiling them once, sized by its test rows, and its numbers are those of
     a run that compiles at the first call."""
-    from churn.model import treeshap
-    from churn.model.artifact import ChurnModel
-
-    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 1)
-    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
-    started = []
-    original = ChurnModel.start_compiling
-
-    def recording(model, rows, **options):
-        thread = original(model, rows, **options)
-        started.append((rows, thread))
-        return thread
-
-    monkeypatch.setattr(ChurnModel, "start_compiling", recording)
+    started = record_compile_starts(monkeypatch)
     ahead = run_stage(exported, survival_params(), tmp_path / "ahead", monkeypatch, False)
     assert [rows for rows, _ in started] == [ahead["split"]["n_test"]]
     started[0][1].join()  # a thread was started (not None) and it finished

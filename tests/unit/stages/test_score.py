@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support.kernels import record_compile_starts
 from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params
@@ -94,20 +95,9 @@ def test_the_kernels_compile_ahead_sized_by_the_customer_table(pipeline, monkeyp
     # Small enough thresholds that these 150 rows are explained and scored by the kernels:
     # the stage starts compiling them, sized by the customer table (2 rows here), and the
     # scores are those of a run that compiles on the first call.
-    from churn.model import treeshap
     from churn.model.artifact import ChurnModel
 
-    monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES", 1)
-    monkeypatch.setattr(treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", 1)
-    started = []
-    original = ChurnModel.start_compiling
-
-    def recording(model, rows, **options):
-        thread = original(model, rows, **options)
-        started.append((rows, thread))
-        return thread
-
-    monkeypatch.setattr(ChurnModel, "start_compiling", recording)
+    started = record_compile_starts(monkeypatch)
     _run(pipeline)
     ahead = pd.read_parquet(pipeline.out)
     assert [rows for rows, _ in started] == [2]
