@@ -93,7 +93,7 @@ def select_reasons(
     index, value = _pick_kept(batch, contributions, eligible, specs, typical, reasons + extra)
     if first_reason == "feature":
         return index[:, :wanted], value[:, :wanted]
-    families, best, has_family = _rank_family_codes(
+    families, best, has_family = rank_first_families(
         contributions, [spec.family for spec in specs.values()], eligible
     )
     # Family positions compared as integers: comparing the names (an object array) row by
@@ -121,8 +121,8 @@ def select_reasons(
 
 
 def rank_first_families(
-    contributions: np.ndarray, family_of: np.ndarray, eligible: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    contributions: np.ndarray, family_of: list[str], eligible: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Return each row's family with the largest net eligible contribution, and whether > 0.
 
     The net sum (protective contributions included) is the family's whole push on the row's
@@ -136,24 +136,10 @@ def rank_first_families(
         eligible: Whether each feature may be a reason (ineligible ones count in no family).
 
     Returns:
-        ``(family, positive)``: the family name per row, and whether its net sum is positive
-        (a row where no family pushes risk up has no family-first reason).
-    """
-    families, best, positive = _rank_family_codes(contributions, list(family_of), eligible)
-    if not families:
-        return np.full(len(contributions), None, dtype=object), positive
-    return np.array(families, dtype=object)[best], positive
-
-
-def _rank_family_codes(
-    contributions: np.ndarray, family_of: list[str], eligible: np.ndarray
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """:func:`rank_first_families` with each row's family as a position in the returned list.
-
-    Returns:
         ``(families, best, positive)``: the families with an eligible feature (in tie order),
-        each row's best family as a position in that list (0 when the list is empty), and
-        whether its net sum is positive.
+        each row's family as a position in that list (0 when the list is empty: no row has
+        a family then), and whether its net sum is positive (a row where no family pushes
+        risk up has no family-first reason).
     """
     present = {family for family, ok in zip(family_of, eligible, strict=True) if ok}
     families = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
