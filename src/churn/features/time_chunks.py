@@ -43,7 +43,7 @@ from churn.features.common import (
 from churn.sql import fetch_scalar
 
 BYTES_PER_EVENT = 100
-"""Events per range: the DuckDB memory limit over this (4 GB: about 43M events a range)."""
+"""Events per range: the DuckDB memory limit over this ("4GB": 40M events a range)."""
 
 MAX_READ_FACTOR = 1.25
 """Split only when the ranges together read at most this many times the grid's rows."""
@@ -72,6 +72,15 @@ def parse_memory_limit(text: str) -> int | None:
     if match is None or match.group(2) in ("IB",):
         return None
     return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+
+
+def events_per_range(memory_limit: str) -> int | None:
+    """Return the events one range may hold under a DuckDB memory limit (``"4GB"``: 40M).
+
+    ``None`` when :func:`parse_memory_limit` cannot read the limit: one statement.
+    """
+    limit = parse_memory_limit(memory_limit)
+    return None if limit is None else max(limit // BYTES_PER_EVENT, 1)
 
 
 def read_time_statistics(path: Path, column: str) -> pd.DataFrame | None:

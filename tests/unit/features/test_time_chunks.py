@@ -14,6 +14,7 @@ import pytest
 from support.synthetic import all_keys, make_tables
 
 from churn.config import FeaturesConfig
+from churn.features import time_chunks
 from churn.features.build import build_features
 from churn.features.common import (
     DAY_BUCKET,
@@ -23,10 +24,10 @@ from churn.features.common import (
     create_step,
     set_last_cutoff,
 )
-from churn.features.families import usage
 from churn.features.time_chunks import (
     MAX_READ_FACTOR,
     ChunkedBuckets,
+    events_per_range,
     parse_memory_limit,
     plan_time_ranges,
     read_time_statistics,
@@ -245,6 +246,12 @@ def test_memory_limits_are_read_in_bytes(text: str, expected: int | None) -> Non
     assert parse_memory_limit(text) == expected
 
 
+def test_a_range_holds_the_memory_limit_over_the_bytes_per_event() -> None:
+    assert events_per_range("4GB") == 4 * 10**9 // time_chunks.BYTES_PER_EVENT == 40_000_000
+    assert events_per_range("12") == 1  # never below one event
+    assert events_per_range("80%") is None  # unreadable: one statement
+
+
 def test_usage_features_are_the_same_with_the_events_in_time_ranges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,7 +280,7 @@ def test_usage_features_are_the_same_with_the_events_in_time_ranges(
     monkeypatch.setattr(ChunkedBuckets, "plan", counting_plan)
     # Under the default 4 GB, about a quarter of the events a range.
     bytes_per_event = 4 * 10**9 // max(len(tables["usage_events"]) // 4, 1)
-    monkeypatch.setattr(usage, "BYTES_PER_EVENT", bytes_per_event)
+    monkeypatch.setattr(time_chunks, "BYTES_PER_EVENT", bytes_per_event)
     chunked = build_features(paths, population, cfg).frame
     assert planned and planned[0] >= 2
     pd.testing.assert_frame_equal(chunked, whole)

@@ -55,7 +55,7 @@ from churn.features.common import (
     select_features,
     spec_maker,
 )
-from churn.features.time_chunks import BYTES_PER_EVENT, ChunkedBuckets, parse_memory_limit
+from churn.features.time_chunks import ChunkedBuckets, events_per_range
 from churn.features.windows import WindowedSums
 from churn.sql import connect, quote_literal
 
@@ -283,7 +283,6 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame | Path])
     # Past a range's worth of events, a time-ordered file is aggregated a time range at a time
     # (churn.features.time_chunks): one statement over 170M events spilled at 1M customers.
     source = tables["usage_events"]
-    limit = parse_memory_limit(cfg.duckdb_memory_limit)
     bucketed = ChunkedBuckets(
         "usage_events",
         "occurred_at",
@@ -291,7 +290,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame | Path])
         maxes,
         day_mask=True,
         path=source if isinstance(source, Path) else None,
-        max_events=None if limit is None else max(limit // BYTES_PER_EVENT, 1),
+        max_events=events_per_range(cfg.duckdb_memory_limit),
     )
     steps = (
         (buckets, bucketed),
