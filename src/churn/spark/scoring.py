@@ -61,11 +61,12 @@ def _resolve_churn_model_dir(model_uri: str | Path, workdir: Path) -> Path:
     (plain, checksummed data files) is taken. The pyfunc wrapper itself is never loaded, so no
     ``python_model.pkl`` of an older logged model is ever unpickled.
     """
-    import mlflow.artifacts
-
     from churn.model.artifact import META_FILE
     from churn.tracking.loading import find_churn_model_dir
-    from churn.tracking.store import connection_uri, tracking_uri
+    from churn.tracking.store import connection_uri, import_mlflow, tracking_uri
+
+    import_mlflow()
+    import mlflow.artifacts
 
     text = str(model_uri)
     if Path(text).is_dir() and (Path(text) / META_FILE).exists():

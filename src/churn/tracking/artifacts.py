@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from churn.tracking.store import store_is_missing, tracking_uri
+from churn.tracking.store import import_mlflow, store_is_missing, tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def log_plots_to_mlflow(model_dir: Path, paths: list[Path]) -> str | None:
     if store_is_missing(uri):
         logger.warning("no MLflow store at %s: plots not logged to run %s", uri, run_id)
         return None
+    import_mlflow()
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

@@ -76,6 +76,9 @@ def build_sampled_dataset(
         A dataset whose schema is inferred from :func:`sample_evenly` rows and whose profile
         counts the whole slice (``num_rows``, ``num_elements``) and the sample (``sample_rows``).
     """
+    from churn.tracking.store import import_mlflow
+
+    import_mlflow()
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.pandas_dataset import PandasDataset
 

@@ -30,6 +30,7 @@ from churn.model.artifact import META_FILE, ChurnModel
 from churn.tracking.store import (
     connection_uri,
     default_artifact_location,
+    import_mlflow,
     store_is_missing,
     tracking_uri,
 )
@@ -58,6 +59,7 @@ def find_churn_model_dir(local: Path) -> Path:
     if mlmodel.exists():
         import yaml
 
+        import_mlflow()
         from churn.tracking.pyfunc import ARTIFACT_KEY  # imports mlflow: only when MLflow is used
 
         flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
@@ -130,6 +132,7 @@ def download_artifacts(model_uri: str, dst_path: Path) -> Path:
     store = tracking_uri()
     if store_is_missing(store):
         raise ModelError(f"no MLflow store at {store}, so {model_uri} cannot be resolved; {hint}")
+    import_mlflow()
     import mlflow.artifacts
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

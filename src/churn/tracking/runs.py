@@ -9,8 +9,9 @@ working directory (:func:`churn.tracking.store.tracking_uri`, shared with ``scor
 SQLite store gets its artifact root explicitly: ``mlartifacts/`` beside the database file.
 
 Offline by design: the model's pip requirements are pinned from the installed versions (no
-dependency inference), MLflow telemetry is off unless the user set ``MLFLOW_DISABLE_TELEMETRY``,
-and MLflow's own warnings and progress bars are silenced while churn calls it.
+dependency inference), MLflow telemetry is off unless the user set ``MLFLOW_DISABLE_TELEMETRY``
+(from MLflow's first import on: :func:`churn.tracking.store.import_mlflow`), and MLflow's own
+warnings and progress bars are silenced while churn calls it.
 
 Logged once: the whole exported model directory (ChurnModel files, baseline, survival head,
 manifest) is the pyfunc's ``churn_model`` artifact, which a later run downloads to re-export
@@ -41,6 +42,7 @@ from churn.tracking.signature import (
 from churn.tracking.store import (
     TrackingStoreError,
     connect_tracking,
+    import_mlflow,
     quiet_mlflow,
     tracking_uri,
 )
@@ -124,6 +126,7 @@ def log_datasets(frames: Mapping[str, pd.DataFrame], source: Path) -> None:
     rows: the schema is the same) with the digest of the whole slice (:func:`digest_slice`)
     and a profile counting the whole slice's rows.
     """
+    import_mlflow()
     import mlflow
 
     source_digest = digest_file(source) if Path(source).exists() else str(source)
@@ -167,6 +170,7 @@ def log_training_run(
     Raises:
         TrackingStoreError: If the store fails while logging (read-only, unreachable).
     """
+    import_mlflow()
     from mlflow.exceptions import MlflowException
 
     try:
@@ -207,6 +211,7 @@ def _log_training_run(
     export_dir: Path,
     artifact_dir: Path,
 ) -> dict[str, Any]:
+    import_mlflow()
     import mlflow
     import mlflow.pyfunc
 
@@ -330,6 +335,7 @@ def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) 
     Returns:
         Whether the metrics were logged.
     """
+    import_mlflow()
     from mlflow import MlflowClient
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException

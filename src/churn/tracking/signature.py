@@ -68,6 +68,9 @@ def build_model_signature(model: ChurnModel, example: pd.DataFrame, reasons: int
     running :func:`churn.model.scoring.score_frame` on ``example``; if that fails (for instance
     while the score stage is being built) it is written out by hand from the documented columns.
     """
+    from churn.tracking.store import import_mlflow
+
+    import_mlflow()
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType, ParamSchema, ParamSpec

@@ -18,6 +18,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from churn.errors import ChurnError
@@ -46,28 +47,59 @@ class TrackingStoreError(ChurnError):
     """The MLflow tracking store is missing, read-only or unreachable."""
 
 
+#: Settings MLflow gets inside churn where the user has not set them: telemetry off, no
+#: progress bars. MLflow reads the telemetry switch once, when it is first imported (with
+#: telemetry on it then creates its telemetry client and writes an installation id into
+#: ``~/.config/mlflow``), so the first import needs these too (:func:`import_mlflow`), not only
+#: the calls (:func:`quiet_mlflow`).
+MLFLOW_ENVIRONMENT_DEFAULTS = MappingProxyType(
+    {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+)
+
+
+@contextlib.contextmanager
+def mlflow_environment() -> Iterator[None]:
+    """Apply :data:`MLFLOW_ENVIRONMENT_DEFAULTS` inside the block (variables the user set stay).
+
+    Not thread-safe, like any change to ``os.environ``: call it from the thread that runs the
+    stage.
+    """
+    added = [name for name in MLFLOW_ENVIRONMENT_DEFAULTS if name not in os.environ]
+    try:
+        for name in added:
+            os.environ[name] = MLFLOW_ENVIRONMENT_DEFAULTS[name]
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def import_mlflow() -> None:
+    """Import MLflow with :data:`MLFLOW_ENVIRONMENT_DEFAULTS` in place (a no-op once imported).
+
+    Every function of this package that imports MLflow calls this first, so that whichever
+    runs first in a process imports MLflow with its telemetry off.
+    """
+    with mlflow_environment():
+        import mlflow  # noqa: F401
+
+
 @contextlib.contextmanager
 def quiet_mlflow() -> Iterator[None]:
     """Silence MLflow's warnings, INFO chatter and progress bars, and keep it offline.
 
-    Environment defaults (telemetry off, no progress bars) apply only inside the block and only
-    where the user has not set the variable.
+    Environment defaults (:data:`MLFLOW_ENVIRONMENT_DEFAULTS`) apply only inside the block and
+    only where the user has not set the variable.
     """
-    defaults = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    added = [name for name in defaults if name not in os.environ]
     loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
     levels = [logger.level for logger in loggers]
     try:
-        for name in added:
-            os.environ[name] = defaults[name]
         for logger in loggers:
             logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
+        with mlflow_environment(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
             yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
@@ -82,10 +114,9 @@ def default_artifact_location(tracking_uri: str) -> str | None:
 
 def connect_tracking(experiment_name: str = EXPERIMENT_NAME) -> tuple[MlflowClient, str]:
     """Point MLflow at the store and return a client and the experiment id (created if new)."""
+    import_mlflow()
     import mlflow
     from mlflow import MlflowClient
-
-    from churn.tracking.store import tracking_uri
 
     uri = tracking_uri()
     # The registry follows the tracking URI unless MLFLOW_REGISTRY_URI is set. Not calling
@@ -229,6 +260,7 @@ def _check_sqlite_store(uri: str, path: Path, *, create: bool) -> None:
 
 
 def _check_http_store(uri: str) -> None:
+    import_mlflow()
     from mlflow import MlflowClient
 
     with quiet_mlflow(), fail_fast_http(uri):

@@ -107,3 +107,72 @@ def test_the_default_store_follows_the_working_directory_within_one_process(
         client = MlflowClient(tracking_uri=connection_uri("sqlite:///mlflow.db"))
         assert client.get_experiment_by_name("a") is None
     assert (second / "mlflow.db").exists()
+
+
+# MLflow turns telemetry off by itself under pytest and CI (it looks for these variables), so
+# the processes below run without them, as a user's shell would.
+_TESTING_VARIABLES = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY")
+
+_REPORT_TELEMETRY = """
+from mlflow.telemetry.client import get_telemetry_client
+print("client" if get_telemetry_client() is not None else "none")
+"""
+
+
+def _run_in_a_user_shell(code: str, home: Path) -> tuple[str, bool]:
+    """Run ``code`` in a fresh Python without the testing variables, in ``home`` (the default
+    store's folder); return what it printed (last line) and whether MLflow wrote its
+    installation id under ``home``."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in _TESTING_VARIABLES}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["XDG_CONFIG_HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-c", code + _REPORT_TELEMETRY],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1], (home / "mlflow" / "telemetry.json").exists()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from churn.tracking.store import import_mlflow; import_mlflow()",
+        # Entry points whose first statement used to import MLflow outside quiet_mlflow.
+        "from churn.tracking.runs import log_eval_metrics; log_eval_metrics({}, {})",
+        "from churn.tracking.store import connect_tracking; connect_tracking()",
+    ],
+    ids=["import_mlflow", "log_eval_metrics", "connect_tracking"],
+)
+def test_mlflow_is_imported_with_its_telemetry_off(tmp_path, code):
+    assert _run_in_a_user_shell(code, tmp_path) == ("none", False)
+
+
+def test_a_plain_import_of_mlflow_would_turn_telemetry_on(tmp_path):
+    # The control of the test above: in the same shell, MLflow imported on its own creates its
+    # telemetry client and writes an installation id, so "none" above is churn's doing.
+    assert _run_in_a_user_shell("import mlflow", tmp_path) == ("client", True)
+
+
+def test_the_user_may_turn_mlflow_telemetry_on_and_import_mlflow_restores_the_environment(
+    tmp_path, monkeypatch
+):
+    from churn.tracking.store import MLFLOW_ENVIRONMENT_DEFAULTS, mlflow_environment
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    with mlflow_environment():
+        assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"  # the user's choice wins
+        assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+    assert set(MLFLOW_ENVIRONMENT_DEFAULTS) == {
+        "MLFLOW_DISABLE_TELEMETRY",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+    }
