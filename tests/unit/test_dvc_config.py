@@ -1,0 +1,41 @@
+"""The repository's DVC configuration keeps ``dvc repro`` offline.
+
+DVC sends a usage report and looks for a newer release from every command (from background
+processes) unless its configuration says not to; the project's ``.dvc/config`` does. DVC's own
+switches are asked here, in the repository and, as the control, in a fresh ``dvc init``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Variables that turn DVC's network use off by themselves (its own tests, CI): left out so that
+#: the answers below come from the configuration alone.
+_SWITCHES = ("DVC_TEST", "DVC_NO_ANALYTICS", "CI")
+
+
+def _ask_dvc(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, bool]:
+    """Return whether DVC, run in ``folder``, would send analytics and check for updates."""
+    from dvc.analytics import is_enabled
+    from dvc.updater import Updater
+
+    for name in _SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(folder)
+    return is_enabled(), Updater(str(folder / ".dvc" / "tmp")).is_enabled()
+
+
+def test_dvc_sends_no_report_and_checks_no_update_in_this_repository(monkeypatch):
+    assert _ask_dvc(ROOT, monkeypatch) == (False, False)
+
+
+def test_a_fresh_dvc_repository_would_do_both(tmp_path, monkeypatch):
+    # The control: the answers above come from .dvc/config, not from this machine.
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    assert _ask_dvc(tmp_path, monkeypatch) == (True, True)
