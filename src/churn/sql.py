@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import duckdb
 import pandas as pd
@@ -27,8 +28,19 @@ US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
 
 
+#: Settings of every DuckDB connection churn opens: DuckDB never downloads an extension, nor
+#: loads one on demand (by default it fetches a known extension a query needs from the
+#: network). What churn uses is built into the wheel (parquet, json, icu), so a query needing
+#: anything else fails with DuckDB's error instead of reaching out. ``churn.io.partial``
+#: repeats these two keys (a sibling layer, it cannot import this module).
+OFFLINE_SETTINGS = MappingProxyType(
+    {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+)
+
+
 def connect(threads: int = 2, memory_limit: str = "8GB") -> duckdb.DuckDBPyConnection:
-    """Open an in-memory DuckDB connection with bounded resources.
+    """Open an in-memory DuckDB connection with bounded resources, offline
+    (:data:`OFFLINE_SETTINGS`).
 
     Args:
         threads: Worker threads DuckDB may use.
@@ -39,7 +51,7 @@ def connect(threads: int = 2, memory_limit: str = "8GB") -> duckdb.DuckDBPyConne
     """
     return duckdb.connect(
         database=":memory:",
-        config={"threads": threads, "memory_limit": memory_limit},
+        config={"threads": threads, "memory_limit": memory_limit, **OFFLINE_SETTINGS},
     )
 
 

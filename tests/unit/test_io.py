@@ -563,3 +563,26 @@ def test_frame_to_arrow_converts_as_to_parquet_does_without_the_timezone_warning
     assert table.num_rows == 2
     again = frame_to_arrow(frame.iloc[:1], table.schema)
     assert again.schema.equals(table.schema, check_metadata=False)
+
+
+def test_key_lookups_open_duckdb_offline(tmp_path, monkeypatch):
+    # read_frame_keys opens its own DuckDB connection (churn.io cannot use churn.sql.connect):
+    # it must be as offline as the others (churn.sql.OFFLINE_SETTINGS).
+    import duckdb
+
+    from churn.sql import OFFLINE_SETTINGS
+
+    configs: list[dict] = []
+    real_connect = duckdb.connect
+
+    def recording_connect(*args, **kwargs):
+        configs.append(dict(kwargs.get("config", {})))
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", recording_connect)
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "tickets": [1.0, 2.0]})
+    frame.to_parquet(tmp_path / "f.parquet", index=False)
+    got = read_frame_keys(tmp_path / "f.parquet", pd.DataFrame({"customer_id": ["b"]}))
+    assert got["tickets"].tolist() == [2.0]
+    assert configs, "no DuckDB connection was opened"
+    assert all({k: c.get(k) for k in OFFLINE_SETTINGS} == dict(OFFLINE_SETTINGS) for c in configs)

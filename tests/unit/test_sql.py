@@ -62,3 +62,21 @@ def test_frames_cross_the_duckdb_boundary_unchanged():
 def test_validated_timestamp_dtype_is_the_one_time_representation():
     assert COLUMN_DTYPES["timestamp"] == TIMESTAMP_DTYPE
     assert pd.DatetimeTZDtype(unit="us", tz="UTC") == TIMESTAMP_DTYPE
+
+
+def test_connections_never_fetch_or_load_extensions(tmp_path):
+    from churn.sql import connect
+
+    con = connect(threads=1, memory_limit="1GB")
+    try:
+        settings = con.execute(
+            "SELECT current_setting('autoinstall_known_extensions'), "
+            "current_setting('autoload_known_extensions')"
+        ).fetchall()
+        assert settings == [(False, False)]
+        # What churn needs is built in: a Parquet round trip works with both off.
+        path = str(tmp_path / "t.parquet")
+        con.execute(f"COPY (SELECT 1 AS a) TO '{path}' (FORMAT PARQUET)")
+        assert con.execute(f"SELECT a FROM read_parquet('{path}')").fetchall() == [(1,)]
+    finally:
+        con.close()

@@ -133,7 +133,14 @@ def _find_key_positions(path: Path, keys: pd.DataFrame) -> np.ndarray | None:
             left, right = f"CAST(t.{column} AS VARCHAR)", f"CAST(w.{column} AS VARCHAR)"
         conditions.append(f"{left} IS NOT DISTINCT FROM {right}")
     wanted = frame_to_arrow(keys)
-    connection = duckdb.connect(config={"threads": os.cpu_count() or 1})
+    # Offline like churn.sql.connect (OFFLINE_SETTINGS): no extension fetched or loaded.
+    connection = duckdb.connect(
+        config={
+            "threads": os.cpu_count() or 1,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
     try:
         connection.register("wanted", wanted)
         found = connection.execute(
