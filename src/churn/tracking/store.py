@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -58,20 +58,25 @@ MLFLOW_ENVIRONMENT_DEFAULTS = MappingProxyType(
 
 
 @contextlib.contextmanager
-def mlflow_environment() -> Iterator[None]:
-    """Apply :data:`MLFLOW_ENVIRONMENT_DEFAULTS` inside the block (variables the user set stay).
+def environment_defaults(settings: Mapping[str, str]) -> Iterator[None]:
+    """Set the variables of ``settings`` the user has not set, inside the block only.
 
     Not thread-safe, like any change to ``os.environ``: call it from the thread that runs the
     stage.
     """
-    added = [name for name in MLFLOW_ENVIRONMENT_DEFAULTS if name not in os.environ]
+    added = [name for name in settings if name not in os.environ]
     try:
         for name in added:
-            os.environ[name] = MLFLOW_ENVIRONMENT_DEFAULTS[name]
+            os.environ[name] = settings[name]
         yield
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def mlflow_environment() -> contextlib.AbstractContextManager[None]:
+    """Apply :data:`MLFLOW_ENVIRONMENT_DEFAULTS` inside the block (variables the user set stay)."""
+    return environment_defaults(MLFLOW_ENVIRONMENT_DEFAULTS)
 
 
 def import_mlflow() -> None:
@@ -201,14 +206,8 @@ def fail_fast_http(uri: str) -> Iterator[None]:
     local = host in LOCAL_HOSTS or host.startswith("127.")
     timeout = LOCAL_HTTP_TIMEOUT_SECONDS if local else REMOTE_HTTP_TIMEOUT_SECONDS
     settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
-    added = [name for name in settings if name not in os.environ]
-    try:
-        for name in added:
-            os.environ[name] = settings[name]
+    with environment_defaults(settings):
         yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def check_tracking_store(uri: str, *, create: bool) -> None:
