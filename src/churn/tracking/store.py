@@ -48,12 +48,18 @@ class TrackingStoreError(ChurnError):
 
 
 #: Settings MLflow gets inside churn where the user has not set them: telemetry off, no
-#: progress bars. MLflow reads the telemetry switch once, when it is first imported (with
-#: telemetry on it then creates its telemetry client and writes an installation id into
-#: ``~/.config/mlflow``), so the first import needs these too (:func:`import_mlflow`), not only
-#: the calls (:func:`quiet_mlflow`).
+#: progress bars, and no ``pip install --dry-run`` (which asks the package index) should two
+#: of a model's pip requirements name one package with different versions (churn pins each
+#: package once, from the installed version). MLflow reads the telemetry switch once, when it
+#: is first imported (with telemetry on it then creates its telemetry client and writes an
+#: installation id into ``~/.config/mlflow``), so the first import needs these too
+#: (:func:`import_mlflow`), not only the calls (:func:`quiet_mlflow`).
 MLFLOW_ENVIRONMENT_DEFAULTS = MappingProxyType(
-    {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+    }
 )
 
 

@@ -175,4 +175,5 @@ def test_the_user_may_turn_mlflow_telemetry_on_and_import_mlflow_restores_the_en
     assert set(MLFLOW_ENVIRONMENT_DEFAULTS) == {
         "MLFLOW_DISABLE_TELEMETRY",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+        "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK",
     }
