@@ -25,8 +25,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+
+from churn.tracking.store import mlflow_environment
+
+# The class below derives from MLflow's, so MLflow is imported with this module: with churn's
+# environment defaults (telemetry off) in case this is the process's first import of it.
+with mlflow_environment():
+    import mlflow.pyfunc
 
 ARTIFACT_KEY = "churn_model"
 REASONS_CONFIG_KEY = "reasons"
