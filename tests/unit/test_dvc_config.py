@@ -18,24 +18,34 @@ ROOT = Path(__file__).resolve().parents[2]
 _SWITCHES = ("DVC_TEST", "DVC_NO_ANALYTICS", "CI")
 
 
-def _ask_dvc(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, bool]:
-    """Return whether DVC, run in ``folder``, would send analytics and check for updates."""
+def _ask_dvc(
+    folder: Path, machine_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[bool, bool]:
+    """Return whether DVC, run in ``folder``, would send analytics and check for updates.
+
+    The machine's own (global and system) DVC configuration is replaced by an empty folder,
+    ``machine_config``: only the repository's configuration speaks.
+    """
     from dvc.analytics import is_enabled
     from dvc.updater import Updater
 
     for name in _SWITCHES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DVC_GLOBAL_CONFIG_DIR", str(machine_config / "global"))
+    monkeypatch.setenv("DVC_SYSTEM_CONFIG_DIR", str(machine_config / "system"))
     monkeypatch.chdir(folder)
     return is_enabled(), Updater(str(folder / ".dvc" / "tmp")).is_enabled()
 
 
-def test_dvc_sends_no_report_and_checks_no_update_in_this_repository(monkeypatch):
-    assert _ask_dvc(ROOT, monkeypatch) == (False, False)
+def test_dvc_sends_no_report_and_checks_no_update_in_this_repository(tmp_path, monkeypatch):
+    assert _ask_dvc(ROOT, tmp_path, monkeypatch) == (False, False)
 
 
 def test_a_fresh_dvc_repository_would_do_both(tmp_path, monkeypatch):
-    # The control: the answers above come from .dvc/config, not from this machine.
+    # The control: the answers above come from .dvc/config, not from DVC's defaults.
     from dvc.repo import Repo
 
-    Repo.init(str(tmp_path), no_scm=True).close()
-    assert _ask_dvc(tmp_path, monkeypatch) == (True, True)
+    project = tmp_path / "project"
+    project.mkdir()
+    Repo.init(str(project), no_scm=True).close()
+    assert _ask_dvc(project, tmp_path, monkeypatch) == (True, True)
