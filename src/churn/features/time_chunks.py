@@ -15,7 +15,7 @@ skips a Parquet row group whose time statistics lie outside the range, so a file
 any other order would be read once per range. :func:`plan_time_ranges` therefore reads the
 row groups' statistics first and splits only when the ranges would read at most
 :data:`MAX_READ_FACTOR` times the grid's rows; otherwise, for a small file, or without
-statistics, the step is the one statement.
+statistics, the grid is one statement (and the prehistory another).
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import pyarrow.parquet as pq
 from churn.features.common import (
     DAY_BUCKET,
     LAST_CUTOFF,
-    bucketed_sql,
-    create_step,
     grid_buckets_sql,
     prehistory_sql,
 )
@@ -188,22 +186,15 @@ class ChunkedBuckets:
     max_events: int | None = None
 
     def __call__(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        # The grid's buckets range by range (one range, the whole grid, without a plan), then
+        # the prehistory rows: the parts bucketed_sql joins with UNION ALL, as statements.
         ranges = self.plan(con)
-        if ranges is None:
-            create_step(
-                con,
-                name,
-                bucketed_sql(self.source, self.time_column, self.sums, self.maxes, self.day_mask),
-            )
-            return
-        for number, (start, stop) in enumerate(ranges):
+        bounds: list[tuple[str, str] | None] = (
+            [None] if ranges is None else [(_timestamp(a), _timestamp(b)) for a, b in ranges]
+        )
+        for number, time_range in enumerate(bounds):
             sql = grid_buckets_sql(
-                self.source,
-                self.time_column,
-                self.sums,
-                self.maxes,
-                self.day_mask,
-                (_timestamp(start), _timestamp(stop)),
+                self.source, self.time_column, self.sums, self.maxes, self.day_mask, time_range
             )
             if number == 0:
                 con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
