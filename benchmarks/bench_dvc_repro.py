@@ -1,0 +1,340 @@
+"""Benchmark: the whole pipeline as users run it, through one real ``dvc repro``.
+
+``bench_pipeline.py`` runs every stage's command itself, so its figures leave out what DVC
+does around the commands: hashing every dependency and output, copying the outputs into its
+cache, writing ``dvc.lock``, and its own start. Issue #14 states its goals for ``dvc repro``
+("`dvc repro` at 1M customers completes in under 20 minutes"), so this script measures that
+run itself. Usage::
+
+    python benchmarks/bench_dvc_repro.py [--customers 100000] [--months 24] [--seed 42]
+        [--work DIR] [--json out.json] [--markdown out.md] [--set KEY=VALUE ...]
+
+In a scratch folder (``--work``, default a temporary one) it builds a project as a fresh clone
+has it (``git init``, ``dvc init``, the repository's ``dvc.yaml``, ``.dvc/config``,
+``.dvcignore`` and ``src/``; ``params.yaml`` with the run's size and ``--set`` settings,
+validated as ``bench_pipeline.py`` does), then runs ``dvc repro`` once, with the copied
+``src/`` as the code (``PYTHONPATH``), so the code measured is the code DVC hashed.
+
+It records the run's wall time, CPU time (``dvc`` and every process under it), the largest
+single process's peak memory and the peak of all processes at once, and, per stage, the wall
+time from DVC's ``Running stage '<name>':`` line to the next one (the last to the end of the
+run): the stage's command plus DVC's hashing and caching of its outputs and its check of the
+next stage's dependencies. DVC's own start, before the first stage, is a row of its own. The
+floor of ``bench_pipeline.py`` (one DuckDB scan of the raw tables) is measured after the run,
+as the reference for how fast the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parents[1]
+#: DVC's line announcing a stage (``dvc repro``'s own output).
+STAGE_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)':")
+#: The row of the time before DVC starts the first stage.
+DVC_START = "dvc: start, before the first stage"
+
+
+@functools.cache
+def load_pipeline_bench() -> ModuleType:
+    """Return ``bench_pipeline.py`` (its parameter writing, memory sampling and floor)."""
+    path = Path(__file__).with_name("bench_pipeline.py")
+    spec = importlib.util.spec_from_file_location("bench_pipeline", path)
+    assert spec is not None and spec.loader is not None, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def find_source_root() -> Path:
+    """Return the ``src`` folder of the ``churn`` package this interpreter imports.
+
+    That is the code measured: a snapshot put first on ``PYTHONPATH`` (to compare two
+    commits) is copied into the project rather than this checkout's ``src``.
+    """
+    import churn
+
+    return Path(churn.__file__).resolve().parents[1]
+
+
+def run_checked(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> None:
+    """Run a set-up command, failing with its output."""
+    done = subprocess.run(
+        list(command), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+
+
+def project_env(work: Path) -> dict[str, str]:
+    """The environment ``dvc repro`` runs in: the copied code, this interpreter's tools, UTC.
+
+    No ``MLFLOW_`` or ``DVC_`` variable of the caller reaches the run (a tracking URI of the
+    shell would send its runs elsewhere); output is unbuffered so that each of DVC's lines is
+    timed when DVC writes it, not when a buffer fills.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(work / "src")
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYTHONUNBUFFERED"] = "1"
+    env["TZ"] = "UTC"
+    return env
+
+
+def build_project(
+    work: Path,
+    source: Path,
+    write_params: Any,
+    repository: Path = ROOT,
+) -> dict[str, str]:
+    """Make ``work`` a project as a fresh clone has it, before any stage ran.
+
+    Args:
+        work: An empty folder.
+        source: The ``src`` folder to copy (the code measured).
+        write_params: Called with ``work`` to write ``work/params.yaml``.
+        repository: Where ``dvc.yaml``, ``.dvc/config``, ``.dvcignore`` and
+            ``data/raw/README.md`` come from.
+
+    Returns:
+        The environment to run ``dvc repro`` in (:func:`project_env`).
+    """
+    env = project_env(work)
+    run_checked(["git", "init", "-q"], work, env)
+    run_checked([sys.executable, "-m", "dvc", "init", "-q"], work, env)
+    shutil.copy(repository / "dvc.yaml", work / "dvc.yaml")
+    # The repository's settings, not dvc init's: no usage reports, no update checks.
+    shutil.copy(repository / ".dvc" / "config", work / ".dvc" / "config")
+    shutil.copy(repository / ".dvcignore", work / ".dvcignore")
+    shutil.copytree(source, work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    raw = work / "data" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    readme = repository / "data" / "raw" / "README.md"
+    if readme.is_file():  # ingest's folder of own files exists in a clone through it
+        shutil.copy(readme, raw / "README.md")
+    write_params(work)
+    return env
+
+
+def split_stage_walls(starts: Sequence[tuple[str, float]], end: float) -> list[dict[str, Any]]:
+    """Return each stage's wall time from the announced starts, DVC's start first.
+
+    Args:
+        starts: ``(stage, seconds since the run began)`` in the order DVC announced them.
+        end: Seconds from the run's beginning to its end.
+
+    Returns:
+        Rows ``{"stage", "wall_s"}``: :data:`DVC_START` (the time to the first stage, or the
+        whole run when no stage ran), then one per stage, each to the next one's start (the
+        last to ``end``); together they add up to ``end``.
+
+    Raises:
+        ValueError: If the starts go back in time or pass ``end``.
+    """
+    times = [at for _, at in starts]
+    if any(b < a for a, b in itertools.pairwise(times)) or any(at < 0 or at > end for at in times):
+        raise ValueError(f"stage starts {starts} are not in order within the run's {end} s")
+    rows = [{"stage": DVC_START, "wall_s": times[0] if times else end}]
+    bounds = [*times, end]
+    for (stage, at), following in zip(starts, bounds[1:], strict=True):
+        rows.append({"stage": stage, "wall_s": following - at})
+    return rows
+
+
+def read_stage_starts(
+    stream: TextIO, log: TextIO, clock: Any = time.perf_counter, began: float = 0.0
+) -> list[tuple[str, float]]:
+    """Copy ``stream`` to ``log`` line by line and return the stages DVC announced in it.
+
+    Args:
+        stream: ``dvc repro``'s output (text, read to its end).
+        log: Where every line is written as it arrives.
+        clock: The clock the times come from.
+        began: The clock's reading when the run began.
+
+    Returns:
+        ``(stage, seconds since began)`` per ``Running stage`` line, in order.
+    """
+    starts = []
+    for line in stream:
+        at = clock() - began
+        log.write(line)
+        match = STAGE_LINE.match(line.strip())
+        if match:
+            starts.append((match.group("stage"), at))
+    return starts
+
+
+def run_dvc_repro(work: Path, env: Mapping[str, str], log_path: Path) -> dict[str, Any]:
+    """Run ``dvc repro`` in ``work``; return the run's and the stages' figures.
+
+    Raises:
+        RuntimeError: If ``dvc repro`` fails (with the tail of its output).
+    """
+    sample_tree_rss = load_pipeline_bench().read_tree_rss_mb
+    peak_tree = 0.0
+    done = threading.Event()
+
+    def sample(pid: int) -> None:
+        nonlocal peak_tree
+        while not done.is_set():
+            peak_tree = max(peak_tree, sample_tree_rss(pid))
+            done.wait(0.2)
+
+    began = time.perf_counter()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=work,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        sampler = threading.Thread(target=sample, args=(process.pid,), daemon=True)
+        sampler.start()
+        assert process.stdout is not None
+        starts = read_stage_starts(process.stdout, log, began=began)
+        _, status, usage = os.wait4(process.pid, 0)
+        end = time.perf_counter() - began
+        done.set()
+        sampler.join()
+    process.stdout.close()
+    # Reaped by wait4 (for its resource usage): tell Popen, which would warn otherwise.
+    code = process.returncode = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"dvc repro failed ({code}):\n{log_path.read_text()[-4000:]}")
+    peak = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    return {
+        "wall_s": end,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": peak,
+        "peak_tree_rss_mb": max(peak_tree, peak),
+        "stages": split_stage_walls(starts, end),
+    }
+
+
+def run_benchmark(
+    work: Path,
+    customers: int,
+    months: int | None = None,
+    seed: int | None = None,
+    settings: dict[str, Any] | None = None,
+    source: Path | None = None,
+) -> dict[str, Any]:
+    """Build the project in ``work``, run ``dvc repro`` and the floor; return the results."""
+    bench = load_pipeline_bench()
+    source = find_source_root() if source is None else source
+    env = build_project(
+        work, source, lambda folder: bench.write_params(folder, customers, months, seed, settings)
+    )
+    load_before = bench.load_average()
+    logs = work / "bench_logs"
+    logs.mkdir(exist_ok=True)
+    run = run_dvc_repro(work, env, logs / "dvc_repro.log")
+    floor_command = [sys.executable, str(Path(bench.__file__).resolve()), "--floor-only", str(work)]
+    floor = bench.run_measured(floor_command, work, logs / "floor.log")
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "commit": bench.read_commit(),
+        "load_average_before": load_before,
+        "load_average_after": bench.load_average(),
+        "customers": customers,
+        "months": months,
+        "seed": seed,
+        "settings": settings or {},
+        "floor": floor,
+        **run,
+    }
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """The results as a Markdown table: DVC's start, each stage, the floor and the total."""
+    head = (
+        f"`dvc repro` at {result['customers']:,} customers, {result['date']}, "
+        f"{result['machine']['cpus']} CPUs, load {result['load_average_before']} before, "
+        f"{result['load_average_after']} after (shared machine).\n\n"
+    )
+    lines = ["| stage (under `dvc repro`) | wall s |", "|---|---:|"]
+    lines += [f"| {row['stage']} | {row['wall_s']:.1f} |" for row in result["stages"]]
+    floor = result["floor"]
+    lines.append(
+        f"| floor: one DuckDB scan of the raw tables (after the run) | {floor['wall_s']:.1f} |"
+    )
+    lines.append(
+        f"| **total** (CPU {result['cpu_s']:.1f} s; peak RSS {result['peak_rss_mb']:,.0f} MB "
+        f"largest process, {result['peak_tree_rss_mb']:,.0f} MB all at once) | "
+        f"**{result['wall_s']:.1f}** |"
+    )
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=None, help="default: params.yaml")
+    parser.add_argument("--seed", type=int, default=None, help="default: params.yaml")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="an empty or new scratch folder (kept)"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params.yaml setting for this run (repeatable; validated)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_pipeline_bench().parse_settings(args.set)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        parser.error(f"--work {args.work} is not empty: the run starts from a fresh project")
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="bench_dvc_repro_") as work:
+            result = run_benchmark(Path(work), args.customers, args.months, args.seed, settings)
+    else:
+        args.work.mkdir(parents=True, exist_ok=True)
+        result = run_benchmark(args.work, args.customers, args.months, args.seed, settings)
+    table = render_markdown(result)
+    print(table)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

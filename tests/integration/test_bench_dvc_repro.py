@@ -1,0 +1,171 @@
+"""Tests of ``benchmarks/bench_dvc_repro.py``: the pipeline timed through one real ``dvc repro``.
+
+The stage split and the output reading run on small made-up inputs; the project set-up and the
+measured run use a two-stage ``dvc.yaml`` of plain commands (the real pipeline's run is what
+``bench_pipeline.py``'s smoke test and the end-to-end tests cover), so the real ``dvc`` runs
+here in seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support.scripts import load_script
+
+bench = load_script("benchmarks/bench_dvc_repro.py")
+
+
+def test_stage_walls_run_from_each_start_to_the_next_and_add_up_to_the_run():
+    rows = bench.split_stage_walls([("simulate", 1.5), ("ingest", 4.0), ("label", 9.0)], 10.0)
+
+    assert rows == [
+        {"stage": bench.DVC_START, "wall_s": 1.5},
+        {"stage": "simulate", "wall_s": 2.5},
+        {"stage": "ingest", "wall_s": 5.0},
+        {"stage": "label", "wall_s": 1.0},
+    ]
+    assert sum(row["wall_s"] for row in rows) == pytest.approx(10.0)
+
+
+def test_a_run_without_stages_is_all_dvc_start_and_disordered_starts_are_refused():
+    assert bench.split_stage_walls([], 2.0) == [{"stage": bench.DVC_START, "wall_s": 2.0}]
+    with pytest.raises(ValueError, match="not in order"):
+        bench.split_stage_walls([("a", 3.0), ("b", 2.0)], 5.0)
+    with pytest.raises(ValueError, match="not in order"):
+        bench.split_stage_walls([("a", 1.0)], 0.5)
+
+
+def test_stage_starts_are_read_from_dvc_lines_as_they_arrive_and_every_line_is_logged():
+    output = io.StringIO(
+        "Running stage 'simulate':\n"
+        "> churn simulate --params params.yaml\n"
+        "some log line mentioning Running stage 'nothing': not at the start\n"
+        "Updating lock file 'dvc.lock'\n"
+        "\n"
+        "Running stage 'ingest':\n"
+    )
+    readings = iter([10.0, 11.0, 12.0, 13.0, 14.0, 15.5])
+    log = io.StringIO()
+
+    starts = bench.read_stage_starts(output, log, clock=lambda: next(readings), began=9.0)
+
+    assert starts == [("simulate", 1.0), ("ingest", 6.5)]
+    assert log.getvalue() == output.getvalue()
+
+
+def _two_stage_repository(root: Path) -> Path:
+    """A repository with what build_project copies and a dvc.yaml of two plain commands."""
+    python = sys.executable
+    stages = {
+        "stages": {
+            "first": {
+                "cmd": f'{python} -c "import pathlib; '
+                "pathlib.Path('data/a.txt').write_text('a')\"",
+                "deps": ["src/tool"],
+                "outs": ["data/a.txt"],
+            },
+            "second": {
+                "cmd": f'{python} -c "import pathlib, time; time.sleep(0.3); '
+                "pathlib.Path('data/b.txt').write_text(pathlib.Path('data/a.txt').read_text())\"",
+                "deps": ["data/a.txt"],
+                "outs": ["data/b.txt"],
+            },
+        }
+    }
+    (root / ".dvc").mkdir(parents=True)
+    (root / ".dvc" / "config").write_text("[core]\n    analytics = false\n")
+    (root / ".dvcignore").write_text("__pycache__/\n")
+    (root / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
+    (root / "data" / "raw").mkdir(parents=True)
+    (root / "data" / "raw" / "README.md").write_text("own files go here\n")
+    return root
+
+
+def test_a_fresh_project_runs_every_stage_through_dvc_and_is_timed(tmp_path):
+    repository = _two_stage_repository(tmp_path / "repository")
+    source = tmp_path / "source"
+    (source / "tool" / "__pycache__").mkdir(parents=True)
+    (source / "tool" / "__init__.py").write_text("")
+    (source / "tool" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    work = tmp_path / "work"
+    work.mkdir()
+
+    env = bench.build_project(
+        work, source, lambda folder: (folder / "params.yaml").write_text("{}\n"), repository
+    )
+    run = bench.run_dvc_repro(work, env, tmp_path / "dvc_repro.log")
+
+    # The project is a clone's: the repository's DVC settings, code without bytecode.
+    assert (work / ".dvc" / "config").read_text() == (repository / ".dvc" / "config").read_text()
+    assert (work / "src" / "tool" / "__init__.py").exists()
+    assert not (work / "src" / "tool" / "__pycache__").exists()
+    assert (work / "data" / "raw" / "README.md").exists()
+    assert env["PYTHONPATH"] == str(work / "src")
+    # DVC ran both stages and recorded them, as a user's dvc repro does.
+    assert (work / "data" / "b.txt").read_text() == "a"
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"first", "second"}
+    assert [row["stage"] for row in run["stages"]] == [bench.DVC_START, "first", "second"]
+    assert sum(row["wall_s"] for row in run["stages"]) == pytest.approx(run["wall_s"])
+    assert run["stages"][2]["wall_s"] >= 0.3  # the second stage's own sleep
+    assert run["cpu_s"] > 0 and run["peak_rss_mb"] > 0
+    assert run["peak_tree_rss_mb"] >= run["peak_rss_mb"]
+    assert "Running stage 'second':" in (tmp_path / "dvc_repro.log").read_text()
+
+
+def test_a_failing_stage_fails_the_benchmark_with_dvc_output(tmp_path):
+    repository = _two_stage_repository(tmp_path / "repository")
+    stages = yaml.safe_load((repository / "dvc.yaml").read_text())
+    stages["stages"]["second"]["cmd"] = f'{sys.executable} -c "raise SystemExit(3)"'
+    (repository / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
+    (tmp_path / "source" / "tool").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = bench.build_project(
+        work,
+        tmp_path / "source",
+        lambda folder: (folder / "params.yaml").write_text("{}\n"),
+        repository,
+    )
+
+    with pytest.raises(RuntimeError, match="dvc repro failed"):
+        bench.run_dvc_repro(work, env, tmp_path / "dvc_repro.log")
+
+
+def test_a_non_empty_work_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "left_over.txt").write_text("x")
+
+    with pytest.raises(SystemExit):
+        bench.main(["--work", str(tmp_path)])
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_the_table_shows_every_stage_the_floor_and_the_total():
+    result = {
+        "customers": 1200,
+        "date": "2026-12-06T17:00:00+00:00",
+        "machine": {"cpus": 2},
+        "load_average_before": [1.0, 1.0, 1.0],
+        "load_average_after": [2.0, 1.5, 1.0],
+        "stages": [
+            {"stage": bench.DVC_START, "wall_s": 1.25},
+            {"stage": "simulate", "wall_s": 3.5},
+        ],
+        "floor": {"wall_s": 0.4},
+        "wall_s": 4.75,
+        "cpu_s": 6.0,
+        "peak_rss_mb": 300.0,
+        "peak_tree_rss_mb": 350.0,
+    }
+
+    table = bench.render_markdown(result)
+
+    assert "`dvc repro` at 1,200 customers" in table
+    assert f"| {bench.DVC_START} | 1.2 |" in table  # 1.25 rounds to even
+    assert "| simulate | 3.5 |" in table
+    assert "| floor: one DuckDB scan of the raw tables (after the run) | 0.4 |" in table
+    assert "**4.8**" in table and "350 MB all at once" in table
