@@ -31,7 +31,6 @@ import datetime as dt
 import functools
 import importlib.util
 import itertools
-import json
 import os
 import platform
 import re
@@ -39,12 +38,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 #: DVC's line announcing a stage (``dvc repro``'s own output).
@@ -162,28 +159,21 @@ def split_stage_walls(starts: Sequence[tuple[str, float]], end: float) -> list[d
     return rows
 
 
-def read_stage_starts(
-    stream: TextIO, log: TextIO, clock: Any = time.perf_counter, began: float = 0.0
-) -> list[tuple[str, float]]:
-    """Copy ``stream`` to ``log`` line by line and return the stages DVC announced in it.
+class StageStarts:
+    """Collects the stages DVC announces in ``dvc repro``'s output, with their times.
 
-    Args:
-        stream: ``dvc repro``'s output (text, read to its end).
-        log: Where every line is written as it arrives.
-        clock: The clock the times come from.
-        began: The clock's reading when the run began.
-
-    Returns:
-        ``(stage, seconds since began)`` per ``Running stage`` line, in order.
+    Called with each output line and the seconds since the run began
+    (``bench_pipeline.run_measured``'s ``on_line``); :attr:`starts` holds ``(stage, seconds)``
+    per ``Running stage`` line, in order.
     """
-    starts = []
-    for line in stream:
-        at = clock() - began
-        log.write(line)
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, float]] = []
+
+    def __call__(self, line: str, at: float) -> None:
         match = STAGE_LINE.match(line.strip())
         if match:
-            starts.append((match.group("stage"), at))
-    return starts
+            self.starts.append((match.group("stage"), at))
 
 
 def run_dvc_repro(work: Path, env: Mapping[str, str], log_path: Path) -> dict[str, Any]:
@@ -192,47 +182,11 @@ def run_dvc_repro(work: Path, env: Mapping[str, str], log_path: Path) -> dict[st
     Raises:
         RuntimeError: If ``dvc repro`` fails (with the tail of its output).
     """
-    sample_tree_rss = load_pipeline_bench().read_tree_rss_mb
-    peak_tree = 0.0
-    done = threading.Event()
-
-    def sample(pid: int) -> None:
-        nonlocal peak_tree
-        while not done.is_set():
-            peak_tree = max(peak_tree, sample_tree_rss(pid))
-            done.wait(0.2)
-
-    began = time.perf_counter()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "repro"],
-            cwd=work,
-            env=dict(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        sampler = threading.Thread(target=sample, args=(process.pid,), daemon=True)
-        sampler.start()
-        assert process.stdout is not None
-        starts = read_stage_starts(process.stdout, log, began=began)
-        _, status, usage = os.wait4(process.pid, 0)
-        end = time.perf_counter() - began
-        done.set()
-        sampler.join()
-    process.stdout.close()
-    # Reaped by wait4 (for its resource usage): tell Popen, which would warn otherwise.
-    code = process.returncode = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"dvc repro failed ({code}):\n{log_path.read_text()[-4000:]}")
-    peak = usage.ru_maxrss / 1024  # Linux reports kilobytes
-    return {
-        "wall_s": end,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": peak,
-        "peak_tree_rss_mb": max(peak_tree, peak),
-        "stages": split_stage_walls(starts, end),
-    }
+    stages = StageStarts()
+    measured = load_pipeline_bench().run_measured(
+        [sys.executable, "-m", "dvc", "repro"], work, log_path, env=dict(env), on_line=stages
+    )
+    return {**measured, "stages": split_stage_walls(stages.starts, measured["wall_s"])}
 
 
 def run_benchmark(
@@ -325,14 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args.work.mkdir(parents=True, exist_ok=True)
         result = run_benchmark(args.work, args.customers, args.months, args.seed, settings)
-    table = render_markdown(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table)
+    load_pipeline_bench().write_results(result, render_markdown(result), args.json, args.markdown)
     return 0
 
 

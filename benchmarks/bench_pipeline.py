@@ -17,7 +17,8 @@ stage at 1M customers fits the default 4GB since 2026-12-04, and runs faster wit
 In a scratch folder (``--work``, default a temporary one) it writes ``params.yaml`` with
 ``simulate.customers`` (and ``simulate.seed`` with ``--seed``: another simulated business)
 set, then runs every stage's command from ``dvc.yaml`` in dependency order, each in its own
-process, as ``dvc repro`` would (without DVC's hashing and caching).
+process, as ``dvc repro`` would (without DVC's hashing and caching: ``bench_dvc_repro.py`` times
+the pipeline through one real ``dvc repro``, those included).
 Per stage it records the wall time, the CPU time (user + system), two peaks of resident memory
 and the rows of the Parquet files it reads and writes under ``data/`` (rows in, rows out, rows
 in per second). ``peak_rss_mb`` is the largest single process of the stage (``os.wait4``: the
@@ -51,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +147,25 @@ def read_tree_rss_mb(root: int) -> float:
     return sum(pages.get(pid, 0) for pid in tree) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_measured(command: list[str], cwd: Path, log: Path) -> dict[str, float]:
+def run_measured(
+    command: list[str],
+    cwd: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str, float], None] | None = None,
+) -> dict[str, float]:
     """Run ``command``; return its wall time, CPU time (with its children) and memory peaks:
-    ``peak_rss_mb`` of the largest single process, ``peak_tree_rss_mb`` of all at once."""
+    ``peak_rss_mb`` of the largest single process, ``peak_tree_rss_mb`` of all at once.
+
+    Args:
+        command: The command.
+        cwd: Where it runs.
+        log: Its output (standard output and error) goes here.
+        env: Its environment (``None``: this process's).
+        on_line: Called with each output line and the seconds since the command started, as
+            the line arrives (the output then passes through this process on its way to
+            ``log``); ``None``: the output goes straight to ``log``.
+    """
     start = time.perf_counter()
     peak_tree = 0.0
     done = threading.Event()
@@ -159,13 +177,29 @@ def run_measured(command: list[str], cwd: Path, log: Path) -> dict[str, float]:
             done.wait(0.2)
 
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=out if on_line is None else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=on_line is not None,
+        )
         sampler = threading.Thread(target=sample, args=(process.pid,), daemon=True)
         sampler.start()
+        if on_line is not None:
+            assert process.stdout is not None
+            with process.stdout:
+                for line in process.stdout:
+                    at = time.perf_counter() - start
+                    out.write(line)
+                    out.flush()  # the log shows how far a long run has got
+                    on_line(line, at)
         # The sampler reads /proc while the process runs; wait4 reaps it afterwards.
         _, status, usage = os.wait4(process.pid, 0)
         done.set()
         sampler.join()
+    # Reaped by wait4 (for its resource usage): tell Popen, which would warn otherwise.
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     if process.returncode != 0:
@@ -493,15 +527,21 @@ def main(argv: list[str] | None = None) -> int:
         result = run_pipeline(
             args.work, args.customers, args.months, progress, args.seed, args.from_stage, settings
         )
-    table = render_markdown(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table)
+    write_results(result, render_markdown(result), args.json, args.markdown)
     return 0
+
+
+def write_results(
+    result: dict[str, Any], table: str, json_path: Path | None, markdown_path: Path | None
+) -> None:
+    """Print the table and write the results as JSON and the table as Markdown where asked."""
+    print(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if markdown_path is not None:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(table)
 
 
 if __name__ == "__main__":
