@@ -13,8 +13,11 @@ ingest 4 of 25 s reading the usage events' batches.
   bytes are identical (``tests/unit/test_background.py``).
 * :func:`prefetch` runs an iterator on a thread ahead of its consumer: part ``n + 1`` is read
   while part ``n`` is validated. The parts and their order are the iterator's own.
+* :class:`OrderedJobs` runs jobs one after another on one thread in the order they were
+  handed in, the caller going on meanwhile: the simulator sorts month ``n``'s usage rows and
+  projects its retention truth while it draws month ``n + 1``.
 
-Both bound what they hold to ``depth`` parts beside the one in hand, and an error of the
+Each bounds what it holds to ``depth`` parts beside the one in hand, and an error of the
 thread is raised in the caller's thread.
 """
 
@@ -23,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -209,3 +213,95 @@ def prefetch(items: Iterator[T], *, depth: int = 1, name: str = "prefetch") -> I
     finally:
         stop.set()
         thread.join()
+
+
+class OrderedJobs:
+    """Runs jobs on one thread, one after another in the order given, while the caller goes on.
+
+    Worth it for work that mostly runs outside Python's interpreter lock (NumPy sorts and
+    arithmetic on large arrays) and depends on nothing the caller changes afterwards. A job
+    should stay away from pandas conversions and anything else that enters
+    ``warnings.catch_warnings``: before Python 3.14 that context swaps the process's one list
+    of warning filters, so two threads in it at once can restore each other's filters wrongly
+    (a deprecation silenced on one thread then turns into an error under ``-W error``).
+
+    At most ``depth`` jobs wait or run beside the caller: :meth:`submit` first waits for the
+    oldest one when that many are out, which bounds memory to ``depth`` jobs' inputs and
+    results. An error of a job is raised in the caller's thread by the job's future, or by the
+    next :meth:`submit`, :meth:`wait` or :meth:`close`; the jobs after it do not run.
+
+    Args:
+        depth: Jobs out at most (submitted and not yet waited for).
+        name: The thread's name (shown in debuggers and thread dumps).
+
+    Raises:
+        ValueError: If ``depth`` is below 1.
+    """
+
+    def __init__(self, *, depth: int = 1, name: str = "ordered-jobs") -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self._depth = depth
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._out: list[Future[Any]] = []
+        self._failed = False
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` after the jobs submitted before it (first waiting for room).
+
+        Returns:
+            The job's future: its result, or its error, once it has run.
+
+        Raises:
+            RuntimeError: If an earlier job failed (its error was raised already).
+            Exception: What the oldest job raised, when waiting for room meets it.
+        """
+        while len(self._out) >= self._depth:
+            self._wait_oldest()
+        if self._failed:
+            raise RuntimeError("an earlier job failed: no more jobs run")
+        future = self._executor.submit(job)
+        self._out.append(future)  # type: ignore[arg-type]
+        return future
+
+    def wait(self) -> None:
+        """Wait until every submitted job has run; raise the first error among them."""
+        while self._out:
+            self._wait_oldest()
+
+    def close(self) -> None:
+        """Wait for the jobs (raising the first error) and stop the thread; safe to repeat.
+
+        After an error elsewhere, call it in a ``finally``: the thread stops either way.
+        """
+        try:
+            self.wait()
+        finally:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _wait_oldest(self) -> None:
+        oldest = self._out.pop(0)
+        try:
+            oldest.result()
+        except BaseException:
+            self._failed = True
+            for later in self._out:  # they would run on a state the failed job left behind
+                later.cancel()
+            self._out.clear()
+            raise
+
+    def __enter__(self) -> OrderedJobs:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # Already failing: stop the thread without hiding the caller's error behind a job's.
+        with contextlib.suppress(Exception):
+            self.close()

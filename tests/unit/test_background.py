@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churn.background import BackgroundParquetWriter, prefetch
+from churn.background import BackgroundParquetWriter, OrderedJobs, prefetch
 
 
 def _parts(count: int = 5, rows: int = 1_000) -> list[pa.Table]:
@@ -183,3 +183,75 @@ def test_prefetch_closes_the_iterator_when_the_consumer_stops_early():
     assert closed.is_set()
     with pytest.raises(ValueError, match="depth"):
         next(prefetch(iter([1]), depth=0))
+
+
+def test_ordered_jobs_run_one_at_a_time_in_the_order_given():
+    done: list[int] = []
+    running = []
+
+    def job(number: int):
+        def run() -> None:
+            running.append(number)
+            assert len(running) == 1  # never two at once
+            threading.Event().wait(0.002 * (number % 3))  # uneven lengths
+            done.append(number)
+            running.remove(number)
+
+        return run
+
+    with OrderedJobs(depth=3) as jobs:
+        for number in range(20):
+            jobs.submit(job(number))
+    assert done == list(range(20))
+
+
+def test_ordered_jobs_hold_at_most_depth_jobs_out():
+    release = threading.Event()
+    started = []
+    jobs = OrderedJobs(depth=2)
+    jobs.submit(lambda: (started.append(0), release.wait(5)))
+    jobs.submit(lambda: started.append(1))
+    waiting = threading.Thread(target=jobs.submit, args=(lambda: started.append(2),))
+    waiting.start()
+    waiting.join(0.2)
+    # Two jobs are out (one running, blocked; one queued): the third submit waits for room.
+    assert waiting.is_alive()
+    assert started == [0]
+    release.set()
+    waiting.join(5)
+    jobs.close()
+    assert started == [0, 1, 2]
+
+
+def test_ordered_jobs_raise_a_jobs_error_in_the_caller_and_run_nothing_after_it():
+    ran = []
+
+    def failing() -> None:
+        raise OSError("disk gone")
+
+    jobs = OrderedJobs(depth=1)
+    jobs.submit(lambda: ran.append("first"))
+    jobs.submit(failing)
+    with pytest.raises(OSError, match="disk gone"):
+        jobs.submit(lambda: ran.append("after"))  # waits for room, meets the error
+    with pytest.raises(RuntimeError, match="earlier job failed"):
+        jobs.submit(lambda: ran.append("later"))
+    jobs.close()
+    jobs.close()  # safe to repeat
+    assert ran == ["first"]
+
+
+def test_ordered_jobs_error_surfaces_at_wait_and_the_callers_own_error_is_not_masked():
+    def failing() -> None:
+        raise ValueError("bad month")
+
+    jobs = OrderedJobs(depth=2)
+    jobs.submit(failing)
+    with pytest.raises(ValueError, match="bad month"):
+        jobs.wait()
+
+    with pytest.raises(KeyError, match="callers"), OrderedJobs() as other:
+        other.submit(failing)
+        raise KeyError("callers")
+    with pytest.raises(ValueError, match="depth"):
+        OrderedJobs(depth=0)

@@ -74,3 +74,18 @@ def test_ties_and_values_out_of_range_are_refused():
     with pytest.raises(ValueError, match="ranges"):
         order_usage_rows(np.array([-1]), np.array([0]), np.array([0]), 3, 4)
     assert order_usage_rows(np.zeros(0), np.zeros(0), np.zeros(0), 3, 4).size == 0
+
+
+def test_duplicates_drawn_before_the_order_repeat_the_same_rows_as_duplicated_order():
+    from churn.stages.simulate.mess import draw_duplicates, duplicated_order, repeat_duplicates
+
+    order = np.random.default_rng(1).permutation(5_000)
+    expected = duplicated_order(order, np.random.default_rng(11))
+    duplicates = draw_duplicates(len(order), np.random.default_rng(11))
+    # Naive reference: each entry once, twice where flagged.
+    naive = [value for value, twice in zip(order, duplicates, strict=True)
+             for _ in range(2 if twice else 1)]
+
+    assert duplicates.any() and not duplicates.all()
+    np.testing.assert_array_equal(repeat_duplicates(order, duplicates), expected)
+    np.testing.assert_array_equal(expected, naive)

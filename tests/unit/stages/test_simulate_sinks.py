@@ -8,6 +8,9 @@ written files must hold exactly the in-memory frames (values, order, dtypes) wit
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -76,6 +79,41 @@ def test_parquet_sink_writes_no_file_without_rows_written(tmp_path):
     assert not (tmp_path / "never.parquet").exists()
 
 
+def test_monthly_table_turns_arrays_from_its_job_thread_into_rows_in_month_order():
+    from churn.background import OrderedJobs
+
+    sink = MemorySink()
+    built_on = []
+
+    def build(arrays):
+        built_on.append(threading.current_thread().name)
+        return pd.DataFrame({"x": arrays["x"] * 10})
+
+    with OrderedJobs(depth=2, name="rows") as jobs:
+        table = MonthlyTable(build, sink, jobs)
+        table.add_from(lambda: {"x": np.array([1, 2])})
+        table.add_from(lambda: {"x": np.array([], dtype=np.int64)})
+        assert sink.rows == 2  # the first month reached the sink when the second came
+        table.add(x=np.array([3]))  # a month added directly waits for the ones before it
+        table.add_from(lambda: {"x": np.array([4])})
+        table.flush()
+        table.flush()  # nothing left: nothing happens
+    pd.testing.assert_frame_equal(sink.frame(), pd.DataFrame({"x": [10, 20, 30, 40]}))
+    # Rows are built on the caller's thread (pandas never runs on the job thread).
+    assert set(built_on) == {threading.current_thread().name}
+
+    def broken_month() -> dict[str, np.ndarray]:
+        raise ZeroDivisionError("a month's arrays failed")
+
+    failing_jobs = OrderedJobs(name="failing")
+    failing = MonthlyTable(build, MemorySink(), failing_jobs)
+    failing.add_from(broken_month)
+    with pytest.raises(ZeroDivisionError, match="arrays failed"):
+        failing.flush()  # raised on the caller's thread
+    with pytest.raises(ZeroDivisionError):
+        failing_jobs.close()  # the pool saw it too; its thread stops either way
+
+
 def test_memory_sink_and_monthly_table_keep_the_months_in_order():
     sink = MemorySink()
     table = MonthlyTable(lambda arrays: pd.DataFrame({"x": arrays["x"] * 10}), sink)
@@ -142,3 +180,42 @@ def test_a_failure_mid_run_leaves_the_previous_outputs_and_no_staging(tmp_path, 
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw" / "usage_events.parquet"),
                                   before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "truth"]
+
+
+class _RunAtOnce:
+    """An OrderedJobs that runs each job when it is submitted, on the caller's thread."""
+
+    def __init__(self, **_: object) -> None:
+        self.jobs = 0
+
+    def submit(self, job) -> Future:
+        self.jobs += 1
+        future: Future = Future()
+        future.set_result(job())
+        return future
+
+    def __enter__(self) -> _RunAtOnce:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_rows_built_on_the_job_thread_equal_rows_built_at_once(monkeypatch):
+    """The usage rows are sorted, and the retention truth projected, on a thread while the
+    next month is drawn; plans and prices change later in the same month, so a job reading
+    them late, or a draw moved onto the thread, would change the tables."""
+    from churn.stages.simulate import engine
+
+    cfg = SimulateConfig(customers=600, months=8, seed=4)
+    threaded = simulate(cfg)
+    at_once = _RunAtOnce()
+    monkeypatch.setattr(engine, "OrderedJobs", lambda **kwargs: at_once)
+    inline = simulate(cfg)
+
+    assert at_once.jobs == 2 * cfg.months  # usage and retention truth, every month
+    for kind in ("tables", "truth"):
+        expected, got = getattr(inline, kind), getattr(threaded, kind)
+        assert sorted(got) == sorted(expected)
+        for name in expected:
+            pd.testing.assert_frame_equal(got[name], expected[name], obj=f"{kind}/{name}")

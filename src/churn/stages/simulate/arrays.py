@@ -6,6 +6,8 @@ timestamps only at assembly (:mod:`churn.stages.simulate.tables`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -82,6 +84,10 @@ class _Rows:
     def add(self, **arrays: np.ndarray) -> None:
         for name, chunks in self._chunks.items():
             chunks.append(arrays[name])
+
+    def add_from(self, arrays: Callable[[], dict[str, np.ndarray]]) -> None:
+        """Add the arrays ``arrays()`` returns (now: a collector has no thread)."""
+        self.add(**arrays())
 
     def concat(self) -> dict[str, np.ndarray]:
         """Concatenate and release the chunks."""

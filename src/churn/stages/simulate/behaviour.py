@@ -26,7 +26,7 @@ from churn.stages.simulate.arrays import (
     _sigmoid,
 )
 from churn.stages.simulate.hazard import _SLOW_RESOLUTION_DAYS
-from churn.stages.simulate.mess import duplicated_order
+from churn.stages.simulate.mess import draw_duplicates, repeat_duplicates
 from churn.stages.simulate.sinks import MonthlyTable
 from churn.stages.simulate.world import (
     _CHANGE,
@@ -226,16 +226,25 @@ def draw_usage(w: World, t: int, month: Month, rows: _Rows | MonthlyTable) -> No
         chunk["type"].append(np.full(len(row), kind, dtype=np.int8))
         chunk["qty"].append(qty)
     data = {k: np.concatenate(v) for k, v in chunk.items()}
-    order = order_usage_rows(data["time"] - first_day_s, data["customer"], data["type"],
-                             w.n, len(USAGE_EVENT_TYPES))
-    if w.cfg.mess:  # exact duplicates, kept next to their original
-        order = duplicated_order(order, w.mess_rng)
-    rows.add(
-        customer=data["customer"][order],
-        time=data["time"][order] * 1_000_000,  # microseconds, the output resolution
-        type=data["type"][order],
-        qty=data["qty"][order],
-    )
+    # Exact duplicates, kept next to their original: drawn here, in the mess stream's order;
+    # which rows they repeat is known once the rows are sorted.
+    duplicates = draw_duplicates(len(data["time"]), w.mess_rng) if w.cfg.mess else None
+
+    def sorted_rows() -> dict[str, np.ndarray]:
+        # No draw and nothing the month loop changes later: the table may run this while the
+        # next month is simulated (MonthlyTable.add_from); the rows are the same.
+        order = order_usage_rows(data["time"] - first_day_s, data["customer"], data["type"],
+                                 w.n, len(USAGE_EVENT_TYPES))
+        if duplicates is not None:
+            order = repeat_duplicates(order, duplicates)
+        return {
+            "customer": data["customer"][order],
+            "time": data["time"][order] * 1_000_000,  # microseconds, the output resolution
+            "type": data["type"][order],
+            "qty": data["qty"][order],
+        }
+
+    rows.add_from(sorted_rows)
 
     possible = np.maximum(last - first, 0)
     w.usage_quantity = np.roll(w.usage_quantity, 1, axis=0)

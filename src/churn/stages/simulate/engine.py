@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from churn.background import OrderedJobs
 from churn.config import DataSource, SimulateConfig
 from churn.domain.billing_calendar import add_months
 from churn.domain.contract import CONTRACT
@@ -82,21 +83,29 @@ def _run(w: World, on_month: Callable[[int, int], None] | None, sinks: Sinks
     presale = w.draw_presale()
     w.acquisition_static = hazard.acquisition_static(w)
     w.draw_onboarding()
-    out = Outputs(
-        usage=MonthlyTable(partial(usage_frame, w), sinks.usage_events),
-        touches=_Rows("customer", "time", "type"),
-        nps=_Rows("customer", "time", "value"),
-        tickets=[],
-        truth=MonthlyTable(partial(customer_months_frame, w), sinks.customer_months),
-    )
-    team = None
-    if w.cfg.retention_actions:
-        team = RetentionTeam(w, MonthlyTable(partial(retention_truth_frame, w),
-                                             sinks.retention_truth))
-    for t in range(w.months):
-        _simulate_month(w, t, out, team)
-        if on_month is not None:
-            on_month(t + 1, w.months)
+    # Month t's usage rows are sorted, and its retention truth projected, on this thread while
+    # month t + 1 is drawn (NumPy sorts and arithmetic, mostly outside the interpreter lock);
+    # their frames are built here. A month ahead at most, so memory holds two months of those
+    # arrays; nothing drawn at random moves, so the tables are the same.
+    with OrderedJobs(depth=2, name="churn-simulate-rows") as row_jobs:
+        out = Outputs(
+            usage=MonthlyTable(partial(usage_frame, w), sinks.usage_events, row_jobs),
+            touches=_Rows("customer", "time", "type"),
+            nps=_Rows("customer", "time", "value"),
+            tickets=[],
+            truth=MonthlyTable(partial(customer_months_frame, w), sinks.customer_months),
+        )
+        team = None
+        if w.cfg.retention_actions:
+            team = RetentionTeam(w, MonthlyTable(partial(retention_truth_frame, w),
+                                                 sinks.retention_truth, row_jobs))
+        for t in range(w.months):
+            _simulate_month(w, t, out, team)
+            if on_month is not None:
+                on_month(t + 1, w.months)
+        out.usage.flush()  # the last month's rows
+        if team is not None:
+            team.truth.flush()
     result = assemble(w, presale, out)
     if team is not None:
         result.tables["retention_actions"] = team.actions_table()

@@ -31,7 +31,22 @@ _DUPLICATED_TABLES = ("presale_touchpoints", "postsale_touchpoints", "nps_respon
 
 def duplicated_order(order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``order`` with about ``_DUPLICATE_SHARE`` of its entries repeated next to the original."""
-    return np.repeat(order, 1 + (rng.random(len(order)) < _DUPLICATE_SHARE))
+    return repeat_duplicates(order, draw_duplicates(len(order), rng))
+
+
+def draw_duplicates(rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Which of ``rows`` positions :func:`duplicated_order` repeats (the same draws).
+
+    The draws depend on the number of rows only, so they can be taken before the rows' order
+    is known (the simulator sorts a month's usage rows on a thread) and applied to it later
+    with :func:`repeat_duplicates`.
+    """
+    return rng.random(rows) < _DUPLICATE_SHARE
+
+
+def repeat_duplicates(order: np.ndarray, duplicates: np.ndarray) -> np.ndarray:
+    """``order`` with the entries at the positions flagged in ``duplicates`` repeated."""
+    return np.repeat(order, 1 + duplicates)
 
 
 def duplicate_event_tables(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> None:

@@ -146,34 +146,43 @@ class RetentionTeam:
 
     def _record_truth(self, t: int, act: np.ndarray, total: np.ndarray, renewal: np.ndarray,
                       fraction: np.ndarray, reduction: np.ndarray) -> None:
-        """Every active customer's true effect of each play if contacted at month ``t``."""
+        """Every active customer's true effect of each play if contacted at month ``t``.
+
+        The state the month changes afterwards (plans, prices) is read here; the projection
+        itself draws nothing and may run on the truth table's job thread while the month goes
+        on (:meth:`~churn.stages.simulate.sinks.MonthlyTable.add_from`).
+        """
         w = self.w
         months_in = _month_number(w.month_start(t)) - w.conversion_month[act]
-        annual = w.annual[act]
-        ahead = np.arange(VALUE_MONTHS)
-        renews = ~annual[:, None] | ((months_in[:, None] + ahead) % 12 == 0)
-        unbumped = total - _ANNUAL_RENEWAL_EFFECT * (annual & renewal)
-        logit = unbumped[:, None] + _ANNUAL_RENEWAL_EFFECT * (annual[:, None] & renews)
-        s0, s1 = project_survival(logit, renews, reduction)
+        annual = w.annual[act]  # copies: the month's plan changes come after this
         mrr = w.mrr[act]
-        gross = mrr[:, None] * (s1 - s0[:, None, :]).sum(axis=2)
-        discount = np.zeros_like(gross)
-        d = [name for name, _ in PLAYS].index("discount_offer")
-        discount[:, d] = DISCOUNT_RATE * mrr * s1[:, d, :EFFECT_MONTHS].sum(axis=1)
-        saved = gross - discount  # a discount lowers the MRR the customer pays
-        n_plays = len(PLAYS)
-        self.truth.add(**{
-            "customer": np.repeat(act, n_plays),
-            "month": np.full(len(act) * n_plays, t, np.int16),
-            "play": np.tile(np.arange(n_plays), len(act)),
-            "fraction": fraction.ravel().astype(np.float32),
-            "logit_reduction": reduction.ravel().astype(np.float32),
-            "churn_untreated": np.repeat(1 - s0[:, HORIZON_MONTHS - 1], n_plays
-                                         ).astype(np.float32),
-            "churn_treated": (1 - s1[:, :, HORIZON_MONTHS - 1]).ravel().astype(np.float32),
-            "saved_revenue": saved.ravel().astype(np.float32),
-            "discount_given": discount.ravel().astype(np.float32),
-        })
+
+        def truth_rows() -> dict[str, np.ndarray]:
+            ahead = np.arange(VALUE_MONTHS)
+            renews = ~annual[:, None] | ((months_in[:, None] + ahead) % 12 == 0)
+            unbumped = total - _ANNUAL_RENEWAL_EFFECT * (annual & renewal)
+            logit = unbumped[:, None] + _ANNUAL_RENEWAL_EFFECT * (annual[:, None] & renews)
+            s0, s1 = project_survival(logit, renews, reduction)
+            gross = mrr[:, None] * (s1 - s0[:, None, :]).sum(axis=2)
+            discount = np.zeros_like(gross)
+            d = [name for name, _ in PLAYS].index("discount_offer")
+            discount[:, d] = DISCOUNT_RATE * mrr * s1[:, d, :EFFECT_MONTHS].sum(axis=1)
+            saved = gross - discount  # a discount lowers the MRR the customer pays
+            n_plays = len(PLAYS)
+            return {
+                "customer": np.repeat(act, n_plays),
+                "month": np.full(len(act) * n_plays, t, np.int16),
+                "play": np.tile(np.arange(n_plays), len(act)),
+                "fraction": fraction.ravel().astype(np.float32),
+                "logit_reduction": reduction.ravel().astype(np.float32),
+                "churn_untreated": np.repeat(1 - s0[:, HORIZON_MONTHS - 1], n_plays
+                                             ).astype(np.float32),
+                "churn_treated": (1 - s1[:, :, HORIZON_MONTHS - 1]).ravel().astype(np.float32),
+                "saved_revenue": saved.ravel().astype(np.float32),
+                "discount_given": discount.ravel().astype(np.float32),
+            }
+
+        self.truth.add_from(truth_rows)
 
     def actions_table(self) -> pd.DataFrame:
         """The raw ``retention_actions`` table."""

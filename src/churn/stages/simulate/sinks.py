@@ -20,13 +20,14 @@ test_simulate_sinks.py`` checks both).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from churn.background import BackgroundParquetWriter
+from churn.background import BackgroundParquetWriter, OrderedJobs
 from churn.io import frame_to_arrow
 
 #: Turns one month's column arrays into that month's rows of an output table.
@@ -124,12 +125,43 @@ class MonthlyTable:
     Args:
         build: Turns one month's arrays into that month's rows.
         sink: Where the rows go.
+        jobs: Where :meth:`add_from` runs (one thread, months in order); ``None``: at once.
     """
 
-    def __init__(self, build: FrameBuilder, sink: FrameSink) -> None:
+    def __init__(
+        self, build: FrameBuilder, sink: FrameSink, jobs: OrderedJobs | None = None
+    ) -> None:
         self._build = build
         self.sink = sink
+        self._jobs = jobs
+        self._pending: Future[dict[str, np.ndarray]] | None = None
 
     def add(self, **arrays: np.ndarray) -> None:
         """Turn one month's column arrays into rows and hand them to the sink."""
+        self.flush()
         self.sink.write(self._build(arrays))
+
+    def add_from(self, arrays: Callable[[], dict[str, np.ndarray]]) -> None:
+        """:meth:`add` the arrays ``arrays()`` returns, computed on the table's job thread.
+
+        ``arrays`` runs on the job thread (when the table has one) while the month loop goes
+        on, so it must draw nothing at random, read nothing the loop changes later, and stay
+        NumPy (see :class:`~churn.background.OrderedJobs`). Its arrays become rows on the
+        caller's thread, at the next :meth:`add_from`, :meth:`add` or :meth:`flush`: months
+        reach the sink in the order they were added, so the table is the same either way.
+        """
+        if self._jobs is None:
+            self.add(**arrays())
+            return
+        self.flush()
+        self._pending = self._jobs.submit(arrays)
+
+    def flush(self) -> None:
+        """Hand the rows of the month still computed on the job thread to the sink (waiting).
+
+        Raises:
+            Exception: What computing that month's arrays raised.
+        """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.sink.write(self._build(pending.result()))
