@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,7 +41,33 @@ _STOP = object()
 T = TypeVar("T")
 
 
-class BackgroundParquetWriter:
+class _ClosedOnExit:
+    """A context manager that calls ``self.close()`` on leaving the ``with`` block.
+
+    When the block raises, ``close`` still runs (the thread stops), but an error of ``close``
+    itself is dropped: the caller's own error is the one to see.
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class BackgroundParquetWriter(_ClosedOnExit):
     """``pyarrow.parquet.ParquetWriter`` with :meth:`write_table` done on a background thread.
 
     A table handed over must not change afterwards: Arrow tables are immutable, but one built
@@ -130,21 +156,6 @@ class BackgroundParquetWriter:
         finally:
             self._raise_error(once=True)
 
-    def __enter__(self) -> BackgroundParquetWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.close()
-            return
-        # The caller's own error wins: close without masking it.
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 class _Failure:
@@ -215,7 +226,7 @@ def prefetch(items: Iterator[T], *, depth: int = 1, name: str = "prefetch") -> I
         thread.join()
 
 
-class OrderedJobs:
+class OrderedJobs(_ClosedOnExit):
     """Runs jobs on one thread, one after another in the order given, while the caller goes on.
 
     Worth it for work that mostly runs outside Python's interpreter lock (NumPy sorts and
@@ -289,19 +300,3 @@ class OrderedJobs:
                 later.cancel()
             self._out.clear()
             raise
-
-    def __enter__(self) -> OrderedJobs:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        # Already failing: stop the thread without hiding the caller's error behind a job's.
-        with contextlib.suppress(Exception):
-            self.close()
