@@ -157,7 +157,6 @@ class BackgroundParquetWriter(_ClosedOnExit):
             self._raise_error(once=True)
 
 
-
 class _Failure:
     """Queue item carrying the producer thread's error to the consumer."""
 
@@ -272,7 +271,7 @@ class OrderedJobs(_ClosedOnExit):
         if self._failed:
             raise RuntimeError("an earlier job failed: no more jobs run")
         future = self._executor.submit(job)
-        self._out.append(future)  # type: ignore[arg-type]
+        self._out.append(future)
         return future
 
     def wait(self) -> None:

@@ -83,10 +83,10 @@ def _run(w: World, on_month: Callable[[int, int], None] | None, sinks: Sinks
     presale = w.draw_presale()
     w.acquisition_static = hazard.acquisition_static(w)
     w.draw_onboarding()
-    # Month t's usage rows are sorted, and its retention truth projected, on this thread while
-    # month t + 1 is drawn (NumPy sorts and arithmetic, mostly outside the interpreter lock);
-    # their frames are built here. A month ahead at most, so memory holds two months of those
-    # arrays; nothing drawn at random moves, so the tables are the same.
+    # Month t's usage rows are sorted, and its retention truth projected, on one job thread
+    # while month t + 1 is drawn (NumPy sorts and arithmetic, mostly outside the interpreter
+    # lock); their frames are built on this thread. A month ahead at most, so memory holds two
+    # months of those arrays; nothing drawn at random moves, so the tables are the same.
     with OrderedJobs(depth=2, name="churn-simulate-rows") as row_jobs:
         out = Outputs(
             usage=MonthlyTable(partial(usage_frame, w), sinks.usage_events, row_jobs),
