@@ -32,13 +32,12 @@ import functools
 import importlib.util
 import itertools
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,7 +101,7 @@ def project_env(work: Path) -> dict[str, str]:
 def build_project(
     work: Path,
     source: Path,
-    write_params: Any,
+    write_params: Callable[[Path], None],
     repository: Path = ROOT,
 ) -> dict[str, str]:
     """Make ``work`` a project as a fresh clone has it, before any stage ran.
@@ -207,15 +206,10 @@ def run_benchmark(
     logs = work / "bench_logs"
     logs.mkdir(exist_ok=True)
     run = run_dvc_repro(work, env, logs / "dvc_repro.log")
-    floor_command = [sys.executable, str(Path(bench.__file__).resolve()), "--floor-only", str(work)]
-    floor = bench.run_measured(floor_command, work, logs / "floor.log")
+    floor = bench.measure_floor(work, logs / "floor.log")
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": bench.describe_machine(),
         "commit": bench.read_commit(),
         "load_average_before": load_before,
         "load_average_after": bench.load_average(),

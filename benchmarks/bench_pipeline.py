@@ -241,6 +241,22 @@ def scan_floor(raw_dir: Path) -> dict[str, int]:
     return rows
 
 
+def measure_floor(work: Path, log: Path) -> dict[str, float]:
+    """Measure :func:`scan_floor` of ``work``'s raw tables in its own process (run_measured)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--floor-only", str(work)]
+    return run_measured(command, work, log)
+
+
+def describe_machine() -> dict[str, Any]:
+    """The machine a run was measured on: platform, CPUs, memory (GB) and Python version."""
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+    }
+
+
 def parse_settings(given: list[str]) -> dict[str, Any]:
     """Return ``--set KEY=VALUE`` options as dotted key -> value (the value read as YAML, so
     ``8GB`` stays text and ``4`` becomes a number).
@@ -378,7 +394,6 @@ def run_pipeline(
     logs.mkdir(exist_ok=True)
     load_before = load_average()
     commit = read_commit()
-    floor_command = [sys.executable, str(Path(__file__).resolve()), "--floor-only", str(work)]
     early_floor: dict[str, float] | None = None
     for name in ordered:
         stage = stages[name]
@@ -399,24 +414,19 @@ def run_pipeline(
         )
         print(f"{name}: {measured['wall_s']:.1f} s", file=sys.stderr, flush=True)
         if name == "simulate":  # the raw tables the floor scans exist from here on
-            early_floor = run_measured(floor_command, work, logs / "floor_after_simulate.log")
+            early_floor = measure_floor(work, logs / "floor_after_simulate.log")
         if progress is not None:
             partial = {"customers": customers, "load_average_before": load_before}
             partial |= {"load_average_now": load_average(), "stages": results}
             progress.write_text(json.dumps(partial, indent=2) + "\n")
-    floor = run_measured(floor_command, work, logs / "floor.log")
+    floor = measure_floor(work, logs / "floor.log")
     floor["rows_in"] = count_rows(work, ["data/simulated/raw"])
     for row in results:
         row["wall_x_floor"] = row["wall_s"] / floor["wall_s"]
         row["cpu_x_floor"] = row["cpu_s"] / floor["cpu_s"]
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version(),
-        },
+        "machine": describe_machine(),
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "customers": customers,
