@@ -4,7 +4,9 @@ The pure core :func:`compute_global_importance` aggregates per-row SHAP contribu
 into mean ``|SHAP|`` per feature, per family and per journey phase (pre-sale vs post-sale). The
 runner :func:`run_explain` samples customers at the most recent cutoff, explains them with exact
 TreeSHAP, writes tables, a summary and PNGs (beeswarm, bars, dependence plots), and logs the PNGs
-to the training run's MLflow record when the model directory names one.
+to the training run's MLflow record when the model directory names one. MLflow is imported in a
+helper process while the stage explains and draws (:func:`churn.tracking.artifacts.plot_logger`):
+the stage runs on one core, and the import alone took about a third of its time.
 
 A family's (phase's) importance is the *sum* of its features' mean ``|SHAP|``, i.e. the mean
 over customers of the total absolute contribution of its features; its share divides by the sum
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +37,7 @@ from churn.model.importance import (
     select_explain_sample,
 )
 from churn.model.scoring import ContributionsFn
-from churn.tracking.artifacts import log_plots_to_mlflow
+from churn.tracking.artifacts import plot_logger
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -232,6 +235,18 @@ def run_explain(
         The summary written to ``explain.json``.
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    with plot_logger(model_dir) as log_plots:
+        return _explain(params, features_path, model_dir, out_dir, contributions_fn, log_plots)
+
+
+def _explain(  # run_explain's work, with the plots' logging under way
+    params: Params,
+    features_path: str | Path,
+    model_dir: Path,
+    out_dir: Path,
+    contributions_fn: ContributionsFn | None,
+    log_plots: Callable[[Sequence[Path]], str | None],
+) -> dict[str, Any]:
     model = ChurnModel.load(model_dir)
     # The sample comes from the latest cutoff: only its rows are read.
     features = read_latest_rows(features_path)
@@ -251,7 +266,7 @@ def run_explain(
         plots = draw_plots(
             model, sample, values, base, importance, staging, params.explain.dependence_features
         )
-        run_id = log_plots_to_mlflow(model_dir, plots)
+        run_id = log_plots(plots)
         cutoff = sample["cutoff"].max() if "cutoff" in sample.columns else None
         summary = {
             "cutoff": None if cutoff is None else pd.Timestamp(cutoff).isoformat(),
