@@ -369,12 +369,20 @@ def t_learner_save_rate(
 
 def _t_learner_params(seed: int) -> dict[str, object]:
     """The T-learner's LightGBM parameters: small, heavily regularised trees (a few thousand
-    logged rows per arm at most), one thread per model."""
+    logged rows per arm at most), one thread per model.
+
+    At most 63 bins a feature, not LightGBM's 255: with a few thousand rows and at least 40
+    in a leaf, finer split points only fit noise, and building the histograms is most of a
+    fit. On the 100k simulated run's five plays (1,276-6,892 rows, 109 features, 2026-12-06)
+    the cross-check took 0.77x the CPU, and each play's save rate moved by at most 0.15 of
+    its bootstrap standard error.
+    """
     return {
         "objective": "binary",
         "learning_rate": 0.05,
         "num_leaves": 7,
         "min_data_in_leaf": 40,
+        "max_bin": 63,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "seed": seed,
@@ -410,5 +418,9 @@ class _BinnedArm:
             return float(outcome[0])
         positions = np.arange(len(self.outcome)) if rows is None else np.sort(rows)
         subset = self._binned.subset(positions, params=self.params).construct()
-        booster = lgb.train(self.params, subset, num_boost_round=_T_LEARNER_ROUNDS)
+        # Kept as trained: by default lgb.train copies the model through its text form at
+        # the end, the same trees, 4% of the cross-check's time.
+        booster = lgb.train(
+            self.params, subset, num_boost_round=_T_LEARNER_ROUNDS, keep_training_booster=True
+        )
         return float(booster.predict(population).mean())
