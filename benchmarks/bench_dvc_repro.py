@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
-import importlib.util
 import itertools
 import os
 import re
@@ -39,25 +37,24 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_pipeline  # parameters of a run, as bench_pipeline.py writes them
+from measuring import (
+    describe_machine,
+    load_average,
+    measure_floor,
+    read_commit,
+    run_measured,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: DVC's line announcing a stage (``dvc repro``'s own output).
 STAGE_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)':")
 #: The row of the time before DVC starts the first stage.
 DVC_START = "dvc: start, before the first stage"
-
-
-@functools.cache
-def load_pipeline_bench() -> ModuleType:
-    """Return ``bench_pipeline.py`` (its parameter writing, memory sampling and floor)."""
-    path = Path(__file__).with_name("bench_pipeline.py")
-    spec = importlib.util.spec_from_file_location("bench_pipeline", path)
-    assert spec is not None and spec.loader is not None, f"cannot load {path}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def find_source_root() -> Path:
@@ -182,7 +179,7 @@ def run_dvc_repro(work: Path, env: Mapping[str, str], log_path: Path) -> dict[st
         RuntimeError: If ``dvc repro`` fails (with the tail of its output).
     """
     stages = StageStarts()
-    measured = load_pipeline_bench().run_measured(
+    measured = run_measured(
         [sys.executable, "-m", "dvc", "repro"], work, log_path, env=dict(env), on_line=stages
     )
     return {**measured, "stages": split_stage_walls(stages.starts, measured["wall_s"])}
@@ -197,22 +194,23 @@ def run_benchmark(
     source: Path | None = None,
 ) -> dict[str, Any]:
     """Build the project in ``work``, run ``dvc repro`` and the floor; return the results."""
-    bench = load_pipeline_bench()
     source = find_source_root() if source is None else source
     env = build_project(
-        work, source, lambda folder: bench.write_params(folder, customers, months, seed, settings)
+        work,
+        source,
+        lambda folder: bench_pipeline.write_params(folder, customers, months, seed, settings),
     )
-    load_before = bench.load_average()
+    load_before = load_average()
     logs = work / "bench_logs"
     logs.mkdir(exist_ok=True)
     run = run_dvc_repro(work, env, logs / "dvc_repro.log")
-    floor = bench.measure_floor(work, logs / "floor.log")
+    floor = measure_floor(work, logs / "floor.log")
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": bench.describe_machine(),
-        "commit": bench.read_commit(),
+        "machine": describe_machine(),
+        "commit": read_commit(),
         "load_average_before": load_before,
-        "load_average_after": bench.load_average(),
+        "load_average_after": load_average(),
         "customers": customers,
         "months": months,
         "seed": seed,
@@ -262,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        settings = load_pipeline_bench().parse_settings(args.set)
+        settings = bench_pipeline.parse_settings(args.set)
     except ValueError as error:
         parser.error(str(error))
     if args.work is not None and args.work.exists() and any(args.work.iterdir()):
@@ -273,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args.work.mkdir(parents=True, exist_ok=True)
         result = run_benchmark(args.work, args.customers, args.months, args.seed, settings)
-    load_pipeline_bench().write_results(result, render_markdown(result), args.json, args.markdown)
+    write_results(result, render_markdown(result), args.json, args.markdown)
     return 0
 
 

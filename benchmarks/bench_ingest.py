@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import load_average, run_measured, scan_floor
+from measuring import load_average, run_measured, scan_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 

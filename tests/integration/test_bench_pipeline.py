@@ -8,8 +8,6 @@ quantities that are positive, rows that add up, and the Markdown table.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from support.scripts import load_script
 ROOT = Path(__file__).resolve().parents[2]
 
 bench = load_script("benchmarks/bench_pipeline.py")
+measuring = load_script("benchmarks/measuring.py")
 
 
 def test_stages_are_ordered_after_the_stages_they_read():
@@ -73,28 +72,6 @@ def test_a_run_from_the_first_stage_needs_no_earlier_figures(tmp_path):
     assert bench.read_earlier_stages(tmp_path / "missing.json", []) == []
     with pytest.raises(ValueError, match="were not run"):
         bench.read_earlier_stages(tmp_path / "missing.json", ["simulate"])
-
-
-def test_tree_rss_of_a_lone_process_is_its_own_rss():
-    """Naive reference: the kernel's own VmRSS line of this process (no children here)."""
-    status = Path("/proc/self/status").read_text()
-    own = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
-    assert bench.read_tree_rss_mb(os.getpid()) == pytest.approx(own / 1024, rel=0.05)
-
-
-def test_memory_of_processes_running_side_by_side_adds_up(tmp_path):
-    """A parent holding 400 MB waits for a child holding 400 MB: all processes at once hold
-    about 800 MB, which no single process does (an interpreter's own memory, 10-100 MB here
-    depending on what it loads at start, is the only slack)."""
-    child = "import time; x = b'c' * (400 * 2**20); time.sleep(2.0)"
-    parent = (
-        "import subprocess, sys; x = b'p' * (400 * 2**20); "
-        f"subprocess.run([sys.executable, '-c', {child!r}], check=True)"
-    )
-    measured = bench.run_measured([sys.executable, "-c", parent], tmp_path, tmp_path / "log")
-    assert measured["peak_rss_mb"] >= 400
-    assert measured["peak_tree_rss_mb"] >= 780
-    assert measured["peak_tree_rss_mb"] - measured["peak_rss_mb"] >= 250
 
 
 @pytest.mark.slow
@@ -159,7 +136,7 @@ def test_small_run_gives_one_measured_row_per_stage(tmp_path):
     for before, after in zip(result["stages"][:-1], again["stages"][:-1], strict=True):
         assert after["wall_s"] == before["wall_s"] and after["commit"] == before["commit"]
     assert again["stages"][-1]["wall_s"] != result["stages"][-1]["wall_s"]
-    assert again["stages"][-1]["commit"] == bench.read_commit()
+    assert again["stages"][-1]["commit"] == measuring.read_commit()
     assert again["floor_after_simulate"] is None  # simulate did not run: no early floor
     assert "right after simulate" not in bench.render_markdown(again)
     with pytest.raises(ValueError, match="no stage 'nope'"):
