@@ -557,6 +557,12 @@ class MonitorConfig(_Section):
     estimate_draws: int = Field(
         200, ge=0, description="Monte Carlo label draws for the estimated-performance band."
     )
+    max_rows_per_cutoff: int | None = Field(
+        200_000,
+        ge=1,
+        description="Rows of a reference, backfilled or test cutoff the monitor reads at most: "
+        "past it, the customers whose id hashes lowest (null: every row).",
+    )
     psi_warn: float = Field(0.1, gt=0.0, description="A feature or score PSI that warns.")
     psi_retrain: float = Field(0.25, gt=0.0, description="A PSI counted as strong drift.")
     retrain_drifted_features: int = Field(

@@ -51,6 +51,7 @@ from churn.monitoring.records import (
     compare_estimated_to_realized,
     summarize_by_cutoff,
 )
+from churn.monitoring.sample import select_rows_per_cutoff
 from churn.monitoring.status import (
     StatusThresholds,
     check_auc,
@@ -253,6 +254,11 @@ def monitor_champion(
     features = features.assign(customer_id=features["customer_id"].astype("str"))
     if not features.index.is_unique:  # rows are matched to their scores by index label
         features = features.reset_index(drop=True)
+    # A bounded, repeatable sample of each cutoff (churn.monitoring.sample); the runner reads
+    # only these rows, and then every row is kept here.
+    kept = select_rows_per_cutoff(features, cfg.max_rows_per_cutoff)
+    if not kept.all():
+        features = features[kept]
     if scores.empty or scores["cutoff"].nunique() != 1:
         raise DataContractError(
             f"monitor: the scores must hold exactly one cutoff, got {scores['cutoff'].nunique()}"
@@ -444,7 +450,7 @@ def run_monitor(
     Raises:
         DataContractError: If the scores file is missing or holds no single cutoff.
     """
-    from churn.io import atomic_directory, read_frame, read_frame_rows
+    from churn.io import atomic_directory, read_frame, read_frame_positions
     from churn.tracking.loading import load_model
 
     scores_path = Path(scores_path)
@@ -461,12 +467,17 @@ def run_monitor(
     if params.ingest.mode is Mode.ENTITY or scores.empty or scores["cutoff"].nunique() != 1:
         features = read_frame(features_path)  # entity mode reads every row; the core reports
     else:
-        # Only the cutoffs the core reads (about a third of the file with the defaults).
-        cutoffs = _as_timestamps(pd.read_parquet(features_path, columns=["cutoff"])[
-            "cutoff"].unique())
+        # Only the rows the core reads: the cutoffs it looks at (about a third of the file with
+        # the defaults), and of each at most monitor.max_rows_per_cutoff (select_rows_per_cutoff).
+        keys = pd.read_parquet(features_path, columns=["customer_id", "cutoff"])
+        cutoffs = _as_timestamps(keys["cutoff"].unique())
         needed = list_monitored_cutoffs(cutoffs, model, params, scores["cutoff"].iloc[0])
-        features = read_frame_rows(features_path, {"cutoff": needed}) if needed else (
-            read_frame(features_path))
+        if needed:
+            wanted = np.flatnonzero(pd.to_datetime(keys["cutoff"], utc=True).isin(needed))
+            kept = select_rows_per_cutoff(keys.iloc[wanted], params.monitor.max_rows_per_cutoff)
+            features = read_frame_positions(features_path, wanted[kept])
+        else:
+            features = read_frame(features_path)
     outcome = monitor_champion(
         model=model,
         model_version=read_model_version(model_dir),

@@ -166,6 +166,45 @@ def test_the_runner_reads_only_the_cutoffs_the_core_uses_and_reports_the_same(
         json.dumps(whole.report, default=str))
 
 
+def test_a_row_limit_reads_and_reports_a_repeatable_sample_of_each_cutoff(
+    world, tmp_path: Path
+) -> None:
+    model, frame = world
+    paths = write_inputs(tmp_path, model, frame)
+    params = parse_params({"monitor": {"backfill_cutoffs": 2, "reference_cutoffs": 2,
+                                       "estimate_draws": 20, "max_rows_per_cutoff": 400}})
+    history, scores, current = split(frame, model)
+    report = run_monitor(params, **paths)
+    # The core given every row samples the same rows the runner read.
+    whole = monitor_champion(
+        model=model, model_version=report["model_version"], features=history,
+        labels=history[["customer_id", "cutoff", "label"]],
+        data_end=pd.Timestamp("2025-08-20", tz="UTC"), scores=scores, scoring_features=current,
+        history=pd.DataFrame(), params=params,
+    )
+    assert json.loads(paths["out_path"].read_text()) == json.loads(
+        json.dumps(whole.report, default=str))
+    assert report["reference"]["rows"] == 2 * 400
+    entries = {entry.record["source"]: entry for entry in whole.entries}
+    backfilled = [e for e in whole.entries if e.record["source"] == "backfilled"]
+    assert [len(e.scores) for e in backfilled] == [400, 400]
+    # The current scoring is the score stage's output, every row of it.
+    assert len(entries["scored"].scores) == len(scores) == 1500
+    # The same customers at every backfilled cutoff (each cutoff holds all 1,500).
+    first, second = (set(e.scores["customer_id"]) for e in backfilled)
+    assert first == second
+
+
+def test_a_row_limit_above_every_cutoff_changes_nothing(world) -> None:
+    model, frame = world
+    unlimited = run_core(model, frame, "2025-08-20",
+                         parse_params({"monitor": {"max_rows_per_cutoff": None}}))
+    limited = run_core(model, frame, "2025-08-20",
+                       parse_params({"monitor": {"max_rows_per_cutoff": 1500}}))
+    assert limited.report["reference"]["rows"] == unlimited.report["reference"]["rows"] > 1500
+    assert {**limited.report, "thresholds": None} == {**unlimited.report, "thresholds": None}
+
+
 def test_fail_on_sets_the_exit_code(world, tmp_path: Path) -> None:
     model, frame = world
     params_file = tmp_path / "params.yaml"
