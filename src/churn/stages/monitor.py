@@ -7,7 +7,9 @@ entries out) and the thin runner :func:`run_monitor` (reads, writes the history 
 1. **Reference**: the champion's last ``monitor.reference_cutoffs`` training cutoffs of the
    feature table, and the champion's probabilities on them, binned once
    (:mod:`churn.monitoring.drift`). Entity mode has one cutoff: every row of it is the
-   reference.
+   reference. Of every cutoff read from the feature table, at most
+   ``monitor.max_rows_per_cutoff`` rows are used: a repeatable sample of customers
+   (:mod:`churn.monitoring.sample`); the current scoring is never sampled.
 2. **Entries**: the current scoring (``score``'s output and its features sidecar) and, to have
    realized performance on a single run, a *backfill*: the champion scores the last
    ``monitor.backfill_cutoffs`` cutoffs after its training cutoffs from the feature table. Each

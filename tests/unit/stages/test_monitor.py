@@ -147,14 +147,21 @@ def test_the_runner_reads_only_the_cutoffs_the_core_uses_and_reports_the_same(
     world, tmp_path: Path
 ) -> None:
     model, frame = world
-    paths = write_inputs(tmp_path, model, frame)
     params = parse_params({"monitor": {"backfill_cutoffs": 2, "reference_cutoffs": 2,
                                        "estimate_draws": 20}})
-    history, scores, current = split(frame, model)
+    history, scores, _ = split(frame, model)
     cutoffs = sorted(pd.DatetimeIndex(history["cutoff"].unique()))
     needed = list_monitored_cutoffs(cutoffs, model, params, scores["cutoff"].iloc[0])
     # Reference: training cutoffs 3-4; test: 5; backfill: 7-8 (the last two before scoring).
     assert needed == [cutoffs[i] for i in (2, 3, 4, 6, 7)]
+    run_runner_and_core(model, frame, params, tmp_path)
+
+
+def run_runner_and_core(model: ChurnModel, frame: pd.DataFrame, params, tmp_path: Path):
+    """The runner's report on files of ``frame``, checked equal to the core's on every row of
+    it; returns the runner's report and the core's outcome."""
+    paths = write_inputs(tmp_path, model, frame)
+    history, scores, current = split(frame, model)
     report = run_monitor(params, **paths)
     whole = monitor_champion(
         model=model, model_version=report["model_version"], features=history,
@@ -164,26 +171,18 @@ def test_the_runner_reads_only_the_cutoffs_the_core_uses_and_reports_the_same(
     )
     assert json.loads(paths["out_path"].read_text()) == json.loads(
         json.dumps(whole.report, default=str))
+    return report, whole
 
 
 def test_a_row_limit_reads_and_reports_a_repeatable_sample_of_each_cutoff(
     world, tmp_path: Path
 ) -> None:
     model, frame = world
-    paths = write_inputs(tmp_path, model, frame)
     params = parse_params({"monitor": {"backfill_cutoffs": 2, "reference_cutoffs": 2,
                                        "estimate_draws": 20, "max_rows_per_cutoff": 400}})
-    history, scores, current = split(frame, model)
-    report = run_monitor(params, **paths)
     # The core given every row samples the same rows the runner read.
-    whole = monitor_champion(
-        model=model, model_version=report["model_version"], features=history,
-        labels=history[["customer_id", "cutoff", "label"]],
-        data_end=pd.Timestamp("2025-08-20", tz="UTC"), scores=scores, scoring_features=current,
-        history=pd.DataFrame(), params=params,
-    )
-    assert json.loads(paths["out_path"].read_text()) == json.loads(
-        json.dumps(whole.report, default=str))
+    report, whole = run_runner_and_core(model, frame, params, tmp_path)
+    _, scores, _ = split(frame, model)
     assert report["reference"]["rows"] == 2 * 400
     entries = {entry.record["source"]: entry for entry in whole.entries}
     backfilled = [e for e in whole.entries if e.record["source"] == "backfilled"]
