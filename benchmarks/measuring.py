@@ -7,11 +7,14 @@ by :func:`measure_floor`, to scan a run's raw tables in a process of its own::
     python benchmarks/measuring.py --floor-only WORK
 
 A command's wall time and its CPU time with all its children come from ``os.wait4``, as does
-the largest single process's peak memory (``peak_rss_mb``); ``peak_tree_rss_mb`` is the
-largest sum over the command's process and all its descendants at one moment, sampled every
-0.2 s from ``/proc`` (Linux). The sum is what the machine must hold when a stage runs worker
-processes side by side (evaluate's fits); it counts pages shared between processes (the
-libraries each one loads) once per process, so it errs high by about 0.1-0.2 GB per worker.
+the largest single process's peak memory (``peak_rss_mb``; Linux carries the peak of the
+process that starts the command into it, since fork copies the memory counters and exec keeps
+their peak, so measure from a small process: the scripts here hold about 100 MB).
+``peak_tree_rss_mb`` is the largest sum over the command's process and all its descendants
+at one moment, sampled every 0.2 s from ``/proc`` (Linux). The sum is what the machine must
+hold when a stage runs worker processes side by side (evaluate's fits); it counts pages shared
+between processes (the libraries each one loads) once per process, so it errs high by about
+0.1-0.2 GB per worker.
 
 The floor is the cost of the least any stage has to do with a run's data: one DuckDB scan of
 every raw Parquet table with per-customer aggregates (rows, first and last event time).

@@ -4,8 +4,9 @@ floor's scan (in this process and in its own)."""
 from __future__ import annotations
 
 import json
-import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,23 +16,60 @@ from support.scripts import load_script
 measuring = load_script("benchmarks/measuring.py")
 
 
-def test_tree_rss_of_a_lone_process_is_its_own_rss():
-    """Naive reference: the kernel's own VmRSS line of this process (no children here)."""
-    status = Path("/proc/self/status").read_text()
-    own = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
-    assert measuring.read_tree_rss_mb(os.getpid()) == pytest.approx(own / 1024, rel=0.05)
+def _read_vm_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        / 1024
+    )
+
+
+def test_tree_rss_of_a_lone_process_is_its_own_rss(tmp_path):
+    """Naive reference: the kernel's own VmRSS line of a process without children (a fresh
+    one: the test's own process may have some, e.g. a Spark session's JVM)."""
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, sys, time; x = b'a' * (100 * 2**20); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(30)"
+    )
+    lone = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while not ready.exists():
+            assert lone.poll() is None, "the process ended early"
+            time.sleep(0.05)
+        assert measuring.read_tree_rss_mb(lone.pid) == pytest.approx(
+            _read_vm_rss_mb(lone.pid), rel=0.05
+        )
+    finally:
+        lone.kill()
+        lone.wait()
 
 
 def test_memory_of_processes_running_side_by_side_adds_up(tmp_path):
     """A parent holding 400 MB waits for a child holding 400 MB: all processes at once hold
     about 800 MB, which no single process does (an interpreter's own memory, 10-100 MB here
-    depending on what it loads at start, is the only slack)."""
+    depending on what it loads at start, is the only slack).
+
+    Measured from a fresh interpreter: Linux carries the peak memory of the process that
+    starts a command into the command's ``ru_maxrss`` (fork copies it, exec keeps it), so
+    measured from this test's own process (800 MB in a busy test worker) the largest
+    process would read as that.
+    """
     child = "import time; x = b'c' * (400 * 2**20); time.sleep(2.0)"
     parent = (
         "import subprocess, sys; x = b'p' * (400 * 2**20); "
         f"subprocess.run([sys.executable, '-c', {child!r}], check=True)"
     )
-    measured = measuring.run_measured([sys.executable, "-c", parent], tmp_path, tmp_path / "log")
+    measure = (
+        "import json, sys; from pathlib import Path; "
+        f"sys.path.insert(0, {str(Path(measuring.__file__).parent)!r}); import measuring; "
+        f"print(json.dumps(measuring.run_measured([sys.executable, '-c', {parent!r}], "
+        f"Path({str(tmp_path)!r}), Path({str(tmp_path / 'log')!r}))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure], capture_output=True, text=True, check=True
+    )
+    measured = json.loads(done.stdout)
     assert measured["peak_rss_mb"] >= 400
     assert measured["peak_tree_rss_mb"] >= 780
     assert measured["peak_tree_rss_mb"] - measured["peak_rss_mb"] >= 250
