@@ -9,7 +9,7 @@ by :func:`measure_floor`, to scan a run's raw tables in a process of its own::
 A command's wall time and its CPU time with all its children come from ``os.wait4``, as does
 the largest single process's peak memory (``peak_rss_mb``; Linux carries the peak of the
 process that starts the command into it, since fork copies the memory counters and exec keeps
-their peak, so measure from a small process: the scripts here hold about 100 MB).
+their peak, so measure from a small process: the scripts here hold about 130 MB).
 ``peak_tree_rss_mb`` is the largest sum over the command's process and all its descendants
 at one moment, sampled every 0.2 s from ``/proc`` (Linux). The sum is what the machine must
 hold when a stage runs worker processes side by side (evaluate's fits); it counts pages shared
