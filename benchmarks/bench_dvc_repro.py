@@ -20,7 +20,7 @@ single process's peak memory and the peak of all processes at once, and, per sta
 time from DVC's ``Running stage '<name>':`` line to the next one (the last to the end of the
 run): the stage's command plus DVC's hashing and caching of its outputs and its check of the
 next stage's dependencies. DVC's own start, before the first stage, is a row of its own. The
-floor of ``bench_pipeline.py`` (one DuckDB scan of the raw tables) is measured after the run,
+floor of ``measuring.py`` (one DuckDB scan of the raw tables) is measured after the run,
 as the reference for how fast the machine was.
 """
 
@@ -159,7 +159,7 @@ class StageStarts:
     """Collects the stages DVC announces in ``dvc repro``'s output, with their times.
 
     Called with each output line and the seconds since the run began
-    (``bench_pipeline.run_measured``'s ``on_line``); :attr:`starts` holds ``(stage, seconds)``
+    (``measuring.run_measured``'s ``on_line``); :attr:`starts` holds ``(stage, seconds)``
     per ``Running stage`` line, in order.
     """
 

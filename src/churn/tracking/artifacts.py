@@ -4,7 +4,7 @@ Importing MLflow and opening its SQL store take about 2.7 s (2026-12-06), more t
 the explain stage at any size, while that stage runs on one core. :func:`plot_logger` therefore
 does the importing in a helper process started before the plots are drawn: the stage draws on
 its core while the helper imports on the other, and the plots go to MLflow as soon as they
-exist. :func:`log_plots_to_mlflow` is the same logging in the calling process.
+exist.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from churn.tracking.store import import_mlflow, store_is_missing, tracking_uri
+from churn.tracking.store import (
+    connection_uri,
+    import_mlflow,
+    quiet_mlflow,
+    store_is_missing,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -71,37 +77,17 @@ def find_logging_target(model_dir: Path) -> LoggingTarget | None:
     return LoggingTarget(uri, str(run_id))
 
 
-def log_plots_to_mlflow(model_dir: Path, paths: Sequence[Path]) -> str | None:
-    """Attach PNGs to the training run named in ``model_dir/registry.json``, in this process.
-
-    Quietly does nothing without that file or key; a missing store or an MLflow failure is
-    logged as a warning, not raised, since the files on disk are the stage's output.
-
-    Returns:
-        The run id logged to, or ``None``.
-    """
-    target = find_logging_target(model_dir)
-    if target is None:
-        return None
-    client, problem = _connect(target)
-    run_id = None
-    if client is not None:
-        run_id, problem = _log_plots(client, target, [str(path) for path in paths])
-    if problem:
-        logger.warning("%s", problem)
-    return run_id
-
-
 @contextlib.contextmanager
 def plot_logger(model_dir: Path) -> Iterator[Callable[[Sequence[Path]], str | None]]:
-    """A function that attaches plots as :func:`log_plots_to_mlflow` does, with MLflow imported
-    in a helper process started on entering the block.
+    """A function that attaches PNGs to the training run named in ``model_dir/registry.json``
+    (:func:`find_logging_target`), with MLflow imported in a helper process started on
+    entering the block.
 
     Call the function once, inside the block, with the finished files; it waits for the helper
-    and returns the run id logged to, or ``None`` (a failure in the helper, its death included,
-    is a warning, as in :func:`log_plots_to_mlflow`). Without a run to log to, no helper is
-    started and the function returns ``None``. Leaving the block stops the helper; files not
-    yet handed over are not logged.
+    and returns the run id logged to, or ``None``. An MLflow failure or the helper's death is a
+    warning, not raised, since the files on disk are the stage's output. Without a run to log
+    to, no helper is started and the function returns ``None``. Leaving the block stops the
+    helper; files not yet handed over are not logged.
 
     The helper is spawned (it shares no state with the stage) and inherits the environment,
     the tracking URI included. The paths and the answer travel as JSON text, never pickled.
@@ -174,8 +160,6 @@ def _connect(target: LoggingTarget) -> tuple[MlflowClient | None, str | None]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from churn.tracking.store import connection_uri, quiet_mlflow
-
     with quiet_mlflow():
         try:
             client = MlflowClient(tracking_uri=connection_uri(target.uri))
@@ -191,8 +175,6 @@ def _log_plots(
     """Log ``paths`` under :data:`MLFLOW_ARTIFACT_DIR` of the run; (run id, None) or
     (None, the warning's text)."""
     from mlflow.exceptions import MlflowException
-
-    from churn.tracking.store import quiet_mlflow
 
     with quiet_mlflow():
         try:

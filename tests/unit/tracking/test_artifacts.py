@@ -13,7 +13,6 @@ from support.mlflow_store import fresh_store
 from churn.tracking.artifacts import (
     MLFLOW_ARTIFACT_DIR,
     find_logging_target,
-    log_plots_to_mlflow,
     plot_logger,
 )
 from churn.tracking.store import connect_tracking, quiet_mlflow
@@ -59,13 +58,6 @@ def test_the_helper_logs_the_plots_to_the_run(store_with_run):
         assert log(plots) == run_id
     assert _logged_files(uri, run_id) == {"plot_0.png", "plot_1.png"}
     assert not multiprocessing.active_children()
-
-
-def test_the_process_logs_the_plots_without_a_helper(store_with_run):
-    root, uri, run_id = store_with_run
-    model_dir = _model_dir_naming(root, run_id)
-    assert log_plots_to_mlflow(model_dir, _plots(root, 1)) == run_id
-    assert _logged_files(uri, run_id) == {"plot_0.png"}
 
 
 def test_an_unknown_run_is_a_warning_not_an_error(store_with_run, caplog):
