@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ from churn.domain.subscriptions import (
     subscriptions_active_at_cutoffs_sql,
 )
 from churn.errors import DataContractError, EmptyPopulationError
+from churn.labels.plausibility import add_label_rate
 from churn.sql import (
     US_PER_DAY,
     connect,
@@ -332,6 +333,33 @@ def _label_frame(
     end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Compute population rows (and labels) for ``cutoffs`` in one DuckDB session."""
+    frame, customer_ids = _run_label_sql(
+        tables,
+        cutoffs,
+        cfg,
+        with_labels,
+        end,
+        lambda query: f"SELECT * FROM ({query}) ORDER BY cutoff, customer_id",
+    )
+    codes = frame["customer_id"]
+    ids = pd.Series(customer_ids.take(codes.fillna(0).astype("int64").to_numpy()))
+    frame["customer_id"] = ids.where(codes.notna().to_numpy())
+    return _typed_labels(frame)
+
+
+def _run_label_sql(
+    tables: Mapping[str, pd.DataFrame],
+    cutoffs: list[pd.Timestamp],
+    cfg: LabelConfig,
+    with_labels: bool,
+    end: pd.Timestamp | None,
+    select: Callable[[str], str],
+) -> tuple[pd.DataFrame, pd.Index]:
+    """Run ``select(query)`` over the population (and label) rows of ``cutoffs``.
+
+    The rows' ids are integer codes (:func:`_code_ids`); the customer ids by code are returned
+    beside the frame for the caller that decodes them.
+    """
     needed, customer_ids = _code_ids(
         {
             name: normalize_timestamps(tables[name])
@@ -359,13 +387,9 @@ def _label_frame(
                 "SELECT *, NULL::TINYINT AS label, NULL::DOUBLE AS days_to_churn, "
                 f"NULL::INTEGER AS observed_days FROM ({population_sql})"
             )
-        frame = fetch_frame(con, f"SELECT * FROM ({query}) ORDER BY cutoff, customer_id")
+        return fetch_frame(con, select(query)), customer_ids
     finally:
         con.close()
-    codes = frame["customer_id"]
-    ids = pd.Series(customer_ids.take(codes.fillna(0).astype("int64").to_numpy()))
-    frame["customer_id"] = ids.where(codes.notna().to_numpy())
-    return _typed_labels(frame)
 
 
 _CODED_IDS = ("customer_id", "subscription_id")
@@ -461,19 +485,79 @@ def build_labels(
     Raises:
         EmptyPopulationError: If there is no cutoff or no customer in any population.
     """
+    cutoffs = _schedule_or_raise(tables, cfg, end)
+    labels = _label_frame(tables, cutoffs, cfg, with_labels=True, end=end)
+    if labels.empty:
+        raise _no_population_error(cfg, cutoffs)
+    return labels
+
+
+def count_labels(
+    tables: Mapping[str, pd.DataFrame], cfg: LabelConfig, end: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Return per cutoff the population, the observed labels and the churners, without the rows.
+
+    The same frame as :func:`churn.labels.plausibility.summarize_labels` of
+    :func:`build_labels` (the same SQL, grouped by cutoff in DuckDB), for a caller that only
+    describes the cutoffs (the data check of ``churn ingest``): the rows are never fetched,
+    sorted or decoded, which took a quarter of the labels' time at a million customers
+    (2026-12-06, docs/benchmarks-log.md).
+
+    Args:
+        tables: Validated tables (``subscriptions`` required).
+        cfg: Label configuration.
+        end: The end of the data (default: :func:`data_end` with its defaults).
+
+    Returns:
+        Indexed by ``cutoff`` (UTC, increasing): ``customers`` (population rows), ``observed``
+        (rows with a label), ``churned`` (NaN when none is observed) and ``label_rate``.
+
+    Raises:
+        EmptyPopulationError: As :func:`build_labels`.
+    """
+    cutoffs = _schedule_or_raise(tables, cfg, end)
+    counts, _ = _run_label_sql(
+        tables,
+        cutoffs,
+        cfg,
+        True,
+        end,
+        lambda query: (
+            "SELECT cutoff, count(*) AS customers, count(label) AS observed, "
+            f"sum(label)::DOUBLE AS churned FROM ({query}) GROUP BY cutoff ORDER BY cutoff"
+        ),
+    )
+    if counts.empty:
+        raise _no_population_error(cfg, cutoffs)
+    counted = pd.DataFrame(
+        {
+            # The dtypes of summarize_labels' groupby of a labels frame.
+            "customers": counts["customers"].astype("Int64").array,
+            "observed": counts["observed"].astype("Int64").array,
+            "churned": counts["churned"].astype("float64").to_numpy(),
+        },
+        index=pd.Index(to_utc(counts["cutoff"]), name="cutoff"),
+    )
+    return add_label_rate(counted)
+
+
+def _schedule_or_raise(
+    tables: Mapping[str, pd.DataFrame], cfg: LabelConfig, end: pd.Timestamp | None
+) -> list[pd.Timestamp]:
     cutoffs = build_cutoffs(tables, cfg, end)
     if not cutoffs:
         raise EmptyPopulationError(
             "no cutoff fits the data: the history is shorter than label.min_history_days "
             "or label.first_cutoff is after the end of the data"
         )
-    labels = _label_frame(tables, cutoffs, cfg, with_labels=True, end=end)
-    if labels.empty:
-        raise EmptyPopulationError(
-            f"no customer is active (with tenure >= {cfg.min_tenure_days} days) at any of "
-            f"the {len(cutoffs)} cutoffs from {cutoffs[0].date()} to {cutoffs[-1].date()}"
-        )
-    return labels
+    return cutoffs
+
+
+def _no_population_error(cfg: LabelConfig, cutoffs: list[pd.Timestamp]) -> EmptyPopulationError:
+    return EmptyPopulationError(
+        f"no customer is active (with tenure >= {cfg.min_tenure_days} days) at any of "
+        f"the {len(cutoffs)} cutoffs from {cutoffs[0].date()} to {cutoffs[-1].date()}"
+    )
 
 
 def build_entity_labels(

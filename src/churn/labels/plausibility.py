@@ -18,13 +18,23 @@ from churn.errors import DataContractError
 def summarize_labels(labels: pd.DataFrame) -> pd.DataFrame:
     """Return per-cutoff population size, positives and label rate (NaN when unobserved)."""
     grouped = labels.groupby("cutoff", sort=True)["label"]
-    return pd.DataFrame(
-        {
-            "customers": grouped.size(),
-            "observed": grouped.count(),
-            "churned": grouped.sum(min_count=1).astype("float64"),
-        }
-    ).assign(label_rate=lambda f: f["churned"] / f["observed"].where(f["observed"] > 0))
+    return add_label_rate(
+        pd.DataFrame(
+            {
+                "customers": grouped.size(),
+                "observed": grouped.count(),
+                "churned": grouped.sum(min_count=1).astype("float64"),
+            }
+        )
+    )
+
+
+def add_label_rate(counts: pd.DataFrame) -> pd.DataFrame:
+    """Return ``counts`` (``observed`` and ``churned`` per cutoff) with ``label_rate``: the
+    churned share of the observed rows, NaN where none is observed."""
+    return counts.assign(
+        label_rate=counts["churned"] / counts["observed"].where(counts["observed"] > 0)
+    )
 
 
 MIN_CHURNERS_FOR_RATIO = 10
@@ -55,8 +65,16 @@ def describe_cutoffs(
         JSON-ready rows ``{"cutoff", "population", "labeled", "churners", "churn_rate",
         "unlabeled_reason"}`` in cutoff order; churners and rate are ``None`` when unlabeled.
     """
+    return describe_cutoff_counts(summarize_labels(labels), cfg, end)
+
+
+def describe_cutoff_counts(
+    counts: pd.DataFrame, cfg: LabelConfig, end: pd.Timestamp | None
+) -> list[dict[str, object]]:
+    """:func:`describe_cutoffs` of the counts :func:`summarize_labels` gives (or
+    :func:`churn.labels.build.count_labels`, which counts without building the rows)."""
     rows: list[dict[str, object]] = []
-    for cutoff, row in summarize_labels(labels).iterrows():
+    for cutoff, row in counts.iterrows():
         labeled = bool(row.observed > 0)
         reason = None
         if not labeled:

@@ -12,7 +12,8 @@ dict:
   report is given, else ``None``);
 * the cutoff schedule with, per cutoff, the population, whether it is labeled (and why not)
   and its churn rate, from the label library's own functions
-  (:func:`churn.labels.plausibility.describe_cutoffs`), so the check and ``churn label`` agree;
+  (:func:`churn.labels.plausibility.describe_cutoff_counts` of
+  :func:`churn.labels.build.count_labels`), so the check and ``churn label`` agree;
 * per feature family whether it runs or why it is skipped
   (:func:`churn.features.build.family_skip_reasons`).
 
@@ -40,8 +41,12 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError
 from churn.features.build import family_skip_reasons
 from churn.io import read_tables, write_json
-from churn.labels.build import build_entity_labels, build_labels, data_end
-from churn.labels.plausibility import describe_cutoffs, find_implausible_cutoffs
+from churn.labels.build import build_entity_labels, count_labels, data_end
+from churn.labels.plausibility import (
+    describe_cutoff_counts,
+    find_implausible_cutoffs,
+    summarize_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +92,9 @@ def _describe_table(
 def _describe_cutoffs(
     tables: Mapping[str, pd.DataFrame], params: Params
 ) -> tuple[pd.Timestamp | None, list[dict[str, object]], str | None]:
-    """The data end, the cutoff rows of :func:`describe_cutoffs` and a problem that stopped them."""
+    """The data end, the cutoff rows of :func:`describe_cutoff_counts` and a problem that
+    stopped them. In events mode the labels are counted per cutoff, not built
+    (:func:`churn.labels.build.count_labels`: the same counts as ``churn label``'s rows)."""
     as_of = reference_date(params.ingest.as_of)
     end = None
     try:
@@ -95,6 +102,7 @@ def _describe_cutoffs(
             if "customers" not in tables:
                 return None, [], "no customers table"
             labels = build_entity_labels(tables["customers"], params.ingest.label_column, as_of)
+            counts = summarize_labels(labels)
         else:
             end = data_end(
                 tables,
@@ -102,10 +110,10 @@ def _describe_cutoffs(
                 explicit=params.ingest.data_end,
                 as_of=as_of,
             )
-            labels = build_labels(tables, params.label, end)
+            counts = count_labels(tables, params.label, end)
     except ChurnError as exc:
         return end, [], str(exc)
-    return end, describe_cutoffs(labels, params.label, end), None
+    return end, describe_cutoff_counts(counts, params.label, end), None
 
 
 def check_data(

@@ -82,16 +82,23 @@ def find_latest_time(table: pd.DataFrame | Path, column: str) -> pd.Timestamp | 
     """Return the latest value of a timestamp column in UTC, or ``None`` if it has none.
 
     Args:
-        table: A frame, or a Parquet file (DuckDB reads the one column).
+        table: A frame, or a Parquet file: the maximum of its row groups' statistics when every
+            row group has them (exact for timestamps, and no row is read), else DuckDB scans
+            the one column.
         column: The timestamp column (naive values are read as UTC).
     """
+    from churn.features.time_chunks import read_time_statistics
+
     if isinstance(table, pd.DataFrame):
         if column not in table.columns or not table[column].notna().any():
             return None
         return utc_timestamp(table[column].max())
     if column not in pq.read_schema(table).names:
         return None
-    with contextlib.closing(connect(threads=1, memory_limit="1GB")) as con:
+    statistics = read_time_statistics(table, column)
+    if statistics is not None:
+        return None if statistics.empty else utc_timestamp(statistics["high"].max())
+    with contextlib.closing(connect(memory_limit="1GB")) as con:
         # epoch_us reads naive values as UTC and aware ones in UTC.
         latest_us = fetch_scalar(
             con,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+import numpy as np
 import pandas as pd
 import pytest
 from support.synthetic import contract_frame
@@ -17,9 +18,10 @@ from churn.labels.build import (
     build_cutoffs,
     build_entity_labels,
     build_labels,
+    count_labels,
     data_end,
 )
-from churn.labels.plausibility import describe_cutoffs
+from churn.labels.plausibility import describe_cutoff_counts, describe_cutoffs, summarize_labels
 from churn.stages.label import run_label
 
 T = pd.Timestamp("2024-06-01", tz="UTC")
@@ -423,3 +425,69 @@ def test_describe_cutoffs_counts_and_explains_unlabeled_cutoffs() -> None:
     assert rows["2024-12-01"]["unlabeled_reason"] == (
         "horizon 60 d + grace 14 d runs to 2025-02-13, past the data end 2025-01-01"
     )
+
+
+def _random_export(seed: int, integer_ids: bool) -> dict[str, pd.DataFrame]:
+    """Subscriptions of 60 customers shaped like a CRM export: renewals, re-subscriptions,
+    paid-through ends after the data, open contracts and a row without a customer."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for customer in range(60):
+        start = pd.Timestamp("2023-01-01") + pd.Timedelta(days=int(rng.integers(0, 500)))
+        for number in range(int(rng.integers(1, 4))):
+            end = start + pd.Timedelta(days=int(rng.integers(20, 400)))
+            cid = 9000 + customer if integer_ids else f"c{customer}"
+            rows.append(
+                _sub(
+                    f"s{customer}-{number}",
+                    cid,  # type: ignore[arg-type]
+                    str(start),
+                    None if rng.random() < 0.2 else str(end),  # open, or ended (or paid through)
+                    period=str(rng.choice(["monthly", "annual"])),
+                    mrr=float(rng.choice([29.0, 99.0])),
+                )
+            )
+            start = end + pd.Timedelta(days=int(rng.integers(0, 40)))
+    rows.append(_sub("orphan", None, "2023-02-01", None))  # type: ignore[arg-type]
+    subscriptions = contract_frame("subscriptions", rows)
+    ids = subscriptions["customer_id"].dropna().unique()
+    customers = contract_frame(
+        "customers", [{"customer_id": c, "converted_at": "2022-12-01"} for c in ids]
+    )
+    if integer_ids:
+        subscriptions["customer_id"] = subscriptions["customer_id"].astype("Int64")
+        customers["customer_id"] = customers["customer_id"].astype("int64")
+    return {"subscriptions": subscriptions, "customers": customers}
+
+
+@pytest.mark.parametrize("integer_ids", [False, True])
+@pytest.mark.parametrize("with_customers", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_count_labels_counts_what_build_labels_builds(seed, with_customers, integer_ids) -> None:
+    tables = _random_export(seed, integer_ids)
+    if not with_customers:
+        del tables["customers"]
+    cfg = LabelConfig(min_history_days=60, min_tenure_days=20, horizon_days=60, grace_days=14)
+    end = pd.Timestamp("2024-06-30 23:59:59", tz="UTC")  # paid-through ends run past it
+
+    counts = count_labels(tables, cfg, end)
+    built = build_labels(tables, cfg, end)
+
+    pd.testing.assert_frame_equal(counts, summarize_labels(built))
+    assert describe_cutoff_counts(counts, cfg, end) == describe_cutoffs(built, cfg, end)
+    # Naive reference of the totals: every built row counted once, its label once.
+    assert counts["customers"].sum() == len(built)
+    assert counts["churned"].sum() == built["label"].sum()
+    assert counts["observed"].gt(0).any() and counts["observed"].eq(0).any()  # both kinds
+
+
+def test_count_labels_stops_where_build_labels_stops() -> None:
+    one = {"subscriptions": contract_frame("subscriptions", [_sub("a1", "a", "2024-12-01", None)])}
+    cfg = LabelConfig(first_cutoff=dt.date(2022, 1, 1), last_cutoff=dt.date(2022, 3, 1))
+    before = _tables([_sub("a1", "a", "2024-01-01", None)])
+    for tables, config in ((one, LabelConfig()), (before, cfg)):
+        with pytest.raises(EmptyPopulationError) as built:
+            build_labels(tables, config)
+        with pytest.raises(EmptyPopulationError) as counted:
+            count_labels(tables, config)
+        assert str(counted.value) == str(built.value)

@@ -15,6 +15,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
+from churn.features.time_chunks import read_time_statistics
 from churn.model.changes import compare_scores, sidecar_path
 from churn.stages.score import choose_cutoff, find_latest_time, run_score
 
@@ -259,6 +260,13 @@ def test_the_latest_time_of_a_parquet_file_equals_the_frames(tmp_path, stamps):
     assert find_latest_time(tmp_path / "empty.parquet", "opened_at") is None
     tables = {"support_tickets": tmp_path / "t.parquet"}
     assert choose_cutoff(tables, None) == pd.Timestamp("2025-02-04", tz="UTC")
+    # The row groups' statistics (up to two rows a group) and a scan (no statistics) agree.
+    frame.to_parquet(tmp_path / "groups.parquet", row_group_size=2)
+    frame.to_parquet(tmp_path / "plain.parquet", write_statistics=False)
+    assert read_time_statistics(tmp_path / "groups.parquet", "opened_at") is not None
+    assert read_time_statistics(tmp_path / "plain.parquet", "opened_at") is None
+    assert find_latest_time(tmp_path / "groups.parquet", "opened_at") == expected
+    assert find_latest_time(tmp_path / "plain.parquet", "opened_at") == expected
 
 
 def write_simulated_validated_tables(params: Params, folder: Path) -> dict[str, pd.DataFrame]:

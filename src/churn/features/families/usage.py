@@ -110,7 +110,7 @@ def count_usage_event_types(
         # epoch_us reads naive values as UTC and aware ones in UTC, as pandas does here.
         where += f" AND epoch_us(occurred_at) < {before_us}"
         columns.append("occurred_at")
-    with contextlib.closing(connect(threads=1, memory_limit="1GB")) as con:
+    with contextlib.closing(connect(memory_limit="1GB")) as con:
         con.execute("SET enable_progress_bar = false")
         if isinstance(events, Path):
             source = f"read_parquet({quote_literal(str(events))})"
