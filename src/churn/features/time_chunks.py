@@ -30,7 +30,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from churn.features.common import (
     DAY_BUCKET,
@@ -38,6 +37,7 @@ from churn.features.common import (
     grid_buckets_sql,
     prehistory_sql,
 )
+from churn.io import read_time_statistics
 from churn.sql import fetch_scalar
 
 BYTES_PER_EVENT = 100
@@ -79,32 +79,6 @@ def events_per_range(memory_limit: str) -> int | None:
     """
     limit = parse_memory_limit(memory_limit)
     return None if limit is None else max(limit // BYTES_PER_EVENT, 1)
-
-
-def read_time_statistics(path: Path, column: str) -> pd.DataFrame | None:
-    """Return each row group's rows and ``column``'s min and max (naive UTC), or ``None``.
-
-    ``None`` when the file has no such top-level column or a row group lacks its statistics.
-    """
-    metadata = pq.ParquetFile(path).metadata
-    names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
-    if column not in names:
-        return None
-    position = names.index(column)
-    rows, lows, highs = [], [], []
-    for group in range(metadata.num_row_groups):
-        chunk = metadata.row_group(group)
-        statistics = chunk.column(position).statistics
-        if chunk.num_rows and (statistics is None or not statistics.has_min_max):
-            return None
-        if not chunk.num_rows:
-            continue
-        rows.append(chunk.num_rows)
-        lows.append(_naive_utc(statistics.min))
-        highs.append(_naive_utc(statistics.max))
-    return pd.DataFrame({"rows": rows, "low": lows, "high": highs}, dtype=object).astype(
-        {"rows": "int64", "low": "datetime64[us]", "high": "datetime64[us]"}
-    )
 
 
 def plan_time_ranges(
@@ -221,11 +195,6 @@ class ChunkedBuckets:
         starts = con.sql(f"SELECT DISTINCT bucket_start FROM {DAY_BUCKET} ORDER BY 1")
         bucket_starts = starts.to_arrow_table().column(0).to_numpy()
         return plan_time_ranges(statistics, bucket_starts, pd.Timestamp(end), self.max_events)
-
-
-def _naive_utc(value: object) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
 def _timestamp(value: pd.Timestamp) -> str:

@@ -42,6 +42,7 @@ from churn.io.reads import find_table_file, read_frame, read_parquet_frame, read
 from churn.io.row_groups import (
     find_filtered_positions,
     read_parquet_row_groups,
+    read_time_statistics,
 )
 from churn.io.writes import frame_to_arrow, write_json, write_parquet, write_table, write_text
 
@@ -62,6 +63,7 @@ __all__ = [
     "read_parquet_frame",
     "read_parquet_row_groups",
     "read_tables",
+    "read_time_statistics",
     "release_arrow_memory",
     "remove_stale_staging",
     "use_system_memory_pool",

@@ -1,5 +1,5 @@
 """The Parquet primitives every read is built on: row groups decoded into their final arrays,
-and the positions of the rows a pyarrow filter keeps."""
+the positions of the rows a pyarrow filter keeps, and a time column's row-group statistics."""
 
 from __future__ import annotations
 
@@ -166,3 +166,39 @@ def read_parquet_row_groups(
     return pd.DataFrame(
         {name: by_name[name] for name in names}, index=index, columns=pd.Index(names), copy=False
     )
+
+
+def read_time_statistics(path: str | Path, column: str) -> pd.DataFrame | None:
+    """Return each row group's rows and ``column``'s min and max (naive UTC), or ``None``.
+
+    Read from the file's footer: no row is read. Parquet keeps a timestamp column's statistics
+    exact (they are not truncated as long texts' are). ``None`` when the file has no such
+    top-level column or a row group with rows lacks its statistics (all missing, or a writer
+    that wrote none): the caller then reads the column.
+    """
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    if column not in names:
+        return None
+    position = names.index(column)
+    rows, lows, highs = [], [], []
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group)
+        statistics = chunk.column(position).statistics
+        if chunk.num_rows and (statistics is None or not statistics.has_min_max):
+            return None
+        if not chunk.num_rows:
+            continue
+        rows.append(chunk.num_rows)
+        lows.append(_naive_utc(statistics.min))
+        highs.append(_naive_utc(statistics.max))
+    return pd.DataFrame({"rows": rows, "low": lows, "high": highs}, dtype=object).astype(
+        {"rows": "int64", "low": "datetime64[us]", "high": "datetime64[us]"}
+    )
+
+
+def _naive_utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp

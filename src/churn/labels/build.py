@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -173,6 +174,16 @@ def _subscriptions(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return subscriptions
 
 
+@runtime_checkable
+class EarliestTimes(Protocol):
+    """Tables that know a time column's earliest value without being read (the label stage's
+    files answer from their row-group statistics)."""
+
+    def earliest_time(self, name: str, column: str) -> pd.Timestamp | None:
+        """The earliest value of ``column`` in table ``name`` (UTC), ``None`` without any."""
+        ...
+
+
 def history_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     """Return when the data starts covering every source: the automatic schedule's origin.
 
@@ -180,16 +191,22 @@ def history_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     starts last. A CRM often reaches back years before product analytics or the help desk
     were connected (the simulator's back-filled customer base does the same); cutoffs before
     an event table starts would see zero usage or tickets where the truth is "unknown", and
-    no churn at all where ends were not recorded yet.
+    no churn at all where ends were not recorded yet. Tables that are also
+    :class:`EarliestTimes` are asked for an event table's first row instead of being read.
     """
     starts = [utc_timestamp(_subscriptions(tables)["started_at"].min())]
     for name in EVENT_TABLES:
         if name == "subscriptions" or name not in tables:
             continue
-        # One lookup per table: a lazy mapping (the label stage's) reads the file on each.
-        stamps = tables[name][CONTRACT[name].event_time]
-        if stamps.notna().any():
-            starts.append(utc_timestamp(stamps.min()))
+        column = CONTRACT[name].event_time
+        if isinstance(tables, EarliestTimes):
+            earliest = tables.earliest_time(name, column)
+        else:
+            # One lookup per table: a lazy mapping reads the file on each.
+            stamps = tables[name][column]
+            earliest = utc_timestamp(stamps.min()) if stamps.notna().any() else None
+        if earliest is not None:
+            starts.append(earliest)
     return max(starts)
 
 

@@ -26,7 +26,7 @@ from churn.console import log_table
 from churn.domain.contract import CONTRACT
 from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError, DataContractError
-from churn.io import write_json, write_parquet
+from churn.io import read_time_statistics, write_json, write_parquet
 from churn.labels.build import build_entity_labels, build_labels, data_end
 from churn.labels.plausibility import (
     check_label_plausibility,
@@ -34,6 +34,7 @@ from churn.labels.plausibility import (
     find_implausible_cutoffs,
 )
 from churn.layout import table_file_name
+from churn.sql import utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,17 @@ class ValidatedTables(Mapping[str, pd.DataFrame]):
     def __contains__(self, name: object) -> bool:
         # Mapping's default would read the table just to answer.
         return name in self._paths
+
+    def earliest_time(self, name: str, column: str) -> pd.Timestamp | None:
+        """The earliest value of a time column (UTC; ``None`` without any): the smallest
+        row-group minimum of the file's statistics (no row read), or the column read when a
+        row group has none (:class:`churn.labels.build.EarliestTimes`). At a million customers
+        reading the usage events' times a second time for this took 4.9 s."""
+        statistics = read_time_statistics(self._paths[name], column)
+        if statistics is not None:
+            return None if statistics.empty else utc_timestamp(statistics["low"].min())
+        stamps = self[name][column]
+        return utc_timestamp(stamps.min()) if stamps.notna().any() else None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)

@@ -87,7 +87,7 @@ def find_latest_time(table: pd.DataFrame | Path, column: str) -> pd.Timestamp | 
             the one column.
         column: The timestamp column (naive values are read as UTC).
     """
-    from churn.features.time_chunks import read_time_statistics
+    from churn.io import read_time_statistics
 
     if isinstance(table, pd.DataFrame):
         if column not in table.columns or not table[column].notna().any():

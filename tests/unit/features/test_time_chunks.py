@@ -30,8 +30,8 @@ from churn.features.time_chunks import (
     events_per_range,
     parse_memory_limit,
     plan_time_ranges,
-    read_time_statistics,
 )
+from churn.io import read_time_statistics
 from churn.sql import connect
 
 CUTOFFS = pd.to_datetime(["2024-03-01", "2024-04-01", "2024-05-01", "2024-06-01"]).astype(

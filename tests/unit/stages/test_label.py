@@ -115,3 +115,35 @@ def test_timestamps_read_by_row_group_equal_pd_read_parquet(tmp_path, tz, unit) 
     read = ValidatedTables(tmp_path, ["usage_events"])["usage_events"]
 
     pd.testing.assert_frame_equal(read, pd.read_parquet(path, columns=["occurred_at"]))
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", None])
+def test_earliest_time_of_a_file_equals_the_frames_and_sets_the_history_start(
+    tmp_path, tz, statistics
+) -> None:
+    from churn.labels.build import history_start
+    from churn.stages.label import ValidatedTables
+
+    _write_tables(tmp_path / "validated", churned=1, retained=3)  # subscriptions from 2023-01-01
+    stamps = pd.Series(pd.date_range("2023-05-06 07:08", periods=900, freq="5h", tz=tz))
+    frame = pd.DataFrame({"customer_id": range(900), "occurred_at": stamps.sample(frac=1.0,
+                                                                                   random_state=0)})
+    frame.loc[[0, 450], "occurred_at"] = pd.NaT
+    path = tmp_path / "validated" / "usage_events.parquet"
+    # Row groups of 200 rows in shuffled order: the earliest is in none in particular.
+    frame.to_parquet(path, index=False, row_group_size=200, write_statistics=statistics)
+    tables = ValidatedTables(tmp_path / "validated", ["subscriptions", "usage_events"])
+    in_memory = {name: pd.read_parquet(tmp_path / "validated" / f"{name}.parquet")
+                 for name in ("subscriptions", "usage_events")}
+
+    earliest = tables.earliest_time("usage_events", "occurred_at")
+
+    # Naive reference: the smallest present value, in UTC.
+    expected = frame["occurred_at"].dropna().min()
+    expected = expected.tz_localize("UTC") if expected.tzinfo is None else expected
+    assert earliest == expected.tz_convert("UTC")
+    assert history_start(tables) == history_start(in_memory) == earliest  # usage starts later
+    frame.assign(occurred_at=pd.NaT).to_parquet(path, index=False, write_statistics=statistics)
+    assert tables.earliest_time("usage_events", "occurred_at") is None
+    assert history_start(tables) == history_start({**in_memory, "usage_events": frame.iloc[:0]})

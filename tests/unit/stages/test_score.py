@@ -15,7 +15,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.config import Params
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
-from churn.features.time_chunks import read_time_statistics
+from churn.io import read_time_statistics
 from churn.model.changes import compare_scores, sidecar_path
 from churn.stages.score import choose_cutoff, find_latest_time, run_score
 
