@@ -502,10 +502,10 @@ def build_labels(
     Raises:
         EmptyPopulationError: If there is no cutoff or no customer in any population.
     """
-    cutoffs = _schedule_or_raise(tables, cfg, end)
+    cutoffs = _build_schedule_or_raise(tables, cfg, end)
     labels = _label_frame(tables, cutoffs, cfg, with_labels=True, end=end)
     if labels.empty:
-        raise _no_population_error(cfg, cutoffs)
+        raise _make_no_population_error(cfg, cutoffs)
     return labels
 
 
@@ -532,7 +532,7 @@ def count_labels(
     Raises:
         EmptyPopulationError: As :func:`build_labels`.
     """
-    cutoffs = _schedule_or_raise(tables, cfg, end)
+    cutoffs = _build_schedule_or_raise(tables, cfg, end)
     counts, _ = _run_label_sql(
         tables,
         cutoffs,
@@ -545,7 +545,7 @@ def count_labels(
         ),
     )
     if counts.empty:
-        raise _no_population_error(cfg, cutoffs)
+        raise _make_no_population_error(cfg, cutoffs)
     counted = pd.DataFrame(
         {
             # The dtypes of summarize_labels' groupby of a labels frame.
@@ -558,7 +558,7 @@ def count_labels(
     return add_label_rate(counted)
 
 
-def _schedule_or_raise(
+def _build_schedule_or_raise(
     tables: Mapping[str, pd.DataFrame], cfg: LabelConfig, end: pd.Timestamp | None
 ) -> list[pd.Timestamp]:
     cutoffs = build_cutoffs(tables, cfg, end)
@@ -570,7 +570,9 @@ def _schedule_or_raise(
     return cutoffs
 
 
-def _no_population_error(cfg: LabelConfig, cutoffs: list[pd.Timestamp]) -> EmptyPopulationError:
+def _make_no_population_error(
+    cfg: LabelConfig, cutoffs: list[pd.Timestamp]
+) -> EmptyPopulationError:
     return EmptyPopulationError(
         f"no customer is active (with tenure >= {cfg.min_tenure_days} days) at any of "
         f"the {len(cutoffs)} cutoffs from {cutoffs[0].date()} to {cutoffs[-1].date()}"

@@ -18,7 +18,14 @@ from churn.domain.catalog import ineligible_features
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
-from churn.io import atomic_directory, read_tables, write_json, write_parquet, write_table
+from churn.io import (
+    atomic_directory,
+    read_tables,
+    read_time_statistics,
+    write_json,
+    write_parquet,
+    write_table,
+)
 from churn.layout import CHANGES_SUFFIX, CONTRIBUTIONS_SUFFIX, FEATURES_SUFFIX, sidecar_path
 from churn.model.artifact import ChurnModel
 from churn.model.changes import (
@@ -87,8 +94,6 @@ def find_latest_time(table: pd.DataFrame | Path, column: str) -> pd.Timestamp | 
             the one column.
         column: The timestamp column (naive values are read as UTC).
     """
-    from churn.io import read_time_statistics
-
     if isinstance(table, pd.DataFrame):
         if column not in table.columns or not table[column].notna().any():
             return None
