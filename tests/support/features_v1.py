@@ -2,8 +2,10 @@
 
 Frozen on 2026-12-02, kept only for the parity test (tests/unit/features/test_write.py):
 the rewrite must give the same features, bit for bit. Do not change it; delete it with the
-test once the new code has lived through a release. (The one change, 2026-12-06: it runs the
-current families' steps through ``create_step``, since a step may now be a builder.)
+test once the new code has lived through a release. (Two changes, both 2026-12-06: it runs the
+current families' steps through ``create_step``, since a step may now be a builder; and in
+``order_families`` order, leaving the steps a family keeps for later ones, since acquisition
+now reads the usage family's first events.)
 
 Original module docstring follows.
 
@@ -46,6 +48,7 @@ from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feat
 from churn.domain.contract import COLUMN_DTYPES, CONTRACT
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
+from churn.features.build import order_families
 from churn.features.common import (
     DAY_BUCKET,
     KEYS,
@@ -243,7 +246,7 @@ def build_features(
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
         joined: list[str] = []
-        for module in families:
+        for module in order_families(families):
             reason = _skip_reason(module, set(prepared))
             if reason is not None:
                 skipped[module.FAMILY] = reason
@@ -262,7 +265,8 @@ def build_features(
                 create_step(con, step, step_sql)
             con.execute(f"CREATE TEMP TABLE {table} AS {query.sql}")
             for step, _ in query.steps:
-                con.execute(f"DROP TABLE {step}")
+                if step not in query.kept:
+                    con.execute(f"DROP TABLE {step}")
             n_rows = fetch_scalar(con, f"SELECT count(*) FROM {table}")
             if n_rows != n_keys:
                 raise ValueError(f"family {module.FAMILY} returned {n_rows} rows for {n_keys} keys")
@@ -274,6 +278,11 @@ def build_features(
             )
             specs.extend(query.specs)
             joined.append(table)
+        # Back to the families' own order (the run order put usage first).
+        rank = {module.FAMILY: number for number, module in enumerate(families)}
+        specs.sort(key=lambda spec: rank[spec.family])
+        joined.sort(key=lambda name: rank[name.removeprefix("_family_")])
+        skipped = dict(sorted(skipped.items(), key=lambda item: rank[item[0].split(".")[0]]))
         features = _fetch_features(con, joined, specs)
     finally:
         # Free DuckDB's family tables before the result is converted to pandas.

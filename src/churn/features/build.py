@@ -28,7 +28,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +46,7 @@ from churn.errors import ResourceLimitError
 from churn.features.common import (
     DAY_BUCKET,
     KEYS,
+    FamilyQuery,
     build_bucket_grid,
     create_step,
     set_last_cutoff,
@@ -120,6 +121,30 @@ def family_skip_reasons(available: Iterable[str], mode: Mode) -> dict[str, str |
     return {module.FAMILY: _skip_reason(module, present) for module in families}
 
 
+def order_families(families: Sequence[ModuleType]) -> list[ModuleType]:
+    """Return the order in which ``families`` run: those that keep tables for others first.
+
+    A family may leave tables in the session for later ones (its module's ``KEEPS``: the
+    steps its query marks :attr:`~churn.features.common.FamilyQuery.kept`), which another
+    family's query reads (:attr:`~churn.features.common.FamilyQuery.reads`): the usage family
+    keeps each customer's first event for acquisition's trial use. Otherwise the families
+    keep their order. The run order changes nothing in the output: columns, catalog and skips
+    come in the families' own order.
+    """
+    keepers = [module for module in families if getattr(module, "KEEPS", ())]
+    return keepers + [module for module in families if module not in keepers]
+
+
+def _check_kept_tables(module: ModuleType, query: FamilyQuery, kept: set[str]) -> None:
+    """Raise when a family's query reads a kept table no earlier family left in the session."""
+    missing = [table for table in query.reads if table not in kept]
+    if missing:
+        raise ValueError(
+            f"feature family {module.FAMILY} reads {missing}, which no family that ran before "
+            "it left in the session"
+        )
+
+
 @dataclass(frozen=True)
 class FeatureSummary:
     """What :func:`write_features` returns: the catalog and skips of the file it wrote.
@@ -189,19 +214,23 @@ def _feature_session(
             )
         set_last_cutoff(con)
         n_keys = fetch_scalar(con, f"SELECT count(*) FROM {KEYS}")
-        family_rows: list[FamilyRows] = []
-        for module in families:
+        # Results by family, put back in the families' (output) order after the run order.
+        done: dict[str, tuple[list[FeatureSpec], FamilyRows]] = {}
+        skips: dict[str, dict[str, str]] = {module.FAMILY: {} for module in families}
+        kept: set[str] = set()
+        for module in order_families(families):
             reason = _skip_reason(module, set(prepared))
             if reason is not None:
-                skipped[module.FAMILY] = reason
+                skips[module.FAMILY][module.FAMILY] = reason
                 logger.info("feature family %s skipped: %s", module.FAMILY, reason)
                 continue
             query = module.family_query(cfg, prepared)
             for part, why in query.skipped_parts.items():
-                skipped[f"{module.FAMILY}.{part}"] = why
+                skips[module.FAMILY][f"{module.FAMILY}.{part}"] = why
                 logger.info("feature family %s: part %s skipped: %s", module.FAMILY, part, why)
             if not query.specs:
                 continue
+            _check_kept_tables(module, query, kept)
             table = f"_family_{module.FAMILY}"
             started = time.perf_counter()
             with _naming_memory_errors(cfg, f"the {module.FAMILY} family", n_keys):
@@ -221,7 +250,10 @@ def _feature_session(
                 logger.debug("feature family %s: final query in %.2fs", module.FAMILY,
                              time.perf_counter() - final_started)
                 for step, _ in query.steps:
-                    con.execute(f"DROP TABLE {step}")
+                    if step in query.kept:
+                        kept.add(step)
+                    else:
+                        con.execute(f"DROP TABLE {step}")
             ((n_rows, n_matched),) = con.execute(
                 f"SELECT count(*), count(DISTINCT _key) FROM {table}"
             ).fetchall()
@@ -236,10 +268,16 @@ def _feature_session(
                 len(query.specs),
                 time.perf_counter() - started,
             )
-            specs.extend(query.specs)
-            family_rows.append(
-                FamilyRows(family_dir / f"{table}.parquet", [spec.name for spec in query.specs])
+            done[module.FAMILY] = (
+                list(query.specs),
+                FamilyRows(family_dir / f"{table}.parquet", [spec.name for spec in query.specs]),
             )
+        family_rows: list[FamilyRows] = []
+        for module in families:
+            skipped |= skips[module.FAMILY]
+            if module.FAMILY in done:
+                specs.extend(done[module.FAMILY][0])
+                family_rows.append(done[module.FAMILY][1])
         yield _Session(
             con=con,
             keys=keys,

@@ -15,9 +15,9 @@ contains whole buckets because both ends are bucket boundaries; :mod:`churn.feat
 adds them up). Active days are kept as a 64-bit mask of the days of a bucket (buckets are at
 most 63 days long), so distinct days add up too.
 Everything before the first bucket lands in one "prehistory" bucket, which only the recency
-features ("days since the last ...") read: its rows are grouped per customer for the maxima
-alone, and left out when nothing asks for a maximum. This relies on cutoffs at midnight UTC,
-which :func:`churn.features.build.build_features` checks.
+features ("days since the last ...") and a customer's first row read: its rows are grouped
+per customer for the maxima and minima alone, and left out when nothing asks for either. This
+relies on cutoffs at midnight UTC, which :func:`churn.features.build.build_features` checks.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ FIRST_BUCKET_DAY = "churn_first_bucket_day"
 """Session variable: the first day of the bucket grid (set by :func:`set_last_cutoff`)."""
 MAX_BUCKET_DAYS = 63
 PREHISTORY = "'-infinity'::TIMESTAMP"
+FIRST_USAGE = "_first_usage"
+"""Table the usage family keeps for acquisition's trial use: ``customer_id``,
+``first_event_at``, each customer's first usage event before the last cutoff (customers without
+one have no row). Usage runs before acquisition (:func:`churn.features.build.order_families`)."""
 
 
 StepBuilder = Callable[[duckdb.DuckDBPyConnection, str], None]
@@ -72,12 +76,17 @@ class FamilyQuery:
             spills it past the memory limit: as common table expressions of one statement, the
             usage family's steps ran out of memory at 1M customers under the default 4 GB
             limit (300k under 1.2 GB), while each step alone spilled and finished.
+        kept: Steps left in place after ``sql`` for the families that run later to read
+            (:data:`FIRST_USAGE`); they go with the session.
+        reads: Tables kept by other families that this query reads (they must run first).
     """
 
     sql: str
     specs: tuple[FeatureSpec, ...]
     skipped_parts: dict[str, str] = field(default_factory=dict)
     steps: tuple[tuple[str, str | StepBuilder], ...] = ()
+    kept: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
 
 def spec_maker(family: str, phase: Phase) -> Callable[[str, Kind, str, str], FeatureSpec]:
@@ -191,6 +200,7 @@ def bucketed_sql(
     sums: Mapping[str, str],
     maxes: Mapping[str, str] | None = None,
     day_mask: bool = False,
+    mins: Mapping[str, str] | None = None,
 ) -> str:
     """SQL aggregating a table per (customer, bucket).
 
@@ -200,22 +210,24 @@ def bucketed_sql(
         sums: Output column -> per-row SQL expression to sum.
         maxes: Output column -> per-row SQL expression to take the maximum of (for recency).
         day_mask: Also output ``day_mask``, the bitmask of days with at least one row.
+        mins: Output column -> per-row SQL expression to take the minimum of (a customer's
+            first row: the minimum of its buckets' minima).
 
     Returns:
         SQL with ``customer_id``, ``bucket_start`` and the requested columns. Rows at or after
         the last cutoff (the session variable :data:`LAST_CUTOFF`, see
         :func:`set_last_cutoff`) are dropped: they are in the future of every cutoff. Rows
         before the grid's first day (:data:`FIRST_BUCKET_DAY`) make one prehistory row per
-        customer (``bucket_start`` :data:`PREHISTORY`) holding only the maxima (sums and mask
-        NULL: no window reaches it), and no row at all without ``maxes``. The two parts are
-        :func:`grid_buckets_sql` and :func:`prehistory_sql`.
+        customer (``bucket_start`` :data:`PREHISTORY`) holding only the maxima and minima (sums
+        and mask NULL: no window reaches it), and no row at all without ``maxes`` or ``mins``.
+        The two parts are :func:`grid_buckets_sql` and :func:`prehistory_sql`.
     """
-    sql = grid_buckets_sql(source, time_column, sums, maxes, day_mask)
-    if not maxes:
+    sql = grid_buckets_sql(source, time_column, sums, maxes, day_mask, mins=mins)
+    if not (maxes or mins):
         return sql
     return f"""{sql}
         UNION ALL BY NAME
-        {prehistory_sql(source, time_column, sums, maxes, day_mask)}"""
+        {prehistory_sql(source, time_column, sums, maxes or {}, day_mask, mins=mins)}"""
 
 
 def grid_buckets_sql(
@@ -225,6 +237,8 @@ def grid_buckets_sql(
     maxes: Mapping[str, str] | None = None,
     day_mask: bool = False,
     time_range: tuple[str, str] | None = None,
+    *,
+    mins: Mapping[str, str] | None = None,
 ) -> str:
     """The buckets of the grid's days in :func:`bucketed_sql` (its arguments), optionally of
     the rows with ``time_range[0] <= time_column < time_range[1]`` only (two SQL timestamps,
@@ -232,6 +246,7 @@ def grid_buckets_sql(
     :class:`churn.features.time_chunks.ChunkedBuckets`)."""
     parts = [f"sum({expr}) AS {name}" for name, expr in sums.items()]
     parts += [f"max({expr}) AS {name}" for name, expr in (maxes or {}).items()]
+    parts += [f"min({expr}) AS {name}" for name, expr in (mins or {}).items()]
     if day_mask:
         parts.append("bit_or(g.day_bit) AS day_mask")
     within = (
@@ -262,11 +277,14 @@ def prehistory_sql(
     sums: Mapping[str, str],
     maxes: Mapping[str, str],
     day_mask: bool = False,
+    *,
+    mins: Mapping[str, str] | None = None,
 ) -> str:
     """The prehistory rows of :func:`bucketed_sql` (its arguments): one per customer with rows
-    before the grid, holding only the maxima."""
+    before the grid, holding only the maxima and minima."""
     early = [f"NULL AS {name}" for name in sums]
     early += [f"max({expr}) AS {name}" for name, expr in maxes.items()]
+    early += [f"min({expr}) AS {name}" for name, expr in (mins or {}).items()]
     if day_mask:
         early.append("NULL AS day_mask")
     return f"""
@@ -309,6 +327,7 @@ def assemble_family_query(
     specs: list[FeatureSpec],
     expressions: dict[str, str],
     skipped: dict[str, str],
+    reads: tuple[str, ...] = (),
 ) -> FamilyQuery:
     """Join a family's steps onto the population keys and select its features in catalog order.
 
@@ -319,6 +338,7 @@ def assemble_family_query(
         specs: The family's feature specs, in output order.
         expressions: Feature name -> SQL expression over the joined steps.
         skipped: Optional parts left out (part -> reason).
+        reads: Tables kept by other families that the steps read (:attr:`FamilyQuery.reads`).
 
     Returns:
         The family's query, specs and skipped parts.
@@ -328,4 +348,6 @@ def assemble_family_query(
                {select_features(specs, expressions)}
         FROM {KEYS} AS k
         {" ".join(joins)}"""
-    return FamilyQuery(sql=sql, specs=tuple(specs), skipped_parts=skipped, steps=tuple(steps))
+    return FamilyQuery(
+        sql=sql, specs=tuple(specs), skipped_parts=skipped, steps=tuple(steps), reads=reads
+    )

@@ -138,7 +138,7 @@ class ChunkedBuckets:
     """A family step: :func:`~churn.features.common.bucketed_sql` built in time ranges.
 
     Called with the session's connection and the step's table name, it creates that table with
-    the same rows as ``bucketed_sql(source, time_column, sums, maxes, day_mask)`` (see the
+    the same rows as ``bucketed_sql(source, time_column, sums, maxes, day_mask, mins)`` (see the
     module docstring for when it splits).
 
     Attributes:
@@ -149,6 +149,7 @@ class ChunkedBuckets:
         day_mask: Also output ``day_mask``.
         path: The Parquet file behind ``source``; ``None`` (an in-memory table): one statement.
         max_events: Events per range; ``None``: one statement.
+        mins: Output column -> per-row SQL expression to take the minimum of.
     """
 
     source: str
@@ -158,6 +159,7 @@ class ChunkedBuckets:
     day_mask: bool = False
     path: Path | None = None
     max_events: int | None = None
+    mins: Mapping[str, str] = field(default_factory=dict)
 
     def __call__(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         # The grid's buckets range by range (one range, the whole grid, without a plan), then
@@ -168,17 +170,28 @@ class ChunkedBuckets:
         )
         for number, time_range in enumerate(bounds):
             sql = grid_buckets_sql(
-                self.source, self.time_column, self.sums, self.maxes, self.day_mask, time_range
+                self.source,
+                self.time_column,
+                self.sums,
+                self.maxes,
+                self.day_mask,
+                time_range,
+                mins=self.mins,
             )
             if number == 0:
                 con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
             else:
                 con.execute(f"INSERT INTO {name} BY NAME {sql}")
-        if self.maxes:
+        if self.maxes or self.mins:
             con.execute(
                 f"INSERT INTO {name} BY NAME "
                 + prehistory_sql(
-                    self.source, self.time_column, self.sums, self.maxes, self.day_mask
+                    self.source,
+                    self.time_column,
+                    self.sums,
+                    self.maxes,
+                    self.day_mask,
+                    mins=self.mins,
                 )
             )
 

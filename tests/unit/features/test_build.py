@@ -15,7 +15,8 @@ from churn.config import FeaturesConfig, parse_params
 from churn.domain.catalog import CATALOG_COLUMNS, FeatureSpec, catalog_frame, check_catalog
 from churn.domain.contract import CONTRACT
 from churn.errors import ChurnError, DataContractError
-from churn.features.build import build_features
+from churn.features import build as build_module
+from churn.features.build import EVENT_FAMILIES, build_features, order_families
 from churn.features.families.usage import resolve_usage_event_types
 from churn.stages.features import run_features
 from churn.stages.label import run_label
@@ -248,6 +249,27 @@ def test_absent_tables_skip_families_and_say_so(caplog) -> None:
     result = build_features(only_nps, keys, CFG)
     assert "engagement.postsale_touchpoints" in result.skipped
     assert "last_nps_score" in result.frame.columns
+
+
+def test_usage_runs_before_acquisition_yet_columns_keep_the_journey_order() -> None:
+    families = order_families(EVENT_FAMILIES)
+    names = [module.FAMILY for module in families]
+    assert names.index("usage") < names.index("acquisition")  # acquisition reads its table
+    assert sorted(names) == sorted(module.FAMILY for module in EVENT_FAMILIES)
+    tables = make_tables(4)
+    result = build_features(tables, all_keys(tables), CFG)
+    order = list(dict.fromkeys(result.catalog["family"]))
+    assert order == [module.FAMILY for module in EVENT_FAMILIES]
+    assert list(result.frame.columns[3:]) == result.catalog["name"].tolist()
+
+
+def test_a_family_reading_a_table_no_earlier_family_kept_is_an_error(monkeypatch) -> None:
+    # Acquisition's trial use reads the usage family's first events: run first, it must fail
+    # with a message naming both, not with DuckDB's missing-table error halfway through.
+    monkeypatch.setattr(build_module, "order_families", lambda families: list(families))
+    tables = make_tables(4)
+    with pytest.raises(ValueError, match=r"acquisition reads .*_first_usage"):
+        build_features(tables, all_keys(tables), CFG)
 
 
 def test_cutoffs_must_be_midnight() -> None:

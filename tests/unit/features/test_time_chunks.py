@@ -46,6 +46,7 @@ MAXES = {
     "last_event_at": "occurred_at",
     "last_login_at": "CASE WHEN event_type = 'login' THEN occurred_at END",
 }
+MINS = {"first_event_at": "occurred_at"}
 
 
 def _events(seed: int, rows: int = 600) -> pd.DataFrame:
@@ -93,7 +94,7 @@ def _table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
 
 def _naive(events: pd.DataFrame) -> pd.DataFrame:
     """Reference: each grid event's bucket looked up by day, then a groupby; one prehistory row
-    per customer with events before the grid (maxima only)."""
+    per customer with events before the grid (maxima and minima only)."""
     grid = build_bucket_grid(CUTOFFS, WINDOWS).day_bucket
     first, last = grid["day"].min(), CUTOFFS.max()
     day = events["occurred_at"].dt.floor("D")
@@ -120,6 +121,7 @@ def _naive(events: pd.DataFrame) -> pd.DataFrame:
                 part["logins"].sum(min_count=1),
                 part["last_event_at"].max(),
                 part["last_login_at"].max(),
+                part["last_event_at"].min(),
                 mask,
             )
         )
@@ -132,10 +134,11 @@ def _naive(events: pd.DataFrame) -> pd.DataFrame:
                 np.nan,
                 part["last_event_at"].max(),
                 part["last_login_at"].max(),
+                part["last_event_at"].min(),
                 None,
             )
         )
-    columns = ["customer_id", "bucket_start", *SUMS, *MAXES, "day_mask"]
+    columns = ["customer_id", "bucket_start", *SUMS, *MAXES, *MINS, "day_mask"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -147,7 +150,7 @@ def _compare(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     starts = got["bucket_start"].where(got["bucket_start"] > pd.Timestamp("1900-01-01"))
     expected_starts = expected["bucket_start"].where(expected["day_mask"].notna())
     assert starts.tolist() == expected_starts.tolist()  # NaT for the prehistory rows
-    for column in [*SUMS, *MAXES]:
+    for column in [*SUMS, *MAXES, *MINS]:
         pd.testing.assert_series_equal(
             got[column], expected[column], check_dtype=False, check_names=False, obj=column
         )
@@ -165,13 +168,21 @@ def test_time_ranges_give_the_rows_of_one_statement_and_of_a_naive_groupby(
     events = _events(seed=max_events)
     path = _write(events, tmp_path / "usage.parquet", ordered=True)
     step = ChunkedBuckets(
-        "usage_events", "occurred_at", SUMS, MAXES, day_mask=True, path=path, max_events=max_events
+        "usage_events",
+        "occurred_at",
+        SUMS,
+        MAXES,
+        day_mask=True,
+        path=path,
+        max_events=max_events,
+        mins=MINS,
     )
     with _session(path) as con:
         ranges = step.plan(con)
         assert ranges is not None and len(ranges) >= 2  # the ranges are exercised
         step(con, "chunked")
-        create_step(con, "whole", bucketed_sql("usage_events", "occurred_at", SUMS, MAXES, True))
+        whole = bucketed_sql("usage_events", "occurred_at", SUMS, MAXES, True, MINS)
+        create_step(con, "whole", whole)
         chunked, whole = _table(con, "chunked"), _table(con, "whole")
     pd.testing.assert_frame_equal(chunked, whole)
     _compare(chunked, _naive(events))

@@ -20,6 +20,9 @@ Features (windows ``w`` from ``features.windows_days``):
   ``days_since_last_login`` the same for type ``login``, only when ``login`` is one of the
   counted types (a login feature on data without logins would be missing everywhere).
 
+Besides its features the family leaves :data:`~churn.features.common.FIRST_USAGE` (each
+customer's first event) in the session for acquisition's trial use, which runs after it.
+
 **Event types from the data.** ``features.usage_event_types: auto`` picks the
 ``features.usage_event_types_top`` most frequent types (by number of rows; ties by name; a type
 whose feature name clashes with a more frequent one's is skipped) among the events **before the
@@ -46,6 +49,7 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, slug
 from churn.domain.families import FAMILY_PHASES
 from churn.features.common import (
+    FIRST_USAGE,
     KEY_SELECT_LIST,
     KEYS,
     FamilyQuery,
@@ -63,6 +67,8 @@ FAMILY = "usage"
 PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("usage_events",)
 ANY_OF_TABLES: tuple[str, ...] = ()
+KEEPS = (FIRST_USAGE,)
+"""Tables this family leaves for later families (see the module docstring)."""
 LOGIN_EVENT_TYPE = "login"
 AUTO = "auto"
 _TYPE_FEATURE = re.compile(r"usage_(?P<key>.+)_events_(?:per_active_day_)?last_[0-9]+d")
@@ -277,7 +283,10 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame | Path])
         "last_login_at": f"CASE WHEN event_type = {quote_literal(LOGIN_EVENT_TYPE)} "
         "THEN occurred_at END",
     }
-    # The buckets are read by three steps: each step its own statement (FamilyQuery.steps).
+    # Each customer's first event, for acquisition's trial use (FIRST_USAGE): one more minimum
+    # in this pass over the events instead of a pass of its own there.
+    mins = {"first_event_at": "occurred_at"}
+    # The buckets are read by four steps: each step its own statement (FamilyQuery.steps).
     buckets, windows_table = "_usage_buckets", "_usage_windows"
     last_event, last_login = "_usage_last_event", "_usage_last_login"
     # Past a range's worth of events, a time-ordered file is aggregated a time range at a time
@@ -291,12 +300,18 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame | Path])
         day_mask=True,
         path=source if isinstance(source, Path) else None,
         max_events=events_per_range(cfg.duckdb_memory_limit),
+        mins=mins,
     )
     steps = (
         (buckets, bucketed),
         (windows_table, WindowedSums(buckets, tuple(outputs))),
         (last_event, latest_before_cutoff_sql(buckets, "last_event_at")),
         (last_login, latest_before_cutoff_sql(buckets, "last_login_at")),
+        (
+            FIRST_USAGE,
+            f"SELECT customer_id, min(first_event_at) AS first_event_at FROM {buckets} "
+            "GROUP BY customer_id",
+        ),
     )
     sql = f"""
         SELECT {KEY_SELECT_LIST},
@@ -305,4 +320,4 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame | Path])
         LEFT JOIN {windows_table} AS win USING (customer_id, cutoff)
         LEFT JOIN {last_event} AS last_event USING (customer_id, cutoff)
         LEFT JOIN {last_login} AS last_login USING (customer_id, cutoff)"""
-    return FamilyQuery(sql=sql, specs=tuple(specs), steps=steps)
+    return FamilyQuery(sql=sql, specs=tuple(specs), steps=steps, kept=KEEPS)

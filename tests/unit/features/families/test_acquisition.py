@@ -97,6 +97,76 @@ def test_presale_touches_at_each_cutoff() -> None:
     assert none["total_presale_touches"] == 0.0 and none["presale_demo_touches"] == 0.0
 
 
+def _trial_use_export() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """A CRM-shaped export (integer ids) whose customers sit at each edge of trial use.
+
+    Trial use reads only the customers whose first usage event (kept by the usage family)
+    precedes their conversion, so the cases are where that first event lies: long before the
+    bucket grid (prehistory), inside it, exactly at the conversion, after it, after the last
+    cutoff, and none at all.
+    """
+    customers = [
+        {"customer_id": 11, "converted_at": "2023-03-01"},  # trial use in the prehistory
+        {"customer_id": 12, "converted_at": "2024-05-20"},  # trial use inside the grid
+        {"customer_id": 13, "converted_at": "2024-01-05"},  # first event at the conversion
+        {"customer_id": 14, "converted_at": "2024-01-05"},  # only after the conversion
+        {"customer_id": 15, "converted_at": "2024-08-01"},  # converts after the last cutoff
+        {"customer_id": 16, "converted_at": "2024-02-01"},  # no usage at all
+    ]
+    usage = [
+        {"customer_id": 11, "occurred_at": "2023-01-10", "quantity": 2.0},
+        {"customer_id": 11, "occurred_at": "2023-02-27T23:00"},
+        {"customer_id": 11, "occurred_at": "2024-06-15"},  # paid use
+        {"customer_id": 12, "occurred_at": "2024-05-10"},
+        {"customer_id": 12, "occurred_at": "2024-05-10T09:00", "quantity": 4.0},
+        {"customer_id": 12, "occurred_at": "2024-05-19T23:59"},
+        {"customer_id": 12, "occurred_at": "2024-05-20"},  # at the conversion: paid
+        {"customer_id": 13, "occurred_at": "2024-01-05"},
+        {"customer_id": 13, "occurred_at": "2024-03-01"},
+        {"customer_id": 14, "occurred_at": "2024-01-06"},
+        {"customer_id": 15, "occurred_at": "2024-06-20"},
+        {"customer_id": 15, "occurred_at": "2024-07-15"},  # after the last cutoff
+    ]
+    tables = {
+        "customers": contract_frame("customers", customers),
+        "usage_events": contract_frame(
+            "usage_events", [{"event_type": "login", **event} for event in usage]
+        ),
+    }
+    keys = population([(c, t) for c in range(11, 17) for t in ("2024-06-01", "2024-07-01")])
+    return tables, keys
+
+
+def test_trial_use_reads_only_customers_used_before_their_conversion() -> None:
+    tables, keys = _trial_use_export()
+    result = build_features(tables, keys, CFG)
+    assert_family_matches(result, reference.acquisition(tables, keys, CFG), "acquisition")
+    for cutoff in ("2024-06-01", "2024-07-01"):
+        prehistory, grid = row(result, "11", cutoff), row(result, "12", cutoff)
+        assert prehistory["trial_usage_events"] == 3.0
+        assert prehistory["trial_active_days"] == 2.0
+        assert grid["trial_usage_events"] == 6.0 and grid["trial_active_days"] == 2.0
+        for paid_only in ("13", "14", "16"):
+            assert row(result, paid_only, cutoff)["trial_usage_events"] == 0.0
+            assert row(result, paid_only, cutoff)["trial_active_days"] == 0.0
+        later = row(result, "15", cutoff)  # not a customer yet: nothing known
+        assert math.isnan(later["trial_usage_events"]) and math.isnan(later["trial_days"])
+
+
+def test_trial_use_without_any_is_zero_for_every_customer() -> None:
+    tables, keys = _trial_use_export()
+    usage = tables["usage_events"]
+    converted = usage["customer_id"].map(
+        tables["customers"].set_index("customer_id")["converted_at"]
+    )
+    tables["usage_events"] = usage[usage["occurred_at"] >= converted].reset_index(drop=True)
+    result = build_features(tables, keys, CFG)
+    assert_family_matches(result, reference.acquisition(tables, keys, CFG), "acquisition")
+    converted_rows = result.frame["customer_id"] != "15"
+    assert (result.frame.loc[converted_rows, "trial_usage_events"] == 0.0).all()
+    assert (result.frame.loc[converted_rows, "trial_active_days"] == 0.0).all()
+
+
 def _naive_age_years(born: pd.Timestamp, at: pd.Timestamp) -> float:
     """Whole years from ``born`` to ``at``: the year difference, minus one before the birthday."""
     if born >= at:
