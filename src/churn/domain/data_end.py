@@ -150,15 +150,42 @@ def find_density_end_of_ticks(
     """
     if len(ticks) == 0:
         return None
-    k = int(np.floor(ANCHOR_QUANTILE * (len(ticks) - 1)))
+    k = anchor_position(len(ticks))
     if overwrite:
         ticks.partition(k)
         anchor = ticks[k]
     else:
         anchor = np.partition(ticks, k)[k]
-    days = _ticks_as_utc(_distinct_days(ticks, _TICKS_PER_DAY[unit]), unit)
+    days = _distinct_days(ticks, _TICKS_PER_DAY[unit])
+    return find_density_end_of_parts(days, ticks[ticks >= anchor], unit, gap_days)
+
+
+def anchor_position(count: int) -> int:
+    """Return the anchor's position among ``count`` sorted values (0-based, from the earliest):
+    the lower order statistic of the :data:`ANCHOR_QUANTILE`."""
+    return int(np.floor(ANCHOR_QUANTILE * (count - 1)))
+
+
+def find_density_end_of_parts(
+    day_ticks: np.ndarray, tail_ticks: np.ndarray, unit: str, gap_days: int
+) -> tuple[pd.Timestamp, str]:
+    """:func:`find_density_end` from the two things it reads of the values.
+
+    A reader that cannot hand over every value (a query engine over a file) computes these
+    itself and gets the same answer as the function on all the values.
+
+    Args:
+        day_ticks: The distinct UTC days holding a value, as ticks at their midnight (floor
+            of the value to its day), any order.
+        tail_ticks: The values from the anchor on (:func:`anchor_position`), any order. How
+            many copies of the anchor's value it holds (at least one) changes nothing: they
+            sit at the start of the sorted tail, zero apart.
+        unit: The ticks' unit (``"s"``, ``"ms"``, ``"us"`` or ``"ns"``).
+        gap_days: See :func:`find_density_end`.
+    """
+    days = _ticks_as_utc(np.sort(day_ticks), unit)
     limit = find_silent_gap_limit(days, gap_days)
-    return find_end_before_silent_gap(_ticks_as_utc(np.sort(ticks[ticks >= anchor]), unit), limit)
+    return find_end_before_silent_gap(_ticks_as_utc(np.sort(tail_ticks), unit), limit)
 
 
 def find_silent_gap_limit(days: pd.Series, gap_days: int) -> pd.Timedelta:

@@ -11,6 +11,7 @@ whole tables were 2.5 GB of the stage's peak, and they grow with customers x mon
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,17 +25,18 @@ import pyarrow.parquet as pq
 from churn.config import Params
 from churn.console import log_table
 from churn.domain.contract import CONTRACT
+from churn.domain.data_end import anchor_position, find_density_end_of_parts
 from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError, DataContractError
 from churn.io import read_time_statistics, write_json, write_parquet
-from churn.labels.build import build_entity_labels, build_labels, data_end
+from churn.labels.build import build_entity_labels, build_labels, data_end, find_frame_end
 from churn.labels.plausibility import (
     check_label_plausibility,
     describe_cutoffs,
     find_implausible_cutoffs,
 )
 from churn.layout import table_file_name
-from churn.sql import utc_timestamp
+from churn.sql import connect, quote_ident, quote_literal, utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,70 @@ def _read_timestamps(path: Path, field: pa.Field) -> pd.Series:
         start += len(chunk)
     column = pd.Series(values, name=field.name)
     return column.dt.tz_localize("UTC").dt.tz_convert(tz) if tz is not None else column
+
+
+def find_file_density_end(
+    path: Path, columns: list[str], gap_days: int, until: Mapping[str, pd.Timestamp]
+) -> tuple[pd.Timestamp, str] | None:
+    """:func:`churn.domain.data_end.find_density_end` of a Parquet file's timestamp columns,
+    stacked, computed in DuckDB.
+
+    Two statements: the distinct UTC days with their counts, then the values from the
+    anchor's day on, among which the anchor is found by its position (the counts say how many
+    values come before that day). At a million customers the usage events' 170M times took
+    12 s to read and 11 s to search in NumPy.
+
+    Args:
+        path: The Parquet file.
+        columns: Its timestamp columns in microseconds (naive ones are read as UTC).
+        gap_days: See :func:`~churn.domain.data_end.find_density_end`.
+        until: Columns whose values after the given time (UTC) are left out, as
+            :func:`churn.labels.build.data_end` leaves out paid-through ends.
+
+    Returns:
+        ``(end, reason)`` as :func:`~churn.domain.data_end.find_density_end`; ``None`` without
+        a value.
+    """
+    parts = []
+    for column in columns:
+        # epoch_us reads naive values as UTC and aware ones in UTC, whatever the session zone.
+        where = f"{quote_ident(column)} IS NOT NULL"
+        if column in until:
+            where += f" AND epoch_us({quote_ident(column)}) <= {_epoch_us(until[column])}"
+        parts.append(f"SELECT epoch_us({quote_ident(column)}) AS v FROM _file WHERE {where}")
+    stacked = " UNION ALL ".join(parts)
+    with contextlib.closing(connect()) as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"CREATE VIEW _file AS SELECT * FROM read_parquet({quote_literal(str(path))})")
+        # date_trunc floors (a time before 1970 belongs to the earlier midnight).
+        days = con.execute(
+            f"SELECT epoch_us(date_trunc('day', make_timestamp(v))), count(*) FROM ({stacked}) "
+            "GROUP BY 1"
+        ).fetchnumpy()
+        day_ticks, counts = (np.asarray(values, dtype=np.int64) for values in days.values())
+        total = int(counts.sum())
+        if total == 0:
+            return None
+        order = np.argsort(day_ticks)
+        day_ticks, counts = day_ticks[order], counts[order]
+        # The anchor's day is the first whose running count passes the anchor's position; the
+        # values from that day on hold the tail, and those before it are counted, so the
+        # anchor is found among them (a top-N of the latest values took 7 s at 1M customers).
+        anchor = anchor_position(total)
+        running = np.cumsum(counts)
+        day = int(np.searchsorted(running, anchor, side="right"))
+        before = int(running[day - 1]) if day else 0
+        late = con.execute(
+            f"SELECT v FROM ({stacked}) WHERE v >= {int(day_ticks[day])}"
+        ).fetchnumpy()
+    late_ticks = np.sort(np.asarray(next(iter(late.values())), dtype=np.int64))
+    return find_density_end_of_parts(day_ticks, late_ticks[anchor - before :], "us", gap_days)
+
+
+def _epoch_us(value: pd.Timestamp) -> int:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1))
 
 
 class ValidatedTables(Mapping[str, pd.DataFrame]):
@@ -98,6 +164,23 @@ class ValidatedTables(Mapping[str, pd.DataFrame]):
     def __contains__(self, name: object) -> bool:
         # Mapping's default would read the table just to answer.
         return name in self._paths
+
+    def density_end(
+        self, name: str, gap_days: int, until: Mapping[str, pd.Timestamp]
+    ) -> pd.Timestamp | None:
+        """The end of the data of table ``name`` by the density rule, found in DuckDB
+        (:class:`churn.labels.build.DensityEnds`): the rule reads only the number of values,
+        their distinct days and the values from the anchor on (0.1% of them), so nothing is
+        read into pandas (:func:`find_file_density_end`). A file with a timestamp column
+        that is not in microseconds is read and searched as a frame."""
+        path = self._paths[name]
+        fields = [field for field in pq.read_schema(path) if pa.types.is_timestamp(field.type)]
+        if not fields:
+            return None
+        if any(field.type.unit != "us" for field in fields):
+            return find_frame_end(self[name], gap_days, until)
+        found = find_file_density_end(path, [field.name for field in fields], gap_days, until)
+        return None if found is None else found[0]
 
     def earliest_time(self, name: str, column: str) -> pd.Timestamp | None:
         """The earliest value of a time column (UTC; ``None`` without any): the smallest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from support.synthetic import contract_frame
@@ -147,3 +148,95 @@ def test_earliest_time_of_a_file_equals_the_frames_and_sets_the_history_start(
     frame.assign(occurred_at=pd.NaT).to_parquet(path, index=False, write_statistics=statistics)
     assert tables.earliest_time("usage_events", "occurred_at") is None
     assert history_start(tables) == history_start({**in_memory, "usage_events": frame.iloc[:0]})
+
+
+def _naive_file_data_end(directory, names, gap_days, as_of) -> pd.Timestamp | None:
+    """Reference: each file read whole by pandas, its timestamp columns stacked (paid-through
+    ends after ``as_of`` left out), ``find_density_end`` of each, the latest."""
+    from churn.domain.data_end import end_of_day, find_density_end
+    from churn.labels.build import SCHEDULED_END_COLUMNS
+
+    horizon = None if as_of is None else end_of_day(as_of)
+    ends = []
+    for name in names:
+        frame = pd.read_parquet(directory / f"{name}.parquet")
+        stacked = []
+        for column in frame.columns:
+            if not pd.api.types.is_datetime64_any_dtype(frame[column].dtype):
+                continue
+            values = pd.to_datetime(frame[column].dropna(), utc=True)
+            if horizon is not None and column in SCHEDULED_END_COLUMNS.get(name, ()):
+                values = values[values <= horizon]
+            stacked.append(values)
+        if stacked and (found := find_density_end(pd.concat(stacked), gap_days)) is not None:
+            ends.append(found[0])
+    return max(ends) if ends else None
+
+
+def _random_stamps(rng, rows: int, days: int, strays: int, tz: str | None) -> pd.Series:
+    start = pd.Timestamp("1969-12-20")  # some values before 1970: days floor, not truncate
+    seconds = rng.integers(0, days * 86_400, rows)
+    later = days * 86_400 + rng.integers(40, 400, strays) * 86_400
+    values = start + pd.to_timedelta(np.concatenate([seconds, later]), unit="s")
+    values = pd.Series(values).dt.as_unit("us").sample(frac=1.0, random_state=rows)
+    return values.dt.tz_localize(tz).reset_index(drop=True) if tz else values.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_density_end_of_the_files_in_duckdb_equals_find_density_end(tmp_path, seed) -> None:
+    from churn.labels.build import data_end
+    from churn.stages.label import ValidatedTables
+
+    rng = np.random.default_rng(seed)
+    rows = int(rng.choice([1, 2, 7, 999, 1000, 1001, 5000]))
+    days = int(rng.choice([1, 3, 60, 700]))
+    strays = int(rng.choice([0, 1, 5]))
+    tz = [None, "UTC", "Europe/Berlin"][seed % 3]
+    directory = tmp_path / "validated"
+    directory.mkdir()
+    usage = pd.DataFrame({
+        "customer_id": rng.integers(0, 50, rows + strays),  # integer ids
+        "occurred_at": _random_stamps(rng, rows, days, strays, tz),
+    })
+    usage.loc[rng.random(len(usage)) < 0.05, "occurred_at"] = pd.NaT
+    # Ties at the anchor: a tenth of the rows on one instant.
+    usage.loc[usage.index[: len(usage) // 10], "occurred_at"] = usage["occurred_at"].max()
+    usage.to_parquet(directory / "usage_events.parquet", index=False, row_group_size=700)
+    tickets = pd.DataFrame({
+        "opened_at": _random_stamps(rng, 300, days, 0, tz),
+        "resolved_at": _random_stamps(rng, 300, days + 5, strays, "UTC").iloc[:300],
+    })
+    tickets.to_parquet(directory / "support_tickets.parquet", index=False)
+    subscriptions = pd.DataFrame({
+        "customer_id": ["a"] * 40,
+        "started_at": _random_stamps(rng, 40, days, 0, "UTC"),
+        "ended_at": _random_stamps(rng, 40, days + 400, 0, "UTC"),  # paid-through ends
+    })
+    subscriptions.to_parquet(directory / "subscriptions.parquet", index=False)
+    names = ["usage_events", "support_tickets", "subscriptions"]
+    tables = ValidatedTables(directory, names)
+    as_of = (pd.Timestamp("1969-12-20") + pd.Timedelta(days=days)).date()
+    for gap_days in (1, 30):
+        for cutoff in (None, as_of):
+            expected = _naive_file_data_end(directory, names, gap_days, cutoff)
+            assert data_end(tables, gap_days=gap_days, as_of=cutoff) == expected
+            in_memory = {name: pd.read_parquet(directory / f"{name}.parquet") for name in names}
+            assert data_end(in_memory, gap_days=gap_days, as_of=cutoff) == expected
+
+
+def test_density_end_of_an_empty_or_nanosecond_file(tmp_path) -> None:
+    from churn.labels.build import EmptyPopulationError, data_end
+    from churn.stages.label import ValidatedTables
+
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=3000, freq="17min", tz="UTC"))
+    frame = pd.DataFrame({"customer_id": range(3000), "occurred_at": stamps.dt.as_unit("ns")})
+    frame.loc[2999, "occurred_at"] = pd.Timestamp("2024-09-01 00:00:00.000000001", tz="UTC")
+    frame.to_parquet(tmp_path / "usage_events.parquet", index=False)
+    tables = ValidatedTables(tmp_path, ["usage_events"])
+    # Nanoseconds are not cut to microseconds: the file is searched as a frame.
+    assert tables.density_end("usage_events", 30, {}) == stamps.iloc[2998]
+    assert data_end(tables, gap_days=400) == frame["occurred_at"].max()
+    frame.assign(occurred_at=pd.NaT).to_parquet(tmp_path / "usage_events.parquet", index=False)
+    assert tables.density_end("usage_events", 30, {}) is None
+    with pytest.raises(EmptyPopulationError):
+        data_end(tables)
