@@ -79,6 +79,12 @@ def utc_timestamp(value: pd.Timestamp | dt.datetime | dt.date | str) -> pd.Times
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def epoch_micros(value: pd.Timestamp | dt.datetime | dt.date | str) -> int:
+    """Return one value as microseconds since the epoch in UTC (naive read as UTC), as DuckDB's
+    ``epoch_us`` reads a column: the literal to compare it with."""
+    return int((utc_timestamp(value) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1))
+
+
 def utc_midnight(day: dt.date) -> pd.Timestamp:
     """Return midnight UTC at the start of ``day``, in microseconds (a cutoff)."""
     return pd.Timestamp(day).tz_localize("UTC").as_unit("us")

@@ -10,6 +10,7 @@ import pytest
 from churn.domain.contract import COLUMN_DTYPES, TIMESTAMP_DTYPE
 from churn.sql import (
     connect,
+    epoch_micros,
     fetch_frame,
     normalize_timestamps,
     to_utc,
@@ -33,6 +34,26 @@ from churn.sql import (
 def test_utc_timestamp(value, expected):
     stamp = utc_timestamp(value)
     assert stamp == pd.Timestamp(expected) and str(stamp.tz) == "UTC"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-03-01 10:30:00.000007",  # naive: read as UTC
+        pd.Timestamp("2025-03-01 10:30", tz="Europe/Berlin"),
+        pd.Timestamp("1969-12-31 23:59:59.999999", tz="UTC"),  # before the epoch
+        dt.date(2025, 3, 1),
+    ],
+)
+def test_epoch_micros_equals_duckdb_epoch_us(value):
+    stamp = utc_timestamp(value)
+    with connect() as con:
+        # DuckDB reads the same instant from a UTC timestamp column with epoch_us.
+        expected = con.execute(
+            "SELECT epoch_us(?::TIMESTAMPTZ)", [stamp.to_pydatetime()]
+        ).fetchone()[0]
+    assert epoch_micros(value) == expected
+    assert pd.Timestamp(epoch_micros(value), unit="us", tz="UTC") == stamp
 
 
 def test_utc_midnight_is_a_microsecond_cutoff():

@@ -36,7 +36,7 @@ from churn.labels.plausibility import (
     find_implausible_cutoffs,
 )
 from churn.layout import table_file_name
-from churn.sql import connect, quote_ident, quote_literal, utc_timestamp
+from churn.sql import connect, epoch_micros, quote_ident, quote_literal, utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def find_file_density_end(
         # epoch_us reads naive values as UTC and aware ones in UTC, whatever the session zone.
         where = f"{quote_ident(column)} IS NOT NULL"
         if column in until:
-            where += f" AND epoch_us({quote_ident(column)}) <= {_epoch_us(until[column])}"
+            where += f" AND epoch_us({quote_ident(column)}) <= {epoch_micros(until[column])}"
         parts.append(f"SELECT epoch_us({quote_ident(column)}) AS v FROM _file WHERE {where}")
     stacked = " UNION ALL ".join(parts)
     with contextlib.closing(connect()) as con:
@@ -119,12 +119,6 @@ def find_file_density_end(
         ).fetchnumpy()
     late_ticks = np.sort(np.asarray(next(iter(late.values())), dtype=np.int64))
     return find_density_end_of_parts(day_ticks, late_ticks[anchor - before :], "us", gap_days)
-
-
-def _epoch_us(value: pd.Timestamp) -> int:
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1))
 
 
 class ValidatedTables(Mapping[str, pd.DataFrame]):

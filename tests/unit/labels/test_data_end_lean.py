@@ -1,8 +1,9 @@
 """``data_end``'s memory-lean density end equals the rule of ``find_density_end``.
 
-The reference is the straightforward reading of the rule: stack every timestamp column of a
-table (scheduled ends after ``as_of`` left out), hand them to
-:func:`churn.domain.data_end.find_density_end`, take the latest table end. ``data_end`` finds
+The reference (:func:`support.data_end_reference.naive_data_end`) is the straightforward
+reading of the rule: stack every timestamp column of a table (scheduled ends after ``as_of``
+left out), hand them to :func:`churn.domain.data_end.find_density_end`, take the latest table
+end. ``data_end`` finds
 the anchor by partitioning and counts the distinct days chunk by chunk instead; both must agree on
 random tables with stray rows, ties at the anchor, few rows, missing values, naive and ns
 columns, and integer-id third-party shapes.
@@ -10,37 +11,16 @@ columns, and integer-id third-party shapes.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 import pytest
+from support.data_end_reference import naive_data_end
 
 from churn.domain import data_end as domain_data_end
-from churn.domain.data_end import end_of_day, find_density_end
 from churn.labels import build
-from churn.labels.build import SCHEDULED_END_COLUMNS, data_end
+from churn.labels.build import data_end
 
 START = pd.Timestamp("2023-01-01", tz="UTC")
-
-
-def _naive_data_end(tables: dict[str, pd.DataFrame], gap_days: int = 30,
-                    as_of: dt.date | None = None) -> pd.Timestamp:
-    """Reference: every timestamp column stacked per table, then find_density_end."""
-    horizon = None if as_of is None else end_of_day(as_of)
-    ends = []
-    for table, frame in tables.items():
-        stacked = []
-        for name in frame.columns:
-            if not pd.api.types.is_datetime64_any_dtype(frame[name].dtype):
-                continue
-            values = pd.to_datetime(frame[name].dropna(), utc=True)
-            if horizon is not None and name in SCHEDULED_END_COLUMNS.get(table, ()):
-                values = values[values <= horizon]
-            stacked.append(values)
-        if stacked and (found := find_density_end(pd.concat(stacked), gap_days)) is not None:
-            ends.append(found[0])
-    return max(ends)
 
 
 def _stamps(rng: np.random.Generator, rows: int, days: int, strays: int,
@@ -78,7 +58,7 @@ def test_lean_data_end_equals_the_stacked_find_density_end(seed):
     as_of = (START + pd.Timedelta(days=days)).date()
     for gap_days in (1, 30):
         for cutoff in (None, as_of):
-            assert data_end(tables, gap_days=gap_days, as_of=cutoff) == _naive_data_end(
+            assert data_end(tables, gap_days=gap_days, as_of=cutoff) == naive_data_end(
                 tables, gap_days, cutoff
             ), (seed, gap_days, cutoff)
 
@@ -91,7 +71,7 @@ def test_ties_at_the_anchor_and_chunked_days_agree(monkeypatch):
     days = [START + pd.Timedelta(days=d) for d in range(10) for _ in range(100)]
     values = pd.Series([*days, START + pd.Timedelta(days=200)])
     tables = {"usage_events": pd.DataFrame({"occurred_at": values})}
-    assert data_end(tables) == _naive_data_end(tables) == START + pd.Timedelta(days=9)
+    assert data_end(tables) == naive_data_end(tables) == START + pd.Timedelta(days=9)
 
 
 def test_lean_data_end_leaves_the_tables_unchanged():

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from support.data_end_reference import naive_data_end
 from support.synthetic import contract_frame
 
 from churn.config import parse_params
@@ -150,29 +151,6 @@ def test_earliest_time_of_a_file_equals_the_frames_and_sets_the_history_start(
     assert history_start(tables) == history_start({**in_memory, "usage_events": frame.iloc[:0]})
 
 
-def _naive_file_data_end(directory, names, gap_days, as_of) -> pd.Timestamp | None:
-    """Reference: each file read whole by pandas, its timestamp columns stacked (paid-through
-    ends after ``as_of`` left out), ``find_density_end`` of each, the latest."""
-    from churn.domain.data_end import end_of_day, find_density_end
-    from churn.labels.build import SCHEDULED_END_COLUMNS
-
-    horizon = None if as_of is None else end_of_day(as_of)
-    ends = []
-    for name in names:
-        frame = pd.read_parquet(directory / f"{name}.parquet")
-        stacked = []
-        for column in frame.columns:
-            if not pd.api.types.is_datetime64_any_dtype(frame[column].dtype):
-                continue
-            values = pd.to_datetime(frame[column].dropna(), utc=True)
-            if horizon is not None and column in SCHEDULED_END_COLUMNS.get(name, ()):
-                values = values[values <= horizon]
-            stacked.append(values)
-        if stacked and (found := find_density_end(pd.concat(stacked), gap_days)) is not None:
-            ends.append(found[0])
-    return max(ends) if ends else None
-
-
 def _random_stamps(rng, rows: int, days: int, strays: int, tz: str | None) -> pd.Series:
     start = pd.Timestamp("1969-12-20")  # some values before 1970: days floor, not truncate
     seconds = rng.integers(0, days * 86_400, rows)
@@ -218,9 +196,9 @@ def test_density_end_of_the_files_in_duckdb_equals_find_density_end(tmp_path, se
     as_of = (pd.Timestamp("1969-12-20") + pd.Timedelta(days=days)).date()
     for gap_days in (1, 30):
         for cutoff in (None, as_of):
-            expected = _naive_file_data_end(directory, names, gap_days, cutoff)
-            assert data_end(tables, gap_days=gap_days, as_of=cutoff) == expected
             in_memory = {name: pd.read_parquet(directory / f"{name}.parquet") for name in names}
+            expected = naive_data_end(in_memory, gap_days, cutoff)
+            assert data_end(tables, gap_days=gap_days, as_of=cutoff) == expected
             assert data_end(in_memory, gap_days=gap_days, as_of=cutoff) == expected
 
 

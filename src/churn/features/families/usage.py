@@ -61,7 +61,7 @@ from churn.features.common import (
 )
 from churn.features.time_chunks import ChunkedBuckets, events_per_range
 from churn.features.windows import WindowedSums
-from churn.sql import connect, quote_literal
+from churn.sql import connect, epoch_micros, quote_literal
 
 FAMILY = "usage"
 PHASE = FAMILY_PHASES[FAMILY]
@@ -110,11 +110,8 @@ def count_usage_event_types(
     where = "event_type IS NOT NULL"
     columns = ["event_type"]
     if before is not None:
-        before = pd.Timestamp(before)
-        before = before.tz_localize("UTC") if before.tzinfo is None else before.tz_convert("UTC")
-        before_us = (before - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
-        # epoch_us reads naive values as UTC and aware ones in UTC, as pandas does here.
-        where += f" AND epoch_us(occurred_at) < {before_us}"
+        # epoch_us reads naive values as UTC and aware ones in UTC, as epoch_micros does.
+        where += f" AND epoch_us(occurred_at) < {epoch_micros(before)}"
         columns.append("occurred_at")
     with contextlib.closing(connect(memory_limit="1GB")) as con:
         con.execute("SET enable_progress_bar = false")
