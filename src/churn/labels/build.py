@@ -111,8 +111,8 @@ def data_end(
     horizon = None if as_of is None else end_of_day(as_of)
     ends: list[pd.Timestamp] = []
     for table in tables:
-        scheduled = SCHEDULED_END_COLUMNS.get(table, ()) if horizon is not None else ()
-        until = {column: horizon for column in scheduled if horizon is not None}
+        scheduled = SCHEDULED_END_COLUMNS.get(table, ())
+        until = {} if horizon is None else dict.fromkeys(scheduled, horizon)
         if isinstance(tables, DensityEnds):  # the tables find it themselves (files, in DuckDB)
             found = tables.density_end(table, gap_days, until)
         else:

@@ -4,9 +4,13 @@ The label core reads three tables whole (``LABEL_TABLES``: the SQL joins subscri
 changes and customers) and of every other table only timestamps: the data end looks at every
 timestamp column and the history start at each event table's first event time. So the runner
 hands the core :class:`ValidatedTables`, which reads those three once and, of any other table,
-only its timestamp columns, from disk each time the core asks, keeping none of them: one event
-table's timestamps are in memory at a time instead of every table whole (at 100k customers the
-whole tables were 2.5 GB of the stage's peak, and they grow with customers x months).
+only its timestamp columns, from disk each time the core asks, keeping none of them (at 100k
+customers the whole tables were 2.5 GB of the stage's peak, and they grow with customers x
+months). It also answers the two questions itself, so that no event table is read at all
+when its files have row-group statistics and microsecond times (ingest writes both): the first
+event time from the statistics
+(:meth:`ValidatedTables.earliest_time`) and each table's data end in DuckDB
+(:meth:`ValidatedTables.density_end`).
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame]) -> Fam
         # their conversion can have a non-zero count where it is read, and only their events
         # are summed. Without any, DuckDB's join finds its build side empty and does not scan
         # the events at all: our simulator has no trial use, and re-reading 170M usage events
-        # to find none took 11 s at 1M customers, in features and again in score.
+        # to find none took 19-23 s at 1M customers, in features and again in score.
         steps.append(
             ("trial", f"""
             SELECT u.customer_id,
