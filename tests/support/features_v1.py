@@ -265,7 +265,7 @@ def build_features(
                 create_step(con, step, step_sql)
             con.execute(f"CREATE TEMP TABLE {table} AS {query.sql}")
             for step, _ in query.steps:
-                if step not in query.kept:
+                if step not in getattr(module, "KEEPS", ()):
                     con.execute(f"DROP TABLE {step}")
             n_rows = fetch_scalar(con, f"SELECT count(*) FROM {table}")
             if n_rows != n_keys:

@@ -124,12 +124,12 @@ def family_skip_reasons(available: Iterable[str], mode: Mode) -> dict[str, str |
 def order_families(families: Sequence[ModuleType]) -> list[ModuleType]:
     """Return the order in which ``families`` run: those that keep tables for others first.
 
-    A family may leave tables in the session for later ones (its module's ``KEEPS``: the
-    steps its query marks :attr:`~churn.features.common.FamilyQuery.kept`), which another
-    family's query reads (:attr:`~churn.features.common.FamilyQuery.reads`): the usage family
-    keeps each customer's first event for acquisition's trial use. Otherwise the families
-    keep their order. The run order changes nothing in the output: columns, catalog and skips
-    come in the families' own order.
+    A family may leave some of its steps in the session for later ones (its module's
+    ``KEEPS``), which another family's query reads
+    (:attr:`~churn.features.common.FamilyQuery.reads`): the usage family keeps each customer's
+    first event for acquisition's trial use. Otherwise the families keep their order. The
+    run order changes nothing in the output: columns, catalog and skips come in the families'
+    own order.
     """
     keepers = [module for module in families if getattr(module, "KEEPS", ())]
     return keepers + [module for module in families if module not in keepers]
@@ -250,7 +250,7 @@ def _feature_session(
                 logger.debug("feature family %s: final query in %.2fs", module.FAMILY,
                              time.perf_counter() - final_started)
                 for step, _ in query.steps:
-                    if step in query.kept:
+                    if step in getattr(module, "KEEPS", ()):
                         kept.add(step)
                     else:
                         con.execute(f"DROP TABLE {step}")

@@ -76,16 +76,15 @@ class FamilyQuery:
             spills it past the memory limit: as common table expressions of one statement, the
             usage family's steps ran out of memory at 1M customers under the default 4 GB
             limit (300k under 1.2 GB), while each step alone spilled and finished.
-        kept: Steps left in place after ``sql`` for the families that run later to read
-            (:data:`FIRST_USAGE`); they go with the session.
         reads: Tables kept by other families that this query reads (they must run first).
+            A family keeps a step for later ones by naming it in its module's ``KEEPS``
+            (:func:`churn.features.build.order_families`); a kept step goes with the session.
     """
 
     sql: str
     specs: tuple[FeatureSpec, ...]
     skipped_parts: dict[str, str] = field(default_factory=dict)
     steps: tuple[tuple[str, str | StepBuilder], ...] = ()
-    kept: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
 
 

@@ -68,7 +68,7 @@ PHASE = FAMILY_PHASES[FAMILY]
 REQUIRED_TABLES = ("usage_events",)
 ANY_OF_TABLES: tuple[str, ...] = ()
 KEEPS = (FIRST_USAGE,)
-"""Tables this family leaves for later families (see the module docstring)."""
+"""Steps this family leaves in the session for later families (see the module docstring)."""
 LOGIN_EVENT_TYPE = "login"
 AUTO = "auto"
 _TYPE_FEATURE = re.compile(r"usage_(?P<key>.+)_events_(?:per_active_day_)?last_[0-9]+d")
@@ -317,4 +317,4 @@ def family_query(cfg: FeaturesConfig, tables: Mapping[str, pd.DataFrame | Path])
         LEFT JOIN {windows_table} AS win USING (customer_id, cutoff)
         LEFT JOIN {last_event} AS last_event USING (customer_id, cutoff)
         LEFT JOIN {last_login} AS last_login USING (customer_id, cutoff)"""
-    return FamilyQuery(sql=sql, specs=tuple(specs), steps=steps, kept=KEEPS)
+    return FamilyQuery(sql=sql, specs=tuple(specs), steps=steps)
