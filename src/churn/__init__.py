@@ -35,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     "read_raw_tables": "churn.stages.ingest",
     "validate_tables": "churn.stages.ingest",
     # Labels and features at point-in-time cutoffs.
-    "build_cutoffs": "churn.labels.build",
+    "build_cutoffs": "churn.labels.schedule",
     "build_labels": "churn.labels.build",
     "active_population": "churn.labels.build",
     "build_features": "churn.features.build",

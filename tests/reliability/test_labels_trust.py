@@ -10,8 +10,9 @@ from support.event_export import DATA_END, make_event_export
 
 from churn.config import IngestConfig, parse_params
 from churn.errors import DataContractError
-from churn.labels.build import build_labels, data_end
+from churn.labels.build import build_labels
 from churn.labels.plausibility import describe_cutoffs
+from churn.labels.schedule import data_end
 from churn.stages.ingest import validate_tables
 from churn.stages.label import run_label
 from churn.stages.score import choose_cutoff

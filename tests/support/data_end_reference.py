@@ -1,6 +1,6 @@
 """Naive reference of the data end: every timestamp column of a table stacked, then the rule.
 
-The straightforward reading of :func:`churn.labels.build.data_end`: per table, stack every
+The straightforward reading of :func:`churn.labels.schedule.data_end`: per table, stack every
 timestamp column (paid-through ends after the ``as_of`` day left out), hand them to
 :func:`churn.domain.data_end.find_density_end`, and take the latest table end. The lean NumPy
 path and the label stage's DuckDB path over files are both compared with it.
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from churn.domain.data_end import end_of_day, find_density_end
-from churn.labels.build import SCHEDULED_END_COLUMNS
+from churn.labels.schedule import SCHEDULED_END_COLUMNS
 
 
 def naive_data_end(

@@ -41,12 +41,13 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError
 from churn.features.build import family_skip_reasons
 from churn.io import read_tables, write_json
-from churn.labels.build import build_entity_labels, count_labels, data_end
+from churn.labels.build import build_entity_labels, count_labels
 from churn.labels.plausibility import (
     describe_cutoff_counts,
     find_implausible_cutoffs,
     summarize_labels,
 )
+from churn.labels.schedule import data_end
 
 logger = logging.getLogger(__name__)
 

@@ -33,12 +33,13 @@ from churn.domain.data_end import anchor_position, find_density_end_of_parts
 from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError, DataContractError
 from churn.io import read_time_statistics, write_json, write_parquet
-from churn.labels.build import build_entity_labels, build_labels, data_end, find_frame_end
+from churn.labels.build import build_entity_labels, build_labels
 from churn.labels.plausibility import (
     check_label_plausibility,
     describe_cutoffs,
     find_implausible_cutoffs,
 )
+from churn.labels.schedule import data_end, find_frame_end
 from churn.layout import table_file_name
 from churn.sql import connect, epoch_micros, quote_ident, quote_literal, utc_timestamp
 
@@ -83,7 +84,7 @@ def find_file_density_end(
         columns: Its timestamp columns in microseconds (naive ones are read as UTC).
         gap_days: See :func:`~churn.domain.data_end.find_density_end`.
         until: Columns whose values after the given time (UTC) are left out, as
-            :func:`churn.labels.build.data_end` leaves out paid-through ends.
+            :func:`churn.labels.schedule.data_end` leaves out paid-through ends.
 
     Returns:
         ``(end, reason)`` as :func:`~churn.domain.data_end.find_density_end`; ``None`` without
@@ -167,7 +168,7 @@ class ValidatedTables(Mapping[str, pd.DataFrame]):
         self, name: str, gap_days: int, until: Mapping[str, pd.Timestamp]
     ) -> pd.Timestamp | None:
         """The end of the data of table ``name`` by the density rule, found in DuckDB
-        (:class:`churn.labels.build.DensityEnds`): the rule reads only the number of values,
+        (:class:`churn.labels.schedule.DensityEnds`): the rule reads only the number of values,
         their distinct days and the values from the anchor on (0.1% of them), so nothing is
         read into pandas (:func:`find_file_density_end`). A file with a timestamp column
         that is not in microseconds is read and searched as a frame."""
@@ -183,7 +184,7 @@ class ValidatedTables(Mapping[str, pd.DataFrame]):
     def earliest_time(self, name: str, column: str) -> pd.Timestamp | None:
         """The earliest value of a time column (UTC; ``None`` without any): the smallest
         row-group minimum of the file's statistics (no row read), or the column read when a
-        row group has none (:class:`churn.labels.build.EarliestTimes`). At a million customers
+        row group has none (:class:`churn.labels.schedule.EarliestTimes`). At a million customers
         reading the usage events' times a second time for this took 4.9 s."""
         statistics = read_time_statistics(self._paths[name], column)
         if statistics is not None:

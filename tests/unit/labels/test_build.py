@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
+from support.label_tables import label_tables, subscription_row
 from support.synthetic import contract_frame
 
 from churn.config import LabelConfig, parse_params
@@ -15,13 +15,12 @@ from churn.errors import DataContractError, EmptyPopulationError
 from churn.labels.build import (
     LABEL_COLUMNS,
     active_population,
-    build_cutoffs,
     build_entity_labels,
     build_labels,
     count_labels,
-    data_end,
 )
 from churn.labels.plausibility import describe_cutoff_counts, describe_cutoffs, summarize_labels
+from churn.labels.schedule import data_end
 from churn.stages.label import run_label
 
 T = pd.Timestamp("2024-06-01", tz="UTC")
@@ -34,81 +33,61 @@ CFG = LabelConfig(
 )
 
 
-def _sub(
-    sid: str, cid: str, start: str, end: str | None, period: str = "monthly", mrr: float = 10.0
-) -> dict:
-    return {
-        "subscription_id": sid,
-        "customer_id": cid,
-        "plan": "pro",
-        "billing_period": period,
-        "mrr": mrr,
-        "started_at": start,
-        "ended_at": end,
-    }
-
-
-def _tables(subs: list[dict], end: str = "2025-01-01") -> dict[str, pd.DataFrame]:
-    # A sentinel row keeps the data's end fixed whatever the timelines under test.
-    subs = [*subs, _sub("zz", "zz", "2023-01-01", end)]
-    customers = sorted({s["customer_id"] for s in subs})
-    return {
-        "subscriptions": contract_frame("subscriptions", subs),
-        "customers": contract_frame(
-            "customers", [{"customer_id": c, "converted_at": "2023-01-01"} for c in customers]
-        ),
-    }
-
-
 def _label(subs: list[dict], cfg: LabelConfig = CFG, customer: str = "a") -> object:
-    labels = build_labels(_tables(subs), cfg)
+    labels = build_labels(label_tables(subs), cfg)
     row = labels[(labels["customer_id"] == customer) & (labels["cutoff"] == T)]
     assert len(row) == 1
     return row["label"].iloc[0]
 
 
 def test_monthly_cancellation_inside_horizon_is_churn() -> None:
-    assert _label([_sub("a1", "a", "2023-03-01", "2024-07-10")]) == 1
+    assert _label([subscription_row("a1", "a", "2023-03-01", "2024-07-10")]) == 1
 
 
 def test_end_after_horizon_is_not_churn() -> None:
-    assert _label([_sub("a1", "a", "2023-03-01", "2024-08-15")]) == 0
+    assert _label([subscription_row("a1", "a", "2023-03-01", "2024-08-15")]) == 0
 
 
 def test_renewal_inside_grace_period_is_not_churn() -> None:
-    subs = [_sub("a1", "a", "2023-03-01", "2024-07-10"), _sub("a2", "a", "2024-07-20", None)]
+    subs = [
+        subscription_row("a1", "a", "2023-03-01", "2024-07-10"),
+        subscription_row("a2", "a", "2024-07-20", None),
+    ]
     assert _label(subs) == 0
 
 
 def test_resubscribe_after_grace_period_is_churn() -> None:
-    subs = [_sub("a1", "a", "2023-03-01", "2024-07-10"), _sub("a2", "a", "2024-07-30", None)]
+    subs = [
+        subscription_row("a1", "a", "2023-03-01", "2024-07-10"),
+        subscription_row("a2", "a", "2024-07-30", None),
+    ]
     assert _label(subs) == 1
 
 
 def test_annual_contract_ending_at_renewal_inside_horizon_is_churn() -> None:
-    assert _label([_sub("a1", "a", "2023-07-15", "2024-07-15", period="annual")]) == 1
+    assert _label([subscription_row("a1", "a", "2023-07-15", "2024-07-15", period="annual")]) == 1
 
 
 def test_annual_contract_renewed_as_new_row_is_not_churn() -> None:
     subs = [
-        _sub("a1", "a", "2023-07-15", "2024-07-15", period="annual"),
-        _sub("a2", "a", "2024-07-15", None, period="annual"),
+        subscription_row("a1", "a", "2023-07-15", "2024-07-15", period="annual"),
+        subscription_row("a2", "a", "2024-07-15", None, period="annual"),
     ]
     assert _label(subs) == 0
 
 
 def test_overlapping_new_contract_keeps_the_customer() -> None:
     subs = [
-        _sub("a1", "a", "2023-03-01", "2024-07-10"),
-        _sub("a2", "a", "2024-06-05", "2025-01-01"),
+        subscription_row("a1", "a", "2023-03-01", "2024-07-10"),
+        subscription_row("a2", "a", "2024-06-05", "2025-01-01"),
     ]
     assert _label(subs) == 0
 
 
 def test_all_of_several_active_subscriptions_must_end() -> None:
     subs = [
-        _sub("a1", "a", "2023-03-01", "2024-06-10"),
-        _sub("a2", "a", "2023-04-01", "2024-09-01"),
+        subscription_row("a1", "a", "2023-03-01", "2024-06-10"),
+        subscription_row("a2", "a", "2023-04-01", "2024-09-01"),
     ]
     assert _label(subs) == 0
     subs[1]["ended_at"] = "2024-07-01"
@@ -116,22 +95,25 @@ def test_all_of_several_active_subscriptions_must_end() -> None:
 
 
 def test_unobserved_horizon_gives_na_label() -> None:
-    subs = [_sub("a1", "a", "2023-03-01", None)]
-    labels = build_labels(_tables(subs, end="2024-08-01"), CFG)
+    subs = [subscription_row("a1", "a", "2023-03-01", None)]
+    labels = build_labels(label_tables(subs, end="2024-08-01"), CFG)
     assert labels["label"].isna().all()
 
 
 def test_row_exactly_at_cutoff_belongs_to_the_future() -> None:
     # Starting at T: not active at T, so not in the population at T.
-    tables = _tables([_sub("a1", "a", "2024-06-01", None)])
+    tables = label_tables([subscription_row("a1", "a", "2024-06-01", None)])
     assert "a" not in set(active_population(tables, T, CFG)["customer_id"])
     # Ending at T: still active at T (the end is not known before T), and churns at T.
-    assert _label([_sub("a1", "a", "2023-03-01", "2024-06-01")]) == 1
+    assert _label([subscription_row("a1", "a", "2023-03-01", "2024-06-01")]) == 1
 
 
 def test_min_tenure_filters_young_customers() -> None:
-    subs = [_sub("a1", "a", "2024-05-20", None), _sub("b1", "b", "2024-01-01", None)]
-    tables = _tables(subs)
+    subs = [
+        subscription_row("a1", "a", "2024-05-20", None),
+        subscription_row("b1", "b", "2024-01-01", None),
+    ]
+    tables = label_tables(subs)
     tables["customers"] = contract_frame(
         "customers",
         [
@@ -148,10 +130,10 @@ def test_min_tenure_filters_young_customers() -> None:
 
 def test_population_context_columns_and_dtypes() -> None:
     subs = [
-        _sub("a1", "a", "2023-03-01", None, mrr=10.0),
-        _sub("a2", "a", "2023-05-01", None, period="annual", mrr=50.0),
+        subscription_row("a1", "a", "2023-03-01", None, mrr=10.0),
+        subscription_row("a2", "a", "2023-05-01", None, period="annual", mrr=50.0),
     ]
-    tables = _tables(subs)
+    tables = label_tables(subs)
     tables["subscription_changes"] = contract_frame(
         "subscription_changes",
         [
@@ -188,12 +170,12 @@ def test_ids_keep_their_order_in_ties_and_in_the_output() -> None:
     # "s9" > "s10" (the tie between x's equal subscriptions goes to s9, the highest id) and
     # customer "10" comes before "9".
     subs = [
-        _sub("s10", "x", "2023-03-01", None),
-        _sub("s9", "x", "2023-03-01", None, period="annual"),
-        _sub("s1", "9", "2023-03-01", None),
-        _sub("s2", "10", "2023-03-01", None),
+        subscription_row("s10", "x", "2023-03-01", None),
+        subscription_row("s9", "x", "2023-03-01", None, period="annual"),
+        subscription_row("s1", "9", "2023-03-01", None),
+        subscription_row("s2", "10", "2023-03-01", None),
     ]
-    population = active_population(_tables(subs), T, CFG)
+    population = active_population(label_tables(subs), T, CFG)
     assert population["customer_id"].tolist() == ["10", "9", "x", "zz"]
     x = population.set_index("customer_id").loc["x"]
     assert x["billing_period"] == "annual"
@@ -201,7 +183,12 @@ def test_ids_keep_their_order_in_ties_and_in_the_output() -> None:
 
 
 def test_integer_ids_order_as_numbers() -> None:
-    tables = _tables([_sub("s1", "9", "2023-03-01", None), _sub("s2", "10", "2023-03-01", None)])
+    tables = label_tables(
+        [
+            subscription_row("s1", "9", "2023-03-01", None),
+            subscription_row("s2", "10", "2023-03-01", None),
+        ]
+    )
     tables = {
         name: frame[frame["customer_id"] != "zz"].assign(
             customer_id=lambda f: f["customer_id"].astype("int64")
@@ -213,7 +200,7 @@ def test_integer_ids_order_as_numbers() -> None:
 
 
 def test_ids_of_different_dtypes_across_tables_match_as_text() -> None:
-    tables = _tables([_sub("s1", "7", "2023-03-01", None)])
+    tables = label_tables([subscription_row("s1", "7", "2023-03-01", None)])
     # A hand-made subscriptions table with integer ids beside the customers' text ids. The
     # tenure counts from the conversion (before the first subscription): the two matched.
     tables["subscriptions"] = tables["subscriptions"][
@@ -229,7 +216,12 @@ def test_ids_of_different_dtypes_across_tables_match_as_text() -> None:
 
 
 def test_a_subscription_without_customer_belongs_to_no_population() -> None:
-    tables = _tables([_sub("s1", "a", "2023-03-01", None), _sub("s2", "b", "2023-03-01", None)])
+    tables = label_tables(
+        [
+            subscription_row("s1", "a", "2023-03-01", None),
+            subscription_row("s2", "b", "2023-03-01", None),
+        ]
+    )
     subscriptions = tables["subscriptions"]
     subscriptions.loc[subscriptions["subscription_id"] == "s2", "customer_id"] = None
     labels = build_labels(tables, CFG)
@@ -237,75 +229,10 @@ def test_a_subscription_without_customer_belongs_to_no_population() -> None:
     assert labels["customer_id"].notna().all()
 
 
-def test_default_cutoff_schedule() -> None:
-    subs = [_sub("a1", "a", "2023-01-15", None)]
-    tables = _tables(subs, end="2024-03-20T10:00")
-    cutoffs = build_cutoffs(tables, LabelConfig(min_history_days=180, every_months=2))
-    assert cutoffs[0] == pd.Timestamp("2023-02-01", tz="UTC") + pd.DateOffset(months=5)
-    assert all(c.day == 1 and c.hour == 0 for c in cutoffs)
-    assert cutoffs[-1] <= pd.Timestamp("2024-03-01", tz="UTC")
-    assert all((b - a).days in (59, 60, 61, 62) for a, b in itertools.pairwise(cutoffs))
-
-
-def test_schedule_starts_when_every_event_table_has_data() -> None:
-    tables = _tables([_sub("a1", "a", "2020-01-15", None)], end="2024-12-20")
-    cfg = LabelConfig(min_history_days=90)
-    assert build_cutoffs(tables, cfg)[0] == pd.Timestamp("2020-05-01", tz="UTC")
-    tables["usage_events"] = contract_frame(
-        "usage_events",
-        [{"customer_id": "a", "occurred_at": "2024-01-10", "event_type": "login"}],
-    )
-    # Usage is only recorded from 2024-01-10: earlier cutoffs would see fake zero usage.
-    assert build_cutoffs(tables, cfg)[0] == pd.Timestamp("2024-05-01", tz="UTC")
-
-
-class _CountingTables(dict):
-    """Tables that count how often each is looked up (the label stage reads a file on each)."""
-
-    def __init__(self, tables: dict[str, pd.DataFrame]) -> None:
-        super().__init__(tables)
-        self.lookups: dict[str, int] = {}
-
-    def __getitem__(self, name: str) -> pd.DataFrame:
-        self.lookups[name] = self.lookups.get(name, 0) + 1
-        return super().__getitem__(name)
-
-
-def test_the_schedule_looks_each_event_table_up_once() -> None:
-    tables = _CountingTables(_tables([_sub("a1", "a", "2020-01-15", None)], end="2024-12-20"))
-    tables["usage_events"] = contract_frame(
-        "usage_events",
-        [{"customer_id": "a", "occurred_at": "2024-01-10", "event_type": "login"}],
-    )
-    tables["support_tickets"] = contract_frame("support_tickets", [])  # no rows: no start
-
-    first = build_cutoffs(tables, LabelConfig(min_history_days=90), end=T)[0]
-
-    assert first == pd.Timestamp("2024-05-01", tz="UTC")
-    assert tables.lookups["usage_events"] == 1
-    assert tables.lookups["support_tickets"] == 1
-
-
-def test_first_event_at_00_06_counts_its_whole_day_of_history() -> None:
-    # The social-app export: first rows minutes after midnight on 2024-01-01.
-    tables = _tables([_sub("a1", "a", "2024-01-01T00:06", None)], end="2024-12-20")
-    tables["usage_events"] = contract_frame(
-        "usage_events",
-        [{"customer_id": "a", "occurred_at": "2024-01-01T00:06", "event_type": "post"}],
-    )
-    # 31 calendar days (Jan 1..31) are history before Feb 1, not 30 days and 23:54 hours.
-    assert build_cutoffs(tables, LabelConfig(min_history_days=31))[0] == pd.Timestamp(
-        "2024-02-01", tz="UTC"
-    )
-    assert build_cutoffs(tables, LabelConfig(min_history_days=32))[0] == pd.Timestamp(
-        "2024-03-01", tz="UTC"
-    )
-
-
 def test_min_tenure_counts_the_start_day_whole() -> None:
     cutoff = pd.Timestamp("2024-02-01", tz="UTC")
-    subs = [_sub("a1", "a", "2024-01-01T00:06", None)]
-    tables = _tables(subs)
+    subs = [subscription_row("a1", "a", "2024-01-01T00:06", None)]
+    tables = label_tables(subs)
     tables["customers"] = contract_frame(
         "customers",
         [
@@ -322,12 +249,14 @@ def test_min_tenure_counts_the_start_day_whole() -> None:
 def test_no_cutoff_or_population_raises() -> None:
     with pytest.raises(EmptyPopulationError):
         one = {
-            "subscriptions": contract_frame("subscriptions", [_sub("a1", "a", "2024-12-01", None)])
+            "subscriptions": contract_frame(
+                "subscriptions", [subscription_row("a1", "a", "2024-12-01", None)]
+            )
         }
         build_labels(one, LabelConfig())  # shorter than min_history_days: no cutoff
     with pytest.raises(EmptyPopulationError):
         cfg = LabelConfig(first_cutoff=dt.date(2022, 1, 1), last_cutoff=dt.date(2022, 3, 1))
-        build_labels(_tables([_sub("a1", "a", "2024-01-01", None)]), cfg)
+        build_labels(label_tables([subscription_row("a1", "a", "2024-01-01", None)]), cfg)
     with pytest.raises(DataContractError):
         build_labels({}, LabelConfig())
 
@@ -355,7 +284,7 @@ def test_entity_labels() -> None:
 def test_run_label_writes_parquet(tmp_path, caplog) -> None:
     validated = tmp_path / "validated"
     validated.mkdir()
-    tables = _tables([_sub("a1", "a", "2023-03-01", "2024-07-10")])
+    tables = label_tables([subscription_row("a1", "a", "2023-03-01", "2024-07-10")])
     for name, frame in tables.items():
         frame.to_parquet(validated / f"{name}.parquet", index=False)
     params = parse_params({"label": {"first_cutoff": "2024-06-01", "last_cutoff": "2024-12-01"}})
@@ -370,43 +299,14 @@ def test_run_label_writes_parquet(tmp_path, caplog) -> None:
 # --- the end of the data and label sanity ------------------------------------------------------
 
 
-def _usage(days: pd.DatetimeIndex) -> pd.DataFrame:
-    return contract_frame(
-        "usage_events",
-        [{"customer_id": "a", "occurred_at": d.isoformat(), "event_type": "login"} for d in days],
-    )
-
-
-def test_data_end_ignores_a_stray_event_months_after_the_rest() -> None:
-    tables = _tables([_sub("a1", "a", "2023-03-01", None)], end="2024-12-31")
-    tables["usage_events"] = _usage(pd.date_range("2023-06-01", "2024-12-31", freq="D"))
-    clean = data_end(tables)
-    tables["usage_events"] = pd.concat(
-        [tables["usage_events"], _usage(pd.DatetimeIndex(["2025-08-20"]))], ignore_index=True
-    )
-
-    assert data_end(tables) == clean == pd.Timestamp("2024-12-31", tz="UTC")
-    assert data_end(tables, explicit=dt.date(2024, 11, 30)) == pd.Timestamp(
-        "2024-11-30T23:59:59.999999", tz="UTC"
-    )
-
-
-def test_paid_through_end_after_as_of_does_not_extend_the_data() -> None:
-    subs = [_sub("a1", "a", "2023-03-01", "2025-09-30", period="annual")]
-    tables = _tables(subs, end="2024-12-31")
-
-    assert data_end(tables, as_of=dt.date(2024, 12, 31)) == pd.Timestamp("2024-12-31", tz="UTC")
-    assert data_end(tables) == pd.Timestamp("2025-09-30", tz="UTC")  # without as_of it counts
-
-
 def test_describe_cutoffs_counts_and_explains_unlabeled_cutoffs() -> None:
     subs = [
-        _sub("a1", "a", "2023-03-01", "2024-07-10"),
-        _sub("b1", "b", "2023-03-01", None),
-        _sub("c1", "c", "2023-03-01", None),
+        subscription_row("a1", "a", "2023-03-01", "2024-07-10"),
+        subscription_row("b1", "b", "2023-03-01", None),
+        subscription_row("c1", "c", "2023-03-01", None),
     ]
     cfg = LabelConfig(first_cutoff=dt.date(2024, 6, 1), last_cutoff=dt.date(2024, 12, 1))
-    tables = _tables(subs)
+    tables = label_tables(subs)
     end = data_end(tables)
     labels = build_labels(tables, cfg, end)
 
@@ -438,7 +338,7 @@ def _random_export(seed: int, integer_ids: bool) -> dict[str, pd.DataFrame]:
             end = start + pd.Timedelta(days=int(rng.integers(20, 400)))
             cid = 9000 + customer if integer_ids else f"c{customer}"
             rows.append(
-                _sub(
+                subscription_row(
                     f"s{customer}-{number}",
                     cid,  # type: ignore[arg-type]
                     str(start),
@@ -448,7 +348,7 @@ def _random_export(seed: int, integer_ids: bool) -> dict[str, pd.DataFrame]:
                 )
             )
             start = end + pd.Timedelta(days=int(rng.integers(0, 40)))
-    rows.append(_sub("orphan", None, "2023-02-01", None))  # type: ignore[arg-type]
+    rows.append(subscription_row("orphan", None, "2023-02-01", None))  # type: ignore[arg-type]
     subscriptions = contract_frame("subscriptions", rows)
     ids = subscriptions["customer_id"].dropna().unique()
     customers = contract_frame(
@@ -482,9 +382,13 @@ def test_count_labels_counts_what_build_labels_builds(seed, with_customers, inte
 
 
 def test_count_labels_stops_where_build_labels_stops() -> None:
-    one = {"subscriptions": contract_frame("subscriptions", [_sub("a1", "a", "2024-12-01", None)])}
+    one = {
+        "subscriptions": contract_frame(
+            "subscriptions", [subscription_row("a1", "a", "2024-12-01", None)]
+        )
+    }
     cfg = LabelConfig(first_cutoff=dt.date(2022, 1, 1), last_cutoff=dt.date(2022, 3, 1))
-    before = _tables([_sub("a1", "a", "2024-01-01", None)])
+    before = label_tables([subscription_row("a1", "a", "2024-01-01", None)])
     for tables, config in ((one, LabelConfig()), (before, cfg)):
         with pytest.raises(EmptyPopulationError) as built:
             build_labels(tables, config)

@@ -17,8 +17,8 @@ import pytest
 from support.data_end_reference import naive_data_end
 
 from churn.domain import data_end as domain_data_end
-from churn.labels import build
-from churn.labels.build import data_end
+from churn.errors import EmptyPopulationError
+from churn.labels.schedule import data_end
 
 START = pd.Timestamp("2023-01-01", tz="UTC")
 
@@ -84,9 +84,9 @@ def test_lean_data_end_leaves_the_tables_unchanged():
 
 def test_a_table_without_timestamps_is_skipped_and_none_at_all_is_an_error():
     only_text = {"usage_events": pd.DataFrame({"customer_id": ["a"]})}
-    with pytest.raises(build.EmptyPopulationError):
+    with pytest.raises(EmptyPopulationError):
         data_end(only_text)
     missing = pd.Series([pd.NaT], dtype="datetime64[us, UTC]")
     empty = {"usage_events": pd.DataFrame({"occurred_at": missing})}
-    with pytest.raises(build.EmptyPopulationError):
+    with pytest.raises(EmptyPopulationError):
         data_end(empty)

@@ -124,7 +124,7 @@ def test_timestamps_read_by_row_group_equal_pd_read_parquet(tmp_path, tz, unit) 
 def test_earliest_time_of_a_file_equals_the_frames_and_sets_the_history_start(
     tmp_path, tz, statistics
 ) -> None:
-    from churn.labels.build import history_start
+    from churn.labels.schedule import history_start
     from churn.stages.label import ValidatedTables
 
     _write_tables(tmp_path / "validated", churned=1, retained=3)  # subscriptions from 2023-01-01
@@ -162,7 +162,7 @@ def _random_stamps(rng, rows: int, days: int, strays: int, tz: str | None) -> pd
 
 @pytest.mark.parametrize("seed", range(8))
 def test_density_end_of_the_files_in_duckdb_equals_find_density_end(tmp_path, seed) -> None:
-    from churn.labels.build import data_end
+    from churn.labels.schedule import data_end
     from churn.stages.label import ValidatedTables
 
     rng = np.random.default_rng(seed)
@@ -203,7 +203,8 @@ def test_density_end_of_the_files_in_duckdb_equals_find_density_end(tmp_path, se
 
 
 def test_density_end_of_an_empty_or_nanosecond_file(tmp_path) -> None:
-    from churn.labels.build import EmptyPopulationError, data_end
+    from churn.errors import EmptyPopulationError
+    from churn.labels.schedule import data_end
     from churn.stages.label import ValidatedTables
 
     stamps = pd.Series(pd.date_range("2024-01-01", periods=3000, freq="17min", tz="UTC"))
