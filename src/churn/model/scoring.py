@@ -140,6 +140,7 @@ def score_population(
     contributions_fn: ContributionsFn | None = None,
     keep_contributions: bool = True,
     texts: bool = True,
+    population_rows: int | None = None,
 ) -> ScoreResult:
     """Like :func:`score_frame` (same arguments), also returning every feature's contribution.
 
@@ -147,6 +148,9 @@ def score_population(
         keep_contributions: Keep the full contributions (for "what changed"); else ``None``.
         texts: ``False`` leaves the reasons' ``_value`` and ``_text`` columns empty
             (:func:`~churn.model.reasons.build_reason_columns`); every other column is the same.
+        population_rows: When ``features`` is part of a larger population, its number of rows:
+            the kernel is then the one the whole population's scoring uses, so every row gets
+            the same numbers to the bit (default: ``len(features)``).
     """
     if reasons < 0 or batch_rows < 1:
         raise ValueError("reasons must be >= 0 and batch_rows >= 1")
@@ -171,11 +175,12 @@ def score_population(
             if contributions_fn is None:
                 # One walk of the trees gives both when the kernel explains the batch.
                 contributions, base, raw = model.contributions_and_raw_of_matrix(
-                    matrix, population_rows=len(features)
+                    matrix, population_rows=population_rows or len(features)
                 )
             else:
                 contributions, base = contributions_fn(batch)
-                raw = model.predict_raw_matrix(matrix, population_rows=len(features))
+                raw = model.predict_raw_matrix(matrix,
+                                               population_rows=population_rows or len(features))
             check_additivity(contributions, base, raw)
         else:
             contributions, base, raw = np.empty((0, n_features)), np.empty(0), np.empty(0)
@@ -250,7 +255,8 @@ def _column_or_missing(batch: pd.DataFrame, name: str, dtype: str) -> Any:
     return pd.array(np.full(len(batch), None, dtype=object), dtype=dtype)
 
 
-def _mrr(batch: pd.DataFrame) -> np.ndarray:
+def read_mrr(batch: pd.DataFrame) -> np.ndarray:
+    """The scores' ``mrr`` of each row: the ``mrr_at_cutoff`` feature, else ``mrr``, else NaN."""
     for name in (MRR_FEATURE, "mrr"):
         if name in batch.columns:
             return pd.to_numeric(batch[name], errors="coerce").to_numpy(
@@ -270,7 +276,7 @@ def _score_batch(
     texts: bool = True,
 ) -> pd.DataFrame:
     probability = model.calibrator.transform(raw)
-    mrr = _mrr(batch)
+    mrr = read_mrr(batch)
     columns: dict[str, Any] = {
         "customer_id": _column_or_missing(batch, "customer_id", "str"),
         "cutoff": _column_or_missing(batch, "cutoff", TIMESTAMP_DTYPE),

@@ -6,7 +6,9 @@ Policies, all choosing within the same team and play capacities
 * ``expected_value``: every eligible play, ranked by expected value, never at a value <= 0.
 * ``top_probability``: highest churn probability first, the play of the first reason.
 * ``top_revenue_at_risk``: highest probability x MRR first, the play of the first reason.
-* ``random``: a random order, the play of the first reason.
+* ``random``: a random order of the scored customers (:func:`draw_random_order`, drawn over
+  the whole population, so a customer's draw does not depend on anyone's reasons), the play
+  of the first reason.
 
 The baselines fill their capacity whatever the value (they do not know it).
 """
@@ -21,6 +23,34 @@ import pandas as pd
 from churn.targeting.value import select_contacts
 
 POLICIES = ("expected_value", "top_probability", "top_revenue_at_risk", "random")
+#: The column each policy ranks its candidates by, higher first (:func:`choose_by_policies`).
+RANKED_BY = {
+    "expected_value": "expected_value",
+    "top_probability": "churn_probability",
+    "top_revenue_at_risk": "revenue_at_risk",
+    "random": "random_order",
+}
+
+
+def draw_random_order(customer_ids: pd.Series, seed: int) -> pd.DataFrame:
+    """The random policy's order: one seeded uniform draw per scored customer.
+
+    The draws follow the population's rows (one per customer), not the candidates: a
+    customer's draw is then the same whichever customers have an addressed reason, and a
+    list can be chosen from some customers' explanations only
+    (:mod:`~churn.targeting.shortlist`).
+
+    Args:
+        customer_ids: The scored population's ids, one row per customer.
+        seed: ``target.seed``.
+
+    Returns:
+        ``customer_id`` and ``random_order``, in the population's order.
+    """
+    return pd.DataFrame({
+        "customer_id": customer_ids.array,
+        "random_order": np.random.default_rng(seed).random(len(customer_ids)),
+    })
 
 
 def choose_by_policies(
@@ -28,7 +58,7 @@ def choose_by_policies(
     first_reason: pd.DataFrame,
     teams: Mapping[str, int],
     play_capacity: Mapping[str, int | None],
-    seed: int,
+    random_order: pd.DataFrame,
 ) -> dict[str, pd.DataFrame]:
     """The contacts each policy of :data:`POLICIES` chooses.
 
@@ -38,7 +68,8 @@ def choose_by_policies(
             (:func:`~churn.targeting.playbook.first_reason_play`).
         teams: Team -> weekly capacity.
         play_capacity: Play -> weekly capacity or ``None``.
-        seed: Seed of the random policy.
+        random_order: :func:`draw_random_order` of the population (every candidate's
+            customer in it).
 
     Returns:
         Policy -> chosen candidate rows in the order taken (``contact_rank``).
@@ -47,14 +78,12 @@ def choose_by_policies(
                                 on=["customer_id", "play"], how="inner")
     baseline = baseline.assign(
         revenue_at_risk=baseline["churn_probability"] * baseline["mrr"].fillna(0.0),
-        random_order=np.random.default_rng(seed).random(len(baseline)),
-    )
+    ).merge(random_order[["customer_id", "random_order"]], on="customer_id", how="left",
+            validate="many_to_one")
     chosen = {"expected_value": select_contacts(candidates, "expected_value", teams,
                                                 play_capacity)}
-    for policy, column in (("top_probability", "churn_probability"),
-                           ("top_revenue_at_risk", "revenue_at_risk"),
-                           ("random", "random_order")):
-        chosen[policy] = select_contacts(baseline, column, teams, play_capacity,
+    for policy in ("top_probability", "top_revenue_at_risk", "random"):
+        chosen[policy] = select_contacts(baseline, RANKED_BY[policy], teams, play_capacity,
                                          positive_value_only=False)
     return chosen
 

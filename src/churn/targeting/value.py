@@ -124,6 +124,50 @@ def build_candidates(
     return out[list(CANDIDATE_COLUMNS)].reset_index(drop=True)
 
 
+def bound_expected_values(
+    scores: pd.DataFrame,
+    effects: list[PlayEffect],
+    config: TargetConfig,
+    probability_column: str = "churn_probability",
+    dose_effects: Mapping[str, DoseEffect] | None = None,
+) -> np.ndarray:
+    """An upper bound of each customer's expected value over every play, before any reason.
+
+    :func:`build_candidates` values a (customer, play) at ``p x rate x value at risk - cost``,
+    and only the rate depends on the customer's reasons and doses. The bound takes each
+    play's largest possible rate: the larger of its two segments' rates; with
+    ``configured_rate_scaling: addressed_share``, a rate times a share in [0, 1] is at most
+    that; where a rate follows from the dose (a dose response fit, or ``configured_rate_scaling:
+    dose``) at most 1, as ``1 - sigmoid(logit(p) - x) / p`` is. A negative largest rate counts
+    as 0. The probability and the value at risk are not negative and rounding is monotone, so
+    the bound computed in the same order is at least the computed value, to the bit.
+
+    Args:
+        scores: ``customer_id``, the probability column and ``mrr``, one row per customer.
+        effects: As for :func:`build_candidates`.
+        config: As for :func:`build_candidates`.
+        probability_column: As for :func:`build_candidates`.
+        dose_effects: As for :func:`build_candidates`.
+
+    Returns:
+        One bound per row of ``scores`` (NaN where the probability is missing, ``-inf`` with
+        no play).
+    """
+    by_key = {(e.play, e.segment): e for e in effects}
+    probability = scores[probability_column].to_numpy(dtype=np.float64)
+    mrr = scores["mrr"].to_numpy(dtype=np.float64)
+    value_at_risk = np.nan_to_num(mrr, nan=0.0) * config.months_kept
+    bound = np.full(len(scores), -np.inf)
+    for name, play in config.plays.items():
+        rate = max(by_key[(name, SEGMENT_LOW)].save_rate, by_key[(name, SEGMENT_HIGH)].save_rate)
+        if config.configured_rate_scaling == "dose" or name in (dose_effects or {}):
+            rate = max(rate, 1.0)
+        rate = max(rate, 0.0)
+        value = probability * rate * value_at_risk - play_cost(play, mrr)
+        bound = np.where(np.isnan(value) | (value > bound), value, bound)
+    return bound
+
+
 def select_contacts(
     candidates: pd.DataFrame,
     rank_by: str,

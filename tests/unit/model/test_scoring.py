@@ -61,10 +61,10 @@ def test_mrr_comes_from_the_feature_then_an_mrr_column_then_is_missing(tiny_mode
     scored = score_frame(tiny_model, rows, 1)
     np.testing.assert_array_equal(scored["mrr"], rows["mrr_at_cutoff"])  # the feature wins
     # The tiny model needs mrr_at_cutoff as a feature, so the fallbacks are checked directly.
-    from churn.model.scoring import _mrr
+    from churn.model.scoring import read_mrr
 
-    assert (_mrr(rows.drop(columns=["mrr_at_cutoff"])) == 5.0).all()
-    assert np.isnan(_mrr(rows.drop(columns=["mrr_at_cutoff", "mrr"]))).all()
+    assert (read_mrr(rows.drop(columns=["mrr_at_cutoff"])) == 5.0).all()
+    assert np.isnan(read_mrr(rows.drop(columns=["mrr_at_cutoff", "mrr"]))).all()
 
 
 # shap 0.51 announces its LightGBM output format on every call, and its import touches
@@ -384,3 +384,36 @@ def test_another_model_gets_another_score(feature_frame):
         score_frame(other, feature_frame.head(50), 1)["churn_probability"],
         first["churn_probability"],
     )
+
+
+@pytest.mark.parametrize("kernel_threshold", [None, "population"])
+def test_part_of_a_population_scores_as_in_the_whole_population(
+    monkeypatch, tiny_model, feature_frame, kernel_threshold
+):
+    # With population_rows, the rows of a part get the numbers the whole population's scoring
+    # gives them, to the bit, even where the part alone would take the other backend.
+    from churn.model import treeshap
+
+    booster = tiny_model.booster
+    if kernel_threshold == "population":  # the population is explained by the kernel
+        monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES",
+                            len(feature_frame) * booster.num_trees())
+    walked: list[int] = []
+    walk = treeshap.FastTreeShap.shap_values_and_raw
+
+    def counting(self, X):
+        walked.append(len(X))
+        return walk(self, X)
+
+    monkeypatch.setattr(treeshap.FastTreeShap, "shap_values_and_raw", counting)
+    whole = score_population(tiny_model, feature_frame, REASONS, texts=False)
+    positions = np.sort(np.random.default_rng(5).choice(len(feature_frame), 40, replace=False))
+    part = score_population(tiny_model, feature_frame.iloc[positions], REASONS, texts=False,
+                            population_rows=len(feature_frame))
+    pd.testing.assert_frame_equal(part.scores, whole.scores.iloc[positions])
+    pd.testing.assert_frame_equal(part.contributions,
+                                  whole.contributions.iloc[positions].reset_index(drop=True))
+    kernel = [len(feature_frame), 40] if kernel_threshold == "population" else []
+    assert walked == kernel
+    score_population(tiny_model, feature_frame.iloc[positions], REASONS, texts=False)
+    assert walked == kernel  # alone, the part is below the threshold: pred_contrib's

@@ -225,3 +225,50 @@ def test_the_dose_scaling_leaves_measured_rates_and_gives_no_dose_no_contact():
     assert candidates["save_rate"].to_numpy() == pytest.approx([0.0, 0.0], abs=1e-12)
     assert select_contacts(candidates, "expected_value", config.teams,
                            {"cheap": None, "dear": None}).empty
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_bound_is_at_least_every_plays_expected_value_to_the_bit(seed):
+    from dataclasses import replace
+
+    from churn.targeting.dose_response import DoseEffect
+    from churn.targeting.uplift import SOURCE_CONFIGURED
+    from churn.targeting.value import bound_expected_values
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    plays = {
+        "a": PlayConfig(families=("support",), team="t", cost=float(rng.uniform(0, 20)),
+                        save_rate=float(rng.uniform(0, 1))),
+        "b": PlayConfig(families=("billing", "usage"), team="t", cost=1.0,
+                        cost_share_of_mrr=0.2, cost_months=3, save_rate=float(rng.uniform(0, 1))),
+    }
+    config = TargetConfig(teams={"t": 5}, plays=plays, months_kept=float(rng.uniform(1, 12)),
+                          configured_rate_scaling=str(rng.choice(["none", "addressed_share",
+                                                                   "dose"])))
+    effects = [PlayEffect(play, segment, float(rng.uniform(-0.3, 1.0)), None,
+                          SOURCE_CONFIGURED if rng.random() < 0.5 else SOURCE_LOGGED, 0, 0,
+                          float(rng.uniform(0, 2)) if rng.random() < 0.5 else None)
+               for play in plays for segment in SEGMENTS]
+    effects = [replace(e, save_rate=plays[e.play].save_rate) if e.source == SOURCE_CONFIGURED
+               else e for e in effects]
+    fits = {"b": DoseEffect(float(rng.uniform(-1, 4)), 0.1, 0.0, 50, 50)} if seed % 3 else {}
+    scores = pd.DataFrame({
+        "customer_id": np.arange(n),
+        "churn_probability": rng.choice([0.0, 1.0, *rng.random(20)], n),
+        "mrr": rng.choice([np.nan, 0.0, 9.99, 120.0, 3000.0], n),
+    })
+    eligible = pd.DataFrame([(c, play, 1, "f") for c in range(n) for play in plays
+                             if rng.random() < 0.7],
+                            columns=["customer_id", "play", "reason_rank", "reason_feature"])
+    doses = pd.DataFrame({"customer_id": np.arange(n),
+                          "dose_support": rng.exponential(1.0, n) * (rng.random(n) < 0.8),
+                          "dose_billing": rng.exponential(2.0, n),
+                          "dose_usage": rng.exponential(0.5, n)})
+    doses["positive_total"] = doses.filter(like="dose_").sum(axis=1) + rng.exponential(1.0, n)
+    candidates = build_candidates(scores, eligible, doses, effects, config, dose_effects=fits)
+    bound = pd.Series(bound_expected_values(scores, effects, config, dose_effects=fits),
+                      index=scores["customer_id"])
+    best = candidates.groupby("customer_id")["expected_value"].max()
+    assert len(best) > 0
+    assert (best <= bound[best.index]).all()  # exact: no tolerance

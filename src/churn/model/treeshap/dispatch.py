@@ -128,12 +128,15 @@ def compute_contributions_and_raw_scores(
     Args:
         booster: A LightGBM binary booster.
         matrix: Feature matrix in the booster's column order (NaN means missing).
-        population_rows: As :func:`compute_raw_scores`.
+        population_rows: As :func:`compute_raw_scores`; the contributions' backend is chosen
+            by it too, so every batch of a population, and any part of it explained apart,
+            gets the same numbers to the bit.
 
     Returns:
         ``(contributions, base, raw)`` with shapes ``(n, n_features)``, ``(n,)`` and ``(n,)``.
     """
-    if choose_backend(booster, len(matrix)) == "lightgbm":
+    rows = len(matrix) if population_rows is None else max(population_rows, len(matrix))
+    if choose_backend(booster, rows) == "lightgbm":
         both = lightgbm_contributions(booster, matrix)
         raw = compute_raw_scores(booster, matrix, population_rows=population_rows)
         return both[:, :-1], both[:, -1], raw
