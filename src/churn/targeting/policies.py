@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from churn.errors import DataContractError
 from churn.targeting.value import select_contacts
 
 POLICIES = ("expected_value", "top_probability", "top_revenue_at_risk", "random")
@@ -46,7 +47,17 @@ def draw_random_order(customer_ids: pd.Series, seed: int) -> pd.DataFrame:
 
     Returns:
         ``customer_id`` and ``random_order``, in the population's order.
+
+    Raises:
+        DataContractError: If a customer appears twice (one draw per customer).
     """
+    repeated = customer_ids.duplicated(keep=False)
+    if repeated.any():
+        examples = list(customer_ids[repeated].drop_duplicates().head(5))
+        raise DataContractError(
+            f"the scored population holds {int(repeated.sum())} rows of customers that appear "
+            f"more than once (e.g. {examples}); targeting needs one row per customer"
+        )
     return pd.DataFrame({
         "customer_id": customer_ids.array,
         "random_order": np.random.default_rng(seed).random(len(customer_ids)),

@@ -85,3 +85,10 @@ def test_random_policy_follows_each_customers_draw_over_the_population():
     assert chosen["random"]["customer_id"].tolist() == expected
     assert chosen["random"]["random_order"].tolist() == [draw[c] for c in expected]
     assert (chosen["random"]["play"] == "call").all()
+
+
+def test_a_population_with_a_customer_twice_is_refused_by_name():
+    from churn.errors import DataContractError
+
+    with pytest.raises(DataContractError, match=r"2 rows .* \['b'\]"):
+        draw_random_order(pd.Series(["a", "b", "c", "b"]), 0)
