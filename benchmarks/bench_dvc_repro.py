@@ -22,11 +22,19 @@ run): the stage's command plus DVC's hashing and caching of its outputs and its 
 next stage's dependencies. DVC's own start, before the first stage, is a row of its own. The
 floor of ``measuring.py`` (one DuckDB scan of the raw tables) is measured after the run,
 as the reference for how fast the machine was.
+
+Per stage it also records how busy the machine's cores were: the whole machine's busy and idle
+CPU time (``/proc/stat``) is read every second during the run, and each one-second interval
+counts for the stage running at its end. ``busy_cores`` is a stage's busy core-seconds over its
+wall; ``idle_core_s`` is what the cores left unused (on a machine shared with other work, that
+work counts as busy). Where a stage leaves a core idle is where it could go faster without
+doing less.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import itertools
 import os
@@ -35,6 +43,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +140,95 @@ def build_project(
     return env
 
 
+def read_machine_seconds(stat_text: str, ticks_per_second: float) -> tuple[float, float]:
+    """Return the machine's busy and idle CPU seconds since boot from ``/proc/stat``'s text.
+
+    Busy is user, nice, system, irq, softirq and steal time; idle is idle and iowait (guest
+    time is already inside user time).
+    """
+    fields = stat_text.splitlines()[0].split()
+    if fields[0] != "cpu" or len(fields) < 9:
+        raise ValueError(f"not /proc/stat's first line: {fields[:3]}")
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy / ticks_per_second, (idle + iowait) / ticks_per_second
+
+
+class MachineSampler:
+    """Reads the machine's busy and idle CPU seconds every ``interval`` seconds on a thread.
+
+    :attr:`samples` holds ``(seconds since start, busy seconds, idle seconds)`` of each
+    interval, from :meth:`start` to :meth:`stop`; empty where ``/proc/stat`` does not exist.
+    """
+
+    def __init__(self, interval: float = 1.0, stat_path: Path = Path("/proc/stat")) -> None:
+        self.interval = interval
+        self.stat_path = stat_path
+        self.samples: list[tuple[float, float, float]] = []
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+    def _read(self) -> tuple[float, float]:
+        return read_machine_seconds(self.stat_path.read_text(), self._ticks)
+
+    def start(self) -> float:
+        """Start sampling; return the start (``time.perf_counter``) the samples count from."""
+        started = time.perf_counter()
+        if not self.stat_path.exists():
+            return started
+
+        def sample() -> None:
+            last = self._read()
+            while not self._done.wait(self.interval):
+                current = self._read()
+                self.samples.append(
+                    (time.perf_counter() - started, current[0] - last[0], current[1] - last[1])
+                )
+                last = current
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return started
+
+    def stop(self) -> None:
+        """Stop sampling (the interval under way is not recorded)."""
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def add_machine_busy(
+    rows: list[dict[str, Any]], samples: Sequence[tuple[float, float, float]]
+) -> list[dict[str, Any]]:
+    """Add each stage's busy and idle core-seconds and busy cores to :func:`split_stage_walls`'
+    rows, each sample counted for the row running at the sample's end.
+
+    Args:
+        rows: Rows of :func:`split_stage_walls`, in order (their walls add up to the run).
+        samples: ``(seconds since the run began, busy seconds, idle seconds)`` per interval.
+
+    Returns:
+        The rows with ``busy_core_s``, ``idle_core_s`` and ``busy_cores`` (busy over the
+        sampled seconds; ``None`` for a row without a sample).
+    """
+    ends = list(itertools.accumulate(row["wall_s"] for row in rows))
+    busy = [0.0] * len(rows)
+    idle = [0.0] * len(rows)
+    sampled = [0.0] * len(rows)
+    previous = 0.0
+    for at, busy_s, idle_s in samples:
+        row = min(bisect.bisect_right(ends, at), len(rows) - 1)
+        busy[row] += busy_s
+        idle[row] += idle_s
+        sampled[row] += at - previous
+        previous = at
+    return [
+        {**row, "busy_core_s": b, "idle_core_s": i, "busy_cores": b / t if t > 0 else None}
+        for row, b, i, t in zip(rows, busy, idle, sampled, strict=True)
+    ]
+
+
 def split_stage_walls(starts: Sequence[tuple[str, float]], end: float) -> list[dict[str, Any]]:
     """Return each stage's wall time from the announced starts, DVC's start first.
 
@@ -179,10 +278,16 @@ def run_dvc_repro(work: Path, env: Mapping[str, str], log_path: Path) -> dict[st
         RuntimeError: If ``dvc repro`` fails (with the tail of its output).
     """
     stages = StageStarts()
-    measured = run_measured(
-        [sys.executable, "-m", "dvc", "repro"], work, log_path, env=dict(env), on_line=stages
-    )
-    return {**measured, "stages": split_stage_walls(stages.starts, measured["wall_s"])}
+    machine = MachineSampler()
+    machine.start()
+    try:
+        measured = run_measured(
+            [sys.executable, "-m", "dvc", "repro"], work, log_path, env=dict(env), on_line=stages
+        )
+    finally:
+        machine.stop()
+    rows = split_stage_walls(stages.starts, measured["wall_s"])
+    return {**measured, "stages": add_machine_busy(rows, machine.samples)}
 
 
 def run_benchmark(
@@ -227,16 +332,30 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         f"{result['machine']['cpus']} CPUs, load {result['load_average_before']} before, "
         f"{result['load_average_after']} after (shared machine).\n\n"
     )
-    lines = ["| stage (under `dvc repro`) | wall s |", "|---|---:|"]
-    lines += [f"| {row['stage']} | {row['wall_s']:.1f} |" for row in result["stages"]]
+    lines = [
+        "| stage (under `dvc repro`) | wall s | cores busy (machine) | idle core-s |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in result["stages"]:
+        cores = row.get("busy_cores")
+        shown = "" if cores is None else f"{cores:.2f}"
+        idle = row.get("idle_core_s")
+        lines.append(
+            f"| {row['stage']} | {row['wall_s']:.1f} | {shown} | "
+            f"{'' if idle is None else f'{idle:.1f}'} |"
+        )
     floor = result["floor"]
     lines.append(
-        f"| floor: one DuckDB scan of the raw tables (after the run) | {floor['wall_s']:.1f} |"
+        f"| floor: one DuckDB scan of the raw tables (after the run) | {floor['wall_s']:.1f} | | |"
     )
+    busy_total = sum(row.get("busy_core_s") or 0.0 for row in result["stages"])
+    idle_total = sum(row.get("idle_core_s") or 0.0 for row in result["stages"])
+    sampled = busy_total + idle_total
+    average = f"{busy_total / sampled * result['machine']['cpus']:.2f}" if sampled else ""
     lines.append(
         f"| **total** (CPU {result['cpu_s']:.1f} s; peak RSS {result['peak_rss_mb']:,.0f} MB "
         f"largest process, {result['peak_tree_rss_mb']:,.0f} MB all at once) | "
-        f"**{result['wall_s']:.1f}** |"
+        f"**{result['wall_s']:.1f}** | {average} | {idle_total:.1f} |"
     )
     return head + "\n".join(lines) + "\n"
 

@@ -55,6 +55,63 @@ def test_stage_starts_are_taken_from_dvc_lines_only():
     assert starts.starts == [("simulate", 1.0), ("ingest", 6.5)]
 
 
+def test_the_machines_busy_and_idle_seconds_are_read_from_proc_stat():
+    text = "cpu  100 20 30 400 50 6 4 10 7 0\ncpu0 50 10 15 200 25 3 2 5 3 0\n"
+    busy, idle = bench.read_machine_seconds(text, 100.0)
+    assert busy == pytest.approx((100 + 20 + 30 + 6 + 4 + 10) / 100)  # guest is in user
+    assert idle == pytest.approx((400 + 50) / 100)
+    with pytest.raises(ValueError, match="not /proc/stat"):
+        bench.read_machine_seconds("intr 1 2 3\n", 100.0)
+
+
+def test_each_sample_counts_for_the_stage_running_at_its_end():
+    rows = bench.split_stage_walls([("simulate", 1.0), ("ingest", 3.0)], 5.0)
+    samples = [
+        (1.0, 0.5, 1.5),
+        (2.0, 2.0, 0.0),
+        (3.0, 1.0, 1.0),
+        (4.0, 1.5, 0.5),
+        (5.2, 2.0, 0.0),
+    ]  # the last one ends after the run: the last stage's
+    rows = bench.add_machine_busy(rows, samples)
+
+    # Naive reference: the stage whose [start, end) holds the sample's end.
+    bounds = {bench.DVC_START: (0.0, 1.0), "simulate": (1.0, 3.0), "ingest": (3.0, 5.0)}
+    for row in rows:
+        low, high = bounds[row["stage"]]
+        mine = [
+            s for s in samples if low <= s[0] < high or (row["stage"] == "ingest" and s[0] >= high)
+        ]
+        assert row["busy_core_s"] == pytest.approx(sum(s[1] for s in mine))
+        assert row["idle_core_s"] == pytest.approx(sum(s[2] for s in mine))
+    # Busy cores: busy seconds over the sampled seconds (intervals 1.0, 1.0 | 1.0, 1.0, 1.2).
+    assert rows[0]["busy_cores"] is None  # no sample ended before the first stage
+    assert rows[1]["busy_cores"] == pytest.approx(2.5 / 2.0)
+    assert rows[2]["busy_cores"] == pytest.approx(4.5 / 3.2)
+    empty = bench.add_machine_busy(bench.split_stage_walls([("a", 0.5)], 1.0), [])
+    assert [row["busy_cores"] for row in empty] == [None, None]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux's /proc/stat")
+def test_the_sampler_reads_one_interval_at_a_time_until_stopped():
+    import os
+    import time
+
+    sampler = bench.MachineSampler(interval=0.05)
+    sampler.start()
+    time.sleep(0.4)
+    sampler.stop()
+    count = len(sampler.samples)
+    assert count >= 3
+    times = [at for at, _, _ in sampler.samples]
+    assert times == sorted(times)
+    # Every interval's busy and idle seconds add up to about its length on every core.
+    total = sum(busy + idle for _, busy, idle in sampler.samples)
+    assert total == pytest.approx(times[-1] * os.cpu_count(), rel=0.5)
+    time.sleep(0.15)
+    assert len(sampler.samples) == count  # stopped
+
+
 def _two_stage_repository(root: Path) -> Path:
     """A repository with what build_project copies and a dvc.yaml of two plain commands."""
     python = sys.executable
@@ -110,6 +167,11 @@ def test_a_fresh_project_runs_every_stage_through_dvc_and_is_timed(tmp_path):
     assert [row["stage"] for row in run["stages"]] == [bench.DVC_START, "first", "second"]
     assert sum(row["wall_s"] for row in run["stages"]) == pytest.approx(run["wall_s"])
     assert run["stages"][2]["wall_s"] >= 0.3  # the second stage's own sleep
+    # How busy the machine was, per stage, from /proc/stat (where it exists).
+    sampled = [row for row in run["stages"] if row["busy_cores"] is not None]
+    assert all(row["busy_core_s"] >= 0 and row["idle_core_s"] >= 0 for row in run["stages"])
+    if Path("/proc/stat").exists() and run["wall_s"] > 2:
+        assert sampled
     assert run["cpu_s"] > 0 and run["peak_rss_mb"] > 0
     assert run["peak_tree_rss_mb"] >= run["peak_rss_mb"]
     assert "Running stage 'second':" in (tmp_path / "dvc_repro.log").read_text()
@@ -151,7 +213,13 @@ def test_the_table_shows_every_stage_the_floor_and_the_total():
         "load_average_after": [2.0, 1.5, 1.0],
         "stages": [
             {"stage": bench.DVC_START, "wall_s": 1.25},
-            {"stage": "simulate", "wall_s": 3.5},
+            {
+                "stage": "simulate",
+                "wall_s": 3.5,
+                "busy_core_s": 5.0,
+                "idle_core_s": 2.0,
+                "busy_cores": 5.0 / 3.5,
+            },
         ],
         "floor": {"wall_s": 0.4},
         "wall_s": 4.75,
@@ -164,6 +232,8 @@ def test_the_table_shows_every_stage_the_floor_and_the_total():
 
     assert "`dvc repro` at 1,200 customers" in table
     assert f"| {bench.DVC_START} | 1.2 |" in table  # 1.25 rounds to even
-    assert "| simulate | 3.5 |" in table
+    assert "| simulate | 3.5 | 1.43 | 2.0 |" in table
+    assert f"| {bench.DVC_START} | 1.2 |  |  |" in table  # a run without samples: blank
     assert "| floor: one DuckDB scan of the raw tables (after the run) | 0.4 |" in table
     assert "**4.8**" in table and "350 MB all at once" in table
+    assert "| **4.8** | 1.43 | 2.0 |" in table  # the machine's average over the samples
