@@ -3,7 +3,7 @@
 The ``churn target`` stage compares policies at one cutoff, the last labeled one. One cutoff is
 one draw: a small change of the model's reasons moves which plays are eligible. This script
 repeats the stage's comparison (the same functions: :func:`~churn.stages.target.learn_effects`,
-:func:`~churn.stages.target.plan_contacts`,
+:func:`~churn.targeting.planning.plan_contacts`,
 :func:`~churn.stages.target.compare_policies_on_truth`) at the last ``--cutoffs`` labeled
 cutoffs, for each ``target.max_standard_error`` (``--limits``), ``target.one_source_per``
 (``--sources``) and ``target.configured_rate_scaling`` (``--scalings``) given, and prints
@@ -35,13 +35,9 @@ from churn.domain.families import FAMILIES, PROFILE_FAMILY
 from churn.io import read_frame
 from churn.model.artifact import ChurnModel
 from churn.model.scoring import score_population
-from churn.stages.target import (
-    Explained,
-    compare_policies_on_truth,
-    learn_effects,
-    plan_contacts,
-)
+from churn.stages.target import compare_policies_on_truth, learn_effects
 from churn.targeting.logged import attach_outcomes
+from churn.targeting.planning import Explained, plan_contacts
 from churn.targeting.playbook import actionable_families, family_doses
 from churn.targeting.uplift import ADDRESSED_SEGMENTS, EFFECT_SOURCE_SCOPES, SOURCE_LOGGED
 

@@ -1,8 +1,9 @@
 """The ``churn target`` stage: whom to contact this week, with which play (docs/targeting.md).
 
-Pure cores :func:`learn_effects`, :func:`plan_contacts` and :func:`compare_policies_on_truth`
-take frames and config; the runner :func:`run_target` reads the scores, the catalog, the logged
-``retention_actions`` (optional) and, where the simulator wrote it, the truth, and writes:
+Pure cores :func:`learn_effects`, :func:`~churn.targeting.planning.plan_contacts` and
+:func:`compare_policies_on_truth` take frames and config; the runner :func:`run_target` reads
+the scores, the catalog, the logged ``retention_actions`` (optional) and, where the simulator
+wrote it, the truth, and writes:
 
 * ``<out_dir>/targets.parquet``: the chosen contacts (one play per customer, within every
   capacity) with their expected value, cost, probability, reasons and next decision date.
@@ -16,8 +17,6 @@ take frames and config; the runner :func:`run_target` reads the scores, the cata
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +47,15 @@ from churn.stages.tlearner_checks import plan_play_checks, start_play_checks
 from churn.targeting.dose_response import DoseEffect, fit_play_dose_effects
 from churn.targeting.dose_truth import dose_effects_vs_truth, join_truth, list_truth_keys
 from churn.targeting.logged import attach_outcomes
+from churn.targeting.planning import Explained, plan_contacts, plan_population_contacts
 from churn.targeting.playbook import (
     actionable_families,
     count_reasons,
-    eligible_plays,
     family_doses,
-    first_reason_play,
     play_dose,
     reason_families,
 )
-from churn.targeting.policies import (
-    choose_by_policies,
-    compare_on_truth,
-    cumulative_curves,
-    draw_random_order,
-)
-from churn.targeting.shortlist import FIRST_BLOCK_ROWS, choose_explaining_fewest
+from churn.targeting.policies import compare_on_truth, cumulative_curves
 from churn.targeting.shrinkage import SOURCE_SHRUNK, shrink_effects
 from churn.targeting.uplift import (
     SEGMENTS,
@@ -75,21 +67,12 @@ from churn.targeting.uplift import (
     standardized_difference,
     unify_effect_sources,
 )
-from churn.targeting.value import bound_expected_values, build_candidates
 
 logger = logging.getLogger(__name__)
 
 ACTIONS_TABLE = "retention_actions"
 TRUTH_TABLE = "retention_truth"
 _ALL_FAMILIES = [*FAMILIES, PROFILE_FAMILY]
-
-
-@dataclass(frozen=True)
-class Explained:
-    """Scores with reasons plus each row's family doses (for a set of customer rows)."""
-
-    scores: pd.DataFrame
-    doses: pd.DataFrame
 
 
 def probability_column(config: TargetConfig, label_horizon_days: int,
@@ -217,92 +200,6 @@ def _annotate_logged(logged: pd.DataFrame, explained: Explained | None,
         addressed[mask] = flag.fillna(False).to_numpy(dtype=bool)[mask]
         dose[mask] = np.nan_to_num(play_dose(doses, play))[mask]
     return rows.assign(addressed=addressed, dose=dose, expected=expected)
-
-
-def plan_contacts(
-    scores: pd.DataFrame,
-    doses: pd.DataFrame,
-    family_of: dict[str, str],
-    effects: list[PlayEffect],
-    config: TargetConfig,
-    probability: str = "churn_probability",
-    dose_effects: dict[str, DoseEffect] | None = None,
-    random_order: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Candidates and every policy's choice for one scored population.
-
-    ``dose_effects`` (:func:`learn_dose_effects`) give each customer its own save rate for
-    those plays; the other plays use their segment's. ``random_order`` is the random policy's
-    draw (:func:`~churn.targeting.policies.draw_random_order`) of the whole population when
-    ``scores`` holds only some of it; by default it is drawn over ``scores``.
-
-    Returns:
-        The candidates (:func:`~churn.targeting.value.build_candidates`) and policy -> chosen
-        contacts (:func:`~churn.targeting.policies.choose_by_policies`).
-    """
-    reasons = reason_families(scores, family_of)
-    eligible = eligible_plays(reasons, config.plays)
-    candidates = build_candidates(scores, eligible, doses, effects, config, probability,
-                                  dose_effects)
-    capacity = {name: play.weekly_capacity for name, play in config.plays.items()}
-    if random_order is None:
-        random_order = draw_random_order(scores["customer_id"], config.seed)
-    chosen = choose_by_policies(candidates, first_reason_play(eligible, config.plays),
-                                config.teams, capacity, random_order)
-    return candidates, chosen
-
-
-def plan_population_contacts(
-    population: pd.DataFrame,
-    explain: Callable[[np.ndarray], Explained],
-    family_of: dict[str, str],
-    effects: list[PlayEffect],
-    config: TargetConfig,
-    dose_effects: dict[str, DoseEffect] | None = None,
-    first_block: int = FIRST_BLOCK_ROWS,
-) -> tuple[dict[str, pd.DataFrame], int]:
-    """Every policy's choice for a population, explaining only the customers who can make a list.
-
-    The lists are those :func:`plan_contacts` gives from the whole population's explanation
-    (:func:`~churn.targeting.shortlist.choose_explaining_fewest` says why); at a million
-    customers the test cutoff's explanation was about a third of the stage.
-
-    Args:
-        population: ``customer_id``, ``churn_probability`` and ``mrr`` of every customer, as
-            their explanation's scores give them.
-        explain: Positions in ``population`` (increasing) -> those customers' reasons and
-            doses, as the whole population's explanation gives them.
-        family_of: Feature -> family.
-        effects: The play effects.
-        config: The ``target`` section.
-        dose_effects: As for :func:`plan_contacts`.
-        first_block: Customers explained per policy in the first round.
-
-    Returns:
-        Policy -> contacts, and the number of customers explained.
-    """
-    random_order = draw_random_order(population["customer_id"], config.seed)
-    probability = population["churn_probability"]
-    keys = {
-        "expected_value": bound_expected_values(population, effects, config,
-                                                dose_effects=dose_effects),
-        "top_probability": probability.to_numpy(dtype=np.float64),
-        # The values choose_by_policies ranks by, computed the same way.
-        "top_revenue_at_risk": (probability * population["mrr"].fillna(0.0)).to_numpy(
-            dtype=np.float64),
-        "random": random_order["random_order"].to_numpy(),
-    }
-    capacity = sum(max(team, 0) for team in config.teams.values())
-
-    def explain_at(positions: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-        explained = explain(positions)
-        return explained.scores, explained.doses
-
-    def choose(scores: pd.DataFrame, doses: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        return plan_contacts(scores, doses, family_of, effects, config,
-                             dose_effects=dose_effects, random_order=random_order)[1]
-
-    return choose_explaining_fewest(keys, capacity, explain_at, choose, first_block)
 
 
 def true_effects(logged: pd.DataFrame, truth: pd.DataFrame,
