@@ -172,11 +172,11 @@ class MachineSampler:
     def _read(self) -> tuple[float, float]:
         return read_machine_seconds(self.stat_path.read_text(), self._ticks)
 
-    def start(self) -> float:
-        """Start sampling; return the start (``time.perf_counter``) the samples count from."""
+    def start(self) -> None:
+        """Start sampling (the samples' seconds count from here)."""
         started = time.perf_counter()
         if not self.stat_path.exists():
-            return started
+            return
 
         def sample() -> None:
             last = self._read()

@@ -162,6 +162,7 @@ def score_population(
         **group_memberships(specs, "phase", PHASES),
     }
     n_features = len(model.feature_names)
+    population = population_rows or len(features)
     score_parts: list[pd.DataFrame] = []
     contribution_parts: list[pd.DataFrame] = []
     # LightGBM cannot predict zero rows, so an empty frame is scored without the booster.
@@ -175,12 +176,11 @@ def score_population(
             if contributions_fn is None:
                 # One walk of the trees gives both when the kernel explains the batch.
                 contributions, base, raw = model.contributions_and_raw_of_matrix(
-                    matrix, population_rows=population_rows or len(features)
+                    matrix, population_rows=population
                 )
             else:
                 contributions, base = contributions_fn(batch)
-                raw = model.predict_raw_matrix(matrix,
-                                               population_rows=population_rows or len(features))
+                raw = model.predict_raw_matrix(matrix, population_rows=population)
             check_additivity(contributions, base, raw)
         else:
             contributions, base, raw = np.empty((0, n_features)), np.empty(0), np.empty(0)

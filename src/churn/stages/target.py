@@ -335,13 +335,14 @@ def run_target(
     probability = probability_column(config, params.label.horizon_days, scores)
     model = ChurnModel.load(model_dir)
     truth_file = Path(truth_dir) / table_file_name(TRUTH_TABLE) if truth_dir else None
-    compare_on_truth_file = truth_file is not None and truth_file.exists()
+    if truth_file is not None and not truth_file.exists():
+        truth_file = None  # no policy comparison on the truth
     # The rows explained below (the logged actions' and, on simulated data, the test cutoff's
     # customers who can make a list) number up to as many as the scores: numba compiles the
     # TreeSHAP kernel while the labels, actions and features are read, instead of at the first
     # explanation. Their raw scores come from that kernel's walk; the prediction kernel is
     # needed only for the test cutoff's probabilities.
-    model.start_compiling(len(scores), raw_scores=compare_on_truth_file)
+    model.start_compiling(len(scores), raw_scores=truth_file is not None)
     labels = None
 
     def explain(rows: pd.DataFrame, population_rows: int | None = None) -> Explained:
@@ -394,7 +395,7 @@ def run_target(
             cutoff=scoring_cutoff, value="expected_saved_revenue")
 
         comparison: dict[str, Any] = {}
-        if truth_file is not None and compare_on_truth_file:
+        if truth_file is not None:
             labels = labels if labels is not None else read_frame(labels_path)
             test_cutoff = labels.loc[labels["label"].notna(), "cutoff"].max()
             test_rows = read_frame_rows(features_path, {"cutoff": [test_cutoff]})

@@ -17,7 +17,11 @@ import pandas as pd
 from churn.config import TargetConfig
 from churn.targeting.dose_response import DoseEffect
 from churn.targeting.playbook import eligible_plays, first_reason_play, reason_families
-from churn.targeting.policies import choose_by_policies, draw_random_order
+from churn.targeting.policies import (
+    choose_by_policies,
+    compute_revenue_at_risk,
+    draw_random_order,
+)
 from churn.targeting.shortlist import FIRST_BLOCK_ROWS, choose_explaining_fewest
 from churn.targeting.uplift import PlayEffect
 from churn.targeting.value import bound_expected_values, build_candidates
@@ -102,10 +106,8 @@ def plan_population_contacts(
             population, effects, config, dose_effects=dose_effects
         ),
         "top_probability": probability.to_numpy(dtype=np.float64),
-        # The values choose_by_policies ranks by, computed the same way.
-        "top_revenue_at_risk": (probability * population["mrr"].fillna(0.0)).to_numpy(
-            dtype=np.float64
-        ),
+        # The values choose_by_policies ranks by, computed by the same function.
+        "top_revenue_at_risk": compute_revenue_at_risk(population).to_numpy(dtype=np.float64),
         "random": random_order["random_order"].to_numpy(),
     }
     capacity = sum(max(team, 0) for team in config.teams.values())

@@ -87,16 +87,20 @@ def choose_by_policies(
     """
     baseline = candidates.merge(first_reason[["customer_id", "play"]],
                                 on=["customer_id", "play"], how="inner")
-    baseline = baseline.assign(
-        revenue_at_risk=baseline["churn_probability"] * baseline["mrr"].fillna(0.0),
-    ).merge(random_order[["customer_id", "random_order"]], on="customer_id", how="left",
-            validate="many_to_one")
+    baseline = baseline.assign(revenue_at_risk=compute_revenue_at_risk(baseline)).merge(
+        random_order[["customer_id", "random_order"]], on="customer_id", how="left",
+        validate="many_to_one")
     chosen = {"expected_value": select_contacts(candidates, "expected_value", teams,
                                                 play_capacity)}
     for policy in ("top_probability", "top_revenue_at_risk", "random"):
         chosen[policy] = select_contacts(baseline, RANKED_BY[policy], teams, play_capacity,
                                          positive_value_only=False)
     return chosen
+
+
+def compute_revenue_at_risk(scores: pd.DataFrame) -> pd.Series:
+    """The ``top_revenue_at_risk`` policy's ranking: probability x MRR (missing MRR: 0)."""
+    return scores["churn_probability"] * scores["mrr"].fillna(0.0)
 
 
 def compare_on_truth(

@@ -94,13 +94,12 @@ def choose_explaining_fewest(
     if len(lengths) != 1 or first_block < 1:
         raise ValueError("keys need one array per policy, all of one length; first_block >= 1")
     (size,) = lengths
+    ranked = {policy: np.asarray(k, dtype=np.float64) for policy, k in keys.items()}
     # Best first, missing keys last. Ties in population order, though any order would do: a
     # list is final only once no unexplained key reaches its last value.
     orders = {
-        policy: np.argsort(
-            -np.nan_to_num(np.asarray(k, dtype=np.float64), nan=-np.inf), kind="stable"
-        )
-        for policy, k in keys.items()
+        policy: np.argsort(-np.nan_to_num(k, nan=-np.inf), kind="stable")
+        for policy, k in ranked.items()
     }
     explained = np.zeros(size, dtype=bool)
     reached = dict.fromkeys(keys, 0)
@@ -127,9 +126,7 @@ def choose_explaining_fewest(
         pending = {
             policy
             for policy in keys
-            if not is_list_final(
-                chosen[policy], policy, np.asarray(keys[policy]), explained, capacity
-            )
+            if not is_list_final(chosen[policy], policy, ranked[policy], explained, capacity)
         }
         if not pending:
             return chosen, int(explained.sum())

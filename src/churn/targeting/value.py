@@ -39,6 +39,9 @@ from churn.targeting.uplift import CONFIGURED_SOURCES, SEGMENT_HIGH, SEGMENT_LOW
 #: Source of a save rate from the play's dose response (:mod:`~churn.targeting.dose_response`).
 SOURCE_DOSE_RESPONSE = "logged actions (dose response)"
 
+#: Per-row numbers (arrays or series of one length) or one number for every row.
+Numbers = np.ndarray | pd.Series | float
+
 CANDIDATE_COLUMNS = (
     "customer_id", "play", "team", "churn_probability", "mrr", "segment", "save_rate",
     "effect_source", "value_at_risk", "cost", "expected_value", "reason_rank", "reason_feature",
@@ -115,13 +118,27 @@ def build_candidates(
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CANDIDATE_COLUMNS})
     out = pd.concat(parts, ignore_index=True)
-    mrr = np.nan_to_num(out["mrr"].to_numpy(dtype=np.float64), nan=0.0)
-    out["value_at_risk"] = mrr * config.months_kept
-    out["expected_value"] = (
-        out["churn_probability"].to_numpy(dtype=np.float64) * out["save_rate"]
-        * out["value_at_risk"] - out["cost"]
-    )
+    out["value_at_risk"] = compute_value_at_risk(out["mrr"].to_numpy(dtype=np.float64), config)
+    out["expected_value"] = compute_expected_value(
+        out["churn_probability"].to_numpy(dtype=np.float64), out["save_rate"],
+        out["value_at_risk"], out["cost"])
     return out[list(CANDIDATE_COLUMNS)].reset_index(drop=True)
+
+
+def compute_value_at_risk(mrr: np.ndarray, config: TargetConfig) -> np.ndarray:
+    """Revenue a churner takes along: ``MRR x target.months_kept`` (missing MRR: 0)."""
+    return np.nan_to_num(mrr, nan=0.0) * config.months_kept
+
+
+def compute_expected_value(probability: Numbers, save_rate: Numbers, value_at_risk: Numbers,
+                           cost: Numbers) -> Numbers:
+    """``p x save rate x value at risk - cost``, multiplied in this order.
+
+    :func:`build_candidates` and :func:`bound_expected_values` both compute it here: the bound
+    is at least the value to the bit only because both round the same operations in the same
+    order.
+    """
+    return probability * save_rate * value_at_risk - cost
 
 
 def bound_expected_values(
@@ -156,14 +173,14 @@ def bound_expected_values(
     by_key = {(e.play, e.segment): e for e in effects}
     probability = scores[probability_column].to_numpy(dtype=np.float64)
     mrr = scores["mrr"].to_numpy(dtype=np.float64)
-    value_at_risk = np.nan_to_num(mrr, nan=0.0) * config.months_kept
+    value_at_risk = compute_value_at_risk(mrr, config)
     bound = np.full(len(scores), -np.inf)
     for name, play in config.plays.items():
         rate = max(by_key[(name, SEGMENT_LOW)].save_rate, by_key[(name, SEGMENT_HIGH)].save_rate)
         if config.configured_rate_scaling == "dose" or name in (dose_effects or {}):
             rate = max(rate, 1.0)
         rate = max(rate, 0.0)
-        value = probability * rate * value_at_risk - play_cost(play, mrr)
+        value = compute_expected_value(probability, rate, value_at_risk, play_cost(play, mrr))
         bound = np.where(np.isnan(value) | (value > bound), value, bound)
     return bound
 

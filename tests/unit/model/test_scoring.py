@@ -98,6 +98,19 @@ def test_batches_give_the_same_result_as_one_pass(tiny_model, feature_frame, sco
     )
 
 
+def _count_rows(monkeypatch, cls: type, method: str) -> list[int]:
+    """Patch ``cls.method`` (called with a matrix) to record the rows of each call."""
+    calls: list[int] = []
+    original = getattr(cls, method)
+
+    def counting(self, X):
+        calls.append(len(X))
+        return original(self, X)
+
+    monkeypatch.setattr(cls, method, counting)
+    return calls
+
+
 def test_every_batch_of_a_large_population_is_predicted_by_the_kernel(
     monkeypatch, tiny_model, feature_frame, scores
 ):
@@ -110,14 +123,7 @@ def test_every_batch_of_a_large_population_is_predicted_by_the_kernel(
         treeshap.dispatch, "PREDICT_KERNEL_MIN_ROW_TREES", len(feature_frame) * booster.num_trees()
     )
     treeshap.dispatch._CACHE.pop(booster, None)
-    calls: list[int] = []
-    walk = treeshap.FastTreeShap.predict_raw
-
-    def counting(self, X):
-        calls.append(len(X))
-        return walk(self, X)
-
-    monkeypatch.setattr(treeshap.FastTreeShap, "predict_raw", counting)
+    calls = _count_rows(monkeypatch, treeshap.FastTreeShap, "predict_raw")
     batched = score_frame(tiny_model, feature_frame, REASONS, batch_rows=137)
     pd.testing.assert_frame_equal(batched, scores)
     assert sum(calls) == len(feature_frame) and max(calls) == 137
@@ -398,14 +404,7 @@ def test_part_of_a_population_scores_as_in_the_whole_population(
     if kernel_threshold == "population":  # the population is explained by the kernel
         monkeypatch.setattr(treeshap.dispatch, "KERNEL_MIN_ROW_TREES",
                             len(feature_frame) * booster.num_trees())
-    walked: list[int] = []
-    walk = treeshap.FastTreeShap.shap_values_and_raw
-
-    def counting(self, X):
-        walked.append(len(X))
-        return walk(self, X)
-
-    monkeypatch.setattr(treeshap.FastTreeShap, "shap_values_and_raw", counting)
+    walked = _count_rows(monkeypatch, treeshap.FastTreeShap, "shap_values_and_raw")
     whole = score_population(tiny_model, feature_frame, REASONS, texts=False)
     positions = np.sort(np.random.default_rng(5).choice(len(feature_frame), 40, replace=False))
     part = score_population(tiny_model, feature_frame.iloc[positions], REASONS, texts=False,
