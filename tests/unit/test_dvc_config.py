@@ -49,3 +49,31 @@ def test_a_fresh_dvc_repository_would_do_both(tmp_path, monkeypatch):
     project.mkdir()
     Repo.init(str(project), no_scm=True).close()
     assert _ask_dvc(project, tmp_path, monkeypatch) == (True, True)
+
+
+def _hash_threads(folder: Path, machine_config: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Return how many threads DVC, opened in ``folder``, hashes output files with."""
+    from dvc.repo import Repo
+
+    monkeypatch.setenv("DVC_GLOBAL_CONFIG_DIR", str(machine_config / "global"))
+    monkeypatch.setenv("DVC_SYSTEM_CONFIG_DIR", str(machine_config / "system"))
+    monkeypatch.chdir(folder)
+    with Repo(str(folder)) as repo:
+        return repo.fs.hash_jobs
+
+
+def test_dvc_hashes_outputs_with_four_threads_in_this_repository(tmp_path, monkeypatch):
+    assert _hash_threads(ROOT, tmp_path, monkeypatch) == 4
+
+
+def test_a_fresh_dvc_repository_hashes_with_dvcs_default(tmp_path, monkeypatch):
+    # The control: DVC's default is max(1, min(4, cores // 2)), one thread on a 2-core machine.
+    import os
+
+    from dvc.repo import Repo
+
+    project = tmp_path / "project"
+    project.mkdir()
+    Repo.init(str(project), no_scm=True).close()
+    default = max(1, min(4, (os.cpu_count() or 1) // 2))
+    assert _hash_threads(project, tmp_path, monkeypatch) == default
