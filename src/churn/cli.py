@@ -224,6 +224,13 @@ def features(
     engine: Annotated[
         str | None, typer.Option(help="Override features.engine: 'local' (DuckDB) or 'spark'.")
     ] = None,
+    scoring_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the scoring cutoff's rows here (the customers 'churn score' "
+            "scores), for 'churn score --scoring-features'."
+        ),
+    ] = None,
 ) -> None:
     """Compute point-in-time features for every (customer, cutoff) in the labels."""
     from churn.stages.features import run_features
@@ -235,6 +242,7 @@ def features(
         labels_path=labels,
         out_path=out,
         catalog_path=catalog,
+        scoring_out=scoring_out,
     )
 
 
@@ -363,6 +371,13 @@ def score(
     engine: Annotated[
         str | None, typer.Option(help="Override features.engine: 'local' or 'spark'.")
     ] = None,
+    scoring_features: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --validated: the scoring rows of 'churn features --scoring-out', used "
+            "when computed from the same tables and configuration at the same cutoff."
+        ),
+    ] = None,
 ) -> None:
     """Score every customer active at the cutoff, with reasons and revenue at risk.
 
@@ -385,6 +400,7 @@ def score(
         previous_path=previous,
         input_path=input_file,
         raw_dir=raw_input,
+        scoring_features=scoring_features,
     )
 
 

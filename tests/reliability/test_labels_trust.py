@@ -15,7 +15,7 @@ from churn.labels.plausibility import describe_cutoffs
 from churn.labels.schedule import data_end
 from churn.stages.ingest import validate_tables
 from churn.stages.label import run_label
-from churn.stages.score import choose_cutoff
+from churn.stages.scoring_population import choose_cutoff
 
 AS_OF = pd.Timestamp("2026-03-01", tz="UTC")
 INGEST = IngestConfig(as_of=AS_OF.date())

@@ -343,6 +343,9 @@ def write_features(
     mode: Mode | None = None,
     scratch_dir: Path | None = None,
     batch_rows: int = 65_536,
+    split_at: int | None = None,
+    split_path: Path | None = None,
+    split_metadata: Mapping[str, str] | None = None,
 ) -> FeatureSummary:
     """Compute the features as :func:`build_features` and stream them to a Parquet file.
 
@@ -361,27 +364,52 @@ def write_features(
         scratch_dir: Where DuckDB spills; by default the staging folder of ``out_path``
             (beside it, removed with it).
         batch_rows: Rows per batch (and row group).
+        split_at: With ``split_path``: the population rows from this position on go to
+            ``split_path`` instead of ``out_path`` (the scoring cutoff's rows that ``churn
+            score`` reuses, appended after the labels by the features stage). Each file then
+            holds what :func:`write_features` would write for its own rows: every feature is a
+            function of one (customer, cutoff) and its customer's rows, and the rows before
+            ``split_at`` keep their keys, so ``out_path`` is the file the first rows alone give.
+        split_path: The second Parquet file (written whole, even without rows).
+        split_metadata: Key-value text added to ``split_path``'s schema metadata.
 
     Returns:
-        Rows written, the catalog and the skipped families/parts.
+        Rows written (both files), the catalog and the skipped families/parts.
     """
-    with (
-        atomic_path(out_path) as tmp,
+    split = len(population) if split_path is None or split_at is None else split_at
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(out_path))
+        # Entered second, so renamed first: the two files are renamed one after the other,
+        # and the reader of the second checks what it was computed from (churn score).
+        split_tmp = None if split_path is None else stack.enter_context(atomic_path(split_path))
         # Spills go to the output's staging folder, removed with it (or after a kill).
-        _feature_session(tables, population, cfg, mode, scratch_dir or tmp.parent) as session,
-    ):
+        session = stack.enter_context(
+            _feature_session(tables, population, cfg, mode, scratch_dir or tmp.parent)
+        )
         specs, keys = session.specs, session.keys
         dtypes = feature_dtypes(specs)
         batches = _feature_batches(session.family_rows, session.row_keys, batch_rows)
-        writer: BackgroundParquetWriter | None = None
+        writers: dict[Path, BackgroundParquetWriter] = {}
         schema: pa.Schema | None = None
         start = 0
+
+        def write(path: Path, table: pa.Table) -> None:
+            if path not in writers:
+                assert schema is not None
+                file_schema = schema
+                if path == split_tmp and split_metadata:
+                    metadata = {**(schema.metadata or {}), **split_metadata}
+                    file_schema = schema.with_metadata(metadata)
+                # Encoded on a writer thread while DuckDB computes the next batch.
+                writers[path] = BackgroundParquetWriter(path, file_schema)
+            writers[path].write_table(table.replace_schema_metadata(writers[path].schema.metadata))
+
         with _naming_memory_errors(cfg, "the output batches", len(keys)):
             try:
                 for features in batches:
                     stop = start + len(features)
                     features = features.astype(dtypes).set_axis(pd.RangeIndex(start, stop))
-                    if writer is None:
+                    if schema is None:
                         check_catalog(specs, features.columns)
                     chunk = pd.concat(
                         [_key_frame(keys.iloc[start:stop], population.iloc[start:stop]), features],
@@ -389,14 +417,21 @@ def write_features(
                     )
                     # The first batch fixes the schema (with pandas' metadata, as to_parquet does).
                     table = frame_to_arrow(chunk, schema)
-                    if writer is None:
+                    if schema is None:
                         schema = table.schema
-                        # Encoded on a writer thread while DuckDB computes the next batch.
-                        writer = BackgroundParquetWriter(tmp, schema)
-                    writer.write_table(table)
+                    head = max(0, min(stop, split) - start)
+                    if head or split_tmp is None:
+                        write(tmp, table.slice(0, head) if split_tmp is not None else table)
+                    if split_tmp is not None and head < len(table):
+                        write(split_tmp, table.slice(head))
                     start = stop
+                assert schema is not None  # at least one (maybe empty) batch
+                # Both files exist whatever the split: an empty one has every column.
+                for path in (tmp, split_tmp):
+                    if path is not None and path not in writers:
+                        write(path, schema.empty_table())
             finally:
-                if writer is not None:
+                for writer in writers.values():
                     writer.close()
     return FeatureSummary(rows=start, catalog=catalog_frame(specs), skipped=session.skipped)
 

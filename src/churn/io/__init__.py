@@ -13,7 +13,9 @@ bottom up:
   final arrays, the positions a pyarrow filter keeps);
 * :mod:`churn.io.reads`: whole tables (Parquet without a second copy, CSV as text);
 * :mod:`churn.io.partial`: only some rows of a file (by position, column values, whole keys,
-  or the latest cutoff).
+  or the latest cutoff);
+* :mod:`churn.io.fingerprint`: a cheap fingerprint of Parquet files (names, sizes, footers),
+  checked before a run reuses what an earlier one computed from them.
 
 Everything public is importable from ``churn.io`` itself, which is how the pipeline imports it.
 """
@@ -27,6 +29,7 @@ from churn.io.atomic import (
     atomic_path,
     remove_stale_staging,
 )
+from churn.io.fingerprint import fingerprint_parquet_files
 from churn.io.memory import (
     get_arrow_pool_backend,
     release_arrow_memory,
@@ -53,6 +56,7 @@ __all__ = [
     "atomic_path",
     "find_filtered_positions",
     "find_table_file",
+    "fingerprint_parquet_files",
     "frame_to_arrow",
     "get_arrow_pool_backend",
     "read_frame",

@@ -6,6 +6,7 @@ import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -114,6 +115,7 @@ def run_features(
     labels_path: Path,
     out_path: Path,
     catalog_path: Path,
+    scoring_out: Path | None = None,
 ) -> None:
     """Compute features for every labels row and write the features Parquet and catalog CSV.
 
@@ -128,6 +130,10 @@ def run_features(
         labels_path: Labels Parquet from ``churn label``.
         out_path: Features Parquet to write.
         catalog_path: Feature catalog CSV to write.
+        scoring_out: Where to write the scoring cutoff's rows too (the customers ``churn
+            score`` would score, computed in the same pass:
+            :mod:`churn.stages.scoring_population`); the file is always written, without rows
+            and with the reason in its metadata when there are none. ``None``: not computed.
 
     Raises:
         DataContractError: If a required table is missing.
@@ -145,7 +151,13 @@ def run_features(
     else:
         first_cutoff = labels["cutoff"].min()
         cfg = resolve_usage_event_types(params.features, tables, first_cutoff)
-        summary = write_features(tables, labels, cfg, out_path, mode=params.ingest.mode)
+        population, split = labels, {}
+        if scoring_out is not None:
+            population, split = _add_scoring_rows(params, tables, labels, validated_dir)
+            split["split_path"] = scoring_out
+        summary = write_features(
+            tables, population, cfg, out_path, mode=params.ingest.mode, **split
+        )
         rows, catalog, skipped = summary.rows, summary.catalog, summary.skipped
     by_family = catalog.groupby("family", sort=False).size()
     table_rows = [(family, f"{count}", "") for family, count in by_family.items()]
@@ -158,3 +170,42 @@ def run_features(
     )
     write_table(catalog, catalog_path, fmt="csv")
     logger.info("wrote %s and %s", out_path, catalog_path)
+
+
+def _add_scoring_rows(
+    params: Params,
+    tables: Mapping[str, pd.DataFrame | Path],
+    labels: pd.DataFrame,
+    validated_dir: Path,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The labels with the scoring population appended, and :func:`write_features`' split
+    arguments (the rows from the labels' end on, and their file's metadata)."""
+    from churn.stages.scoring_population import (
+        POPULATION_TABLES,
+        describe_scoring_inputs,
+        plan_scoring_rows,
+        scoring_rows_metadata,
+    )
+
+    # The population is built as churn score builds it: its tables in pandas.
+    frames = dict(tables)
+    wanted = [n for n in POPULATION_TABLES if isinstance(frames.get(n), Path)]
+    frames.update(read_tables(validated_dir, wanted))
+    population, cutoff, note = plan_scoring_rows(params, frames, labels)
+    logger.info("scoring rows: %s", note if population is None else f"{note}, for churn score")
+    if population is None:
+        metadata = scoring_rows_metadata(None, cutoff, note)
+        return labels, {"split_at": len(labels), "split_metadata": metadata}
+    keys = ["customer_id", "cutoff", "label"]
+    if not all(
+        name in labels.columns and labels[name].dtype == population[name].dtype for name in keys
+    ):
+        # Appended, they would change the labels' own key columns (the training file).
+        note = f"the labels' key columns {keys} differ in type from the population's"
+        logger.info("scoring rows: %s", note)
+        metadata = scoring_rows_metadata(None, cutoff, note)
+        return labels, {"split_at": len(labels), "split_metadata": metadata}
+    fingerprint = describe_scoring_inputs(params, validated_dir)
+    combined = pd.concat([labels, population], ignore_index=True)
+    metadata = scoring_rows_metadata(fingerprint, cutoff, note)
+    return combined, {"split_at": len(labels), "split_metadata": metadata}

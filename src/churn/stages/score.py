@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from churn.domain.catalog import ineligible_features
-from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode, reference_date
 from churn.errors import DataContractError, EmptyPopulationError
 from churn.io import (
     atomic_directory,
     read_tables,
-    read_time_statistics,
     write_json,
     write_parquet,
     write_table,
@@ -37,7 +31,13 @@ from churn.model.changes import (
 from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
 from churn.model.reasons import build_feature_specs
 from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores
-from churn.sql import connect, fetch_scalar, quote_ident, quote_literal, utc_midnight, utc_timestamp
+from churn.stages.scoring_population import (
+    POPULATION_TABLES,
+    build_population,
+    choose_cutoff,
+    describe_scoring_inputs,
+    read_scoring_rows,
+)
 from churn.tracking.loading import open_model_folder
 
 if TYPE_CHECKING:
@@ -45,73 +45,6 @@ if TYPE_CHECKING:
     from churn.stages.ingest import IngestResult
 
 logger = logging.getLogger(__name__)
-
-POPULATION_TABLES = ("customers", "subscriptions", "subscription_changes")
-"""Tables :func:`build_population` reads (in pandas) in events mode."""
-
-
-def choose_cutoff(
-    tables: Mapping[str, pd.DataFrame | Path],
-    configured: dt.date | None,
-    entity_as_of: dt.date | None = None,
-) -> pd.Timestamp:
-    """Return the scoring cutoff (UTC midnight).
-
-    A configured date wins. In entity mode (``entity_as_of`` given, or ``None`` meaning the run
-    date) the cutoff is that date, as in ``churn label``. Otherwise it is the day *after* the
-    latest known-at time (each contract table's ``event_time``, so a scheduled future
-    ``ended_at`` cannot push it ahead): cutoffs are exclusive, so every row in the data is known
-    at that cutoff and nothing is left out. A table given as a Parquet path is read by DuckDB
-    (its ``event_time`` column only).
-
-    Raises:
-        DataContractError: If no configured date and no event timestamp exist.
-    """
-    if configured is not None:
-        return utc_midnight(configured)
-    if entity_as_of is not None:
-        return utc_midnight(entity_as_of)
-    latest: pd.Timestamp | None = None
-    for name, table in tables.items():
-        column = CONTRACT[name].event_time if name in CONTRACT else None
-        value = None if column is None else find_latest_time(table, column)
-        if value is not None:
-            latest = value if latest is None else max(latest, value)
-    if latest is None:
-        raise DataContractError(
-            "cannot choose a cutoff: the validated tables hold no event timestamps; "
-            "set score.cutoff in params.yaml or pass --cutoff YYYY-MM-DD"
-        )
-    return (latest.floor("D") + pd.Timedelta(days=1)).as_unit("us")
-
-
-def find_latest_time(table: pd.DataFrame | Path, column: str) -> pd.Timestamp | None:
-    """Return the latest value of a timestamp column in UTC, or ``None`` if it has none.
-
-    Args:
-        table: A frame, or a Parquet file: the maximum of its row groups' statistics when every
-            row group has them (exact for timestamps, and no row is read), else DuckDB scans
-            the one column.
-        column: The timestamp column (naive values are read as UTC).
-    """
-    if isinstance(table, pd.DataFrame):
-        if column not in table.columns or not table[column].notna().any():
-            return None
-        return utc_timestamp(table[column].max())
-    if column not in pq.read_schema(table).names:
-        return None
-    statistics = read_time_statistics(table, column)
-    if statistics is not None:
-        return None if statistics.empty else utc_timestamp(statistics["high"].max())
-    with contextlib.closing(connect(memory_limit="1GB")) as con:
-        # epoch_us reads naive values as UTC and aware ones in UTC.
-        latest_us = fetch_scalar(
-            con,
-            f"SELECT max(epoch_us({quote_ident(column)})) "
-            f"FROM read_parquet({quote_literal(str(table))})",
-        )
-    return None if latest_us is None else pd.Timestamp(int(latest_us), unit="us", tz="UTC")
-
 
 def read_scoring_tables(params: Params, validated_dir: Path) -> dict[str, pd.DataFrame | Path]:
     """Return the validated tables scoring reads: the population's in pandas, the rest as paths.
@@ -127,30 +60,6 @@ def read_scoring_tables(params: Params, validated_dir: Path) -> dict[str, pd.Dat
     population_tables = [n for n in POPULATION_TABLES if isinstance(tables.get(n), Path)]
     tables.update(read_tables(validated_dir, population_tables))
     return tables
-
-
-def build_population(
-    tables: Mapping[str, pd.DataFrame | Path], cutoff: pd.Timestamp, params: Params
-) -> pd.DataFrame:
-    """Return the customers to score at ``cutoff`` as label rows (label missing).
-
-    Events mode: customers with an active subscription
-    (:func:`churn.labels.build.active_population`).
-    Entity mode: every customer in the customer table.
-    """
-    if params.ingest.mode is not Mode.ENTITY:
-        from churn.labels.build import active_population
-
-        return active_population(tables, cutoff, params.label)
-    customers = tables["customers"].reset_index(drop=True)
-    return pd.DataFrame(
-        {
-            "customer_id": customers["customer_id"].astype("str"),
-            "cutoff": pd.Series(cutoff, index=customers.index, dtype=TIMESTAMP_DTYPE),
-            "label": pd.Series(pd.NA, index=customers.index, dtype="Int8"),
-            "mrr": pd.to_numeric(customers.get("mrr", np.nan), errors="coerce"),
-        }
-    )
 
 
 def build_scoring_features(
@@ -306,6 +215,7 @@ def run_score(
     *,
     input_path: str | Path | None = None,
     raw_dir: str | Path | None = None,
+    scoring_features: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score every customer active at the cutoff and write scores, contributions and changes.
 
@@ -336,6 +246,11 @@ def run_score(
         previous_path: Earlier scores file to compare with, or ``None``.
         input_path: Entity mode: a new customer file (CSV or Parquet), validated in memory.
         raw_dir: Events mode: a new raw folder, validated in memory.
+        scoring_features: With ``validated_dir``: the features stage's scoring rows
+            (``churn features --scoring-out``), used instead of computing the population's
+            features when they were computed from the same validated tables and configuration
+            at the same cutoff (:func:`churn.stages.scoring_population.read_scoring_rows`);
+            otherwise the features are computed here, and the log says why.
 
     Returns:
         A summary: cutoff, rows, output paths, seconds (and quarantined rows, realized metrics).
@@ -353,6 +268,7 @@ def run_score(
             previous_path,
             input_path=input_path,
             raw_dir=raw_dir,
+            scoring_features=scoring_features,
         )
 
 
@@ -365,6 +281,7 @@ def _score_and_write(
     *,
     input_path: str | Path | None,
     raw_dir: str | Path | None,
+    scoring_features: str | Path | None = None,
 ) -> dict[str, Any]:
     """:func:`run_score` with the model's files in a local folder."""
     started = time.perf_counter()
@@ -407,11 +324,29 @@ def _score_and_write(
     from churn.stages.features import pin_model_usage_event_types, prepare_tables
 
     tables = prepare_tables(params, tables)
+    # The scoring rows' fingerprint covers the configuration as given, before the pin below.
+    fingerprint = (
+        describe_scoring_inputs(params, Path(validated_dir))
+        if scoring_features is not None and validated_dir is not None
+        else None
+    )
     params = pin_model_usage_event_types(params, model.feature_names, tables)
     entity = params.ingest.mode is Mode.ENTITY
     as_of = reference_date(params.ingest.as_of) if entity else None
     cutoff = choose_cutoff(tables, params.score.cutoff, as_of)
-    features = build_scoring_features(tables, cutoff, params)
+    features = None
+    if fingerprint is not None:
+        assert scoring_features is not None
+        features, note = read_scoring_rows(
+            Path(scoring_features), fingerprint, cutoff, model.feature_names
+        )
+        if features is None:
+            logger.info("features computed here, not the features stage's scoring rows: %s", note)
+        else:
+            logger.info("features of %d customers: the features stage's scoring rows, %s",
+                        len(features), note)
+    if features is None:
+        features = build_scoring_features(tables, cutoff, params)
     duplicated = features.loc[features["customer_id"].duplicated(), "customer_id"]
     if len(duplicated):  # one row per customer, or rankings and changes would double count
         raise DataContractError(f"customers appear twice in the population: {list(duplicated[:5])}")

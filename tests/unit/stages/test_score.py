@@ -17,7 +17,8 @@ from churn.config import Params
 from churn.errors import ChurnError, DataContractError, EmptyPopulationError
 from churn.io import read_time_statistics
 from churn.model.changes import compare_scores, sidecar_path
-from churn.stages.score import choose_cutoff, find_latest_time, run_score
+from churn.stages.score import run_score
+from churn.stages.scoring_population import choose_cutoff, find_latest_time
 
 CONVERTED_MAX = pd.Timestamp("2025-03-10 17:45", tz="UTC")
 
