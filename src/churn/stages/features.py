@@ -148,6 +148,10 @@ def run_features(
         result = compute_features(params, tables, labels)
         write_parquet(result.frame, out_path)
         rows, catalog, skipped = len(result.frame), result.catalog, result.skipped
+        if scoring_out is not None:
+            from churn.stages.scoring_population import write_no_scoring_rows
+
+            write_no_scoring_rows(scoring_out, "features.engine spark: only the local engine")
     else:
         first_cutoff = labels["cutoff"].min()
         cfg = resolve_usage_event_types(params.features, tables, first_cutoff)

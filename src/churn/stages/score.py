@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 def read_scoring_tables(params: Params, validated_dir: Path) -> dict[str, pd.DataFrame | Path]:
     """Return the validated tables scoring reads: the population's in pandas, the rest as paths.
 
@@ -343,8 +344,11 @@ def _score_and_write(
         if features is None:
             logger.info("features computed here, not the features stage's scoring rows: %s", note)
         else:
-            logger.info("features of %d customers: the features stage's scoring rows, %s",
-                        len(features), note)
+            logger.info(
+                "features of %d customers: the features stage's scoring rows, %s",
+                len(features),
+                note,
+            )
     if features is None:
         features = build_scoring_features(tables, cutoff, params)
     duplicated = features.loc[features["customer_id"].duplicated(), "customer_id"]

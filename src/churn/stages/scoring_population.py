@@ -27,12 +27,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
-from churn.io import fingerprint_parquet_files, read_parquet_frame, read_time_statistics
+from churn.io import (
+    atomic_path,
+    fingerprint_parquet_files,
+    read_parquet_frame,
+    read_time_statistics,
+)
 from churn.layout import table_file_name
 from churn.model.scoring import MRR_FEATURE
 from churn.sql import connect, fetch_scalar, quote_ident, quote_literal, utc_midnight, utc_timestamp
@@ -189,9 +195,13 @@ def plan_scoring_rows(
     except DataContractError as exc:
         return None, None, str(exc)
     if len(labels) and cutoff <= utc_timestamp(labels["cutoff"].max()):
-        return None, cutoff, (
-            f"the scoring cutoff {cutoff:%Y-%m-%d} is not after every labeled cutoff (last "
-            f"{utc_timestamp(labels['cutoff'].max()):%Y-%m-%d})"
+        return (
+            None,
+            cutoff,
+            (
+                f"the scoring cutoff {cutoff:%Y-%m-%d} is not after every labeled cutoff (last "
+                f"{utc_timestamp(labels['cutoff'].max()):%Y-%m-%d})"
+            ),
         )
     population = build_population(tables, cutoff, params)
     if population.empty:
@@ -210,6 +220,22 @@ def scoring_rows_metadata(
         "note": note,
     }
     return {SCORING_ROWS_KEY: json.dumps(record, sort_keys=True)}
+
+
+def write_no_scoring_rows(path: Path, note: str) -> None:
+    """Write a scoring rows file without rows, ``note`` saying why (a DVC output always
+    exists); :func:`read_scoring_rows` reads the note back as its reason."""
+    empty = pd.DataFrame(
+        {
+            "customer_id": pd.Series(dtype="str"),
+            "cutoff": pd.Series(dtype=TIMESTAMP_DTYPE),
+            "label": pd.Series(dtype="Int8"),
+        }
+    )
+    table = pa.Table.from_pandas(empty, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), **scoring_rows_metadata(None, None, note)}
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(metadata), tmp)
 
 
 def read_scoring_rows(
