@@ -162,7 +162,10 @@ def run_features(
         summary = write_features(
             tables, population, cfg, out_path, mode=params.ingest.mode, **split
         )
-        rows, catalog, skipped = summary.rows, summary.catalog, summary.skipped
+        # The summary counts both files' rows; the title gives the training file's.
+        rows, catalog, skipped = len(labels), summary.catalog, summary.skipped
+        if summary.rows > len(labels):
+            logger.info("%s: %d scoring rows", scoring_out, summary.rows - len(labels))
     by_family = catalog.groupby("family", sort=False).size()
     table_rows = [(family, f"{count}", "") for family, count in by_family.items()]
     table_rows += [(family, "0", reason) for family, reason in skipped.items()]
