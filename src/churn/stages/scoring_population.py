@@ -6,8 +6,8 @@ the events as the training rows' (one more cutoff among about two dozen), and wr
 second file that ``churn score`` reads instead of computing them again, after checking that the
 file was computed from the same validated tables and configuration
 (:func:`describe_scoring_inputs`, :func:`read_scoring_rows`). At a million customers the score's
-own pass over the 170M usage events took about 60 s; the extra cutoff costs the features stage
-a fraction of that (docs/benchmarks-log.md, 2026-12-07 07:00).
+own pass over the 170M usage events took about 60 s of its 105 s; the extra cutoff cost the
+features stage about 24 s (docs/benchmarks-log.md, entry "2026-12-07, 06:00-").
 
 Decision: the features stage computes the scoring rows only when the scoring cutoff comes after
 every labeled cutoff (so no customer-cutoff is both a training and a scoring row), in events
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
@@ -36,6 +35,7 @@ from churn.errors import DataContractError
 from churn.io import (
     atomic_path,
     fingerprint_parquet_files,
+    frame_to_arrow,
     read_parquet_frame,
     read_time_statistics,
 )
@@ -232,7 +232,7 @@ def write_no_scoring_rows(path: Path, note: str) -> None:
             "label": pd.Series(dtype="Int8"),
         }
     )
-    table = pa.Table.from_pandas(empty, preserve_index=False)
+    table = frame_to_arrow(empty)
     metadata = {**(table.schema.metadata or {}), **scoring_rows_metadata(None, None, note)}
     with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(metadata), tmp)
@@ -259,8 +259,8 @@ def read_scoring_rows(
     if not path.exists():
         return None, f"{path} does not exist"
     try:
-        metadata = pq.read_schema(path).metadata or {}
-        record = json.loads(metadata.get(SCORING_ROWS_KEY.encode(), b"null"))
+        schema = pq.read_schema(path)
+        record = json.loads((schema.metadata or {}).get(SCORING_ROWS_KEY.encode(), b"null"))
     except (OSError, ValueError) as exc:
         return None, f"{path} is not a scoring rows file: {exc}"
     if not isinstance(record, dict):
@@ -271,7 +271,7 @@ def read_scoring_rows(
         return None, "they were computed from other validated tables or another configuration"
     if record.get("cutoff") != utc_timestamp(cutoff).isoformat():
         return None, f"they are at {record.get('cutoff')}, not at {utc_timestamp(cutoff)}"
-    columns = pq.read_schema(path).names
+    columns = schema.names
     missing = [name for name in feature_names if name not in columns]
     if missing:
         return None, f"they lack the model's features {missing[:5]}"

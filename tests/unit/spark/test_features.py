@@ -146,9 +146,17 @@ def test_features_runner_with_the_spark_engine_writes_the_local_file(spark, simu
             labels_path=root / "labels.parquet",
             out_path=tmp_path / engine / "features.parquet",
             catalog_path=tmp_path / engine / "catalog.csv",
+            scoring_out=tmp_path / engine / "scoring.parquet",
         )
         outputs[engine] = pd.read_parquet(tmp_path / engine / "features.parquet")
     assert_same_features(outputs["spark"], outputs["local"])
+    # The scoring rows come from the local engine only; Spark's file says so, without rows.
+    from churn.stages.scoring_population import read_scoring_rows
+
+    cutoff = pd.Timestamp("2030-01-01", tz="UTC")
+    frame, note = read_scoring_rows(tmp_path / "spark" / "scoring.parquet", "", cutoff, [])
+    assert frame is None and "only the local engine" in note
+    assert len(pd.read_parquet(tmp_path / "local" / "scoring.parquet")) > 0
     assert (tmp_path / "spark" / "catalog.csv").read_text() == (
         tmp_path / "local" / "catalog.csv"
     ).read_text()

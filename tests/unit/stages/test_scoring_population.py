@@ -36,6 +36,7 @@ from churn.stages.scoring_population import (
     describe_scoring_inputs,
     plan_scoring_rows,
     read_scoring_rows,
+    write_no_scoring_rows,
 )
 from churn.stages.train import BASELINE_FILE
 
@@ -230,6 +231,18 @@ def test_entity_mode_and_spark_get_no_scoring_rows(project):
     )
     population, _, note = plan_scoring_rows(spark, {}, labels)
     assert population is None and "spark" in note
+
+
+def test_a_file_without_rows_says_why(tmp_path):
+    path = tmp_path / "scoring.parquet"
+    write_no_scoring_rows(path, "features.engine spark: only the local engine")
+    assert pq.read_metadata(path).num_rows == 0
+    frame, note = read_scoring_rows(path, "0" * 64, pd.Timestamp("2025-01-01", tz="UTC"), [])
+    assert frame is None
+    assert (
+        note == "the features stage computed no scoring rows: features.engine spark: only "
+        "the local engine"
+    )
 
 
 def _export_model(project: dict, directory: Path) -> None:
