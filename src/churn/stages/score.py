@@ -326,11 +326,12 @@ def _score_and_write(
 
     tables = prepare_tables(params, tables)
     # The scoring rows' fingerprint covers the configuration as given, before the pin below.
-    fingerprint = (
-        describe_scoring_inputs(params, Path(validated_dir))
-        if scoring_features is not None and validated_dir is not None
-        else None
-    )
+    fingerprint = None
+    if scoring_features is not None:
+        if validated_dir is None:
+            logger.info("--scoring-features ignored: the rows are for --validated tables only")
+        else:
+            fingerprint = describe_scoring_inputs(params, Path(validated_dir))
     params = pin_model_usage_event_types(params, model.feature_names, tables)
     entity = params.ingest.mode is Mode.ENTITY
     as_of = reference_date(params.ingest.as_of) if entity else None

@@ -96,6 +96,22 @@ def test_input_without_label_is_scored_and_a_bad_row_quarantined(entity_model, t
     assert not (out.parent / REALIZED_METRICS_FILE).exists()
 
 
+def test_scoring_rows_are_ignored_with_a_new_file_and_the_log_says_so(
+    entity_model, tmp_path, caplog
+):
+    new = _telecom_crm(30, first_id=9100).drop(columns=["Churn"])
+    path = tmp_path / "new_customers.csv"
+    new.to_csv(path, index=False)
+    out = tmp_path / "scores" / "scores.parquet"
+    absent = tmp_path / "scoring.parquet"  # never opened: the rows are for --validated only
+    with caplog.at_level("INFO", logger="churn.stages.score"):
+        run_score(
+            _entity_params(), None, entity_model, out, input_path=path, scoring_features=absent
+        )
+    assert "--scoring-features ignored" in caplog.text
+    assert len(pd.read_parquet(out)) == len(new)
+
+
 def test_input_with_label_reports_realized_metrics(entity_model, tmp_path):
     new = _telecom_crm(90, first_id=5000)
     path = tmp_path / "labelled.parquet"
