@@ -402,7 +402,9 @@ def write_features(
                     file_schema = schema.with_metadata(metadata)
                 # Encoded on a writer thread while DuckDB computes the next batch.
                 writers[path] = BackgroundParquetWriter(path, file_schema)
-            writers[path].write_table(table.replace_schema_metadata(writers[path].schema.metadata))
+            # The writer compares schemas without their metadata: the split file's extra keys
+            # need no copy of each table.
+            writers[path].write_table(table)
 
         with _naming_memory_errors(cfg, "the output batches", len(keys)):
             try:
@@ -420,8 +422,10 @@ def write_features(
                     if schema is None:
                         schema = table.schema
                     head = max(0, min(stop, split) - start)
+                    # Without a split, head is every row (an empty first batch too: it makes
+                    # the file's single writer, as before).
                     if head or split_tmp is None:
-                        write(tmp, table.slice(0, head) if split_tmp is not None else table)
+                        write(tmp, table.slice(0, head))
                     if split_tmp is not None and head < len(table):
                         write(split_tmp, table.slice(head))
                     start = stop

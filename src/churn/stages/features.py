@@ -201,18 +201,9 @@ def _add_scoring_rows(
     population, cutoff, note = plan_scoring_rows(params, frames, labels)
     logger.info("scoring rows: %s", note if population is None else f"{note}, for churn score")
     if population is None:
-        metadata = scoring_rows_metadata(None, cutoff, note)
-        return labels, {"split_at": len(labels), "split_metadata": metadata}
-    keys = ["customer_id", "cutoff", "label"]
-    if not all(
-        name in labels.columns and labels[name].dtype == population[name].dtype for name in keys
-    ):
-        # Appended, they would change the labels' own key columns (the training file).
-        note = f"the labels' key columns {keys} differ in type from the population's"
-        logger.info("scoring rows: %s", note)
-        metadata = scoring_rows_metadata(None, cutoff, note)
-        return labels, {"split_at": len(labels), "split_metadata": metadata}
-    fingerprint = describe_scoring_inputs(params, validated_dir)
-    combined = pd.concat([labels, population], ignore_index=True)
+        combined, fingerprint = labels, None
+    else:
+        combined = pd.concat([labels, population], ignore_index=True)
+        fingerprint = describe_scoring_inputs(params, validated_dir)
     metadata = scoring_rows_metadata(fingerprint, cutoff, note)
     return combined, {"split_at": len(labels), "split_metadata": metadata}

@@ -30,12 +30,13 @@ from churn.model.changes import (
 )
 from churn.model.horizon_scoring import add_horizon_columns_if_fitted, score_with_model_form
 from churn.model.reasons import build_feature_specs
-from churn.model.scoring import MOVED_FEATURES, MRR_FEATURE, finalize_scores
+from churn.model.scoring import MOVED_FEATURES, finalize_scores
 from churn.stages.scoring_population import (
     POPULATION_TABLES,
     build_population,
     choose_cutoff,
     describe_scoring_inputs,
+    lacks_mrr,
     read_scoring_rows,
 )
 from churn.tracking.loading import open_model_folder
@@ -89,8 +90,7 @@ def build_scoring_features(
         logger.warning("features %s skipped: %s", family, reason)
     # The Spark engine returns a lazy Spark frame; collecting it runs the job.
     frame = result.frame if isinstance(result.frame, pd.DataFrame) else result.to_pandas()
-    if MRR_FEATURE not in frame.columns and "mrr" not in frame.columns and "mrr" in population:
-        # Revenue at risk needs MRR even when the model does not use it as a feature.
+    if lacks_mrr(frame.columns) and "mrr" in population:
         keys = ["customer_id", "cutoff"]
         frame = frame.merge(population[[*keys, "mrr"]], on=keys, how="left", validate="1:1")
     return frame

@@ -139,6 +139,12 @@ def build_population(
     )
 
 
+def lacks_mrr(columns: Sequence[str]) -> bool:
+    """Whether features with ``columns`` hold no MRR: scoring then takes the population's own
+    (revenue at risk needs it even when the model does not use it as a feature)."""
+    return MRR_FEATURE not in columns and "mrr" not in columns
+
+
 SCORING_ROWS_KEY = "churn.scoring_rows"
 """Schema metadata key of the scoring rows' file: JSON with the cutoff and the fingerprint of
 what they were computed from, or why there are none."""
@@ -184,7 +190,8 @@ def plan_scoring_rows(
 
     Returns:
         ``(population, cutoff, note)``: the customers ``churn score`` would score and its
-        cutoff, or ``(None, cutoff or None, why not)``.
+        cutoff, or ``(None, cutoff or None, why not)``; none either when the population's key
+        columns (``customer_id``, ``cutoff``, ``label``) differ in type from the labels'.
     """
     if params.ingest.mode is Mode.ENTITY:
         return None, None, "entity mode: churn score computes its own features"
@@ -206,6 +213,12 @@ def plan_scoring_rows(
     population = build_population(tables, cutoff, params)
     if population.empty:
         return None, cutoff, f"no customer is active at the scoring cutoff {cutoff:%Y-%m-%d}"
+    keys = ["customer_id", "cutoff", "label"]
+    if not all(
+        name in labels.columns and labels[name].dtype == population[name].dtype for name in keys
+    ):
+        # Appended, they would change the labels' own key columns (the training file).
+        return None, cutoff, f"the labels' key columns {keys} differ in type from the population's"
     return population, cutoff, f"{len(population):,} customers at {cutoff:%Y-%m-%d}"
 
 
@@ -275,6 +288,6 @@ def read_scoring_rows(
     missing = [name for name in feature_names if name not in columns]
     if missing:
         return None, f"they lack the model's features {missing[:5]}"
-    if MRR_FEATURE not in columns and "mrr" not in columns:
+    if lacks_mrr(columns):
         return None, "their features hold no MRR"
     return read_parquet_frame(path), f"read from {path}"

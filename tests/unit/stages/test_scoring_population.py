@@ -233,6 +233,18 @@ def test_entity_mode_and_spark_get_no_scoring_rows(project):
     assert population is None and "spark" in note
 
 
+def test_no_rows_when_the_labels_keys_differ_in_type_from_the_population(project):
+    params = project["params"]
+    tables = prepare_tables(params, read_scoring_tables(params, project["validated"]))
+    labels = pd.read_parquet(project["labels"])
+    population, cutoff, note = plan_scoring_rows(params, tables, labels)
+    assert population is not None and cutoff == project["cutoff"]  # the control
+    retyped = labels.assign(label=labels["label"].astype("float64"))
+    population, cutoff, note = plan_scoring_rows(params, tables, retyped)
+    assert population is None and cutoff == project["cutoff"]
+    assert "differ in type" in note
+
+
 def test_a_file_without_rows_says_why(tmp_path):
     path = tmp_path / "scoring.parquet"
     write_no_scoring_rows(path, "features.engine spark: only the local engine")
