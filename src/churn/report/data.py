@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from churn.report.html import fmt_date, fmt_number, to_float
@@ -273,6 +274,36 @@ def decile_tip(scores: pd.DataFrame) -> str | None:
     return f"{riskiest:g} = the riskiest tenth of scored customers"
 
 
+def find_latest_rows(customer_ids: pd.Series, cutoffs: pd.Series) -> np.ndarray:
+    """Positions of each customer's row at their latest cutoff, ascending.
+
+    Without a sort of every row: the customers are factorized once, their latest cutoff is a
+    group maximum, and among a customer's rows at that cutoff the last in frame order is
+    taken (at a million customers 9.6M label rows: about 1 s against 3 s for a stable sort
+    and ``drop_duplicates``). A missing cutoff (``NaT``) ranks below every date, so a row of
+    unknown time is a customer's latest only when all their rows are undated. Missing ids
+    form one customer of their own, as in ``drop_duplicates``.
+
+    Args:
+        customer_ids: One id per row.
+        cutoffs: One UTC timestamp per row, aligned with ``customer_ids``.
+
+    Returns:
+        One position per distinct customer, ascending.
+    """
+    codes, uniques = pd.factorize(customer_ids, use_na_sentinel=False)
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    # NaT is the smallest int64, so it loses every maximum to a date.
+    times = pd.DatetimeIndex(cutoffs).asi8
+    latest = np.full(len(uniques), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, codes, times)
+    at_latest = np.flatnonzero(times == latest[codes])
+    last = np.full(len(uniques), -1, dtype=np.int64)
+    np.maximum.at(last, codes[at_latest], at_latest)
+    return np.sort(last)
+
+
 def with_segments(inputs: ReportInputs) -> pd.DataFrame:
     """Scores with segment attributes they lack joined by customer (see ``churn.report``).
 
@@ -285,9 +316,10 @@ def with_segments(inputs: ReportInputs) -> pd.DataFrame:
     wanted = ("plan", *inputs.segment_columns)
     # Most specific first: the customer's row at the score cutoff, then the customers table's
     # static attributes, then the customer's latest label row (the plan may have changed).
-    # Each source is a function, called only when a column still has gaps: the latest label
-    # row per customer sorts every label row (9.6M at a million customers) and is rarely
-    # needed. A source's latest row per customer and its index by id text are built once.
+    # Each source is a function giving one row per customer, called only when a column still
+    # has gaps: the latest label row per customer looks at every label row (9.6M at a million
+    # customers) and is rarely needed. A source's rows and their positions for the scores'
+    # customers are found once, then every column is a take.
     sources: list[tuple[pd.Index, Callable[[], pd.DataFrame]]] = []
     labels = inputs.labels
     has_labels = labels is not None and {"customer_id", "cutoff"} <= set(labels.columns)
@@ -295,16 +327,29 @@ def with_segments(inputs: ReportInputs) -> pd.DataFrame:
         labels = labels[[c for c in labels.columns if c in ("customer_id", "cutoff", *wanted)]]
         cutoffs = utc(labels["cutoff"])
         sources.append(
-            (labels.columns, lambda: labels[(cutoffs == score_cutoff(inputs)).to_numpy()])
+            (
+                labels.columns,
+                lambda: labels[(cutoffs == score_cutoff(inputs)).to_numpy()].drop_duplicates(
+                    "customer_id", keep="last"
+                ),
+            )
         )
     if inputs.customers is not None and "customer_id" in inputs.customers:
-        sources.append((inputs.customers.columns, lambda: inputs.customers))
+        sources.append(
+            (
+                inputs.customers.columns,
+                lambda: inputs.customers.drop_duplicates("customer_id", keep="last"),
+            )
+        )
     if has_labels:
         sources.append(
-            (labels.columns, lambda: labels.assign(cutoff=cutoffs).sort_values("cutoff"))
+            (
+                labels.columns,
+                lambda: labels.take(find_latest_rows(labels["customer_id"], cutoffs)),
+            )
         )
     ids = frame["customer_id"].astype(str)
-    latest_rows: dict[int, tuple[pd.DataFrame, pd.Index]] = {}
+    latest_rows: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
     for col in wanted:
         for number, (columns, source) in enumerate(sources):
             if col in frame and frame[col].notna().all():
@@ -312,10 +357,15 @@ def with_segments(inputs: ReportInputs) -> pd.DataFrame:
             if col not in columns:
                 continue
             if number not in latest_rows:
-                latest = source().drop_duplicates("customer_id", keep="last")
-                latest_rows[number] = (latest, pd.Index(latest["customer_id"].astype(str)))
-            latest, latest_ids = latest_rows[number]
-            found = ids.map(pd.Series(latest[col].to_numpy(), index=latest_ids))
+                latest = source()
+                # Where each scored customer's row is (-1: none), as Series.map would look it up.
+                positions = pd.Index(latest["customer_id"].astype(str)).get_indexer(ids)
+                latest_rows[number] = (latest, positions)
+            latest, positions = latest_rows[number]
+            found = pd.Series(
+                pd.api.extensions.take(latest[col].to_numpy(), positions, allow_fill=True),
+                index=frame.index,
+            )
             current = frame.get(col)
             if current is None or current.isna().all():
                 frame[col] = found
