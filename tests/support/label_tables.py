@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from support.synthetic import contract_frame
@@ -34,3 +36,15 @@ def label_tables(subs: list[dict], end: str = "2025-01-01") -> dict[str, pd.Data
             "customers", [{"customer_id": c, "converted_at": "2023-01-01"} for c in customers]
         ),
     }
+
+
+def write_label_tables(directory: Path, churned: int, retained: int) -> None:
+    """Write :func:`label_tables` to ``directory`` (created): customers ``c0``, ``c1``, ...
+    converting 2023-01-01, the first ``churned`` of them ending on 2024-07-10."""
+    subs = [
+        subscription_row(f"s{i}", f"c{i}", "2023-01-01", "2024-07-10" if i < churned else None)
+        for i in range(churned + retained)
+    ]
+    directory.mkdir()
+    for name, frame in label_tables(subs).items():
+        frame.to_parquet(directory / f"{name}.parquet")

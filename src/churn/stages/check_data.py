@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -57,9 +57,26 @@ def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
 
 
+@runtime_checkable
+class TableFacts(Protocol):
+    """Tables that know their rows and a time column's range without being read (ingest's
+    validated files answer from their footers:
+    :class:`churn.stages.validated_tables.ValidatedTables`)."""
+
+    def row_count(self, name: str) -> int:
+        """The rows of table ``name``."""
+        ...
+
+    def time_range(
+        self, name: str, column: str
+    ) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
+        """The first and last value of ``column`` (UTC), ``None`` without the column."""
+        ...
+
+
 def _describe_table(
     name: str,
-    frame: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
     customer_ids: pd.Index | None,
     ignored_columns: list[str] | None,
     referenced: pd.Index | None = None,
@@ -67,13 +84,26 @@ def _describe_table(
     """Rows, time range, coverage and ignored columns of one present table.
 
     ``referenced`` (the distinct customer ids the table's rows name) stands in for the
-    frame's ``customer_id`` column when given.
+    frame's ``customer_id`` column when given; with it, tables that are :class:`TableFacts`
+    are not read at all.
     """
     spec = CONTRACT[name]
-    column = spec.event_time if spec.event_time in frame.columns else None
-    times = frame[column].dropna() if column else pd.Series(dtype="object")
-    if referenced is None and "customer_id" in frame.columns:
-        referenced = pd.Index(frame["customer_id"].dropna().unique())
+    frame = None
+    if isinstance(tables, TableFacts):
+        rows = tables.row_count(name)
+        found = tables.time_range(name, spec.event_time) if spec.event_time else None
+        column = spec.event_time if found is not None else None
+        first, last = found if found is not None else (None, None)
+    else:
+        frame = tables[name]
+        rows = len(frame)
+        column = spec.event_time if spec.event_time in frame.columns else None
+        times = frame[column].dropna() if column else pd.Series(dtype="object")
+        first, last = (times.min(), times.max()) if len(times) else (None, None)
+    if referenced is None:
+        frame = tables[name] if frame is None else frame
+        if "customer_id" in frame.columns:
+            referenced = pd.Index(frame["customer_id"].dropna().unique())
     coverage = None
     if customer_ids is not None and len(customer_ids) and referenced is not None:
         covered = referenced.astype("str")
@@ -81,10 +111,10 @@ def _describe_table(
     return {
         "present": True,
         "required": spec.required,
-        "rows": len(frame),
+        "rows": rows,
         "time_column": column,
-        "first": _iso(times.min()) if len(times) else None,
-        "last": _iso(times.max()) if len(times) else None,
+        "first": _iso(first),
+        "last": _iso(last),
         "coverage": coverage,
         "ignored_columns": ignored_columns,
     }
@@ -128,6 +158,9 @@ def check_data(
 
     Args:
         tables: Validated tables by contract name (absent optional tables are not keys).
+            Tables that are :class:`TableFacts` (and ``DensityEnds``, ``EarliestTimes`` of
+            :mod:`churn.labels.schedule`) answer the rows, time ranges and data ends
+            themselves, so a file need not be read.
         params: All parameters (``ingest`` for mode, as_of and data end; ``label`` for the
             schedule and horizon).
         ingest_report: ``reports/ingest.json`` (or the report of
@@ -163,7 +196,7 @@ def check_data(
             continue
         ignored = reported.get(name, {}).get("ignored_columns") if ingest_report else None
         referenced = (referenced_customers or {}).get(name)
-        described[name] = _describe_table(name, tables[name], customer_ids, ignored, referenced)
+        described[name] = _describe_table(name, tables, customer_ids, ignored, referenced)
     end, cutoffs, problem = _describe_cutoffs(tables, params)
     families = family_skip_reasons([n for n in names if n in tables], mode)
     return {
