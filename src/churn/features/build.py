@@ -53,6 +53,7 @@ from churn.features.common import (
 )
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.features.family_rows import FamilyRows, take_family_rows
+from churn.features.output_arrow import convert_feature_columns, same_arrays
 from churn.features.tables import (
     KEY_INDEX,
     TableSource,
@@ -351,8 +352,10 @@ def write_features(
 
     The features never exist whole in pandas: DuckDB hands over ``batch_rows`` rows at a time
     (in population order), each batch gets the key columns and the catalog dtypes and is
-    appended to the file, so memory is DuckDB's limit plus a batch. The file is written to a
-    temporary sibling and renamed (:func:`churn.io.atomic_path`); read back, it equals
+    appended to the file, so memory is DuckDB's limit plus a batch. The first batch is
+    assembled through pandas (its schema, pandas' metadata included, is the file's), the
+    others in Arrow with the same arrays (:mod:`churn.features.output_arrow`). The file is
+    written to a temporary sibling and renamed (:func:`churn.io.atomic_path`); read back, it equals
     ``build_features(...).frame`` written with :func:`churn.io.write_parquet`.
 
     Args:
@@ -406,21 +409,26 @@ def write_features(
             # need no copy of each table.
             writers[path].write_table(table)
 
+        # Whether the batches after the first are assembled in Arrow (see _arrow_batch).
+        in_arrow = True
         with _naming_memory_errors(cfg, "the output batches", len(keys)):
             try:
                 for features in batches:
-                    stop = start + len(features)
-                    features = features.astype(dtypes).set_axis(pd.RangeIndex(start, stop))
+                    stop = start + features.num_rows
+                    key_frame = _key_frame(keys.iloc[start:stop], population.iloc[start:stop])
+                    table = None
                     if schema is None:
-                        check_catalog(specs, features.columns)
-                    chunk = pd.concat(
-                        [_key_frame(keys.iloc[start:stop], population.iloc[start:stop]), features],
-                        axis=1,
-                    )
-                    # The first batch fixes the schema (with pandas' metadata, as to_parquet does).
-                    table = frame_to_arrow(chunk, schema)
-                    if schema is None:
+                        check_catalog(specs, features.column_names)
+                        # The first batch fixes the schema (with pandas' metadata, as to_parquet
+                        # does), so it takes the pandas route.
+                        table = _frame_batch(features, key_frame, dtypes, None)
                         schema = table.schema
+                        # Both routes must agree on it, or every batch takes the pandas route.
+                        in_arrow = _same_in_arrow(table, features, key_frame)
+                    elif in_arrow:
+                        table = _arrow_batch(features, key_frame, schema)
+                    if table is None:
+                        table = _frame_batch(features, key_frame, dtypes, schema)
                     head = max(0, min(stop, split) - start)
                     # Without a split, head is every row (an empty first batch too: it makes
                     # the file's single writer, as before).
@@ -442,7 +450,7 @@ def write_features(
 
 def _feature_batches(
     families: list[FamilyRows], row_keys: np.ndarray, batch_rows: int
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[pa.Table]:
     """Yield the feature columns in population order, ``batch_rows`` rows at a time.
 
     A batch takes each family's rows of its population rows' keys from the family's file
@@ -451,17 +459,72 @@ def _feature_batches(
     without duplicates a batch's keys ascend, so every row group is decoded once. Holding
     the whole population at once would need every family's columns in memory together
     (out of memory at 200k customers under a 1 GB limit when it was one DuckDB join). Always
-    yields at least one (maybe empty) frame, so an empty population still writes a file with
-    every column.
+    yields at least one (maybe empty) table, so an empty population still writes a file with
+    every column; without families a batch is a table of no columns that keeps its row count.
     """
     n_rows = len(row_keys)
     for start in range(0, max(n_rows, 1), batch_rows):
         stop = min(start + batch_rows, n_rows)
         if not families:
-            yield pd.DataFrame(index=pd.RangeIndex(stop - start))
+            yield pa.table([pa.nulls(stop - start)], names=["_rows"]).select([])
             continue
-        table = take_family_rows(families, row_keys[start:stop])
-        yield table.to_pandas(split_blocks=True)
+        yield take_family_rows(families, row_keys[start:stop])
+
+
+def _frame_batch(
+    features: pa.Table,
+    key_frame: pd.DataFrame,
+    dtypes: Mapping[str, str],
+    schema: pa.Schema | None,
+) -> pa.Table:
+    """Assemble an output batch through pandas: the catalog dtypes, then back to Arrow.
+
+    Args:
+        features: The batch's feature columns (:func:`_feature_batches`).
+        key_frame: Its key columns (:func:`_key_frame`), indexed by population row.
+        dtypes: The catalog dtypes (:func:`churn.domain.catalog.feature_dtypes`).
+        schema: The output schema; ``None`` infers it (with pandas' metadata).
+    """
+    frame = features.to_pandas(split_blocks=True).astype(dtypes).set_axis(key_frame.index)
+    return frame_to_arrow(pd.concat([key_frame, frame], axis=1), schema)
+
+
+def _arrow_batch(features: pa.Table, key_frame: pd.DataFrame, schema: pa.Schema) -> pa.Table | None:
+    """Assemble an output batch with ``schema``'s arrays without a pandas round trip.
+
+    The feature columns, most of the batch, are converted in Arrow
+    (:func:`churn.features.output_arrow.convert_feature_columns`); the three key columns
+    still go through :func:`churn.io.frame_to_arrow` as before (their dtypes are the
+    population's own, and they are a small part of the work).
+
+    Returns:
+        The table :func:`_frame_batch` gives with ``schema`` (its arrays, not its schema
+        metadata, which the file's writer does not take), or ``None`` when a column's types
+        are not converted exactly in Arrow.
+    """
+    names = [*key_frame.columns, *features.column_names]
+    if names != schema.names:
+        return None
+    columns = convert_feature_columns(features, schema)
+    if columns is None:
+        return None
+    key_schema = pa.schema([schema.field(name) for name in key_frame.columns])
+    key_table = frame_to_arrow(key_frame, key_schema)
+    return pa.Table.from_arrays([*key_table.columns, *columns], schema=schema)
+
+
+def _same_in_arrow(table: pa.Table, features: pa.Table, key_frame: pd.DataFrame) -> bool:
+    """Whether :func:`_arrow_batch` assembles the first batch as the pandas route did.
+
+    The conversions in Arrow mirror those of the pandas and pyarrow versions they were written
+    against; should another version convert otherwise, the batches keep the pandas route and
+    the file stays the same.
+    """
+    arrow_table = _arrow_batch(features, key_frame, table.schema)
+    if arrow_table is None or not same_arrays(table, arrow_table):
+        logger.debug("features output: batches assembled through pandas (not exact in Arrow)")
+        return False
+    return True
 
 
 def _key_frame(keys: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:

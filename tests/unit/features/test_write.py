@@ -7,17 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support import features_v1, reference
 from support.helpers import CFG
-from support.synthetic import CUTOFFS, all_keys, make_tables
+from support.synthetic import CUTOFFS, all_keys, make_tables, population
 
 from churn.config import FeaturesConfig
 from churn.errors import DataContractError
+from churn.features import build as build_module
 from churn.features.build import build_features, write_features
 from churn.features.families.usage import choose_usage_event_types
-from churn.io import write_parquet
+from churn.io import frame_to_arrow, write_parquet
 
 
 def _as_parquet(tables: dict[str, pd.DataFrame], directory: Path) -> dict[str, Path]:
@@ -290,3 +292,175 @@ def test_running_out_of_duckdb_memory_names_the_work_and_the_knobs(tmp_path) -> 
     assert "features.duckdb_threads = 1" in message
     assert "(customer, cutoff) rows" in message and "Out of Memory" in message
     assert not (tmp_path / "features.parquet").exists()  # nothing half-written
+
+
+def _naive_output(
+    frame: pd.DataFrame,
+    path: Path,
+    batch_rows: int,
+    split_at: int | None = None,
+    split_path: Path | None = None,
+    split_metadata: dict[str, str] | None = None,
+) -> None:
+    """The reference for write_features' files: ``build_features``' frame cut into its row groups.
+
+    Each row group is converted from the frame by pandas on its own, with the schema of the
+    first batch (pandas' metadata included), as the output once was assembled batch by batch.
+    """
+    n_rows = len(frame)
+    split = n_rows if split_path is None or split_at is None else split_at
+    schema = frame_to_arrow(frame.iloc[:batch_rows]).schema
+    cuts = sorted({*range(0, n_rows, batch_rows), split, n_rows})
+    groups = [(a, b) for a, b in itertools.pairwise(cuts) if a < b]
+    files = [(path, schema, [(a, b) for a, b in groups if b <= split])]
+    if split_path is not None:
+        split_schema = schema.with_metadata({**schema.metadata, **(split_metadata or {})})
+        files.append((split_path, split_schema, [(a, b) for a, b in groups if a >= split]))
+    for file, file_schema, file_groups in files:
+        with pq.ParquetWriter(file, file_schema) as writer:
+            for a, b in file_groups:
+                writer.write_table(frame_to_arrow(frame.iloc[a:b], schema))
+            if not file_groups:  # as write_features: one empty row group
+                writer.write_table(schema.empty_table())
+
+
+def _third_party_inputs(seed: int, directory: Path) -> tuple[dict[str, Path], pd.DataFrame]:
+    """Parquet inputs as an export gives them: integer ids, a category level only the last row's
+    customer has, missing categories, NaN (not null) monthly fees, and a shuffled population
+    with duplicates and 0/1/missing labels."""
+    tables = make_tables(seed)
+    keys = _sample_population(tables, seed)
+    last = keys["customer_id"].iloc[-1]
+    customers = tables["customers"]
+    customers.loc[customers["customer_id"] == last, "segment"] = "public_sector"
+    customers.loc[customers.index[::4], "country"] = None
+    tables, keys = _integer_ids(tables, keys)
+    labels = np.random.default_rng(seed).choice([0, 1, -1], len(keys))
+    keys["label"] = pd.array(np.where(labels < 0, None, labels), dtype="Int8")
+    paths = _as_parquet(tables, directory)
+    # pandas writes NaN as null: pyarrow keeps it NaN, which DuckDB carries into the families.
+    subscriptions = pq.read_table(paths["subscriptions"])
+    mrr = tables["subscriptions"]["mrr"].to_numpy().copy()
+    mrr[::3] = np.nan
+    column = subscriptions.schema.get_field_index("mrr")
+    subscriptions = subscriptions.set_column(column, "mrr", pa.array(mrr, from_pandas=False))
+    pq.write_table(subscriptions, paths["subscriptions"])
+    return paths, keys
+
+
+def _count_arrow_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the rows of every batch write_features assembles in Arrow (the first one's check
+    included)."""
+    assembled: list[int] = []
+    arrow_batch = build_module._arrow_batch
+
+    def counting(*args: object, **kwargs: object) -> pa.Table | None:
+        table = arrow_batch(*args, **kwargs)
+        if table is not None:
+            assembled.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(build_module, "_arrow_batch", counting)
+    return assembled
+
+
+@pytest.mark.parametrize("batch_rows", [3, 7])
+def test_batches_assembled_in_arrow_write_the_bytes_of_the_pandas_route(
+    tmp_path, monkeypatch, batch_rows: int
+) -> None:
+    paths, keys = _third_party_inputs(13, tmp_path / "in")
+    expected = build_features(paths, keys, CFG)
+    assert expected.frame["mrr_at_cutoff"].isna().any() and keys["label"].isna().any()
+    assert (expected.frame["segment"] == "public_sector").tolist()[-1:] == [True]
+    reference = tmp_path / "reference.parquet"
+    _naive_output(expected.frame, reference, batch_rows)
+    assembled = _count_arrow_batches(monkeypatch)
+    out = tmp_path / "out" / "features.parquet"
+    write_features(paths, keys, CFG, out, batch_rows=batch_rows)
+    n_batches = -(-len(keys) // batch_rows)
+    # The first batch in Arrow too (to check the route against pandas'), then every other.
+    assert len(assembled) == n_batches and sum(assembled) == len(keys)
+    assert out.read_bytes() == reference.read_bytes()
+    metadata = pq.ParquetFile(out).metadata
+    assert metadata.num_row_groups == n_batches
+    assert b"pandas" in metadata.metadata
+
+
+def test_entity_mode_nullable_columns_write_the_bytes_of_the_pandas_route(tmp_path) -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series([f"{i}" for i in range(11)], dtype="str"),
+            "fee": [10.0, np.nan, 3.5, np.inf, -0.0, 1e300, np.nan, 2.0, 7.0, np.nan, 0.1],
+            "seats": pd.array([3, None, 2**60, 0, -1, None, 5, 6, 7, 8, None], dtype="Int64"),
+            "has_contract": pd.array([True, None, False] * 3 + [None, True], dtype="boolean"),
+            "region": pd.Series(["north", None, ""] + ["south"] * 7 + ["east"], dtype="str"),
+        }
+    )
+    keys = population([(f"{i}", "2025-01-01") for i in (3, 1, 4, 1, 5, 9, 2, 6, 10, 0)])
+    expected = build_features({"customers": customers}, keys, CFG, mode="entity").frame
+    reference = tmp_path / "reference.parquet"
+    _naive_output(expected, reference, 4)
+    out = tmp_path / "features.parquet"
+    write_features({"customers": customers}, keys, CFG, out, mode="entity", batch_rows=4)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.parametrize("split_at", [0, 5, 14, 10_000])
+def test_split_files_assembled_in_arrow_are_the_bytes_of_the_pandas_route(
+    tmp_path, split_at: int
+) -> None:
+    paths, keys = _third_party_inputs(14, tmp_path / "in")
+    split_at = min(split_at, len(keys))
+    expected = build_features(paths, keys, CFG).frame
+    metadata = {"scoring_cutoff": "2024-10-01"}
+    reference = tmp_path / "reference.parquet"
+    reference_split = tmp_path / "reference_split.parquet"
+    _naive_output(expected, reference, 6, split_at, reference_split, metadata)
+    out, split_path = tmp_path / "out" / "features.parquet", tmp_path / "out" / "scoring.parquet"
+    write_features(
+        paths,
+        keys,
+        CFG,
+        out,
+        batch_rows=6,
+        split_at=split_at,
+        split_path=split_path,
+        split_metadata=metadata,
+    )
+    assert out.read_bytes() == reference.read_bytes()
+    assert split_path.read_bytes() == reference_split.read_bytes()
+
+
+@pytest.mark.parametrize("with_split", [False, True])
+def test_empty_population_file_is_the_bytes_of_the_pandas_route(tmp_path, with_split) -> None:
+    paths, keys = _third_party_inputs(15, tmp_path / "in")
+    keys = keys.iloc[:0]
+    expected = build_features(paths, keys, CFG).frame
+    split = tmp_path / "out" / "scoring.parquet" if with_split else None
+    reference_split = tmp_path / "reference_split.parquet" if with_split else None
+    _naive_output(expected, tmp_path / "reference.parquet", 5, 0, reference_split)
+    out = tmp_path / "out" / "features.parquet"
+    write_features(paths, keys, CFG, out, batch_rows=5, split_at=0, split_path=split)
+    assert out.read_bytes() == (tmp_path / "reference.parquet").read_bytes()
+    if split is not None and reference_split is not None:
+        assert split.read_bytes() == reference_split.read_bytes()
+
+
+@pytest.mark.parametrize("refusal", ["types", "first_batch"])
+def test_batches_take_the_pandas_route_when_arrow_is_not_exact(
+    tmp_path, monkeypatch, refusal: str
+) -> None:
+    """A column type the Arrow conversion does not handle, or a first batch whose two
+    assemblies differ, sends every batch through pandas: the file is the same."""
+    paths, keys = _third_party_inputs(16, tmp_path / "in")
+    reference = tmp_path / "reference.parquet"
+    write_features(paths, keys, CFG, reference, batch_rows=5)
+    if refusal == "types":
+        monkeypatch.setattr(build_module, "convert_feature_columns", lambda *_: None)
+    else:
+        monkeypatch.setattr(build_module, "same_arrays", lambda *_: False)
+    assembled = _count_arrow_batches(monkeypatch)
+    out = tmp_path / "features.parquet"
+    write_features(paths, keys, CFG, out, batch_rows=5)
+    assert assembled == ([] if refusal == "types" else [5])
+    assert out.read_bytes() == reference.read_bytes()
