@@ -76,3 +76,20 @@ def _run_python(code: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+@pytest.mark.parametrize(
+    "stage",
+    ["simulate", "ingest", "label", "features", "report", "scoring_population", "check_data"],
+)
+def test_stages_that_load_no_model_import_no_model_library(stage: str) -> None:
+    # Each stage runs in its own process under dvc repro: LightGBM (with the scikit-learn and
+    # SciPy it pulls in) took 1 s of the features stage's start when a constant came from the
+    # model library.
+    code = (
+        f"import json, sys; import churn.cli, churn.stages.{stage}; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = {module.split(".")[0] for module in json.loads(_run_python(code))}
+    assert "churn" in loaded  # the probe really imported the stage
+    assert not loaded & {"lightgbm", "sklearn", "scipy", "mlflow", "matplotlib", "shap"}

@@ -53,6 +53,11 @@ LABEL: Final = "label"
 KEY_COLUMNS = (CUSTOMER_ID, CUTOFF, LABEL)
 """Columns of the features frame that are not features."""
 
+#: The billing family's monthly revenue at the cutoff: score and the scoring rows read it for
+#: the revenue at risk. Named here, not in the model library, so that a stage that only
+#: checks for the column need not import LightGBM (1 s of the features stage's start).
+MRR_FEATURE: Final = "mrr_at_cutoff"
+
 KIND_DTYPES: Final = MappingProxyType({"numeric": "float64", "categorical": "str"})
 """Feature kind -> pandas dtype of its column in every features frame (``str``: pandas 3's
 string dtype, missing values as NaN)."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn.domain.catalog import FeatureSpec
+from churn.domain.catalog import MRR_FEATURE, FeatureSpec
 from churn.domain.contract import TIMESTAMP_DTYPE
 from churn.domain.families import FAMILIES, PHASES
 from churn.errors import ModelError
@@ -39,9 +39,6 @@ logger = logging.getLogger(__name__)
 
 
 ContributionsFn = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
-
-
-MRR_FEATURE = "mrr_at_cutoff"
 
 
 MONTHS_PER_YEAR = 12

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from churn.domain.catalog import MRR_FEATURE
 from churn.domain.contract import CONTRACT, TIMESTAMP_DTYPE
 from churn.domain.modes import Mode
 from churn.errors import DataContractError
@@ -40,7 +41,6 @@ from churn.io import (
     read_time_statistics,
 )
 from churn.layout import table_file_name
-from churn.model.scoring import MRR_FEATURE
 from churn.sql import connect, fetch_scalar, quote_ident, quote_literal, utc_midnight, utc_timestamp
 
 if TYPE_CHECKING:
