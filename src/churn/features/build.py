@@ -43,6 +43,7 @@ from churn.config import FeaturesConfig
 from churn.domain.catalog import FeatureSpec, catalog_frame, check_catalog, feature_dtypes
 from churn.domain.modes import Mode
 from churn.errors import ResourceLimitError
+from churn.features import output_batches
 from churn.features.common import (
     DAY_BUCKET,
     KEYS,
@@ -53,7 +54,6 @@ from churn.features.common import (
 )
 from churn.features.families import acquisition, billing, engagement, profile, support, usage
 from churn.features.family_rows import FamilyRows, take_family_rows
-from churn.features.output_arrow import convert_feature_columns, same_arrays
 from churn.features.tables import (
     KEY_INDEX,
     TableSource,
@@ -62,7 +62,7 @@ from churn.features.tables import (
     read_population_keys,
     refuse_personal_features,
 )
-from churn.io import atomic_path, frame_to_arrow
+from churn.io import atomic_path
 from churn.sql import (
     connect,
     fetch_scalar,
@@ -329,9 +329,9 @@ def build_features(
             else None
         )
     specs = session.specs
-    features = _to_feature_frame(features, specs, len(session.keys))
+    features = output_batches.convert_to_feature_frame(features, specs, len(session.keys))
     check_catalog(specs, features.columns)
-    frame = pd.concat([_key_frame(session.keys, population), features], axis=1)
+    frame = pd.concat([output_batches.build_key_frame(session.keys, population), features], axis=1)
     return FeatureResult(frame=frame, catalog=catalog_frame(specs), skipped=session.skipped)
 
 
@@ -391,7 +391,9 @@ def write_features(
         )
         specs, keys = session.specs, session.keys
         dtypes = feature_dtypes(specs)
-        batches = _feature_batches(session.family_rows, session.row_keys, batch_rows)
+        batches = output_batches.read_feature_batches(
+            session.family_rows, session.row_keys, batch_rows
+        )
         writers: dict[Path, BackgroundParquetWriter] = {}
         schema: pa.Schema | None = None
         start = 0
@@ -415,20 +417,24 @@ def write_features(
             try:
                 for features in batches:
                     stop = start + features.num_rows
-                    key_frame = _key_frame(keys.iloc[start:stop], population.iloc[start:stop])
+                    key_frame = output_batches.build_key_frame(
+                        keys.iloc[start:stop], population.iloc[start:stop]
+                    )
                     table = None
                     if schema is None:
                         check_catalog(specs, features.column_names)
                         # The first batch fixes the schema (with pandas' metadata, as to_parquet
                         # does), so it takes the pandas route.
-                        table = _frame_batch(features, key_frame, dtypes, None)
+                        table = output_batches.assemble_in_pandas(features, key_frame, dtypes, None)
                         schema = table.schema
                         # Both routes must agree on it, or every batch takes the pandas route.
-                        in_arrow = _same_in_arrow(table, features, key_frame)
+                        in_arrow = output_batches.check_arrow_route(table, features, key_frame)
                     elif in_arrow:
-                        table = _arrow_batch(features, key_frame, schema)
+                        table = output_batches.assemble_in_arrow(features, key_frame, schema)
                     if table is None:
-                        table = _frame_batch(features, key_frame, dtypes, schema)
+                        table = output_batches.assemble_in_pandas(
+                            features, key_frame, dtypes, schema
+                        )
                     head = max(0, min(stop, split) - start)
                     # Without a split, head is every row (an empty first batch too: it makes
                     # the file's single writer, as before).
@@ -446,102 +452,6 @@ def write_features(
                 for writer in writers.values():
                     writer.close()
     return FeatureSummary(rows=start, catalog=catalog_frame(specs), skipped=session.skipped)
-
-
-def _feature_batches(
-    families: list[FamilyRows], row_keys: np.ndarray, batch_rows: int
-) -> Iterator[pa.Table]:
-    """Yield the feature columns in population order, ``batch_rows`` rows at a time.
-
-    A batch takes each family's rows of its population rows' keys from the family's file
-    (:class:`churn.features.family_rows.FamilyRows`: row ``i`` of a family file is key ``i``),
-    decoding only the row groups that hold them, and puts the families' columns side by side;
-    without duplicates a batch's keys ascend, so every row group is decoded once. Holding
-    the whole population at once would need every family's columns in memory together
-    (out of memory at 200k customers under a 1 GB limit when it was one DuckDB join). Always
-    yields at least one (maybe empty) table, so an empty population still writes a file with
-    every column; without families a batch is a table of no columns that keeps its row count.
-    """
-    n_rows = len(row_keys)
-    for start in range(0, max(n_rows, 1), batch_rows):
-        stop = min(start + batch_rows, n_rows)
-        if not families:
-            yield pa.table([pa.nulls(stop - start)], names=["_rows"]).select([])
-            continue
-        yield take_family_rows(families, row_keys[start:stop])
-
-
-def _frame_batch(
-    features: pa.Table,
-    key_frame: pd.DataFrame,
-    dtypes: Mapping[str, str],
-    schema: pa.Schema | None,
-) -> pa.Table:
-    """Assemble an output batch through pandas: the catalog dtypes, then back to Arrow.
-
-    Args:
-        features: The batch's feature columns (:func:`_feature_batches`).
-        key_frame: Its key columns (:func:`_key_frame`), indexed by population row.
-        dtypes: The catalog dtypes (:func:`churn.domain.catalog.feature_dtypes`).
-        schema: The output schema; ``None`` infers it (with pandas' metadata).
-    """
-    frame = features.to_pandas(split_blocks=True).astype(dtypes).set_axis(key_frame.index)
-    return frame_to_arrow(pd.concat([key_frame, frame], axis=1), schema)
-
-
-def _arrow_batch(features: pa.Table, key_frame: pd.DataFrame, schema: pa.Schema) -> pa.Table | None:
-    """Assemble an output batch with ``schema``'s arrays without a pandas round trip.
-
-    The feature columns, most of the batch, are converted in Arrow
-    (:func:`churn.features.output_arrow.convert_feature_columns`); the three key columns
-    still go through :func:`churn.io.frame_to_arrow` as before (their dtypes are the
-    population's own, and they are a small part of the work).
-
-    Returns:
-        The table :func:`_frame_batch` gives with ``schema`` (its arrays, not its schema
-        metadata, which the file's writer does not take), or ``None`` when a column's types
-        are not converted exactly in Arrow.
-    """
-    names = [*key_frame.columns, *features.column_names]
-    if names != schema.names:
-        return None
-    columns = convert_feature_columns(features, schema)
-    if columns is None:
-        return None
-    key_schema = pa.schema([schema.field(name) for name in key_frame.columns])
-    key_table = frame_to_arrow(key_frame, key_schema)
-    return pa.Table.from_arrays([*key_table.columns, *columns], schema=schema)
-
-
-def _same_in_arrow(table: pa.Table, features: pa.Table, key_frame: pd.DataFrame) -> bool:
-    """Whether :func:`_arrow_batch` assembles the first batch as the pandas route did.
-
-    The conversions in Arrow mirror those of the pandas and pyarrow versions they were written
-    against; should another version convert otherwise, the batches keep the pandas route and
-    the file stays the same.
-    """
-    arrow_table = _arrow_batch(features, key_frame, table.schema)
-    if arrow_table is None or not same_arrays(table, arrow_table):
-        logger.debug("features output: batches assembled through pandas (not exact in Arrow)")
-        return False
-    return True
-
-
-def _key_frame(keys: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
-    """The key columns of the output: text ids, the population's own cutoffs and labels."""
-    index = keys.index
-    label = (
-        population["label"].set_axis(index)
-        if "label" in population.columns
-        else pd.Series(pd.NA, index=index, dtype="Int8")
-    )
-    return pd.DataFrame(
-        {
-            "customer_id": keys["customer_id"],
-            "cutoff": population["cutoff"].set_axis(index),
-            "label": label,
-        }
-    )
 
 
 @contextlib.contextmanager
@@ -588,14 +498,3 @@ def _create_family_table(
     path = quote_literal(str(directory / f"{table}.parquet"))
     con.execute(f"COPY ({query}) TO {path} (FORMAT PARQUET)")
     con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM read_parquet({path})")
-
-
-def _to_feature_frame(
-    table: pa.Table | None, specs: list[FeatureSpec], n_rows: int
-) -> pd.DataFrame:
-    """Convert the Arrow result to pandas with the catalog dtypes, releasing Arrow buffers."""
-    if table is None:
-        return pd.DataFrame(index=pd.RangeIndex(n_rows))
-    frame = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    return frame.astype(feature_dtypes(specs))

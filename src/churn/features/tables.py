@@ -100,7 +100,7 @@ def load_tables(
     con.unregister("_customer_ids")
     # Each distinct (customer, cutoff) gets a dense key in order of first appearance, so a
     # population without duplicates has key = row, and row i of a family file (stored in key
-    # order) is key i (see _feature_batches).
+    # order) is key i (see churn.features.output_batches.read_feature_batches).
     cutoff_codes, cutoffs = pd.factorize(keys["cutoff"])
     key, _ = pd.factorize(codes.astype("int64") * max(len(cutoffs), 1) + cutoff_codes)
     con.register(

@@ -16,7 +16,7 @@ from support.synthetic import CUTOFFS, all_keys, make_tables, population
 
 from churn.config import FeaturesConfig
 from churn.errors import DataContractError
-from churn.features import build as build_module
+from churn.features import output_batches
 from churn.features.build import build_features, write_features
 from churn.features.families.usage import choose_usage_event_types
 from churn.io import frame_to_arrow, write_parquet
@@ -352,15 +352,15 @@ def _count_arrow_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the rows of every batch write_features assembles in Arrow (the first one's check
     included)."""
     assembled: list[int] = []
-    arrow_batch = build_module._arrow_batch
+    assemble_in_arrow = output_batches.assemble_in_arrow
 
     def counting(*args: object, **kwargs: object) -> pa.Table | None:
-        table = arrow_batch(*args, **kwargs)
+        table = assemble_in_arrow(*args, **kwargs)
         if table is not None:
             assembled.append(table.num_rows)
         return table
 
-    monkeypatch.setattr(build_module, "_arrow_batch", counting)
+    monkeypatch.setattr(output_batches, "assemble_in_arrow", counting)
     return assembled
 
 
@@ -456,9 +456,9 @@ def test_batches_take_the_pandas_route_when_arrow_is_not_exact(
     reference = tmp_path / "reference.parquet"
     write_features(paths, keys, CFG, reference, batch_rows=5)
     if refusal == "types":
-        monkeypatch.setattr(build_module, "convert_feature_columns", lambda *_: None)
+        monkeypatch.setattr(output_batches, "convert_feature_columns", lambda *_: None)
     else:
-        monkeypatch.setattr(build_module, "same_arrays", lambda *_: False)
+        monkeypatch.setattr(output_batches, "same_arrays", lambda *_: False)
     assembled = _count_arrow_batches(monkeypatch)
     out = tmp_path / "features.parquet"
     write_features(paths, keys, CFG, out, batch_rows=5)
