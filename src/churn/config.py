@@ -170,6 +170,22 @@ class IngestConfig(_Section):
         "then follows the batch instead of the table, plus 17-26 bytes per row of whole-table "
         "state (duplicates, data end). Smaller tables are validated whole, which is faster.",
     )
+    workers: int = Field(
+        1,
+        ge=0,
+        description="Events mode: worker processes that each validate one large table read in "
+        "batches (the largest first) while the main process validates the others; the outputs "
+        "are the same. Only a table that no other table references (not customers or "
+        "subscriptions) with at least worker_min_rows rows goes to a worker. 0: every table "
+        "in the main process.",
+    )
+    worker_min_rows: int = Field(
+        20_000_000,
+        ge=1,
+        description="Events mode: the fewest rows of a table validated in a worker process. "
+        "Starting one costs 2-3 s of CPU; measured on 2026-12-07, 170M usage events took 133 s "
+        "instead of 154 s with a worker, 17M the same 15-17 s either way.",
+    )
 
     @field_validator("input_timezone")
     @classmethod

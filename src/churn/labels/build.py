@@ -358,7 +358,22 @@ def count_labels(
     Raises:
         EmptyPopulationError: As :func:`build_labels`.
     """
-    cutoffs = _build_schedule_or_raise(tables, cfg, end)
+    return count_labels_at(tables, cfg, _build_schedule_or_raise(tables, cfg, end), end)
+
+
+def count_labels_at(
+    tables: Mapping[str, pd.DataFrame],
+    cfg: LabelConfig,
+    cutoffs: list[pd.Timestamp],
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """:func:`count_labels` at the given cutoffs (the schedule :func:`build_cutoffs` gives).
+
+    Reads only ``subscriptions``, ``subscription_changes`` and ``customers``.
+
+    Raises:
+        EmptyPopulationError: If no customer is in any population.
+    """
     counts, _ = _run_label_sql(
         tables,
         cutoffs,
@@ -382,6 +397,25 @@ def count_labels(
         index=pd.Index(to_utc(counts["cutoff"]), name="cutoff"),
     )
     return add_label_rate(counted)
+
+
+def label_counts_agree(
+    cutoffs: list[pd.Timestamp], cfg: LabelConfig, end: pd.Timestamp, other_end: pd.Timestamp
+) -> bool:
+    """Whether :func:`count_labels_at` gives the same counts at the two data ends.
+
+    A cutoff's label is known (counted as observed) when its window of
+    ``horizon_days + grace_days`` ends at or before the data end (:func:`_churn_sql`); nothing
+    else in the counts depends on the end. So the counts agree when no cutoff's window ends
+    after one end but not after the other. (The rows' ``observed_days`` may differ; they are
+    not counted.)
+    """
+    window = pd.Timedelta(days=cfg.horizon_days + cfg.grace_days)
+    end, other_end = utc_timestamp(end), utc_timestamp(other_end)
+    return all(
+        (utc_timestamp(cutoff) + window > end) == (utc_timestamp(cutoff) + window > other_end)
+        for cutoff in cutoffs
+    )
 
 
 def _build_schedule_or_raise(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,13 +42,18 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError
 from churn.features.build import family_skip_reasons
 from churn.io import read_tables, write_json
-from churn.labels.build import build_entity_labels, count_labels
+from churn.labels.build import (
+    build_entity_labels,
+    count_labels,
+    count_labels_at,
+    label_counts_agree,
+)
 from churn.labels.plausibility import (
     describe_cutoff_counts,
     find_implausible_cutoffs,
     summarize_labels,
 )
-from churn.labels.schedule import data_end
+from churn.labels.schedule import build_cutoffs, data_end
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +126,65 @@ def _describe_table(
     }
 
 
-def _describe_cutoffs(
+@dataclass(frozen=True)
+class EarlyLabelCounts:
+    """The label counts of some of the tables, counted before the others were validated.
+
+    Attributes:
+        end: The data end of those tables.
+        cutoffs: Their cutoff schedule.
+        counts: :func:`churn.labels.build.count_labels_at` of the schedule at ``end``.
+    """
+
+    end: pd.Timestamp
+    cutoffs: list[pd.Timestamp]
+    counts: pd.DataFrame
+
+
+def _find_data_end(tables: Mapping[str, pd.DataFrame], params: Params) -> pd.Timestamp:
+    return data_end(
+        tables,
+        gap_days=params.ingest.data_end_gap_days,
+        explicit=params.ingest.data_end,
+        as_of=reference_date(params.ingest.as_of),
+    )
+
+
+def count_labels_early(
     tables: Mapping[str, pd.DataFrame], params: Params
+) -> EarlyLabelCounts | None:
+    """Count the labels of the tables validated so far, for :func:`check_data` to reuse.
+
+    Ingest calls it while a worker process still validates a large event table
+    (:mod:`churn.stages.ingest.workers`): the labels read only the label tables, which are
+    done, and the event tables move the counts only through the data end and the schedule's
+    start. :func:`check_data` reuses the counts when the schedule of every table is the same
+    and the two data ends give the same counts
+    (:func:`churn.labels.build.label_counts_agree`), and counts again otherwise.
+
+    Returns:
+        The counts, or ``None`` in entity mode or when the labels cannot be counted yet (the
+        check then counts them itself, and reports the problem).
+    """
+    if params.ingest.mode is Mode.ENTITY:
+        return None
+    try:
+        end = _find_data_end(tables, params)
+        cutoffs = build_cutoffs(tables, params.label, end)
+        if not cutoffs:
+            return None
+        return EarlyLabelCounts(end, cutoffs, count_labels_at(tables, params.label, cutoffs, end))
+    except ChurnError:
+        return None
+
+
+def _describe_cutoffs(
+    tables: Mapping[str, pd.DataFrame], params: Params, early: EarlyLabelCounts | None = None
 ) -> tuple[pd.Timestamp | None, list[dict[str, object]], str | None]:
     """The data end, the cutoff rows of :func:`describe_cutoff_counts` and a problem that
     stopped them. In events mode the labels are counted per cutoff, not built
-    (:func:`churn.labels.build.count_labels`: the same counts as ``churn label``'s rows)."""
+    (:func:`churn.labels.build.count_labels`: the same counts as ``churn label``'s rows), or
+    taken from ``early`` when they are the same (:func:`count_labels_early`)."""
     as_of = reference_date(params.ingest.as_of)
     end = None
     try:
@@ -135,13 +194,17 @@ def _describe_cutoffs(
             labels = build_entity_labels(tables["customers"], params.ingest.label_column, as_of)
             counts = summarize_labels(labels)
         else:
-            end = data_end(
-                tables,
-                gap_days=params.ingest.data_end_gap_days,
-                explicit=params.ingest.data_end,
-                as_of=as_of,
-            )
-            counts = count_labels(tables, params.label, end)
+            end = _find_data_end(tables, params)
+            counts = None
+            if early is not None:
+                cutoffs = build_cutoffs(tables, params.label, end)
+                if cutoffs == early.cutoffs and label_counts_agree(
+                    cutoffs, params.label, early.end, end
+                ):
+                    counts = early.counts
+                    logger.debug("data check: the label counts of %s reused", early.end)
+            if counts is None:
+                counts = count_labels(tables, params.label, end)
     except ChurnError as exc:
         return end, [], str(exc)
     return end, describe_cutoff_counts(counts, params.label, end), None
@@ -153,6 +216,7 @@ def check_data(
     *,
     ingest_report: Mapping[str, Any] | None = None,
     referenced_customers: Mapping[str, pd.Index] | None = None,
+    early_label_counts: EarlyLabelCounts | None = None,
 ) -> dict[str, Any]:
     """Describe the validated tables, the cutoff schedule and the feature families that run.
 
@@ -168,6 +232,9 @@ def check_data(
         referenced_customers: Table -> the distinct customer ids its rows name, for tables
             handed over without their ``customer_id`` column (ingest reads its big tables
             back with their timestamps only; the ids come from its reference check).
+        early_label_counts: Label counts of the tables validated before the others
+            (:func:`count_labels_early`), reused when they are the same; the check is the same
+            with or without them.
 
     Returns:
         A JSON-ready dict::
@@ -197,7 +264,7 @@ def check_data(
         ignored = reported.get(name, {}).get("ignored_columns") if ingest_report else None
         referenced = (referenced_customers or {}).get(name)
         described[name] = _describe_table(name, tables, customer_ids, ignored, referenced)
-    end, cutoffs, problem = _describe_cutoffs(tables, params)
+    end, cutoffs, problem = _describe_cutoffs(tables, params, early_label_counts)
     families = family_skip_reasons([n for n in names if n in tables], mode)
     return {
         "mode": str(mode),

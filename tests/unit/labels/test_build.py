@@ -18,9 +18,11 @@ from churn.labels.build import (
     build_entity_labels,
     build_labels,
     count_labels,
+    count_labels_at,
+    label_counts_agree,
 )
 from churn.labels.plausibility import describe_cutoff_counts, describe_cutoffs, summarize_labels
-from churn.labels.schedule import data_end
+from churn.labels.schedule import build_cutoffs, data_end
 from churn.stages.label import run_label
 
 T = pd.Timestamp("2024-06-01", tz="UTC")
@@ -395,3 +397,27 @@ def test_count_labels_stops_where_build_labels_stops() -> None:
         with pytest.raises(EmptyPopulationError) as counted:
             count_labels(tables, config)
         assert str(counted.value) == str(built.value)
+
+
+@pytest.mark.parametrize("integer_ids", [False, True])
+def test_label_counts_agree_exactly_when_no_label_window_ends_between_the_ends(integer_ids):
+    tables = _random_export(3, integer_ids)
+    cfg = LabelConfig(min_history_days=60, min_tenure_days=20, horizon_days=60, grace_days=14)
+    end = pd.Timestamp("2024-06-30 23:59:59", tz="UTC")
+    cutoffs = build_cutoffs(tables, cfg, end)
+    counts = count_labels_at(tables, cfg, cutoffs, end)
+    pd.testing.assert_frame_equal(counts, count_labels(tables, cfg, end))
+    # Other ends around the midnights where a cutoff's window (horizon + grace) ends.
+    window = pd.Timedelta(days=cfg.horizon_days + cfg.grace_days)
+    edges = [c + window for c in cutoffs if c + window > pd.Timestamp("2024-04-01", tz="UTC")]
+    others = [e + pd.Timedelta(seconds=s) for e in edges[:3] for s in (-1, 0, 1)]
+    others += [end + pd.Timedelta(hours=3), end - pd.Timedelta(hours=20)]
+    kinds = set()
+    for other in others:
+        agree = label_counts_agree(cutoffs, cfg, end, other)
+        same = count_labels_at(tables, cfg, cutoffs, other).equals(counts)
+        assert label_counts_agree(cutoffs, cfg, other, end) == agree  # symmetric
+        if agree:
+            assert same, other  # reusing the counts is exact
+        kinds.add((agree, same))
+    assert (True, True) in kinds and (False, False) in kinds  # both kinds of end were tried

@@ -8,10 +8,19 @@ import pandas as pd
 from support.event_export import make_event_export
 from support.synthetic import contract_frame
 
-from churn.config import parse_params
+from churn.config import Params, parse_params
 from churn.domain.modes import Mode
 from churn.features.build import family_skip_reasons
-from churn.stages.check_data import check_data, render_data_check, run_check_data
+from churn.labels.build import count_labels_at
+from churn.labels.plausibility import describe_cutoff_counts
+from churn.labels.schedule import build_cutoffs
+from churn.stages.check_data import (
+    EarlyLabelCounts,
+    check_data,
+    count_labels_early,
+    render_data_check,
+    run_check_data,
+)
 from churn.stages.ingest import run_ingest, validate_tables
 
 # Four customers converting 2024-01-01; c1 cancels on 2024-03-10; the data ends 2024-06-30.
@@ -200,3 +209,57 @@ def test_run_ingest_writes_the_check_of_the_valid_tables(tmp_path):
     expected = check_data(result.valid, params, ingest_report=result.report)
     assert written == json.loads(json.dumps(expected))
     assert written["tables"]["customers"]["rows"] == 30
+
+
+def _export_check() -> tuple[dict[str, pd.DataFrame], Params, dict]:
+    raw = make_event_export(n_customers=60, seed=5)
+    params = parse_params({"ingest": {"as_of": "2025-07-01"}})
+    valid = validate_tables(raw, params.ingest, pd.Timestamp("2025-07-01", tz="UTC")).valid
+    return valid, params, check_data(valid, params)
+
+
+def test_label_counts_counted_early_are_reused_when_they_are_the_same(monkeypatch):
+    valid, params, expected = _export_check()
+    early = count_labels_early(valid, params)
+    assert early is not None and expected["labeled_cutoffs"] >= 1
+
+    def recount(*args, **kwargs):
+        raise AssertionError("counted again")
+
+    monkeypatch.setattr("churn.stages.check_data.count_labels", recount)
+    assert check_data(valid, params, early_label_counts=early) == expected
+
+
+def test_label_counts_of_another_end_or_schedule_are_counted_again():
+    valid, params, expected = _export_check()
+    usage = valid["usage_events"]
+    last = usage["occurred_at"].max()
+    # The event table ends 45 days earlier (a window ends between the two data ends), or
+    # starts 90 days later (another schedule): the early counts are not those of the check.
+    shorter = usage[usage["occurred_at"] <= last - pd.Timedelta(days=45)]
+    later = usage[usage["occurred_at"] >= usage["occurred_at"].min() + pd.Timedelta(days=90)]
+    for events in (shorter, later):
+        early = count_labels_early({**valid, "usage_events": events}, params)
+        assert early is not None
+        final = check_data(valid, params)["cutoffs"]
+        assert describe_cutoff_counts(early.counts, params.label, early.end) != final
+
+        assert check_data(valid, params, early_label_counts=early) == expected
+    # The same schedule, counted at an end just before the last label window closes.
+    end = pd.Timestamp(expected["data_end"])
+    cutoffs = build_cutoffs(valid, params.label, end)
+    window = pd.Timedelta(days=params.label.horizon_days + params.label.grace_days)
+    closed = max(c + window for c in cutoffs if c + window <= end)
+    before = closed - pd.Timedelta(seconds=1)
+    early = EarlyLabelCounts(before, cutoffs, count_labels_at(valid, params.label, cutoffs, before))
+    assert not early.counts.equals(count_labels_at(valid, params.label, cutoffs, end))
+
+    assert check_data(valid, params, early_label_counts=early) == expected
+
+
+def test_no_early_label_counts_in_entity_mode_or_without_a_schedule():
+    valid, _, _ = _export_check()
+    entity = parse_params({"ingest": {"mode": "entity", "as_of": "2025-07-01"}})
+    assert count_labels_early(valid, entity) is None
+    short = parse_params({"ingest": {"as_of": "2025-07-01"}, "label": {"min_history_days": 5000}})
+    assert count_labels_early(valid, short) is None

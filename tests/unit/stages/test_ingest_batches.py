@@ -10,44 +10,34 @@ and codes, CSV text, naive local times) and missing or empty optional tables are
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
-from support.event_export import make_event_export
+from support.ingest_runs import (
+    assert_same_ingest_outputs,
+    integer_id_export,
+    messy_tables,
+    run_ingest_with,
+    write_tables,
+)
 from support.own_files import OWN_FILES_MAPPING, write_own_files
 
-from churn.config import ConfigError, SimulateConfig, parse_params
+from churn.config import ConfigError, parse_params
 from churn.errors import DataContractError
-from churn.stages.ingest import FAILED_RULES, IngestResult, run_ingest
+from churn.stages.ingest import FAILED_RULES, IngestResult
 from churn.stages.ingest.batches import find_repeated_hashes
-from churn.stages.simulate import simulate
 from churn.validation.rules import find_shared_values
 
 BATCH = 7
 WHOLE = 10**9
 
 
-def _run(raw: Path, out: Path, section: Mapping[str, Any], batch_rows: int) -> IngestResult:
-    params = parse_params({"ingest": {**section, "batch_rows": batch_rows}})
-    return run_ingest(
-        params.ingest,
-        raw,
-        out / "validated",
-        out / "quarantine",
-        out / "ingest.json",
-        params=params,
-        data_check_path=out / "data_check.json",
-    )
-
-
-def _files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
+def _run_batched(raw: Path, out: Path, section: Mapping[str, Any], batch_rows: int) -> IngestResult:
+    return run_ingest_with(raw, out, {**section, "batch_rows": batch_rows})
 
 
 def assert_same_outputs(
@@ -58,28 +48,13 @@ def assert_same_outputs(
     Returns:
         The batched run's result and its quarantine frames.
     """
-    whole = _run(raw, tmp_path / "whole", section, WHOLE)
-    batched = _run(raw, tmp_path / "batched", section, BATCH)
+    whole = _run_batched(raw, tmp_path / "whole", section, WHOLE)
+    batched = _run_batched(raw, tmp_path / "batched", section, BATCH)
 
     assert whole.streamed == ()
     large = {n for n, t in batched.report["tables"].items() if t["present"] and t["rows_in"] > 7}
     assert set(batched.streamed) == large and large  # the batched path did run
-    for name in ("ingest.json", "data_check.json"):
-        expected = json.loads((tmp_path / "whole" / name).read_text())
-        assert json.loads((tmp_path / "batched" / name).read_text()) == expected
-        assert (tmp_path / "batched" / name).read_text() == (tmp_path / "whole" / name).read_text()
-    quarantine = {}
-    for folder in ("validated", "quarantine"):
-        names = _files(tmp_path / "whole" / folder)
-        assert _files(tmp_path / "batched" / folder) == names
-        for file in names:
-            left, right = tmp_path / "whole" / folder / file, tmp_path / "batched" / folder / file
-            assert pq.read_schema(right).equals(pq.read_schema(left), check_metadata=True)
-            assert pq.read_table(right).equals(pq.read_table(left))
-            expected = pd.read_parquet(left)
-            pd.testing.assert_frame_equal(pd.read_parquet(right), expected, check_exact=True)
-            if folder == "quarantine":
-                quarantine[file.removesuffix(".parquet")] = expected
+    quarantine = assert_same_ingest_outputs(tmp_path / "whole", tmp_path / "batched")
     # The data check's coverage of a streamed table comes from the reference check's lookups:
     # they name exactly the distinct ids of the table's valid rows (read back naively).
     customers = pd.read_parquet(tmp_path / "batched" / "validated" / "customers.parquet")
@@ -98,55 +73,12 @@ def _reasons(quarantine: Mapping[str, pd.DataFrame], table: str) -> set[str]:
     return set("; ".join(quarantine[table][FAILED_RULES]).split("; "))
 
 
-def _messy_tables() -> dict[str, pd.DataFrame]:
-    """Small messy simulated tables with every rule broken, across batch boundaries."""
-    tables = simulate(SimulateConfig(customers=30, months=6, seed=7, mess=True)).tables
-    # About 160 rows per table, spread over the whole time span.
-    tables = {
-        name: frame.iloc[:: max(1, len(frame) // 160)].reset_index(drop=True)
-        for name, frame in tables.items()
-    }
-    usage = tables["usage_events"]
-    usage["quantity"] = usage["quantity"].astype("str")  # text, as some exports hold numbers
-    usage.loc[[20, 40, 60], "quantity"] = ["-2", "many", "1e300"]
-    usage.loc[30, "occurred_at"] = pd.Timestamp("2030-01-01 00:00:00", tz="UTC")  # future
-    usage.loc[50, "occurred_at"] = pd.Timestamp("2025-09-01 08:00:00", tz="UTC")  # stray
-    # A finer resolution far from the quarantined rows decides how their times are shown.
-    usage.loc[2, "occurred_at"] = usage.loc[2, "occurred_at"] + pd.Timedelta(microseconds=7)
-    usage.loc[70, "customer_id"] = "nobody"
-    usage.loc[[80, 81], "customer_id"] = None
-    copies = usage.iloc[[3, 4, 5, 3, 90]]  # copies in later batches (row 3 twice)
-    usage = pd.concat([usage.iloc[:9], usage.iloc[[0]], usage.iloc[9:], copies])
-    tables["usage_events"] = usage.reset_index(drop=True)
-    subscriptions = tables["subscriptions"]
-    subscriptions.loc[1, "billing_period"] = "weekly"
-    subscriptions.loc[20, "subscription_id"] = subscriptions.loc[2, "subscription_id"]  # key
-    subscriptions.loc[12, "ended_at"] = subscriptions.loc[12, "started_at"] - pd.Timedelta(days=3)
-    customers = tables["customers"]
-    customers.loc[9, "trial_days"] = 999
-    customers.loc[17, "customer_id"] = None
-    nps = tables["nps_responses"].astype({"score": "str"})
-    nps.loc[nps.index[:2], "score"] = ["11", "7.5"]
-    tables["nps_responses"] = nps
-    return tables
-
-
-def _write(tables: Mapping[str, pd.DataFrame], folder: Path, suffix: str = "parquet") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in tables.items():
-        if suffix == "csv":
-            frame.to_csv(folder / f"{name}.csv", index=False)
-        else:
-            frame.to_parquet(folder / f"{name}.parquet", index=False)
-    return folder
-
-
 SECTION = {"as_of": "2026-01-01", "max_quarantine_share": 0.75}
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "csv"])
 def test_messy_tables_in_batches_give_identical_outputs(tmp_path, suffix):
-    raw = _write(_messy_tables(), tmp_path / "raw", suffix)
+    raw = write_tables(messy_tables(), tmp_path / "raw", suffix)
 
     result, quarantine = assert_same_outputs(raw, tmp_path, SECTION)
 
@@ -181,10 +113,10 @@ def test_messy_tables_in_batches_give_identical_outputs(tmp_path, suffix):
 
 
 def test_missing_and_empty_optional_tables_in_batches(tmp_path):
-    tables = _messy_tables()
+    tables = messy_tables()
     del tables["usage_events"], tables["nps_responses"]
     tables["support_tickets"] = tables["support_tickets"].iloc[:0]
-    raw = _write(tables, tmp_path / "raw")
+    raw = write_tables(tables, tmp_path / "raw")
 
     result, _ = assert_same_outputs(raw, tmp_path, SECTION)
 
@@ -192,27 +124,9 @@ def test_missing_and_empty_optional_tables_in_batches(tmp_path):
     assert not result.report["tables"]["usage_events"]["present"]
 
 
-def _integer_id_export(whole_ids: bool) -> dict[str, pd.DataFrame]:
-    """A third-party export with integer ids stored as floats (gaps make them floats)."""
-    tables = make_event_export(n_customers=12, seed=4)
-    usage = tables["usage_events"].head(150).copy()
-    ids = usage["customer_id"].astype("float64")
-    ids[10] = np.nan  # a gap: missing
-    if not whole_ids:
-        ids[140] = 5003.5  # one id that is not whole, in the last batch: no id is shown whole
-    usage["customer_id"] = ids
-    usage["occurred_at"] = usage["occurred_at"].str.replace("Z", "+02:00")
-    usage.loc[5, "occurred_at"] = "01/02/2025"  # ambiguous: not a timestamp
-    tables["usage_events"] = pd.concat([usage, usage.iloc[[1, 2]]], ignore_index=True)
-    customers = tables["customers"].copy()
-    customers["customer_id"] = customers["customer_id"].astype("float64")
-    tables["customers"] = customers
-    return tables
-
-
 @pytest.mark.parametrize("whole_ids", [True, False], ids=["whole-ids", "a-fractional-id"])
 def test_integer_id_export_in_batches_gives_identical_outputs(tmp_path, whole_ids):
-    raw = _write(_integer_id_export(whole_ids), tmp_path / "raw")
+    raw = write_tables(integer_id_export(whole_ids), tmp_path / "raw")
     section = {"as_of": "2025-06-30", "max_quarantine_share": 1.0}
 
     _, quarantine = assert_same_outputs(raw, tmp_path, section)
@@ -243,16 +157,16 @@ def test_third_party_csv_export_with_mapping_in_batches(tmp_path):
 
 
 def test_too_many_bad_rows_in_a_batched_table_leave_the_outputs_alone(tmp_path):
-    tables = _messy_tables()
-    raw = _write(tables, tmp_path / "raw")
-    _run(raw, tmp_path / "out", SECTION, BATCH)
+    tables = messy_tables()
+    raw = write_tables(tables, tmp_path / "raw")
+    _run_batched(raw, tmp_path / "out", SECTION, BATCH)
     before = {p: p.read_bytes() for p in sorted((tmp_path / "out").rglob("*")) if p.is_file()}
-    _write({"nps_responses": tables["nps_responses"].assign(score="n/a")}, raw)
+    write_tables({"nps_responses": tables["nps_responses"].assign(score="n/a")}, raw)
 
     with pytest.raises(DataContractError, match="nps_responses") as batched:
-        _run(raw, tmp_path / "out", SECTION, BATCH)
+        _run_batched(raw, tmp_path / "out", SECTION, BATCH)
     with pytest.raises(DataContractError) as whole:
-        _run(raw, tmp_path / "whole", SECTION, WHOLE)
+        _run_batched(raw, tmp_path / "whole", SECTION, WHOLE)
 
     assert str(batched.value) == str(whole.value)
     after = {p: p.read_bytes() for p in sorted((tmp_path / "out").rglob("*")) if p.is_file()}
@@ -268,10 +182,10 @@ def test_entity_mode_reads_tables_whole_whatever_the_batch_size(tmp_path):
             "churned": ["0", "1"] * 10,
         }
     )
-    raw = _write({"customers": frame}, tmp_path / "raw")
+    raw = write_tables({"customers": frame}, tmp_path / "raw")
     section = {"mode": "entity", "as_of": "2026-01-01", "max_quarantine_share": 0.5}
 
-    result = _run(raw, tmp_path / "out", section, BATCH)
+    result = _run_batched(raw, tmp_path / "out", section, BATCH)
 
     assert result.streamed == ()
     assert result.report["tables"]["customers"]["attribute_columns"]["score"]["type"] == "numeric"

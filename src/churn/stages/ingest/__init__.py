@@ -51,15 +51,21 @@ only once everything has validated.
 Large tables: in events mode a table file with more rows than ``ingest.batch_rows`` is
 validated and written in batches, with the outputs of validating it whole; the rules that need
 the whole table are kept exact from a first pass (:mod:`~churn.stages.ingest.batches`). Entity
-mode reads its one table whole (attribute types are inferred from all values).
+mode reads its one table whole (attribute types are inferred from all values). The largest
+batched table that no other table references (with at least ``ingest.worker_min_rows`` rows)
+is validated in a worker process while this one validates the others (``ingest.workers``;
+:mod:`~churn.stages.ingest.workers`); the outputs are the same.
 
 Modules: :mod:`~churn.stages.ingest.tables` (which tables, required tables and columns),
 :mod:`~churn.stages.ingest.rows` (one table: conversion, row rules, quarantine),
 :mod:`~churn.stages.ingest.batches` (one large table in batches),
-:mod:`~churn.stages.ingest.core` (:func:`validate_tables`) and
-:mod:`~churn.stages.ingest.runner` (I/O). Rules are evaluated column-wise over whole tables (or
-batches) and only failing rows are rendered as text, so validation costs about one scan of the
-data (about three for a batched table, whose one-row rules are evaluated twice).
+:mod:`~churn.stages.ingest.core` (:func:`validate_tables`),
+:mod:`~churn.stages.ingest.files` (reading and writing the table files),
+:mod:`~churn.stages.ingest.workers` (a table in a worker process) and
+:mod:`~churn.stages.ingest.runner` (the stage's I/O). Rules are evaluated column-wise over
+whole tables (or batches) and only failing rows are rendered as text, so validation costs about
+one scan of the data (about three for a batched table, whose one-row rules are evaluated
+twice).
 """
 
 from churn.stages.ingest.core import validate_tables

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -15,7 +15,7 @@ from churn.domain.modes import Mode
 from churn.errors import DataContractError
 from churn.sql import utc_timestamp
 from churn.stages.ingest.batches import BatchedTable, OpenSinks, validate_table_in_batches
-from churn.stages.ingest.rows import validate_table
+from churn.stages.ingest.rows import table_references, validate_table
 from churn.stages.ingest.tables import (
     IngestResult,
     check_tables,
@@ -24,6 +24,54 @@ from churn.stages.ingest.tables import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class TableJob(Protocol):
+    """A table being validated elsewhere (in a worker process: :mod:`.workers`)."""
+
+    def result(self) -> tuple[dict[str, Any], pd.Index | None]:
+        """Wait for it: the table's report entry and the customer ids its valid rows name
+        (as :func:`~churn.stages.ingest.batches.validate_table_in_batches` returns them).
+
+        Raises:
+            DataContractError: As validating the table here would.
+        """
+        ...
+
+
+StartTable = Callable[[str, pd.Timestamp, Mapping[str, pd.Series]], TableJob]
+"""Start validating a table read in batches elsewhere: ``(table, future_from, parent keys)``,
+the parent keys being the valid keys of the tables it references."""
+
+WhileWaiting = Callable[[Mapping[str, pd.DataFrame], Sequence[str]], None]
+"""Work to do while the workers finish: ``(valid frames, tables streamed here)`` of the tables
+validated here (ingest counts the labels of the data check meanwhile)."""
+
+
+def choose_tables_elsewhere(
+    raw: Mapping[str, pd.DataFrame | BatchedTable], cfg: IngestConfig
+) -> list[str]:
+    """The tables validated in worker processes (``ingest.workers``), largest first.
+
+    A table goes to a worker when it is read in batches, has at least
+    ``ingest.worker_min_rows`` rows and no other table references it: its valid keys are
+    then never needed here, and everything that comes back is its report entry and the
+    customers it names. Ties in size go to the earlier table of the contract.
+    """
+    workers, min_rows = cfg.workers, cfg.worker_min_rows
+    if workers == 0 or cfg.mode is Mode.ENTITY:
+        return []
+    specs = table_specs(cfg.mode)
+    parents = {p for name, spec in specs.items() for _, p, _ in table_references(name, spec)}
+    candidates = [
+        name
+        for name in specs
+        if isinstance(raw.get(name), BatchedTable)
+        and name not in parents
+        and len(raw[name]) >= min_rows  # type: ignore[arg-type]
+    ]
+    ranked = sorted(candidates, key=lambda name: -len(raw[name]))  # type: ignore[arg-type]
+    return ranked[:workers]
 
 
 def _summarize_data_ends(
@@ -78,6 +126,8 @@ def validate_tables(
     customer_attributes: Mapping[str, str] | None = None,
     label_required: bool = True,
     open_sinks: OpenSinks | None = None,
+    start_elsewhere: StartTable | None = None,
+    while_waiting: WhileWaiting | None = None,
 ) -> IngestResult:
     """Validate raw tables against the contract and split their rows into valid and quarantined.
 
@@ -95,6 +145,14 @@ def validate_tables(
         open_sinks: Where the valid and quarantined rows of the tables read in batches go
             (required when there are such tables); these tables are named in the result's
             ``streamed`` and have no frames in it.
+        start_elsewhere: Starts validating a table read in batches in a worker process: the
+            tables :func:`choose_tables_elsewhere` picks go there as soon as the tables they
+            reference are validated, and the others are validated here meanwhile. Their
+            outputs are the worker's; the result is the same as without. ``None``: every
+            table here.
+        while_waiting: Called once every table here is validated, before waiting for the
+            first worker, with the valid frames held here and the tables streamed here (their
+            files complete); not called when no table went to a worker.
 
     Returns:
         The valid and quarantined rows per present table held in memory and the report::
@@ -124,7 +182,23 @@ def validate_tables(
     valid_keys: dict[str, pd.Series] = {}
     streamed: list[str] = []
     referenced_customers: dict[str, pd.Index] = {}
+    elsewhere = [] if start_elsewhere is None else choose_tables_elsewhere(raw, cfg)
+    jobs: dict[str, TableJob] = {}
+    done: set[str] = set()
+
+    def start_ready_tables() -> None:
+        """Start each table going elsewhere once the tables it references are validated."""
+        assert start_elsewhere is not None or not elsewhere
+        for table_name in elsewhere:
+            needed = [p for _, p, _ in table_references(table_name, specs[table_name]) if p in raw]
+            if table_name not in jobs and done.issuperset(needed):
+                keys = {p: valid_keys[p] for p in needed if p in valid_keys}
+                jobs[table_name] = start_elsewhere(table_name, future_from, keys)  # type: ignore[misc]
+
+    start_ready_tables()
     for name, spec in specs.items():
+        if name in elsewhere:
+            continue
         if name not in raw:
             why = "has 0 rows, so it counts as absent" if name in empty else "absent"
             note = (
@@ -153,13 +227,27 @@ def validate_tables(
                 referenced_customers[name] = referenced
             if keys is not None:
                 valid_keys[name] = keys
-            continue
-        good, bad, report = validate_table(
-            name, spec, table, cfg, future_from, valid_keys, customer_attributes
-        )
-        valid[name], quarantine[name], tables[name] = good, bad, report
-        if len(spec.key) == 1:
-            valid_keys[name] = good[spec.key[0]]
+        else:
+            good, bad, report = validate_table(
+                name, spec, table, cfg, future_from, valid_keys, customer_attributes
+            )
+            valid[name], quarantine[name], tables[name] = good, bad, report
+            if len(spec.key) == 1:
+                valid_keys[name] = good[spec.key[0]]
+        done.add(name)
+        start_ready_tables()
+    if jobs and while_waiting is not None:
+        while_waiting(valid, tuple(streamed))
+    for name in elsewhere:
+        tables[name], referenced = jobs[name].result()
+        streamed.append(name)
+        if referenced is not None:
+            referenced_customers[name] = referenced
+    # In the order of the contract, as when every table is validated here.
+    tables = {name: tables[name] for name in specs if name in tables}
+    referenced_customers = {
+        name: referenced_customers[name] for name in specs if name in referenced_customers
+    }
 
     over = [
         _share_problem(name, t, cfg.max_quarantine_share)

@@ -2,221 +2,43 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn import io
-from churn.background import BackgroundParquetWriter, prefetch
 from churn.config import DataSource, IngestConfig, Params
 from churn.domain.contract import CONTRACT
-from churn.domain.modes import Mode, reference_timestamp
+from churn.domain.modes import reference_timestamp
 from churn.errors import DataContractError
 from churn.layout import table_file_name
-from churn.stages.check_data import check_data, write_data_check
+from churn.stages.check_data import (
+    EarlyLabelCounts,
+    check_data,
+    count_labels_early,
+    write_data_check,
+)
 from churn.stages.ingest.batches import BatchedTable
 from churn.stages.ingest.core import validate_tables
+from churn.stages.ingest.files import (
+    open_table_file,
+    open_table_sinks,
+    read_table_file,
+    write_table_file,
+)
 from churn.stages.ingest.tables import IngestResult, table_mapping, table_specs
+from churn.stages.ingest.workers import TableWorkers
 from churn.stages.validated_tables import LABEL_TABLES, ValidatedTables
 
 logger = logging.getLogger(__name__)
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """:func:`churn.io.read_frame`, reading Parquet on one thread.
-
-    The same frame; Arrow's reader threads cost about 30% more CPU than they save wall time
-    on a busy 2-core machine (issue #14, measured on 3.4M usage events).
-    """
-    if path.suffix.lower() == ".csv":
-        return io.read_frame(path)
-    return pd.read_parquet(path, use_threads=False)
-
-
-def _dictionary_columns(columns: pd.Index, dtypes: pd.Series) -> list[str]:
-    """The columns worth dictionary pages: all but timestamps (see :func:`_write_table`)."""
-    return [
-        str(c)
-        for c, dtype in zip(columns, dtypes, strict=True)
-        if not (isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype))
-    ]
-
-
-def _write_table(frame: pd.DataFrame, path: Path) -> None:
-    """:func:`churn.io.write_parquet` without dictionary pages for timestamp columns.
-
-    Event times are nearly all distinct, so the writer's dictionary attempt on them is wasted
-    work that it abandons: skipping it writes 17M usage events about 20% faster and the file
-    comes out slightly smaller. Values, schema and pandas metadata are those ``write_parquet``
-    writes.
-    """
-    dictionary = _dictionary_columns(frame.columns, frame.dtypes)
-    with io.atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False, use_dictionary=dictionary)
-
-
-class _ParquetBatches:
-    """A Parquet table file read in batches of ``batch_rows`` (:class:`BatchedTable`)."""
-
-    def __init__(self, path: Path, batch_rows: int) -> None:
-        self.path, self.batch_rows = path, batch_rows
-        file = pq.ParquetFile(path)
-        schema = file.schema_arrow
-        self.rows = file.metadata.num_rows
-        self.columns = pd.Index(schema.names)
-        self.float_columns = tuple(
-            f.name for f in schema if pa.types.is_floating(f.type)
-        )
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def batches(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-        """Each batch as ``pd.read_parquet`` would give those rows (one reader thread).
-
-        The next batch is read on a thread while this one is worked on
-        (:func:`churn.background.prefetch`): decoding Parquet runs outside Python's lock. (CSV
-        batches are not prefetched: making their Python text objects needs the lock.)
-        """
-        return prefetch(self._read_batches(columns), name=f"read:{self.path.name}")
-
-    def _read_batches(self, columns: list[str] | None) -> Iterator[pd.DataFrame]:
-        with pq.ParquetFile(self.path) as file:
-            for batch in file.iter_batches(
-                batch_size=self.batch_rows, columns=columns, use_threads=False
-            ):
-                yield pa.Table.from_batches([batch]).to_pandas()
-
-    def take(self, positions: np.ndarray) -> pd.DataFrame:
-        """The rows at ``positions`` (ascending), picked in Arrow before conversion to pandas.
-
-        Every column is decoded on Arrow's threads: nothing else runs beside this pass (the
-        1M usage events for 200k candidates: 14-16 s -> 7.5 s, 2026-12-06).
-        """
-        parts, start = [], 0
-        with pq.ParquetFile(self.path) as file:
-            schema = file.schema_arrow
-            for batch in file.iter_batches(batch_size=self.batch_rows, use_threads=True):
-                stop = start + batch.num_rows
-                lo, hi = np.searchsorted(positions, [start, stop])
-                if hi > lo:
-                    parts.append(batch.take(pa.array(positions[lo:hi] - start)))
-                start = stop
-        return pa.Table.from_batches(parts, schema=schema).to_pandas()
-
-
-class _CsvBatches:
-    """A CSV table file read in batches of ``batch_rows`` (:class:`BatchedTable`)."""
-
-    def __init__(self, path: Path, batch_rows: int, rows: int) -> None:
-        self.path, self.batch_rows, self.rows = path, batch_rows, rows
-        self.columns = pd.read_csv(path, dtype=str, nrows=0).columns
-        self.float_columns: tuple[str, ...] = ()  # CSV columns are read as text
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def batches(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-        """Each batch as ``churn.io.read_frame`` would give those rows (every column text)."""
-        with pd.read_csv(
-            self.path, dtype=str, keep_default_na=True, usecols=columns, chunksize=self.batch_rows
-        ) as reader:
-            for chunk in reader:
-                yield chunk.reset_index(drop=True)
-
-    def take(self, positions: np.ndarray) -> pd.DataFrame:
-        """The rows at ``positions`` (ascending)."""
-        parts, start = [], 0
-        for chunk in self.batches():
-            stop = start + len(chunk)
-            lo, hi = np.searchsorted(positions, [start, stop])
-            if hi > lo:
-                parts.append(chunk.iloc[positions[lo:hi] - start])
-            start = stop
-        if not parts:
-            return pd.read_csv(self.path, dtype=str, keep_default_na=True, nrows=0)
-        return pd.concat(parts, ignore_index=True)
-
-
-def _count_csv_rows(path: Path, batch_rows: int) -> int:
-    """The data rows of a CSV file, as the parser counts them (quoted line breaks included)."""
-    with pd.read_csv(path, dtype=str, usecols=[0], chunksize=max(batch_rows, 100_000)) as reader:
-        return sum(len(chunk) for chunk in reader)
-
-
-def _open_table(path: Path, cfg: IngestConfig) -> pd.DataFrame | BatchedTable:
-    """Read a table whole, or open it for batches when it has more than ``cfg.batch_rows`` rows.
-
-    Entity mode always reads whole: there the attribute types are inferred from all values.
-    """
-    if cfg.mode is not Mode.ENTITY and path.is_file():
-        if path.suffix.lower() == ".csv":
-            if path.stat().st_size > cfg.batch_rows:  # fewer bytes than rows: cannot be larger
-                rows = _count_csv_rows(path, cfg.batch_rows)
-                if rows > cfg.batch_rows:
-                    return _CsvBatches(path, cfg.batch_rows, rows)
-        else:
-            table = _ParquetBatches(path, cfg.batch_rows)
-            if len(table) > cfg.batch_rows:
-                return table
-    return _read_table(path)
-
-
-class _ParquetSink:
-    """Writes the batches of one output file (:class:`~churn.stages.ingest.batches.BatchSink`).
-
-    The schema and pandas metadata are taken from the first batch; columns, dtypes and
-    values are those :func:`_write_table` of the concatenated batches writes.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: BackgroundParquetWriter | None = None
-
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append ``frame``'s rows."""
-        table = io.frame_to_arrow(frame)
-        if self.writer is None:
-            dictionary = _dictionary_columns(frame.columns, frame.dtypes)
-            # Encoded on a writer thread while the next batch is validated.
-            self.writer = BackgroundParquetWriter(self.path, table.schema,
-                                                  use_dictionary=dictionary)
-        elif not table.schema.equals(self.writer.schema, check_metadata=False):
-            table = table.cast(self.writer.schema)  # e.g. a batch of all-missing values
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        """Complete the file."""
-        if self.writer is not None:
-            self.writer.close()
-
-
-@contextlib.contextmanager
-def _open_sinks(
-    valid_dir: Path, quarantine_dir: Path, name: str
-) -> Iterator[tuple[_ParquetSink, _ParquetSink]]:
-    """The sinks of one batched table's valid and quarantined rows, each in a temporary file
-    renamed into place when the table is done (never a half-written file)."""
-    file = table_file_name(name)
-    with io.atomic_path(valid_dir / file) as valid_tmp, io.atomic_path(
-        quarantine_dir / file
-    ) as quarantine_tmp:
-        sinks = _ParquetSink(valid_tmp), _ParquetSink(quarantine_tmp)
-        try:
-            yield sinks
-        finally:
-            for sink in sinks:
-                sink.close()
 
 
 def _read_for_check(path: Path) -> pd.DataFrame:
@@ -232,6 +54,20 @@ def _read_for_check(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path, columns=dictionary + columns, read_dictionary=dictionary)
 
 
+def _count_labels_meanwhile(
+    params: Params,
+    valid_dir: Path,
+    early: list[EarlyLabelCounts | None],
+    valid: Mapping[str, pd.DataFrame],
+    streamed: Sequence[str],
+) -> None:
+    """Count the data check's labels of the tables validated here while a worker validates an
+    event table (:func:`churn.stages.check_data.count_labels_early`; at a million customers
+    the counts take about 10 s, and this process would otherwise wait); into ``early``."""
+    names = [name for name in CONTRACT if name in valid or name in streamed]
+    early.append(count_labels_early(ValidatedTables(valid_dir, names, frames=dict(valid)), params))
+
+
 def read_raw_tables(
     raw_dir: Path, cfg: IngestConfig
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
@@ -244,7 +80,7 @@ def read_raw_tables(
         DataContractError: If ``raw_dir`` does not exist, a table file cannot be read, or an
             explicit ``file`` resolves outside ``raw_dir`` (unless ``allow_outside_raw``).
     """
-    return _collect_tables(raw_dir, cfg, _read_table)  # type: ignore[return-value]
+    return _collect_tables(raw_dir, cfg, read_table_file)  # type: ignore[return-value]
 
 
 def open_raw_tables(
@@ -258,7 +94,7 @@ def open_raw_tables(
     Raises:
         DataContractError: As :func:`read_raw_tables`.
     """
-    return _collect_tables(raw_dir, cfg, partial(_open_table, cfg=cfg))
+    return _collect_tables(raw_dir, cfg, partial(open_table_file, cfg=cfg))
 
 
 def _collect_tables(
@@ -394,20 +230,33 @@ def run_ingest(
     # inside these DVC outputs); tables no longer in the input simply are not in the new set.
     # Tables read in batches are written into the staging folders as they are validated; an
     # error (a table with too many bad rows, say) discards the staging folders.
+    # The largest table read in batches may be validated in a worker process meanwhile
+    # (ingest.workers); leaving TableWorkers stops it before a failed run's staging goes.
+    rows = {name: len(table) for name, table in frames.items() if isinstance(table, BatchedTable)}
+    early: list[EarlyLabelCounts | None] = []
     with (
         io.atomic_directory(out_dir) as valid_staging,
         io.atomic_directory(quarantine_dir) as quarantine_staging,
+        TableWorkers(
+            config, sources, rows, valid_staging, quarantine_staging, customer_attributes
+        ) as workers,
     ):
         result = validate_tables(
             frames,
             config,
             as_of,
             customer_attributes=customer_attributes,
-            open_sinks=partial(_open_sinks, valid_staging, quarantine_staging),
+            open_sinks=partial(open_table_sinks, valid_staging, quarantine_staging),
+            start_elsewhere=workers.start,
+            while_waiting=(
+                None
+                if params is None or data_check_path is None
+                else partial(_count_labels_meanwhile, params, valid_staging, early)
+            ),
         )
         for name, frame in result.valid.items():
-            _write_table(frame, valid_staging / table_file_name(name))
-            _write_table(result.quarantine[name], quarantine_staging / table_file_name(name))
+            write_table_file(frame, valid_staging / table_file_name(name))
+            write_table_file(result.quarantine[name], quarantine_staging / table_file_name(name))
         for name in CONTRACT:
             present = name in result.valid or name in result.streamed
             if not present and (out_dir / table_file_name(name)).exists():
@@ -431,6 +280,12 @@ def run_ingest(
                 frames[name] = _read_for_check(out_dir / table_file_name(name))
         names = [name for name in CONTRACT if name in frames or name in result.streamed]
         tables = ValidatedTables(out_dir, names, frames=frames)
-        check = check_data(tables, params, ingest_report=report, referenced_customers=referenced)
+        check = check_data(
+            tables,
+            params,
+            ingest_report=report,
+            referenced_customers=referenced,
+            early_label_counts=early[0] if early else None,
+        )
         write_data_check(check, Path(data_check_path))
     return dataclasses.replace(result, report=report)

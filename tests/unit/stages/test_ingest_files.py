@@ -1,4 +1,5 @@
-"""The runner's Parquet reader and writer give the frames churn.io reads and writes."""
+"""Ingest's Parquet reader and writer (:mod:`churn.stages.ingest.files`) give the frames
+churn.io reads and writes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from churn import io
-from churn.stages.ingest.runner import _read_table, _write_table
+from churn.stages.ingest.files import read_table_file, write_table_file
 
 
 def _typed_frame() -> pd.DataFrame:
@@ -28,7 +29,7 @@ def _typed_frame() -> pd.DataFrame:
 def test_written_table_reads_back_as_write_parquet_writes_it(tmp_path):
     frame = _typed_frame()
 
-    _write_table(frame, tmp_path / "mine.parquet")
+    write_table_file(frame, tmp_path / "mine.parquet")
     io.write_parquet(frame, tmp_path / "io.parquet")
 
     mine, theirs = pq.read_table(tmp_path / "mine.parquet"), pq.read_table(tmp_path / "io.parquet")
@@ -39,7 +40,7 @@ def test_written_table_reads_back_as_write_parquet_writes_it(tmp_path):
 
 
 def test_timestamps_are_written_without_dictionary_pages(tmp_path):
-    _write_table(_typed_frame(), tmp_path / "t.parquet")
+    write_table_file(_typed_frame(), tmp_path / "t.parquet")
 
     meta = pq.ParquetFile(tmp_path / "t.parquet").metadata.row_group(0)
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(7)}
@@ -53,4 +54,5 @@ def test_read_table_equals_read_frame_for_parquet_and_csv(tmp_path):
     frame.to_csv(tmp_path / "t.csv", index=False)
 
     for name in ("t.parquet", "t.csv"):
-        pd.testing.assert_frame_equal(_read_table(tmp_path / name), io.read_frame(tmp_path / name))
+        expected = io.read_frame(tmp_path / name)
+        pd.testing.assert_frame_equal(read_table_file(tmp_path / name), expected)
