@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from support.data_end_reference import naive_data_end
 from support.event_export import make_event_export
+from support.ingest_runs import run_ingest_with
 from support.label_tables import write_label_tables
 
 from churn.config import parse_params
 from churn.io import read_tables
 from churn.stages.check_data import check_data
-from churn.stages.ingest import run_ingest
 from churn.stages.validated_tables import ValidatedTables
 
 
@@ -257,16 +257,9 @@ def test_the_check_of_ingests_files_equals_the_check_of_the_whole_frames(
     raw.mkdir()
     for name, frame in make_event_export(n_customers=40).items():
         frame.to_csv(raw / f"{name}.csv", index=False)
-    params = parse_params({"ingest": {"as_of": "2025-07-01", "batch_rows": batch_rows}})
-    result = run_ingest(
-        params.ingest,
-        raw,
-        tmp_path / "validated",
-        tmp_path / "quarantine",
-        tmp_path / "ingest.json",
-        params=params,
-        data_check_path=tmp_path / "data_check.json",
-    )
+    section = {"as_of": "2025-07-01", "batch_rows": batch_rows}
+    params = parse_params({"ingest": section})
+    result = run_ingest_with(raw, tmp_path, section)
     assert bool(result.streamed) == (batch_rows == 7)
     whole = read_tables(tmp_path / "validated", list(result.report["tables"]))
     expected = check_data(whole, params, ingest_report=result.report)
