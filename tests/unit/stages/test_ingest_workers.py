@@ -24,8 +24,9 @@ from support.ingest_runs import (
 )
 from support.own_files import OWN_FILES_MAPPING, write_own_files
 
+from churn import io
 from churn.config import ConfigError, parse_params
-from churn.errors import DataContractError
+from churn.errors import ChurnError, DataContractError, EmptyPopulationError
 from churn.stages import check_data
 from churn.stages.ingest import IngestResult
 from churn.stages.ingest.batches import validate_table_in_batches
@@ -33,7 +34,12 @@ from churn.stages.ingest.core import choose_tables_elsewhere, validate_tables
 from churn.stages.ingest.files import open_table_sinks
 from churn.stages.ingest.runner import open_raw_tables
 from churn.stages.ingest.tables import table_specs
-from churn.stages.ingest.workers import TableWorkers, read_column_file, write_column_file
+from churn.stages.ingest.workers import (
+    TableWorkers,
+    _WorkerJob,
+    read_column_file,
+    write_column_file,
+)
 
 SECTION = {"as_of": "2026-01-01", "max_quarantine_share": 0.75, "batch_rows": 7}
 IN_WORKERS = {"worker_min_rows": 1, "workers": 3}  # usage_events is the third largest
@@ -318,6 +324,31 @@ def test_a_killed_worker_is_an_error_not_a_missing_table(tmp_path):
         job.process.kill()
         with pytest.raises(RuntimeError, match="stopped without a result"):
             job.result()
+
+
+class _FinishedProcess:
+    exitcode = 0
+
+    def join(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("DataContractError", DataContractError),
+        ("EmptyPopulationError", EmptyPopulationError),
+        ("AnErrorThisVersionDoesNotKnow", ChurnError),
+    ],
+)
+def test_a_churn_error_in_a_worker_is_raised_here_as_itself(tmp_path, name, expected):
+    outcome = {"error": name, "user_error": True, "message": "the table is bad", "traceback": "t"}
+    io.write_json(outcome, tmp_path / "result.json")
+
+    with pytest.raises(expected, match=r"^the table is bad$") as raised:
+        _WorkerJob("usage_events", _FinishedProcess(), tmp_path).result()
+
+    assert type(raised.value) is expected  # the CLI prints it as a clean message
 
 
 @pytest.mark.parametrize(

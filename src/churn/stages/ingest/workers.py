@@ -13,7 +13,8 @@ What crosses the process boundary is plain data, never a pickle of ours: the tas
 (the raw file, its row count, the ``ingest`` section, the staging folders), the parent keys as
 an Arrow IPC file in a scratch folder, and back the report entry as JSON and the customers the
 valid rows name as Arrow IPC. An error in the worker comes back as its type, message and
-traceback; a :class:`~churn.errors.DataContractError` is raised again here with its message.
+traceback; a :class:`~churn.errors.ChurnError` (a data contract error, say) is raised again
+here with its class and message, anything else as a ``RuntimeError`` with the traceback.
 Leaving :class:`TableWorkers` stops any worker still running before the staging folders are
 discarded (an error in another table), so no half-written file stays behind.
 """
@@ -35,9 +36,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from churn import io
+from churn import errors, io
 from churn.config import IngestConfig
-from churn.errors import DataContractError
 from churn.stages.ingest.batches import validate_table_in_batches
 from churn.stages.ingest.files import open_batched_table, open_table_sinks
 from churn.stages.ingest.tables import table_specs
@@ -86,8 +86,11 @@ class _WorkerJob:
             )
         outcome = json.loads(path.read_text())
         if "error" in outcome:
-            if outcome["error"] == DataContractError.__name__:
-                raise DataContractError(outcome["message"])
+            if outcome["user_error"]:  # a ChurnError: the same class, the same message
+                kind = getattr(errors, outcome["error"], None)
+                if not (isinstance(kind, type) and issubclass(kind, errors.ChurnError)):
+                    kind = errors.ChurnError
+                raise kind(outcome["message"])
             raise RuntimeError(
                 f"the ingest worker for table '{self.name}' failed with {outcome['error']}: "
                 f"{outcome['message']}\n{outcome['traceback']}"
@@ -219,6 +222,7 @@ def validate_table_in_worker(task_text: str) -> None:
     except Exception as exc:  # every error goes back to the main process
         outcome = {
             "error": type(exc).__name__,
+            "user_error": isinstance(exc, errors.ChurnError),
             "message": str(exc),
             "traceback": traceback.format_exc(),
         }
