@@ -47,13 +47,23 @@ from churn.io.row_groups import (
     read_parquet_row_groups,
     read_time_statistics,
 )
-from churn.io.writes import frame_to_arrow, write_json, write_parquet, write_table, write_text
+from churn.io.writes import (
+    decode_frame,
+    encode_frame,
+    frame_to_arrow,
+    write_json,
+    write_parquet,
+    write_table,
+    write_text,
+)
 
 __all__ = [
     "RETIRED_MARK",
     "STAGING_MARK",
     "atomic_directory",
     "atomic_path",
+    "decode_frame",
+    "encode_frame",
     "find_filtered_positions",
     "find_table_file",
     "fingerprint_parquet_files",

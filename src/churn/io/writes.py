@@ -65,3 +65,22 @@ def write_text(text: str, path: str | Path) -> None:
     """Write ``text`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def encode_frame(frame: pd.DataFrame) -> bytes:
+    """Return ``frame`` as Arrow IPC stream bytes: what crosses to a worker process, never a
+    pickle (evaluate's fits, target's checks, ingest's worker tables)."""
+    import pyarrow as pa
+
+    table = frame_to_arrow(frame)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_frame(data: bytes) -> pd.DataFrame:
+    """Return the frame :func:`encode_frame` encoded."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all().to_pandas()

@@ -31,8 +31,9 @@ from churn.config import Params, parse_params
 from churn.domain.catalog import CUSTOMER_ID, CUTOFF, KEY_COLUMNS
 from churn.errors import ModelError
 from churn.io import (
+    decode_frame,
+    encode_frame,
     find_filtered_positions,
-    frame_to_arrow,
     read_frame_positions,
     read_parquet_frame,
     use_system_memory_pool,
@@ -85,24 +86,6 @@ def log_fit_completion(future: Future[Any], what: str) -> Future[Any]:
 def use_one_thread(params: Params) -> Params:
     """Return ``params`` with ``train.num_threads`` 1: what every fit worker runs with."""
     return params.model_copy(update={"train": params.train.model_copy(update={"num_threads": 1})})
-
-
-def encode_frame(frame: pd.DataFrame) -> bytes:
-    """Return ``frame`` as Arrow IPC stream bytes (what a worker task carries, not a pickle)."""
-    import pyarrow as pa
-
-    table = frame_to_arrow(frame)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def decode_frame(data: bytes) -> pd.DataFrame:
-    """Return the frame :func:`encode_frame` encoded."""
-    import pyarrow as pa
-
-    return pa.ipc.open_stream(data).read_all().to_pandas()
 
 
 def read_backtest_frame(

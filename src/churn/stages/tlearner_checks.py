@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from churn.config import TargetConfig
-from churn.stages.fit_workers import decode_frame, encode_frame, open_fit_pool
+from churn.io import decode_frame, encode_frame
+from churn.stages.fit_workers import open_fit_pool
 from churn.targeting.uplift import t_learner_save_rate
 
 #: Fewer logged rows than this in all plays' checks together are checked in the stage's own

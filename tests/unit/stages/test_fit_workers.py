@@ -15,6 +15,7 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 from churn.config import Params, parse_params
 from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
+from churn.io import decode_frame, encode_frame
 from churn.model.backtest import refit_backtest_cutoff, select_backtest_cutoffs
 from churn.model.horizon_evaluation import compare_model_forms, plan_model_forms
 from churn.model.survival import CHURN_TIME_COLUMNS
@@ -28,9 +29,7 @@ from churn.stages.fit_memory import (
 from churn.stages.fit_workers import (
     build_model_form_frame,
     collect_model_forms,
-    decode_frame,
     describe_plan_rows,
-    encode_frame,
     fit_model_form_in_worker,
     keep_columns,
     list_model_form_columns,

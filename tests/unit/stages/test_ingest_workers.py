@@ -37,8 +37,6 @@ from churn.stages.ingest.tables import table_specs
 from churn.stages.ingest.workers import (
     TableWorkers,
     _WorkerJob,
-    read_column_file,
-    write_column_file,
 )
 
 SECTION = {"as_of": "2026-01-01", "max_quarantine_share": 0.75, "batch_rows": 7}
@@ -366,20 +364,17 @@ def test_a_churn_error_in_a_worker_is_raised_here_as_itself(tmp_path, name, expe
     "values",
     [
         pd.Series(["C1", None, "C10", "é"], dtype="str", name="customer_id"),
-        pd.Series(["5001", "5002"], dtype="str", index=[7, 3]),
-        pd.Series(pd.array([1, None, 3], dtype="Int64")),
+        pd.Series(["5001", "5002"], dtype="str", index=[7, 3], name="customer_id"),
+        pd.Series(pd.array([1, None, 3], dtype="Int64"), name="customer_id"),
     ],
 )
-def test_a_column_crosses_to_a_worker_with_its_dtype(tmp_path, values):
-    write_column_file(values, tmp_path / "c.arrow")
+def test_a_key_column_crosses_to_a_worker_with_its_dtype(values):
+    sent = io.encode_frame(values.reset_index(drop=True).to_frame())  # as TableWorkers.start
 
-    back = read_column_file(tmp_path / "c.arrow")
+    back = io.decode_frame(sent).iloc[:, 0]
 
     expected = values.reset_index(drop=True)
     pd.testing.assert_series_equal(back, expected, check_exact=True)
-    write_column_file(pd.Index(values), tmp_path / "i.arrow")
-    index = pd.Index(read_column_file(tmp_path / "i.arrow"))
-    pd.testing.assert_index_equal(index, pd.Index(values), exact=True)
 
 
 def test_the_ingest_section_crosses_to_a_worker_unchanged():

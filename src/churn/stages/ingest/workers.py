@@ -11,10 +11,11 @@ table was validated.
 
 What crosses the process boundary is plain data, never a pickle of ours: the task as JSON text
 (the raw file, its row count, the ``ingest`` section, the staging folders), the parent keys as
-an Arrow IPC file in a scratch folder, and back the report entry as JSON and the customers the
-valid rows name as Arrow IPC. An error in the worker comes back as its type, message and
-traceback; a :class:`~churn.errors.ChurnError` (a data contract error, say) is raised again
-here with its class and message, anything else as a ``RuntimeError`` with the traceback.
+Arrow IPC files in a scratch folder (:func:`churn.io.encode_frame`), and back the report entry
+as JSON and the customers the valid rows name as Arrow IPC. An error in the worker comes back
+as its type, message and traceback; a :class:`~churn.errors.ChurnError` (a data contract
+error, say) is raised again here with its class and message, anything else as a
+``RuntimeError`` with the traceback.
 Leaving :class:`TableWorkers` stops any worker still running before the staging folders are
 discarded (an error in another table), so no half-written file stays behind.
 """
@@ -34,7 +35,6 @@ from types import TracebackType
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from churn import errors, io
 from churn.config import IngestConfig
@@ -46,27 +46,6 @@ logger = logging.getLogger(__name__)
 
 _RESULT_FILE = "result.json"
 _REFERENCED_FILE = "referenced.arrow"
-_NAME_KEY = b"churn.column_name"
-
-
-def write_column_file(values: pd.Series | pd.Index, path: Path) -> None:
-    """Write one column (a series or an index) as an Arrow IPC file, with its pandas dtype and
-    its name."""
-    frame = pd.DataFrame({"values": pd.Series(values).reset_index(drop=True)})
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**table.schema.metadata, _NAME_KEY: json.dumps(values.name)}
-    )
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def read_column_file(path: Path) -> pd.Series:
-    """The column :func:`write_column_file` wrote: its values, dtype and name (a range index)."""
-    with pa.memory_map(str(path)) as source:
-        table = pa.ipc.open_file(source).read_all()
-    name = json.loads(table.schema.metadata[_NAME_KEY])
-    return table.to_pandas()["values"].rename(name)
 
 
 class _WorkerJob:
@@ -97,7 +76,8 @@ class _WorkerJob:
             )
         referenced = None
         if outcome["referenced"]:
-            referenced = pd.Index(read_column_file(self.folder / _REFERENCED_FILE))
+            ids = io.decode_frame((self.folder / _REFERENCED_FILE).read_bytes())["ids"]
+            referenced = pd.Index(ids).rename(outcome["referenced_name"])
         return outcome["report"], referenced
 
 
@@ -157,9 +137,11 @@ class TableWorkers:
         folder = self.scratch / name
         folder.mkdir()
         parents = {}
-        for parent, keys in parent_keys.items():
+        for parent, keys in parent_keys.items():  # each a named key column
             parents[parent] = str(folder / f"{parent}.arrow")
-            write_column_file(keys, Path(parents[parent]))
+            Path(parents[parent]).write_bytes(
+                io.encode_frame(keys.reset_index(drop=True).to_frame())
+            )
         task = {
             "table": name,
             "path": str(self.sources[name]),
@@ -204,7 +186,9 @@ def validate_table_in_worker(task_text: str) -> None:
         name = task["table"]
         cfg = IngestConfig.model_validate(task["config"])
         table = open_batched_table(Path(task["path"]), cfg.batch_rows, task["rows"])
-        parents = {p: read_column_file(Path(f)) for p, f in task["parents"].items()}
+        parents = {
+            p: io.decode_frame(Path(f).read_bytes()).iloc[:, 0] for p, f in task["parents"].items()
+        }
         with open_table_sinks(Path(task["valid_dir"]), Path(task["quarantine_dir"]), name) as sinks:
             _, report, referenced = validate_table_in_batches(
                 name,
@@ -216,9 +200,11 @@ def validate_table_in_worker(task_text: str) -> None:
                 sinks,
                 task["customer_attributes"],
             )
-        if referenced is not None:
-            write_column_file(referenced, folder / _REFERENCED_FILE)
         outcome: dict[str, Any] = {"report": report, "referenced": referenced is not None}
+        if referenced is not None:
+            ids = pd.DataFrame({"ids": referenced.to_series().reset_index(drop=True)})
+            (folder / _REFERENCED_FILE).write_bytes(io.encode_frame(ids))
+            outcome["referenced_name"] = referenced.name
     except Exception as exc:  # every error goes back to the main process
         outcome = {
             "error": type(exc).__name__,
