@@ -42,12 +42,8 @@ from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError
 from churn.features.build import family_skip_reasons
 from churn.io import read_tables, write_json
-from churn.labels.build import (
-    build_entity_labels,
-    count_labels,
-    count_labels_at,
-    label_counts_agree,
-)
+from churn.labels.build import count_labels, count_labels_at, label_counts_agree
+from churn.labels.entity import build_entity_labels
 from churn.labels.plausibility import (
     describe_cutoff_counts,
     find_implausible_cutoffs,

@@ -19,7 +19,8 @@ from churn.domain.contract import CONTRACT
 from churn.domain.modes import Mode, reference_date
 from churn.errors import ChurnError, DataContractError
 from churn.io import write_json, write_parquet
-from churn.labels.build import build_entity_labels, build_labels
+from churn.labels.build import build_labels
+from churn.labels.entity import build_entity_labels
 from churn.labels.plausibility import (
     check_label_plausibility,
     describe_cutoffs,

@@ -15,7 +15,6 @@ from churn.errors import DataContractError, EmptyPopulationError
 from churn.labels.build import (
     LABEL_COLUMNS,
     active_population,
-    build_entity_labels,
     build_labels,
     count_labels,
     count_labels_at,
@@ -261,26 +260,6 @@ def test_no_cutoff_or_population_raises() -> None:
         build_labels(label_tables([subscription_row("a1", "a", "2024-01-01", None)]), cfg)
     with pytest.raises(DataContractError):
         build_labels({}, LabelConfig())
-
-
-def test_entity_labels() -> None:
-    customers = pd.DataFrame(
-        {
-            "customer_id": pd.Series(["a", "b"], dtype="str"),
-            "churned": pd.array([1, 0], dtype="Int64"),
-            "mrr": [10.0, 20.0],
-            "tenure": [12.4, 300.0],
-            "age": [30, 40],
-        }
-    )
-    labels = build_entity_labels(customers, "churned", dt.date(2025, 1, 1))
-    assert list(labels.columns) == list(LABEL_COLUMNS)
-    assert labels["label"].tolist() == [1, 0] and labels["label"].dtype == "Int8"
-    assert (labels["cutoff"] == pd.Timestamp("2025-01-01", tz="UTC")).all()
-    assert labels["tenure_days"].tolist() == [12, 300]
-    assert labels["plan"].isna().all() and labels["plan"].dtype == "str"
-    with pytest.raises(DataContractError):
-        build_entity_labels(customers, "label", dt.date(2025, 1, 1))
 
 
 def test_run_label_writes_parquet(tmp_path, caplog) -> None:

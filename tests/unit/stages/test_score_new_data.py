@@ -51,7 +51,7 @@ def _entity_params() -> Params:
 @pytest.fixture(scope="module")
 def entity_model(tmp_path_factory):
     """A model trained in entity mode on a CRM export, saved as an exported directory."""
-    from churn.labels.build import build_entity_labels
+    from churn.labels.entity import build_entity_labels
     from churn.model.fit import fit_churn_model
     from churn.stages.features import compute_features, prepare_tables
     from churn.stages.ingest import validate_tables
