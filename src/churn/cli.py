@@ -31,6 +31,12 @@ app = typer.Typer(
 ParamsOpt = Annotated[
     Path, typer.Option("--params", help="Parameter file (the only home of knobs).")
 ]
+# The inputs several commands read, with one help text each.
+FeaturesOpt = Annotated[Path, typer.Option(help="Feature table from 'churn features'.")]
+LabelsOpt = Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")]
+CatalogOpt = Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")]
+ModelDirOpt = Annotated[Path, typer.Option(help="Exported model directory.")]
+ValidatedOpt = Annotated[Path, typer.Option(help="Directory of validated tables.")]
 
 
 class StageError(RuntimeError):
@@ -176,7 +182,7 @@ def ingest(
 @app.command("check-data")
 def check_data(
     params: ParamsOpt,
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
+    validated: ValidatedOpt,
     ingest_report: Annotated[
         Path | None,
         typer.Option(help="Ingest's JSON report, for the ignored columns (optional)."),
@@ -200,7 +206,7 @@ def check_data(
 @app.command()
 def label(
     params: ParamsOpt,
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
+    validated: ValidatedOpt,
     out: Annotated[Path, typer.Option(help="Labels Parquet: one row per customer and cutoff.")],
     report: Annotated[
         Path,
@@ -217,8 +223,8 @@ def label(
 @app.command()
 def features(
     params: ParamsOpt,
-    validated: Annotated[Path, typer.Option(help="Directory of validated tables.")],
-    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    validated: ValidatedOpt,
+    labels: LabelsOpt,
     out: Annotated[Path, typer.Option(help="Feature table Parquet.")],
     catalog: Annotated[Path, typer.Option(help="Feature catalog CSV.")],
     engine: Annotated[
@@ -249,8 +255,8 @@ def features(
 @app.command()
 def train(
     params: ParamsOpt,
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
-    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")],
+    features: FeaturesOpt,
+    catalog: CatalogOpt,
     model_dir: Annotated[
         Path,
         typer.Option(help="Directory for the exported champion (scoring without a registry)."),
@@ -293,8 +299,8 @@ def train(
 @app.command()
 def evaluate(
     params: ParamsOpt,
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
-    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")],
+    features: FeaturesOpt,
+    model_dir: ModelDirOpt,
     metrics: Annotated[Path, typer.Option(help="Nested metrics JSON for 'dvc metrics'.")],
     plots_dir: Annotated[Path, typer.Option(help="Plot data directory for 'dvc plots'.")],
     truth: Annotated[
@@ -407,8 +413,8 @@ def score(
 @app.command()
 def explain(
     params: ParamsOpt,
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
-    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")],
+    features: FeaturesOpt,
+    model_dir: ModelDirOpt,
     out_dir: Annotated[Path, typer.Option(help="Directory for explanation PNGs and tables.")],
 ) -> None:
     """Global explanations: SHAP beeswarm, bar, family and journey-phase shares, dependence."""
@@ -427,13 +433,13 @@ def explain(
 def target(
     params: ParamsOpt,
     scores: Annotated[Path, typer.Option(help="Scores file from 'churn score'.")],
-    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")],
+    catalog: CatalogOpt,
     validated: Annotated[
         Path, typer.Option(help="Validated tables (retention_actions is optional).")
     ],
-    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
-    model_dir: Annotated[Path, typer.Option(help="Exported model directory.")],
+    labels: LabelsOpt,
+    features: FeaturesOpt,
+    model_dir: ModelDirOpt,
     out_dir: Annotated[Path, typer.Option(help="Folder for targets, candidates and curves.")],
     contacts: Annotated[Path, typer.Option(help="CRM-ready CSV of this week's contacts.")],
     report: Annotated[Path, typer.Option(help="Target JSON for 'dvc metrics'.")],
@@ -472,8 +478,8 @@ def report(
     metrics: Annotated[Path, typer.Option(help="Metrics JSON from 'churn evaluate'.")],
     plots_dir: Annotated[Path, typer.Option(help="Plot data directory from 'churn evaluate'.")],
     explain_dir: Annotated[Path, typer.Option(help="Output directory of 'churn explain'.")],
-    catalog: Annotated[Path, typer.Option(help="Feature catalog CSV from 'churn features'.")],
-    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    catalog: CatalogOpt,
+    labels: LabelsOpt,
     scores: Annotated[
         Path, typer.Option(help="Scores file from 'churn score' (its changes file is read too).")
     ],
@@ -526,8 +532,8 @@ def report(
 @app.command()
 def monitor(
     params: ParamsOpt,
-    features: Annotated[Path, typer.Option(help="Feature table from 'churn features'.")],
-    labels: Annotated[Path, typer.Option(help="Labels Parquet from 'churn label'.")],
+    features: FeaturesOpt,
+    labels: LabelsOpt,
     labels_report: Annotated[
         Path, typer.Option(help="JSON report of 'churn label' (its data_end closes horizons).")
     ],
