@@ -101,13 +101,13 @@ def _load(params: Path, overrides: dict[str, Any] | None = None) -> Params:
 def _run(func, /, **kwargs) -> None:
     """Call a runner, turning user-fixable errors into a clean message and exit code 2.
 
-    Arrow allocates with the C library's allocator in every command
-    (:func:`churn.io.use_system_memory_pool`: less system time than mimalloc, same outputs).
+    Every command allocates as :func:`churn.io.set_up_process_memory` sets up: Arrow with the
+    C library's allocator, numpy without the huge-page advice (less system time, same outputs).
     """
     from churn.errors import ChurnError
-    from churn.io import use_system_memory_pool
+    from churn.io import set_up_process_memory
 
-    use_system_memory_pool()
+    set_up_process_memory()
     try:
         func(**kwargs)
     except (ChurnError, ConfigError) as exc:

@@ -1,4 +1,5 @@
-"""Arrow's allocator: the system's unless the user named one (churn.io.memory)."""
+"""How processes allocate: Arrow's system allocator and numpy without huge-page advice,
+unless the user chose otherwise (churn.io.memory)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def test_every_command_allocates_with_the_system_pool(tmp_path) -> None:
     """A stage command run as the pipeline runs it logs the pool it switched to."""
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  source: files\n")  # the simulator only writes its markers
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen = ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")
+    env = {k: v for k, v in os.environ.items() if k not in chosen}
     result = subprocess.run(
         [
             sys.executable,
@@ -73,6 +75,7 @@ def test_every_command_allocates_with_the_system_pool(tmp_path) -> None:
         check=True,
     )
     assert "Arrow allocates with system" in result.stderr + result.stdout
+    assert "numpy advises huge pages: no" in result.stderr + result.stdout
 
 
 def test_fit_workers_allocate_with_the_system_pool() -> None:
@@ -82,3 +85,42 @@ def test_fit_workers_allocate_with_the_system_pool() -> None:
 
     with open_fit_pool(1) as pool:
         assert pool.submit(get_arrow_pool_backend).result() == "system"
+
+
+PAGES_SCRIPT = """
+from churn.io import numpy_advises_huge_pages, set_up_process_memory
+before = numpy_advises_huge_pages()
+set_up_process_memory()
+print(before, numpy_advises_huge_pages())
+"""
+
+
+def run_pages_script(**environment: str) -> list[str]:
+    """Run the huge-page script in a new interpreter (numpy reads its variable on import)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env.update(environment)
+    result = subprocess.run(
+        [sys.executable, "-c", PAGES_SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="numpy advises huge pages on Linux only")
+def test_set_up_process_memory_turns_numpys_huge_page_advice_off() -> None:
+    assert run_pages_script() == ["True", "False"]  # numpy's default on Linux, then off
+
+
+@pytest.mark.parametrize(("value", "advised"), [("1", "True"), ("0", "False")])
+def test_numpys_huge_page_advice_keeps_the_users_choice(value: str, advised: str) -> None:
+    assert run_pages_script(NUMPY_MADVISE_HUGEPAGE=value) == [advised, advised]
+
+
+def test_fit_workers_use_small_pages(monkeypatch) -> None:
+    """The evaluate and target stages' spawned workers turn the advice off too."""
+    from churn.io import numpy_advises_huge_pages
+    from churn.stages.fit_workers import open_fit_pool
+
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)  # the workers inherit it
+
+    with open_fit_pool(1) as pool:
+        assert pool.submit(numpy_advises_huge_pages).result() is False

@@ -6,8 +6,8 @@ bottom up:
 * :mod:`churn.io.atomic`: outputs appear whole or not at all (:func:`atomic_path` for a file,
   :func:`atomic_directory` for a set of files swapped in together), and staging paths left by
   a killed run are removed;
-* :mod:`churn.io.memory`: Arrow's allocator (the C library's, set by every command) and
-  handing its cache back;
+* :mod:`churn.io.memory`: how every process allocates (Arrow's allocator, the C library's;
+  numpy's pages, without the huge-page advice) and handing Arrow's cache back;
 * :mod:`churn.io.writes`: frames, JSON and text, each written atomically;
 * :mod:`churn.io.row_groups`: the Parquet primitives (row groups decoded straight into their
   final arrays, the positions a pyarrow filter keeps);
@@ -32,7 +32,10 @@ from churn.io.atomic import (
 from churn.io.fingerprint import fingerprint_parquet_files
 from churn.io.memory import (
     get_arrow_pool_backend,
+    numpy_advises_huge_pages,
     release_arrow_memory,
+    set_up_process_memory,
+    use_small_pages,
     use_system_memory_pool,
 )
 from churn.io.partial import (
@@ -69,6 +72,7 @@ __all__ = [
     "fingerprint_parquet_files",
     "frame_to_arrow",
     "get_arrow_pool_backend",
+    "numpy_advises_huge_pages",
     "read_frame",
     "read_frame_keys",
     "read_frame_positions",
@@ -80,6 +84,8 @@ __all__ = [
     "read_time_statistics",
     "release_arrow_memory",
     "remove_stale_staging",
+    "set_up_process_memory",
+    "use_small_pages",
     "use_system_memory_pool",
     "write_json",
     "write_parquet",

@@ -1,4 +1,4 @@
-"""Which allocator Arrow uses in the pipeline's processes, and handing its cache back.
+"""How the pipeline's processes allocate: Arrow's allocator, numpy's pages, Arrow's cache.
 
 Every stage reads and writes Parquet through pyarrow, whose default allocator in the wheels is
 mimalloc. On the project's machine (a 2-core virtual machine whose guest hands free memory
@@ -8,15 +8,26 @@ C library's allocator, the same user time and outputs (2026-12-05; every stage's
 in docs/benchmarks-log.md, "Arrow allocates with the C library's allocator"). The price is
 memory at scale: at a million customers ingest took 280 s instead of 340 s but peaked at 8.1 GB
 instead of 6.8 GB (the C library keeps more freed memory in its arenas), still inside the
-pipeline's 12 GiB budget. So each command (and each fit worker) switches Arrow to the system
-allocator before it allocates anything, unless the user chose one with Arrow's own
+pipeline's 12 GiB budget. So each command (and each worker process) switches Arrow to the
+system allocator before it allocates anything, unless the user chose one with Arrow's own
 ``ARROW_DEFAULT_MEMORY_POOL`` (e.g. ``mimalloc`` to save memory): that choice is kept.
+
+numpy, for its part, asks the kernel for transparent huge pages (``madvise``) for every array
+of 4 MiB or more. Where the kernel grants them only on such a request and then compacts
+memory to find each 2 MiB page at the first touch (``transparent_hugepage`` ``enabled`` and
+``defrag`` both ``madvise``, as on the project's machine), filling fresh arrays costs several
+times the system time: 5.3 GB of new arrays (a million customers' training rows) took 14.5
+and 4.6 s to first touch with the advice, 2.9 and 3.0 s without (2026-12-07,
+docs/benchmarks-log.md). :func:`use_small_pages` turns the advice off in each process, unless
+the user set numpy's own ``NUMPY_MADVISE_HUGEPAGE``. :func:`set_up_process_memory` does both
+and is the first thing every command and worker process calls.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +53,57 @@ def use_system_memory_pool() -> str:
     backend = get_arrow_pool_backend()
     logger.debug("Arrow allocates with %s", backend)
     return backend
+
+
+#: numpy's own environment variable for its huge-page advice (``0`` off, ``1`` on); when set,
+#: :func:`use_small_pages` leaves numpy's choice alone.
+NUMPY_HUGEPAGE_VARIABLE = "NUMPY_MADVISE_HUGEPAGE"
+
+
+def use_small_pages() -> bool | None:
+    """Stop numpy advising transparent huge pages for its large arrays (see the module).
+
+    Safe at any time: only arrays allocated afterwards are affected. numpy reads
+    ``NUMPY_MADVISE_HUGEPAGE`` when it is imported; when the user set it, that choice stays.
+
+    Returns:
+        :func:`numpy_advises_huge_pages` afterwards.
+    """
+    switch = _find_huge_page_switch()
+    if switch is not None and os.environ.get(NUMPY_HUGEPAGE_VARIABLE) is None:
+        switch(False)
+    advised = numpy_advises_huge_pages()
+    logger.debug("numpy advises huge pages: %s", {True: "yes", False: "no"}.get(advised, "n/a"))
+    return advised
+
+
+def numpy_advises_huge_pages() -> bool | None:
+    """Whether numpy advises huge pages for new large arrays in this process (``None``: this
+    numpy has no such switch, and nothing here changes how it allocates)."""
+    switch = _find_huge_page_switch()
+    if switch is None:
+        return None
+    advised = bool(switch(False))  # the switch returns the setting it replaces
+    switch(advised)
+    return advised
+
+
+def _find_huge_page_switch() -> Callable[[bool], bool] | None:
+    """numpy's switch of the huge-page advice, which its own import sets from the variable."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        return None
+    return _set_madvise_hugepage
+
+
+def set_up_process_memory() -> None:
+    """Set up a churn process's allocations: Arrow's system pool and numpy's small pages.
+
+    Call it first in every command and worker process, before anything large is allocated.
+    """
+    use_system_memory_pool()
+    use_small_pages()
 
 
 def get_arrow_pool_backend() -> str:

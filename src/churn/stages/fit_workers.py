@@ -36,7 +36,7 @@ from churn.io import (
     find_filtered_positions,
     read_frame_positions,
     read_parquet_frame,
-    use_system_memory_pool,
+    set_up_process_memory,
 )
 from churn.model.backtest import refit_backtest_cutoff
 from churn.model.hazard import PERIOD_FEATURE, RENEWAL_FEATURE
@@ -158,11 +158,11 @@ def open_fit_pool(workers: int) -> ProcessPoolExecutor:
     """Return a pool of ``workers`` spawned processes for :func:`submit_backtest_refits` and
     :func:`submit_model_form_fits` (use it as a context manager); the target stage's T-learner
     cross-check uses it too (:mod:`churn.stages.tlearner_checks`)."""
-    # Each worker allocates Arrow memory like the command that started it (churn.io.memory).
+    # Each worker allocates like the command that started it (churn.io.memory).
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=use_system_memory_pool,
+        initializer=set_up_process_memory,
     )
 
 

@@ -182,7 +182,7 @@ def validate_table_in_worker(task_text: str) -> None:
         level=task["log_level"], format=f"%(levelname)-8s [ingest {task['table']}] %(message)s"
     )
     try:
-        io.use_system_memory_pool()  # as every churn command (churn.io.memory)
+        io.set_up_process_memory()  # as every churn command (churn.io.memory)
         name = task["table"]
         cfg = IngestConfig.model_validate(task["config"])
         table = open_batched_table(Path(task["path"]), cfg.batch_rows, task["rows"])
