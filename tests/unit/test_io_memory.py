@@ -19,12 +19,18 @@ print(before, after, pa.default_memory_pool().backend_name, pa.total_allocated_b
 """
 
 
-def run_in_fresh_process(**environment: str) -> list[str]:
-    """Run the script in a new interpreter (the pool is process-wide) and split its output."""
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+#: The variables that carry a user's own choice, left out of the tests' environment unless a
+#: test sets them.
+USER_CHOICES = ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")
+
+
+def run_in_fresh_process(script: str = SCRIPT, **environment: str) -> list[str]:
+    """Run ``script`` in a new interpreter (the pool and numpy's advice are process-wide, and
+    numpy reads its variable on import) and split its output."""
+    env = {k: v for k, v in os.environ.items() if k not in USER_CHOICES}
     env.update(environment)
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     return result.stdout.split()
 
@@ -53,8 +59,7 @@ def test_every_command_allocates_with_the_system_pool(tmp_path) -> None:
     """A stage command run as the pipeline runs it logs the pool it switched to."""
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  source: files\n")  # the simulator only writes its markers
-    chosen = ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")
-    env = {k: v for k, v in os.environ.items() if k not in chosen}
+    env = {k: v for k, v in os.environ.items() if k not in USER_CHOICES}
     result = subprocess.run(
         [
             sys.executable,
@@ -95,24 +100,15 @@ print(before, numpy_advises_huge_pages())
 """
 
 
-def run_pages_script(**environment: str) -> list[str]:
-    """Run the huge-page script in a new interpreter (numpy reads its variable on import)."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    env.update(environment)
-    result = subprocess.run(
-        [sys.executable, "-c", PAGES_SCRIPT], env=env, capture_output=True, text=True, check=True
-    )
-    return result.stdout.split()
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="numpy advises huge pages on Linux only")
 def test_set_up_process_memory_turns_numpys_huge_page_advice_off() -> None:
-    assert run_pages_script() == ["True", "False"]  # numpy's default on Linux, then off
+    # numpy's default on Linux, then off
+    assert run_in_fresh_process(PAGES_SCRIPT) == ["True", "False"]
 
 
 @pytest.mark.parametrize(("value", "advised"), [("1", "True"), ("0", "False")])
 def test_numpys_huge_page_advice_keeps_the_users_choice(value: str, advised: str) -> None:
-    assert run_pages_script(NUMPY_MADVISE_HUGEPAGE=value) == [advised, advised]
+    assert run_in_fresh_process(PAGES_SCRIPT, NUMPY_MADVISE_HUGEPAGE=value) == [advised, advised]
 
 
 def test_fit_workers_use_small_pages(monkeypatch) -> None:
