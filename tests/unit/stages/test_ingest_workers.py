@@ -11,6 +11,7 @@ the error paths with real workers.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -333,6 +334,24 @@ def test_a_killed_worker_is_an_error_not_a_missing_table(tmp_path):
         job.process.kill()
         with pytest.raises(RuntimeError, match="stopped without a result"):
             job.result()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="numpy advises huge pages on Linux only")
+def test_a_worker_allocates_as_every_command(tmp_path, caplog, capfd, monkeypatch):
+    """The spawned worker sets up its memory first (``churn.io.set_up_process_memory``)."""
+    for variable in ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL"):
+        monkeypatch.delenv(variable, raising=False)  # the worker inherits the environment
+    raw = write_tables({"usage_events": messy_tables()["usage_events"]}, tmp_path / "raw")
+    rows = len(pd.read_parquet(raw / "usage_events.parquet"))
+    workers, _ = _start_worker(tmp_path, raw / "usage_events.parquet", rows)
+    caplog.set_level(logging.DEBUG)  # the worker logs at this process's level, to stderr
+
+    with workers:
+        workers.start("usage_events", pd.Timestamp("2026-01-02", tz="UTC"), {}).result()
+
+    logged = capfd.readouterr().err
+    assert "[ingest usage_events] Arrow allocates with system" in logged
+    assert "[ingest usage_events] numpy advises huge pages: no" in logged
 
 
 class _FinishedProcess:
