@@ -123,7 +123,8 @@ def format_iso_seconds(
     days = moments.astype("datetime64[D]")  # floors, also before 1970
     months = days.astype("datetime64[M]")
     years = months.astype("datetime64[Y]").astype(np.int64) + 1970
-    if len(years) and not ((years[~missing] >= 1000) & (years[~missing] <= 9999)).all():
+    known_years = years[~missing]
+    if ((known_years < 1000) | (known_years > 9999)).any():
         raise ValueError("ISO timestamps need years between 1000 and 9999")
     of_day = (moments - days).astype(np.int32)
     pairs = (
@@ -136,7 +137,8 @@ def format_iso_seconds(
         of_day % 60,
     )
     coded = [text.encode("ascii") for text in suffixes]
-    widest = max(len(text) for text in coded)
+    suffix_lengths = np.array([len(text) for text in coded])
+    widest = int(suffix_lengths.max())
     width = len(_ISO_TEMPLATE) + widest
     chars = np.zeros((len(seconds), width), dtype=np.uint8)
     chars[:, : len(_ISO_TEMPLATE)] = _ISO_TEMPLATE
@@ -146,7 +148,7 @@ def format_iso_seconds(
     for row, text in enumerate(coded):
         table[row, : len(text)] = np.frombuffer(text, dtype=np.uint8)
     chars[:, len(_ISO_TEMPLATE) :] = table[suffix]
-    lengths = np.where(missing, 0, len(_ISO_TEMPLATE) + np.array([len(t) for t in coded])[suffix])
+    lengths = np.where(missing, 0, len(_ISO_TEMPLATE) + suffix_lengths[suffix])
     # Row-major order keeps each row's first ``length`` bytes together, rows in order.
     data = chars[np.arange(width) < lengths[:, None]]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
