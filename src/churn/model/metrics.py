@@ -35,6 +35,26 @@ def _has_both_classes(y: np.ndarray) -> bool:
     return bool(y.size) and 0 < y.sum() < y.size
 
 
+def compute_median(values: pd.Series) -> float:
+    """Return the median of the values present (NaN when none is): ``values.median()``.
+
+    A NumPy ``float64`` column (every feature the features stage writes) is reduced here with
+    one copy of its present values, which :func:`numpy.median` then partitions in place;
+    pandas' ``median`` reaches the same :func:`numpy.median` of the same values through two
+    more copies. At a million customers' 4.8M training rows that was 0.15 s against 0.06 s
+    per feature (2026-12-07), paid for every numeric feature by the single-feature AUCs
+    (:func:`churn.model.fit.compute_single_feature_aucs`) and the typical values
+    (:mod:`churn.model.reason_reference`).
+    Other dtypes (integers, nullable, ``float32``) are left to pandas.
+    """
+    if values.dtype != np.float64:
+        median = values.median()
+        return math.nan if pd.isna(median) else float(median)
+    array = values.to_numpy()
+    present = array[~np.isnan(array)]
+    return float(np.median(present, overwrite_input=True)) if present.size else math.nan
+
+
 def compute_roc_auc(labels: Any, scores: Any) -> float:
     """Return the ROC AUC (ties count one half), or NaN when a class is absent.
 
@@ -52,7 +72,11 @@ def compute_roc_auc(labels: Any, scores: Any) -> float:
         return math.nan
     if np.isnan(p).any():
         raise ValueError("ROC AUC: the scores hold NaN")
-    order = np.argsort(p, kind="stable")
+    # Any sort will do: tied scores share one average rank, so the positives' ranks are the
+    # same numbers in the same order whichever tied row comes first. NumPy's default sort
+    # (vectorised on x86) took 16 ms where the stable one took 69 ms on 618k continuous
+    # scores (2026-12-07), paid once per feature by the single-feature AUCs.
+    order = np.argsort(p)
     ordered = p[order]
     first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     last = np.r_[first[1:], len(p)]

@@ -277,8 +277,10 @@ def build_person_period_matrix(
     """
     rows = schedule["row"].to_numpy()
     used, position = np.unique(rows, return_inverse=True)
-    owners = frame if len(used) == len(frame) else frame.iloc[used]
-    customer = prepare_features(owners, tuple(feature_names), categorical_levels)
+    # The owners' rows are encoded where they are (no copy of every column of those rows:
+    # 1.7 s of the head's 4.8M training rows at a million customers, 2026-12-07).
+    owners = None if len(used) == len(frame) else used
+    customer = prepare_features(frame, tuple(feature_names), categorical_levels, owners)
     width = customer.shape[1]
     matrix = np.empty((len(rows), width + len(PERIOD_FEATURES)), dtype="float32")
     for start in range(0, len(rows), PERSON_PERIOD_CHUNK):

@@ -278,6 +278,32 @@ def test_find_dead_features_names_all_missing_and_constant_columns():
     assert dead["constant"] == "constant (2.0) on all 3 training rows"
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, -0.0, 0.0],
+        [1, 1.0, 1],
+        [1, "1", 1],
+        ["a", "a", "b"],
+        [2.0, 2.0, 2.5],
+        [5, 5, 5],
+        [4, 9, 4],
+        [True, True, True],
+        [np.nan, 3.0, 3.0],
+    ],
+)
+@pytest.mark.parametrize("dtype", [None, "object", "category"])
+def test_a_feature_is_constant_exactly_when_it_has_one_distinct_value(values, dtype):
+    """Naive reference: no value missing and one distinct value among them, by a set."""
+    column = pd.Series(values, dtype=dtype)
+    distinct = {value for value in column.tolist() if not pd.isna(value)}
+    expected = not column.isna().any() and len(distinct) == 1
+    dead = find_dead_features(pd.DataFrame({"feature": column}), ["feature"])
+    assert ("feature" in dead) == expected
+    if expected:
+        assert dead["feature"].startswith("constant (")
+
+
 def test_dead_features_on_train_rows_are_left_out_of_the_model(frame, caplog):
     params = fast_params()
     train_rows = slices(frame, params)[0].index

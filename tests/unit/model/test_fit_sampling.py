@@ -350,3 +350,74 @@ def test_a_baseline_cap_below_a_hundred_rows_is_refused():
     with pytest.raises(ValueError, match="baseline_max_rows"):
         make_backtest_params(baseline_max_rows=99)
     assert make_backtest_params(baseline_max_rows=None).train.baseline_max_rows is None
+
+
+def _naive_row_hashes(rows: pd.DataFrame, salt: str) -> np.ndarray:
+    """Naive reference: every row's id and cutoff day written out as text (a missing id stays
+    missing), then hashed."""
+    import hashlib
+
+    key = hashlib.blake2b(salt.encode(), digest_size=8).hexdigest()
+    texts = pd.DataFrame(
+        {
+            "customer_id": np.array(
+                [np.nan if pd.isna(value) else str(value) for value in rows["customer_id"]],
+                dtype=object,
+            ),
+            "cutoff": np.array(
+                [pd.Timestamp(value).strftime("%Y-%m-%d") for value in rows["cutoff"]],
+                dtype=object,
+            ),
+        }
+    )
+    return pd.util.hash_pandas_object(texts, index=False, hash_key=key).to_numpy()
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pd.Series(["C7", "C1", "C7", "C3", "C1", "C9"], dtype="str"),
+        pd.Series([7, 1, 7, 3, 1, 9], dtype="int64"),
+        pd.Series([7, 1, 7, 3, 1, 9], dtype="Int32"),
+        # An integer and its text are one id: they share a category and a hash.
+        pd.Series([7, "7", 1, "1", 3, 9], dtype=object),
+        pd.Series(["C7", None, "C7", "C3", None, "C9"], dtype=object),
+    ],
+    ids=["text", "int64", "nullable-int", "mixed", "missing"],
+)
+def test_row_hashes_equal_hashing_each_rows_text(ids):
+    cutoffs = pd.to_datetime(
+        ["2024-01-01", "2024-01-01", "2024-02-01", "2024-02-01", "2024-03-01", "2024-03-01"],
+        utc=True,
+    )
+    rows = pd.DataFrame({"customer_id": ids, "cutoff": cutoffs})
+    hashes = hash_row_keys(rows, "7")
+    np.testing.assert_array_equal(hashes, _naive_row_hashes(rows, "7"))
+    assert not np.array_equal(hashes, hash_row_keys(rows, "8"))
+    # The same row hashes alike whatever the other rows are.
+    np.testing.assert_array_equal(hash_row_keys(rows.iloc[[5, 0]], "7"), hashes[[5, 0]])
+
+
+def test_an_integer_id_hashes_like_its_text():
+    cutoff = pd.to_datetime(["2024-01-01", "2024-02-01"], utc=True)
+    as_int = pd.DataFrame({"customer_id": [12, 12], "cutoff": cutoff})
+    as_text = pd.DataFrame({"customer_id": pd.Series(["12", "12"], dtype="str"), "cutoff": cutoff})
+    np.testing.assert_array_equal(hash_row_keys(as_int, "s"), hash_row_keys(as_text, "s"))
+
+
+@pytest.mark.parametrize("distinct_keys", [5, 1_000_000])
+def test_rows_are_ordered_by_group_then_key_as_lexsort_orders_them(distinct_keys):
+    """Naive reference: Python's stable sort on (group, key); many repeated keys exercise the
+    ties, which keep the given order."""
+    from churn.model.sampling import order_by_group_then_key
+
+    rng = np.random.default_rng(distinct_keys)
+    n = 5_000
+    rows = rng.permutation(n) + 100
+    groups = rng.integers(0, 7, n)
+    keys = rng.integers(0, distinct_keys, n).astype(np.uint64)
+    expected = [rows[i] for i in sorted(range(n), key=lambda i: (groups[i], keys[i]))]
+    got = order_by_group_then_key(rows, groups, keys)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, rows[np.lexsort((keys, groups))])
+    assert len(order_by_group_then_key(rows[:0], groups[:0], keys[:0])) == 0

@@ -30,9 +30,17 @@ def _frame(days: list[float | None], periods: list[object]) -> pd.DataFrame:
     )
 
 
-def test_term_months_reads_names_and_month_counts() -> None:
-    periods = pd.Series(["monthly", "annual", "quarterly", "6", 12, None, "weird"])
-    assert find_term_months(periods).tolist() == [1, 12, 3, 6, 12, 1, 1]
+@pytest.mark.parametrize("dtype", ["object", "str", "category"])
+def test_term_months_reads_names_and_month_counts(dtype: str) -> None:
+    periods = pd.Series(["monthly", "annual", "quarterly", "6", 12, None, "weird", "annual"])
+    periods = periods.astype(dtype)
+    assert find_term_months(periods).tolist() == [1, 12, 3, 6, 12, 1, 1, 12]
+
+
+def test_term_months_read_month_counts_as_numbers() -> None:
+    periods = pd.Series([12.0, np.nan, 3.0, 0.5, 1.0])
+    assert find_term_months(periods).tolist() == [12, 1, 3, 1, 1]
+    assert find_term_months(pd.Series([6, 12, 6], dtype="Int64")).tolist() == [6, 12, 6]
 
 
 def test_schedule_by_hand() -> None:
@@ -45,6 +53,48 @@ def test_schedule_by_hand() -> None:
     assert got == {0: [5.0, 36.0, 66.0], 2: [10.0], 3: [0.0, 31.0, 61.0]}
     assert schedule.loc[schedule["row"] == 2, "term_months"].tolist() == [12 // 4]
     assert schedule.loc[schedule["row"] == 0, "decision_index"].tolist() == [0, 1, 2]
+
+
+def _naive_schedule(frame: pd.DataFrame, longest_days: int) -> pd.DataFrame:
+    """Naive reference: each row's decisions one by one, month steps by ``DateOffset``."""
+    terms = find_term_months(frame["billing_period"])
+    records = []
+    for row in range(len(frame)):
+        cutoff = pd.Timestamp(frame["cutoff"].iloc[row])
+        days = frame["days_to_renewal"].iloc[row]
+        known = not pd.isna(days)
+        term = int(terms[row]) if known else 1
+        first = cutoff + pd.to_timedelta(float(days) if known else 0.0, unit="D")
+        for j in range(longest_days // 28 + 2):
+            date = first + pd.DateOffset(months=term * j) if j else first
+            offset = (date - cutoff) / pd.Timedelta(days=1)
+            if offset < longest_days:
+                records.append((row, j, offset, term))
+    columns = ["row", "decision_index", "days_to_decision", "term_months"]
+    return pd.DataFrame(records, columns=columns)
+
+
+@pytest.mark.parametrize("longest_days", [30, 90, 400])
+def test_schedule_equals_a_row_by_row_reference(longest_days: int) -> None:
+    rng = np.random.default_rng(11)
+    n = 300
+    # Month ends, a leap day and the first of a month, so month steps clip to shorter months.
+    cutoffs = pd.to_datetime(["2024-01-31", "2024-02-29", "2023-12-01", "2024-05-31"], utc=True)
+    days = rng.uniform(-3.0, 120.0, n).round(3)
+    days[rng.random(n) < 0.15] = np.nan
+    periods = rng.choice(np.array(["monthly", "quarterly", "annual", "6", None], object), n)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "cutoff": cutoffs[rng.integers(0, len(cutoffs), n)],
+            "days_to_renewal": days,
+            "billing_period": periods,
+        }
+    )
+    got = build_decision_schedule(frame, longest_days)
+    expected = _naive_schedule(frame, longest_days)
+    assert got["decision_index"].max() >= 1  # rows with several decisions: order exercised
+    pd.testing.assert_frame_equal(got, expected.astype(got.dtypes.to_dict()))
 
 
 def test_schedule_needs_days_to_renewal() -> None:

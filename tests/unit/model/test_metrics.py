@@ -18,6 +18,7 @@ from churn.model.metrics import (
     compute_ece,
     compute_lift,
     compute_log_loss,
+    compute_median,
     compute_pr_auc,
     compute_revenue_capture,
     compute_roc_auc,
@@ -95,6 +96,33 @@ def test_roc_auc_equals_scikit_learn_on_large_tied_scores(seed):
 
     y, p, _ = make_predictions(seed, n=20_000, ties=seed % 2 == 0)
     assert compute_roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), rel=0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_roc_auc_is_the_same_number_whatever_the_rows_order(seed):
+    """Tied scores share a rank: reordering the rows changes no bit of the AUC, with few
+    distinct scores (many ties) or many (sorted in blocks by NumPy's unstable sort)."""
+    y, p, _ = make_predictions(seed, n=50_000, ties=seed % 2 == 0)
+    expected = compute_roc_auc(y, p)
+    for order in (np.random.default_rng(seed).permutation(len(y)), np.arange(len(y))[::-1]):
+        assert compute_roc_auc(y[order], p[order]) == expected
+    assert expected == pytest.approx(naive_roc_auc_by_counts(y, p), rel=0, abs=1e-12)
+
+
+def naive_roc_auc_by_counts(y, p) -> float:
+    """Naive reference for large inputs: for each distinct score, the churners it beats and
+    ties, counted with Python integers (exact)."""
+    pos = sorted(p[y == 1].tolist())
+    neg = sorted(p[y == 0].tolist())
+    wins, j = 0.0, 0
+    below = {}
+    for value in neg:
+        below[value] = below.get(value, 0) + 1
+    for a in pos:
+        while j < len(neg) and neg[j] < a:
+            j += 1
+        wins += j + 0.5 * below.get(a, 0)
+    return wins / (len(pos) * len(neg))
 
 
 def test_roc_auc_refuses_missing_scores():
@@ -217,3 +245,33 @@ def test_summarize_ranking_keys_and_percent_labels():
 def test_make_jsonable_turns_nan_into_null_and_numpy_into_python():
     payload = {"a": np.float64("nan"), "b": [np.int64(3), math.inf], "c": {"d": np.float32(0.5)}}
     assert make_jsonable(payload) == {"a": None, "b": [3, None], "c": {"d": 0.5}}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [3.0, np.nan, 1.0, 2.0],
+        [4.0, 1.0, np.nan, 2.0, 3.0],  # even count: the mean of the two middle values
+        [0.1, 0.7, 0.2, 0.9],
+        [np.nan, np.nan],
+        [5.0],
+        [-0.0, 0.0, 1e30, 1e30],
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32", "Float64"])
+def test_the_median_of_the_values_present_equals_a_sorted_reference(values, dtype):
+    column = pd.Series(values, dtype=dtype)
+    present = sorted(float(v) for v in column.dropna())
+    middle = len(present) // 2
+    if not present:
+        assert math.isnan(compute_median(column))
+        return
+    if len(present) % 2:
+        expected = present[middle]
+    else:  # the two middle values averaged in the column's own precision
+        pair = np.array(
+            present[middle - 1 : middle + 1], dtype="float32" if dtype == "float32" else "float64"
+        )
+        expected = float(pair.mean())
+    assert compute_median(column) == expected
+    assert compute_median(column) == float(column.median())

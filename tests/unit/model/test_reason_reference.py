@@ -15,6 +15,7 @@ from churn.model.reason_reference import (
     REFERENCE_KEY,
     SMOOTHING_ROWS,
     compute_level_ratios,
+    compute_typical_value,
     select_reference_rows,
 )
 
@@ -30,6 +31,43 @@ def test_level_ratios_match_a_naive_m_estimate():
     assert set(ratios) == {"x", "y", POOLED_LEVEL}  # missing is not a level
     assert ratios["x"] > 1 > ratios["y"]
     assert compute_level_ratios(values, np.zeros(len(values)), ("x",)) == {}
+
+
+def _level_ratios_by_grouping(values, labels, levels):
+    """Naive reference: every row's text grouped by pandas, counts and churners per group."""
+    from churn.model.pooling import pool_values
+
+    labels = np.asarray(labels, dtype=np.float64)
+    average = labels.mean()
+    read = pool_values(values, levels).to_numpy(dtype=object)
+    present = pd.notna(read)
+    grouped = pd.DataFrame({"level": read[present], "label": labels[present]}).groupby("level")
+    stats = grouped["label"].agg(["sum", "count"])
+    smoothed = (stats["sum"] + SMOOTHING_ROWS * average) / (stats["count"] + SMOOTHING_ROWS)
+    return {str(level): float(ratio) for level, ratio in (smoothed / average).items()}
+
+
+@pytest.mark.parametrize("kind", ["text", "integer codes", "category", "mixed", "no pooling"])
+def test_level_ratios_equal_those_of_grouping_every_rows_text(kind):
+    rng = np.random.default_rng(len(kind))
+    n = 3_000
+    codes = rng.integers(0, 12, n)
+    labels = (rng.random(n) < 0.1 + 0.03 * codes).astype(int)
+    if kind == "integer codes":
+        values = pd.Series(codes * 7, dtype="Int64")
+    elif kind == "mixed":  # an integer and its text are one level
+        values = pd.Series([int(c) if i % 2 else str(c) for i, c in enumerate(codes)], dtype=object)
+    else:
+        values = pd.Series([f"plan {c}" for c in codes], dtype="str")
+        if kind == "category":
+            values = values.astype("category")
+    values[rng.random(n) < 0.05] = None
+    texts = sorted({str(v) for v in values.dropna()})
+    levels = tuple(texts) if kind == "no pooling" else (*texts[:6], POOLED_LEVEL)
+    ours = compute_level_ratios(values, labels, levels)
+    expected = _level_ratios_by_grouping(values, labels, levels)
+    assert ours == expected
+    assert list(ours) == list(expected)  # the same order of levels
 
 
 def test_reference_rows_are_the_latest_labeled_cutoff():
@@ -150,3 +188,27 @@ def test_the_first_reason_mode_is_stored_read_and_validated(tmp_path, feature_fr
     write_manifest(tmp_path / "m")
     with pytest.raises(ModelError, match=r"first_reason must be one of"):
         ChurnModel.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "expected"),
+    [
+        ([3.0, np.nan, 1.0, 2.0, np.nan], "float64", 2.0),
+        ([4.0, 1.0, 2.0, 3.0], "float64", 2.5),
+        ([np.nan, np.nan], "float64", None),
+        ([], "float64", None),
+        ([7, 1, 3], "int64", 3.0),
+        ([7, None, 1, 3, 2], "Int64", 2.5),
+        ([None, None], "Float64", None),
+    ],
+)
+def test_a_numbers_typical_value_is_the_median_of_the_values_present(values, dtype, expected):
+    typical = compute_typical_value(pd.Series(values, dtype=dtype), categorical=False)
+    assert typical == expected
+    assert typical is None or type(typical) is float
+
+
+def test_a_categorys_typical_value_is_its_most_frequent_level():
+    column = pd.Series(["b", "a", None, "b", "a", "c"], dtype="str")
+    assert compute_typical_value(column, categorical=True) == "a"  # ties: first in sort order
+    assert compute_typical_value(pd.Series([None, None], dtype=object), categorical=True) is None
