@@ -586,3 +586,38 @@ def test_key_lookups_open_duckdb_offline(tmp_path, monkeypatch):
     assert got["tickets"].tolist() == [2.0]
     assert configs, "no DuckDB connection was opened"
     assert all({k: c.get(k) for k in OFFLINE_SETTINGS} == dict(OFFLINE_SETTINGS) for c in configs)
+
+
+@pytest.mark.parametrize("arrow_type", ["float64", "float32"])
+def test_float_columns_are_copied_as_arrow_converts_them(arrow_type):
+    """Naive reference: each value in Python, a missing one as NaN. Chunks sliced at an
+    offset, several chunks, all missing, no missing, and a NaN stored as a value."""
+    import numpy as np
+    import pyarrow as pa
+
+    from churn.io.row_groups import copy_float_column
+
+    first = pa.array([1.5, None, -0.0, float("nan"), 7.25, None, 3.0], type=arrow_type)
+    column = pa.chunked_array(
+        [
+            first.slice(1, 5),  # an offset into the buffers and the validity bitmap
+            pa.array([None, None], type=arrow_type),
+            pa.array([], type=arrow_type),
+            pa.array([2.0, 4.0, 8.0], type=arrow_type),
+            pa.array([None] * 11 + [6.5], type=arrow_type),  # a bitmap over two bytes
+        ]
+    )
+    expected = np.array(
+        [np.nan if value is None else value for value in column.to_pylist()],
+        dtype=np.dtype(arrow_type),
+    )
+    out = np.full(len(column), 99.0, dtype=np.dtype(arrow_type))
+    copy_float_column(column, out)
+    np.testing.assert_array_equal(out, expected)
+    assert np.signbit(out[1])  # -0.0 kept as it is
+    # A column of another float type than its destination is converted by Arrow.
+    wide = np.zeros(len(column))
+    copy_float_column(column, wide)
+    np.testing.assert_array_equal(wide, expected.astype(np.float64))
+    with pytest.raises(ValueError, match="copied into"):
+        copy_float_column(column, np.zeros(len(column) + 1, dtype=np.dtype(arrow_type)))

@@ -145,7 +145,7 @@ def read_parquet_row_groups(
                 table = table.take(pa.array(wanted))
         stop = start + table.num_rows
         for name, values in floats.items():
-            values[start:stop] = table.column(name).to_numpy()
+            copy_float_column(table.column(name), values[start:stop])
         for name, kept in chunks.items():
             kept.extend(table.column(name).chunks)
         start = stop
@@ -166,6 +166,44 @@ def read_parquet_row_groups(
     return pd.DataFrame(
         {name: by_name[name] for name in names}, index=index, columns=pd.Index(names), copy=False
     )
+
+
+def copy_float_column(column: pa.ChunkedArray, out: np.ndarray) -> None:
+    """Set ``out[:] = column.to_numpy()`` (missing values as NaN) without Arrow's own copy.
+
+    Arrow's ``to_numpy`` of a float column with missing values fills a new array, which is
+    then copied again into ``out``; here each chunk's value buffer is copied into ``out``
+    directly and its missing rows (the validity bitmap's zeros, whose stored values are
+    undefined) are set to NaN after. Reading 3.9M rows x 107 float features, the copies took
+    3.2-4.1 s of CPU against 4.0-6.9 s (2026-12-07, alternated in fresh processes). A chunk
+    whose type is not the float type of ``out`` is converted by Arrow as before.
+
+    Args:
+        column: A float column of one row group (any chunks, sliced or not).
+        out: Its destination, one value per row of ``column``.
+    """
+    import pyarrow as pa
+
+    at = 0
+    for chunk in column.chunks:
+        size = len(chunk)
+        target = out[at : at + size]
+        at += size
+        if not size:
+            continue
+        same_type = pa.types.is_float32(chunk.type) or pa.types.is_float64(chunk.type)
+        if not same_type or np.dtype(chunk.type.to_pandas_dtype()) != out.dtype:
+            target[:] = chunk.to_numpy(zero_copy_only=False)
+            continue
+        validity, data = chunk.buffers()
+        end = chunk.offset + size
+        target[:] = np.frombuffer(data, dtype=out.dtype, count=end)[chunk.offset :]
+        if chunk.null_count:
+            bits = np.frombuffer(validity, dtype=np.uint8)
+            present = np.unpackbits(bits, count=end, bitorder="little")[chunk.offset :]
+            target[present == 0] = np.nan
+    if at != len(out):
+        raise ValueError(f"a column of {at} rows copied into {len(out)} places")
 
 
 def read_time_statistics(path: str | Path, column: str) -> pd.DataFrame | None:
