@@ -52,7 +52,7 @@ def find_term_months(billing_period: pd.Series) -> np.ndarray:
     """
 
     def months_of(value: object) -> int:
-        if value is None or value is pd.NA:
+        if value is None:
             return 1
         name = str(value).strip().lower()
         if name in BILLING_PERIOD_MONTHS:
@@ -122,7 +122,7 @@ def build_decision_schedule(frame: pd.DataFrame, longest_days: int) -> pd.DataFr
     # j, filled one contract term at a time (a few terms per business): each calendar step is
     # pandas' own month arithmetic on that term's rows. Read row by row, the decisions inside
     # the horizon come out sorted by row, then decision, with no concatenation or sort of
-    # the long table: at a million customers' 4.8M training rows the schedule took 6.8 s one
+    # the long table: at a million customers' 4.8M training rows the schedule took 6.5 s one
     # step and term at a time, then sorted, and takes 2.0 s, the same table (2026-12-07).
     offsets = np.empty((n, steps), dtype="float64")
     term_codes, terms = pd.factorize(term)
