@@ -35,7 +35,13 @@ def code_category_texts(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     dtype = values.dtype
     if isinstance(dtype, pd.StringDtype) or pd.api.types.is_integer_dtype(dtype):
         positions, uniques = pd.factorize(values, use_na_sentinel=True)
-        texts = np.asarray([str(value) for value in uniques], dtype=object)
+        if isinstance(dtype, pd.StringDtype):
+            # Text values are their own texts: 662k distinct ids took 0.37-0.41 s through
+            # ``str`` one by one, 0.04 s as they are (2026-12-07). Integers keep ``str``: for
+            # 1M distinct integers it took 0.17 s where pandas' own formatting took 0.25 s.
+            texts = np.asarray(uniques, dtype=object)
+        else:
+            texts = np.asarray([str(value) for value in uniques], dtype=object)
         return positions.astype(np.int64, copy=False), texts
     missing = values.isna().to_numpy()
     text = values.astype("object").astype(str).to_numpy()

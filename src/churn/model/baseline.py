@@ -21,6 +21,7 @@ import pandas as pd
 from churn.domain.categories import code_category_texts, code_levels
 from churn.errors import ModelError
 from churn.model.matrix import fill_columns
+from churn.model.metrics import median_of_present
 from churn.model.sampling import TrainingSample, hash_row_keys
 from churn.model.split import label_array
 
@@ -319,8 +320,8 @@ def learn_encoding(
     if numeric:
         numbers = read_numbers(train, tuple(numeric), positions)
         for column in numbers.T:
-            present = column[~np.isnan(column)]
-            median = float(np.median(present)) if len(present) else 0.0
+            median = median_of_present(column)
+            median = 0.0 if math.isnan(median) else median
             imputed = np.where(np.isnan(column), median, column)
             # A constant column (or none at all) is centred but not scaled.
             constant = len(imputed) == 0 or float(imputed.max()) == float(imputed.min())

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import TrainConfig
+from churn.domain.categories import code_category_texts
 from churn.errors import ModelError
 from churn.model.split import label_array
 
@@ -145,19 +146,17 @@ def categorize_as_text(values: pd.Series) -> pd.Categorical:
     pandas hashes a categorical column by hashing each category once and taking the hashes by
     code, which it defines to equal hashing the values themselves
     (``pd.util.hash_pandas_object``): at a million customers' training rows (4.8M rows, about
-    a million distinct ids) the row hashes took 0.67 s instead of 2.7 s, the same numbers
-    (2026-12-07, docs/benchmarks-log.md). Distinct values with one text (``1`` and ``"1"``)
-    share one category, as the text of each row would.
+    a million distinct ids) the row hashes took 0.8 s instead of 2.7 s, the same numbers
+    (2026-12-07, docs/benchmarks-log.md). The texts are those of
+    :func:`churn.domain.categories.code_category_texts`, ``str`` of each value, so values with
+    one text (``1`` and ``"1"``) share a category and values with two (``1`` and ``1.0``) do
+    not, as the text of each row would have it.
 
     Args:
         values: Values without missing ones, of any type.
     """
-    codes, distinct = pd.factorize(values)
-    texts = np.asarray(pd.Index(distinct).astype(str), dtype=object)
-    text_codes, text_categories = pd.factorize(texts)
-    return pd.Categorical.from_codes(
-        text_codes[codes], categories=pd.Index(text_categories, dtype=object)
-    )
+    positions, texts = code_category_texts(values)
+    return pd.Categorical.from_codes(positions, categories=pd.Index(texts, dtype=object))
 
 
 def sample_training_negatives(train: pd.DataFrame, rate: float, seed: int) -> TrainingSample:

@@ -382,8 +382,11 @@ def _naive_row_hashes(rows: pd.DataFrame, salt: str) -> np.ndarray:
         # An integer and its text are one id: they share a category and a hash.
         pd.Series([7, "7", 1, "1", 3, 9], dtype=object),
         pd.Series(["C7", None, "C7", "C3", None, "C9"], dtype=object),
+        # Equal values with two texts are two ids, as their texts are: "1" and "1.0".
+        pd.Series([1, 1.0, "1", 3, 1.0, 9], dtype=object),
+        pd.Series([0.0, -0.0, 2.5, 0.0, -0.0, 9.0], dtype="float64"),
     ],
-    ids=["text", "int64", "nullable-int", "mixed", "missing"],
+    ids=["text", "int64", "nullable-int", "mixed", "missing", "int-and-float", "signed-zero"],
 )
 def test_row_hashes_equal_hashing_each_rows_text(ids):
     cutoffs = pd.to_datetime(

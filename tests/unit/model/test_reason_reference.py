@@ -47,7 +47,9 @@ def _level_ratios_by_grouping(values, labels, levels):
     return {str(level): float(ratio) for level, ratio in (smoothed / average).items()}
 
 
-@pytest.mark.parametrize("kind", ["text", "integer codes", "category", "mixed", "no pooling"])
+@pytest.mark.parametrize(
+    "kind", ["text", "integer codes", "category", "mixed", "no pooling", "floats", "int and float"]
+)
 def test_level_ratios_equal_those_of_grouping_every_rows_text(kind):
     rng = np.random.default_rng(len(kind))
     n = 3_000
@@ -57,6 +59,12 @@ def test_level_ratios_equal_those_of_grouping_every_rows_text(kind):
         values = pd.Series(codes * 7, dtype="Int64")
     elif kind == "mixed":  # an integer and its text are one level
         values = pd.Series([int(c) if i % 2 else str(c) for i, c in enumerate(codes)], dtype=object)
+    elif kind == "floats":  # 0.0 and -0.0 are equal numbers but two levels, as their texts
+        values = pd.Series(np.where(codes % 2, 1.0, -1.0) * (codes // 2), dtype="float64")
+    elif kind == "int and float":  # 3 and 3.0 likewise
+        values = pd.Series(
+            [int(c) if i % 2 else float(c) for i, c in enumerate(codes)], dtype=object
+        )
     else:
         values = pd.Series([f"plan {c}" for c in codes], dtype="str")
         if kind == "category":
