@@ -154,6 +154,30 @@ def test_single_feature_aucs_are_the_same_scored_in_threads(frame):
     assert len(serial) > 2 and len(set(serial.values())) > 2
 
 
+def test_single_feature_aucs_fill_missing_test_values_with_the_train_median(frame):
+    from sklearn.metrics import roc_auc_score
+
+    params = fast_params()
+    train, _, test = slices(frame, params)
+    train, test = train.copy(), test.copy()
+    test.loc[test.index[::3], "active_days_last_30d"] = np.nan
+    train["support_tickets_last_30d"] = np.nan  # no median: its missing test values become 0
+    test.loc[test.index[::4], "support_tickets_last_30d"] = np.nan
+    aucs = compute_single_feature_aucs(train, test, TINY_CATALOG)
+    labels = test["label"].to_numpy()
+
+    def by_hand(name: str, fill: float) -> float:
+        auc = roc_auc_score(labels, test[name].fillna(fill).to_numpy())
+        return max(auc, 1.0 - auc)
+
+    median = float(np.median(train["active_days_last_30d"].dropna()))
+    assert aucs["active_days_last_30d"] == pytest.approx(by_hand("active_days_last_30d", median))
+    assert aucs["active_days_last_30d"] != pytest.approx(by_hand("active_days_last_30d", 0.0))
+    assert aucs["support_tickets_last_30d"] == pytest.approx(
+        by_hand("support_tickets_last_30d", 0.0)
+    )
+
+
 def _level_rates_by_hand(train_values, train_labels, test_values):
     """Naive reference: a dict of per-level lists of labels, missing and unseen -> overall."""
     by_level: dict = {}
