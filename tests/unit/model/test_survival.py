@@ -248,6 +248,64 @@ def test_head_fitted_on_a_sample_keeps_every_event(export_frame, fitted) -> None
     assert (np.diff(probabilities, axis=1) >= -1e-12).all()
 
 
+def test_head_is_the_fit_of_each_slices_own_person_periods(export_frame, fitted) -> None:
+    """Naive reference of the fit: each slice's person-periods expanded and encoded on their
+    own, the validation rows' schedule encoded again for calibration. The head reuses the
+    validation encoding; its booster and calibration must be the reference's to the bit."""
+    import lightgbm as lgb
+
+    from churn.model.hazard import build_decision_schedule, expand_person_periods
+    from churn.model.horizons import HorizonCalibration
+    from churn.model.survival import censor_before, horizon_labels
+
+    frame, _ = export_frame
+    head, _ = fitted
+    split = split_for_horizons(frame, PARAMS)
+    train, validation = (frame.iloc[r] for r in (split.train, split.validation))
+    names, levels = head.customer_features, head.categorical_levels
+    longest = max(PARAMS.label.horizons_days)
+    matrices, events = [], []
+    for part, next_start in (
+        (train, split.validation_cutoffs[0]),
+        (validation, split.test_cutoffs[0]),
+    ):
+        rows, _ = expand_person_periods(
+            build_decision_schedule(part, longest),
+            part["days_to_churn"].to_numpy("float64"),
+            censor_before(part, next_start, PARAMS.label.grace_days),
+        )
+        matrices.append(build_person_period_matrix(part, names, levels, rows))
+        events.append(rows["event"].to_numpy())
+    all_names = list(head.feature_names)
+    train_set = lgb.Dataset(
+        matrices[0],
+        events[0],
+        feature_name=all_names,
+        categorical_feature=[all_names.index(name) for name in levels],
+    )
+    booster = lgb.train(
+        dict(build_lgb_params(PARAMS.train)),
+        train_set,
+        num_boost_round=PARAMS.train.n_estimators,
+        valid_sets=[lgb.Dataset(matrices[1], events[1], reference=train_set)],
+        callbacks=[lgb.early_stopping(PARAMS.train.early_stopping_rounds, verbose=False)],
+    )
+    assert booster.model_to_string() == head.booster.model_to_string()
+    assert (
+        head.metadata["validation_person_periods"]
+        == len(events[1])
+        < len(build_decision_schedule(validation, longest))
+    )  # censoring left some of the schedule out: the reuse picked a subset
+    raw = survival.SurvivalHead(booster, names, levels, head.calibration).predict_raw_horizons(
+        validation
+    )
+    labels = horizon_labels(
+        validation, head.horizons, validation["observed_days"].astype("float64")
+    )
+    expected = HorizonCalibration.fit(raw, labels, head.horizons)
+    assert expected.to_dict() == head.calibration.to_dict()
+
+
 def test_person_period_matrix_equals_encoding_every_row_then_indexing(monkeypatch) -> None:
     rng = np.random.default_rng(5)
     n = 40
