@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -43,7 +43,7 @@ from churn.domain.catalog import validate_catalog_frame
 from churn.domain.categories import code_levels
 from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
-from churn.model.matrix import fill_columns
+from churn.model.matrix import ColumnSource, fill_columns, number_source, slice_of
 from churn.model.pooling import POOLED_LEVEL
 from churn.model.treeshap import (
     compute_contributions,
@@ -205,27 +205,64 @@ def prepare_features(
         ModelError: If required feature columns are missing, naming them, or a numeric feature
             holds values that are not numbers.
     """
+    check_feature_columns(frame, feature_names)
+    rows = len(frame) if positions is None else len(positions)
+    sources = [
+        feature_column_source(frame, name, categorical_levels.get(name), positions)
+        for name in feature_names
+    ]
+    matrix = np.empty((rows, len(feature_names)), dtype=np.float64)
+    return fill_columns(matrix, sources)
+
+
+def check_feature_columns(frame: pd.DataFrame, feature_names: Sequence[str]) -> None:
+    """Raise :class:`ModelError` naming the model input columns ``frame`` lacks, if any."""
     missing = [name for name in feature_names if name not in frame.columns]
     if missing:
         raise ModelError(
             f"input is missing {len(missing)} required feature column(s): {missing[:20]}"
         )
-    rows = len(frame) if positions is None else len(positions)
 
-    def read_column(j: int) -> np.ndarray:
-        name = feature_names[j]
-        column = frame[name] if positions is None else frame[name].iloc[positions]
-        if name in categorical_levels:
-            return encode_categories(column, categorical_levels[name])
-        try:
-            return pd.to_numeric(column, errors="raise").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
 
-    matrix = np.empty((rows, len(feature_names)), dtype=np.float64)
-    return fill_columns(matrix, read_column)
+def feature_column_source(
+    frame: pd.DataFrame,
+    name: str,
+    levels: tuple[str, ...] | None,
+    positions: np.ndarray | None = None,
+) -> ColumnSource:
+    """Return the source of one model input column (:func:`churn.model.matrix.fill_columns`).
+
+    A column of NumPy numbers (float, integer or boolean: every numeric feature the features
+    stage writes) is read where it is, its rows gathered a chunk at a time and converted to
+    ``float64`` as they are copied. A categorical column (its float codes into ``levels``) and
+    any other column (nullable or Arrow-backed numbers, text holding numbers; pandas'
+    ``to_numeric``) is converted whole when the source is made, so a column that is not
+    numeric fails before anything is written. Those conversions each hold one ``float64``
+    column until the matrix is filled: a frame of only such columns needs about the matrix's
+    size again (the features stage writes NumPy floats, and a few categoricals).
+
+    Args:
+        frame: The rows.
+        name: The column.
+        levels: Its known levels when it is categorical (``None``: numeric).
+        positions: Only the rows at these positions (``None``: all).
+
+    Raises:
+        ModelError: If a numeric feature holds values that are not numbers.
+    """
+    column = frame[name]
+    source = None if levels is not None else number_source(column, positions)
+    if source is not None:
+        return source
+    if positions is not None:
+        column = column.iloc[positions]
+    if levels is not None:
+        return slice_of(encode_categories(column, levels))
+    try:
+        numbers = pd.to_numeric(column, errors="raise")
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
+    return slice_of(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def learn_categorical_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, tuple[str, ...]]:

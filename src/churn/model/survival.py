@@ -41,7 +41,11 @@ import pandas as pd
 
 from churn.config import LabelConfig, TrainConfig
 from churn.errors import ModelError
-from churn.model.artifact import prepare_features
+from churn.model.artifact import (
+    check_feature_columns,
+    feature_column_source,
+    prepare_features,
+)
 from churn.model.hazard import (
     PERIOD_FEATURES,
     build_decision_schedule,
@@ -51,6 +55,7 @@ from churn.model.hazard import (
     label_at_horizon,
 )
 from churn.model.horizons import HorizonCalibration
+from churn.model.matrix import fill_columns, slice_of
 from churn.model.pooling import learn_all_pooled_levels
 from churn.model.sampling import choose_negative_rate, sample_training_negatives
 from churn.model.treeshap import compute_contributions, compute_raw_scores
@@ -260,9 +265,6 @@ def validate_survival_metadata(meta: Any, source: str) -> None:
 #: :func:`churn.model.hazard.expand_person_periods` (private to :func:`fit_survival_head`).
 _SCHEDULE_POSITION = "_schedule_position"
 
-#: Person-periods copied into the booster matrix at a time (bounds the float64 scratch).
-PERSON_PERIOD_CHUNK = 65_536
-
 
 def build_person_period_matrix(
     frame: pd.DataFrame,
@@ -272,13 +274,13 @@ def build_person_period_matrix(
 ) -> np.ndarray:
     """Return the booster matrix of person-periods: customer features, then the period columns.
 
-    Only the customer rows that own a person-period are encoded (a sampled training slice
-    keeps a fraction of them), and the ``float32`` matrix is filled in chunks, so no ``float64``
-    copy of the whole slice or of every person-period is made: at 100k customers the head's
-    training slice (479k rows x 109 features) used to be encoded whole, then indexed, stacked
-    and converted, about 0.9 GB of temporaries for a 0.12 GB result. The values are those of
-    encoding every row (:func:`churn.model.artifact.prepare_features`, row by row independent)
-    and converting to ``float32``.
+    Each person-period's customer features are its owner row's, gathered from the frame's
+    columns straight into the ``float32`` matrix a chunk of rows at a time
+    (:func:`churn.model.matrix.fill_columns`), so neither a ``float64`` copy of the slice nor
+    one of its encoded owners is made. The values are those of encoding every row
+    (:func:`churn.model.artifact.prepare_features`, row by row independent), indexing the
+    person-periods' rows and converting to ``float32``. Encoding the owners first and copying
+    their rows out took 7.9 s of a million customers' train (cProfile, 2026-12-07).
 
     Args:
         frame: Customer rows (features by name).
@@ -286,19 +288,15 @@ def build_person_period_matrix(
         categorical_levels: Known levels of each categorical feature.
         schedule: Person-periods: ``row`` (position in ``frame``) and :data:`PERIOD_FEATURES`.
     """
+    check_feature_columns(frame, feature_names)
     rows = schedule["row"].to_numpy()
-    used, position = np.unique(rows, return_inverse=True)
-    # The owners' rows are encoded where they are: copying every column of them first took
-    # 1.7 s of train at a million customers (cProfile, 2026-12-07).
-    owners = None if len(used) == len(frame) else used
-    customer = prepare_features(frame, tuple(feature_names), categorical_levels, owners)
-    width = customer.shape[1]
-    matrix = np.empty((len(rows), width + len(PERIOD_FEATURES)), dtype="float32")
-    for start in range(0, len(rows), PERSON_PERIOD_CHUNK):
-        stop = start + PERSON_PERIOD_CHUNK
-        matrix[start:stop, :width] = customer[position[start:stop]]
-    matrix[:, width:] = schedule[list(PERIOD_FEATURES)].to_numpy(dtype="float64")
-    return matrix
+    sources = [
+        feature_column_source(frame, name, categorical_levels.get(name), rows)
+        for name in feature_names
+    ]
+    sources += [slice_of(schedule[name].to_numpy(dtype="float64")) for name in PERIOD_FEATURES]
+    matrix = np.empty((len(rows), len(sources)), dtype="float32")
+    return fill_columns(matrix, sources)
 
 
 def censor_before(

@@ -115,6 +115,51 @@ def test_prepare_features_at_positions_is_the_matrix_of_those_rows(tiny_model, f
     assert prepare_features(feature_frame, names, levels, positions[:0]).shape == (0, len(names))
 
 
+def test_prepare_features_reads_every_dtype_as_its_own_conversion(monkeypatch):
+    """Naive reference: each column through pandas' ``to_numeric`` (or the category codes),
+    across several chunks of rows, whole and at positions."""
+    from churn.model import matrix
+
+    monkeypatch.setattr(matrix, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(matrix, "BLOCK_ROWS", 3)
+    rng = np.random.default_rng(9)
+    n = 30
+    ints = rng.integers(-5, 2**40, n)
+    frame = pd.DataFrame(
+        {
+            "int64": ints,
+            "uint8": rng.integers(0, 255, n).astype("uint8"),
+            "flag": rng.random(n) < 0.5,
+            "float32": rng.normal(size=n).astype("float32"),
+            "float64": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+            "nullable": pd.array(np.where(rng.random(n) < 0.2, None, ints), dtype="Int64"),
+            "arrow": pd.Series(rng.normal(size=n), dtype="float64[pyarrow]"),
+            "text_numbers": pd.Series([str(v) for v in ints], dtype=object),
+            "plan": rng.choice(["basic", "pro", None], n),
+        }
+    )
+    names = tuple(frame.columns)
+    levels = {"plan": ("basic", "pro")}
+
+    def by_hand(rows: pd.DataFrame) -> np.ndarray:
+        columns = [
+            encode_categories(rows[name], levels[name])
+            if name in levels
+            else pd.to_numeric(rows[name]).to_numpy(dtype=np.float64, na_value=np.nan)
+            for name in names
+        ]
+        return np.column_stack(columns)
+
+    np.testing.assert_array_equal(prepare_features(frame, names, levels), by_hand(frame))
+    positions = rng.integers(0, n, 41)
+    np.testing.assert_array_equal(
+        prepare_features(frame, names, levels, positions), by_hand(frame.iloc[positions])
+    )
+    frame.loc[5, "text_numbers"] = "twelve"
+    with pytest.raises(ModelError, match="feature 'text_numbers' must be numeric"):
+        prepare_features(frame, names, levels)
+
+
 def test_saved_json_holds_plain_values_and_loads_back_equal(tiny_model, tmp_path):
     model = dataclasses.replace(tiny_model, metadata={"lgb_params": {"num_leaves": 7}, "n": 3})
     model.save(tmp_path / "m")

@@ -213,3 +213,35 @@ def test_a_fit_on_positions_of_a_frame_is_the_fit_on_those_rows(feature_frame):
         if sparse:
             at, whole = at.toarray(), whole.toarray()
         np.testing.assert_array_equal(at, whole)
+
+
+def test_read_numbers_reads_every_numeric_dtype_as_pandas_converts_it(monkeypatch) -> None:
+    from churn.model import matrix
+    from churn.model.baseline import read_numbers
+
+    monkeypatch.setattr(matrix, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(matrix, "BLOCK_ROWS", 2)
+    frame = pd.DataFrame(
+        {
+            "int64": [3, -1, 2**53 + 1, 0, 7, 9, 11],
+            "flag": [True, False, True, True, False, False, True],
+            "nullable": pd.array([1, None, 3, 4, None, 6, 7], dtype="Int64"),
+            "text": ["1.5", "2", "-3", "4", "5", "6", "7e3"],
+        }
+    )
+    names = tuple(frame.columns)
+
+    def by_hand(rows: pd.DataFrame) -> np.ndarray:
+        return np.column_stack(
+            [pd.to_numeric(rows[n]).to_numpy(dtype=np.float64, na_value=np.nan) for n in names]
+        )
+
+    np.testing.assert_array_equal(read_numbers(frame, names), by_hand(frame))
+    positions = np.array([6, 0, 0, 3, 5])
+    design = np.zeros((5, 6))  # a row-major block of a wider design matrix
+    read_numbers(frame, names, positions, out=design[:, 1:5])
+    np.testing.assert_array_equal(design[:, 1:5], by_hand(frame.iloc[positions]))
+    assert not design[:, [0, 5]].any()
+    frame.loc[2, "text"] = "n/a"
+    with pytest.raises(ModelError, match="baseline numeric input is not numeric"):
+        read_numbers(frame, names)

@@ -13,6 +13,7 @@ from churn.config import parse_params
 from churn.errors import ModelError
 from churn.features.build import build_features
 from churn.labels.build import build_labels
+from churn.model import matrix as matrix_module
 from churn.model import survival
 from churn.model.artifact import prepare_features
 from churn.model.fit import build_lgb_params
@@ -336,7 +337,8 @@ def test_person_period_matrix_equals_encoding_every_row_then_indexing(monkeypatc
         period = schedule[list(PERIOD_FEATURES)].to_numpy(dtype="float64")
         return np.hstack([customer, period]).astype("float32")
 
-    monkeypatch.setattr(survival, "PERSON_PERIOD_CHUNK", 7)  # several chunks, one partial
+    monkeypatch.setattr(matrix_module, "CHUNK_ROWS", 7)  # several chunks, one partial
+    monkeypatch.setattr(matrix_module, "BLOCK_ROWS", 3)
     matrix = build_person_period_matrix(frame, names, levels, schedule)
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, encode_all_then_index(schedule))
