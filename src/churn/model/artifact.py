@@ -194,9 +194,10 @@ def prepare_features(
             ignored).
         feature_names: Model input columns, in booster order.
         categorical_levels: Known levels of each categorical feature.
-        positions: Encode only the rows at these positions of ``frame`` (``None``: all), one
-            column at a time: the matrix of ``frame.iloc[positions]`` without that copy of
-            every column (a training sample, :class:`churn.model.sampling.TrainingSample`).
+        positions: Encode only the rows at these positions of ``frame`` (``None``: all),
+            gathered a chunk of rows at a time: the matrix of ``frame.iloc[positions]``
+            without that copy of every column (a training sample,
+            :class:`churn.model.sampling.TrainingSample`).
 
     Returns:
         A ``float64`` array of shape ``(rows, len(feature_names))``.
