@@ -43,7 +43,7 @@ from churn.domain.catalog import validate_catalog_frame
 from churn.domain.categories import code_levels
 from churn.errors import ModelError
 from churn.layout import MODEL_CATALOG_FILE, MODEL_META_FILE
-from churn.model.matrix import ColumnSource, fill_columns, number_source, slice_of
+from churn.model.matrix import ColumnSource, fill_columns, numeric_source, slice_of
 from churn.model.pooling import POOLED_LEVEL
 from churn.model.treeshap import (
     compute_contributions,
@@ -252,18 +252,13 @@ def feature_column_source(
         ModelError: If a numeric feature holds values that are not numbers.
     """
     column = frame[name]
-    source = None if levels is not None else number_source(column, positions)
-    if source is not None:
-        return source
-    if positions is not None:
-        column = column.iloc[positions]
     if levels is not None:
-        return slice_of(encode_categories(column, levels))
+        chosen = column if positions is None else column.iloc[positions]
+        return slice_of(encode_categories(chosen, levels))
     try:
-        numbers = pd.to_numeric(column, errors="raise")
+        return numeric_source(column, positions)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"feature {name!r} must be numeric: {exc}") from None
-    return slice_of(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def learn_categorical_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, tuple[str, ...]]:

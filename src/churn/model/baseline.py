@@ -20,7 +20,7 @@ import pandas as pd
 
 from churn.domain.categories import code_category_texts, code_levels
 from churn.errors import ModelError
-from churn.model.matrix import ColumnSource, fill_columns, number_source, slice_of
+from churn.model.matrix import ColumnSource, fill_columns, numeric_source
 from churn.model.metrics import median_of_present
 from churn.model.sampling import TrainingSample, hash_row_keys
 from churn.model.split import label_array
@@ -264,14 +264,10 @@ def read_numbers(
     values = np.empty((rows, len(names)), dtype=np.float64, order="F") if out is None else out
 
     def source(name: str) -> ColumnSource:
-        source = number_source(frame[name], positions)
-        if source is not None:
-            return source
         try:
-            numbers = pd.to_numeric(take_column(frame, name, positions), errors="raise")
+            return numeric_source(frame[name], positions)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"baseline numeric input is not numeric: {exc}") from None
-        return slice_of(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
 
     # ``out`` is a row-major design block when the fit builds its matrix: fill_columns writes
     # it a block of whole rows at a time (the same values, without a cache miss per cell).

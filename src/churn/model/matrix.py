@@ -60,6 +60,26 @@ def number_source(column: pd.Series, positions: np.ndarray | None) -> ColumnSour
     return slice_of(values) if positions is None else gather_of(values, positions)
 
 
+def numeric_source(column: pd.Series, positions: np.ndarray | None) -> ColumnSource:
+    """Return the source of a numeric column as a model reads it, its rows at ``positions``.
+
+    NumPy numbers are read where they are (:func:`number_source`); any other dtype (nullable
+    or Arrow-backed numbers, text holding numbers) goes through pandas' ``to_numeric`` whole,
+    now, missing values as NaN, so a column that is not numeric fails before anything is
+    written. That conversion holds one ``float64`` column until the matrix is filled.
+
+    Raises:
+        TypeError, ValueError: From ``to_numeric``, for values that are not numbers (callers
+            name the column in their own error).
+    """
+    source = number_source(column, positions)
+    if source is not None:
+        return source
+    chosen = column if positions is None else column.iloc[positions]
+    numbers = pd.to_numeric(chosen, errors="raise")
+    return slice_of(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
 def fill_columns(out: np.ndarray, sources: Sequence[ColumnSource]) -> np.ndarray:
     """Set ``out[:, j]`` to column ``j``'s values for every source and return ``out``.
 
