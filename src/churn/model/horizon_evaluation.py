@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params
-from churn.domain.catalog import CUSTOMER_ID, CUTOFF, KEY_COLUMNS
+from churn.domain.catalog import CUTOFF, KEY_COLUMNS
 from churn.errors import ModelError
 from churn.io import read_parquet_frame
 from churn.model.artifact import ChurnModel
@@ -40,38 +40,17 @@ logger = logging.getLogger(__name__)
 
 
 def read_churn_times(
-    labels_path: str | Path,
-    cutoffs: Sequence[pd.Timestamp] | None = None,
-    customers: Sequence[Any] | None = None,
+    labels_path: str | Path, cutoffs: Sequence[pd.Timestamp] | None = None
 ) -> pd.DataFrame:
     """Read the labels' keys and churn times: what :func:`attach_churn_times` attaches.
 
     Args:
         labels_path: The labels Parquet file.
         cutoffs: Read only the rows at these cutoffs (all rows when ``None``).
-        customers: Read only these customers' rows (all when ``None``).
     """
     columns = [*KEY_COLUMNS[:2], *CHURN_TIME_COLUMNS]
-    return read_parquet_frame(
-        labels_path, columns=columns, filters=build_key_filters(cutoffs, customers)
-    )
-
-
-def build_key_filters(
-    cutoffs: Sequence[pd.Timestamp] | None, customers: Sequence[Any] | None
-) -> list[tuple[str, str, Any]] | None:
-    """Return the row filters that keep the rows at ``cutoffs`` of ``customers`` (either
-    ``None``: any), as :func:`churn.io.read_parquet_frame` takes them; ``None`` for no filter.
-
-    The features and the labels of the model-form comparison are read with the same filters,
-    so their rows line up (:func:`attach_churn_times`).
-    """
-    filters: list[tuple[str, str, Any]] = []
-    if cutoffs is not None:
-        filters.append((CUTOFF, "in", list(cutoffs)))
-    if customers is not None:
-        filters.append((CUSTOMER_ID, "in", list(customers)))
-    return filters or None
+    filters = None if cutoffs is None else [(CUTOFF, "in", list(cutoffs))]
+    return read_parquet_frame(labels_path, columns=columns, filters=filters)
 
 
 def attach_churn_times(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

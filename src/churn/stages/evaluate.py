@@ -8,9 +8,9 @@ from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -34,7 +34,7 @@ from churn.model.horizon_evaluation import (
 )
 from churn.model.metrics import make_jsonable
 from churn.model.split import take_rows
-from churn.model.survival import CHURN_TIME_COLUMNS, has_survival_head
+from churn.model.survival import has_survival_head
 from churn.stages.evaluation_rows import (
     EvaluationRows,
     attach_file_churn_times,
@@ -57,6 +57,7 @@ from churn.stages.fit_workers import (
     submit_backtest_refits,
     submit_model_form_fits,
     use_one_thread,
+    write_model_form_rows,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,13 @@ def run_evaluate(
     # work so that the workers fit while this process computes the test metrics; the refits
     # join them when memory allows, else they start once the test rows are let go.
     with ExitStack() as stack:
+        # What the workers read besides the features file (the comparison's rows); removed
+        # after the pool has shut down (the exit stack unwinds in reverse).
+        scratch = (
+            Path(stack.enter_context(TemporaryDirectory(prefix="churn-evaluate-")))
+            if workers
+            else None
+        )
         pool = open_fit_pool(workers) if workers else None
         if pool is not None:
             # On an error here, fits not yet started are dropped rather than run to no use.
@@ -162,14 +170,7 @@ def run_evaluate(
         if rows.comparison is not None:
             assert labels_path is not None  # for the type checker: a comparison needs labels
             comparison = start_model_form_comparison(
-                pool,
-                features_path,
-                Path(labels_path),
-                rows.comparison,
-                model.catalog,
-                params,
-                customers=rows.comparison_customers,
-                note=rows.comparison_note,
+                pool, scratch, rows.comparison, model.catalog, params, note=rows.comparison_note
             )
         elif compare:
             comparison = ModelFormComparison(None, None, None, rows.comparison_note)
@@ -345,23 +346,20 @@ class ModelFormComparison:
 
 def start_model_form_comparison(
     pool: Executor | None,
-    features_path: Path,
-    labels_path: Path,
+    scratch: Path | None,
     frame: pd.DataFrame,
     catalog: pd.DataFrame,
     params: Params,
     *,
-    customers: np.ndarray | None = None,
     note: str | None = None,
 ) -> ModelFormComparison:
     """Plan the model-form comparison on ``frame`` and submit its fits to ``pool`` (if any).
 
-    ``frame`` is :attr:`EvaluationRows.comparison`: what each worker reads from
-    ``features_path`` and ``labels_path`` (:func:`churn.stages.fit_workers.read_model_form_frame`
-    of the plan's cutoffs), so this process and the workers plan the same split. A comparison
-    that cannot be planned (e.g. a slice without a live feature) comes back with a note and no
-    fits. ``customers`` (:attr:`EvaluationRows.comparison_customers`) limits what the workers
-    read to the customers ``frame`` holds; ``note`` says so in the metrics.
+    ``frame`` is :attr:`EvaluationRows.comparison`. With a pool it is written once to
+    ``scratch`` (:func:`churn.stages.fit_workers.write_model_form_rows`) and every worker plans
+    and fits on that same frame. A comparison that cannot be planned (e.g. a slice without a
+    live feature) comes back with a note and no fits. ``note`` (e.g. that the comparison runs
+    on a sample of the customers) goes into the metrics.
     """
     try:
         plan = plan_model_forms(frame, catalog, params)
@@ -371,10 +369,9 @@ def start_model_form_comparison(
         return ModelFormComparison(None, None, None, note)
     futures = None
     if pool is not None:
-        columns = [column for column in frame.columns if column not in CHURN_TIME_COLUMNS]
-        futures = submit_model_form_fits(
-            pool, features_path, labels_path, columns, catalog, params, plan, customers
-        )
+        assert scratch is not None  # for the type checker: a pool comes with its scratch
+        rows_path = write_model_form_rows(frame, scratch)
+        futures = submit_model_form_fits(pool, rows_path, catalog, params, plan)
     return ModelFormComparison(frame, plan, futures, note)
 
 

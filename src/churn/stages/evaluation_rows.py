@@ -37,13 +37,14 @@ class EvaluationRows:
         frame: The split's test rows (the rows the stage scores), indexed by file position.
         churn_times: The labels' churn-time columns of every row, in file order (``None``
             without a comparison).
-        comparison: The model-form comparison's frame, as each of its workers reads it
-            (:func:`churn.stages.fit_workers.read_model_form_frame` of its cutoffs); ``None``
-            without a comparison or when it cannot be planned.
+        comparison: The model-form comparison's frame: the rows of its split's cutoffs (of a
+            seeded sample of the customers past ``evaluate.model_form_max_customers``) with
+            their churn times, on a range index. Its fits plan and fit on exactly this frame,
+            here or in the workers it is handed to
+            (:func:`churn.stages.fit_workers.write_model_form_rows`). ``None`` without a
+            comparison.
         comparison_note: Why the forms are not compared, when the comparison cannot be planned;
             or, when they are compared on a sample of the customers, which.
-        comparison_customers: The customers the comparison is limited to
-            (``evaluate.model_form_max_customers``; ``None``: every customer).
     """
 
     keys: pd.DataFrame
@@ -52,7 +53,6 @@ class EvaluationRows:
     churn_times: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
     comparison_note: str | None = None
-    comparison_customers: np.ndarray | None = None
 
     def without_comparison(self) -> EvaluationRows:
         """Return these rows without ``comparison`` (for the memory)."""
@@ -72,8 +72,9 @@ def read_evaluation_rows(
     The splits need only each row's cutoff and label (and, for the comparison, its churn
     times), so they are made on the keys; the rows that only the backtest's refits use are
     read by the refits themselves (:func:`churn.stages.fit_workers.refit_backtest_from_file`),
-    in the workers or here one cutoff at a time. The comparison's frame equals what each of
-    its workers reads (a test checks it), so the stage and the workers plan the same split.
+    in the workers or here one cutoff at a time. The comparison's fits get their rows from
+    the stage (:attr:`EvaluationRows.comparison`), so the stage and its workers plan on the
+    same frame.
 
     Args:
         features_path: Features Parquet.
@@ -106,7 +107,8 @@ def read_evaluation_rows(
     del keyed
     if horizon_split.mode == "time":
         # Every slice of an out-of-time split is whole cutoffs, and the split of just those
-        # cutoffs' rows is the same split (:func:`list_plan_cutoffs`).
+        # cutoffs' rows is the same split: the unlabeled and purged cutoffs left out are
+        # exactly those it drops (split_by_time's rules only ever look at labeled cutoffs).
         at_cutoffs = pd.DatetimeIndex(keys[CUTOFF]).isin(horizon_split.used_cutoffs())
         compared = np.flatnonzero(at_cutoffs)
     else:  # a random split draws from row positions: its fits read every row
@@ -122,9 +124,7 @@ def read_evaluation_rows(
     comparison = attach_file_churn_times(
         read_file_rows(features_path, compared, columns), churn_times
     )
-    return EvaluationRows(
-        keys, split, frame, churn_times, comparison.reset_index(drop=True), note, customers
-    )
+    return EvaluationRows(keys, split, frame, churn_times, comparison.reset_index(drop=True), note)
 
 
 def sample_comparison_customers(

@@ -33,10 +33,7 @@ from churn.model.survival import CHURN_TIME_COLUMNS, SurvivalHead
 from churn.stages.evaluate import run_evaluate
 from churn.stages.evaluation_rows import read_evaluation_rows
 from churn.stages.fit_workers import (
-    keep_columns,
     list_model_form_columns,
-    list_plan_cutoffs,
-    read_model_form_frame,
 )
 from churn.stages.train import BASELINE_FILE
 
@@ -95,15 +92,20 @@ def test_the_stage_reads_the_test_rows_and_the_comparisons_only(exported):
     np.testing.assert_array_equal(rows.frame.index.to_numpy(), rows.split.test)
     pd.testing.assert_frame_equal(rows.frame, whole.iloc[rows.split.test])
     assert set(rows.frame["cutoff"]) == set(rows.split.test_cutoffs)
-    # The comparison's frame equals a worker's read of the plan's cutoffs, a strict subset.
+    # The comparison's frame: the rows of the plan's cutoffs (a strict subset), the model's
+    # columns and the schedule's, and their churn times (labels in another order).
     assert rows.comparison is not None
     plan = plan_model_forms(rows.comparison, catalog, params)
-    cutoffs = list_plan_cutoffs(plan)
-    assert cutoffs is not None and len(cutoffs) < whole["cutoff"].nunique()
+    cutoffs = plan.split.used_cutoffs()
+    assert len(cutoffs) < whole["cutoff"].nunique()
     assert set(rows.comparison["cutoff"]) == set(cutoffs)
     columns = list_model_form_columns(list(whole.columns), catalog)
-    worker = read_model_form_frame(features_path, labels_path, columns, cutoffs)
-    pd.testing.assert_frame_equal(rows.comparison, worker)
+    labels = pd.read_parquet(labels_path).set_index(["customer_id", "cutoff"])
+    naive = whole.loc[whole["cutoff"].isin(cutoffs), columns].reset_index(drop=True)
+    keys = pd.MultiIndex.from_frame(naive[["customer_id", "cutoff"]])
+    for column in CHURN_TIME_COLUMNS:
+        naive[column] = labels[column].reindex(keys).array
+    pd.testing.assert_frame_equal(rows.comparison, naive)
     # Without labels, no comparison.
     alone = read_evaluation_rows(features_path, None, catalog, params)
     assert alone.comparison is None and alone.churn_times is None
@@ -119,9 +121,7 @@ def naive_metrics(features_path: Path, labels_path: Path, model_dir: Path, param
     timed = attach_churn_times(whole, pd.read_parquet(labels_path))
     head = evaluate_horizons(timed, SurvivalHead.load(model_dir), params)
     columns = list_model_form_columns(list(whole.columns), model.catalog)
-    compared = compare_model_forms(
-        keep_columns(timed, [*columns, *CHURN_TIME_COLUMNS]), model.catalog, params
-    )
+    compared = compare_model_forms(timed[[*columns, *CHURN_TIME_COLUMNS]], model.catalog, params)
     backtest, _ = run_rolling_backtest(
         whole[[*KEY_COLUMNS, *model.feature_names]], model.catalog, params, fitted=(model, baseline)
     )
@@ -257,7 +257,7 @@ def test_past_the_customer_limit_the_forms_are_compared_on_a_seeded_sample(
     assert kept is not None and len(kept) == 120 < at_used.nunique()
     catalog = ChurnModel.load(model_dir).catalog
     columns = list_model_form_columns(list(whole.columns), catalog)
-    sampled = keep_columns(timed, [*columns, *CHURN_TIME_COLUMNS])
+    sampled = timed[[*columns, *CHURN_TIME_COLUMNS]]
     sampled = sampled[sampled["customer_id"].isin(kept)].reset_index(drop=True)
     expected = make_jsonable(compare_model_forms(sampled, catalog, base))
     assert metrics["horizons"]["comparison"] == expected
@@ -349,7 +349,7 @@ def test_the_stage_reads_the_truth_from_the_month_before_its_earliest_measured_c
     head = evaluate_horizons(timed, SurvivalHead.load(model_dir), truth_params(), truth)
     columns = list_model_form_columns(list(whole.columns), model.catalog)
     compared = compare_model_forms(
-        keep_columns(timed, [*columns, *CHURN_TIME_COLUMNS]),
+        timed[[*columns, *CHURN_TIME_COLUMNS]],
         model.catalog,
         truth_params(),
         truth,

@@ -17,7 +17,11 @@ from churn.domain.catalog import KEY_COLUMNS
 from churn.errors import ModelError
 from churn.io import decode_frame, encode_frame
 from churn.model.backtest import refit_backtest_cutoff, select_backtest_cutoffs
-from churn.model.horizon_evaluation import compare_model_forms, plan_model_forms
+from churn.model.horizon_evaluation import (
+    attach_churn_times,
+    compare_model_forms,
+    plan_model_forms,
+)
 from churn.model.survival import CHURN_TIME_COLUMNS
 from churn.stages.evaluate import ModelFormComparison, finish_model_form_comparison
 from churn.stages.fit_memory import (
@@ -27,21 +31,19 @@ from churn.stages.fit_memory import (
     estimate_worker_bytes,
 )
 from churn.stages.fit_workers import (
-    build_model_form_frame,
+    MODEL_FORM_ROWS_FILE,
     collect_model_forms,
     describe_plan_rows,
     fit_model_form_in_worker,
-    keep_columns,
     list_model_form_columns,
-    list_plan_cutoffs,
     log_fit_completion,
     open_fit_pool,
     read_backtest_frame,
-    read_model_form_frame,
     refit_backtest_from_file,
     refit_side_by_side,
     submit_model_form_fits,
     use_one_thread,
+    write_model_form_rows,
 )
 
 
@@ -209,50 +211,39 @@ def test_model_form_columns_keep_the_schedule_outside_the_catalog():
     ]
 
 
-def test_the_frame_built_from_memory_equals_the_frame_read(survival_files):
-    """Built from frames in memory (extra columns dropped, churn times joined on the keys of
-    labels in another order) or read from the files: the same frame."""
+def read_comparison_frame(features_path, labels_path, catalog) -> pd.DataFrame:
+    """The comparison's rows as the stage holds them: the model-form columns of every row of
+    the features file, with the churn times of the labels (in another order) attached."""
+    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
+    return attach_churn_times(pd.read_parquet(features_path)[columns], pd.read_parquet(labels_path))
+
+
+def test_the_comparison_rows_reach_the_workers_unchanged(tmp_path):
+    """Integer and text ids, zoned cutoffs, missing labels and churn times, every float: the
+    file the workers read decodes to the stage's frame, and it is Arrow, not a pickle."""
+    frame = make_survival_frame(n_customers=40, n_cutoffs=4, seed=3)
+    frame.loc[frame.index[:5], "label"] = np.nan
+    for ids in (frame["customer_id"].astype("int64"), "c" + frame["customer_id"].astype(str)):
+        path = write_model_form_rows(frame.assign(customer_id=ids), tmp_path)
+        assert path == tmp_path / MODEL_FORM_ROWS_FILE
+        # An Arrow IPC stream (its continuation marker first), not a pickle (b"\x80").
+        assert path.read_bytes()[:4] == b"\xff\xff\xff\xff"
+        decoded = decode_frame(path.read_bytes())
+        pd.testing.assert_frame_equal(decoded, frame.assign(customer_id=ids))
+    assert frame["cutoff"].dt.tz is not None and frame[list(CHURN_TIME_COLUMNS)].isna().any().any()
+
+
+def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files, tmp_path):
     features_path, labels_path = survival_files
     catalog = survival_catalog()
-    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
-    in_memory = pd.read_parquet(features_path).assign(not_a_model_column=1.0)
-    built = build_model_form_frame(in_memory, pd.read_parquet(labels_path), columns)
-    read = read_model_form_frame(features_path, labels_path, columns)
-    pd.testing.assert_frame_equal(built, read)
-    assert "not_a_model_column" not in built.columns
-
-
-def test_keep_columns_shares_the_kept_arrays_and_follows_the_given_order():
-    frame = pd.DataFrame(
-        {"customer_id": [3, 1, 2], "a": [0.5, 1.5, 2.5], "b": [1.0, 2.0, 3.0], "c": ["x", "y", "z"]}
-    )
-    kept = keep_columns(frame, ["customer_id", "b"])
-    pd.testing.assert_frame_equal(kept, frame[["customer_id", "b"]])
-    # No copy (unlike frame[columns]), and writing to it leaves the caller's frame alone.
-    assert np.shares_memory(kept["b"].to_numpy(), frame["b"].to_numpy())
-    kept.loc[0, "b"] = -1.0
-    assert frame.loc[0, "b"] == 1.0
-    reordered = keep_columns(frame, ["b", "customer_id"])
-    assert list(reordered.columns) == ["b", "customer_id"]
-    pd.testing.assert_frame_equal(reordered, frame[["b", "customer_id"]])
-    with pytest.raises(KeyError, match="missing_column"):
-        keep_columns(frame, ["customer_id", "missing_column"])
-
-
-def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files):
-    features_path, labels_path = survival_files
-    catalog = survival_catalog()
-    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
-    frame = read_model_form_frame(features_path, labels_path, columns)
+    frame = read_comparison_frame(features_path, labels_path, catalog)
     serial = compare_model_forms(frame, catalog, survival_params(num_threads=1))
 
     params = survival_params(num_threads=2)
     plan = plan_model_forms(frame, catalog, params)
+    rows_path = write_model_form_rows(frame, tmp_path)
     with open_fit_pool(2) as pool:
-        # With the plan, each worker reads only the plan's cutoffs: the same fits.
-        futures = submit_model_form_fits(
-            pool, features_path, labels_path, columns, catalog, params, plan
-        )
+        futures = submit_model_form_fits(pool, rows_path, catalog, params, plan)
         assert list(futures) == ["hazard", "30", "60", "90"]  # the longest fit first
         parallel = collect_model_forms(frame, plan, params, futures)
     # Forcing one thread per worker gives the serial one-thread fits exactly.
@@ -267,16 +258,15 @@ def test_a_model_error_in_a_worker_becomes_the_comparison_note(survival_files, t
     """Without the renewal schedule the head cannot be fitted: its worker's ModelError comes
     back to the parent, and the stage reports the comparison as not made."""
     features_path, labels_path = survival_files
-    no_schedule = tmp_path / "features.parquet"
-    pq.write_table(pq.read_table(features_path).drop(["days_to_renewal"]), no_schedule)
     catalog = survival_catalog()
     catalog = catalog[catalog["name"] != "days_to_renewal"]
     params = survival_params(num_threads=2)
-    columns = list_model_form_columns(pq.read_schema(no_schedule).names, catalog)
-    frame = read_model_form_frame(no_schedule, labels_path, columns)
+    frame = read_comparison_frame(features_path, labels_path, catalog)
+    frame = frame.drop(columns=["days_to_renewal"])
     plan = plan_model_forms(frame, catalog, params)
+    rows_path = write_model_form_rows(frame, tmp_path)
     with open_fit_pool(2) as pool:
-        futures = submit_model_form_fits(pool, no_schedule, labels_path, columns, catalog, params)
+        futures = submit_model_form_fits(pool, rows_path, catalog, params, plan)
         with pytest.raises(ModelError, match="days_to_renewal"):
             collect_model_forms(frame, plan, params, futures)
         comparison = ModelFormComparison(frame, plan, futures)
@@ -290,44 +280,38 @@ def planned(survival_files):
     """The comparison as the stage plans it from the survival files, one thread."""
     features_path, labels_path = survival_files
     catalog = survival_catalog()
-    columns = list_model_form_columns(pq.read_schema(features_path).names, catalog)
     params = survival_params(num_threads=1)
-    frame = read_model_form_frame(features_path, labels_path, columns)
-    return catalog, columns, params, frame, plan_model_forms(frame, catalog, params)
+    frame = read_comparison_frame(features_path, labels_path, catalog)
+    return catalog, params, frame, plan_model_forms(frame, catalog, params)
 
 
-def test_a_worker_reads_only_the_plan_cutoffs_and_plans_the_same_rows(survival_files, planned):
-    """The plan's cutoffs leave out the unlabeled and purged ones (a strict subset here), and
-    the split of just their rows has the same rows, in the same order, per slice."""
-    features_path, labels_path = survival_files
-    catalog, columns, params, frame, plan = planned
-    cutoffs = list_plan_cutoffs(plan)
-    assert cutoffs is not None and len(cutoffs) < frame["cutoff"].nunique()
-    read = read_model_form_frame(features_path, labels_path, columns, cutoffs)
-    assert len(read) < len(frame)
-    naive = frame[frame["cutoff"].isin(cutoffs)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(read, naive)
-    replanned = plan_model_forms(read, catalog, params)
+def test_the_split_of_the_plan_cutoffs_rows_alone_is_the_same_split(planned):
+    """The stage reads only the rows of the comparison's cutoffs
+    (:func:`churn.stages.evaluation_rows.read_evaluation_rows`): they leave out the unlabeled
+    and purged ones (a strict subset here), and the split of just their rows has the same
+    rows, in the same order, per slice."""
+    catalog, params, frame, plan = planned
+    cutoffs = plan.split.used_cutoffs()
+    assert len(cutoffs) < frame["cutoff"].nunique()
+    subset = frame[frame["cutoff"].isin(cutoffs)].reset_index(drop=True)
+    assert len(subset) < len(frame)
+    replanned = plan_model_forms(subset, catalog, params)
     assert describe_plan_rows(replanned) == describe_plan_rows(plan)
     assert replanned.names == plan.names
-    for full, partial in zip(plan.split.slices(frame), replanned.split.slices(read), strict=True):
+    for full, partial in zip(plan.split.slices(frame), replanned.split.slices(subset), strict=True):
         pd.testing.assert_frame_equal(
             full.reset_index(drop=True), partial.reset_index(drop=True)
         )
 
 
-def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(survival_files, planned):
-    features_path, labels_path = survival_files
-    catalog, columns, params, _, plan = planned
+def test_a_worker_whose_rows_differ_from_the_stage_plan_refuses_to_fit(planned, tmp_path):
+    catalog, params, frame, plan = planned
     rows = describe_plan_rows(plan)
     task = {
-        "features_path": str(features_path),
-        "labels_path": str(labels_path),
-        "columns": columns,
+        "rows_path": str(write_model_form_rows(frame, tmp_path)),
         "catalog": encode_frame(catalog),
         "params": params.model_dump(mode="json"),
         "form": "30",
-        "cutoffs": [cutoff.isoformat() for cutoff in list_plan_cutoffs(plan)],
         "rows": {**rows, "test": rows["test"] + 1},
     }
     with pytest.raises(ModelError, match="rows per slice"):
