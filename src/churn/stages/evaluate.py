@@ -155,8 +155,9 @@ def run_evaluate(
     # work so that the workers fit while this process computes the test metrics; the refits
     # join them when memory allows, else they start once the test rows are let go.
     with ExitStack() as stack:
-        # What the workers read besides the features file (the comparison's rows); removed
-        # after the pool has shut down (the exit stack unwinds in reverse).
+        # What the workers read besides the features file (the comparison's rows, 0.13 GB
+        # at a million customers), in the system's temporary folder (TMPDIR); removed after
+        # the pool has shut down (the exit stack unwinds in reverse).
         scratch = (
             Path(stack.enter_context(TemporaryDirectory(prefix="churn-evaluate-")))
             if workers
