@@ -286,7 +286,7 @@ def sweep_negative_rates(args: argparse.Namespace) -> list[dict[str, Any]]:
     import yaml
 
     from churn.config import parse_params
-    from churn.domain.catalog import read_catalog
+    from churn.domain.catalog import read_catalog, select_feature_catalog
     from churn.io import read_frame
     from churn.model import fit
     from churn.model.metrics import TOP_DECILE, compute_ece, compute_lift, summarize_predictions
@@ -304,7 +304,7 @@ def sweep_negative_rates(args: argparse.Namespace) -> list[dict[str, Any]]:
         features.iloc[rows] for rows in (split.train, split.validation, split.test)
     )
     del features
-    catalog = fit.select_feature_catalog(train, read_catalog(Path(args.catalog)))
+    catalog = select_feature_catalog(train, read_catalog(Path(args.catalog)))
     dead = list(fit.find_dead_features(train, list(catalog["name"])))
     train, validation, test = (part.drop(columns=dead) for part in (train, validation, test))
     catalog = catalog[~catalog["name"].isin(dead)].reset_index(drop=True)

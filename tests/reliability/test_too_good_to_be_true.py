@@ -15,7 +15,8 @@ from support.tiny import TINY_CATALOG, make_feature_frame
 from churn.config import parse_params
 from churn.errors import ModelError
 from churn.model.evaluation import evaluate_models
-from churn.model.fit import compute_single_feature_aucs, train_churn_models
+from churn.model.fit import train_churn_models
+from churn.model.leakage import compute_single_feature_aucs
 from churn.model.split import split_by_time
 
 FAST_TRAIN = {"min_child_samples": 20, "n_estimators": 200, "num_threads": 1}

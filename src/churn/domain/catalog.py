@@ -24,7 +24,7 @@ from typing import Final, Literal
 import pandas as pd
 
 from churn.domain.families import FAMILIES, PHASES, PROFILE_FAMILY, UNKNOWN, Phase
-from churn.errors import DataContractError
+from churn.errors import DataContractError, ModelError
 
 Kind = Literal["numeric", "categorical"]
 
@@ -279,6 +279,25 @@ def catalog_specs(
         shown = "; ".join(problems[:10])
         raise DataContractError(f"{source}: {len(problems)} invalid catalog row(s): {shown}")
     return tuple(specs)
+
+
+def select_feature_catalog(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """Return the catalog rows of the frame's feature columns, in frame order.
+
+    Feature columns are all columns except ``customer_id``, ``cutoff`` and ``label``.
+
+    Raises:
+        ModelError: If a feature column has no catalog row, or the frame has no features.
+    """
+    names = [column for column in features.columns if column not in KEY_COLUMNS]
+    if not names:
+        raise ModelError("the features frame has no feature columns")
+    missing = [name for name in names if name not in set(catalog["name"])]
+    if missing:
+        raise ModelError(
+            f"{len(missing)} feature column(s) have no row in the feature catalog: {missing[:20]}"
+        )
+    return catalog.drop_duplicates("name").set_index("name").loc[names].reset_index()
 
 
 def validate_catalog_frame(catalog: pd.DataFrame, source: str = "feature catalog") -> pd.DataFrame:

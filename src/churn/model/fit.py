@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churn.config import Params, TrainConfig
-from churn.domain.catalog import KEY_COLUMNS, catalog_specs
+from churn.domain.catalog import catalog_specs, select_feature_catalog
 from churn.errors import ModelError
 from churn.model.artifact import (
     Calibrator,
@@ -28,8 +27,8 @@ from churn.model.artifact import (
     prepare_features,
 )
 from churn.model.baseline import fit_sample_baseline, predict_baseline
-from churn.model.leakage import check_leakage, check_plausible_auc
-from churn.model.metrics import compute_median, compute_roc_auc, summarize_predictions
+from churn.model.leakage import check_leakage, check_plausible_auc, compute_single_feature_aucs
+from churn.model.metrics import summarize_predictions
 from churn.model.pooling import learn_all_pooled_levels
 from churn.model.reason_reference import (
     REFERENCE_KEY,
@@ -75,25 +74,6 @@ class TrainResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     tuned_params: dict[str, Any] = field(default_factory=dict)
     dropped_features: dict[str, str] = field(default_factory=dict)
-
-
-def select_feature_catalog(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
-    """Return the catalog rows of the frame's feature columns, in frame order.
-
-    Feature columns are all columns except ``customer_id``, ``cutoff`` and ``label``.
-
-    Raises:
-        ModelError: If a feature column has no catalog row, or the frame has no features.
-    """
-    names = [column for column in features.columns if column not in KEY_COLUMNS]
-    if not names:
-        raise ModelError("the features frame has no feature columns")
-    missing = [name for name in names if name not in set(catalog["name"])]
-    if missing:
-        raise ModelError(
-            f"{len(missing)} feature column(s) have no row in the feature catalog: {missing[:20]}"
-        )
-    return catalog.drop_duplicates("name").set_index("name").loc[names].reset_index()
 
 
 def find_dead_features(train: pd.DataFrame, names: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -355,91 +335,6 @@ def check_label_balance(labels: np.ndarray, min_positives: int, where: str) -> N
             f"the {where} rows hold only {positives} churned customer(s), fewer than "
             f"train.min_positives = {min_positives}; add history or lower train.min_positives"
         )
-
-
-def compute_single_feature_aucs(
-    train: pd.DataFrame, test: pd.DataFrame, catalog: pd.DataFrame, threads: int = 1
-) -> dict[str, float]:
-    """Score each feature on its own on the test rows: ``max(auc, 1 - auc)``.
-
-    Numbers are used as the score with missing values imputed by the train median; categories
-    are scored by their level's churn rate in train (unseen or missing levels get the overall
-    train rate). A feature this predictive on its own is almost always a copy of the label.
-
-    Args:
-        train: The training rows (medians and level rates).
-        test: The rows scored.
-        catalog: The feature catalog.
-        threads: Features scored at once. A numeric feature's median and sort release the
-            GIL: with two threads the step took 14.6 / 15.1 s instead of 26.8 / 21.9 s on a
-            million customers' split (4.8M training rows, 2026-12-05, docs/benchmarks-log.md).
-            The result does not depend on it.
-
-    Returns:
-        Feature -> its AUC (``max(auc, 1 - auc)``), in the catalog's order.
-    """
-    feature_catalog = select_feature_catalog(train, catalog)
-    train_y, test_y = label_array(train), label_array(test)
-
-    def score_feature(name: str, kind: str) -> float:
-        if kind == "categorical":
-            score = score_by_level_rate(train[name], train_y, test[name])
-        else:
-            values = pd.to_numeric(test[name], errors="coerce").astype(float)
-            # The train median only fills missing test values: a column without any (two in
-            # three of the simulator's numeric features) skips its partition of every
-            # training row, the larger part of this step (scores unchanged).
-            if values.isna().any():
-                median = compute_median(pd.to_numeric(train[name], errors="coerce"))
-                values = values.fillna(0.0 if pd.isna(median) else float(median))
-            score = values.to_numpy()
-        auc = compute_roc_auc(test_y, score)
-        return max(auc, 1.0 - auc)
-
-    names = list(feature_catalog["name"])
-    kinds = list(feature_catalog["kind"])
-    if threads <= 1 or len(names) < 2:
-        return {name: score_feature(name, kind) for name, kind in zip(names, kinds, strict=True)}
-    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
-        aucs = list(pool.map(score_feature, names, kinds))
-    return dict(zip(names, aucs, strict=True))
-
-
-def score_by_level_rate(
-    train_values: pd.Series, train_labels: np.ndarray, test_values: pd.Series
-) -> np.ndarray:
-    """Score each test row by its level's churn rate among the training rows.
-
-    A level missing in the test rows, or never seen (with a value) in the training rows, gets
-    the overall training rate. Levels are told apart as pandas' ``factorize`` tells them
-    apart, over both slices at once (so ``category`` columns with different categories, integer
-    codes and text all work); the rates are count-weighted sums of 0/1 labels, exact in
-    float64, so they equal a per-level mean to the last bit. On a million customers' split
-    (6.5M training rows, six text features) this took 1.8 s where grouping Python objects
-    took 8.2 s, with the same scores (2026-12-06, docs/benchmarks-log.md).
-
-    Args:
-        train_values: The feature in the training rows.
-        train_labels: Their 0/1 labels.
-        test_values: The feature in the scored rows.
-
-    Returns:
-        One float64 score per test row.
-    """
-    both = pd.concat([train_values, test_values], ignore_index=True)
-    codes, _ = pd.factorize(both)  # -1 for a missing value
-    train_codes, test_codes = codes[: len(train_values)], codes[len(train_values) :]
-    n_levels = int(codes.max()) + 1 if len(codes) else 0
-    valued = train_codes >= 0
-    counts = np.bincount(train_codes[valued], minlength=n_levels)
-    sums = np.bincount(
-        train_codes[valued], weights=train_labels[valued].astype(np.float64), minlength=n_levels
-    )
-    score = np.full(len(test_codes), float(np.mean(train_labels)) if len(train_labels) else np.nan)
-    known = test_codes >= 0
-    known[known] = counts[test_codes[known]] > 0
-    score[known] = sums[test_codes[known]] / counts[test_codes[known]]
-    return score
 
 
 def build_importance(model: ChurnModel) -> pd.DataFrame:

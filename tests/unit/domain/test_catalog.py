@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from support.tiny import TINY_CATALOG
+from support.tiny import TINY_CATALOG, make_feature_frame
 
 from churn.domain.catalog import (
     CATALOG_COLUMNS,
@@ -15,10 +15,11 @@ from churn.domain.catalog import (
     catalog_specs,
     feature_dtypes,
     read_catalog,
+    select_feature_catalog,
     uncatalogued_spec,
     validate_catalog_frame,
 )
-from churn.errors import DataContractError
+from churn.errors import DataContractError, ModelError
 
 
 def test_round_trip_through_csv_keeps_every_cell(tmp_path):
@@ -108,3 +109,18 @@ def test_kind_dtypes_and_key_columns():
 def test_uncatalogued_spec_is_unknown_and_worded_from_its_name():
     spec = uncatalogued_spec("days_since_login", "numeric")
     assert (spec.family, spec.phase, spec.description) == ("unknown", "unknown", "days since login")
+
+
+def test_the_catalog_rows_of_a_frame_follow_its_columns_and_every_one_is_required():
+    frame = make_feature_frame(n_customers=20, n_cutoffs=2, seed=3)
+    features = [column for column in frame.columns if column not in KEY_COLUMNS]
+    reordered = frame[[*KEY_COLUMNS, *reversed(features)]]
+    selected = select_feature_catalog(reordered, TINY_CATALOG)
+    assert list(selected["name"]) == list(reversed(features))
+    pd.testing.assert_frame_equal(
+        selected.set_index("name"), TINY_CATALOG.set_index("name").loc[list(reversed(features))]
+    )
+    with pytest.raises(ModelError, match="mystery_column"):
+        select_feature_catalog(frame.assign(mystery_column=1.0), TINY_CATALOG)
+    with pytest.raises(ModelError, match="no feature columns"):
+        select_feature_catalog(frame[list(KEY_COLUMNS)], TINY_CATALOG)

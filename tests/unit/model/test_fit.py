@@ -13,12 +13,9 @@ from churn.model.artifact import ChurnModel
 from churn.model.baseline import fit_baseline, predict_baseline
 from churn.model.fit import (
     check_label_balance,
-    compute_single_feature_aucs,
     find_dead_features,
     fit_and_score_validation,
     fit_churn_model,
-    score_by_level_rate,
-    select_feature_catalog,
     train_churn_models,
 )
 from churn.model.metrics import compute_brier, summarize_predictions
@@ -131,101 +128,6 @@ def test_leakage_guard_names_a_planted_copy_of_the_label(frame):
     ) as raised:
         train_churn_models(leaky, catalog, fast_params())
     assert "support_tickets_last_30d" not in str(raised.value)
-
-
-def test_single_feature_aucs_flip_inverse_features_and_score_categories(frame):
-    params = fast_params()
-    train, _, test = slices(frame, params)
-    test = test.copy()
-    test["active_days_last_30d"] = -test["active_days_last_30d"]  # same signal, reversed sign
-    aucs = compute_single_feature_aucs(train, test, TINY_CATALOG)
-    assert set(aucs) == set(TINY_CATALOG["name"])
-    assert all(0.5 <= auc <= 1.0 for auc in aucs.values())
-    assert aucs["support_tickets_last_30d"] > 0.6
-    assert aucs["acquisition_channel"] > 0.5  # paid search churns more: rates carry signal
-
-
-def test_single_feature_aucs_are_the_same_scored_in_threads(frame):
-    params = fast_params()
-    train, _, test = slices(frame, params)
-    serial = compute_single_feature_aucs(train, test, TINY_CATALOG)
-    threaded = compute_single_feature_aucs(train, test, TINY_CATALOG, threads=2)
-    assert list(threaded.items()) == list(serial.items())  # same values, catalog order
-    assert len(serial) > 2 and len(set(serial.values())) > 2
-
-
-def test_single_feature_aucs_fill_missing_test_values_with_the_train_median(frame):
-    from sklearn.metrics import roc_auc_score
-
-    params = fast_params()
-    train, _, test = slices(frame, params)
-    train, test = train.copy(), test.copy()
-    test.loc[test.index[::3], "active_days_last_30d"] = np.nan
-    train["support_tickets_last_30d"] = np.nan  # no median: its missing test values become 0
-    test.loc[test.index[::4], "support_tickets_last_30d"] = np.nan
-    aucs = compute_single_feature_aucs(train, test, TINY_CATALOG)
-    labels = test["label"].to_numpy()
-
-    def by_hand(name: str, fill: float) -> float:
-        auc = roc_auc_score(labels, test[name].fillna(fill).to_numpy())
-        return max(auc, 1.0 - auc)
-
-    median = float(np.median(train["active_days_last_30d"].dropna()))
-    assert aucs["active_days_last_30d"] == pytest.approx(by_hand("active_days_last_30d", median))
-    assert aucs["active_days_last_30d"] != pytest.approx(by_hand("active_days_last_30d", 0.0))
-    assert aucs["support_tickets_last_30d"] == pytest.approx(
-        by_hand("support_tickets_last_30d", 0.0)
-    )
-
-
-def _level_rates_by_hand(train_values, train_labels, test_values):
-    """Naive reference: a dict of per-level lists of labels, missing and unseen -> overall."""
-    by_level: dict = {}
-    for value, label in zip(train_values, train_labels, strict=True):
-        if not pd.isna(value):
-            by_level.setdefault(value, []).append(label)
-    overall = sum(train_labels) / len(train_labels)
-    return np.array([
-        overall if pd.isna(value) or value not in by_level
-        else sum(by_level[value]) / len(by_level[value])
-        for value in test_values
-    ])
-
-
-@pytest.mark.parametrize(
-    "train_values, test_values",
-    [
-        # Text with missing values (None and NaN) and a level only the test rows have.
-        (["a", "b", None, "a", "c", "b", "a", np.nan], ["a", "c", "d", None, "b", np.nan]),
-        # Integer codes, as third-party exports carry them.
-        ([3, 7, 7, 3, 11, 3, 7, 11], [7, 11, 5, 3, 3, 7]),
-        # Categories that differ between the slices.
-        (pd.Categorical(["x", "y", "x", None, "y", "z", "x", "x"]),
-         pd.Categorical(["y", "w", None, "x", "z", "x"], categories=["w", "x", "y", "z"])),
-        # Arrow-backed text (the features file's strings).
-        (pd.array(["p", "q", "p", None, "q", "q", "p", "r"], dtype="string[pyarrow]"),
-         pd.array(["r", "s", "p", None, "q", "q"], dtype="string[pyarrow]")),
-    ],
-    ids=["text", "integer codes", "categories", "arrow text"],
-)
-def test_level_rates_equal_a_per_level_mean(train_values, test_values):
-    labels = np.array([1, 0, 1, 1, 0, 0, 1, 0])
-    ours = score_by_level_rate(pd.Series(train_values), labels, pd.Series(test_values))
-    expected = _level_rates_by_hand(list(train_values), list(labels), list(test_values))
-    np.testing.assert_array_equal(ours, expected)
-    assert len(set(ours)) >= 3  # several levels' own rates, not only the overall one
-
-
-def test_level_rates_of_a_feature_missing_in_training_are_the_overall_rate():
-    labels = np.array([1, 0, 0, 0])
-    ours = score_by_level_rate(pd.Series([None] * 4, dtype="object"), labels,
-                               pd.Series(["a", None]))
-    np.testing.assert_array_equal(ours, [0.25, 0.25])
-
-
-def test_a_feature_missing_from_the_catalog_is_named(frame):
-    with pytest.raises(ModelError, match="mystery_column"):
-        select_feature_catalog(frame.assign(mystery_column=1.0), TINY_CATALOG)
 
 
 def test_baseline_uses_train_statistics_and_tolerates_unseen_and_missing_levels(frame):
