@@ -12,8 +12,8 @@ the features Parquet file (which the worker reads itself, only the rows and colu
 a model-form fit's the Arrow IPC file of the comparison's rows that the stage wrote once
 (:func:`write_model_form_rows`); the catalog goes as Arrow IPC bytes, the parameters as JSON
 and cutoffs as text; each result is a dict of numbers and text, with probabilities as float64
-bytes. Workers are started with ``spawn`` (no
-fork of a parent holding big frames, DuckDB or MLflow state).
+bytes. Workers are started with ``spawn`` (no fork of a parent holding big frames, DuckDB or
+MLflow state).
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def write_model_form_rows(frame: pd.DataFrame, folder: Path) -> Path:
 
     The stage holds them already (:attr:`churn.stages.evaluation_rows.EvaluationRows.comparison`,
     the rows of the comparison's cutoffs and customer sample with their churn times). Each of
-    the four workers reading them again from the features and labels files cost about 3.5 s of
+    the four fits reading them again from the features and labels files cost about 3.5 s of
     CPU at a million customers and 0.8 s at 100k (2026-12-08), for the same frame. As every
     frame that crosses to a worker, it goes as Arrow IPC (:func:`churn.io.encode_frame`), never
     a pickle.
