@@ -109,7 +109,7 @@ def run_evaluate(
     from churn.model.artifact import ChurnModel
     from churn.model.baseline import load_baseline
     from churn.model.verification import verify_manifest
-    from churn.tracking.runs import log_eval_metrics
+    from churn.tracking.runs import connect_training_run, log_run_metrics
 
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)
     features_path = Path(features_path)
@@ -218,6 +218,13 @@ def run_evaluate(
         # stage's processes together 11.8 GB instead of 12.6 GB at their peak, 2026-12-05).
         rows = rows.without_test_rows()
         release_arrow_memory()
+        # MLflow's import and store (about 2 s) while the workers refit, not after them.
+        registry_path = model_dir / REGISTRY_FILE
+        training_run = (
+            connect_training_run(json.loads(registry_path.read_text()))
+            if registry_path.exists()
+            else None
+        )
         if early_refits is not None:
             refitted = collect_backtest_refits(early_refits)
         else:
@@ -258,12 +265,11 @@ def run_evaluate(
         evaluation.metrics["baseline"]["test"]["roc_auc"],
         test["lift_top_decile"],
     )
-    registry_path = model_dir / REGISTRY_FILE
-    if registry_path.exists():
+    if training_run is not None:
         from churn.model.horizon_evaluation import flatten_horizons_for_mlflow
 
         logged = {**flatten_for_mlflow(metrics), **flatten_horizons_for_mlflow(horizons)}
-        log_eval_metrics(json.loads(registry_path.read_text()), logged)
+        log_run_metrics(training_run, logged)
     return metrics
 
 

@@ -153,15 +153,39 @@ def refit_in_worker(task: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def set_up_fit_worker() -> None:
+    """Set up a fit worker process: allocations like every command's, one thread per native
+    thread pool (OpenMP, OpenBLAS).
+
+    The workers share the cores as processes, and each LightGBM fit already trains on one
+    thread; but LightGBM's binning and predictions, scikit-learn's loss functions and the
+    matrix products of the logistic baseline and the Platt calibrator would otherwise start a
+    thread per core in every worker, which then compete with the other workers for the same
+    cores. A 100k refit alone took 13.9-14.8 s of CPU with them and 12.3-12.8 s without, for
+    as much wall time or 0.4 s more (2026-12-08, docs/benchmarks-log.md). One thread also makes
+    a worker's numbers independent of the machine's core count: OpenBLAS splits a long dot
+    product across its threads, which moves the last bit of, e.g., the calibrated log loss.
+    """
+    # LightGBM's import loads every runtime the fits use (its OpenMP, scikit-learn's OpenMP and
+    # both OpenBLAS copies), and a limit applies only to the runtimes already loaded.
+    import lightgbm  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    # Each worker allocates like the command that started it (churn.io.memory).
+    set_up_process_memory()
+    # Not a context manager: the limit holds for the worker's life.
+    threadpool_limits(limits=1)
+
+
 def open_fit_pool(workers: int) -> ProcessPoolExecutor:
     """Return a pool of ``workers`` spawned processes for :func:`submit_backtest_refits` and
     :func:`submit_model_form_fits` (use it as a context manager); the target stage's T-learner
-    cross-check uses it too (:mod:`churn.stages.tlearner_checks`)."""
-    # Each worker allocates like the command that started it (churn.io.memory).
+    cross-check uses it too (:mod:`churn.stages.tlearner_checks`). Each worker is set up by
+    :func:`set_up_fit_worker`."""
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=set_up_process_memory,
+        initializer=set_up_fit_worker,
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -326,30 +326,64 @@ def _log_training_run(
     }
 
 
-def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
-    """Add ``metrics`` to the training run named in a ``registry.json`` record.
+@dataclass(frozen=True)
+class TrainingRun:
+    """An open MLflow client and the id of the training run it logs to
+    (:func:`connect_training_run`)."""
 
-    A missing or unreachable run is a warning, not an error: the metrics file on disk is the
-    evaluate stage's output, the MLflow copy a convenience.
+    client: MlflowClient
+    run_id: str
 
-    Returns:
-        Whether the metrics were logged.
+
+def connect_training_run(registry: Mapping[str, Any]) -> TrainingRun | None:
+    """Import MLflow and open a client of the training run a ``registry.json`` record names.
+
+    The evaluate stage connects while its backtest refits run in worker processes and it has
+    nothing else to do (about 2 s: MLflow's import and its SQL store's), and logs once they are
+    done (:func:`log_run_metrics`).
+
+    A missing run id, a missing store or one that cannot be opened is ``None`` (a warning for
+    the last two), not an error: the metrics file on disk is the evaluate stage's output, the
+    MLflow copy a convenience.
     """
     import_mlflow()
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
     from churn.tracking.store import connection_uri, tracking_uri
 
     run_id = registry.get("run_id")
     if not run_id:
-        return False
+        return None
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         # Connecting would silently create an empty store instead of finding the run.
         logger.warning("no MLflow store at %s: evaluation metrics not logged to the run", uri)
+        return None
+    with quiet_mlflow():
+        try:
+            return TrainingRun(MlflowClient(tracking_uri=connection_uri(uri)), str(run_id))
+        except MlflowException as exc:
+            logger.warning(
+                "evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message
+            )
+            return None
+
+
+def log_run_metrics(run: TrainingRun | None, metrics: Mapping[str, float]) -> bool:
+    """Add the finite ``metrics`` to ``run`` (:func:`connect_training_run`); ``None`` logs
+    nothing.
+
+    An unknown run is a warning, not an error (see :func:`connect_training_run`).
+
+    Returns:
+        Whether the metrics were logged.
+    """
+    if run is None:
         return False
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     batch = [
         Metric(key, float(value), now, 0)
@@ -358,12 +392,11 @@ def log_eval_metrics(registry: Mapping[str, Any], metrics: Mapping[str, float]) 
     ]
     with quiet_mlflow():
         try:
-            client = MlflowClient(tracking_uri=connection_uri(uri))
             for start in range(0, len(batch), 500):  # MLflow caps a batch at 1000 entries
-                client.log_batch(run_id, metrics=batch[start : start + 500])
+                run.client.log_batch(run.run_id, metrics=batch[start : start + 500])
         except MlflowException as exc:
             logger.warning(
-                "evaluation metrics not logged to MLflow run %s: %s", run_id, exc.message
+                "evaluation metrics not logged to MLflow run %s: %s", run.run_id, exc.message
             )
             return False
     return True

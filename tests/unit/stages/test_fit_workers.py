@@ -233,6 +233,18 @@ def test_the_comparison_rows_reach_the_workers_unchanged(tmp_path):
     assert frame["cutoff"].dt.tz is not None and frame[list(CHURN_TIME_COLUMNS)].isna().any().any()
 
 
+def test_fit_workers_run_every_native_thread_pool_on_one_thread():
+    """Each worker limits OpenMP and OpenBLAS to one thread: the workers share the cores."""
+    from threadpoolctl import threadpool_info
+
+    with open_fit_pool(1) as pool:
+        pools = pool.submit(threadpool_info).result()
+    apis = {entry["user_api"] for entry in pools}
+    assert apis == {"openmp", "blas"}  # LightGBM's and sklearn's OpenMP, both OpenBLAS copies
+    assert [entry["num_threads"] for entry in pools] == [1] * len(pools)
+    assert len(pools) >= 3
+
+
 def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files, tmp_path):
     features_path, labels_path = survival_files
     catalog = survival_catalog()

@@ -25,7 +25,12 @@ from churn.model.artifact import ChurnModel
 from churn.model.gate import is_better
 from churn.stages.train import download_champion_export, run_train
 from churn.tracking.loading import find_churn_model_dir
-from churn.tracking.runs import flatten_params, log_eval_metrics, read_dvc_md5
+from churn.tracking.runs import (
+    connect_training_run,
+    flatten_params,
+    log_run_metrics,
+    read_dvc_md5,
+)
 from churn.tracking.signature import build_model_signature, pin_model_requirements
 from churn.tracking.store import default_artifact_location, quiet_mlflow
 
@@ -307,20 +312,35 @@ def test_signature_falls_back_to_documented_columns_when_scoring_fails(tiny_mode
     assert {"risk_share_support", "risk_share_pre_sale", "risk_share_post_sale"} <= set(outputs)
 
 
-def test_log_eval_metrics_never_creates_a_store_or_fails(tmp_path, monkeypatch, caplog):
+def test_connecting_to_a_training_run_never_creates_a_store_or_fails(
+    tmp_path, monkeypatch, caplog
+):
     missing = tmp_path / "nowhere.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
     with caplog.at_level(logging.WARNING):
-        assert log_eval_metrics({"run_id": "abc"}, {"eval_test_roc_auc": 0.8}) is False
+        assert connect_training_run({"run_id": "abc"}) is None
     assert not missing.exists()
     assert "not logged" in caplog.text
-    assert log_eval_metrics({}, {"eval_test_roc_auc": 0.8}) is False
+    assert connect_training_run({}) is None
+    assert log_run_metrics(None, {"eval_test_roc_auc": 0.8}) is False
 
 
-def test_log_eval_metrics_to_an_unknown_run_is_a_warning(mlflow_store, caplog):
+def test_run_metrics_to_an_unknown_run_are_a_warning(mlflow_store, caplog):
+    run = connect_training_run({"run_id": "0" * 32})
+    assert run is not None  # the store exists; the run is looked up when logging
     with caplog.at_level(logging.WARNING):
-        assert log_eval_metrics({"run_id": "0" * 32}, {"eval_test_roc_auc": 0.8}) is False
+        assert log_run_metrics(run, {"eval_test_roc_auc": 0.8}) is False
     assert "not logged" in caplog.text
+
+
+def test_run_metrics_land_on_the_run_and_skip_missing_values(mlflow_store):
+    client = MlflowClient(mlflow_store)
+    experiment = client.create_experiment("evaluation")
+    run_id = client.create_run(experiment).info.run_id
+    run = connect_training_run({"run_id": run_id})
+    metrics = {"eval_test_roc_auc": 0.8, "eval_test_lift": float("nan"), "eval_none": None}
+    assert log_run_metrics(run, metrics) is True
+    assert client.get_run(run_id).data.metrics == {"eval_test_roc_auc": 0.8}
 
 
 def test_quiet_mlflow_restores_environment_and_log_levels(monkeypatch):

@@ -145,11 +145,11 @@ def _run_in_a_user_shell(code: str, home: Path) -> tuple[str, bool]:
     [
         "from churn.tracking.store import import_mlflow; import_mlflow()",
         # Entry points whose first statement used to import MLflow outside quiet_mlflow.
-        "from churn.tracking.runs import log_eval_metrics; log_eval_metrics({}, {})",
+        "from churn.tracking.runs import connect_training_run; connect_training_run({})",
         "from churn.tracking.store import connect_tracking; connect_tracking()",
         "import churn.tracking.pyfunc",  # derives from MLflow's class: imports it with itself
     ],
-    ids=["import_mlflow", "log_eval_metrics", "connect_tracking", "pyfunc_module"],
+    ids=["import_mlflow", "connect_training_run", "connect_tracking", "pyfunc_module"],
 )
 def test_mlflow_is_imported_with_its_telemetry_off(tmp_path, code):
     assert _run_in_a_user_shell(code, tmp_path) == ("none", False)
