@@ -16,7 +16,7 @@ PR AUC, ECE, lift, ...) and, with the simulator's truth, the oracle at the same 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -356,6 +356,7 @@ def evaluate_horizons(
     truth: pd.DataFrame | None = None,
     *,
     split: Split | None = None,
+    known_oracle: Mapping[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Measure the exported survival head at each horizon on the classifier's test rows.
 
@@ -373,10 +374,18 @@ def evaluate_horizons(
             some of its rows (at least the test rows) indexed by file position
             (:func:`churn.model.split.take_file_rows`). Default: ``frame`` is the whole file
             and is split here.
+        known_oracle: Horizon -> the oracle's probabilities on all the test rows, in their
+            order, where the caller has them (the evaluate stage's at the label horizon, from
+            :func:`churn.model.evaluation.evaluate_models`); the oracle is a function of each
+            row alone, so the rows a horizon observes take theirs from it. Default: computed.
 
     Returns:
         ``{"<H>": metrics or {"observable": False, "note": ...}}``.
+
+    Raises:
+        ValueError: If a known oracle does not have one probability per test row.
     """
+    known_oracle = dict(known_oracle or {})
     if split is None:
         split = split_by_time(frame, params.train, params.label, mode=params.ingest.mode)
         test = take_rows(frame, split.test)
@@ -397,7 +406,17 @@ def evaluate_horizons(
                 "(or holds one class)",
             }
             continue
-        oracle = None if truth is None else compute_oracle_probabilities(test[keep], truth, horizon)
+        if truth is None:
+            oracle = None
+        elif horizon in known_oracle:
+            if len(known_oracle[horizon]) != len(test):
+                raise ValueError(
+                    f"{len(known_oracle[horizon])} known oracle probabilities for "
+                    f"{len(test)} test rows at {horizon} days"
+                )
+            oracle = np.asarray(known_oracle[horizon], dtype=np.float64)[keep]
+        else:
+            oracle = compute_oracle_probabilities(test[keep], truth, horizon)
         out[str(horizon)] = {
             "observable": True,
             **_summarize(y, probabilities[keep, k], params, oracle),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -25,7 +27,12 @@ from churn.layout import (
     plot_file_name,
     table_file_name,
 )
-from churn.model.backtest import finish_backtest, score_exported_cutoffs
+from churn.model.backtest import (
+    finish_backtest,
+    score_exported_cutoffs,
+    select_backtest_cutoffs,
+    split_backtest_cutoffs,
+)
 from churn.model.evaluation import evaluate_models, flatten_for_mlflow
 from churn.model.horizon_evaluation import (
     ModelFormPlan,
@@ -33,7 +40,7 @@ from churn.model.horizon_evaluation import (
     plan_model_forms,
 )
 from churn.model.metrics import make_jsonable
-from churn.model.split import take_rows
+from churn.model.split import Split, take_rows
 from churn.model.survival import has_survival_head
 from churn.stages.evaluation_rows import (
     EvaluationRows,
@@ -140,7 +147,11 @@ def run_evaluate(
     # The backtest refits on exactly the exported model's features and catalog, reading the
     # rows up to its cutoff from the file (a worker does the same).
     columns = [*KEY_COLUMNS, *model.feature_names]
-    bytes_per_worker = estimate_fit_bytes(rows, backtest_params, columns, model.catalog)
+    # The backtest's splits of the keys, made once for the refits' memory and the plan below.
+    splits = split_backtest_cutoffs(
+        rows.keys, backtest_params, select_backtest_cutoffs(rows.keys, backtest_params)[0]
+    )
+    bytes_per_worker = estimate_fit_bytes(rows, backtest_params, columns, model.catalog, splits)
     workers = count_fit_workers(
         backtest_params,
         fits,
@@ -176,7 +187,7 @@ def run_evaluate(
         elif compare:
             comparison = ModelFormComparison(None, None, None, rows.comparison_note)
         plan = score_exported_cutoffs(
-            rows.keys, backtest_params, fitted=(model, baseline), rows=rows.frame
+            rows.keys, backtest_params, fitted=(model, baseline), rows=rows.frame, splits=splits
         )
         # The refits queue behind the comparison's fits, so the workers do not wait for the
         # metrics below, when memory allows it (can_refit_beside_metrics).
@@ -203,7 +214,14 @@ def run_evaluate(
                                      known=plan.scored.values())
         head_on_test = None
         if rows.churn_times is not None:
-            head_on_test = measure_head_on_test(rows, model_dir, params, truth)
+            # The oracle at the label horizon on the same test rows is computed once.
+            predictions = evaluation.predictions
+            known_oracle = (
+                {params.label.horizon_days: predictions["oracle_probability"].to_numpy()}
+                if "oracle_probability" in predictions
+                else {}
+            )
+            head_on_test = measure_head_on_test(rows, model_dir, params, truth, known_oracle)
         horizons = None
         if comparison is not None and comparison.futures is None:
             # Fitted here: done before the backtest's refits so that their rows and the
@@ -322,16 +340,18 @@ def read_truth_months(path: Path, earliest_cutoff: pd.Timestamp | None) -> pd.Da
 
 
 def estimate_fit_bytes(
-    rows: EvaluationRows, params: Params, columns: list[str], catalog: pd.DataFrame
+    rows: EvaluationRows,
+    params: Params,
+    columns: list[str],
+    catalog: pd.DataFrame,
+    splits: Mapping[pd.Timestamp, Split | None],
 ) -> int:
     """Return the memory the largest of the stage's fits is expected to need in a worker: a
-    backtest refit on ``columns`` (:func:`churn.stages.fit_memory.estimate_refit_bytes`) or a
-    model-form fit, which reads the comparison's rows and columns."""
-    from churn.model.backtest import select_backtest_cutoffs
-
+    backtest refit on ``columns`` at one of ``splits``' cutoffs
+    (:func:`churn.stages.fit_memory.estimate_refit_bytes`) or a model-form fit, which reads the
+    comparison's rows and columns."""
     thin = len(list_categorical_columns(columns, catalog))
-    cutoffs, _ = select_backtest_cutoffs(rows.keys, params)
-    largest = estimate_refit_bytes(rows.keys, params, cutoffs, len(columns), thin)
+    largest = estimate_refit_bytes(rows.keys, params, splits, len(columns), thin)
     if rows.comparison is not None:
         comparison = estimate_worker_bytes(len(rows.comparison), len(rows.comparison.columns))
         largest = max(largest, comparison)
@@ -407,14 +427,20 @@ def finish_model_form_comparison(
 
 
 def measure_head_on_test(
-    rows: EvaluationRows, model_dir: Path, params: Params, truth: pd.DataFrame | None
+    rows: EvaluationRows,
+    model_dir: Path,
+    params: Params,
+    truth: pd.DataFrame | None,
+    known_oracle: Mapping[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Return the exported survival head's metrics per horizon on the classifier's test rows
-    (:func:`churn.model.horizon_evaluation.evaluate_horizons`)."""
+    (:func:`churn.model.horizon_evaluation.evaluate_horizons`, which takes ``known_oracle``)."""
     from churn.model.horizon_evaluation import evaluate_horizons
     from churn.model.survival import SurvivalHead
 
     assert rows.churn_times is not None
     test = attach_file_churn_times(rows.frame, rows.churn_times)
     head = SurvivalHead.load(model_dir)
-    return evaluate_horizons(test, head, params, truth, split=rows.split)
+    return evaluate_horizons(
+        test, head, params, truth, split=rows.split, known_oracle=known_oracle
+    )

@@ -11,8 +11,9 @@ or the fits one after another in the stage's own process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ import pandas as pd
 from churn.config import Params
 from churn.domain.catalog import CUTOFF
 from churn.errors import ModelError
+
+if TYPE_CHECKING:
+    from churn.model.split import Split
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +50,12 @@ def estimate_worker_bytes(rows: int, columns: int, *more: tuple[int, int]) -> in
 def estimate_refit_bytes(
     keys: pd.DataFrame,
     params: Params,
-    cutoffs: Sequence[pd.Timestamp],
+    splits: Mapping[pd.Timestamp, Split | None],
     columns: int,
     thin_columns: int,
 ) -> int:
-    """Return the memory the largest backtest refit at ``cutoffs`` is expected to need in a
-    worker (:func:`refit_backtest_from_file`), from the file's keys alone.
+    """Return the memory the largest backtest refit is expected to need in a worker
+    (:func:`refit_backtest_from_file`), from the file's keys alone.
 
     A refit holds ``thin_columns`` (keys and categorical features) of every row up to its
     cutoff and all ``columns`` of the rows it fits and scores: every churned training row, the
@@ -62,20 +66,22 @@ def estimate_refit_bytes(
     Args:
         keys: Every row's ``customer_id``, ``cutoff`` and ``label``, in file order.
         params: All parameters, as the refits use them.
-        cutoffs: The backtest's cutoffs.
+        splits: The backtest's cutoffs and their splits of ``keys``
+            (:func:`churn.model.backtest.split_backtest_cutoffs`; ``None``: the split failed).
         columns: Columns a refit reads of the rows it fits and scores.
         thin_columns: Columns it reads of every row up to its cutoff.
     """
     from churn.model.backtest import build_backtest_config
     from churn.model.sampling import choose_negative_rate
-    from churn.model.split import label_array, split_by_time, take_rows
+    from churn.model.split import label_array, take_rows
 
     cfg = build_backtest_config(params)
     times = pd.DatetimeIndex(keys[CUTOFF])
     largest = 0
-    for cutoff in cutoffs:
+    for cutoff, split in splits.items():
+        if split is None:
+            continue
         try:
-            split = split_by_time(keys, cfg, params.label, last_cutoff=cutoff)
             labels = label_array(take_rows(keys, split.train))
             positives = int(labels.sum())
             rate = choose_negative_rate(positives, len(labels) - positives, cfg)

@@ -16,6 +16,7 @@ from churn.model.backtest import (
     score_exported_cutoffs,
     select_backtest_cutoffs,
     split_backtest_cutoff,
+    split_backtest_cutoffs,
 )
 from churn.model.baseline import predict_baseline
 from churn.model.evaluation import evaluate_models
@@ -57,6 +58,27 @@ def test_a_changed_parameter_or_split_is_not_the_trained_fit(features, trained):
     threads = make_backtest_params(num_threads=2)
     split = split_backtest_cutoff(features, threads, last)[0]
     assert is_backtest_fit(trained[0], split, threads)
+
+
+def test_splits_made_once_give_the_same_plan_and_a_failed_split_is_none(features, trained):
+    params = make_backtest_params()
+    cutoffs, _ = select_backtest_cutoffs(features, params)
+    splits = split_backtest_cutoffs(features, params, cutoffs)
+    for cutoff, split in splits.items():
+        assert split is not None
+        np.testing.assert_array_equal(
+            split.test, split_backtest_cutoff(features, params, cutoff)[0].test
+        )
+    given = score_exported_cutoffs(features, params, fitted=trained, splits=splits)
+    made = score_exported_cutoffs(features, params, fitted=trained)
+    assert given.entries == made.entries and given.pending == made.pending
+    # The given splits are the ones used: without the last one's, it is refitted.
+    assert score_exported_cutoffs(
+        features, params, fitted=trained, splits={**splits, cutoffs[-1]: None}
+    ).pending == cutoffs
+    # The second cutoff leaves no training cutoff (one for validation, one for test).
+    second = pd.Timestamp(sorted(features["cutoff"].unique())[1])
+    assert split_backtest_cutoffs(features, params, [second]) == {second: None}
 
 
 def test_reusing_the_exported_model_gives_the_refit_entries(features, trained):

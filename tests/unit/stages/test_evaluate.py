@@ -360,6 +360,22 @@ def test_the_stage_reads_the_truth_from_the_month_before_its_earliest_measured_c
     assert metrics["horizons"]["test"] == make_jsonable(head)
     assert metrics["horizons"]["comparison"] == make_jsonable(compared)
     assert "oracle_roc_auc" in str(metrics["horizons"]["comparison"])
+    # The stage hands the label horizon's oracle to the head's evaluation (the equality above
+    # says it is the same): a known oracle is what that horizon uses, and only that horizon.
+    n_test = len(split_by_time(whole, params.train, params.label).test)
+    bent = evaluate_horizons(
+        timed,
+        SurvivalHead.load(model_dir),
+        truth_params(),
+        truth,
+        known_oracle={60: np.linspace(0.0, 1.0, n_test)},
+    )
+    assert bent["60"]["oracle_roc_auc"] != head["60"]["oracle_roc_auc"]
+    assert bent["30"] == head["30"]
+    with pytest.raises(ValueError, match="known oracle"):
+        evaluate_horizons(
+            timed, SurvivalHead.load(model_dir), truth_params(), truth, known_oracle={60: [0.5]}
+        )
     # What was read: the months from the one before the earliest measured cutoff on.
     ((earliest, frame),) = read
     split = split_by_time(whole, params.train, params.label)

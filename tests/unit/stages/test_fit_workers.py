@@ -98,7 +98,11 @@ def test_a_refit_from_the_file_reads_in_full_only_the_rows_it_fits_and_scores(
     column only for the sampled training rows, validation and test; the entry is the refit's
     on the whole frame (integer ids, categorical features)."""
     import churn.stages.fit_workers as fit_workers
-    from churn.model.backtest import build_backtest_config, split_backtest_cutoff
+    from churn.model.backtest import (
+        build_backtest_config,
+        split_backtest_cutoff,
+        split_backtest_cutoffs,
+    )
     from churn.model.sampling import sample_training_rows
 
     features, path = features_file
@@ -134,8 +138,9 @@ def test_a_refit_from_the_file_reads_in_full_only_the_rows_it_fits_and_scores(
         # The worker memory estimate counts the same reads from the keys alone (the sample's
         # per-cutoff rounding aside: at most a row per training cutoff).
         keys = features[list(KEY_COLUMNS)]
+        splits = split_backtest_cutoffs(keys, params, [cutoff])
         estimate = estimate_refit_bytes(
-            keys, params, [cutoff], len(wide_columns), len(thin_columns)
+            keys, params, splits, len(wide_columns), len(thin_columns)
         )
         exact = estimate_worker_bytes(
             thin_rows, len(thin_columns), (wide_rows, len(wide_columns))
@@ -143,7 +148,8 @@ def test_a_refit_from_the_file_reads_in_full_only_the_rows_it_fits_and_scores(
         slack = WORKER_FRAME_FACTOR * 8 * len(wide_columns) * train["cutoff"].nunique()
         assert abs(estimate - exact) <= slack
         estimates.append(estimate)
-    both = estimate_refit_bytes(keys, params, cutoffs, len(wide_columns), len(thin_columns))
+    splits = split_backtest_cutoffs(keys, params, cutoffs)
+    both = estimate_refit_bytes(keys, params, splits, len(wide_columns), len(thin_columns))
     assert both == max(estimates) > WORKER_BASE_BYTES
 
 
