@@ -58,6 +58,7 @@ from churn.stages.fit_memory import (
 from churn.stages.fit_workers import (
     collect_backtest_refits,
     collect_model_forms,
+    limit_native_threads,
     list_categorical_columns,
     open_fit_pool,
     refit_backtest,
@@ -414,7 +415,8 @@ def finish_model_form_comparison(
         return comparison.result, comparison.note
     try:
         if comparison.futures is None:
-            compared = compare_model_forms(comparison.frame, catalog, params, truth)
+            with limit_native_threads():  # as in a worker: the same numbers
+                compared = compare_model_forms(comparison.frame, catalog, params, truth)
         else:
             compared = collect_model_forms(
                 comparison.frame, comparison.plan, params, comparison.futures, truth

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from churn.model.horizon_evaluation import (
     plan_model_forms,
     summarize_model_forms,
 )
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolLimiter
 
 HAZARD_FORM = "hazard"
 """The task form of the comparison's survival head (the others are horizons in days)."""
@@ -153,9 +156,25 @@ def refit_in_worker(task: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def limit_native_threads() -> ThreadpoolLimiter:
+    """Limit every native thread pool of this process (OpenMP, OpenBLAS) to one thread.
+
+    The returned limiter restores the previous limits when used as a context manager (the
+    stage's own process, fitting without workers); a fit worker keeps the limit for its life
+    (:func:`set_up_fit_worker`). Either way a fit gives the same numbers, to the last bit,
+    wherever it runs.
+    """
+    # LightGBM's import loads every runtime the fits use (its OpenMP, scikit-learn's OpenMP and
+    # both OpenBLAS copies), and a limit applies only to the runtimes already loaded.
+    import lightgbm  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def set_up_fit_worker() -> None:
     """Set up a fit worker process: allocations like every command's, one thread per native
-    thread pool (OpenMP, OpenBLAS).
+    thread pool (OpenMP, OpenBLAS; :func:`limit_native_threads`).
 
     The workers share the cores as processes, and each LightGBM fit already trains on one
     thread; but LightGBM's binning and predictions, scikit-learn's loss functions and the
@@ -166,15 +185,9 @@ def set_up_fit_worker() -> None:
     a worker's numbers independent of the machine's core count: OpenBLAS splits a long dot
     product across its threads, which moves the last bit of, e.g., the calibrated log loss.
     """
-    # LightGBM's import loads every runtime the fits use (its OpenMP, scikit-learn's OpenMP and
-    # both OpenBLAS copies), and a limit applies only to the runtimes already loaded.
-    import lightgbm  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
     # Each worker allocates like the command that started it (churn.io.memory).
     set_up_process_memory()
-    # Not a context manager: the limit holds for the worker's life.
-    threadpool_limits(limits=1)
+    limit_native_threads()  # not restored: the limit holds for the worker's life
 
 
 def open_fit_pool(workers: int) -> ProcessPoolExecutor:
@@ -244,10 +257,11 @@ def refit_backtest(
     if not cutoffs:
         return []
     if pool is None:
-        return [
-            refit_backtest_from_file(features_path, columns, catalog, params, cutoff)
-            for cutoff in cutoffs
-        ]
+        with limit_native_threads():  # as in a worker: the same numbers
+            return [
+                refit_backtest_from_file(features_path, columns, catalog, params, cutoff)
+                for cutoff in cutoffs
+            ]
     return collect_backtest_refits(
         submit_backtest_refits(pool, features_path, columns, catalog, params, cutoffs)
     )

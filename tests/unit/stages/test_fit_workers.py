@@ -39,6 +39,7 @@ from churn.stages.fit_workers import (
     log_fit_completion,
     open_fit_pool,
     read_backtest_frame,
+    refit_backtest,
     refit_backtest_from_file,
     refit_side_by_side,
     submit_model_form_fits,
@@ -251,6 +252,31 @@ def test_fit_workers_run_every_native_thread_pool_on_one_thread():
     assert len(pools) >= 3
 
 
+def test_refits_without_workers_run_on_one_native_thread_like_a_worker(features_file, monkeypatch):
+    """Without a pool the refits run here, under the workers' limits, which are lifted after."""
+    from threadpoolctl import threadpool_info
+
+    import churn.stages.fit_workers as fit_workers
+
+    features, path = features_file
+    params = tiny_params()
+    cutoffs, _ = select_backtest_cutoffs(features, params)
+    seen: list[list[int]] = []
+    original = fit_workers.refit_backtest_from_file
+
+    def recording(*args):
+        seen.append([entry["num_threads"] for entry in threadpool_info()])
+        return original(*args)
+
+    monkeypatch.setattr(fit_workers, "refit_backtest_from_file", recording)
+    before = [entry["num_threads"] for entry in threadpool_info()]
+    entries = refit_backtest(None, path, list(features.columns), TINY_CATALOG, params, cutoffs[:1])
+    assert "roc_auc" in entries[0]
+    (inside,) = seen
+    assert inside == [1] * len(inside) and len(inside) >= 3
+    assert [entry["num_threads"] for entry in threadpool_info()] == before
+
+
 def test_model_form_fits_side_by_side_equal_the_serial_comparison(survival_files, tmp_path):
     features_path, labels_path = survival_files
     catalog = survival_catalog()
@@ -354,3 +380,26 @@ def test_log_fit_completion_says_which_fit_ended_how_and_when(caplog):
     assert messages[1].startswith("backtest refit 2025-08-01 failed ")
     assert messages[2].startswith("model form 90 cancelled ")
     assert all(message.endswith(" s after submission") for message in messages)
+
+
+def test_the_comparison_without_workers_runs_on_one_native_thread(planned, monkeypatch):
+    """Without workers the stage fits the comparison itself, under the workers' limits."""
+    from threadpoolctl import threadpool_info
+
+    import churn.stages.evaluate as evaluate_stage
+
+    catalog, params, frame, plan = planned
+    seen: list[list[int]] = []
+
+    def recording(*args):
+        seen.append([entry["num_threads"] for entry in threadpool_info()])
+        return {"compared": True}
+
+    monkeypatch.setattr(evaluate_stage, "compare_model_forms", recording)
+    before = [entry["num_threads"] for entry in threadpool_info()]
+    comparison = ModelFormComparison(frame, plan, None)
+    compared, _ = finish_model_form_comparison(comparison, catalog, params, None)
+    assert compared == {"compared": True}
+    (inside,) = seen
+    assert inside == [1] * len(inside) and len(inside) >= 3
+    assert [entry["num_threads"] for entry in threadpool_info()] == before
