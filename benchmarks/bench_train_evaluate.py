@@ -76,6 +76,8 @@ PHASES = (
     ("churn.stages.evaluate", "collect_backtest_refits", "backtest: refits beside the metrics"),
     ("churn.stages.fit_workers", "refit_backtest_from_file", "backtest refit in process"),
     ("churn.stages.evaluate", "finish_model_form_comparison", "evaluate: model forms, results"),
+    ("churn.tracking.runs", "connect_training_run", "evaluate: MLflow import and store"),
+    ("churn.tracking.runs", "log_run_metrics", "evaluate: MLflow metrics"),
 )
 
 
